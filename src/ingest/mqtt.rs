@@ -1,0 +1,1 @@
+//! (local MQTT ingest: being built)

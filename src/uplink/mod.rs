@@ -1,0 +1,2 @@
+//! Uplinks: deliver the outbox upstream.
+pub mod lorawan;
