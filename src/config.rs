@@ -130,13 +130,13 @@ impl fmt::Display for Dur {
         let ms = self.0.as_millis();
         let (n, u) = if ms == 0 {
             (0, "s")
-        } else if ms % 86_400_000 == 0 {
+        } else if ms.is_multiple_of(86_400_000) {
             (ms / 86_400_000, "d")
-        } else if ms % 3_600_000 == 0 {
+        } else if ms.is_multiple_of(3_600_000) {
             (ms / 3_600_000, "h")
-        } else if ms % 60_000 == 0 {
+        } else if ms.is_multiple_of(60_000) {
             (ms / 60_000, "m")
-        } else if ms % 1000 == 0 {
+        } else if ms.is_multiple_of(1000) {
             (ms / 1000, "s")
         } else {
             (ms, "ms")
@@ -547,10 +547,10 @@ fn validate_mqtt(m: &MqttUplinkConfig, out: &mut Vec<Problem>) {
             ),
         ));
     }
-    if let Some(c) = &m.client_id {
-        if c.is_empty() || c.len() > 128 {
-            out.push(Problem::new(k("client_id"), "must be 1 to 128 characters"));
-        }
+    if let Some(c) = &m.client_id
+        && (c.is_empty() || c.len() > 128)
+    {
+        out.push(Problem::new(k("client_id"), "must be 1 to 128 characters"));
     }
     if m.keepalive.0 < Duration::from_secs(5) || m.keepalive.0 > Duration::from_secs(65535) {
         out.push(Problem::new(k("keepalive"), "must be between 5s and 18h"));
@@ -655,12 +655,11 @@ fn locate_key(text: &str, dotted: &str) -> Option<usize> {
             continue;
         }
         let in_section = current.as_deref() == section;
-        if in_section {
-            if let Some((k, _)) = l.split_once('=') {
-                if k.trim().trim_matches('"') == key {
-                    return Some(i + 1);
-                }
-            }
+        if in_section
+            && let Some((k, _)) = l.split_once('=')
+            && k.trim().trim_matches('"') == key
+        {
+            return Some(i + 1);
         }
     }
     section_line
