@@ -1,1 +1,155 @@
-//! (broker)
+//! The embedded MQTT broker (rumqttd) for Wi-Fi devices and sensor bridges.
+//!
+//! rumqttd runs its router and each listener on threads of its own; this
+//! module builds its configuration, checks the listen address first (rumqttd
+//! only *logs* a bind failure, so a second process would otherwise silently
+//! talk to whoever holds the port), starts it on a dedicated thread, and
+//! hands out in-process links (`Broker::link`) for [`crate::ingest::mqtt`].
+//!
+//! rumqttd has no shutdown API: the broker lives as long as the process.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use rumqttd::local::{LinkRx, LinkTx};
+use rumqttd::{Config, ConnectionSettings, RouterConfig, ServerSettings};
+
+use crate::config::LocalBrokerConfig;
+
+/// Why the broker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("local_broker.listen {addr}: {source} (is another broker running on that port?)")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("local_broker.listen {0:?} is not an address like 127.0.0.1:1883")]
+    Addr(String),
+    #[error("the embedded broker did not start listening on {0} within 5 s")]
+    NotListening(SocketAddr),
+    #[error("embedded broker link: {0}")]
+    Link(String),
+    #[error("cannot start the embedded broker thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// A running embedded broker and the in-process links made for it.
+pub struct Broker {
+    addr: SocketAddr,
+    /// The link `ingest::mqtt` reads device publications from.
+    pub ingest_link: Option<(LinkTx, LinkRx)>,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker").field("addr", &self.addr).finish()
+    }
+}
+
+impl Broker {
+    /// Starts the broker on its own thread and waits until it accepts
+    /// connections. `password` is the local broker password (read by the
+    /// caller from `password_file`), when authentication is configured.
+    pub fn start(cfg: &LocalBrokerConfig, password: Option<String>) -> Result<Broker, BrokerError> {
+        let addr = resolve_listen(&cfg.listen)?;
+        let mut connections = ConnectionSettings {
+            connection_timeout_ms: 10_000,
+            max_payload_size: cfg.max_payload,
+            max_inflight_count: 256,
+            auth: None,
+            external_auth: None,
+            dynamic_filters: true,
+        };
+        if let (Some(user), Some(pass)) = (&cfg.username, password) {
+            connections.auth = Some(HashMap::from([(user.clone(), pass)]));
+        }
+        let server = ServerSettings {
+            name: "local".into(),
+            listen: addr,
+            tls: None,
+            next_connection_delay_ms: 0,
+            connections,
+        };
+        let config = Config {
+            id: 0,
+            // RouterConfig::default() is all zeros: every limit is set here.
+            router: RouterConfig {
+                max_connections: cfg.max_connections + 8,
+                max_outgoing_packet_count: 1024,
+                max_segment_size: 4 * 1024 * 1024,
+                max_segment_count: 8,
+                custom_segment: None,
+                initialized_filters: None,
+                shared_subscriptions_strategy: Default::default(),
+            },
+            v4: Some(HashMap::from([("local".to_string(), server)])),
+            v5: None,
+            ws: None,
+            cluster: None,
+            console: None,
+            bridge: None,
+            prometheus: None,
+            metrics: None,
+        };
+        let mut broker = rumqttd::Broker::new(config);
+        // Links are made before start(), which blocks for the life of the process.
+        let ingest_link = broker
+            .link("carebridge-ingest")
+            .map_err(|e| BrokerError::Link(e.to_string()))?;
+        std::thread::Builder::new()
+            .name("mqtt-broker".into())
+            .spawn(move || {
+                if let Err(e) = broker.start() {
+                    tracing::error!(error = %e, "embedded broker stopped");
+                }
+            })
+            .map_err(BrokerError::Thread)?;
+        wait_listening(addr)?;
+        tracing::info!(%addr, "embedded MQTT broker listening");
+        Ok(Broker {
+            addr,
+            ingest_link: Some(ingest_link),
+        })
+    }
+
+    /// The address the broker listens on (with the real port when `:0` was asked).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+/// Resolves the listen address; for port 0 picks a free port now (rumqttd
+/// would not tell us which one it got). Either way the port is checked free.
+fn resolve_listen(listen: &str) -> Result<SocketAddr, BrokerError> {
+    let addr: SocketAddr = listen
+        .parse()
+        .map_err(|_| BrokerError::Addr(listen.to_string()))?;
+    let probe = TcpListener::bind(addr).map_err(|source| BrokerError::Bind {
+        addr: listen.to_string(),
+        source,
+    })?;
+    let real = probe.local_addr().map_err(|source| BrokerError::Bind {
+        addr: listen.to_string(),
+        source,
+    })?;
+    drop(probe);
+    Ok(real)
+}
+
+fn wait_listening(addr: SocketAddr) -> Result<(), BrokerError> {
+    let connect_to = if addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&connect_to, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Err(BrokerError::NotListening(addr))
+}
