@@ -1,1 +1,488 @@
-//! (app)
+//! Wiring: builds every part from the [`Config`], spawns the tasks, and
+//! shuts them down together.
+//!
+//! Task failure policy (house style 7): every task takes the same
+//! cancellation token; the first task that fails is logged, the others are
+//! cancelled, and the process exits non-zero so systemd restarts it.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::Broker;
+use crate::config::{Config, DeviceConfig, MqttUplinkConfig};
+use crate::hub::{Hub, HubCommand, HubStats};
+use crate::ingest::mqtt::IngestStats;
+use crate::ingest::sim::{Clock, SimConfig};
+use crate::model::{DeviceId, DeviceInfo, LinkStatus, Time};
+use crate::store::{Store, Write};
+use crate::uplink::{Command, Direct, UplinkState};
+
+/// An error with the exit code it deserves: 2 for bad input (config, files,
+/// usage), 1 for a failure at run time.
+#[derive(Debug)]
+pub struct Exit {
+    pub code: u8,
+    pub error: anyhow::Error,
+}
+
+impl Exit {
+    pub fn input(error: impl Into<anyhow::Error>) -> Exit {
+        Exit {
+            code: 2,
+            error: error.into(),
+        }
+    }
+    pub fn runtime(error: impl Into<anyhow::Error>) -> Exit {
+        Exit {
+            code: 1,
+            error: error.into(),
+        }
+    }
+}
+
+/// Logs to stderr (journald captures it under systemd). `RUST_LOG` wins.
+pub fn init_logging(level: &str) {
+    // rumqttd logs an ERROR for every normal disconnect; keep it quiet.
+    let filter = std::env::var("RUST_LOG")
+        .unwrap_or_else(|_| format!("{level},rumqttd=warn,rumqttd::router::routing=off"));
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Under systemd, journald stamps each line and colours make no sense.
+    let under_systemd = std::env::var_os("JOURNAL_STREAM").is_some();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(!under_systemd);
+    let _ = if under_systemd {
+        builder.without_time().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// Options that do not come from the config file.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub clock: Clock,
+    /// Print a "where to look" banner (the demo).
+    pub banner: bool,
+}
+
+/// Runs the gateway until SIGINT/SIGTERM or a task fails.
+pub async fn run(cfg: Config, opts: RunOptions) -> Result<(), Exit> {
+    let started = Instant::now();
+    let tz = jiff::tz::TimeZone::get(&cfg.gateway.timezone)
+        .map_err(|e| Exit::input(anyhow::anyhow!("gateway.timezone: {e}")))?;
+    std::fs::create_dir_all(&cfg.gateway.data_dir)
+        .with_context(|| format!("gateway.data_dir {}", cfg.gateway.data_dir.display()))
+        .map_err(Exit::runtime)?;
+    // Files named in the config are read before anything starts, so a
+    // missing secret is a clear input error, not a half-started gateway.
+    let broker_password = match cfg
+        .local_broker
+        .as_ref()
+        .and_then(|b| b.password_file.as_ref())
+    {
+        Some(p) => Some(
+            crate::uplink::mqtt::read_secret("local_broker.password_file", p)
+                .map_err(Exit::input)?,
+        ),
+        None => None,
+    };
+    let uplink_prep = match &cfg.uplink.mqtt {
+        Some(m) => {
+            Some(crate::uplink::mqtt::Prepared::new(m, &cfg.gateway.id).map_err(Exit::input)?)
+        }
+        None => None,
+    };
+    let store = open_store(&cfg).map_err(Exit::runtime)?;
+
+    let shutdown = CancellationToken::new();
+    let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
+    let (ingest_tx, ingest_rx) = mpsc::channel(4096);
+    let (hub_cmd_tx, hub_cmd_rx) = mpsc::channel(256);
+    let (live_tx, _) = broadcast::channel(1024);
+    let (links_tx, links_rx) = watch::channel(BTreeMap::<String, LinkStatus>::new());
+    let hub_stats = Arc::new(HubStats::default());
+    let ingest_stats = Arc::new(IngestStats::default());
+
+    // Device facts from the config file.
+    for (id, d) in &cfg.devices {
+        if let Some(info) = device_from_config(id, d) {
+            let _ = hub_cmd_tx.try_send(HubCommand::Device(info));
+        }
+    }
+
+    // The embedded broker and its ingest.
+    let mut broker_addr = None;
+    if let Some(b) = &cfg.local_broker {
+        let mut broker = Broker::start(b, broker_password.clone()).map_err(Exit::input)?;
+        broker_addr = Some(broker.addr());
+        if let Some(link) = broker.ingest_link.take() {
+            let (out, stats, sd) = (ingest_tx.clone(), ingest_stats.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                (
+                    "mqtt-ingest",
+                    crate::ingest::mqtt::run(link, out, stats, sd).await,
+                )
+            });
+        }
+    }
+
+    if let Some(sim) = cfg.simulator.clone() {
+        let (out, sd, clock, tz) = (ingest_tx.clone(), shutdown.clone(), opts.clock, tz.clone());
+        tasks.spawn(async move {
+            (
+                "simulator",
+                crate::ingest::sim::run(sim, tz, clock, out, sd).await,
+            )
+        });
+    }
+
+    // The upstream MQTT link, its heartbeat and its commands.
+    let (uplink_state_tx, uplink_state_rx) = watch::channel(UplinkState::off());
+    let (direct_tx, direct_rx) = mpsc::channel::<Direct>(256);
+    let (cmd_tx, cmd_rx) = mpsc::channel::<Command>(64);
+    let status_fn = status_builder(
+        &cfg,
+        started,
+        store.clone(),
+        uplink_state_rx.clone(),
+        links_rx.clone(),
+        hub_stats.clone(),
+        ingest_stats.clone(),
+        opts.clock,
+    );
+    if let Some(m) = &cfg.uplink.mqtt {
+        let Some(prep) = uplink_prep.clone() else {
+            unreachable_config()?
+        };
+        let links = crate::uplink::mqtt::Links {
+            commands: cmd_tx.clone(),
+            direct: direct_rx,
+            state: uplink_state_tx,
+        };
+        let (st, sf, sd) = (store.clone(), status_fn.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            (
+                "mqtt-uplink",
+                crate::uplink::mqtt::run(prep, st, sf, links, sd).await,
+            )
+        });
+        let (st, sf, sd, every) = (
+            store.clone(),
+            status_fn.clone(),
+            shutdown.clone(),
+            m.heartbeat.0,
+        );
+        tasks.spawn(async move { ("heartbeat", heartbeat(st, sf, every, sd).await) });
+        let sd = shutdown.clone();
+        tasks.spawn(async move { ("commands", commands(cmd_rx, direct_tx, sd).await) });
+    }
+
+    let hub = Hub {
+        engine: crate::rules::Engine::minimal(),
+        store: store.clone(),
+        clock: opts.clock,
+        telemetry: cfg
+            .uplink
+            .mqtt
+            .as_ref()
+            .is_none_or(|m: &MqttUplinkConfig| m.telemetry),
+        live: live_tx.clone(),
+        links: links_tx,
+        stats: hub_stats,
+    };
+    {
+        let sd = shutdown.clone();
+        tasks.spawn(async move { ("hub", hub.run(ingest_rx, hub_cmd_rx, sd).await) });
+    }
+    drop(ingest_tx);
+
+    let ms = started.elapsed().as_millis();
+    tracing::info!(gateway = %cfg.gateway.id, startup_ms = ms, version = env!("CARGO_PKG_VERSION"), "carebridge running");
+    if opts.banner {
+        print_banner(&cfg, broker_addr);
+    }
+
+    let result = supervise(&mut tasks, &shutdown).await;
+    shutdown.cancel();
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(Duration::from_secs(5), drain)
+        .await
+        .is_err()
+    {
+        tracing::warn!("some tasks did not stop within 5 s");
+        tasks.abort_all();
+    }
+    if let Err(e) = store.close().await {
+        tracing::error!(error = %e, "closing the store");
+    }
+    result.map_err(Exit::runtime)
+}
+
+fn unreachable_config<T>() -> Result<T, Exit> {
+    Err(Exit::runtime(anyhow::anyhow!(
+        "uplink configuration vanished during start-up"
+    )))
+}
+
+/// Waits for a signal or the first task to end; a task ending on its own
+/// (even cleanly) is a failure of the gateway.
+async fn supervise(
+    tasks: &mut JoinSet<(&'static str, anyhow::Result<()>)>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => { tracing::info!("interrupted: stopping"); Ok(()) }
+        _ = term.recv() => { tracing::info!("SIGTERM: stopping"); Ok(()) }
+        _ = shutdown.cancelled() => Ok(()),
+        done = tasks.join_next() => match done {
+            Some(Ok((name, Ok(())))) => Err(anyhow::anyhow!("task {name} stopped unexpectedly")),
+            Some(Ok((name, Err(e)))) => Err(e.context(format!("task {name} failed"))),
+            Some(Err(e)) => Err(anyhow::anyhow!("a task panicked: {e}")),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Opens the store; a database that fails its integrity check is moved
+/// aside (kept for inspection) and a fresh one is created: a gateway that
+/// refuses to start raises no alerts at all.
+fn open_store(cfg: &Config) -> anyhow::Result<Store> {
+    let path = cfg.db_path();
+    match Store::open(&path, &cfg.store) {
+        Ok(s) => Ok(s),
+        Err(crate::store::StoreError::Corrupt { detail }) => {
+            let moved = Store::quarantine(&path)
+                .with_context(|| format!("moving the corrupt database {} aside", path.display()))?;
+            tracing::error!(%detail, moved_to = %moved.display(), "database failed its integrity check; starting a fresh one");
+            Store::open(&path, &cfg.store).with_context(|| format!("opening {}", path.display()))
+        }
+        Err(e) => Err(anyhow::Error::new(e).context(format!("opening {}", path.display()))),
+    }
+}
+
+fn device_from_config(id: &str, d: &DeviceConfig) -> Option<DeviceInfo> {
+    Some(DeviceInfo {
+        id: Some(DeviceId::new(id).ok()?),
+        name: d.name.clone(),
+        room: d.room.clone(),
+        role: d.role.clone(),
+        ..Default::default()
+    })
+}
+
+type StatusFn = crate::uplink::mqtt::StatusFn;
+
+#[allow(clippy::too_many_arguments)]
+fn status_builder(
+    cfg: &Config,
+    started: Instant,
+    store: Store,
+    uplink: watch::Receiver<UplinkState>,
+    links: watch::Receiver<BTreeMap<String, LinkStatus>>,
+    hub: Arc<HubStats>,
+    ingest: Arc<IngestStats>,
+    clock: Clock,
+) -> StatusFn {
+    let gateway = cfg.gateway.id.clone();
+    let timezone = cfg.gateway.timezone.clone();
+    let zigbee_on = cfg.zigbee.is_some();
+    Arc::new(move || {
+        let s = store.stats();
+        let links = links.borrow().clone();
+        let coordinator = match links.get("zigbee") {
+            Some(l) if l.up => "up",
+            Some(_) => "down",
+            None if zigbee_on => "starting",
+            None => "off",
+        };
+        let mut m = serde_json::Map::new();
+        m.insert("state".into(), "online".into());
+        m.insert("gateway".into(), gateway.clone().into());
+        m.insert("version".into(), env!("CARGO_PKG_VERSION").into());
+        m.insert("at".into(), clock.now().to_rfc3339().into());
+        m.insert("uptime_s".into(), started.elapsed().as_secs().into());
+        m.insert("timezone".into(), timezone.clone().into());
+        m.insert(
+            "backlog".into(),
+            serde_json::to_value(&s.backlog).unwrap_or_default(),
+        );
+        m.insert(
+            "evicted".into(),
+            serde_json::to_value(&s.evicted).unwrap_or_default(),
+        );
+        m.insert("coordinator".into(), coordinator.into());
+        m.insert(
+            "uplinks".into(),
+            serde_json::json!({ "mqtt": serde_json::to_value(&*uplink.borrow()).unwrap_or_default() }),
+        );
+        m.insert(
+            "links".into(),
+            serde_json::to_value(&links).unwrap_or_default(),
+        );
+        m.insert(
+            "counters".into(),
+            serde_json::json!({
+                "readings": hub.readings.load(Ordering::Relaxed),
+                "alerts": hub.alerts.load(Ordering::Relaxed),
+                "mqtt_accepted": ingest.accepted.load(Ordering::Relaxed),
+                "mqtt_malformed": ingest.malformed.load(Ordering::Relaxed),
+            }),
+        );
+        m
+    })
+}
+
+/// Queues a status document in the outbox every `every` (older unsent ones
+/// are superseded by the store: only the newest matters).
+async fn heartbeat(
+    store: Store,
+    status: StatusFn,
+    every: Duration,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await; // the birth message covers the start
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tick.tick() => store.submit(Write::Status(status())).await?,
+        }
+    }
+}
+
+/// Answers commands from upstream on `cmd/<name>/result`.
+async fn commands(
+    mut rx: mpsc::Receiver<Command>,
+    direct: mpsc::Sender<Direct>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    loop {
+        let cmd = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            c = rx.recv() => match c { Some(c) => c, None => return Ok(()) },
+        };
+        let result = match cmd.name.as_str() {
+            "ping" => serde_json::json!({"ok": true, "pong": Time::now().to_rfc3339()}),
+            other => {
+                serde_json::json!({"ok": false, "error": format!("unknown command {other:?}")})
+            }
+        };
+        let _ = direct
+            .send(Direct {
+                subtopic: format!("cmd/{}/result", cmd.name),
+                payload: result.to_string().into_bytes(),
+                retain: false,
+            })
+            .await;
+    }
+}
+
+fn print_banner(cfg: &Config, broker: Option<SocketAddr>) {
+    println!("carebridge demo: a simulated home is running (Ctrl-C to stop)");
+    println!("  data dir     {}", cfg.gateway.data_dir.display());
+    if let Some(b) = broker {
+        println!("  MQTT broker  mqtt://{b}  (devices publish to carebridge/in/<device_id>)");
+        if let Some(m) = &cfg.uplink.mqtt {
+            println!(
+                "  upstream     mosquitto_sub -h {} -p {} -v -t '{}/#'",
+                b.ip(),
+                b.port(),
+                m.topic_prefix
+            );
+        }
+        println!(
+            "  try a panic  mosquitto_pub -h {} -p {} -t carebridge/in/pendant -m '{{\"kind\":\"panic\",\"value\":true}}'",
+            b.ip(),
+            b.port()
+        );
+    }
+    if let Some(w) = &cfg.web {
+        println!(
+            "  web UI       http://{}/  (not built yet in this version)",
+            w.listen
+        );
+    }
+}
+
+/// Arguments of `carebridge demo`.
+#[derive(Debug, Clone)]
+pub struct DemoArgs {
+    pub data: Option<PathBuf>,
+    pub web: Option<String>,
+    pub mqtt: Option<String>,
+    pub speed: f64,
+}
+
+/// The demo's configuration: a simulated home, the embedded broker, and an
+/// uplink to that same broker under `uplink/` (no outside server needed).
+pub fn demo_config(args: &DemoArgs) -> Result<Config, Exit> {
+    let data = match &args.data {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join("carebridge-demo"),
+    };
+    let data = std::path::absolute(&data).map_err(Exit::input)?;
+    let listen = match &args.mqtt {
+        Some(a) => a.clone(),
+        None => free_or_default("127.0.0.1:1883"),
+    };
+    // Resolve port 0 now so the uplink knows where the broker is.
+    let listen = if listen.ends_with(":0") {
+        let probe = std::net::TcpListener::bind(&listen)
+            .map_err(|e| Exit::input(anyhow::anyhow!("--mqtt {listen}: {e}")))?;
+        probe.local_addr().map_err(Exit::runtime)?.to_string()
+    } else {
+        listen
+    };
+    let mut cfg = Config::default();
+    cfg.gateway.id = "demo-home".into();
+    cfg.gateway.data_dir = data;
+    cfg.local_broker = Some(crate::config::LocalBrokerConfig {
+        listen: listen.clone(),
+        ..Default::default()
+    });
+    cfg.uplink.mqtt = Some(MqttUplinkConfig {
+        url: format!("mqtt://{listen}"),
+        topic_prefix: "uplink/carebridge".into(),
+        heartbeat: crate::config::Dur::secs(60),
+        ..Default::default()
+    });
+    cfg.simulator = Some(SimConfig {
+        speed: args.speed,
+        ..Default::default()
+    });
+    if let Some(w) = &args.web {
+        cfg.web = Some(crate::web::WebConfig { listen: w.clone() });
+    }
+    let problems = cfg.validate();
+    if let Some(p) = problems.first() {
+        return Err(Exit::input(anyhow::anyhow!(
+            "demo: {}: {}",
+            p.key,
+            p.reason
+        )));
+    }
+    Ok(cfg)
+}
+
+/// The default port when it is free, else any free port (a demo should
+/// start even when a Mosquitto already runs on 1883).
+fn free_or_default(default: &str) -> String {
+    match std::net::TcpListener::bind(default) {
+        Ok(_) => default.to_string(),
+        Err(_) => "127.0.0.1:0".to_string(),
+    }
+}

@@ -1,1 +1,166 @@
-//! (hub)
+//! The hub: one task owns the live state and moves every input through the
+//! rules into the store.
+//!
+//! For each [`Ingest`] event, in arrival order:
+//! - a reading goes to the rule engine (which may raise or clear alerts),
+//!   then to the store (history, registry, telemetry outbox row), and to the
+//!   live view;
+//! - each alert goes to the store's outbox (committed before any uplink can
+//!   see it) and to the live view;
+//! - device facts update the engine and the registry;
+//! - link status changes are kept for the heartbeat.
+//!
+//! Rule timers fire from the same loop at `engine.next_deadline()`, so the
+//! engine is never shared and needs no lock. The hub never waits for a
+//! commit (the store batches); it waits only when the store's queue is full,
+//! which back-pressures the inputs instead of dropping anything.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::ingest::sim::Clock;
+use crate::model::{Alert, DeviceInfo, Ingest, LinkStatus, Reading, Time};
+use crate::rules::Engine;
+use crate::store::{Store, Write};
+
+/// What the live view (web UI, SSE) sees.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Live {
+    Reading(Reading),
+    Alert(Alert),
+    Device(DeviceInfo),
+    Link(LinkStatus),
+}
+
+/// Counters for the heartbeat.
+#[derive(Debug, Default)]
+pub struct HubStats {
+    pub readings: AtomicU64,
+    pub alerts: AtomicU64,
+}
+
+/// Commands other tasks send to the hub.
+#[derive(Debug)]
+pub enum HubCommand {
+    /// Device facts from config or the UI.
+    Device(DeviceInfo),
+}
+
+/// The hub's parts.
+pub struct Hub {
+    pub engine: Engine,
+    pub store: Store,
+    pub clock: Clock,
+    /// Send readings upstream as telemetry.
+    pub telemetry: bool,
+    pub live: broadcast::Sender<Live>,
+    pub links: watch::Sender<BTreeMap<String, LinkStatus>>,
+    pub stats: Arc<HubStats>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub").finish_non_exhaustive()
+    }
+}
+
+impl Hub {
+    /// Runs until shutdown or until every input is gone.
+    pub async fn run(
+        mut self,
+        mut input: mpsc::Receiver<Ingest>,
+        mut commands: mpsc::Receiver<HubCommand>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let mut alerts = Vec::new();
+        loop {
+            let deadline = self.engine.next_deadline();
+            let sleep = deadline_sleep(&self.clock, deadline);
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                ev = input.recv() => match ev {
+                    Some(ev) => self.on_ingest(ev, &mut alerts).await?,
+                    None => break,
+                },
+                Some(cmd) = commands.recv() => match cmd {
+                    HubCommand::Device(info) => self.on_device(info).await?,
+                },
+                _ = sleep => {
+                    self.engine.on_tick(self.clock.now(), &mut alerts);
+                    self.emit_alerts(&mut alerts).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_ingest(&mut self, ev: Ingest, alerts: &mut Vec<Alert>) -> anyhow::Result<()> {
+        match ev {
+            Ingest::Reading(r) => {
+                self.stats.readings.fetch_add(1, Ordering::Relaxed);
+                self.engine.on_reading(self.clock.now(), &r, alerts);
+                let _ = self.live.send(Live::Reading(r.clone()));
+                let w = if self.telemetry {
+                    Write::Reading(r)
+                } else {
+                    Write::ReadingNoTelemetry(r)
+                };
+                self.store.submit(w).await?;
+                self.emit_alerts(alerts).await?;
+            }
+            Ingest::Device(info) => self.on_device(info).await?,
+            Ingest::Link(status) => {
+                if status.up {
+                    tracing::info!(link = %status.link, detail = %status.detail, "link up");
+                } else {
+                    tracing::warn!(link = %status.link, detail = %status.detail, "link down");
+                }
+                let _ = self.live.send(Live::Link(status.clone()));
+                self.links.send_modify(|m| {
+                    m.insert(status.link.clone(), status);
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_device(&mut self, info: DeviceInfo) -> anyhow::Result<()> {
+        self.engine.set_device(&info);
+        let _ = self.live.send(Live::Device(info.clone()));
+        self.store.submit(Write::Device(info)).await?;
+        Ok(())
+    }
+
+    async fn emit_alerts(&mut self, alerts: &mut Vec<Alert>) -> anyhow::Result<()> {
+        for a in alerts.drain(..) {
+            self.stats.alerts.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(
+                rule = %a.rule, device = %a.device, severity = %a.severity,
+                state = a.state.as_str(), "alert"
+            );
+            let _ = self.live.send(Live::Alert(a.clone()));
+            self.store.submit(Write::Alert(a)).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Sleeps until the engine's next deadline on `clock` (which may run fast).
+async fn deadline_sleep(clock: &Clock, deadline: Option<Time>) {
+    match deadline {
+        None => std::future::pending::<()>().await,
+        Some(d) => {
+            let ahead = d.as_millis() - clock.now().as_millis();
+            if ahead > 0 {
+                let real_ms = (ahead as f64 / clock.speed()).ceil() as u64;
+                tokio::time::sleep(std::time::Duration::from_millis(real_ms)).await;
+            }
+        }
+    }
+}

@@ -1,1 +1,104 @@
-fn main() {}
+//! The `carebridge` command line: parses arguments, then calls into the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use carebridge::app::{self, DemoArgs, Exit, RunOptions};
+use carebridge::config::{self, Config};
+use carebridge::ingest::sim::Clock;
+use clap::{Parser, Subcommand};
+
+/// carebridge — a home-care edge gateway: sensors in, alert rules at the
+/// edge, durable delivery over MQTT or LoRaWAN.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the gateway daemon.
+    Run {
+        #[arg(long, default_value = "/etc/carebridge/carebridge.toml")]
+        config: PathBuf,
+    },
+    /// Run a simulated home, all local, no hardware: embedded broker,
+    /// store and an uplink to the same broker under `uplink/`.
+    Demo {
+        /// Data directory (default: a `carebridge-demo` folder in the temp dir).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Web UI address.
+        #[arg(long)]
+        web: Option<String>,
+        /// Embedded MQTT broker address (default 127.0.0.1:1883, or a free port if taken).
+        #[arg(long)]
+        mqtt: Option<String>,
+        /// Simulated seconds per real second.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+    },
+    /// Configuration files.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Print the fully commented default configuration.
+    Defaults,
+    /// Check a configuration file; errors name the file, line and key.
+    Check { path: PathBuf },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Run { config } => Config::load(&config)
+            .map_err(Exit::input)
+            .and_then(|cfg| serve(cfg, Clock::system(), false)),
+        Cmd::Demo {
+            data,
+            web,
+            mqtt,
+            speed,
+        } => {
+            let args = DemoArgs {
+                data,
+                web,
+                mqtt,
+                speed,
+            };
+            app::demo_config(&args)
+                .and_then(|cfg| serve(cfg, Clock::new(carebridge::model::Time::now(), speed), true))
+        }
+        Cmd::Config(ConfigCmd::Defaults) => {
+            print!("{}", config::defaults_toml());
+            Ok(())
+        }
+        Cmd::Config(ConfigCmd::Check { path }) => {
+            Config::load(&path).map_err(Exit::input).map(|_| {
+                println!("{}: ok", path.display());
+            })
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("carebridge: {:#}", e.error);
+            ExitCode::from(e.code)
+        }
+    }
+}
+
+fn serve(cfg: Config, clock: Clock, banner: bool) -> Result<(), Exit> {
+    app::init_logging(&cfg.log.level);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(Exit::runtime)?;
+    rt.block_on(app::run(cfg, RunOptions { clock, banner }))
+}

@@ -175,7 +175,12 @@ mod tests {
 
     #[test]
     fn boolean_values_and_missing_time_use_gateway_clock() {
-        let r = parse(b"carebridge/in/btn", br#"{"kind":"panic","value":true}"#, NOW).unwrap();
+        let r = parse(
+            b"carebridge/in/btn",
+            br#"{"kind":"panic","value":true}"#,
+            NOW,
+        )
+        .unwrap();
         assert_eq!((r.value, r.at), (1.0, NOW));
     }
 
@@ -183,11 +188,27 @@ mod tests {
     fn each_mistake_names_its_field() {
         let cases: [(&[u8], &[u8], &str); 7] = [
             (b"other/x", br#"{"kind":"panic","value":1}"#, "topic"),
-            (b"carebridge/in/a/b", br#"{"kind":"panic","value":1}"#, "topic"),
+            (
+                b"carebridge/in/a/b",
+                br#"{"kind":"panic","value":1}"#,
+                "topic",
+            ),
             (b"carebridge/in/x", b"not json", "JSON"),
-            (b"carebridge/in/x", br#"{"kind":"warp","value":1}"#, "field kind"),
-            (b"carebridge/in/x", br#"{"kind":"panic","value":"yes"}"#, "field value"),
-            (b"carebridge/in/x", br#"{"kind":"panic","value":1,"at":"noon"}"#, "field at"),
+            (
+                b"carebridge/in/x",
+                br#"{"kind":"warp","value":1}"#,
+                "field kind",
+            ),
+            (
+                b"carebridge/in/x",
+                br#"{"kind":"panic","value":"yes"}"#,
+                "field value",
+            ),
+            (
+                b"carebridge/in/x",
+                br#"{"kind":"panic","value":1,"at":"noon"}"#,
+                "field at",
+            ),
             (
                 b"carebridge/in/x",
                 br#"{"kind":"panic","value":1,"at":"2099-01-01T00:00:00Z"}"#,

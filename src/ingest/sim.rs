@@ -67,34 +67,92 @@ pub const ROOMS: [&str; 5] = ["bedroom", "bathroom", "kitchen", "living room", "
 
 /// The simulated devices: (id, kind it reports, room, name, role).
 pub const DEVICES: &[(&str, Kind, &str, &str, &str)] = &[
-    ("bedroom-motion", Kind::Motion, "bedroom", "Bedroom motion", "motion"),
-    ("bathroom-motion", Kind::Motion, "bathroom", "Bathroom motion", "motion"),
-    ("kitchen-motion", Kind::Motion, "kitchen", "Kitchen motion", "motion"),
-    ("living-motion", Kind::Motion, "living room", "Living room motion", "motion"),
+    (
+        "bedroom-motion",
+        Kind::Motion,
+        "bedroom",
+        "Bedroom motion",
+        "motion",
+    ),
+    (
+        "bathroom-motion",
+        Kind::Motion,
+        "bathroom",
+        "Bathroom motion",
+        "motion",
+    ),
+    (
+        "kitchen-motion",
+        Kind::Motion,
+        "kitchen",
+        "Kitchen motion",
+        "motion",
+    ),
+    (
+        "living-motion",
+        Kind::Motion,
+        "living room",
+        "Living room motion",
+        "motion",
+    ),
     ("hall-motion", Kind::Motion, "hall", "Hall motion", "motion"),
-    ("front-door", Kind::Contact, "hall", "Front door", "front_door"),
-    ("fridge-door", Kind::Contact, "kitchen", "Fridge door", "fridge_door"),
+    (
+        "front-door",
+        Kind::Contact,
+        "hall",
+        "Front door",
+        "front_door",
+    ),
+    (
+        "fridge-door",
+        Kind::Contact,
+        "kitchen",
+        "Fridge door",
+        "fridge_door",
+    ),
     ("bed-sensor", Kind::Bed, "bedroom", "Bed sensor", "bed"),
-    ("living-temp", Kind::Temperature, "living room", "Living room temperature", "temperature"),
-    ("bedroom-temp", Kind::Temperature, "bedroom", "Bedroom temperature", "temperature"),
-    ("pendant", Kind::Panic, "living room", "Panic pendant", "panic"),
-    ("kitchen-leak", Kind::WaterLeak, "kitchen", "Kitchen leak sensor", "water_leak"),
+    (
+        "living-temp",
+        Kind::Temperature,
+        "living room",
+        "Living room temperature",
+        "temperature",
+    ),
+    (
+        "bedroom-temp",
+        Kind::Temperature,
+        "bedroom",
+        "Bedroom temperature",
+        "temperature",
+    ),
+    (
+        "pendant",
+        Kind::Panic,
+        "living room",
+        "Panic pendant",
+        "panic",
+    ),
+    (
+        "kitchen-leak",
+        Kind::WaterLeak,
+        "kitchen",
+        "Kitchen leak sensor",
+        "water_leak",
+    ),
 ];
 
 /// Registry facts for every simulated device.
 pub fn device_infos() -> Vec<DeviceInfo> {
     DEVICES
         .iter()
-        .filter_map(|(id, _, room, name, role)| {
-            Some(DeviceInfo {
-                id: DeviceId::new(id).ok(),
-                name: Some((*name).to_string()),
-                room: Some((*room).to_string()),
-                role: Some((*role).to_string()),
-                model: Some("simulated".into()),
-                manufacturer: Some("carebridge".into()),
-                ..Default::default()
-            })
+        .map(|(id, _, room, name, role)| DeviceInfo {
+            id: DeviceId::new(id).ok(),
+            name: Some((*name).to_string()),
+            room: Some((*room).to_string()),
+            role: Some((*role).to_string()),
+            model: Some("simulated".into()),
+            manufacturer: Some("carebridge".into()),
+            ..Default::default()
         })
         .collect()
 }
@@ -200,7 +258,9 @@ impl Home {
         jiff::Timestamp::from_millisecond(t)
             .ok()
             .and_then(|ts| ts.to_zoned(self.tz.clone()).start_of_day().ok())
-            .map_or(t - t.rem_euclid(24 * HOUR), |z| z.timestamp().as_millisecond())
+            .map_or(t - t.rem_euclid(24 * HOUR), |z| {
+                z.timestamp().as_millisecond()
+            })
     }
 
     /// Every reading with a timestamp up to and including `until`, in order.
@@ -243,10 +303,10 @@ impl Home {
                 self.push(at + self.temp_every, Ev::Temperatures);
             }
             Ev::Batteries => {
-                for i in 0..DEVICES.len() {
+                for (i, dev) in DEVICES.iter().enumerate() {
                     self.battery[i] = (self.battery[i] - self.rng.unit() * 0.3).max(1.0);
                     let b = self.battery[i].round();
-                    if let Ok(device) = DeviceId::new(DEVICES[i].0) {
+                    if let Ok(device) = DeviceId::new(dev.0) {
                         out.push(Reading {
                             device,
                             kind: Kind::Battery,
@@ -434,7 +494,10 @@ mod tests {
         assert!(count("living-temp") >= 280, "temperature every 5 minutes");
         assert!(count("bed-sensor") >= 1, "gets up in the morning");
         assert!(count("fridge-door") >= 2, "opens the fridge");
-        assert!(readings.windows(2).all(|w| w[0].at <= w[1].at), "in time order");
+        assert!(
+            readings.windows(2).all(|w| w[0].at <= w[1].at),
+            "in time order"
+        );
     }
 
     #[test]

@@ -1,0 +1,586 @@
+//! The MQTT uplink to the care organisation's broker (rumqttc, QoS 1).
+//!
+//! Topics (DESIGN.md, "Upstream MQTT"), under `<prefix>/<gateway_id>/`:
+//! `alert`, `telemetry`, `status` (retained; the last will says offline),
+//! `cmd/<name>` in, `cmd/<name>/result` out.
+//!
+//! How delivery stays exact-enough (at least once, never lost):
+//! - rows are read from the committed outbox by class priority then `seq`;
+//!   a window of at most `inflight` rows is in flight, a few slots kept free
+//!   for alerts so a telemetry backlog never delays one;
+//! - rumqttc reports the packet id it gave each publish (`Outgoing::Publish`)
+//!   in the order we published, so a FIFO maps packet ids back to rows; a
+//!   PUBACK turns into `Write::Ack` for that row — the only way a row leaves;
+//! - every connection gets a fresh rumqttc client and event loop: nothing
+//!   of a previous connection's in-flight state survives (rumqtt #1056);
+//!   cursors restart from the head of the outbox, so everything not yet
+//!   acknowledged is sent again, with the same `id`;
+//! - commands are re-subscribed on every ConnAck (rumqtt #250);
+//! - a watchdog drops a link with no incoming packet for 1.5 × keepalive
+//!   (rumqttc pings every keepalive, so a healthy link always has one);
+//! - reconnects use exponential backoff with jitter ([`super::backoff`]).
+
+use std::collections::{HashMap, VecDeque};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rumqttc::{
+    AsyncClient, ConnectionError, Event, EventLoop, Incoming, LastWill, MqttOptions, Outgoing, QoS,
+    TlsConfiguration, Transport,
+};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::backoff::{Backoff, jitter_unit};
+use super::{Command, Direct, UplinkState};
+use crate::config::{BrokerUrl, MqttUplinkConfig};
+use crate::model::{Class, Time};
+use crate::store::{Store, Write};
+
+/// Why the uplink could not be set up (bad files named by their key).
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("uplink.mqtt.url: {0}")]
+    Url(String),
+    #[error("{key} {path}: {reason}")]
+    File {
+        key: &'static str,
+        path: String,
+        reason: String,
+    },
+    #[error("uplink.mqtt TLS setup: {0}")]
+    Tls(String),
+}
+
+/// Everything the uplink needs, with secrets and certificates already read.
+#[derive(Clone)]
+pub struct Prepared {
+    cfg: MqttUplinkConfig,
+    gateway: String,
+    url: BrokerUrl,
+    password: Option<String>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("url", &self.url)
+            .field("gateway", &self.gateway)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Prepared {
+    /// Reads the password, CA and client certificate files named in the
+    /// config and builds the TLS configuration (ring provider only).
+    pub fn new(cfg: &MqttUplinkConfig, gateway: &str) -> Result<Prepared, SetupError> {
+        let url = BrokerUrl::parse(&cfg.url).map_err(SetupError::Url)?;
+        let password = match &cfg.password_file {
+            Some(p) => Some(read_secret("uplink.mqtt.password_file", p)?),
+            None => None,
+        };
+        let tls = if url.tls {
+            Some(Arc::new(tls_config(cfg)?))
+        } else {
+            None
+        };
+        Ok(Prepared {
+            cfg: cfg.clone(),
+            gateway: gateway.to_string(),
+            url,
+            password,
+            tls,
+        })
+    }
+
+    fn topic(&self, sub: &str) -> String {
+        format!("{}/{}/{}", self.cfg.topic_prefix, self.gateway, sub)
+    }
+}
+
+fn read_file(key: &'static str, path: &Path) -> Result<Vec<u8>, SetupError> {
+    std::fs::read(path).map_err(|e| SetupError::File {
+        key,
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// Reads a secret file: the first line, without its line ending.
+pub fn read_secret(key: &'static str, path: &Path) -> Result<String, SetupError> {
+    let bytes = read_file(key, path)?;
+    let text = String::from_utf8(bytes).map_err(|_| SetupError::File {
+        key,
+        path: path.display().to_string(),
+        reason: "is not UTF-8 text".into(),
+    })?;
+    let line = text.lines().next().unwrap_or("").to_string();
+    if line.is_empty() {
+        return Err(SetupError::File {
+            key,
+            path: path.display().to_string(),
+            reason: "is empty".into(),
+        });
+    }
+    Ok(line)
+}
+
+fn tls_config(cfg: &MqttUplinkConfig) -> Result<rustls::ClientConfig, SetupError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    const SYSTEM_CAS: &str = "/etc/ssl/certs/ca-certificates.crt";
+    let (ca_key, ca_path) = match &cfg.ca_file {
+        Some(p) => ("uplink.mqtt.ca_file", p.clone()),
+        None => ("default CA bundle", SYSTEM_CAS.into()),
+    };
+    let ca_pem = read_file("uplink.mqtt.ca_file", &ca_path)?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&ca_pem) {
+        let cert = cert.map_err(|e| SetupError::File {
+            key: "uplink.mqtt.ca_file",
+            path: ca_path.display().to_string(),
+            reason: format!("bad PEM: {e}"),
+        })?;
+        roots.add(cert).map_err(|e| SetupError::File {
+            key: "uplink.mqtt.ca_file",
+            path: ca_path.display().to_string(),
+            reason: format!("unusable certificate: {e}"),
+        })?;
+    }
+    if roots.is_empty() {
+        return Err(SetupError::File {
+            key: "uplink.mqtt.ca_file",
+            path: format!("{} ({ca_key})", ca_path.display()),
+            reason: "holds no certificate".into(),
+        });
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| SetupError::Tls(e.to_string()))?
+        .with_root_certificates(roots);
+    match (&cfg.cert_file, &cfg.key_file) {
+        (Some(c), Some(k)) => {
+            let cert_pem = read_file("uplink.mqtt.cert_file", c)?;
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+                .collect::<Result<_, _>>()
+                .map_err(|e| SetupError::File {
+                    key: "uplink.mqtt.cert_file",
+                    path: c.display().to_string(),
+                    reason: format!("bad PEM: {e}"),
+                })?;
+            let key_pem = read_file("uplink.mqtt.key_file", k)?;
+            let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| SetupError::File {
+                key: "uplink.mqtt.key_file",
+                path: k.display().to_string(),
+                reason: format!("no usable private key: {e}"),
+            })?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| SetupError::Tls(format!("client certificate: {e}")))
+        }
+        _ => Ok(builder.with_no_client_auth()),
+    }
+}
+
+/// Builds the status document for `state` (`online`), called at every
+/// connect (the birth message) and by the heartbeat.
+pub type StatusFn = Arc<dyn Fn() -> serde_json::Map<String, serde_json::Value> + Send + Sync>;
+
+/// The uplink's connections to the outside.
+pub struct Links {
+    pub commands: mpsc::Sender<Command>,
+    pub direct: mpsc::Receiver<Direct>,
+    pub state: watch::Sender<UplinkState>,
+}
+
+impl std::fmt::Debug for Links {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Links")
+    }
+}
+
+/// Runs the uplink until shutdown: connect, deliver, reconnect, forever.
+pub async fn run(
+    prep: Prepared,
+    store: Store,
+    status: StatusFn,
+    mut links: Links,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut backoff = Backoff::new(prep.cfg.backoff_min.0, prep.cfg.backoff_max.0);
+    let mut connects = 0u64;
+    let mut delivered = 0u64;
+    loop {
+        set_state(&links.state, "connecting", connects, None, delivered);
+        let started = Instant::now();
+        let mut session = Session::new(&prep, &store, &status, &mut links, &shutdown);
+        let end = session.run(&mut connects).await;
+        delivered += session.delivered;
+        backoff.connected_for(started.elapsed());
+        match end {
+            End::Shutdown => {
+                set_state(&links.state, "off", connects, None, delivered);
+                return Ok(());
+            }
+            End::Lost(reason) => {
+                tracing::warn!(broker = %prep.cfg.url, %reason, "MQTT uplink down");
+                set_state(
+                    &links.state,
+                    "disconnected",
+                    connects,
+                    Some(reason),
+                    delivered,
+                );
+            }
+        }
+        let wait = backoff.next_delay(jitter_unit());
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+fn set_state(
+    tx: &watch::Sender<UplinkState>,
+    state: &'static str,
+    connects: u64,
+    last_error: Option<String>,
+    delivered: u64,
+) {
+    tx.send_modify(|s| {
+        if s.state != state {
+            s.since = Some(Time::now());
+        }
+        s.state = state;
+        s.connects = connects;
+        s.delivered = delivered;
+        if state == "connected" {
+            s.last_error = None;
+        } else if last_error.is_some() {
+            s.last_error = last_error;
+        }
+    });
+}
+
+enum End {
+    Shutdown,
+    Lost(String),
+}
+
+/// One connection's worth of state. Dropped whole on disconnect.
+struct Session<'a> {
+    prep: &'a Prepared,
+    store: &'a Store,
+    status: &'a StatusFn,
+    links: &'a mut Links,
+    shutdown: &'a CancellationToken,
+    /// Highest seq handed to the client, per class, in this connection.
+    cursor: [u64; 3],
+    /// Publishes handed to rumqttc, waiting for their packet id.
+    awaiting_pkid: VecDeque<Option<(Class, u64)>>,
+    /// Packet id → outbox row, waiting for PUBACK.
+    in_flight: HashMap<u16, (Class, u64)>,
+    /// Outbox rows published and not yet acknowledged.
+    window_used: usize,
+    acks: Vec<(Class, u64)>,
+    /// The outbox may hold rows we have not published yet.
+    dirty: bool,
+    delivered: u64,
+}
+
+impl<'a> Session<'a> {
+    fn new(
+        prep: &'a Prepared,
+        store: &'a Store,
+        status: &'a StatusFn,
+        links: &'a mut Links,
+        shutdown: &'a CancellationToken,
+    ) -> Self {
+        Session {
+            prep,
+            store,
+            status,
+            links,
+            shutdown,
+            cursor: [0; 3],
+            awaiting_pkid: VecDeque::new(),
+            in_flight: HashMap::new(),
+            window_used: 0,
+            acks: Vec::new(),
+            dirty: true,
+            delivered: 0,
+        }
+    }
+
+    fn options(&self) -> MqttOptions {
+        let p = self.prep;
+        let id = p.cfg.client_id.clone().unwrap_or_else(|| p.gateway.clone());
+        let mut o = MqttOptions::new(id, p.url.host.clone(), p.url.port);
+        o.set_keep_alive(p.cfg.keepalive.0);
+        o.set_clean_session(true);
+        o.set_inflight(p.cfg.inflight.saturating_add(32));
+        o.set_request_channel_capacity(usize::from(p.cfg.inflight) + 64);
+        o.set_max_packet_size(256 * 1024, 256 * 1024);
+        let offline = serde_json::json!({"state": "offline", "gateway": p.gateway}).to_string();
+        o.set_last_will(LastWill::new(
+            p.topic("status"),
+            offline,
+            QoS::AtLeastOnce,
+            true,
+        ));
+        if let Some(user) = &p.cfg.username {
+            o.set_credentials(user.clone(), p.password.clone().unwrap_or_default());
+        }
+        if let Some(tls) = &p.tls {
+            o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+                tls.clone(),
+            )));
+        }
+        o
+    }
+
+    async fn run(&mut self, connects: &mut u64) -> End {
+        let (client, eventloop) = AsyncClient::new(self.options(), 16);
+        let (ev_tx, mut events) = mpsc::channel(1024);
+        let pump = tokio::spawn(pump_events(eventloop, ev_tx));
+        let end = self.drive(&client, &mut events, connects).await;
+        if matches!(end, End::Shutdown) {
+            // Best effort: say goodbye properly so the last will is not needed.
+            let offline =
+                serde_json::json!({"state": "offline", "gateway": self.prep.gateway}).to_string();
+            let _ = client.try_publish(self.prep.topic("status"), QoS::AtLeastOnce, true, offline);
+            let _ = client.try_disconnect();
+            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                while let Some(ev) = events.recv().await {
+                    if ev.is_err() {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
+        pump.abort();
+        end
+    }
+
+    async fn drive(
+        &mut self,
+        client: &AsyncClient,
+        events: &mut mpsc::Receiver<Result<Event, ConnectionError>>,
+        connects: &mut u64,
+    ) -> End {
+        let keepalive = self.prep.cfg.keepalive.0;
+        let dead_after = keepalive.mul_f64(1.5);
+        // Connect: wait for ConnAck (rumqttc applies its own connect timeout).
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return End::Shutdown,
+                ev = events.recv() => match ev {
+                    None => return End::Lost("event loop ended".into()),
+                    Some(Err(e)) => return End::Lost(describe(&e)),
+                    Some(Ok(Event::Incoming(Incoming::ConnAck(_)))) => break,
+                    Some(Ok(_)) => {}
+                }
+            }
+        }
+        *connects += 1;
+        set_state(
+            &self.links.state,
+            "connected",
+            *connects,
+            None,
+            self.delivered,
+        );
+        tracing::info!(broker = %self.prep.cfg.url, "MQTT uplink connected");
+        if let Err(e) = self.on_connected(client) {
+            return End::Lost(e);
+        }
+        let mut changed = self.store.outbox_changed();
+        let mut last_incoming = Instant::now();
+        let mut watchdog = tokio::time::interval((keepalive / 4).max(Duration::from_millis(250)));
+        loop {
+            if let Err(e) = self.fill(client).await {
+                return End::Lost(e);
+            }
+            tokio::select! {
+                _ = self.shutdown.cancelled() => {
+                    self.flush_acks().await;
+                    return End::Shutdown;
+                }
+                ev = events.recv() => {
+                    let mut next = ev;
+                    // Handle everything already waiting, then ack in one batch.
+                    loop {
+                        match next {
+                            None => return End::Lost("event loop ended".into()),
+                            Some(Err(e)) => {
+                                self.flush_acks().await;
+                                return End::Lost(describe(&e));
+                            }
+                            Some(Ok(ev)) => {
+                                if matches!(ev, Event::Incoming(_)) {
+                                    last_incoming = Instant::now();
+                                }
+                                self.on_event(ev);
+                            }
+                        }
+                        match events.try_recv() {
+                            Ok(ev) => next = Some(ev),
+                            Err(_) => break,
+                        }
+                    }
+                    self.flush_acks().await;
+                }
+                r = changed.changed() => {
+                    if r.is_err() {
+                        return End::Lost("store closed".into());
+                    }
+                    self.dirty = true;
+                }
+                d = self.links.direct.recv() => {
+                    if let Some(d) = d {
+                        let topic = self.prep.topic(&d.subtopic);
+                        if client.try_publish(topic, QoS::AtLeastOnce, d.retain, d.payload).is_ok() {
+                            self.awaiting_pkid.push_back(None);
+                        }
+                    }
+                }
+                _ = watchdog.tick() => {
+                    if last_incoming.elapsed() > dead_after {
+                        self.flush_acks().await;
+                        return End::Lost(format!(
+                            "no answer from the broker for {:.1} s (keepalive {} s): link presumed dead",
+                            last_incoming.elapsed().as_secs_f64(),
+                            keepalive.as_secs()
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_connected(&mut self, client: &AsyncClient) -> Result<(), String> {
+        client
+            .try_subscribe(self.prep.topic("cmd/+"), QoS::AtLeastOnce)
+            .map_err(|e| format!("subscribe: {e}"))?;
+        let mut doc = (self.status)();
+        doc.insert("state".into(), "online".into());
+        let birth = serde_json::Value::Object(doc).to_string();
+        client
+            .try_publish(self.prep.topic("status"), QoS::AtLeastOnce, true, birth)
+            .map_err(|e| format!("publish status: {e}"))?;
+        self.awaiting_pkid.push_back(None);
+        Ok(())
+    }
+
+    fn on_event(&mut self, ev: Event) {
+        match ev {
+            Event::Outgoing(Outgoing::Publish(pkid)) => {
+                if let Some(Some(row)) = self.awaiting_pkid.pop_front() {
+                    self.in_flight.insert(pkid, row);
+                }
+            }
+            Event::Incoming(Incoming::PubAck(ack)) => {
+                if let Some(row) = self.in_flight.remove(&ack.pkid) {
+                    self.acks.push(row);
+                    self.window_used = self.window_used.saturating_sub(1);
+                    self.delivered += 1;
+                    self.dirty = true;
+                }
+            }
+            Event::Incoming(Incoming::Publish(p)) => {
+                let prefix = self.prep.topic("cmd/");
+                if let Some(name) = p.topic.strip_prefix(&prefix) {
+                    let cmd = Command {
+                        name: name.to_string(),
+                        payload: p.payload.to_vec(),
+                    };
+                    if self.links.commands.try_send(cmd).is_err() {
+                        tracing::warn!(command = name, "command dropped: handler busy");
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    async fn flush_acks(&mut self) {
+        if self.acks.is_empty() {
+            return;
+        }
+        let acks = std::mem::take(&mut self.acks);
+        if let Err(e) = self.store.submit(Write::Ack(acks)).await {
+            // Not fatal for delivery: the rows are sent again later.
+            tracing::error!(error = %e, "could not record acknowledgements");
+        }
+    }
+
+    /// Publishes outbox rows while the window has room: alerts first.
+    async fn fill(&mut self, client: &AsyncClient) -> Result<(), String> {
+        if !self.dirty {
+            return Ok(());
+        }
+        let window = usize::from(self.prep.cfg.inflight);
+        let reserve = (window / 4).min(16);
+        for class in Class::ALL {
+            let limit = if class == Class::Alert {
+                window
+            } else {
+                window - reserve
+            };
+            loop {
+                let free = limit.saturating_sub(self.window_used);
+                if free == 0 {
+                    return Ok(()); // still dirty: refill when acks come back
+                }
+                let want = free.min(512);
+                let i = class as usize;
+                let rows = self
+                    .store
+                    .outbox_fetch(class, self.cursor[i], want)
+                    .await
+                    .map_err(|e| format!("reading the outbox: {e}"))?;
+                let n = rows.len();
+                for row in rows {
+                    let topic = self.prep.topic(class.as_str());
+                    let retain = class == Class::Status;
+                    client
+                        .try_publish(topic, QoS::AtLeastOnce, retain, row.payload)
+                        .map_err(|e| format!("publish: {e}"))?;
+                    self.awaiting_pkid.push_back(Some((class, row.seq)));
+                    self.cursor[i] = row.seq;
+                    self.window_used += 1;
+                }
+                if n < want {
+                    break; // this class is drained
+                }
+            }
+        }
+        self.dirty = false;
+        Ok(())
+    }
+}
+
+async fn pump_events(mut eventloop: EventLoop, tx: mpsc::Sender<Result<Event, ConnectionError>>) {
+    loop {
+        let ev = eventloop.poll().await;
+        let stop = ev.is_err();
+        if tx.send(ev).await.is_err() || stop {
+            return;
+        }
+    }
+}
+
+fn describe(e: &ConnectionError) -> String {
+    match e {
+        ConnectionError::ConnectionRefused(code) => {
+            format!("broker refused the connection: {code:?}")
+        }
+        other => other.to_string(),
+    }
+}
