@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the real peers the tests talk to (Debian packages), once.
+# Sourced by tests/all.sh; safe to run again: it installs only what is missing.
+set -euo pipefail
+
+need=()
+command -v mosquitto >/dev/null 2>&1 || need+=(mosquitto)
+command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
+command -v socat >/dev/null 2>&1 || need+=(socat)
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+
+if ((${#need[@]})); then
+  echo "== installing test peers: ${need[*]}"
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+# Debian's package may start a system Mosquitto on 1883; tests use their own
+# brokers on free ports, so it is harmless, but stop it where we can.
+if command -v service >/dev/null 2>&1; then service mosquitto stop >/dev/null 2>&1 || true; fi
