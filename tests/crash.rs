@@ -53,6 +53,9 @@ impl Device {
     }
 }
 
+/// (telemetry value, panic device if a panic, when acknowledged)
+type Accepted = (u64, Option<String>, Instant);
+
 struct Lcg(u64);
 impl Lcg {
     fn next(&mut self, n: u64) -> u64 {
@@ -86,7 +89,7 @@ fn kill_9_at_random_moments_loses_nothing_that_was_accepted() {
     let mut must_arrive_tel: HashSet<u64> = HashSet::new();
     let mut must_arrive_alert: HashSet<String> = HashSet::new();
     for cycle in 0..cycles {
-        let acked: Arc<Mutex<Vec<(u64, Option<String>, Instant)>>> = Arc::default();
+        let acked: Arc<Mutex<Vec<Accepted>>> = Arc::default();
         let port = gw.broker_port;
         let sink = acked.clone();
         let publisher = std::thread::spawn(move || {
