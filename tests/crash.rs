@@ -37,7 +37,12 @@ impl Device {
     fn send(&mut self, device: &str, payload: serde_json::Value) -> bool {
         if self
             .client
-            .publish(format!("carebridge/in/{device}"), QoS::AtLeastOnce, false, payload.to_string())
+            .publish(
+                format!("carebridge/in/{device}"),
+                QoS::AtLeastOnce,
+                false,
+                payload.to_string(),
+            )
             .is_err()
         {
             return false;
@@ -59,7 +64,10 @@ type Accepted = (u64, Option<String>, Instant);
 struct Lcg(u64);
 impl Lcg {
     fn next(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 33) % n
     }
 }
@@ -93,19 +101,31 @@ fn kill_9_at_random_moments_loses_nothing_that_was_accepted() {
         let port = gw.broker_port;
         let sink = acked.clone();
         let publisher = std::thread::spawn(move || {
-            let Some(mut dev) = Device::connect(port) else { return };
+            let Some(mut dev) = Device::connect(port) else {
+                return;
+            };
             for i in 0..100_000u64 {
                 let value = cycle * 100_000 + i;
                 let (device, payload, panic_dev) = if i % 25 == 24 {
                     let d = format!("p-{cycle}-{i}");
-                    (d.clone(), serde_json::json!({"kind":"panic","value":true}), Some(d))
+                    (
+                        d.clone(),
+                        serde_json::json!({"kind":"panic","value":true}),
+                        Some(d),
+                    )
                 } else {
-                    ("t".to_string(), serde_json::json!({"kind":"temperature","value":value}), None)
+                    (
+                        "t".to_string(),
+                        serde_json::json!({"kind":"temperature","value":value}),
+                        None,
+                    )
                 };
                 if !dev.send(&device, payload) {
                     return;
                 }
-                sink.lock().unwrap().push((value, panic_dev, Instant::now()));
+                sink.lock()
+                    .unwrap()
+                    .push((value, panic_dev, Instant::now()));
             }
         });
         std::thread::sleep(Duration::from_millis(50 + rng.next(500)));
@@ -148,7 +168,11 @@ fn kill_9_at_random_moments_loses_nothing_that_was_accepted() {
         col.count("telemetry"),
         col.count("alert")
     );
-    assert!(must_arrive_tel.len() > 100, "the test exercised too little: {}", must_arrive_tel.len());
+    assert!(
+        must_arrive_tel.len() > 100,
+        "the test exercised too little: {}",
+        must_arrive_tel.len()
+    );
     // Wait until nothing more arrives: the outbox has drained.
     let mut last = 0;
     assert!(eventually(Duration::from_secs(60), || {
@@ -172,6 +196,8 @@ fn kill_9_at_random_moments_loses_nothing_that_was_accepted() {
     assert_contiguous(&col.unique("alert"), "alerts");
 
     let db = rusqlite::Connection::open(gw.db()).unwrap();
-    let check: String = db.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    let check: String = db
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(check, "ok");
 }

@@ -186,6 +186,11 @@ impl Gateway {
             data = dir.join("data").display(),
         );
         std::fs::write(&config, text).expect("write config");
+        Gateway::from_config(dir, config, broker_port)
+    }
+
+    /// Starts carebridge with a config file written by the caller.
+    pub fn from_config(dir: &Path, config: PathBuf, broker_port: u16) -> Gateway {
         let mut g = Gateway {
             dir: dir.to_path_buf(),
             config,
