@@ -60,6 +60,12 @@ pub enum StoreError {
 #[derive(Debug, Clone)]
 pub struct Store;
 
+impl StoreStats {
+    pub fn backlog_rows(&self) -> u64 {
+        0
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct StoreStats {
     pub backlog: std::collections::BTreeMap<String, u64>,
@@ -105,6 +111,9 @@ impl Store {
         _limit: usize,
     ) -> Result<Vec<OutboxRow>, StoreError> {
         Err(StoreError::Closed)
+    }
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
     }
     pub fn stats(&self) -> StoreStats {
         StoreStats::default()
