@@ -112,6 +112,29 @@ impl Store {
     ) -> Result<Vec<OutboxRow>, StoreError> {
         Err(StoreError::Closed)
     }
+    pub fn submit_blocking(&self, _w: Write) -> Result<(), StoreError> {
+        Err(StoreError::Closed)
+    }
+    pub async fn devices(&self) -> Result<Vec<DeviceInfo>, StoreError> {
+        Err(StoreError::Closed)
+    }
+    pub async fn device(&self, _id: &DeviceId) -> Result<Option<DeviceInfo>, StoreError> {
+        Err(StoreError::Closed)
+    }
+    pub async fn history(
+        &self,
+        _since: Time,
+        _until: Time,
+        _limit: usize,
+    ) -> Result<Vec<Reading>, StoreError> {
+        Err(StoreError::Closed)
+    }
+    pub async fn kv_get(&self, _key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Err(StoreError::Closed)
+    }
+    pub async fn integrity_check(&self) -> Result<(), StoreError> {
+        Err(StoreError::Closed)
+    }
     pub async fn flush(&self) -> Result<(), StoreError> {
         Ok(())
     }
