@@ -162,7 +162,7 @@ fn drain(rows: u64) {
         }
         let relayed = t1.elapsed();
         // Wait for the acknowledgements to be committed too.
-        while store.stats().backlog_rows() > 0 && t1.elapsed() < Duration::from_secs(300) {
+        while store.stats().telemetry.rows > 0 && t1.elapsed() < Duration::from_secs(300) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let acked = t1.elapsed();

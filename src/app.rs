@@ -316,14 +316,20 @@ fn status_builder(
         m.insert("at".into(), clock.now().to_rfc3339().into());
         m.insert("uptime_s".into(), started.elapsed().as_secs().into());
         m.insert("timezone".into(), timezone.clone().into());
+        let per = |f: &dyn Fn(&crate::store::ClassStats) -> u64| {
+            serde_json::json!({
+                "alert": f(&s.alert), "status": f(&s.status), "telemetry": f(&s.telemetry),
+            })
+        };
+        m.insert("backlog".into(), per(&|c| c.rows));
+        m.insert("backlog_bytes".into(), per(&|c| c.bytes));
+        let now = clock.now();
         m.insert(
-            "backlog".into(),
-            serde_json::to_value(&s.backlog).unwrap_or_default(),
+            "oldest_age_s".into(),
+            per(&|c| c.oldest_at.map_or(0, |t| now.since(t).as_secs())),
         );
-        m.insert(
-            "evicted".into(),
-            serde_json::to_value(&s.evicted).unwrap_or_default(),
-        );
+        m.insert("evicted".into(), per(&|c| c.evicted));
+        m.insert("store_error".into(), s.error.clone().into());
         m.insert("coordinator".into(), coordinator.into());
         m.insert(
             "uplinks".into(),

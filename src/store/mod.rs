@@ -1,9 +1,43 @@
-//! The durable store (SQLite): device registry, reading history, outbox.
-//! (Being built: see the store issue. Only the config section exists yet.)
+//! The durable store (SQLite): device registry, reading history, outbox,
+//! other modules' small state (`kv`), persisted counters.
+//!
+//! Shape: one **writer thread** owns the only read-write connection and
+//! applies [`Write`]s with **group commit** (block for the first request,
+//! drain up to `batch_max` more without blocking, one transaction, one fsync,
+//! then notify). One **reader thread** owns a read-only connection (WAL lets
+//! it read while the writer writes). The cheap, cloneable [`Store`] handle
+//! talks to both over channels, so async callers never block the runtime.
+//!
+//! Invariants:
+//! - `submit` returning `Ok` means *queued*, not durable; `flush` resolving
+//!   means every earlier submit (from any clone) is committed;
+//! - a batch that fails to commit (disk full, I/O error) is never dropped:
+//!   the writer evicts telemetry to make room and retries the same batch, so
+//!   alerts wait in memory (and the bounded queue pushes back) until they
+//!   commit; the error state shows in [`StoreStats::error`];
+//! - the outbox rules live in [`outbox`] (read its header).
+
+pub mod outbox;
+mod reader;
+pub mod schema;
+mod writer;
+
+#[cfg(test)]
+mod model_test;
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::config::Problem;
+use crate::config::{Dur, Problem};
+use crate::model::{Alert, Class, DeviceId, DeviceInfo, Reading, Time};
+
+pub use schema::quarantine as quarantine_at;
 
 /// `[store]`: the database's limits and retention.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -14,6 +48,14 @@ pub struct StoreConfig {
     /// Outbox size cap in MiB: above it the oldest telemetry is evicted
     /// (alerts are never evicted).
     pub outbox_max_mb: u64,
+    /// Most writes applied in one transaction (one fsync) by group commit.
+    pub batch_max: usize,
+    /// Writes that may wait for the writer before `submit` pushes back.
+    pub queue_capacity: usize,
+    /// How often the writer deletes expired history (in small chunks).
+    pub retention_interval: Dur,
+    /// How long a connection waits for a lock before failing.
+    pub busy_timeout: Dur,
 }
 
 impl Default for StoreConfig {
@@ -21,6 +63,10 @@ impl Default for StoreConfig {
         StoreConfig {
             history_days: 30,
             outbox_max_mb: 256,
+            batch_max: 1024,
+            queue_capacity: 8192,
+            retention_interval: Dur::mins(10),
+            busy_timeout: Dur::secs(5),
         }
     }
 }
@@ -31,6 +77,14 @@ impl StoreConfig {
 history_days = 30
 # Outbox cap in MiB; above it the oldest telemetry is evicted. Alerts never are.
 outbox_max_mb = 256
+# Most writes committed together in one transaction (one fsync).
+batch_max = 1024
+# Writes queued for the writer thread before producers are slowed down.
+queue_capacity = 8192
+# How often expired history is deleted (in small chunks).
+retention_interval = "10m"
+# How long to wait for a database lock.
+busy_timeout = "5s"
 "#;
 
     pub fn validate(&self) -> Vec<Problem> {
@@ -38,110 +92,307 @@ outbox_max_mb = 256
         if self.history_days == 0 || self.history_days > 3650 {
             out.push(Problem::new("history_days", "must be between 1 and 3650"));
         }
-        if self.outbox_max_mb == 0 {
-            out.push(Problem::new("outbox_max_mb", "must be at least 1"));
+        if self.outbox_max_mb == 0 || self.outbox_max_mb > 1 << 20 {
+            out.push(Problem::new(
+                "outbox_max_mb",
+                "must be between 1 and 1048576",
+            ));
+        }
+        if self.batch_max == 0 || self.batch_max > 100_000 {
+            out.push(Problem::new("batch_max", "must be between 1 and 100000"));
+        }
+        if self.queue_capacity == 0 || self.queue_capacity > 1_000_000 {
+            out.push(Problem::new(
+                "queue_capacity",
+                "must be between 1 and 1000000",
+            ));
+        }
+        if self.retention_interval.0 < std::time::Duration::from_secs(1) {
+            out.push(Problem::new("retention_interval", "must be at least 1s"));
+        }
+        if self.busy_timeout.0 > std::time::Duration::from_secs(600) {
+            out.push(Problem::new("busy_timeout", "must be at most 10m"));
         }
         out
     }
 }
 
-// ---- TEMPORARY type-check shim: replaced by the real store when it lands ----
-use crate::model::{Alert, Class, DeviceId, DeviceInfo, Reading, Time};
-use std::path::{Path, PathBuf};
-
+/// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The file is damaged: refuse to run on it, or [`Store::quarantine`] it.
     #[error("database is corrupt: {detail}")]
     Corrupt { detail: String },
-    #[error("store closed")]
+    #[error("database schema version {found} is newer than this build supports ({supported})")]
+    TooNew { found: i64, supported: usize },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("store setup failed: {0}")]
+    Setup(String),
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The writer or reader thread is gone (closed, or it died).
+    #[error("the store is closed")]
     Closed,
 }
 
-#[derive(Debug, Clone)]
-pub struct Store;
-
-impl StoreStats {
-    pub fn backlog_rows(&self) -> u64 {
-        0
-    }
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct StoreStats {
-    pub backlog: std::collections::BTreeMap<String, u64>,
-    pub evicted: std::collections::BTreeMap<String, u64>,
-}
-
+/// A change to the database, applied by the writer thread in order.
+#[derive(Clone, Debug, PartialEq)]
 pub enum Write {
+    /// History row + telemetry outbox row + device `last_seen` (and `battery`
+    /// when the kind is `Battery`).
     Reading(Reading),
+    /// History + registry only (uplink telemetry turned off).
     ReadingNoTelemetry(Reading),
+    /// One alert outbox row.
     Alert(Alert),
+    /// A status document; supersedes older unpublished status rows.
     Status(serde_json::Map<String, serde_json::Value>),
+    /// Delete acknowledged outbox rows; idempotent.
     Ack(Vec<(Class, u64)>),
+    /// Registry upsert: merges only the `Some` fields (`id` is required).
     Device(DeviceInfo),
     RemoveDevice(DeviceId),
+    /// Put (`Some`) or delete (`None`) a small value for another module.
     Kv(String, Option<Vec<u8>>),
 }
 
+/// One outbox row as the uplink sees it.
+#[derive(Clone, Debug, PartialEq)]
 pub struct OutboxRow {
     pub class: Class,
     pub seq: u64,
     pub id: String,
+    /// Enqueue time.
     pub at: Time,
+    /// The exact JSON document to publish.
     pub payload: Vec<u8>,
 }
 
+/// One class's backlog, as of the last commit.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ClassStats {
+    pub rows: u64,
+    pub bytes: u64,
+    /// Enqueue time of the oldest row still queued.
+    pub oldest_at: Option<Time>,
+    /// Rows evicted (cap or disk-full relief) since the database was created.
+    pub evicted: u64,
+    /// The seq the next row will get.
+    pub next_seq: u64,
+}
+
+/// A snapshot of the store's state, cheap to take.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct StoreStats {
+    pub alert: ClassStats,
+    pub status: ClassStats,
+    pub telemetry: ClassStats,
+    /// Status rows replaced by a newer status before being acknowledged.
+    pub superseded: u64,
+    /// Transactions committed since open.
+    pub commits: u64,
+    /// Writes in the last committed batch.
+    pub last_batch: usize,
+    /// Microseconds from `BEGIN` to the end of `COMMIT` of the last batch.
+    pub last_commit_us: u64,
+    /// Expired history rows deleted since open.
+    pub history_expired: u64,
+    /// History rows deleted early to free space on a full disk.
+    pub history_evicted: u64,
+    /// Writes refused by SQLite itself (not storage trouble) and dropped.
+    pub rejected: u64,
+    /// Writes waiting in memory for a commit that keeps failing.
+    pub pending: usize,
+    /// `Some(reason)` while commits fail (disk full, I/O error).
+    pub error: Option<String>,
+}
+
+impl StoreStats {
+    pub fn class(&self, c: Class) -> &ClassStats {
+        match c {
+            Class::Alert => &self.alert,
+            Class::Status => &self.status,
+            Class::Telemetry => &self.telemetry,
+        }
+    }
+    pub(crate) fn class_mut(&mut self, c: Class) -> &mut ClassStats {
+        match c {
+            Class::Alert => &mut self.alert,
+            Class::Status => &mut self.status,
+            Class::Telemetry => &mut self.telemetry,
+        }
+    }
+}
+
+/// Messages to the writer thread.
+pub(crate) enum Msg {
+    Write(Write),
+    Flush(oneshot::Sender<()>),
+    Close(oneshot::Sender<Result<(), StoreError>>),
+}
+
+struct Inner {
+    // `Option` only so that `Drop` can close the channel before joining.
+    tx: Option<mpsc::Sender<Msg>>,
+    reader: Option<reader::ReaderHandle>,
+    stats: Arc<Mutex<StoreStats>>,
+    changed: watch::Receiver<u64>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    path: PathBuf,
+}
+
+impl Drop for Inner {
+    /// The last handle going away behaves like `close` (without the error
+    /// report): queued writes are committed, then the threads are joined, so
+    /// the file is never left to a writer nobody waits for.
+    fn drop(&mut self) {
+        self.tx = None;
+        self.reader = None;
+        let handle = self.writer.lock().ok().and_then(|mut h| h.take());
+        if let Some(h) = handle
+            && h.join().is_err()
+        {
+            tracing::error!("store writer thread panicked");
+        }
+    }
+}
+
+/// A cheap, cloneable, `Send + Sync` handle on the database.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.inner.path)
+            .finish()
+    }
+}
+
 impl Store {
-    pub fn open(_path: &Path, _cfg: &StoreConfig) -> Result<Store, StoreError> {
-        Err(StoreError::Closed)
+    /// Opens (creating if needed) the database at `path`, checks and migrates
+    /// it, and starts the writer and reader threads.
+    pub fn open(path: &Path, cfg: &StoreConfig) -> Result<Store, StoreError> {
+        Self::open_with_cap(path, cfg, cfg.outbox_max_mb.saturating_mul(1 << 20))
     }
+
+    /// As [`Store::open`] with the outbox cap in bytes (tests, benchmarks).
+    pub fn open_with_cap(
+        path: &Path,
+        cfg: &StoreConfig,
+        cap_bytes: u64,
+    ) -> Result<Store, StoreError> {
+        let (w, stats, changed_rx) = writer::Writer::open(path, cfg, cap_bytes)?;
+        let reader = reader::ReaderHandle::spawn(path, cfg.busy_timeout.0)?;
+        let (tx, rx) = mpsc::channel(cfg.queue_capacity.max(1));
+        let handle = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || w.run(rx))
+            .map_err(|source| StoreError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                tx: Some(tx),
+                reader: Some(reader),
+                stats,
+                changed: changed_rx,
+                writer: Mutex::new(Some(handle)),
+                path: path.to_path_buf(),
+            }),
+        })
+    }
+
+    /// Moves a corrupt database (and its `-wal`/`-shm`) aside to
+    /// `<name>.corrupt-<millis>`; returns the new path of the main file.
     pub fn quarantine(path: &Path) -> Result<PathBuf, StoreError> {
-        Ok(path.to_path_buf())
+        schema::quarantine(path, Time::now().as_millis())
     }
-    pub async fn submit(&self, _w: Write) -> Result<(), StoreError> {
-        Err(StoreError::Closed)
+
+    fn sender(&self) -> Result<&mpsc::Sender<Msg>, StoreError> {
+        self.inner.tx.as_ref().ok_or(StoreError::Closed)
     }
-    pub fn outbox_changed(&self) -> tokio::sync::watch::Receiver<u64> {
-        tokio::sync::watch::channel(0).1
+
+    /// Queues a write (waits while the queue is full). Not yet durable.
+    pub async fn submit(&self, w: Write) -> Result<(), StoreError> {
+        self.sender()?
+            .send(Msg::Write(w))
+            .await
+            .map_err(|_| StoreError::Closed)
     }
-    pub async fn outbox_fetch(
-        &self,
-        _c: Class,
-        _after: u64,
-        _limit: usize,
-    ) -> Result<Vec<OutboxRow>, StoreError> {
-        Err(StoreError::Closed)
+
+    /// As [`Store::submit`], for plain threads (panics inside a tokio runtime,
+    /// like every `blocking_*` tokio call).
+    pub fn submit_blocking(&self, w: Write) -> Result<(), StoreError> {
+        self.sender()?
+            .blocking_send(Msg::Write(w))
+            .map_err(|_| StoreError::Closed)
     }
-    pub fn submit_blocking(&self, _w: Write) -> Result<(), StoreError> {
-        Err(StoreError::Closed)
-    }
-    pub async fn devices(&self) -> Result<Vec<DeviceInfo>, StoreError> {
-        Err(StoreError::Closed)
-    }
-    pub async fn device(&self, _id: &DeviceId) -> Result<Option<DeviceInfo>, StoreError> {
-        Err(StoreError::Closed)
-    }
-    pub async fn history(
-        &self,
-        _since: Time,
-        _until: Time,
-        _limit: usize,
-    ) -> Result<Vec<Reading>, StoreError> {
-        Err(StoreError::Closed)
-    }
-    pub async fn kv_get(&self, _key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Err(StoreError::Closed)
-    }
-    pub async fn integrity_check(&self) -> Result<(), StoreError> {
-        Err(StoreError::Closed)
-    }
+
+    /// Resolves when every write submitted before it is committed.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        Ok(())
+        let (tx, rx) = oneshot::channel();
+        self.sender()?
+            .send(Msg::Flush(tx))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)
     }
+
+    /// As [`Store::flush`], for plain threads.
+    pub fn flush_blocking(&self) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.sender()?
+            .blocking_send(Msg::Flush(tx))
+            .map_err(|_| StoreError::Closed)?;
+        rx.blocking_recv().map_err(|_| StoreError::Closed)
+    }
+
+    /// Bumped after each commit that added outbox rows.
+    pub fn outbox_changed(&self) -> watch::Receiver<u64> {
+        self.inner.changed.clone()
+    }
+
+    /// A snapshot of backlog, counters and error state.
     pub fn stats(&self) -> StoreStats {
-        StoreStats::default()
+        match self.inner.stats.lock() {
+            Ok(s) => s.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
     }
+
+    /// Rows queued in one class (as of the last commit).
+    pub fn outbox_len(&self, class: Class) -> u64 {
+        self.stats().class(class).rows
+    }
+
+    /// Flushes, stops the writer and reader threads and joins them.
     pub async fn close(self) -> Result<(), StoreError> {
-        Ok(())
+        let (tx, rx) = oneshot::channel();
+        self.sender()?
+            .send(Msg::Close(tx))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let result = rx.await.map_err(|_| StoreError::Closed)?;
+        let handle = self.inner.writer.lock().ok().and_then(|mut h| h.take());
+        if let Some(h) = handle {
+            tokio::task::spawn_blocking(move || h.join())
+                .await
+                .map_err(|_| StoreError::Closed)?
+                .map_err(|_| StoreError::Setup("store writer thread panicked".into()))?;
+        }
+        result
+    }
+
+    fn reader(&self) -> Result<&reader::ReaderHandle, StoreError> {
+        self.inner.reader.as_ref().ok_or(StoreError::Closed)
     }
 }

@@ -1,0 +1,481 @@
+//! # The outbox: carebridge's durable, prioritised upstream queue
+//!
+//! Everything the gateway sends upstream (alerts, status heartbeats,
+//! telemetry) is first written here, inside the same SQLite transaction as the
+//! fact that caused it. The uplinks read from here and delete only what the
+//! far end acknowledged. The design is modelled on Vector's `disk_v2` buffer
+//! (records with a stable identity, writer/reader split, acknowledgement-driven
+//! deletion), specialised to three priority classes.
+//!
+//! ## Schema
+//!
+//! ```sql
+//! CREATE TABLE outbox (
+//!     class INTEGER NOT NULL,   -- model::Class code: 0 alert, 1 status, 2 telemetry
+//!     seq INTEGER NOT NULL,     -- per-class sequence number, from 1
+//!     id TEXT NOT NULL,         -- UUID v4, the receiver's de-duplication key
+//!     at INTEGER NOT NULL,      -- enqueue time, ms since the epoch
+//!     payload BLOB NOT NULL,    -- the exact JSON document to publish
+//!     PRIMARY KEY (class, seq)
+//! ) WITHOUT ROWID;
+//! CREATE TABLE seq (class INTEGER PRIMARY KEY, next INTEGER);   -- next seq per class
+//! CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER); -- evicted.*, superseded
+//! ```
+//!
+//! ## Invariants
+//!
+//! 1. **A row is committed before anything is published.** The writer thread
+//!    bumps `Store::outbox_changed` only after `COMMIT` returned, and the
+//!    uplinks read rows only through `Store::outbox_fetch`.
+//! 2. **A row is deleted only after the uplink acknowledged it** (`Write::Ack`),
+//!    or by the documented exceptions: cap eviction (3), status superseding
+//!    (5), and disk-full relief (which evicts telemetry only). Ack is
+//!    idempotent: acknowledging an absent row is a no-op.
+//! 3. **Priorities**: alert (0) > status (1) > telemetry (2). The size cap
+//!    (`outbox_max_mb`, counted as payload bytes, tracked in memory and
+//!    recomputed at open) is enforced after every single enqueue: the oldest
+//!    telemetry goes first, then the oldest status. **An alert is never
+//!    evicted**: when only alerts remain the outbox grows past its cap and a
+//!    warning is logged. Every eviction is counted per class and the counters
+//!    are persisted in the same transaction.
+//! 4. **Identity**: `id` is assigned once, when the writer first takes the
+//!    write from its queue, and kept across commit retries, restarts and
+//!    redelivery. `seq` is assigned inside the committing transaction and
+//!    increases by one per row per class, persisted in `seq`, so it never goes
+//!    back after a restart. Gaps appear only where rows were evicted or
+//!    superseded (both counted), never because a commit failed (a failed
+//!    transaction rolls back its seq allocation too).
+//! 5. **Status supersedes status**: only the newest status document matters, so
+//!    enqueueing one deletes every older status row (counted as `superseded`,
+//!    not as eviction).
+//! 6. Enforcement is per write, not per batch, so the outcome of a sequence of
+//!    writes does not depend on how group commit happened to batch them.
+//!
+//! ## Payloads
+//!
+//! Built once at enqueue, keys in this order:
+//! - alert: `{"id","seq","rule","severity","state","device","room","at","message"[,"kind"][,"value"]}`
+//!   (`room` may be `null`; `kind`/`value` omitted when absent);
+//! - telemetry: `{"id","seq","device","kind","value","at"}`;
+//! - status: `{"id","seq", …the caller's map}` (caller keys `id`/`seq` are dropped).
+
+use rusqlite::{Connection, params};
+use serde::Serialize;
+
+use crate::model::{Alert, Class, DeviceId, Kind, Reading, Time};
+
+/// Bookkeeping of one class, mirrored from the table.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct ClassState {
+    pub next_seq: u64,
+    pub rows: u64,
+    pub bytes: u64,
+    pub evicted: u64,
+    /// `(seq, at)` of the oldest row, when the class is not empty.
+    pub oldest: Option<(u64, Time)>,
+}
+
+/// The in-memory mirror of the outbox that the writer thread owns. A batch
+/// works on a clone and replaces the original only after `COMMIT`.
+#[derive(Clone, Debug)]
+pub(crate) struct Outbox {
+    pub classes: [ClassState; 3],
+    pub superseded: u64,
+    pub cap_bytes: u64,
+    /// Set while only alerts keep the outbox over its cap (warned once).
+    pub alerts_over_cap: bool,
+}
+
+fn idx(class: Class) -> usize {
+    usize::from(class as u8)
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn counter_name(class: Class) -> &'static str {
+    match class {
+        Class::Alert => "evicted.alert",
+        Class::Status => "evicted.status",
+        Class::Telemetry => "evicted.telemetry",
+    }
+}
+
+impl Outbox {
+    /// Rebuilds the mirror from the tables (row counts and bytes are recomputed).
+    pub fn load(conn: &Connection, cap_bytes: u64) -> rusqlite::Result<Outbox> {
+        let mut ob = Outbox {
+            classes: Default::default(),
+            superseded: 0,
+            cap_bytes,
+            alerts_over_cap: false,
+        };
+        for c in Class::ALL {
+            let st = &mut ob.classes[idx(c)];
+            let code = i64::from(c as u8);
+            let (rows, bytes, max): (i64, i64, Option<i64>) = conn.query_row(
+                "SELECT count(*), coalesce(sum(length(payload)), 0), max(seq) FROM outbox WHERE class = ?1",
+                [code],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?;
+            let next: Option<i64> = conn
+                .query_row("SELECT next FROM seq WHERE class = ?1", [code], |r| {
+                    r.get(0)
+                })
+                .map(Some)
+                .or_else(none_if_no_rows)?;
+            st.rows = to_u64(rows);
+            st.bytes = to_u64(bytes);
+            // Never reuse a seq, even if the seq row were lost.
+            st.next_seq = to_u64(next.unwrap_or(1)).max(to_u64(max.unwrap_or(0)) + 1);
+            st.evicted = counter(conn, counter_name(c))?;
+        }
+        ob.superseded = counter(conn, "superseded")?;
+        ob.refresh_oldest(conn)?;
+        Ok(ob)
+    }
+
+    pub fn class(&self, c: Class) -> &ClassState {
+        &self.classes[idx(c)]
+    }
+
+    pub fn total_bytes(&self) -> u64 {
+        self.classes.iter().map(|c| c.bytes).sum()
+    }
+
+    /// Inserts one row with the next seq of its class, then applies
+    /// superseding (status) and the size cap. Returns the seq.
+    pub fn enqueue(
+        &mut self,
+        conn: &Connection,
+        class: Class,
+        id: &str,
+        at: Time,
+        build: impl FnOnce(u64) -> Result<Vec<u8>, serde_json::Error>,
+    ) -> rusqlite::Result<u64> {
+        let seq = self.classes[idx(class)].next_seq;
+        let payload =
+            build(seq).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        conn.prepare_cached(
+            "INSERT INTO outbox (class, seq, id, at, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![
+            i64::from(class as u8),
+            to_i64(seq),
+            id,
+            at.as_millis(),
+            payload
+        ])?;
+        let st = &mut self.classes[idx(class)];
+        st.next_seq = seq + 1;
+        st.rows += 1;
+        st.bytes += payload.len() as u64;
+        if class == Class::Status {
+            let mut stmt = conn.prepare_cached(
+                "DELETE FROM outbox WHERE class = ?1 AND seq < ?2 RETURNING length(payload)",
+            )?;
+            let gone = stmt
+                .query_map(params![i64::from(Class::Status as u8), to_i64(seq)], |r| {
+                    r.get::<_, i64>(0)
+                })?;
+            for len in gone {
+                let len = to_u64(len?);
+                let st = &mut self.classes[idx(Class::Status)];
+                st.rows -= 1;
+                st.bytes = st.bytes.saturating_sub(len);
+                self.superseded += 1;
+            }
+        }
+        self.enforce_cap(conn)?;
+        Ok(seq)
+    }
+
+    /// Evicts oldest telemetry, then oldest status, until under the cap.
+    fn enforce_cap(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+        if self.total_bytes() <= self.cap_bytes {
+            self.alerts_over_cap = false;
+            return Ok(());
+        }
+        for class in [Class::Telemetry, Class::Status] {
+            while self.total_bytes() > self.cap_bytes && self.class(class).rows > 0 {
+                if self.evict_oldest(conn, class, 1)? == 0 {
+                    break;
+                }
+            }
+        }
+        if self.total_bytes() > self.cap_bytes && !self.alerts_over_cap {
+            self.alerts_over_cap = true;
+            tracing::warn!(
+                bytes = self.total_bytes(),
+                cap = self.cap_bytes,
+                alerts = self.class(Class::Alert).rows,
+                "outbox over its cap with only alerts left: keeping every alert"
+            );
+        }
+        Ok(())
+    }
+
+    /// Deletes up to `n` oldest rows of `class` (never call with alerts),
+    /// counting them as evicted. Returns how many went.
+    pub fn evict_oldest(
+        &mut self,
+        conn: &Connection,
+        class: Class,
+        n: u64,
+    ) -> rusqlite::Result<u64> {
+        debug_assert!(class != Class::Alert, "alerts are never evicted");
+        if class == Class::Alert {
+            return Ok(0);
+        }
+        let mut stmt = conn.prepare_cached(
+            "DELETE FROM outbox WHERE class = ?1 AND seq IN \
+             (SELECT seq FROM outbox WHERE class = ?1 ORDER BY seq LIMIT ?2) RETURNING length(payload)",
+        )?;
+        let gone = stmt.query_map(params![i64::from(class as u8), to_i64(n)], |r| {
+            r.get::<_, i64>(0)
+        })?;
+        let mut count = 0;
+        for len in gone {
+            let len = to_u64(len?);
+            let st = &mut self.classes[idx(class)];
+            st.rows = st.rows.saturating_sub(1);
+            st.bytes = st.bytes.saturating_sub(len);
+            st.evicted += 1;
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    /// Deletes one acknowledged row; absent rows are ignored.
+    pub fn ack(&mut self, conn: &Connection, class: Class, seq: u64) -> rusqlite::Result<()> {
+        let mut stmt = conn.prepare_cached(
+            "DELETE FROM outbox WHERE class = ?1 AND seq = ?2 RETURNING length(payload)",
+        )?;
+        let gone = stmt.query_map(params![i64::from(class as u8), to_i64(seq)], |r| {
+            r.get::<_, i64>(0)
+        })?;
+        for len in gone {
+            let len = to_u64(len?);
+            let st = &mut self.classes[idx(class)];
+            st.rows = st.rows.saturating_sub(1);
+            st.bytes = st.bytes.saturating_sub(len);
+        }
+        Ok(())
+    }
+
+    /// Persists next seqs and counters (inside the batch's transaction) and
+    /// refreshes the oldest row per class.
+    pub fn save(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+        for c in Class::ALL {
+            let st = &self.classes[idx(c)];
+            conn.prepare_cached(
+                "INSERT INTO seq (class, next) VALUES (?1, ?2) ON CONFLICT(class) DO UPDATE SET next = excluded.next",
+            )?
+            .execute(params![i64::from(c as u8), to_i64(st.next_seq)])?;
+            set_counter(conn, counter_name(c), st.evicted)?;
+        }
+        set_counter(conn, "superseded", self.superseded)?;
+        self.refresh_oldest(conn)
+    }
+
+    fn refresh_oldest(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+        for c in Class::ALL {
+            let oldest = conn
+                .prepare_cached("SELECT seq, at FROM outbox WHERE class = ?1 ORDER BY seq LIMIT 1")?
+                .query_row([i64::from(c as u8)], |r| {
+                    Ok((to_u64(r.get(0)?), Time::from_millis(r.get(1)?)))
+                })
+                .map(Some)
+                .or_else(none_if_no_rows)?;
+            self.classes[idx(c)].oldest = oldest;
+        }
+        Ok(())
+    }
+}
+
+fn none_if_no_rows<T>(e: rusqlite::Error) -> rusqlite::Result<Option<T>> {
+    match e {
+        rusqlite::Error::QueryReturnedNoRows => Ok(None),
+        e => Err(e),
+    }
+}
+
+fn counter(conn: &Connection, name: &str) -> rusqlite::Result<u64> {
+    conn.query_row("SELECT value FROM counters WHERE name = ?1", [name], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map(Some)
+    .or_else(none_if_no_rows)
+    .map(|v| to_u64(v.unwrap_or(0)))
+}
+
+pub(crate) fn set_counter(conn: &Connection, name: &str, value: u64) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO counters (name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+    )?
+    .execute(params![name, to_i64(value)])?;
+    Ok(())
+}
+
+pub(crate) fn get_counter(conn: &Connection, name: &str) -> rusqlite::Result<u64> {
+    counter(conn, name)
+}
+
+#[derive(Serialize)]
+struct AlertDoc<'a> {
+    id: &'a str,
+    seq: u64,
+    rule: &'a str,
+    severity: &'static str,
+    state: &'static str,
+    device: &'a DeviceId,
+    room: Option<&'a str>,
+    at: Time,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kind: Option<Kind>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<f64>,
+}
+
+/// The alert document, exactly as published.
+pub fn alert_payload(id: &str, seq: u64, a: &Alert) -> Result<Vec<u8>, serde_json::Error> {
+    serde_json::to_vec(&AlertDoc {
+        id,
+        seq,
+        rule: &a.rule,
+        severity: a.severity.as_str(),
+        state: a.state.as_str(),
+        device: &a.device,
+        room: a.room.as_deref(),
+        at: a.at,
+        message: &a.message,
+        kind: a.kind,
+        value: a.value,
+    })
+}
+
+#[derive(Serialize)]
+struct TelemetryDoc<'a> {
+    id: &'a str,
+    seq: u64,
+    device: &'a DeviceId,
+    kind: Kind,
+    value: f64,
+    at: Time,
+}
+
+/// The telemetry document, exactly as published.
+pub fn telemetry_payload(id: &str, seq: u64, r: &Reading) -> Result<Vec<u8>, serde_json::Error> {
+    serde_json::to_vec(&TelemetryDoc {
+        id,
+        seq,
+        device: &r.device,
+        kind: r.kind,
+        value: r.value,
+        at: r.at,
+    })
+}
+
+/// The status document: `id` and `seq` first, then the caller's keys.
+pub fn status_payload(
+    id: &str,
+    seq: u64,
+    m: &serde_json::Map<String, serde_json::Value>,
+) -> Result<Vec<u8>, serde_json::Error> {
+    let mut out = Vec::with_capacity(64 + m.len() * 24);
+    out.extend_from_slice(b"{\"id\":");
+    serde_json::to_writer(&mut out, id)?;
+    out.extend_from_slice(b",\"seq\":");
+    serde_json::to_writer(&mut out, &seq)?;
+    for (k, v) in m
+        .iter()
+        .filter(|(k, _)| k.as_str() != "id" && k.as_str() != "seq")
+    {
+        out.push(b',');
+        serde_json::to_writer(&mut out, k)?;
+        out.push(b':');
+        serde_json::to_writer(&mut out, v)?;
+    }
+    out.push(b'}');
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{AlertState, Severity};
+
+    fn dev(s: &str) -> DeviceId {
+        DeviceId::new(s).unwrap()
+    }
+
+    #[test]
+    fn alert_payload_has_keys_in_published_order_and_omits_absent_kind_and_value() {
+        let a = Alert {
+            rule: "panic".into(),
+            severity: Severity::Urgent,
+            state: AlertState::Raised,
+            device: dev("hall-panic"),
+            room: None,
+            at: Time::from_secs(1_795_860_000),
+            message: "Panic button pressed".into(),
+            value: None,
+            kind: None,
+        };
+        let p = alert_payload("u-1", 7, &a).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&p).unwrap(),
+            r#"{"id":"u-1","seq":7,"rule":"panic","severity":"urgent","state":"raised","device":"hall-panic","room":null,"at":"2026-11-28T10:00:00Z","message":"Panic button pressed"}"#
+        );
+        let a2 = Alert {
+            room: Some("hall".into()),
+            kind: Some(Kind::Panic),
+            value: Some(1.0),
+            state: AlertState::Cleared,
+            ..a
+        };
+        let p2 = alert_payload("u-2", 8, &a2).unwrap();
+        assert!(
+            std::str::from_utf8(&p2)
+                .unwrap()
+                .ends_with(r#""state":"cleared","device":"hall-panic","room":"hall","at":"2026-11-28T10:00:00Z","message":"Panic button pressed","kind":"panic","value":1.0}"#)
+        );
+    }
+
+    #[test]
+    fn telemetry_payload_matches_the_upstream_contract() {
+        let r = Reading::new(
+            dev("k-temp"),
+            Kind::Temperature,
+            21.5,
+            Time::from_secs(1_795_860_000),
+        )
+        .unwrap();
+        let p = telemetry_payload("u", 1, &r).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&p).unwrap(),
+            r#"{"id":"u","seq":1,"device":"k-temp","kind":"temperature","value":21.5,"at":"2026-11-28T10:00:00Z"}"#
+        );
+    }
+
+    #[test]
+    fn status_payload_puts_id_and_seq_first_and_drops_caller_copies() {
+        let mut m = serde_json::Map::new();
+        m.insert("uptime".into(), serde_json::json!(12));
+        m.insert("id".into(), serde_json::json!("forged"));
+        m.insert("backlog".into(), serde_json::json!({"alert": 0}));
+        let p = status_payload("u", 3, &m).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&p).unwrap(),
+            r#"{"id":"u","seq":3,"backlog":{"alert":0},"uptime":12}"#
+        );
+        let v: serde_json::Value = serde_json::from_slice(&p).unwrap();
+        assert_eq!(v["id"], "u");
+    }
+}

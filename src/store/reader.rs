@@ -1,0 +1,274 @@
+//! The reader thread: owns a read-only connection and runs queries sent as
+//! closures, answering over oneshot channels, so async callers await instead
+//! of blocking the runtime. WAL lets it read a consistent snapshot while the
+//! writer commits.
+//!
+//! Invariant: rows from outside (device ids, kind codes) are re-validated on
+//! the way out; a row that no longer parses is skipped with a warning rather
+//! than failing the whole query.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rusqlite::{Connection, params};
+use tokio::sync::oneshot;
+
+use super::{OutboxRow, Store, StoreError, schema};
+use crate::model::{Class, DeviceId, DeviceInfo, Kind, Reading, Time};
+
+type Job = Box<dyn FnOnce(&Connection) + Send>;
+
+pub(crate) struct ReaderHandle {
+    tx: Option<mpsc::Sender<Job>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for ReaderHandle {
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take()
+            && t.join().is_err()
+        {
+            tracing::error!("store reader thread panicked");
+        }
+    }
+}
+
+impl ReaderHandle {
+    pub fn spawn(path: &Path, busy: Duration) -> Result<ReaderHandle, StoreError> {
+        let conn = schema::open_reader(path, busy)?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        let thread = std::thread::Builder::new()
+            .name("store-reader".into())
+            .spawn(move || {
+                while let Ok(job) = rx.recv() {
+                    job(&conn);
+                }
+            })
+            .map_err(|source| StoreError::Io {
+                path: PathBuf::from(path),
+                source,
+            })?;
+        Ok(ReaderHandle {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    fn send(&self, job: Job) -> Result<(), StoreError> {
+        self.tx
+            .as_ref()
+            .ok_or(StoreError::Closed)?
+            .send(job)
+            .map_err(|_| StoreError::Closed)
+    }
+}
+
+fn fetch(
+    conn: &Connection,
+    class: Class,
+    after_seq: u64,
+    limit: usize,
+) -> Result<Vec<OutboxRow>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, id, at, payload FROM outbox WHERE class = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(
+        params![
+            i64::from(class as u8),
+            i64::try_from(after_seq).unwrap_or(i64::MAX),
+            i64::try_from(limit).unwrap_or(i64::MAX)
+        ],
+        |r| {
+            Ok(OutboxRow {
+                class,
+                seq: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+                id: r.get(1)?,
+                at: Time::from_millis(r.get(2)?),
+                payload: r.get(3)?,
+            })
+        },
+    )?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+const DEVICE_COLS: &str =
+    "id, name, room, role, ieee, nwk, manufacturer, model, last_seen, battery, lqi";
+
+fn device_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<DeviceInfo>> {
+    let id: String = r.get(0)?;
+    let Ok(id) = DeviceId::new(&id) else {
+        tracing::warn!(id, "skipping device row with an invalid id");
+        return Ok(None);
+    };
+    Ok(Some(DeviceInfo {
+        id: Some(id),
+        name: r.get(1)?,
+        room: r.get(2)?,
+        role: r.get(3)?,
+        ieee: r.get(4)?,
+        nwk: r
+            .get::<_, Option<i64>>(5)?
+            .and_then(|v| u16::try_from(v).ok()),
+        manufacturer: r.get(6)?,
+        model: r.get(7)?,
+        last_seen: r.get::<_, Option<i64>>(8)?.map(Time::from_millis),
+        battery: r.get(9)?,
+        lqi: r
+            .get::<_, Option<i64>>(10)?
+            .and_then(|v| u8::try_from(v).ok()),
+    }))
+}
+
+fn devices(conn: &Connection) -> Result<Vec<DeviceInfo>, StoreError> {
+    let mut stmt =
+        conn.prepare_cached(&format!("SELECT {DEVICE_COLS} FROM devices ORDER BY id"))?;
+    let rows = stmt.query_map([], device_row)?;
+    let mut out = Vec::new();
+    for r in rows {
+        out.extend(r?);
+    }
+    Ok(out)
+}
+
+fn device(conn: &Connection, id: &str) -> Result<Option<DeviceInfo>, StoreError> {
+    let mut stmt =
+        conn.prepare_cached(&format!("SELECT {DEVICE_COLS} FROM devices WHERE id = ?1"))?;
+    let mut rows = stmt.query_map([id], device_row)?;
+    match rows.next() {
+        Some(r) => Ok(r?),
+        None => Ok(None),
+    }
+}
+
+fn history(
+    conn: &Connection,
+    since: Time,
+    until: Time,
+    limit: usize,
+) -> Result<Vec<Reading>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT device, kind, value, at FROM history WHERE at >= ?1 AND at < ?2 ORDER BY at LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(
+        params![
+            since.as_millis(),
+            until.as_millis(),
+            i64::try_from(limit).unwrap_or(i64::MAX)
+        ],
+        |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, f64>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        },
+    )?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (dev, kind, value, at) = row?;
+        let kind = u8::try_from(kind).ok().and_then(Kind::from_code);
+        match (DeviceId::new(&dev), kind) {
+            (Ok(device), Some(kind)) => out.push(Reading {
+                device,
+                kind,
+                value,
+                at: Time::from_millis(at),
+            }),
+            _ => tracing::warn!(dev, "skipping unreadable history row"),
+        }
+    }
+    Ok(out)
+}
+
+fn kv_get(conn: &Connection, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT value FROM kv WHERE key = ?1")?;
+    let mut rows = stmt.query_map([key], |r| r.get::<_, Vec<u8>>(0))?;
+    match rows.next() {
+        Some(v) => Ok(Some(v?)),
+        None => Ok(None),
+    }
+}
+
+impl Store {
+    /// Runs `f` on the reader connection and awaits its answer.
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        self.reader()?.send(Box::new(move |c| {
+            let _ = tx.send(f(c));
+        }))?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// As `read`, for plain threads.
+    fn read_blocking<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        self.reader()?.send(Box::new(move |c| {
+            let _ = tx.send(f(c));
+        }))?;
+        rx.blocking_recv().map_err(|_| StoreError::Closed)?
+    }
+
+    /// Committed rows of `class` with `seq > after_seq`, ascending, at most `limit`.
+    pub async fn outbox_fetch(
+        &self,
+        class: Class,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        self.read(move |c| fetch(c, class, after_seq, limit)).await
+    }
+
+    /// As [`Store::outbox_fetch`], for plain threads.
+    pub fn outbox_fetch_blocking(
+        &self,
+        class: Class,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        self.read_blocking(move |c| fetch(c, class, after_seq, limit))
+    }
+
+    /// Every registered device, by id.
+    pub async fn devices(&self) -> Result<Vec<DeviceInfo>, StoreError> {
+        self.read(devices).await
+    }
+
+    pub async fn device(&self, id: &DeviceId) -> Result<Option<DeviceInfo>, StoreError> {
+        let id = id.clone();
+        self.read(move |c| device(c, id.as_str())).await
+    }
+
+    /// Readings with `since <= at < until`, oldest first, at most `limit`.
+    pub async fn history(
+        &self,
+        since: Time,
+        until: Time,
+        limit: usize,
+    ) -> Result<Vec<Reading>, StoreError> {
+        self.read(move |c| history(c, since, until, limit)).await
+    }
+
+    pub async fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = key.to_owned();
+        self.read(move |c| kv_get(c, &key)).await
+    }
+
+    /// Full `PRAGMA integrity_check` (slow on big files; start-up runs the quick one).
+    pub async fn integrity_check(&self) -> Result<(), StoreError> {
+        let path = self.inner.path.clone();
+        self.read(move |c| schema::check(c, &path, "integrity_check"))
+            .await
+    }
+}

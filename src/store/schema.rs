@@ -1,0 +1,184 @@
+//! Opening the database file: pragmas, schema migrations, the start-up
+//! integrity check, and moving a corrupt file aside.
+//!
+//! Invariants:
+//! - the writer connection runs `journal_mode=WAL`, `synchronous=FULL`,
+//!   `foreign_keys=ON` and a busy timeout; readers open the same file read-only;
+//! - `PRAGMA user_version` is the number of [`MIGRATIONS`] applied; each step
+//!   runs in its own transaction together with the version bump, so a crash
+//!   mid-migration leaves the previous version intact;
+//! - a file that SQLite reports as corrupt or "not a database" is always
+//!   reported as [`StoreError::Corrupt`], never as a generic error, so the app
+//!   can decide to [`quarantine`] it.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, ffi::ErrorCode};
+
+use super::StoreError;
+
+/// The schema, one step per version. Append only: never edit a shipped step.
+pub(crate) const MIGRATIONS: &[&str] = &[
+    // v1: the whole first schema.
+    r#"
+    CREATE TABLE devices (
+        id TEXT PRIMARY KEY NOT NULL,
+        name TEXT, room TEXT, role TEXT, ieee TEXT, nwk INTEGER,
+        manufacturer TEXT, model TEXT, last_seen INTEGER, battery REAL, lqi INTEGER
+    );
+    CREATE TABLE history (
+        device TEXT NOT NULL,
+        kind INTEGER NOT NULL,
+        value REAL NOT NULL,
+        at INTEGER NOT NULL
+    );
+    CREATE INDEX history_at ON history(at);
+    CREATE INDEX history_device_at ON history(device, at);
+    CREATE TABLE outbox (
+        class INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        id TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        payload BLOB NOT NULL,
+        PRIMARY KEY (class, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE seq (
+        class INTEGER PRIMARY KEY NOT NULL,
+        next INTEGER NOT NULL
+    );
+    CREATE TABLE kv (
+        key TEXT PRIMARY KEY NOT NULL,
+        value BLOB NOT NULL
+    );
+    CREATE TABLE counters (
+        name TEXT PRIMARY KEY NOT NULL,
+        value INTEGER NOT NULL
+    );
+    "#,
+];
+
+/// Maps SQLite's "this file is damaged" codes to [`StoreError::Corrupt`].
+pub(crate) fn classify(path: &Path, e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => StoreError::Corrupt {
+            detail: format!("{}: {e}", path.display()),
+        },
+        _ => StoreError::Sqlite(e),
+    }
+}
+
+/// Opens (creating file and directories if needed) the writer connection,
+/// checks it, and migrates it to the latest schema.
+pub(crate) fn open_writer(path: &Path, busy: Duration) -> Result<Connection, StoreError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    }
+    let conn = Connection::open(path).map_err(|e| classify(path, e))?;
+    conn.busy_timeout(busy).map_err(|e| classify(path, e))?;
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+        .map_err(|e| classify(path, e))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Setup(format!(
+            "{}: journal_mode is {mode}, WAL was refused",
+            path.display()
+        )));
+    }
+    let pragmas = "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY;";
+    conn.execute_batch(pragmas).map_err(|e| classify(path, e))?;
+    check(&conn, path, "quick_check")?;
+    migrate(&conn, path)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+/// Opens a read-only connection on a database the writer already set up.
+pub(crate) fn open_reader(path: &Path, busy: Duration) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| classify(path, e))?;
+    conn.busy_timeout(busy).map_err(|e| classify(path, e))?;
+    conn.set_prepared_statement_cache_capacity(32);
+    Ok(conn)
+}
+
+/// Runs `PRAGMA integrity_check` or `quick_check`; anything but `ok` is
+/// [`StoreError::Corrupt`] with SQLite's first lines of complaint.
+pub(crate) fn check(conn: &Connection, path: &Path, pragma: &str) -> Result<(), StoreError> {
+    let sql = format!("PRAGMA {pragma}(20)");
+    let run = || -> rusqlite::Result<Vec<String>> {
+        let mut stmt = conn.prepare(&sql)?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        rows.collect()
+    };
+    let lines = run().map_err(|e| classify(path, e))?;
+    if lines.len() == 1 && lines[0] == "ok" {
+        Ok(())
+    } else {
+        Err(StoreError::Corrupt {
+            detail: format!("{}: {pragma}: {}", path.display(), lines.join("; ")),
+        })
+    }
+}
+
+fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(|e| classify(path, e))?;
+    let supported = MIGRATIONS.len();
+    let current = usize::try_from(version).unwrap_or(usize::MAX);
+    if current > supported {
+        return Err(StoreError::TooNew {
+            found: version,
+            supported,
+        });
+    }
+    for (i, step) in MIGRATIONS.iter().enumerate().skip(current) {
+        let apply = || -> rusqlite::Result<()> {
+            let tx = conn.unchecked_transaction()?;
+            tx.execute_batch(step)?;
+            tx.pragma_update(
+                None,
+                "user_version",
+                i64::try_from(i + 1).unwrap_or(i64::MAX),
+            )?;
+            tx.commit()
+        };
+        apply().map_err(|e| classify(path, e))?;
+        tracing::info!(db = %path.display(), version = i + 1, "store schema migrated");
+    }
+    Ok(())
+}
+
+/// Renames a (corrupt) database and its `-wal`/`-shm` companions to
+/// `<name>.corrupt-<millis>` (`…-wal`, `…-shm`) so a fresh database can be
+/// created at `path`. Returns the new name of the main file. Missing
+/// companions are fine; a missing main file is an error.
+pub fn quarantine(path: &Path, now_millis: i64) -> Result<PathBuf, StoreError> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| StoreError::Setup(format!("{} has no file name", path.display())))?;
+    let mut new_name = name.to_os_string();
+    new_name.push(format!(".corrupt-{now_millis}"));
+    let target = path.with_file_name(&new_name);
+    std::fs::rename(path, &target).map_err(|source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    for suffix in ["-wal", "-shm"] {
+        let mut from = name.to_os_string();
+        from.push(suffix);
+        let mut to = new_name.clone();
+        to.push(suffix);
+        let from = path.with_file_name(from);
+        if from.exists() {
+            std::fs::rename(&from, path.with_file_name(to))
+                .map_err(|source| StoreError::Io { path: from, source })?;
+        }
+    }
+    tracing::warn!(from = %path.display(), to = %target.display(), "database moved aside");
+    Ok(target)
+}

@@ -1,0 +1,471 @@
+//! Behaviour tests of the store through its public handle.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::*;
+use crate::model::{AlertState, Kind, Severity};
+
+pub(super) fn dev(s: &str) -> DeviceId {
+    DeviceId::new(s).unwrap()
+}
+
+pub(super) fn reading(d: &str, kind: Kind, value: f64, at_ms: i64) -> Reading {
+    Reading::new(dev(d), kind, value, Time::from_millis(at_ms)).unwrap()
+}
+
+pub(super) fn alert(rule: &str, at_ms: i64) -> Alert {
+    Alert {
+        rule: rule.into(),
+        severity: Severity::Urgent,
+        state: AlertState::Raised,
+        device: dev("hall-panic"),
+        room: Some("hall".into()),
+        at: Time::from_millis(at_ms),
+        message: format!("{rule} fired"),
+        value: Some(1.0),
+        kind: Some(Kind::Panic),
+    }
+}
+
+fn db(dir: &tempfile::TempDir) -> PathBuf {
+    dir.path().join("data").join("carebridge.db")
+}
+
+async fn all_rows(s: &Store, class: Class) -> Vec<OutboxRow> {
+    s.outbox_fetch(class, 0, usize::MAX).await.unwrap()
+}
+
+#[tokio::test]
+async fn open_creates_directories_wal_file_and_schema_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir);
+    let s = Store::open(&path, &StoreConfig::default()).unwrap();
+    s.close().await.unwrap();
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let mode: String = c
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let v: i64 = c
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, schema::MIGRATIONS.len() as i64);
+}
+
+#[tokio::test]
+async fn reading_writes_history_telemetry_row_and_registry_last_seen() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&db(&dir), &StoreConfig::default()).unwrap();
+    let mut changed = s.outbox_changed();
+    let before = *changed.borrow_and_update();
+    s.submit(Write::Reading(reading(
+        "k-temp",
+        Kind::Temperature,
+        21.5,
+        1_000,
+    )))
+    .await
+    .unwrap();
+    s.submit(Write::Reading(reading(
+        "k-temp",
+        Kind::Battery,
+        87.0,
+        2_000,
+    )))
+    .await
+    .unwrap();
+    s.submit(Write::ReadingNoTelemetry(reading(
+        "k-temp",
+        Kind::Humidity,
+        40.0,
+        3_000,
+    )))
+    .await
+    .unwrap();
+    s.flush().await.unwrap();
+    assert!(
+        *changed.borrow_and_update() > before,
+        "commit with outbox rows bumps the watch"
+    );
+
+    let h = s.history(Time(0), Time(10_000), 10).await.unwrap();
+    assert_eq!(h.len(), 3);
+    assert_eq!(h[0].kind, Kind::Temperature);
+    let rows = all_rows(&s, Class::Telemetry).await;
+    assert_eq!(rows.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 2]);
+    let doc: serde_json::Value = serde_json::from_slice(&rows[0].payload).unwrap();
+    assert_eq!(doc["id"], rows[0].id.as_str());
+    assert_eq!(doc["seq"], 1);
+    assert_eq!(doc["value"], 21.5);
+    let d = s.device(&dev("k-temp")).await.unwrap().unwrap();
+    assert_eq!(d.last_seen, Some(Time(3_000)));
+    assert_eq!(d.battery, Some(87.0));
+    let st = s.stats();
+    assert_eq!(st.telemetry.rows, 2);
+    assert_eq!(
+        st.telemetry.bytes,
+        rows.iter().map(|r| r.payload.len() as u64).sum::<u64>()
+    );
+    assert!(st.telemetry.oldest_at.is_some());
+    assert!(st.commits >= 1);
+}
+
+#[tokio::test]
+async fn alert_keeps_id_and_seq_across_reopen_and_seq_never_goes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir);
+    let cfg = StoreConfig::default();
+    let s = Store::open(&path, &cfg).unwrap();
+    for i in 0..3 {
+        s.submit(Write::Alert(alert("panic", i))).await.unwrap();
+    }
+    s.flush().await.unwrap();
+    let first = all_rows(&s, Class::Alert).await;
+    s.close().await.unwrap();
+
+    let s = Store::open(&path, &cfg).unwrap();
+    assert_eq!(all_rows(&s, Class::Alert).await, first);
+    // Acknowledge everything, reopen: the next alert still gets seq 4.
+    let acks = first.iter().map(|r| (Class::Alert, r.seq)).collect();
+    s.submit(Write::Ack(acks)).await.unwrap();
+    s.close().await.unwrap();
+    let s = Store::open(&path, &cfg).unwrap();
+    assert_eq!(s.stats().alert.rows, 0);
+    s.submit(Write::Alert(alert("fall", 9))).await.unwrap();
+    s.flush().await.unwrap();
+    let rows = all_rows(&s, Class::Alert).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].seq, 4);
+    let doc: serde_json::Value = serde_json::from_slice(&rows[0].payload).unwrap();
+    assert_eq!(doc["rule"], "fall");
+    assert_eq!(doc["room"], "hall");
+    assert_eq!(doc["kind"], "panic");
+}
+
+#[tokio::test]
+async fn ack_is_idempotent_and_fetch_pages_after_seq() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&db(&dir), &StoreConfig::default()).unwrap();
+    for i in 0..10 {
+        s.submit(Write::Reading(reading("m", Kind::Motion, 1.0, i)))
+            .await
+            .unwrap();
+    }
+    s.flush().await.unwrap();
+    let page = s.outbox_fetch(Class::Telemetry, 3, 4).await.unwrap();
+    assert_eq!(
+        page.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![4, 5, 6, 7]
+    );
+    let acks: Vec<_> = (1..=5).map(|q| (Class::Telemetry, q)).collect();
+    s.submit(Write::Ack(acks.clone())).await.unwrap();
+    s.submit(Write::Ack(acks)).await.unwrap();
+    s.submit(Write::Ack(vec![(Class::Alert, 99)]))
+        .await
+        .unwrap();
+    s.flush().await.unwrap();
+    let rest = all_rows(&s, Class::Telemetry).await;
+    assert_eq!(
+        rest.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![6, 7, 8, 9, 10]
+    );
+    assert_eq!(s.stats().telemetry.rows, 5);
+    assert_eq!(s.stats().telemetry.evicted, 0);
+}
+
+#[tokio::test]
+async fn a_new_status_supersedes_older_unacknowledged_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&db(&dir), &StoreConfig::default()).unwrap();
+    for up in 0..3 {
+        let mut m = serde_json::Map::new();
+        m.insert("uptime".into(), serde_json::json!(up));
+        s.submit(Write::Status(m)).await.unwrap();
+    }
+    s.flush().await.unwrap();
+    let rows = all_rows(&s, Class::Status).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].seq, 3);
+    let doc: serde_json::Value = serde_json::from_slice(&rows[0].payload).unwrap();
+    assert_eq!(doc["uptime"], 2);
+    let st = s.stats();
+    assert_eq!(st.superseded, 2);
+    assert_eq!(st.status.evicted, 0);
+}
+
+#[tokio::test]
+async fn cap_evicts_oldest_telemetry_then_status_but_never_an_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir);
+    let cap = 2_000;
+    let s = Store::open_with_cap(&path, &StoreConfig::default(), cap).unwrap();
+    let mut m = serde_json::Map::new();
+    m.insert("uptime".into(), serde_json::json!(1));
+    s.submit(Write::Status(m)).await.unwrap();
+    for i in 0..40 {
+        s.submit(Write::Reading(reading("t", Kind::Temperature, 20.0, i)))
+            .await
+            .unwrap();
+    }
+    s.flush().await.unwrap();
+    let st = s.stats();
+    assert!(st.telemetry.evicted > 0);
+    assert_eq!(st.status.rows, 1, "status stays while telemetry can go");
+    assert!(st.alert.bytes + st.status.bytes + st.telemetry.bytes <= cap);
+    let tele = all_rows(&s, Class::Telemetry).await;
+    assert_eq!(tele.last().unwrap().seq, 40, "the newest telemetry is kept");
+    assert_eq!(
+        tele.first().unwrap().seq,
+        40 - tele.len() as u64 + 1,
+        "the oldest went first"
+    );
+
+    // Alerts alone over the cap: everything else goes, every alert stays.
+    for i in 0..20 {
+        s.submit(Write::Alert(alert("panic", i))).await.unwrap();
+    }
+    s.flush().await.unwrap();
+    let st = s.stats();
+    assert_eq!(st.alert.rows, 20);
+    assert_eq!(st.alert.evicted, 0);
+    assert_eq!(st.telemetry.rows, 0);
+    assert_eq!(st.status.rows, 0);
+    assert_eq!(st.status.evicted, 1);
+    let evicted = st.telemetry.evicted;
+    s.close().await.unwrap();
+    // Counters are persisted.
+    let s = Store::open_with_cap(&path, &StoreConfig::default(), cap).unwrap();
+    assert_eq!(s.stats().telemetry.evicted, evicted);
+    assert_eq!(s.stats().status.evicted, 1);
+    assert_eq!(s.stats().alert.rows, 20);
+}
+
+#[tokio::test]
+async fn device_upsert_merges_only_given_fields_and_remove_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&db(&dir), &StoreConfig::default()).unwrap();
+    s.submit(Write::Device(DeviceInfo {
+        id: Some(dev("front")),
+        name: Some("Front door".into()),
+        room: Some("hall".into()),
+        nwk: Some(0x1234),
+        lqi: Some(200),
+        ..Default::default()
+    }))
+    .await
+    .unwrap();
+    s.submit(Write::Device(DeviceInfo {
+        id: Some(dev("front")),
+        room: Some("porch".into()),
+        ..Default::default()
+    }))
+    .await
+    .unwrap();
+    s.submit(Write::Device(DeviceInfo::default()))
+        .await
+        .unwrap();
+    s.submit(Write::Device(DeviceInfo {
+        id: Some(dev("gone")),
+        ..Default::default()
+    }))
+    .await
+    .unwrap();
+    s.submit(Write::RemoveDevice(dev("gone"))).await.unwrap();
+    s.flush().await.unwrap();
+    let all = s.devices().await.unwrap();
+    assert_eq!(all.len(), 1);
+    let d = &all[0];
+    assert_eq!(d.name.as_deref(), Some("Front door"));
+    assert_eq!(d.room.as_deref(), Some("porch"));
+    assert_eq!(d.nwk, Some(0x1234));
+    assert_eq!(d.lqi, Some(200));
+    assert!(s.device(&dev("gone")).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn kv_puts_overwrites_and_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&db(&dir), &StoreConfig::default()).unwrap();
+    s.submit(Write::Kv("rules.timer".into(), Some(b"a".to_vec())))
+        .await
+        .unwrap();
+    s.submit(Write::Kv("rules.timer".into(), Some(b"b".to_vec())))
+        .await
+        .unwrap();
+    s.flush().await.unwrap();
+    assert_eq!(s.kv_get("rules.timer").await.unwrap(), Some(b"b".to_vec()));
+    s.submit(Write::Kv("rules.timer".into(), None))
+        .await
+        .unwrap();
+    s.flush().await.unwrap();
+    assert_eq!(s.kv_get("rules.timer").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn retention_deletes_only_history_older_than_the_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = StoreConfig {
+        history_days: 1,
+        retention_interval: crate::config::Dur(Duration::from_millis(20)),
+        ..Default::default()
+    };
+    let s = Store::open(&db(&dir), &cfg).unwrap();
+    let now = Time::now().as_millis();
+    for i in 0..5000 {
+        s.submit(Write::ReadingNoTelemetry(reading(
+            "m",
+            Kind::Motion,
+            1.0,
+            now - 3 * 86_400_000 + i,
+        )))
+        .await
+        .unwrap();
+    }
+    s.submit(Write::ReadingNoTelemetry(reading(
+        "m",
+        Kind::Motion,
+        0.0,
+        now,
+    )))
+    .await
+    .unwrap();
+    s.flush().await.unwrap();
+    for _ in 0..200 {
+        if s.stats().history_expired == 5000 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(s.stats().history_expired, 5000);
+    let left = s.history(Time(0), Time(i64::MAX), 100).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].at, Time(now));
+}
+
+#[tokio::test]
+async fn submit_after_close_reports_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&db(&dir), &StoreConfig::default()).unwrap();
+    let other = s.clone();
+    s.close().await.unwrap();
+    let r = other.submit(Write::Kv("k".into(), None)).await;
+    assert!(matches!(r, Err(StoreError::Closed)), "{r:?}");
+}
+
+#[tokio::test]
+async fn a_newer_schema_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir);
+    Store::open(&path, &StoreConfig::default())
+        .unwrap()
+        .close()
+        .await
+        .unwrap();
+    let c = rusqlite::Connection::open(&path).unwrap();
+    c.pragma_update(None, "user_version", 99).unwrap();
+    drop(c);
+    let r = Store::open(&path, &StoreConfig::default());
+    assert!(
+        matches!(r, Err(StoreError::TooNew { found: 99, .. })),
+        "{r:?}"
+    );
+}
+
+fn corrupt_and_expect_corrupt(path: &Path) {
+    let r = Store::open(path, &StoreConfig::default());
+    match r {
+        Err(StoreError::Corrupt { detail }) => {
+            assert!(detail.contains("carebridge.db"), "{detail}")
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn garbage_file_is_reported_corrupt_and_quarantine_makes_room_for_a_fresh_db() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, vec![0x5a; 64 * 1024]).unwrap();
+    corrupt_and_expect_corrupt(&path);
+    // (SQLite removes a junk -wal itself when the open fails; put one back to
+    // check that quarantine carries the companions along.)
+    std::fs::write(path.with_file_name("carebridge.db-wal"), b"junk").unwrap();
+    let moved = Store::quarantine(&path).unwrap();
+    assert!(moved.to_string_lossy().contains("carebridge.db.corrupt-"));
+    assert!(moved.exists());
+    let mut wal = moved.clone().into_os_string();
+    wal.push("-wal");
+    assert!(Path::new(&wal).exists(), "the -wal goes along");
+    assert!(!path.exists());
+    let s = Store::open(&path, &StoreConfig::default()).unwrap();
+    s.integrity_check().await.unwrap();
+    s.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn damaged_btree_pages_are_found_by_the_startup_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir);
+    let s = Store::open(&path, &StoreConfig::default()).unwrap();
+    for i in 0..3000 {
+        s.submit(Write::Reading(reading("t", Kind::Temperature, 20.0, i)))
+            .await
+            .unwrap();
+    }
+    s.close().await.unwrap();
+    // Checkpoint everything into the main file, then scribble over page 3..
+    let c = rusqlite::Connection::open(&path).unwrap();
+    c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode=DELETE;")
+        .unwrap();
+    drop(c);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let page = 4096;
+    assert!(bytes.len() > 8 * page);
+    for b in &mut bytes[2 * page + 8..6 * page] {
+        *b = 0xa5;
+    }
+    std::fs::write(&path, bytes).unwrap();
+    corrupt_and_expect_corrupt(&path);
+    Store::quarantine(&path).unwrap();
+    Store::open(&path, &StoreConfig::default())
+        .unwrap()
+        .close()
+        .await
+        .unwrap();
+}
+
+#[test]
+fn submit_blocking_and_flush_blocking_work_from_a_plain_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&db(&dir), &StoreConfig::default()).unwrap();
+    let s2 = s.clone();
+    std::thread::spawn(move || {
+        for i in 0..100 {
+            s2.submit_blocking(Write::Alert(alert("panic", i))).unwrap();
+        }
+        s2.flush_blocking().unwrap();
+    })
+    .join()
+    .unwrap();
+    assert_eq!(s.outbox_len(Class::Alert), 100);
+    let rows = s.outbox_fetch_blocking(Class::Alert, 0, 1000).unwrap();
+    assert_eq!(rows.len(), 100);
+    let ids: std::collections::HashSet<_> = rows.iter().map(|r| r.id.clone()).collect();
+    assert_eq!(ids.len(), 100, "ids are unique");
+}
+
+#[test]
+fn default_config_validates_and_matches_default_toml() {
+    let cfg = StoreConfig::default();
+    assert!(cfg.validate().is_empty());
+    let text = StoreConfig::DEFAULT_TOML.trim_start_matches("[store]\n");
+    let parsed: StoreConfig = toml::from_str(text).unwrap();
+    assert_eq!(parsed, cfg);
+    let bad = StoreConfig {
+        batch_max: 0,
+        ..Default::default()
+    };
+    assert_eq!(bad.validate().len(), 1);
+}

@@ -1,0 +1,522 @@
+//! The writer thread: the only read-write connection, group commit, history
+//! retention, and what to do when a commit fails.
+//!
+//! Loop: block for the first message (or until retention is due), drain up to
+//! `batch_max` more without blocking, apply them all in ONE transaction,
+//! commit (one fsync with `synchronous=FULL`), then answer flushes and bump
+//! `outbox_changed`.
+//!
+//! Invariants:
+//! - the in-memory outbox mirror is replaced only after `COMMIT` succeeded, so
+//!   a rolled-back batch leaves no trace (seqs included);
+//! - a batch that fails for storage reasons (disk full, I/O error, lock
+//!   timeout) is kept and retried after relieving pressure (evict telemetry,
+//!   then status, then the oldest history; never alerts); no new messages are
+//!   taken meanwhile, so the bounded queue pushes back on producers;
+//! - a batch that SQLite refuses for any other reason is retried one write at
+//!   a time and only the refused writes are dropped (counted in `rejected`).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ring::rand::{SecureRandom, SystemRandom};
+use rusqlite::{Connection, ffi::ErrorCode, params};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::outbox::{self, Outbox};
+use super::{Msg, StoreConfig, StoreError, StoreStats, Write, schema};
+use crate::model::{Alert, Class, DeviceId, DeviceInfo, Kind, Reading, Time};
+
+/// A write with the identity it got when the writer first took it; retries
+/// reuse it so an outbox id never changes once assigned.
+#[derive(Debug)]
+enum Op {
+    Reading(Reading, Option<(String, Time)>),
+    Alert(Alert, String, Time),
+    Status(serde_json::Map<String, serde_json::Value>, String, Time),
+    Ack(Vec<(Class, u64)>),
+    Device(DeviceInfo),
+    RemoveDevice(DeviceId),
+    Kv(String, Option<Vec<u8>>),
+}
+
+const RETENTION_CHUNK: i64 = 2000;
+const RELIEF_CHUNK: u64 = 1000;
+
+pub(crate) struct Writer {
+    conn: Connection,
+    path: PathBuf,
+    cfg: StoreConfig,
+    outbox: Outbox,
+    rng: SystemRandom,
+    id_fallback: u64,
+    stats: Arc<Mutex<StoreStats>>,
+    changed: watch::Sender<u64>,
+    s: StoreStats,
+    next_retention: Instant,
+    retention_more: bool,
+}
+
+type Opened = (Writer, Arc<Mutex<StoreStats>>, watch::Receiver<u64>);
+
+impl Writer {
+    pub fn open(path: &Path, cfg: &StoreConfig, cap_bytes: u64) -> Result<Opened, StoreError> {
+        let conn = schema::open_writer(path, cfg.busy_timeout.0)?;
+        let outbox = Outbox::load(&conn, cap_bytes).map_err(|e| schema::classify(path, e))?;
+        let stats = Arc::new(Mutex::new(StoreStats::default()));
+        let (changed, changed_rx) = watch::channel(0u64);
+        let mut w = Writer {
+            conn,
+            path: path.to_path_buf(),
+            cfg: cfg.clone(),
+            outbox,
+            rng: SystemRandom::new(),
+            id_fallback: 0,
+            stats: stats.clone(),
+            changed,
+            s: StoreStats::default(),
+            // First retention pass soon after start, not at once: start-up
+            // should serve quickly.
+            next_retention: Instant::now() + cfg.retention_interval.0.min(Duration::from_secs(5)),
+            retention_more: false,
+        };
+        w.s.rejected = outbox::get_counter(&w.conn, "rejected").unwrap_or(0);
+        w.publish();
+        Ok((w, stats, changed_rx))
+    }
+
+    fn new_id(&mut self) -> String {
+        let mut b = [0u8; 16];
+        if self.rng.fill(&mut b).is_err() {
+            // The OS RNG failing is near impossible; stay unique anyway.
+            self.id_fallback += 1;
+            b[..8].copy_from_slice(&Time::now().as_millis().to_be_bytes());
+            b[8..].copy_from_slice(&self.id_fallback.to_be_bytes());
+        }
+        crate::model::uuid_v4(b)
+    }
+
+    fn prepare(&mut self, w: Write) -> Op {
+        let now = Time::now();
+        match w {
+            Write::Reading(r) => {
+                let id = self.new_id();
+                Op::Reading(r, Some((id, now)))
+            }
+            Write::ReadingNoTelemetry(r) => Op::Reading(r, None),
+            Write::Alert(a) => Op::Alert(a, self.new_id(), now),
+            Write::Status(m) => Op::Status(m, self.new_id(), now),
+            Write::Ack(v) => Op::Ack(v),
+            Write::Device(d) => Op::Device(d),
+            Write::RemoveDevice(d) => Op::RemoveDevice(d),
+            Write::Kv(k, v) => Op::Kv(k, v),
+        }
+    }
+
+    /// The thread body. Returns when closed or when every handle is gone.
+    pub fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::error!(error = %e, "store writer cannot build its timer runtime");
+                return;
+            }
+        };
+        let mut ops: Vec<Op> = Vec::with_capacity(self.cfg.batch_max);
+        let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
+        let mut close: Option<oneshot::Sender<Result<(), StoreError>>> = None;
+        let mut disconnected = false;
+        let mut failures: u32 = 0;
+        loop {
+            if ops.is_empty() && flushes.is_empty() && close.is_none() {
+                if disconnected {
+                    return;
+                }
+                let wait = self.retention_wait();
+                match rt.block_on(async { tokio::time::timeout(wait, rx.recv()).await }) {
+                    Ok(Some(m)) => self.take(m, &mut ops, &mut flushes, &mut close),
+                    Ok(None) => disconnected = true,
+                    Err(_) => {
+                        self.retention();
+                        continue;
+                    }
+                }
+            }
+            // Drain without blocking; while a batch is failing, take nothing
+            // new so the bounded queue pushes back on producers.
+            while failures == 0 && close.is_none() && ops.len() < self.cfg.batch_max {
+                match rx.try_recv() {
+                    Ok(m) => self.take(m, &mut ops, &mut flushes, &mut close),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        disconnected = true;
+                        break;
+                    }
+                }
+            }
+            match self.commit(&ops) {
+                Ok(()) => {
+                    failures = 0;
+                    ops.clear();
+                    for f in flushes.drain(..) {
+                        let _ = f.send(());
+                    }
+                    if let Some(c) = close.take() {
+                        let _ = c.send(Ok(()));
+                        return;
+                    }
+                    if Instant::now() >= self.next_retention {
+                        self.retention();
+                    }
+                }
+                Err(e) => {
+                    failures += 1;
+                    if !is_storage_error(&e) {
+                        self.commit_one_by_one(&mut ops);
+                        continue;
+                    }
+                    self.note_failure(&e, ops.len());
+                    self.relieve(&e);
+                    if failures >= 5
+                        && let Some(c) = close.take()
+                    {
+                        tracing::error!(
+                            pending = ops.len(),
+                            "store closing with uncommitted writes"
+                        );
+                        let _ = c.send(Err(StoreError::Sqlite(e)));
+                        return;
+                    }
+                    let backoff = Duration::from_millis(50u64 << failures.min(6));
+                    std::thread::sleep(backoff);
+                }
+            }
+        }
+    }
+
+    fn take(
+        &mut self,
+        m: Msg,
+        ops: &mut Vec<Op>,
+        flushes: &mut Vec<oneshot::Sender<()>>,
+        close: &mut Option<oneshot::Sender<Result<(), StoreError>>>,
+    ) {
+        match m {
+            Msg::Write(w) => {
+                let op = self.prepare(w);
+                ops.push(op);
+            }
+            Msg::Flush(f) => flushes.push(f),
+            Msg::Close(c) => *close = Some(c),
+        }
+    }
+
+    /// Applies `ops` in one transaction; on success adopts the new outbox
+    /// mirror, publishes stats and bumps `outbox_changed` if rows were added.
+    fn commit(&mut self, ops: &[Op]) -> rusqlite::Result<()> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let start = Instant::now();
+        let mut ob = self.outbox.clone();
+        let tx = self.conn.unchecked_transaction()?;
+        let added = apply(&tx, &mut ob, ops)?;
+        ob.save(&tx)?;
+        tx.commit()?;
+        self.outbox = ob;
+        self.s.commits += 1;
+        self.s.last_batch = ops.len();
+        self.s.last_commit_us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        if self.s.error.take().is_some() {
+            tracing::info!("store commits succeed again");
+        }
+        self.s.pending = 0;
+        self.publish();
+        if added {
+            self.changed.send_modify(|v| *v += 1);
+        }
+        Ok(())
+    }
+
+    /// After a non-storage failure: isolate and drop only the refused writes.
+    fn commit_one_by_one(&mut self, ops: &mut Vec<Op>) {
+        let mut rest = std::mem::take(ops).into_iter();
+        while let Some(op) = rest.next() {
+            let one = [op];
+            match self.commit(&one) {
+                Ok(()) => {}
+                Err(e) if is_storage_error(&e) => {
+                    // Storage trouble after all: keep this and the rest.
+                    let [op] = one;
+                    ops.push(op);
+                    ops.extend(rest);
+                    return;
+                }
+                Err(e) => {
+                    self.s.rejected += 1;
+                    tracing::error!(error = %e, op = ?one[0], "store refused a write; dropped");
+                    let _ = outbox::set_counter(&self.conn, "rejected", self.s.rejected);
+                    self.publish();
+                }
+            }
+        }
+    }
+
+    fn note_failure(&mut self, e: &rusqlite::Error, pending: usize) {
+        let msg = format!("commit failed: {e}");
+        if self.s.error.as_deref() != Some(msg.as_str()) {
+            tracing::error!(db = %self.path.display(), error = %e, pending, "store commit failed; retrying");
+        }
+        self.s.error = Some(msg);
+        self.s.pending = pending;
+        self.publish();
+    }
+
+    /// Frees space after a storage failure: telemetry first, then status,
+    /// then the oldest history. Alerts are never touched.
+    fn relieve(&mut self, e: &rusqlite::Error) {
+        let full = matches!(
+            e.sqlite_error_code(),
+            Some(ErrorCode::DiskFull | ErrorCode::SystemIoFailure)
+        );
+        if !full {
+            return;
+        }
+        let _ = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+        let mut ob = self.outbox.clone();
+        let mut history = 0;
+        let attempt = (|| -> rusqlite::Result<()> {
+            let tx = self.conn.unchecked_transaction()?;
+            let mut freed = 0;
+            for class in [Class::Telemetry, Class::Status] {
+                if freed == 0 && ob.class(class).rows > 0 {
+                    let n = RELIEF_CHUNK.max(ob.class(class).rows / 10);
+                    freed = ob.evict_oldest(&tx, class, n)?;
+                }
+            }
+            if freed == 0 {
+                history = tx.execute(
+                    "DELETE FROM history WHERE rowid IN (SELECT rowid FROM history ORDER BY at LIMIT ?1)",
+                    [RETENTION_CHUNK],
+                )?;
+            }
+            ob.save(&tx)?;
+            tx.commit()
+        })();
+        match attempt {
+            Ok(()) => {
+                let before = self.outbox.class(Class::Telemetry).evicted
+                    + self.outbox.class(Class::Status).evicted;
+                let after = ob.class(Class::Telemetry).evicted + ob.class(Class::Status).evicted;
+                self.outbox = ob;
+                self.s.history_evicted += history as u64;
+                tracing::warn!(
+                    outbox_evicted = after - before,
+                    history_evicted = history,
+                    "freed space after a failed commit"
+                );
+                self.publish();
+            }
+            Err(e2) => tracing::warn!(error = %e2, "could not free space yet"),
+        }
+        let _ = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+    }
+
+    fn retention_wait(&self) -> Duration {
+        if self.retention_more {
+            Duration::ZERO
+        } else {
+            self.next_retention
+                .saturating_duration_since(Instant::now())
+        }
+    }
+
+    /// Deletes one chunk of expired history in its own small transaction.
+    fn retention(&mut self) {
+        let keep_ms = i64::from(self.cfg.history_days) * 86_400_000;
+        let cutoff = Time::now().as_millis().saturating_sub(keep_ms);
+        let r = self.conn.execute(
+            "DELETE FROM history WHERE rowid IN (SELECT rowid FROM history WHERE at < ?1 ORDER BY at LIMIT ?2)",
+            params![cutoff, RETENTION_CHUNK],
+        );
+        match r {
+            Ok(n) => {
+                self.s.history_expired += n as u64;
+                self.retention_more = n as i64 == RETENTION_CHUNK;
+                if n > 0 {
+                    self.publish();
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "history retention failed; will retry");
+                self.retention_more = false;
+            }
+        }
+        if !self.retention_more {
+            self.next_retention = Instant::now() + self.cfg.retention_interval.0;
+        }
+    }
+
+    fn publish(&mut self) {
+        for c in Class::ALL {
+            let st = self.outbox.class(c);
+            let cs = self.s.class_mut(c);
+            cs.rows = st.rows;
+            cs.bytes = st.bytes;
+            cs.oldest_at = st.oldest.map(|(_, at)| at);
+            cs.evicted = st.evicted;
+            cs.next_seq = st.next_seq;
+        }
+        self.s.superseded = self.outbox.superseded;
+        match self.stats.lock() {
+            Ok(mut g) => *g = self.s.clone(),
+            Err(p) => *p.into_inner() = self.s.clone(),
+        }
+    }
+}
+
+fn is_storage_error(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(
+            ErrorCode::DiskFull
+                | ErrorCode::SystemIoFailure
+                | ErrorCode::DatabaseBusy
+                | ErrorCode::DatabaseLocked
+                | ErrorCode::CannotOpen
+                | ErrorCode::OutOfMemory
+        )
+    )
+}
+
+/// Registry facts gathered from the readings of one batch, written once per
+/// device at the end (or before a registry write that must see them).
+#[derive(Default)]
+struct Touches(HashMap<DeviceId, (Time, Option<f64>)>);
+
+impl Touches {
+    fn add(&mut self, r: &Reading) {
+        let battery = (r.kind == Kind::Battery).then_some(r.value);
+        let e = self.0.entry(r.device.clone()).or_insert((r.at, None));
+        e.0 = e.0.max(r.at);
+        if battery.is_some() {
+            e.1 = battery;
+        }
+    }
+    fn write(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        let mut stmt = conn.prepare_cached(
+            "INSERT INTO devices (id, last_seen, battery) VALUES (?1, ?2, ?3) ON CONFLICT(id) DO UPDATE SET \
+             last_seen = max(coalesce(last_seen, excluded.last_seen), excluded.last_seen), \
+             battery = coalesce(excluded.battery, battery)",
+        )?;
+        for (id, (at, battery)) in self.0.drain() {
+            stmt.execute(params![id.as_str(), at.as_millis(), battery])?;
+        }
+        Ok(())
+    }
+}
+
+/// Applies every op inside the caller's transaction. Returns whether outbox
+/// rows were added.
+fn apply(conn: &Connection, ob: &mut Outbox, ops: &[Op]) -> rusqlite::Result<bool> {
+    let mut added = false;
+    let mut touches = Touches::default();
+    for op in ops {
+        match op {
+            Op::Reading(r, telemetry) => {
+                conn.prepare_cached(
+                    "INSERT INTO history (device, kind, value, at) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![
+                    r.device.as_str(),
+                    i64::from(r.kind.code()),
+                    r.value,
+                    r.at.as_millis()
+                ])?;
+                touches.add(r);
+                if let Some((id, at)) = telemetry {
+                    ob.enqueue(conn, Class::Telemetry, id, *at, |seq| {
+                        outbox::telemetry_payload(id, seq, r)
+                    })?;
+                    added = true;
+                }
+            }
+            Op::Alert(a, id, at) => {
+                ob.enqueue(conn, Class::Alert, id, *at, |seq| {
+                    outbox::alert_payload(id, seq, a)
+                })?;
+                added = true;
+            }
+            Op::Status(m, id, at) => {
+                ob.enqueue(conn, Class::Status, id, *at, |seq| {
+                    outbox::status_payload(id, seq, m)
+                })?;
+                added = true;
+            }
+            Op::Ack(list) => {
+                for (class, seq) in list {
+                    ob.ack(conn, *class, *seq)?;
+                }
+            }
+            Op::Device(d) => {
+                touches.write(conn)?;
+                upsert_device(conn, d)?;
+            }
+            Op::RemoveDevice(id) => {
+                touches.write(conn)?;
+                conn.prepare_cached("DELETE FROM devices WHERE id = ?1")?
+                    .execute([id.as_str()])?;
+            }
+            Op::Kv(k, Some(v)) => {
+                conn.prepare_cached(
+                    "INSERT INTO kv (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                )?
+                .execute(params![k, v])?;
+            }
+            Op::Kv(k, None) => {
+                conn.prepare_cached("DELETE FROM kv WHERE key = ?1")?
+                    .execute([k])?;
+            }
+        }
+    }
+    touches.write(conn)?;
+    Ok(added)
+}
+
+fn upsert_device(conn: &Connection, d: &DeviceInfo) -> rusqlite::Result<()> {
+    let Some(id) = &d.id else {
+        tracing::warn!(?d, "device write without an id ignored");
+        return Ok(());
+    };
+    conn.prepare_cached(
+        "INSERT INTO devices (id, name, room, role, ieee, nwk, manufacturer, model, last_seen, battery, lqi) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT(id) DO UPDATE SET \
+         name = coalesce(excluded.name, name), room = coalesce(excluded.room, room), \
+         role = coalesce(excluded.role, role), ieee = coalesce(excluded.ieee, ieee), \
+         nwk = coalesce(excluded.nwk, nwk), manufacturer = coalesce(excluded.manufacturer, manufacturer), \
+         model = coalesce(excluded.model, model), last_seen = coalesce(excluded.last_seen, last_seen), \
+         battery = coalesce(excluded.battery, battery), lqi = coalesce(excluded.lqi, lqi)",
+    )?
+    .execute(params![
+        id.as_str(),
+        d.name,
+        d.room,
+        d.role,
+        d.ieee,
+        d.nwk.map(i64::from),
+        d.manufacturer,
+        d.model,
+        d.last_seen.map(Time::as_millis),
+        d.battery,
+        d.lqi.map(i64::from),
+    ])?;
+    Ok(())
+}
