@@ -107,8 +107,17 @@ pub async fn run(
             _ = shutdown.cancelled() => return Ok(()),
             n = rx.next() => n.map_err(|e| anyhow::anyhow!("embedded broker link: {e}"))?,
         };
-        let Some(Notification::Forward(fwd)) = note else {
-            continue;
+        let fwd = match note {
+            Some(Notification::Forward(fwd)) => fwd,
+            // The router parks a link whose buffer filled up; it must be
+            // woken once drained, or delivery slows to a trickle.
+            Some(Notification::Unschedule) => {
+                rx.wake()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("embedded broker link: {e}"))?;
+                continue;
+            }
+            _ => continue,
         };
         let now = Time::now();
         match parse(&fwd.publish.topic, &fwd.publish.payload, now) {

@@ -345,7 +345,9 @@ impl<'a> Session<'a> {
     }
 
     async fn run(&mut self, connects: &mut u64) -> End {
-        let (client, eventloop) = AsyncClient::new(self.options(), 16);
+        // `cap` is the request channel: room for a full window plus commands.
+        let cap = usize::from(self.prep.cfg.inflight) + 64;
+        let (client, eventloop) = AsyncClient::new(self.options(), cap);
         let (ev_tx, mut events) = mpsc::channel(1024);
         let pump = tokio::spawn(pump_events(eventloop, ev_tx));
         let end = self.drive(&client, &mut events, connects).await;
@@ -549,9 +551,14 @@ impl<'a> Session<'a> {
                 for row in rows {
                     let topic = self.prep.topic(class.as_str());
                     let retain = class == Class::Status;
-                    client
+                    if client
                         .try_publish(topic, QoS::AtLeastOnce, retain, row.payload)
-                        .map_err(|e| format!("publish: {e}"))?;
+                        .is_err()
+                    {
+                        // Request channel full: the event loop catches up and
+                        // the next event refills from this row on.
+                        return Ok(());
+                    }
                     self.awaiting_pkid.push_back(Some((class, row.seq)));
                     self.cursor[i] = row.seq;
                     self.window_used += 1;
