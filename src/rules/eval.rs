@@ -319,7 +319,7 @@ fn immediate_what(kind: Kind) -> String {
 
 fn dur_text(ms: i64) -> String {
     let m = ms / 60_000;
-    if m >= 120 && m % 60 == 0 {
+    if m >= 60 && m % 60 == 0 {
         format!("{} h", m / 60)
     } else if m >= 1 {
         format!("{m} min")
@@ -810,9 +810,7 @@ pub fn on_timer(rule: &mut Rule, ri: u32, ctx: &mut Ctx<'_>, subject: u32, now: 
                         ),
                     );
                 }
-                let next = w
-                    .instance_at_or_after(ctx.tz, Time(due.max(now)))
-                    .map(|(_, e)| e.0);
+                let next = w.instance_at_or_after(ctx.tz, Time(due)).map(|(_, e)| e.0);
                 ctx.arm(&mut slot, ri, subject, next);
             }
         }
