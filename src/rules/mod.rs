@@ -1,18 +1,50 @@
-//! Alert rules. This is the spine's minimal rule path: readings of kind
-//! panic, fall, smoke, co or water_leak raise an urgent alert. The full rule
-//! engine (its own issue) replaces the inside of [`Engine`] and keeps its
-//! methods, so the hub does not change.
+//! Alert rules: rule specs (TOML, see `RULES.md` beside this file), the
+//! compiled engine, schedules in local time.
 //!
 //! Contract the hub relies on: the engine is pure and deterministic — no
-//! I/O, no clock (`now` is passed in), no tokio.
+//! I/O, no clock (`now` is passed in), no tokio. The same readings at the same
+//! `now`s give the same alerts, in the same order, whether or not the engine
+//! was snapshotted and restored in between.
+//!
+//! Layout:
+//! - [`spec`]: the file format and its validation ([`RuleSet`], [`RulesError`]);
+//! - [`window`]: daily local-time windows (midnight crossing, DST);
+//! - `eval`: what each rule type does with a reading or a timer;
+//! - `routine`: the learning rule; `devices`: device table and route cache;
+//! - `timers`: the lazy-deletion timer heap; `snapshot`: persistence;
+//! - [`cli`]: `carebridge rules check|replay`.
+//!
+//! Engine invariants:
+//! - a reading visits only the rules routed to its `(device, kind)` (a cached
+//!   list built from a by-kind index and the rules' selectors);
+//! - readings older than, or identical to, the last one of the same device
+//!   and kind are dropped (counted in [`Engine::dropped`]);
+//! - timers due at `now` fire before a reading at `now` is evaluated; timers
+//!   due at the same instant fire in (rule order, subject name) order;
+//! - the engine clock never goes backwards (`now` is max-ed with the last).
 
-use std::collections::HashMap;
+pub mod cli;
+mod devices;
+mod eval;
+mod routine;
+mod snapshot;
+pub mod spec;
+mod timers;
+pub mod window;
+
+use std::hash::{BuildHasherDefault, Hasher};
 use std::path::PathBuf;
+use std::sync::Arc;
 
+use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Problem;
-use crate::model::{Alert, AlertState, DeviceId, DeviceInfo, Kind, Reading, Severity, Time};
+use crate::model::{Alert, DeviceId, DeviceInfo, Kind, Reading, Severity, Time};
+use devices::{Devices, Freshness};
+use eval::{Ctx, Phase, RULE_SUBJECT, Rule};
+pub use spec::{RuleSet, RuleSpec, RuleType, RulesError};
+use timers::{Entry, Timers};
 
 /// `[rules]`: where the rule set lives.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -25,114 +57,567 @@ pub struct RulesConfig {
 impl RulesConfig {
     pub const DEFAULT_TOML: &'static str = r#"[rules]
 # file = "/etc/carebridge/rules.toml"   # without it, the built-in safety rules apply
+#                                       # (`carebridge rules check FILE` validates one)
 "#;
 
     pub fn validate(&self) -> Vec<Problem> {
-        Vec::new()
+        match &self.file {
+            Some(f) if f.as_os_str().is_empty() => vec![Problem::new("file", "must not be empty")],
+            _ => Vec::new(),
+        }
     }
 }
 
+/// The built-in safety rules of [`Engine::minimal`].
+pub const MINIMAL_RULES: &str = r#"
+[[rule]]
+id = "panic"
+type = "immediate"
+kinds = ["panic"]
+
+[[rule]]
+id = "fall"
+type = "immediate"
+kinds = ["fall"]
+
+[[rule]]
+id = "smoke"
+type = "immediate"
+kinds = ["smoke"]
+clear = true
+
+[[rule]]
+id = "co"
+type = "immediate"
+kinds = ["co"]
+clear = true
+
+[[rule]]
+id = "water_leak"
+type = "immediate"
+kinds = ["water_leak"]
+clear = true
+"#;
+
+/// A small fast hasher for the engine's integer and short-string keys
+/// (FxHash); the keys are not attacker-chosen in bulk.
+#[derive(Default, Clone, Copy)]
+pub struct Fx(u64);
+
+impl Hasher for Fx {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(b));
+        }
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+}
+
+impl Fx {
+    fn add(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+pub type FxBuild = BuildHasherDefault<Fx>;
+
+/// What a rule is doing, for the UI and the API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuleStatus {
+    pub rule: String,
+    #[serde(rename = "type")]
+    pub kind: RuleType,
+    pub severity: Severity,
+    /// `armed`, `learning`, `raised`, `suppressed` (raised and acknowledged,
+    /// waiting for the situation to resolve) or `disabled`.
+    pub state: String,
+    /// Open (raised, not cleared) alerts of this rule.
+    pub raised: usize,
+    /// Timers armed for this rule.
+    pub timers: usize,
+    /// A human line, e.g. `learning: 5 of 7 days`.
+    pub detail: String,
+}
+
+/// What [`Engine::reload`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReloadSummary {
+    /// Rules whose spec did not change: their state was kept.
+    pub kept: usize,
+    /// New or changed rules, starting fresh.
+    pub fresh: usize,
+    /// Rules that are gone (with their state).
+    pub removed: usize,
+}
+
 /// The rule engine the hub drives.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Engine {
-    devices: HashMap<DeviceId, DeviceInfo>,
+    rules: Vec<Rule>,
+    /// Rule ids of disabled rules (for status only).
+    disabled: Vec<RuleSpec>,
+    devs: Devices,
+    tz: TimeZone,
+    timers: Timers,
+    /// Rules that can see each kind (by `Kind::code`), and rules that see any kind.
+    by_kind: Vec<Vec<u32>>,
+    any_kind: Vec<u32>,
+    now: i64,
+    needs_start: bool,
+    generation: u64,
+    saved_generation: u64,
+    dropped: u64,
 }
 
 impl Engine {
     /// The built-in safety rules: panic, fall, smoke, CO and water leak raise
-    /// an urgent alert.
+    /// an urgent alert (smoke, CO and leak clear when the sensor goes idle).
     pub fn minimal() -> Engine {
-        Engine::default()
+        let set = RuleSet::parse(MINIMAL_RULES, "built-in").unwrap_or_default();
+        Engine::build(
+            &set,
+            TimeZone::get("Europe/London").unwrap_or(TimeZone::UTC),
+        )
+    }
+
+    /// Compiles a rule set; windows are read in `tz`.
+    pub fn new(set: &RuleSet, tz: TimeZone) -> Result<Engine, RulesError> {
+        Ok(Engine::build(set, tz))
+    }
+
+    fn build(set: &RuleSet, tz: TimeZone) -> Engine {
+        let mut e = Engine {
+            rules: Vec::new(),
+            disabled: Vec::new(),
+            devs: Devices::default(),
+            tz,
+            timers: Timers::default(),
+            by_kind: Vec::new(),
+            any_kind: Vec::new(),
+            now: i64::MIN,
+            needs_start: true,
+            generation: 0,
+            saved_generation: 0,
+            dropped: 0,
+        };
+        e.install(set, Vec::new());
+        e
+    }
+
+    /// Replaces the rules; rules with the same id and an identical spec keep
+    /// their state (raised alerts, clocks, learnt routine); others start fresh.
+    pub fn reload(&mut self, set: &RuleSet) -> ReloadSummary {
+        let old = std::mem::take(&mut self.rules);
+        let n_old = old.len();
+        let kept = self.install(set, old);
+        self.generation += 1;
+        ReloadSummary {
+            kept,
+            fresh: self.rules.len() - kept,
+            removed: n_old - kept,
+        }
+    }
+
+    fn install(&mut self, set: &RuleSet, mut old: Vec<Rule>) -> usize {
+        let mut kept = 0;
+        self.rules.clear();
+        self.disabled.clear();
+        for spec in &set.rules {
+            if !spec.enabled {
+                self.disabled.push(spec.clone());
+                continue;
+            }
+            match old.iter().position(|r| r.spec == *spec) {
+                Some(i) => {
+                    let mut r = old.swap_remove(i);
+                    for s in r.slots.values_mut() {
+                        s.queued = None;
+                    }
+                    self.rules.push(r);
+                    kept += 1;
+                }
+                None => self.rules.push(Rule::compile(spec)),
+            }
+        }
+        self.by_kind = vec![Vec::new(); Kind::ALL.len()];
+        self.any_kind.clear();
+        for (i, r) in self.rules.iter().enumerate() {
+            let i = u32::try_from(i).unwrap_or(u32::MAX);
+            match &r.route_kinds {
+                Some(kinds) => {
+                    for k in kinds {
+                        if let Some(v) = self.by_kind.get_mut(usize::from(k.code())) {
+                            v.push(i);
+                        }
+                    }
+                }
+                None => self.any_kind.push(i),
+            }
+        }
+        self.devs.clear_routes();
+        self.rebuild_timers();
+        self.needs_start = true;
+        kept
+    }
+
+    /// Re-queues exactly one heap entry per armed slot.
+    fn rebuild_timers(&mut self) {
+        let mut entries = Vec::new();
+        for (ri, r) in self.rules.iter_mut().enumerate() {
+            let ri = u32::try_from(ri).unwrap_or(u32::MAX);
+            for (&subject, s) in r.slots.iter_mut() {
+                s.queued = s.deadline;
+                if let Some(d) = s.deadline {
+                    entries.push(Entry {
+                        at: Time(d),
+                        rule: ri,
+                        subject,
+                    });
+                }
+            }
+        }
+        self.timers.rebuild(entries);
     }
 
     /// Registry facts (room, name, role) changed for a device.
     pub fn set_device(&mut self, info: &DeviceInfo) {
-        if let Some(id) = &info.id {
-            let entry = self.devices.entry(id.clone()).or_default();
-            entry.id = Some(id.clone());
-            if info.room.is_some() {
-                entry.room.clone_from(&info.room);
-            }
-            if info.name.is_some() {
-                entry.name.clone_from(&info.name);
+        self.devs.set(info);
+    }
+
+    /// Seeds routine rules from stored history (call after `set_device` for
+    /// every device, before live readings). Only learning happens: no alert,
+    /// no other rule state changes.
+    pub fn learn_from_history<'a>(&mut self, readings: impl Iterator<Item = &'a Reading>) {
+        if !self.rules.iter().any(|r| r.routine.is_some()) {
+            return;
+        }
+        for r in readings {
+            let dev = self.devs.intern(&r.device);
+            let route = self.route(dev, r.kind);
+            for &ri in route.iter() {
+                if let Some(rule) = self.rules.get_mut(ri as usize)
+                    && rule.routine.is_some()
+                    && r.value >= rule.min_value
+                    && routine::learn(rule, &self.tz, r.at)
+                {
+                    rule.started = false;
+                    self.needs_start = true;
+                }
             }
         }
+        self.generation += 1;
+    }
+
+    /// The rules a reading of `kind` from `dev` must visit (cached).
+    fn route(&mut self, dev: u32, kind: Kind) -> Arc<[u32]> {
+        if let Some(d) = self.devs.get(dev)
+            && let Some((_, r)) = d.routes.iter().find(|(k, _)| *k == kind)
+        {
+            return r.clone();
+        }
+        let by_kind = self
+            .by_kind
+            .get(usize::from(kind.code()))
+            .map_or(&[][..], |v| v.as_slice());
+        let mut list: Vec<u32> = by_kind
+            .iter()
+            .chain(self.any_kind.iter())
+            .copied()
+            .filter(|&ri| {
+                self.rules
+                    .get(ri as usize)
+                    .is_some_and(|r| r.matches(&self.devs, dev, kind))
+            })
+            .collect();
+        list.sort_unstable();
+        list.dedup();
+        let list: Arc<[u32]> = Arc::from(list);
+        if let Some(d) = self.devs.get_mut(dev) {
+            d.routes.push((kind, list.clone()));
+        }
+        list
+    }
+
+    fn advance(&mut self, now: Time, out: &mut Vec<Alert>) -> i64 {
+        let now = self.now.max(now.0);
+        self.now = now;
+        if self.needs_start {
+            self.needs_start = false;
+            let mut ctx = Ctx {
+                devs: &self.devs,
+                tz: &self.tz,
+                timers: &mut self.timers,
+                out,
+            };
+            for (ri, rule) in self.rules.iter_mut().enumerate() {
+                if !rule.started {
+                    eval::start(rule, u32::try_from(ri).unwrap_or(u32::MAX), &mut ctx, now);
+                }
+            }
+            self.generation += 1;
+        }
+        now
     }
 
     /// A reading arrived; alerts it causes are appended to `out`.
-    pub fn on_reading(&mut self, _now: Time, r: &Reading, out: &mut Vec<Alert>) {
-        let (rule, what) = match r.kind {
-            Kind::Panic => ("panic", "Panic button pressed"),
-            Kind::Fall => ("fall", "Fall detected"),
-            Kind::Smoke => ("smoke", "Smoke alarm"),
-            Kind::CarbonMonoxide => ("co", "Carbon monoxide alarm"),
-            Kind::WaterLeak => ("water_leak", "Water leak detected"),
-            _ => return,
-        };
-        if !r.is_active() {
+    pub fn on_reading(&mut self, now: Time, r: &Reading, out: &mut Vec<Alert>) {
+        self.on_tick(now, out);
+        let now = self.now;
+        let dev = self.devs.intern(&r.device);
+        if self.devs.check_fresh(dev, r.kind, r.at.0, r.value) != Freshness::New {
+            self.dropped += 1;
             return;
         }
-        let info = self.devices.get(&r.device);
-        let room = info.and_then(|d| d.room.clone());
-        let name = info
-            .and_then(|d| d.name.clone())
-            .unwrap_or_else(|| r.device.to_string());
-        let message = match &room {
-            Some(room) => format!("{what} in the {room} ({name})"),
-            None => format!("{what} ({name})"),
+        let route = self.route(dev, r.kind);
+        if route.is_empty() {
+            return;
+        }
+        let mut ctx = Ctx {
+            devs: &self.devs,
+            tz: &self.tz,
+            timers: &mut self.timers,
+            out,
         };
-        out.push(Alert {
-            rule: rule.to_string(),
-            severity: Severity::Urgent,
-            state: AlertState::Raised,
-            device: r.device.clone(),
-            room,
-            at: r.at,
-            message,
-            value: Some(r.value),
-            kind: Some(r.kind),
-        });
+        for &ri in route.iter() {
+            if let Some(rule) = self.rules.get_mut(ri as usize) {
+                eval::on_reading(rule, ri, &mut ctx, dev, r, now);
+            }
+        }
+        self.generation += 1;
     }
 
     /// Time passed; timer-driven alerts are appended to `out`.
-    pub fn on_tick(&mut self, _now: Time, _out: &mut Vec<Alert>) {}
+    pub fn on_tick(&mut self, now: Time, out: &mut Vec<Alert>) {
+        let now = self.advance(now, out);
+        let mut batch: Vec<Entry> = Vec::new();
+        while let Some(first) = self.timers.pop_due(Time(now)) {
+            // Everything due at the same instant, in a restart-proof order.
+            batch.clear();
+            batch.push(first);
+            while self.timers.peek() == Some(first.at) {
+                match self.timers.pop_due(Time(now)) {
+                    Some(e) => batch.push(e),
+                    None => break,
+                }
+            }
+            if batch.len() > 1 {
+                let devs = &self.devs;
+                let rules = &self.rules;
+                batch.sort_by(|a, b| {
+                    a.rule.cmp(&b.rule).then_with(|| {
+                        subject_name(rules, devs, a.rule, a.subject)
+                            .cmp(subject_name(rules, devs, b.rule, b.subject))
+                    })
+                });
+            }
+            let mut fired = false;
+            for e in batch.iter().copied() {
+                fired |= self.fire(e, now, out);
+            }
+            if fired {
+                self.generation += 1;
+            }
+        }
+        if self.timers.needs_compaction() {
+            self.rebuild_timers();
+        }
+    }
 
-    /// When `on_tick` next needs to be called, if ever.
+    fn fire(&mut self, e: Entry, now: i64, out: &mut Vec<Alert>) -> bool {
+        let Some(rule) = self.rules.get_mut(e.rule as usize) else {
+            return false;
+        };
+        let Some(slot) = rule.slots.get_mut(&e.subject) else {
+            return false;
+        };
+        if slot.queued != Some(e.at.0) {
+            return false; // stale entry
+        }
+        slot.queued = None;
+        self.timers.live = self.timers.live.saturating_sub(1);
+        let mut ctx = Ctx {
+            devs: &self.devs,
+            tz: &self.tz,
+            timers: &mut self.timers,
+            out,
+        };
+        match slot.deadline {
+            None => false,
+            // The deadline moved later than this entry: re-queue it, even if
+            // already past, so timers fire in deadline order.
+            Some(d) if d > e.at.0 => {
+                let mut s = slot.clone();
+                ctx.arm(&mut s, e.rule, e.subject, Some(d));
+                *slot = s;
+                false
+            }
+            Some(_) => {
+                eval::on_timer(rule, e.rule, &mut ctx, e.subject, now);
+                true
+            }
+        }
+    }
+
+    /// When `on_tick` next needs to be called, if ever. (May be early: a
+    /// wake-up that finds nothing due is harmless.)
     pub fn next_deadline(&self) -> Option<Time> {
-        None
+        self.timers.peek()
+    }
+
+    /// Acknowledges the open alerts of `rule` (for one device, or all).
+    /// Immediate rules without a clear may alert again right away after an
+    /// ack; other rules stay raised (now "suppressed") until they clear.
+    /// Returns whether anything was acknowledged.
+    pub fn ack(&mut self, alert_rule: &str, device: Option<&DeviceId>, now: Time) -> bool {
+        self.now = self.now.max(now.0);
+        let dev = device.map(|d| self.devs.find(d));
+        let Some(rule) = self.rules.iter_mut().find(|r| r.spec.id == alert_rule) else {
+            return false;
+        };
+        let mut any = false;
+        let forget =
+            matches!(rule.spec.kind, RuleType::Immediate | RuleType::Tamper) && !rule.clear;
+        for s in rule.slots.values_mut() {
+            if s.phase != Phase::Raised || s.acked {
+                continue;
+            }
+            if let Some(d) = dev
+                && Some(s.dev) != d
+            {
+                continue;
+            }
+            s.acked = true;
+            if forget {
+                s.phase = Phase::Idle;
+            }
+            any = true;
+        }
+        if any {
+            self.generation += 1;
+        }
+        any
+    }
+
+    /// Per-rule state for the UI and API, in rule-file order.
+    pub fn status(&self) -> Vec<RuleStatus> {
+        let mut v: Vec<RuleStatus> = self
+            .rules
+            .iter()
+            .map(|r| {
+                let raised = r
+                    .slots
+                    .values()
+                    .filter(|s| s.phase == Phase::Raised)
+                    .count();
+                let acked = r
+                    .slots
+                    .values()
+                    .filter(|s| s.phase == Phase::Raised && s.acked)
+                    .count();
+                let timers = r.slots.values().filter(|s| s.deadline.is_some()).count();
+                let (learning, detail) = if r.routine.is_some() {
+                    routine::status(r)
+                } else {
+                    (false, format!("{} subject(s) tracked", r.slots.len()))
+                };
+                let state = if learning {
+                    "learning"
+                } else if raised > 0 && acked == raised {
+                    "suppressed"
+                } else if raised > 0 {
+                    "raised"
+                } else {
+                    "armed"
+                };
+                let detail = if raised > 0 {
+                    format!("{raised} open alert(s), {acked} acknowledged; {detail}")
+                } else {
+                    detail
+                };
+                RuleStatus {
+                    rule: r.spec.id.clone(),
+                    kind: r.spec.kind,
+                    severity: r.severity,
+                    state: state.into(),
+                    raised,
+                    timers,
+                    detail,
+                }
+            })
+            .collect();
+        v.extend(self.disabled.iter().map(|s| RuleStatus {
+            rule: s.id.clone(),
+            kind: s.kind,
+            severity: s.severity.unwrap_or(Severity::Warning),
+            state: "disabled".into(),
+            raised: 0,
+            timers: 0,
+            detail: "enabled = false".into(),
+        }));
+        v
+    }
+
+    /// Increases whenever rule state changes; persist when it differs from
+    /// the value at the last save.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// State changed since [`Engine::mark_saved`].
+    pub fn state_dirty(&self) -> bool {
+        self.generation != self.saved_generation
+    }
+
+    /// Call after storing [`Engine::snapshot`].
+    pub fn mark_saved(&mut self) {
+        self.saved_generation = self.generation;
+    }
+
+    /// Readings dropped as duplicates or out of order.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Number of compiled (enabled) rules.
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Number of armed timers.
+    pub fn armed_timers(&self) -> usize {
+        self.timers.live
+    }
+}
+
+/// The name that orders timers due at the same instant.
+fn subject_name<'a>(rules: &'a [Rule], devs: &'a Devices, rule: u32, subject: u32) -> &'a str {
+    if subject == RULE_SUBJECT {
+        return "";
+    }
+    let per_room = rules
+        .get(rule as usize)
+        .is_some_and(|r| r.spec.kind == RuleType::Inactivity && r.per == spec::Per::Room);
+    if per_room {
+        devs.room_by_index(subject).unwrap_or("")
+    } else {
+        devs.get(subject).map_or("", |d| d.id.as_str())
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn reading(kind: Kind, value: f64) -> Reading {
-        Reading::new(DeviceId::new("d1").unwrap(), kind, value, Time(1000)).unwrap()
-    }
-
-    #[test]
-    fn panic_press_raises_an_urgent_alert_naming_the_room() {
-        let mut e = Engine::minimal();
-        e.set_device(&DeviceInfo {
-            id: Some(DeviceId::new("d1").unwrap()),
-            room: Some("hall".into()),
-            ..Default::default()
-        });
-        let mut out = Vec::new();
-        e.on_reading(Time(1000), &reading(Kind::Panic, 1.0), &mut out);
-        assert_eq!(out.len(), 1);
-        assert_eq!(out[0].severity, Severity::Urgent);
-        assert_eq!(out[0].room.as_deref(), Some("hall"));
-        assert!(out[0].message.contains("hall"), "{}", out[0].message);
-    }
-
-    #[test]
-    fn release_and_ordinary_readings_raise_nothing() {
-        let mut e = Engine::minimal();
-        let mut out = Vec::new();
-        e.on_reading(Time(0), &reading(Kind::Panic, 0.0), &mut out);
-        e.on_reading(Time(0), &reading(Kind::Temperature, 12.0), &mut out);
-        assert!(out.is_empty());
-    }
-}
+mod tests;
+#[cfg(test)]
+mod tests_state;

@@ -1,0 +1,190 @@
+//! The engine's device table: interned device ids and rooms, registry facts
+//! (name, room, role), the last reading per kind (for duplicate and
+//! out-of-order detection) and the per-device route cache.
+//!
+//! Invariants: a device index, once given, is stable for the life of the
+//! engine (indices are not persisted: snapshots name devices by id); a
+//! device's route cache is dropped whenever its room or role changes or the
+//! rules are reloaded, and rebuilt on the next reading.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::FxBuild;
+use crate::model::{DeviceId, DeviceInfo, Kind};
+
+#[derive(Debug)]
+pub struct Dev {
+    pub id: DeviceId,
+    pub name: Option<String>,
+    pub room: Option<u32>,
+    pub role: Option<String>,
+    /// Rules (indices, ascending) that a reading of each kind must visit.
+    pub routes: Vec<(Kind, Arc<[u32]>)>,
+    /// Last accepted `(kind, at ms, value)`.
+    pub seen: Vec<(Kind, i64, f64)>,
+}
+
+#[derive(Debug, Default)]
+pub struct Devices {
+    list: Vec<Dev>,
+    by_id: HashMap<DeviceId, u32, FxBuild>,
+    rooms: Vec<String>,
+    room_ids: HashMap<String, u32>,
+}
+
+/// Whether a reading is new, a duplicate or older than one already seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    New,
+    Duplicate,
+    Stale,
+}
+
+impl Devices {
+    pub fn get(&self, i: u32) -> Option<&Dev> {
+        self.list.get(i as usize)
+    }
+
+    pub fn get_mut(&mut self, i: u32) -> Option<&mut Dev> {
+        self.list.get_mut(i as usize)
+    }
+
+    pub fn find(&self, id: &DeviceId) -> Option<u32> {
+        self.by_id.get(id).copied()
+    }
+
+    pub fn intern(&mut self, id: &DeviceId) -> u32 {
+        if let Some(&i) = self.by_id.get(id) {
+            return i;
+        }
+        let i = u32::try_from(self.list.len()).unwrap_or(u32::MAX - 1);
+        self.list.push(Dev {
+            id: id.clone(),
+            name: None,
+            room: None,
+            role: None,
+            routes: Vec::new(),
+            seen: Vec::new(),
+        });
+        self.by_id.insert(id.clone(), i);
+        i
+    }
+
+    pub fn room_name(&self, dev: u32) -> Option<&str> {
+        let r = self.get(dev)?.room?;
+        self.rooms.get(r as usize).map(String::as_str)
+    }
+
+    pub fn room_by_index(&self, r: u32) -> Option<&str> {
+        self.rooms.get(r as usize).map(String::as_str)
+    }
+
+    pub fn intern_room(&mut self, name: &str) -> u32 {
+        if let Some(&i) = self.room_ids.get(name) {
+            return i;
+        }
+        let i = u32::try_from(self.rooms.len()).unwrap_or(u32::MAX - 1);
+        self.rooms.push(name.to_string());
+        self.room_ids.insert(name.to_string(), i);
+        i
+    }
+
+    /// Merges registry facts; returns the device index.
+    pub fn set(&mut self, info: &DeviceInfo) -> Option<u32> {
+        let id = info.id.as_ref()?;
+        let i = self.intern(id);
+        let room = info.room.as_deref().map(|r| self.intern_room(r));
+        let d = self.get_mut(i)?;
+        if info.name.is_some() {
+            d.name.clone_from(&info.name);
+        }
+        let mut moved = false;
+        if room.is_some() && room != d.room {
+            d.room = room;
+            moved = true;
+        }
+        if info.role.is_some() && info.role != d.role {
+            d.role.clone_from(&info.role);
+            moved = true;
+        }
+        if moved {
+            d.routes.clear();
+        }
+        Some(i)
+    }
+
+    pub fn clear_routes(&mut self) {
+        for d in &mut self.list {
+            d.routes.clear();
+        }
+    }
+
+    /// Records a reading's time and value; says whether it is new.
+    pub fn check_fresh(&mut self, dev: u32, kind: Kind, at: i64, value: f64) -> Freshness {
+        let Some(d) = self.get_mut(dev) else {
+            return Freshness::New;
+        };
+        match d.seen.iter_mut().find(|(k, _, _)| *k == kind) {
+            Some(e) => {
+                if at < e.1 {
+                    Freshness::Stale
+                } else if at == e.1 && value.to_bits() == e.2.to_bits() {
+                    Freshness::Duplicate
+                } else {
+                    e.1 = at;
+                    e.2 = value;
+                    Freshness::New
+                }
+            }
+            None => {
+                d.seen.push((kind, at, value));
+                Freshness::New
+            }
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Dev> {
+        self.list.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> DeviceId {
+        DeviceId::new(s).unwrap()
+    }
+
+    #[test]
+    fn duplicates_and_older_readings_are_recognised() {
+        let mut d = Devices::default();
+        let i = d.intern(&id("a"));
+        assert_eq!(d.check_fresh(i, Kind::Motion, 10, 1.0), Freshness::New);
+        assert_eq!(
+            d.check_fresh(i, Kind::Motion, 10, 1.0),
+            Freshness::Duplicate
+        );
+        assert_eq!(d.check_fresh(i, Kind::Motion, 10, 0.0), Freshness::New);
+        assert_eq!(d.check_fresh(i, Kind::Motion, 5, 1.0), Freshness::Stale);
+        assert_eq!(d.check_fresh(i, Kind::Contact, 5, 1.0), Freshness::New);
+    }
+
+    #[test]
+    fn moving_a_device_to_another_room_drops_its_routes() {
+        let mut d = Devices::default();
+        let i = d.intern(&id("a"));
+        d.get_mut(i)
+            .unwrap()
+            .routes
+            .push((Kind::Motion, Arc::from(vec![1u32])));
+        d.set(&DeviceInfo {
+            id: Some(id("a")),
+            room: Some("hall".into()),
+            ..Default::default()
+        });
+        assert!(d.get(i).unwrap().routes.is_empty());
+        assert_eq!(d.room_name(i), Some("hall"));
+    }
+}

@@ -1,0 +1,216 @@
+//! Persistence of the engine's state: every rule's slots (phases, clocks,
+//! armed deadlines), learnt routines and the last reading per device and
+//! kind, as JSON bytes the integrator stores (SQLite kv).
+//!
+//! Invariants: devices and rooms are named by id, never by the in-memory
+//! index (indices depend on arrival order); a rule's state is restored only
+//! into a rule with an identical spec (same id, same keys), so an edited
+//! rule starts fresh; restoring then replaying gives the same alerts as
+//! never stopping (property-tested in `tests_state`). Format version 1.
+
+use serde::{Deserialize, Serialize};
+
+use super::eval::{NO_DEV, Phase, RULE_SUBJECT, Slot};
+use super::routine::Routine;
+use super::spec::{Per, RuleSpec, RuleType};
+use super::{Engine, RulesError};
+use crate::model::{DeviceId, Kind, Time};
+
+const VERSION: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct Snap {
+    v: u32,
+    now: i64,
+    rules: Vec<RuleSnap>,
+    seen: Vec<SeenSnap>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RuleSnap {
+    spec: RuleSpec,
+    started: bool,
+    slots: Vec<SlotSnap>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    routine: Option<Routine>,
+}
+
+#[derive(Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Clone)]
+#[serde(rename_all = "lowercase")]
+enum Subj {
+    Rule,
+    Device(String),
+    Room(String),
+}
+
+#[derive(Serialize, Deserialize)]
+struct SlotSnap {
+    subject: Subj,
+    phase: Phase,
+    #[serde(default)]
+    acked: bool,
+    since: i64,
+    last: i64,
+    deadline: Option<i64>,
+    value: f64,
+    dev: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SeenSnap {
+    device: String,
+    kind: Kind,
+    at: i64,
+    value: f64,
+}
+
+fn per_room(spec: &RuleSpec) -> bool {
+    spec.kind == RuleType::Inactivity && spec.per == Some(Per::Room)
+}
+
+impl Engine {
+    /// The engine's state as bytes (JSON), for storage across restarts.
+    pub fn snapshot(&self) -> Vec<u8> {
+        let dev_name = |i: u32| self.devs.get(i).map(|d| d.id.to_string());
+        let rules = self
+            .rules
+            .iter()
+            .map(|r| {
+                let room = per_room(&r.spec);
+                let mut slots: Vec<SlotSnap> = r
+                    .slots
+                    .iter()
+                    .filter_map(|(&subject, s)| {
+                        let subj = if subject == RULE_SUBJECT {
+                            Subj::Rule
+                        } else if room {
+                            Subj::Room(self.devs.room_by_index(subject)?.to_string())
+                        } else {
+                            Subj::Device(dev_name(subject)?)
+                        };
+                        Some(SlotSnap {
+                            subject: subj,
+                            phase: s.phase,
+                            acked: s.acked,
+                            since: s.since,
+                            last: s.last,
+                            deadline: s.deadline,
+                            value: s.value,
+                            dev: if s.dev == NO_DEV {
+                                None
+                            } else {
+                                dev_name(s.dev)
+                            },
+                        })
+                    })
+                    .collect();
+                slots.sort_by(|a, b| a.subject.cmp(&b.subject));
+                RuleSnap {
+                    spec: r.spec.clone(),
+                    started: r.started,
+                    slots,
+                    routine: r.routine.as_deref().cloned(),
+                }
+            })
+            .collect();
+        let mut seen: Vec<SeenSnap> = self
+            .devs
+            .iter()
+            .flat_map(|d| {
+                d.seen.iter().map(|&(kind, at, value)| SeenSnap {
+                    device: d.id.to_string(),
+                    kind,
+                    at,
+                    value,
+                })
+            })
+            .collect();
+        seen.sort_by(|a, b| (&a.device, a.kind).cmp(&(&b.device, b.kind)));
+        let snap = Snap {
+            v: VERSION,
+            now: self.now,
+            rules,
+            seen,
+        };
+        serde_json::to_vec(&snap).unwrap_or_default()
+    }
+
+    /// Restores state saved by [`Engine::snapshot`] into this engine (built
+    /// from the current rule set). State of rules that no longer exist or
+    /// whose spec changed is dropped. Timers that fell due while stopped fire
+    /// on the next `on_tick`/`on_reading`. Returns how many rules got state.
+    pub fn restore(&mut self, bytes: &[u8], now: Time) -> Result<usize, RulesError> {
+        let snap: Snap =
+            serde_json::from_slice(bytes).map_err(|e| RulesError::Snapshot(e.to_string()))?;
+        if snap.v != VERSION {
+            return Err(RulesError::Snapshot(format!(
+                "format version {} is not {VERSION}",
+                snap.v
+            )));
+        }
+        let bad = |s: &str| RulesError::Snapshot(format!("invalid device id {s:?}"));
+        let mut restored = 0;
+        for rs in snap.rules {
+            let Some(ri) = self.rules.iter().position(|r| r.spec == rs.spec) else {
+                continue;
+            };
+            let room = per_room(&rs.spec);
+            let mut slots = Vec::with_capacity(rs.slots.len());
+            for s in rs.slots {
+                let subject = match &s.subject {
+                    Subj::Rule => RULE_SUBJECT,
+                    Subj::Room(name) if room => self.devs.intern_room(name),
+                    Subj::Device(id) if !room => {
+                        self.devs.intern(&DeviceId::new(id).map_err(|_| bad(id))?)
+                    }
+                    _ => {
+                        return Err(RulesError::Snapshot(
+                            "slot subject does not fit its rule".into(),
+                        ));
+                    }
+                };
+                let dev = match &s.dev {
+                    Some(id) => self.devs.intern(&DeviceId::new(id).map_err(|_| bad(id))?),
+                    None => NO_DEV,
+                };
+                slots.push((
+                    subject,
+                    Slot {
+                        phase: s.phase,
+                        acked: s.acked,
+                        since: s.since,
+                        last: s.last,
+                        deadline: s.deadline,
+                        queued: None,
+                        value: s.value,
+                        dev,
+                    },
+                ));
+            }
+            if let Some(rule) = self.rules.get_mut(ri) {
+                rule.slots = slots.into_iter().collect();
+                rule.started = rs.started;
+                if let (Some(dst), Some(src)) = (rule.routine.as_mut(), rs.routine) {
+                    **dst = src;
+                }
+                restored += 1;
+            }
+        }
+        for s in snap.seen {
+            let dev = self
+                .devs
+                .intern(&DeviceId::new(&s.device).map_err(|_| bad(&s.device))?);
+            if let Some(d) = self.devs.get_mut(dev) {
+                d.seen.retain(|(k, _, _)| *k != s.kind);
+                d.seen.push((s.kind, s.at, s.value));
+            }
+        }
+        // The clock never goes back; rules without saved state start at the
+        // next event, like after a reload.
+        self.now = self.now.max(snap.now).max(now.0);
+        self.rebuild_timers();
+        self.needs_start = true;
+        self.generation += 1;
+        Ok(restored)
+    }
+}

@@ -1,0 +1,742 @@
+//! The rules file: TOML `[[rule]]` tables parsed into a validated [`RuleSet`].
+//!
+//! Invariants: a [`RuleSet`] that exists has passed [`RuleSpec::problems`]
+//! for every rule (required keys present, keys that the rule type does not
+//! use refused, ids unique), so compiling it cannot fail. Errors name the
+//! file, the line and the key (`rules.toml:14: rule[2].window: …`), like the
+//! main config file. See `RULES.md` beside this file for every rule type.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::{self, IntoDeserializer, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::window::Window;
+use crate::config::{Dur, Problem};
+use crate::model::{DeviceId, Kind, Severity};
+
+/// Why a rules file was refused. `Display` is the message users see.
+#[derive(Debug, thiserror::Error)]
+pub enum RulesError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {key}{message}")]
+    Parse {
+        path: String,
+        line: usize,
+        column: usize,
+        key: String,
+        message: String,
+    },
+    #[error("{}", format_invalid(path, problems))]
+    Invalid {
+        path: String,
+        problems: Vec<(Option<usize>, Problem)>,
+    },
+    #[error("rule state snapshot: {0}")]
+    Snapshot(String),
+}
+
+fn format_invalid(path: &str, problems: &[(Option<usize>, Problem)]) -> String {
+    problems
+        .iter()
+        .map(|(line, p)| match line {
+            Some(l) => format!("{path}:{l}: {}: {}", p.key, p.reason),
+            None => format!("{path}: {}: {}", p.key, p.reason),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The rule types. See RULES.md.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleType {
+    Immediate,
+    Threshold,
+    Window,
+    Inactivity,
+    Absence,
+    Sequence,
+    Silent,
+    LowBattery,
+    Tamper,
+    Routine,
+}
+
+impl RuleType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleType::Immediate => "immediate",
+            RuleType::Threshold => "threshold",
+            RuleType::Window => "window",
+            RuleType::Inactivity => "inactivity",
+            RuleType::Absence => "absence",
+            RuleType::Sequence => "sequence",
+            RuleType::Silent => "silent",
+            RuleType::LowBattery => "low_battery",
+            RuleType::Tamper => "tamper",
+            RuleType::Routine => "routine",
+        }
+    }
+}
+
+/// Which binary state a window or sequence step waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Want {
+    /// value ≥ 0.5 (door open, in bed, motion).
+    Active,
+    /// value < 0.5 (door closed, out of bed).
+    Idle,
+    /// any reading.
+    Any,
+}
+
+impl Want {
+    pub fn matches(self, value: f64) -> bool {
+        match self {
+            Want::Active => value >= 0.5,
+            Want::Idle => value < 0.5,
+            Want::Any => true,
+        }
+    }
+}
+
+/// What an inactivity rule keeps one clock for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Per {
+    /// One clock for everything the rule selects ("no motion in any room").
+    #[default]
+    Rule,
+    /// One clock per room.
+    Room,
+    /// One clock per device.
+    Device,
+}
+
+/// A string or a list of strings in TOML (`room = "hall"` or `rooms = [...]`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct List<T>(pub Vec<T>);
+
+impl<T> Default for List<T> {
+    fn default() -> Self {
+        List(Vec::new())
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for List<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = List<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<List<T>, E> {
+                let de: de::value::StrDeserializer<'_, E> = s.into_deserializer();
+                Ok(List(vec![T::deserialize(de)?]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<List<T>, A::Error> {
+                let mut v = Vec::new();
+                while let Some(x) = a.next_element()? {
+                    v.push(x);
+                }
+                Ok(List(v))
+            }
+        }
+        d.deserialize_any(V(PhantomData))
+    }
+}
+
+/// Which readings a rule (or a sequence step) looks at. All given lists
+/// must match (AND); within a list any entry matches (OR); an empty list
+/// matches everything.
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Step {
+    #[serde(alias = "device")]
+    pub devices: List<String>,
+    #[serde(alias = "room")]
+    pub rooms: List<String>,
+    #[serde(alias = "role")]
+    pub roles: List<String>,
+    #[serde(alias = "kind")]
+    pub kinds: List<Kind>,
+    /// Which state the reading must report (default: active).
+    pub state: Option<Want>,
+}
+
+/// One `[[rule]]` table, as written. Unset keys take per-type defaults.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: RuleType,
+    #[serde(default)]
+    pub severity: Option<Severity>,
+    /// Template; `{name}`, `{room}`, `{value}`, `{device}` are filled in.
+    #[serde(default)]
+    pub message: Option<String>,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default, alias = "device")]
+    pub devices: List<String>,
+    #[serde(default, alias = "room")]
+    pub rooms: List<String>,
+    #[serde(default, alias = "role")]
+    pub roles: List<String>,
+    #[serde(default, alias = "kind")]
+    pub kinds: List<Kind>,
+    #[serde(default)]
+    pub below: Option<f64>,
+    #[serde(default)]
+    pub above: Option<f64>,
+    #[serde(default)]
+    pub hysteresis: Option<f64>,
+    #[serde(default, rename = "for")]
+    pub for_: Option<Dur>,
+    #[serde(default)]
+    pub window: Option<Window>,
+    #[serde(default)]
+    pub state: Option<Want>,
+    #[serde(default)]
+    pub clear: Option<bool>,
+    #[serde(default)]
+    pub cooldown: Option<Dur>,
+    #[serde(default)]
+    pub per: Option<Per>,
+    #[serde(default)]
+    pub min_value: Option<f64>,
+    #[serde(default)]
+    pub start: Option<Step>,
+    #[serde(default)]
+    pub cancel: Vec<Step>,
+    #[serde(default)]
+    pub within: Option<Dur>,
+    #[serde(default)]
+    pub interval: Option<Dur>,
+    #[serde(default)]
+    pub intervals: BTreeMap<Kind, Dur>,
+    #[serde(default)]
+    pub days: Option<u16>,
+    #[serde(default)]
+    pub min_days: Option<u16>,
+    #[serde(default)]
+    pub percentile: Option<f64>,
+    #[serde(default)]
+    pub margin: Option<Dur>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl RuleSpec {
+    /// The optional keys that are set, by name.
+    fn set_keys(&self) -> Vec<&'static str> {
+        let mut k = Vec::new();
+        let mut add = |set: bool, name: &'static str| {
+            if set {
+                k.push(name);
+            }
+        };
+        add(!self.devices.0.is_empty(), "devices");
+        add(!self.rooms.0.is_empty(), "rooms");
+        add(!self.roles.0.is_empty(), "roles");
+        add(!self.kinds.0.is_empty(), "kinds");
+        add(self.below.is_some(), "below");
+        add(self.above.is_some(), "above");
+        add(self.hysteresis.is_some(), "hysteresis");
+        add(self.for_.is_some(), "for");
+        add(self.window.is_some(), "window");
+        add(self.state.is_some(), "state");
+        add(self.clear.is_some(), "clear");
+        add(self.cooldown.is_some(), "cooldown");
+        add(self.per.is_some(), "per");
+        add(self.min_value.is_some(), "min_value");
+        add(self.start.is_some(), "start");
+        add(!self.cancel.is_empty(), "cancel");
+        add(self.within.is_some(), "within");
+        add(self.interval.is_some(), "interval");
+        add(!self.intervals.is_empty(), "intervals");
+        add(self.days.is_some(), "days");
+        add(self.min_days.is_some(), "min_days");
+        add(self.percentile.is_some(), "percentile");
+        add(self.margin.is_some(), "margin");
+        k
+    }
+
+    /// Keys each type accepts besides id, type, severity, message, enabled.
+    fn allowed(&self) -> &'static [&'static str] {
+        match self.kind {
+            RuleType::Immediate => &["devices", "rooms", "roles", "kinds", "clear", "cooldown"],
+            RuleType::Tamper => &["devices", "rooms", "roles", "cooldown"],
+            RuleType::Threshold => &[
+                "devices",
+                "rooms",
+                "roles",
+                "kinds",
+                "below",
+                "above",
+                "hysteresis",
+                "for",
+            ],
+            RuleType::Window => &[
+                "devices", "rooms", "roles", "kinds", "window", "state", "for",
+            ],
+            RuleType::Inactivity => &[
+                "devices",
+                "rooms",
+                "roles",
+                "kinds",
+                "for",
+                "window",
+                "per",
+                "min_value",
+            ],
+            RuleType::Absence => &["devices", "rooms", "roles", "kinds", "window", "min_value"],
+            RuleType::Sequence => &["start", "cancel", "within", "window"],
+            RuleType::Silent => &[
+                "devices",
+                "rooms",
+                "roles",
+                "kinds",
+                "interval",
+                "intervals",
+            ],
+            RuleType::LowBattery => &["devices", "rooms", "roles", "below", "hysteresis"],
+            RuleType::Routine => &[
+                "devices",
+                "rooms",
+                "roles",
+                "kinds",
+                "window",
+                "min_value",
+                "days",
+                "min_days",
+                "percentile",
+                "margin",
+            ],
+        }
+    }
+
+    /// Everything wrong with this rule; keys are relative to the rule table.
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        if DeviceId::new(&self.id).is_err() {
+            out.push(Problem::new(
+                "id",
+                format!(
+                    "{:?}: use 1 to 64 characters from A-Z a-z 0-9 . _ : -",
+                    self.id
+                ),
+            ));
+        }
+        let allowed = self.allowed();
+        for k in self.set_keys() {
+            if !allowed.contains(&k) {
+                out.push(Problem::new(
+                    k,
+                    format!("not used by rules of type {:?}", self.kind.as_str()),
+                ));
+            }
+        }
+        let mut need = |set: bool, key: &str, why: &str| {
+            if !set {
+                out.push(Problem::new(key, why.to_string()));
+            }
+        };
+        match self.kind {
+            RuleType::Immediate => need(
+                !self.kinds.0.is_empty(),
+                "kinds",
+                "required: which reading kinds raise the alert (e.g. [\"panic\"])",
+            ),
+            RuleType::Threshold => {
+                need(
+                    !self.kinds.0.is_empty(),
+                    "kinds",
+                    "required (e.g. \"temperature\")",
+                );
+                need(
+                    self.below.is_some() != self.above.is_some(),
+                    "below",
+                    "set exactly one of below or above",
+                );
+            }
+            RuleType::Window => {
+                need(
+                    !self.kinds.0.is_empty(),
+                    "kinds",
+                    "required (e.g. \"contact\")",
+                );
+                need(
+                    self.window.is_some(),
+                    "window",
+                    "required (e.g. \"23:00-06:00\")",
+                );
+            }
+            RuleType::Inactivity => need(self.for_.is_some(), "for", "required (e.g. \"4h\")"),
+            RuleType::Absence | RuleType::Routine => {
+                need(
+                    self.window.is_some(),
+                    "window",
+                    "required (e.g. \"07:00-11:00\")",
+                );
+            }
+            RuleType::Sequence => {
+                need(
+                    self.start.is_some(),
+                    "start",
+                    "required: the step that starts the clock",
+                );
+                need(self.within.is_some(), "within", "required (e.g. \"30m\")");
+            }
+            RuleType::Silent | RuleType::LowBattery | RuleType::Tamper => {}
+        }
+        for (key, v) in [
+            ("below", self.below),
+            ("above", self.above),
+            ("hysteresis", self.hysteresis),
+            ("min_value", self.min_value),
+        ] {
+            if let Some(v) = v
+                && !v.is_finite()
+            {
+                out.push(Problem::new(key, "must be a finite number"));
+            }
+        }
+        if self.hysteresis.is_some_and(|h| h < 0.0) {
+            out.push(Problem::new("hysteresis", "must not be negative"));
+        }
+        let max = Dur::parse("400d").map(|d| d.0).unwrap_or_default();
+        for (key, d) in [
+            ("for", self.for_),
+            ("within", self.within),
+            ("interval", self.interval),
+            ("cooldown", self.cooldown),
+            ("margin", self.margin),
+        ] {
+            if let Some(d) = d
+                && d.0 > max
+            {
+                out.push(Problem::new(key, "must be at most 400d"));
+            }
+        }
+        if self.kind == RuleType::Inactivity && self.for_.is_some_and(|d| d.0.is_zero()) {
+            out.push(Problem::new("for", "must be above zero"));
+        }
+        if self.within.is_some_and(|d| d.0.is_zero())
+            || self.interval.is_some_and(|d| d.0.is_zero())
+        {
+            out.push(Problem::new("within", "durations here must be above zero"));
+        }
+        for (k, d) in &self.intervals {
+            if d.0.is_zero() || d.0 > max {
+                out.push(Problem::new(
+                    format!("intervals.{k}"),
+                    "must be between 1ms and 400d",
+                ));
+            }
+        }
+        if let Some(p) = self.percentile
+            && !(p > 0.0 && p <= 100.0)
+        {
+            out.push(Problem::new(
+                "percentile",
+                "must be above 0 and at most 100",
+            ));
+        }
+        let days = self.days.unwrap_or(DEFAULT_DAYS);
+        if days == 0 || days > 366 {
+            out.push(Problem::new("days", "must be between 1 and 366"));
+        }
+        if self.min_days.is_some_and(|m| m == 0 || m > days) {
+            out.push(Problem::new(
+                "min_days",
+                format!("must be between 1 and days ({days})"),
+            ));
+        }
+        if self.kind == RuleType::Sequence
+            && let Some(s) = &self.start
+            && s.state == Some(Want::Any)
+            && s.kinds.0.is_empty()
+        {
+            out.push(Problem::new(
+                "start",
+                "a start step that matches every reading needs kinds",
+            ));
+        }
+        out
+    }
+}
+
+/// Routine rules: days of history kept, by default.
+pub const DEFAULT_DAYS: u16 = 14;
+/// Routine rules: days learnt before the rule arms, by default.
+pub const DEFAULT_MIN_DAYS: u16 = 7;
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[derive(Default)]
+struct File {
+    rule: Vec<RuleSpec>,
+}
+
+/// A validated rule set.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RuleSet {
+    pub rules: Vec<RuleSpec>,
+}
+
+impl RuleSet {
+    /// Reads and parses a rules file.
+    pub fn load(path: &std::path::Path) -> Result<RuleSet, RulesError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| RulesError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        RuleSet::parse(&text, &shown)
+    }
+
+    /// Parses and validates rules text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &str) -> Result<RuleSet, RulesError> {
+        let file: File = toml::from_str(text).map_err(|e| parse_error(text, path, &e))?;
+        let mut problems = Vec::new();
+        let mut seen = HashSet::new();
+        for (i, r) in file.rule.iter().enumerate() {
+            if !seen.insert(r.id.as_str()) {
+                problems.push((
+                    i,
+                    Problem::new("id", format!("duplicate rule id {:?}", r.id)),
+                ));
+            }
+            problems.extend(r.problems().into_iter().map(|p| (i, p)));
+        }
+        if problems.is_empty() {
+            return Ok(RuleSet { rules: file.rule });
+        }
+        Err(RulesError::Invalid {
+            path: path.to_string(),
+            problems: problems
+                .into_iter()
+                .map(|(i, p)| {
+                    let line = locate(text, i, &p.key);
+                    let id = &file.rule[i].id;
+                    (
+                        line,
+                        Problem::new(
+                            format!("rule[{i}].{}", p.key),
+                            format!("({id}) {}", p.reason),
+                        ),
+                    )
+                })
+                .collect(),
+        })
+    }
+}
+
+/// Turns a TOML/serde error into `file:line:col: key: message`.
+fn parse_error(text: &str, path: &str, e: &toml::de::Error) -> RulesError {
+    let (line, column, key) = match e.span() {
+        Some(span) => {
+            let (l, c) = line_col(text, span.start);
+            (l, c, key_at(text, span.start).map(|k| format!("{k}: ")))
+        }
+        None => (1, 1, None),
+    };
+    RulesError::Parse {
+        path: path.to_string(),
+        line,
+        column,
+        key: key.unwrap_or_default(),
+        message: e.message().trim().to_string(),
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+/// `rule[N].key` for the line holding `offset`: N counts `[[rule]]` headers above.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+    let line = text[line_start..line_end].trim();
+    let above = &text[..line_start];
+    let n = above.lines().filter(|l| l.trim() == "[[rule]]").count();
+    let sub = above
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .and_then(|l| {
+            l.trim_matches(|c| c == '[' || c == ']')
+                .strip_prefix("rule.")
+        })
+        .map(|s| s.to_string());
+    let base = if n == 0 {
+        String::new()
+    } else {
+        format!("rule[{}]", n - 1)
+    };
+    let key = line
+        .split('=')
+        .next()
+        .map(|k| k.trim().trim_matches('"'))
+        .unwrap_or("");
+    let mut parts = vec![base];
+    if let Some(s) = sub {
+        parts.push(s);
+    }
+    if !line.starts_with('[') && !key.is_empty() {
+        parts.push(key.to_string());
+    }
+    let k = parts
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join(".");
+    (!k.is_empty()).then_some(k)
+}
+
+/// The 1-based line of `key` (or its sub-table) inside the `index`-th `[[rule]]`.
+fn locate(text: &str, index: usize, key: &str) -> Option<usize> {
+    let mut n = 0usize;
+    let mut inside = false;
+    let mut header = None;
+    let first = key.split('.').next().unwrap_or(key);
+    let alias = match first {
+        "devices" => "device",
+        "rooms" => "room",
+        "roles" => "role",
+        "kinds" => "kind",
+        other => other,
+    };
+    for (i, raw) in text.lines().enumerate() {
+        let l = raw.trim();
+        if l == "[[rule]]" {
+            inside = n == index;
+            if inside {
+                header = Some(i + 1);
+            }
+            n += 1;
+            continue;
+        }
+        if !inside {
+            continue;
+        }
+        if l.starts_with('[') {
+            let name = l.trim_matches(|c| c == '[' || c == ']').trim();
+            if name == format!("rule.{first}") {
+                return Some(i + 1);
+            }
+            continue;
+        }
+        if let Some((k, _)) = l.split_once('=') {
+            let k = k.trim().trim_matches('"');
+            if k == first || k == alias {
+                return Some(i + 1);
+            }
+        }
+    }
+    header
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[[rule]]
+id = "cold-home"
+type = "threshold"
+kind = "temperature"
+room = "living_room"
+below = 16.0
+for = "30m"
+
+[[rule]]
+id = "night-fall"
+type = "sequence"
+within = "30m"
+window = "22:00-07:00"
+[rule.start]
+kind = "bed"
+state = "idle"
+[[rule.cancel]]
+kind = "bed"
+state = "active"
+"#;
+
+    #[test]
+    fn parses_a_file_with_nested_sequence_steps() {
+        let set = RuleSet::parse(GOOD, "r.toml").unwrap();
+        assert_eq!(set.rules.len(), 2);
+        assert_eq!(set.rules[0].kinds.0, vec![Kind::Temperature]);
+        assert_eq!(set.rules[0].rooms.0, vec!["living_room".to_string()]);
+        let seq = &set.rules[1];
+        assert_eq!(seq.start.as_ref().unwrap().state, Some(Want::Idle));
+        assert_eq!(seq.cancel.len(), 1);
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_rule_key() {
+        let text = "[[rule]]\nid = \"a\"\ntype = \"immediate\"\nkinds = [\"panic\"]\nbelwo = 3\n";
+        let e = RuleSet::parse(text, "r.toml").unwrap_err().to_string();
+        assert!(e.starts_with("r.toml:5:"), "{e}");
+        assert!(e.contains("rule[0].belwo"), "{e}");
+    }
+
+    #[test]
+    fn unknown_kind_is_reported_on_its_line() {
+        let text = "[[rule]]\nid = \"a\"\ntype = \"immediate\"\nkinds = [\"teleport\"]\n";
+        let e = RuleSet::parse(text, "r.toml").unwrap_err().to_string();
+        assert!(e.starts_with("r.toml:4:"), "{e}");
+        assert!(e.contains("teleport"), "{e}");
+    }
+
+    #[test]
+    fn key_not_used_by_the_type_is_refused_with_its_line() {
+        let text = "[[rule]]\nid = \"a\"\ntype = \"immediate\"\nkinds = [\"panic\"]\n\n[[rule]]\nid = \"b\"\ntype = \"silent\"\nbelow = 3.0\n";
+        let e = RuleSet::parse(text, "r.toml").unwrap_err().to_string();
+        assert!(e.contains("r.toml:9: rule[1].below"), "{e}");
+        assert!(e.contains("not used by rules of type \"silent\""), "{e}");
+    }
+
+    #[test]
+    fn missing_required_keys_and_duplicates_are_all_listed() {
+        let text = "[[rule]]\nid = \"a\"\ntype = \"threshold\"\nkinds = \"temperature\"\n\n[[rule]]\nid = \"a\"\ntype = \"window\"\nkind = \"contact\"\n";
+        let e = RuleSet::parse(text, "r.toml").unwrap_err().to_string();
+        assert!(e.contains("rule[0].below"), "{e}");
+        assert!(e.contains("r.toml:7: rule[1].id: (a) duplicate"), "{e}");
+        assert!(e.contains("rule[1].window"), "{e}");
+    }
+
+    #[test]
+    fn bad_window_names_the_key() {
+        let text = "[[rule]]\nid = \"a\"\ntype = \"absence\"\nwindow = \"7-11\"\n";
+        let e = RuleSet::parse(text, "r.toml").unwrap_err().to_string();
+        assert!(e.starts_with("r.toml:4:"), "{e}");
+        assert!(e.contains("rule[0].window"), "{e}");
+    }
+
+    #[test]
+    fn an_empty_file_is_an_empty_rule_set() {
+        assert!(RuleSet::parse("", "r.toml").unwrap().rules.is_empty());
+    }
+}

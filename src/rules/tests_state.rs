@@ -1,0 +1,255 @@
+//! Tests of the engine's state: snapshot/restore, reload, determinism.
+
+use proptest::prelude::*;
+
+use super::cli::{Event, replay_events};
+use super::tests::{engine, feed, id, place, rd, t, tick};
+use super::*;
+use crate::model::AlertState;
+
+const MIXED: &str = r#"
+[[rule]]
+id = "panic"
+type = "immediate"
+kind = "panic"
+
+[[rule]]
+id = "quiet"
+type = "inactivity"
+kind = "motion"
+for = "3h"
+
+[[rule]]
+id = "quiet-room"
+type = "inactivity"
+kind = "motion"
+per = "room"
+for = "2h"
+
+[[rule]]
+id = "cold"
+type = "threshold"
+kind = "temperature"
+below = 16.0
+for = "30m"
+
+[[rule]]
+id = "door"
+type = "window"
+kind = "contact"
+window = "23:00-06:00"
+for = "5m"
+
+[[rule]]
+id = "fall"
+type = "sequence"
+within = "30m"
+[rule.start]
+kind = "bed"
+state = "idle"
+[[rule.cancel]]
+kind = "bed"
+state = "active"
+
+[[rule]]
+id = "silent"
+type = "silent"
+interval = "90m"
+
+[[rule]]
+id = "late"
+type = "routine"
+kind = "motion"
+window = "05:00-12:00"
+min_days = 2
+
+[[rule]]
+id = "breakfast"
+type = "absence"
+kind = "motion"
+window = "07:00-11:00"
+"#;
+
+#[test]
+fn restart_in_the_middle_of_an_inactivity_timer_gives_the_same_alert() {
+    let mut a = engine(MIXED);
+    feed(&mut a, rd("m1", Kind::Motion, 1.0, "2026-11-22T09:00:00Z"));
+    let bytes = a.snapshot();
+    let mut b = engine(MIXED);
+    assert_eq!(b.restore(&bytes, t("2026-11-22T10:00:00Z")).unwrap(), 9);
+    assert_eq!(b.next_deadline(), a.next_deadline());
+    let (x, y) = (
+        tick(&mut a, "2026-11-22T12:30:00Z"),
+        tick(&mut b, "2026-11-22T12:30:00Z"),
+    );
+    assert_eq!(x, y);
+    assert!(
+        x.iter()
+            .any(|al| al.rule == "quiet" && al.at == t("2026-11-22T12:00:00Z")),
+        "{x:?}"
+    );
+}
+
+#[test]
+fn restore_refuses_garbage_and_other_versions() {
+    let mut e = engine(MIXED);
+    assert!(e.restore(b"not json", Time(0)).is_err());
+    assert!(
+        e.restore(br#"{"v":99,"now":0,"rules":[],"seen":[]}"#, Time(0))
+            .is_err()
+    );
+}
+
+#[test]
+fn reload_keeps_state_of_unchanged_rules_and_resets_changed_ones() {
+    let mut e = engine(MIXED);
+    feed(&mut e, rd("m1", Kind::Motion, 1.0, "2026-11-22T09:00:00Z"));
+    feed(
+        &mut e,
+        rd("t1", Kind::Temperature, 14.0, "2026-11-22T09:00:00Z"),
+    );
+    let changed = MIXED.replace("below = 16.0", "below = 15.0");
+    let summary = e.reload(&RuleSet::parse(&changed, "r").unwrap());
+    assert_eq!(
+        summary,
+        ReloadSummary {
+            kept: 8,
+            fresh: 1,
+            removed: 1
+        }
+    );
+    let out = tick(&mut e, "2026-11-22T12:00:00Z");
+    assert!(
+        out.iter().any(|a| a.rule == "quiet"),
+        "quiet clock survived: {out:?}"
+    );
+    assert!(
+        !out.iter().any(|a| a.rule == "cold"),
+        "changed rule starts fresh: {out:?}"
+    );
+}
+
+#[test]
+fn status_reports_suppressed_after_ack_and_generation_tracks_changes() {
+    let mut e = engine(MIXED);
+    let g0 = e.generation();
+    feed(&mut e, rd("m1", Kind::Motion, 1.0, "2026-11-22T09:00:00Z"));
+    assert!(e.state_dirty() && e.generation() > g0);
+    e.mark_saved();
+    assert!(!e.state_dirty());
+    tick(&mut e, "2026-11-22T12:00:00Z");
+    assert!(e.ack("quiet", None, t("2026-11-22T12:01:00Z")));
+    let st = e.status().into_iter().find(|s| s.rule == "quiet").unwrap();
+    assert_eq!(st.state, "suppressed");
+    let late = e.status().into_iter().find(|s| s.rule == "late").unwrap();
+    assert_eq!(
+        (late.state.as_str(), late.detail.as_str()),
+        ("learning", "learning: 1 of 2 days")
+    );
+}
+
+#[test]
+fn hundred_thousand_timers_fire_in_one_tick_in_device_order() {
+    let mut e =
+        engine("[[rule]]\nid = \"q\"\ntype = \"inactivity\"\nper = \"device\"\nfor = \"1h\"\n");
+    let mut out = Vec::new();
+    for i in (0..2000).rev() {
+        let r = rd(
+            &format!("m{i:05}"),
+            Kind::Motion,
+            1.0,
+            "2026-11-22T09:00:00Z",
+        );
+        e.on_reading(r.at, &r, &mut out);
+    }
+    assert_eq!(e.armed_timers(), 2000);
+    e.on_tick(t("2026-11-22T10:00:00Z"), &mut out);
+    assert_eq!(out.len(), 2000);
+    assert!(out.windows(2).all(|w| w[0].device < w[1].device));
+    assert!(out.iter().all(|a| a.state == AlertState::Raised));
+}
+
+fn arb_events() -> impl Strategy<Value = Vec<Event>> {
+    let dev = prop::sample::select(vec!["m1", "m2", "k1", "t1", "d1", "b1"]);
+    let kind = prop::sample::select(vec![
+        Kind::Motion,
+        Kind::Temperature,
+        Kind::Contact,
+        Kind::Bed,
+        Kind::Panic,
+    ]);
+    let step = (0i64..3 * 3_600_000, dev, kind, 0u8..30, any::<bool>());
+    prop::collection::vec(step, 1..60).prop_map(|steps| {
+        let mut at = t("2026-03-28T20:00:00Z").0;
+        let mut v = vec![
+            Event::Device(DeviceInfo {
+                id: Some(id("k1")),
+                room: Some("kitchen".into()),
+                ..Default::default()
+            }),
+            Event::Device(DeviceInfo {
+                id: Some(id("m1")),
+                room: Some("hall".into()),
+                ..Default::default()
+            }),
+        ];
+        for (dt, d, k, val, back) in steps {
+            // Mostly forward, sometimes a little back in time (late delivery).
+            at = if back { at - dt / 20 } else { at + dt };
+            let value = if k == Kind::Temperature {
+                f64::from(val)
+            } else {
+                f64::from(val % 2)
+            };
+            v.push(Event::Reading(rd(d, k, value, &Time(at).to_string())));
+        }
+        v
+    })
+}
+
+fn run(events: &[Event]) -> Vec<Alert> {
+    let mut e = engine(MIXED);
+    let mut out = Vec::new();
+    replay_events(&mut e, events, &mut out);
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn replaying_the_same_events_twice_gives_the_same_alerts(events in arb_events()) {
+        prop_assert_eq!(run(&events), run(&events));
+    }
+
+    #[test]
+    fn snapshot_and_restore_at_any_point_gives_the_same_alerts(events in arb_events(), cut in 0usize..64) {
+        let whole = run(&events);
+        let cut = cut.min(events.len());
+        let mut a = engine(MIXED);
+        let mut out = Vec::new();
+        replay_events(&mut a, &events[..cut], &mut out);
+        let bytes = a.snapshot();
+        let now = Time(a.now.max(0));
+        let mut b = engine(MIXED);
+        for ev in &events[..cut] {
+            if let Event::Device(d) = ev {
+                b.set_device(d);
+            }
+        }
+        b.restore(&bytes, now).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        if a.now > i64::MIN {
+            // The second half starts with the clock where the first ended.
+            b.on_tick(now, &mut out);
+        }
+        replay_events(&mut b, &events[cut..], &mut out);
+        prop_assert_eq!(whole, out);
+    }
+}
+
+#[test]
+fn place_is_used() {
+    let mut e = engine(MIXED);
+    place(&mut e, "k1", "kitchen", None);
+    assert_eq!(e.rule_count(), 9);
+}
