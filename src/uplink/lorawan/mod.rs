@@ -1,5 +1,12 @@
 //! LoRaWAN uplink through a serial AT modem. (Being built: see the LoRaWAN issue.)
 
+pub mod airtime;
+pub mod at;
+pub mod codec;
+pub mod modem;
+pub mod rak3172;
+pub mod wio_e5;
+
 use serde::{Deserialize, Serialize};
 
 use crate::config::Problem;
