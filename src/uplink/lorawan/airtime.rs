@@ -115,11 +115,36 @@ pub struct SubBand {
 /// The EU868 sub-bands LoRaWAN uses (ETSI EN 300 220, as in LoRaMAC and
 /// chirpstack-concentratord's `regulation/dutycycle.rs`).
 pub const EU868_SUB_BANDS: [SubBand; 5] = [
-    SubBand { name: "g", lo_hz: 863_000_000, hi_hz: 868_000_000, duty: 0.01 },
-    SubBand { name: "g1", lo_hz: 868_000_000, hi_hz: 868_600_000, duty: 0.01 },
-    SubBand { name: "g2", lo_hz: 868_700_000, hi_hz: 869_200_000, duty: 0.001 },
-    SubBand { name: "g3", lo_hz: 869_400_000, hi_hz: 869_650_000, duty: 0.1 },
-    SubBand { name: "g4", lo_hz: 869_700_000, hi_hz: 870_000_000, duty: 0.01 },
+    SubBand {
+        name: "g",
+        lo_hz: 863_000_000,
+        hi_hz: 868_000_000,
+        duty: 0.01,
+    },
+    SubBand {
+        name: "g1",
+        lo_hz: 868_000_000,
+        hi_hz: 868_600_000,
+        duty: 0.01,
+    },
+    SubBand {
+        name: "g2",
+        lo_hz: 868_700_000,
+        hi_hz: 869_200_000,
+        duty: 0.001,
+    },
+    SubBand {
+        name: "g3",
+        lo_hz: 869_400_000,
+        hi_hz: 869_650_000,
+        duty: 0.1,
+    },
+    SubBand {
+        name: "g4",
+        lo_hz: 869_700_000,
+        hi_hz: 870_000_000,
+        duty: 0.01,
+    },
 ];
 
 /// The three default EU868 channels (868.1/868.3/868.5 MHz) all sit in g1;
@@ -365,7 +390,9 @@ mod tests {
         let mut b = Budget::new(BudgetLimits::default());
         let at = Duration::from_millis(1000);
         b.record_uplink(Time(0), at, DEFAULT_UPLINK_HZ);
-        let t = b.earliest(Class::Alert, at, DEFAULT_UPLINK_HZ, Time(10)).unwrap();
+        let t = b
+            .earliest(Class::Alert, at, DEFAULT_UPLINK_HZ, Time(10))
+            .unwrap();
         assert_eq!(t, Time(100_000));
         // Another sub-band (g3, 10 %) is free at once.
         assert_eq!(
@@ -383,7 +410,12 @@ mod tests {
         let mut b = Budget::new(limits);
         b.record_uplink(Time(0), Duration::from_millis(1500), 869_525_000);
         let t = b
-            .earliest(Class::Alert, Duration::from_millis(600), 869_525_000, Time::from_secs(60))
+            .earliest(
+                Class::Alert,
+                Duration::from_millis(600),
+                869_525_000,
+                Time::from_secs(60),
+            )
             .unwrap();
         assert_eq!(t, Time::from_secs(86_400));
     }
@@ -394,7 +426,12 @@ mod tests {
         b.record_uplink(Time(0), Duration::from_secs(15), 869_525_000);
         let now = Time::from_secs(3_600 * 2);
         let tel = b
-            .earliest(Class::Telemetry, Duration::from_millis(100), 869_525_000, now)
+            .earliest(
+                Class::Telemetry,
+                Duration::from_millis(100),
+                869_525_000,
+                now,
+            )
             .unwrap();
         assert_eq!(tel, Time::from_secs(86_400));
         let alert = b
@@ -409,7 +446,12 @@ mod tests {
             daily_airtime: Duration::from_millis(500),
             ..BudgetLimits::default()
         });
-        let e = b.earliest(Class::Alert, Duration::from_secs(1), DEFAULT_UPLINK_HZ, Time(0));
+        let e = b.earliest(
+            Class::Alert,
+            Duration::from_secs(1),
+            DEFAULT_UPLINK_HZ,
+            Time(0),
+        );
         assert!(matches!(e, Err(BudgetError::TooLong { .. })));
         assert!(matches!(
             b.earliest(Class::Alert, Duration::from_millis(1), 915_000_000, Time(0)),

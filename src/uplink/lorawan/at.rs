@@ -123,7 +123,10 @@ pub enum AtLine {
     /// The command was accepted (`OK`, `+MODE: LWOTAA`, `+JOIN: Start`…).
     Ok,
     /// A query answer: `AT+DEVEUI=…` (RUI3) or `+ID: DevEui, …` (Wio-E5).
-    Value { key: String, value: String },
+    Value {
+        key: String,
+        value: String,
+    },
     /// The command failed.
     Error(AtError),
     Joined,
@@ -152,8 +155,13 @@ pub fn parse_rak3172(line: &str) -> AtLine {
         "AT_NO_NETWORK_JOINED" => return AtLine::Error(AtError::NotJoined),
         "AT_PARAM_ERROR" => return AtLine::Error(AtError::Param),
         "AT_DUTYCYCLE_RESTRICTED" => return AtLine::Error(AtError::DutyCycle { wait_ms: None }),
-        "AT_NO_CLASSB_ENABLE" | "AT_ERROR" | "AT_TEST_PARAM_OVERFLOW" | "AT_RX_ERROR"
-        | "AT_COMMAND_NOT_FOUND" | "AT_MODE_NO_SUPPORT" | "AT_LENGTH_ERROR" => {
+        "AT_NO_CLASSB_ENABLE"
+        | "AT_ERROR"
+        | "AT_TEST_PARAM_OVERFLOW"
+        | "AT_RX_ERROR"
+        | "AT_COMMAND_NOT_FOUND"
+        | "AT_MODE_NO_SUPPORT"
+        | "AT_LENGTH_ERROR" => {
             return AtLine::Error(match l {
                 "AT_LENGTH_ERROR" => AtError::Length,
                 _ => AtError::Other(l.to_string()),
@@ -164,8 +172,7 @@ pub fn parse_rak3172(line: &str) -> AtLine {
     if let Some(ev) = l.strip_prefix("+EVT:") {
         return parse_rak_event(ev);
     }
-    if l.starts_with("RAKwireless") || l.starts_with("Current Work Mode") || l.starts_with("----")
-    {
+    if l.starts_with("RAKwireless") || l.starts_with("Current Work Mode") || l.starts_with("----") {
         return AtLine::Boot;
     }
     // Query answers echo the command: `AT+DEVEUI=ac1f09fffe000001`.
@@ -386,7 +393,10 @@ mod tests {
         );
         assert_eq!(parse_rak3172("+EVT:TX_DONE"), AtLine::TxDone);
         assert_eq!(parse_rak3172("+EVT:SEND_CONFIRMED_OK"), AtLine::Acked);
-        assert_eq!(parse_rak3172("+EVT:SEND_CONFIRMED_FAILED(4)"), AtLine::NotAcked);
+        assert_eq!(
+            parse_rak3172("+EVT:SEND_CONFIRMED_FAILED(4)"),
+            AtLine::NotAcked
+        );
         assert_eq!(
             parse_rak3172("AT+DEVEUI=ac1f09fffe000001"),
             AtLine::Value {
@@ -445,8 +455,14 @@ mod tests {
             parse_wio_e5("+MSGHEX: Please join network first"),
             AtLine::Error(AtError::NotJoined)
         );
-        assert_eq!(parse_wio_e5("+MSGHEX: DR error"), AtLine::Error(AtError::DataRate));
-        assert_eq!(parse_wio_e5("+AT: ERROR(-1)"), AtLine::Error(AtError::Param));
+        assert_eq!(
+            parse_wio_e5("+MSGHEX: DR error"),
+            AtLine::Error(AtError::DataRate)
+        );
+        assert_eq!(
+            parse_wio_e5("+AT: ERROR(-1)"),
+            AtLine::Error(AtError::Param)
+        );
         assert_eq!(
             parse_wio_e5("+ID: DevEui, 2C:F7:F1:20:24:90:03:63"),
             AtLine::Value {

@@ -131,10 +131,19 @@ pub enum Uplink {
 /// Network server → gateway.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Downlink {
-    AckIndex { device_index: u16, kind: Option<Kind> },
-    AckSeq { seq: u32 },
-    Ping { token: u8 },
-    PermitJoin { secs: u16 },
+    AckIndex {
+        device_index: u16,
+        kind: Option<Kind>,
+    },
+    AckSeq {
+        seq: u32,
+    },
+    Ping {
+        token: u8,
+    },
+    PermitJoin {
+        secs: u16,
+    },
 }
 
 /// Units of the `i16` value per kind (value = raw / scale).
@@ -296,9 +305,10 @@ impl Rd<'_> {
         if code == KIND_NONE {
             return Ok(None);
         }
-        Kind::from_code(code)
-            .map(Some)
-            .ok_or(CodecError::Kind { at: self.at - 1, code })
+        Kind::from_code(code).map(Some).ok_or(CodecError::Kind {
+            at: self.at - 1,
+            code,
+        })
     }
 }
 
@@ -323,7 +333,8 @@ pub fn decode(b: &[u8]) -> Result<(Uplink, usize), CodecError> {
             let ksv = r.u8()?;
             let kind = r.kind(ksv >> 3)?;
             let sev = (ksv >> 1) & 3;
-            let severity = Severity::from_code(sev).ok_or(CodecError::Severity { at: 1, code: sev })?;
+            let severity =
+                Severity::from_code(sev).ok_or(CodecError::Severity { at: 1, code: sev })?;
             let state = if ksv & 1 == 1 {
                 AlertState::Cleared
             } else {

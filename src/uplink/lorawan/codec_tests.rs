@@ -100,7 +100,10 @@ fn downlink_commands_have_literal_bytes() {
     let mut b = Vec::new();
     encode_downlink(&Downlink::PermitJoin { secs: 120 }, &mut b);
     assert_eq!(b, vec![0x33, 0x00, 120]);
-    assert_eq!(decode_downlink(&b).unwrap(), (Downlink::PermitJoin { secs: 120 }, 3));
+    assert_eq!(
+        decode_downlink(&b).unwrap(),
+        (Downlink::PermitJoin { secs: 120 }, 3)
+    );
     b.clear();
     encode_downlink(&Downlink::AckSeq { seq: 0x0102_0304 }, &mut b);
     assert_eq!(b, vec![0x31, 1, 2, 3, 4]);
@@ -169,10 +172,26 @@ fn cayenne_comparison_table_matches_the_doc() {
         })
         .collect();
     let rows = [
-        ("alert (panic, no value)", enc(&panic).len(), lpp_alert(&panic_alert())),
-        ("alert (cold home, 14.5 °C)", enc(&cold).len(), lpp_alert(&cold_a)),
-        ("summary, 6 rooms", enc(&Uplink::Summary(summary.clone())).len(), lpp_summary(&summary)),
-        ("telemetry, 8 readings", enc(&Uplink::Telemetry(tel)).len(), 8 * lpp_temperature()),
+        (
+            "alert (panic, no value)",
+            enc(&panic).len(),
+            lpp_alert(&panic_alert()),
+        ),
+        (
+            "alert (cold home, 14.5 °C)",
+            enc(&cold).len(),
+            lpp_alert(&cold_a),
+        ),
+        (
+            "summary, 6 rooms",
+            enc(&Uplink::Summary(summary.clone())).len(),
+            lpp_summary(&summary),
+        ),
+        (
+            "telemetry, 8 readings",
+            enc(&Uplink::Telemetry(tel)).len(),
+            8 * lpp_temperature(),
+        ),
     ];
     let doc = include_str!("codec.rs");
     for (name, ours, lpp) in rows {

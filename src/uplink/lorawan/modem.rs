@@ -107,8 +107,13 @@ pub enum ModemEvent {
     JoinFailed(String),
     /// The modem accepted a transmission (join request or uplink) of this
     /// many PHY bytes: book its airtime now.
-    TxStarted { phy_len: usize },
-    Sent { id: u64, outcome: SendOutcome },
+    TxStarted {
+        phy_len: usize,
+    },
+    Sent {
+        id: u64,
+        outcome: SendOutcome,
+    },
     Downlink(RxFrame),
     /// The modem was reset (by us, for the reason given, or on its own).
     Reset(String),
@@ -130,7 +135,12 @@ enum Op {
     Probe,
     Setup,
     Join,
-    Send { id: u64, confirmed: bool, acked: bool, phy_len: usize },
+    Send {
+        id: u64,
+        confirmed: bool,
+        acked: bool,
+        phy_len: usize,
+    },
 }
 
 #[derive(Debug)]
@@ -360,7 +370,8 @@ impl Driver {
         }
         let Some(c) = self.current.as_mut() else {
             if !matches!(parsed, AtLine::Done(_) | AtLine::Ok) {
-                self.events.push_back(ModemEvent::Unexpected(line.to_string()));
+                self.events
+                    .push_back(ModemEvent::Unexpected(line.to_string()));
             }
             return;
         };
@@ -391,7 +402,12 @@ impl Driver {
             (Op::Send { .. }, AtLine::Ok | AtLine::Value { .. }) if !c.rest.is_empty() => {
                 self.step_done(now)
             }
-            (Op::Send { confirmed, phy_len, .. }, AtLine::Ok) => {
+            (
+                Op::Send {
+                    confirmed, phy_len, ..
+                },
+                AtLine::Ok,
+            ) => {
                 if !c.accepted {
                     c.accepted = true;
                     let wait = if *confirmed {
@@ -404,9 +420,12 @@ impl Driver {
                     self.events.push_back(ModemEvent::TxStarted { phy_len });
                 }
             }
-            (Op::Send { confirmed: false, .. }, AtLine::TxDone | AtLine::Done(_)) => {
-                self.end_send(SendOutcome::Sent)
-            }
+            (
+                Op::Send {
+                    confirmed: false, ..
+                },
+                AtLine::TxDone | AtLine::Done(_),
+            ) => self.end_send(SendOutcome::Sent),
             (Op::Send { acked, .. }, AtLine::Acked) => {
                 *acked = true;
                 if self.dialect.ack_ends_send() {
@@ -414,7 +433,14 @@ impl Driver {
                 }
             }
             (Op::Send { .. }, AtLine::NotAcked) => self.end_send(SendOutcome::NotAcked),
-            (Op::Send { confirmed: true, acked, .. }, AtLine::Done(_)) => {
+            (
+                Op::Send {
+                    confirmed: true,
+                    acked,
+                    ..
+                },
+                AtLine::Done(_),
+            ) => {
                 let o = if *acked {
                     SendOutcome::Acked
                 } else {
@@ -469,9 +495,9 @@ impl Driver {
         };
         let transient = match &e {
             AtError::Busy | AtError::NoFreeChannel => Some(self.t.busy_retry),
-            AtError::DutyCycle { wait_ms } => Some(
-                wait_ms.map_or(self.t.busy_retry, |ms| Duration::from_millis(ms.saturating_add(100))),
-            ),
+            AtError::DutyCycle { wait_ms } => Some(wait_ms.map_or(self.t.busy_retry, |ms| {
+                Duration::from_millis(ms.saturating_add(100))
+            })),
             _ => None,
         };
         match transient {

@@ -64,7 +64,10 @@ fn rak_joins_and_sends_unconfirmed() {
         events(&mut d),
         vec![
             ModemEvent::TxStarted { phy_len: 17 },
-            ModemEvent::Sent { id: 7, outcome: SendOutcome::Sent }
+            ModemEvent::Sent {
+                id: 7,
+                outcome: SendOutcome::Sent
+            }
         ]
     );
     assert!(d.is_ready());
@@ -89,8 +92,14 @@ fn rak_confirmed_send_reports_ack_and_downlink() {
     d.handle_line("+EVT:RX_1:-70:8:UNICAST:3:3278", t(6000));
     d.handle_line("+EVT:SEND_CONFIRMED_OK", t(6001));
     let ev = events(&mut d);
-    assert!(ev.iter().any(|e| matches!(e, ModemEvent::Downlink(rx) if rx.port == 3)));
-    assert!(ev.contains(&ModemEvent::Sent { id: 1, outcome: SendOutcome::Acked }));
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, ModemEvent::Downlink(rx) if rx.port == 3))
+    );
+    assert!(ev.contains(&ModemEvent::Sent {
+        id: 1,
+        outcome: SendOutcome::Acked
+    }));
 }
 
 #[test]
@@ -111,7 +120,10 @@ fn rak_busy_is_retried_then_fails_after_max_retries() {
     d.handle_line("AT_BUSY_ERROR", t(now));
     assert_eq!(
         events(&mut d),
-        vec![ModemEvent::Sent { id: 9, outcome: SendOutcome::Failed("modem busy".into()) }]
+        vec![ModemEvent::Sent {
+            id: 9,
+            outcome: SendOutcome::Failed("modem busy".into())
+        }]
     );
 }
 
@@ -122,7 +134,13 @@ fn silent_modem_is_probed_then_reset_and_forgets_the_join() {
     sent(&mut d);
     d.handle_timeout(t(8001));
     assert_eq!(sent(&mut d), vec!["AT"]);
-    assert!(matches!(&events(&mut d)[..], [ModemEvent::Sent { id: 4, outcome: SendOutcome::Failed(_) }]));
+    assert!(matches!(
+        &events(&mut d)[..],
+        [ModemEvent::Sent {
+            id: 4,
+            outcome: SendOutcome::Failed(_)
+        }]
+    ));
     d.handle_timeout(t(11_002));
     assert_eq!(sent(&mut d), vec!["ATZ"]);
     assert!(matches!(&events(&mut d)[..], [ModemEvent::Reset(_)]));
@@ -137,7 +155,13 @@ fn not_joined_answer_drops_the_join_state() {
     d.handle_line("OK", t(5001));
     d.handle_line("AT_NO_NETWORK_JOINED", t(5002));
     assert!(!d.is_joined());
-    assert!(matches!(&events(&mut d)[..], [ModemEvent::Sent { id: 5, outcome: SendOutcome::Failed(_) }]));
+    assert!(matches!(
+        &events(&mut d)[..],
+        [ModemEvent::Sent {
+            id: 5,
+            outcome: SendOutcome::Failed(_)
+        }]
+    ));
 }
 
 #[test]
@@ -145,13 +169,26 @@ fn wio_join_failure_then_success() {
     let mut d = ready(Box::new(WioE5), "+AT: OK");
     d.join(t(3000)).unwrap();
     assert_eq!(sent(&mut d), vec!["AT+JOIN"]);
-    for l in ["+JOIN: Start", "+JOIN: NORMAL", "+JOIN: Join failed", "+JOIN: Done"] {
+    for l in [
+        "+JOIN: Start",
+        "+JOIN: NORMAL",
+        "+JOIN: Join failed",
+        "+JOIN: Done",
+    ] {
         d.handle_line(l, t(4000));
     }
     let ev = events(&mut d);
-    assert!(ev.contains(&ModemEvent::JoinFailed("Join failed".into())), "{ev:?}");
+    assert!(
+        ev.contains(&ModemEvent::JoinFailed("Join failed".into())),
+        "{ev:?}"
+    );
     d.join(t(20_000)).unwrap();
-    for l in ["+JOIN: Start", "+JOIN: Network joined", "+JOIN: NetID 000013 DevAddr 26:01:02:03", "+JOIN: Done"] {
+    for l in [
+        "+JOIN: Start",
+        "+JOIN: Network joined",
+        "+JOIN: NetID 000013 DevAddr 26:01:02:03",
+        "+JOIN: Done",
+    ] {
         d.handle_line(l, t(21_000));
     }
     assert!(d.is_joined() && d.is_ready());
@@ -176,7 +213,13 @@ fn wio_confirmed_send_waits_for_done_after_ack() {
     assert!(!d.is_ready(), "still waiting for Done");
     d.handle_line("+CMSGHEX: Done", t(6001));
     let ev = events(&mut d);
-    assert!(ev.contains(&ModemEvent::Sent { id: 3, outcome: SendOutcome::Acked }), "{ev:?}");
+    assert!(
+        ev.contains(&ModemEvent::Sent {
+            id: 3,
+            outcome: SendOutcome::Acked
+        }),
+        "{ev:?}"
+    );
 }
 
 #[test]
@@ -191,7 +234,10 @@ fn wio_duty_cycle_wait_comes_from_the_modem() {
     assert_eq!(sent(&mut d), vec!["AT+MSGHEX=\"AB\""]);
     d.handle_line("+MSGHEX: Start", t(9103));
     d.handle_line("+MSGHEX: Done", t(9200));
-    assert!(events(&mut d).contains(&ModemEvent::Sent { id: 3, outcome: SendOutcome::Sent }));
+    assert!(events(&mut d).contains(&ModemEvent::Sent {
+        id: 3,
+        outcome: SendOutcome::Sent
+    }));
 }
 
 #[test]
