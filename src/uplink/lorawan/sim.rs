@@ -80,6 +80,7 @@ pub struct SimStats {
 #[derive(Debug, Default)]
 struct Shared {
     stats: SimStats,
+    loss_percent: u8,
     silent: bool,
     downlinks: VecDeque<(u8, Vec<u8>)>,
 }
@@ -108,7 +109,10 @@ impl ModemSim {
             .ok_or_else(|| std::io::Error::other("pty has no name"))?;
         serialport::SerialPort::set_timeout(&mut master, Duration::from_millis(10))
             .map_err(std::io::Error::other)?;
-        let shared = Arc::new(Mutex::new(Shared::default()));
+        let shared = Arc::new(Mutex::new(Shared {
+            loss_percent: cfg.loss_percent.min(100),
+            ..Shared::default()
+        }));
         let stop = Arc::new(AtomicBool::new(false));
         let mut m = Machine::new(cfg, shared.clone());
         let st = stop.clone();
@@ -142,6 +146,11 @@ impl ModemSim {
     /// Makes the modem ignore everything but a reset command.
     pub fn set_silent(&self, silent: bool) {
         self.with(|s| s.silent = silent);
+    }
+
+    /// Changes the share of uplinks lost on air.
+    pub fn set_loss(&self, percent: u8) {
+        self.with(|s| s.loss_percent = percent.min(100));
     }
 
     pub fn stats(&self) -> SimStats {
@@ -438,7 +447,8 @@ impl Machine {
         }
         self.budget.record_uplink(now, air, DEFAULT_UPLINK_HZ);
         self.on_air = true;
-        let lost = self.random_percent() < self.cfg.loss_percent;
+        let loss = self.with(|s| s.loss_percent);
+        let lost = self.random_percent() < loss;
         let downlink = if lost {
             None
         } else {
