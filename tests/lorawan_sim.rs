@@ -6,6 +6,8 @@
 //! seconds, not milliseconds. The budget itself is proven on a virtual clock
 //! in `lorawan_budget.rs`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 

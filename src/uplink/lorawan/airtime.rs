@@ -12,8 +12,9 @@
 //! - per sub-band, the airtime in any sliding hour stays within
 //!   `duty × 3600 s` (the ETSI observation window);
 //! - the airtime in any sliding 24 h stays within the daily cap (TTN fair
-//!   use: 30 s), and classes other than alerts may only use the share not
-//!   reserved for alerts;
+//!   use: 30 s), and what classes other than alerts use in any 24 h stays
+//!   within the share not reserved for alerts (so alerts always find at
+//!   least the reserve);
 //! - downlinks (a confirmed uplink's ack is one) in any sliding 24 h stay
 //!   within the daily downlink cap: [`Budget::may_confirm`] says when an
 //!   alert must go unconfirmed instead.
@@ -200,6 +201,7 @@ struct Tx {
     start: Time,
     airtime: Duration,
     band: usize,
+    alert: bool,
 }
 
 /// The airtime ledger and admission rule. Keeps 24 h of history.
@@ -254,10 +256,23 @@ impl Budget {
                 allowance: allowance.min(hourly),
             });
         }
+        let cap = self.limits.daily_airtime;
         let mut t = now.max(self.band_off_until[band]);
-        // Both windows only relax as time goes on, so iterate to a fixpoint.
+        // Every window only relaxes as time goes on, so iterate to a fixpoint.
         loop {
-            let d = window_earliest(self.txs.iter().copied(), DAY, allowance, airtime, t);
+            let own = if class == Class::Alert {
+                t
+            } else {
+                // Other classes are held to their share, counting their own use.
+                window_earliest(
+                    self.txs.iter().copied().filter(|x| !x.alert),
+                    DAY,
+                    allowance,
+                    airtime,
+                    t,
+                )
+            };
+            let d = window_earliest(self.txs.iter().copied(), DAY, cap, airtime, own);
             let h = window_earliest(
                 self.txs.iter().copied().filter(|x| x.band == band),
                 HOUR,
@@ -272,16 +287,20 @@ impl Budget {
         }
     }
 
-    /// Books a transmission that started at `start`.
-    pub fn record_uplink(&mut self, start: Time, airtime: Duration, hz: u32) {
+    /// Books a transmission of `class` that started at `start` (book a
+    /// join as an alert: it is there to let alerts through).
+    pub fn record_uplink(&mut self, class: Class, start: Time, airtime: Duration, hz: u32) {
         let band = sub_band_of(hz).unwrap_or(1);
         let duty = EU868_SUB_BANDS[band].duty;
-        let off = Duration::from_secs_f64(airtime.as_secs_f64() / duty);
+        // Rounded up to the millisecond clock, so the off time is never short.
+        let off_ns = airtime.as_secs_f64() / duty * 1e9;
+        let off = Duration::from_millis((off_ns / 1e6).ceil() as u64);
         self.band_off_until[band] = self.band_off_until[band].max(start.saturating_add(off));
         self.txs.push_back(Tx {
             start,
             airtime,
             band,
+            alert: class == Class::Alert,
         });
         self.prune(start);
     }
@@ -389,7 +408,7 @@ mod tests {
     fn band_stays_closed_for_99_times_the_airtime_after_a_send() {
         let mut b = Budget::new(BudgetLimits::default());
         let at = Duration::from_millis(1000);
-        b.record_uplink(Time(0), at, DEFAULT_UPLINK_HZ);
+        b.record_uplink(Class::Alert, Time(0), at, DEFAULT_UPLINK_HZ);
         let t = b
             .earliest(Class::Alert, at, DEFAULT_UPLINK_HZ, Time(10))
             .unwrap();
@@ -408,7 +427,12 @@ mod tests {
             ..BudgetLimits::default()
         };
         let mut b = Budget::new(limits);
-        b.record_uplink(Time(0), Duration::from_millis(1500), 869_525_000);
+        b.record_uplink(
+            Class::Alert,
+            Time(0),
+            Duration::from_millis(1500),
+            869_525_000,
+        );
         let t = b
             .earliest(
                 Class::Alert,
@@ -423,7 +447,12 @@ mod tests {
     #[test]
     fn telemetry_cannot_eat_the_alert_reserve() {
         let mut b = Budget::new(BudgetLimits::default());
-        b.record_uplink(Time(0), Duration::from_secs(15), 869_525_000);
+        b.record_uplink(
+            Class::Telemetry,
+            Time(0),
+            Duration::from_secs(15),
+            869_525_000,
+        );
         let now = Time::from_secs(3_600 * 2);
         let tel = b
             .earliest(

@@ -283,7 +283,9 @@ impl Core {
                 });
             }
             ModemEvent::TxStarted { phy_len } => {
+                let class = self.inflight.as_ref().map_or(Class::Alert, |p| p.msg.class);
                 self.budget.record_uplink(
+                    class,
                     now,
                     time_on_air(self.cfg.radio, phy_len),
                     DEFAULT_UPLINK_HZ,

@@ -377,7 +377,7 @@ impl Machine {
         if let Some(r) = eu868_data_rate(self.dr) {
             let air = super::airtime::time_on_air(r, 23);
             self.budget
-                .record_uplink(self.now(), air, DEFAULT_UPLINK_HZ);
+                .record_uplink(Class::Alert, self.now(), air, DEFAULT_UPLINK_HZ);
             self.with(|s| s.stats.airtime += air);
         }
         let d = Duration::from_millis(150);
@@ -445,7 +445,8 @@ impl Machine {
             });
             return;
         }
-        self.budget.record_uplink(now, air, DEFAULT_UPLINK_HZ);
+        self.budget
+            .record_uplink(Class::Alert, now, air, DEFAULT_UPLINK_HZ);
         self.on_air = true;
         let loss = self.with(|s| s.loss_percent);
         let lost = self.random_percent() < loss;
