@@ -46,7 +46,7 @@
 
 use serde_json::{Value, json};
 
-use crate::model::{AlertState, Kind, Severity};
+use crate::model::{Alert, AlertState, Kind, Severity, Time};
 
 pub const VERSION: u8 = 1;
 /// A summary must fit the smallest EU868 payload (DR0–DR2).
@@ -144,6 +144,25 @@ pub enum Downlink {
     PermitJoin {
         secs: u16,
     },
+}
+
+impl AlertMsg {
+    /// The compact form of an alert from the rules, sent at `now`. The
+    /// device index is the integrator's (e.g. the registry row number).
+    pub fn from_alert(a: &Alert, device_index: u16, now: Time) -> AlertMsg {
+        let age = now.since(a.at).as_secs() / 60;
+        AlertMsg {
+            kind: a.kind,
+            severity: a.severity,
+            state: a.state,
+            device_index,
+            age_min: u16::try_from(age).unwrap_or(u16::MAX),
+            value: a
+                .value
+                .filter(|v| v.is_finite())
+                .map(|v| scale_value(a.kind, v)),
+        }
+    }
 }
 
 /// Units of the `i16` value per kind (value = raw / scale).

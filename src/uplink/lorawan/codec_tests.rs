@@ -117,6 +117,25 @@ fn age_is_exact_below_an_hour_and_quarter_hours_after() {
     assert_eq!(decode_age(encode_age(u16::MAX)), 60 + 195 * 15);
 }
 
+#[test]
+fn alert_from_the_rules_keeps_age_and_scaled_value() {
+    let a = crate::model::Alert {
+        rule: "cold-home".into(),
+        severity: Severity::Warning,
+        state: AlertState::Raised,
+        device: crate::model::DeviceId::new("lounge-temp").unwrap(),
+        room: Some("lounge".into()),
+        at: Time::from_secs(1_000),
+        message: "Lounge is cold".into(),
+        value: Some(14.54),
+        kind: Some(Kind::Temperature),
+    };
+    let m = AlertMsg::from_alert(&a, 7, Time::from_secs(1_000 + 125));
+    assert_eq!((m.age_min, m.value, m.device_index), (2, Some(145), 7));
+    let b = enc(&Uplink::Alert(m));
+    assert_eq!(b.len(), 6);
+}
+
 // --- CayenneLPP comparison --------------------------------------------------
 
 /// CayenneLPP record sizes: channel + type + data.

@@ -246,3 +246,43 @@ fn send_before_join_is_refused_without_touching_the_modem() {
     assert_eq!(d.send(1, 1, &[1], false, t(1)), Err(DriverError::NotJoined));
     assert!(sent(&mut d).is_empty());
 }
+
+#[test]
+fn a_modem_that_reboots_by_itself_fails_the_send_and_is_set_up_again() {
+    let mut d = joined(Box::new(Rak3172), "OK", "+EVT:JOINED");
+    d.send(8, 2, &[1], false, t(5000)).unwrap();
+    d.handle_line("OK", t(5001));
+    d.handle_line("RAKwireless RAK3172-E Example", t(5002));
+    let ev = events(&mut d);
+    assert!(
+        ev.iter().any(|e| matches!(
+            e,
+            ModemEvent::Sent {
+                id: 8,
+                outcome: SendOutcome::Failed(_)
+            }
+        )),
+        "{ev:?}"
+    );
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, ModemEvent::Reset(w) if w.contains("on its own")))
+    );
+    assert!(!d.is_joined());
+    assert_eq!(sent(&mut d).last().map(String::as_str), Some("ATZ"));
+}
+
+#[test]
+fn a_refused_setup_resets_the_modem_and_tries_again() {
+    let mut d = Driver::new(Box::new(WioE5), settings(), Timeouts::default(), t(0));
+    sent(&mut d);
+    d.handle_timeout(t(2000));
+    assert_eq!(sent(&mut d), vec!["AT+MODE=LWOTAA"]);
+    d.handle_line("+MODE: ERROR(-1)", t(2001));
+    assert_eq!(sent(&mut d), vec!["AT+RESET"]);
+    assert!(
+        events(&mut d)
+            .iter()
+            .any(|e| matches!(e, ModemEvent::Reset(w) if w.contains("setup refused")))
+    );
+}
