@@ -498,4 +498,37 @@ mod tests {
         assert!(!b.may_confirm(Time::from_secs(100)));
         assert!(b.may_confirm(Time::from_secs(86_400)));
     }
+
+    proptest::proptest! {
+        /// Whatever arrives, booking every uplink at `earliest` keeps the
+        /// 24 h cap, the class share and the hourly duty cycle.
+        #[test]
+        fn uplinks_booked_at_earliest_never_break_a_limit(
+            arrivals in proptest::collection::vec((0i64..3_600_000, 0usize..52, 0u8..3, 0u8..6), 1..120)
+        ) {
+            let mut b = Budget::new(BudgetLimits::default());
+            let mut now = Time(0);
+            let mut log: Vec<(Time, Duration, bool)> = Vec::new();
+            for (gap, len, class, dr) in arrivals {
+                now = now.saturating_add(Duration::from_millis(gap as u64));
+                let class = Class::from_code(class).unwrap_or(Class::Alert);
+                let air = uplink_airtime(eu868_data_rate(dr).unwrap(), len);
+                if let Ok(t) = b.earliest(class, air, DEFAULT_UPLINK_HZ, now) {
+                    proptest::prop_assert!(t >= now);
+                    b.record_uplink(class, t, air, DEFAULT_UPLINK_HZ);
+                    log.push((t, air, class == Class::Alert));
+                    now = t;
+                }
+            }
+            for (t, _, _) in &log {
+                let within = |w: i64| log.iter().filter(move |(s, _, _)| s <= t && t.0 - s.0 < w);
+                let day: Duration = within(86_400_000).map(|x| x.1).sum();
+                let other: Duration = within(86_400_000).filter(|x| !x.2).map(|x| x.1).sum();
+                let hour: Duration = within(3_600_000).map(|x| x.1).sum();
+                proptest::prop_assert!(day <= Duration::from_secs(30));
+                proptest::prop_assert!(other <= Duration::from_secs(15));
+                proptest::prop_assert!(hour <= Duration::from_secs(36));
+            }
+        }
+    }
 }
