@@ -150,53 +150,64 @@ async fn rak3172_delivers_a_confirmed_alert_and_measures_idle_budget_latency() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wio_e5_joins_after_a_failed_join_and_sends_unconfirmed_telemetry() {
-    let cfg = SimConfig {
-        dialect: SimDialect::WioE5,
-        join_failures: 1,
-        ..SimConfig::default()
-    };
-    let mut r = start(cfg, 2);
-    wait_for(&mut r.events, 10, |e| matches!(e, LoraEvent::JoinState { joined: false, detail } if detail.contains("join failed"))).await;
-    wait_for(&mut r.events, 10, joined).await;
-    let m = Message {
-        class: Class::Telemetry,
-        payload: vec![0x25, 0],
-        confirmed: false,
-    };
-    assert_eq!(send(&r.up, m, 20).await, Delivery::SentUnconfirmed);
-    let s = r.sim.stats();
-    assert_eq!(s.joins, 1);
-    assert_eq!((s.uplinks[0].port, s.uplinks[0].confirmed), (12, false));
-    finish(r).await;
+async fn both_dialects_join_after_a_failed_join_and_send_unconfirmed_telemetry() {
+    for dialect in [SimDialect::WioE5, SimDialect::Rak3172] {
+        let cfg = SimConfig {
+            dialect,
+            join_failures: 1,
+            ..SimConfig::default()
+        };
+        let mut r = start(cfg, 2);
+        wait_for(&mut r.events, 10, |e| {
+            matches!(e, LoraEvent::JoinState { joined: false, detail } if detail.contains("join failed"))
+        })
+        .await;
+        wait_for(&mut r.events, 10, joined).await;
+        let m = Message {
+            class: Class::Telemetry,
+            payload: vec![0x25, 0],
+            confirmed: false,
+        };
+        assert_eq!(
+            send(&r.up, m, 20).await,
+            Delivery::SentUnconfirmed,
+            "{dialect:?}"
+        );
+        let s = r.sim.stats();
+        assert_eq!(s.joins, 1);
+        assert_eq!((s.uplinks[0].port, s.uplinks[0].confirmed), (12, false));
+        finish(r).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wio_e5_retries_a_lost_confirmed_alert_until_acked() {
-    let cfg = SimConfig {
-        dialect: SimDialect::WioE5,
-        loss_percent: 100,
-        ..SimConfig::default()
-    };
-    let mut r = start(cfg, 2);
-    wait_for(&mut r.events, 10, joined).await;
-    let up = r.up.clone();
-    let pending = tokio::spawn(async move { send(&up, panic_alert(9), 40).await });
-    let t0 = Instant::now();
-    while r.sim.stats().uplinks.is_empty() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(15),
-            "first attempt never reached the modem"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+async fn both_dialects_retry_a_lost_confirmed_alert_until_acked() {
+    for dialect in [SimDialect::WioE5, SimDialect::Rak3172] {
+        let cfg = SimConfig {
+            dialect,
+            loss_percent: 100,
+            ..SimConfig::default()
+        };
+        let mut r = start(cfg, 2);
+        wait_for(&mut r.events, 10, joined).await;
+        let up = r.up.clone();
+        let pending = tokio::spawn(async move { send(&up, panic_alert(9), 40).await });
+        let t0 = Instant::now();
+        while r.sim.stats().uplinks.is_empty() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(15),
+                "first attempt never reached the modem"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        r.sim.set_loss(0);
+        assert_eq!(pending.await.expect("join"), Delivery::Acked, "{dialect:?}");
+        let s = r.sim.stats();
+        assert_eq!(s.uplinks.len(), 2);
+        assert!(s.uplinks[0].lost && !s.uplinks[1].lost);
+        assert_eq!(s.uplinks[0].data, s.uplinks[1].data);
+        finish(r).await;
     }
-    r.sim.set_loss(0);
-    assert_eq!(pending.await.expect("join"), Delivery::Acked);
-    let s = r.sim.stats();
-    assert_eq!(s.uplinks.len(), 2);
-    assert!(s.uplinks[0].lost && !s.uplinks[1].lost);
-    assert_eq!(s.uplinks[0].data, s.uplinks[1].data);
-    finish(r).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
