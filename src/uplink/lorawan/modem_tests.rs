@@ -286,3 +286,109 @@ fn a_refused_setup_resets_the_modem_and_tries_again() {
             .any(|e| matches!(e, ModemEvent::Reset(w) if w.contains("setup refused")))
     );
 }
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    const LINES: &[&str] = &[
+        "OK",
+        "AT_BUSY_ERROR",
+        "AT_NO_NETWORK_JOINED",
+        "AT_PARAM_ERROR",
+        "AT_ERROR",
+        "+EVT:JOINED",
+        "+EVT:JOIN_FAILED_RX_TIMEOUT",
+        "+EVT:TX_DONE",
+        "+EVT:SEND_CONFIRMED_OK",
+        "+EVT:SEND_CONFIRMED_FAILED(4)",
+        "+EVT:RX_1:-70:8:UNICAST:20:3302",
+        "RAKwireless RAK3172",
+        "+AT: OK",
+        "+JOIN: Start",
+        "+JOIN: Network joined",
+        "+JOIN: Join failed",
+        "+JOIN: Done",
+        "+MSGHEX: Start",
+        "+MSGHEX: Done",
+        "+CMSGHEX: ACK Received",
+        "+CMSGHEX: Done",
+        "+MSGHEX: No band in 1200ms",
+        "+MSGHEX: Please join network first",
+        "+PORT: 2",
+        "+MODE: LWOTAA",
+        "+RESET: OK",
+        "garbage",
+    ];
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Line(usize),
+        Wait(u32),
+        Join,
+        Send(bool),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            4 => (0..LINES.len()).prop_map(Step::Line),
+            2 => (0u32..50_000).prop_map(Step::Wait),
+            1 => Just(Step::Join),
+            2 => any::<bool>().prop_map(Step::Send),
+        ]
+    }
+
+    proptest! {
+        /// Whatever the modem says and whenever, every accepted send ends in
+        /// exactly one `Sent` event, and the driver never panics.
+        #[test]
+        fn every_accepted_send_ends_exactly_once(
+            rak in any::<bool>(),
+            steps in proptest::collection::vec(step(), 1..200),
+        ) {
+            let dialect: Box<dyn Dialect> = if rak { Box::new(Rak3172) } else { Box::new(WioE5) };
+            let mut d = Driver::new(dialect, settings(), Timeouts::default(), t(0));
+            let mut now = 0i64;
+            let mut accepted = Vec::new();
+            let mut ended: std::collections::HashMap<u64, u32> = Default::default();
+            let mut id = 0;
+            let drain = |d: &mut Driver, ended: &mut std::collections::HashMap<u64, u32>| {
+                while d.poll_transmit().is_some() {}
+                while let Some(e) = d.poll_event() {
+                    if let ModemEvent::Sent { id, .. } = e {
+                        *ended.entry(id).or_default() += 1;
+                    }
+                }
+            };
+            for s in steps {
+                match s {
+                    Step::Line(i) => d.handle_line(LINES[i], t(now)),
+                    Step::Wait(ms) => {
+                        now += i64::from(ms);
+                        d.handle_timeout(t(now));
+                    }
+                    Step::Join => {
+                        let _ = d.join(t(now));
+                    }
+                    Step::Send(c) => {
+                        id += 1;
+                        if d.send(id, 2, &[1, 2], c, t(now)).is_ok() {
+                            accepted.push(id);
+                        }
+                    }
+                }
+                drain(&mut d, &mut ended);
+            }
+            // A silent modem from here on: every time-out fires.
+            for _ in 0..50 {
+                now += 60_000;
+                d.handle_timeout(t(now));
+                drain(&mut d, &mut ended);
+            }
+            for a in &accepted {
+                prop_assert_eq!(ended.get(a).copied(), Some(1), "send {} ended {:?}", a, ended.get(a));
+            }
+            prop_assert_eq!(ended.len(), accepted.len());
+        }
+    }
+}
