@@ -14,8 +14,8 @@ use carebridge::model::{Class, Time};
 use carebridge::uplink::lorawan::airtime::{
     BudgetLimits, Radio, eu868_data_rate, time_on_air, uplink_airtime,
 };
-use carebridge::uplink::lorawan::core::{Core, CoreConfig, CoreEvent, Delivery, Message};
 use carebridge::uplink::lorawan::modem::{Driver, ModemSettings, Timeouts};
+use carebridge::uplink::lorawan::policy::{Core, CoreConfig, CoreEvent, Delivery, Message};
 use carebridge::uplink::lorawan::rak3172::Rak3172;
 
 const DAY: i64 = 86_400_000;

@@ -6,7 +6,7 @@
 //! free channel), and a reset when the modem stops answering.
 //!
 //! It does **not** decide when to join or send (that is policy: the airtime
-//! budget in `core.rs`); it says when it is able to ([`Driver::is_ready`]).
+//! budget in `policy.rs`); it says when it is able to ([`Driver::is_ready`]).
 //!
 //! Driven by the caller, no clock, no I/O (house style, like quinn-proto):
 //! `handle_line(line, now)`, `handle_timeout(now)`, `next_deadline()`,

@@ -9,8 +9,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::airtime::{BudgetLimits, eu868_data_rate};
-use super::core::CoreConfig;
 use super::modem::{ModemSettings, Timeouts};
+use super::policy::CoreConfig;
 use crate::config::{Dur, Problem};
 
 /// `[lorawan]`: the LoRaWAN modem.
