@@ -311,3 +311,74 @@ async fn a_vanished_modem_port_is_reported_and_pending_sends_fail() {
         Ok(Ok(Ok(())))
     ));
 }
+
+/// Talks to the simulator directly over its pty, like a terminal would.
+fn converse(
+    sim: &ModemSim,
+) -> (
+    Box<dyn serialport::SerialPort>,
+    carebridge::uplink::lorawan::at::LineFramer,
+) {
+    let port = serialport::new(sim.path(), 115_200)
+        .timeout(Duration::from_millis(50))
+        .open()
+        .expect("open pty");
+    (port, carebridge::uplink::lorawan::at::LineFramer::new())
+}
+
+fn say_and_wait(
+    p: &mut Box<dyn serialport::SerialPort>,
+    f: &mut carebridge::uplink::lorawan::at::LineFramer,
+    cmd: &str,
+    want: &str,
+) -> Vec<String> {
+    use carebridge::uplink::lorawan::at::Framed;
+    p.write_all(format!("{cmd}\r\n").as_bytes()).expect("write");
+    let t0 = Instant::now();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    while t0.elapsed() < Duration::from_secs(3) {
+        if let Ok(n) = std::io::Read::read(p, &mut buf) {
+            for Framed::Line(l) | Framed::Overlong(l) in f.push(&buf[..n]) {
+                let done = l.contains(want);
+                seen.push(l);
+                if done {
+                    return seen;
+                }
+            }
+        }
+    }
+    panic!("no {want:?} after {cmd:?}; saw {seen:?}");
+}
+
+#[test]
+fn simulator_refuses_a_send_inside_the_duty_cycle_off_time_in_both_dialects() {
+    use std::io::Write;
+    let rak = ModemSim::start(SimConfig::default()).expect("sim");
+    let (mut p, mut f) = converse(&rak);
+    say_and_wait(&mut p, &mut f, "AT+SEND=2:01", "AT_NO_NETWORK_JOINED");
+    say_and_wait(&mut p, &mut f, "AT+JOIN=1:0:8:1", "+EVT:JOINED");
+    // The join itself closed g1 for 100× its airtime.
+    say_and_wait(&mut p, &mut f, "AT+SEND=2:01", "AT_BUSY_ERROR");
+    assert_eq!(rak.stats().refusals, 1);
+
+    let wio = ModemSim::start(SimConfig {
+        dialect: SimDialect::WioE5,
+        ..SimConfig::default()
+    })
+    .expect("sim");
+    let (mut p, mut f) = converse(&wio);
+    say_and_wait(
+        &mut p,
+        &mut f,
+        "AT+MSGHEX=\"01\"",
+        "Please join network first",
+    );
+    say_and_wait(&mut p, &mut f, "AT+JOIN", "+JOIN: Done");
+    let seen = say_and_wait(&mut p, &mut f, "AT+MSGHEX=\"01\"", "No band in");
+    assert!(
+        seen.iter().any(|l| l.starts_with("+MSGHEX: No band in ")),
+        "{seen:?}"
+    );
+    let _ = p.flush();
+}
