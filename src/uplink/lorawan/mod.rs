@@ -1,39 +1,31 @@
-//! LoRaWAN uplink through a serial AT modem. (Being built: see the LoRaWAN issue.)
+//! LoRaWAN uplink through a serial AT modem (RAK3172 RUI3 or Seeed Wio-E5).
+//!
+//! Layers, bottom up (each pure except the last):
+//! - [`at`]: modem output → lines → typed [`at::AtLine`]s, for both dialects;
+//! - [`modem`]: the AT conversation ([`modem::Driver`]), spelled by
+//!   [`rak3172`] or [`wio_e5`];
+//! - [`airtime`]: time on air and the EU868 duty-cycle / daily budget;
+//! - [`codec`]: the compact payload format (`decoder.js` is its network-server twin);
+//! - [`policy`]: queues by class, budget, retries, join backoff;
+//! - this module: the config section and the async task [`run`] that owns
+//!   the serial port (a reader thread; writes are inline) and the [`policy::Core`].
+//!
+//! The integrator hands messages over with [`LoraUplink::send`] and gets a
+//! [`Delivery`] back; join state, airtime and downlink commands arrive as
+//! [`LoraEvent`]s. [`sim`] is a modem simulator on a pseudo-terminal.
 
-use serde::{Deserialize, Serialize};
+pub mod airtime;
+pub mod at;
+pub mod codec;
+pub mod modem;
+pub mod policy;
+pub mod rak3172;
+pub mod sim;
+pub mod wio_e5;
 
-use crate::config::Problem;
+mod settings;
+mod task;
 
-/// `[lorawan]`: the LoRaWAN modem.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LorawanConfig {
-    pub port: String,
-    /// `rak3172` or `wio-e5`.
-    pub modem: String,
-}
-
-impl Default for LorawanConfig {
-    fn default() -> Self {
-        LorawanConfig {
-            port: "/dev/carebridge-lora".into(),
-            modem: "rak3172".into(),
-        }
-    }
-}
-
-impl LorawanConfig {
-    pub const DEFAULT_TOML: &'static str = r#"# A LoRaWAN modem on a serial port. Uncomment to enable.
-# [lorawan]
-# port = "/dev/carebridge-lora"
-# modem = "rak3172"                # or "wio-e5"
-"#;
-
-    pub fn validate(&self) -> Vec<Problem> {
-        let mut out = Vec::new();
-        if !matches!(self.modem.as_str(), "rak3172" | "wio-e5") {
-            out.push(Problem::new("modem", "must be rak3172 or wio-e5"));
-        }
-        out
-    }
-}
+pub use self::policy::{Delivery, Message};
+pub use self::settings::{LorawanConfig, read_app_key};
+pub use self::task::{LoraClosed, LoraEvent, LoraQueue, LoraUplink, channel, run};

@@ -1,0 +1,294 @@
+//! The `[lorawan]` config section and the AppKey file.
+//!
+//! Owns: keys, defaults and validation of `[lorawan]`, and reading the
+//! AppKey from its own file (never inline), refusing a file other users can
+//! read. Region: only EU868 (the airtime budget knows EU868 sub-bands).
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::airtime::{BudgetLimits, eu868_data_rate};
+use super::modem::{ModemSettings, Timeouts};
+use super::policy::CoreConfig;
+use crate::config::{Dur, Problem};
+
+/// `[lorawan]`: the LoRaWAN modem.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LorawanConfig {
+    pub port: String,
+    /// `rak3172` or `wio-e5`.
+    pub modem: String,
+    pub baud: u32,
+    /// Regional parameters; only `EU868` is supported.
+    pub region: String,
+    /// 16 hex digits, as printed on the modem.
+    pub dev_eui: String,
+    /// JoinEUI (AppEUI), 16 hex digits.
+    pub join_eui: String,
+    /// File holding the AppKey (32 hex digits); must not be world-readable.
+    pub app_key_file: String,
+    /// Uplink data rate DR0 (SF12) … DR5 (SF7); ADR is off so airtime is known.
+    pub data_rate: u8,
+    /// Send alerts as confirmed uplinks (while the daily downlink cap allows).
+    pub confirmed_alerts: bool,
+    /// Extra attempts of a confirmed uplink that got no acknowledgement.
+    pub confirmed_retries: u8,
+    /// Uplink airtime allowed in any 24 h (TTN fair use: 30 s).
+    pub daily_airtime: Dur,
+    /// Downlinks (acks included) allowed in any 24 h (TTN fair use: 10).
+    pub daily_downlinks: u32,
+    /// Percent of the daily airtime only alerts may use.
+    pub alert_reserve_percent: u8,
+    pub port_alert: u8,
+    pub port_status: u8,
+    pub port_telemetry: u8,
+    pub join_backoff_min: Dur,
+    pub join_backoff_max: Dur,
+    /// How long the modem may take to answer a command.
+    pub command_timeout: Dur,
+}
+
+impl Default for LorawanConfig {
+    fn default() -> Self {
+        LorawanConfig {
+            port: "/dev/carebridge-lora".into(),
+            modem: "rak3172".into(),
+            baud: 115_200,
+            region: "EU868".into(),
+            dev_eui: String::new(),
+            join_eui: "0000000000000000".into(),
+            app_key_file: "/etc/carebridge/lorawan-appkey".into(),
+            data_rate: 5,
+            confirmed_alerts: true,
+            confirmed_retries: 2,
+            daily_airtime: Dur::secs(30),
+            daily_downlinks: 10,
+            alert_reserve_percent: 50,
+            port_alert: 10,
+            port_status: 11,
+            port_telemetry: 12,
+            join_backoff_min: Dur::secs(15),
+            join_backoff_max: Dur::mins(60),
+            command_timeout: Dur::secs(3),
+        }
+    }
+}
+
+fn eui(s: &str) -> Option<[u8; 8]> {
+    super::at::unhex(s.trim()).and_then(|v| v.try_into().ok())
+}
+
+impl LorawanConfig {
+    pub const DEFAULT_TOML: &'static str = r#"# A LoRaWAN modem on a serial port. Uncomment to enable.
+# [lorawan]
+# port = "/dev/carebridge-lora"
+# modem = "rak3172"                # or "wio-e5"
+# baud = 115200
+# region = "EU868"                 # only EU868 is supported
+# dev_eui = "AC1F09FFFE000001"     # 16 hex digits (required)
+# join_eui = "0000000000000000"
+# app_key_file = "/etc/carebridge/lorawan-appkey"   # 32 hex digits, mode 0600
+# data_rate = 5                    # DR0 (SF12) .. DR5 (SF7); ADR off
+# confirmed_alerts = true          # while the daily downlink cap allows
+# confirmed_retries = 2
+# daily_airtime = "30s"            # TTN fair use: 30 s uplink airtime per 24 h
+# daily_downlinks = 10             # TTN fair use: 10 downlinks (acks count) per 24 h
+# alert_reserve_percent = 50       # share of the airtime only alerts may use
+# port_alert = 10
+# port_status = 11
+# port_telemetry = 12
+# join_backoff_min = "15s"
+# join_backoff_max = "60m"
+# command_timeout = "3s"
+"#;
+
+    pub fn validate(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        if !matches!(self.modem.as_str(), "rak3172" | "wio-e5") {
+            out.push(Problem::new("modem", "must be rak3172 or wio-e5"));
+        }
+        if self.region != "EU868" {
+            out.push(Problem::new(
+                "region",
+                "only EU868 is supported (the airtime budget knows its sub-bands)",
+            ));
+        }
+        if eui(&self.dev_eui).is_none() {
+            out.push(Problem::new("dev_eui", "must be 16 hex digits"));
+        }
+        if eui(&self.join_eui).is_none() {
+            out.push(Problem::new("join_eui", "must be 16 hex digits"));
+        }
+        if self.app_key_file.trim().is_empty() {
+            out.push(Problem::new(
+                "app_key_file",
+                "must name the file holding the AppKey",
+            ));
+        }
+        if self.data_rate > 5 {
+            out.push(Problem::new("data_rate", "must be 0 (SF12) to 5 (SF7)"));
+        }
+        if self.daily_airtime.0.is_zero() {
+            out.push(Problem::new("daily_airtime", "must be more than zero"));
+        }
+        if self.alert_reserve_percent > 100 {
+            out.push(Problem::new("alert_reserve_percent", "must be 0 to 100"));
+        }
+        for (k, p) in [
+            ("port_alert", self.port_alert),
+            ("port_status", self.port_status),
+            ("port_telemetry", self.port_telemetry),
+        ] {
+            if !(1..=223).contains(&p) {
+                out.push(Problem::new(k, "must be an application port 1 to 223"));
+            }
+        }
+        if self.join_backoff_min > self.join_backoff_max {
+            out.push(Problem::new(
+                "join_backoff_min",
+                "must not exceed join_backoff_max",
+            ));
+        }
+        if self.command_timeout.0.is_zero() {
+            out.push(Problem::new("command_timeout", "must be more than zero"));
+        }
+        out
+    }
+
+    /// Modem settings with the AppKey already read.
+    pub fn modem_settings(&self, app_key: [u8; 16]) -> anyhow::Result<ModemSettings> {
+        Ok(ModemSettings {
+            region: self.region.clone(),
+            dev_eui: eui(&self.dev_eui)
+                .ok_or_else(|| anyhow::anyhow!("lorawan.dev_eui: must be 16 hex digits"))?,
+            join_eui: eui(&self.join_eui)
+                .ok_or_else(|| anyhow::anyhow!("lorawan.join_eui: must be 16 hex digits"))?,
+            app_key,
+            data_rate: self.data_rate,
+        })
+    }
+
+    pub fn timeouts(&self) -> Timeouts {
+        Timeouts {
+            command: self.command_timeout.0,
+            ..Timeouts::default()
+        }
+    }
+
+    pub fn core_config(&self) -> anyhow::Result<CoreConfig> {
+        Ok(CoreConfig {
+            radio: eu868_data_rate(self.data_rate)
+                .ok_or_else(|| anyhow::anyhow!("lorawan.data_rate: must be 0 to 5"))?,
+            data_rate: self.data_rate,
+            limits: BudgetLimits {
+                daily_airtime: self.daily_airtime.0,
+                daily_downlinks: self.daily_downlinks,
+                alert_reserve_percent: self.alert_reserve_percent,
+            },
+            ports: [self.port_alert, self.port_status, self.port_telemetry],
+            confirmed_retries: self.confirmed_retries,
+            join_backoff_min: self.join_backoff_min.0,
+            join_backoff_max: self.join_backoff_max.0,
+        })
+    }
+}
+
+/// Why the AppKey file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AppKeyError {
+    #[error("{path}: cannot read the AppKey file: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: readable by other users (mode {mode:o}); run chmod 600 on it")]
+    WorldReadable { path: String, mode: u32 },
+    #[error("{path}: must hold exactly 32 hex digits (the AppKey)")]
+    Format { path: String },
+}
+
+/// Reads the AppKey, refusing a file that other users can read.
+pub fn read_app_key(path: &Path) -> Result<[u8; 16], AppKeyError> {
+    use std::os::unix::fs::PermissionsExt;
+    let p = path.display().to_string();
+    let meta = std::fs::metadata(path).map_err(|source| AppKeyError::Read {
+        path: p.clone(),
+        source,
+    })?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o007 != 0 {
+        return Err(AppKeyError::WorldReadable { path: p, mode });
+    }
+    let text = std::fs::read_to_string(path).map_err(|source| AppKeyError::Read {
+        path: p.clone(),
+        source,
+    })?;
+    super::at::unhex(text.trim())
+        .and_then(|v| v.try_into().ok())
+        .ok_or(AppKeyError::Format { path: p })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn defaults_need_only_a_dev_eui() {
+        let mut c = LorawanConfig::default();
+        let p = c.validate();
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].key, "dev_eui");
+        c.dev_eui = "AC1F09FFFE000001".into();
+        assert!(c.validate().is_empty());
+    }
+
+    #[test]
+    fn default_toml_parses_to_the_defaults() {
+        let uncommented: String = LorawanConfig::DEFAULT_TOML
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| !l.starts_with('['))
+            .filter(|l| !l.starts_with("A LoRaWAN"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let mut c: LorawanConfig = toml::from_str(&uncommented).unwrap();
+        assert_eq!(c.dev_eui, "AC1F09FFFE000001");
+        c.dev_eui = String::new();
+        assert_eq!(c, LorawanConfig::default());
+    }
+
+    #[test]
+    fn bad_values_name_their_keys() {
+        let c = LorawanConfig {
+            region: "US915".into(),
+            data_rate: 6,
+            port_alert: 0,
+            ..LorawanConfig::default()
+        };
+        let keys: Vec<String> = c.validate().into_iter().map(|p| p.key).collect();
+        for k in ["region", "data_rate", "port_alert"] {
+            assert!(keys.contains(&k.to_string()), "{keys:?}");
+        }
+    }
+
+    #[test]
+    fn app_key_file_must_be_private_and_hold_32_hex_digits() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("key");
+        std::fs::write(&f, "2B7E151628AED2A6ABF7158809CF4F3C\n").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = read_app_key(&f).unwrap_err();
+        assert!(e.to_string().contains("chmod 600"), "{e}");
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(read_app_key(&f).unwrap()[0], 0x2b);
+        std::fs::write(&f, "2B7E").unwrap();
+        assert!(matches!(read_app_key(&f), Err(AppKeyError::Format { .. })));
+        assert!(matches!(
+            read_app_key(&dir.path().join("none")),
+            Err(AppKeyError::Read { .. })
+        ));
+    }
+}

@@ -1,0 +1,501 @@
+//! A LoRaWAN modem simulator on a pseudo-terminal, for the demo and tests.
+//!
+//! Owns: one thread playing a RAK3172 (RUI3) or Wio-E5 modem on the master
+//! side of a pty pair; the uplink code opens [`ModemSim::path`] like a real
+//! port. It joins (optionally failing the first joins), enforces airtime and
+//! the 1 % duty cycle with the same [`Budget`] rule as the gateway (answering
+//! busy / duty-cycle errors), drops a configurable share of uplinks (with a
+//! seeded generator, so tests are repeatable), acknowledges confirmed
+//! uplinks that arrive, delivers queued downlinks, and can go silent until
+//! it is reset.
+//!
+//! Not a LoRaWAN stack: no MAC commands, no crypto; it speaks the AT side.
+
+use std::collections::VecDeque;
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::airtime::{Budget, BudgetLimits, DEFAULT_UPLINK_HZ, eu868_data_rate, uplink_airtime};
+use super::at::{self, Framed, LineFramer};
+use crate::model::{Class, Time};
+
+/// Which firmware the simulator plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SimDialect {
+    Rak3172,
+    WioE5,
+}
+
+/// Simulator knobs.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub dialect: SimDialect,
+    /// Percent of uplinks lost on air (0–100).
+    pub loss_percent: u8,
+    pub seed: u64,
+    /// The first N join attempts fail.
+    pub join_failures: u32,
+    /// Answer too-early sends with duty-cycle errors.
+    pub enforce_duty_cycle: bool,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            dialect: SimDialect::Rak3172,
+            loss_percent: 0,
+            seed: 1,
+            join_failures: 0,
+            enforce_duty_cycle: true,
+        }
+    }
+}
+
+/// One uplink the simulated network saw (or lost).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimUplink {
+    pub port: u8,
+    pub data: Vec<u8>,
+    pub confirmed: bool,
+    pub lost: bool,
+    /// When the send command reached the modem.
+    pub at: Instant,
+}
+
+/// What happened so far.
+#[derive(Debug, Clone, Default)]
+pub struct SimStats {
+    pub uplinks: Vec<SimUplink>,
+    pub joins: u32,
+    pub resets: u32,
+    /// Sends refused for busy / duty cycle.
+    pub refusals: u32,
+    /// Airtime of all transmissions.
+    pub airtime: Duration,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    stats: SimStats,
+    loss_percent: u8,
+    silent: bool,
+    downlinks: VecDeque<(u8, Vec<u8>)>,
+}
+
+/// A running simulator. Dropping it stops the thread.
+pub struct ModemSim {
+    path: String,
+    shared: Arc<Mutex<Shared>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    _slave: serialport::TTYPort,
+}
+
+impl std::fmt::Debug for ModemSim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModemSim")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl ModemSim {
+    pub fn start(cfg: SimConfig) -> std::io::Result<ModemSim> {
+        let (mut master, slave) = serialport::TTYPort::pair().map_err(std::io::Error::other)?;
+        let path = serialport::SerialPort::name(&slave)
+            .ok_or_else(|| std::io::Error::other("pty has no name"))?;
+        serialport::SerialPort::set_timeout(&mut master, Duration::from_millis(10))
+            .map_err(std::io::Error::other)?;
+        let shared = Arc::new(Mutex::new(Shared {
+            loss_percent: cfg.loss_percent.min(100),
+            ..Shared::default()
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut m = Machine::new(cfg, shared.clone());
+        let st = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("lorawan-sim".into())
+            .spawn(move || m.run(&mut master, &st))?;
+        Ok(ModemSim {
+            path,
+            shared,
+            stop,
+            thread: Some(thread),
+            _slave: slave,
+        })
+    }
+
+    /// The port the uplink code opens.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Shared) -> R) -> R {
+        let mut g = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut g)
+    }
+
+    /// Queues a downlink for the next uplink that reaches the network.
+    pub fn queue_downlink(&self, port: u8, data: Vec<u8>) {
+        self.with(|s| s.downlinks.push_back((port, data)));
+    }
+
+    /// Makes the modem ignore everything but a reset command.
+    pub fn set_silent(&self, silent: bool) {
+        self.with(|s| s.silent = silent);
+    }
+
+    /// Changes the share of uplinks lost on air.
+    pub fn set_loss(&self, percent: u8) {
+        self.with(|s| s.loss_percent = percent.min(100));
+    }
+
+    pub fn stats(&self) -> SimStats {
+        self.with(|s| s.stats.clone())
+    }
+}
+
+impl Drop for ModemSim {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Output scheduled for later (modems answer after airtime and RX windows).
+struct Due {
+    at: Instant,
+    line: String,
+    /// Ends the current radio transaction.
+    ends_tx: bool,
+}
+
+struct Machine {
+    cfg: SimConfig,
+    shared: Arc<Mutex<Shared>>,
+    rng: u64,
+    joined: bool,
+    join_failures_left: u32,
+    dr: u8,
+    port: u8,
+    confirm: bool,
+    budget: Budget,
+    epoch: Instant,
+    due: Vec<Due>,
+    on_air: bool,
+}
+
+impl Machine {
+    fn new(cfg: SimConfig, shared: Arc<Mutex<Shared>>) -> Self {
+        Machine {
+            rng: cfg.seed | 1,
+            join_failures_left: cfg.join_failures,
+            cfg,
+            shared,
+            joined: false,
+            dr: 5,
+            port: 1,
+            confirm: false,
+            budget: Budget::new(BudgetLimits {
+                daily_airtime: Duration::from_secs(86_400),
+                daily_downlinks: u32::MAX,
+                alert_reserve_percent: 0,
+            }),
+            epoch: Instant::now(),
+            due: Vec::new(),
+            on_air: false,
+        }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Shared) -> R) -> R {
+        let mut g = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut g)
+    }
+
+    fn random_percent(&mut self) -> u8 {
+        // xorshift64: repeatable per seed.
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        (self.rng % 100) as u8
+    }
+
+    fn now(&self) -> Time {
+        Time(i64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(i64::MAX))
+    }
+
+    fn run(&mut self, port: &mut serialport::TTYPort, stop: &AtomicBool) {
+        let mut framer = LineFramer::new();
+        let mut buf = [0u8; 256];
+        while !stop.load(Ordering::Relaxed) {
+            let lines = match port.read(&mut buf) {
+                Ok(n) => framer.push(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Vec::new(),
+                // EIO until the uplink opens the slave side: wait for it.
+                Err(_) => {
+                    std::thread::sleep(Duration::from_millis(10));
+                    Vec::new()
+                }
+            };
+            let mut out = Vec::new();
+            for f in lines {
+                if let Framed::Line(l) = f {
+                    self.command(&l, &mut out);
+                }
+            }
+            let now = Instant::now();
+            self.due.sort_by_key(|d| d.at);
+            while self.due.first().is_some_and(|d| d.at <= now) {
+                let d = self.due.remove(0);
+                if d.ends_tx {
+                    self.on_air = false;
+                }
+                out.push(d.line);
+            }
+            for l in out {
+                let _ = port.write_all(format!("{l}\r\n").as_bytes());
+            }
+        }
+    }
+
+    fn later(&mut self, after: Duration, line: String, ends_tx: bool) {
+        self.due.push(Due {
+            at: Instant::now() + after,
+            line,
+            ends_tx,
+        });
+    }
+
+    fn command(&mut self, cmd: &str, out: &mut Vec<String>) {
+        let rak = self.cfg.dialect == SimDialect::Rak3172;
+        let is_reset = cmd == "ATZ" || cmd == "AT+RESET";
+        if self.with(|s| s.silent) && !is_reset {
+            return;
+        }
+        if is_reset {
+            self.with(|s| {
+                s.silent = false;
+                s.stats.resets += 1;
+            });
+            self.joined = false;
+            self.on_air = false;
+            self.due.clear();
+            if !rak {
+                out.push("+RESET: OK".into());
+            }
+            let banner = if rak {
+                "RAKwireless RAK3172-E Example"
+            } else {
+                "+AT: OK"
+            };
+            self.later(Duration::from_millis(200), banner.into(), false);
+            return;
+        }
+        if cmd == "AT" {
+            out.push(if rak { "OK".into() } else { "+AT: OK".into() });
+            return;
+        }
+        if rak {
+            self.rak(cmd, out)
+        } else {
+            self.wio(cmd, out)
+        }
+    }
+
+    fn rak(&mut self, cmd: &str, out: &mut Vec<String>) {
+        if cmd.starts_with("AT+JOIN") {
+            out.push("OK".into());
+            self.join();
+        } else if let Some(v) = cmd.strip_prefix("AT+CFM=") {
+            self.confirm = v == "1";
+            out.push("OK".into());
+        } else if let Some(v) = cmd.strip_prefix("AT+SEND=") {
+            let parsed = v
+                .split_once(':')
+                .and_then(|(p, h)| Some((p.parse::<u8>().ok()?, at::unhex(h)?)));
+            match parsed {
+                Some((port, data)) => self.uplink(port, data, self.confirm, out),
+                None => out.push("AT_PARAM_ERROR".into()),
+            }
+        } else if let Some(v) = cmd.strip_prefix("AT+DR=") {
+            self.dr = v.parse().unwrap_or(self.dr);
+            out.push("OK".into());
+        } else if cmd.starts_with("AT+") && cmd.contains('=') {
+            out.push("OK".into());
+        } else {
+            out.push("AT_COMMAND_NOT_FOUND".into());
+        }
+    }
+
+    fn wio(&mut self, cmd: &str, out: &mut Vec<String>) {
+        if cmd == "AT+JOIN" {
+            out.push("+JOIN: Start".into());
+            out.push("+JOIN: NORMAL".into());
+            self.join();
+            return;
+        }
+        let Some((name, arg)) = cmd.strip_prefix("AT+").and_then(|r| r.split_once('=')) else {
+            out.push("+AT: ERROR(-1)".into());
+            return;
+        };
+        let arg_plain = arg.trim_matches('"');
+        match name {
+            "MSGHEX" | "CMSGHEX" => match at::unhex(arg_plain) {
+                Some(data) => self.uplink(self.port, data, name == "CMSGHEX", out),
+                None => out.push(format!("+{name}: ERROR(-2)")),
+            },
+            "PORT" => {
+                self.port = arg.parse().unwrap_or(self.port);
+                out.push(format!("+PORT: {}", self.port));
+            }
+            "DR" => {
+                if let Ok(dr) = arg.parse() {
+                    self.dr = dr;
+                    out.push(format!("+DR: DR{dr}"));
+                } else {
+                    out.push(format!("+DR: {arg}"));
+                }
+            }
+            "ID" | "KEY" => {
+                let (k, v) = arg.split_once(',').unwrap_or((arg, ""));
+                let sep = if name == "ID" { ", " } else { " " };
+                out.push(format!("+{name}: {k}{sep}{}", v.trim_matches('"')));
+            }
+            _ => out.push(format!("+{name}: {arg_plain}")),
+        }
+    }
+
+    fn join(&mut self) {
+        let rak = self.cfg.dialect == SimDialect::Rak3172;
+        let fail = self.join_failures_left > 0;
+        self.join_failures_left = self.join_failures_left.saturating_sub(1);
+        if let Some(r) = eu868_data_rate(self.dr) {
+            let air = super::airtime::time_on_air(r, 23);
+            self.budget
+                .record_uplink(Class::Alert, self.now(), air, DEFAULT_UPLINK_HZ);
+            self.with(|s| s.stats.airtime += air);
+        }
+        let d = Duration::from_millis(150);
+        if fail {
+            let l = if rak {
+                "+EVT:JOIN_FAILED_RX_TIMEOUT"
+            } else {
+                "+JOIN: Join failed"
+            };
+            self.later(d, l.into(), false);
+        } else {
+            self.joined = true;
+            self.with(|s| s.stats.joins += 1);
+            let l = if rak {
+                "+EVT:JOINED"
+            } else {
+                "+JOIN: Network joined"
+            };
+            self.later(d, l.into(), false);
+            if !rak {
+                self.later(d, "+JOIN: NetID 000013 DevAddr 26:0B:00:01".into(), false);
+            }
+        }
+        if !rak {
+            self.later(d + Duration::from_millis(1), "+JOIN: Done".into(), false);
+        }
+    }
+
+    fn uplink(&mut self, port: u8, data: Vec<u8>, confirmed: bool, out: &mut Vec<String>) {
+        let rak = self.cfg.dialect == SimDialect::Rak3172;
+        let verb = if confirmed { "CMSGHEX" } else { "MSGHEX" };
+        if !self.joined {
+            out.push(if rak {
+                "AT_NO_NETWORK_JOINED".into()
+            } else {
+                format!("+{verb}: Please join network first")
+            });
+            return;
+        }
+        let Some(radio) = eu868_data_rate(self.dr) else {
+            out.push(if rak {
+                "AT_PARAM_ERROR".into()
+            } else {
+                format!("+{verb}: DR error")
+            });
+            return;
+        };
+        let air = uplink_airtime(radio, data.len());
+        let now = self.now();
+        let wait = match self
+            .budget
+            .earliest(Class::Alert, air, DEFAULT_UPLINK_HZ, now)
+        {
+            Ok(t) => t.since(now),
+            Err(_) => Duration::from_secs(3600),
+        };
+        if self.on_air || (self.cfg.enforce_duty_cycle && !wait.is_zero()) {
+            self.with(|s| s.stats.refusals += 1);
+            out.push(if rak {
+                "AT_BUSY_ERROR".into()
+            } else if self.on_air {
+                format!("+{verb}: LoRaWAN modem is busy")
+            } else {
+                format!("+{verb}: No band in {}ms", wait.as_millis())
+            });
+            return;
+        }
+        self.budget
+            .record_uplink(Class::Alert, now, air, DEFAULT_UPLINK_HZ);
+        self.on_air = true;
+        let loss = self.with(|s| s.loss_percent);
+        let lost = self.random_percent() < loss;
+        let downlink = if lost {
+            None
+        } else {
+            self.with(|s| s.downlinks.pop_front())
+        };
+        self.with(|s| {
+            s.stats.airtime += air;
+            s.stats.uplinks.push(SimUplink {
+                port,
+                data,
+                confirmed,
+                lost,
+                at: Instant::now(),
+            });
+        });
+        if rak {
+            out.push("OK".into());
+        } else {
+            out.push(format!("+{verb}: Start"));
+            if confirmed {
+                out.push(format!("+{verb}: Wait ACK"));
+            }
+        }
+        // The radio is busy for the airtime, then the RX windows (shortened).
+        let rx = air + Duration::from_millis(100);
+        if let Some((p, d)) = &downlink {
+            let l = if rak {
+                format!("+EVT:RX_1:-70:8:UNICAST:{p}:{}", at::hex(d))
+            } else {
+                format!("+{verb}: PORT: {p}; RX: \"{}\"", at::hex(d))
+            };
+            self.later(rx, l, false);
+        }
+        let end = match (rak, confirmed, lost) {
+            (true, false, _) => vec!["+EVT:TX_DONE".to_string()],
+            (true, true, false) => vec!["+EVT:SEND_CONFIRMED_OK".into()],
+            (true, true, true) => vec!["+EVT:SEND_CONFIRMED_FAILED(4)".into()],
+            (false, true, false) => {
+                vec![format!("+{verb}: ACK Received"), format!("+{verb}: Done")]
+            }
+            (false, _, _) => vec![format!("+{verb}: Done")],
+        };
+        let n = end.len();
+        for (i, l) in end.into_iter().enumerate() {
+            let t = rx + Duration::from_millis(1 + u64::try_from(i).unwrap_or(0));
+            self.later(t, l, i + 1 == n);
+        }
+    }
+}
