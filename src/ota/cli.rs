@@ -17,7 +17,7 @@ use super::keys::{self, TrustStore};
 use super::recover;
 use super::trial::{CheckDecision, TrialPolicy};
 use super::version::Version;
-use super::{OtaConfig, OtaPaths};
+use super::{OtaConfig, OtaPaths, download};
 use crate::model::Time;
 
 /// A failed command: the message for stderr and the process exit code.
@@ -324,6 +324,14 @@ pub enum OtaCmd {
         #[command(flatten)]
         at: Where,
     },
+    /// Fetch `[ota] poll_url` (an update command document) and install what it
+    /// names. Exit 3 when a release was installed (the unit's OnFailure then
+    /// restarts carebridge into it); 0 when there is nothing new or the
+    /// network failed (the next timer run retries).
+    Poll {
+        #[command(flatten)]
+        at: Where,
+    },
     /// Verify and install a bundle file as the new release on trial.
     Install {
         bundle: PathBuf,
@@ -378,6 +386,10 @@ pub fn run_ota(cmd: OtaCmd) -> Result<(), OtaCliError> {
                 }),
             }
         }
+        OtaCmd::Poll { at } => {
+            let (cfg, paths) = at.load()?;
+            poll(&cfg, &paths)
+        }
         OtaCmd::Install { bundle: path, at } => {
             let (cfg, paths) = at.load()?;
             let keys = TrustStore::load(&cfg.keys_dir).map_err(OtaCliError::invalid)?;
@@ -397,5 +409,59 @@ pub fn run_ota(cmd: OtaCmd) -> Result<(), OtaCliError> {
             print_json(&done);
             Ok(())
         }
+    }
+}
+
+fn poll(cfg: &OtaConfig, paths: &OtaPaths) -> Result<(), OtaCliError> {
+    let Some(url) = &cfg.poll_url else {
+        println!("no [ota] poll_url configured");
+        return Ok(());
+    };
+    let Some(data_dir) = paths.state.parent() else {
+        return Err(OtaCliError::runtime("state file has no directory"));
+    };
+    let mut dl = download::Downloader::new(64 * 1024);
+    if url.starts_with("https://") {
+        dl.tls = Some(download::tls_config(cfg.ca_file.as_deref()).map_err(OtaCliError::runtime)?);
+    }
+    let doc = match dl.fetch_small(url, &data_dir.join("ota-poll.json")) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("poll failed, will retry: {e}");
+            return Ok(());
+        }
+    };
+    let cmd = download::UpdateCommand::parse(&doc).map_err(OtaCliError::invalid)?;
+    let last = data_dir.join("ota-poll-last");
+    if fs::read_to_string(&last).is_ok_and(|s| s.trim().eq_ignore_ascii_case(&cmd.sha256)) {
+        println!("no new update");
+        return Ok(());
+    }
+    dl.max_size = cfg.max_bundle_size + 64 * 1024;
+    if cmd.url.starts_with("https://") && dl.tls.is_none() {
+        dl.tls = Some(download::tls_config(cfg.ca_file.as_deref()).map_err(OtaCliError::runtime)?);
+    }
+    let file = data_dir.join("ota-download.cbb");
+    if let Err(e) = dl.download(&cmd, &file, &mut |_, _| {}) {
+        eprintln!("download failed, will retry: {e}");
+        return Ok(());
+    }
+    let keys = TrustStore::load(&cfg.keys_dir).map_err(OtaCliError::invalid)?;
+    let opts = InstallOptions {
+        arch: std::env::consts::ARCH,
+        max_payload: cfg.max_bundle_size,
+        on_step: None,
+    };
+    let res = install::install_bundle_from_reader(&mut open(&file)?, paths, &keys, &opts);
+    let _ = fs::remove_file(&file);
+    // Remember the bundle either way: a refused bundle is not retried every poll.
+    let _ = super::fsutil::atomic_write(&last, cmd.sha256.as_bytes());
+    match res {
+        Ok(done) => Err(OtaCliError {
+            code: 3,
+            message: format!("installed {}; restarting into it", done.version),
+        }),
+        Err(e) if e.is_refusal() => Err(OtaCliError::invalid(format!("refused: {e}"))),
+        Err(e) => Err(OtaCliError::runtime(e)),
     }
 }

@@ -456,6 +456,34 @@ impl Downloader {
         dest: &Path,
         progress: &mut dyn FnMut(u64, Option<u64>),
     ) -> Result<u64, DownloadError> {
+        self.download_inner(cmd, Some(&cmd.sha256), dest, progress)
+    }
+
+    /// Fetches a small document (e.g. the poll document) into memory, capped
+    /// at `max_size`, without a hash check.
+    pub fn fetch_small(&self, url: &str, scratch: &Path) -> Result<Vec<u8>, DownloadError> {
+        let cmd = UpdateCommand {
+            url: url.to_string(),
+            sha256: String::new(),
+            size: None,
+        };
+        let _ = fs::remove_file(scratch.with_extension("partial"));
+        self.download_inner(&cmd, None, scratch, &mut |_, _| {})?;
+        let body = fs::read(scratch).map_err(|source| DownloadError::Io {
+            path: scratch.to_path_buf(),
+            source,
+        });
+        let _ = fs::remove_file(scratch);
+        body
+    }
+
+    fn download_inner(
+        &self,
+        cmd: &UpdateCommand,
+        sha256: Option<&str>,
+        dest: &Path,
+        progress: &mut dyn FnMut(u64, Option<u64>),
+    ) -> Result<u64, DownloadError> {
         let url = Url::parse(&cmd.url).map_err(DownloadError::BadCommand)?;
         if let Some(size) = cmd.size
             && size > self.max_size
@@ -525,11 +553,13 @@ impl Downloader {
             });
         }
         let actual = keys::to_hex(ctx.finish().as_ref());
-        if !actual.eq_ignore_ascii_case(&cmd.sha256) {
+        if let Some(expected) = sha256
+            && !actual.eq_ignore_ascii_case(expected)
+        {
             let _ = fs::remove_file(&partial);
             return Err(DownloadError::HashMismatch {
                 url: cmd.url.clone(),
-                expected: cmd.sha256.clone(),
+                expected: expected.to_string(),
                 actual,
             });
         }
