@@ -1,7 +1,7 @@
 //! Shared helpers for the OTA integration tests: keys, bundles whose
 //! `bin/carebridge` is a small shell script written by the test, and a
 //! data directory with a first release installed and committed.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::fs;
 use std::path::{Path, PathBuf};
