@@ -114,7 +114,7 @@ impl<'a> Supervisor<'a> {
         let _ = child.wait();
         // Time passes between starts (RestartSec, or a hang until the watchdog).
         self.now = self.now.saturating_add(Duration::from_secs(30));
-        self.ends.push(ended.clone());
+        self.ends.push(ended);
         ended
     }
 
