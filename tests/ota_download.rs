@@ -243,3 +243,108 @@ fn unreachable_server_is_a_retryable_failure() {
         .unwrap_err();
     assert!(!e.is_refusal(), "{e}");
 }
+
+/// A CA and a leaf certificate for 127.0.0.1, made with the `openssl` CLI.
+fn make_certs(
+    dir: &std::path::Path,
+) -> Option<(std::path::PathBuf, std::path::PathBuf, std::path::PathBuf)> {
+    let script = r#"set -e
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.pem -subj /CN=test-ca -days 2 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout leaf.key -out leaf.csr -subj /CN=localhost 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > ext
+openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out leaf.pem -days 2 -extfile ext 2>/dev/null
+"#;
+    let ok = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir)
+        .status()
+        .is_ok_and(|s| s.success());
+    ok.then(|| {
+        (
+            dir.join("ca.pem"),
+            dir.join("leaf.pem"),
+            dir.join("leaf.key"),
+        )
+    })
+}
+
+#[test]
+fn https_download_verifies_the_server_against_the_configured_ca() {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use std::io::Read;
+    let d = tempfile::tempdir().unwrap();
+    let Some((ca, leaf, key)) = make_certs(d.path()) else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "openssl is needed for this test"
+        );
+        eprintln!("SKIP: openssl not available");
+        return;
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&leaf)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(&key).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let scfg = Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap(),
+    );
+    let body: Vec<u8> = (0..50_000u32).map(|i| (i % 7) as u8).collect();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let served = body.clone();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(tcp) = conn else { return };
+            let Ok(sc) = rustls::ServerConnection::new(scfg.clone()) else {
+                return;
+            };
+            let mut s = rustls::StreamOwned::new(sc, tcp);
+            let mut head = Vec::new();
+            let mut b = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                if s.read(&mut b).unwrap_or(0) == 0 {
+                    break;
+                }
+                head.push(b[0]);
+            }
+            if head.is_empty() {
+                continue;
+            }
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                served.len()
+            );
+            let _ = s.write_all(&served);
+            s.conn.send_close_notify();
+            let _ = s.flush();
+        }
+    });
+    let cmd = UpdateCommand {
+        url: format!("https://127.0.0.1:{port}/v2.cbb"),
+        sha256: sha(&body),
+        size: Some(body.len() as u64),
+    };
+    let mut dl = Downloader::new(1 << 20);
+    dl.tls = Some(carebridge::ota::download::tls_config(Some(&ca)).unwrap());
+    let dest = d.path().join("f");
+    dl.download(&cmd, &dest, &mut |_, _| {}).unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), body);
+    // A client that does not trust this CA refuses the server.
+    let mut other = Downloader::new(1 << 20);
+    other.attempts = 1;
+    other.tls = Some(carebridge::ota::download::tls_config(Some(&leaf)).unwrap());
+    let e = other
+        .download(&cmd, &d.path().join("g"), &mut |_, _| {})
+        .unwrap_err();
+    assert!(!e.is_refusal(), "{e}");
+}
