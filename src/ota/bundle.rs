@@ -1,0 +1,592 @@
+//! Signed update bundles: the file format, signing, and streaming verification.
+//!
+//! # Format (version 1)
+//!
+//! ```text
+//! bundle    := header signature payload
+//! header    := magic              8 bytes  "CBBUNDLE"
+//!              key_id_len         u8       1..=64
+//!              key_id             key_id_len bytes, [A-Za-z0-9._-]
+//!              manifest_len       u32be    1..=16384
+//!              manifest           manifest_len bytes of UTF-8 JSON (below)
+//! signature := 64 bytes, Ed25519 over the whole header (magic .. manifest end)
+//! payload   := manifest.payload_size bytes: the file archive of `archive.rs`
+//!              (`bin/carebridge` plus optional `migrations/…`, `assets/…`)
+//! ```
+//! Nothing may follow the payload. The manifest:
+//! ```json
+//! {"format":1, "version":"1.4.2", "arch":"aarch64", "min_version":"1.0.0",
+//!  "payload_size":123456, "payload_sha256":"<64 hex>",
+//!  "created":"2026-11-23T10:00:00Z", "allow_downgrade":false, "key_id":"ops-2026"}
+//! ```
+//! `arch` is Rust's `std::env::consts::ARCH` (`aarch64`, `arm`, `x86_64`; `armv7`
+//! is accepted as a synonym of `arm`). `min_version` (optional) is the lowest
+//! installed version this bundle may replace. `key_id` must equal the header's.
+//!
+//! # Verification order (invariants)
+//! 1. The header is read into memory (bounded: ≤ ~16.5 KiB) and the signature
+//!    is checked with the trusted, non-revoked key named in the header
+//!    **before any manifest field is parsed or trusted**.
+//! 2. Then the manifest: format, key id, architecture, size limit, versions.
+//! 3. The payload is streamed through SHA-256 into a sink (the staging
+//!    release directory on install) with a fixed 64 KiB buffer; only when the
+//!    size and hash match and no byte follows is the result reported good.
+//!    The installed bytes are the bytes hashed: the file is never re-read.
+
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+
+use ring::digest;
+use ring::signature::{self, Ed25519KeyPair, KeyPair};
+use serde::{Deserialize, Serialize};
+
+use super::archive::{self, ArchiveError, EntryHeader, EntrySink, UnpackError};
+use super::keys::{self, KeyStatus, TrustStore};
+use super::version::Version;
+
+pub const MAGIC: &[u8; 8] = b"CBBUNDLE";
+pub const FORMAT: u32 = 1;
+pub const MAX_MANIFEST: usize = 16 * 1024;
+pub const SIG_LEN: usize = 64;
+
+/// The signed description of a bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub format: u32,
+    pub version: String,
+    pub arch: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_version: Option<String>,
+    pub payload_size: u64,
+    pub payload_sha256: String,
+    pub created: String,
+    #[serde(default)]
+    pub allow_downgrade: bool,
+    pub key_id: String,
+}
+
+/// Why a bundle was refused (or, for `Io`/`Sink`, could not be read).
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error("need {needed} more bytes")]
+    Incomplete { needed: usize },
+    #[error("not a carebridge bundle: bad magic bytes (expected \"CBBUNDLE\")")]
+    NotABundle,
+    #[error("truncated bundle: it ends inside the {0}")]
+    Truncated(&'static str),
+    #[error("bundle header: {0}")]
+    BadHeader(String),
+    #[error("bundle is signed with unknown key {0:?}: it is not in the trusted keys directory")]
+    UnknownKey(String),
+    #[error("bundle is signed with revoked key {0:?}")]
+    RevokedKey(String),
+    #[error("bundle is unsigned (the signature is all zeros)")]
+    Unsigned,
+    #[error(
+        "bad signature for key {0:?}: the bundle header was tampered with or signed by another key"
+    )]
+    BadSignature(String),
+    #[error("manifest: {0}")]
+    BadManifest(String),
+    #[error("manifest format {0} is not supported (this gateway reads format {FORMAT})")]
+    UnsupportedFormat(u32),
+    #[error("bundle is for architecture {bundle:?} but this gateway is {device:?}")]
+    WrongArch { bundle: String, device: String },
+    #[error(
+        "bundle version {bundle} is older than the installed {installed} and was not signed with allow_downgrade"
+    )]
+    Downgrade { bundle: String, installed: String },
+    #[error("bundle {bundle} may only replace version {min} or newer; installed is {installed}")]
+    BelowMinimum {
+        bundle: String,
+        min: String,
+        installed: String,
+    },
+    #[error("bundle payload of {size} bytes exceeds the limit of {max} bytes")]
+    TooLarge { size: u64, max: u64 },
+    #[error("truncated bundle: payload has {got} of {expected} bytes")]
+    PayloadTruncated { expected: u64, got: u64 },
+    #[error("bundle has extra bytes after the payload")]
+    TrailingData,
+    #[error(
+        "payload SHA-256 is {actual}, the signed manifest says {expected}: the payload was tampered with"
+    )]
+    HashMismatch { expected: String, actual: String },
+    #[error("signed payload is not a valid archive: {0}")]
+    Archive(ArchiveError),
+    #[error("reading the bundle: {0}")]
+    Io(io::Error),
+    #[error("writing {name:?}: {source}")]
+    Sink { name: String, source: io::Error },
+}
+
+impl BundleError {
+    /// True when the bundle itself was refused; false for local I/O failures.
+    pub fn is_refusal(&self) -> bool {
+        !matches!(self, BundleError::Io(_) | BundleError::Sink { .. })
+    }
+}
+
+/// What the device accepts.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// This gateway's architecture (`std::env::consts::ARCH`).
+    pub arch: String,
+    /// The version running now; `None` skips version checks (first install).
+    pub installed: Option<Version>,
+    /// Largest accepted `payload_size`.
+    pub max_payload: u64,
+}
+
+impl Policy {
+    /// This machine's architecture, the given installed version and limit.
+    pub fn here(installed: Option<Version>, max_payload: u64) -> Self {
+        Policy {
+            arch: std::env::consts::ARCH.to_string(),
+            installed,
+            max_payload,
+        }
+    }
+}
+
+fn same_arch(a: &str, b: &str) -> bool {
+    let norm = |s: &str| match s {
+        "armv7" | "armv7l" | "armhf" => "arm".to_string(),
+        "arm64" => "aarch64".to_string(),
+        "amd64" => "x86_64".to_string(),
+        o => o.to_string(),
+    };
+    norm(a) == norm(b)
+}
+
+/// The header fields, borrowed from the buffer, before any check.
+#[derive(Debug, Clone, Copy)]
+pub struct RawHeader<'a> {
+    pub key_id: &'a str,
+    pub manifest: &'a [u8],
+    /// The bytes the signature covers.
+    pub signed: &'a [u8],
+    pub signature: &'a [u8],
+}
+
+/// Decodes the header and signature from the front of `buf` (pure; checks nothing
+/// cryptographic). Returns the header and the bytes used.
+pub fn decode_header(buf: &[u8]) -> Result<(RawHeader<'_>, usize), BundleError> {
+    let need = |have: usize, want: usize| BundleError::Incomplete {
+        needed: want - have,
+    };
+    if buf.len() < 9 {
+        if !MAGIC.starts_with(buf) {
+            return Err(BundleError::NotABundle);
+        }
+        return Err(need(buf.len(), 9));
+    }
+    if &buf[..8] != MAGIC {
+        return Err(BundleError::NotABundle);
+    }
+    let kl = usize::from(buf[8]);
+    if kl == 0 || kl > 64 {
+        return Err(BundleError::BadHeader(format!("key id length {kl}")));
+    }
+    let after_key = 9 + kl;
+    if buf.len() < after_key + 4 {
+        return Err(need(buf.len(), after_key + 4));
+    }
+    let key_id = std::str::from_utf8(&buf[9..after_key])
+        .ok()
+        .filter(|k| keys::valid_key_id(k))
+        .ok_or_else(|| BundleError::BadHeader("key id is not [A-Za-z0-9._-]".into()))?;
+    let mut ml = [0u8; 4];
+    ml.copy_from_slice(&buf[after_key..after_key + 4]);
+    let ml = u32::from_be_bytes(ml) as usize;
+    if ml == 0 || ml > MAX_MANIFEST {
+        return Err(BundleError::BadHeader(format!(
+            "manifest length {ml} is not between 1 and {MAX_MANIFEST}"
+        )));
+    }
+    let end = after_key + 4 + ml;
+    if buf.len() < end + SIG_LEN {
+        return Err(need(buf.len(), end + SIG_LEN));
+    }
+    Ok((
+        RawHeader {
+            key_id,
+            manifest: &buf[after_key + 4..end],
+            signed: &buf[..end],
+            signature: &buf[end..end + SIG_LEN],
+        },
+        end + SIG_LEN,
+    ))
+}
+
+/// Checks the signature, then the manifest against the policy.
+pub fn check_header(
+    raw: &RawHeader<'_>,
+    keys: &TrustStore,
+    policy: &Policy,
+) -> Result<Manifest, BundleError> {
+    let public = match keys.status(raw.key_id) {
+        KeyStatus::Trusted(k) => k,
+        KeyStatus::Revoked => return Err(BundleError::RevokedKey(raw.key_id.into())),
+        KeyStatus::Unknown => return Err(BundleError::UnknownKey(raw.key_id.into())),
+    };
+    if raw.signature.iter().all(|b| *b == 0) {
+        return Err(BundleError::Unsigned);
+    }
+    signature::UnparsedPublicKey::new(&signature::ED25519, public)
+        .verify(raw.signed, raw.signature)
+        .map_err(|_| BundleError::BadSignature(raw.key_id.into()))?;
+    // From here on the manifest bytes are authentic.
+    let m: Manifest = serde_json::from_slice(raw.manifest)
+        .map_err(|e| BundleError::BadManifest(e.to_string()))?;
+    if m.format != FORMAT {
+        return Err(BundleError::UnsupportedFormat(m.format));
+    }
+    if m.key_id != raw.key_id {
+        return Err(BundleError::BadManifest(format!(
+            "key_id {:?} differs from the header's {:?}",
+            m.key_id, raw.key_id
+        )));
+    }
+    if keys::from_hex(&m.payload_sha256).is_none_or(|h| h.len() != 32) {
+        return Err(BundleError::BadManifest(
+            "payload_sha256 is not 64 hex characters".into(),
+        ));
+    }
+    if crate::model::Time::parse_rfc3339(&m.created).is_err() {
+        return Err(BundleError::BadManifest(format!(
+            "created {:?} is not an RFC 3339 time",
+            m.created
+        )));
+    }
+    if !same_arch(&m.arch, &policy.arch) {
+        return Err(BundleError::WrongArch {
+            bundle: m.arch.clone(),
+            device: policy.arch.clone(),
+        });
+    }
+    if m.payload_size > policy.max_payload {
+        return Err(BundleError::TooLarge {
+            size: m.payload_size,
+            max: policy.max_payload,
+        });
+    }
+    let version = Version::parse(&m.version).map_err(BundleError::BadManifest)?;
+    let min = m
+        .min_version
+        .as_deref()
+        .map(Version::parse)
+        .transpose()
+        .map_err(BundleError::BadManifest)?;
+    if let Some(installed) = &policy.installed {
+        if let Some(min) = &min
+            && installed < min
+        {
+            return Err(BundleError::BelowMinimum {
+                bundle: m.version.clone(),
+                min: min.to_string(),
+                installed: installed.to_string(),
+            });
+        }
+        if version < *installed && !m.allow_downgrade {
+            return Err(BundleError::Downgrade {
+                bundle: m.version.clone(),
+                installed: installed.to_string(),
+            });
+        }
+    }
+    Ok(m)
+}
+
+/// Reads exactly the header from a stream and checks it. Leaves the reader
+/// at the first payload byte.
+pub fn read_header<R: Read>(
+    r: &mut R,
+    keys: &TrustStore,
+    policy: &Policy,
+) -> Result<Manifest, BundleError> {
+    let mut buf = Vec::with_capacity(512);
+    loop {
+        match decode_header(&buf) {
+            Ok((raw, _)) => return check_header(&raw, keys, policy),
+            Err(BundleError::Incomplete { needed }) => {
+                let start = buf.len();
+                buf.resize(start + needed, 0);
+                let mut got = start;
+                while got < buf.len() {
+                    match r.read(&mut buf[got..]) {
+                        Ok(0) => {
+                            let what = if start < 9 {
+                                "header"
+                            } else {
+                                "manifest or signature"
+                            };
+                            return Err(BundleError::Truncated(what));
+                        }
+                        Ok(n) => got += n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(BundleError::Io(e)),
+                    }
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Bounds a reader to the payload and hashes what passes through.
+struct PayloadReader<'a, R> {
+    inner: &'a mut R,
+    left: u64,
+    got: u64,
+    ctx: digest::Context,
+    short: bool,
+}
+
+impl<R: Read> Read for PayloadReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 || buf.is_empty() {
+            return Ok(0);
+        }
+        let max = usize::try_from(self.left.min(buf.len() as u64)).unwrap_or(buf.len());
+        let n = self.inner.read(&mut buf[..max])?;
+        if n == 0 {
+            self.short = true;
+            return Ok(0);
+        }
+        self.ctx.update(&buf[..n]);
+        self.left -= n as u64;
+        self.got += n as u64;
+        Ok(n)
+    }
+}
+
+/// Streams the payload into `sink`, then checks size, hash and end of input.
+pub fn read_payload<R: Read>(
+    r: &mut R,
+    m: &Manifest,
+    sink: &mut dyn EntrySink,
+) -> Result<Vec<EntryHeader>, BundleError> {
+    let mut pr = PayloadReader {
+        inner: r,
+        left: m.payload_size,
+        got: 0,
+        ctx: digest::Context::new(&digest::SHA256),
+        short: false,
+    };
+    let unpacked = archive::unpack(&mut pr, sink);
+    let archive_problem = match unpacked {
+        Ok(entries) => Ok(entries),
+        Err(UnpackError::Read(e)) => return Err(BundleError::Io(e)),
+        Err(UnpackError::Sink { name, source }) => return Err(BundleError::Sink { name, source }),
+        Err(UnpackError::Archive(a)) => {
+            // Drain the rest so a tampered payload is reported as tampered,
+            // not as whatever archive error the flipped byte happened to cause.
+            io::copy(&mut pr, &mut io::sink()).map_err(BundleError::Io)?;
+            Err(a)
+        }
+    };
+    if pr.short || pr.got < m.payload_size {
+        return Err(BundleError::PayloadTruncated {
+            expected: m.payload_size,
+            got: pr.got,
+        });
+    }
+    let actual = keys::to_hex(pr.ctx.finish().as_ref());
+    if !actual.eq_ignore_ascii_case(&m.payload_sha256) {
+        return Err(BundleError::HashMismatch {
+            expected: m.payload_sha256.clone(),
+            actual,
+        });
+    }
+    let entries = archive_problem.map_err(BundleError::Archive)?;
+    let mut one = [0u8; 1];
+    loop {
+        match pr.inner.read(&mut one) {
+            Ok(0) => break,
+            Ok(_) => return Err(BundleError::TrailingData),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(BundleError::Io(e)),
+        }
+    }
+    Ok(entries)
+}
+
+/// A fully verified bundle.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub manifest: Manifest,
+    pub entries: Vec<EntryHeader>,
+}
+
+/// Header, signature, policy, then the streamed payload into `sink`.
+pub fn verify<R: Read>(
+    r: &mut R,
+    keys: &TrustStore,
+    policy: &Policy,
+    sink: &mut dyn EntrySink,
+) -> Result<Verified, BundleError> {
+    let manifest = read_header(r, keys, policy)?;
+    let entries = read_payload(r, &manifest, sink)?;
+    Ok(Verified { manifest, entries })
+}
+
+/// Where an entry's bytes come from when signing.
+#[derive(Debug, Clone)]
+pub enum EntrySource {
+    File(PathBuf),
+    Bytes(Vec<u8>),
+}
+
+/// One file to put in a bundle.
+#[derive(Debug, Clone)]
+pub struct PayloadEntry {
+    pub name: String,
+    pub executable: bool,
+    pub source: EntrySource,
+}
+
+/// The manifest fields chosen by the release engineer.
+#[derive(Debug, Clone)]
+pub struct ManifestInput {
+    pub version: String,
+    pub arch: String,
+    pub min_version: Option<String>,
+    pub allow_downgrade: bool,
+    /// RFC 3339; `None` means now.
+    pub created: Option<String>,
+}
+
+fn entry_len(e: &PayloadEntry) -> io::Result<u64> {
+    match &e.source {
+        EntrySource::File(p) => Ok(std::fs::metadata(p)?.len()),
+        EntrySource::Bytes(b) => Ok(b.len() as u64),
+    }
+}
+
+/// Writes the archive to `out`, returning its size.
+fn write_payload(entries: &[PayloadEntry], out: &mut dyn Write) -> io::Result<u64> {
+    let mut total = 0u64;
+    for e in entries {
+        let size = entry_len(e)?;
+        let mut h = Vec::new();
+        archive::encode_entry_header(
+            &EntryHeader {
+                name: e.name.clone(),
+                executable: e.executable,
+                size,
+            },
+            &mut h,
+        );
+        out.write_all(&h)?;
+        let copied = match &e.source {
+            EntrySource::File(p) => io::copy(&mut std::fs::File::open(p)?.take(size), out)?,
+            EntrySource::Bytes(b) => {
+                out.write_all(b)?;
+                b.len() as u64
+            }
+        };
+        if copied != size {
+            return Err(io::Error::other(format!(
+                "{} changed while signing",
+                e.name
+            )));
+        }
+        total += h.len() as u64 + size;
+    }
+    Ok(total)
+}
+
+struct HashWriter(digest::Context);
+impl Write for HashWriter {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        self.0.update(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Builds and signs a bundle. Streams twice over the entries (hash, then
+/// write), so large files are never held in memory.
+pub fn write_bundle(
+    key: &Ed25519KeyPair,
+    key_id: &str,
+    input: &ManifestInput,
+    entries: &[PayloadEntry],
+    out: &mut dyn Write,
+) -> Result<Manifest, BundleError> {
+    if !keys::valid_key_id(key_id) {
+        return Err(BundleError::BadHeader(format!(
+            "key id {key_id:?} is invalid"
+        )));
+    }
+    Version::parse(&input.version).map_err(BundleError::BadManifest)?;
+    if let Some(min) = &input.min_version {
+        Version::parse(min).map_err(BundleError::BadManifest)?;
+    }
+    for e in entries {
+        if !archive::valid_name(&e.name) {
+            return Err(BundleError::Archive(ArchiveError::BadName(e.name.clone())));
+        }
+    }
+    if !entries
+        .iter()
+        .any(|e| e.name == archive::BINARY_NAME && e.executable)
+    {
+        return Err(BundleError::Archive(ArchiveError::MissingBinary));
+    }
+    let mut hw = HashWriter(digest::Context::new(&digest::SHA256));
+    let size = write_payload(entries, &mut hw).map_err(BundleError::Io)?;
+    let manifest = Manifest {
+        format: FORMAT,
+        version: input.version.clone(),
+        arch: input.arch.clone(),
+        min_version: input.min_version.clone(),
+        payload_size: size,
+        payload_sha256: keys::to_hex(hw.0.finish().as_ref()),
+        created: input
+            .created
+            .clone()
+            .unwrap_or_else(|| crate::model::Time::now().to_rfc3339()),
+        allow_downgrade: input.allow_downgrade,
+        key_id: key_id.to_string(),
+    };
+    let json =
+        serde_json::to_vec(&manifest).map_err(|e| BundleError::BadManifest(e.to_string()))?;
+    let header = encode_header(key_id, &json);
+    let sig = key.sign(&header);
+    out.write_all(&header).map_err(BundleError::Io)?;
+    out.write_all(sig.as_ref()).map_err(BundleError::Io)?;
+    let written = write_payload(entries, out).map_err(BundleError::Io)?;
+    if written != size {
+        return Err(BundleError::Io(io::Error::other(
+            "an entry changed while signing",
+        )));
+    }
+    Ok(manifest)
+}
+
+/// The unsigned header bytes for a key id and manifest JSON.
+pub fn encode_header(key_id: &str, manifest_json: &[u8]) -> Vec<u8> {
+    let mut h = Vec::with_capacity(13 + key_id.len() + manifest_json.len());
+    h.extend_from_slice(MAGIC);
+    h.push(key_id.len().min(255) as u8);
+    h.extend_from_slice(key_id.as_bytes());
+    h.extend_from_slice(&(manifest_json.len() as u32).to_be_bytes());
+    h.extend_from_slice(manifest_json);
+    h
+}
+
+/// The raw public key of a key pair (for trust stores in tests and tools).
+pub fn public_key_of(key: &Ed25519KeyPair) -> [u8; 32] {
+    let mut k = [0u8; 32];
+    k.copy_from_slice(key.public_key().as_ref());
+    k
+}
+
+#[cfg(test)]
+#[path = "bundle_tests.rs"]
+mod tests;

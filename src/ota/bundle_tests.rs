@@ -1,0 +1,125 @@
+//! Unit tests for `bundle.rs` on in-memory bundles.
+
+use super::*;
+use crate::ota::archive::NullSink;
+use ring::rand::SystemRandom;
+
+fn key() -> Ed25519KeyPair {
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
+    Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap()
+}
+
+fn input(version: &str) -> ManifestInput {
+    ManifestInput {
+        version: version.into(),
+        arch: "x86_64".into(),
+        min_version: Some("1.0.0".into()),
+        allow_downgrade: false,
+        created: Some("2026-11-23T10:00:00Z".into()),
+    }
+}
+
+fn entries() -> Vec<PayloadEntry> {
+    vec![PayloadEntry {
+        name: "bin/carebridge".into(),
+        executable: true,
+        source: EntrySource::Bytes(b"#!/bin/sh\nexit 0\n".to_vec()),
+    }]
+}
+
+fn policy(installed: &str) -> Policy {
+    Policy {
+        arch: "x86_64".into(),
+        installed: Some(Version::parse(installed).unwrap()),
+        max_payload: 1 << 20,
+    }
+}
+
+fn build(k: &Ed25519KeyPair, v: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    write_bundle(k, "k1", &input(v), &entries(), &mut out).unwrap();
+    out
+}
+
+#[test]
+fn header_layout_matches_the_documented_format() {
+    let k = key();
+    let b = build(&k, "1.2.0");
+    assert_eq!(&b[..8], b"CBBUNDLE");
+    assert_eq!(b[8], 2);
+    assert_eq!(&b[9..11], b"k1");
+    let (raw, used) = decode_header(&b).unwrap();
+    assert_eq!(raw.key_id, "k1");
+    assert!(raw.manifest.starts_with(b"{\"format\":1,"));
+    assert_eq!(used, raw.signed.len() + SIG_LEN);
+}
+
+#[test]
+fn decode_header_asks_for_exactly_what_it_needs() {
+    let k = key();
+    let b = build(&k, "1.2.0");
+    assert!(matches!(
+        decode_header(&b[..4]),
+        Err(BundleError::Incomplete { needed: 5 })
+    ));
+    assert!(matches!(
+        decode_header(&b[..9]),
+        Err(BundleError::Incomplete { needed: 6 })
+    ));
+    assert!(matches!(
+        decode_header(b"ZZZZ"),
+        Err(BundleError::NotABundle)
+    ));
+}
+
+#[test]
+fn good_bundle_verifies_and_lists_its_entries() {
+    let k = key();
+    let b = build(&k, "1.2.0");
+    let keys = TrustStore::from_keys([("k1".to_string(), public_key_of(&k))]);
+    let v = verify(&mut &b[..], &keys, &policy("1.1.0"), &mut NullSink).unwrap();
+    assert_eq!(v.manifest.version, "1.2.0");
+    assert_eq!(v.entries[0].name, "bin/carebridge");
+}
+
+#[test]
+fn signature_is_checked_before_the_manifest_is_parsed() {
+    // A header whose manifest is garbage but whose signature is wrong must
+    // report the signature, proving no manifest field was looked at first.
+    let k = key();
+    let header = encode_header("k1", b"{not json");
+    let mut b = header.clone();
+    b.extend_from_slice(&[7u8; SIG_LEN]);
+    let keys = TrustStore::from_keys([("k1".to_string(), public_key_of(&k))]);
+    let e = verify(&mut &b[..], &keys, &policy("1.0.0"), &mut NullSink).unwrap_err();
+    assert!(matches!(e, BundleError::BadSignature(_)), "{e}");
+}
+
+#[test]
+fn signed_downgrade_is_allowed_and_minimum_version_is_enforced() {
+    let k = key();
+    let keys = TrustStore::from_keys([("k1".to_string(), public_key_of(&k))]);
+    let mut inp = input("1.0.5");
+    inp.allow_downgrade = true;
+    let mut b = Vec::new();
+    write_bundle(&k, "k1", &inp, &entries(), &mut b).unwrap();
+    verify(&mut &b[..], &keys, &policy("1.3.0"), &mut NullSink).unwrap();
+    let b = build(&k, "2.0.0");
+    let e = verify(&mut &b[..], &keys, &policy("0.9.0"), &mut NullSink).unwrap_err();
+    assert!(matches!(e, BundleError::BelowMinimum { .. }), "{e}");
+}
+
+#[test]
+fn every_single_byte_flip_is_refused() {
+    let k = key();
+    let b = build(&k, "1.2.0");
+    let keys = TrustStore::from_keys([("k1".to_string(), public_key_of(&k))]);
+    for i in 0..b.len() {
+        let mut t = b.clone();
+        t[i] ^= 0x01;
+        assert!(
+            verify(&mut &t[..], &keys, &policy("1.1.0"), &mut NullSink).is_err(),
+            "flip at {i} accepted"
+        );
+    }
+}

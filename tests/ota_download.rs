@@ -1,0 +1,350 @@
+//! The `cmd/update` delivery path against a local HTTP server started by the
+//! test on 127.0.0.1: resumable download (Range), size cap, hash check, then
+//! install from the downloaded file.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod ota_support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use carebridge::ota::download::{DownloadError, Downloader, UpdateCommand};
+use carebridge::ota::install;
+use carebridge::ota::keys::to_hex;
+use ota_support::*;
+
+/// How the test server misbehaves.
+#[derive(Clone, Copy)]
+struct Faults {
+    /// Close the connection after this many body bytes on the first request.
+    cut_first_at: Option<usize>,
+    /// Ignore Range headers (always 200 with the whole file).
+    ignore_range: bool,
+    /// Announce this Content-Length instead of the real one.
+    claim_len: Option<u64>,
+}
+
+struct Server {
+    url: String,
+    requests: Arc<AtomicUsize>,
+    ranges: Arc<Mutex<Vec<Option<u64>>>>,
+}
+
+fn serve(body: Vec<u8>, faults: Faults) -> Server {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/updates/v2.cbb", l.local_addr().unwrap());
+    let requests = Arc::new(AtomicUsize::new(0));
+    let ranges = Arc::new(Mutex::new(Vec::new()));
+    let (req2, ranges2) = (requests.clone(), ranges.clone());
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut s) = conn else { return };
+            let n = req2.fetch_add(1, Ordering::SeqCst);
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut from: Option<u64> = None;
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("range: bytes=") {
+                    from = v.trim().trim_end_matches('-').parse().ok();
+                }
+            }
+            ranges2.lock().unwrap().push(from);
+            let start = if faults.ignore_range {
+                0
+            } else {
+                from.unwrap_or(0) as usize
+            };
+            let part = &body[start.min(body.len())..];
+            let head = if start > 0 {
+                format!(
+                    "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {}-{}/{}\r\nConnection: close\r\n\r\n",
+                    part.len(),
+                    start,
+                    body.len() - 1,
+                    body.len()
+                )
+            } else {
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    faults.claim_len.unwrap_or(part.len() as u64)
+                )
+            };
+            let _ = s.write_all(head.as_bytes());
+            let send = match faults.cut_first_at {
+                Some(c) if n == 0 => &part[..c.min(part.len())],
+                _ => part,
+            };
+            let _ = s.write_all(send);
+        }
+    });
+    Server {
+        url,
+        requests,
+        ranges,
+    }
+}
+
+fn sha(b: &[u8]) -> String {
+    to_hex(ring::digest::digest(&ring::digest::SHA256, b).as_ref())
+}
+
+#[test]
+fn interrupted_download_resumes_with_range_then_installs() {
+    let d = tempfile::tempdir().unwrap();
+    let kr = Keyring::new(d.path(), &["ops"]);
+    let paths = with_v1(d.path(), &kr);
+    let big = format!("#!/bin/sh\n# {}\n", "x".repeat(200_000));
+    let b = bundle(kr.signer(), "2.0.0", &big);
+    let srv = serve(
+        b.clone(),
+        Faults {
+            cut_first_at: Some(70_000),
+            ignore_range: false,
+            claim_len: None,
+        },
+    );
+    let cmd = UpdateCommand::parse(
+        format!(
+            r#"{{"url":"{}","sha256":"{}","size":{}}}"#,
+            srv.url,
+            sha(&b),
+            b.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let dest = d.path().join("dl.cbb");
+    let mut seen = Vec::new();
+    let n = Downloader::new(1 << 20)
+        .download(&cmd, &dest, &mut |got, total| seen.push((got, total)))
+        .unwrap();
+    assert_eq!(n, b.len() as u64);
+    assert_eq!(srv.requests.load(Ordering::SeqCst), 2);
+    assert_eq!(*srv.ranges.lock().unwrap(), [None, Some(70_000)]);
+    assert!(
+        seen.windows(2).all(|w| w[0].0 <= w[1].0),
+        "progress is monotonic"
+    );
+    let done = install::install_bundle_from_reader(
+        &mut std::fs::File::open(&dest).unwrap(),
+        &paths,
+        &kr.store(),
+        &opts(),
+    )
+    .unwrap();
+    assert_eq!(done.version, "2.0.0");
+    assert_eq!(install::current_version(&paths).as_deref(), Some("2.0.0"));
+}
+
+#[test]
+fn server_ignoring_range_restarts_from_zero_and_still_verifies() {
+    let d = tempfile::tempdir().unwrap();
+    let body: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    let srv = serve(
+        body.clone(),
+        Faults {
+            cut_first_at: Some(10_000),
+            ignore_range: true,
+            claim_len: None,
+        },
+    );
+    let cmd = UpdateCommand {
+        url: srv.url.clone(),
+        sha256: sha(&body),
+        size: None,
+    };
+    let dest = d.path().join("f");
+    Downloader::new(1 << 20)
+        .download(&cmd, &dest, &mut |_, _| {})
+        .unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), body);
+}
+
+#[test]
+fn download_over_the_size_cap_is_refused_before_the_body() {
+    let d = tempfile::tempdir().unwrap();
+    let srv = serve(
+        vec![0u8; 10],
+        Faults {
+            cut_first_at: None,
+            ignore_range: false,
+            claim_len: Some(10 << 30),
+        },
+    );
+    let cmd = UpdateCommand {
+        url: srv.url.clone(),
+        sha256: "0".repeat(64),
+        size: None,
+    };
+    let e = Downloader::new(1 << 20)
+        .download(&cmd, &d.path().join("f"), &mut |_, _| {})
+        .unwrap_err();
+    assert!(matches!(e, DownloadError::TooLarge { .. }), "{e}");
+    // A declared size over the cap is refused without connecting at all.
+    let cmd = UpdateCommand {
+        size: Some(2 << 20),
+        ..cmd
+    };
+    let before = srv.requests.load(Ordering::SeqCst);
+    assert!(matches!(
+        Downloader::new(1 << 20).download(&cmd, &d.path().join("g"), &mut |_, _| {}),
+        Err(DownloadError::TooLarge { .. })
+    ));
+    assert_eq!(srv.requests.load(Ordering::SeqCst), before);
+}
+
+#[test]
+fn wrong_hash_is_refused_and_the_partial_file_dropped() {
+    let d = tempfile::tempdir().unwrap();
+    let srv = serve(
+        b"hello".to_vec(),
+        Faults {
+            cut_first_at: None,
+            ignore_range: false,
+            claim_len: None,
+        },
+    );
+    let cmd = UpdateCommand {
+        url: srv.url.clone(),
+        sha256: sha(b"other"),
+        size: None,
+    };
+    let dest = d.path().join("f");
+    let e = Downloader::new(1 << 20)
+        .download(&cmd, &dest, &mut |_, _| {})
+        .unwrap_err();
+    assert!(matches!(e, DownloadError::HashMismatch { .. }), "{e}");
+    assert!(e.is_refusal());
+    assert!(!dest.exists() && !dest.with_extension("partial").exists());
+}
+
+#[test]
+fn unreachable_server_is_a_retryable_failure() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cmd = UpdateCommand {
+        url: format!("http://127.0.0.1:{port}/x"),
+        sha256: "0".repeat(64),
+        size: None,
+    };
+    let d = tempfile::tempdir().unwrap();
+    let mut dl = Downloader::new(1 << 20);
+    dl.attempts = 2;
+    let e = dl
+        .download(&cmd, &d.path().join("f"), &mut |_, _| {})
+        .unwrap_err();
+    assert!(!e.is_refusal(), "{e}");
+}
+
+/// A CA and a leaf certificate for 127.0.0.1, made with the `openssl` CLI.
+fn make_certs(
+    dir: &std::path::Path,
+) -> Option<(std::path::PathBuf, std::path::PathBuf, std::path::PathBuf)> {
+    let script = r#"set -e
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.pem -subj /CN=test-ca -days 2 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout leaf.key -out leaf.csr -subj /CN=localhost 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > ext
+openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out leaf.pem -days 2 -extfile ext 2>/dev/null
+"#;
+    let ok = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir)
+        .status()
+        .is_ok_and(|s| s.success());
+    ok.then(|| {
+        (
+            dir.join("ca.pem"),
+            dir.join("leaf.pem"),
+            dir.join("leaf.key"),
+        )
+    })
+}
+
+#[test]
+fn https_download_verifies_the_server_against_the_configured_ca() {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use std::io::Read;
+    let d = tempfile::tempdir().unwrap();
+    let Some((ca, leaf, key)) = make_certs(d.path()) else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "openssl is needed for this test"
+        );
+        eprintln!("SKIP: openssl not available");
+        return;
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&leaf)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(&key).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let scfg = Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap(),
+    );
+    let body: Vec<u8> = (0..50_000u32).map(|i| (i % 7) as u8).collect();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let served = body.clone();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(tcp) = conn else { return };
+            let Ok(sc) = rustls::ServerConnection::new(scfg.clone()) else {
+                return;
+            };
+            let mut s = rustls::StreamOwned::new(sc, tcp);
+            let mut head = Vec::new();
+            let mut b = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                if s.read(&mut b).unwrap_or(0) == 0 {
+                    break;
+                }
+                head.push(b[0]);
+            }
+            if head.is_empty() {
+                continue;
+            }
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                served.len()
+            );
+            let _ = s.write_all(&served);
+            s.conn.send_close_notify();
+            let _ = s.flush();
+        }
+    });
+    let cmd = UpdateCommand {
+        url: format!("https://127.0.0.1:{port}/v2.cbb"),
+        sha256: sha(&body),
+        size: Some(body.len() as u64),
+    };
+    let mut dl = Downloader::new(1 << 20);
+    dl.tls = Some(carebridge::ota::download::tls_config(Some(&ca)).unwrap());
+    let dest = d.path().join("f");
+    dl.download(&cmd, &dest, &mut |_, _| {}).unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), body);
+    // A client that does not trust this CA refuses the server.
+    let mut other = Downloader::new(1 << 20);
+    other.attempts = 1;
+    other.tls = Some(carebridge::ota::download::tls_config(Some(&leaf)).unwrap());
+    let e = other
+        .download(&cmd, &d.path().join("g"), &mut |_, _| {})
+        .unwrap_err();
+    assert!(!e.is_refusal(), "{e}");
+}
