@@ -69,6 +69,7 @@ pub struct Coordinator {
     seq: u8,
     next_ping: Option<Time>,
     rpc_errors_in_a_row: u32,
+    missed_in_a_row: u32,
     out: VecDeque<Output>,
     failed: bool,
 }
@@ -122,6 +123,7 @@ impl Coordinator {
             seq: 0,
             next_ping: None,
             rpc_errors_in_a_row: 0,
+            missed_in_a_row: 0,
             out: VecDeque::new(),
             failed: false,
         }
@@ -285,7 +287,14 @@ impl Coordinator {
         let owner = self.owners.remove(&token).unwrap_or(Owner::Other);
         match &result {
             Err(e @ RequestError::Timeout { .. }) => {
-                return self.fail(format!("coordinator stopped answering: {e}"));
+                // One lost SRSP (a corrupted byte) is not a dead stick: ping
+                // at once, and give up on the second miss in a row.
+                self.missed_in_a_row += 1;
+                if !self.is_running() || self.missed_in_a_row >= 2 {
+                    return self.fail(format!("coordinator stopped answering: {e}"));
+                }
+                self.next_ping = None;
+                self.submit(PingReq {}.to_frame(), Owner::Ping, now);
             }
             Err(RequestError::Rpc { .. }) => {
                 self.rpc_errors_in_a_row += 1;
@@ -293,12 +302,15 @@ impl Coordinator {
                     return self.fail("coordinator returned repeated MT RPC errors".into());
                 }
             }
-            Ok(_) => self.rpc_errors_in_a_row = 0,
+            Ok(_) => {
+                self.rpc_errors_in_a_row = 0;
+                self.missed_in_a_row = 0;
+            }
         }
         match owner {
             Owner::Startup => self.startup.handle_response(result),
             Owner::Ping => {
-                if result.is_err() {
+                if matches!(result, Err(RequestError::Rpc { .. })) {
                     self.fail("coordinator refused ping".into());
                 } else {
                     self.next_ping = Some(now.saturating_add(self.cfg.ping_interval));

@@ -25,6 +25,7 @@ pub mod network;
 pub mod port;
 pub mod session;
 pub mod sim;
+pub mod sim_stick;
 pub mod startup;
 pub mod sys;
 pub mod util;
