@@ -4,9 +4,12 @@ use super::wire::msg;
 
 /// Options for `AF_DATA_REQUEST`.
 pub mod options {
-    /// Request an APS acknowledgement from the destination.
+    /// Request an APS acknowledgement from the destination (as zigpy does
+    /// for unicasts): `AF_DATA_CONFIRM` then reports real delivery.
     pub const ACK_REQUEST: u8 = 0x10;
-    pub const DISCV_ROUTE: u8 = 0x20;
+    /// Z-Stack 3.x: *suppress* route discovery (older stacks called 0x20
+    /// `DISCV_ROUTE`; it now means the opposite, so never set it blindly).
+    pub const SUPPRESS_ROUTE_DISC_NETWORK: u8 = 0x20;
 }
 
 /// Home Automation profile id.

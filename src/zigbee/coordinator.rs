@@ -433,7 +433,7 @@ impl Coordinator {
                 src_endpoint: COORD_ENDPOINT,
                 cluster: zcl::CLUSTER_IAS_ZONE,
                 tsn: h.seq,
-                options: af::options::DISCV_ROUTE,
+                options: af::options::ACK_REQUEST,
                 radius: af::DEFAULT_RADIUS,
                 data: zcl::zone_enroll_response(h.seq, 0, 1),
             };

@@ -177,7 +177,7 @@ impl Interview {
                 src_endpoint: COORD_ENDPOINT,
                 cluster: cl,
                 tsn: s,
-                options: af::options::DISCV_ROUTE,
+                options: af::options::ACK_REQUEST,
                 radius: af::DEFAULT_RADIUS,
                 data,
             }

@@ -192,6 +192,8 @@ impl Stick {
                     minor: 7,
                     maint: 1,
                     code_revision: Some(20_230_507),
+                    bootloader_type: Some(0),
+                    bootloader_revision: Some(u32::MAX),
                 }
                 .to_frame(),
             );

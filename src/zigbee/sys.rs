@@ -40,6 +40,9 @@ msg! {
         transport_rev: u8, product_id: u8, major: u8, minor: u8, maint: u8,
         /// Build date as YYYYMMDD on Z-Stack 3.x (absent on old firmware).
         code_revision: Option<u32>,
+        /// 0 = no bootloader, 1 = built for the bootloader.
+        bootloader_type: Option<u8>,
+        bootloader_revision: Option<u32>,
     }
     GetExtAddrReq: Sreq SYS 0x04 {}
     GetExtAddrRsp: Srsp SYS 0x04 { ieee: u64 }
