@@ -21,6 +21,8 @@ pub mod app_cnf;
 pub mod coordinator;
 pub mod frame;
 pub mod interview;
+#[cfg(test)]
+mod loopback_tests;
 pub mod network;
 pub mod port;
 pub mod session;
