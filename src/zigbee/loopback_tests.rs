@@ -1,0 +1,264 @@
+//! Virtual-clock tests of the whole pure stack (coordinator, session,
+//! start-up, interview, ZCL) against the simulated stick, without a port:
+//! days of supervision replay in milliseconds.
+
+use std::time::Duration;
+
+use super::coordinator::{Coordinator, CoordinatorConfig, Output};
+use super::frame::Decoder;
+use super::network::NetworkParams;
+use super::sim_stick::{SimDeviceKind, Stick};
+use crate::model::{Ingest, Kind, Time};
+
+fn cfg() -> CoordinatorConfig {
+    CoordinatorConfig {
+        channel: 20,
+        srsp_timeout: Duration::from_millis(500),
+        stall_timeout: Duration::from_millis(50),
+        wait_timeout: Duration::from_secs(5),
+        interview_timeout: Duration::from_secs(2),
+        ping_interval: Duration::from_secs(30),
+        vibration_is_fall: true,
+    }
+}
+
+fn fresh(seed: u8) -> NetworkParams {
+    NetworkParams::from_random(20, &[seed; 26])
+}
+
+struct Loop {
+    c: Coordinator,
+    stick: Stick,
+    now: Time,
+    out: Vec<Output>,
+    /// Drop the stick's next N frames (lost SRSPs).
+    drop_next: usize,
+    silent: bool,
+}
+
+impl Loop {
+    fn new(stick: Stick, stored: Option<NetworkParams>, seed: u8) -> Self {
+        let mut l = Loop {
+            c: Coordinator::new(cfg(), stored, fresh(seed), false),
+            stick,
+            now: Time(1_000),
+            out: vec![],
+            drop_next: 0,
+            silent: false,
+        };
+        l.c.handle_timeout(l.now);
+        l.pump();
+        l
+    }
+    fn pump(&mut self) {
+        for _ in 0..10_000 {
+            let mut to_host = Vec::new();
+            let mut any = false;
+            while let Some(b) = self.c.poll_transmit() {
+                any = true;
+                let mut d = Decoder::new();
+                d.push(&b);
+                while let Some(f) = d.next_frame() {
+                    if !self.silent {
+                        to_host.extend(self.stick.handle(&f, self.now.0 as u64));
+                    }
+                }
+            }
+            if !self.silent {
+                to_host.extend(self.stick.tick(self.now.0 as u64));
+            }
+            for f in to_host {
+                if self.drop_next > 0 {
+                    self.drop_next -= 1;
+                    continue;
+                }
+                any = true;
+                self.c.handle_bytes(&f.to_bytes(), self.now);
+            }
+            while let Some(o) = self.c.poll_output() {
+                self.out.push(o);
+            }
+            if !any {
+                return;
+            }
+        }
+    }
+    fn advance(&mut self, d: Duration) {
+        let end = self.now.saturating_add(d);
+        while self.now < end {
+            let next = self
+                .c
+                .next_deadline()
+                .unwrap_or(end)
+                .min(end)
+                .max(self.now.saturating_add(Duration::from_millis(1)));
+            self.now = next;
+            self.c.handle_timeout(self.now);
+            self.pump();
+        }
+    }
+    fn saved(&self) -> Option<&NetworkParams> {
+        self.out.iter().rev().find_map(|o| match o {
+            Output::Save(p) => Some(p),
+            _ => None,
+        })
+    }
+    fn failed(&self) -> Option<&str> {
+        self.out.iter().find_map(|o| match o {
+            Output::Failed(s) => Some(s.as_str()),
+            _ => None,
+        })
+    }
+    fn readings(&self, kind: Kind) -> Vec<f64> {
+        self.out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Ingest(Ingest::Reading(r)) if r.kind == kind => Some(r.value),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn blank_stick_is_formed_with_the_fresh_params_and_they_are_saved() {
+    let l = Loop::new(Stick::new(), None, 7);
+    assert!(l.c.is_running(), "{:?}", l.out);
+    let p = l.saved().unwrap();
+    assert!(p.same_network(&fresh(7)));
+    let (pan, ext, ch, key) = l.stick.network().unwrap();
+    assert_eq!(
+        (pan, ext, ch, key),
+        (p.pan_id, p.ext_pan_id, 20, p.network_key)
+    );
+    assert_eq!(l.stick.stats.formations, 1);
+}
+
+#[test]
+fn stored_network_is_written_back_to_a_replaced_blank_stick() {
+    let first = Loop::new(Stick::new(), None, 1);
+    let stored = first.saved().unwrap().clone();
+    // A new stick, and this time the random generator would give other values.
+    let l = Loop::new(Stick::new(), Some(stored.clone()), 2);
+    assert!(l.c.is_running());
+    assert!(l.saved().unwrap().same_network(&stored));
+    assert_eq!(l.stick.network().map(|n| n.0), Some(stored.pan_id));
+}
+
+#[test]
+fn a_stick_holding_another_network_is_reformed_with_the_stored_one() {
+    let other = Loop::new(Stick::new(), None, 3).stick;
+    let stored = fresh(4);
+    let l = Loop::new(other, Some(stored.clone()), 5);
+    assert!(l.c.is_running());
+    assert_eq!(l.stick.network().map(|n| n.0), Some(stored.pan_id));
+    assert_eq!(l.stick.stats.formations, 2);
+}
+
+#[test]
+fn a_formed_stick_is_started_not_reformed() {
+    let first = Loop::new(Stick::new(), None, 1);
+    let stored = first.saved().unwrap().clone();
+    let mut stick = first.stick;
+    stick.power_cycle();
+    let l = Loop::new(stick, Some(stored), 9);
+    assert!(l.c.is_running());
+    assert_eq!(l.stick.stats.formations, 1);
+}
+
+#[test]
+fn silent_coordinator_fails_the_link_within_the_request_timeout() {
+    let mut l = Loop::new(Stick::new(), None, 1);
+    l.silent = true;
+    l.advance(Duration::from_secs(32));
+    assert!(
+        l.failed().unwrap().contains("stopped answering"),
+        "{:?}",
+        l.out
+    );
+}
+
+#[test]
+fn one_lost_srsp_does_not_drop_the_link_but_a_day_of_pings_keeps_it_up() {
+    let mut l = Loop::new(Stick::new(), None, 1);
+    l.advance(Duration::from_secs(29));
+    l.drop_next = 1; // the next ping's SRSP is corrupted on the line
+    l.advance(Duration::from_secs(24 * 3600));
+    assert_eq!(l.failed(), None);
+    assert!(l.stick.stats.requests > 2800, "a ping every 30 s");
+}
+
+#[test]
+fn repeated_rpc_errors_fail_the_link() {
+    let mut l = Loop::new(Stick::new(), None, 1);
+    l.stick.rpc_errors = true;
+    l.c.permit_join(10, l.now);
+    l.pump();
+    l.c.permit_join(10, l.now);
+    l.pump();
+    l.c.permit_join(10, l.now);
+    l.pump();
+    assert!(l.failed().unwrap().contains("RPC"));
+}
+
+#[test]
+fn pairing_interviews_enrolls_and_maps_zone_alarms() {
+    let mut l = Loop::new(Stick::new(), None, 1);
+    let pir = l.stick.add_device(SimDeviceKind::Motion);
+    let door = l.stick.add_device(SimDeviceKind::Contact);
+    l.c.permit_join(60, l.now);
+    l.pump();
+    l.advance(Duration::from_secs(1));
+    let devices = l
+        .out
+        .iter()
+        .filter(|o| matches!(o, Output::Ingest(Ingest::Device(_))))
+        .count();
+    assert_eq!(devices, 2);
+    for ieee in [pir, door] {
+        let f = l.stick.zone_alarm(ieee, true, true).unwrap();
+        l.c.handle_bytes(&f.to_bytes(), l.now);
+        l.pump();
+    }
+    assert_eq!(l.readings(Kind::Motion), vec![1.0]);
+    assert_eq!(l.readings(Kind::Contact), vec![1.0]);
+    assert_eq!(l.readings(Kind::Tamper), vec![1.0, 1.0]);
+    assert!(l.stick.devices.iter().all(|d| d.enrolled));
+    let saved = l.saved().unwrap();
+    assert_eq!(saved.devices.len(), 2);
+    assert!(saved.devices.iter().all(|d| d.zone_type.is_some()));
+}
+
+#[test]
+fn report_from_an_unknown_device_triggers_an_ieee_lookup_then_readings() {
+    let mut l = Loop::new(Stick::new(), None, 1);
+    let th = l.stick.add_device(SimDeviceKind::Temperature);
+    l.c.permit_join(60, l.now);
+    l.pump();
+    l.advance(Duration::from_secs(1));
+    // A gateway restarted without stored devices: it does not know the nwk.
+    let mut l2 = Loop::new(std::mem::take(&mut l.stick), None, 1);
+    let reports = l2.stick.temperature(th, 19.0, 50.0);
+    for f in &reports {
+        l2.c.handle_bytes(&f.to_bytes(), l2.now);
+    }
+    l2.pump();
+    assert!(
+        l2.readings(Kind::Temperature).is_empty(),
+        "unknown device: no reading yet"
+    );
+    for f in l2.stick.temperature(th, 19.5, 50.0) {
+        l2.c.handle_bytes(&f.to_bytes(), l2.now);
+    }
+    l2.pump();
+    l2.advance(Duration::from_secs(1));
+    for f in l2.stick.temperature(th, 20.0, 50.0) {
+        l2.c.handle_bytes(&f.to_bytes(), l2.now);
+    }
+    l2.pump();
+    assert!(
+        l2.readings(Kind::Temperature).contains(&20.0),
+        "{:?}",
+        l2.out
+    );
+}

@@ -1,0 +1,622 @@
+//! The simulated Z-Stack 3.x coordinator's behaviour, without I/O: NV items,
+//! reset, BDB formation, start-up, endpoint registration, permit join, and
+//! simulated end devices that join, answer interviews (ZDO and ZCL) and
+//! send reports. Used by [`super::sim`] over a pseudo-terminal.
+//!
+//! Invariant: every SREQ gets exactly one SRSP (or an MT RPC error for an
+//! unknown command); callbacks follow the SRSP, as on a real stick.
+
+use std::collections::{HashMap, HashSet};
+
+use super::af::{self, DataConfirm, DataRequest, IncomingMsg, RegisterReq};
+use super::app_cnf::{BdbCommissioningNotification, BdbSetChannelReq, BdbStartCommissioningReq};
+use super::frame::{CmdType, Frame};
+use super::sys::{
+    self, NvItemInitReq, NvReadReq, NvWriteReq, PingRsp, ResetInd, ResetReq, VersionRsp, nv,
+};
+use super::util::UtilGetDeviceInfoRsp;
+use super::wire::{Field, Msg, Reader};
+use super::zcl::{self, Value, cmd, ty};
+use super::zcl_map::{cluster, zone};
+use super::zdo::{self, BindTarget, SimpleDescriptor, SizedDescriptor};
+
+/// The simulated coordinator's IEEE address.
+pub const COORD_IEEE: u64 = 0x0012_4B00_CAFE_0001;
+
+/// Kinds of simulated devices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SimDeviceKind {
+    /// IAS zone, motion (0x000d).
+    Motion,
+    /// IAS zone, contact (0x0015).
+    Contact,
+    /// Temperature + humidity sensor.
+    Temperature,
+    /// IAS zone, personal emergency (0x002c).
+    PanicButton,
+}
+
+#[derive(Clone, Debug)]
+pub struct SimDevice {
+    pub ieee: u64,
+    pub kind: SimDeviceKind,
+    /// Assigned when the device joins.
+    pub nwk: Option<u16>,
+    pub cie: Option<u64>,
+    pub enrolled: bool,
+    pub bound: HashSet<u16>,
+    pub configured: HashSet<u16>,
+    seq: u8,
+}
+
+impl SimDevice {
+    fn zone_type(&self) -> Option<u16> {
+        match self.kind {
+            SimDeviceKind::Motion => Some(zone::MOTION),
+            SimDeviceKind::Contact => Some(zone::CONTACT),
+            SimDeviceKind::PanicButton => Some(zone::PERSONAL_EMERGENCY),
+            SimDeviceKind::Temperature => None,
+        }
+    }
+    fn clusters(&self) -> Vec<u16> {
+        match self.kind {
+            SimDeviceKind::Temperature => vec![
+                cluster::BASIC,
+                cluster::POWER_CFG,
+                cluster::TEMPERATURE,
+                cluster::HUMIDITY,
+            ],
+            _ => vec![cluster::BASIC, cluster::POWER_CFG, cluster::IAS_ZONE],
+        }
+    }
+    fn model(&self) -> &'static str {
+        match self.kind {
+            SimDeviceKind::Motion => "SIM-PIR",
+            SimDeviceKind::Contact => "SIM-DOOR",
+            SimDeviceKind::Temperature => "SIM-TH",
+            SimDeviceKind::PanicButton => "SIM-SOS",
+        }
+    }
+}
+
+/// Counters the tests look at.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StickStats {
+    pub requests: u64,
+    pub resets: u64,
+    pub formations: u64,
+    pub enroll_responses: u64,
+}
+
+#[derive(Debug)]
+pub struct Stick {
+    nv: HashMap<u16, Vec<u8>>,
+    up: bool,
+    registered: HashSet<u8>,
+    /// Permit join remaining, in ticks of the caller's clock (ms deadline).
+    permit_until: u64,
+    pub devices: Vec<SimDevice>,
+    next_nwk: u16,
+    pub stats: StickStats,
+    /// Answer every SREQ with an MT RPC error (fault injection).
+    pub rpc_errors: bool,
+}
+
+fn blank_nv() -> HashMap<u16, Vec<u8>> {
+    HashMap::from([
+        (nv::STARTUP_OPTION, vec![0]),
+        (nv::LOGICAL_TYPE, vec![0]),
+        (nv::PANID, vec![0xFF, 0xFF]),
+        (nv::EXTENDED_PAN_ID, vec![0xDD; 8]),
+        (nv::CHANLIST, 0x0000_0800u32.to_le_bytes().to_vec()),
+        (nv::PRECFGKEY, vec![0x01; 16]),
+        (nv::PRECFGKEYS_ENABLE, vec![0]),
+        (nv::ZDO_DIRECT_CB, vec![0]),
+    ])
+}
+
+impl Default for Stick {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Stick {
+    /// A blank stick, fresh out of the box.
+    pub fn new() -> Self {
+        Stick {
+            nv: blank_nv(),
+            up: false,
+            registered: HashSet::new(),
+            permit_until: 0,
+            devices: Vec::new(),
+            next_nwk: 0x1A2B,
+            stats: StickStats::default(),
+            rpc_errors: false,
+        }
+    }
+
+    /// The network in NV, if formed: (pan, ext pan, channel, key).
+    pub fn network(&self) -> Option<(u16, u64, u8, [u8; 16])> {
+        if self.nv.get(&nv::HAS_CONFIGURED_ZSTACK3)?.first() != Some(&nv::CONFIGURED_MARKER) {
+            return None;
+        }
+        let le = |id: u16| {
+            self.nv
+                .get(&id)
+                .map(|v| v.iter().rev().fold(0u64, |a, &b| a << 8 | u64::from(b)))
+                .unwrap_or(0)
+        };
+        let mut key = [0u8; 16];
+        if let Some(k) = self.nv.get(&nv::PRECFGKEY).filter(|k| k.len() == 16) {
+            key.copy_from_slice(k);
+        }
+        Some((
+            le(nv::PANID) as u16,
+            le(nv::EXTENDED_PAN_ID),
+            (le(nv::CHANLIST) as u32).trailing_zeros() as u8,
+            key,
+        ))
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.up
+    }
+
+    /// Answers one frame from the host.
+    pub fn handle(&mut self, f: &Frame, now_ms: u64) -> Vec<Frame> {
+        let mut out = Vec::new();
+        if f.ty == CmdType::Sreq {
+            self.stats.requests += 1;
+            if self.rpc_errors {
+                out.push(Frame::new(CmdType::Srsp, 0, 0, vec![0x01, f.cmd0(), f.cmd]));
+                return out;
+            }
+        }
+        let srsp = |f: &Frame, data: Vec<u8>| Frame::new(CmdType::Srsp, f.subsystem, f.cmd, data);
+        if ResetReq::matches(f) {
+            self.reset(&mut out);
+        } else if f.id() == (0x01, 0x01) {
+            out.push(
+                PingRsp {
+                    capabilities: 0x0179,
+                }
+                .to_frame(),
+            );
+        } else if f.id() == (0x01, 0x02) {
+            out.push(
+                VersionRsp {
+                    transport_rev: 2,
+                    product_id: 1,
+                    major: 2,
+                    minor: 7,
+                    maint: 1,
+                    code_revision: Some(20_230_507),
+                    bootloader_type: Some(0),
+                    bootloader_revision: Some(u32::MAX),
+                }
+                .to_frame(),
+            );
+        } else if f.id() == (0x07, 0x00) {
+            let state = if self.up {
+                zdo::state::ZB_COORD
+            } else {
+                zdo::state::HOLD
+            };
+            out.push(
+                UtilGetDeviceInfoRsp {
+                    status: 0,
+                    ieee: COORD_IEEE,
+                    nwk: 0,
+                    device_type: 7,
+                    device_state: state,
+                    associated: vec![],
+                }
+                .to_frame(),
+            );
+        } else if let Ok(r) = NvReadReq::from_frame(f) {
+            let (status, value) = match self.nv.get(&r.id) {
+                Some(v) => (0, v.get(usize::from(r.offset)..).unwrap_or(&[]).to_vec()),
+                None => (0x02, vec![]),
+            };
+            out.push(srsp(
+                f,
+                vec![status]
+                    .into_iter()
+                    .chain(std::iter::once(value.len() as u8))
+                    .chain(value)
+                    .collect(),
+            ));
+        } else if let Ok(w) = NvWriteReq::from_frame(f) {
+            let status = match self.nv.get_mut(&w.id) {
+                Some(v) => {
+                    *v = w.value;
+                    0
+                }
+                None => 0x0A,
+            };
+            out.push(srsp(f, vec![status]));
+        } else if let Ok(i) = NvItemInitReq::from_frame(f) {
+            let status = match self.nv.entry(i.id) {
+                std::collections::hash_map::Entry::Occupied(_) => 0,
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(i.value);
+                    sys::NV_ITEM_UNINIT
+                }
+            };
+            out.push(srsp(f, vec![status]));
+        } else if BdbSetChannelReq::matches(f) {
+            out.push(srsp(f, vec![0]));
+        } else if let Ok(c) = BdbStartCommissioningReq::from_frame(f) {
+            out.push(srsp(f, vec![0]));
+            if c.mode & 0x04 != 0 {
+                self.stats.formations += 1;
+                let n = |status, remaining| {
+                    BdbCommissioningNotification {
+                        status,
+                        mode: 0x04,
+                        remaining_modes: remaining,
+                    }
+                    .to_frame()
+                };
+                out.push(n(0x01, 0x04));
+                out.push(
+                    zdo::StateChangeInd {
+                        state: zdo::state::COORD_STARTING,
+                    }
+                    .to_frame(),
+                );
+                out.push(
+                    zdo::StateChangeInd {
+                        state: zdo::state::ZB_COORD,
+                    }
+                    .to_frame(),
+                );
+                out.push(n(0x00, 0x00));
+                self.up = true;
+            }
+        } else if f.id() == (0x05, 0x40) {
+            let formed = self
+                .nv
+                .get(&nv::PANID)
+                .is_some_and(|p| p != &vec![0xFF, 0xFF]);
+            out.push(srsp(
+                f,
+                vec![if formed {
+                    zdo::startup::RESTORED
+                } else {
+                    zdo::startup::NOT_STARTED
+                }],
+            ));
+            if formed && !self.up {
+                self.up = true;
+                out.push(
+                    zdo::StateChangeInd {
+                        state: zdo::state::ZB_COORD,
+                    }
+                    .to_frame(),
+                );
+            }
+        } else if let Ok(r) = RegisterReq::from_frame(f) {
+            let dup = !self.registered.insert(r.endpoint);
+            out.push(srsp(f, vec![if dup { af::STATUS_DUPLICATE } else { 0 }]));
+        } else if let Ok(p) = zdo::MgmtPermitJoinReq::from_frame(f) {
+            out.push(srsp(f, vec![0]));
+            out.push(zdo::MgmtPermitJoinRsp { src: 0, status: 0 }.to_frame());
+            self.permit_until = now_ms + u64::from(p.duration) * 1000;
+        } else if let Ok(r) = zdo::ActiveEpReq::from_frame(f) {
+            out.push(srsp(f, vec![0]));
+            if self.device(r.nwk_of_interest).is_some() {
+                out.push(
+                    zdo::ActiveEpRsp {
+                        src: r.dst,
+                        status: 0,
+                        nwk: r.nwk_of_interest,
+                        endpoints: vec![1],
+                    }
+                    .to_frame(),
+                );
+            }
+        } else if let Ok(r) = zdo::SimpleDescReq::from_frame(f) {
+            out.push(srsp(f, vec![0]));
+            if let Some(d) = self.device(r.nwk_of_interest) {
+                let desc = SimpleDescriptor {
+                    endpoint: r.endpoint,
+                    profile: af::PROFILE_HA,
+                    device_type: 0x0402,
+                    device_version: 0,
+                    in_clusters: d.clusters(),
+                    out_clusters: vec![],
+                };
+                out.push(
+                    zdo::SimpleDescRsp {
+                        src: r.dst,
+                        status: 0,
+                        nwk: r.nwk_of_interest,
+                        descriptor: SizedDescriptor(Some(desc)),
+                    }
+                    .to_frame(),
+                );
+            }
+        } else if let Ok(b) = zdo::BindReq::from_frame(f) {
+            out.push(srsp(f, vec![0]));
+            if let Some(d) = self.device_mut(b.dst)
+                && matches!(b.target, BindTarget::Endpoint { .. })
+            {
+                d.bound.insert(b.cluster);
+                out.push(
+                    zdo::BindRsp {
+                        src: b.dst,
+                        status: 0,
+                    }
+                    .to_frame(),
+                );
+            }
+        } else if let Ok(r) = zdo::IeeeAddrReq::from_frame(f) {
+            out.push(srsp(f, vec![0]));
+            if let Some(d) = self.device(r.nwk) {
+                out.push(
+                    zdo::IeeeAddrRsp {
+                        status: 0,
+                        ieee: d.ieee,
+                        nwk: r.nwk,
+                        num_assoc: 0,
+                        start_index: 0,
+                        devices: zdo::RestU16(vec![]),
+                    }
+                    .to_frame(),
+                );
+            }
+        } else if let Ok(d) = DataRequest::from_frame(f) {
+            out.push(srsp(f, vec![0]));
+            out.push(
+                DataConfirm {
+                    status: 0,
+                    endpoint: d.dst_endpoint,
+                    tsn: d.tsn,
+                }
+                .to_frame(),
+            );
+            self.device_zcl(&d, &mut out);
+        } else if f.ty == CmdType::Sreq {
+            out.push(Frame::new(CmdType::Srsp, 0, 0, vec![0x02, f.cmd0(), f.cmd]));
+        }
+        out
+    }
+
+    /// Power loss: the network stays in NV, the running state does not.
+    pub fn power_cycle(&mut self) {
+        self.up = false;
+        self.registered.clear();
+        self.permit_until = 0;
+    }
+
+    fn reset(&mut self, out: &mut Vec<Frame>) {
+        self.stats.resets += 1;
+        let opt = self
+            .nv
+            .get(&nv::STARTUP_OPTION)
+            .and_then(|v| v.first().copied())
+            .unwrap_or(0);
+        if opt & 0x01 != 0 {
+            self.nv = blank_nv();
+        }
+        if opt & 0x02 != 0 {
+            self.devices.iter_mut().for_each(|d| d.nwk = None);
+        }
+        if let Some(v) = self.nv.get_mut(&nv::STARTUP_OPTION) {
+            *v = vec![0];
+        }
+        self.up = false;
+        self.registered.clear();
+        self.permit_until = 0;
+        out.push(
+            ResetInd {
+                reason: 0,
+                transport_rev: 2,
+                product_id: 1,
+                major: 2,
+                minor: 7,
+                maint: 1,
+            }
+            .to_frame(),
+        );
+    }
+
+    fn device(&self, nwk: u16) -> Option<&SimDevice> {
+        self.devices.iter().find(|d| d.nwk == Some(nwk))
+    }
+    fn device_mut(&mut self, nwk: u16) -> Option<&mut SimDevice> {
+        self.devices.iter_mut().find(|d| d.nwk == Some(nwk))
+    }
+
+    /// Adds a device that will join when permit join is open.
+    pub fn add_device(&mut self, kind: SimDeviceKind) -> u64 {
+        let ieee = 0x0015_8D00_0000_0000 | (self.devices.len() as u64 + 1);
+        self.devices.push(SimDevice {
+            ieee,
+            kind,
+            nwk: None,
+            cie: None,
+            enrolled: false,
+            bound: HashSet::new(),
+            configured: HashSet::new(),
+            seq: 0,
+        });
+        ieee
+    }
+
+    /// Joins waiting devices while permit join is open.
+    pub fn tick(&mut self, now_ms: u64) -> Vec<Frame> {
+        let mut out = Vec::new();
+        if !self.up || now_ms >= self.permit_until {
+            return out;
+        }
+        for i in 0..self.devices.len() {
+            if self.devices[i].nwk.is_none() {
+                let nwk = self.next_nwk;
+                self.next_nwk = self.next_nwk.wrapping_add(0x111);
+                let d = &mut self.devices[i];
+                d.nwk = Some(nwk);
+                out.push(
+                    zdo::TcDevInd {
+                        nwk,
+                        ieee: d.ieee,
+                        parent: 0,
+                    }
+                    .to_frame(),
+                );
+                out.push(
+                    zdo::EndDeviceAnnceInd {
+                        src: nwk,
+                        nwk,
+                        ieee: d.ieee,
+                        capabilities: 0x80,
+                    }
+                    .to_frame(),
+                );
+            }
+        }
+        out
+    }
+
+    fn incoming(nwk: u16, cl: u16, data: Vec<u8>) -> Frame {
+        IncomingMsg {
+            group: 0,
+            cluster: cl,
+            src: nwk,
+            src_endpoint: 1,
+            dst_endpoint: 1,
+            was_broadcast: 0,
+            lqi: 120,
+            security_use: 0,
+            timestamp: 0,
+            tsn: 0,
+            data,
+            mac_src: Some(nwk),
+            radius: Some(0),
+        }
+        .to_frame()
+    }
+
+    fn device_zcl(&mut self, d: &DataRequest, out: &mut Vec<Frame>) {
+        let Some(dev) = self.device_mut(d.dst) else {
+            return;
+        };
+        let nwk = d.dst;
+        let Ok((h, _)) = zcl::decode(d.cluster, &d.data) else {
+            return;
+        };
+        if h.cluster_specific {
+            if d.cluster == cluster::IAS_ZONE && h.command == cmd::ZONE_ENROLL_RESPONSE {
+                dev.enrolled = true;
+                self.stats.enroll_responses += 1;
+            }
+            return;
+        }
+        let mut r = Reader::new(d.data.get(3..).unwrap_or(&[]), "sim");
+        match h.command {
+            cmd::READ_ATTRIBUTES => {
+                let mut attrs = Vec::new();
+                while let Ok(a) = u16::get(&mut r, "attribute") {
+                    let v = match (d.cluster, a) {
+                        (cluster::BASIC, 0x0004) => {
+                            Some((ty::CHAR_STRING, Value::String("carebridge-sim".into())))
+                        }
+                        (cluster::BASIC, 0x0005) => {
+                            Some((ty::CHAR_STRING, Value::String(dev.model().into())))
+                        }
+                        (cluster::IAS_ZONE, 0x0001) => dev
+                            .zone_type()
+                            .map(|z| (ty::ENUM16, Value::Uint(u64::from(z)))),
+                        (cluster::POWER_CFG, 0x0021) => Some((ty::U8, Value::Uint(180))),
+                        _ => None,
+                    };
+                    attrs.push((a, v));
+                }
+                out.push(Self::incoming(
+                    nwk,
+                    d.cluster,
+                    zcl::read_attributes_rsp(h.seq, &attrs),
+                ));
+            }
+            cmd::WRITE_ATTRIBUTES => {
+                let attr = u16::get(&mut r, "attribute").unwrap_or(0);
+                if d.cluster == cluster::IAS_ZONE && attr == 0x0010 {
+                    dev.cie = d
+                        .data
+                        .get(6..14)
+                        .map(|b| b.iter().rev().fold(0u64, |a, &x| a << 8 | u64::from(x)));
+                }
+                out.push(Self::incoming(
+                    nwk,
+                    d.cluster,
+                    zcl::status_rsp(h.seq, cmd::WRITE_ATTRIBUTES_RSP, 0),
+                ));
+                if d.cluster == cluster::IAS_ZONE
+                    && attr == 0x0010
+                    && let Some(z) = dev.zone_type()
+                {
+                    dev.seq = dev.seq.wrapping_add(1);
+                    let mut p = z.to_le_bytes().to_vec();
+                    p.extend_from_slice(&0x1234u16.to_le_bytes());
+                    out.push(Self::incoming(
+                        nwk,
+                        d.cluster,
+                        zcl::zone_command(dev.seq, cmd::ZONE_ENROLL_REQUEST, &p),
+                    ));
+                }
+            }
+            cmd::CONFIGURE_REPORTING => {
+                dev.configured.insert(d.cluster);
+                out.push(Self::incoming(
+                    nwk,
+                    d.cluster,
+                    zcl::status_rsp(h.seq, cmd::CONFIGURE_REPORTING_RSP, 0),
+                ));
+            }
+            _ => {}
+        }
+    }
+
+    /// A zone status change from an IAS device (alarm1 = `active`).
+    pub fn zone_alarm(&mut self, ieee: u64, active: bool, tamper: bool) -> Option<Frame> {
+        let d = self.devices.iter_mut().find(|d| d.ieee == ieee)?;
+        let nwk = d.nwk?;
+        d.zone_type()?;
+        d.seq = d.seq.wrapping_add(1);
+        let status: u16 = u16::from(active) | u16::from(tamper) << 2;
+        let mut p = status.to_le_bytes().to_vec();
+        p.extend_from_slice(&[0, 1, 0, 0]);
+        Some(Self::incoming(
+            nwk,
+            cluster::IAS_ZONE,
+            zcl::zone_command(d.seq, cmd::ZONE_STATUS_CHANGE, &p),
+        ))
+    }
+
+    /// A temperature (and humidity) report.
+    pub fn temperature(&mut self, ieee: u64, celsius: f64, humidity: f64) -> Vec<Frame> {
+        let Some(d) = self
+            .devices
+            .iter_mut()
+            .find(|d| d.ieee == ieee && d.kind == SimDeviceKind::Temperature)
+        else {
+            return vec![];
+        };
+        let Some(nwk) = d.nwk else { return vec![] };
+        d.seq = d.seq.wrapping_add(1);
+        let t = zcl::report_attributes(
+            d.seq,
+            &[(0, ty::I16, Value::Int((celsius * 100.0).round() as i64))],
+        );
+        let h = zcl::report_attributes(
+            d.seq,
+            &[(0, ty::U16, Value::Uint((humidity * 100.0).round() as u64))],
+        );
+        vec![
+            Self::incoming(nwk, cluster::TEMPERATURE, t),
+            Self::incoming(nwk, cluster::HUMIDITY, h),
+        ]
+    }
+}
