@@ -398,7 +398,10 @@ mod tests {
         let mut t = t0;
         while t < t0 + SESSION_MAX {
             t += Duration::from_secs(600);
-            assert!(s.touch(&tok, idle, t).is_some(), "busy session alive at {t:?}");
+            assert!(
+                s.touch(&tok, idle, t).is_some(),
+                "busy session alive at {t:?}"
+            );
         }
         assert!(s.touch(&tok, idle, t + Duration::from_secs(600)).is_none());
     }

@@ -94,6 +94,14 @@ impl MemoryBackend {
         }
     }
 
+    /// The registry right now (for assertions).
+    pub fn devices_now(&self) -> Vec<DeviceInfo> {
+        self.devices
+            .lock()
+            .map(|d| d.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// Replaces a key of the status document.
     pub fn set_status(&self, key: &str, value: serde_json::Value) {
         if let Ok(mut s) = self.status.lock() {
