@@ -184,6 +184,11 @@ const PROTECTED: &[(&str, &str, &str)] = &[
     ("GET", "/commissioning", ""),
     ("GET", "/api/v1/session", ""),
     ("POST", "/api/v1/logout", ""),
+    (
+        "POST",
+        "/api/v1/session/password",
+        r#"{"current":"x","new":"0123456789"}"#,
+    ),
     ("GET", "/api/v1/status", ""),
     ("GET", "/api/v1/devices", ""),
     ("PUT", "/api/v1/devices/pendant", r#"{"room":"hall"}"#),
@@ -892,4 +897,51 @@ async fn plain_http_off_loopback_and_a_busy_port_are_errors_not_panics() {
         .await
         .unwrap_err();
     assert!(format!("{e:#}").contains("web.listen"), "{e:#}");
+}
+
+#[tokio::test]
+async fn changing_your_password_needs_the_current_one_and_ends_other_sessions() {
+    let s = start().await;
+    let c = setup(&s).await;
+    let other = client_from(&login(&s, "admin", PASSWORD).await);
+    let r = c
+        .call(
+            &s,
+            "POST",
+            "/api/v1/session/password",
+            r#"{"current":"not it at all","new":"a new long password"}"#,
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["field"], "current");
+    let r = c
+        .call(
+            &s,
+            "POST",
+            "/api/v1/session/password",
+            &serde_json::json!({"current": PASSWORD, "new": "short"}).to_string(),
+        )
+        .await;
+    assert_eq!(r.json()["field"], "new");
+    let r = c
+        .call(
+            &s,
+            "POST",
+            "/api/v1/session/password",
+            &serde_json::json!({"current": PASSWORD, "new": "a new long password"}).to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(
+        c.call(&s, "GET", "/api/v1/session", "").await.status,
+        200,
+        "this session stays"
+    );
+    assert_eq!(
+        other.call(&s, "GET", "/api/v1/session", "").await.status,
+        401,
+        "others end"
+    );
+    assert_eq!(login(&s, "admin", PASSWORD).await.status, 401);
+    assert_eq!(login(&s, "admin", "a new long password").await.status, 200);
 }

@@ -275,3 +275,47 @@ pub async fn delete(app: &App, name: &str, who: &Who) -> Result<Resp> {
     .await?;
     Ok(json_resp(StatusCode::OK, &json!({"ok": true})))
 }
+
+/// `POST /api/v1/session/password {current, new}`: change your own
+/// password; your other sessions end.
+pub async fn change_password(app: &App, req: &Req, who: &Who) -> Result<Resp> {
+    let o = Obj::parse(&req.body, &["current", "new"])?;
+    let current = o.str("current")?;
+    let new = o.str("new")?;
+    validate::password("new", new)?;
+    if current.len() > 256 {
+        return Err(validate::Invalid::new("current", "is wrong").into());
+    }
+    let user = who.session.user.clone();
+    check_throttle(app, req, &user)?;
+    let old = app
+        .accounts
+        .lock()
+        .await
+        .iter()
+        .find(|a| a.name == user)
+        .map(|a| a.password.clone())
+        .ok_or_else(|| Fail::new(StatusCode::NOT_FOUND, "your account no longer exists"))?;
+    if !verify(old, current.to_string()).await {
+        record_failure(app, req, &user);
+        return Err(validate::Invalid::new("current", "is wrong").into());
+    }
+    let hashed = hash(new.to_string()).await?;
+    {
+        let mut accounts = app.accounts.lock().await;
+        if let Some(a) = accounts.iter_mut().find(|a| a.name == user) {
+            a.password = hashed;
+        }
+        app.save_accounts(&accounts).await?;
+    }
+    if let Ok(mut s) = app.sessions.lock() {
+        let keep = s.touch(&who.token, app.idle, Instant::now());
+        s.remove_user(&user);
+        if let Some(k) = keep {
+            s.restore(&who.token, k);
+        }
+    }
+    app.audit(&user, "user.password", "changed own password".into())
+        .await?;
+    Ok(json_resp(StatusCode::OK, &json!({"ok": true})))
+}

@@ -32,6 +32,7 @@ pub async fn route(app: &Arc<App>, req: &Req, who: &Who) -> Result<Resp> {
             &json!({"user": who.session.user, "role": who.session.role, "csrf": who.session.csrf}),
         )),
         (&Method::POST, ["logout"]) => accounts::logout(app, who),
+        (&Method::POST, ["session", "password"]) => accounts::change_password(app, req, who).await,
         (&Method::GET, ["status"]) => status(app),
         (&Method::GET, ["devices"]) => devices(app).await,
         (&Method::POST, ["devices", "permit-join"]) => permit_join(app, req, who).await,

@@ -235,6 +235,11 @@ impl Sessions {
         self.map.remove(&token_key(token));
     }
 
+    /// Puts back a session taken out by [`Sessions::remove_user`].
+    pub fn restore(&mut self, token: &str, s: Session) {
+        self.map.insert(token_key(token), s);
+    }
+
     /// Ends every session of `user` (deleted account, changed password).
     pub fn remove_user(&mut self, user: &str) {
         self.map.retain(|_, s| s.user != user);

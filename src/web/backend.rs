@@ -81,6 +81,51 @@ impl std::fmt::Debug for StoreBackend {
     }
 }
 
+impl StoreBackend {
+    /// The backend `app` builds: uplink settings and the Zigbee flag are
+    /// taken from `cfg` (secrets are never copied, only whether they are set).
+    pub fn new(
+        store: Store,
+        hub: mpsc::Sender<HubCommand>,
+        live: broadcast::Sender<Live>,
+        status: StatusFn,
+        cfg: &crate::config::Config,
+    ) -> StoreBackend {
+        StoreBackend {
+            store,
+            hub,
+            live,
+            status,
+            uplinks: uplink_settings(cfg),
+            zigbee: cfg.zigbee.is_some(),
+        }
+    }
+}
+
+/// The Uplinks page's read-only view of the configuration, without secrets.
+pub fn uplink_settings(cfg: &crate::config::Config) -> serde_json::Value {
+    let mqtt = cfg.uplink.mqtt.as_ref().map(|m| {
+        serde_json::json!({
+            "url": m.url,
+            "topic_prefix": m.topic_prefix,
+            "client_id": m.client_id.clone().unwrap_or_else(|| cfg.gateway.id.clone()),
+            "keepalive": m.keepalive.to_string(),
+            "heartbeat": m.heartbeat.to_string(),
+            "telemetry": m.telemetry,
+            "inflight": m.inflight,
+            "username": m.username,
+            "password": if m.password_file.is_some() { "set (file)" } else { "not set" },
+            "ca_file": m.ca_file.as_ref().map(|p| p.display().to_string()),
+            "client_certificate": m.cert_file.is_some(),
+        })
+    });
+    let lorawan = cfg
+        .lorawan
+        .as_ref()
+        .map(|l| serde_json::json!({"port": l.port, "modem": l.modem}));
+    serde_json::json!({ "gateway": cfg.gateway.id, "mqtt": mqtt, "lorawan": lorawan })
+}
+
 fn failed(e: crate::store::StoreError) -> BackendError {
     BackendError::Failed(format!("store: {e}"))
 }
@@ -160,5 +205,25 @@ impl Backend for StoreBackend {
     }
     fn subscribe(&self) -> broadcast::Receiver<Live> {
         self.live.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uplink_settings_show_where_but_never_secrets() {
+        let mut cfg = crate::config::Config::default();
+        cfg.uplink.mqtt = Some(crate::config::MqttUplinkConfig {
+            url: "mqtts://broker.example.org:8883".into(),
+            password_file: Some("/etc/carebridge/secret-pw".into()),
+            ..Default::default()
+        });
+        let v = uplink_settings(&cfg);
+        assert_eq!(v["mqtt"]["url"], "mqtts://broker.example.org:8883");
+        assert_eq!(v["mqtt"]["client_id"], "home-0001");
+        assert_eq!(v["lorawan"], serde_json::Value::Null);
+        assert!(!v.to_string().contains("secret-pw"));
     }
 }

@@ -208,4 +208,29 @@ mod tests {
         assert!(password("password", "long enough pw").is_ok());
         assert!(password("password", &"p".repeat(129)).is_err());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn accepted_words_hold_only_safe_characters(s in ".{0,80}") {
+            if let Ok(w) = word("room", &s, 32) {
+                proptest::prop_assert!(w.len() <= 32);
+                proptest::prop_assert!(w.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b)));
+            }
+        }
+
+        #[test]
+        fn any_bytes_parse_or_fail_with_a_named_field(b in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            match Obj::parse(&b, &["name"]) {
+                Ok(o) => { let _ = o.opt_str("name"); let _ = o.int("name", 0, 10); }
+                Err(e) => proptest::prop_assert!(!e.field.is_empty()),
+            }
+        }
+
+        #[test]
+        fn string_fields_round_trip_through_json(s in "\\PC{0,100}") {
+            let body = serde_json::json!({ "name": s }).to_string();
+            let o = Obj::parse(body.as_bytes(), &["name"]).unwrap();
+            proptest::prop_assert_eq!(o.str("name").unwrap(), s.as_str());
+        }
+    }
 }

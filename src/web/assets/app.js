@@ -281,8 +281,24 @@ pages.uplinks = async () => {
     h('p.muted', {}, 'Uplink settings are read-only here; they come from the configuration file.'));
 };
 
+function passwordCard() {
+  const err = h('p.error', { role: 'alert' });
+  const ok = h('p.ok', { role: 'status' });
+  const form = h('form.stack', { novalidate: true, id: 'password-form' },
+    h('label', {}, 'Current password', h('input', { name: 'current', type: 'password', autocomplete: 'current-password' })),
+    h('label', {}, 'New password (at least 10 characters)', h('input', { name: 'new', type: 'password', autocomplete: 'new-password' })),
+    h('button', { type: 'submit' }, 'Change password'), err, ok);
+  form.addEventListener('submit', async e => {
+    e.preventDefault();
+    ok.textContent = '';
+    const res = await api('POST', 'session/password', formData(form));
+    if (res.ok) { form.reset(); formError(form, err, { data: { error: '' } }); err.textContent = ''; ok.textContent = 'Password changed.'; } else formError(form, err, res);
+  });
+  return h('div.card', {}, h('h3', {}, 'Your password'), form);
+}
+
 pages.system = async () => {
-  if (!installer()) return show(h('p.error', {}, 'Installers only.'));
+  if (!installer()) return show(h('h1', {}, 'System'), passwordCard());
   const [users, audit] = await Promise.all([api('GET', 'users'), api('GET', 'audit')]);
   const uerr = h('p.error', { role: 'alert' });
   const uform = h('form.stack', { novalidate: true },
@@ -327,6 +343,7 @@ pages.system = async () => {
     h('h2', {}, 'Users'), h('div.scroll', {}, h('table', {}, h('thead', {}, h('tr', {}, ['Name', 'Role', 'Created', ''].map(t => h('th', { text: t })))), h('tbody', {}, urows))),
     h('div.card', {}, h('h3', {}, 'Add a user'), uform),
     h('h2', {}, 'Audit log'), h('div.scroll', {}, h('table', { id: 'audit' }, h('thead', {}, h('tr', {}, ['When', 'Who', 'What', 'Detail'].map(t => h('th', { text: t })))), h('tbody', {}, arows))),
+    h('h2', {}, 'Your account'), passwordCard(),
     h('h2', {}, 'Factory reset'), h('div.card', {}, rform));
 };
 
