@@ -728,6 +728,15 @@ async fn live_events_reach_a_logged_in_event_stream() {
     }
     assert!(seen.contains("text/event-stream"), "{seen}");
     assert!(seen.contains(r#""type":"reading""#), "{seen}");
+    let d = c.call(&s, "GET", "/api/v1/devices", "").await.json();
+    let kt = d["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == "kitchen-temp")
+        .unwrap()
+        .clone();
+    assert_eq!(kt["kinds"], serde_json::json!(["temperature"]), "{kt}");
 }
 
 #[tokio::test]

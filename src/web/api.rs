@@ -92,9 +92,24 @@ fn status(app: &App) -> Result<Resp> {
     ))
 }
 
+/// Devices with the reading kinds each has reported.
 async fn devices(app: &App) -> Result<Resp> {
     let devices = app.backend.devices().await?;
-    Ok(json_resp(StatusCode::OK, &json!({ "devices": devices })))
+    let kinds = app.kinds.lock().map(|k| k.clone()).unwrap_or_default();
+    let list: Vec<_> = devices
+        .into_iter()
+        .map(|d| {
+            let mut v = serde_json::to_value(&d).unwrap_or_default();
+            let k: Vec<&str> =
+                d.id.as_ref()
+                    .and_then(|id| kinds.get(id))
+                    .map(|s| s.iter().map(|k| k.as_str()).collect())
+                    .unwrap_or_default();
+            v["kinds"] = json!(k);
+            v
+        })
+        .collect();
+    Ok(json_resp(StatusCode::OK, &json!({ "devices": list })))
 }
 
 fn device_id(s: &str) -> Result<DeviceId> {

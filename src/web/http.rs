@@ -48,6 +48,13 @@ pub struct App {
     pub setup_code: Mutex<Option<Hashed>>,
     pub audit: tokio::sync::Mutex<AuditLog>,
     pub alerts: Mutex<Alerts>,
+    /// Reading kinds seen per device (from history at start, then live).
+    pub kinds: Mutex<
+        std::collections::HashMap<
+            crate::model::DeviceId,
+            std::collections::BTreeSet<crate::model::Kind>,
+        >,
+    >,
     /// Live events for SSE clients, already JSON (alerts carry their UI id).
     pub ui: broadcast::Sender<String>,
     /// Hash checked for unknown user names (same cost, never matches).

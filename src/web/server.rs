@@ -123,6 +123,7 @@ async fn load(
             ),
         }
     }
+    let backend_for_kinds = backend.clone();
     Ok(App {
         backend,
         tls: cfg.tls,
@@ -134,6 +135,7 @@ async fn load(
         setup_code: Mutex::new(setup),
         audit: tokio::sync::Mutex::new(audit),
         alerts: Mutex::new(Alerts::default()),
+        kinds: Mutex::new(seed_kinds(&*backend_for_kinds).await),
         ui: broadcast::channel(512).0,
         dummy: Hashed {
             salt: "00".repeat(16),
@@ -142,6 +144,22 @@ async fn load(
         },
         shutdown,
     })
+}
+
+/// Which kinds each device reported in the last week (best effort).
+async fn seed_kinds(
+    backend: &dyn Backend,
+) -> std::collections::HashMap<crate::model::DeviceId, std::collections::BTreeSet<crate::model::Kind>>
+{
+    let now = crate::model::Time::now();
+    let since = crate::model::Time(now.as_millis() - 7 * 86_400_000);
+    let mut out: std::collections::HashMap<_, std::collections::BTreeSet<_>> = Default::default();
+    if let Ok(h) = backend.history(since, now, 10_000).await {
+        for r in h {
+            out.entry(r.device).or_default().insert(r.kind);
+        }
+    }
+    out
 }
 
 /// Feeds the recent-alerts list and re-broadcasts live events (as JSON,
@@ -163,6 +181,11 @@ async fn track_alerts(app: Arc<App>) {
             Err(RecvError::Closed) => return,
         };
         let mut v = serde_json::to_value(&ev).unwrap_or_default();
+        if let Live::Reading(r) = &ev
+            && let Ok(mut k) = app.kinds.lock()
+        {
+            k.entry(r.device.clone()).or_default().insert(r.kind);
+        }
         if let Live::Alert(a) = ev
             && let Ok(mut alerts) = app.alerts.lock()
         {

@@ -121,6 +121,7 @@ test('a device appears live on the devices page; pairing says the coordinator is
   const m = await measure('/devices');
   assert.ok(m.bytes < 150 * 1024);
   assert.equal(await page.locator('#device-rows tr').count(), 3);
+  assert.match(await page.textContent('tr[data-device="hall-motion"]'), /motion/, 'kind column');
   await page.waitForFunction(() => document.body.dataset.live === 'connected');
   send('device bedroom-motion bedroom Bedroom motion');
   await page.waitForSelector('tr[data-device="bedroom-motion"]', { timeout: 5000 });
@@ -209,6 +210,32 @@ test('phone layout, logout and login again', async () => {
   await shot('10-login-error');
   await page.fill('input[name=password]', PASSWORD);
   await Promise.all([page.waitForURL(base + '/'), page.click('button[type=submit]')]);
+});
+
+test('installer adds a carer, who sees no configuration controls', async () => {
+  await measure('/system');
+  await page.fill('form input[name=name]', 'carol');
+  await page.selectOption('form select[name=role]', 'carer');
+  await page.fill('form input[name=password][autocomplete=new-password]', 'short');
+  await page.click('form:has(select) button[type=submit]');
+  const err = page.locator('form:has(select) input[name=password] + .field-error');
+  await err.waitFor();
+  assert.match(await err.textContent(), /^password: must be at least 10 characters/);
+  await page.fill('form:has(select) input[name=password]', PASSWORD);
+  await page.click('form:has(select) button[type=submit]');
+  await page.waitForSelector('td:text("carol")');
+  await Promise.all([page.waitForURL(base + '/login'), page.click('#logout')]);
+  await page.waitForSelector('body[data-ready="true"]');
+  await page.fill('input[name=username]', 'carol');
+  await page.fill('input[name=password]', PASSWORD);
+  await Promise.all([page.waitForURL(base + '/'), page.click('button[type=submit]')]);
+  await measure('/devices');
+  assert.equal(await page.locator('#permit-join').count(), 0, 'no pairing for carers');
+  assert.equal(await page.locator('#device-rows button').count(), 0, 'no edit buttons for carers');
+  await measure('/system');
+  assert.equal(await page.locator('#audit').count(), 0);
+  assert.equal(await page.locator('#password-form').count(), 1, 'carers can change their password');
+  await shot('11-carer-system');
 });
 
 test('no CSP violations or script errors on any page', () => {

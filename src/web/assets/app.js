@@ -178,13 +178,14 @@ function deviceRow(d) {
   const cells = [
     h('td', {}, h('strong', { text: d.name || id }), h('div.muted', { text: id })),
     h('td', { text: d.room || '—' }),
+    h('td.hide-narrow', { text: (d.kinds || []).join(', ') || '—' }),
     h('td.hide-narrow', { text: d.role || '—' }),
     h('td.hide-narrow', { text: [d.manufacturer, d.model].filter(Boolean).join(' ') || '—' }),
-    h('td', { text: ago(d.last_seen), title: when(d.last_seen) }),
+    h('td', { text: ago(d.last_seen), title: when(d.last_seen), 'data-col': 'seen' }),
     h('td', { text: d.battery === null || d.battery === undefined ? '—' : Math.round(d.battery) + ' %' }),
     h('td.hide-narrow', { text: d.lqi === null || d.lqi === undefined ? '—' : d.lqi })];
   if (installer()) cells.push(h('td', {}, h('button.secondary', { type: 'button', onclick: () => editDevice(d) }, 'Edit')));
-  return h('tr', { 'data-device': id }, cells);
+  return h('tr', { 'data-device': id, 'data-kinds': (d.kinds || []).join(',') }, cells);
 }
 
 function editDevice(d) {
@@ -215,7 +216,7 @@ pages.devices = async () => {
   const res = await api('GET', 'devices');
   if (!res.ok) return show(h('p.error', { text: res.data.error }));
   const tbody = h('tbody', { id: 'device-rows' }, res.data.devices.map(deviceRow));
-  const head = ['Device', 'Room', 'Role', 'Model', 'Last seen', 'Battery', 'Link'];
+  const head = ['Device', 'Room', 'Kind', 'Role', 'Model', 'Last seen', 'Battery', 'Link'];
   if (installer()) head.push('');
   const joinMsg = h('p', { id: 'join-msg', role: 'status' });
   const join = installer() ? h('div.card.no-print', {}, h('h2', {}, 'Pair a Zigbee device'),
@@ -230,17 +231,27 @@ pages.devices = async () => {
   show(h('h1', {}, 'Devices'), join,
     h('div.scroll', {}, h('table', {}, h('thead', {}, h('tr', {}, head.map(t => h('th', { text: t })))), tbody)),
     res.data.devices.length ? null : h('p.muted', { id: 'no-devices' }, 'No devices yet. They appear here as soon as they report.'));
+  let timer = null;
+  const refresh = () => api('GET', 'devices').then(r => {
+    const rows = $('#device-rows');
+    if (!r.ok || !rows) return;
+    rows.replaceChildren(...r.data.devices.map(deviceRow));
+    const n = $('#no-devices'); if (n && r.data.devices.length) n.remove();
+  });
   live(ev => {
     if (page() !== 'devices' || !$('#device-rows')) return;
     const id = ev.type === 'device' ? ev.id : ev.type === 'reading' ? ev.device : null;
     if (!id) return;
-    api('GET', 'devices').then(r => {
-      const d = r.ok && r.data.devices.find(x => x.id === id);
-      if (!d) return;
-      const old = $('#device-rows').querySelector('[data-device="' + CSS.escape(id) + '"]');
-      const row = deviceRow(d);
-      if (old) old.replaceWith(row); else { $('#device-rows').append(row); const n = $('#no-devices'); if (n) n.remove(); }
-    });
+    const row = $('#device-rows').querySelector('[data-device="' + CSS.escape(id) + '"]');
+    if (row && ev.type === 'reading') {
+      // A known device reported: update in place, no request per event.
+      const seen = row.querySelector('[data-col="seen"]');
+      if (seen) { seen.textContent = 'just now'; seen.title = when(ev.at); }
+      if (!row.dataset.kinds.split(',').includes(ev.kind)) { clearTimeout(timer); timer = setTimeout(refresh, 500); }
+      return;
+    }
+    // A new or changed device: refetch, at most twice a second.
+    clearTimeout(timer); timer = setTimeout(refresh, 300);
   });
 };
 
