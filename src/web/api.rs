@@ -362,7 +362,9 @@ async fn factory_reset(app: &App, req: &Req, who: &Who) -> Result<Resp> {
         format!("accounts, devices and history wiped. {}", notes.join("; ")),
     )
     .await?;
-    tracing::warn!(user = %who.session.user, "factory reset from the web UI: setup code needed again");
+    let code = std::fs::read_to_string(app.data_dir.join("setup-code")).unwrap_or_default();
+    tracing::warn!(user = %who.session.user, setup_code = %code.trim(),
+        "factory reset from the web UI: the setup code is needed again");
     let mut r = json_resp(StatusCode::OK, &json!({"ok": true, "notes": notes}));
     if let Ok(v) = HeaderValue::from_str(&app.clear_cookie()) {
         r.headers_mut().insert(header::SET_COOKIE, v);

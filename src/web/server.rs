@@ -29,6 +29,7 @@ use crate::hub::Live;
 
 pub const MAX_CONNECTIONS: usize = 128;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Starts the web server. Returns the bound address and the server task
 /// (which ends when `shutdown` is cancelled).
@@ -288,13 +289,20 @@ fn filter(
                     } else {
                         BODY_MAX
                     };
-                    let body = match read_body(body, limit).await {
+                    // A body trickled in slowly must not hold a slot forever.
+                    let read = tokio::time::timeout(BODY_TIMEOUT, read_body(body, limit));
+                    let body = match read
+                        .await
+                        .unwrap_or(Err(warp::http::StatusCode::REQUEST_TIMEOUT))
+                    {
                         Ok(b) => b,
                         Err(status) => {
-                            return super::http::fail_resp(super::http::Fail::new(
-                                status,
-                                format!("request body over {} KiB", BODY_MAX / 1024),
-                            ));
+                            let msg = if status == warp::http::StatusCode::PAYLOAD_TOO_LARGE {
+                                format!("request body over {} KiB", BODY_MAX / 1024)
+                            } else {
+                                "request body incomplete or too slow".to_string()
+                            };
+                            return super::http::fail_resp(super::http::Fail::new(status, msg));
                         }
                     };
                     let req = Req {

@@ -242,3 +242,37 @@ test('no CSP violations or script errors on any page', () => {
   const bad = consoleErrors.filter(e => !/status of (400|401|403|409|503|501)/.test(e));
   assert.deepEqual(bad, []);
 });
+
+test('over HTTPS (self-signed, per-device): setup and login work with the __Host- secure cookie', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cb-e2e-tls-'));
+  const prof = mkdtempSync(join(tmpdir(), 'cb-e2e-tls-profile-'));
+  const srv = spawn(SERVER, [dir, '127.0.0.1:0', '--tls'], { stdio: ['pipe', 'pipe', 'ignore'] });
+  try {
+    const url = await new Promise((ok, fail) => {
+      let out = '';
+      srv.stdout.on('data', d => { out += d; const m = out.match(/LISTENING (\S+)/); if (m) ok(m[1]); });
+      setTimeout(() => fail(new Error('TLS server did not start')), 20000);
+    });
+    assert.match(url, /^https:/);
+    const tctx = await chromium.launchPersistentContext(prof, {
+      executablePath: '/usr/bin/chromium', headless: true, args: ARGS, ignoreHTTPSErrors: true,
+    });
+    const p = tctx.pages()[0] || await tctx.newPage();
+    await p.goto(url + '/');
+    assert.match(p.url(), /\/setup$/);
+    await p.waitForSelector('body[data-ready="true"]');
+    await p.fill('input[name=code]', readFileSync(join(dir, 'setup-code'), 'utf8').trim());
+    await p.fill('input[name=username]', 'admin');
+    await p.fill('input[name=password]', PASSWORD);
+    await Promise.all([p.waitForURL(url + '/'), p.click('button[type=submit]')]);
+    await p.waitForSelector('body[data-ready="true"]');
+    assert.match(await p.textContent('main'), /test-home/);
+    const [c] = (await tctx.cookies()).filter(c => c.name.startsWith('__Host-'));
+    assert.ok(c && c.secure && c.httpOnly && c.sameSite === 'Strict', JSON.stringify(c));
+    await tctx.close();
+  } finally {
+    srv.kill();
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(prof, { recursive: true, force: true });
+  }
+});
