@@ -442,3 +442,30 @@ async fn changing_your_password_needs_the_current_one_and_ends_other_sessions() 
     assert_eq!(login(&s, "admin", PASSWORD).await.status, 401);
     assert_eq!(login(&s, "admin", "a new long password").await.status, 200);
 }
+
+#[test]
+fn every_documented_path_is_in_the_no_session_sweep_or_public() {
+    let doc = include_str!("../src/web/openapi.yaml");
+    let public = ["/healthz", "/api/v1/setup", "/api/v1/login"];
+    let mut n = 0;
+    for line in doc.lines() {
+        let Some(p) = line.strip_prefix("  /").and_then(|l| l.strip_suffix(':')) else {
+            continue;
+        };
+        let path = format!("/{p}");
+        n += 1;
+        if public.contains(&path.as_str()) {
+            continue;
+        }
+        let covered = PROTECTED.iter().any(|(_, route, _)| {
+            let a: Vec<&str> = route.split('/').collect();
+            let b: Vec<&str> = path.split('/').collect();
+            a.len() == b.len() && a.iter().zip(&b).all(|(x, y)| x == y || y.starts_with('{'))
+        });
+        assert!(
+            covered,
+            "{path} is documented but not swept without a session"
+        );
+    }
+    assert!(n >= 20, "found only {n} documented paths");
+}
