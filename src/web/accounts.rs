@@ -49,11 +49,26 @@ fn check_throttle(app: &App, req: &Req, user: &str) -> Result<()> {
         .map_err(throttled)
 }
 
-fn record_failure(app: &App, req: &Req, user: &str) {
-    if let Ok(mut th) = app.throttle.lock()
-        && th.failure(req.peer.ip(), user, Instant::now())
-    {
+/// Counts a failed attempt; a lockout is logged and audited.
+async fn record_failure(app: &App, req: &Req, user: &str) {
+    let locked = app
+        .throttle
+        .lock()
+        .is_ok_and(|mut th| th.failure(req.peer.ip(), user, Instant::now()));
+    if locked {
         tracing::warn!(peer = %req.peer.ip(), user, "web login locked out after repeated failures");
+        let shown: String = user.chars().take(32).collect();
+        let _ = app
+            .audit(
+                "-",
+                "auth.lockout",
+                format!(
+                    "{} failed attempts from {} (user {shown:?}): locked out for an hour",
+                    super::auth::LOCKOUT_AFTER,
+                    req.peer.ip()
+                ),
+            )
+            .await;
     }
 }
 
@@ -100,7 +115,7 @@ pub async fn setup(app: &Arc<App>, req: &Req) -> Result<Resp> {
         None => false,
     };
     if !ok {
-        record_failure(app, req, "setup");
+        record_failure(app, req, "setup").await;
         return Err(Fail {
             status: StatusCode::FORBIDDEN,
             message: "code: wrong setup code (see the label or <data_dir>/setup-code)".into(),
@@ -163,7 +178,7 @@ pub async fn login(app: &Arc<App>, req: &Req) -> Result<Resp> {
             session_resp(app, StatusCode::OK, user, role)
         }
         _ => {
-            record_failure(app, req, user);
+            record_failure(app, req, user).await;
             tracing::info!(peer = %req.peer.ip(), "web login failed");
             Err(Fail::new(
                 StatusCode::UNAUTHORIZED,
@@ -297,7 +312,7 @@ pub async fn change_password(app: &App, req: &Req, who: &Who) -> Result<Resp> {
         .map(|a| a.password.clone())
         .ok_or_else(|| Fail::new(StatusCode::NOT_FOUND, "your account no longer exists"))?;
     if !verify(old, current.to_string()).await {
-        record_failure(app, req, &user);
+        record_failure(app, req, &user).await;
         return Err(validate::Invalid::new("current", "is wrong").into());
     }
     let hashed = hash(new.to_string()).await?;

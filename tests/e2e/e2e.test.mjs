@@ -91,6 +91,7 @@ after(async () => {
 test('first boot: setup with the one-time code, wrong code named inline', async () => {
   const m = await measure('/');
   assert.match(page.url(), /\/setup$/, 'a fresh gateway sends you to setup');
+  assert.equal(await page.isVisible('#nav'), false, 'no navigation before login');
   await shot('01-setup');
   await page.fill('input[name=code]', 'AAAA-BBBB-CCCC');
   await page.fill('input[name=username]', 'admin');
