@@ -469,3 +469,22 @@ fn every_documented_path_is_in_the_no_session_sweep_or_public() {
     }
     assert!(n >= 20, "found only {n} documented paths");
 }
+
+#[tokio::test]
+async fn a_foreign_host_name_is_refused_against_dns_rebinding() {
+    let s = start().await;
+    let stream = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let r = exchange(
+        stream,
+        raw("GET", "evil.example", "/api/v1/setup", &[], b""),
+    )
+    .await;
+    assert_eq!(r.status, 421, "{r:?}");
+    let stream = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let r = exchange(
+        stream,
+        raw("GET", "carebridge.local:8443", "/api/v1/setup", &[], b""),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
+}

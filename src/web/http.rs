@@ -41,6 +41,8 @@ pub struct App {
     pub backend: Arc<dyn Backend>,
     pub tls: bool,
     pub idle: Duration,
+    /// Extra accepted `Host` names (see [`host_allowed`]).
+    pub hosts: Vec<String>,
     pub data_dir: PathBuf,
     pub accounts: tokio::sync::Mutex<Vec<Account>>,
     pub sessions: Mutex<Sessions>,
@@ -248,6 +250,35 @@ impl App {
     }
 }
 
+/// Is `host` (a `Host` header, maybe with a port) a name this gateway
+/// answers to? IP literals, `localhost`, `*.local`, single-label names and
+/// the configured extras. Anything else is likely DNS rebinding.
+pub fn host_allowed(host: &str, extra: &[String]) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((ip, _)) => return ip.parse::<std::net::Ipv6Addr>().is_ok(),
+            None => return false,
+        }
+    } else {
+        match host.rsplit_once(':') {
+            Some((n, port)) if port.bytes().all(|b| b.is_ascii_digit()) => n,
+            Some(_) => return false,
+            None => host,
+        }
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    let label_ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    label_ok
+        && (name.parse::<std::net::Ipv4Addr>().is_ok()
+            || name == "localhost"
+            || name.ends_with(".local")
+            || !name.contains('.')
+            || extra.iter().any(|e| e.eq_ignore_ascii_case(&name)))
+}
+
 /// `Origin` must be this server's own origin (scheme + Host).
 fn check_origin(app: &App, headers: &HeaderMap) -> Result<()> {
     let forbid = |m: &str| Fail::new(StatusCode::FORBIDDEN, m);
@@ -314,6 +345,17 @@ pub async fn handle(app: Arc<App>, req: Req) -> Resp {
 }
 
 async fn route(app: &Arc<App>, req: Req) -> Result<Resp> {
+    let host = req
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !host_allowed(host, &app.hosts) {
+        return Err(Fail::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            "this gateway does not answer to that host name (add it to web.hosts)",
+        ));
+    }
     let m = &req.method;
     let get = m == Method::GET;
     // Public routes.
@@ -376,5 +418,37 @@ pub fn installer(who: &Who) -> Result<()> {
             StatusCode::FORBIDDEN,
             "installers only: carers can view status and acknowledge alerts",
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_allowed;
+
+    #[test]
+    fn host_check_accepts_lan_names_and_refuses_rebinding_names() {
+        let extra = vec!["gw.care.example".to_string()];
+        for ok in [
+            "192.168.1.20:8443",
+            "127.0.0.1",
+            "[::1]:8443",
+            "localhost:8080",
+            "carebridge.local",
+            "carebridge",
+            "GW.care.example:443",
+        ] {
+            assert!(host_allowed(ok, &extra), "{ok}");
+        }
+        for bad in [
+            "evil.example",
+            "evil.example:8443",
+            "",
+            "a b",
+            "[::1",
+            "x:y",
+            "1.2.3.4.nip.io",
+        ] {
+            assert!(!host_allowed(bad, &extra), "{bad}");
+        }
     }
 }

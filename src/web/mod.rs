@@ -56,6 +56,10 @@ pub struct WebConfig {
     pub session_idle: Dur,
     /// Allow `tls = false` on a non-loopback address (a trusted LAN only).
     pub allow_plain_http: bool,
+    /// Extra DNS names the UI may be reached by. IP addresses, `localhost`,
+    /// `*.local` and single-label names are always accepted; any other
+    /// `Host` is refused (defeats DNS rebinding).
+    pub hosts: Vec<String>,
 }
 
 impl Default for WebConfig {
@@ -67,6 +71,7 @@ impl Default for WebConfig {
             key_file: None,
             session_idle: Dur::mins(30),
             allow_plain_http: false,
+            hosts: Vec::new(),
         }
     }
 }
@@ -83,6 +88,9 @@ tls = true
 session_idle = "30m"
 # Allow tls = false on a non-loopback address (trusted networks only).
 allow_plain_http = false
+# Extra DNS names for the UI (IP addresses, localhost, *.local and
+# single-label names always work; other Host headers are refused).
+hosts = []
 "#;
 
     /// The demo's UI: plain HTTP (meant for loopback).
@@ -118,6 +126,18 @@ allow_plain_http = false
                 "cert_file",
                 "cert_file and key_file must be given together",
             ));
+        }
+        for (i, h) in self.hosts.iter().enumerate() {
+            let ok = !h.is_empty()
+                && h.len() <= 253
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+            if !ok {
+                out.push(Problem::new(
+                    format!("hosts[{i}]"),
+                    format!("{h:?} is not a DNS name"),
+                ));
+            }
         }
         let idle = self.session_idle.0.as_secs();
         if !(60..=86_400).contains(&idle) {

@@ -129,6 +129,7 @@ async fn load(
         backend,
         tls: cfg.tls,
         idle: cfg.session_idle.0,
+        hosts: cfg.hosts.clone(),
         data_dir: data_dir.to_path_buf(),
         accounts: tokio::sync::Mutex::new(accounts),
         sessions: Mutex::new(Sessions::default()),
