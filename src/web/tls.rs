@@ -108,6 +108,15 @@ pub fn server_config(
                 generate(&c, &k)?;
                 tracing::info!(cert = %c.display(), "generated the web UI certificate for this unit");
             }
+            // For the device label / installer sheet, beside the setup code.
+            if let Ok(pem) = std::fs::read(&c)
+                && let Some(Ok(der)) = CertificateDer::pem_slice_iter(&pem).next()
+            {
+                let _ = std::fs::write(
+                    c.with_file_name("cert.sha256"),
+                    format!("{}\n", fingerprint(&der)),
+                );
+            }
             (c, k)
         }
     };
@@ -152,6 +161,8 @@ mod tests {
         let (_, fp2) = server_config(None, None, dir.path()).unwrap();
         assert_eq!(fp1, fp2, "same certificate on the next boot");
         assert_eq!(fp1.len(), 32 * 3 - 1);
+        let written = std::fs::read_to_string(dir.path().join("web/cert.sha256")).unwrap();
+        assert_eq!(written.trim(), fp1);
     }
 
     #[test]
