@@ -33,6 +33,17 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Starts the web server. Returns the bound address and the server task
 /// (which ends when `shutdown` is cancelled).
+///
+/// Wiring in `app` (after the store, hub channels and status function exist):
+/// ```ignore
+/// let backend = Arc::new(web::StoreBackend::new(store.clone(), hub_cmd_tx.clone(),
+///     live_tx.clone(), status_fn.clone(), &cfg));
+/// let (addr, task) = web::serve(web_cfg.clone(), backend, &cfg.gateway.data_dir,
+///     shutdown.clone()).await?;
+/// ```
+/// On first start (no account yet) the one-time setup code is written to
+/// `<data_dir>/setup-code` (0600) and logged; with TLS the certificate is
+/// generated under `<data_dir>/web/` and its SHA-256 fingerprint logged.
 pub async fn serve(
     cfg: WebConfig,
     backend: Arc<dyn Backend>,
