@@ -84,9 +84,15 @@ async fn kv_json<T: serde::de::DeserializeOwned>(
 ) -> anyhow::Result<Option<T>> {
     match backend.kv_get(key.to_string()).await? {
         None => Ok(None),
-        Some(b) => Ok(Some(
-            serde_json::from_slice(&b).with_context(|| format!("stored {key} is corrupt"))?,
-        )),
+        // Corrupt data must not keep the UI (or the gateway) down: the
+        // label's setup code recovers, and setup overwrites the bad value.
+        Some(b) => match serde_json::from_slice(&b) {
+            Ok(v) => Ok(Some(v)),
+            Err(e) => {
+                tracing::error!(key, error = %e, "stored web data is corrupt; ignoring it");
+                Ok(None)
+            }
+        },
     }
 }
 
@@ -119,9 +125,13 @@ async fn load(
         let h = tokio::task::spawn_blocking(move || Hashed::new(&normal))
             .await?
             .map_err(|_| anyhow::anyhow!("hashing the setup code"))?;
-        backend
+        if let Err(e) = backend
             .kv_put(SETUP_KEY.into(), Some(serde_json::to_vec(&h)?))
-            .await?;
+            .await
+        {
+            // Kept in memory; the file on disk is the lasting copy.
+            tracing::warn!(error = %e, "could not store the setup code hash");
+        }
         setup = Some(h);
     }
     if accounts.is_empty() {
