@@ -29,7 +29,8 @@ pub async fn route(app: &Arc<App>, req: &Req, who: &Who) -> Result<Resp> {
     match (m, parts.as_slice()) {
         (&Method::GET, ["session"]) => Ok(json_resp(
             StatusCode::OK,
-            &json!({"user": who.session.user, "role": who.session.role, "csrf": who.session.csrf}),
+            &json!({"user": who.session.user, "role": who.session.role, "csrf": who.session.csrf,
+                    "timezone": app.backend.status().get("timezone")}),
         )),
         (&Method::POST, ["logout"]) => accounts::logout(app, who),
         (&Method::POST, ["session", "password"]) => accounts::change_password(app, req, who).await,

@@ -3,7 +3,7 @@
 // from the server goes into the DOM as text, never as HTML.
 'use strict';
 
-const S = { csrf: '', user: '', role: '', es: null, handlers: [] };
+const S = { csrf: '', user: '', role: '', tz: '', es: null, handlers: [] };
 const $ = (sel, root = document) => root.querySelector(sel);
 
 // h('tag.class', {attr: v, onclick: f}, child, ...) -> element
@@ -46,10 +46,12 @@ const main = () => $('#main');
 function show(...nodes) { main().replaceChildren(...nodes.flat(2).filter(n => n !== null && n !== undefined && n !== false)); }
 const installer = () => S.role === 'installer';
 
+// Times are shown in the gateway's time zone (the home's), not the laptop's.
 function when(t) {
   if (!t) return '—';
   const d = new Date(t);
-  return isNaN(d) ? String(t) : d.toLocaleString();
+  if (isNaN(d)) return String(t);
+  try { return d.toLocaleString(undefined, S.tz ? { timeZone: S.tz } : {}); } catch (e) { return d.toLocaleString(); }
 }
 function ago(t) {
   if (!t) return 'never';
@@ -399,7 +401,7 @@ async function start() {
   if (p !== 'login' && p !== 'setup') {
     const res = await api('GET', 'session');
     if (!res.ok) return;
-    Object.assign(S, { csrf: res.data.csrf, user: res.data.user, role: res.data.role });
+    Object.assign(S, { csrf: res.data.csrf, user: res.data.user, role: res.data.role, tz: res.data.timezone || '' });
     $('#nav').hidden = false;
     $('#who').hidden = false;
     $('#who-name').textContent = S.user + ' (' + S.role + ')';
