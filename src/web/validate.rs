@@ -95,8 +95,13 @@ fn type_name(v: &serde_json::Value) -> &'static str {
     }
 }
 
-/// Free text shown to people (names, rooms): 1..=max characters, no
-/// control characters.
+/// Characters refused in free text: markup and shell metacharacters. The
+/// UI renders text safely, but names travel on (alert messages, the cloud
+/// app), so they are kept inert everywhere.
+const TEXT_FORBIDDEN: &[char] = &['<', '>', '`', '$', ';', '|', '\\', '"', '{', '}'];
+
+/// Free text shown to people (device names): 1..=max characters, no
+/// control characters, no markup or shell metacharacters.
 pub fn text(field: &str, s: &str, max: usize) -> Result<String, Invalid> {
     let t = s.trim();
     if t.is_empty() {
@@ -110,6 +115,12 @@ pub fn text(field: &str, s: &str, max: usize) -> Result<String, Invalid> {
     }
     if t.chars().any(char::is_control) {
         return Err(Invalid::new(field, "must not contain control characters"));
+    }
+    if let Some(c) = t.chars().find(|c| TEXT_FORBIDDEN.contains(c)) {
+        return Err(Invalid::new(
+            field,
+            format!("must not contain {c:?} (not allowed: < > ` $ ; | \\ \" {{ }})"),
+        ));
     }
     Ok(t.to_string())
 }
@@ -200,6 +211,14 @@ mod tests {
         );
         assert!(text("name", "Front door\u{0}", 64).is_err());
         assert_eq!(text("name", "  Front door ", 64).unwrap(), "Front door");
+        assert_eq!(
+            text("name", "Mum's room & hall (2)", 64).unwrap(),
+            "Mum's room & hall (2)"
+        );
+        for bad in ["$(reboot)", "<script>", "a;b", "`id`", "a|b"] {
+            let e = text("name", bad, 64).unwrap_err();
+            assert!(e.to_string().starts_with("name: must not contain"), "{e}");
+        }
     }
 
     #[test]
