@@ -471,7 +471,7 @@ pub fn demo_config(args: &DemoArgs) -> Result<Config, Exit> {
         ..Default::default()
     });
     if let Some(w) = &args.web {
-        cfg.web = Some(crate::web::WebConfig { listen: w.clone() });
+        cfg.web = Some(crate::web::WebConfig::demo(w.clone()));
     }
     let problems = cfg.validate();
     if let Some(p) = problems.first() {

@@ -1,0 +1,336 @@
+//! Setup, login, logout and user management.
+//!
+//! The first account can only be made with the unit's one-time setup code
+//! and is always an installer; once any account exists, setup is refused.
+//! Logins are throttled per client address and locked out per account
+//! ([`super::auth::Throttle`]). Hashing runs on the blocking pool.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::json;
+use warp::http::{HeaderValue, StatusCode, header};
+
+use super::auth::{Account, Hashed, Role};
+use super::http::{App, Fail, Req, Resp, Result, Who, installer, json_resp};
+use super::validate::{self, Obj};
+use crate::model::Time;
+
+async fn hash(secret: String) -> Result<Hashed> {
+    tokio::task::spawn_blocking(move || Hashed::new(&secret))
+        .await
+        .ok()
+        .and_then(|r| r.ok())
+        .ok_or_else(|| Fail::new(StatusCode::INTERNAL_SERVER_ERROR, "hashing failed"))
+}
+
+async fn verify(h: Hashed, secret: String) -> bool {
+    tokio::task::spawn_blocking(move || h.verify(&secret))
+        .await
+        .unwrap_or(false)
+}
+
+fn throttled(wait: std::time::Duration) -> Fail {
+    Fail::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!(
+            "too many failed attempts: try again in {} s",
+            wait.as_secs().max(1)
+        ),
+    )
+}
+
+fn check_throttle(app: &App, req: &Req, user: &str) -> Result<()> {
+    let th = app
+        .throttle
+        .lock()
+        .map_err(|_| Fail::new(StatusCode::INTERNAL_SERVER_ERROR, "lock poisoned"))?;
+    th.check(req.peer.ip(), user, Instant::now())
+        .map_err(throttled)
+}
+
+/// Counts a failed attempt; a lockout is logged and audited.
+async fn record_failure(app: &App, req: &Req, user: &str) {
+    let locked = app
+        .throttle
+        .lock()
+        .is_ok_and(|mut th| th.failure(req.peer.ip(), user, Instant::now()));
+    if locked {
+        tracing::warn!(peer = %req.peer.ip(), user, "web login locked out after repeated failures");
+        let shown: String = user.chars().take(32).collect();
+        let _ = app
+            .audit(
+                "-",
+                "auth.lockout",
+                format!(
+                    "{} failed attempts from {} (user {shown:?}): locked out for an hour",
+                    super::auth::LOCKOUT_AFTER,
+                    req.peer.ip()
+                ),
+            )
+            .await;
+    }
+}
+
+fn session_resp(app: &App, status: StatusCode, user: &str, role: Role) -> Result<Resp> {
+    let (token, csrf) = app
+        .sessions
+        .lock()
+        .map_err(|_| Fail::new(StatusCode::INTERNAL_SERVER_ERROR, "lock poisoned"))?
+        .create(user, role, Instant::now())
+        .map_err(|_| Fail::new(StatusCode::INTERNAL_SERVER_ERROR, "no randomness"))?;
+    let mut r = json_resp(
+        status,
+        &json!({"user": user, "role": role.as_str(), "csrf": csrf}),
+    );
+    if let Ok(v) = HeaderValue::from_str(&app.session_cookie(&token)) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    Ok(r)
+}
+
+/// `POST /api/v1/setup {code, username, password}`: the first installer.
+pub async fn setup(app: &Arc<App>, req: &Req) -> Result<Resp> {
+    let o = Obj::parse(&req.body, &["code", "username", "password"])?;
+    let code = o.str("code")?;
+    let user = validate::word("username", o.str("username")?, 32)?;
+    let password = o.str("password")?;
+    validate::password("password", password)?;
+    if code.len() > 64 {
+        return Err(validate::Invalid::new("code", "must be at most 64 characters").into());
+    }
+    // Hold the accounts lock across the check so two racing setups cannot
+    // both create an installer.
+    let mut accounts = app.accounts.lock().await;
+    if !accounts.is_empty() {
+        return Err(Fail::new(
+            StatusCode::CONFLICT,
+            "setup is already done: log in instead",
+        ));
+    }
+    check_throttle(app, req, "setup")?;
+    let expected = app.setup_code.lock().ok().and_then(|c| c.clone());
+    let ok = match expected {
+        Some(h) => verify(h, super::auth::normalize_code(code)).await,
+        None => false,
+    };
+    if !ok {
+        record_failure(app, req, "setup").await;
+        return Err(Fail {
+            status: StatusCode::FORBIDDEN,
+            message: "code: wrong setup code (see the label or <data_dir>/setup-code)".into(),
+            field: Some("code".into()),
+        });
+    }
+    let account = Account {
+        name: user.clone(),
+        role: Role::Installer,
+        password: hash(password.to_string()).await?,
+        created: Time::now(),
+        failures: 0,
+    };
+    accounts.push(account);
+    app.save_accounts(&accounts).await?;
+    drop(accounts);
+    if let Ok(mut th) = app.throttle.lock() {
+        th.success(req.peer.ip(), "setup");
+    }
+    app.audit(
+        &user,
+        "setup.complete",
+        format!("first installer account {user:?} created with the setup code"),
+    )
+    .await?;
+    session_resp(app, StatusCode::CREATED, &user, Role::Installer)
+}
+
+/// `POST /api/v1/login {username, password}`.
+pub async fn login(app: &Arc<App>, req: &Req) -> Result<Resp> {
+    let o = Obj::parse(&req.body, &["username", "password"])?;
+    let user = o.str("username")?;
+    let password = o.str("password")?;
+    if user.len() > 64 || password.len() > 256 {
+        return Err(Fail::new(
+            StatusCode::UNAUTHORIZED,
+            "wrong user name or password",
+        ));
+    }
+    check_throttle(app, req, user)?;
+    let found = app
+        .accounts
+        .lock()
+        .await
+        .iter()
+        .find(|a| a.name == user)
+        .map(|a| (a.password.clone(), a.role));
+    // Hash even for unknown users, so timing does not reveal names.
+    let (h, role) = match found {
+        Some((h, role)) => (h, Some(role)),
+        None => (app.dummy.clone(), None),
+    };
+    let ok = verify(h, password.to_string()).await && role.is_some();
+    match role {
+        Some(role) if ok => {
+            if let Ok(mut th) = app.throttle.lock() {
+                th.success(req.peer.ip(), user);
+            }
+            tracing::info!(user, peer = %req.peer.ip(), "web login");
+            session_resp(app, StatusCode::OK, user, role)
+        }
+        _ => {
+            record_failure(app, req, user).await;
+            tracing::info!(peer = %req.peer.ip(), "web login failed");
+            Err(Fail::new(
+                StatusCode::UNAUTHORIZED,
+                "wrong user name or password",
+            ))
+        }
+    }
+}
+
+/// `POST /api/v1/logout`.
+pub fn logout(app: &App, who: &Who) -> Result<Resp> {
+    if let Ok(mut s) = app.sessions.lock() {
+        s.remove(&who.token);
+    }
+    let mut r = json_resp(StatusCode::OK, &json!({"ok": true}));
+    if let Ok(v) = HeaderValue::from_str(&app.clear_cookie()) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    Ok(r)
+}
+
+/// `GET /api/v1/users` (installer).
+pub async fn list(app: &App, who: &Who) -> Result<Resp> {
+    installer(who)?;
+    let users: Vec<_> = app
+        .accounts
+        .lock()
+        .await
+        .iter()
+        .map(|a| json!({"name": a.name, "role": a.role, "created": a.created}))
+        .collect();
+    Ok(json_resp(StatusCode::OK, &json!({ "users": users })))
+}
+
+/// `POST /api/v1/users {name, role, password}` (installer).
+pub async fn create(app: &App, req: &Req, who: &Who) -> Result<Resp> {
+    installer(who)?;
+    let o = Obj::parse(&req.body, &["name", "role", "password"])?;
+    let name = validate::word("name", o.str("name")?, 32)?;
+    let role = match o.str("role")? {
+        "installer" => Role::Installer,
+        "carer" => Role::Carer,
+        _ => return Err(validate::Invalid::new("role", "must be installer or carer").into()),
+    };
+    let password = o.str("password")?;
+    validate::password("password", password)?;
+    let hashed = hash(password.to_string()).await?;
+    let mut accounts = app.accounts.lock().await;
+    if accounts.iter().any(|a| a.name == name) {
+        return Err(Fail {
+            status: StatusCode::CONFLICT,
+            message: format!("name: a user called {name:?} already exists"),
+            field: Some("name".into()),
+        });
+    }
+    if accounts.len() >= 64 {
+        return Err(Fail::new(StatusCode::CONFLICT, "at most 64 accounts"));
+    }
+    accounts.push(Account {
+        name: name.clone(),
+        role,
+        password: hashed,
+        created: Time::now(),
+        failures: 0,
+    });
+    app.save_accounts(&accounts).await?;
+    drop(accounts);
+    app.audit(
+        &who.session.user,
+        "user.create",
+        format!("created {} account {name:?}", role.as_str()),
+    )
+    .await?;
+    Ok(json_resp(
+        StatusCode::CREATED,
+        &json!({"name": name, "role": role}),
+    ))
+}
+
+/// `DELETE /api/v1/users/{name}` (installer; not yourself).
+pub async fn delete(app: &App, name: &str, who: &Who) -> Result<Resp> {
+    installer(who)?;
+    let name = validate::word("name", name, 32)?;
+    if name == who.session.user {
+        return Err(Fail::new(
+            StatusCode::CONFLICT,
+            "you cannot delete your own account",
+        ));
+    }
+    let mut accounts = app.accounts.lock().await;
+    let before = accounts.len();
+    accounts.retain(|a| a.name != name);
+    if accounts.len() == before {
+        return Err(Fail::new(
+            StatusCode::NOT_FOUND,
+            format!("no user {name:?}"),
+        ));
+    }
+    app.save_accounts(&accounts).await?;
+    drop(accounts);
+    if let Ok(mut s) = app.sessions.lock() {
+        s.remove_user(&name);
+    }
+    app.audit(
+        &who.session.user,
+        "user.delete",
+        format!("deleted account {name:?}"),
+    )
+    .await?;
+    Ok(json_resp(StatusCode::OK, &json!({"ok": true})))
+}
+
+/// `POST /api/v1/session/password {current, new}`: change your own
+/// password; your other sessions end.
+pub async fn change_password(app: &App, req: &Req, who: &Who) -> Result<Resp> {
+    let o = Obj::parse(&req.body, &["current", "new"])?;
+    let current = o.str("current")?;
+    let new = o.str("new")?;
+    validate::password("new", new)?;
+    if current.len() > 256 {
+        return Err(validate::Invalid::new("current", "is wrong").into());
+    }
+    let user = who.session.user.clone();
+    check_throttle(app, req, &user)?;
+    let old = app
+        .accounts
+        .lock()
+        .await
+        .iter()
+        .find(|a| a.name == user)
+        .map(|a| a.password.clone())
+        .ok_or_else(|| Fail::new(StatusCode::NOT_FOUND, "your account no longer exists"))?;
+    if !verify(old, current.to_string()).await {
+        record_failure(app, req, &user).await;
+        return Err(validate::Invalid::new("current", "is wrong").into());
+    }
+    let hashed = hash(new.to_string()).await?;
+    {
+        let mut accounts = app.accounts.lock().await;
+        if let Some(a) = accounts.iter_mut().find(|a| a.name == user) {
+            a.password = hashed;
+        }
+        app.save_accounts(&accounts).await?;
+    }
+    if let Ok(mut s) = app.sessions.lock() {
+        let keep = s.touch(&who.token, app.idle, Instant::now());
+        s.remove_user(&user);
+        if let Some(k) = keep {
+            s.restore(&who.token, k);
+        }
+    }
+    app.audit(&user, "user.password", "changed own password".into())
+        .await?;
+    Ok(json_resp(StatusCode::OK, &json!({"ok": true})))
+}

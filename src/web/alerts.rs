@@ -1,0 +1,158 @@
+//! The recent-alerts list the Alerts and Overview pages show, fed from the
+//! live stream (the store keeps the durable copy; this is only the view).
+//!
+//! Invariants: at most [`RECENT_MAX`] alerts are kept; an alert is *open*
+//! while it is raised and no later `cleared` alert for the same rule and
+//! device has arrived; an acknowledgement marks it but does not close it
+//! (the rule engine will own acknowledgement once it is wired).
+
+use std::collections::VecDeque;
+
+use serde::Serialize;
+
+use crate::model::{Alert, AlertState, Time};
+
+pub const RECENT_MAX: usize = 200;
+
+/// An alert as the UI sees it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Shown {
+    /// Local id (this process), for acknowledging.
+    pub id: u64,
+    #[serde(flatten)]
+    pub alert: Alert,
+    pub open: bool,
+    pub acked_by: Option<String>,
+    pub acked_at: Option<Time>,
+}
+
+/// Why an acknowledgement was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AckError {
+    #[error("no alert with id {0} (it may have aged out of the recent list)")]
+    Unknown(u64),
+    #[error("alert {0} was already acknowledged by {1}")]
+    Already(u64, String),
+}
+
+#[derive(Debug, Default)]
+pub struct Alerts {
+    recent: VecDeque<Shown>,
+    next_id: u64,
+}
+
+impl Alerts {
+    /// Records an alert from the live stream.
+    pub fn on_alert(&mut self, a: Alert) -> u64 {
+        if a.state == AlertState::Cleared {
+            for s in self.recent.iter_mut() {
+                if s.open && s.alert.rule == a.rule && s.alert.device == a.device {
+                    s.open = false;
+                }
+            }
+        }
+        self.next_id += 1;
+        let open = a.state == AlertState::Raised;
+        self.recent.push_back(Shown {
+            id: self.next_id,
+            alert: a,
+            open,
+            acked_by: None,
+            acked_at: None,
+        });
+        while self.recent.len() > RECENT_MAX {
+            self.recent.pop_front();
+        }
+        self.next_id
+    }
+
+    pub fn ack(&mut self, id: u64, user: &str, now: Time) -> Result<Shown, AckError> {
+        let s = self
+            .recent
+            .iter_mut()
+            .find(|s| s.id == id)
+            .ok_or(AckError::Unknown(id))?;
+        if let Some(by) = &s.acked_by {
+            return Err(AckError::Already(id, by.clone()));
+        }
+        s.acked_by = Some(user.to_string());
+        s.acked_at = Some(now);
+        Ok(s.clone())
+    }
+
+    /// Open (raised, not cleared) alerts, newest first.
+    pub fn open(&self) -> Vec<Shown> {
+        self.recent
+            .iter()
+            .rev()
+            .filter(|s| s.open)
+            .cloned()
+            .collect()
+    }
+
+    /// Everything kept, newest first.
+    pub fn recent(&self) -> Vec<Shown> {
+        self.recent.iter().rev().cloned().collect()
+    }
+
+    pub fn clear(&mut self) {
+        self.recent.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{DeviceId, Severity};
+
+    fn alert(rule: &str, state: AlertState, at: i64) -> Alert {
+        Alert {
+            rule: rule.into(),
+            severity: Severity::Urgent,
+            state,
+            device: DeviceId::new("pendant").unwrap(),
+            room: Some("hall".into()),
+            at: Time(at),
+            message: "Panic button pressed".into(),
+            value: Some(1.0),
+            kind: None,
+        }
+    }
+
+    #[test]
+    fn cleared_alert_closes_the_open_one_for_the_same_rule_and_device() {
+        let mut a = Alerts::default();
+        a.on_alert(alert("panic", AlertState::Raised, 1));
+        a.on_alert(alert("fall", AlertState::Raised, 2));
+        assert_eq!(a.open().len(), 2);
+        a.on_alert(alert("panic", AlertState::Cleared, 3));
+        let open = a.open();
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].alert.rule, "fall");
+        assert_eq!(a.recent().len(), 3);
+    }
+
+    #[test]
+    fn ack_marks_once_and_unknown_ids_are_refused() {
+        let mut a = Alerts::default();
+        let id = a.on_alert(alert("panic", AlertState::Raised, 1));
+        let s = a.ack(id, "carer1", Time(5)).unwrap();
+        assert_eq!(s.acked_by.as_deref(), Some("carer1"));
+        assert!(s.open, "ack does not close the situation");
+        assert_eq!(
+            a.ack(id, "x", Time(6)),
+            Err(AckError::Already(id, "carer1".into()))
+        );
+        assert_eq!(a.ack(99, "x", Time(6)), Err(AckError::Unknown(99)));
+    }
+
+    #[test]
+    fn recent_list_is_bounded() {
+        let mut a = Alerts::default();
+        for i in 0..RECENT_MAX + 10 {
+            a.on_alert(alert("panic", AlertState::Raised, i as i64));
+        }
+        assert_eq!(a.recent().len(), RECENT_MAX);
+        assert_eq!(a.recent()[0].id, (RECENT_MAX + 10) as u64);
+    }
+}

@@ -1,0 +1,417 @@
+//! The JSON API under `/api/v1` for logged-in users (documented in
+//! `src/web/openapi.yaml`). The pipeline in [`super::http`] has already
+//! checked the session, Origin and CSRF token; handlers check the role and
+//! validate their input.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use futures_util::Stream;
+use serde_json::json;
+use warp::Reply as _;
+use warp::http::{HeaderValue, Method, StatusCode, header};
+
+use super::accounts;
+use super::http::{App, Fail, Req, Resp, Result, Who, installer, json_resp};
+use super::validate::{self, Obj};
+use crate::model::{DeviceId, DeviceInfo, Time};
+
+fn not_found() -> Fail {
+    Fail::new(StatusCode::NOT_FOUND, "no such API route")
+}
+
+/// Dispatches an authenticated API request.
+pub async fn route(app: &Arc<App>, req: &Req, who: &Who) -> Result<Resp> {
+    let path = req.path.strip_prefix("/api/v1/").ok_or_else(not_found)?;
+    let parts: Vec<&str> = path.split('/').collect();
+    let m = &req.method;
+    match (m, parts.as_slice()) {
+        (&Method::GET, ["session"]) => Ok(json_resp(
+            StatusCode::OK,
+            &json!({"user": who.session.user, "role": who.session.role, "csrf": who.session.csrf,
+                    "timezone": app.backend.status().get("timezone")}),
+        )),
+        (&Method::POST, ["logout"]) => accounts::logout(app, who),
+        (&Method::POST, ["session", "password"]) => accounts::change_password(app, req, who).await,
+        (&Method::GET, ["status"]) => status(app),
+        (&Method::GET, ["devices"]) => devices(app).await,
+        (&Method::POST, ["devices", "permit-join"]) => permit_join(app, req, who).await,
+        (&Method::PUT, ["devices", id]) => update_device(app, req, who, id).await,
+        (&Method::DELETE, ["devices", id]) => remove_device(app, who, id).await,
+        (&Method::GET, ["events"]) => Ok(events(app, who)),
+        (&Method::GET, ["alerts"]) => alerts(app),
+        (&Method::POST, ["alerts", id, "ack"]) => ack(app, who, id).await,
+        (&Method::GET, ["rules"]) => Ok(json_resp(
+            StatusCode::OK,
+            &json!({"available": false,
+                    "message": "the rules editor arrives with the rule engine; the built-in safety rules (panic, fall, smoke, CO, water leak) are active"}),
+        )),
+        (&Method::PUT, ["rules"]) => Err(Fail::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "the rules editor arrives with the rule engine",
+        )),
+        (&Method::GET, ["uplinks"]) => uplinks(app),
+        (&Method::GET, ["audit"]) => audit(app, who).await,
+        (&Method::GET, ["users"]) => accounts::list(app, who).await,
+        (&Method::POST, ["users"]) => accounts::create(app, req, who).await,
+        (&Method::DELETE, ["users", name]) => accounts::delete(app, name, who).await,
+        (&Method::GET, ["commissioning"]) => commissioning(app).await,
+        (&Method::GET, ["system", "backup"]) => backup(app, who).await,
+        (&Method::POST, ["system", "factory-reset"]) => factory_reset(app, req, who).await,
+        (&Method::POST, ["system", "ota"]) => {
+            installer(who)?;
+            Err(Fail::new(
+                StatusCode::NOT_IMPLEMENTED,
+                "OTA upload arrives with the OTA module; nothing was installed",
+            ))
+        }
+        (&Method::GET, ["system", "logs"]) => {
+            installer(who)?;
+            Err(Fail::new(
+                StatusCode::NOT_IMPLEMENTED,
+                "log download is not built yet: use journalctl -u carebridge on the gateway",
+            ))
+        }
+        (&Method::GET, ["openapi.yaml"]) => {
+            let mut r = warp::http::Response::new(super::pages::OPENAPI).into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/yaml"),
+            );
+            Ok(r)
+        }
+        _ => Err(not_found()),
+    }
+}
+
+fn status(app: &App) -> Result<Resp> {
+    let open = app.alerts.lock().map(|a| a.open()).unwrap_or_default();
+    Ok(json_resp(
+        StatusCode::OK,
+        &json!({"status": app.backend.status(), "open_alerts": open}),
+    ))
+}
+
+/// Devices with the reading kinds each has reported.
+async fn devices(app: &App) -> Result<Resp> {
+    let devices = app.backend.devices().await?;
+    let kinds = app.kinds.lock().map(|k| k.clone()).unwrap_or_default();
+    let list: Vec<_> = devices
+        .into_iter()
+        .map(|d| {
+            let mut v = serde_json::to_value(&d).unwrap_or_default();
+            let k: Vec<&str> =
+                d.id.as_ref()
+                    .and_then(|id| kinds.get(id))
+                    .map(|s| s.iter().map(|k| k.as_str()).collect())
+                    .unwrap_or_default();
+            v["kinds"] = json!(k);
+            v
+        })
+        .collect();
+    Ok(json_resp(StatusCode::OK, &json!({ "devices": list })))
+}
+
+fn device_id(s: &str) -> Result<DeviceId> {
+    DeviceId::new(s).map_err(|e| validate::Invalid::new("id", e.to_string()).into())
+}
+
+async fn update_device(app: &App, req: &Req, who: &Who, id: &str) -> Result<Resp> {
+    installer(who)?;
+    let id = device_id(id)?;
+    let o = Obj::parse(&req.body, &["name", "room", "role"])?;
+    let name = o
+        .opt_str("name")?
+        .map(|s| validate::text("name", s, 64))
+        .transpose()?;
+    let room = o
+        .opt_str("room")?
+        .map(|s| validate::word("room", s, 32))
+        .transpose()?;
+    let role = o
+        .opt_str("role")?
+        .map(|s| validate::word("role", s, 32))
+        .transpose()?;
+    if name.is_none() && room.is_none() && role.is_none() {
+        return Err(validate::Invalid::new("body", "give at least one of name, room, role").into());
+    }
+    if app.backend.device(id.clone()).await?.is_none() {
+        return Err(Fail::new(StatusCode::NOT_FOUND, format!("no device {id}")));
+    }
+    let mut what = Vec::new();
+    for (k, v) in [("name", &name), ("room", &room), ("role", &role)] {
+        if let Some(v) = v {
+            what.push(format!("{k}={v:?}"));
+        }
+    }
+    app.backend
+        .update_device(DeviceInfo {
+            id: Some(id.clone()),
+            name,
+            room,
+            role,
+            ..Default::default()
+        })
+        .await?;
+    app.audit(
+        &who.session.user,
+        "device.update",
+        format!("{id}: {}", what.join(" ")),
+    )
+    .await?;
+    Ok(json_resp(StatusCode::OK, &json!({"ok": true})))
+}
+
+async fn remove_device(app: &App, who: &Who, id: &str) -> Result<Resp> {
+    installer(who)?;
+    let id = device_id(id)?;
+    if app.backend.device(id.clone()).await?.is_none() {
+        return Err(Fail::new(StatusCode::NOT_FOUND, format!("no device {id}")));
+    }
+    app.backend.remove_device(id.clone()).await?;
+    app.audit(&who.session.user, "device.remove", format!("{id} removed"))
+        .await?;
+    Ok(json_resp(StatusCode::OK, &json!({"ok": true})))
+}
+
+async fn permit_join(app: &App, req: &Req, who: &Who) -> Result<Resp> {
+    installer(who)?;
+    let o = Obj::parse(&req.body, &["seconds"])?;
+    let seconds = o.int("seconds", 1, 254)?;
+    let seconds = u16::try_from(seconds).unwrap_or(254);
+    app.backend.permit_join(seconds).await?;
+    app.audit(
+        &who.session.user,
+        "zigbee.permit_join",
+        format!("{seconds} s"),
+    )
+    .await?;
+    Ok(json_resp(
+        StatusCode::OK,
+        &json!({"ok": true, "seconds": seconds}),
+    ))
+}
+
+fn alerts(app: &App) -> Result<Resp> {
+    let (open, recent) = app
+        .alerts
+        .lock()
+        .map(|a| (a.open(), a.recent()))
+        .unwrap_or_default();
+    Ok(json_resp(
+        StatusCode::OK,
+        &json!({"open": open, "recent": recent}),
+    ))
+}
+
+async fn ack(app: &App, who: &Who, id: &str) -> Result<Resp> {
+    let id: u64 = id
+        .parse()
+        .map_err(|_| validate::Invalid::new("id", "must be a whole number"))?;
+    let now = Time::now();
+    let shown = app
+        .alerts
+        .lock()
+        .map_err(|_| Fail::new(StatusCode::INTERNAL_SERVER_ERROR, "lock poisoned"))?
+        .ack(id, &who.session.user, now)
+        .map_err(|e| match e {
+            super::alerts::AckError::Unknown(_) => Fail::new(StatusCode::NOT_FOUND, e.to_string()),
+            super::alerts::AckError::Already(..) => Fail::new(StatusCode::CONFLICT, e.to_string()),
+        })?;
+    app.audit(
+        &who.session.user,
+        "alert.ack",
+        format!(
+            "alert {id} ({} on {}: {})",
+            shown.alert.rule, shown.alert.device, shown.alert.message
+        ),
+    )
+    .await?;
+    let _ = app
+        .ui
+        .send(json!({"type": "ack", "id": id, "by": who.session.user, "at": now}).to_string());
+    Ok(json_resp(StatusCode::OK, &json!({ "alert": shown })))
+}
+
+fn uplinks(app: &App) -> Result<Resp> {
+    let status = app.backend.status();
+    Ok(json_resp(
+        StatusCode::OK,
+        &json!({
+            "settings": app.backend.uplink_settings(),
+            "state": status.get("uplinks").cloned().unwrap_or(json!({})),
+        }),
+    ))
+}
+
+async fn audit(app: &App, who: &Who) -> Result<Resp> {
+    installer(who)?;
+    let entries = app.audit.lock().await.recent(200);
+    Ok(json_resp(StatusCode::OK, &json!({ "entries": entries })))
+}
+
+/// Devices grouped by room, each with its newest reading.
+async fn commissioning(app: &App) -> Result<Resp> {
+    let devices = app.backend.devices().await?;
+    let now = Time::now();
+    let since = Time(now.as_millis() - 30 * 86_400_000);
+    let history = app
+        .backend
+        .history(
+            since,
+            now.saturating_add(std::time::Duration::from_secs(60)),
+            20_000,
+        )
+        .await
+        .unwrap_or_default();
+    let mut last: BTreeMap<&str, &crate::model::Reading> = BTreeMap::new();
+    for r in &history {
+        last.insert(r.device.as_str(), r);
+    }
+    let mut rooms: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
+    for d in &devices {
+        let Some(id) = &d.id else { continue };
+        let room = d.room.clone().unwrap_or_else(|| "(no room)".into());
+        rooms.entry(room).or_default().push(json!({
+            "device": d,
+            "last_event": last.get(id.as_str()),
+        }));
+    }
+    let rooms: Vec<_> = rooms
+        .into_iter()
+        .map(|(room, devices)| json!({"room": room, "devices": devices}))
+        .collect();
+    Ok(json_resp(
+        StatusCode::OK,
+        &json!({"generated": now, "gateway": app.backend.status().get("gateway"), "rooms": rooms}),
+    ))
+}
+
+async fn backup(app: &App, who: &Who) -> Result<Resp> {
+    installer(who)?;
+    let devices = app.backend.devices().await?;
+    let users: Vec<_> = app
+        .accounts
+        .lock()
+        .await
+        .iter()
+        .map(|a| json!({"name": a.name, "role": a.role}))
+        .collect();
+    let audit = app.audit.lock().await.recent(super::audit::AUDIT_MAX);
+    let doc = json!({
+        "format": "carebridge-backup-1",
+        "at": Time::now(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "gateway": app.backend.status().get("gateway"),
+        "devices": devices,
+        "users": users,
+        "uplinks": app.backend.uplink_settings(),
+        "audit": audit,
+    });
+    app.audit(
+        &who.session.user,
+        "system.backup",
+        "configuration backup downloaded".into(),
+    )
+    .await?;
+    let mut r = json_resp(StatusCode::OK, &doc);
+    r.headers_mut().insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"carebridge-backup.json\""),
+    );
+    Ok(r)
+}
+
+/// Wipes accounts, devices, history and sessions; setup is needed again.
+async fn factory_reset(app: &App, req: &Req, who: &Who) -> Result<Resp> {
+    installer(who)?;
+    let o = Obj::parse(&req.body, &["confirm"])?;
+    if o.str("confirm")? != "RESET" {
+        return Err(validate::Invalid::new("confirm", "type RESET to confirm").into());
+    }
+    let mut notes = Vec::new();
+    for d in app.backend.devices().await? {
+        if let Some(id) = d.id {
+            app.backend.remove_device(id).await?;
+        }
+    }
+    if let Err(e) = app.backend.wipe_history().await {
+        notes.push(format!("history not wiped: {e}"));
+    }
+    {
+        let mut accounts = app.accounts.lock().await;
+        accounts.clear();
+        app.save_accounts(&accounts).await?;
+    }
+    if let Ok(mut s) = app.sessions.lock() {
+        s.clear();
+    }
+    if let Ok(mut t) = app.throttle.lock() {
+        t.clear();
+    }
+    if let Ok(mut a) = app.alerts.lock() {
+        a.clear();
+    }
+    {
+        let mut log = app.audit.lock().await;
+        *log = super::audit::AuditLog::default();
+    }
+    app.audit(
+        &who.session.user,
+        "system.factory_reset",
+        format!("accounts, devices and history wiped. {}", notes.join("; ")),
+    )
+    .await?;
+    let code = std::fs::read_to_string(app.data_dir.join("setup-code")).unwrap_or_default();
+    tracing::warn!(user = %who.session.user, setup_code = %code.trim(),
+        "factory reset from the web UI: the setup code is needed again");
+    let mut r = json_resp(StatusCode::OK, &json!({"ok": true, "notes": notes}));
+    if let Ok(v) = HeaderValue::from_str(&app.clear_cookie()) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    Ok(r)
+}
+
+/// `GET /api/v1/events`: server-sent events from the live stream. The
+/// stream ends when the session ends or the server shuts down.
+fn events(app: &Arc<App>, who: &Who) -> Resp {
+    let rx = app.ui.subscribe();
+    let stream = live_stream(app.clone(), who.token.clone(), rx);
+    let mut r = warp::sse::reply(warp::sse::keep_alive().stream(stream)).into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn live_stream(
+    app: Arc<App>,
+    token: String,
+    rx: tokio::sync::broadcast::Receiver<String>,
+) -> impl Stream<Item = std::result::Result<warp::sse::Event, Infallible>> + Send + 'static {
+    use tokio::sync::broadcast::error::RecvError;
+    let hello = warp::sse::Event::default().event("hello").data("{}");
+    let first = futures_util::stream::iter([Ok(hello)]);
+    let rest = futures_util::stream::unfold((app, token, rx), |(app, token, mut rx)| async move {
+        loop {
+            let got = tokio::select! {
+                _ = app.shutdown.cancelled() => return None,
+                _ = tokio::time::sleep(std::time::Duration::from_secs(30)) => None,
+                r = rx.recv() => Some(r),
+            };
+            if !app.alive(&token) {
+                return None;
+            }
+            let ev = match got {
+                None => continue,
+                Some(Ok(s)) => warp::sse::Event::default().event("live").data(s),
+                Some(Err(RecvError::Lagged(n))) => warp::sse::Event::default()
+                    .event("lagged")
+                    .data(json!({ "missed": n }).to_string()),
+                Some(Err(RecvError::Closed)) => return None,
+            };
+            return Some((Ok(ev), (app, token, rx)));
+        }
+    });
+    futures_util::StreamExt::chain(first, rest)
+}

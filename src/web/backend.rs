@@ -1,0 +1,229 @@
+//! What the web UI needs from the rest of the gateway, as one trait, and
+//! its implementation over the real store, hub and status function.
+//!
+//! The UI never touches the store or hub directly: tests swap in
+//! [`crate::web::memory::MemoryBackend`]. Methods return boxed futures so the
+//! trait stays object-safe (`Arc<dyn Backend>`).
+
+use std::future::Future;
+use std::pin::Pin;
+
+use tokio::sync::{broadcast, mpsc};
+
+use crate::hub::{HubCommand, Live};
+use crate::model::{DeviceId, DeviceInfo, Reading, Time};
+use crate::store::{Store, Write};
+use crate::uplink::mqtt::StatusFn;
+
+/// A boxed, sendable future (keeps [`Backend`] object-safe).
+pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Why the backend could not do something; maps to an HTTP status.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BackendError {
+    /// The part is not configured or not running (HTTP 503).
+    #[error("{0}")]
+    Unavailable(String),
+    /// Not built yet in this version (HTTP 501).
+    #[error("{0}")]
+    Unsupported(String),
+    /// Something failed (HTTP 500).
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Everything the UI reads from and writes to the gateway.
+pub trait Backend: Send + Sync + 'static {
+    fn devices(&self) -> BoxFut<'_, Result<Vec<DeviceInfo>, BackendError>>;
+    fn device(&self, id: DeviceId) -> BoxFut<'_, Result<Option<DeviceInfo>, BackendError>>;
+    /// Merges the `Some` fields into the registry (through the hub, so the
+    /// rules see the new room/name too).
+    fn update_device(&self, info: DeviceInfo) -> BoxFut<'_, Result<(), BackendError>>;
+    fn remove_device(&self, id: DeviceId) -> BoxFut<'_, Result<(), BackendError>>;
+    fn history(
+        &self,
+        since: Time,
+        until: Time,
+        limit: usize,
+    ) -> BoxFut<'_, Result<Vec<Reading>, BackendError>>;
+    fn kv_get(&self, key: String) -> BoxFut<'_, Result<Option<Vec<u8>>, BackendError>>;
+    /// Stores (`Some`) or deletes (`None`) a value, durably before returning.
+    fn kv_put(&self, key: String, value: Option<Vec<u8>>) -> BoxFut<'_, Result<(), BackendError>>;
+    /// Deletes the reading history (factory reset).
+    fn wipe_history(&self) -> BoxFut<'_, Result<(), BackendError>>;
+    /// Opens the Zigbee network for joining for `seconds`.
+    fn permit_join(&self, seconds: u16) -> BoxFut<'_, Result<(), BackendError>>;
+    /// The gateway status document (uplinks, coordinator, backlog, …).
+    fn status(&self) -> serde_json::Map<String, serde_json::Value>;
+    /// Read-only uplink settings (no secrets) for the Uplinks page.
+    fn uplink_settings(&self) -> serde_json::Value;
+    /// A new subscription to the live event stream.
+    fn subscribe(&self) -> broadcast::Receiver<Live>;
+}
+
+/// The real backend: the store, the hub's command channel, the live
+/// broadcast and the status function, as built by `app`.
+pub struct StoreBackend {
+    pub store: Store,
+    pub hub: mpsc::Sender<HubCommand>,
+    pub live: broadcast::Sender<Live>,
+    pub status: StatusFn,
+    /// Uplink settings to show (built by `app`, secrets left out), e.g.
+    /// `{"mqtt": {"url": …, "topic_prefix": …}, "lorawan": null}`.
+    pub uplinks: serde_json::Value,
+    /// Whether a Zigbee coordinator is configured (and wired for joining).
+    pub zigbee: bool,
+}
+
+impl std::fmt::Debug for StoreBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreBackend").finish_non_exhaustive()
+    }
+}
+
+impl StoreBackend {
+    /// The backend `app` builds: uplink settings and the Zigbee flag are
+    /// taken from `cfg` (secrets are never copied, only whether they are set).
+    pub fn new(
+        store: Store,
+        hub: mpsc::Sender<HubCommand>,
+        live: broadcast::Sender<Live>,
+        status: StatusFn,
+        cfg: &crate::config::Config,
+    ) -> StoreBackend {
+        StoreBackend {
+            store,
+            hub,
+            live,
+            status,
+            uplinks: uplink_settings(cfg),
+            zigbee: cfg.zigbee.is_some(),
+        }
+    }
+}
+
+/// The Uplinks page's read-only view of the configuration, without secrets.
+pub fn uplink_settings(cfg: &crate::config::Config) -> serde_json::Value {
+    let mqtt = cfg.uplink.mqtt.as_ref().map(|m| {
+        serde_json::json!({
+            "url": m.url,
+            "topic_prefix": m.topic_prefix,
+            "client_id": m.client_id.clone().unwrap_or_else(|| cfg.gateway.id.clone()),
+            "keepalive": m.keepalive.to_string(),
+            "heartbeat": m.heartbeat.to_string(),
+            "telemetry": m.telemetry,
+            "inflight": m.inflight,
+            "username": m.username,
+            "password": if m.password_file.is_some() { "set (file)" } else { "not set" },
+            "ca_file": m.ca_file.as_ref().map(|p| p.display().to_string()),
+            "client_certificate": m.cert_file.is_some(),
+        })
+    });
+    let lorawan = cfg
+        .lorawan
+        .as_ref()
+        .map(|l| serde_json::json!({"port": l.port, "modem": l.modem}));
+    serde_json::json!({ "gateway": cfg.gateway.id, "mqtt": mqtt, "lorawan": lorawan })
+}
+
+fn failed(e: crate::store::StoreError) -> BackendError {
+    BackendError::Failed(format!("store: {e}"))
+}
+
+impl Backend for StoreBackend {
+    fn devices(&self) -> BoxFut<'_, Result<Vec<DeviceInfo>, BackendError>> {
+        Box::pin(async move { self.store.devices().await.map_err(failed) })
+    }
+    fn device(&self, id: DeviceId) -> BoxFut<'_, Result<Option<DeviceInfo>, BackendError>> {
+        Box::pin(async move { self.store.device(&id).await.map_err(failed) })
+    }
+    fn update_device(&self, info: DeviceInfo) -> BoxFut<'_, Result<(), BackendError>> {
+        Box::pin(async move {
+            self.hub
+                .send(HubCommand::Device(info))
+                .await
+                .map_err(|_| BackendError::Unavailable("the hub is not running".into()))
+        })
+    }
+    fn remove_device(&self, id: DeviceId) -> BoxFut<'_, Result<(), BackendError>> {
+        Box::pin(async move {
+            self.store
+                .submit(Write::RemoveDevice(id))
+                .await
+                .map_err(failed)?;
+            self.store.flush().await.map_err(failed)
+        })
+    }
+    fn history(
+        &self,
+        since: Time,
+        until: Time,
+        limit: usize,
+    ) -> BoxFut<'_, Result<Vec<Reading>, BackendError>> {
+        Box::pin(async move {
+            self.store
+                .history(since, until, limit)
+                .await
+                .map_err(failed)
+        })
+    }
+    fn kv_get(&self, key: String) -> BoxFut<'_, Result<Option<Vec<u8>>, BackendError>> {
+        Box::pin(async move { self.store.kv_get(&key).await.map_err(failed) })
+    }
+    fn kv_put(&self, key: String, value: Option<Vec<u8>>) -> BoxFut<'_, Result<(), BackendError>> {
+        Box::pin(async move {
+            self.store
+                .submit(Write::Kv(key, value))
+                .await
+                .map_err(failed)?;
+            self.store.flush().await.map_err(failed)
+        })
+    }
+    fn wipe_history(&self) -> BoxFut<'_, Result<(), BackendError>> {
+        // The store has no history wipe yet; say so rather than pretend.
+        Box::pin(async move {
+            Err(BackendError::Unsupported(
+                "wiping the reading history arrives with the store's retention API".into(),
+            ))
+        })
+    }
+    fn permit_join(&self, _seconds: u16) -> BoxFut<'_, Result<(), BackendError>> {
+        let zigbee = self.zigbee;
+        Box::pin(async move {
+            Err(BackendError::Unavailable(if zigbee {
+                "Zigbee pairing is not wired to the coordinator yet".into()
+            } else {
+                "Zigbee coordinator not configured".into()
+            }))
+        })
+    }
+    fn status(&self) -> serde_json::Map<String, serde_json::Value> {
+        (self.status)()
+    }
+    fn uplink_settings(&self) -> serde_json::Value {
+        self.uplinks.clone()
+    }
+    fn subscribe(&self) -> broadcast::Receiver<Live> {
+        self.live.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uplink_settings_show_where_but_never_secrets() {
+        let mut cfg = crate::config::Config::default();
+        cfg.uplink.mqtt = Some(crate::config::MqttUplinkConfig {
+            url: "mqtts://broker.example.org:8883".into(),
+            password_file: Some("/etc/carebridge/secret-pw".into()),
+            ..Default::default()
+        });
+        let v = uplink_settings(&cfg);
+        assert_eq!(v["mqtt"]["url"], "mqtts://broker.example.org:8883");
+        assert_eq!(v["mqtt"]["client_id"], "home-0001");
+        assert_eq!(v["lorawan"], serde_json::Value::Null);
+        assert!(!v.to_string().contains("secret-pw"));
+    }
+}

@@ -1,0 +1,367 @@
+//! The listener: binds its own socket (so a busy port is an error, not a
+//! panic, and port 0 works), accepts connections (TLS by default), and
+//! serves each with hyper over the warp filter. Also loads the web state
+//! (accounts, audit log, setup code) and starts the alerts tracker.
+//!
+//! Limits: at most [`MAX_CONNECTIONS`] connections at once; a TLS handshake
+//! or request head must arrive within 10 s (slow-loris).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use futures_util::StreamExt as _;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, broadcast};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use warp::Filter;
+
+use super::WebConfig;
+use super::alerts::Alerts;
+use super::audit::{AUDIT_KEY, AuditLog};
+use super::auth::{Account, Hashed, Sessions, Throttle};
+use super::backend::Backend;
+use super::http::{ACCOUNTS_KEY, App, BODY_MAX, Req, SETUP_KEY, handle};
+use crate::hub::Live;
+
+pub const MAX_CONNECTIONS: usize = 128;
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Starts the web server. Returns the bound address and the server task
+/// (which ends when `shutdown` is cancelled).
+///
+/// Wiring in `app` (after the store, hub channels and status function exist):
+/// ```ignore
+/// let backend = Arc::new(web::StoreBackend::new(store.clone(), hub_cmd_tx.clone(),
+///     live_tx.clone(), status_fn.clone(), &cfg));
+/// let (addr, task) = web::serve(web_cfg.clone(), backend, &cfg.gateway.data_dir,
+///     shutdown.clone()).await?;
+/// ```
+/// On first start (no account yet) the one-time setup code is written to
+/// `<data_dir>/setup-code` (0600) and logged; with TLS the certificate is
+/// generated under `<data_dir>/web/` and its SHA-256 fingerprint logged.
+pub async fn serve(
+    cfg: WebConfig,
+    backend: Arc<dyn Backend>,
+    data_dir: &Path,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
+    if let Some(p) = cfg.validate().first() {
+        anyhow::bail!("web.{}: {}", p.key, p.reason);
+    }
+    let addr: SocketAddr = cfg
+        .listen
+        .parse()
+        .with_context(|| format!("web.listen {:?}", cfg.listen))?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("web.listen {addr}: cannot listen"))?;
+    let bound = listener.local_addr().context("web listener address")?;
+    let tls = if cfg.tls {
+        let (sc, fp) =
+            super::tls::server_config(cfg.cert_file.as_deref(), cfg.key_file.as_deref(), data_dir)?;
+        tracing::info!(sha256 = %fp, "web UI certificate fingerprint");
+        Some(tokio_rustls::TlsAcceptor::from(sc))
+    } else {
+        tracing::warn!(%bound, "web UI over plain HTTP (no TLS)");
+        None
+    };
+    let app = Arc::new(load(&cfg, backend, data_dir, shutdown.clone()).await?);
+    tokio::spawn(track_alerts(app.clone()));
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(url = %format!("{scheme}://{bound}/"), "web UI listening");
+    let task = tokio::spawn(accept_loop(listener, tls, app, shutdown));
+    Ok((bound, task))
+}
+
+async fn kv_json<T: serde::de::DeserializeOwned>(
+    backend: &dyn Backend,
+    key: &str,
+) -> anyhow::Result<Option<T>> {
+    match backend.kv_get(key.to_string()).await? {
+        None => Ok(None),
+        // Corrupt data must not keep the UI (or the gateway) down: the
+        // label's setup code recovers, and setup overwrites the bad value.
+        Some(b) => match serde_json::from_slice(&b) {
+            Ok(v) => Ok(Some(v)),
+            Err(e) => {
+                tracing::error!(key, error = %e, "stored web data is corrupt; ignoring it");
+                Ok(None)
+            }
+        },
+    }
+}
+
+/// Builds the state: accounts and audit log from the backend; the setup
+/// code from the backend, else from `<data_dir>/setup-code`, else new.
+async fn load(
+    cfg: &WebConfig,
+    backend: Arc<dyn Backend>,
+    data_dir: &Path,
+    shutdown: CancellationToken,
+) -> anyhow::Result<App> {
+    let accounts: Vec<Account> = kv_json(&*backend, ACCOUNTS_KEY).await?.unwrap_or_default();
+    let audit = match backend.kv_get(AUDIT_KEY.into()).await? {
+        Some(b) => AuditLog::from_json(&b),
+        None => AuditLog::default(),
+    };
+    let code_file = data_dir.join("setup-code");
+    let mut setup: Option<Hashed> = kv_json(&*backend, SETUP_KEY).await?;
+    if setup.is_none() {
+        let code = match std::fs::read_to_string(&code_file) {
+            Ok(c) if !c.trim().is_empty() => c.trim().to_string(),
+            _ => {
+                let c = super::auth::new_setup_code()
+                    .map_err(|_| anyhow::anyhow!("no system randomness for the setup code"))?;
+                super::tls::write_private(&code_file, format!("{c}\n").as_bytes())?;
+                c
+            }
+        };
+        let normal = super::auth::normalize_code(&code);
+        let h = tokio::task::spawn_blocking(move || Hashed::new(&normal))
+            .await?
+            .map_err(|_| anyhow::anyhow!("hashing the setup code"))?;
+        if let Err(e) = backend
+            .kv_put(SETUP_KEY.into(), Some(serde_json::to_vec(&h)?))
+            .await
+        {
+            // Kept in memory; the file on disk is the lasting copy.
+            tracing::warn!(error = %e, "could not store the setup code hash");
+        }
+        setup = Some(h);
+    }
+    if accounts.is_empty() {
+        match std::fs::read_to_string(&code_file) {
+            Ok(c) => tracing::warn!(
+                setup_code = %c.trim(), file = %code_file.display(),
+                "no web account yet: open the web UI and enter this one-time setup code"
+            ),
+            Err(_) => tracing::warn!(
+                "no web account yet: open the web UI and enter the setup code from the unit's label"
+            ),
+        }
+    }
+    let backend_for_kinds = backend.clone();
+    Ok(App {
+        backend,
+        tls: cfg.tls,
+        idle: cfg.session_idle.0,
+        hosts: cfg.hosts.clone(),
+        data_dir: data_dir.to_path_buf(),
+        accounts: tokio::sync::Mutex::new(accounts),
+        sessions: Mutex::new(Sessions::default()),
+        throttle: Mutex::new(Throttle::default()),
+        setup_code: Mutex::new(setup),
+        audit: tokio::sync::Mutex::new(audit),
+        alerts: Mutex::new(Alerts::default()),
+        kinds: Mutex::new(seed_kinds(&*backend_for_kinds).await),
+        ui: broadcast::channel(512).0,
+        dummy: Hashed {
+            salt: "00".repeat(16),
+            hash: "00".repeat(32),
+            iterations: super::auth::PBKDF2_ITERATIONS,
+        },
+        shutdown,
+    })
+}
+
+/// Which kinds each device reported in the last week (best effort).
+async fn seed_kinds(
+    backend: &dyn Backend,
+) -> std::collections::HashMap<crate::model::DeviceId, std::collections::BTreeSet<crate::model::Kind>>
+{
+    let now = crate::model::Time::now();
+    let since = crate::model::Time(now.as_millis() - 7 * 86_400_000);
+    let mut out: std::collections::HashMap<_, std::collections::BTreeSet<_>> = Default::default();
+    if let Ok(h) = backend.history(since, now, 10_000).await {
+        for r in h {
+            out.entry(r.device).or_default().insert(r.kind);
+        }
+    }
+    out
+}
+
+/// Feeds the recent-alerts list and re-broadcasts live events (as JSON,
+/// alerts with their UI id) to SSE clients.
+async fn track_alerts(app: Arc<App>) {
+    use tokio::sync::broadcast::error::RecvError;
+    let mut rx = app.backend.subscribe();
+    loop {
+        let ev = tokio::select! {
+            _ = app.shutdown.cancelled() => return,
+            ev = rx.recv() => ev,
+        };
+        let ev = match ev {
+            Ok(ev) => ev,
+            Err(RecvError::Lagged(n)) => {
+                tracing::warn!(missed = n, "web UI fell behind the live stream");
+                continue;
+            }
+            Err(RecvError::Closed) => return,
+        };
+        let mut v = serde_json::to_value(&ev).unwrap_or_default();
+        if let Live::Reading(r) = &ev
+            && let Ok(mut k) = app.kinds.lock()
+        {
+            k.entry(r.device.clone()).or_default().insert(r.kind);
+        }
+        if let Live::Alert(a) = ev
+            && let Ok(mut alerts) = app.alerts.lock()
+        {
+            v["id"] = alerts.on_alert(a).into();
+        }
+        let _ = app.ui.send(v.to_string());
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    app: Arc<App>,
+    shutdown: CancellationToken,
+) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+        };
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::debug!(error = %e, "web accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let (tls, app, sd) = (tls.clone(), app.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = sd.cancelled() => {}
+                _ = connection(stream, peer, tls, app) => {}
+            }
+            drop(permit);
+        });
+    }
+}
+
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    app: Arc<App>,
+) {
+    let _ = stream.set_nodelay(true);
+    match tls {
+        None => serve_io(stream, peer, app).await,
+        Some(acc) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acc.accept(stream)).await {
+            Ok(Ok(s)) => serve_io(s, peer, app).await,
+            Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+        },
+    }
+}
+
+async fn serve_io<S>(io: S, peer: SocketAddr, app: Arc<App>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper_util::service::TowerToHyperService::new(warp::service(filter(app, peer)));
+    let mut b = hyper::server::conn::http1::Builder::new();
+    b.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HANDSHAKE_TIMEOUT)
+        .max_buf_size(64 * 1024);
+    if let Err(e) = b
+        .serve_connection(hyper_util::rt::TokioIo::new(io), svc)
+        .await
+    {
+        tracing::debug!(%peer, error = %e, "web connection ended with an error");
+    }
+}
+
+/// The one warp filter: collects the request and hands it to the pipeline.
+fn filter(
+    app: Arc<App>,
+    peer: SocketAddr,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection>
++ Clone
++ Send
++ Sync
++ 'static {
+    warp::method()
+        .and(warp::path::full())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(warp::header::headers_cloned())
+        .and(warp::body::stream())
+        .then(
+            move |method, path: warp::path::FullPath, query, headers, body| {
+                let app = app.clone();
+                async move {
+                    let p = path.as_str().to_string();
+                    // The OTA route answers before any upload is read.
+                    let limit = if p == "/api/v1/system/ota" {
+                        0
+                    } else {
+                        BODY_MAX
+                    };
+                    // A body trickled in slowly must not hold a slot forever.
+                    let read = tokio::time::timeout(BODY_TIMEOUT, read_body(body, limit));
+                    let body = match read
+                        .await
+                        .unwrap_or(Err(warp::http::StatusCode::REQUEST_TIMEOUT))
+                    {
+                        Ok(b) => b,
+                        Err(status) => {
+                            let msg = if status == warp::http::StatusCode::PAYLOAD_TOO_LARGE {
+                                format!("request body over {} KiB", BODY_MAX / 1024)
+                            } else {
+                                "request body incomplete or too slow".to_string()
+                            };
+                            return super::http::fail_resp(super::http::Fail::new(status, msg));
+                        }
+                    };
+                    let req = Req {
+                        method,
+                        path: p,
+                        query,
+                        headers,
+                        body,
+                        peer,
+                    };
+                    handle(app, req).await
+                }
+            },
+        )
+}
+
+async fn read_body<S, B>(body: S, limit: usize) -> Result<bytes::Bytes, warp::http::StatusCode>
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>>,
+    B: warp::Buf,
+{
+    let mut body = std::pin::pin!(body);
+    let mut out = Vec::new();
+    if limit == 0 {
+        return Ok(bytes::Bytes::new());
+    }
+    while let Some(chunk) = body.next().await {
+        let mut chunk = chunk.map_err(|_| warp::http::StatusCode::BAD_REQUEST)?;
+        while chunk.has_remaining() {
+            let c = chunk.chunk();
+            if out.len() + c.len() > limit {
+                return Err(warp::http::StatusCode::PAYLOAD_TOO_LARGE);
+            }
+            out.extend_from_slice(c);
+            let n = c.len();
+            chunk.advance(n);
+        }
+    }
+    Ok(bytes::Bytes::from(out))
+}
