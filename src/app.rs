@@ -104,7 +104,14 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<(), Exit> {
         }
         None => None,
     };
+    let rule_set = match &cfg.rules.file {
+        Some(path) => Some(crate::rules::RuleSet::load(path).map_err(Exit::input)?),
+        None => None,
+    };
     let store = open_store(&cfg).map_err(Exit::runtime)?;
+    let engine = build_engine(rule_set.as_ref(), tz.clone(), &store, opts.clock.now())
+        .await
+        .map_err(Exit::input)?;
 
     let shutdown = CancellationToken::new();
     let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
@@ -148,6 +155,24 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<(), Exit> {
         });
     }
 
+    // The Zigbee coordinator and serial sensor boards.
+    let (zigbee_tx, zigbee_rx) = mpsc::channel::<crate::zigbee::ZigbeeCommand>(16);
+    let zigbee_tx = if let Some(z) = cfg.zigbee.clone() {
+        let net = KvNetworkStore {
+            store: store.clone(),
+            handle: tokio::runtime::Handle::current(),
+        };
+        let (out, sd) = (ingest_tx.clone(), shutdown.clone());
+        tasks.spawn(async move { ("zigbee", crate::zigbee::run(z, out, zigbee_rx, net, sd).await) });
+        Some(zigbee_tx)
+    } else {
+        None
+    };
+    for board in cfg.serial.clone() {
+        let (out, sd) = (ingest_tx.clone(), shutdown.clone());
+        tasks.spawn(async move { ("serial-board", crate::ingest::line::run(board, out, sd).await) });
+    }
+
     // The upstream MQTT link, its heartbeat and its commands.
     let (uplink_state_tx, uplink_state_rx) = watch::channel(UplinkState::off());
     let (direct_tx, direct_rx) = mpsc::channel::<Direct>(256);
@@ -185,12 +210,17 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<(), Exit> {
             m.heartbeat.0,
         );
         tasks.spawn(async move { ("heartbeat", heartbeat(st, sf, every, sd).await) });
+        let handler = CommandHandler {
+            hub: hub_cmd_tx.clone(),
+            zigbee: zigbee_tx.clone(),
+            direct: direct_tx,
+        };
         let sd = shutdown.clone();
-        tasks.spawn(async move { ("commands", commands(cmd_rx, direct_tx, sd).await) });
+        tasks.spawn(async move { ("commands", handler.run(cmd_rx, sd).await) });
     }
 
     let hub = Hub {
-        engine: crate::rules::Engine::minimal(),
+        engine,
         store: store.clone(),
         clock: opts.clock,
         telemetry: cfg
@@ -208,10 +238,30 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<(), Exit> {
     }
     drop(ingest_tx);
 
+    let mut web_addr = None;
+    if let Some(w) = cfg.web.clone() {
+        let backend = Arc::new(crate::web::backend::StoreBackend::new(
+            store.clone(),
+            hub_cmd_tx.clone(),
+            live_tx.clone(),
+            status_fn.clone(),
+            &cfg,
+        ));
+        let (addr, handle) = crate::web::serve(w, backend, &cfg.gateway.data_dir, shutdown.clone())
+            .await
+            .map_err(Exit::input)?;
+        web_addr = Some(addr);
+        tasks.spawn(async move {
+            let r = handle.await.map_err(|e| anyhow::anyhow!("web server: {e}"));
+            ("web", r)
+        });
+    }
+
     let ms = started.elapsed().as_millis();
+    let _ = crate::ota::notify::notify_ready();
     tracing::info!(gateway = %cfg.gateway.id, startup_ms = ms, version = env!("CARGO_PKG_VERSION"), "carebridge running");
     if opts.banner {
-        print_banner(&cfg, broker_addr);
+        print_banner(&cfg, broker_addr, web_addr);
     }
 
     let result = supervise(&mut tasks, &shutdown).await;
@@ -371,33 +421,133 @@ async fn heartbeat(
 }
 
 /// Answers commands from upstream on `cmd/<name>/result`.
-async fn commands(
-    mut rx: mpsc::Receiver<Command>,
+struct CommandHandler {
+    hub: mpsc::Sender<HubCommand>,
+    zigbee: Option<mpsc::Sender<crate::zigbee::ZigbeeCommand>>,
     direct: mpsc::Sender<Direct>,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    loop {
-        let cmd = tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            c = rx.recv() => match c { Some(c) => c, None => return Ok(()) },
-        };
-        let result = match cmd.name.as_str() {
-            "ping" => serde_json::json!({"ok": true, "pong": Time::now().to_rfc3339()}),
-            other => {
-                serde_json::json!({"ok": false, "error": format!("unknown command {other:?}")})
+}
+
+impl CommandHandler {
+    async fn run(self, mut rx: mpsc::Receiver<Command>, shutdown: CancellationToken) -> anyhow::Result<()> {
+        loop {
+            let cmd = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                c = rx.recv() => match c { Some(c) => c, None => return Ok(()) },
+            };
+            let result = self.handle(&cmd).await;
+            let _ = self
+                .direct
+                .send(Direct {
+                    subtopic: format!("cmd/{}/result", cmd.name),
+                    payload: result.to_string().into_bytes(),
+                    retain: false,
+                })
+                .await;
+        }
+    }
+
+    async fn handle(&self, cmd: &Command) -> serde_json::Value {
+        use serde_json::json;
+        let body: serde_json::Value = if cmd.payload.is_empty() {
+            json!({})
+        } else {
+            match serde_json::from_slice(&cmd.payload) {
+                Ok(v) => v,
+                Err(e) => return json!({"ok": false, "error": format!("payload is not JSON: {e}")}),
             }
         };
-        let _ = direct
-            .send(Direct {
-                subtopic: format!("cmd/{}/result", cmd.name),
-                payload: result.to_string().into_bytes(),
-                retain: false,
-            })
-            .await;
+        match cmd.name.as_str() {
+            "ping" => json!({"ok": true, "pong": Time::now().to_rfc3339()}),
+            "ack" => {
+                let Some(rule) = body.get("rule").and_then(|v| v.as_str()) else {
+                    return json!({"ok": false, "error": "field rule: required (the alert's rule id)"});
+                };
+                let device = match body.get("device").and_then(|v| v.as_str()) {
+                    Some(d) => match DeviceId::new(d) {
+                        Ok(id) => Some(id),
+                        Err(e) => return json!({"ok": false, "error": format!("field device: {e}")}),
+                    },
+                    None => None,
+                };
+                let (reply, rx) = tokio::sync::oneshot::channel();
+                let sent = self
+                    .hub
+                    .send(HubCommand::Ack { rule: rule.to_string(), device, reply })
+                    .await;
+                match (sent, rx.await) {
+                    (Ok(()), Ok(true)) => json!({"ok": true}),
+                    (Ok(()), Ok(false)) => json!({"ok": false, "error": "no open alert matches"}),
+                    _ => json!({"ok": false, "error": "gateway is shutting down"}),
+                }
+            }
+            "permit_join" => {
+                let secs = body.get("seconds").and_then(|v| v.as_u64()).unwrap_or(60);
+                let Ok(secs) = u16::try_from(secs).map(|s| s.min(254)) else {
+                    return json!({"ok": false, "error": "field seconds: 0 to 254"});
+                };
+                match &self.zigbee {
+                    None => json!({"ok": false, "error": "no Zigbee coordinator configured"}),
+                    Some(z) => match z.send(crate::zigbee::ZigbeeCommand::PermitJoin { secs }).await {
+                        Ok(()) => json!({"ok": true, "seconds": secs}),
+                        Err(_) => json!({"ok": false, "error": "Zigbee coordinator task stopped"}),
+                    },
+                }
+            }
+            other => json!({"ok": false, "error": format!("unknown command {other:?}")}),
+        }
     }
 }
 
-fn print_banner(cfg: &Config, broker: Option<SocketAddr>) {
+/// The rule engine: the configured rule set (or the built-in safety rules),
+/// its state restored from the last run, routines seeded from history.
+async fn build_engine(
+    set: Option<&crate::rules::RuleSet>,
+    tz: jiff::tz::TimeZone,
+    store: &Store,
+    now: Time,
+) -> anyhow::Result<crate::rules::Engine> {
+    let mut engine = match set {
+        Some(s) => crate::rules::Engine::new(s, tz)?,
+        None => crate::rules::Engine::minimal(),
+    };
+    if let Some(bytes) = store.kv_get(crate::hub::RULE_STATE_KEY).await? {
+        match engine.restore(&bytes, now) {
+            Ok(n) => tracing::info!(restored = n, "rule state restored"),
+            Err(e) => tracing::warn!(error = %e, "saved rule state not usable; starting fresh"),
+        }
+    }
+    let since = Time(now.as_millis() - 15 * 86_400_000);
+    let history = store.history(since, now, 500_000).await?;
+    engine.learn_from_history(history.iter());
+    Ok(engine)
+}
+
+/// The Zigbee network parameters, kept in the store's kv table so a
+/// restarted gateway or a replaced stick keeps the same network.
+struct KvNetworkStore {
+    store: Store,
+    handle: tokio::runtime::Handle,
+}
+
+const ZIGBEE_NETWORK_KEY: &str = "zigbee.network";
+
+impl crate::zigbee::NetworkStore for KvNetworkStore {
+    fn load(&self) -> Option<Vec<u8>> {
+        let store = self.store.clone();
+        self.handle
+            .block_on(async move { store.kv_get(ZIGBEE_NETWORK_KEY).await })
+            .ok()
+            .flatten()
+    }
+    fn save(&self, bytes: &[u8]) {
+        let w = Write::Kv(ZIGBEE_NETWORK_KEY.to_string(), Some(bytes.to_vec()));
+        if self.store.submit_blocking(w).is_err() || self.store.flush_blocking().is_err() {
+            tracing::error!("could not save the Zigbee network parameters");
+        }
+    }
+}
+
+fn print_banner(cfg: &Config, broker: Option<SocketAddr>, web: Option<SocketAddr>) {
     println!("carebridge demo: a simulated home is running (Ctrl-C to stop)");
     println!("  data dir     {}", cfg.gateway.data_dir.display());
     if let Some(b) = broker {

@@ -49,7 +49,21 @@ pub struct HubStats {
 pub enum HubCommand {
     /// Device facts from config or the UI.
     Device(DeviceInfo),
+    /// Acknowledge an alert (from `cmd/ack` or the UI); the reply says
+    /// whether a matching open alert was found.
+    Ack {
+        rule: String,
+        device: Option<crate::model::DeviceId>,
+        reply: tokio::sync::oneshot::Sender<bool>,
+    },
 }
+
+/// Where the rule engine's state is kept between runs (the store's kv table).
+pub const RULE_STATE_KEY: &str = "rules.state";
+
+/// How often changed rule state (armed timers, learned routines) is saved:
+/// a restart loses at most this much rule progress, never an alert.
+const SAVE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The hub's parts.
 pub struct Hub {
@@ -78,6 +92,10 @@ impl Hub {
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
         let mut alerts = Vec::new();
+        // systemd's watchdog is fed from this loop: a stuck hub gets restarted.
+        let watchdog = crate::ota::notify::watchdog_interval();
+        let mut keepalive =
+            tokio::time::interval(watchdog.map_or(SAVE_EVERY, |w| (w / 3).min(SAVE_EVERY)));
         loop {
             let deadline = self.engine.next_deadline();
             let sleep = deadline_sleep(&self.clock, deadline);
@@ -90,13 +108,24 @@ impl Hub {
                 },
                 Some(cmd) = commands.recv() => match cmd {
                     HubCommand::Device(info) => self.on_device(info).await?,
+                    HubCommand::Ack { rule, device, reply } => {
+                        let found = self.engine.ack(&rule, device.as_ref(), self.clock.now());
+                        let _ = reply.send(found);
+                    }
                 },
                 _ = sleep => {
                     self.engine.on_tick(self.clock.now(), &mut alerts);
                     self.emit_alerts(&mut alerts).await?;
                 }
+                _ = keepalive.tick() => {
+                    if watchdog.is_some() {
+                        let _ = crate::ota::notify::notify_watchdog();
+                    }
+                    self.save_rule_state().await?;
+                }
             }
         }
+        self.save_rule_state().await?;
         Ok(())
     }
 
@@ -126,6 +155,18 @@ impl Hub {
                     m.insert(status.link.clone(), status);
                 });
             }
+        }
+        Ok(())
+    }
+
+    /// Persists the engine's state when it changed since the last save.
+    async fn save_rule_state(&mut self) -> anyhow::Result<()> {
+        if self.engine.state_dirty() {
+            let bytes = self.engine.snapshot();
+            self.store
+                .submit(Write::Kv(RULE_STATE_KEY.to_string(), Some(bytes)))
+                .await?;
+            self.engine.mark_saved();
         }
         Ok(())
     }

@@ -43,6 +43,15 @@ enum Cmd {
     /// Configuration files.
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// Rule sets: check one, or replay recorded events through it.
+    #[command(subcommand)]
+    Rules(carebridge::rules::cli::RulesCmd),
+    /// Signed update bundles: keygen, sign, verify, inspect.
+    #[command(subcommand)]
+    Bundle(carebridge::ota::cli::BundleCmd),
+    /// Installed releases and update trials (used by the systemd units).
+    #[command(subcommand)]
+    Ota(carebridge::ota::cli::OtaCmd),
 }
 
 #[derive(Subcommand)]
@@ -83,6 +92,12 @@ fn main() -> ExitCode {
                 println!("{}: ok", path.display());
             })
         }
+        Cmd::Rules(c) => carebridge::rules::cli::run(c).map_err(|e| Exit {
+            code: u8::try_from(e.exit_code()).unwrap_or(1),
+            error: e.into(),
+        }),
+        Cmd::Bundle(c) => carebridge::ota::cli::run(c).map_err(ota_exit),
+        Cmd::Ota(c) => carebridge::ota::cli::run_ota(c).map_err(ota_exit),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -90,6 +105,13 @@ fn main() -> ExitCode {
             eprintln!("carebridge: {:#}", e.error);
             ExitCode::from(e.code)
         }
+    }
+}
+
+fn ota_exit(e: carebridge::ota::cli::OtaCliError) -> Exit {
+    Exit {
+        code: e.exit_code(),
+        error: e.into(),
     }
 }
 
