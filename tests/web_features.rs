@@ -374,3 +374,21 @@ async fn corrupt_stored_accounts_fall_back_to_setup_with_the_label_code() {
     assert_eq!(j["needed"], true);
     setup(&s).await;
 }
+
+#[tokio::test]
+async fn a_provisioned_setup_code_is_used_and_made_root_only() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let file = dir.path().join("setup-code");
+    std::fs::write(&file, "ABCD-EFGH-JKMN\n").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let s = start_with(Arc::new(MemoryBackend::new()), dir).await;
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert_eq!(
+        setup_code(s.dir.path()),
+        "ABCD-EFGH-JKMN",
+        "the label's code is kept"
+    );
+    setup(&s).await;
+}

@@ -127,7 +127,6 @@ pub async fn setup(app: &Arc<App>, req: &Req) -> Result<Resp> {
         role: Role::Installer,
         password: hash(password.to_string()).await?,
         created: Time::now(),
-        failures: 0,
     };
     accounts.push(account);
     app.save_accounts(&accounts).await?;
@@ -242,7 +241,6 @@ pub async fn create(app: &App, req: &Req, who: &Who) -> Result<Resp> {
         role,
         password: hashed,
         created: Time::now(),
-        failures: 0,
     });
     app.save_accounts(&accounts).await?;
     drop(accounts);

@@ -125,9 +125,6 @@ pub struct Account {
     pub role: Role,
     pub password: Hashed,
     pub created: crate::model::Time,
-    /// Consecutive failed logins.
-    #[serde(default)]
-    pub failures: u32,
 }
 
 /// The setup code alphabet: no 0/O, 1/I/L confusion on a printed label.

@@ -113,7 +113,10 @@ async fn load(
     let mut setup: Option<Hashed> = kv_json(&*backend, SETUP_KEY).await?;
     if setup.is_none() {
         let code = match std::fs::read_to_string(&code_file) {
-            Ok(c) if !c.trim().is_empty() => c.trim().to_string(),
+            Ok(c) if !c.trim().is_empty() => {
+                keep_private(&code_file);
+                c.trim().to_string()
+            }
             _ => {
                 let c = super::auth::new_setup_code()
                     .map_err(|_| anyhow::anyhow!("no system randomness for the setup code"))?;
@@ -167,6 +170,17 @@ async fn load(
         },
         shutdown,
     })
+}
+
+/// A provisioned setup-code file must be root-only; fix it if it is not.
+fn keep_private(path: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    if let Ok(m) = std::fs::metadata(path)
+        && m.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(file = %path.display(), "setup-code file was readable by others; making it 0600");
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    }
 }
 
 /// Which kinds each device reported in the last week (best effort).

@@ -239,6 +239,14 @@ test('installer adds a carer, who sees no configuration controls', async () => {
   await shot('11-carer-system');
 });
 
+test('every page measured: weight under 150 KB and first render under 1 s', () => {
+  assert.ok(Object.keys(metrics).length >= 8, Object.keys(metrics).join(' '));
+  for (const [path, m] of Object.entries(metrics)) {
+    assert.ok(m.bytes <= 150 * 1024, path + ' weighs ' + m.bytes + ' bytes');
+    assert.ok(m.fcp_ms !== null && m.fcp_ms <= 1000, path + ' first render ' + m.fcp_ms + ' ms');
+  }
+});
+
 test('no CSP violations or script errors on any page', () => {
   const bad = consoleErrors.filter(e => !/status of (400|401|403|409|503|501)/.test(e));
   assert.deepEqual(bad, []);
