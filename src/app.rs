@@ -163,14 +163,24 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<(), Exit> {
             handle: tokio::runtime::Handle::current(),
         };
         let (out, sd) = (ingest_tx.clone(), shutdown.clone());
-        tasks.spawn(async move { ("zigbee", crate::zigbee::run(z, out, zigbee_rx, net, sd).await) });
+        tasks.spawn(async move {
+            (
+                "zigbee",
+                crate::zigbee::run(z, out, zigbee_rx, net, sd).await,
+            )
+        });
         Some(zigbee_tx)
     } else {
         None
     };
     for board in cfg.serial.clone() {
         let (out, sd) = (ingest_tx.clone(), shutdown.clone());
-        tasks.spawn(async move { ("serial-board", crate::ingest::line::run(board, out, sd).await) });
+        tasks.spawn(async move {
+            (
+                "serial-board",
+                crate::ingest::line::run(board, out, sd).await,
+            )
+        });
     }
 
     // The upstream MQTT link, its heartbeat and its commands.
@@ -428,7 +438,11 @@ struct CommandHandler {
 }
 
 impl CommandHandler {
-    async fn run(self, mut rx: mpsc::Receiver<Command>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    async fn run(
+        self,
+        mut rx: mpsc::Receiver<Command>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
         loop {
             let cmd = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
@@ -465,14 +479,20 @@ impl CommandHandler {
                 let device = match body.get("device").and_then(|v| v.as_str()) {
                     Some(d) => match DeviceId::new(d) {
                         Ok(id) => Some(id),
-                        Err(e) => return json!({"ok": false, "error": format!("field device: {e}")}),
+                        Err(e) => {
+                            return json!({"ok": false, "error": format!("field device: {e}")});
+                        }
                     },
                     None => None,
                 };
                 let (reply, rx) = tokio::sync::oneshot::channel();
                 let sent = self
                     .hub
-                    .send(HubCommand::Ack { rule: rule.to_string(), device, reply })
+                    .send(HubCommand::Ack {
+                        rule: rule.to_string(),
+                        device,
+                        reply,
+                    })
                     .await;
                 match (sent, rx.await) {
                     (Ok(()), Ok(true)) => json!({"ok": true}),
@@ -487,7 +507,10 @@ impl CommandHandler {
                 };
                 match &self.zigbee {
                     None => json!({"ok": false, "error": "no Zigbee coordinator configured"}),
-                    Some(z) => match z.send(crate::zigbee::ZigbeeCommand::PermitJoin { secs }).await {
+                    Some(z) => match z
+                        .send(crate::zigbee::ZigbeeCommand::PermitJoin { secs })
+                        .await
+                    {
                         Ok(()) => json!({"ok": true, "seconds": secs}),
                         Err(_) => json!({"ok": false, "error": "Zigbee coordinator task stopped"}),
                     },
@@ -566,11 +589,17 @@ fn print_banner(cfg: &Config, broker: Option<SocketAddr>, web: Option<SocketAddr
             b.port()
         );
     }
-    if let Some(w) = &cfg.web {
-        println!(
-            "  web UI       http://{}/  (not built yet in this version)",
-            w.listen
-        );
+    if let (Some(w), Some(addr)) = (&cfg.web, web) {
+        let scheme = if w.tls { "https" } else { "http" };
+        println!("  web UI       {scheme}://{addr}/");
+        let code_file = cfg.gateway.data_dir.join("setup-code");
+        if let Ok(code) = std::fs::read_to_string(&code_file) {
+            println!(
+                "  setup code   {}  (first visit only: creates the installer account; also in {})",
+                code.trim(),
+                code_file.display()
+            );
+        }
     }
 }
 
@@ -620,8 +649,12 @@ pub fn demo_config(args: &DemoArgs) -> Result<Config, Exit> {
         speed: args.speed,
         ..Default::default()
     });
-    if let Some(w) = &args.web {
-        cfg.web = Some(crate::web::WebConfig::demo(w.clone()));
+    let web = match &args.web {
+        Some(w) => w.clone(),
+        None => free_or_default("127.0.0.1:8080"),
+    };
+    {
+        cfg.web = Some(crate::web::WebConfig::demo(web));
     }
     let problems = cfg.validate();
     if let Some(p) = problems.first() {

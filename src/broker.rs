@@ -9,7 +9,7 @@
 //! rumqttd has no shutdown API: the broker lives as long as the process.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
 use rumqttd::local::{LinkRx, LinkTx};
@@ -138,18 +138,31 @@ fn resolve_listen(listen: &str) -> Result<SocketAddr, BrokerError> {
     Ok(real)
 }
 
+/// Waits until rumqttd listens on the port. It looks in the kernel's socket
+/// table instead of connecting (a probe connection makes rumqttd log an
+/// error) or binding (which would race rumqttd for the port).
 fn wait_listening(addr: SocketAddr) -> Result<(), BrokerError> {
-    let connect_to = if addr.ip().is_unspecified() {
-        SocketAddr::from(([127, 0, 0, 1], addr.port()))
-    } else {
-        addr
-    };
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
-        if TcpStream::connect_timeout(&connect_to, Duration::from_millis(200)).is_ok() {
+        if is_listening(addr.port()) {
             return Ok(());
         }
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(2));
     }
     Err(BrokerError::NotListening(addr))
+}
+
+/// Is a TCP socket in LISTEN state on `port` (IPv4 or IPv6)?
+fn is_listening(port: u16) -> bool {
+    let want = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|table| {
+        std::fs::read_to_string(table).is_ok_and(|text| {
+            text.lines().skip(1).any(|line| {
+                let mut cols = line.split_whitespace();
+                let local = cols.nth(1).unwrap_or("");
+                let state = cols.nth(1).unwrap_or("");
+                local.ends_with(&want) && state == "0A"
+            })
+        })
+    })
 }
