@@ -23,6 +23,8 @@ pub mod schema;
 mod writer;
 
 #[cfg(test)]
+mod crash_test;
+#[cfg(test)]
 mod model_test;
 #[cfg(test)]
 mod tests;
@@ -56,6 +58,10 @@ pub struct StoreConfig {
     pub retention_interval: Dur,
     /// How long a connection waits for a lock before failing.
     pub busy_timeout: Dur,
+    /// KiB of disk kept in a ballast file (`<db>.reserve`) and given back
+    /// when the disk fills, so the store can still checkpoint and evict
+    /// telemetry to make room for alerts. Also bounds the WAL (half of it).
+    pub disk_reserve_kb: u64,
 }
 
 impl Default for StoreConfig {
@@ -67,6 +73,7 @@ impl Default for StoreConfig {
             queue_capacity: 8192,
             retention_interval: Dur::mins(10),
             busy_timeout: Dur::secs(5),
+            disk_reserve_kb: 8192,
         }
     }
 }
@@ -85,6 +92,9 @@ queue_capacity = 8192
 retention_interval = "10m"
 # How long to wait for a database lock.
 busy_timeout = "5s"
+# KiB of disk held in reserve, released when the disk fills up so that
+# telemetry can be evicted to make room for alerts.
+disk_reserve_kb = 8192
 "#;
 
     pub fn validate(&self) -> Vec<Problem> {
@@ -109,6 +119,12 @@ busy_timeout = "5s"
         }
         if self.retention_interval.0 < std::time::Duration::from_secs(1) {
             out.push(Problem::new("retention_interval", "must be at least 1s"));
+        }
+        if !(128..=1 << 20).contains(&self.disk_reserve_kb) {
+            out.push(Problem::new(
+                "disk_reserve_kb",
+                "must be between 128 and 1048576",
+            ));
         }
         if self.busy_timeout.0 > std::time::Duration::from_secs(600) {
             out.push(Problem::new("busy_timeout", "must be at most 10m"));
@@ -206,6 +222,8 @@ pub struct StoreStats {
     pub history_evicted: u64,
     /// Writes refused by SQLite itself (not storage trouble) and dropped.
     pub rejected: u64,
+    /// Commits that failed (and were retried) since open.
+    pub failed_commits: u64,
     /// Writes waiting in memory for a commit that keeps failing.
     pub pending: usize,
     /// `Some(reason)` while commits fail (disk full, I/O error).

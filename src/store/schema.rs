@@ -91,6 +91,15 @@ pub(crate) fn open_writer(path: &Path, busy: Duration) -> Result<Connection, Sto
     let pragmas = "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY;";
     conn.execute_batch(pragmas).map_err(|e| classify(path, e))?;
     check(&conn, path, "quick_check")?;
+    // Incremental auto-vacuum lets the disk-full path give freed pages back
+    // to the file system. It only takes effect on a database without tables.
+    let fresh: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
+        .map_err(|e| classify(path, e))?;
+    if fresh == 0 {
+        conn.execute_batch("PRAGMA auto_vacuum=INCREMENTAL")
+            .map_err(|e| classify(path, e))?;
+    }
     migrate(&conn, path)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)

@@ -57,6 +57,74 @@ pub(crate) struct Writer {
     s: StoreStats,
     next_retention: Instant,
     retention_more: bool,
+    reserve: Reserve,
+}
+
+/// The ballast file: space held back for the day the disk fills, when even a
+/// DELETE needs room in the WAL and a checkpoint needs room in the main file.
+struct Reserve {
+    path: PathBuf,
+    bytes: u64,
+    present: bool,
+}
+
+impl Reserve {
+    fn new(db: &Path, bytes: u64) -> Reserve {
+        let mut name = db.file_name().unwrap_or_default().to_os_string();
+        name.push(".reserve");
+        let path = db.with_file_name(name);
+        let present = std::fs::metadata(&path).is_ok_and(|m| m.len() >= bytes);
+        Reserve {
+            path,
+            bytes,
+            present,
+        }
+    }
+
+    /// Creates the ballast with real blocks (not a sparse file); on failure
+    /// removes the partial file and tries again later.
+    fn ensure(&mut self) -> bool {
+        if self.present {
+            return true;
+        }
+        let write = || -> std::io::Result<()> {
+            use std::io::Write as _;
+            let mut f = std::fs::File::create(&self.path)?;
+            let chunk = vec![0u8; 64 * 1024];
+            let mut left = self.bytes;
+            while left > 0 {
+                let n = usize::try_from(left.min(chunk.len() as u64)).unwrap_or(chunk.len());
+                f.write_all(&chunk[..n])?;
+                left -= n as u64;
+            }
+            f.sync_all()
+        };
+        match write() {
+            Ok(()) => self.present = true,
+            Err(e) => {
+                let _ = std::fs::remove_file(&self.path);
+                tracing::warn!(file = %self.path.display(), error = %e, "cannot create the disk reserve yet");
+            }
+        }
+        self.present
+    }
+
+    fn release(&mut self) -> bool {
+        if !self.present {
+            return false;
+        }
+        self.present = false;
+        match std::fs::remove_file(&self.path) {
+            Ok(()) => {
+                tracing::warn!(file = %self.path.display(), "disk full: released the disk reserve");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(file = %self.path.display(), error = %e, "cannot release the disk reserve");
+                false
+            }
+        }
+    }
 }
 
 type Opened = (Writer, Arc<Mutex<StoreStats>>, watch::Receiver<u64>);
@@ -64,6 +132,13 @@ type Opened = (Writer, Arc<Mutex<StoreStats>>, watch::Receiver<u64>);
 impl Writer {
     pub fn open(path: &Path, cfg: &StoreConfig, cap_bytes: u64) -> Result<Opened, StoreError> {
         let conn = schema::open_writer(path, cfg.busy_timeout.0)?;
+        let reserve_bytes = cfg.disk_reserve_kb.saturating_mul(1024);
+        // Keep the WAL within half the reserve, so a checkpoint always fits
+        // in the space the reserve gives back.
+        let wal_pages = i64::try_from((reserve_bytes / 2 / 4096).max(16)).unwrap_or(1000);
+        conn.pragma_update(None, "wal_autocheckpoint", wal_pages)
+            .and_then(|()| conn.pragma_update(None, "journal_size_limit", wal_pages * 4096))
+            .map_err(|e| schema::classify(path, e))?;
         let outbox = Outbox::load(&conn, cap_bytes).map_err(|e| schema::classify(path, e))?;
         let stats = Arc::new(Mutex::new(StoreStats::default()));
         let (changed, changed_rx) = watch::channel(0u64);
@@ -81,7 +156,9 @@ impl Writer {
             // should serve quickly.
             next_retention: Instant::now() + cfg.retention_interval.0.min(Duration::from_secs(5)),
             retention_more: false,
+            reserve: Reserve::new(path, reserve_bytes),
         };
+        let _ = w.reserve.ensure();
         w.s.rejected = outbox::get_counter(&w.conn, "rejected").unwrap_or(0);
         w.publish();
         Ok((w, stats, changed_rx))
@@ -273,12 +350,16 @@ impl Writer {
             tracing::error!(db = %self.path.display(), error = %e, pending, "store commit failed; retrying");
         }
         self.s.error = Some(msg);
+        self.s.failed_commits += 1;
         self.s.pending = pending;
         self.publish();
     }
 
-    /// Frees space after a storage failure: telemetry first, then status,
-    /// then the oldest history. Alerts are never touched.
+    /// Frees space after a storage failure: gives back the reserve (so the
+    /// WAL can be checkpointed and a DELETE fits), then evicts telemetry,
+    /// then status, then the oldest history, returning the freed pages to
+    /// the file system (`incremental_vacuum`), until the reserve can be
+    /// re-created. Alerts are never touched.
     fn relieve(&mut self, e: &rusqlite::Error) {
         let full = matches!(
             e.sqlite_error_code(),
@@ -287,44 +368,53 @@ impl Writer {
         if !full {
             return;
         }
-        let _ = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
-        let mut ob = self.outbox.clone();
-        let mut history = 0;
-        let attempt = (|| -> rusqlite::Result<()> {
-            let tx = self.conn.unchecked_transaction()?;
-            let mut freed = 0;
-            for class in [Class::Telemetry, Class::Status] {
-                if freed == 0 && ob.class(class).rows > 0 {
-                    let n = RELIEF_CHUNK.max(ob.class(class).rows / 10);
-                    freed = ob.evict_oldest(&tx, class, n)?;
+        self.reserve.release();
+        for _ in 0..16 {
+            let _ = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+            let freed = match self.relief_round() {
+                Ok(n) => n,
+                Err(e2) => {
+                    tracing::warn!(error = %e2, "could not free space yet");
+                    0
                 }
+            };
+            let _ = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+            if self.reserve.ensure() || freed == 0 {
+                break;
             }
-            if freed == 0 {
-                history = tx.execute(
-                    "DELETE FROM history WHERE rowid IN (SELECT rowid FROM history ORDER BY at LIMIT ?1)",
-                    [RETENTION_CHUNK],
-                )?;
-            }
-            ob.save(&tx)?;
-            tx.commit()
-        })();
-        match attempt {
-            Ok(()) => {
-                let before = self.outbox.class(Class::Telemetry).evicted
-                    + self.outbox.class(Class::Status).evicted;
-                let after = ob.class(Class::Telemetry).evicted + ob.class(Class::Status).evicted;
-                self.outbox = ob;
-                self.s.history_evicted += history as u64;
-                tracing::warn!(
-                    outbox_evicted = after - before,
-                    history_evicted = history,
-                    "freed space after a failed commit"
-                );
-                self.publish();
-            }
-            Err(e2) => tracing::warn!(error = %e2, "could not free space yet"),
         }
-        let _ = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+        self.publish();
+    }
+
+    /// One eviction step in its own transaction; returns the rows deleted.
+    fn relief_round(&mut self) -> rusqlite::Result<u64> {
+        let mut ob = self.outbox.clone();
+        let tx = self.conn.unchecked_transaction()?;
+        let mut freed = 0;
+        for class in [Class::Telemetry, Class::Status] {
+            if freed == 0 && ob.class(class).rows > 0 {
+                let n = RELIEF_CHUNK.max(ob.class(class).rows / 10);
+                freed = ob.evict_oldest(&tx, class, n)?;
+            }
+        }
+        let mut history = 0;
+        if freed == 0 {
+            history = tx.execute(
+                "DELETE FROM history WHERE rowid IN (SELECT rowid FROM history ORDER BY at LIMIT ?1)",
+                [RETENTION_CHUNK],
+            )? as u64;
+        }
+        ob.save(&tx)?;
+        tx.execute_batch("PRAGMA incremental_vacuum")?;
+        tx.commit()?;
+        self.outbox = ob;
+        self.s.history_evicted += history;
+        tracing::warn!(
+            outbox_evicted = freed,
+            history_evicted = history,
+            "freed space after a failed commit"
+        );
+        Ok(freed + history)
     }
 
     fn retention_wait(&self) -> Duration {
@@ -359,6 +449,9 @@ impl Writer {
         }
         if !self.retention_more {
             self.next_retention = Instant::now() + self.cfg.retention_interval.0;
+            if self.s.error.is_none() {
+                let _ = self.reserve.ensure();
+            }
         }
     }
 
