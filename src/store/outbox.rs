@@ -19,7 +19,8 @@
 //!     PRIMARY KEY (class, seq)
 //! ) WITHOUT ROWID;
 //! CREATE TABLE seq (class INTEGER PRIMARY KEY, next INTEGER);   -- next seq per class
-//! CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER); -- evicted.*, superseded
+//! CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER);
+//!     -- evicted.<class>, rows.<class>, bytes.<class>, superseded, rejected
 //! ```
 //!
 //! ## Invariants
@@ -33,7 +34,9 @@
 //!    idempotent: acknowledging an absent row is a no-op.
 //! 3. **Priorities**: alert (0) > status (1) > telemetry (2). The size cap
 //!    (`outbox_max_mb`, counted as payload bytes, tracked in memory and
-//!    recomputed at open) is enforced after every single enqueue: the oldest
+//!    persisted as `rows.*`/`bytes.*` counters in the same transaction as the
+//!    rows, so exact after any crash; recounted at open only when absent) is
+//!    enforced after every single enqueue: the oldest
 //!    telemetry goes first, then the oldest status. **An alert is never
 //!    evicted**: when only alerts remain the outbox grows past its cap and a
 //!    warning is logged. Every eviction is counted per class and the counters
@@ -118,10 +121,24 @@ impl Outbox {
         for c in Class::ALL {
             let st = &mut ob.classes[idx(c)];
             let code = i64::from(c as u8);
-            let (rows, bytes, max): (i64, i64, Option<i64>) = conn.query_row(
-                "SELECT count(*), coalesce(sum(length(payload)), 0), max(seq) FROM outbox WHERE class = ?1",
+            // Row and byte totals are persisted in the same transaction as
+            // the rows, so they are exact; scanning 500k payloads at every
+            // start would cost about a second. Recount only when absent.
+            let (rows, bytes) = match (
+                counter_opt(conn, &format!("rows.{c}"))?,
+                counter_opt(conn, &format!("bytes.{c}"))?,
+            ) {
+                (Some(r), Some(b)) => (r, b),
+                _ => conn.query_row(
+                    "SELECT count(*), coalesce(sum(length(payload)), 0) FROM outbox WHERE class = ?1",
+                    [code],
+                    |r| Ok((to_u64(r.get(0)?), to_u64(r.get(1)?))),
+                )?,
+            };
+            let max: Option<i64> = conn.query_row(
+                "SELECT max(seq) FROM outbox WHERE class = ?1",
                 [code],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| r.get(0),
             )?;
             let next: Option<i64> = conn
                 .query_row("SELECT next FROM seq WHERE class = ?1", [code], |r| {
@@ -129,8 +146,8 @@ impl Outbox {
                 })
                 .map(Some)
                 .or_else(none_if_no_rows)?;
-            st.rows = to_u64(rows);
-            st.bytes = to_u64(bytes);
+            st.rows = rows;
+            st.bytes = bytes;
             // Never reuse a seq, even if the seq row were lost.
             st.next_seq = to_u64(next.unwrap_or(1)).max(to_u64(max.unwrap_or(0)) + 1);
             st.evicted = counter(conn, counter_name(c))?;
@@ -278,6 +295,8 @@ impl Outbox {
             )?
             .execute(params![i64::from(c as u8), to_i64(st.next_seq)])?;
             set_counter(conn, counter_name(c), st.evicted)?;
+            set_counter(conn, &format!("rows.{c}"), st.rows)?;
+            set_counter(conn, &format!("bytes.{c}"), st.bytes)?;
         }
         set_counter(conn, "superseded", self.superseded)?;
         self.refresh_oldest(conn)
@@ -305,13 +324,16 @@ fn none_if_no_rows<T>(e: rusqlite::Error) -> rusqlite::Result<Option<T>> {
     }
 }
 
-fn counter(conn: &Connection, name: &str) -> rusqlite::Result<u64> {
+fn counter_opt(conn: &Connection, name: &str) -> rusqlite::Result<Option<u64>> {
     conn.query_row("SELECT value FROM counters WHERE name = ?1", [name], |r| {
         r.get::<_, i64>(0)
     })
-    .map(Some)
+    .map(|v| Some(to_u64(v)))
     .or_else(none_if_no_rows)
-    .map(|v| to_u64(v.unwrap_or(0)))
+}
+
+fn counter(conn: &Connection, name: &str) -> rusqlite::Result<u64> {
+    Ok(counter_opt(conn, name)?.unwrap_or(0))
 }
 
 pub(crate) fn set_counter(conn: &Connection, name: &str, value: u64) -> rusqlite::Result<()> {

@@ -469,3 +469,44 @@ fn default_config_validates_and_matches_default_toml() {
     };
     assert_eq!(bad.validate().len(), 1);
 }
+
+#[tokio::test]
+async fn a_write_sqlite_refuses_is_dropped_alone_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir);
+    let s = Store::open(&path, &StoreConfig::default()).unwrap();
+    s.submit(Write::Alert(alert("before", 1))).await.unwrap();
+    // Bypasses Reading::new: NaN is stored as NULL and breaks NOT NULL.
+    let mut bad = reading("t", Kind::Temperature, 1.0, 2);
+    bad.value = f64::NAN;
+    s.submit(Write::ReadingNoTelemetry(bad)).await.unwrap();
+    s.submit(Write::Alert(alert("after", 3))).await.unwrap();
+    s.flush().await.unwrap();
+    let rows = all_rows(&s, Class::Alert).await;
+    assert_eq!(rows.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(s.stats().rejected, 1);
+    s.close().await.unwrap();
+    let s = Store::open(&path, &StoreConfig::default()).unwrap();
+    assert_eq!(s.stats().rejected, 1, "persisted");
+}
+
+#[tokio::test]
+async fn startup_check_off_opens_without_reading_the_whole_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = StoreConfig {
+        startup_check: StartupCheck::Off,
+        ..Default::default()
+    };
+    let s = Store::open(&db(&dir), &cfg).unwrap();
+    s.integrity_check().await.unwrap();
+    s.close().await.unwrap();
+    let full = StoreConfig {
+        startup_check: StartupCheck::Full,
+        ..Default::default()
+    };
+    Store::open(&db(&dir), &full)
+        .unwrap()
+        .close()
+        .await
+        .unwrap();
+}

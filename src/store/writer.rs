@@ -131,7 +131,7 @@ type Opened = (Writer, Arc<Mutex<StoreStats>>, watch::Receiver<u64>);
 
 impl Writer {
     pub fn open(path: &Path, cfg: &StoreConfig, cap_bytes: u64) -> Result<Opened, StoreError> {
-        let conn = schema::open_writer(path, cfg.busy_timeout.0)?;
+        let conn = schema::open_writer(path, cfg.busy_timeout.0, cfg.startup_check)?;
         let reserve_bytes = cfg.disk_reserve_kb.saturating_mul(1024);
         // Keep the WAL within half the reserve, so a checkpoint always fits
         // in the space the reserve gives back.
