@@ -20,6 +20,8 @@ enum Op {
     Ack(Class, Vec<usize>, bool),
     Check,
     Reopen,
+    /// The last handle dropped without `close` (then reopened).
+    DropReopen,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -34,6 +36,7 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(c, picks, bogus)| Op::Ack(c, picks, bogus)),
         1 => Just(Op::Check),
         1 => Just(Op::Reopen),
+        1 => Just(Op::DropReopen),
     ]
 }
 
@@ -212,6 +215,11 @@ fn run(ops: Vec<Op>) {
                     store.submit(Write::Ack(acks)).await.unwrap();
                 }
                 Op::Check => check(&store, &mut model).await,
+                Op::DropReopen => {
+                    drop(store);
+                    store = Store::open_with_cap(&path, &cfg, CAP).unwrap();
+                    check(&store, &mut model).await;
+                }
                 Op::Reopen => {
                     store.close().await.unwrap();
                     store = Store::open_with_cap(&path, &cfg, CAP).unwrap();

@@ -184,6 +184,47 @@ fn history(
     Ok(out)
 }
 
+fn history_of(
+    conn: &Connection,
+    device: &DeviceId,
+    since: Time,
+    until: Time,
+    limit: usize,
+) -> Result<Vec<Reading>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT kind, value, at FROM history WHERE device = ?1 AND at >= ?2 AND at < ?3 ORDER BY at LIMIT ?4",
+    )?;
+    let rows = stmt.query_map(
+        params![
+            device.as_str(),
+            since.as_millis(),
+            until.as_millis(),
+            i64::try_from(limit).unwrap_or(i64::MAX)
+        ],
+        |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, f64>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        },
+    )?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (kind, value, at) = row?;
+        match u8::try_from(kind).ok().and_then(Kind::from_code) {
+            Some(kind) => out.push(Reading {
+                device: device.clone(),
+                kind,
+                value,
+                at: Time::from_millis(at),
+            }),
+            None => tracing::warn!(kind, "skipping history row of unknown kind"),
+        }
+    }
+    Ok(out)
+}
+
 fn kv_get(conn: &Connection, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
     let mut stmt = conn.prepare_cached("SELECT value FROM kv WHERE key = ?1")?;
     let mut rows = stmt.query_map([key], |r| r.get::<_, Vec<u8>>(0))?;
@@ -258,6 +299,19 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<Reading>, StoreError> {
         self.read(move |c| history(c, since, until, limit)).await
+    }
+
+    /// One device's readings with `since <= at < until`, oldest first.
+    pub async fn history_of(
+        &self,
+        device: &DeviceId,
+        since: Time,
+        until: Time,
+        limit: usize,
+    ) -> Result<Vec<Reading>, StoreError> {
+        let device = device.clone();
+        self.read(move |c| history_of(c, &device, since, until, limit))
+            .await
     }
 
     pub async fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {

@@ -259,14 +259,16 @@ impl Writer {
                     }
                     self.note_failure(&e, ops.len());
                     self.relieve(&e);
-                    if failures >= 5
-                        && let Some(c) = close.take()
-                    {
+                    // Shutting down while storage keeps failing: give up
+                    // after a few tries rather than hang the process.
+                    if failures >= 5 && (close.is_some() || disconnected) {
                         tracing::error!(
                             pending = ops.len(),
                             "store closing with uncommitted writes"
                         );
-                        let _ = c.send(Err(StoreError::Sqlite(e)));
+                        if let Some(c) = close.take() {
+                            let _ = c.send(Err(StoreError::Sqlite(e)));
+                        }
                         return;
                     }
                     let backoff = Duration::from_millis(50u64 << failures.min(6));
