@@ -195,7 +195,19 @@ fn main() {
     let t = Instant::now();
     let store = Store::open(&path, &cfg).expect("reopen");
     println!(
-        "open with a {}-row backlog: {:?}",
+        "open with a {}-row backlog (startup_check=quick): {:?}",
+        store.stats().telemetry.rows,
+        t.elapsed()
+    );
+    drop(store);
+    let off = StoreConfig {
+        startup_check: carebridge::store::StartupCheck::Off,
+        ..cfg
+    };
+    let t = Instant::now();
+    let store = Store::open(&path, &off).expect("reopen");
+    println!(
+        "open with a {}-row backlog (startup_check=off): {:?}",
         store.stats().telemetry.rows,
         t.elapsed()
     );

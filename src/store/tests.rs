@@ -570,3 +570,44 @@ async fn history_of_one_device_uses_its_own_rows_only() {
     );
     assert!(a.iter().all(|r| r.device == dev("a")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_database_makes_writes_wait_with_back_pressure_not_vanish() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir);
+    let cfg = StoreConfig {
+        queue_capacity: 4,
+        batch_max: 2,
+        busy_timeout: crate::config::Dur(Duration::from_millis(20)),
+        ..Default::default()
+    };
+    let s = Store::open(&path, &cfg).unwrap();
+    // Another process holds the write lock.
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let producer = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            for i in 0..20 {
+                s.submit(Write::Alert(alert(&format!("r{i}"), i)))
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    // The producer is held back by the bounded queue while commits fail.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(!producer.is_finished(), "a full queue pushes back");
+    let st = s.stats();
+    assert!(st.error.is_some(), "the failing state is reported: {st:?}");
+    assert!(st.failed_commits > 0);
+    assert_eq!(st.alert.rows, 0);
+    other.execute_batch("COMMIT").unwrap();
+    drop(other);
+    producer.await.unwrap();
+    s.flush().await.unwrap();
+    let rows = all_rows(&s, Class::Alert).await;
+    assert_eq!(rows.len(), 20);
+    assert!(rows.iter().enumerate().all(|(k, r)| r.seq == k as u64 + 1));
+    assert_eq!(s.stats().error, None);
+}
