@@ -1,5 +1,5 @@
-//! Failure paths for real: a writer killed with SIGKILL mid-write, and a
-//! genuinely full file system (a 2 MiB tmpfs).
+//! Failure paths for real: a writer killed with SIGKILL mid-write, a
+//! genuinely full file system (a 2 MiB tmpfs), damaged database files.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use super::tests::{alert, reading};
+use super::tests::{alert, db, reading};
 use super::*;
 use crate::model::Kind;
 
@@ -208,4 +208,68 @@ fn a_full_disk_keeps_every_alert_by_evicting_telemetry_and_reports_the_error() {
         assert_eq!(s.stats().alert.rows, 200);
         s.close().await.unwrap();
     });
+}
+
+fn corrupt_and_expect_corrupt(path: &Path) {
+    let r = Store::open(path, &StoreConfig::default());
+    match r {
+        Err(StoreError::Corrupt { detail }) => {
+            assert!(detail.contains("carebridge.db"), "{detail}")
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn garbage_file_is_reported_corrupt_and_quarantine_makes_room_for_a_fresh_db() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, vec![0x5a; 64 * 1024]).unwrap();
+    corrupt_and_expect_corrupt(&path);
+    // (SQLite removes a junk -wal itself when the open fails; put one back to
+    // check that quarantine carries the companions along.)
+    std::fs::write(path.with_file_name("carebridge.db-wal"), b"junk").unwrap();
+    let moved = Store::quarantine(&path).unwrap();
+    assert!(moved.to_string_lossy().contains("carebridge.db.corrupt-"));
+    assert!(moved.exists());
+    let mut wal = moved.clone().into_os_string();
+    wal.push("-wal");
+    assert!(Path::new(&wal).exists(), "the -wal goes along");
+    assert!(!path.exists());
+    let s = Store::open(&path, &StoreConfig::default()).unwrap();
+    s.integrity_check().await.unwrap();
+    s.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn damaged_btree_pages_are_found_by_the_startup_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir);
+    let s = Store::open(&path, &StoreConfig::default()).unwrap();
+    for i in 0..3000 {
+        s.submit(Write::Reading(reading("t", Kind::Temperature, 20.0, i)))
+            .await
+            .unwrap();
+    }
+    s.close().await.unwrap();
+    // Checkpoint everything into the main file, then scribble over page 3..
+    let c = rusqlite::Connection::open(&path).unwrap();
+    c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode=DELETE;")
+        .unwrap();
+    drop(c);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let page = 4096;
+    assert!(bytes.len() > 8 * page);
+    for b in &mut bytes[2 * page + 8..6 * page] {
+        *b = 0xa5;
+    }
+    std::fs::write(&path, bytes).unwrap();
+    corrupt_and_expect_corrupt(&path);
+    Store::quarantine(&path).unwrap();
+    Store::open(&path, &StoreConfig::default())
+        .unwrap()
+        .close()
+        .await
+        .unwrap();
 }

@@ -19,6 +19,7 @@
 
 pub mod outbox;
 mod reader;
+mod reserve;
 pub mod schema;
 mod writer;
 
