@@ -15,12 +15,19 @@
 //!   the writer evicts telemetry to make room and retries the same batch, so
 //!   alerts wait in memory (and the bounded queue pushes back) until they
 //!   commit; the error state shows in [`StoreStats::error`];
+//! - a full disk is survivable: a ballast file (`<db>.reserve`,
+//!   `disk_reserve_kb`) is released so the WAL can be checkpointed and
+//!   telemetry evicted, then re-created; alerts are never evicted;
+//! - dropping the last handle behaves like `close` (queued writes are
+//!   committed, threads joined; this blocks the dropping thread for one
+//!   commit), so a store is never left with a writer nobody waits for; at
+//!   shutdown a commit that keeps failing is given up after 5 tries;
 //! - the outbox rules live in [`outbox`] (read its header).
 
 pub mod outbox;
 mod reader;
 mod reserve;
-pub mod schema;
+mod schema;
 mod writer;
 
 #[cfg(test)]
@@ -178,7 +185,7 @@ pub enum StoreError {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Write {
     /// History row + telemetry outbox row + device `last_seen` (and `battery`
-    /// when the kind is `Battery`).
+    /// when the kind is `Battery`); an unknown device gets a registry row.
     Reading(Reading),
     /// History + registry only (uplink telemetry turned off).
     ReadingNoTelemetry(Reading),
