@@ -432,6 +432,7 @@ pub fn status_payload(
 mod tests {
     use super::*;
     use crate::model::{AlertState, Severity};
+    use proptest::prelude::*;
 
     fn dev(s: &str) -> DeviceId {
         DeviceId::new(s).unwrap()
@@ -499,5 +500,63 @@ mod tests {
         );
         let v: serde_json::Value = serde_json::from_slice(&p).unwrap();
         assert_eq!(v["id"], "u");
+    }
+
+    proptest! {
+        #[test]
+        fn payloads_are_valid_json_that_round_trips_every_field(
+            dev_id in "[A-Za-z0-9._:-]{1,64}",
+            kind in 0u8..22,
+            value in -1e9f64..1e9,
+            at in 0i64..4_102_444_800_000,
+            seq in 1u64..u64::MAX / 2,
+            message in any::<String>(),
+            room in proptest::option::of(any::<String>()),
+            extra in proptest::collection::btree_map("[a-z]{1,8}", any::<i64>(), 0..6),
+        ) {
+            let device = DeviceId::new(&dev_id).unwrap();
+            let kind = Kind::from_code(kind).unwrap();
+            let r = Reading::new(device.clone(), kind, value, Time(at)).unwrap();
+            let bytes = telemetry_payload("id-1", seq, &r).unwrap();
+            let t: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            // serde_json's default float parser is lossy; std's is exact.
+            let text = std::str::from_utf8(&bytes).unwrap();
+            let raw = text.split("\"value\":").nth(1).unwrap().split(',').next().unwrap();
+            prop_assert_eq!(raw.parse::<f64>().unwrap(), value, "the value is written exactly");
+            prop_assert_eq!(&t["device"], dev_id.as_str());
+            prop_assert_eq!(&t["kind"], kind.as_str());
+            prop_assert_eq!(Time::parse_rfc3339(t["at"].as_str().unwrap()).unwrap(), Time(at));
+            prop_assert_eq!(t["seq"].as_u64(), Some(seq));
+
+            let a = Alert {
+                rule: "r".into(),
+                severity: Severity::Info,
+                state: AlertState::Cleared,
+                device,
+                room: room.clone(),
+                at: Time(at),
+                message: message.clone(),
+                value: None,
+                kind: Some(kind),
+            };
+            let bytes = alert_payload("id-2", seq, &a).unwrap();
+            let head: &[u8] = b"{\"id\":\"id-2\",\"seq\":";
+            prop_assert!(bytes.starts_with(head), "id and seq come first");
+            let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            prop_assert_eq!(&v["message"], message.as_str());
+            prop_assert_eq!(v["room"].as_str(), room.as_deref());
+            prop_assert!(v.get("value").is_none());
+
+            let m: serde_json::Map<String, serde_json::Value> =
+                extra.iter().map(|(k, n)| (k.clone(), serde_json::json!(n))).collect();
+            let bytes = status_payload("id-3", seq, &m).unwrap();
+            let v: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&bytes).unwrap();
+            prop_assert_eq!(v.len(), m.len() + usize::from(!m.contains_key("id")) + usize::from(!m.contains_key("seq")));
+            for (k, n) in &extra {
+                if k != "id" && k != "seq" {
+                    prop_assert_eq!(v[k].as_i64(), Some(*n));
+                }
+            }
+        }
     }
 }
