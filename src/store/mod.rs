@@ -23,6 +23,22 @@
 //!   commit), so a store is never left with a writer nobody waits for; at
 //!   shutdown a commit that keeps failing is given up after 5 tries;
 //! - the outbox rules live in [`outbox`] (read its header).
+//!
+//! Use (sketch):
+//!
+//! ```text
+//! hub:    store.submit(Write::Reading(r)).await?;  store.submit(Write::Alert(a)).await?;
+//! uplink: let mut changed = store.outbox_changed();
+//!         loop {
+//!             for class in Class::ALL {            // alert, status, telemetry: priority order
+//!                 let rows = store.outbox_fetch(class, cursor[class], 500).await?;
+//!                 publish each row.payload; on broker ack: store.submit(Write::Ack(vec![(class, row.seq)]))
+//!                 cursor[class] = last fetched seq (reset to 0 after a reconnect: redeliver unacked)
+//!             }
+//!             changed.changed().await?;
+//!         }
+//! shutdown: store.close().await?
+//! ```
 
 pub mod outbox;
 mod reader;

@@ -234,6 +234,16 @@ fn kv_get(conn: &Connection, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
     }
 }
 
+fn kv_scan(conn: &Connection, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    // kv is small (other modules' state): a scan is fine and avoids
+    // computing a range end for arbitrary UTF-8 prefixes.
+    let mut stmt = conn.prepare_cached(
+        "SELECT key, value FROM kv WHERE substr(key, 1, length(?1)) = ?1 ORDER BY key",
+    )?;
+    let rows = stmt.query_map([prefix], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
 impl Store {
     /// Runs `f` on the reader connection and awaits its answer.
     async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
@@ -317,6 +327,12 @@ impl Store {
     pub async fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let key = key.to_owned();
         self.read(move |c| kv_get(c, &key)).await
+    }
+
+    /// Every `(key, value)` whose key starts with `prefix`, by key.
+    pub async fn kv_scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let prefix = prefix.to_owned();
+        self.read(move |c| kv_scan(c, &prefix)).await
     }
 
     /// Full `PRAGMA integrity_check` (slow on big files; start-up runs the quick one).

@@ -300,6 +300,20 @@ async fn kv_puts_overwrites_and_deletes() {
         .unwrap();
     s.flush().await.unwrap();
     assert_eq!(s.kv_get("rules.timer").await.unwrap(), None);
+    for k in ["rules.a", "rules.b", "rulesx", "web.session"] {
+        s.submit(Write::Kv(k.into(), Some(k.as_bytes().to_vec())))
+            .await
+            .unwrap();
+    }
+    s.flush().await.unwrap();
+    let keys: Vec<String> = s
+        .kv_scan("rules.")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(keys, vec!["rules.a", "rules.b"]);
 }
 
 #[tokio::test]
