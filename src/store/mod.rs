@@ -15,13 +15,39 @@
 //!   the writer evicts telemetry to make room and retries the same batch, so
 //!   alerts wait in memory (and the bounded queue pushes back) until they
 //!   commit; the error state shows in [`StoreStats::error`];
+//! - a full disk is survivable: a ballast file (`<db>.reserve`,
+//!   `disk_reserve_kb`) is released so the WAL can be checkpointed and
+//!   telemetry evicted, then re-created; alerts are never evicted;
+//! - dropping the last handle behaves like `close` (queued writes are
+//!   committed, threads joined; this blocks the dropping thread for one
+//!   commit), so a store is never left with a writer nobody waits for; at
+//!   shutdown a commit that keeps failing is given up after 5 tries;
 //! - the outbox rules live in [`outbox`] (read its header).
+//!
+//! Use (sketch):
+//!
+//! ```text
+//! hub:    store.submit(Write::Reading(r)).await?;  store.submit(Write::Alert(a)).await?;
+//! uplink: let mut changed = store.outbox_changed();
+//!         loop {
+//!             for class in Class::ALL {            // alert, status, telemetry: priority order
+//!                 let rows = store.outbox_fetch(class, cursor[class], 500).await?;
+//!                 publish each row.payload; on broker ack: store.submit(Write::Ack(vec![(class, row.seq)]))
+//!                 cursor[class] = last fetched seq (reset to 0 after a reconnect: redeliver unacked)
+//!             }
+//!             changed.changed().await?;
+//!         }
+//! shutdown: store.close().await?
+//! ```
 
 pub mod outbox;
 mod reader;
-pub mod schema;
+mod reserve;
+mod schema;
 mod writer;
 
+#[cfg(test)]
+mod crash_test;
 #[cfg(test)]
 mod model_test;
 #[cfg(test)]
@@ -56,6 +82,24 @@ pub struct StoreConfig {
     pub retention_interval: Dur,
     /// How long a connection waits for a lock before failing.
     pub busy_timeout: Dur,
+    /// KiB of disk kept in a ballast file (`<db>.reserve`) and given back
+    /// when the disk fills, so the store can still checkpoint and evict
+    /// telemetry to make room for alerts. Also bounds the WAL (half of it).
+    pub disk_reserve_kb: u64,
+    /// Check run by `Store::open`: `quick` (default; reads the whole file,
+    /// about 0.7 s per 150 MB here), `full` (`integrity_check`, slower) or
+    /// `off` (corruption then surfaces on first access).
+    pub startup_check: StartupCheck,
+}
+
+/// Which SQLite consistency check `Store::open` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StartupCheck {
+    #[default]
+    Quick,
+    Full,
+    Off,
 }
 
 impl Default for StoreConfig {
@@ -67,6 +111,8 @@ impl Default for StoreConfig {
             queue_capacity: 8192,
             retention_interval: Dur::mins(10),
             busy_timeout: Dur::secs(5),
+            disk_reserve_kb: 8192,
+            startup_check: StartupCheck::Quick,
         }
     }
 }
@@ -85,6 +131,11 @@ queue_capacity = 8192
 retention_interval = "10m"
 # How long to wait for a database lock.
 busy_timeout = "5s"
+# KiB of disk held in reserve, released when the disk fills up so that
+# telemetry can be evicted to make room for alerts.
+disk_reserve_kb = 8192
+# Consistency check at start-up: "quick", "full" or "off".
+startup_check = "quick"
 "#;
 
     pub fn validate(&self) -> Vec<Problem> {
@@ -109,6 +160,12 @@ busy_timeout = "5s"
         }
         if self.retention_interval.0 < std::time::Duration::from_secs(1) {
             out.push(Problem::new("retention_interval", "must be at least 1s"));
+        }
+        if !(128..=1 << 20).contains(&self.disk_reserve_kb) {
+            out.push(Problem::new(
+                "disk_reserve_kb",
+                "must be between 128 and 1048576",
+            ));
         }
         if self.busy_timeout.0 > std::time::Duration::from_secs(600) {
             out.push(Problem::new("busy_timeout", "must be at most 10m"));
@@ -144,7 +201,7 @@ pub enum StoreError {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Write {
     /// History row + telemetry outbox row + device `last_seen` (and `battery`
-    /// when the kind is `Battery`).
+    /// when the kind is `Battery`); an unknown device gets a registry row.
     Reading(Reading),
     /// History + registry only (uplink telemetry turned off).
     ReadingNoTelemetry(Reading),
@@ -206,6 +263,8 @@ pub struct StoreStats {
     pub history_evicted: u64,
     /// Writes refused by SQLite itself (not storage trouble) and dropped.
     pub rejected: u64,
+    /// Commits that failed (and were retried) since open.
+    pub failed_commits: u64,
     /// Writes waiting in memory for a commit that keeps failing.
     pub pending: usize,
     /// `Some(reason)` while commits fail (disk full, I/O error).

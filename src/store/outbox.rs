@@ -19,7 +19,8 @@
 //!     PRIMARY KEY (class, seq)
 //! ) WITHOUT ROWID;
 //! CREATE TABLE seq (class INTEGER PRIMARY KEY, next INTEGER);   -- next seq per class
-//! CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER); -- evicted.*, superseded
+//! CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER);
+//!     -- evicted.<class>, rows.<class>, bytes.<class>, superseded, rejected
 //! ```
 //!
 //! ## Invariants
@@ -33,7 +34,9 @@
 //!    idempotent: acknowledging an absent row is a no-op.
 //! 3. **Priorities**: alert (0) > status (1) > telemetry (2). The size cap
 //!    (`outbox_max_mb`, counted as payload bytes, tracked in memory and
-//!    recomputed at open) is enforced after every single enqueue: the oldest
+//!    persisted as `rows.*`/`bytes.*` counters in the same transaction as the
+//!    rows, so exact after any crash; recounted at open only when absent) is
+//!    enforced after every single enqueue: the oldest
 //!    telemetry goes first, then the oldest status. **An alert is never
 //!    evicted**: when only alerts remain the outbox grows past its cap and a
 //!    warning is logged. Every eviction is counted per class and the counters
@@ -118,10 +121,24 @@ impl Outbox {
         for c in Class::ALL {
             let st = &mut ob.classes[idx(c)];
             let code = i64::from(c as u8);
-            let (rows, bytes, max): (i64, i64, Option<i64>) = conn.query_row(
-                "SELECT count(*), coalesce(sum(length(payload)), 0), max(seq) FROM outbox WHERE class = ?1",
+            // Row and byte totals are persisted in the same transaction as
+            // the rows, so they are exact; scanning 500k payloads at every
+            // start would cost about a second. Recount only when absent.
+            let (rows, bytes) = match (
+                counter_opt(conn, &format!("rows.{c}"))?,
+                counter_opt(conn, &format!("bytes.{c}"))?,
+            ) {
+                (Some(r), Some(b)) => (r, b),
+                _ => conn.query_row(
+                    "SELECT count(*), coalesce(sum(length(payload)), 0) FROM outbox WHERE class = ?1",
+                    [code],
+                    |r| Ok((to_u64(r.get(0)?), to_u64(r.get(1)?))),
+                )?,
+            };
+            let max: Option<i64> = conn.query_row(
+                "SELECT max(seq) FROM outbox WHERE class = ?1",
                 [code],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| r.get(0),
             )?;
             let next: Option<i64> = conn
                 .query_row("SELECT next FROM seq WHERE class = ?1", [code], |r| {
@@ -129,8 +146,8 @@ impl Outbox {
                 })
                 .map(Some)
                 .or_else(none_if_no_rows)?;
-            st.rows = to_u64(rows);
-            st.bytes = to_u64(bytes);
+            st.rows = rows;
+            st.bytes = bytes;
             // Never reuse a seq, even if the seq row were lost.
             st.next_seq = to_u64(next.unwrap_or(1)).max(to_u64(max.unwrap_or(0)) + 1);
             st.evicted = counter(conn, counter_name(c))?;
@@ -278,6 +295,8 @@ impl Outbox {
             )?
             .execute(params![i64::from(c as u8), to_i64(st.next_seq)])?;
             set_counter(conn, counter_name(c), st.evicted)?;
+            set_counter(conn, &format!("rows.{c}"), st.rows)?;
+            set_counter(conn, &format!("bytes.{c}"), st.bytes)?;
         }
         set_counter(conn, "superseded", self.superseded)?;
         self.refresh_oldest(conn)
@@ -305,13 +324,16 @@ fn none_if_no_rows<T>(e: rusqlite::Error) -> rusqlite::Result<Option<T>> {
     }
 }
 
-fn counter(conn: &Connection, name: &str) -> rusqlite::Result<u64> {
+fn counter_opt(conn: &Connection, name: &str) -> rusqlite::Result<Option<u64>> {
     conn.query_row("SELECT value FROM counters WHERE name = ?1", [name], |r| {
         r.get::<_, i64>(0)
     })
-    .map(Some)
+    .map(|v| Some(to_u64(v)))
     .or_else(none_if_no_rows)
-    .map(|v| to_u64(v.unwrap_or(0)))
+}
+
+fn counter(conn: &Connection, name: &str) -> rusqlite::Result<u64> {
+    Ok(counter_opt(conn, name)?.unwrap_or(0))
 }
 
 pub(crate) fn set_counter(conn: &Connection, name: &str, value: u64) -> rusqlite::Result<()> {
@@ -410,6 +432,7 @@ pub fn status_payload(
 mod tests {
     use super::*;
     use crate::model::{AlertState, Severity};
+    use proptest::prelude::*;
 
     fn dev(s: &str) -> DeviceId {
         DeviceId::new(s).unwrap()
@@ -477,5 +500,63 @@ mod tests {
         );
         let v: serde_json::Value = serde_json::from_slice(&p).unwrap();
         assert_eq!(v["id"], "u");
+    }
+
+    proptest! {
+        #[test]
+        fn payloads_are_valid_json_that_round_trips_every_field(
+            dev_id in "[A-Za-z0-9._:-]{1,64}",
+            kind in 0u8..22,
+            value in -1e9f64..1e9,
+            at in 0i64..4_102_444_800_000,
+            seq in 1u64..u64::MAX / 2,
+            message in any::<String>(),
+            room in proptest::option::of(any::<String>()),
+            extra in proptest::collection::btree_map("[a-z]{1,8}", any::<i64>(), 0..6),
+        ) {
+            let device = DeviceId::new(&dev_id).unwrap();
+            let kind = Kind::from_code(kind).unwrap();
+            let r = Reading::new(device.clone(), kind, value, Time(at)).unwrap();
+            let bytes = telemetry_payload("id-1", seq, &r).unwrap();
+            let t: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            // serde_json's default float parser is lossy; std's is exact.
+            let text = std::str::from_utf8(&bytes).unwrap();
+            let raw = text.split("\"value\":").nth(1).unwrap().split(',').next().unwrap();
+            prop_assert_eq!(raw.parse::<f64>().unwrap(), value, "the value is written exactly");
+            prop_assert_eq!(&t["device"], dev_id.as_str());
+            prop_assert_eq!(&t["kind"], kind.as_str());
+            prop_assert_eq!(Time::parse_rfc3339(t["at"].as_str().unwrap()).unwrap(), Time(at));
+            prop_assert_eq!(t["seq"].as_u64(), Some(seq));
+
+            let a = Alert {
+                rule: "r".into(),
+                severity: Severity::Info,
+                state: AlertState::Cleared,
+                device,
+                room: room.clone(),
+                at: Time(at),
+                message: message.clone(),
+                value: None,
+                kind: Some(kind),
+            };
+            let bytes = alert_payload("id-2", seq, &a).unwrap();
+            let head: &[u8] = b"{\"id\":\"id-2\",\"seq\":";
+            prop_assert!(bytes.starts_with(head), "id and seq come first");
+            let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            prop_assert_eq!(&v["message"], message.as_str());
+            prop_assert_eq!(v["room"].as_str(), room.as_deref());
+            prop_assert!(v.get("value").is_none());
+
+            let m: serde_json::Map<String, serde_json::Value> =
+                extra.iter().map(|(k, n)| (k.clone(), serde_json::json!(n))).collect();
+            let bytes = status_payload("id-3", seq, &m).unwrap();
+            let v: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&bytes).unwrap();
+            prop_assert_eq!(v.len(), m.len() + usize::from(!m.contains_key("id")) + usize::from(!m.contains_key("seq")));
+            for (k, n) in &extra {
+                if k != "id" && k != "seq" {
+                    prop_assert_eq!(v[k].as_i64(), Some(*n));
+                }
+            }
+        }
     }
 }

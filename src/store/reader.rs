@@ -184,6 +184,47 @@ fn history(
     Ok(out)
 }
 
+fn history_of(
+    conn: &Connection,
+    device: &DeviceId,
+    since: Time,
+    until: Time,
+    limit: usize,
+) -> Result<Vec<Reading>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT kind, value, at FROM history WHERE device = ?1 AND at >= ?2 AND at < ?3 ORDER BY at LIMIT ?4",
+    )?;
+    let rows = stmt.query_map(
+        params![
+            device.as_str(),
+            since.as_millis(),
+            until.as_millis(),
+            i64::try_from(limit).unwrap_or(i64::MAX)
+        ],
+        |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, f64>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        },
+    )?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (kind, value, at) = row?;
+        match u8::try_from(kind).ok().and_then(Kind::from_code) {
+            Some(kind) => out.push(Reading {
+                device: device.clone(),
+                kind,
+                value,
+                at: Time::from_millis(at),
+            }),
+            None => tracing::warn!(kind, "skipping history row of unknown kind"),
+        }
+    }
+    Ok(out)
+}
+
 fn kv_get(conn: &Connection, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
     let mut stmt = conn.prepare_cached("SELECT value FROM kv WHERE key = ?1")?;
     let mut rows = stmt.query_map([key], |r| r.get::<_, Vec<u8>>(0))?;
@@ -191,6 +232,16 @@ fn kv_get(conn: &Connection, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Some(v) => Ok(Some(v?)),
         None => Ok(None),
     }
+}
+
+fn kv_scan(conn: &Connection, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    // kv is small (other modules' state): a scan is fine and avoids
+    // computing a range end for arbitrary UTF-8 prefixes.
+    let mut stmt = conn.prepare_cached(
+        "SELECT key, value FROM kv WHERE substr(key, 1, length(?1)) = ?1 ORDER BY key",
+    )?;
+    let rows = stmt.query_map([prefix], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
 impl Store {
@@ -260,9 +311,28 @@ impl Store {
         self.read(move |c| history(c, since, until, limit)).await
     }
 
+    /// One device's readings with `since <= at < until`, oldest first.
+    pub async fn history_of(
+        &self,
+        device: &DeviceId,
+        since: Time,
+        until: Time,
+        limit: usize,
+    ) -> Result<Vec<Reading>, StoreError> {
+        let device = device.clone();
+        self.read(move |c| history_of(c, &device, since, until, limit))
+            .await
+    }
+
     pub async fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let key = key.to_owned();
         self.read(move |c| kv_get(c, &key)).await
+    }
+
+    /// Every `(key, value)` whose key starts with `prefix`, by key.
+    pub async fn kv_scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let prefix = prefix.to_owned();
+        self.read(move |c| kv_scan(c, &prefix)).await
     }
 
     /// Full `PRAGMA integrity_check` (slow on big files; start-up runs the quick one).

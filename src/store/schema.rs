@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, ffi::ErrorCode};
 
-use super::StoreError;
+use super::{StartupCheck, StoreError};
 
 /// The schema, one step per version. Append only: never edit a shipped step.
 pub(crate) const MIGRATIONS: &[&str] = &[
@@ -70,7 +70,11 @@ pub(crate) fn classify(path: &Path, e: rusqlite::Error) -> StoreError {
 
 /// Opens (creating file and directories if needed) the writer connection,
 /// checks it, and migrates it to the latest schema.
-pub(crate) fn open_writer(path: &Path, busy: Duration) -> Result<Connection, StoreError> {
+pub(crate) fn open_writer(
+    path: &Path,
+    busy: Duration,
+    startup: StartupCheck,
+) -> Result<Connection, StoreError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
             path: dir.to_path_buf(),
@@ -90,7 +94,20 @@ pub(crate) fn open_writer(path: &Path, busy: Duration) -> Result<Connection, Sto
     }
     let pragmas = "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY;";
     conn.execute_batch(pragmas).map_err(|e| classify(path, e))?;
-    check(&conn, path, "quick_check")?;
+    match startup {
+        StartupCheck::Quick => check(&conn, path, "quick_check")?,
+        StartupCheck::Full => check(&conn, path, "integrity_check")?,
+        StartupCheck::Off => {}
+    }
+    // Incremental auto-vacuum lets the disk-full path give freed pages back
+    // to the file system. It only takes effect on a database without tables.
+    let fresh: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
+        .map_err(|e| classify(path, e))?;
+    if fresh == 0 {
+        conn.execute_batch("PRAGMA auto_vacuum=INCREMENTAL")
+            .map_err(|e| classify(path, e))?;
+    }
     migrate(&conn, path)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)

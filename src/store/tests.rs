@@ -1,6 +1,6 @@
 //! Behaviour tests of the store through its public handle.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::*;
@@ -28,7 +28,7 @@ pub(super) fn alert(rule: &str, at_ms: i64) -> Alert {
     }
 }
 
-fn db(dir: &tempfile::TempDir) -> PathBuf {
+pub(super) fn db(dir: &tempfile::TempDir) -> PathBuf {
     dir.path().join("data").join("carebridge.db")
 }
 
@@ -300,6 +300,20 @@ async fn kv_puts_overwrites_and_deletes() {
         .unwrap();
     s.flush().await.unwrap();
     assert_eq!(s.kv_get("rules.timer").await.unwrap(), None);
+    for k in ["rules.a", "rules.b", "rulesx", "web.session"] {
+        s.submit(Write::Kv(k.into(), Some(k.as_bytes().to_vec())))
+            .await
+            .unwrap();
+    }
+    s.flush().await.unwrap();
+    let keys: Vec<String> = s
+        .kv_scan("rules.")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(keys, vec!["rules.a", "rules.b"]);
 }
 
 #[tokio::test]
@@ -372,70 +386,6 @@ async fn a_newer_schema_version_is_refused() {
     );
 }
 
-fn corrupt_and_expect_corrupt(path: &Path) {
-    let r = Store::open(path, &StoreConfig::default());
-    match r {
-        Err(StoreError::Corrupt { detail }) => {
-            assert!(detail.contains("carebridge.db"), "{detail}")
-        }
-        other => panic!("expected Corrupt, got {other:?}"),
-    }
-}
-
-#[tokio::test]
-async fn garbage_file_is_reported_corrupt_and_quarantine_makes_room_for_a_fresh_db() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = db(&dir);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(&path, vec![0x5a; 64 * 1024]).unwrap();
-    corrupt_and_expect_corrupt(&path);
-    // (SQLite removes a junk -wal itself when the open fails; put one back to
-    // check that quarantine carries the companions along.)
-    std::fs::write(path.with_file_name("carebridge.db-wal"), b"junk").unwrap();
-    let moved = Store::quarantine(&path).unwrap();
-    assert!(moved.to_string_lossy().contains("carebridge.db.corrupt-"));
-    assert!(moved.exists());
-    let mut wal = moved.clone().into_os_string();
-    wal.push("-wal");
-    assert!(Path::new(&wal).exists(), "the -wal goes along");
-    assert!(!path.exists());
-    let s = Store::open(&path, &StoreConfig::default()).unwrap();
-    s.integrity_check().await.unwrap();
-    s.close().await.unwrap();
-}
-
-#[tokio::test]
-async fn damaged_btree_pages_are_found_by_the_startup_check() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = db(&dir);
-    let s = Store::open(&path, &StoreConfig::default()).unwrap();
-    for i in 0..3000 {
-        s.submit(Write::Reading(reading("t", Kind::Temperature, 20.0, i)))
-            .await
-            .unwrap();
-    }
-    s.close().await.unwrap();
-    // Checkpoint everything into the main file, then scribble over page 3..
-    let c = rusqlite::Connection::open(&path).unwrap();
-    c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode=DELETE;")
-        .unwrap();
-    drop(c);
-    let mut bytes = std::fs::read(&path).unwrap();
-    let page = 4096;
-    assert!(bytes.len() > 8 * page);
-    for b in &mut bytes[2 * page + 8..6 * page] {
-        *b = 0xa5;
-    }
-    std::fs::write(&path, bytes).unwrap();
-    corrupt_and_expect_corrupt(&path);
-    Store::quarantine(&path).unwrap();
-    Store::open(&path, &StoreConfig::default())
-        .unwrap()
-        .close()
-        .await
-        .unwrap();
-}
-
 #[test]
 fn submit_blocking_and_flush_blocking_work_from_a_plain_thread() {
     let dir = tempfile::tempdir().unwrap();
@@ -468,4 +418,146 @@ fn default_config_validates_and_matches_default_toml() {
         ..Default::default()
     };
     assert_eq!(bad.validate().len(), 1);
+}
+
+#[tokio::test]
+async fn a_write_sqlite_refuses_is_dropped_alone_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir);
+    let s = Store::open(&path, &StoreConfig::default()).unwrap();
+    s.submit(Write::Alert(alert("before", 1))).await.unwrap();
+    // Bypasses Reading::new: NaN is stored as NULL and breaks NOT NULL.
+    let mut bad = reading("t", Kind::Temperature, 1.0, 2);
+    bad.value = f64::NAN;
+    s.submit(Write::ReadingNoTelemetry(bad)).await.unwrap();
+    s.submit(Write::Alert(alert("after", 3))).await.unwrap();
+    s.flush().await.unwrap();
+    let rows = all_rows(&s, Class::Alert).await;
+    assert_eq!(rows.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(s.stats().rejected, 1);
+    s.close().await.unwrap();
+    let s = Store::open(&path, &StoreConfig::default()).unwrap();
+    assert_eq!(s.stats().rejected, 1, "persisted");
+}
+
+#[tokio::test]
+async fn startup_check_off_opens_without_reading_the_whole_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = StoreConfig {
+        startup_check: StartupCheck::Off,
+        ..Default::default()
+    };
+    let s = Store::open(&db(&dir), &cfg).unwrap();
+    s.integrity_check().await.unwrap();
+    s.close().await.unwrap();
+    let full = StoreConfig {
+        startup_check: StartupCheck::Full,
+        ..Default::default()
+    };
+    Store::open(&db(&dir), &full)
+        .unwrap()
+        .close()
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_submitters_get_contiguous_seqs_and_nothing_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = StoreConfig {
+        queue_capacity: 16,
+        batch_max: 64,
+        ..Default::default()
+    };
+    let s = Store::open(&db(&dir), &cfg).unwrap();
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..250 {
+                s.submit(Write::Alert(alert(&format!("t{t}-{i}"), i)))
+                    .await
+                    .unwrap();
+            }
+            s.flush().await.unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let rows = all_rows(&s, Class::Alert).await;
+    assert_eq!(rows.len(), 2000);
+    assert!(rows.iter().enumerate().all(|(k, r)| r.seq == k as u64 + 1));
+    let rules: std::collections::HashSet<String> = rows
+        .iter()
+        .map(|r| {
+            let v: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
+            v["rule"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(rules.len(), 2000, "each alert exactly once");
+    assert!(s.stats().commits < 2000, "group commit batched the writes");
+}
+
+#[tokio::test]
+async fn history_of_one_device_uses_its_own_rows_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&db(&dir), &StoreConfig::default()).unwrap();
+    for i in 0..10 {
+        let d = if i % 2 == 0 { "a" } else { "b" };
+        s.submit(Write::ReadingNoTelemetry(reading(d, Kind::Contact, 1.0, i)))
+            .await
+            .unwrap();
+    }
+    s.flush().await.unwrap();
+    let a = s
+        .history_of(&dev("a"), Time(2), Time(9), 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        a.iter().map(|r| r.at.0).collect::<Vec<_>>(),
+        vec![2, 4, 6, 8]
+    );
+    assert!(a.iter().all(|r| r.device == dev("a")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_database_makes_writes_wait_with_back_pressure_not_vanish() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir);
+    let cfg = StoreConfig {
+        queue_capacity: 4,
+        batch_max: 2,
+        busy_timeout: crate::config::Dur(Duration::from_millis(20)),
+        ..Default::default()
+    };
+    let s = Store::open(&path, &cfg).unwrap();
+    // Another process holds the write lock.
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let producer = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            for i in 0..20 {
+                s.submit(Write::Alert(alert(&format!("r{i}"), i)))
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    // The producer is held back by the bounded queue while commits fail.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(!producer.is_finished(), "a full queue pushes back");
+    let st = s.stats();
+    assert!(st.error.is_some(), "the failing state is reported: {st:?}");
+    assert!(st.failed_commits > 0);
+    assert_eq!(st.alert.rows, 0);
+    other.execute_batch("COMMIT").unwrap();
+    drop(other);
+    producer.await.unwrap();
+    s.flush().await.unwrap();
+    let rows = all_rows(&s, Class::Alert).await;
+    assert_eq!(rows.len(), 20);
+    assert!(rows.iter().enumerate().all(|(k, r)| r.seq == k as u64 + 1));
+    assert_eq!(s.stats().error, None);
 }

@@ -26,6 +26,7 @@ use rusqlite::{Connection, ffi::ErrorCode, params};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::outbox::{self, Outbox};
+use super::reserve::Reserve;
 use super::{Msg, StoreConfig, StoreError, StoreStats, Write, schema};
 use crate::model::{Alert, Class, DeviceId, DeviceInfo, Kind, Reading, Time};
 
@@ -51,19 +52,29 @@ pub(crate) struct Writer {
     cfg: StoreConfig,
     outbox: Outbox,
     rng: SystemRandom,
+    random: Vec<u8>,
+    random_pos: usize,
     id_fallback: u64,
     stats: Arc<Mutex<StoreStats>>,
     changed: watch::Sender<u64>,
     s: StoreStats,
     next_retention: Instant,
     retention_more: bool,
+    reserve: Reserve,
 }
 
 type Opened = (Writer, Arc<Mutex<StoreStats>>, watch::Receiver<u64>);
 
 impl Writer {
     pub fn open(path: &Path, cfg: &StoreConfig, cap_bytes: u64) -> Result<Opened, StoreError> {
-        let conn = schema::open_writer(path, cfg.busy_timeout.0)?;
+        let conn = schema::open_writer(path, cfg.busy_timeout.0, cfg.startup_check)?;
+        let reserve_bytes = cfg.disk_reserve_kb.saturating_mul(1024);
+        // Keep the WAL within half the reserve, so a checkpoint always fits
+        // in the space the reserve gives back.
+        let wal_pages = i64::try_from((reserve_bytes / 2 / 4096).max(16)).unwrap_or(1000);
+        conn.pragma_update(None, "wal_autocheckpoint", wal_pages)
+            .and_then(|()| conn.pragma_update(None, "journal_size_limit", wal_pages * 4096))
+            .map_err(|e| schema::classify(path, e))?;
         let outbox = Outbox::load(&conn, cap_bytes).map_err(|e| schema::classify(path, e))?;
         let stats = Arc::new(Mutex::new(StoreStats::default()));
         let (changed, changed_rx) = watch::channel(0u64);
@@ -73,6 +84,8 @@ impl Writer {
             cfg: cfg.clone(),
             outbox,
             rng: SystemRandom::new(),
+            random: Vec::new(),
+            random_pos: 0,
             id_fallback: 0,
             stats: stats.clone(),
             changed,
@@ -81,19 +94,36 @@ impl Writer {
             // should serve quickly.
             next_retention: Instant::now() + cfg.retention_interval.0.min(Duration::from_secs(5)),
             retention_more: false,
+            reserve: Reserve::new(path, reserve_bytes),
         };
+        let _ = w.reserve.ensure();
         w.s.rejected = outbox::get_counter(&w.conn, "rejected").unwrap_or(0);
         w.publish();
         Ok((w, stats, changed_rx))
     }
 
+    /// A fresh UUID v4. Random bytes are fetched from the OS 4 KiB at a
+    /// time: one syscall per 256 ids instead of one per id.
     fn new_id(&mut self) -> String {
+        if self.random_pos + 16 > self.random.len() {
+            self.random.resize(4096, 0);
+            if self.rng.fill(&mut self.random).is_err() {
+                // The OS RNG failing is near impossible; stay unique anyway.
+                self.random.clear();
+            }
+            self.random_pos = 0;
+        }
         let mut b = [0u8; 16];
-        if self.rng.fill(&mut b).is_err() {
-            // The OS RNG failing is near impossible; stay unique anyway.
-            self.id_fallback += 1;
-            b[..8].copy_from_slice(&Time::now().as_millis().to_be_bytes());
-            b[8..].copy_from_slice(&self.id_fallback.to_be_bytes());
+        match self.random.get(self.random_pos..self.random_pos + 16) {
+            Some(chunk) => {
+                b.copy_from_slice(chunk);
+                self.random_pos += 16;
+            }
+            None => {
+                self.id_fallback += 1;
+                b[..8].copy_from_slice(&Time::now().as_millis().to_be_bytes());
+                b[8..].copy_from_slice(&self.id_fallback.to_be_bytes());
+            }
         }
         crate::model::uuid_v4(b)
     }
@@ -127,7 +157,9 @@ impl Writer {
                 return;
             }
         };
-        let mut ops: Vec<Op> = Vec::with_capacity(self.cfg.batch_max);
+        let batch_max = self.cfg.batch_max.max(1);
+        let mut msgs: Vec<Msg> = Vec::with_capacity(batch_max);
+        let mut ops: Vec<Op> = Vec::with_capacity(batch_max);
         let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
         let mut close: Option<oneshot::Sender<Result<(), StoreError>>> = None;
         let mut disconnected = false;
@@ -137,27 +169,32 @@ impl Writer {
                 if disconnected {
                     return;
                 }
+                // Group commit: block for the first message (or until
+                // retention is due); `recv_many` also takes whatever else is
+                // already queued, releasing the queue slots in bulk (one
+                // wake-up of blocked producers, not one per message).
                 let wait = self.retention_wait();
-                match rt.block_on(async { tokio::time::timeout(wait, rx.recv()).await }) {
-                    Ok(Some(m)) => self.take(m, &mut ops, &mut flushes, &mut close),
-                    Ok(None) => disconnected = true,
+                let got = rt.block_on(async {
+                    tokio::time::timeout(wait, rx.recv_many(&mut msgs, batch_max)).await
+                });
+                match got {
+                    Ok(0) => disconnected = true,
+                    Ok(_) => {}
                     Err(_) => {
                         self.retention();
                         continue;
                     }
                 }
             }
-            // Drain without blocking; while a batch is failing, take nothing
-            // new so the bounded queue pushes back on producers.
-            while failures == 0 && close.is_none() && ops.len() < self.cfg.batch_max {
-                match rx.try_recv() {
-                    Ok(m) => self.take(m, &mut ops, &mut flushes, &mut close),
-                    Err(mpsc::error::TryRecvError::Empty) => break,
-                    Err(mpsc::error::TryRecvError::Disconnected) => {
-                        disconnected = true;
-                        break;
-                    }
-                }
+            // Drain more without blocking (`is_empty` is false, so
+            // `recv_many` returns at once); while a batch is failing, take
+            // nothing new so the bounded queue pushes back on producers.
+            while failures == 0 && ops.len() + msgs.len() < batch_max && !rx.is_empty() {
+                let room = batch_max - ops.len() - msgs.len();
+                rt.block_on(rx.recv_many(&mut msgs, room));
+            }
+            for m in msgs.drain(..) {
+                self.take(m, &mut ops, &mut flushes, &mut close);
             }
             match self.commit(&ops) {
                 Ok(()) => {
@@ -182,14 +219,16 @@ impl Writer {
                     }
                     self.note_failure(&e, ops.len());
                     self.relieve(&e);
-                    if failures >= 5
-                        && let Some(c) = close.take()
-                    {
+                    // Shutting down while storage keeps failing: give up
+                    // after a few tries rather than hang the process.
+                    if failures >= 5 && (close.is_some() || disconnected) {
                         tracing::error!(
                             pending = ops.len(),
                             "store closing with uncommitted writes"
                         );
-                        let _ = c.send(Err(StoreError::Sqlite(e)));
+                        if let Some(c) = close.take() {
+                            let _ = c.send(Err(StoreError::Sqlite(e)));
+                        }
                         return;
                     }
                     let backoff = Duration::from_millis(50u64 << failures.min(6));
@@ -273,12 +312,16 @@ impl Writer {
             tracing::error!(db = %self.path.display(), error = %e, pending, "store commit failed; retrying");
         }
         self.s.error = Some(msg);
+        self.s.failed_commits += 1;
         self.s.pending = pending;
         self.publish();
     }
 
-    /// Frees space after a storage failure: telemetry first, then status,
-    /// then the oldest history. Alerts are never touched.
+    /// Frees space after a storage failure: gives back the reserve (so the
+    /// WAL can be checkpointed and a DELETE fits), then evicts telemetry,
+    /// then status, then the oldest history, returning the freed pages to
+    /// the file system (`incremental_vacuum`), until the reserve can be
+    /// re-created. Alerts are never touched.
     fn relieve(&mut self, e: &rusqlite::Error) {
         let full = matches!(
             e.sqlite_error_code(),
@@ -287,44 +330,53 @@ impl Writer {
         if !full {
             return;
         }
-        let _ = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
-        let mut ob = self.outbox.clone();
-        let mut history = 0;
-        let attempt = (|| -> rusqlite::Result<()> {
-            let tx = self.conn.unchecked_transaction()?;
-            let mut freed = 0;
-            for class in [Class::Telemetry, Class::Status] {
-                if freed == 0 && ob.class(class).rows > 0 {
-                    let n = RELIEF_CHUNK.max(ob.class(class).rows / 10);
-                    freed = ob.evict_oldest(&tx, class, n)?;
+        self.reserve.release();
+        for _ in 0..16 {
+            let _ = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+            let freed = match self.relief_round() {
+                Ok(n) => n,
+                Err(e2) => {
+                    tracing::warn!(error = %e2, "could not free space yet");
+                    0
                 }
+            };
+            let _ = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+            if self.reserve.ensure() || freed == 0 {
+                break;
             }
-            if freed == 0 {
-                history = tx.execute(
-                    "DELETE FROM history WHERE rowid IN (SELECT rowid FROM history ORDER BY at LIMIT ?1)",
-                    [RETENTION_CHUNK],
-                )?;
-            }
-            ob.save(&tx)?;
-            tx.commit()
-        })();
-        match attempt {
-            Ok(()) => {
-                let before = self.outbox.class(Class::Telemetry).evicted
-                    + self.outbox.class(Class::Status).evicted;
-                let after = ob.class(Class::Telemetry).evicted + ob.class(Class::Status).evicted;
-                self.outbox = ob;
-                self.s.history_evicted += history as u64;
-                tracing::warn!(
-                    outbox_evicted = after - before,
-                    history_evicted = history,
-                    "freed space after a failed commit"
-                );
-                self.publish();
-            }
-            Err(e2) => tracing::warn!(error = %e2, "could not free space yet"),
         }
-        let _ = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+        self.publish();
+    }
+
+    /// One eviction step in its own transaction; returns the rows deleted.
+    fn relief_round(&mut self) -> rusqlite::Result<u64> {
+        let mut ob = self.outbox.clone();
+        let tx = self.conn.unchecked_transaction()?;
+        let mut freed = 0;
+        for class in [Class::Telemetry, Class::Status] {
+            if freed == 0 && ob.class(class).rows > 0 {
+                let n = RELIEF_CHUNK.max(ob.class(class).rows / 10);
+                freed = ob.evict_oldest(&tx, class, n)?;
+            }
+        }
+        let mut history = 0;
+        if freed == 0 {
+            history = tx.execute(
+                "DELETE FROM history WHERE rowid IN (SELECT rowid FROM history ORDER BY at LIMIT ?1)",
+                [RETENTION_CHUNK],
+            )? as u64;
+        }
+        ob.save(&tx)?;
+        tx.execute_batch("PRAGMA incremental_vacuum")?;
+        tx.commit()?;
+        self.outbox = ob;
+        self.s.history_evicted += history;
+        tracing::warn!(
+            outbox_evicted = freed,
+            history_evicted = history,
+            "freed space after a failed commit"
+        );
+        Ok(freed + history)
     }
 
     fn retention_wait(&self) -> Duration {
@@ -359,6 +411,9 @@ impl Writer {
         }
         if !self.retention_more {
             self.next_retention = Instant::now() + self.cfg.retention_interval.0;
+            if self.s.error.is_none() {
+                let _ = self.reserve.ensure();
+            }
         }
     }
 
