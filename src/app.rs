@@ -109,9 +109,23 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<(), Exit> {
         None => None,
     };
     let store = open_store(&cfg).map_err(Exit::runtime)?;
-    let engine = build_engine(rule_set.as_ref(), tz.clone(), &store, opts.clock.now())
+    let mut engine = build_engine(rule_set.as_ref(), tz.clone(), &store, opts.clock.now())
         .await
         .map_err(Exit::input)?;
+    // Device facts: the registry as the UI left it, then the config file's
+    // (which win), known to the rules before the first reading arrives.
+    for info in store.devices().await.map_err(Exit::runtime)? {
+        engine.set_device(&info);
+    }
+    for (id, d) in &cfg.devices {
+        if let Some(info) = device_from_config(id, d) {
+            engine.set_device(&info);
+            store
+                .submit(Write::Device(info))
+                .await
+                .map_err(Exit::runtime)?;
+        }
+    }
 
     let shutdown = CancellationToken::new();
     let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
@@ -121,13 +135,6 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<(), Exit> {
     let (links_tx, links_rx) = watch::channel(BTreeMap::<String, LinkStatus>::new());
     let hub_stats = Arc::new(HubStats::default());
     let ingest_stats = Arc::new(IngestStats::default());
-
-    // Device facts from the config file.
-    for (id, d) in &cfg.devices {
-        if let Some(info) = device_from_config(id, d) {
-            let _ = hub_cmd_tx.try_send(HubCommand::Device(info));
-        }
-    }
 
     // The embedded broker and its ingest.
     let mut broker_addr = None;

@@ -95,9 +95,28 @@ impl Broker {
         };
         let mut broker = rumqttd::Broker::new(config);
         // Links are made before start(), which blocks for the life of the process.
-        let ingest_link = broker
+        let (mut ingest_tx, mut ingest_rx) = broker
             .link("carebridge-ingest")
             .map_err(|e| BrokerError::Link(e.to_string()))?;
+        // Subscribe before the listener opens: a device that connects and
+        // publishes at once must never find nobody subscribed (the router
+        // would drop its reading after acknowledging it).
+        ingest_tx
+            .subscribe(format!("{}+", crate::ingest::mqtt::TOPIC_ROOT))
+            .map_err(|e| BrokerError::Link(e.to_string()))?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match ingest_rx.recv_deadline(deadline) {
+                Ok(Some(rumqttd::Notification::DeviceAck(_))) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(BrokerError::Link(format!(
+                        "subscribing the ingest link: {e}"
+                    )));
+                }
+            }
+        }
+        let ingest_link = (ingest_tx, ingest_rx);
         std::thread::Builder::new()
             .name("mqtt-broker".into())
             .spawn(move || {

@@ -14,3 +14,5 @@ echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --no-fail-fast 2>&1 | tee /tmp/carebridge-test.log
+echo "== end-to-end UI tests in headless Chromium"
+sh tests/e2e/run.sh

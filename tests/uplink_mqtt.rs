@@ -84,12 +84,13 @@ fn outage_buffers_everything_and_delivers_alerts_first_without_gaps() {
 
     up.stop();
     let mut readings = temperatures("living-temp", 10_000);
-    // 100 panic presses spread through the stream.
+    // 100 panic presses spread through the stream, from distinct pendants:
+    // repeated presses of one pendant are one situation (one alert, not a storm).
     for i in 0..100 {
         readings.insert(
             i * 100 + 50,
             (
-                "pendant".into(),
+                format!("pendant-{i}"),
                 serde_json::json!({"kind":"panic","value":true}),
             ),
         );

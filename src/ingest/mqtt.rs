@@ -90,7 +90,7 @@ pub struct IngestStats {
     pub malformed: AtomicU64,
 }
 
-/// Reads device publications from an in-process broker link until shutdown.
+/// Reads device publications from the broker's ingest link until shutdown.
 /// Returns an error only when the broker link itself fails.
 pub async fn run(
     link: (LinkTx, LinkRx),
@@ -98,9 +98,9 @@ pub async fn run(
     stats: Arc<IngestStats>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let (mut tx, mut rx) = link;
-    tx.subscribe(format!("{TOPIC_ROOT}+"))
-        .map_err(|e| anyhow::anyhow!("subscribing to {TOPIC_ROOT}+: {e}"))?;
+    // The broker subscribed this link to `carebridge/in/+` before it opened
+    // its listener; the sending half stays alive with it.
+    let (_tx, mut rx) = link;
     let mut limiter = LogLimiter::default();
     loop {
         let note = tokio::select! {
