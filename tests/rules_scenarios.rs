@@ -5,6 +5,9 @@
 //! deliberate behaviour change, regenerate with
 //! `CAREBRIDGE_BLESS=1 cargo test --test rules_scenarios` and review the diff.
 
+// Test/bench code: a failed fixture should stop with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 
 use carebridge::rules::RuleSet;

@@ -10,8 +10,43 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::FxBuild;
 use crate::model::{DeviceId, DeviceInfo, Kind};
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// A small fast hasher for the engine's integer and short-string keys
+/// (FxHash); the keys are not attacker-chosen in bulk.
+#[derive(Default, Clone, Copy)]
+pub struct Fx(u64);
+
+impl Hasher for Fx {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(b));
+        }
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+}
+
+impl Fx {
+    fn add(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+pub type FxBuild = BuildHasherDefault<Fx>;
 
 #[derive(Debug)]
 pub struct Dev {

@@ -24,15 +24,18 @@
 //! - the engine clock never goes backwards (`now` is max-ed with the last).
 
 pub mod cli;
+mod ctx;
 mod devices;
 mod eval;
+mod locate;
 mod routine;
+mod rule;
 mod snapshot;
 pub mod spec;
+mod status;
 mod timers;
 pub mod window;
 
-use std::hash::{BuildHasherDefault, Hasher};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -40,10 +43,12 @@ use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Problem;
-use crate::model::{Alert, DeviceId, DeviceInfo, Kind, Reading, Severity, Time};
+use crate::model::{Alert, DeviceId, DeviceInfo, Kind, Reading, Time};
+use ctx::Ctx;
 use devices::{Devices, Freshness};
-use eval::{Ctx, Phase, RULE_SUBJECT, Rule};
+use rule::{Phase, RULE_SUBJECT, Rule};
 pub use spec::{RuleSet, RuleSpec, RuleType, RulesError};
+pub use status::RuleStatus;
 use timers::{Entry, Timers};
 
 /// `[rules]`: where the rule set lives.
@@ -98,59 +103,6 @@ type = "immediate"
 kinds = ["water_leak"]
 clear = true
 "#;
-
-/// A small fast hasher for the engine's integer and short-string keys
-/// (FxHash); the keys are not attacker-chosen in bulk.
-#[derive(Default, Clone, Copy)]
-pub struct Fx(u64);
-
-impl Hasher for Fx {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut b = [0u8; 8];
-            b[..chunk.len()].copy_from_slice(chunk);
-            self.add(u64::from_le_bytes(b));
-        }
-    }
-    fn write_u32(&mut self, i: u32) {
-        self.add(u64::from(i));
-    }
-    fn write_u64(&mut self, i: u64) {
-        self.add(i);
-    }
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-}
-
-impl Fx {
-    fn add(&mut self, w: u64) {
-        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-pub type FxBuild = BuildHasherDefault<Fx>;
-
-/// What a rule is doing, for the UI and the API.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RuleStatus {
-    pub rule: String,
-    #[serde(rename = "type")]
-    pub kind: RuleType,
-    pub severity: Severity,
-    /// `armed`, `learning`, `raised`, `suppressed` (raised and acknowledged,
-    /// waiting for the situation to resolve) or `disabled`.
-    pub state: String,
-    /// Open (raised, not cleared) alerts of this rule.
-    pub raised: usize,
-    /// Timers armed for this rule.
-    pub timers: usize,
-    /// A human line, e.g. `learning: 5 of 7 days`.
-    pub detail: String,
-}
 
 /// What [`Engine::reload`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -511,65 +463,6 @@ impl Engine {
         any
     }
 
-    /// Per-rule state for the UI and API, in rule-file order.
-    pub fn status(&self) -> Vec<RuleStatus> {
-        let mut v: Vec<RuleStatus> = self
-            .rules
-            .iter()
-            .map(|r| {
-                let raised = r
-                    .slots
-                    .values()
-                    .filter(|s| s.phase == Phase::Raised)
-                    .count();
-                let acked = r
-                    .slots
-                    .values()
-                    .filter(|s| s.phase == Phase::Raised && s.acked)
-                    .count();
-                let timers = r.slots.values().filter(|s| s.deadline.is_some()).count();
-                let (learning, detail) = if r.routine.is_some() {
-                    routine::status(r)
-                } else {
-                    (false, format!("{} subject(s) tracked", r.slots.len()))
-                };
-                let state = if learning {
-                    "learning"
-                } else if raised > 0 && acked == raised {
-                    "suppressed"
-                } else if raised > 0 {
-                    "raised"
-                } else {
-                    "armed"
-                };
-                let detail = if raised > 0 {
-                    format!("{raised} open alert(s), {acked} acknowledged; {detail}")
-                } else {
-                    detail
-                };
-                RuleStatus {
-                    rule: r.spec.id.clone(),
-                    kind: r.spec.kind,
-                    severity: r.severity,
-                    state: state.into(),
-                    raised,
-                    timers,
-                    detail,
-                }
-            })
-            .collect();
-        v.extend(self.disabled.iter().map(|s| RuleStatus {
-            rule: s.id.clone(),
-            kind: s.kind,
-            severity: s.severity.unwrap_or(Severity::Warning),
-            state: "disabled".into(),
-            raised: 0,
-            timers: 0,
-            detail: "enabled = false".into(),
-        }));
-        v
-    }
-
     /// Increases whenever rule state changes; persist when it differs from
     /// the value at the last save.
     pub fn generation(&self) -> u64 {
@@ -621,3 +514,5 @@ fn subject_name<'a>(rules: &'a [Rule], devs: &'a Devices, rule: u32, subject: u3
 mod tests;
 #[cfg(test)]
 mod tests_state;
+#[cfg(test)]
+mod tests_time;

@@ -10,8 +10,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::eval::{NO_DEV, Phase, RULE_SUBJECT, Slot};
 use super::routine::Routine;
+use super::rule::{NO_DEV, Phase, RULE_SUBJECT, Slot};
 use super::spec::{Per, RuleSpec, RuleType};
 use super::{Engine, RulesError};
 use crate::model::{DeviceId, Kind, Time};
