@@ -20,7 +20,10 @@ pub struct Fx(u64);
 
 impl Hasher for Fx {
     fn finish(&self) -> u64 {
-        self.0
+        // The multiply only carries entropy upwards; fold it back down so
+        // the low bits (hashbrown's bucket index) vary too.
+        let h = (self.0 ^ (self.0 >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^ (h >> 33)
     }
     fn write(&mut self, bytes: &[u8]) {
         for chunk in bytes.chunks(8) {
@@ -47,6 +50,13 @@ impl Fx {
 }
 
 pub type FxBuild = BuildHasherDefault<Fx>;
+
+/// A stable (seedless) hash of a name, for ordering.
+pub fn name_hash(s: &str) -> u64 {
+    let mut h = Fx::default();
+    h.write(s.as_bytes());
+    h.finish()
+}
 
 #[derive(Debug)]
 pub struct Dev {

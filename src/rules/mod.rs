@@ -127,6 +127,8 @@ pub struct Engine {
     /// Rules that can see each kind (by `Kind::code`), and rules that see any kind.
     by_kind: Vec<Vec<u32>>,
     any_kind: Vec<u32>,
+    /// Rules that select by room, by room name (these are not in `by_kind`).
+    by_room: std::collections::HashMap<String, Vec<u32>>,
     now: i64,
     needs_start: bool,
     generation: u64,
@@ -159,6 +161,7 @@ impl Engine {
             timers: Timers::default(),
             by_kind: Vec::new(),
             any_kind: Vec::new(),
+            by_room: std::collections::HashMap::new(),
             now: i64::MIN,
             needs_start: true,
             generation: 0,
@@ -206,8 +209,16 @@ impl Engine {
         }
         self.by_kind = vec![Vec::new(); Kind::ALL.len()];
         self.any_kind.clear();
+        self.by_room.clear();
         for (i, r) in self.rules.iter().enumerate() {
             let i = u32::try_from(i).unwrap_or(u32::MAX);
+            // Most rules name a room: index those by room, the rest by kind.
+            if r.spec.kind != RuleType::Sequence && !r.spec.rooms.0.is_empty() {
+                for room in &r.spec.rooms.0 {
+                    self.by_room.entry(room.clone()).or_default().push(i);
+                }
+                continue;
+            }
             match &r.route_kinds {
                 Some(kinds) => {
                     for k in kinds {
@@ -284,9 +295,15 @@ impl Engine {
             .by_kind
             .get(usize::from(kind.code()))
             .map_or(&[][..], |v| v.as_slice());
+        let by_room = self
+            .devs
+            .room_name(dev)
+            .and_then(|room| self.by_room.get(room))
+            .map_or(&[][..], |v| v.as_slice());
         let mut list: Vec<u32> = by_kind
             .iter()
             .chain(self.any_kind.iter())
+            .chain(by_room.iter())
             .copied()
             .filter(|&ri| {
                 self.rules
@@ -366,14 +383,29 @@ impl Engine {
                 }
             }
             if batch.len() > 1 {
+                // Indices differ after a restart; names do not. Sort by a
+                // hash of the name (cheap), then the name on a tie.
                 let devs = &self.devs;
                 let rules = &self.rules;
-                batch.sort_by(|a, b| {
-                    a.rule.cmp(&b.rule).then_with(|| {
-                        subject_name(rules, devs, a.rule, a.subject)
-                            .cmp(subject_name(rules, devs, b.rule, b.subject))
+                let mut keyed: Vec<(u32, u64, Entry)> = batch
+                    .iter()
+                    .map(|e| {
+                        let name = subject_name(rules, devs, e.rule, e.subject);
+                        (e.rule, devices::name_hash(name), *e)
+                    })
+                    .collect();
+                keyed.sort_unstable_by(|a, b| {
+                    (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| {
+                        subject_name(rules, devs, a.2.rule, a.2.subject).cmp(subject_name(
+                            rules,
+                            devs,
+                            b.2.rule,
+                            b.2.subject,
+                        ))
                     })
                 });
+                batch.clear();
+                batch.extend(keyed.into_iter().map(|k| k.2));
             }
             let mut fired = false;
             for e in batch.iter().copied() {
