@@ -62,16 +62,16 @@ impl Ctx<'_> {
             .room_name(dev)
             .or_else(|| rule.own_room())
             .map(str::to_string);
-        let name = d.map(|d| d.name.clone().unwrap_or_else(|| d.id.to_string()));
+        let name: Option<&str> = d.map(|d| d.name.as_deref().unwrap_or(d.id.as_str()));
         let device = d.map_or_else(placeholder, |d| d.id.clone());
         let base = match &rule.spec.message {
             Some(tpl) => tpl
-                .replace("{name}", name.as_deref().unwrap_or("the home"))
+                .replace("{name}", name.unwrap_or("the home"))
                 .replace("{room}", room.as_deref().unwrap_or("home"))
                 .replace("{device}", device.as_str())
                 .replace("{rule}", &rule.spec.id)
                 .replace("{value}", &value.map_or_else(String::new, fmt_value)),
-            None => match (&room, &name) {
+            None => match (&room, name) {
                 (Some(r), Some(n)) => format!("{what} in the {r} ({n})"),
                 (Some(r), None) => format!("{what} in the {r}"),
                 (None, Some(n)) => format!("{what} ({n})"),
