@@ -35,6 +35,38 @@ pub fn inactivity_deadline(rule: &Rule, tz: &TimeZone, last: i64) -> Option<i64>
     }
 }
 
+/// The hot timer path (100k armed clocks): one slot lookup, no moves.
+fn inactivity_timer(rule: &mut Rule, ri: u32, ctx: &mut Ctx<'_>, subject: u32, now: i64) {
+    let (window, for_ms) = (rule.spec.window, rule.for_ms);
+    let Some(slot) = rule.slots.get_mut(&subject) else {
+        return;
+    };
+    let due = slot.deadline.unwrap_or(now);
+    slot.deadline = None;
+    if slot.phase != Phase::Idle {
+        return;
+    }
+    let d = match window {
+        None => Some(slot.last.saturating_add(for_ms)),
+        Some(w) => w
+            .after_in_window(ctx.tz, Time(slot.last), for_ms)
+            .map(|t| t.0),
+    };
+    match d {
+        // Later than this entry: re-queue even if already past, so timers
+        // fire in deadline order (restart-proof).
+        Some(d) if d > due => ctx.arm(slot, ri, subject, Some(d)),
+        Some(d) => {
+            slot.phase = Phase::Raised;
+            slot.acked = false;
+            slot.since = d;
+            let dev = slot.dev;
+            ctx.emit(rule, dev, AlertState::Raised, d, None, None, &rule.what);
+        }
+        None => {}
+    }
+}
+
 /// Starts rule-wide clocks on the first event the rule sees.
 pub fn start(rule: &mut Rule, ri: u32, ctx: &mut Ctx<'_>, now: i64) {
     rule.started = true;
@@ -407,6 +439,10 @@ pub fn on_reading(rule: &mut Rule, ri: u32, ctx: &mut Ctx<'_>, dev: u32, r: &Rea
 
 /// A timer of this rule is due (its slot's deadline is `≤ now`).
 pub fn on_timer(rule: &mut Rule, ri: u32, ctx: &mut Ctx<'_>, subject: u32, now: i64) {
+    if rule.spec.kind == RuleType::Inactivity {
+        inactivity_timer(rule, ri, ctx, subject, now);
+        return;
+    }
     let Some(mut slot) = rule.slots.remove(&subject) else {
         return;
     };
@@ -457,21 +493,6 @@ pub fn on_timer(rule: &mut Rule, ri: u32, ctx: &mut Ctx<'_>, subject: u32, now: 
                 None,
                 &what,
             );
-        }
-        RuleType::Inactivity if slot.phase == Phase::Idle => {
-            match inactivity_deadline(rule, ctx.tz, slot.last) {
-                // Later than this entry: re-queue even if already past, so
-                // timers fire in deadline order (restart-proof).
-                Some(d) if d > due => ctx.arm(&mut slot, ri, subject, Some(d)),
-                Some(d) => {
-                    slot.phase = Phase::Raised;
-                    slot.acked = false;
-                    slot.since = d;
-                    let what = format!("No activity for {}", dur_text(rule.for_ms));
-                    ctx.emit(rule, slot.dev, AlertState::Raised, d, None, None, &what);
-                }
-                None => {}
-            }
         }
         RuleType::Absence => {
             if let Some(w) = rule.window().copied() {

@@ -83,6 +83,8 @@ pub struct Rule {
     pub routine: Option<Box<Routine>>,
     /// Whether rule-wide clocks were started (first event after build/reload).
     pub started: bool,
+    /// The alert sentence of clock-driven types, built once.
+    pub what: String,
 }
 
 const ACTIVITY: [Kind; 3] = [Kind::Motion, Kind::Occupancy, Kind::Contact];
@@ -141,6 +143,7 @@ impl Rule {
             slots: HashMap::default(),
             routine: (t == RuleType::Routine).then(Box::default),
             started: false,
+            what: format!("No activity for {}", super::ctx::dur_text(ms(spec.for_, 0))),
             spec: spec.clone(),
         }
     }
