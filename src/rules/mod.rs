@@ -37,7 +37,6 @@ mod timers;
 pub mod window;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
@@ -127,6 +126,9 @@ pub struct Engine {
     /// Rules that can see each kind (by `Kind::code`), and rules that see any kind.
     by_kind: Vec<Vec<u32>>,
     any_kind: Vec<u32>,
+    /// Distinct route lists (rule indices, ascending); devices point here.
+    route_lists: Vec<Box<[u32]>>,
+    route_ids: std::collections::HashMap<Box<[u32]>, u32>,
     /// Rules that select by room, by room name (these are not in `by_kind`).
     by_room: std::collections::HashMap<String, Vec<u32>>,
     now: i64,
@@ -162,6 +164,8 @@ impl Engine {
             by_kind: Vec::new(),
             any_kind: Vec::new(),
             by_room: std::collections::HashMap::new(),
+            route_lists: Vec::new(),
+            route_ids: std::collections::HashMap::new(),
             now: i64::MIN,
             needs_start: true,
             generation: 0,
@@ -231,6 +235,8 @@ impl Engine {
             }
         }
         self.devs.clear_routes();
+        self.route_lists.clear();
+        self.route_ids.clear();
         self.rebuild_timers();
         self.needs_start = true;
         kept
@@ -269,7 +275,8 @@ impl Engine {
         }
         for r in readings {
             let dev = self.devs.intern(&r.device);
-            let route = self.route(dev, r.kind);
+            let rid = self.route(dev, r.kind);
+            let route = self.route_lists.get(rid).map_or(&[][..], |v| &v[..]);
             for &ri in route.iter() {
                 if let Some(rule) = self.rules.get_mut(ri as usize)
                     && rule.routine.is_some()
@@ -285,11 +292,12 @@ impl Engine {
     }
 
     /// The rules a reading of `kind` from `dev` must visit (cached).
-    fn route(&mut self, dev: u32, kind: Kind) -> Arc<[u32]> {
-        if let Some(d) = self.devs.get(dev)
-            && let Some((_, r)) = d.routes.iter().find(|(k, _)| *k == kind)
+    fn route(&mut self, dev: u32, kind: Kind) -> usize {
+        let k = usize::from(kind.code());
+        if let Some(&id) = self.devs.get(dev).and_then(|d| d.routes.get(k))
+            && id != devices::NO_ROUTE
         {
-            return r.clone();
+            return id as usize;
         }
         let by_kind = self
             .by_kind
@@ -313,11 +321,20 @@ impl Engine {
             .collect();
         list.sort_unstable();
         list.dedup();
-        let list: Arc<[u32]> = Arc::from(list);
-        if let Some(d) = self.devs.get_mut(dev) {
-            d.routes.push((kind, list.clone()));
+        let list: Box<[u32]> = list.into_boxed_slice();
+        let id = match self.route_ids.get(&list) {
+            Some(&id) => id,
+            None => {
+                let id = u32::try_from(self.route_lists.len()).unwrap_or(devices::NO_ROUTE - 1);
+                self.route_lists.push(list.clone());
+                self.route_ids.insert(list, id);
+                id
+            }
+        };
+        if let Some(slot) = self.devs.get_mut(dev).and_then(|d| d.routes.get_mut(k)) {
+            *slot = id;
         }
-        list
+        id as usize
     }
 
     fn advance(&mut self, now: Time, out: &mut Vec<Alert>) -> i64 {
@@ -350,7 +367,8 @@ impl Engine {
             self.dropped += 1;
             return;
         }
-        let route = self.route(dev, r.kind);
+        let rid = self.route(dev, r.kind);
+        let route = self.route_lists.get(rid).map_or(&[][..], |v| &v[..]);
         if route.is_empty() {
             return;
         }
