@@ -12,6 +12,7 @@ use super::ctx::{Ctx, capital, dur_text, fmt_value, immediate_what, unit, window
 use super::devices::Devices;
 use super::rule::{Phase, RULE_SUBJECT, Rule, Slot, ms, step_matches};
 use super::spec::{Per, RuleType};
+use super::window::Window;
 use crate::model::{AlertState, Kind, Reading, Time};
 
 /// The subject a reading belongs to for this rule.
@@ -29,9 +30,13 @@ fn subject_of(rule: &Rule, devs: &Devices, dev: u32) -> Option<u32> {
 
 /// When an inactivity clock that last saw activity at `last` runs out.
 pub fn inactivity_deadline(rule: &Rule, tz: &TimeZone, last: i64) -> Option<i64> {
-    match rule.window() {
-        None => Some(last.saturating_add(rule.for_ms)),
-        Some(w) => w.after_in_window(tz, Time(last), rule.for_ms).map(|t| t.0),
+    deadline_from(rule.spec.window, rule.for_ms, tz, last)
+}
+
+fn deadline_from(window: Option<Window>, for_ms: i64, tz: &TimeZone, last: i64) -> Option<i64> {
+    match window {
+        None => Some(last.saturating_add(for_ms)),
+        Some(w) => w.after_in_window(tz, Time(last), for_ms).map(|t| t.0),
     }
 }
 
@@ -261,44 +266,62 @@ pub fn on_reading(rule: &mut Rule, ri: u32, ctx: &mut Ctx<'_>, dev: u32, r: &Rea
         }
         RuleType::Inactivity => {
             let active = v >= rule.min_value;
-            let fresh = !rule.slots.contains_key(&subject);
-            if fresh && subject == RULE_SUBJECT && !rule.started {
+            let (window, for_ms) = (rule.spec.window, rule.for_ms);
+            if !rule.slots.contains_key(&subject) {
+                if subject == RULE_SUBJECT && !rule.started {
+                    return;
+                }
+                let mut slot = Slot {
+                    last: now,
+                    since: now,
+                    dev,
+                    ..Slot::default()
+                };
+                ctx.arm(
+                    &mut slot,
+                    ri,
+                    subject,
+                    deadline_from(window, for_ms, ctx.tz, now),
+                );
+                rule.slots.insert(subject, slot);
+            }
+            if !active {
                 return;
             }
-            let mut slot = rule.slots.remove(&subject).unwrap_or_default();
-            if fresh {
-                slot.last = now;
-                slot.since = now;
-                slot.dev = dev;
-                let d = inactivity_deadline(rule, ctx.tz, now);
-                ctx.arm(&mut slot, ri, subject, d);
+            // Hot path (every motion event): update in place.
+            let Some(slot) = rule.slots.get_mut(&subject) else {
+                return;
+            };
+            slot.last = now;
+            slot.dev = dev;
+            let was_raised = slot.phase == Phase::Raised;
+            if was_raised {
+                slot.phase = Phase::Idle;
+                slot.acked = false;
             }
-            if active {
-                slot.last = now;
-                slot.dev = dev;
-                if slot.phase == Phase::Raised {
-                    slot.phase = Phase::Idle;
-                    slot.acked = false;
-                    ctx.emit(
-                        rule,
-                        dev,
-                        AlertState::Cleared,
-                        at,
-                        Some(v),
-                        Some(r.kind),
-                        "Activity resumed",
-                    );
-                }
-                // A live entry pops no later than the new deadline and
-                // recomputes it then; only an idle clock needs queueing.
-                if slot.queued.is_none() {
-                    let d = inactivity_deadline(rule, ctx.tz, now);
-                    ctx.arm(&mut slot, ri, subject, d);
-                } else if slot.deadline.is_none() {
-                    slot.deadline = slot.queued;
-                }
+            // A live entry pops no later than the new deadline and
+            // recomputes it then; only an idle clock needs queueing.
+            if slot.queued.is_none() {
+                ctx.arm(
+                    slot,
+                    ri,
+                    subject,
+                    deadline_from(window, for_ms, ctx.tz, now),
+                );
+            } else if slot.deadline.is_none() {
+                slot.deadline = slot.queued;
             }
-            rule.slots.insert(subject, slot);
+            if was_raised {
+                ctx.emit(
+                    rule,
+                    dev,
+                    AlertState::Cleared,
+                    at,
+                    Some(v),
+                    Some(r.kind),
+                    "Activity resumed",
+                );
+            }
         }
         RuleType::Absence => {
             if v < rule.min_value {
@@ -369,12 +392,20 @@ pub fn on_reading(rule: &mut Rule, ri: u32, ctx: &mut Ctx<'_>, dev: u32, r: &Rea
         }
         RuleType::Silent => {
             let iv = silent_interval(rule, r.kind);
-            let mut slot = rule.slots.remove(&subject).unwrap_or_default();
+            let slot = rule.slots.entry(subject).or_default();
             slot.last = now;
             slot.dev = dev;
-            if slot.phase == Phase::Raised {
+            let was_raised = slot.phase == Phase::Raised;
+            if was_raised {
                 slot.phase = Phase::Idle;
                 slot.acked = false;
+            }
+            let d = slot
+                .deadline
+                .unwrap_or(i64::MIN)
+                .max(now.saturating_add(iv));
+            ctx.arm(slot, ri, subject, Some(d));
+            if was_raised {
                 ctx.emit(
                     rule,
                     dev,
@@ -385,12 +416,6 @@ pub fn on_reading(rule: &mut Rule, ri: u32, ctx: &mut Ctx<'_>, dev: u32, r: &Rea
                     "Device reporting again",
                 );
             }
-            let d = slot
-                .deadline
-                .unwrap_or(i64::MIN)
-                .max(now.saturating_add(iv));
-            ctx.arm(&mut slot, ri, subject, Some(d));
-            rule.slots.insert(subject, slot);
         }
         RuleType::LowBattery => {
             let below = rule.below().unwrap_or(20.0);
