@@ -15,8 +15,10 @@
 //! - [`cli`]: `carebridge rules check|replay`.
 //!
 //! Engine invariants:
-//! - a reading visits only the rules routed to its `(device, kind)` (a cached
-//!   list built from a by-kind index and the rules' selectors);
+//! - a reading visits only the rules routed to its `(device, kind)`: a route
+//!   id cached inline in the device table, pointing into a table of shared
+//!   rule lists built (on first use) from a by-room index (rules that name
+//!   rooms) and a by-kind index (the rest), filtered by the full selectors;
 //! - readings older than, or identical to, the last one of the same device
 //!   and kind are dropped (counted in [`Engine::dropped`]);
 //! - timers due at `now` fire before a reading at `now` is evaluated; timers
