@@ -9,10 +9,10 @@ use jiff::tz::TimeZone;
 
 use super::devices::Devices;
 use super::rule::{Rule, Slot};
-use super::spec::Want;
+use super::spec::{RuleSpec, Want};
 use super::timers::{Entry, Timers};
 use super::window::fmt_hhmm;
-use crate::model::{Alert, AlertState, DeviceId, Kind, Time};
+use crate::model::{Alert, AlertState, DeviceId, Kind, Severity, Time};
 
 /// What the handlers may touch besides their rule.
 pub struct Ctx<'a> {
@@ -56,20 +56,36 @@ impl Ctx<'_> {
         kind: Option<Kind>,
         what: &str,
     ) {
+        self.emit_for(&rule.spec, rule.severity, dev, state, at, value, kind, what);
+    }
+
+    /// [`Ctx::emit`] from the rule's parts, for callers holding its slots.
+    #[allow(clippy::too_many_arguments)]
+    pub fn emit_for(
+        &mut self,
+        spec: &RuleSpec,
+        severity: Severity,
+        dev: u32,
+        state: AlertState,
+        at: i64,
+        value: Option<f64>,
+        kind: Option<Kind>,
+        what: &str,
+    ) {
         let d = self.devs.get(dev);
-        let room = self
-            .devs
-            .room_name(dev)
-            .or_else(|| rule.own_room())
-            .map(str::to_string);
+        let own_room = match spec.rooms.0.as_slice() {
+            [one] => Some(one.as_str()),
+            _ => None,
+        };
+        let room = self.devs.room_name(dev).or(own_room).map(str::to_string);
         let name: Option<&str> = d.map(|d| d.name.as_deref().unwrap_or(d.id.as_str()));
         let device = d.map_or_else(placeholder, |d| d.id.clone());
-        let base = match &rule.spec.message {
+        let base = match &spec.message {
             Some(tpl) => tpl
                 .replace("{name}", name.unwrap_or("the home"))
                 .replace("{room}", room.as_deref().unwrap_or("home"))
                 .replace("{device}", device.as_str())
-                .replace("{rule}", &rule.spec.id)
+                .replace("{rule}", &spec.id)
                 .replace("{value}", &value.map_or_else(String::new, fmt_value)),
             None => match (&room, name) {
                 (Some(r), Some(n)) => format!("{what} in the {r} ({n})"),
@@ -83,8 +99,8 @@ impl Ctx<'_> {
             AlertState::Cleared => format!("Resolved: {base}"),
         };
         self.out.push(Alert {
-            rule: rule.spec.id.clone(),
-            severity: rule.severity,
+            rule: spec.id.clone(),
+            severity,
             state,
             device,
             room,

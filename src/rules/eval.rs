@@ -11,9 +11,9 @@ use jiff::tz::TimeZone;
 use super::ctx::{Ctx, capital, dur_text, fmt_value, immediate_what, unit, window_what};
 use super::devices::Devices;
 use super::rule::{Phase, RULE_SUBJECT, Rule, Slot, ms, step_matches};
-use super::spec::{Per, RuleType};
+use super::spec::{Per, RuleSpec, RuleType};
 use super::window::Window;
-use crate::model::{AlertState, Kind, Reading, Time};
+use crate::model::{AlertState, Kind, Reading, Severity, Time};
 
 /// The subject a reading belongs to for this rule.
 fn subject_of(rule: &Rule, devs: &Devices, dev: u32) -> Option<u32> {
@@ -40,24 +40,26 @@ fn deadline_from(window: Option<Window>, for_ms: i64, tz: &TimeZone, last: i64) 
     }
 }
 
-/// The hot timer path (100k armed clocks): one slot lookup, no moves.
-fn inactivity_timer(rule: &mut Rule, ri: u32, ctx: &mut Ctx<'_>, subject: u32, now: i64) {
-    let (window, for_ms) = (rule.spec.window, rule.for_ms);
-    let Some(slot) = rule.slots.get_mut(&subject) else {
-        return;
-    };
+/// The hot timer path (100k armed clocks): the caller already holds the
+/// slot, so no further lookup and no moves.
+#[allow(clippy::too_many_arguments)]
+pub fn inactivity_fire(
+    slot: &mut Slot,
+    spec: &RuleSpec,
+    severity: Severity,
+    what: &str,
+    for_ms: i64,
+    ri: u32,
+    subject: u32,
+    ctx: &mut Ctx<'_>,
+    now: i64,
+) {
     let due = slot.deadline.unwrap_or(now);
     slot.deadline = None;
     if slot.phase != Phase::Idle {
         return;
     }
-    let d = match window {
-        None => Some(slot.last.saturating_add(for_ms)),
-        Some(w) => w
-            .after_in_window(ctx.tz, Time(slot.last), for_ms)
-            .map(|t| t.0),
-    };
-    match d {
+    match deadline_from(spec.window, for_ms, ctx.tz, slot.last) {
         // Later than this entry: re-queue even if already past, so timers
         // fire in deadline order (restart-proof).
         Some(d) if d > due => ctx.arm(slot, ri, subject, Some(d)),
@@ -66,7 +68,7 @@ fn inactivity_timer(rule: &mut Rule, ri: u32, ctx: &mut Ctx<'_>, subject: u32, n
             slot.acked = false;
             slot.since = d;
             let dev = slot.dev;
-            ctx.emit(rule, dev, AlertState::Raised, d, None, None, &rule.what);
+            ctx.emit_for(spec, severity, dev, AlertState::Raised, d, None, None, what);
         }
         None => {}
     }
@@ -465,7 +467,17 @@ pub fn on_reading(rule: &mut Rule, ri: u32, ctx: &mut Ctx<'_>, dev: u32, r: &Rea
 /// A timer of this rule is due (its slot's deadline is `≤ now`).
 pub fn on_timer(rule: &mut Rule, ri: u32, ctx: &mut Ctx<'_>, subject: u32, now: i64) {
     if rule.spec.kind == RuleType::Inactivity {
-        inactivity_timer(rule, ri, ctx, subject, now);
+        let Rule {
+            slots,
+            spec,
+            severity,
+            what,
+            for_ms,
+            ..
+        } = rule;
+        if let Some(slot) = slots.get_mut(&subject) {
+            inactivity_fire(slot, spec, *severity, what, *for_ms, ri, subject, ctx, now);
+        }
         return;
     }
     let Some(mut slot) = rule.slots.remove(&subject) else {

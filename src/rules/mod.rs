@@ -444,7 +444,16 @@ impl Engine {
         let Some(rule) = self.rules.get_mut(e.rule as usize) else {
             return false;
         };
-        let Some(slot) = rule.slots.get_mut(&e.subject) else {
+        let is_inactivity = rule.spec.kind == RuleType::Inactivity;
+        let rule::Rule {
+            slots,
+            spec,
+            severity,
+            what,
+            for_ms,
+            ..
+        } = rule;
+        let Some(slot) = slots.get_mut(&e.subject) else {
             return false;
         };
         if slot.queued != Some(e.at.0) {
@@ -467,6 +476,12 @@ impl Engine {
                 ctx.arm(&mut s, e.rule, e.subject, Some(d));
                 *slot = s;
                 false
+            }
+            Some(_) if is_inactivity => {
+                eval::inactivity_fire(
+                    slot, spec, *severity, what, *for_ms, e.rule, e.subject, &mut ctx, now,
+                );
+                true
             }
             Some(_) => {
                 eval::on_timer(rule, e.rule, &mut ctx, e.subject, now);

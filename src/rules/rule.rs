@@ -176,14 +176,6 @@ impl Rule {
             _ => self.spec.below,
         }
     }
-
-    /// The single room a rule is about, for messages of rule-wide alerts.
-    pub fn own_room(&self) -> Option<&str> {
-        match self.spec.rooms.0.as_slice() {
-            [one] => Some(one.as_str()),
-            _ => None,
-        }
-    }
 }
 
 fn selects(
