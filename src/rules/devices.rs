@@ -8,10 +8,61 @@
 //! rules are reloaded, and rebuilt on the next reading.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use super::FxBuild;
 use crate::model::{DeviceId, DeviceInfo, Kind};
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// A small fast hasher for the engine's integer and short-string keys
+/// (FxHash); the keys are not attacker-chosen in bulk.
+#[derive(Default, Clone, Copy)]
+pub struct Fx(u64);
+
+impl Hasher for Fx {
+    fn finish(&self) -> u64 {
+        // The multiply only carries entropy upwards; fold it back down so
+        // the low bits (hashbrown's bucket index) vary too.
+        let h = (self.0 ^ (self.0 >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^ (h >> 33)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(b));
+        }
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+}
+
+impl Fx {
+    fn add(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+pub type FxBuild = BuildHasherDefault<Fx>;
+
+/// A stable (seedless) hash of a name, for ordering.
+pub fn name_hash(s: &str) -> u64 {
+    let mut h = Fx::default();
+    h.write(s.as_bytes());
+    h.finish()
+}
+
+/// Number of reading kinds (route and seen tables are indexed by code).
+pub const NK: usize = Kind::ALL.len();
+/// Route not computed yet.
+pub const NO_ROUTE: u32 = u32::MAX;
+/// No reading of this kind seen yet.
+pub const NEVER: i64 = i64::MIN;
 
 #[derive(Debug)]
 pub struct Dev {
@@ -20,9 +71,13 @@ pub struct Dev {
     pub room: Option<u32>,
     pub role: Option<String>,
     /// Rules (indices, ascending) that a reading of each kind must visit.
-    pub routes: Vec<(Kind, Arc<[u32]>)>,
+    /// Per kind code: an id in the engine's route table, or [`NO_ROUTE`].
+    /// (Inline arrays: a reading touches one `Dev` cache line or two, not
+    /// a chain of heap blocks.)
+    pub routes: [u32; NK],
     /// Last accepted `(kind, at ms, value)`.
-    pub seen: Vec<(Kind, i64, f64)>,
+    /// Per kind code; `at == NEVER` when none yet.
+    pub seen: [(i64, f64); NK],
 }
 
 #[derive(Debug, Default)]
@@ -64,8 +119,8 @@ impl Devices {
             name: None,
             room: None,
             role: None,
-            routes: Vec::new(),
-            seen: Vec::new(),
+            routes: [NO_ROUTE; NK],
+            seen: [(NEVER, 0.0); NK],
         });
         self.by_id.insert(id.clone(), i);
         i
@@ -109,14 +164,14 @@ impl Devices {
             moved = true;
         }
         if moved {
-            d.routes.clear();
+            d.routes = [NO_ROUTE; NK];
         }
         Some(i)
     }
 
     pub fn clear_routes(&mut self) {
         for d in &mut self.list {
-            d.routes.clear();
+            d.routes = [NO_ROUTE; NK];
         }
     }
 
@@ -125,22 +180,16 @@ impl Devices {
         let Some(d) = self.get_mut(dev) else {
             return Freshness::New;
         };
-        match d.seen.iter_mut().find(|(k, _, _)| *k == kind) {
-            Some(e) => {
-                if at < e.1 {
-                    Freshness::Stale
-                } else if at == e.1 && value.to_bits() == e.2.to_bits() {
-                    Freshness::Duplicate
-                } else {
-                    e.1 = at;
-                    e.2 = value;
-                    Freshness::New
-                }
-            }
-            None => {
-                d.seen.push((kind, at, value));
-                Freshness::New
-            }
+        let Some(e) = d.seen.get_mut(usize::from(kind.code())) else {
+            return Freshness::New;
+        };
+        if e.0 != NEVER && at < e.0 {
+            Freshness::Stale
+        } else if at == e.0 && value.to_bits() == e.1.to_bits() {
+            Freshness::Duplicate
+        } else {
+            *e = (at, value);
+            Freshness::New
         }
     }
 
@@ -175,16 +224,13 @@ mod tests {
     fn moving_a_device_to_another_room_drops_its_routes() {
         let mut d = Devices::default();
         let i = d.intern(&id("a"));
-        d.get_mut(i)
-            .unwrap()
-            .routes
-            .push((Kind::Motion, Arc::from(vec![1u32])));
+        d.get_mut(i).unwrap().routes[0] = 7;
         d.set(&DeviceInfo {
             id: Some(id("a")),
             room: Some("hall".into()),
             ..Default::default()
         });
-        assert!(d.get(i).unwrap().routes.is_empty());
+        assert!(d.get(i).unwrap().routes.iter().all(|&r| r == NO_ROUTE));
         assert_eq!(d.room_name(i), Some("hall"));
     }
 }

@@ -15,8 +15,10 @@
 //! - [`cli`]: `carebridge rules check|replay`.
 //!
 //! Engine invariants:
-//! - a reading visits only the rules routed to its `(device, kind)` (a cached
-//!   list built from a by-kind index and the rules' selectors);
+//! - a reading visits only the rules routed to its `(device, kind)`: a route
+//!   id cached inline in the device table, pointing into a table of shared
+//!   rule lists built (on first use) from a by-room index (rules that name
+//!   rooms) and a by-kind index (the rest), filtered by the full selectors;
 //! - readings older than, or identical to, the last one of the same device
 //!   and kind are dropped (counted in [`Engine::dropped`]);
 //! - timers due at `now` fire before a reading at `now` is evaluated; timers
@@ -24,26 +26,30 @@
 //! - the engine clock never goes backwards (`now` is max-ed with the last).
 
 pub mod cli;
+mod ctx;
 mod devices;
 mod eval;
+mod locate;
 mod routine;
+mod rule;
 mod snapshot;
 pub mod spec;
+mod status;
 mod timers;
 pub mod window;
 
-use std::hash::{BuildHasherDefault, Hasher};
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Problem;
-use crate::model::{Alert, DeviceId, DeviceInfo, Kind, Reading, Severity, Time};
+use crate::model::{Alert, DeviceId, DeviceInfo, Kind, Reading, Time};
+use ctx::Ctx;
 use devices::{Devices, Freshness};
-use eval::{Ctx, Phase, RULE_SUBJECT, Rule};
+use rule::{Phase, RULE_SUBJECT, Rule};
 pub use spec::{RuleSet, RuleSpec, RuleType, RulesError};
+pub use status::RuleStatus;
 use timers::{Entry, Timers};
 
 /// `[rules]`: where the rule set lives.
@@ -99,59 +105,6 @@ kinds = ["water_leak"]
 clear = true
 "#;
 
-/// A small fast hasher for the engine's integer and short-string keys
-/// (FxHash); the keys are not attacker-chosen in bulk.
-#[derive(Default, Clone, Copy)]
-pub struct Fx(u64);
-
-impl Hasher for Fx {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut b = [0u8; 8];
-            b[..chunk.len()].copy_from_slice(chunk);
-            self.add(u64::from_le_bytes(b));
-        }
-    }
-    fn write_u32(&mut self, i: u32) {
-        self.add(u64::from(i));
-    }
-    fn write_u64(&mut self, i: u64) {
-        self.add(i);
-    }
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-}
-
-impl Fx {
-    fn add(&mut self, w: u64) {
-        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-pub type FxBuild = BuildHasherDefault<Fx>;
-
-/// What a rule is doing, for the UI and the API.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RuleStatus {
-    pub rule: String,
-    #[serde(rename = "type")]
-    pub kind: RuleType,
-    pub severity: Severity,
-    /// `armed`, `learning`, `raised`, `suppressed` (raised and acknowledged,
-    /// waiting for the situation to resolve) or `disabled`.
-    pub state: String,
-    /// Open (raised, not cleared) alerts of this rule.
-    pub raised: usize,
-    /// Timers armed for this rule.
-    pub timers: usize,
-    /// A human line, e.g. `learning: 5 of 7 days`.
-    pub detail: String,
-}
-
 /// What [`Engine::reload`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReloadSummary {
@@ -175,6 +128,11 @@ pub struct Engine {
     /// Rules that can see each kind (by `Kind::code`), and rules that see any kind.
     by_kind: Vec<Vec<u32>>,
     any_kind: Vec<u32>,
+    /// Distinct route lists (rule indices, ascending); devices point here.
+    route_lists: Vec<Box<[u32]>>,
+    route_ids: std::collections::HashMap<Box<[u32]>, u32>,
+    /// Rules that select by room, by room name (these are not in `by_kind`).
+    by_room: std::collections::HashMap<String, Vec<u32>>,
     now: i64,
     needs_start: bool,
     generation: u64,
@@ -207,6 +165,9 @@ impl Engine {
             timers: Timers::default(),
             by_kind: Vec::new(),
             any_kind: Vec::new(),
+            by_room: std::collections::HashMap::new(),
+            route_lists: Vec::new(),
+            route_ids: std::collections::HashMap::new(),
             now: i64::MIN,
             needs_start: true,
             generation: 0,
@@ -254,8 +215,16 @@ impl Engine {
         }
         self.by_kind = vec![Vec::new(); Kind::ALL.len()];
         self.any_kind.clear();
+        self.by_room.clear();
         for (i, r) in self.rules.iter().enumerate() {
             let i = u32::try_from(i).unwrap_or(u32::MAX);
+            // Most rules name a room: index those by room, the rest by kind.
+            if r.spec.kind != RuleType::Sequence && !r.spec.rooms.0.is_empty() {
+                for room in &r.spec.rooms.0 {
+                    self.by_room.entry(room.clone()).or_default().push(i);
+                }
+                continue;
+            }
             match &r.route_kinds {
                 Some(kinds) => {
                     for k in kinds {
@@ -268,6 +237,8 @@ impl Engine {
             }
         }
         self.devs.clear_routes();
+        self.route_lists.clear();
+        self.route_ids.clear();
         self.rebuild_timers();
         self.needs_start = true;
         kept
@@ -306,7 +277,8 @@ impl Engine {
         }
         for r in readings {
             let dev = self.devs.intern(&r.device);
-            let route = self.route(dev, r.kind);
+            let rid = self.route(dev, r.kind);
+            let route = self.route_lists.get(rid).map_or(&[][..], |v| &v[..]);
             for &ri in route.iter() {
                 if let Some(rule) = self.rules.get_mut(ri as usize)
                     && rule.routine.is_some()
@@ -322,19 +294,26 @@ impl Engine {
     }
 
     /// The rules a reading of `kind` from `dev` must visit (cached).
-    fn route(&mut self, dev: u32, kind: Kind) -> Arc<[u32]> {
-        if let Some(d) = self.devs.get(dev)
-            && let Some((_, r)) = d.routes.iter().find(|(k, _)| *k == kind)
+    fn route(&mut self, dev: u32, kind: Kind) -> usize {
+        let k = usize::from(kind.code());
+        if let Some(&id) = self.devs.get(dev).and_then(|d| d.routes.get(k))
+            && id != devices::NO_ROUTE
         {
-            return r.clone();
+            return id as usize;
         }
         let by_kind = self
             .by_kind
             .get(usize::from(kind.code()))
             .map_or(&[][..], |v| v.as_slice());
+        let by_room = self
+            .devs
+            .room_name(dev)
+            .and_then(|room| self.by_room.get(room))
+            .map_or(&[][..], |v| v.as_slice());
         let mut list: Vec<u32> = by_kind
             .iter()
             .chain(self.any_kind.iter())
+            .chain(by_room.iter())
             .copied()
             .filter(|&ri| {
                 self.rules
@@ -344,11 +323,20 @@ impl Engine {
             .collect();
         list.sort_unstable();
         list.dedup();
-        let list: Arc<[u32]> = Arc::from(list);
-        if let Some(d) = self.devs.get_mut(dev) {
-            d.routes.push((kind, list.clone()));
+        let list: Box<[u32]> = list.into_boxed_slice();
+        let id = match self.route_ids.get(&list) {
+            Some(&id) => id,
+            None => {
+                let id = u32::try_from(self.route_lists.len()).unwrap_or(devices::NO_ROUTE - 1);
+                self.route_lists.push(list.clone());
+                self.route_ids.insert(list, id);
+                id
+            }
+        };
+        if let Some(slot) = self.devs.get_mut(dev).and_then(|d| d.routes.get_mut(k)) {
+            *slot = id;
         }
-        list
+        id as usize
     }
 
     fn advance(&mut self, now: Time, out: &mut Vec<Alert>) -> i64 {
@@ -381,7 +369,8 @@ impl Engine {
             self.dropped += 1;
             return;
         }
-        let route = self.route(dev, r.kind);
+        let rid = self.route(dev, r.kind);
+        let route = self.route_lists.get(rid).map_or(&[][..], |v| &v[..]);
         if route.is_empty() {
             return;
         }
@@ -414,14 +403,29 @@ impl Engine {
                 }
             }
             if batch.len() > 1 {
+                // Indices differ after a restart; names do not. Sort by a
+                // hash of the name (cheap), then the name on a tie.
                 let devs = &self.devs;
                 let rules = &self.rules;
-                batch.sort_by(|a, b| {
-                    a.rule.cmp(&b.rule).then_with(|| {
-                        subject_name(rules, devs, a.rule, a.subject)
-                            .cmp(subject_name(rules, devs, b.rule, b.subject))
+                let mut keyed: Vec<(u32, u64, Entry)> = batch
+                    .iter()
+                    .map(|e| {
+                        let name = subject_name(rules, devs, e.rule, e.subject);
+                        (e.rule, devices::name_hash(name), *e)
+                    })
+                    .collect();
+                keyed.sort_unstable_by(|a, b| {
+                    (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| {
+                        subject_name(rules, devs, a.2.rule, a.2.subject).cmp(subject_name(
+                            rules,
+                            devs,
+                            b.2.rule,
+                            b.2.subject,
+                        ))
                     })
                 });
+                batch.clear();
+                batch.extend(keyed.into_iter().map(|k| k.2));
             }
             let mut fired = false;
             for e in batch.iter().copied() {
@@ -440,7 +444,16 @@ impl Engine {
         let Some(rule) = self.rules.get_mut(e.rule as usize) else {
             return false;
         };
-        let Some(slot) = rule.slots.get_mut(&e.subject) else {
+        let is_inactivity = rule.spec.kind == RuleType::Inactivity;
+        let rule::Rule {
+            slots,
+            spec,
+            severity,
+            what,
+            for_ms,
+            ..
+        } = rule;
+        let Some(slot) = slots.get_mut(&e.subject) else {
             return false;
         };
         if slot.queued != Some(e.at.0) {
@@ -463,6 +476,12 @@ impl Engine {
                 ctx.arm(&mut s, e.rule, e.subject, Some(d));
                 *slot = s;
                 false
+            }
+            Some(_) if is_inactivity => {
+                eval::inactivity_fire(
+                    slot, spec, *severity, what, *for_ms, e.rule, e.subject, &mut ctx, now,
+                );
+                true
             }
             Some(_) => {
                 eval::on_timer(rule, e.rule, &mut ctx, e.subject, now);
@@ -509,65 +528,6 @@ impl Engine {
             self.generation += 1;
         }
         any
-    }
-
-    /// Per-rule state for the UI and API, in rule-file order.
-    pub fn status(&self) -> Vec<RuleStatus> {
-        let mut v: Vec<RuleStatus> = self
-            .rules
-            .iter()
-            .map(|r| {
-                let raised = r
-                    .slots
-                    .values()
-                    .filter(|s| s.phase == Phase::Raised)
-                    .count();
-                let acked = r
-                    .slots
-                    .values()
-                    .filter(|s| s.phase == Phase::Raised && s.acked)
-                    .count();
-                let timers = r.slots.values().filter(|s| s.deadline.is_some()).count();
-                let (learning, detail) = if r.routine.is_some() {
-                    routine::status(r)
-                } else {
-                    (false, format!("{} subject(s) tracked", r.slots.len()))
-                };
-                let state = if learning {
-                    "learning"
-                } else if raised > 0 && acked == raised {
-                    "suppressed"
-                } else if raised > 0 {
-                    "raised"
-                } else {
-                    "armed"
-                };
-                let detail = if raised > 0 {
-                    format!("{raised} open alert(s), {acked} acknowledged; {detail}")
-                } else {
-                    detail
-                };
-                RuleStatus {
-                    rule: r.spec.id.clone(),
-                    kind: r.spec.kind,
-                    severity: r.severity,
-                    state: state.into(),
-                    raised,
-                    timers,
-                    detail,
-                }
-            })
-            .collect();
-        v.extend(self.disabled.iter().map(|s| RuleStatus {
-            rule: s.id.clone(),
-            kind: s.kind,
-            severity: s.severity.unwrap_or(Severity::Warning),
-            state: "disabled".into(),
-            raised: 0,
-            timers: 0,
-            detail: "enabled = false".into(),
-        }));
-        v
     }
 
     /// Increases whenever rule state changes; persist when it differs from
@@ -621,3 +581,5 @@ fn subject_name<'a>(rules: &'a [Rule], devs: &'a Devices, rule: u32, subject: u3
 mod tests;
 #[cfg(test)]
 mod tests_state;
+#[cfg(test)]
+mod tests_time;

@@ -17,7 +17,8 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
-use super::eval::{Ctx, Phase, RULE_SUBJECT, Rule};
+use super::ctx::Ctx;
+use super::rule::{Phase, RULE_SUBJECT, Rule};
 use super::spec::{DEFAULT_DAYS, DEFAULT_MIN_DAYS};
 use super::window::{at_secs, fmt_hhmm, local_date, local_secs};
 use crate::model::{AlertState, Reading, Time};
@@ -107,7 +108,7 @@ fn emit(rule: &Rule, ctx: &mut Ctx<'_>, state: AlertState, at: i64, what: &str) 
     let dev = rule
         .slots
         .get(&RULE_SUBJECT)
-        .map_or(super::eval::NO_DEV, |s| s.dev);
+        .map_or(super::rule::NO_DEV, |s| s.dev);
     ctx.emit(rule, dev, state, at, None, None, what);
 }
 

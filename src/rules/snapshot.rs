@@ -10,8 +10,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::eval::{NO_DEV, Phase, RULE_SUBJECT, Slot};
 use super::routine::Routine;
+use super::rule::{NO_DEV, Phase, RULE_SUBJECT, Slot};
 use super::spec::{Per, RuleSpec, RuleType};
 use super::{Engine, RulesError};
 use crate::model::{DeviceId, Kind, Time};
@@ -117,12 +117,16 @@ impl Engine {
             .devs
             .iter()
             .flat_map(|d| {
-                d.seen.iter().map(|&(kind, at, value)| SeenSnap {
-                    device: d.id.to_string(),
-                    kind,
-                    at,
-                    value,
-                })
+                d.seen
+                    .iter()
+                    .zip(Kind::ALL.iter())
+                    .filter(|((at, _), _)| *at != super::devices::NEVER)
+                    .map(|(&(at, value), &kind)| SeenSnap {
+                        device: d.id.to_string(),
+                        kind,
+                        at,
+                        value,
+                    })
             })
             .collect();
         seen.sort_by(|a, b| (&a.device, a.kind).cmp(&(&b.device, b.kind)));
@@ -200,9 +204,12 @@ impl Engine {
             let dev = self
                 .devs
                 .intern(&DeviceId::new(&s.device).map_err(|_| bad(&s.device))?);
-            if let Some(d) = self.devs.get_mut(dev) {
-                d.seen.retain(|(k, _, _)| *k != s.kind);
-                d.seen.push((s.kind, s.at, s.value));
+            if let Some(e) = self
+                .devs
+                .get_mut(dev)
+                .and_then(|d| d.seen.get_mut(usize::from(s.kind.code())))
+            {
+                *e = (s.at, s.value);
             }
         }
         // The clock never goes back; rules without saved state start at the

@@ -1,0 +1,205 @@
+//! Compiled rules and their per-subject state: what a rule is after the
+//! spec is compiled (durations in ms, defaults applied, the kinds it can be
+//! routed), how its selectors match a device, and the [`Slot`] each subject
+//! (device, room or the whole rule) keeps.
+//!
+//! Invariants: a `Rule` keeps the exact spec it was compiled from (reload
+//! and restore compare specs to decide whether state carries over); a slot
+//! in `Raised` is one open alert.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::devices::Devices;
+use super::devices::FxBuild;
+use super::routine::Routine;
+use super::spec::{Per, RuleSpec, RuleType, Step, Want};
+use super::window::Window;
+use crate::model::{Kind, Severity};
+
+/// The subject of rule-wide state (one clock for the whole rule).
+pub const RULE_SUBJECT: u32 = u32::MAX;
+/// "No device" in [`Slot::dev`].
+pub const NO_DEV: u32 = u32::MAX;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    #[default]
+    Idle,
+    Pending,
+    Raised,
+}
+
+/// The state of one rule for one subject (device, room or the whole rule).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Slot {
+    pub phase: Phase,
+    pub acked: bool,
+    /// When the current phase began (for routine rules: the window instance checked).
+    pub since: i64,
+    /// Last activity / message (inactivity, absence, silent).
+    pub last: i64,
+    /// The logical timer; `None` = not armed.
+    pub deadline: Option<i64>,
+    /// The time of this slot's live heap entry, if any.
+    pub queued: Option<i64>,
+    pub value: f64,
+    pub dev: u32,
+}
+
+impl Default for Slot {
+    fn default() -> Self {
+        Slot {
+            phase: Phase::Idle,
+            acked: false,
+            since: 0,
+            last: 0,
+            deadline: None,
+            queued: None,
+            value: 0.0,
+            dev: NO_DEV,
+        }
+    }
+}
+
+/// A compiled rule and its state.
+#[derive(Debug)]
+pub struct Rule {
+    pub spec: RuleSpec,
+    pub severity: Severity,
+    pub for_ms: i64,
+    pub within_ms: i64,
+    pub cooldown_ms: i64,
+    pub hysteresis: f64,
+    pub min_value: f64,
+    pub clear: bool,
+    pub per: Per,
+    pub want: Want,
+    /// Kinds that can reach the rule; `None` = any kind.
+    pub route_kinds: Option<Vec<Kind>>,
+    pub slots: HashMap<u32, Slot, FxBuild>,
+    pub routine: Option<Box<Routine>>,
+    /// Whether rule-wide clocks were started (first event after build/reload).
+    pub started: bool,
+    /// The alert sentence of clock-driven types, built once.
+    pub what: String,
+}
+
+const ACTIVITY: [Kind; 3] = [Kind::Motion, Kind::Occupancy, Kind::Contact];
+
+pub(super) fn ms(d: Option<crate::config::Dur>, default_ms: i64) -> i64 {
+    d.map_or(default_ms, |d| {
+        i64::try_from(d.0.as_millis()).unwrap_or(i64::MAX)
+    })
+}
+
+impl Rule {
+    pub fn compile(spec: &RuleSpec) -> Rule {
+        let t = spec.kind;
+        let severity = spec.severity.unwrap_or(match t {
+            RuleType::Immediate | RuleType::Sequence => Severity::Urgent,
+            RuleType::Silent | RuleType::LowBattery => Severity::Info,
+            _ => Severity::Warning,
+        });
+        let kinds = &spec.kinds.0;
+        let route_kinds = match t {
+            RuleType::LowBattery => Some(vec![Kind::Battery, Kind::BatteryLow]),
+            RuleType::Tamper => Some(vec![Kind::Tamper]),
+            RuleType::Inactivity | RuleType::Absence | RuleType::Routine if kinds.is_empty() => {
+                Some(ACTIVITY.to_vec())
+            }
+            RuleType::Silent if kinds.is_empty() => None,
+            RuleType::Sequence => {
+                let steps = spec.start.iter().chain(spec.cancel.iter());
+                let mut all = Vec::new();
+                let mut any = false;
+                for s in steps {
+                    any |= s.kinds.0.is_empty();
+                    all.extend(s.kinds.0.iter().copied());
+                }
+                all.sort();
+                all.dedup();
+                (!any).then_some(all)
+            }
+            _ => Some(kinds.clone()),
+        };
+        Rule {
+            severity,
+            for_ms: ms(spec.for_, 0),
+            within_ms: ms(spec.within, 0),
+            cooldown_ms: ms(spec.cooldown, 120_000),
+            hysteresis: spec.hysteresis.unwrap_or(if t == RuleType::LowBattery {
+                5.0
+            } else {
+                0.5
+            }),
+            min_value: spec.min_value.unwrap_or(0.5),
+            clear: spec.clear.unwrap_or(t == RuleType::Tamper),
+            per: spec.per.unwrap_or_default(),
+            want: spec.state.unwrap_or(Want::Active),
+            route_kinds,
+            slots: HashMap::default(),
+            routine: (t == RuleType::Routine).then(Box::default),
+            started: false,
+            what: format!("No activity for {}", super::ctx::dur_text(ms(spec.for_, 0))),
+            spec: spec.clone(),
+        }
+    }
+
+    /// Does a reading of `kind` from device `dev` concern this rule?
+    pub fn matches(&self, devs: &Devices, dev: u32, kind: Kind) -> bool {
+        if let Some(k) = &self.route_kinds
+            && !k.contains(&kind)
+        {
+            return false;
+        }
+        let s = &self.spec;
+        if s.kind == RuleType::Sequence {
+            return s
+                .start
+                .iter()
+                .chain(s.cancel.iter())
+                .any(|st| step_matches(st, devs, dev, kind, None));
+        }
+        selects(&s.devices.0, &s.rooms.0, &s.roles.0, devs, dev)
+    }
+
+    pub(super) fn window(&self) -> Option<&Window> {
+        self.spec.window.as_ref()
+    }
+
+    pub(super) fn below(&self) -> Option<f64> {
+        match self.spec.kind {
+            RuleType::LowBattery => Some(self.spec.below.unwrap_or(20.0)),
+            _ => self.spec.below,
+        }
+    }
+}
+
+fn selects(
+    devices: &[String],
+    rooms: &[String],
+    roles: &[String],
+    devs: &Devices,
+    dev: u32,
+) -> bool {
+    let Some(d) = devs.get(dev) else { return false };
+    (devices.is_empty() || devices.iter().any(|x| x.as_str() == d.id.as_str()))
+        && (rooms.is_empty()
+            || devs
+                .room_name(dev)
+                .is_some_and(|r| rooms.iter().any(|x| x == r)))
+        && (roles.is_empty()
+            || d.role
+                .as_deref()
+                .is_some_and(|r| roles.iter().any(|x| x == r)))
+}
+
+/// Does a reading match a sequence step? `value: None` ignores the state.
+pub fn step_matches(st: &Step, devs: &Devices, dev: u32, kind: Kind, value: Option<f64>) -> bool {
+    (st.kinds.0.is_empty() || st.kinds.0.contains(&kind))
+        && selects(&st.devices.0, &st.rooms.0, &st.roles.0, devs, dev)
+        && value.is_none_or(|v| st.state.unwrap_or(Want::Active).matches(v))
+}
