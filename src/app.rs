@@ -109,23 +109,27 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<(), Exit> {
         None => None,
     };
     let store = open_store(&cfg).map_err(Exit::runtime)?;
-    let mut engine = build_engine(rule_set.as_ref(), tz.clone(), &store, opts.clock.now())
-        .await
-        .map_err(Exit::input)?;
     // Device facts: the registry as the UI left it, then the config file's
     // (which win), known to the rules before the first reading arrives.
-    for info in store.devices().await.map_err(Exit::runtime)? {
-        engine.set_device(&info);
-    }
+    let mut devices = store.devices().await.map_err(Exit::runtime)?;
     for (id, d) in &cfg.devices {
         if let Some(info) = device_from_config(id, d) {
-            engine.set_device(&info);
             store
-                .submit(Write::Device(info))
+                .submit(Write::Device(info.clone()))
                 .await
                 .map_err(Exit::runtime)?;
+            devices.push(info);
         }
     }
+    let engine = build_engine(
+        rule_set.as_ref(),
+        tz.clone(),
+        &store,
+        &devices,
+        opts.clock.now(),
+    )
+    .await
+    .map_err(Exit::input)?;
 
     let shutdown = CancellationToken::new();
     let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
@@ -534,21 +538,26 @@ async fn build_engine(
     set: Option<&crate::rules::RuleSet>,
     tz: jiff::tz::TimeZone,
     store: &Store,
+    devices: &[DeviceInfo],
     now: Time,
 ) -> anyhow::Result<crate::rules::Engine> {
     let mut engine = match set {
         Some(s) => crate::rules::Engine::new(s, tz)?,
         None => crate::rules::Engine::minimal(),
     };
+    // Order matters: devices, then learned routines, then saved state.
+    for d in devices {
+        engine.set_device(d);
+    }
+    let since = Time(now.as_millis() - 15 * 86_400_000);
+    let history = store.history(since, now, 500_000).await?;
+    engine.learn_from_history(history.iter());
     if let Some(bytes) = store.kv_get(crate::hub::RULE_STATE_KEY).await? {
         match engine.restore(&bytes, now) {
             Ok(n) => tracing::info!(restored = n, "rule state restored"),
             Err(e) => tracing::warn!(error = %e, "saved rule state not usable; starting fresh"),
         }
     }
-    let since = Time(now.as_millis() - 15 * 86_400_000);
-    let history = store.history(since, now, 500_000).await?;
-    engine.learn_from_history(history.iter());
     Ok(engine)
 }
 
