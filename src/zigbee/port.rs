@@ -8,6 +8,11 @@
 //! start), reopening the port by path (it may come back under the same
 //! udev name), and a fresh start-up that soft-resets the stick first. It
 //! never gives up; only the shutdown token or a closed output channel ends it.
+//!
+//! Time is the wall clock (readings carry it). A clock step backwards only
+//! delays timeouts; a step forwards (NTP after boot on a Pi without RTC)
+//! times out at most the request in flight, which costs one extra ping,
+//! not the link.
 
 use std::io::{Read, Write};
 use std::time::Duration;
