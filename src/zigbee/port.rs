@@ -31,6 +31,9 @@ use crate::model::{Ingest, LinkStatus, Time};
 /// Longest the loop blocks in a read, so commands and shutdown stay prompt.
 const TICK: Duration = Duration::from_millis(20);
 
+/// Magic byte that makes the CC26xx serial bootloader start the application.
+const SKIP_BOOTLOADER: u8 = 0xEF;
+
 /// Runs the coordinator link until `shutdown`. Readings, device facts and
 /// link status go to `out`; network parameters are loaded from and saved
 /// to `net_store`.
@@ -165,6 +168,15 @@ fn session(
     reported_up: &mut Option<bool>,
 ) -> Ended {
     let mut buf = [0u8; 512];
+    // CC2652 sticks with the serial bootloader wait in it after power-up
+    // until they see this byte (as Zigbee2MQTT's "skip bootloader"); a
+    // running Z-Stack discards it as a non-SOF byte.
+    if let Err(e) = port.write_all(&[SKIP_BOOTLOADER]) {
+        return Ended::Failed {
+            reason: format!("port write failed: {e}"),
+            was_up: false,
+        };
+    }
     coord.handle_timeout(Time::now());
     loop {
         if shutdown.is_cancelled() {
