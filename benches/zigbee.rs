@@ -2,6 +2,11 @@
 //! replay of a report stream through the whole pure coordinator.
 //! Target: ≥ 38,400 frames/s decode+ZCL (384 frames/s at ≤ 1 % of a core),
 //! ≥ 20,000 frames/s replay.
+//!
+//! Measured 2026-11-23 on the 2-core x86 build machine (`--quick`, shared
+//! with other builds): decode+ZCL+mapping ≈ 4.9 M frames/s (≈ 0.2 µs a
+//! frame, so 384 frames/s cost ≈ 0.008 % of a core); replay through the
+//! whole coordinator in 64-byte chunks ≈ 2.3 M frames/s.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
