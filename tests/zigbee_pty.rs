@@ -259,3 +259,36 @@ async fn survives_one_bit_error_per_ten_thousand_bytes_without_losing_intact_fra
     .await;
     r.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_stick_or_error_frames_take_the_link_down_and_it_recovers() {
+    let mut r = rig();
+    r.link(true, Duration::from_secs(10)).await;
+    r.sim.set_silent(true);
+    r.link(false, Duration::from_secs(5)).await;
+    r.sim.set_silent(false);
+    r.link(true, Duration::from_secs(10)).await;
+    r.sim.set_rpc_errors(true);
+    r.cmds
+        .send(ZigbeeCommand::PermitJoin { secs: 10 })
+        .await
+        .unwrap();
+    r.link(false, Duration::from_secs(5)).await;
+    r.sim.set_rpc_errors(false);
+    r.link(true, Duration::from_secs(10)).await;
+    // Garbage and a half frame on the line are skipped.
+    r.sim.inject_bytes(&[0x00, 0xFE, 0x30, 0x45, 0xFF, 0x13]);
+    let sos = r.sim.add_device(SimDeviceKind::PanicButton);
+    r.cmds
+        .send(ZigbeeCommand::PermitJoin { secs: 10 })
+        .await
+        .unwrap();
+    r.until(Duration::from_secs(10), |i| {
+        matches!(i, Ingest::Device(_)).then_some(())
+    })
+    .await;
+    r.sim.press_panic(sos);
+    r.until(Duration::from_secs(5), |i| is_reading(i, sos, Kind::Panic))
+        .await;
+    r.stop().await;
+}

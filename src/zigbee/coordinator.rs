@@ -103,7 +103,6 @@ impl Coordinator {
     ) -> Self {
         let startup = Startup::new(
             StartupConfig {
-                channel: cfg.channel,
                 reset_first,
                 wait_timeout: cfg.wait_timeout,
                 endpoints: default_endpoints(),

@@ -348,6 +348,69 @@ mod tests {
         assert_eq!(d.pending(), 0);
     }
 
+    #[test]
+    fn every_intact_frame_survives_one_bit_error_per_thousand_bytes() {
+        // Deterministic xorshift so the test is reproducible.
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut stream = Vec::new();
+        let mut intact = Vec::new();
+        let mut flipped_frames = 0;
+        for i in 0..20_000u32 {
+            let len = (rnd() % 40) as usize;
+            let data: Vec<u8> = (0..len).map(|_| rnd() as u8).collect();
+            let f = Frame::new(
+                CmdType::Areq,
+                4,
+                0x81,
+                [i.to_le_bytes().to_vec(), data].concat(),
+            );
+            let mut b = f.to_bytes();
+            let mut hit = false;
+            for byte in b.iter_mut() {
+                if rnd() % 1000 == 0 {
+                    *byte ^= 1 << (rnd() % 8);
+                    hit = true;
+                }
+            }
+            if hit {
+                flipped_frames += 1;
+            } else {
+                intact.push(f);
+            }
+            stream.extend(b);
+        }
+        let mut d = Decoder::new();
+        let mut got = Vec::new();
+        for chunk in stream.chunks(61) {
+            d.push(chunk);
+            while let Some(f) = d.next_frame() {
+                got.push(f);
+            }
+        }
+        while d.pending() > 0 {
+            d.skip_stalled();
+            while let Some(f) = d.next_frame() {
+                got.push(f);
+            }
+        }
+        assert!(
+            flipped_frames > 300,
+            "the stream really was corrupted: {flipped_frames}"
+        );
+        let got: std::collections::HashSet<_> = got.into_iter().collect();
+        let lost = intact.iter().filter(|f| !got.contains(*f)).count();
+        assert_eq!(
+            lost, 0,
+            "{lost} intact frames lost after {flipped_frames} corrupted ones"
+        );
+    }
+
     fn arb_frame() -> impl Strategy<Value = Frame> {
         (
             prop_oneof![

@@ -335,7 +335,9 @@ impl Interview {
     /// A ZCL frame from this device; returns true when it answered our step.
     pub fn handle_zcl(&mut self, h: &Header, m: &Message) -> bool {
         let Some(c) = &self.current else { return false };
-        if c.zcl_seq != Some(h.seq) || h.cluster_specific {
+        // Reports carry the device's own sequence numbers: never an answer.
+        let is_report = matches!(m, Message::Attributes { report: true, .. });
+        if c.zcl_seq != Some(h.seq) || h.cluster_specific || is_report {
             return false;
         }
         if let Message::Attributes {

@@ -262,3 +262,36 @@ fn report_from_an_unknown_device_triggers_an_ieee_lookup_then_readings() {
         l2.out
     );
 }
+
+proptest::proptest! {
+    #[test]
+    fn running_coordinator_never_panics_on_arbitrary_stick_frames_and_bytes(
+        chunks in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40), 0..40)
+    ) {
+        // A running coordinator with a known device, fed random but
+        // well-framed callbacks and responses on the subsystems it handles.
+        let mut l = Loop::new(Stick::new(), None, 1);
+        l.stick.add_device(SimDeviceKind::PanicButton);
+        l.c.permit_join(10, l.now);
+        l.pump();
+        let mut c = l.c;
+        let mut now = l.now;
+        for ch in chunks {
+            let (sub, cmd) = (*ch.first().unwrap_or(&0), *ch.get(1).unwrap_or(&0));
+            let sub = [1u8, 4, 5, 7, 15][usize::from(sub % 5)];
+            let ty = if cmd & 1 == 0 { super::frame::CmdType::Areq } else { super::frame::CmdType::Srsp };
+            let mut data = ch.get(2..).unwrap_or(&[]).to_vec();
+            if sub == 4 && data.len() > 2 {
+                // Steer some AF frames at the known device's address.
+                let i = 4.min(data.len() - 1);
+                data[i] = 0x2B;
+            }
+            c.handle_bytes(&super::frame::Frame::new(ty, sub, cmd, data).to_bytes(), now);
+            c.handle_bytes(&ch, now);
+            now = Time(now.0 + 37);
+            c.handle_timeout(now);
+            while c.poll_transmit().is_some() {}
+            while c.poll_output().is_some() {}
+        }
+    }
+}

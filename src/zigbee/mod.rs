@@ -11,6 +11,14 @@
 //! - [`coordinator`]: ties the above together with link supervision policy;
 //! - [`port`]: the serial shell with a real clock ([`run`]);
 //! - [`sim`]: a coordinator simulator speaking ZNP over a pseudo-terminal.
+//!
+//! Integration: `app` calls [`run`] with the `[zigbee]` section, the hub's
+//! ingest sender, a command receiver ([`ZigbeeCommand::PermitJoin`]), a
+//! [`NetworkStore`] over the store's kv table, and the shutdown token. The
+//! stored bytes are [`NetworkParams::to_bytes`] (PAN id, extended PAN id,
+//! channel, network key, known devices); keep them with the gateway's
+//! backups: they are what lets a replacement stick take over the network
+//! without re-pairing every sensor.
 
 use serde::{Deserialize, Serialize};
 

@@ -8,6 +8,11 @@
 //! start), reopening the port by path (it may come back under the same
 //! udev name), and a fresh start-up that soft-resets the stick first. It
 //! never gives up; only the shutdown token or a closed output channel ends it.
+//!
+//! Time is the wall clock (readings carry it). A clock step backwards only
+//! delays timeouts; a step forwards (NTP after boot on a Pi without RTC)
+//! times out at most the request in flight, which costs one extra ping,
+//! not the link.
 
 use std::io::{Read, Write};
 use std::time::Duration;
@@ -25,6 +30,9 @@ use crate::model::{Ingest, LinkStatus, Time};
 
 /// Longest the loop blocks in a read, so commands and shutdown stay prompt.
 const TICK: Duration = Duration::from_millis(20);
+
+/// Magic byte that makes the CC26xx serial bootloader start the application.
+const SKIP_BOOTLOADER: u8 = 0xEF;
 
 /// Runs the coordinator link until `shutdown`. Readings, device facts and
 /// link status go to `out`; network parameters are loaded from and saved
@@ -160,6 +168,15 @@ fn session(
     reported_up: &mut Option<bool>,
 ) -> Ended {
     let mut buf = [0u8; 512];
+    // CC2652 sticks with the serial bootloader wait in it after power-up
+    // until they see this byte (as Zigbee2MQTT's "skip bootloader"); a
+    // running Z-Stack discards it as a non-SOF byte.
+    if let Err(e) = port.write_all(&[SKIP_BOOTLOADER]) {
+        return Ended::Failed {
+            reason: format!("port write failed: {e}"),
+            was_up: false,
+        };
+    }
     coord.handle_timeout(Time::now());
     loop {
         if shutdown.is_cancelled() {

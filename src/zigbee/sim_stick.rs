@@ -8,76 +8,21 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::af::{self, DataConfirm, DataRequest, IncomingMsg, RegisterReq};
+use super::af::{self, DataConfirm, DataRequest, RegisterReq};
 use super::app_cnf::{BdbCommissioningNotification, BdbSetChannelReq, BdbStartCommissioningReq};
 use super::frame::{CmdType, Frame};
 use super::sys::{
     self, NvItemInitReq, NvReadReq, NvWriteReq, PingRsp, ResetInd, ResetReq, VersionRsp, nv,
 };
 use super::util::UtilGetDeviceInfoRsp;
-use super::wire::{Field, Msg, Reader};
-use super::zcl::{self, Value, cmd, ty};
-use super::zcl_map::{cluster, zone};
+use super::wire::Msg;
 use super::zdo::{self, BindTarget, SimpleDescriptor, SizedDescriptor};
 
 /// The simulated coordinator's IEEE address.
 pub const COORD_IEEE: u64 = 0x0012_4B00_CAFE_0001;
 
-/// Kinds of simulated devices.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SimDeviceKind {
-    /// IAS zone, motion (0x000d).
-    Motion,
-    /// IAS zone, contact (0x0015).
-    Contact,
-    /// Temperature + humidity sensor.
-    Temperature,
-    /// IAS zone, personal emergency (0x002c).
-    PanicButton,
-}
-
-#[derive(Clone, Debug)]
-pub struct SimDevice {
-    pub ieee: u64,
-    pub kind: SimDeviceKind,
-    /// Assigned when the device joins.
-    pub nwk: Option<u16>,
-    pub cie: Option<u64>,
-    pub enrolled: bool,
-    pub bound: HashSet<u16>,
-    pub configured: HashSet<u16>,
-    seq: u8,
-}
-
-impl SimDevice {
-    fn zone_type(&self) -> Option<u16> {
-        match self.kind {
-            SimDeviceKind::Motion => Some(zone::MOTION),
-            SimDeviceKind::Contact => Some(zone::CONTACT),
-            SimDeviceKind::PanicButton => Some(zone::PERSONAL_EMERGENCY),
-            SimDeviceKind::Temperature => None,
-        }
-    }
-    fn clusters(&self) -> Vec<u16> {
-        match self.kind {
-            SimDeviceKind::Temperature => vec![
-                cluster::BASIC,
-                cluster::POWER_CFG,
-                cluster::TEMPERATURE,
-                cluster::HUMIDITY,
-            ],
-            _ => vec![cluster::BASIC, cluster::POWER_CFG, cluster::IAS_ZONE],
-        }
-    }
-    fn model(&self) -> &'static str {
-        match self.kind {
-            SimDeviceKind::Motion => "SIM-PIR",
-            SimDeviceKind::Contact => "SIM-DOOR",
-            SimDeviceKind::Temperature => "SIM-TH",
-            SimDeviceKind::PanicButton => "SIM-SOS",
-        }
-    }
-}
+mod device;
+pub use device::{SimDevice, SimDeviceKind};
 
 /// Counters the tests look at.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -478,145 +423,5 @@ impl Stick {
             }
         }
         out
-    }
-
-    fn incoming(nwk: u16, cl: u16, data: Vec<u8>) -> Frame {
-        IncomingMsg {
-            group: 0,
-            cluster: cl,
-            src: nwk,
-            src_endpoint: 1,
-            dst_endpoint: 1,
-            was_broadcast: 0,
-            lqi: 120,
-            security_use: 0,
-            timestamp: 0,
-            tsn: 0,
-            data,
-            mac_src: Some(nwk),
-            radius: Some(0),
-        }
-        .to_frame()
-    }
-
-    fn device_zcl(&mut self, d: &DataRequest, out: &mut Vec<Frame>) {
-        let Some(dev) = self.device_mut(d.dst) else {
-            return;
-        };
-        let nwk = d.dst;
-        let Ok((h, _)) = zcl::decode(d.cluster, &d.data) else {
-            return;
-        };
-        if h.cluster_specific {
-            if d.cluster == cluster::IAS_ZONE && h.command == cmd::ZONE_ENROLL_RESPONSE {
-                dev.enrolled = true;
-                self.stats.enroll_responses += 1;
-            }
-            return;
-        }
-        let mut r = Reader::new(d.data.get(3..).unwrap_or(&[]), "sim");
-        match h.command {
-            cmd::READ_ATTRIBUTES => {
-                let mut attrs = Vec::new();
-                while let Ok(a) = u16::get(&mut r, "attribute") {
-                    let v = match (d.cluster, a) {
-                        (cluster::BASIC, 0x0004) => {
-                            Some((ty::CHAR_STRING, Value::String("carebridge-sim".into())))
-                        }
-                        (cluster::BASIC, 0x0005) => {
-                            Some((ty::CHAR_STRING, Value::String(dev.model().into())))
-                        }
-                        (cluster::IAS_ZONE, 0x0001) => dev
-                            .zone_type()
-                            .map(|z| (ty::ENUM16, Value::Uint(u64::from(z)))),
-                        (cluster::POWER_CFG, 0x0021) => Some((ty::U8, Value::Uint(180))),
-                        _ => None,
-                    };
-                    attrs.push((a, v));
-                }
-                out.push(Self::incoming(
-                    nwk,
-                    d.cluster,
-                    zcl::read_attributes_rsp(h.seq, &attrs),
-                ));
-            }
-            cmd::WRITE_ATTRIBUTES => {
-                let attr = u16::get(&mut r, "attribute").unwrap_or(0);
-                if d.cluster == cluster::IAS_ZONE && attr == 0x0010 {
-                    dev.cie = d
-                        .data
-                        .get(6..14)
-                        .map(|b| b.iter().rev().fold(0u64, |a, &x| a << 8 | u64::from(x)));
-                }
-                out.push(Self::incoming(
-                    nwk,
-                    d.cluster,
-                    zcl::status_rsp(h.seq, cmd::WRITE_ATTRIBUTES_RSP, 0),
-                ));
-                if d.cluster == cluster::IAS_ZONE
-                    && attr == 0x0010
-                    && let Some(z) = dev.zone_type()
-                {
-                    dev.seq = dev.seq.wrapping_add(1);
-                    let mut p = z.to_le_bytes().to_vec();
-                    p.extend_from_slice(&0x1234u16.to_le_bytes());
-                    out.push(Self::incoming(
-                        nwk,
-                        d.cluster,
-                        zcl::zone_command(dev.seq, cmd::ZONE_ENROLL_REQUEST, &p),
-                    ));
-                }
-            }
-            cmd::CONFIGURE_REPORTING => {
-                dev.configured.insert(d.cluster);
-                out.push(Self::incoming(
-                    nwk,
-                    d.cluster,
-                    zcl::status_rsp(h.seq, cmd::CONFIGURE_REPORTING_RSP, 0),
-                ));
-            }
-            _ => {}
-        }
-    }
-
-    /// A zone status change from an IAS device (alarm1 = `active`).
-    pub fn zone_alarm(&mut self, ieee: u64, active: bool, tamper: bool) -> Option<Frame> {
-        let d = self.devices.iter_mut().find(|d| d.ieee == ieee)?;
-        let nwk = d.nwk?;
-        d.zone_type()?;
-        d.seq = d.seq.wrapping_add(1);
-        let status: u16 = u16::from(active) | u16::from(tamper) << 2;
-        let mut p = status.to_le_bytes().to_vec();
-        p.extend_from_slice(&[0, 1, 0, 0]);
-        Some(Self::incoming(
-            nwk,
-            cluster::IAS_ZONE,
-            zcl::zone_command(d.seq, cmd::ZONE_STATUS_CHANGE, &p),
-        ))
-    }
-
-    /// A temperature (and humidity) report.
-    pub fn temperature(&mut self, ieee: u64, celsius: f64, humidity: f64) -> Vec<Frame> {
-        let Some(d) = self
-            .devices
-            .iter_mut()
-            .find(|d| d.ieee == ieee && d.kind == SimDeviceKind::Temperature)
-        else {
-            return vec![];
-        };
-        let Some(nwk) = d.nwk else { return vec![] };
-        d.seq = d.seq.wrapping_add(1);
-        let t = zcl::report_attributes(
-            d.seq,
-            &[(0, ty::I16, Value::Int((celsius * 100.0).round() as i64))],
-        );
-        let h = zcl::report_attributes(
-            d.seq,
-            &[(0, ty::U16, Value::Uint((humidity * 100.0).round() as u64))],
-        );
-        vec![
-            Self::incoming(nwk, cluster::TEMPERATURE, t),
-            Self::incoming(nwk, cluster::HUMIDITY, h),
-        ]
     }
 }

@@ -29,7 +29,6 @@ use crate::model::Time;
 
 #[derive(Clone, Debug)]
 pub struct StartupConfig {
-    pub channel: u8,
     /// Soft-reset the stick first (used when recovering a link).
     pub reset_first: bool,
     /// How long to wait for a callback (reset indication, formation, start).
