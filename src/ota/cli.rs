@@ -441,7 +441,7 @@ fn poll(cfg: &OtaConfig, paths: &OtaPaths) -> Result<(), OtaCliError> {
     if cmd.url.starts_with("https://") && dl.tls.is_none() {
         dl.tls = Some(download::tls_config(cfg.ca_file.as_deref()).map_err(OtaCliError::runtime)?);
     }
-    let file = data_dir.join("ota-download.cbb");
+    let file = paths.download.clone();
     if let Err(e) = dl.download(&cmd, &file, &mut |_, _| {}) {
         eprintln!("download failed, will retry: {e}");
         return Ok(());
