@@ -244,7 +244,12 @@ pub fn run(cmd: BundleCmd) -> Result<(), OtaCliError> {
                 }
             };
             println!("key id: {key_id}\nsignature: NOT CHECKED (use `bundle verify`)");
-            println!("manifest: {}", String::from_utf8_lossy(&manifest));
+            // Unverified bytes: never let them drive the terminal.
+            let shown: String = String::from_utf8_lossy(&manifest)
+                .chars()
+                .map(|c| if c.is_control() { '?' } else { c })
+                .collect();
+            println!("manifest: {shown}");
             let mut lister = Lister(Vec::new());
             let res = archive::unpack(&mut r, &mut lister);
             for h in &lister.0 {

@@ -11,6 +11,11 @@
 //!       (install died before the switch)   start with attempts ≥ max_attempts
 //!                                                 ──► RollBack → Idle + RolledBack
 //! ```
+//! The guard ([`StateFile::on_check`], run by a timer from the stable binary)
+//! asks for a restart when an attempt has not committed within
+//! `commit_timeout + trial_period`, or when the service never restarted into
+//! an installed release within `commit_timeout`.
+//!
 //! Invariants (tested exhaustively below):
 //! - a release on trial is started at most `max_attempts` times;
 //! - it commits only after `trial_period` of *continuous* health within one
