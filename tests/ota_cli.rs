@@ -107,3 +107,17 @@ fn a_bad_config_is_invalid_input() {
     assert_eq!(e.exit_code(), 2);
     assert!(e.message.contains("ota.keys_dir"), "{e}");
 }
+
+#[test]
+fn recovery_still_works_with_a_config_from_a_newer_release() {
+    let d = tempfile::tempdir().unwrap();
+    let kr = Keyring::new(d.path(), &["ops"]);
+    let paths = with_v1(d.path(), &kr);
+    let at = config(
+        d.path(),
+        &kr.dir,
+        "\n[feature_from_the_future]\nenabled = true\n",
+    );
+    run_ota(OtaCmd::Recover { at: at.clone() }).unwrap();
+    assert_eq!(install::current_version(&paths).as_deref(), Some("1.0.0"));
+}

@@ -292,8 +292,21 @@ pub struct Where {
 impl Where {
     fn load(&self) -> Result<(OtaConfig, OtaPaths), OtaCliError> {
         let (cfg, data_dir) = if self.config.exists() {
-            let c = crate::config::Config::load(&self.config).map_err(OtaCliError::invalid)?;
-            (c.ota.unwrap_or_default(), c.gateway.data_dir)
+            match crate::config::Config::load(&self.config) {
+                Ok(c) => (c.ota.unwrap_or_default(), c.gateway.data_dir),
+                // The stable system binary may be older than the config (keys
+                // added by a newer release): recovery must still work, so fall
+                // back to reading only what OTA needs.
+                Err(full) => match lenient_load(&self.config) {
+                    Some(found) => {
+                        eprintln!(
+                            "warning: {full}\nwarning: using only [gateway] data_dir and [ota]"
+                        );
+                        found
+                    }
+                    None => return Err(OtaCliError::invalid(full)),
+                },
+            }
         } else {
             (
                 OtaConfig::default(),
@@ -304,6 +317,21 @@ impl Where {
         let paths = cfg.paths(&data_dir);
         Ok((cfg, paths))
     }
+}
+
+/// `[gateway] data_dir` and a valid `[ota]` from a config the full parser refused.
+fn lenient_load(path: &Path) -> Option<(OtaConfig, PathBuf)> {
+    let text = fs::read_to_string(path).ok()?;
+    let table: toml::Table = toml::from_str(&text).ok()?;
+    let data_dir = match table.get("gateway").and_then(|g| g.get("data_dir")) {
+        Some(v) => PathBuf::from(v.as_str()?),
+        None => crate::config::GatewayConfig::default().data_dir,
+    };
+    let ota: OtaConfig = match table.get("ota") {
+        Some(v) => v.clone().try_into().ok()?,
+        None => OtaConfig::default(),
+    };
+    (ota.validate().is_empty() && data_dir.is_absolute()).then_some((ota, data_dir))
 }
 
 /// `carebridge ota …`
