@@ -348,3 +348,76 @@ fn https_download_verifies_the_server_against_the_configured_ca() {
         .unwrap_err();
     assert!(!e.is_refusal(), "{e}");
 }
+
+#[test]
+fn update_command_flow_downloads_installs_and_reports_progress() {
+    use carebridge::ota::OtaConfig;
+    use carebridge::ota::download::Phase;
+    use carebridge::ota::update::handle_update_command;
+    let d = tempfile::tempdir().unwrap();
+    let kr = Keyring::new(d.path(), &["ops"]);
+    let paths = with_v1(d.path(), &kr);
+    let cfg = OtaConfig {
+        keys_dir: kr.dir.clone(),
+        ..OtaConfig::default()
+    };
+    // This machine's architecture, as the real flow checks it.
+    let mut inp = input("2.0.0");
+    inp.arch = std::env::consts::ARCH.into();
+    let b = bundle_with(
+        kr.signer(),
+        &inp,
+        &format!("#!/bin/sh\n#{}\n", "y".repeat(100_000)),
+    );
+    let srv = serve(
+        b.clone(),
+        Faults {
+            cut_first_at: None,
+            ignore_range: false,
+            claim_len: None,
+        },
+    );
+    let payload = format!(r#"{{"url":"{}","sha256":"{}"}}"#, srv.url, sha(&b));
+    let mut seen = Vec::new();
+    let fin = handle_update_command(payload.as_bytes(), &cfg, &paths, &mut |p| {
+        seen.push(p.clone())
+    });
+    assert_eq!(fin.phase, Phase::Installed, "{fin:?}");
+    assert_eq!(fin.version.as_deref(), Some("2.0.0"));
+    assert!(seen.iter().any(|p| p.phase == Phase::Downloading));
+    assert!(seen.len() <= 13, "progress is throttled: {}", seen.len());
+    assert_eq!(install::current_version(&paths).as_deref(), Some("2.0.0"));
+    assert!(!paths.download.exists());
+    let json = serde_json::to_string(&fin).unwrap();
+    assert!(json.contains("\"phase\":\"installed\""), "{json}");
+
+    // A refused bundle (a downgrade now) ends as `failed` with the reason.
+    let old = bundle_with(
+        kr.signer(),
+        &{
+            let mut i = input("1.5.0");
+            i.arch = std::env::consts::ARCH.into();
+            i
+        },
+        "#!/bin/sh\n",
+    );
+    carebridge::ota::recover::commit_now(&paths, carebridge::model::Time::from_secs(9)).unwrap();
+    let srv = serve(
+        old.clone(),
+        Faults {
+            cut_first_at: None,
+            ignore_range: false,
+            claim_len: None,
+        },
+    );
+    let payload = format!(r#"{{"url":"{}","sha256":"{}"}}"#, srv.url, sha(&old));
+    let fin = handle_update_command(payload.as_bytes(), &cfg, &paths, &mut |_| {});
+    assert_eq!(fin.phase, Phase::Failed);
+    assert!(
+        fin.error
+            .unwrap()
+            .contains("older than the installed 2.0.0")
+    );
+    let fin = handle_update_command(b"{\"url\":1}", &cfg, &paths, &mut |_| {});
+    assert!(fin.error.unwrap().starts_with("update command:"));
+}

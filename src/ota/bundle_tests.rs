@@ -123,3 +123,67 @@ fn every_single_byte_flip_is_refused() {
         );
     }
 }
+
+mod model {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ver() -> impl Strategy<Value = String> {
+        (0u64..3, 0u64..3, 0u64..3).prop_map(|(a, b, c)| format!("{a}.{b}.{c}"))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// The policy decision matches a plain statement of the rules.
+        #[test]
+        fn acceptance_follows_the_documented_rules(
+            version in ver(),
+            installed in ver(),
+            min in proptest::option::of(ver()),
+            allow_downgrade: bool,
+            arch in prop_oneof![Just("x86_64"), Just("aarch64"), Just("armv7")],
+        ) {
+            let k = key();
+            let inp = ManifestInput {
+                version: version.clone(),
+                arch: arch.into(),
+                min_version: min.clone(),
+                allow_downgrade,
+                created: Some("2026-11-23T10:00:00Z".into()),
+            };
+            let mut b = Vec::new();
+            write_bundle(&k, "k1", &inp, &entries(), &mut b).unwrap();
+            let keys = TrustStore::from_keys([("k1".to_string(), public_key_of(&k))]);
+            let got = verify(&mut &b[..], &keys, &policy(&installed), &mut NullSink);
+            let v = Version::parse(&version).unwrap();
+            let i = Version::parse(&installed).unwrap();
+            let min_ok = min.as_deref().is_none_or(|m| i >= Version::parse(m).unwrap());
+            let expect = arch == "x86_64" && min_ok && (v >= i || allow_downgrade);
+            prop_assert_eq!(got.is_ok(), expect, "{:?}", got.err());
+        }
+
+        /// Any manifest bytes behind a valid signature are parsed without panic.
+        #[test]
+        fn signed_garbage_manifests_never_panic(manifest in proptest::collection::vec(any::<u8>(), 1..200), tail in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let k = key();
+            let mut b = encode_header("k1", &manifest);
+            let sig = k.sign(&b);
+            b.extend_from_slice(sig.as_ref());
+            b.extend_from_slice(&tail);
+            let keys = TrustStore::from_keys([("k1".to_string(), public_key_of(&k))]);
+            prop_assert!(verify(&mut &b[..], &keys, &policy("1.0.0"), &mut NullSink).is_err());
+        }
+
+        /// Arbitrary bytes are never accepted and never panic the reader.
+        #[test]
+        fn random_bytes_are_refused(mut bytes in proptest::collection::vec(any::<u8>(), 0..300), magic: bool) {
+            if magic && bytes.len() > 8 {
+                bytes[..8].copy_from_slice(MAGIC);
+            }
+            let keys = TrustStore::from_keys([("k1".to_string(), [1u8; 32])]);
+            let _ = decode_header(&bytes);
+            prop_assert!(verify(&mut &bytes[..], &keys, &policy("1.0.0"), &mut NullSink).is_err());
+        }
+    }
+}

@@ -244,7 +244,12 @@ pub fn run(cmd: BundleCmd) -> Result<(), OtaCliError> {
                 }
             };
             println!("key id: {key_id}\nsignature: NOT CHECKED (use `bundle verify`)");
-            println!("manifest: {}", String::from_utf8_lossy(&manifest));
+            // Unverified bytes: never let them drive the terminal.
+            let shown: String = String::from_utf8_lossy(&manifest)
+                .chars()
+                .map(|c| if c.is_control() { '?' } else { c })
+                .collect();
+            println!("manifest: {shown}");
             let mut lister = Lister(Vec::new());
             let res = archive::unpack(&mut r, &mut lister);
             for h in &lister.0 {
@@ -287,8 +292,21 @@ pub struct Where {
 impl Where {
     fn load(&self) -> Result<(OtaConfig, OtaPaths), OtaCliError> {
         let (cfg, data_dir) = if self.config.exists() {
-            let c = crate::config::Config::load(&self.config).map_err(OtaCliError::invalid)?;
-            (c.ota.unwrap_or_default(), c.gateway.data_dir)
+            match crate::config::Config::load(&self.config) {
+                Ok(c) => (c.ota.unwrap_or_default(), c.gateway.data_dir),
+                // The stable system binary may be older than the config (keys
+                // added by a newer release): recovery must still work, so fall
+                // back to reading only what OTA needs.
+                Err(full) => match lenient_load(&self.config) {
+                    Some(found) => {
+                        eprintln!(
+                            "warning: {full}\nwarning: using only [gateway] data_dir and [ota]"
+                        );
+                        found
+                    }
+                    None => return Err(OtaCliError::invalid(full)),
+                },
+            }
         } else {
             (
                 OtaConfig::default(),
@@ -299,6 +317,21 @@ impl Where {
         let paths = cfg.paths(&data_dir);
         Ok((cfg, paths))
     }
+}
+
+/// `[gateway] data_dir` and a valid `[ota]` from a config the full parser refused.
+fn lenient_load(path: &Path) -> Option<(OtaConfig, PathBuf)> {
+    let text = fs::read_to_string(path).ok()?;
+    let table: toml::Table = toml::from_str(&text).ok()?;
+    let data_dir = match table.get("gateway").and_then(|g| g.get("data_dir")) {
+        Some(v) => PathBuf::from(v.as_str()?),
+        None => crate::config::GatewayConfig::default().data_dir,
+    };
+    let ota: OtaConfig = match table.get("ota") {
+        Some(v) => v.clone().try_into().ok()?,
+        None => OtaConfig::default(),
+    };
+    (ota.validate().is_empty() && data_dir.is_absolute()).then_some((ota, data_dir))
 }
 
 /// `carebridge ota …`
@@ -441,7 +474,7 @@ fn poll(cfg: &OtaConfig, paths: &OtaPaths) -> Result<(), OtaCliError> {
     if cmd.url.starts_with("https://") && dl.tls.is_none() {
         dl.tls = Some(download::tls_config(cfg.ca_file.as_deref()).map_err(OtaCliError::runtime)?);
     }
-    let file = data_dir.join("ota-download.cbb");
+    let file = paths.download.clone();
     if let Err(e) = dl.download(&cmd, &file, &mut |_, _| {}) {
         eprintln!("download failed, will retry: {e}");
         return Ok(());

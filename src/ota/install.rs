@@ -289,7 +289,12 @@ pub fn install_bundle_from_reader<R: Read>(
     };
     step(InstallStep::DatabaseBackedUp);
 
-    state.begin_trial(&version, current.clone(), db_backup.clone());
+    state.begin_trial(
+        &version,
+        current.clone(),
+        db_backup.clone(),
+        crate::model::Time::now(),
+    );
     recover::save_state(&paths.state, &state)?;
     step(InstallStep::TrialRecorded);
 

@@ -10,7 +10,8 @@
 //! - [`install`] — releases side by side, database backup, `current` switch;
 //! - [`trial`] — the pure trial/commit/rollback state machine;
 //! - [`recover`] — the persisted state file and the recovery/commit API;
-//! - [`download`] — resumable, size-capped HTTP(S) download for `cmd/update`;
+//! - [`download`] — resumable, size-capped HTTP(S) download;
+//! - [`update`] — the `cmd/update` flow: download, install, progress/result;
 //! - [`notify`] — systemd `sd_notify` (READY, WATCHDOG, STATUS);
 //! - [`cli`] — `carebridge bundle …` and `carebridge ota …`.
 //!
@@ -35,6 +36,7 @@ pub mod keys;
 pub mod notify;
 pub mod recover;
 pub mod trial;
+pub mod update;
 pub mod version;
 
 /// `[ota]`: update settings.
@@ -169,6 +171,8 @@ pub struct OtaPaths {
     pub state: PathBuf,
     /// The live database.
     pub db: PathBuf,
+    /// Where a bundle is downloaded (`.partial` while incomplete).
+    pub download: PathBuf,
 }
 
 impl OtaPaths {
@@ -179,6 +183,7 @@ impl OtaPaths {
             backups: data_dir.join("ota-backups"),
             state: data_dir.join("ota-state.json"),
             db: data_dir.join("carebridge.db"),
+            download: data_dir.join("ota-download.cbb"),
         }
     }
     /// Layout under one directory (tests, `--data-dir`).

@@ -218,10 +218,15 @@ pub fn recover(
             } => {
                 // Order: database first, then the switch; both idempotent, and the
                 // state stays "trial" until both are done, so a power cut repeats them.
+                let mut reason = reason;
                 if let Some(b) = &db_backup
                     && b.is_file()
+                    && let Err(e) = install::restore_database(b, &paths.db)
                 {
-                    install::restore_database(b, &paths.db)?;
+                    // Still switch back: the old release on a newer schema is a
+                    // better bet than the release that just failed.
+                    tracing::error!(error = %e, "database restore failed");
+                    reason = format!("{reason}; database restore failed: {e}");
                 }
                 match &to {
                     Some(prev) if paths.release(prev).join("release.json").is_file() => {

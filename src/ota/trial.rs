@@ -11,6 +11,11 @@
 //!       (install died before the switch)   start with attempts ≥ max_attempts
 //!                                                 ──► RollBack → Idle + RolledBack
 //! ```
+//! The guard ([`StateFile::on_check`], run by a timer from the stable binary)
+//! asks for a restart when an attempt has not committed within
+//! `commit_timeout + trial_period`, or when the service never restarted into
+//! an installed release within `commit_timeout`.
+//!
 //! Invariants (tested exhaustively below):
 //! - a release on trial is started at most `max_attempts` times;
 //! - it commits only after `trial_period` of *continuous* health within one
@@ -53,6 +58,10 @@ pub struct Trial {
     pub previous: Option<String>,
     /// Starts so far on trial.
     pub attempts: u32,
+    /// When the install switched to it (the guard restarts a service that
+    /// never started the new release).
+    #[serde(default)]
+    pub installed_at: Option<Time>,
     pub attempt_started: Option<Time>,
     pub healthy_since: Option<Time>,
     /// Database copy taken before this release could migrate it.
@@ -147,11 +156,13 @@ impl StateFile {
         version: &str,
         previous: Option<String>,
         db_backup: Option<PathBuf>,
+        now: Time,
     ) {
         self.trial = Some(Trial {
             version: version.to_string(),
             previous,
             attempts: 0,
+            installed_at: Some(now),
             attempt_started: None,
             healthy_since: None,
             db_backup,
@@ -276,6 +287,15 @@ impl StateFile {
                 CheckDecision::Overdue {
                     version: t.version.clone(),
                     reason,
+                }
+            }
+            None if t
+                .installed_at
+                .is_some_and(|i| now.since(i) >= p.commit_timeout) =>
+            {
+                CheckDecision::Overdue {
+                    version: t.version.clone(),
+                    reason: "installed but the service never restarted into it".into(),
                 }
             }
             _ => CheckDecision::Fine,

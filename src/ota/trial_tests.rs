@@ -16,7 +16,12 @@ fn t(s: i64) -> Time {
 
 fn on_trial() -> StateFile {
     let mut s = StateFile::default();
-    s.begin_trial("2.0.0", Some("1.0.0".into()), Some("/b/1.0.0.db".into()));
+    s.begin_trial(
+        "2.0.0",
+        Some("1.0.0".into()),
+        Some("/b/1.0.0.db".into()),
+        t(0),
+    );
     s
 }
 
@@ -138,6 +143,16 @@ fn install_killed_before_the_switch_is_reported_as_interrupted() {
 }
 
 #[test]
+fn guard_restarts_a_service_that_never_started_the_installed_release() {
+    let mut s = on_trial();
+    assert_eq!(s.on_check(&P, t(299)), CheckDecision::Fine);
+    assert!(matches!(
+        s.on_check(&P, t(300)),
+        CheckDecision::Overdue { .. }
+    ));
+}
+
+#[test]
 fn guard_reports_an_attempt_that_never_commits() {
     let mut s = on_trial();
     assert_eq!(s.on_check(&P, t(0)), CheckDecision::Fine, "not started yet");
@@ -165,7 +180,7 @@ fn health_before_the_first_trial_start_changes_nothing() {
 fn reports_are_bounded_and_acknowledged_oldest_first() {
     let mut s = StateFile::default();
     for i in 0..12 {
-        s.begin_trial(&format!("1.0.{i}"), None, None);
+        s.begin_trial(&format!("1.0.{i}"), None, None, t(i));
         s.on_start(&P, Some("x"), t(i));
     }
     assert_eq!(s.reports.len(), 8);
