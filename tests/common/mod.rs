@@ -398,11 +398,18 @@ pub fn temperatures(dev: &str, n: usize) -> Vec<(String, serde_json::Value)> {
         .collect()
 }
 
-pub fn panics(dev: &str, n: usize) -> Vec<(String, serde_json::Value)> {
+/// `n` panic presses from `n` distinct pendants (`{prefix}-0`, `{prefix}-1`, …):
+/// presses of one pendant within the rule's cooldown are one situation, so
+/// tests that count alerts need one pendant per expected alert.
+pub fn panics(prefix: &str, n: usize) -> Vec<(String, serde_json::Value)> {
     (0..n)
-        .map(|_| {
+        .map(|i| {
             (
-                dev.to_string(),
+                if n == 1 {
+                    prefix.to_string()
+                } else {
+                    format!("{prefix}-{i}")
+                },
                 serde_json::json!({"kind": "panic", "value": true}),
             )
         })
