@@ -49,24 +49,14 @@ impl Exit {
     }
 }
 
-/// Logs to stderr (journald captures it under systemd). `RUST_LOG` wins.
+/// Logs to stderr, or to journald under systemd (see [`crate::logging`]).
+/// `RUST_LOG` wins. Prefer [`crate::logging::init`], which also returns the
+/// handle that changes levels at run time.
 pub fn init_logging(level: &str) {
-    // rumqttd logs an ERROR for every normal disconnect; keep it quiet.
-    let filter = std::env::var("RUST_LOG")
-        .unwrap_or_else(|_| format!("{level},rumqttd=warn,rumqttd::router::routing=off"));
-    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Under systemd, journald stamps each line and colours make no sense.
-    let under_systemd = std::env::var_os("JOURNAL_STREAM").is_some();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(!under_systemd);
-    let _ = if under_systemd {
-        builder.without_time().try_init()
-    } else {
-        builder.try_init()
-    };
+    let _ = crate::logging::init(&crate::config::LogConfig {
+        level: level.to_string(),
+        ..Default::default()
+    });
 }
 
 /// Options that do not come from the config file.
@@ -75,6 +65,8 @@ pub struct RunOptions {
     pub clock: Clock,
     /// Print a "where to look" banner (the demo).
     pub banner: bool,
+    /// Changes log levels at run time; recent warnings for diagnostics.
+    pub log: Option<crate::logging::LogControl>,
 }
 
 /// Runs the gateway until SIGINT/SIGTERM or a task fails.
@@ -127,6 +119,18 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<(), Exit> {
         },
     };
     let store = open_store(&cfg).map_err(Exit::runtime)?;
+    // --- fleet (issue 9): the stored remote-config overlay ([devices.*], [log]) ---
+    let file_cfg = cfg.clone();
+    let (cfg, overlay) = crate::remote_config::with_overlay(&store, &file_cfg)
+        .await
+        .map_err(Exit::runtime)?;
+    if cfg.log != file_cfg.log
+        && let Some(l) = &opts.log
+        && let Err(e) = l.apply(&cfg.log)
+    {
+        tracing::warn!(error = %e, "stored log levels not applied");
+    }
+    // --- end fleet ---
     // Device facts: the registry as the UI left it, then the config file's
     // (which win), known to the rules before the first reading arrives.
     let mut devices = store.devices().await.map_err(Exit::runtime)?;
@@ -153,6 +157,21 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<(), Exit> {
     let (hub_cmd_tx, hub_cmd_rx) = mpsc::channel(256);
     // Reading and changing the active rules (web UI, remote config).
     let rules = crate::rules::active::Rules::new(store.clone(), hub_cmd_tx.clone(), base_rules);
+    // --- fleet (issue 9) ---
+    rules.started_with(&active_rules);
+    let config_state = crate::remote_config::ConfigState::new(
+        store.clone(),
+        hub_cmd_tx.clone(),
+        opts.log.clone(),
+        file_cfg,
+        cfg.clone(),
+        overlay,
+    );
+    let versions = crate::remote_config::Versions {
+        rules: rules.watch(),
+        config: config_state.watch(),
+    };
+    // --- end fleet ---
     let (live_tx, _) = broadcast::channel(1024);
     let (links_tx, links_rx) = watch::channel(BTreeMap::<String, LinkStatus>::new());
     let hub_stats = Arc::new(HubStats::default());
@@ -161,8 +180,34 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<(), Exit> {
     // The embedded broker and its ingest.
     let mut broker_addr = None;
     if let Some(b) = &cfg.local_broker {
-        let mut broker = Broker::start(b, broker_password.clone()).map_err(Exit::input)?;
+        // fleet (issue 9): a second in-process link for Home Assistant discovery.
+        let extra: &[&str] = if cfg.homeassistant.enabled {
+            &["carebridge-ha"]
+        } else {
+            &[]
+        };
+        let mut broker =
+            Broker::start_with_links(b, broker_password.clone(), extra).map_err(Exit::input)?;
         broker_addr = Some(broker.addr());
+        if let Some((_, tx, _rx)) = broker.links.pop() {
+            let (c, gw, st, live, sd) = (
+                cfg.homeassistant.clone(),
+                cfg.gateway.id.clone(),
+                store.clone(),
+                live_tx.subscribe(),
+                shutdown.clone(),
+            );
+            tasks.spawn(async move {
+                // The receiving half lives as long as the task.
+                let _rx = _rx;
+                (
+                    "homeassistant",
+                    crate::ha::run(c, gw, tx, st, live, sd).await,
+                )
+            });
+        } else if cfg.homeassistant.enabled {
+            tracing::warn!("[homeassistant] is enabled but the local broker is off");
+        }
         if let Some(link) = broker.ingest_link.take() {
             let (out, stats, sd) = (ingest_tx.clone(), ingest_stats.clone(), shutdown.clone());
             tasks.spawn(async move {
@@ -225,6 +270,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<(), Exit> {
         hub_stats.clone(),
         ingest_stats.clone(),
         opts.clock,
+        versions.clone(),
     );
     if let Some(m) = &cfg.uplink.mqtt {
         let Some(prep) = uplink_prep.clone() else {
@@ -249,16 +295,57 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<(), Exit> {
             m.heartbeat.0,
         );
         tasks.spawn(async move { ("heartbeat", heartbeat(st, sf, every, sd).await) });
+        // fleet (issue 9): active versions upstream (drift), diagnostics.
+        {
+            let (v, d, sd) = (versions.clone(), direct_tx.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                (
+                    "config-versions",
+                    crate::remote_config::report_versions(v, d, sd).await,
+                )
+            });
+        }
+        let fleet = crate::commands::Fleet {
+            gateway: cfg.gateway.id.clone(),
+            require_signed: cfg.remote.require_signed,
+            keys_dir: cfg.remote.keys_dir(&cfg),
+            config: config_state.clone(),
+            diagnostics: crate::diagnostics::Diagnostics {
+                store: store.clone(),
+                status: status_fn.clone(),
+                recent: opts.log.as_ref().map(|l| l.recent.clone()),
+                data_dir: cfg.gateway.data_dir.clone(),
+            },
+        };
         let handler = crate::commands::CommandHandler {
             hub: hub_cmd_tx.clone(),
             zigbee: zigbee_tx.clone(),
             direct: direct_tx,
             rules: rules.clone(),
+            fleet: Some(fleet),
         };
         let sd = shutdown.clone();
         tasks.spawn(async move { ("commands", handler.run(cmd_rx, sd).await) });
     }
 
+    // fleet (issue 9): Prometheus metrics (web route and/or own listener).
+    let metrics = crate::metrics::Metrics {
+        store: store.clone(),
+        status: status_fn.clone(),
+        hub: hub_stats.clone(),
+        public: cfg.metrics.public,
+    };
+    if let Some(listen) = &cfg.metrics.listen {
+        let (_, handle) = crate::metrics::serve(listen, metrics.clone(), shutdown.clone())
+            .await
+            .map_err(Exit::input)?;
+        tasks.spawn(async move {
+            let r = handle
+                .await
+                .map_err(|e| anyhow::anyhow!("metrics server: {e}"));
+            ("metrics", r)
+        });
+    }
     let hub = Hub {
         engine,
         store: store.clone(),
@@ -287,9 +374,15 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<(), Exit> {
             status_fn.clone(),
             &cfg,
         ));
-        let (addr, handle) = crate::web::serve(w, backend, &cfg.gateway.data_dir, shutdown.clone())
-            .await
-            .map_err(Exit::input)?;
+        let (addr, handle) = crate::web::server::serve_with_metrics(
+            w,
+            backend,
+            &cfg.gateway.data_dir,
+            shutdown.clone(),
+            Some(metrics.clone()),
+        )
+        .await
+        .map_err(Exit::input)?;
         web_addr = Some(addr);
         tasks.spawn(async move {
             let r = handle.await.map_err(|e| anyhow::anyhow!("web server: {e}"));
@@ -386,6 +479,7 @@ fn status_builder(
     hub: Arc<HubStats>,
     ingest: Arc<IngestStats>,
     clock: Clock,
+    versions: crate::remote_config::Versions,
 ) -> StatusFn {
     let gateway = cfg.gateway.id.clone();
     let timezone = cfg.gateway.timezone.clone();
@@ -406,6 +500,7 @@ fn status_builder(
         m.insert("at".into(), clock.now().to_rfc3339().into());
         m.insert("uptime_s".into(), started.elapsed().as_secs().into());
         m.insert("timezone".into(), timezone.clone().into());
+        m.insert("config_version".into(), versions.to_json());
         let per = |f: &dyn Fn(&crate::store::ClassStats) -> u64| {
             serde_json::json!({
                 "alert": f(&s.alert), "status": f(&s.status), "telemetry": f(&s.telemetry),

@@ -40,6 +40,9 @@ pub struct Broker {
     addr: SocketAddr,
     /// The link `ingest::mqtt` reads device publications from.
     pub ingest_link: Option<(LinkTx, LinkRx)>,
+    /// Extra in-process links asked for in [`Broker::start_with_links`]
+    /// (e.g. `carebridge-ha` for Home Assistant discovery), by name.
+    pub links: Vec<(String, LinkTx, LinkRx)>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -53,6 +56,16 @@ impl Broker {
     /// connections. `password` is the local broker password (read by the
     /// caller from `password_file`), when authentication is configured.
     pub fn start(cfg: &LocalBrokerConfig, password: Option<String>) -> Result<Broker, BrokerError> {
+        Broker::start_with_links(cfg, password, &[])
+    }
+
+    /// [`Broker::start`] with extra in-process links (made before the
+    /// broker starts: rumqttd cannot make them later).
+    pub fn start_with_links(
+        cfg: &LocalBrokerConfig,
+        password: Option<String>,
+        names: &[&str],
+    ) -> Result<Broker, BrokerError> {
         let addr = resolve_listen(&cfg.listen)?;
         let mut connections = ConnectionSettings {
             connection_timeout_ms: 10_000,
@@ -117,6 +130,13 @@ impl Broker {
             }
         }
         let ingest_link = (ingest_tx, ingest_rx);
+        let mut links = Vec::new();
+        for name in names {
+            let (tx, rx) = broker
+                .link(name)
+                .map_err(|e| BrokerError::Link(e.to_string()))?;
+            links.push((name.to_string(), tx, rx));
+        }
         std::thread::Builder::new()
             .name("mqtt-broker".into())
             .spawn(move || {
@@ -130,6 +150,7 @@ impl Broker {
         Ok(Broker {
             addr,
             ingest_link: Some(ingest_link),
+            links,
         })
     }
 

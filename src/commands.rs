@@ -9,6 +9,11 @@
 //! | `ack` | `{"rule", "device"?}` | acknowledges matching open alerts |
 //! | `permit_join` | `{"seconds"?}` (≤ 254, default 60) | opens the Zigbee network |
 //! | `config` | `{"rules", "version"?}` or `{"rollback": true}` | applies a rule set without restart |
+//! | `config` | `{"config": "<TOML fragment>", "version"?}` or `{"rollback": "config"}` | applies `[devices.*]`/`[log]` without restart |
+//! | `diagnostics` | – | a bounded JSON report ([`crate::diagnostics`]) |
+//!
+//! `cmd/config` bodies may be JSON or TOML, and signed: see
+//! [`crate::remote_config`] for the envelope and `[remote] require_signed`.
 
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -25,6 +30,18 @@ pub struct CommandHandler {
     pub zigbee: Option<mpsc::Sender<crate::zigbee::ZigbeeCommand>>,
     pub direct: mpsc::Sender<Direct>,
     pub rules: Rules,
+    /// Remote configuration and diagnostics (issue 9); `None`: rules only.
+    pub fleet: Option<Fleet>,
+}
+
+/// What `cmd/config` (beyond rule sets) and `cmd/diagnostics` need.
+#[derive(Debug, Clone)]
+pub struct Fleet {
+    pub gateway: String,
+    pub require_signed: bool,
+    pub keys_dir: std::path::PathBuf,
+    pub config: crate::remote_config::ConfigState,
+    pub diagnostics: crate::diagnostics::Diagnostics,
 }
 
 impl CommandHandler {
@@ -54,6 +71,15 @@ impl CommandHandler {
     /// One command (from any path: MQTT `cmd/<name>`, a LoRaWAN downlink)
     /// to its JSON result. Never fails: errors are results naming the field.
     pub async fn handle(&self, name: &str, payload: &[u8]) -> serde_json::Value {
+        if name == "config" {
+            return self.remote_config(payload).await;
+        }
+        if name == "diagnostics" {
+            return match &self.fleet {
+                Some(f) => f.diagnostics.report().await,
+                None => json!({"ok": false, "error": "diagnostics are not available"}),
+            };
+        }
         let body: serde_json::Value = if payload.is_empty() {
             json!({})
         } else {
@@ -108,9 +134,80 @@ impl CommandHandler {
                     },
                 }
             }
-            "config" => self.config(&body).await,
             other => json!({"ok": false, "error": format!("unknown command {other:?}")}),
         }
+    }
+
+    /// `cmd/config` with its envelope: signature check (when signed or
+    /// required), JSON or TOML body, then a configuration fragment, a rule
+    /// set, or a rollback. Both `config` and `rules` may come together: the
+    /// fragment is applied first, and nothing is applied if it is refused.
+    async fn remote_config(&self, payload: &[u8]) -> serde_json::Value {
+        let Some(fleet) = &self.fleet else {
+            let body = match crate::remote_config::parse_body(&String::from_utf8_lossy(payload)) {
+                Ok(b) => b,
+                Err(e) => return json!({"ok": false, "error": e.to_string()}),
+            };
+            return self.config(&body).await;
+        };
+        let keys = fleet.keys_dir.clone();
+        let opened =
+            crate::remote_config::open(payload, &fleet.gateway, fleet.require_signed, || {
+                crate::ota::keys::TrustStore::load(&keys).map_err(|e| e.to_string())
+            });
+        let opened = match opened {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(error = %e, "remote configuration refused");
+                return json!({"ok": false, "error": e.to_string()});
+            }
+        };
+        let body = &opened.body;
+        let version = match body.get("version") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(v) => match v.as_u64() {
+                Some(n) => Some(n),
+                None => return json!({"ok": false, "error": "field version: a whole number ≥ 1"}),
+            },
+        };
+        let mut out = serde_json::Map::new();
+        if body.get("rollback").and_then(|v| v.as_str()) == Some("config") {
+            return match fleet.config.rollback().await {
+                Ok(a) => json!({"ok": true, "config": a}),
+                Err(e) => json!({"ok": false, "error": e.to_string()}),
+            };
+        }
+        if let Some(frag) = body.get("config") {
+            let text = match crate::remote_config::fragment_text(frag) {
+                Ok(t) => t,
+                Err(e) => return json!({"ok": false, "error": e.to_string()}),
+            };
+            // With rules as well, the version belongs to the rules.
+            let v = if body.get("rules").is_some() {
+                None
+            } else {
+                version
+            };
+            match fleet.config.apply(&text, "remote", v, Time::now()).await {
+                Ok(a) => {
+                    out.insert(
+                        "config".into(),
+                        serde_json::to_value(&a).unwrap_or_default(),
+                    );
+                    if body.get("rules").is_none() {
+                        out.insert("ok".into(), true.into());
+                        out.insert("version".into(), a.version.into());
+                        return out.into();
+                    }
+                }
+                Err(e) => return json!({"ok": false, "error": e.to_string()}),
+            }
+        }
+        let mut r = self.config(body).await;
+        if let (Some(m), false) = (r.as_object_mut(), out.is_empty()) {
+            m.extend(out);
+        }
+        r
     }
 
     /// `cmd/config`: `{"rules": "<TOML>", "version": N}` applies a rule set

@@ -178,6 +178,11 @@ pub struct Config {
     /// Facts about devices the installer knows: `[devices.hall-motion] room = "hall"`.
     pub devices: BTreeMap<String, DeviceConfig>,
     pub log: LogConfig,
+    // --- fleet (issue 9): remote config, Home Assistant, metrics ---
+    pub remote: crate::remote_config::RemoteConfig,
+    pub homeassistant: crate::ha::HaConfig,
+    pub metrics: crate::metrics::MetricsConfig,
+    // --- end fleet ---
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -357,12 +362,15 @@ pub struct LogConfig {
     /// `error`, `warn`, `info`, `debug` or `trace`; or a filter such as
     /// `info,carebridge::zigbee=debug`. `RUST_LOG` overrides it.
     pub level: String,
+    /// Levels per module: `{ "carebridge::zigbee" = "debug" }`.
+    pub modules: BTreeMap<String, String>,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
             level: "info".into(),
+            modules: BTreeMap::new(),
         }
     }
 }
@@ -503,15 +511,31 @@ impl Config {
                     .map(|p| p.within(&format!("serial[{i}]"))),
             );
         }
-        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
-            out.push(Problem::new(
-                "log.level",
-                format!(
-                    "{:?} is not a log filter (try info or debug)",
-                    self.log.level
-                ),
-            ));
-        }
+        out.extend(
+            crate::logging::validate(&self.log)
+                .into_iter()
+                .map(|p| p.within("log")),
+        );
+        // --- fleet (issue 9) ---
+        out.extend(
+            self.remote
+                .validate()
+                .into_iter()
+                .map(|p| p.within("remote")),
+        );
+        out.extend(
+            self.homeassistant
+                .validate()
+                .into_iter()
+                .map(|p| p.within("homeassistant")),
+        );
+        out.extend(
+            self.metrics
+                .validate()
+                .into_iter()
+                .map(|p| p.within("metrics")),
+        );
+        // --- end fleet ---
         out
     }
 
@@ -578,6 +602,57 @@ fn validate_mqtt(m: &MqttUplinkConfig, out: &mut Vec<Problem>) {
             k("backoff_min"),
             "must be above zero and not above backoff_max",
         ));
+    }
+}
+
+/// Checks a configuration fragment (remote configuration) merged over
+/// `base`, with the messages `config check` gives, lines and keys naming
+/// the fragment. Returns the merged configuration.
+pub fn check_fragment(base: &Config, fragment: &str, path: &str) -> Result<Config, ConfigError> {
+    // The fragment alone must parse as a config (unknown keys, wrong types).
+    let frag: toml::Table =
+        toml::from_str(fragment).map_err(|e| parse_error(fragment, path, &e))?;
+    toml::from_str::<Config>(fragment).map_err(|e| parse_error(fragment, path, &e))?;
+    let mut merged = toml::Table::try_from(base).map_err(|e| ConfigError::Parse {
+        path: path.to_string(),
+        line: 1,
+        column: 1,
+        key: String::new(),
+        message: format!("the running configuration cannot be merged: {e}"),
+    })?;
+    merge_tables(&mut merged, frag);
+    let cfg: Config = merged
+        .try_into()
+        .map_err(|e: toml::de::Error| ConfigError::Parse {
+            path: path.to_string(),
+            line: 1,
+            column: 1,
+            key: String::new(),
+            message: e.message().trim().to_string(),
+        })?;
+    let problems = cfg.validate();
+    if problems.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(ConfigError::Invalid {
+            path: path.to_string(),
+            problems: problems
+                .into_iter()
+                .map(|p| (locate_key(fragment, &p.key), p))
+                .collect(),
+        })
+    }
+}
+
+/// Deep merge: tables merge key by key, anything else is replaced.
+pub fn merge_tables(into: &mut toml::Table, from: toml::Table) {
+    for (k, v) in from {
+        match (into.get_mut(&k), v) {
+            (Some(toml::Value::Table(a)), toml::Value::Table(b)) => merge_tables(a, b),
+            (_, v) => {
+                into.insert(k, v);
+            }
+        }
     }
 }
 
@@ -676,6 +751,9 @@ pub fn defaults_toml() -> String {
         crate::ingest::line::SerialBoardConfig::DEFAULT_TOML,
         crate::uplink::lorawan::LorawanConfig::DEFAULT_TOML,
         crate::ota::OtaConfig::DEFAULT_TOML,
+        crate::remote_config::RemoteConfig::DEFAULT_TOML,
+        crate::ha::HaConfig::DEFAULT_TOML,
+        crate::metrics::MetricsConfig::DEFAULT_TOML,
         DEFAULTS_TAIL,
     ] {
         s.push('\n');
@@ -736,6 +814,8 @@ const DEFAULTS_TAIL: &str = r#"# Facts the installer knows about devices, by dev
 [log]
 # error | warn | info | debug | trace, or e.g. "info,carebridge::zigbee=debug"
 level = "info"
+# Levels per module (RUST_LOG wins over both):
+# modules = { "carebridge::zigbee" = "debug" }
 "#;
 
 #[cfg(test)]

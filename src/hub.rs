@@ -42,6 +42,12 @@ pub enum Live {
 pub struct HubStats {
     pub readings: AtomicU64,
     pub alerts: AtomicU64,
+    // --- fleet (issue 9): for /metrics ---
+    /// Readings per kind, indexed by [`crate::model::Kind::code`].
+    pub by_kind: [AtomicU64; 32],
+    /// Alerts per (rule, severity, state).
+    pub by_rule: std::sync::Mutex<BTreeMap<(String, &'static str, &'static str), u64>>,
+    // --- end fleet ---
 }
 
 /// Commands other tasks send to the hub.
@@ -148,6 +154,9 @@ impl Hub {
         match ev {
             Ingest::Reading(r) => {
                 self.stats.readings.fetch_add(1, Ordering::Relaxed);
+                if let Some(c) = self.stats.by_kind.get(usize::from(r.kind.code())) {
+                    c.fetch_add(1, Ordering::Relaxed);
+                }
                 self.engine.on_reading(self.clock.now(), &r, alerts);
                 let _ = self.live.send(Live::Reading(r.clone()));
                 let w = if self.telemetry {
@@ -196,6 +205,10 @@ impl Hub {
     async fn emit_alerts(&mut self, alerts: &mut Vec<Alert>) -> anyhow::Result<()> {
         for a in alerts.drain(..) {
             self.stats.alerts.fetch_add(1, Ordering::Relaxed);
+            if let Ok(mut m) = self.stats.by_rule.lock() {
+                *m.entry((a.rule.clone(), a.severity.as_str(), a.state.as_str()))
+                    .or_default() += 1;
+            }
             tracing::info!(
                 rule = %a.rule, device = %a.device, severity = %a.severity,
                 state = a.state.as_str(), "alert"

@@ -116,11 +116,11 @@ fn ota_exit(e: carebridge::ota::cli::OtaCliError) -> Exit {
 }
 
 fn serve(cfg: Config, clock: Clock, banner: bool) -> Result<(), Exit> {
-    app::init_logging(&cfg.log.level);
+    let log = carebridge::logging::init(&cfg.log);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(Exit::runtime)?;
-    rt.block_on(app::run(cfg, RunOptions { clock, banner }))
+    rt.block_on(app::run(cfg, RunOptions { clock, banner, log }))
 }

@@ -166,16 +166,36 @@ pub struct Rules {
     lock: std::sync::Arc<tokio::sync::Mutex<()>>,
     /// The text used when nothing is stored (config file or built-in).
     base: Version,
+    /// The active version and its source, for the heartbeat and drift reports.
+    active: std::sync::Arc<tokio::sync::watch::Sender<crate::remote_config::Active>>,
 }
 
 impl Rules {
     pub fn new(store: Store, hub: mpsc::Sender<HubCommand>, base: Version) -> Rules {
+        let active = crate::remote_config::Active {
+            version: base.version,
+            source: base.source.clone(),
+        };
         Rules {
             store,
             hub,
             lock: std::sync::Arc::default(),
             base,
+            active: std::sync::Arc::new(tokio::sync::watch::channel(active).0),
         }
+    }
+
+    /// Records the version the engine started with (see [`startup_set`]).
+    pub fn started_with(&self, v: &Version) {
+        self.active.send_replace(crate::remote_config::Active {
+            version: v.version,
+            source: v.source.clone(),
+        });
+    }
+
+    /// Follows the active version (changes from the UI and the cloud).
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<crate::remote_config::Active> {
+        self.active.subscribe()
     }
 
     /// The stored history (empty when only the base applies).
@@ -236,6 +256,10 @@ impl Rules {
         let s: ReloadSummary = rx.await.map_err(|_| ApplyError::Stopping)?;
         let cur = next.current.unwrap_or(self.base.clone());
         tracing::info!(version = cur.version, source = %cur.source, kept = s.kept, fresh = s.fresh, removed = s.removed, "rules applied");
+        self.active.send_replace(crate::remote_config::Active {
+            version: cur.version,
+            source: cur.source.clone(),
+        });
         Ok(Applied {
             version: cur.version,
             source: cur.source,

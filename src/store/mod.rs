@@ -269,6 +269,33 @@ pub struct StoreStats {
     pub pending: usize,
     /// `Some(reason)` while commits fail (disk full, I/O error).
     pub error: Option<String>,
+    /// Commit latency since open (for `/metrics`).
+    pub commit_latency: CommitLatency,
+}
+
+/// A cumulative histogram of commit latencies (Prometheus buckets).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct CommitLatency {
+    /// Commits at or under each of [`CommitLatency::BOUNDS_US`].
+    pub buckets: [u64; 10],
+    pub count: u64,
+    pub sum_us: u64,
+}
+
+impl CommitLatency {
+    /// Upper bounds, in microseconds (0.5 ms … 2 s).
+    pub const BOUNDS_US: [u64; 10] = [
+        500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 500_000, 2_000_000,
+    ];
+    pub fn observe(&mut self, us: u64) {
+        self.count += 1;
+        self.sum_us = self.sum_us.saturating_add(us);
+        for (b, bound) in self.buckets.iter_mut().zip(Self::BOUNDS_US) {
+            if us <= bound {
+                *b += 1;
+            }
+        }
+    }
 }
 
 impl StoreStats {

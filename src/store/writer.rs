@@ -271,6 +271,7 @@ impl Writer {
         self.s.commits += 1;
         self.s.last_batch = ops.len();
         self.s.last_commit_us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.s.commit_latency.observe(self.s.last_commit_us);
         if self.s.error.take().is_some() {
             tracing::info!("store commits succeed again");
         }

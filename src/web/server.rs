@@ -50,6 +50,17 @@ pub async fn serve(
     data_dir: &Path,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
+    serve_with_metrics(cfg, backend, data_dir, shutdown, None).await
+}
+
+/// [`serve`] plus `GET /metrics` (see [`crate::metrics`] for who may read it).
+pub async fn serve_with_metrics(
+    cfg: WebConfig,
+    backend: Arc<dyn Backend>,
+    data_dir: &Path,
+    shutdown: CancellationToken,
+    metrics: Option<crate::metrics::Metrics>,
+) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
     if let Some(p) = cfg.validate().first() {
         anyhow::bail!("web.{}: {}", p.key, p.reason);
     }
@@ -74,7 +85,7 @@ pub async fn serve(
     tokio::spawn(track_alerts(app.clone()));
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(url = %format!("{scheme}://{bound}/"), "web UI listening");
-    let task = tokio::spawn(accept_loop(listener, tls, app, shutdown));
+    let task = tokio::spawn(accept_loop(listener, tls, app, shutdown, metrics));
     Ok((bound, task))
 }
 
@@ -237,6 +248,7 @@ async fn accept_loop(
     tls: Option<tokio_rustls::TlsAcceptor>,
     app: Arc<App>,
     shutdown: CancellationToken,
+    metrics: Option<crate::metrics::Metrics>,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
@@ -256,10 +268,11 @@ async fn accept_loop(
             },
         };
         let (tls, app, sd) = (tls.clone(), app.clone(), shutdown.clone());
+        let m = metrics.clone();
         tokio::spawn(async move {
             tokio::select! {
                 _ = sd.cancelled() => {}
-                _ = connection(stream, peer, tls, app) => {}
+                _ = connection(stream, peer, tls, app, m) => {}
             }
             drop(permit);
         });
@@ -271,23 +284,24 @@ async fn connection(
     peer: SocketAddr,
     tls: Option<tokio_rustls::TlsAcceptor>,
     app: Arc<App>,
+    m: Option<crate::metrics::Metrics>,
 ) {
     let _ = stream.set_nodelay(true);
     match tls {
-        None => serve_io(stream, peer, app).await,
+        None => serve_io(stream, peer, app, m).await,
         Some(acc) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acc.accept(stream)).await {
-            Ok(Ok(s)) => serve_io(s, peer, app).await,
+            Ok(Ok(s)) => serve_io(s, peer, app, m).await,
             Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
             Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
         },
     }
 }
 
-async fn serve_io<S>(io: S, peer: SocketAddr, app: Arc<App>)
+async fn serve_io<S>(io: S, peer: SocketAddr, app: Arc<App>, m: Option<crate::metrics::Metrics>)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let svc = hyper_util::service::TowerToHyperService::new(warp::service(filter(app, peer)));
+    let svc = hyper_util::service::TowerToHyperService::new(warp::service(filter(app, peer, m)));
     let mut b = hyper::server::conn::http1::Builder::new();
     b.timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(HANDSHAKE_TIMEOUT)
@@ -304,6 +318,7 @@ where
 fn filter(
     app: Arc<App>,
     peer: SocketAddr,
+    metrics: Option<crate::metrics::Metrics>,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection>
 + Clone
 + Send
@@ -317,8 +332,15 @@ fn filter(
         .then(
             move |method, path: warp::path::FullPath, query, headers, body| {
                 let app = app.clone();
+                let metrics = metrics.clone();
                 async move {
                     let p = path.as_str().to_string();
+                    // fleet (issue 9): Prometheus metrics, before the UI pipeline.
+                    if let (Some(m), "/metrics", &warp::http::Method::GET) =
+                        (&metrics, p.as_str(), &method)
+                    {
+                        return m.respond(peer, app.who(&headers).is_some());
+                    }
                     // The OTA route answers before any upload is read.
                     let limit = if p == "/api/v1/system/ota" {
                         0

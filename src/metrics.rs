@@ -1,0 +1,518 @@
+//! Prometheus metrics: `GET /metrics` in the text exposition format 0.0.4.
+//!
+//! Served in two places, both optional:
+//! - on the web UI's server (hooked in `web::server`), where it is free of
+//!   authentication only for a loopback peer or with `[metrics] public =
+//!   true`; otherwise a logged-in session is required (else `401`);
+//! - on its own plain-HTTP listener, `[metrics] listen = "127.0.0.1:9464"`,
+//!   so a gateway without the web UI can be scraped too. Whoever can reach
+//!   that address may read it: a non-loopback address needs `public = true`
+//!   (an explicit decision, checked by `config check`).
+//!
+//! Series (all prefixed `carebridge_`): `build_info`, `uptime_seconds`,
+//! `readings_total{kind}`, `alerts_total{rule,severity,state}`,
+//! `outbox_rows{class}`, `outbox_bytes{class}`,
+//! `outbox_oldest_age_seconds{class}`, `outbox_evicted_total{class}`,
+//! `uplink_up{uplink}`, `uplink_connects_total{uplink}`,
+//! `uplink_reconnects_total{uplink}`, `uplink_delivered_total{uplink}`,
+//! `link_up{link}` (coordinator, serial boards, LoRaWAN),
+//! `lorawan_airtime_used_seconds` (when the LoRaWAN uplink reports it),
+//! `store_commit_seconds` (histogram), `store_commits_total`,
+//! `store_failed_commits_total`, `mqtt_ingest_{accepted,malformed}_total`,
+//! `config_version{part}`, and `process_resident_memory_bytes` (standard
+//! name). Labels carry ids only (rule ids, kinds, link names), never names
+//! or rooms.
+//!
+//! Rendering is a pure function of the inputs ([`render`]); the handle
+//! ([`Metrics`]) only gathers them.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Problem;
+use crate::hub::HubStats;
+use crate::model::Kind;
+use crate::store::{Store, StoreStats};
+use crate::uplink::mqtt::StatusFn;
+
+/// The content type of the text exposition format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// `[metrics]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// A listener of its own (plain HTTP), e.g. `127.0.0.1:9464`.
+    pub listen: Option<String>,
+    /// Serve without authentication to any peer (web server and listener).
+    pub public: bool,
+}
+
+impl MetricsConfig {
+    pub const DEFAULT_TOML: &str = r#"[metrics]
+# /metrics (Prometheus) is on the web UI server: free for loopback peers,
+# else a session is needed, unless public = true.
+public = false
+# A listener of its own, e.g. without the web UI (non-loopback needs public = true):
+# listen = "127.0.0.1:9464"
+"#;
+
+    pub fn validate(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        if let Some(l) = &self.listen {
+            match l.parse::<SocketAddr>() {
+                Err(_) => out.push(Problem::new(
+                    "listen",
+                    format!("{l:?} is not an address like 127.0.0.1:9464"),
+                )),
+                Ok(a) if !a.ip().is_loopback() && !self.public => out.push(Problem::new(
+                    "listen",
+                    "a non-loopback address serves metrics to anyone: set public = true to mean it",
+                )),
+                Ok(_) => {}
+            }
+        }
+        out
+    }
+}
+
+/// Gathers what `/metrics` shows.
+#[derive(Clone)]
+pub struct Metrics {
+    pub store: Store,
+    pub status: StatusFn,
+    pub hub: Arc<HubStats>,
+    pub public: bool,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+/// Whether a request may read the metrics.
+pub fn allowed(peer: SocketAddr, public: bool, has_session: bool) -> bool {
+    public || has_session || peer.ip().is_loopback() || peer.ip().to_canonical().is_loopback()
+}
+
+impl Metrics {
+    /// The exposition text now.
+    pub fn text(&self) -> String {
+        let by_kind: Vec<(Kind, u64)> = Kind::ALL
+            .iter()
+            .map(|k| {
+                let n = self
+                    .hub
+                    .by_kind
+                    .get(usize::from(k.code()))
+                    .map_or(0, |c| c.load(Ordering::Relaxed));
+                (*k, n)
+            })
+            .collect();
+        let by_rule: Vec<((String, &'static str, &'static str), u64)> =
+            match self.hub.by_rule.lock() {
+                Ok(m) => m.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+                Err(_) => Vec::new(),
+            };
+        render(&Inputs {
+            status: Value::Object((self.status)()),
+            store: self.store.stats(),
+            by_kind,
+            by_rule,
+            rss: crate::diagnostics::rss_bytes(),
+        })
+    }
+
+    /// The HTTP answer for a peer (web server hook and own listener).
+    pub fn respond(&self, peer: SocketAddr, has_session: bool) -> warp::reply::Response {
+        use warp::http::{Response, StatusCode, header};
+        if !allowed(peer, self.public, has_session) {
+            return Response::builder()
+                .status(StatusCode::UNAUTHORIZED)
+                .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+                .body("log in first, scrape from the gateway itself, or set [metrics] public = true\n".into())
+                .unwrap_or_default();
+        }
+        Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, CONTENT_TYPE)
+            .header(header::CACHE_CONTROL, "no-store")
+            .body(self.text().into())
+            .unwrap_or_default()
+    }
+}
+
+/// Everything a rendering needs.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    pub status: Value,
+    pub store: StoreStats,
+    pub by_kind: Vec<(Kind, u64)>,
+    pub by_rule: Vec<((String, &'static str, &'static str), u64)>,
+    pub rss: Option<u64>,
+}
+
+/// Escapes a label value (backslash, double quote, newline).
+pub fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+struct Out(String);
+
+impl Out {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP carebridge_{name} {help}");
+        let _ = writeln!(self.0, "# TYPE carebridge_{name} {kind}");
+    }
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], v: impl std::fmt::Display) {
+        let _ = write!(self.0, "carebridge_{name}");
+        if !labels.is_empty() {
+            let l: Vec<String> = labels
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{}\"", label(v)))
+                .collect();
+            let _ = write!(self.0, "{{{}}}", l.join(","));
+        }
+        let _ = writeln!(self.0, " {v}");
+    }
+}
+
+fn num(v: &Value, path: &[&str]) -> Option<f64> {
+    let mut cur = v;
+    for p in path {
+        cur = cur.get(p)?;
+    }
+    cur.as_f64()
+}
+
+/// The exposition text (pure).
+pub fn render(i: &Inputs) -> String {
+    let mut o = Out(String::with_capacity(4096));
+    let s = &i.status;
+    o.family("build_info", "gauge", "Version of the running carebridge.");
+    o.sample("build_info", &[("version", env!("CARGO_PKG_VERSION"))], 1);
+    if let Some(u) = num(s, &["uptime_s"]) {
+        o.family(
+            "uptime_seconds",
+            "gauge",
+            "Seconds since the gateway started.",
+        );
+        o.sample("uptime_seconds", &[], u);
+    }
+    o.family("readings_total", "counter", "Readings received, by kind.");
+    for (k, n) in &i.by_kind {
+        o.sample("readings_total", &[("kind", k.as_str())], n);
+    }
+    o.family(
+        "alerts_total",
+        "counter",
+        "Alerts raised and cleared, by rule and severity.",
+    );
+    for ((rule, sev, state), n) in &i.by_rule {
+        o.sample(
+            "alerts_total",
+            &[("rule", rule), ("severity", sev), ("state", state)],
+            n,
+        );
+    }
+    let classes = [
+        ("alert", &i.store.alert),
+        ("status", &i.store.status),
+        ("telemetry", &i.store.telemetry),
+    ];
+    o.family(
+        "outbox_rows",
+        "gauge",
+        "Rows waiting for the uplink, by class.",
+    );
+    for (c, st) in classes {
+        o.sample("outbox_rows", &[("class", c)], st.rows);
+    }
+    o.family(
+        "outbox_bytes",
+        "gauge",
+        "Bytes waiting for the uplink, by class.",
+    );
+    for (c, st) in classes {
+        o.sample("outbox_bytes", &[("class", c)], st.bytes);
+    }
+    o.family(
+        "outbox_oldest_age_seconds",
+        "gauge",
+        "Age of the oldest waiting row, by class (0 when empty).",
+    );
+    for c in ["alert", "status", "telemetry"] {
+        o.sample(
+            "outbox_oldest_age_seconds",
+            &[("class", c)],
+            num(s, &["oldest_age_s", c]).unwrap_or(0.0),
+        );
+    }
+    o.family(
+        "outbox_evicted_total",
+        "counter",
+        "Rows evicted by the outbox cap, by class.",
+    );
+    for (c, st) in classes {
+        o.sample("outbox_evicted_total", &[("class", c)], st.evicted);
+    }
+    if let Some(ups) = s.get("uplinks").and_then(|u| u.as_object()) {
+        o.family("uplink_up", "gauge", "1 when the uplink is connected.");
+        for (name, u) in ups {
+            let up = u.get("state").and_then(|v| v.as_str()) == Some("connected");
+            o.sample("uplink_up", &[("uplink", name)], u8::from(up));
+        }
+        o.family(
+            "uplink_connects_total",
+            "counter",
+            "Successful connections since start.",
+        );
+        for (name, u) in ups {
+            o.sample(
+                "uplink_connects_total",
+                &[("uplink", name)],
+                num(u, &["connects"]).unwrap_or(0.0),
+            );
+        }
+        o.family(
+            "uplink_reconnects_total",
+            "counter",
+            "Connections after the first since start.",
+        );
+        for (name, u) in ups {
+            let c = num(u, &["connects"]).unwrap_or(0.0);
+            o.sample(
+                "uplink_reconnects_total",
+                &[("uplink", name)],
+                (c - 1.0).max(0.0),
+            );
+        }
+        o.family(
+            "uplink_delivered_total",
+            "counter",
+            "Rows acknowledged by the far end since start.",
+        );
+        for (name, u) in ups {
+            o.sample(
+                "uplink_delivered_total",
+                &[("uplink", name)],
+                num(u, &["delivered"]).unwrap_or(0.0),
+            );
+        }
+        let airtime = ups
+            .get("lorawan")
+            .and_then(|l| num(l, &["airtime_used_ms"]));
+        if let Some(ms) = airtime {
+            o.family(
+                "lorawan_airtime_used_seconds",
+                "gauge",
+                "LoRaWAN airtime used today.",
+            );
+            o.sample("lorawan_airtime_used_seconds", &[], ms / 1000.0);
+        }
+    }
+    if let Some(links) = s.get("links").and_then(|u| u.as_object()) {
+        o.family(
+            "link_up",
+            "gauge",
+            "1 when the link (coordinator, serial board, modem) is up.",
+        );
+        for (name, l) in links {
+            let up = l.get("up").and_then(|v| v.as_bool()) == Some(true);
+            o.sample("link_up", &[("link", name)], u8::from(up));
+        }
+    }
+    let h = &i.store.commit_latency;
+    o.family(
+        "store_commit_seconds",
+        "histogram",
+        "Store transaction (group commit) latency.",
+    );
+    for (n, bound) in h.buckets.iter().zip(crate::store::CommitLatency::BOUNDS_US) {
+        let le = format!("{}", bound as f64 / 1e6);
+        o.sample("store_commit_seconds_bucket", &[("le", &le)], n);
+    }
+    o.sample("store_commit_seconds_bucket", &[("le", "+Inf")], h.count);
+    o.sample("store_commit_seconds_sum", &[], h.sum_us as f64 / 1e6);
+    o.sample("store_commit_seconds_count", &[], h.count);
+    o.family(
+        "store_commits_total",
+        "counter",
+        "Store transactions committed.",
+    );
+    o.sample("store_commits_total", &[], i.store.commits);
+    o.family(
+        "store_failed_commits_total",
+        "counter",
+        "Store commits that failed and were retried.",
+    );
+    o.sample("store_failed_commits_total", &[], i.store.failed_commits);
+    for (name, key) in [
+        ("mqtt_ingest_accepted_total", "mqtt_accepted"),
+        ("mqtt_ingest_malformed_total", "mqtt_malformed"),
+    ] {
+        if let Some(v) = num(s, &["counters", key]) {
+            o.family(name, "counter", "Local MQTT ingest publications.");
+            o.sample(name, &[], v);
+        }
+    }
+    if let Some(cv) = s.get("config_version").and_then(|c| c.as_object()) {
+        o.family(
+            "config_version",
+            "gauge",
+            "Active configuration version, by part.",
+        );
+        for (part, v) in cv {
+            o.sample(
+                "config_version",
+                &[("part", part)],
+                num(v, &["version"]).unwrap_or(0.0),
+            );
+        }
+    }
+    if let Some(rss) = i.rss {
+        let _ = writeln!(
+            o.0,
+            "# HELP process_resident_memory_bytes Resident memory size in bytes."
+        );
+        let _ = writeln!(o.0, "# TYPE process_resident_memory_bytes gauge");
+        let _ = writeln!(o.0, "process_resident_memory_bytes {rss}");
+    }
+    o.0
+}
+
+/// The metrics listener of its own (`[metrics] listen`). Returns the bound
+/// address; the server stops with `shutdown`.
+pub async fn serve(
+    listen: &str,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    use anyhow::Context as _;
+    use warp::Filter as _;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("metrics.listen {listen}: cannot listen"))?;
+    let bound = listener.local_addr().context("metrics listener address")?;
+    tracing::info!(url = %format!("http://{bound}/metrics"), "metrics listening");
+    let task = tokio::spawn(async move {
+        loop {
+            let (stream, peer) = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = listener.accept() => match r {
+                    Ok(x) => x,
+                    Err(_) => {
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            let m = metrics.clone();
+            let sd = shutdown.clone();
+            tokio::spawn(async move {
+                let route = warp::path("metrics")
+                    .and(warp::path::end())
+                    .and(warp::get())
+                    .map(move || m.respond(peer, false));
+                let svc = hyper_util::service::TowerToHyperService::new(warp::service(route));
+                let mut b = hyper::server::conn::http1::Builder::new();
+                b.timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(std::time::Duration::from_secs(10));
+                let conn = b.serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+                tokio::select! {
+                    _ = sd.cancelled() => {}
+                    _ = conn => {}
+                }
+            });
+        }
+    });
+    Ok((bound, task))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inputs() -> Inputs {
+        let mut store = StoreStats::default();
+        store.alert.rows = 3;
+        store.commit_latency.observe(700);
+        store.commit_latency.observe(30_000);
+        Inputs {
+            status: serde_json::json!({
+                "uptime_s": 12,
+                "oldest_age_s": {"alert": 5, "status": 0, "telemetry": 9},
+                "uplinks": {"mqtt": {"state": "connected", "connects": 3, "delivered": 40}},
+                "links": {"zigbee": {"up": true}},
+                "counters": {"mqtt_accepted": 7, "mqtt_malformed": 1},
+                "config_version": {"rules": {"version": 4, "source": "remote"}},
+            }),
+            store,
+            by_kind: vec![(Kind::Temperature, 10), (Kind::Panic, 1)],
+            by_rule: vec![(("panic".into(), "urgent", "raised"), 1)],
+            rss: Some(4096),
+        }
+    }
+
+    #[test]
+    fn every_series_family_is_typed_and_samples_follow() {
+        let t = render(&inputs());
+        for needle in [
+            "# TYPE carebridge_readings_total counter",
+            "carebridge_readings_total{kind=\"temperature\"} 10",
+            "carebridge_alerts_total{rule=\"panic\",severity=\"urgent\",state=\"raised\"} 1",
+            "carebridge_outbox_rows{class=\"alert\"} 3",
+            "carebridge_outbox_oldest_age_seconds{class=\"telemetry\"} 9",
+            "carebridge_uplink_up{uplink=\"mqtt\"} 1",
+            "carebridge_uplink_reconnects_total{uplink=\"mqtt\"} 2",
+            "carebridge_link_up{link=\"zigbee\"} 1",
+            "carebridge_store_commit_seconds_bucket{le=\"0.001\"} 1",
+            "carebridge_store_commit_seconds_bucket{le=\"+Inf\"} 2",
+            "carebridge_store_commit_seconds_count 2",
+            "carebridge_config_version{part=\"rules\"} 4",
+            "process_resident_memory_bytes 4096",
+        ] {
+            assert!(t.contains(needle), "missing {needle:?} in\n{t}");
+        }
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn only_loopback_sessions_or_public_may_read() {
+        let lo: SocketAddr = "127.0.0.1:5".parse().unwrap();
+        let lo6: SocketAddr = "[::ffff:127.0.0.1]:5".parse().unwrap();
+        let far: SocketAddr = "192.0.2.1:5".parse().unwrap();
+        assert!(allowed(lo, false, false));
+        assert!(allowed(lo6, false, false));
+        assert!(!allowed(far, false, false));
+        assert!(allowed(far, false, true));
+        assert!(allowed(far, true, false));
+    }
+
+    #[test]
+    fn a_public_listener_must_be_asked_for() {
+        let c = MetricsConfig {
+            listen: Some("0.0.0.0:9464".into()),
+            public: false,
+        };
+        assert_eq!(c.validate()[0].key, "listen");
+        let c = MetricsConfig {
+            listen: Some("127.0.0.1:9464".into()),
+            public: false,
+        };
+        assert!(c.validate().is_empty());
+    }
+}
