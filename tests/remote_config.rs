@@ -46,8 +46,8 @@ fn versions(col: &Collector, gw: &str) -> Option<serde_json::Value> {
     let t = format!("cb/{gw}/config");
     col.snapshot()
         .into_iter()
-        .filter(|m| m.topic == t)
-        .last()
+        .rev()
+        .find(|m| m.topic == t)
         .map(|m| m.json)
 }
 
