@@ -170,33 +170,28 @@ fn removing_a_device_clears_its_retained_discovery_topics() {
         ..Default::default()
     };
     let door = DeviceId::new("door").unwrap();
-    let task = {
-        let (store, rx, sd, live2) = (
-            store.clone(),
-            live.subscribe(),
-            shutdown.clone(),
-            live.clone(),
-        );
-        let door = door.clone();
-        rt.spawn(async move {
-            store
-                .submit(Write::Device(DeviceInfo {
-                    id: Some(door.clone()),
-                    name: Some("Front door".into()),
-                    ..Default::default()
-                }))
-                .await
-                .unwrap();
-            store.flush().await.unwrap();
-            let t = tokio::spawn(carebridge::ha::run(cfg, "gw".into(), link, store, rx, sd));
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            for (kind, v) in [(Kind::Contact, 1.0), (Kind::Battery, 90.0)] {
-                let r = Reading::new(door.clone(), kind, v, Time::now()).unwrap();
-                let _ = live2.send(carebridge::hub::Live::Reading(r));
-            }
-            t
-        })
-    };
+    rt.block_on(async {
+        let info = DeviceInfo {
+            id: Some(door.clone()),
+            name: Some("Front door".into()),
+            ..Default::default()
+        };
+        store.submit(Write::Device(info)).await.unwrap();
+        store.flush().await.unwrap();
+    });
+    let task = rt.spawn(carebridge::ha::run(
+        cfg,
+        "gw".into(),
+        link,
+        store.clone(),
+        live.subscribe(),
+        shutdown.clone(),
+    ));
+    std::thread::sleep(Duration::from_millis(300));
+    for (kind, v) in [(Kind::Contact, 1.0), (Kind::Battery, 90.0)] {
+        let r = Reading::new(door.clone(), kind, v, Time::now()).unwrap();
+        let _ = live.send(carebridge::hub::Live::Reading(r));
+    }
     let contact = "homeassistant/binary_sensor/carebridge_gw/door_contact/config";
     let battery = "homeassistant/sensor/carebridge_gw/door_battery/config";
     assert!(
@@ -222,16 +217,22 @@ fn removing_a_device_clears_its_retained_discovery_topics() {
     );
     // Gone for good: a new client gets no retained discovery for it.
     let (_c2, late) = watch(port, "homeassistant/#");
-    std::thread::sleep(Duration::from_millis(500));
+    // (retained topics arrive together after the subscription)
+    assert!(eventually(Duration::from_secs(10), || last(
+        &late,
+        "homeassistant/sensor/carebridge_gw/alerts/config"
+    )
+    .is_some()));
+    std::thread::sleep(Duration::from_millis(300));
     assert!(last(&late, contact).is_none(), "{:?}", late.lock().unwrap());
-    assert!(last(&late, "homeassistant/sensor/carebridge_gw/alerts/config").is_some());
     shutdown.cancel();
     rt.block_on(async {
-        let t = task.await.unwrap();
-        t.await.unwrap().unwrap();
+        task.await.unwrap().unwrap();
     });
-    assert_eq!(
-        last(&seen, "carebridge/ha/gw/availability").as_deref(),
-        Some("offline")
-    );
+    assert!(eventually(Duration::from_secs(10), || last(
+        &seen,
+        "carebridge/ha/gw/availability"
+    )
+    .as_deref()
+        == Some("offline")));
 }
