@@ -304,7 +304,7 @@ pub struct ConfigApplied {
     pub unchanged: bool,
     /// Device facts sent to the hub.
     pub devices: usize,
-    /// Log levels switched.
+    /// Log levels switched now (false when unchanged or pinned by `RUST_LOG`).
     pub log: bool,
 }
 
@@ -424,13 +424,19 @@ impl ConfigState {
                 .await
                 .map_err(|_| ApplyError::Stopping)?;
         }
-        let log = eff.log != cfg.log;
-        if log
-            && let Some(l) = &self.log
-            && let Err(e) = l.apply(&cfg.log)
-        {
-            tracing::warn!(error = %e, "log levels not changed");
-        }
+        // Log levels: stored either way (a restart applies them), switched
+        // now unless `RUST_LOG` pins them; the result says which.
+        let log = eff.log != cfg.log
+            && match &self.log {
+                Some(l) => match l.apply(&cfg.log) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "log levels not changed now");
+                        false
+                    }
+                },
+                None => false,
+            };
         *eff = cfg;
         let cur = next.current.unwrap_or(crate::rules::active::Version {
             version: 0,

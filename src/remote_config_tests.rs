@@ -152,3 +152,35 @@ fn only_changed_device_facts_are_sent_to_the_hub() {
     assert_eq!(ch.len(), 1);
     assert_eq!(ch[0].id.as_ref().unwrap().as_str(), "d2");
 }
+
+#[tokio::test]
+async fn every_version_change_is_published_retained_on_the_config_topic() {
+    let (rules_tx, rules_rx) = watch::channel(Active {
+        version: 2,
+        source: "remote".into(),
+    });
+    let (_cfg_tx, cfg_rx) = watch::channel(Active::default());
+    let (direct_tx, mut direct_rx) = mpsc::channel(8);
+    let sd = tokio_util::sync::CancellationToken::new();
+    let v = Versions {
+        rules: rules_rx,
+        config: cfg_rx,
+    };
+    let task = tokio::spawn(report_versions(v, direct_tx, sd.clone()));
+    let first = direct_rx.recv().await.unwrap();
+    assert_eq!(first.subtopic, "config");
+    assert!(first.retain);
+    let doc: serde_json::Value = serde_json::from_slice(&first.payload).unwrap();
+    assert_eq!(doc["rules"]["version"], 2);
+    // A local edit in the UI: drift the cloud must hear about.
+    rules_tx.send_replace(Active {
+        version: 3,
+        source: "ui:installer".into(),
+    });
+    let next = direct_rx.recv().await.unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&next.payload).unwrap();
+    assert_eq!(doc["rules"]["version"], 3);
+    assert_eq!(doc["rules"]["source"], "ui:installer");
+    sd.cancel();
+    task.await.unwrap().unwrap();
+}

@@ -549,7 +549,8 @@ fn apply(conn: &Connection, ob: &mut Outbox, ops: &[Op]) -> rusqlite::Result<boo
 
 fn upsert_device(conn: &Connection, d: &DeviceInfo) -> rusqlite::Result<()> {
     let Some(id) = &d.id else {
-        tracing::warn!(?d, "device write without an id ignored");
+        // Never the whole record: names and rooms are personal data.
+        tracing::warn!("device write without an id ignored");
         return Ok(());
     };
     conn.prepare_cached(

@@ -41,7 +41,9 @@ impl AuditLog {
     }
 
     pub fn push(&mut self, e: Entry) {
-        tracing::info!(target: "carebridge::audit", user = %e.user, action = %e.action, detail = %e.detail, "audit");
+        // The detail can hold device names and rooms (personal data): debug only.
+        tracing::info!(target: "carebridge::audit", user = %e.user, action = %e.action, "audit");
+        tracing::debug!(target: "carebridge::audit", detail = %e.detail, "audit detail");
         self.entries.push_back(e);
         while self.entries.len() > AUDIT_MAX {
             self.entries.pop_front();
