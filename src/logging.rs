@@ -323,6 +323,50 @@ mod tests {
         assert_eq!(r.total(), (RECENT_MAX + 7) as u64);
     }
 
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn journald_lines_carry_the_priority_and_no_colours_and_warnings_are_remembered() {
+        let buf = Buf::default();
+        let w = buf.clone();
+        let recent = RecentErrors::default();
+        let sub = tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(move || w.clone())
+                    .with_ansi(false)
+                    .event_format(Journal),
+            )
+            .with(RecentLayer(recent.clone()));
+        tracing::subscriber::with_default(sub, || {
+            tracing::info!(link = "zigbee", "link up");
+            tracing::warn!(link = "zigbee", "link down");
+        });
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("<6>INFO "), "{text}");
+        assert!(
+            lines[0].contains("link up") && lines[0].contains("link=\"zigbee\""),
+            "{text}"
+        );
+        assert!(lines[1].starts_with("<4>WARN "), "{text}");
+        assert!(!text.contains('\u{1b}'), "no ANSI escapes");
+        let r = recent.snapshot();
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].level, "warn");
+        assert!(r[0].text.contains("link down"), "{:?}", r[0]);
+    }
+
     #[test]
     fn journald_priorities_follow_syslog() {
         assert_eq!(priority(&Level::ERROR), 3);

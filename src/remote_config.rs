@@ -361,9 +361,12 @@ impl ConfigState {
         let table: toml::Table =
             toml::from_str(fragment).map_err(|e| crate::config::ConfigError::Parse {
                 path: "remote config".into(),
-                line: e
-                    .span()
-                    .map_or(1, |s| fragment[..s.start].matches('\n').count() + 1),
+                line: e.span().map_or(1, |s| {
+                    fragment
+                        .get(..s.start)
+                        .map_or(0, |b| b.matches('\n').count())
+                        + 1
+                }),
                 column: 1,
                 key: String::new(),
                 message: e.message().trim().to_string(),
