@@ -47,6 +47,8 @@ pub struct HubStats {
     pub by_kind: [AtomicU64; 32],
     /// Alerts per (rule, severity, state).
     pub by_rule: std::sync::Mutex<BTreeMap<(String, &'static str, &'static str), u64>>,
+    /// Times each link went down (a coordinator reset or lost port counts here).
+    pub link_downs: std::sync::Mutex<BTreeMap<String, u64>>,
     // --- end fleet ---
 }
 
@@ -173,6 +175,9 @@ impl Hub {
                     tracing::info!(link = %status.link, detail = %status.detail, "link up");
                 } else {
                     tracing::warn!(link = %status.link, detail = %status.detail, "link down");
+                    if let Ok(mut m) = self.stats.link_downs.lock() {
+                        *m.entry(status.link.clone()).or_default() += 1;
+                    }
                 }
                 let _ = self.live.send(Live::Link(status.clone()));
                 self.links.send_modify(|m| {

@@ -16,6 +16,8 @@
 //! `uplink_up{uplink}`, `uplink_connects_total{uplink}`,
 //! `uplink_reconnects_total{uplink}`, `uplink_delivered_total{uplink}`,
 //! `link_up{link}` (coordinator, serial boards, LoRaWAN),
+//! `link_down_total{link}` (coordinator resets and lost ports: the Zigbee
+//! task reports a reset as its link going down),
 //! `lorawan_airtime_used_seconds` (when the LoRaWAN uplink reports it),
 //! `store_commit_seconds` (histogram), `store_commits_total`,
 //! `store_failed_commits_total`, `mqtt_ingest_{accepted,malformed}_total`,
@@ -121,7 +123,12 @@ impl Metrics {
                 Ok(m) => m.iter().map(|(k, v)| (k.clone(), *v)).collect(),
                 Err(_) => Vec::new(),
             };
+        let link_downs: Vec<(String, u64)> = match self.hub.link_downs.lock() {
+            Ok(m) => m.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            Err(_) => Vec::new(),
+        };
         render(&Inputs {
+            link_downs,
             status: Value::Object((self.status)()),
             store: self.store.stats(),
             by_kind,
@@ -156,6 +163,8 @@ pub struct Inputs {
     pub store: StoreStats,
     pub by_kind: Vec<(Kind, u64)>,
     pub by_rule: Vec<((String, &'static str, &'static str), u64)>,
+    /// Times each link went down.
+    pub link_downs: Vec<(String, u64)>,
     pub rss: Option<u64>,
 }
 
@@ -331,6 +340,14 @@ pub fn render(i: &Inputs) -> String {
             o.sample("link_up", &[("link", name)], u8::from(up));
         }
     }
+    o.family(
+        "link_down_total",
+        "counter",
+        "Times a link went down (coordinator resets, lost ports, modem loss).",
+    );
+    for (name, n) in &i.link_downs {
+        o.sample("link_down_total", &[("link", name)], n);
+    }
     let h = &i.store.commit_latency;
     o.family(
         "store_commit_seconds",
@@ -459,6 +476,7 @@ mod tests {
             store,
             by_kind: vec![(Kind::Temperature, 10), (Kind::Panic, 1)],
             by_rule: vec![(("panic".into(), "urgent", "raised"), 1)],
+            link_downs: vec![("zigbee".into(), 2)],
             rss: Some(4096),
         }
     }
@@ -475,6 +493,7 @@ mod tests {
             "carebridge_uplink_up{uplink=\"mqtt\"} 1",
             "carebridge_uplink_reconnects_total{uplink=\"mqtt\"} 2",
             "carebridge_link_up{link=\"zigbee\"} 1",
+            "carebridge_link_down_total{link=\"zigbee\"} 2",
             "carebridge_store_commit_seconds_bucket{le=\"0.001\"} 1",
             "carebridge_store_commit_seconds_bucket{le=\"+Inf\"} 2",
             "carebridge_store_commit_seconds_count 2",
