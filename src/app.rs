@@ -180,34 +180,12 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<(), Exit> {
     // The embedded broker and its ingest.
     let mut broker_addr = None;
     if let Some(b) = &cfg.local_broker {
-        // fleet (issue 9): a second in-process link for Home Assistant discovery.
-        let extra: &[&str] = if cfg.homeassistant.enabled {
-            &["carebridge-ha"]
-        } else {
-            &[]
-        };
+        // fleet (issue 9): extra in-process links (Home Assistant discovery).
+        let links = crate::fleet::broker_links(&cfg);
         let mut broker =
-            Broker::start_with_links(b, broker_password.clone(), extra).map_err(Exit::input)?;
+            Broker::start_with_links(b, broker_password.clone(), links).map_err(Exit::input)?;
         broker_addr = Some(broker.addr());
-        if let Some((_, tx, _rx)) = broker.links.pop() {
-            let (c, gw, st, live, sd) = (
-                cfg.homeassistant.clone(),
-                cfg.gateway.id.clone(),
-                store.clone(),
-                live_tx.subscribe(),
-                shutdown.clone(),
-            );
-            tasks.spawn(async move {
-                // The receiving half lives as long as the task.
-                let _rx = _rx;
-                (
-                    "homeassistant",
-                    crate::ha::run(c, gw, tx, st, live, sd).await,
-                )
-            });
-        } else if cfg.homeassistant.enabled {
-            tracing::warn!("[homeassistant] is enabled but the local broker is off");
-        }
+        crate::fleet::spawn_ha(&mut tasks, &cfg, &mut broker, &store, &live_tx, &shutdown);
         if let Some(link) = broker.ingest_link.take() {
             let (out, stats, sd) = (ingest_tx.clone(), ingest_stats.clone(), shutdown.clone());
             tasks.spawn(async move {
@@ -296,15 +274,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<(), Exit> {
         );
         tasks.spawn(async move { ("heartbeat", heartbeat(st, sf, every, sd).await) });
         // fleet (issue 9): active versions upstream (drift), diagnostics.
-        {
-            let (v, d, sd) = (versions.clone(), direct_tx.clone(), shutdown.clone());
-            tasks.spawn(async move {
-                (
-                    "config-versions",
-                    crate::remote_config::report_versions(v, d, sd).await,
-                )
-            });
-        }
+        crate::fleet::spawn_versions(&mut tasks, versions.clone(), direct_tx.clone(), &shutdown);
         let fleet = crate::commands::Fleet {
             gateway: cfg.gateway.id.clone(),
             require_signed: cfg.remote.require_signed,
@@ -335,17 +305,9 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<(), Exit> {
         hub: hub_stats.clone(),
         public: cfg.metrics.public,
     };
-    if let Some(listen) = &cfg.metrics.listen {
-        let (_, handle) = crate::metrics::serve(listen, metrics.clone(), shutdown.clone())
-            .await
-            .map_err(Exit::input)?;
-        tasks.spawn(async move {
-            let r = handle
-                .await
-                .map_err(|e| anyhow::anyhow!("metrics server: {e}"));
-            ("metrics", r)
-        });
-    }
+    crate::fleet::spawn_metrics(&mut tasks, &cfg, &metrics, &shutdown)
+        .await
+        .map_err(Exit::input)?;
     let hub = Hub {
         engine,
         store: store.clone(),

@@ -535,6 +535,12 @@ impl Config {
                 .into_iter()
                 .map(|p| p.within("metrics")),
         );
+        if self.homeassistant.enabled && self.local_broker.is_none() {
+            out.push(Problem::new(
+                "homeassistant.enabled",
+                "Home Assistant discovery is published on the local broker: add [local_broker]",
+            ));
+        }
         // --- end fleet ---
         out
     }

@@ -32,6 +32,7 @@ pub mod broker;
 pub mod commands;
 pub mod config;
 pub mod diagnostics;
+pub mod fleet;
 pub mod ha;
 pub mod hub;
 pub mod ingest;
