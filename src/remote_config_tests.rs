@@ -184,3 +184,20 @@ async fn every_version_change_is_published_retained_on_the_config_topic() {
     sd.cancel();
     task.await.unwrap().unwrap();
 }
+
+#[test]
+fn a_fragment_merges_over_every_section_of_the_default_file() {
+    let base = Config::parse(&crate::config::defaults_toml(), "defaults").unwrap();
+    let mut full = base.clone();
+    full.simulator = Some(Default::default());
+    full.ota = Some(Default::default());
+    full.zigbee = Some(Default::default());
+    let merged =
+        crate::config::check_fragment(&full, "[log]\nlevel = \"debug\"\n", "remote config")
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(merged.log.level, "debug");
+    assert_eq!(merged.uplink, full.uplink);
+    assert_eq!(merged.store, full.store);
+    assert_eq!(merged.zigbee, full.zigbee);
+    assert_eq!(merged.web, full.web);
+}
