@@ -261,13 +261,17 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<(), Exit> {
 
     let mut web_addr = None;
     if let Some(w) = cfg.web.clone() {
-        let backend = Arc::new(crate::web::backend::StoreBackend::new(
-            store.clone(),
-            hub_cmd_tx.clone(),
-            live_tx.clone(),
-            status_fn.clone(),
-            &cfg,
-        ));
+        let backend = Arc::new(
+            crate::web::backend::StoreBackend::new(
+                store.clone(),
+                hub_cmd_tx.clone(),
+                live_tx.clone(),
+                status_fn.clone(),
+                &cfg,
+            )
+            // zigbee: the pairing page's permit join goes to the coordinator.
+            .with_zigbee(zigbee_tx.clone()),
+        );
         let (addr, handle) = crate::web::serve(w, backend, &cfg.gateway.data_dir, shutdown.clone())
             .await
             .map_err(Exit::input)?;
@@ -605,6 +609,13 @@ fn print_banner(cfg: &Config, broker: Option<SocketAddr>, web: Option<SocketAddr
             b.port()
         );
     }
+    if let Some(z) = &cfg.zigbee {
+        // zigbee: the demo's simulated stick and its devices waiting to pair.
+        println!(
+            "  zigbee       {} (simulated stick; pair its 4 devices from Devices → permit join)",
+            z.port
+        );
+    }
     if let (Some(w), Some(addr)) = (&cfg.web, web) {
         let scheme = if w.tls { "https" } else { "http" };
         println!("  web UI       {scheme}://{addr}/");
@@ -682,6 +693,47 @@ pub fn demo_config(args: &DemoArgs) -> Result<Config, Exit> {
     }
     Ok(cfg)
 }
+
+// ---- zigbee: the demo's simulated coordinator stick (begin) ----
+
+/// Where the demo's simulated stick appears, inside the demo's data dir.
+const DEMO_STICK: &str = "zigbee-stick";
+
+/// Starts the demo's simulated Zigbee stick on a pseudo-terminal, with a
+/// motion sensor, a door contact, a thermometer and a panic pendant waiting
+/// to be paired from the UI (Devices → permit join), and points `[zigbee]`
+/// at it. The stick runs until the returned guard is dropped. Costs a pty
+/// and two threads; if no pty can be opened the demo runs without Zigbee.
+pub fn demo_zigbee(cfg: &mut Config) -> Option<crate::zigbee::sim_run::SimStick> {
+    use crate::zigbee::sim_run::{SimStick, SimStickArgs};
+    let args = SimStickArgs {
+        link: cfg.gateway.data_dir.join(DEMO_STICK),
+        devices: crate::zigbee::sim::SimDeviceKind::ALL.to_vec(),
+        paired: false,
+        report_every: Some(crate::config::Dur::secs(20)),
+    };
+    if let Err(e) = std::fs::create_dir_all(&cfg.gateway.data_dir) {
+        eprintln!("carebridge demo: no data dir for the simulated Zigbee stick ({e})");
+        return None;
+    }
+    match SimStick::start(&args) {
+        Ok(stick) => {
+            cfg.zigbee = Some(crate::zigbee::ZigbeeConfig {
+                port: args.link.display().to_string(),
+                // A simulated stick answers at once; come back quickly.
+                backoff_max: crate::config::Dur::secs(5),
+                ..Default::default()
+            });
+            Some(stick)
+        }
+        Err(e) => {
+            eprintln!("carebridge demo: no simulated Zigbee stick ({e}); running without Zigbee");
+            None
+        }
+    }
+}
+
+// ---- zigbee: the demo's simulated coordinator stick (end) ----
 
 /// The default port when it is free, else any free port (a demo should
 /// start even when a Mosquitto already runs on 1883).

@@ -10,7 +10,8 @@
 //! - [`zcl`] + [`zcl_map`]: ZCL frames and what they mean as readings;
 //! - [`coordinator`]: ties the above together with link supervision policy;
 //! - [`port`]: the serial shell with a real clock ([`run`]);
-//! - [`sim`]: a coordinator simulator speaking ZNP over a pseudo-terminal.
+//! - [`sim`]: a coordinator simulator speaking ZNP over a pseudo-terminal;
+//! - [`sim_run`]: the simulator as a process (`carebridge sim-stick`) or in the demo.
 //!
 //! Integration: `app` calls [`run`] with the `[zigbee]` section, the hub's
 //! ingest sender, a command receiver ([`ZigbeeCommand::PermitJoin`]), a
@@ -35,6 +36,7 @@ pub mod network;
 pub mod port;
 pub mod session;
 pub mod sim;
+pub mod sim_run;
 pub mod sim_stick;
 pub mod startup;
 pub mod sys;
