@@ -208,6 +208,22 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<(), Exit> {
         ingest_stats.clone(),
         opts.clock,
     );
+    if let Some(z) = &cfg.zigbee {
+        // zigbee: coordinator status upstream at once, outage alert.
+        let (st, sf, live, sd) = (
+            store.clone(),
+            status_fn.clone(),
+            live_tx.clone(),
+            shutdown.clone(),
+        );
+        let (links, after) = (links_rx.clone(), z.outage_alert.0);
+        tasks.spawn(async move {
+            (
+                "zigbee-link-watch",
+                zigbee_link_watch(links, st, sf, live, after, sd).await,
+            )
+        });
+    }
     if let Some(m) = &cfg.uplink.mqtt {
         let Some(prep) = uplink_prep.clone() else {
             unreachable_config()?
@@ -444,6 +460,55 @@ async fn heartbeat(
         }
     }
 }
+
+// ---- zigbee: coordinator link watch (begin) ----
+
+/// Queues a status document as soon as the coordinator link goes up or
+/// down (the heartbeat may be minutes away), and raises the outage alert
+/// ([`crate::zigbee::outage`]) when it stays down. Link times are wall
+/// clock (the coordinator stamps them so), also in a fast demo.
+async fn zigbee_link_watch(
+    mut links: watch::Receiver<BTreeMap<String, LinkStatus>>,
+    store: Store,
+    status: StatusFn,
+    live: broadcast::Sender<crate::hub::Live>,
+    after: Duration,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut outage = crate::zigbee::outage::OutageWatch::new(after);
+    let mut last_up: Option<bool> = None;
+    loop {
+        let nap = outage
+            .next_deadline()
+            .map_or(Duration::from_secs(3600), |d| d.since(Time::now()));
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            changed = links.changed() => {
+                if changed.is_err() {
+                    // The hub is gone: the gateway is stopping.
+                    shutdown.cancelled().await;
+                    return Ok(());
+                }
+                let zigbee = links.borrow_and_update().get("zigbee").cloned();
+                if let Some(l) = zigbee {
+                    if last_up != Some(l.up) {
+                        last_up = Some(l.up);
+                        store.submit(Write::Status(status())).await?;
+                    }
+                    outage.handle_link(l.up, &l.detail, Time::now());
+                }
+            }
+            _ = tokio::time::sleep(nap) => outage.handle_timeout(Time::now()),
+        }
+        while let Some(a) = outage.poll_alert() {
+            tracing::warn!(rule = %a.rule, state = a.state.as_str(), "{}", a.message);
+            let _ = live.send(crate::hub::Live::Alert(a.clone()));
+            store.submit(Write::Alert(a)).await?;
+        }
+    }
+}
+
+// ---- zigbee: coordinator link watch (end) ----
 
 /// Answers commands from upstream on `cmd/<name>/result`.
 struct CommandHandler {

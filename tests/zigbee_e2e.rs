@@ -9,9 +9,10 @@
 //! arrives upstream as telemetry and a panic press as an urgent alert. Then
 //! the stick process is killed (its pty closes, as when the USB stick is
 //! pulled) and a new one started behind the same path, a few times: the
-//! coordinator goes `down` upstream, comes back `up` (the blank new stick
-//! gets the network restored from the gateway's backup) and readings flow
-//! again.
+//! coordinator goes `down` upstream at once (and, left unplugged longer
+//! than `outage_alert`, raises the `coordinator-outage` alert, cleared when
+//! it is back), comes back `up` (the blank new stick gets the network
+//! restored from the gateway's backup) and readings flow again.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -110,7 +111,7 @@ fn config_extra(link: &Path) -> String {
     format!(
         "heartbeat = \"1s\"\n\n[zigbee]\nport = \"{}\"\nrequest_timeout = \"2s\"\n\
          interview_timeout = \"3s\"\nping_interval = \"1s\"\nbackoff_min = \"100ms\"\n\
-         backoff_max = \"1s\"\n",
+         backoff_max = \"1s\"\noutage_alert = \"3s\"\n",
         link.display()
     )
 }
@@ -144,6 +145,15 @@ fn telemetry_value(c: &Collector, device: &str, kind: &str, value: f64) -> bool 
             && t["value"]
                 .as_f64()
                 .is_some_and(|v| (v - value).abs() < 0.01)
+    })
+}
+
+fn outage(c: &Collector, state: &str) -> bool {
+    c.unique("alert").iter().any(|a| {
+        a["rule"] == "coordinator-outage"
+            && a["device"] == "zigbee-coordinator"
+            && a["severity"] == "warning"
+            && a["state"] == state
     })
 }
 
@@ -301,12 +311,27 @@ fn paired_zigbee_devices_reach_the_cloud_and_survive_the_stick_being_pulled() {
             wait_coordinator(&collector, "down", Duration::from_secs(30)),
             "round {round}: coordinator not reported down"
         );
+        if round == 0 {
+            // Left unplugged longer than `outage_alert`: the outage alert.
+            assert!(
+                eventually(Duration::from_secs(30), || outage(&collector, "raised")),
+                "no coordinator-outage alert upstream: {:?}",
+                collector.unique("alert")
+            );
+        }
         stick = StickProc::start(&link, true);
         let back = Instant::now();
         assert!(
             wait_coordinator(&collector, "up", Duration::from_secs(60)),
             "round {round}: coordinator not back up"
         );
+        if round == 0 {
+            assert!(
+                eventually(Duration::from_secs(30), || outage(&collector, "cleared")),
+                "coordinator-outage alert not cleared: {:?}",
+                collector.unique("alert")
+            );
+        }
         let celsius = 18.0 + f64::from(round);
         stick.cmd(&format!("temp 2 {celsius} 50"));
         assert!(
