@@ -158,7 +158,7 @@ fn outage(c: &Collector, state: &str) -> bool {
 }
 
 /// Publishes an upstream command and waits for its result document.
-fn command(port: u16, c: &Collector, name: &str, payload: &str) -> serde_json::Value {
+fn command(port: u16, c: &Collector, base: &str, name: &str, payload: &str) -> serde_json::Value {
     let mut opts = MqttOptions::new(
         format!("operator-{}", common::free_port()),
         "127.0.0.1",
@@ -175,7 +175,7 @@ fn command(port: u16, c: &Collector, name: &str, payload: &str) -> serde_json::V
             }
         }
     });
-    let topic = format!("cb/{GW}/cmd/{name}/result");
+    let topic = format!("{base}/cmd/{name}/result");
     let deadline = Instant::now() + Duration::from_secs(60);
     // The gateway subscribes to its commands once its uplink is connected:
     // repeat the command until a result comes back.
@@ -183,7 +183,7 @@ fn command(port: u16, c: &Collector, name: &str, payload: &str) -> serde_json::V
         let from = c.snapshot().len();
         client
             .publish(
-                format!("cb/{GW}/cmd/{name}"),
+                format!("{base}/cmd/{name}"),
                 QoS::AtLeastOnce,
                 false,
                 payload,
@@ -247,9 +247,11 @@ fn paired_zigbee_devices_reach_the_cloud_and_survive_the_stick_being_pulled() {
     );
 
     // Pairing from the cloud: cmd/permit_join.
+    let base = format!("cb/{GW}");
     let r = command(
         mosquitto.port,
         &collector,
+        &base,
         "permit_join",
         r#"{"seconds":60}"#,
     );
@@ -347,4 +349,83 @@ fn paired_zigbee_devices_reach_the_cloud_and_survive_the_stick_being_pulled() {
     }
     // The same network throughout: one formation's parameters, restored.
     assert_eq!(registry(&db, PENDANT).unwrap().2, Some(0x1a2b));
+}
+
+/// `carebridge demo` runs a simulated stick whose four devices wait to be
+/// paired: one permit join (here the demo's own upstream command, as the
+/// UI's pairing page does through the web API) and all four are in the
+/// registry, interviewed.
+#[test]
+fn demo_stick_devices_pair_on_permit_join() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("demo");
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_carebridge"))
+        .args([
+            "demo",
+            "--mqtt",
+            "127.0.0.1:0",
+            "--web",
+            "127.0.0.1:0",
+            "--data",
+        ])
+        .arg(&data)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn carebridge demo");
+    struct Kill(Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stdout = demo.stdout.take().unwrap();
+    let demo = Kill(demo);
+    let mut port = None;
+    let mut zigbee_line = None;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if let Some(rest) = line.split("mqtt://127.0.0.1:").nth(1) {
+            port = rest
+                .split_whitespace()
+                .next()
+                .and_then(|p| p.parse::<u16>().ok());
+        }
+        if line.trim_start().starts_with("zigbee") {
+            zigbee_line = Some(line.clone());
+        }
+        if line.trim_start().starts_with("web UI") {
+            break;
+        }
+    }
+    let port = port.expect("the banner names the MQTT broker");
+    let zigbee_line = zigbee_line.expect("the banner names the simulated stick");
+    assert!(zigbee_line.contains("zigbee-stick"), "{zigbee_line}");
+
+    let collector = Collector::start(port, "uplink/carebridge/#");
+    let r = command(
+        port,
+        &collector,
+        "uplink/carebridge/demo-home",
+        "permit_join",
+        r#"{"seconds":30}"#,
+    );
+    assert_eq!(r["ok"], true, "{r}");
+    let db = data.join("carebridge.db");
+    let models = ["SIM-PIR", "SIM-DOOR", "SIM-TH", "SIM-SOS"];
+    assert!(
+        eventually(Duration::from_secs(60), || {
+            (1..=4).all(|i| {
+                registry(&db, &format!("zb-00158d000000000{i}"))
+                    .is_some_and(|r| r.0.as_deref() == Some(models[i - 1]))
+            })
+        }),
+        "demo devices not all paired: {:?}",
+        (1..=4)
+            .map(|i| registry(&db, &format!("zb-00158d000000000{i}")))
+            .collect::<Vec<_>>()
+    );
+    drop(demo);
 }
