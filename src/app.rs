@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::broker::Broker;
 use crate::config::{Config, DeviceConfig, MqttUplinkConfig};
-use crate::hub::{Hub, HubCommand, HubStats};
+use crate::hub::{Hub, HubStats};
 use crate::ingest::mqtt::IngestStats;
 use crate::ingest::sim::{Clock, SimConfig};
 use crate::model::{DeviceId, DeviceInfo, LinkStatus, Time};
@@ -104,9 +104,27 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<(), Exit> {
         }
         None => None,
     };
-    let rule_set = match &cfg.rules.file {
-        Some(path) => Some(crate::rules::RuleSet::load(path).map_err(Exit::input)?),
-        None => None,
+    // The base rules (config file or built-in); a set applied later from
+    // the UI or the cloud is stored and wins (see rules::active).
+    let base_rules = match &cfg.rules.file {
+        Some(path) => {
+            crate::rules::RuleSet::load(path).map_err(Exit::input)?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("rules.file {}", path.display()))
+                .map_err(Exit::input)?;
+            crate::rules::active::Version {
+                version: 0,
+                source: "config".into(),
+                applied_at: 0,
+                text,
+            }
+        }
+        None => crate::rules::active::Version {
+            version: 0,
+            source: "built-in".into(),
+            applied_at: 0,
+            text: crate::rules::MINIMAL_RULES.to_string(),
+        },
     };
     let store = open_store(&cfg).map_err(Exit::runtime)?;
     // Device facts: the registry as the UI left it, then the config file's
@@ -121,20 +139,20 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<(), Exit> {
             devices.push(info);
         }
     }
-    let engine = build_engine(
-        rule_set.as_ref(),
-        tz.clone(),
-        &store,
-        &devices,
-        opts.clock.now(),
-    )
-    .await
-    .map_err(Exit::input)?;
+    let (active_rules, rule_set) = crate::rules::active::startup_set(&store, &base_rules)
+        .await
+        .map_err(Exit::runtime)?;
+    tracing::info!(version = active_rules.version, source = %active_rules.source, "rules");
+    let engine = build_engine(&rule_set, tz.clone(), &store, &devices, opts.clock.now())
+        .await
+        .map_err(Exit::input)?;
 
     let shutdown = CancellationToken::new();
     let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
     let (ingest_tx, ingest_rx) = mpsc::channel(4096);
     let (hub_cmd_tx, hub_cmd_rx) = mpsc::channel(256);
+    // Reading and changing the active rules (web UI, remote config).
+    let rules = crate::rules::active::Rules::new(store.clone(), hub_cmd_tx.clone(), base_rules);
     let (live_tx, _) = broadcast::channel(1024);
     let (links_tx, links_rx) = watch::channel(BTreeMap::<String, LinkStatus>::new());
     let hub_stats = Arc::new(HubStats::default());
@@ -247,10 +265,11 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<(), Exit> {
             m.heartbeat.0,
         );
         tasks.spawn(async move { ("heartbeat", heartbeat(st, sf, every, sd).await) });
-        let handler = CommandHandler {
+        let handler = crate::commands::CommandHandler {
             hub: hub_cmd_tx.clone(),
             zigbee: zigbee_tx.clone(),
             direct: direct_tx,
+            rules: rules.clone(),
         };
         let sd = shutdown.clone();
         tasks.spawn(async move { ("commands", handler.run(cmd_rx, sd).await) });
@@ -510,110 +529,16 @@ async fn zigbee_link_watch(
 
 // ---- zigbee: coordinator link watch (end) ----
 
-/// Answers commands from upstream on `cmd/<name>/result`.
-struct CommandHandler {
-    hub: mpsc::Sender<HubCommand>,
-    zigbee: Option<mpsc::Sender<crate::zigbee::ZigbeeCommand>>,
-    direct: mpsc::Sender<Direct>,
-}
-
-impl CommandHandler {
-    async fn run(
-        self,
-        mut rx: mpsc::Receiver<Command>,
-        shutdown: CancellationToken,
-    ) -> anyhow::Result<()> {
-        loop {
-            let cmd = tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
-                c = rx.recv() => match c { Some(c) => c, None => return Ok(()) },
-            };
-            let result = self.handle(&cmd).await;
-            let _ = self
-                .direct
-                .send(Direct {
-                    subtopic: format!("cmd/{}/result", cmd.name),
-                    payload: result.to_string().into_bytes(),
-                    retain: false,
-                })
-                .await;
-        }
-    }
-
-    async fn handle(&self, cmd: &Command) -> serde_json::Value {
-        use serde_json::json;
-        let body: serde_json::Value = if cmd.payload.is_empty() {
-            json!({})
-        } else {
-            match serde_json::from_slice(&cmd.payload) {
-                Ok(v) => v,
-                Err(e) => return json!({"ok": false, "error": format!("payload is not JSON: {e}")}),
-            }
-        };
-        match cmd.name.as_str() {
-            "ping" => json!({"ok": true, "pong": Time::now().to_rfc3339()}),
-            "ack" => {
-                let Some(rule) = body.get("rule").and_then(|v| v.as_str()) else {
-                    return json!({"ok": false, "error": "field rule: required (the alert's rule id)"});
-                };
-                let device = match body.get("device").and_then(|v| v.as_str()) {
-                    Some(d) => match DeviceId::new(d) {
-                        Ok(id) => Some(id),
-                        Err(e) => {
-                            return json!({"ok": false, "error": format!("field device: {e}")});
-                        }
-                    },
-                    None => None,
-                };
-                let (reply, rx) = tokio::sync::oneshot::channel();
-                let sent = self
-                    .hub
-                    .send(HubCommand::Ack {
-                        rule: rule.to_string(),
-                        device,
-                        reply,
-                    })
-                    .await;
-                match (sent, rx.await) {
-                    (Ok(()), Ok(true)) => json!({"ok": true}),
-                    (Ok(()), Ok(false)) => json!({"ok": false, "error": "no open alert matches"}),
-                    _ => json!({"ok": false, "error": "gateway is shutting down"}),
-                }
-            }
-            "permit_join" => {
-                let secs = body.get("seconds").and_then(|v| v.as_u64()).unwrap_or(60);
-                let Ok(secs) = u16::try_from(secs).map(|s| s.min(254)) else {
-                    return json!({"ok": false, "error": "field seconds: 0 to 254"});
-                };
-                match &self.zigbee {
-                    None => json!({"ok": false, "error": "no Zigbee coordinator configured"}),
-                    Some(z) => match z
-                        .send(crate::zigbee::ZigbeeCommand::PermitJoin { secs })
-                        .await
-                    {
-                        Ok(()) => json!({"ok": true, "seconds": secs}),
-                        Err(_) => json!({"ok": false, "error": "Zigbee coordinator task stopped"}),
-                    },
-                }
-            }
-            other => json!({"ok": false, "error": format!("unknown command {other:?}")}),
-        }
-    }
-}
-
 /// The rule engine: the configured rule set (or the built-in safety rules),
 /// its state restored from the last run, routines seeded from history.
 async fn build_engine(
-    set: Option<&crate::rules::RuleSet>,
+    set: &crate::rules::RuleSet,
     tz: jiff::tz::TimeZone,
     store: &Store,
     devices: &[DeviceInfo],
     now: Time,
 ) -> anyhow::Result<crate::rules::Engine> {
-    let mut engine = match set {
-        Some(s) => crate::rules::Engine::new(s, tz)?,
-        None => crate::rules::Engine::minimal(),
-    };
+    let mut engine = crate::rules::Engine::new(set, tz)?;
     // Order matters: devices, then learned routines, then saved state.
     for d in devices {
         engine.set_device(d);

@@ -56,6 +56,13 @@ pub enum HubCommand {
         device: Option<crate::model::DeviceId>,
         reply: tokio::sync::oneshot::Sender<bool>,
     },
+    /// Switch to a new, already validated rule set (from the UI or the
+    /// cloud, via [`crate::rules::active::Rules`]); unchanged rules keep
+    /// their state.
+    Rules {
+        set: crate::rules::RuleSet,
+        reply: tokio::sync::oneshot::Sender<crate::rules::ReloadSummary>,
+    },
 }
 
 /// Where the rule engine's state is kept between runs (the store's kv table).
@@ -111,6 +118,14 @@ impl Hub {
                     HubCommand::Ack { rule, device, reply } => {
                         let found = self.engine.ack(&rule, device.as_ref(), self.clock.now());
                         let _ = reply.send(found);
+                    }
+                    HubCommand::Rules { set, reply } => {
+                        let summary = self.engine.reload(&set);
+                        // Timers of new rules may already be due.
+                        self.engine.on_tick(self.clock.now(), &mut alerts);
+                        self.emit_alerts(&mut alerts).await?;
+                        self.save_rule_state().await?;
+                        let _ = reply.send(summary);
                     }
                 },
                 _ = sleep => {

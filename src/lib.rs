@@ -29,6 +29,7 @@
 
 pub mod app;
 pub mod broker;
+pub mod commands;
 pub mod config;
 pub mod hub;
 pub mod ingest;

@@ -25,6 +25,7 @@
 //!   due at the same instant fire in (rule order, subject name) order;
 //! - the engine clock never goes backwards (`now` is max-ed with the last).
 
+pub mod active;
 pub mod cli;
 mod ctx;
 mod devices;

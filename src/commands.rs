@@ -1,0 +1,145 @@
+//! Commands from the care organisation's cloud (`<prefix>/<gateway>/cmd/<name>`
+//! over MQTT, or a LoRaWAN downlink): each gets exactly one JSON result,
+//! published on `cmd/<name>/result`. A command never fails the gateway:
+//! a bad one gets `{"ok": false, "error": "<field>: <why>"}`.
+//!
+//! | command | body | effect |
+//! |---|---|---|
+//! | `ping` | – | `{"ok":true,"pong":<time>}` |
+//! | `ack` | `{"rule", "device"?}` | acknowledges matching open alerts |
+//! | `permit_join` | `{"seconds"?}` (≤ 254, default 60) | opens the Zigbee network |
+//! | `config` | `{"rules", "version"?}` or `{"rollback": true}` | applies a rule set without restart |
+
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::hub::HubCommand;
+use crate::model::{DeviceId, Time};
+use crate::rules::active::Rules;
+use crate::uplink::{Command, Direct};
+
+/// Answers commands from upstream on `cmd/<name>/result`.
+pub struct CommandHandler {
+    pub hub: mpsc::Sender<HubCommand>,
+    pub zigbee: Option<mpsc::Sender<crate::zigbee::ZigbeeCommand>>,
+    pub direct: mpsc::Sender<Direct>,
+    pub rules: Rules,
+}
+
+impl CommandHandler {
+    /// Answers each command from `rx` until shutdown.
+    pub async fn run(
+        self,
+        mut rx: mpsc::Receiver<Command>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        loop {
+            let cmd = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                c = rx.recv() => match c { Some(c) => c, None => return Ok(()) },
+            };
+            let result = self.handle(&cmd.name, &cmd.payload).await;
+            let _ = self
+                .direct
+                .send(Direct {
+                    subtopic: format!("cmd/{}/result", cmd.name),
+                    payload: result.to_string().into_bytes(),
+                    retain: false,
+                })
+                .await;
+        }
+    }
+
+    /// One command (from any path: MQTT `cmd/<name>`, a LoRaWAN downlink)
+    /// to its JSON result. Never fails: errors are results naming the field.
+    pub async fn handle(&self, name: &str, payload: &[u8]) -> serde_json::Value {
+        let body: serde_json::Value = if payload.is_empty() {
+            json!({})
+        } else {
+            match serde_json::from_slice(payload) {
+                Ok(v) => v,
+                Err(e) => return json!({"ok": false, "error": format!("payload is not JSON: {e}")}),
+            }
+        };
+        match name {
+            "ping" => json!({"ok": true, "pong": Time::now().to_rfc3339()}),
+            "ack" => {
+                let Some(rule) = body.get("rule").and_then(|v| v.as_str()) else {
+                    return json!({"ok": false, "error": "field rule: required (the alert's rule id)"});
+                };
+                let device = match body.get("device").and_then(|v| v.as_str()) {
+                    Some(d) => match DeviceId::new(d) {
+                        Ok(id) => Some(id),
+                        Err(e) => {
+                            return json!({"ok": false, "error": format!("field device: {e}")});
+                        }
+                    },
+                    None => None,
+                };
+                let (reply, rx) = tokio::sync::oneshot::channel();
+                let sent = self
+                    .hub
+                    .send(HubCommand::Ack {
+                        rule: rule.to_string(),
+                        device,
+                        reply,
+                    })
+                    .await;
+                match (sent, rx.await) {
+                    (Ok(()), Ok(true)) => json!({"ok": true}),
+                    (Ok(()), Ok(false)) => json!({"ok": false, "error": "no open alert matches"}),
+                    _ => json!({"ok": false, "error": "gateway is shutting down"}),
+                }
+            }
+            "permit_join" => {
+                let secs = body.get("seconds").and_then(|v| v.as_u64()).unwrap_or(60);
+                let Ok(secs) = u16::try_from(secs).map(|s| s.min(254)) else {
+                    return json!({"ok": false, "error": "field seconds: 0 to 254"});
+                };
+                match &self.zigbee {
+                    None => json!({"ok": false, "error": "no Zigbee coordinator configured"}),
+                    Some(z) => match z
+                        .send(crate::zigbee::ZigbeeCommand::PermitJoin { secs })
+                        .await
+                    {
+                        Ok(()) => json!({"ok": true, "seconds": secs}),
+                        Err(_) => json!({"ok": false, "error": "Zigbee coordinator task stopped"}),
+                    },
+                }
+            }
+            "config" => self.config(&body).await,
+            other => json!({"ok": false, "error": format!("unknown command {other:?}")}),
+        }
+    }
+
+    /// `cmd/config`: `{"rules": "<TOML>", "version": N}` applies a rule set
+    /// (validated completely first; the version is optional and must be
+    /// newer than the active one); `{"rollback": true}` brings back the
+    /// previous version. The result carries the active version.
+    async fn config(&self, body: &serde_json::Value) -> serde_json::Value {
+        let now = Time::now();
+        let result = if body.get("rollback").and_then(|v| v.as_bool()) == Some(true) {
+            self.rules.rollback().await
+        } else {
+            let Some(text) = body.get("rules").and_then(|v| v.as_str()) else {
+                return json!({"ok": false, "error": "field rules: required (the rule set as TOML text), or rollback: true"});
+            };
+            let version = match body.get("version") {
+                None | Some(serde_json::Value::Null) => None,
+                Some(v) => match v.as_u64() {
+                    Some(n) => Some(n),
+                    None => {
+                        return json!({"ok": false, "error": "field version: a whole number ≥ 1"});
+                    }
+                },
+            };
+            self.rules.apply(text, "remote", version, now).await
+        };
+        match result {
+            Ok(a) => json!({"ok": true, "version": a.version, "unchanged": a.unchanged,
+                "kept": a.kept, "fresh": a.fresh, "removed": a.removed}),
+            Err(e) => json!({"ok": false, "error": e.to_string()}),
+        }
+    }
+}
