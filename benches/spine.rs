@@ -10,8 +10,8 @@
 //!   UI answers `/healthz` (target ≤ 200 ms), median of 10 runs with a
 //!   store that already holds a day of history.
 //!
-//! `cargo bench --bench spine` (needs `mosquitto`); `SPINE_ROWS=576000` to
-//! change the backlog size.
+//! `cargo bench --bench spine [-- startup drain rss]` (needs `mosquitto`);
+//! `SPINE_ROWS=576000` to change the backlog size.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -101,9 +101,21 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(576_000);
-    startup(10);
-    drain(rows);
-    daemon_rss(500_000);
+    // `cargo bench --bench spine -- startup rss` runs only those parts.
+    let parts: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let want = |p: &str| parts.is_empty() || parts.iter().any(|a| a == p);
+    if want("startup") {
+        startup(10);
+    }
+    if want("drain") {
+        drain(rows);
+    }
+    if want("rss") {
+        daemon_rss(500_000);
+    }
 }
 
 /// A busy home's day: 100 k readings from 40 devices over the last 24 h
