@@ -99,7 +99,7 @@ impl std::fmt::Debug for Hub {
 }
 
 impl Hub {
-    /// Runs until shutdown or until every input is gone.
+    /// Runs until shutdown (inputs closing does not stop it: timers still fire).
     pub async fn run(
         mut self,
         mut input: mpsc::Receiver<Ingest>,
@@ -111,15 +111,19 @@ impl Hub {
         let watchdog = crate::ota::notify::watchdog_interval();
         let mut keepalive =
             tokio::time::interval(watchdog.map_or(SAVE_EVERY, |w| (w / 3).min(SAVE_EVERY)));
+        let mut inputs_open = true;
         loop {
             let deadline = self.engine.next_deadline();
             let sleep = deadline_sleep(&self.clock, deadline);
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                ev = input.recv() => match ev {
+                // With no inputs left (or none configured) the hub still
+                // runs: rule timers (silent sensors, inactivity), commands
+                // and the watchdog do not depend on inputs.
+                ev = input.recv(), if inputs_open => match ev {
                     Some(ev) => self.on_ingest(ev, &mut alerts).await?,
-                    None => break,
+                    None => inputs_open = false,
                 },
                 Some(cmd) = commands.recv() => match cmd {
                     HubCommand::Device(info) => self.on_device(info).await?,
