@@ -286,6 +286,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<(), Exit> {
             live_tx.clone(),
             status_fn.clone(),
             &cfg,
+            rules.clone(), // web: the Rules page edits the active rules
         ));
         let (addr, handle) = crate::web::serve(w, backend, &cfg.gateway.data_dir, shutdown.clone())
             .await

@@ -11,7 +11,9 @@
 //! - [`alerts`]: the bounded recent-alerts list fed from the live stream;
 //! - [`tls`]: the per-device self-signed certificate and the TLS acceptor;
 //! - [`http`]: the request pipeline (headers, session, CSRF, routing);
-//! - [`api`]: the JSON handlers; [`pages`]: HTML shells and assets.
+//! - [`api`]: the JSON handlers; [`pages`]: HTML shells and assets;
+//! - [`rules_page`]: view, edit, roll back and "try" the alert rules;
+//! - [`system`]: backup/restore, factory reset, logs, MQTT test, OTA upload.
 //!
 //! Invariants: every route except `/login`, `/setup`, `/healthz`, the static
 //! assets and the login/setup API needs a session; every state-changing
@@ -28,7 +30,9 @@ pub mod backend;
 pub mod http;
 pub mod memory;
 pub mod pages;
+pub mod rules_page;
 pub mod server;
+pub mod system;
 pub mod tls;
 pub mod validate;
 
