@@ -263,11 +263,15 @@ pages.devices = async () => {
     h('div.scroll', {}, h('table', {}, h('thead', {}, h('tr', {}, head.map(t => h('th', { text: t })))), tbody)),
     res.data.devices.length ? null : h('p.muted', { id: 'no-devices' }, 'No devices yet. They appear here as soon as they report.'));
   let timer = null;
-  const refresh = () => api('GET', 'devices').then(r => {
+  const waiting = new Set();
+  const refresh = (tries = 0) => api('GET', 'devices').then(r => {
     const rows = $('#device-rows');
     if (!r.ok || !rows) return;
     rows.replaceChildren(...r.data.devices.map(deviceRow));
     const n = $('#no-devices'); if (n && r.data.devices.length) n.remove();
+    // A new device's event can arrive before its registry row is committed.
+    for (const id of waiting) if (r.data.devices.some(d => d.id === id)) waiting.delete(id);
+    if (waiting.size && tries < 5) { clearTimeout(timer); timer = setTimeout(() => refresh(tries + 1), 700); }
   });
   live(ev => {
     if (page() !== 'devices' || !$('#device-rows')) return;
@@ -278,10 +282,11 @@ pages.devices = async () => {
       // A known device reported: update in place, no request per event.
       const seen = row.querySelector('[data-col="seen"]');
       if (seen) { seen.textContent = 'just now'; seen.title = when(ev.at); }
-      if (!row.dataset.kinds.split(',').includes(ev.kind)) { clearTimeout(timer); timer = setTimeout(refresh, 500); }
+      if (!row.dataset.kinds.split(',').includes(ev.kind)) { clearTimeout(timer); timer = setTimeout(() => refresh(), 500); }
       return;
     }
     // A new or changed device: refetch, at most twice a second.
+    if (!row) waiting.add(id);
     clearTimeout(timer); timer = setTimeout(refresh, 300);
   });
 };
