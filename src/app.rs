@@ -226,6 +226,22 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<(), Exit> {
         ingest_stats.clone(),
         opts.clock,
     );
+    if let Some(z) = &cfg.zigbee {
+        // zigbee: coordinator status upstream at once, outage alert.
+        let (st, sf, live, sd) = (
+            store.clone(),
+            status_fn.clone(),
+            live_tx.clone(),
+            shutdown.clone(),
+        );
+        let (links, after) = (links_rx.clone(), z.outage_alert.0);
+        tasks.spawn(async move {
+            (
+                "zigbee-link-watch",
+                zigbee_link_watch(links, st, sf, live, after, sd).await,
+            )
+        });
+    }
     if let Some(m) = &cfg.uplink.mqtt {
         let Some(prep) = uplink_prep.clone() else {
             unreachable_config()?
@@ -280,14 +296,18 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<(), Exit> {
 
     let mut web_addr = None;
     if let Some(w) = cfg.web.clone() {
-        let backend = Arc::new(crate::web::backend::StoreBackend::new(
-            store.clone(),
-            hub_cmd_tx.clone(),
-            live_tx.clone(),
-            status_fn.clone(),
-            &cfg,
-            rules.clone(), // web: the Rules page edits the active rules
-        ));
+        let backend = Arc::new(
+            crate::web::backend::StoreBackend::new(
+                store.clone(),
+                hub_cmd_tx.clone(),
+                live_tx.clone(),
+                status_fn.clone(),
+                &cfg,
+                rules.clone(), // web: the Rules page edits the active rules
+            )
+            // zigbee: the pairing page's permit join goes to the coordinator.
+            .with_zigbee(zigbee_tx.clone()),
+        );
         let (addr, handle) = crate::web::serve(w, backend, &cfg.gateway.data_dir, shutdown.clone())
             .await
             .map_err(Exit::input)?;
@@ -461,6 +481,55 @@ async fn heartbeat(
     }
 }
 
+// ---- zigbee: coordinator link watch (begin) ----
+
+/// Queues a status document as soon as the coordinator link goes up or
+/// down (the heartbeat may be minutes away), and raises the outage alert
+/// ([`crate::zigbee::outage`]) when it stays down. Link times are wall
+/// clock (the coordinator stamps them so), also in a fast demo.
+async fn zigbee_link_watch(
+    mut links: watch::Receiver<BTreeMap<String, LinkStatus>>,
+    store: Store,
+    status: StatusFn,
+    live: broadcast::Sender<crate::hub::Live>,
+    after: Duration,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut outage = crate::zigbee::outage::OutageWatch::new(after);
+    let mut last_up: Option<bool> = None;
+    loop {
+        let nap = outage
+            .next_deadline()
+            .map_or(Duration::from_secs(3600), |d| d.since(Time::now()));
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            changed = links.changed() => {
+                if changed.is_err() {
+                    // The hub is gone: the gateway is stopping.
+                    shutdown.cancelled().await;
+                    return Ok(());
+                }
+                let zigbee = links.borrow_and_update().get("zigbee").cloned();
+                if let Some(l) = zigbee {
+                    if last_up != Some(l.up) {
+                        last_up = Some(l.up);
+                        store.submit(Write::Status(status())).await?;
+                    }
+                    outage.handle_link(l.up, &l.detail, Time::now());
+                }
+            }
+            _ = tokio::time::sleep(nap) => outage.handle_timeout(Time::now()),
+        }
+        while let Some(a) = outage.poll_alert() {
+            tracing::warn!(rule = %a.rule, state = a.state.as_str(), "{}", a.message);
+            let _ = live.send(crate::hub::Live::Alert(a.clone()));
+            store.submit(Write::Alert(a)).await?;
+        }
+    }
+}
+
+// ---- zigbee: coordinator link watch (end) ----
+
 /// The rule engine: the configured rule set (or the built-in safety rules),
 /// its state restored from the last run, routines seeded from history.
 async fn build_engine(
@@ -529,6 +598,13 @@ fn print_banner(cfg: &Config, broker: Option<SocketAddr>, web: Option<SocketAddr
             "  try a panic  mosquitto_pub -h {} -p {} -t carebridge/in/pendant -m '{{\"kind\":\"panic\",\"value\":true}}'",
             b.ip(),
             b.port()
+        );
+    }
+    if let Some(z) = &cfg.zigbee {
+        // zigbee: the demo's simulated stick and its devices waiting to pair.
+        println!(
+            "  zigbee       {} (simulated stick; pair its 4 devices from Devices → permit join)",
+            z.port
         );
     }
     if let (Some(w), Some(addr)) = (&cfg.web, web) {
@@ -608,6 +684,47 @@ pub fn demo_config(args: &DemoArgs) -> Result<Config, Exit> {
     }
     Ok(cfg)
 }
+
+// ---- zigbee: the demo's simulated coordinator stick (begin) ----
+
+/// Where the demo's simulated stick appears, inside the demo's data dir.
+const DEMO_STICK: &str = "zigbee-stick";
+
+/// Starts the demo's simulated Zigbee stick on a pseudo-terminal, with a
+/// motion sensor, a door contact, a thermometer and a panic pendant waiting
+/// to be paired from the UI (Devices → permit join), and points `[zigbee]`
+/// at it. The stick runs until the returned guard is dropped. Costs a pty
+/// and two threads; if no pty can be opened the demo runs without Zigbee.
+pub fn demo_zigbee(cfg: &mut Config) -> Option<crate::zigbee::sim_run::SimStick> {
+    use crate::zigbee::sim_run::{SimStick, SimStickArgs};
+    let args = SimStickArgs {
+        link: cfg.gateway.data_dir.join(DEMO_STICK),
+        devices: crate::zigbee::sim::SimDeviceKind::ALL.to_vec(),
+        paired: false,
+        report_every: Some(crate::config::Dur::secs(20)),
+    };
+    if let Err(e) = std::fs::create_dir_all(&cfg.gateway.data_dir) {
+        eprintln!("carebridge demo: no data dir for the simulated Zigbee stick ({e})");
+        return None;
+    }
+    match SimStick::start(&args) {
+        Ok(stick) => {
+            cfg.zigbee = Some(crate::zigbee::ZigbeeConfig {
+                port: args.link.display().to_string(),
+                // A simulated stick answers at once; come back quickly.
+                backoff_max: crate::config::Dur::secs(5),
+                ..Default::default()
+            });
+            Some(stick)
+        }
+        Err(e) => {
+            eprintln!("carebridge demo: no simulated Zigbee stick ({e}); running without Zigbee");
+            None
+        }
+    }
+}
+
+// ---- zigbee: the demo's simulated coordinator stick (end) ----
 
 /// The default port when it is free, else any free port (a demo should
 /// start even when a Mosquitto already runs on 1883).

@@ -39,6 +39,10 @@ enum Cmd {
         /// Simulated seconds per real second.
         #[arg(long, default_value_t = 1.0)]
         speed: f64,
+        /// No simulated Zigbee stick (by default one runs on a pty, with
+        /// devices to pair from the UI).
+        #[arg(long)]
+        no_zigbee_sim: bool,
     },
     /// Configuration files.
     #[command(subcommand)]
@@ -52,6 +56,9 @@ enum Cmd {
     /// Installed releases and update trials (used by the systemd units).
     #[command(subcommand)]
     Ota(carebridge::ota::cli::OtaCmd),
+    /// A simulated Zigbee coordinator stick (Z-Stack 3.x, ZNP) on a
+    /// pseudo-terminal, for tests and trials; commands on stdin.
+    SimStick(carebridge::zigbee::sim_run::SimStickArgs),
 }
 
 #[derive(Subcommand)]
@@ -73,6 +80,7 @@ fn main() -> ExitCode {
             web,
             mqtt,
             speed,
+            no_zigbee_sim,
         } => {
             let args = DemoArgs {
                 data,
@@ -80,8 +88,10 @@ fn main() -> ExitCode {
                 mqtt,
                 speed,
             };
-            app::demo_config(&args)
-                .and_then(|cfg| serve(cfg, Clock::new(carebridge::model::Time::now(), speed), true))
+            app::demo_config(&args).and_then(|mut cfg| {
+                let _stick = (!no_zigbee_sim).then(|| app::demo_zigbee(&mut cfg));
+                serve(cfg, Clock::new(carebridge::model::Time::now(), speed), true)
+            })
         }
         Cmd::Config(ConfigCmd::Defaults) => {
             print!("{}", config::defaults_toml());
@@ -98,6 +108,7 @@ fn main() -> ExitCode {
         }),
         Cmd::Bundle(c) => carebridge::ota::cli::run(c).map_err(ota_exit),
         Cmd::Ota(c) => carebridge::ota::cli::run_ota(c).map_err(ota_exit),
+        Cmd::SimStick(a) => carebridge::zigbee::sim_run::main(&a).map_err(Exit::runtime),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

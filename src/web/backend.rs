@@ -100,6 +100,9 @@ pub struct StoreBackend {
     pub rules: Rules,
     /// The configuration the gateway runs with (backups, OTA, MQTT test).
     pub config: crate::config::Config,
+    /// The coordinator's command channel (`app` sets it with
+    /// [`StoreBackend::with_zigbee`] when `[zigbee]` is configured).
+    pub zigbee_tx: Option<mpsc::Sender<crate::zigbee::ZigbeeCommand>>,
 }
 
 impl std::fmt::Debug for StoreBackend {
@@ -128,7 +131,17 @@ impl StoreBackend {
             zigbee: cfg.zigbee.is_some(),
             rules,
             config: cfg.clone(),
+            zigbee_tx: None,
         }
+    }
+
+    /// Wires `permit_join` to the coordinator task's command channel.
+    pub fn with_zigbee(
+        mut self,
+        tx: Option<mpsc::Sender<crate::zigbee::ZigbeeCommand>>,
+    ) -> StoreBackend {
+        self.zigbee_tx = tx;
+        self
     }
 }
 
@@ -222,14 +235,22 @@ impl Backend for StoreBackend {
             ))
         })
     }
-    fn permit_join(&self, _seconds: u16) -> BoxFut<'_, Result<(), BackendError>> {
-        let zigbee = self.zigbee;
+    fn permit_join(&self, seconds: u16) -> BoxFut<'_, Result<(), BackendError>> {
         Box::pin(async move {
-            Err(BackendError::Unavailable(if zigbee {
-                "Zigbee pairing is not wired to the coordinator yet".into()
-            } else {
-                "Zigbee coordinator not configured".into()
-            }))
+            let Some(tx) = &self.zigbee_tx else {
+                return Err(BackendError::Unavailable(if self.zigbee {
+                    "Zigbee pairing is not wired to the coordinator".into()
+                } else {
+                    "Zigbee coordinator not configured".into()
+                }));
+            };
+            // Z-Stack takes at most 254 s (255 would mean "for ever").
+            let secs = seconds.min(254);
+            tx.send(crate::zigbee::ZigbeeCommand::PermitJoin { secs })
+                .await
+                .map_err(|_| {
+                    BackendError::Unavailable("the Zigbee coordinator task stopped".into())
+                })
         })
     }
     fn status(&self) -> serde_json::Map<String, serde_json::Value> {
@@ -288,5 +309,53 @@ mod tests {
         assert_eq!(v["mqtt"]["client_id"], "home-0001");
         assert_eq!(v["lorawan"], serde_json::Value::Null);
         assert!(!v.to_string().contains("secret-pw"));
+    }
+
+    fn backend(cfg: &crate::config::Config) -> (StoreBackend, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db"), &Default::default()).unwrap();
+        let (hub, _) = mpsc::channel(1);
+        let (live, _) = broadcast::channel(1);
+        let status: StatusFn = std::sync::Arc::new(serde_json::Map::new);
+        let base = crate::rules::active::Version {
+            version: 0,
+            source: "built-in".into(),
+            applied_at: 0,
+            text: crate::rules::MINIMAL_RULES.into(),
+        };
+        let rules = Rules::new(store.clone(), hub.clone(), base);
+        (StoreBackend::new(store, hub, live, status, cfg, rules), dir)
+    }
+
+    #[tokio::test]
+    async fn permit_join_reaches_the_coordinator_capped_at_254_seconds() {
+        let cfg = crate::config::Config {
+            zigbee: Some(Default::default()),
+            ..Default::default()
+        };
+        let (tx, mut rx) = mpsc::channel(4);
+        let (b, _dir) = backend(&cfg);
+        let b = b.with_zigbee(Some(tx));
+        b.permit_join(60).await.unwrap();
+        b.permit_join(300).await.unwrap();
+        use crate::zigbee::ZigbeeCommand::PermitJoin;
+        assert_eq!(rx.recv().await, Some(PermitJoin { secs: 60 }));
+        assert_eq!(rx.recv().await, Some(PermitJoin { secs: 254 }));
+        drop(rx);
+        assert!(matches!(
+            b.permit_join(10).await,
+            Err(BackendError::Unavailable(m)) if m.contains("stopped")
+        ));
+    }
+
+    #[tokio::test]
+    async fn permit_join_without_a_coordinator_is_unavailable() {
+        let (b, _dir) = backend(&crate::config::Config::default());
+        assert_eq!(
+            b.permit_join(60).await,
+            Err(BackendError::Unavailable(
+                "Zigbee coordinator not configured".into()
+            ))
+        );
     }
 }

@@ -9,8 +9,10 @@
 //! - [`interview`]: endpoints, descriptors, Basic, bindings, reporting, IAS enrolment;
 //! - [`zcl`] + [`zcl_map`]: ZCL frames and what they mean as readings;
 //! - [`coordinator`]: ties the above together with link supervision policy;
+//! - [`outage`]: the coordinator-outage alert (pure; `app` feeds it link changes);
 //! - [`port`]: the serial shell with a real clock ([`run`]);
-//! - [`sim`]: a coordinator simulator speaking ZNP over a pseudo-terminal.
+//! - [`sim`]: a coordinator simulator speaking ZNP over a pseudo-terminal;
+//! - [`sim_run`]: the simulator as a process (`carebridge sim-stick`) or in the demo.
 //!
 //! Integration: `app` calls [`run`] with the `[zigbee]` section, the hub's
 //! ingest sender, a command receiver ([`ZigbeeCommand::PermitJoin`]), a
@@ -32,9 +34,11 @@ pub mod interview;
 #[cfg(test)]
 mod loopback_tests;
 pub mod network;
+pub mod outage;
 pub mod port;
 pub mod session;
 pub mod sim;
+pub mod sim_run;
 pub mod sim_stick;
 pub mod startup;
 pub mod sys;
@@ -74,6 +78,9 @@ pub struct ZigbeeConfig {
     pub backoff_max: Dur,
     /// Treat IAS vibration zones (0x002d) as fall detectors.
     pub vibration_is_fall: bool,
+    /// Raise a warning alert when the coordinator has been down this long
+    /// (zero: never). See [`outage`].
+    pub outage_alert: Dur,
 }
 
 impl Default for ZigbeeConfig {
@@ -89,6 +96,7 @@ impl Default for ZigbeeConfig {
             backoff_min: Dur::secs(1),
             backoff_max: Dur::mins(1),
             vibration_is_fall: true,
+            outage_alert: Dur::mins(5),
         }
     }
 }
@@ -106,6 +114,7 @@ impl ZigbeeConfig {
 # backoff_min = "1s"            # re-initialisation backoff after a link failure
 # backoff_max = "1m"
 # vibration_is_fall = true      # IAS vibration zones report as "fall"
+# outage_alert = "5m"           # alert when the coordinator is down this long ("0s": never)
 "#;
 
     pub fn validate(&self) -> Vec<Problem> {

@@ -199,6 +199,39 @@ impl SimHandle {
         lock(&self.inner).stick.add_device(kind)
     }
 
+    /// Puts every waiting device into the network without a join (see
+    /// [`Stick::pair_all`]): a simulator restarted behind a gateway that
+    /// already knows them.
+    pub fn pair_all(&self) {
+        lock(&self.inner).stick.pair_all();
+    }
+
+    /// Devices are (from the next network start on, or at once if the
+    /// stick runs one) in the network without joining: a replaced stick
+    /// restored from the gateway's backup. See [`Stick::auto_pair`].
+    pub fn set_auto_pair(&self, on: bool) {
+        let mut g = lock(&self.inner);
+        g.stick.auto_pair = on;
+        if on && g.stick.is_up() {
+            g.stick.pair_all();
+        }
+    }
+
+    /// Every device: (IEEE, kind, network address once joined, IAS enrolled).
+    pub fn devices(&self) -> Vec<(u64, SimDeviceKind, Option<u16>, bool)> {
+        lock(&self.inner)
+            .stick
+            .devices
+            .iter()
+            .map(|d| (d.ieee, d.kind, d.nwk, d.enrolled))
+            .collect()
+    }
+
+    /// Whether the stick runs a network (formed or restored, started).
+    pub fn is_up(&self) -> bool {
+        lock(&self.inner).stick.is_up()
+    }
+
     /// The device's network address once joined.
     pub fn device_nwk(&self, ieee: u64) -> Option<u16> {
         lock(&self.inner)

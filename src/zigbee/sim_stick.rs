@@ -45,6 +45,9 @@ pub struct Stick {
     pub stats: StickStats,
     /// Answer every SREQ with an MT RPC error (fault injection).
     pub rpc_errors: bool,
+    /// The devices were paired before (a replaced stick restored from the
+    /// gateway's backup): whenever the stick runs a network they are in it.
+    pub auto_pair: bool,
 }
 
 fn blank_nv() -> HashMap<u16, Vec<u8>> {
@@ -78,6 +81,7 @@ impl Stick {
             next_nwk: 0x1A2B,
             stats: StickStats::default(),
             rpc_errors: false,
+            auto_pair: false,
         }
     }
 
@@ -218,7 +222,7 @@ impl Stick {
                     .to_frame(),
                 );
                 out.push(n(0x00, 0x00));
-                self.up = true;
+                self.came_up();
             }
         } else if f.id() == (0x05, 0x40) {
             let formed = self
@@ -234,7 +238,7 @@ impl Stick {
                 }],
             ));
             if formed && !self.up {
-                self.up = true;
+                self.came_up();
                 out.push(
                     zdo::StateChangeInd {
                         state: zdo::state::ZB_COORD,
@@ -389,6 +393,25 @@ impl Stick {
             seq: 0,
         });
         ieee
+    }
+
+    /// Puts every waiting device into the network at once, with the network
+    /// address it would get by joining (assigned in order, as [`Stick::tick`]
+    /// does), but without announcing it: devices that were paired before a
+    /// stick was replaced or a simulator restarted stay in the network, as
+    /// on a real Zigbee network restored from a backup.
+    pub fn pair_all(&mut self) {
+        for d in self.devices.iter_mut().filter(|d| d.nwk.is_none()) {
+            d.nwk = Some(self.next_nwk);
+            self.next_nwk = self.next_nwk.wrapping_add(0x111);
+        }
+    }
+
+    fn came_up(&mut self) {
+        self.up = true;
+        if self.auto_pair {
+            self.pair_all();
+        }
     }
 
     /// Joins waiting devices while permit join is open.

@@ -166,22 +166,26 @@ test('overview shows the demo gateway health and fits the budgets', async () => 
   await shot('02-overview');
 });
 
-test('a new device appears live on the devices page; pairing says what the coordinator can do', async () => {
+test('pairing: permit join with a countdown, the simulated Zigbee devices appear live', async () => {
   const m = await measure('/devices');
   assert.ok(m.bytes < 150 * 1024);
   await page.waitForSelector('tr[data-device="hall-motion"], tr[data-device="front-door"]');
   assert.ok(await page.locator('#device-rows tr').count() >= 5, 'the simulated home is listed');
+  assert.equal(await page.locator('tr[data-device^="zb-"]').count(), 0, 'nothing paired yet');
   await page.waitForFunction(() => document.body.dataset.live === 'connected');
-  // Pairing: the demo has no Zigbee stick, so permit-join must say so; a
-  // new device still joins the way a Wi-Fi sensor does (its first message).
+  // The demo's simulated stick (ZNP on a pty) has four devices waiting.
   await page.click('#permit-join');
   await page.waitForSelector('#join-msg:not(:empty)');
-  const join = await page.textContent('#join-msg');
-  assert.ok(/Pairing open|not configured/.test(join), join);
+  assert.match(await page.textContent('#join-msg'), /Pairing open: \d+ s left/);
+  assert.equal(await page.isDisabled('#permit-join'), true, 'one countdown at a time');
+  await page.waitForSelector('tr[data-device="zb-00158d0000000004"]', { timeout: 60000 });
+  await page.waitForFunction(() => document.querySelectorAll('tr[data-device^="zb-"]').length === 4, null, { timeout: 60000 });
+  assert.match(await page.textContent('tr[data-device="zb-00158d0000000001"]'), /SIM-PIR/);
+  await shot('03-devices-paired');
+  // A Wi-Fi sensor joins by its first message on the local broker.
   await publish('porch-button', { kind: 'contact', value: 1 });
   await page.waitForSelector('tr[data-device="porch-button"]', { timeout: 10000 });
   assert.match(await page.textContent('tr[data-device="porch-button"]'), /contact/);
-  await shot('03-devices');
 });
 
 test('editing a device: hostile room refused inline, valid change saved and audited', async () => {

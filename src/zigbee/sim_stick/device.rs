@@ -24,6 +24,38 @@ pub enum SimDeviceKind {
     PanicButton,
 }
 
+impl SimDeviceKind {
+    /// Every kind, in the order the demo adds them.
+    pub const ALL: [SimDeviceKind; 4] = [
+        SimDeviceKind::Motion,
+        SimDeviceKind::Contact,
+        SimDeviceKind::Temperature,
+        SimDeviceKind::PanicButton,
+    ];
+
+    /// The name used on the command line (`motion`, `contact`, `temperature`, `panic`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SimDeviceKind::Motion => "motion",
+            SimDeviceKind::Contact => "contact",
+            SimDeviceKind::Temperature => "temperature",
+            SimDeviceKind::PanicButton => "panic",
+        }
+    }
+}
+
+impl std::str::FromStr for SimDeviceKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        SimDeviceKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown simulated device {s:?} (motion, contact, temperature, panic)")
+            })
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct SimDevice {
     pub ieee: u64,
