@@ -185,9 +185,12 @@ fn alerts(app: &App) -> Result<Resp> {
         .lock()
         .map(|a| (a.open(), a.recent()))
         .unwrap_or_default();
+    // Per-path delivery counters, when the status document carries them
+    // (the dual-path uplink adds `delivered`).
+    let delivered = app.backend.status().get("delivered").cloned();
     Ok(json_resp(
         StatusCode::OK,
-        &json!({"open": open, "recent": recent}),
+        &json!({"open": open, "recent": recent, "delivered": delivered}),
     ))
 }
 

@@ -245,6 +245,7 @@ test('a panic alarm arrives live, shows its rule, and is acknowledged in the gat
   const card = page.locator('#open-alerts [data-alert]', { hasText: 'rule panic' }).first();
   await card.waitFor({ timeout: 10000 });
   assert.match(await card.textContent(), /delivered via/);
+  assert.match(await page.textContent('#delivery'), /Delivered upstream by path/);
   await shot('08-alert-open');
   await card.locator('[data-ack]').click();
   await page.waitForFunction(() => [...document.querySelectorAll('#open-alerts [data-alert]')]

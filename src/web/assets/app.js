@@ -199,7 +199,10 @@ pages.alerts = async () => {
   const res = await api('GET', 'alerts');
   if (!res.ok) return show(h('p.error', { text: res.data.error }));
   const again = () => pages.alerts();
+  const dv = res.data.delivered;
+  const paths = dv && typeof dv === 'object' ? Object.entries(dv).map(([k, v]) => k + ' ' + (typeof v === 'object' ? JSON.stringify(v) : v)).join(' · ') : '';
   show(h('h1', {}, 'Alerts'),
+    h('p.muted', { id: 'delivery', text: 'Delivered upstream by path: ' + (paths || '– (no per-path record in this gateway)') }),
     h('h2', {}, 'Open'), res.data.open.length ? h('div.grid', { id: 'open-alerts' }, res.data.open.map(a => alertItem(a, x => ackAlert(x, again)))) : h('p.muted', { id: 'open-alerts' }, 'No open alerts.'),
     h('h2', {}, 'Recent'), res.data.recent.length ? h('div.grid', {}, res.data.recent.map(a => alertItem(a, x => ackAlert(x, again)))) : h('p.muted', {}, 'Nothing since the gateway started.'));
 };
