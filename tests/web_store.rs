@@ -339,8 +339,21 @@ async fn restore_validates_config_rules_and_devices_before_writing_anything() {
 }
 
 fn signed_bundle(dir: &std::path::Path, key_id: &str, trusted: bool) -> Vec<u8> {
+    signed_version(dir, key_id, trusted, "99.1.0")
+}
+
+fn signed_version(dir: &std::path::Path, key_id: &str, trusted: bool, version: &str) -> Vec<u8> {
     use carebridge::ota::bundle::{EntrySource, ManifestInput, PayloadEntry, write_bundle};
-    let g = carebridge::ota::keys::generate(&dir.join("private"), key_id).unwrap();
+    let private = dir.join("private").join(format!("{key_id}.pk8"));
+    let g = if private.exists() {
+        carebridge::ota::keys::GeneratedKey {
+            key_id: key_id.into(),
+            public_path: dir.join("private").join(format!("{key_id}.pub")),
+            private_path: private,
+        }
+    } else {
+        carebridge::ota::keys::generate(&dir.join("private"), key_id).unwrap()
+    };
     if trusted {
         std::fs::create_dir_all(dir.join("keys")).unwrap();
         std::fs::copy(
@@ -351,7 +364,7 @@ fn signed_bundle(dir: &std::path::Path, key_id: &str, trusted: bool) -> Vec<u8> 
     }
     let key = carebridge::ota::keys::load_private(&g.private_path).unwrap();
     let input = ManifestInput {
-        version: "99.1.0".into(),
+        version: version.into(),
         arch: std::env::consts::ARCH.into(),
         min_version: None,
         allow_downgrade: false,
@@ -450,4 +463,38 @@ async fn mqtt_test_connection_reports_the_exact_error_and_logs_say_where_they_ar
                 .contains("not running under systemd")
         );
     }
+}
+
+#[tokio::test]
+async fn with_the_packaged_layout_an_upload_is_installed_on_trial_and_the_gateway_restarts() {
+    let r = rig().await;
+    let c = setup(&r.s).await;
+    let dir = r.s.dir.path();
+    // A gateway installed from a package: release 99.0.0 current and committed.
+    let first = signed_version(dir, "release", true, "99.0.0");
+    let paths = carebridge::ota::OtaPaths::under(dir);
+    let keys = carebridge::ota::keys::TrustStore::load(&dir.join("keys")).unwrap();
+    let opts = carebridge::ota::install::InstallOptions {
+        arch: std::env::consts::ARCH,
+        max_payload: 1 << 20,
+        on_step: None,
+    };
+    carebridge::ota::install::install_bundle_from_reader(&mut &first[..], &paths, &keys, &opts)
+        .unwrap();
+    carebridge::ota::recover::commit_now(&paths, Time::now()).unwrap();
+    let next = signed_version(dir, "release", true, "99.1.0");
+    let ok = upload(&r.s, &c, &next, true).await;
+    assert_eq!(ok.status, 200, "{ok:?}");
+    let j = ok.json();
+    assert_eq!(j["installed"], true, "{j}");
+    assert_eq!(j["install"]["version"], "99.1.0");
+    assert_eq!(j["install"]["previous"], "99.0.0");
+    assert_eq!(
+        carebridge::ota::install::current_version(&paths).as_deref(),
+        Some("99.1.0")
+    );
+    // The clean stop that lets systemd start the new release on trial.
+    tokio::time::timeout(Duration::from_secs(20), r.s.shutdown.cancelled())
+        .await
+        .expect("the gateway stops to restart into the new release");
 }

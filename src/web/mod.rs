@@ -4,7 +4,7 @@
 //! - [`WebConfig`]: the `[web]` section;
 //! - [`backend`]: the [`Backend`] trait (everything the UI needs from the
 //!   rest of the gateway) and its implementation over the store and hub;
-//! - [`memory`]: an in-memory backend for tests and the e2e server only;
+//! - [`memory`]: an in-memory backend for the API tests only;
 //! - [`accounts`]: setup, login, logout and user management endpoints;
 //! - [`auth`]: accounts (PBKDF2), sessions, setup code, login throttling;
 //! - [`audit`]: the audit log of configuration changes;
