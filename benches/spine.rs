@@ -5,7 +5,10 @@
 //!   connects and drains them to Mosquitto at QoS 1 (target ≥ 30 k msg/s,
 //!   576 k in < 30 s);
 //! - daemon RSS: `carebridge run` idle, then while 500 k readings pile up in
-//!   the outbox with the uplink down (target ≤ 15 MB idle, flat).
+//!   the outbox with the uplink down (target ≤ 15 MB idle, flat);
+//! - start-up: exec → the local MQTT broker accepts connections and the web
+//!   UI answers `/healthz` (target ≤ 200 ms), median of 10 runs with a
+//!   store that already holds a day of history.
 //!
 //! `cargo bench --bench spine` (needs `mosquitto`); `SPINE_ROWS=576000` to
 //! change the backlog size.
@@ -98,8 +101,98 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(576_000);
+    startup(10);
     drain(rows);
     daemon_rss(500_000);
+}
+
+/// A busy home's day: 100 k readings from 40 devices over the last 24 h
+/// (the engine learns routines from history at start-up).
+fn day_of_history(db: &std::path::Path) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = Store::open(db, &StoreConfig::default()).unwrap();
+        let now = Time::now().as_millis();
+        let kinds = [
+            Kind::Motion,
+            Kind::Contact,
+            Kind::Temperature,
+            Kind::Humidity,
+        ];
+        for i in 0..100_000i64 {
+            let dev = DeviceId::new(&format!("dev-{}", i % 40)).unwrap();
+            let kind = kinds[(i % 4) as usize];
+            let v = if kind.is_binary() {
+                (i % 2) as f64
+            } else {
+                20.0
+            };
+            let r = Reading::new(dev, kind, v, Time(now - 86_400_000 + i * 864)).unwrap();
+            store.submit(Write::ReadingNoTelemetry(r)).await.unwrap();
+        }
+        store.close().await.unwrap();
+    });
+}
+
+/// Milliseconds from exec until both the broker port and `/healthz` answer.
+fn startup(runs: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = env!("CARGO_BIN_EXE_carebridge");
+    let mut times = Vec::new();
+    for i in 0..=runs {
+        let (broker, web) = (free_port(), free_port());
+        let config = dir.path().join("s.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[gateway]\nid = \"su\"\ndata_dir = \"{}\"\n[local_broker]\nlisten = \"127.0.0.1:{broker}\"\n\
+                 [web]\nlisten = \"127.0.0.1:{web}\"\ntls = false\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let t0 = Instant::now();
+        let child = Command::new(exe)
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "error")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let _guard = Kill(child);
+        wait_port(broker);
+        loop {
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", web)) {
+                use std::io::{Read, Write};
+                let _ = s.write_all(b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+                let mut b = String::new();
+                let _ = s.read_to_string(&mut b);
+                if b.starts_with("HTTP/1.1 200") || b.starts_with("HTTP/1.0 200") {
+                    break;
+                }
+            }
+            assert!(t0.elapsed() < Duration::from_secs(10), "never healthy");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let ms = t0.elapsed().as_secs_f64() * 1000.0;
+        // Run 0 creates the data dir, the TLS-less web state, the setup code.
+        if i > 0 {
+            times.push(ms);
+        } else {
+            println!("start-up, first boot (creates database and setup code): {ms:.0} ms");
+            drop(_guard);
+            day_of_history(&dir.path().join("data").join("carebridge.db"));
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    println!(
+        "start-up to broker + /healthz: median {:.0} ms, max {:.0} ms over {runs} runs",
+        times[times.len() / 2],
+        times[times.len() - 1]
+    );
 }
 
 fn drain(rows: u64) {

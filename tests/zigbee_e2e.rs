@@ -385,7 +385,8 @@ fn demo_stick_devices_pair_on_permit_join() {
     let demo = Kill(demo);
     let mut port = None;
     let mut zigbee_line = None;
-    for line in BufReader::new(stdout).lines() {
+    let mut lines = BufReader::new(stdout).lines();
+    for line in lines.by_ref() {
         let line = line.unwrap();
         if let Some(rest) = line.split("mqtt://127.0.0.1:").nth(1) {
             port = rest
@@ -400,6 +401,8 @@ fn demo_stick_devices_pair_on_permit_join() {
             break;
         }
     }
+    // Keep reading: a demo whose stdout is closed fails its next print.
+    std::thread::spawn(move || lines.for_each(drop));
     let port = port.expect("the banner names the MQTT broker");
     let zigbee_line = zigbee_line.expect("the banner names the simulated stick");
     assert!(zigbee_line.contains("zigbee-stick"), "{zigbee_line}");
