@@ -352,6 +352,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<(), Exit> {
                 live_tx.clone(),
                 status_fn.clone(),
                 &cfg,
+                rules.clone(), // web: the Rules page edits the active rules
             )
             // zigbee: the pairing page's permit join goes to the coordinator.
             .with_zigbee(zigbee_tx.clone()),

@@ -98,6 +98,26 @@ impl Prepared {
     fn topic(&self, sub: &str) -> String {
         format!("{}/{}/{}", self.cfg.topic_prefix, self.gateway, sub)
     }
+
+    // --- web: one-shot "test connection" (additive) ---
+    /// Options for a one-shot connection test (the web UI): the same broker,
+    /// TLS and credentials, but its own client id so the live session is not
+    /// taken over, and no last will.
+    pub fn probe_options(&self, client_id: &str) -> MqttOptions {
+        let mut o = MqttOptions::new(client_id, self.url.host.clone(), self.url.port);
+        o.set_keep_alive(self.cfg.keepalive.0);
+        o.set_clean_session(true);
+        if let Some(user) = &self.cfg.username {
+            o.set_credentials(user.clone(), self.password.clone().unwrap_or_default());
+        }
+        if let Some(tls) = &self.tls {
+            o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+                tls.clone(),
+            )));
+        }
+        o
+    }
+    // --- end web ---
 }
 
 fn read_file(key: &'static str, path: &Path) -> Result<Vec<u8>, SetupError> {

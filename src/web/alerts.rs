@@ -4,18 +4,21 @@
 //! Invariants: at most [`RECENT_MAX`] alerts are kept; an alert is *open*
 //! while it is raised and no later `cleared` alert for the same rule and
 //! device has arrived; an acknowledgement marks it but does not close it
-//! (the rule engine will own acknowledgement once it is wired).
+//! in this list; the acknowledgement itself goes to the rule engine (the hub).
+//! The list is persisted under [`ALERTS_KEY`] so it survives a restart.
 
 use std::collections::VecDeque;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::{Alert, AlertState, Time};
 
 pub const RECENT_MAX: usize = 200;
+/// The backend key holding the persisted list.
+pub const ALERTS_KEY: &str = "web/alerts";
 
 /// An alert as the UI sees it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Shown {
     /// Local id (this process), for acknowledging.
     pub id: u64,
@@ -42,6 +45,22 @@ pub struct Alerts {
 }
 
 impl Alerts {
+    /// The persisted list (garbage gives an empty list, never an error).
+    pub fn from_json(bytes: &[u8]) -> Alerts {
+        let recent: VecDeque<Shown> = serde_json::from_slice(bytes).unwrap_or_default();
+        let next_id = recent.iter().map(|s| s.id).max().unwrap_or(0);
+        Alerts { recent, next_id }
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.recent).unwrap_or_default()
+    }
+
+    /// One kept alert by id.
+    pub fn get(&self, id: u64) -> Option<&Shown> {
+        self.recent.iter().find(|s| s.id == id)
+    }
+
     /// Records an alert from the live stream.
     pub fn on_alert(&mut self, a: Alert) -> u64 {
         if a.state == AlertState::Cleared {
@@ -144,6 +163,18 @@ mod tests {
             Err(AckError::Already(id, "carer1".into()))
         );
         assert_eq!(a.ack(99, "x", Time(6)), Err(AckError::Unknown(99)));
+    }
+
+    #[test]
+    fn list_round_trips_through_json_and_ids_keep_increasing() {
+        let mut a = Alerts::default();
+        a.on_alert(alert("panic", AlertState::Raised, 1));
+        let id = a.on_alert(alert("fall", AlertState::Raised, 2));
+        a.ack(id, "ann", Time(3)).unwrap();
+        let mut back = Alerts::from_json(&a.to_json());
+        assert_eq!(back.recent(), a.recent());
+        assert_eq!(back.on_alert(alert("panic", AlertState::Raised, 4)), id + 1);
+        assert!(Alerts::from_json(b"[{").recent().is_empty());
     }
 
     #[test]

@@ -42,37 +42,23 @@ pub async fn route(app: &Arc<App>, req: &Req, who: &Who) -> Result<Resp> {
         (&Method::GET, ["events"]) => Ok(events(app, who)),
         (&Method::GET, ["alerts"]) => alerts(app),
         (&Method::POST, ["alerts", id, "ack"]) => ack(app, who, id).await,
-        (&Method::GET, ["rules"]) => Ok(json_resp(
-            StatusCode::OK,
-            &json!({"available": false,
-                    "message": "the rules editor arrives with the rule engine; the built-in safety rules (panic, fall, smoke, CO, water leak) are active"}),
-        )),
-        (&Method::PUT, ["rules"]) => Err(Fail::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "the rules editor arrives with the rule engine",
-        )),
+        (&Method::GET, ["rules"]) => super::rules_page::get(app).await,
+        (&Method::PUT, ["rules"]) => super::rules_page::put(app, req, who).await,
+        (&Method::POST, ["rules", "try"]) => super::rules_page::try_it(app, req, who).await,
+        (&Method::POST, ["rules", "rollback"]) => super::rules_page::rollback(app, who).await,
         (&Method::GET, ["uplinks"]) => uplinks(app),
+        (&Method::POST, ["uplinks", "mqtt", "test"]) => super::system::mqtt_test(app, who).await,
         (&Method::GET, ["audit"]) => audit(app, who).await,
         (&Method::GET, ["users"]) => accounts::list(app, who).await,
         (&Method::POST, ["users"]) => accounts::create(app, req, who).await,
         (&Method::DELETE, ["users", name]) => accounts::delete(app, name, who).await,
         (&Method::GET, ["commissioning"]) => commissioning(app).await,
-        (&Method::GET, ["system", "backup"]) => backup(app, who).await,
-        (&Method::POST, ["system", "factory-reset"]) => factory_reset(app, req, who).await,
-        (&Method::POST, ["system", "ota"]) => {
-            installer(who)?;
-            Err(Fail::new(
-                StatusCode::NOT_IMPLEMENTED,
-                "OTA upload arrives with the OTA module; nothing was installed",
-            ))
+        (&Method::GET, ["system", "backup"]) => super::system::backup(app, who).await,
+        (&Method::POST, ["system", "restore"]) => super::system::restore(app, req, who).await,
+        (&Method::POST, ["system", "factory-reset"]) => {
+            super::system::factory_reset(app, req, who).await
         }
-        (&Method::GET, ["system", "logs"]) => {
-            installer(who)?;
-            Err(Fail::new(
-                StatusCode::NOT_IMPLEMENTED,
-                "log download is not built yet: use journalctl -u carebridge on the gateway",
-            ))
-        }
+        (&Method::GET, ["system", "logs"]) => super::system::logs(who).await,
         (&Method::GET, ["openapi.yaml"]) => {
             let mut r = warp::http::Response::new(super::pages::OPENAPI).into_response();
             r.headers_mut().insert(
@@ -199,9 +185,12 @@ fn alerts(app: &App) -> Result<Resp> {
         .lock()
         .map(|a| (a.open(), a.recent()))
         .unwrap_or_default();
+    // Per-path delivery counters, when the status document carries them
+    // (the dual-path uplink adds `delivered`).
+    let delivered = app.backend.status().get("delivered").cloned();
     Ok(json_resp(
         StatusCode::OK,
-        &json!({"open": open, "recent": recent}),
+        &json!({"open": open, "recent": recent, "delivered": delivered}),
     ))
 }
 
@@ -210,6 +199,32 @@ async fn ack(app: &App, who: &Who, id: &str) -> Result<Resp> {
         .parse()
         .map_err(|_| validate::Invalid::new("id", "must be a whole number"))?;
     let now = Time::now();
+    let target = app
+        .alerts
+        .lock()
+        .map_err(|_| Fail::new(StatusCode::INTERNAL_SERVER_ERROR, "lock poisoned"))?
+        .get(id)
+        .map(|s| {
+            (
+                s.alert.rule.clone(),
+                s.alert.device.clone(),
+                s.acked_by.clone(),
+            )
+        });
+    let Some((rule, device, acked)) = target else {
+        return Err(Fail::new(
+            StatusCode::NOT_FOUND,
+            super::alerts::AckError::Unknown(id).to_string(),
+        ));
+    };
+    if let Some(by) = acked {
+        return Err(Fail::new(
+            StatusCode::CONFLICT,
+            super::alerts::AckError::Already(id, by).to_string(),
+        ));
+    }
+    // The rule engine owns the situation: it stops repeating/escalating it.
+    let engine = app.backend.ack_alert(rule, device).await?;
     let shown = app
         .alerts
         .lock()
@@ -219,19 +234,35 @@ async fn ack(app: &App, who: &Who, id: &str) -> Result<Resp> {
             super::alerts::AckError::Unknown(_) => Fail::new(StatusCode::NOT_FOUND, e.to_string()),
             super::alerts::AckError::Already(..) => Fail::new(StatusCode::CONFLICT, e.to_string()),
         })?;
+    let saved = app.alerts.lock().map(|a| a.to_json()).ok();
+    if let Some(bytes) = saved {
+        app.backend
+            .kv_put(super::alerts::ALERTS_KEY.into(), Some(bytes))
+            .await?;
+    }
     app.audit(
         &who.session.user,
         "alert.ack",
         format!(
-            "alert {id} ({} on {}: {})",
-            shown.alert.rule, shown.alert.device, shown.alert.message
+            "alert {id} ({} on {}: {}){}",
+            shown.alert.rule,
+            shown.alert.device,
+            shown.alert.message,
+            if engine {
+                ""
+            } else {
+                " — the rule engine had no open alert left for it"
+            }
         ),
     )
     .await?;
     let _ = app
         .ui
         .send(json!({"type": "ack", "id": id, "by": who.session.user, "at": now}).to_string());
-    Ok(json_resp(StatusCode::OK, &json!({ "alert": shown })))
+    Ok(json_resp(
+        StatusCode::OK,
+        &json!({ "alert": shown, "engine": engine }),
+    ))
 }
 
 fn uplinks(app: &App) -> Result<Resp> {
@@ -241,6 +272,9 @@ fn uplinks(app: &App) -> Result<Resp> {
         &json!({
             "settings": app.backend.uplink_settings(),
             "state": status.get("uplinks").cloned().unwrap_or(json!({})),
+            // Where a LoRaWAN uplink reports its join state and airtime, if
+            // it does so outside the per-uplink map.
+            "lorawan_status": status.get("lorawan").cloned(),
         }),
     ))
 }
@@ -286,91 +320,6 @@ async fn commissioning(app: &App) -> Result<Resp> {
         StatusCode::OK,
         &json!({"generated": now, "gateway": app.backend.status().get("gateway"), "rooms": rooms}),
     ))
-}
-
-async fn backup(app: &App, who: &Who) -> Result<Resp> {
-    installer(who)?;
-    let devices = app.backend.devices().await?;
-    let users: Vec<_> = app
-        .accounts
-        .lock()
-        .await
-        .iter()
-        .map(|a| json!({"name": a.name, "role": a.role}))
-        .collect();
-    let audit = app.audit.lock().await.recent(super::audit::AUDIT_MAX);
-    let doc = json!({
-        "format": "carebridge-backup-1",
-        "at": Time::now(),
-        "version": env!("CARGO_PKG_VERSION"),
-        "gateway": app.backend.status().get("gateway"),
-        "devices": devices,
-        "users": users,
-        "uplinks": app.backend.uplink_settings(),
-        "audit": audit,
-    });
-    app.audit(
-        &who.session.user,
-        "system.backup",
-        "configuration backup downloaded".into(),
-    )
-    .await?;
-    let mut r = json_resp(StatusCode::OK, &doc);
-    r.headers_mut().insert(
-        header::CONTENT_DISPOSITION,
-        HeaderValue::from_static("attachment; filename=\"carebridge-backup.json\""),
-    );
-    Ok(r)
-}
-
-/// Wipes accounts, devices, history and sessions; setup is needed again.
-async fn factory_reset(app: &App, req: &Req, who: &Who) -> Result<Resp> {
-    installer(who)?;
-    let o = Obj::parse(&req.body, &["confirm"])?;
-    if o.str("confirm")? != "RESET" {
-        return Err(validate::Invalid::new("confirm", "type RESET to confirm").into());
-    }
-    let mut notes = Vec::new();
-    for d in app.backend.devices().await? {
-        if let Some(id) = d.id {
-            app.backend.remove_device(id).await?;
-        }
-    }
-    if let Err(e) = app.backend.wipe_history().await {
-        notes.push(format!("history not wiped: {e}"));
-    }
-    {
-        let mut accounts = app.accounts.lock().await;
-        accounts.clear();
-        app.save_accounts(&accounts).await?;
-    }
-    if let Ok(mut s) = app.sessions.lock() {
-        s.clear();
-    }
-    if let Ok(mut t) = app.throttle.lock() {
-        t.clear();
-    }
-    if let Ok(mut a) = app.alerts.lock() {
-        a.clear();
-    }
-    {
-        let mut log = app.audit.lock().await;
-        *log = super::audit::AuditLog::default();
-    }
-    app.audit(
-        &who.session.user,
-        "system.factory_reset",
-        format!("accounts, devices and history wiped. {}", notes.join("; ")),
-    )
-    .await?;
-    let code = std::fs::read_to_string(app.data_dir.join("setup-code")).unwrap_or_default();
-    tracing::warn!(user = %who.session.user, setup_code = %code.trim(),
-        "factory reset from the web UI: the setup code is needed again");
-    let mut r = json_resp(StatusCode::OK, &json!({"ok": true, "notes": notes}));
-    if let Ok(v) = HeaderValue::from_str(&app.clear_cookie()) {
-        r.headers_mut().insert(header::SET_COOKIE, v);
-    }
-    Ok(r)
 }
 
 /// `GET /api/v1/events`: server-sent events from the live stream. The

@@ -12,6 +12,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::hub::{HubCommand, Live};
 use crate::model::{DeviceId, DeviceInfo, Reading, Time};
+use crate::rules::active::Rules;
 use crate::store::{Store, Write};
 use crate::uplink::mqtt::StatusFn;
 
@@ -59,6 +60,28 @@ pub trait Backend: Send + Sync + 'static {
     fn uplink_settings(&self) -> serde_json::Value;
     /// A new subscription to the live event stream.
     fn subscribe(&self) -> broadcast::Receiver<Live>;
+    /// Acknowledges the open alerts of `rule` on `device` in the rule
+    /// engine (the hub). `Ok(false)`: the engine had no open alert to ack.
+    fn ack_alert(&self, rule: String, device: DeviceId) -> BoxFut<'_, Result<bool, BackendError>> {
+        let _ = (rule, device);
+        Box::pin(async move { Ok(true) })
+    }
+    /// The active-rules handle, when the rule engine is wired.
+    fn rules(&self) -> Option<Rules> {
+        None
+    }
+    /// The running configuration as TOML (for backups), when known.
+    fn config_toml(&self) -> Option<String> {
+        None
+    }
+    /// The `[ota]` settings (defaults when the section is absent).
+    fn ota_config(&self) -> crate::ota::OtaConfig {
+        crate::ota::OtaConfig::default()
+    }
+    /// The upstream MQTT settings and gateway id ("test connection").
+    fn mqtt_uplink(&self) -> Option<(crate::config::MqttUplinkConfig, String)> {
+        None
+    }
 }
 
 /// The real backend: the store, the hub's command channel, the live
@@ -73,6 +96,10 @@ pub struct StoreBackend {
     pub uplinks: serde_json::Value,
     /// Whether a Zigbee coordinator is configured (and wired for joining).
     pub zigbee: bool,
+    /// The active rules (view, edit, rollback from the Rules page).
+    pub rules: Rules,
+    /// The configuration the gateway runs with (backups, OTA, MQTT test).
+    pub config: crate::config::Config,
     /// The coordinator's command channel (`app` sets it with
     /// [`StoreBackend::with_zigbee`] when `[zigbee]` is configured).
     pub zigbee_tx: Option<mpsc::Sender<crate::zigbee::ZigbeeCommand>>,
@@ -93,6 +120,7 @@ impl StoreBackend {
         live: broadcast::Sender<Live>,
         status: StatusFn,
         cfg: &crate::config::Config,
+        rules: Rules,
     ) -> StoreBackend {
         StoreBackend {
             store,
@@ -101,6 +129,8 @@ impl StoreBackend {
             status,
             uplinks: uplink_settings(cfg),
             zigbee: cfg.zigbee.is_some(),
+            rules,
+            config: cfg.clone(),
             zigbee_tx: None,
         }
     }
@@ -132,10 +162,15 @@ pub fn uplink_settings(cfg: &crate::config::Config) -> serde_json::Value {
             "client_certificate": m.cert_file.is_some(),
         })
     });
-    let lorawan = cfg
-        .lorawan
-        .as_ref()
-        .map(|l| serde_json::json!({"port": l.port, "modem": l.modem}));
+    let lorawan = cfg.lorawan.as_ref().map(|l| {
+        serde_json::json!({
+            "port": l.port, "modem": l.modem, "region": l.region,
+            "dev_eui": l.dev_eui, "join_eui": l.join_eui,
+            "app_key": if l.app_key_file.is_empty() { "not set" } else { "set (file)" },
+            "data_rate": l.data_rate,
+            "daily_airtime": l.daily_airtime.to_string(),
+        })
+    });
     serde_json::json!({ "gateway": cfg.gateway.id, "mqtt": mqtt, "lorawan": lorawan })
 }
 
@@ -227,6 +262,34 @@ impl Backend for StoreBackend {
     fn subscribe(&self) -> broadcast::Receiver<Live> {
         self.live.subscribe()
     }
+    fn ack_alert(&self, rule: String, device: DeviceId) -> BoxFut<'_, Result<bool, BackendError>> {
+        Box::pin(async move {
+            let (reply, rx) = tokio::sync::oneshot::channel();
+            let gone = || BackendError::Unavailable("the hub is not running".into());
+            self.hub
+                .send(HubCommand::Ack {
+                    rule,
+                    device: Some(device),
+                    reply,
+                })
+                .await
+                .map_err(|_| gone())?;
+            rx.await.map_err(|_| gone())
+        })
+    }
+    fn rules(&self) -> Option<Rules> {
+        Some(self.rules.clone())
+    }
+    fn config_toml(&self) -> Option<String> {
+        toml::to_string(&self.config).ok()
+    }
+    fn ota_config(&self) -> crate::ota::OtaConfig {
+        self.config.ota.clone().unwrap_or_default()
+    }
+    fn mqtt_uplink(&self) -> Option<(crate::config::MqttUplinkConfig, String)> {
+        let m = self.config.uplink.mqtt.clone()?;
+        Some((m, self.config.gateway.id.clone()))
+    }
 }
 
 #[cfg(test)]
@@ -254,7 +317,14 @@ mod tests {
         let (hub, _) = mpsc::channel(1);
         let (live, _) = broadcast::channel(1);
         let status: StatusFn = std::sync::Arc::new(serde_json::Map::new);
-        (StoreBackend::new(store, hub, live, status, cfg), dir)
+        let base = crate::rules::active::Version {
+            version: 0,
+            source: "built-in".into(),
+            applied_at: 0,
+            text: crate::rules::MINIMAL_RULES.into(),
+        };
+        let rules = Rules::new(store.clone(), hub.clone(), base);
+        (StoreBackend::new(store, hub, live, status, cfg, rules), dir)
     }
 
     #[tokio::test]

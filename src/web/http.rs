@@ -315,7 +315,7 @@ fn check_csrf(headers: &HeaderMap, who: &Who) -> Result<()> {
     Ok(())
 }
 
-fn add_security_headers(r: &mut Resp, cache: &'static str) {
+pub fn add_security_headers(r: &mut Resp, cache: &'static str) {
     let h = r.headers_mut();
     let set = |h: &mut HeaderMap, k: &'static str, v: &'static str| {
         h.insert(k, HeaderValue::from_static(v));
@@ -407,6 +407,29 @@ async fn route(app: &Arc<App>, req: Req) -> Result<Resp> {
         return Ok(super::pages::page(req.path.trim_start_matches('/')));
     }
     super::api::route(app, &req, &who).await
+}
+
+/// The checks of a state-changing request with a session (Host, session,
+/// Origin, CSRF), for routes that stream their body (OTA upload): they run
+/// before a byte of the body is read.
+pub async fn guard(app: &App, req: &Req) -> Result<Who> {
+    let host = req
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !host_allowed(host, &app.hosts) {
+        return Err(Fail::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            "this gateway does not answer to that host name (add it to web.hosts)",
+        ));
+    }
+    let who = app
+        .who(&req.headers)
+        .ok_or_else(|| Fail::new(StatusCode::UNAUTHORIZED, "log in first (no valid session)"))?;
+    check_origin(app, &req.headers)?;
+    check_csrf(&req.headers, &who)?;
+    Ok(who)
 }
 
 /// Refuses a carer on installer-only routes.

@@ -1,4 +1,4 @@
-//! An in-memory [`Backend`] for the web tests and the e2e test server.
+//! An in-memory [`Backend`] for the web API tests (the e2e tests run the real daemon).
 //! Nothing in the gateway itself uses it.
 //!
 //! [`MemoryBackend::inject`] plays the hub: it merges device facts and

@@ -4,14 +4,16 @@
 //! - [`WebConfig`]: the `[web]` section;
 //! - [`backend`]: the [`Backend`] trait (everything the UI needs from the
 //!   rest of the gateway) and its implementation over the store and hub;
-//! - [`memory`]: an in-memory backend for tests and the e2e server only;
+//! - [`memory`]: an in-memory backend for the API tests only;
 //! - [`accounts`]: setup, login, logout and user management endpoints;
 //! - [`auth`]: accounts (PBKDF2), sessions, setup code, login throttling;
 //! - [`audit`]: the audit log of configuration changes;
 //! - [`alerts`]: the bounded recent-alerts list fed from the live stream;
 //! - [`tls`]: the per-device self-signed certificate and the TLS acceptor;
 //! - [`http`]: the request pipeline (headers, session, CSRF, routing);
-//! - [`api`]: the JSON handlers; [`pages`]: HTML shells and assets.
+//! - [`api`]: the JSON handlers; [`pages`]: HTML shells and assets;
+//! - [`rules_page`]: view, edit, roll back and "try" the alert rules;
+//! - [`system`]: backup/restore, factory reset, logs, MQTT test, OTA upload.
 //!
 //! Invariants: every route except `/login`, `/setup`, `/healthz`, the static
 //! assets and the login/setup API needs a session; every state-changing
@@ -28,7 +30,9 @@ pub mod backend;
 pub mod http;
 pub mod memory;
 pub mod pages;
+pub mod rules_page;
 pub mod server;
+pub mod system;
 pub mod tls;
 pub mod validate;
 

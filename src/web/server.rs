@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use warp::Filter;
 
 use super::WebConfig;
-use super::alerts::Alerts;
+use super::alerts::{ALERTS_KEY, Alerts};
 use super::audit::{AUDIT_KEY, AuditLog};
 use super::auth::{Account, Hashed, Sessions, Throttle};
 use super::backend::Backend;
@@ -120,6 +120,10 @@ async fn load(
         Some(b) => AuditLog::from_json(&b),
         None => AuditLog::default(),
     };
+    let alerts = match backend.kv_get(ALERTS_KEY.into()).await? {
+        Some(b) => Alerts::from_json(&b),
+        None => Alerts::default(),
+    };
     let code_file = data_dir.join("setup-code");
     let mut setup: Option<Hashed> = kv_json(&*backend, SETUP_KEY).await?;
     if setup.is_none() {
@@ -171,7 +175,7 @@ async fn load(
         throttle: Mutex::new(Throttle::default()),
         setup_code: Mutex::new(setup),
         audit: tokio::sync::Mutex::new(audit),
-        alerts: Mutex::new(Alerts::default()),
+        alerts: Mutex::new(alerts),
         kinds: Mutex::new(seed_kinds(&*backend_for_kinds).await),
         ui: broadcast::channel(512).0,
         dummy: Hashed {
@@ -234,10 +238,17 @@ async fn track_alerts(app: Arc<App>) {
         {
             k.entry(r.device.clone()).or_default().insert(r.kind);
         }
-        if let Live::Alert(a) = ev
-            && let Ok(mut alerts) = app.alerts.lock()
-        {
-            v["id"] = alerts.on_alert(a).into();
+        if let Live::Alert(a) = ev {
+            let saved = app.alerts.lock().ok().map(|mut alerts| {
+                v["id"] = alerts.on_alert(a).into();
+                alerts.to_json()
+            });
+            // Alerts are rare: keeping the list durable costs one small write each.
+            if let Some(bytes) = saved
+                && let Err(e) = app.backend.kv_put(ALERTS_KEY.into(), Some(bytes)).await
+            {
+                tracing::warn!(error = %e, "could not save the recent alerts list");
+            }
         }
         let _ = app.ui.send(v.to_string());
     }
@@ -341,12 +352,24 @@ fn filter(
                     {
                         return m.respond(peer, app.who(&headers).is_some());
                     }
-                    // The OTA route answers before any upload is read.
-                    let limit = if p == "/api/v1/system/ota" {
-                        0
-                    } else {
-                        BODY_MAX
-                    };
+                    // The OTA upload streams its body to a file after the
+                    // session and CSRF checks (see `system::ota_upload`).
+                    if p == super::system::OTA_PATH && method == warp::http::Method::POST {
+                        let req = Req {
+                            method,
+                            path: p,
+                            query,
+                            headers,
+                            body: bytes::Bytes::new(),
+                            peer,
+                        };
+                        let mut r = super::system::ota_upload(app, req, body)
+                            .await
+                            .unwrap_or_else(super::http::fail_resp);
+                        super::http::add_security_headers(&mut r, "no-store");
+                        return r;
+                    }
+                    let limit = BODY_MAX;
                     // A body trickled in slowly must not hold a slot forever.
                     let read = tokio::time::timeout(BODY_TIMEOUT, read_body(body, limit));
                     let body = match read

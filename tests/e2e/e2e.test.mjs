@@ -1,13 +1,17 @@
 // End-to-end tests of the web UI in headless Chromium (Debian's
-// /usr/bin/chromium driven by playwright-core; no browser download).
-// Starts the e2e server (in-memory backend) and drives it through stdin:
-// devices join, readings and alerts arrive, while the browser watches.
+// /usr/bin/chromium driven by playwright-core; no browser download),
+// against the real daemon: `carebridge demo` (simulated home, embedded
+// broker, SQLite store, rule engine, hub) on loopback ports, and
+// `carebridge run` with a config file for HTTPS. New devices, readings and
+// alarms are made the way a real sensor makes them: an MQTT publish to the
+// gateway's embedded broker (`carebridge/in/<device>`).
 //
-// Env: E2E_SERVER = path of the web_e2e_server binary (run.sh sets it),
-//      E2E_SHOTS  = screenshot directory (default ../../target/e2e-screenshots).
+// Env: E2E_BIN   = path of the carebridge binary (run.sh sets it),
+//      E2E_SHOTS = screenshot directory (default ../../target/e2e-screenshots).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { connect, createServer } from 'node:net';
 import { mkdtempSync, readFileSync, mkdirSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
@@ -15,17 +19,46 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const SERVER = process.env.E2E_SERVER || resolve(here, '../../target/debug/examples/web_e2e_server');
+const BIN = process.env.E2E_BIN || resolve(here, '../../target/debug/carebridge');
 const SHOTS = process.env.E2E_SHOTS || resolve(here, '../../target/e2e-screenshots');
 const PASSWORD = 'correct horse battery';
 const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
-let server, base, dataDir, profile, ctx, page;
+let demo, base, mqttPort, dataDir, profile, ctx, page;
 const consoleErrors = [];
 const metrics = {};
+let demoLog = '';
+let setupCode = '';
 
-function send(line) { server.stdin.write(line + '\n'); }
+// ---- a minimal MQTT 3.1.1 publisher (QoS 0), like a Wi-Fi sensor ----
+function mqttString(s) {
+  const b = Buffer.from(s, 'utf8');
+  return Buffer.concat([Buffer.from([b.length >> 8, b.length & 255]), b]);
+}
+function mqttPacket(type, body) {
+  const len = [];
+  let n = body.length;
+  do { let d = n % 128; n = Math.floor(n / 128); if (n > 0) d |= 128; len.push(d); } while (n > 0);
+  return Buffer.concat([Buffer.from([type, ...len]), body]);
+}
+function publish(device, payload) {
+  return new Promise((ok, fail) => {
+    const sock = connect(mqttPort, '127.0.0.1');
+    const timer = setTimeout(() => { sock.destroy(); fail(new Error('MQTT publish timed out')); }, 10000);
+    sock.on('error', e => { clearTimeout(timer); fail(e); });
+    sock.on('connect', () => {
+      const id = 'e2e-' + Math.random().toString(16).slice(2, 10);
+      sock.write(mqttPacket(0x10, Buffer.concat([mqttString('MQTT'), Buffer.from([4, 2, 0, 60]), mqttString(id)])));
+    });
+    sock.once('data', d => {
+      if (d[0] !== 0x20 || d[3] !== 0) { clearTimeout(timer); sock.destroy(); return fail(new Error('CONNACK refused')); }
+      const body = Buffer.concat([mqttString('carebridge/in/' + device), Buffer.from(JSON.stringify(payload))]);
+      sock.write(mqttPacket(0x30, body));
+      sock.end(mqttPacket(0xe0, Buffer.alloc(0)), () => { clearTimeout(timer); ok(); });
+    });
+  });
+}
 
 async function shot(name) {
   await page.screenshot({ path: join(SHOTS, name + '.png'), fullPage: true });
@@ -43,7 +76,7 @@ async function measure(path) {
   page.on('response', onResp);
   const t0 = Date.now();
   await page.goto(base + path);
-  await page.waitForSelector('body[data-ready="true"]', { timeout: 5000 });
+  await page.waitForSelector('body[data-ready="true"]', { timeout: 10000 });
   const ready = Date.now() - t0;
   page.off('response', onResp);
   await Promise.all(pending);
@@ -55,21 +88,34 @@ async function measure(path) {
   return metrics[path];
 }
 
+// Starts the binary and resolves with the match of `re` on its output.
+function startGateway(args, re, onOut) {
+  const child = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: 'info' } });
+  const found = new Promise((ok, fail) => {
+    let out = '';
+    const look = d => {
+      out += d; if (onOut) onOut(String(d));
+      const m = out.match(re);
+      if (m) ok(m);
+    };
+    child.stdout.on('data', look);
+    child.stderr.on('data', look);
+    child.on('exit', c => fail(new Error('carebridge exited ' + c + ':\n' + out.slice(-3000))));
+    setTimeout(() => fail(new Error('carebridge did not start:\n' + out.slice(-3000))), 30000);
+  });
+  return { child, found };
+}
+
 before(async () => {
   mkdirSync(SHOTS, { recursive: true });
-  dataDir = mkdtempSync(join(tmpdir(), 'cb-e2e-data-'));
+  dataDir = mkdtempSync(join(tmpdir(), 'cb-e2e-demo-'));
   profile = mkdtempSync(join(tmpdir(), 'cb-e2e-profile-'));
-  server = spawn(SERVER, [dataDir, '127.0.0.1:0'], { stdio: ['pipe', 'pipe', 'inherit'] });
-  base = await new Promise((ok, fail) => {
-    let out = '';
-    server.stdout.on('data', d => {
-      out += d;
-      const m = out.match(/LISTENING (\S+)/);
-      if (m) ok(m[1]);
-    });
-    server.on('exit', c => fail(new Error('server exited ' + c)));
-    setTimeout(() => fail(new Error('server did not start')), 20000);
-  });
+  const g = startGateway(['demo', '--data', dataDir, '--web', '127.0.0.1:0', '--mqtt', '127.0.0.1:0', '--speed', '60'],
+    /web UI\s+(http:\/\/\S+?)\/\s/, d => { demoLog = (demoLog + d).slice(-20000); });
+  demo = g.child;
+  base = (await g.found)[1];
+  mqttPort = Number(demoLog.match(/MQTT broker\s+mqtt:\/\/[\d.]+:(\d+)/)[1]);
+  setupCode = demoLog.match(/^\s+setup code\s+(\S+)\s+\(first visit/m)[1];
   ctx = await chromium.launchPersistentContext(profile, {
     executablePath: '/usr/bin/chromium', headless: true, args: ARGS,
     viewport: { width: 1280, height: 860 },
@@ -83,12 +129,12 @@ after(async () => {
   writeFileSync(join(SHOTS, 'metrics.json'), JSON.stringify(metrics, null, 2));
   console.log('budgets:', JSON.stringify(metrics));
   if (ctx) await ctx.close();
-  if (server) server.kill();
+  if (demo) demo.kill('SIGTERM');
   rmSync(profile, { recursive: true, force: true });
   rmSync(dataDir, { recursive: true, force: true });
 });
 
-test('first boot: setup with the one-time code, wrong code named inline', async () => {
+test('first boot of the demo: setup with the one-time code, wrong code named inline', async () => {
   const m = await measure('/');
   assert.match(page.url(), /\/setup$/, 'a fresh gateway sends you to setup');
   assert.equal(await page.isVisible('#nav'), false, 'no navigation before login');
@@ -100,17 +146,19 @@ test('first boot: setup with the one-time code, wrong code named inline', async 
   const err = page.locator('input[name=code] + .field-error');
   await err.waitFor();
   assert.match(await err.textContent(), /wrong setup code/);
-  const code = readFileSync(join(dataDir, 'setup-code'), 'utf8').trim();
+  // The code the demo printed in its banner (also in <data>/setup-code).
+  const code = setupCode;
+  assert.equal(code, readFileSync(join(dataDir, 'setup-code'), 'utf8').trim());
   await page.fill('input[name=code]', code);
   await Promise.all([page.waitForURL(base + '/'), page.click('button[type=submit]')]);
   await page.waitForSelector('body[data-ready="true"]');
   assert.ok(m.bytes < 150 * 1024, 'setup page weight ' + m.bytes);
 });
 
-test('overview shows gateway health and fits the budgets', async () => {
+test('overview shows the demo gateway health and fits the budgets', async () => {
   const m = await measure('/');
   const text = await page.textContent('main');
-  for (const s of ['test-home', 'Uplinks', 'connected', 'Backlog', 'telemetry', 'Europe/London', 'No open alerts']) {
+  for (const s of ['demo-home', 'Uplinks', 'mqtt', 'Backlog', 'telemetry', 'Europe/London', 'Open alerts']) {
     assert.ok(text.includes(s), 'overview shows ' + s);
   }
   assert.ok(m.bytes < 150 * 1024, 'page weight ' + m.bytes);
@@ -118,19 +166,26 @@ test('overview shows gateway health and fits the budgets', async () => {
   await shot('02-overview');
 });
 
-test('a device appears live on the devices page; pairing says the coordinator is missing', async () => {
+test('pairing: permit join with a countdown, the simulated Zigbee devices appear live', async () => {
   const m = await measure('/devices');
   assert.ok(m.bytes < 150 * 1024);
-  assert.equal(await page.locator('#device-rows tr').count(), 3);
-  assert.match(await page.textContent('tr[data-device="hall-motion"]'), /motion/, 'kind column');
+  await page.waitForSelector('tr[data-device="hall-motion"], tr[data-device="front-door"]');
+  assert.ok(await page.locator('#device-rows tr').count() >= 5, 'the simulated home is listed');
+  assert.equal(await page.locator('tr[data-device^="zb-"]').count(), 0, 'nothing paired yet');
   await page.waitForFunction(() => document.body.dataset.live === 'connected');
-  send('device bedroom-motion bedroom Bedroom motion');
-  await page.waitForSelector('tr[data-device="bedroom-motion"]', { timeout: 5000 });
-  assert.match(await page.textContent('tr[data-device="bedroom-motion"]'), /Bedroom motion/);
+  // The demo's simulated stick (ZNP on a pty) has four devices waiting.
   await page.click('#permit-join');
-  await page.waitForSelector('#join-msg.notice');
-  assert.equal(await page.textContent('#join-msg'), 'Zigbee coordinator not configured');
-  await shot('03-devices');
+  await page.waitForSelector('#join-msg:not(:empty)');
+  assert.match(await page.textContent('#join-msg'), /Pairing open: \d+ s left/);
+  assert.equal(await page.isDisabled('#permit-join'), true, 'one countdown at a time');
+  await page.waitForSelector('tr[data-device="zb-00158d0000000004"]', { timeout: 60000 });
+  await page.waitForFunction(() => document.querySelectorAll('tr[data-device^="zb-"]').length === 4, null, { timeout: 60000 });
+  assert.match(await page.textContent('tr[data-device="zb-00158d0000000001"]'), /SIM-PIR/);
+  await shot('03-devices-paired');
+  // A Wi-Fi sensor joins by its first message on the local broker.
+  await publish('porch-button', { kind: 'contact', value: 1 });
+  await page.waitForSelector('tr[data-device="porch-button"]', { timeout: 10000 });
+  assert.match(await page.textContent('tr[data-device="porch-button"]'), /contact/);
 });
 
 test('editing a device: hostile room refused inline, valid change saved and audited', async () => {
@@ -143,31 +198,61 @@ test('editing a device: hostile room refused inline, valid change saved and audi
   await shot('04-device-error');
   await page.fill('input[name=room]', 'porch');
   await page.click('form button[type=submit]');
-  await page.waitForSelector('tr[data-device="front-door"]');
-  assert.match(await page.textContent('tr[data-device="front-door"]'), /porch/);
+  await page.waitForFunction(() => /porch/.test((document.querySelector('tr[data-device="front-door"]') || {}).textContent || ''), null, { timeout: 10000 });
 });
 
-test('an alert arrives live and is acknowledged', async () => {
-  await measure('/alerts');
-  await page.waitForFunction(() => document.body.dataset.live === 'connected');
-  send('alert front-door Panic button pressed in the hall');
-  const ack = page.locator('#open-alerts [data-ack]').first();
-  await ack.waitFor({ timeout: 5000 });
-  assert.equal(await page.textContent('#alert-count'), '1');
-  await shot('05-alert-open');
-  await ack.click();
-  await page.waitForSelector('#open-alerts .pill.ok');
-  assert.match(await page.textContent('#open-alerts'), /acknowledged by admin/);
-  await page.waitForSelector('#alert-count[hidden]', { state: 'attached' });
-  await shot('06-alert-acked');
+test('a rule with a mistake shows the line inline; the fix is applied without restart; try it replays history', async () => {
+  const m = await measure('/rules');
+  assert.ok(m.bytes < 150 * 1024);
+  assert.match(await page.textContent('#rules-version'), /version 0 · from built-in/);
+  const builtIn = await page.inputValue('#rules-text');
+  const cold = '\n[[rule]]\nid = "cold-home"\ntype = "threshold"\nkind = "temperature"\nbelow = "cold"\n';
+  await page.fill('#rules-text', builtIn + cold);
+  await page.click('#rules-apply');
+  await page.waitForSelector('#rules-problems li');
+  const problem = await page.textContent('#rules-problems');
+  const badLine = (builtIn + cold).split('\n').findIndex(l => l.startsWith('below')) + 1;
+  assert.match(problem, new RegExp('line ' + badLine + ':'), problem);
+  assert.equal(await page.getAttribute('#rules-text', 'aria-invalid'), 'true');
+  await shot('05-rules-error');
+  await page.fill('#rules-text', builtIn + cold.replace('"cold"\n', '19.0\n'));
+  await page.click('#rules-try-btn');
+  await page.waitForSelector('#rules-try h2');
+  assert.match(await page.textContent('#rules-try'), /Would have raised \d+ alert/);
+  assert.match(await page.textContent('#rules-try'), /readings replayed/);
+  await page.click('#rules-apply');
+  await page.waitForSelector('#rules-msg.ok');
+  assert.match(await page.textContent('#rules-msg'), /Applied without restart: version 1/);
+  assert.equal(await page.locator('#rules-problems li').count(), 0);
+  await measure('/rules');
+  assert.match(await page.textContent('#rules-version'), /version 1 · from ui:admin/);
+  await shot('06-rules-applied');
 });
 
-test('live page streams events', async () => {
+test('a live event streams in', async () => {
   await measure('/live');
   await page.waitForFunction(() => document.body.dataset.live === 'connected');
-  send('reading kitchen-temp temperature 19.5');
-  await page.waitForSelector('#events li');
-  assert.match(await page.textContent('#events'), /kitchen-temp temperature = 19.5/);
+  await publish('kitchen-temp', { kind: 'temperature', value: 19.5 });
+  await page.waitForFunction(() => /kitchen-temp temperature = 19.5/.test(document.querySelector('#events').textContent), null, { timeout: 10000 });
+  await shot('07-live');
+});
+
+test('a panic alarm arrives live, shows its rule, and is acknowledged in the gateway', async () => {
+  await measure('/alerts');
+  await page.waitForFunction(() => document.body.dataset.live === 'connected');
+  // A pendant of its own: the simulated one may be inside its cooldown.
+  await publish('hall-pendant', { kind: 'panic', value: true });
+  const card = page.locator('#open-alerts [data-alert]', { hasText: 'rule panic' }).first();
+  await card.waitFor({ timeout: 10000 });
+  assert.match(await card.textContent(), /delivered via/);
+  assert.match(await page.textContent('#delivery'), /Delivered upstream by path/);
+  await shot('08-alert-open');
+  await card.locator('[data-ack]').click();
+  await page.waitForFunction(() => [...document.querySelectorAll('#open-alerts [data-alert]')]
+    .some(e => /rule panic/.test(e.textContent) && /acknowledged by admin/.test(e.textContent)), null, { timeout: 10000 });
+  await shot('09-alert-acked');
+  await measure('/system');
+  assert.match(await page.textContent('#audit'), /alert\.ack[\s\S]*panic on hall-pendant/);
 });
 
 test('commissioning walk-through turns a row green on the next event', async () => {
@@ -176,28 +261,40 @@ test('commissioning walk-through turns a row green on the next event', async () 
   assert.match(await page.textContent('main'), /hall/);
   await page.waitForFunction(() => document.body.dataset.live === 'connected');
   await page.click('#walk');
-  assert.equal(await page.getAttribute('tr[data-device="hall-motion"]', 'class'), 'waiting');
-  send('reading hall-motion motion 1');
-  await page.waitForSelector('tr[data-device="hall-motion"].green', { timeout: 5000 });
-  assert.equal(await page.getAttribute('tr[data-device="kitchen-temp"]', 'class'), 'waiting');
-  await shot('07-commissioning');
+  await publish('hall-motion', { kind: 'motion', value: 1 });
+  await page.waitForSelector('tr[data-device="hall-motion"].green', { timeout: 10000 });
+  await shot('10-commissioning');
 });
 
-test('rules, uplinks and system pages say what is not built yet; audit log shows changes', async () => {
-  await measure('/rules');
-  assert.match(await page.textContent('main'), /rules editor arrives with the rule engine/);
+test('uplinks: MQTT test connection reaches the broker; system: OTA refusal, logs, backup', async () => {
   await measure('/uplinks');
-  assert.match(await page.textContent('main'), /LoRaWAN\s*not configured/);
+  assert.match(await page.textContent('#lorawan-card'), /not configured/);
+  await page.click('#mqtt-test');
+  await page.waitForSelector('#mqtt-test-result.ok', { timeout: 15000 });
+  assert.match(await page.textContent('#mqtt-test-result'), /Connected to mqtt:\/\/127\.0\.0\.1:\d+ in \d+ ms/);
+  await shot('11-uplinks');
+  await measure('/system');
+  await page.setInputFiles('#ota-file', { name: 'fake.cbb', mimeType: 'application/octet-stream', buffer: Buffer.from('not a bundle') });
+  await page.click('#ota-upload');
+  await page.waitForSelector('#ota-msg.error');
+  assert.match(await page.textContent('#ota-msg'), /bundle: refused: .*(not a carebridge bundle|trusted keys)/);
+  await page.click('#logs');
+  await page.waitForSelector('#system-msg:not(:empty)');
+  assert.match(await page.textContent('#system-msg'), /not running under systemd/);
+  const [dl] = await Promise.all([page.waitForEvent('download'), page.click('#backup')]);
+  const backup = JSON.parse(readFileSync(await dl.path(), 'utf8'));
+  assert.equal(backup.rules.version, 1);
+  assert.match(backup.config, /demo-home/);
   await measure('/system');
   const audit = await page.textContent('#audit');
-  for (const a of ['setup.complete', 'device.update', 'alert.ack']) assert.ok(audit.includes(a), 'audit has ' + a);
-  await shot('08-system');
+  for (const a of ['setup.complete', 'device.update', 'rules.apply', 'alert.ack', 'ota.refused', 'system.backup']) assert.ok(audit.includes(a), 'audit has ' + a);
+  await shot('12-system');
 });
 
 test('phone layout, logout and login again', async () => {
   await page.setViewportSize({ width: 390, height: 844 });
   await measure('/');
-  await shot('09-overview-phone');
+  await shot('13-overview-phone');
   await page.setViewportSize({ width: 1280, height: 860 });
   await Promise.all([page.waitForURL(base + '/login'), page.click('#logout')]);
   await page.goto(base + '/devices');
@@ -208,7 +305,7 @@ test('phone layout, logout and login again', async () => {
   await page.click('button[type=submit]');
   await page.waitForSelector('.error:not(:empty)');
   assert.match(await page.textContent('.error'), /wrong user name or password/);
-  await shot('10-login-error');
+  await shot('14-login-error');
   await page.fill('input[name=password]', PASSWORD);
   await Promise.all([page.waitForURL(base + '/'), page.click('button[type=submit]')]);
 });
@@ -233,10 +330,13 @@ test('installer adds a carer, who sees no configuration controls', async () => {
   await measure('/devices');
   assert.equal(await page.locator('#permit-join').count(), 0, 'no pairing for carers');
   assert.equal(await page.locator('#device-rows button').count(), 0, 'no edit buttons for carers');
+  await measure('/rules');
+  assert.equal(await page.locator('#rules-text').count(), 0, 'carers read the rules, no editor');
+  assert.match(await page.textContent('main'), /cold-home/);
   await measure('/system');
   assert.equal(await page.locator('#audit').count(), 0);
   assert.equal(await page.locator('#password-form').count(), 1, 'carers can change their password');
-  await shot('11-carer-system');
+  await shot('15-carer-system');
 });
 
 test('every page measured: weight under 150 KB and first render under 1 s', () => {
@@ -248,21 +348,21 @@ test('every page measured: weight under 150 KB and first render under 1 s', () =
 });
 
 test('no CSP violations or script errors on any page', () => {
-  const bad = consoleErrors.filter(e => !/status of (400|401|403|409|503|501)/.test(e));
+  const bad = consoleErrors.filter(e => !/status of (400|401|403|409|422|503|501)/.test(e));
   assert.deepEqual(bad, []);
 });
 
-test('over HTTPS (self-signed, per-device): setup and login work with the __Host- secure cookie', async () => {
+test('carebridge run over HTTPS (self-signed, per-device): setup and login with the __Host- secure cookie', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'cb-e2e-tls-'));
   const prof = mkdtempSync(join(tmpdir(), 'cb-e2e-tls-profile-'));
-  const srv = spawn(SERVER, [dir, '127.0.0.1:0', '--tls'], { stdio: ['pipe', 'pipe', 'ignore'] });
+  const conf = join(dir, 'carebridge.toml');
+  // A gateway needs at least one input (the hub stops when none is
+  // configured): the embedded broker on a free port.
+  const port = await new Promise(ok => { const sv = createServer(); sv.listen(0, '127.0.0.1', () => { const p = sv.address().port; sv.close(() => ok(p)); }); });
+  writeFileSync(conf, `[gateway]\nid = "tls-home"\ndata_dir = "${join(dir, 'data')}"\n\n[local_broker]\nlisten = "127.0.0.1:${port}"\n\n[web]\nlisten = "127.0.0.1:0"\n`);
+  const g = startGateway(['run', '--config', conf], /url\S*?=\S*?(https:\/\/[\d.:]+)\//);
   try {
-    const url = await new Promise((ok, fail) => {
-      let out = '';
-      srv.stdout.on('data', d => { out += d; const m = out.match(/LISTENING (\S+)/); if (m) ok(m[1]); });
-      setTimeout(() => fail(new Error('TLS server did not start')), 20000);
-    });
-    assert.match(url, /^https:/);
+    const url = (await g.found)[1];
     const tctx = await chromium.launchPersistentContext(prof, {
       executablePath: '/usr/bin/chromium', headless: true, args: ARGS, ignoreHTTPSErrors: true,
     });
@@ -270,17 +370,17 @@ test('over HTTPS (self-signed, per-device): setup and login work with the __Host
     await p.goto(url + '/');
     assert.match(p.url(), /\/setup$/);
     await p.waitForSelector('body[data-ready="true"]');
-    await p.fill('input[name=code]', readFileSync(join(dir, 'setup-code'), 'utf8').trim());
+    await p.fill('input[name=code]', readFileSync(join(dir, 'data', 'setup-code'), 'utf8').trim());
     await p.fill('input[name=username]', 'admin');
     await p.fill('input[name=password]', PASSWORD);
     await Promise.all([p.waitForURL(url + '/'), p.click('button[type=submit]')]);
     await p.waitForSelector('body[data-ready="true"]');
-    assert.match(await p.textContent('main'), /test-home/);
+    assert.match(await p.textContent('main'), /tls-home/);
     const [c] = (await tctx.cookies()).filter(c => c.name.startsWith('__Host-'));
     assert.ok(c && c.secure && c.httpOnly && c.sameSite === 'Strict', JSON.stringify(c));
     await tctx.close();
   } finally {
-    srv.kill();
+    g.child.kill('SIGTERM');
     rmSync(dir, { recursive: true, force: true });
     rmSync(prof, { recursive: true, force: true });
   }

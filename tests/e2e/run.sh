@@ -1,6 +1,7 @@
 #!/bin/sh
-# End-to-end UI tests in headless Chromium. Installs what is missing
-# (Debian chromium, npm deps), builds the e2e server, runs the suite.
+# End-to-end UI tests in headless Chromium against the real daemon
+# (`carebridge demo`, and `carebridge run` for HTTPS). Installs what is
+# missing (Debian chromium, npm deps), builds carebridge, runs the suite.
 # Screenshots and budget figures land in target/e2e-screenshots/.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -19,9 +20,9 @@ if [ ! -d node_modules/playwright-core ]; then
     PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund >/dev/null
 fi
 cd "$root"
-cargo build --example web_e2e_server
+cargo build --bin carebridge
 target_dir=$(cargo metadata --format-version 1 --no-deps | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).target_directory))')
-export E2E_SERVER="$target_dir/debug/examples/web_e2e_server"
+export E2E_BIN="$target_dir/debug/carebridge"
 export E2E_SHOTS="${E2E_SHOTS:-$target_dir/e2e-screenshots}"
 cd "$here"
 node --test --test-concurrency=1 e2e.test.mjs

@@ -41,6 +41,34 @@ async function api(method, path, body) {
   return { ok: res.ok, status: res.status, data };
 }
 
+// A raw body (file upload, restore document): same session/CSRF handling.
+async function apiRaw(method, path, body, ctype) {
+  let res;
+  try {
+    res = await fetch('/api/v1/' + path, { method, credentials: 'same-origin', body,
+      headers: { 'X-CSRF-Token': S.csrf, 'Content-Type': ctype } });
+  } catch (e) {
+    return { ok: false, status: 0, data: { error: 'the gateway did not answer (' + e.message + ')' } };
+  }
+  let data = {};
+  try { data = await res.json(); } catch (e) { data = {}; }
+  return { ok: res.ok, status: res.status, data };
+}
+
+// Downloads an API response as a file, or returns its error message.
+async function download(path, name) {
+  const res = await fetch('/api/v1/' + path, { credentials: 'same-origin' });
+  if (!res.ok) {
+    let d = {}; try { d = await res.json(); } catch (e) { d = {}; }
+    return d.error || ('download failed (HTTP ' + res.status + ')');
+  }
+  const url = URL.createObjectURL(await res.blob());
+  const a = h('a', { href: url, download: name });
+  document.body.append(a); a.click(); a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+  return '';
+}
+
 const page = () => document.body.dataset.page;
 const main = () => $('#main');
 function show(...nodes) { main().replaceChildren(...nodes.flat(2).filter(n => n !== null && n !== undefined && n !== false)); }
@@ -136,7 +164,8 @@ function alertItem(a, onAck) {
   const btn = !a.acked_by && a.open ? h('button', { type: 'button', 'data-ack': a.id, onclick: () => onAck(a) }, 'Acknowledge') : null;
   return h('div.card.alert-item.' + a.severity + (a.acked_by ? '.acked' : ''), { 'data-alert': a.id },
     h('div', {}, h('strong', { text: a.message }), h('div.muted', {},
-      a.severity + ' · ' + (a.room || 'no room') + ' · ' + a.device + ' · ' + when(a.at) + (a.open ? '' : ' · cleared'))),
+      a.severity + ' · ' + (a.room || 'no room') + ' · ' + a.device + ' · ' + when(a.at) + (a.open ? '' : ' · cleared')),
+      h('div.muted', { 'data-col': 'route' }, 'rule ' + a.rule + ' · delivered via ' + (a.path || a.delivered_via || '–'))),
     acked || btn);
 }
 
@@ -170,7 +199,10 @@ pages.alerts = async () => {
   const res = await api('GET', 'alerts');
   if (!res.ok) return show(h('p.error', { text: res.data.error }));
   const again = () => pages.alerts();
+  const dv = res.data.delivered;
+  const paths = dv && typeof dv === 'object' ? Object.entries(dv).map(([k, v]) => k + ' ' + (typeof v === 'object' ? JSON.stringify(v) : v)).join(' · ') : '';
   show(h('h1', {}, 'Alerts'),
+    h('p.muted', { id: 'delivery', text: 'Delivered upstream by path: ' + (paths || '– (no per-path record in this gateway)') }),
     h('h2', {}, 'Open'), res.data.open.length ? h('div.grid', { id: 'open-alerts' }, res.data.open.map(a => alertItem(a, x => ackAlert(x, again)))) : h('p.muted', { id: 'open-alerts' }, 'No open alerts.'),
     h('h2', {}, 'Recent'), res.data.recent.length ? h('div.grid', {}, res.data.recent.map(a => alertItem(a, x => ackAlert(x, again)))) : h('p.muted', {}, 'Nothing since the gateway started.'));
 };
@@ -234,11 +266,15 @@ pages.devices = async () => {
     h('div.scroll', {}, h('table', {}, h('thead', {}, h('tr', {}, head.map(t => h('th', { text: t })))), tbody)),
     res.data.devices.length ? null : h('p.muted', { id: 'no-devices' }, 'No devices yet. They appear here as soon as they report.'));
   let timer = null;
-  const refresh = () => api('GET', 'devices').then(r => {
+  const waiting = new Set();
+  const refresh = (tries = 0) => api('GET', 'devices').then(r => {
     const rows = $('#device-rows');
     if (!r.ok || !rows) return;
     rows.replaceChildren(...r.data.devices.map(deviceRow));
     const n = $('#no-devices'); if (n && r.data.devices.length) n.remove();
+    // A new device's event can arrive before its registry row is committed.
+    for (const id of waiting) if (r.data.devices.some(d => d.id === id)) waiting.delete(id);
+    if (waiting.size && tries < 5) { clearTimeout(timer); timer = setTimeout(() => refresh(tries + 1), 700); }
   });
   live(ev => {
     if (page() !== 'devices' || !$('#device-rows')) return;
@@ -249,10 +285,11 @@ pages.devices = async () => {
       // A known device reported: update in place, no request per event.
       const seen = row.querySelector('[data-col="seen"]');
       if (seen) { seen.textContent = 'just now'; seen.title = when(ev.at); }
-      if (!row.dataset.kinds.split(',').includes(ev.kind)) { clearTimeout(timer); timer = setTimeout(refresh, 500); }
+      if (!row.dataset.kinds.split(',').includes(ev.kind)) { clearTimeout(timer); timer = setTimeout(() => refresh(), 500); }
       return;
     }
     // A new or changed device: refetch, at most twice a second.
+    if (!row) waiting.add(id);
     clearTimeout(timer); timer = setTimeout(refresh, 300);
   });
 };
@@ -277,20 +314,98 @@ pages.live = () => {
   });
 };
 
+// Moves the caret of `ta` to the start of 1-based `line`.
+function gotoLine(ta, line) {
+  const lines = ta.value.split('\n');
+  let at = 0;
+  for (let i = 0; i < Math.min(line - 1, lines.length); i++) at += lines[i].length + 1;
+  ta.focus(); ta.setSelectionRange(at, at + (lines[line - 1] || '').length);
+}
+
 pages.rules = async () => {
   const res = await api('GET', 'rules');
-  show(h('h1', {}, 'Rules'), h('p.notice', { text: res.data.message || res.data.error || 'Rules editor arrives with the rule engine.' }));
+  if (!res.ok) return show(h('h1', {}, 'Rules'), h('p.error', { text: res.data.error }));
+  if (!res.data.available) return show(h('h1', {}, 'Rules'), h('p.notice', { text: res.data.message }));
+  const a = res.data.active;
+  const version = () => 'Active: version ' + a.version + ' · from ' + a.source + (a.applied_at && a.version ? ' · ' + when(a.applied_at) : '');
+  const info = h('p.muted', { id: 'rules-version', text: version() });
+  if (!installer()) return show(h('h1', {}, 'Rules'), info, h('pre.rules', { text: a.text }));
+  const ta = h('textarea', { name: 'text', id: 'rules-text', spellcheck: 'false', rows: 22, autocapitalize: 'none' });
+  ta.value = a.text;
+  const problems = h('ul.problems', { id: 'rules-problems', role: 'alert' });
+  const msg = h('p', { id: 'rules-msg', role: 'status' });
+  const tried = h('div', { id: 'rules-try' });
+  const clear = () => { problems.replaceChildren(); ta.removeAttribute('aria-invalid'); msg.textContent = ''; msg.className = ''; };
+  const refused = r => {
+    const list = r.data.problems || [];
+    if (!list.length) { msg.className = 'error'; msg.textContent = r.data.error || ('failed (HTTP ' + r.status + ')'); return; }
+    ta.setAttribute('aria-invalid', 'true');
+    for (const p of list) {
+      problems.append(h('li.field-error', { 'data-line': p.line || '', onclick: () => p.line && gotoLine(ta, p.line) },
+        (p.line ? 'line ' + p.line + ': ' : '') + (p.key ? p.key + ': ' : '') + p.message));
+    }
+    if (list[0].line) gotoLine(ta, list[0].line);
+  };
+  const busy = on => form.querySelectorAll('button').forEach(b => { b.disabled = on; });
+  const tryIt = async () => {
+    clear(); tried.replaceChildren(h('p.muted', {}, 'Replaying the last 24 h…')); busy(true);
+    const r = await api('POST', 'rules/try', { text: ta.value });
+    busy(false);
+    if (!r.ok) { tried.replaceChildren(); return refused(r); }
+    const d = r.data;
+    const note = [d.readings + ' readings replayed in ' + d.ms + ' ms', d.capped ? 'only the first readings (cap)' : '', d.timed_out ? 'stopped early (time budget)' : ''].filter(Boolean).join(' · ');
+    tried.replaceChildren(h('h2', {}, 'Would have raised ' + d.total + ' alert' + (d.total === 1 ? '' : 's')),
+      h('p.muted', { text: 'From ' + when(d.since) + ' to ' + when(d.until) + ' · ' + note }),
+      d.alerts.length ? h('div.scroll', {}, h('table', { id: 'try-alerts' }, h('thead', {}, h('tr', {}, ['When', 'Rule', 'State', 'Device', 'Message'].map(t => h('th', { text: t })))),
+        h('tbody', {}, d.alerts.map(x => h('tr', {}, h('td', { text: when(x.at) }), h('td', { text: x.rule }), h('td', { text: x.state }), h('td', { text: x.device }), h('td', { text: x.message })))))) : null);
+  };
+  const form = h('form.wide', { novalidate: true },
+    h('label', {}, 'Rules (TOML, see RULES.md)', ta),
+    h('div.row', {}, h('button', { type: 'submit', id: 'rules-apply' }, 'Apply'),
+      h('button.secondary', { type: 'button', id: 'rules-try-btn', onclick: tryIt }, 'Try it on the last 24 h'),
+      res.data.can_rollback ? h('button.secondary', { type: 'button', id: 'rules-rollback', onclick: async () => {
+        if (!confirm('Go back to the previous rules?')) return;
+        const r = await api('POST', 'rules/rollback');
+        if (r.ok) pages.rules(); else { clear(); refused(r); }
+      } }, 'Roll back') : null),
+    problems, msg);
+  form.addEventListener('submit', async e => {
+    e.preventDefault(); clear(); busy(true);
+    const r = await api('PUT', 'rules', { text: ta.value });
+    busy(false);
+    if (!r.ok) return refused(r);
+    const x = r.data.applied;
+    Object.assign(a, { version: x.version, source: x.source, applied_at: new Date().toISOString() });
+    info.textContent = version();
+    msg.className = 'ok';
+    msg.textContent = x.unchanged ? 'No change: these rules are already active.' :
+      'Applied without restart: version ' + x.version + ' (' + x.kept + ' kept, ' + x.fresh + ' new or changed, ' + x.removed + ' removed).';
+  });
+  show(h('h1', {}, 'Rules'), info, form, tried);
 };
 
 pages.uplinks = async () => {
   const res = await api('GET', 'uplinks');
   if (!res.ok) return show(h('p.error', { text: res.data.error }));
   const set = res.data.settings || {}, st = res.data.state || {};
-  const kv = o => h('dl.kv', {}, Object.entries(o || {}).map(([k, v]) => [h('dt', { text: k }), h('dd', { text: v === null ? '—' : typeof v === 'object' ? JSON.stringify(v) : v })]));
+  const kv = o => h('dl.kv', {}, Object.entries(o || {}).map(([k, v]) => [h('dt', { text: k }), h('dd', { text: v === null || v === undefined ? '–' : typeof v === 'object' ? JSON.stringify(v) : v })]));
+  const out = h('p', { id: 'mqtt-test-result', role: 'status' });
+  const test = set.mqtt && installer() ? h('button.secondary', { type: 'button', id: 'mqtt-test', onclick: async ev => {
+    ev.target.disabled = true; out.className = 'muted'; out.textContent = 'Connecting…';
+    const r = await api('POST', 'uplinks/mqtt/test');
+    ev.target.disabled = false;
+    if (!r.ok) { out.className = 'error'; out.textContent = r.data.error; return; }
+    if (r.data.ok) { out.className = 'ok'; out.textContent = 'Connected to ' + r.data.url + ' in ' + r.data.ms + ' ms (as ' + r.data.client_id + ').'; }
+    else { out.className = 'error'; out.textContent = 'Failed (' + r.data.stage + '): ' + r.data.error; }
+  } }, 'Test connection') : null;
+  // LoRaWAN: whatever the status provides (join state, airtime today, …).
+  const lora = st.lorawan || res.data.lorawan_status;
   show(h('h1', {}, 'Uplinks'),
     h('div.grid', {},
-      h('div.card', {}, h('h3', {}, 'MQTT'), set.mqtt ? kv(set.mqtt) : h('p', {}, 'not configured'), h('h3', {}, 'State'), kv(st.mqtt)),
-      h('div.card', {}, h('h3', {}, 'LoRaWAN'), set.lorawan ? kv(set.lorawan) : h('p', {}, 'not configured'))),
+      h('div.card', { id: 'mqtt-card' }, h('h3', {}, 'MQTT'), set.mqtt ? kv(set.mqtt) : h('p', {}, 'not configured'),
+        set.mqtt ? [h('h3', {}, 'State'), kv(st.mqtt), test, out] : null),
+      h('div.card', { id: 'lorawan-card' }, h('h3', {}, 'LoRaWAN'), set.lorawan ? kv(set.lorawan) : h('p', {}, 'not configured'),
+        set.lorawan ? [h('h3', {}, 'State'), lora ? kv(lora) : h('p.muted', {}, 'no state reported yet')] : null)),
     h('p.muted', {}, 'Uplink settings are read-only here; they come from the configuration file.'));
 };
 
@@ -324,8 +439,11 @@ pages.system = async () => {
     const res = await api('POST', 'users', formData(uform));
     if (res.ok) pages.system(); else formError(uform, uerr, res);
   });
-  const msg = h('p', { role: 'status' });
-  const ota = h('input', { type: 'file', name: 'bundle' });
+  const msg = h('p', { role: 'status', id: 'system-msg' });
+  const ota = h('input', { type: 'file', name: 'bundle', id: 'ota-file', accept: '.cbb,application/octet-stream' });
+  const otaMsg = h('p', { role: 'status', id: 'ota-msg' });
+  const restoreFile = h('input', { type: 'file', name: 'restore', id: 'restore-file', accept: '.json,application/json' });
+  const restoreMsg = h('p', { role: 'status', id: 'restore-msg' });
   const rform = h('form.stack', { novalidate: true },
     h('label', {}, 'Type RESET to wipe accounts, devices and history', h('input', { name: 'confirm', autocomplete: 'off' })),
     h('button.danger', { type: 'submit' }, 'Factory reset'));
@@ -345,12 +463,29 @@ pages.system = async () => {
   const arows = (audit.data.entries || []).map(a => h('tr', {}, h('td', { text: when(a.at) }), h('td', { text: a.user }), h('td', { text: a.action }), h('td', { text: a.detail })));
   show(h('h1', {}, 'System'),
     h('div.grid', {},
-      h('div.card', {}, h('h3', {}, 'Configuration backup'), h('p', {}, h('a', { href: '/api/v1/system/backup', download: 'carebridge-backup.json' }, 'Download backup (JSON)'))),
-      h('div.card', {}, h('h3', {}, 'Software update'), ota, h('button.secondary', { type: 'button', onclick: async () => {
-        const res = await api('POST', 'system/ota'); msg.className = 'notice'; msg.textContent = res.data.error || 'uploaded';
-      } }, 'Upload'), h('p.muted', {}, 'Over-the-air updates arrive with the OTA module.')),
-      h('div.card', {}, h('h3', {}, 'Logs'), h('button.secondary', { type: 'button', onclick: async () => {
-        const res = await api('GET', 'system/logs'); msg.className = 'notice'; msg.textContent = res.data.error || '';
+      h('div.card', {}, h('h3', {}, 'Configuration backup'), h('p', {}, h('a', { href: '/api/v1/system/backup', download: 'carebridge-backup.json', id: 'backup' }, 'Download backup (JSON)')),
+        h('p.muted', {}, 'Config, active rules, devices, users (no passwords) and the audit log.'),
+        h('label', {}, 'Restore from a backup', restoreFile),
+        h('button.secondary', { type: 'button', id: 'restore', onclick: async () => {
+          const f = restoreFile.files[0];
+          if (!f) { restoreMsg.className = 'error'; restoreMsg.textContent = 'Choose a backup file first.'; return; }
+          if (!confirm('Restore rules and device names from ' + f.name + '?')) return;
+          const r = await apiRaw('POST', 'system/restore', await f.text(), 'application/json');
+          restoreMsg.className = r.ok ? 'ok' : 'error';
+          restoreMsg.textContent = r.ok ? 'Restored: ' + r.data.done.join('; ') + (r.data.note ? '. ' + r.data.note : '') :
+            (r.data.error || 'restore failed') + (r.data.problems ? ' ' + r.data.problems.map(p => (p.line ? 'line ' + p.line + ': ' : '') + p.key + ' ' + p.message).join('; ') : '');
+        } }, 'Restore'), restoreMsg),
+      h('div.card', {}, h('h3', {}, 'Software update'), h('label', {}, 'Signed bundle (.cbb)', ota), h('button.secondary', { type: 'button', id: 'ota-upload', onclick: async ev => {
+        const f = ota.files[0];
+        if (!f) { otaMsg.className = 'error'; otaMsg.textContent = 'Choose a bundle file first.'; return; }
+        ev.target.disabled = true; otaMsg.className = 'muted'; otaMsg.textContent = 'Uploading and verifying ' + f.name + '…';
+        const r = await apiRaw('POST', 'system/ota', f, 'application/octet-stream');
+        ev.target.disabled = false;
+        otaMsg.className = r.ok ? 'ok' : 'error';
+        otaMsg.textContent = r.ok ? r.data.message : (r.data.error || ('upload failed (HTTP ' + r.status + ')'));
+      } }, 'Upload and verify'), otaMsg),
+      h('div.card', {}, h('h3', {}, 'Logs'), h('button.secondary', { type: 'button', id: 'logs', onclick: async () => {
+        const err = await download('system/logs', 'carebridge-log.txt'); msg.className = err ? 'notice' : ''; msg.textContent = err;
       } }, 'Download logs'))),
     msg,
     h('h2', {}, 'Users'), h('div.scroll', {}, h('table', {}, h('thead', {}, h('tr', {}, ['Name', 'Role', 'Created', ''].map(t => h('th', { text: t })))), h('tbody', {}, urows))),

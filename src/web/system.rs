@@ -1,0 +1,574 @@
+//! The System and Uplinks pages' actions: configuration backup and
+//! restore, factory reset, log download, the MQTT "test connection", and
+//! the OTA bundle upload (streamed to a file, verified, installed when the
+//! gateway runs from the packaged release layout).
+//!
+//! Invariants: a restore validates everything it carries (config with the
+//! `config check` logic, rules, device facts) before it writes anything;
+//! an upload is never held in memory and never exceeds the bundle limit;
+//! the log comes from `journalctl` with fixed arguments only (nothing from
+//! the request reaches a command line).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt as _;
+use serde_json::json;
+use warp::Reply as _;
+use warp::http::{HeaderValue, StatusCode, header};
+
+use super::alerts::ALERTS_KEY;
+use super::http::{App, Fail, Req, Resp, Result, Who, installer, json_resp};
+use super::validate::{self, Invalid};
+use crate::model::{DeviceId, DeviceInfo, Time};
+
+/// Upload route (its body is streamed, not buffered by the pipeline).
+pub const OTA_PATH: &str = "/api/v1/system/ota";
+/// A chunk of an upload must arrive within this long.
+const CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
+const BACKUP_FORMAT: &str = "carebridge-backup-1";
+
+fn attachment(mut r: Resp, name: &'static str) -> Resp {
+    r.headers_mut()
+        .insert(header::CONTENT_DISPOSITION, HeaderValue::from_static(name));
+    r
+}
+
+/// `GET /api/v1/system/backup`: config, active rules, devices, users (no
+/// password hashes), uplink settings and the audit log.
+pub async fn backup(app: &App, who: &Who) -> Result<Resp> {
+    installer(who)?;
+    let devices = app.backend.devices().await?;
+    let users: Vec<_> = app
+        .accounts
+        .lock()
+        .await
+        .iter()
+        .map(|a| json!({"name": a.name, "role": a.role}))
+        .collect();
+    let audit = app.audit.lock().await.recent(super::audit::AUDIT_MAX);
+    let rules = match app.backend.rules() {
+        Some(r) => r
+            .active()
+            .await
+            .ok()
+            .map(|v| json!({"version": v.version, "source": v.source, "text": v.text})),
+        None => None,
+    };
+    let doc = json!({
+        "format": BACKUP_FORMAT,
+        "at": Time::now(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "gateway": app.backend.status().get("gateway"),
+        "config": app.backend.config_toml(),
+        "rules": rules,
+        "devices": devices,
+        "users": users,
+        "uplinks": app.backend.uplink_settings(),
+        "audit": audit,
+    });
+    app.audit(
+        &who.session.user,
+        "system.backup",
+        "configuration backup downloaded".into(),
+    )
+    .await?;
+    Ok(attachment(
+        json_resp(StatusCode::OK, &doc),
+        "attachment; filename=\"carebridge-backup.json\"",
+    ))
+}
+
+fn problems_resp(field: &str, message: String, problems: serde_json::Value) -> Resp {
+    json_resp(
+        StatusCode::BAD_REQUEST,
+        &json!({"error": format!("{field}: {message}"), "field": field, "problems": problems}),
+    )
+}
+
+/// Device facts from a backup, checked like the device editor checks them.
+fn restore_devices(v: Option<&serde_json::Value>) -> Result<Vec<DeviceInfo>> {
+    let Some(v) = v.filter(|v| !v.is_null()) else {
+        return Ok(Vec::new());
+    };
+    let list = v
+        .as_array()
+        .ok_or_else(|| Invalid::new("devices", "must be an array"))?;
+    let mut out = Vec::new();
+    for (i, d) in list.iter().enumerate() {
+        let f = |k: &str| format!("devices[{i}].{k}");
+        let s = |k: &str| -> Result<Option<String>> {
+            match d.get(k) {
+                None | Some(serde_json::Value::Null) => Ok(None),
+                Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+                Some(_) => Err(Invalid::new(&f(k), "must be a string").into()),
+            }
+        };
+        let id = s("id")?.ok_or_else(|| Invalid::new(&f("id"), "is required"))?;
+        let id = DeviceId::new(&id).map_err(|e| Invalid::new(&f("id"), e.to_string()))?;
+        let name = s("name")?
+            .map(|n| validate::text(&f("name"), &n, 64))
+            .transpose()?;
+        let room = s("room")?
+            .map(|n| validate::word(&f("room"), &n, 32))
+            .transpose()?;
+        let role = s("role")?
+            .map(|n| validate::word(&f("role"), &n, 32))
+            .transpose()?;
+        out.push(DeviceInfo {
+            id: Some(id),
+            name,
+            room,
+            role,
+            ..Default::default()
+        });
+    }
+    Ok(out)
+}
+
+/// `POST /api/v1/system/restore` with a backup document: validates the
+/// config (as `carebridge config check` does), the rules and the device
+/// facts; only then applies the rules and device facts and saves the
+/// config next to the data for the installer to put in place.
+pub async fn restore(app: &App, req: &Req, who: &Who) -> Result<Resp> {
+    installer(who)?;
+    let doc: serde_json::Value = serde_json::from_slice(&req.body)
+        .map_err(|e| Invalid::new("body", format!("not a backup document ({e})")))?;
+    if doc.get("format").and_then(|f| f.as_str()) != Some(BACKUP_FORMAT) {
+        return Err(Invalid::new("format", format!("must be {BACKUP_FORMAT:?}")).into());
+    }
+    let config = match doc.get("config") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(t)) => Some(t.clone()),
+        Some(_) => return Err(Invalid::new("config", "must be TOML text").into()),
+    };
+    if let Some(text) = &config
+        && let Err(e) = crate::config::Config::parse(text, "config")
+    {
+        let list = match &e {
+            crate::config::ConfigError::Invalid { problems, .. } => problems
+                .iter()
+                .map(|(l, p)| json!({"line": l, "key": p.key, "message": p.reason}))
+                .collect(),
+            other => vec![json!({"line": null, "key": "", "message": other.to_string()})],
+        };
+        return Ok(problems_resp("config", e.to_string(), json!(list)));
+    }
+    let rules = match doc.get("rules") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(r) => Some(
+            r.get("text")
+                .and_then(|t| t.as_str())
+                .ok_or_else(|| Invalid::new("rules.text", "is required (TOML text)"))?
+                .to_string(),
+        ),
+    };
+    if let Some(text) = &rules
+        && let Err(e) = crate::rules::RuleSet::parse(text, "rules")
+    {
+        let p = serde_json::to_value(super::rules_page::problems(&e)).unwrap_or_default();
+        return Ok(problems_resp("rules", e.to_string(), p));
+    }
+    let devices = restore_devices(doc.get("devices"))?;
+    // Everything is valid: now write.
+    let mut done = Vec::new();
+    if let Some(text) = &rules {
+        match app.backend.rules() {
+            Some(r) => {
+                let source = format!("ui:{}", who.session.user);
+                let a = r
+                    .apply(text, &source, None, super::rules_page::gateway_now(app))
+                    .await
+                    .map_err(|e| Fail::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+                done.push(format!("rules version {}", a.version));
+            }
+            None => done.push("rules skipped (no rule engine here)".into()),
+        }
+    }
+    for d in &devices {
+        app.backend.update_device(d.clone()).await?;
+    }
+    done.push(format!("{} devices", devices.len()));
+    let mut saved = None;
+    if let Some(text) = &config {
+        let path = app.data_dir.join("restored-config.toml");
+        super::tls::write_private(&path, text.as_bytes())
+            .map_err(|e| Fail::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        done.push(format!("config checked and saved to {}", path.display()));
+        saved = Some(path.display().to_string());
+    }
+    app.audit(&who.session.user, "system.restore", done.join("; "))
+        .await?;
+    Ok(json_resp(
+        StatusCode::OK,
+        &json!({"ok": true, "done": done, "config_saved": saved,
+                "note": saved.as_ref().map(|p| format!(
+                    "the configuration takes effect once installed as the gateway's config file (e.g. /etc/carebridge/carebridge.toml) and the gateway restarted; it is saved in {p}"))}),
+    ))
+}
+
+/// Wipes accounts, devices, history, alerts and sessions; setup is needed again.
+pub async fn factory_reset(app: &App, req: &Req, who: &Who) -> Result<Resp> {
+    installer(who)?;
+    let o = validate::Obj::parse(&req.body, &["confirm"])?;
+    if o.str("confirm")? != "RESET" {
+        return Err(Invalid::new("confirm", "type RESET to confirm").into());
+    }
+    let mut notes = Vec::new();
+    for d in app.backend.devices().await? {
+        if let Some(id) = d.id {
+            app.backend.remove_device(id).await?;
+        }
+    }
+    if let Err(e) = app.backend.wipe_history().await {
+        notes.push(format!("history not wiped: {e}"));
+    }
+    {
+        let mut accounts = app.accounts.lock().await;
+        accounts.clear();
+        app.save_accounts(&accounts).await?;
+    }
+    if let Ok(mut s) = app.sessions.lock() {
+        s.clear();
+    }
+    if let Ok(mut t) = app.throttle.lock() {
+        t.clear();
+    }
+    if let Ok(mut a) = app.alerts.lock() {
+        a.clear();
+    }
+    app.backend.kv_put(ALERTS_KEY.into(), None).await?;
+    {
+        let mut log = app.audit.lock().await;
+        *log = super::audit::AuditLog::default();
+    }
+    app.audit(
+        &who.session.user,
+        "system.factory_reset",
+        format!(
+            "accounts, devices, alerts and history wiped. {}",
+            notes.join("; ")
+        ),
+    )
+    .await?;
+    let code = std::fs::read_to_string(app.data_dir.join("setup-code")).unwrap_or_default();
+    tracing::warn!(user = %who.session.user, setup_code = %code.trim(),
+        "factory reset from the web UI: the setup code is needed again");
+    let mut r = json_resp(StatusCode::OK, &json!({"ok": true, "notes": notes}));
+    if let Ok(v) = HeaderValue::from_str(&app.clear_cookie()) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    Ok(r)
+}
+
+/// Under systemd the journal has the log; elsewhere nothing collects it.
+fn under_systemd() -> bool {
+    std::env::var_os("INVOCATION_ID").is_some() || std::env::var_os("JOURNAL_STREAM").is_some()
+}
+
+/// `GET /api/v1/system/logs`: the last lines of the service's journal.
+pub async fn logs(who: &Who) -> Result<Resp> {
+    installer(who)?;
+    if !under_systemd() {
+        return Err(Fail::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no log to download: this gateway is not running under systemd, so its log goes \
+             to the standard error of the process that started it (the demo prints it in its terminal)",
+        ));
+    }
+    // Fixed arguments only: nothing from the request reaches the command.
+    let run = tokio::task::spawn_blocking(|| {
+        std::process::Command::new("journalctl")
+            .args([
+                "--unit",
+                "carebridge",
+                "--lines",
+                "5000",
+                "--no-pager",
+                "--output",
+                "short-iso",
+            ])
+            .stdin(std::process::Stdio::null())
+            .output()
+    });
+    let out = tokio::time::timeout(Duration::from_secs(20), run)
+        .await
+        .map_err(|_| Fail::new(StatusCode::GATEWAY_TIMEOUT, "journalctl took too long"))?
+        .map_err(|e| Fail::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| Fail::new(StatusCode::SERVICE_UNAVAILABLE, format!("journalctl: {e}")))?;
+    if !out.status.success() {
+        return Err(Fail::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "journalctl failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        ));
+    }
+    let mut r = warp::http::Response::new(out.stdout).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    Ok(attachment(r, "attachment; filename=\"carebridge-log.txt\""))
+}
+
+/// `POST /api/v1/uplinks/mqtt/test`: one connection with the configured
+/// settings (own client id), at most 10 s, reporting the exact error.
+pub async fn mqtt_test(app: &App, who: &Who) -> Result<Resp> {
+    installer(who)?;
+    let Some((m, gateway)) = app.backend.mqtt_uplink() else {
+        return Err(Fail::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the MQTT uplink is not configured ([uplink.mqtt] is missing)",
+        ));
+    };
+    let t0 = Instant::now();
+    let prep = match crate::uplink::mqtt::Prepared::new(&m, &gateway) {
+        Ok(p) => p,
+        Err(e) => {
+            return Ok(json_resp(
+                StatusCode::OK,
+                &json!({"ok": false, "url": m.url, "stage": "settings", "error": e.to_string()}),
+            ));
+        }
+    };
+    let id = format!(
+        "{}-uitest",
+        m.client_id.clone().unwrap_or_else(|| gateway.clone())
+    );
+    let (client, mut events) = rumqttc::AsyncClient::new(prep.probe_options(&id), 10);
+    let attempt = async {
+        loop {
+            match events.poll().await {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => return Ok(()),
+                Ok(_) => continue,
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    };
+    let result = tokio::time::timeout(Duration::from_secs(10), attempt)
+        .await
+        .unwrap_or_else(|_| Err("no answer from the broker within 10 s".into()));
+    if result.is_ok() {
+        let _ = client.try_disconnect();
+        let _ = tokio::time::timeout(Duration::from_secs(1), events.poll()).await;
+    }
+    let ms = t0.elapsed().as_millis() as u64;
+    Ok(json_resp(
+        StatusCode::OK,
+        &match result {
+            Ok(()) => json!({"ok": true, "url": m.url, "client_id": id, "ms": ms}),
+            Err(e) => json!({"ok": false, "url": m.url, "stage": "connect", "error": e, "ms": ms}),
+        },
+    ))
+}
+
+/// Removes the temporary upload file however the handler ends.
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// `POST /api/v1/system/ota` with the bundle as the raw body: checked
+/// (session, Origin, CSRF, installer) before a byte is read, streamed to a
+/// file under the data dir (size-capped), verified, and installed when the
+/// gateway runs from the packaged layout.
+pub async fn ota_upload<S, B>(app: Arc<App>, req: Req, body: S) -> Result<Resp>
+where
+    S: futures_util::Stream<Item = std::result::Result<B, warp::Error>> + Send,
+    B: warp::Buf,
+{
+    let who = super::http::guard(&app, &req).await?;
+    installer(&who)?;
+    let cfg = app.backend.ota_config();
+    // The bundle is the payload plus a header of at most ~16.5 KiB.
+    let cap = cfg.max_bundle_size.saturating_add(64 * 1024);
+    let declared = req
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > cap) {
+        return Err(Fail::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("bundle: larger than the limit of {cap} bytes"),
+        ));
+    }
+    let tag = super::auth::random_bytes::<8>()
+        .map_err(|_| Fail::new(StatusCode::INTERNAL_SERVER_ERROR, "no randomness"))?;
+    let path = app
+        .data_dir
+        .join(format!("ota-upload-{}.cbb", super::auth::hex(&tag)));
+    let temp = TempFile(path.clone());
+    let size = receive(body, &path, cap).await?;
+    if size == 0 {
+        return Err(Invalid::new("bundle", "the upload is empty: choose a bundle file").into());
+    }
+    let paths = cfg.paths(&app.data_dir);
+    let (cfg2, paths2, file) = (cfg.clone(), paths.clone(), path.clone());
+    let verified = tokio::task::spawn_blocking(move || verify(&file, &cfg2, &paths2))
+        .await
+        .map_err(|e| Fail::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let manifest = match verified {
+        Ok(m) => m,
+        Err(msg) => {
+            app.audit(
+                &who.session.user,
+                "ota.refused",
+                format!("{size} bytes: {msg}"),
+            )
+            .await?;
+            return Ok(json_resp(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &json!({"ok": false, "verified": false, "field": "bundle",
+                        "error": format!("bundle: refused: {msg}"), "bytes": size}),
+            ));
+        }
+    };
+    let shown = json!({"version": manifest.version, "arch": manifest.arch,
+                       "key_id": manifest.key_id, "created": manifest.created,
+                       "payload_size": manifest.payload_size});
+    if crate::ota::install::current_version(&paths).is_none() {
+        app.audit(
+            &who.session.user,
+            "ota.verified",
+            format!(
+                "{} verified, not installed (no packaged layout)",
+                manifest.version
+            ),
+        )
+        .await?;
+        return Ok(json_resp(
+            StatusCode::OK,
+            &json!({"ok": true, "verified": true, "installed": false, "manifest": shown,
+                    "message": format!(
+                        "bundle {} verified (signed by {}); not installed: installing needs the packaged layout \
+                         ({} pointing at a release), which this gateway does not run from",
+                        manifest.version, manifest.key_id, paths.current.display())}),
+        ));
+    }
+    let (file, keys_dir) = (path.clone(), cfg.keys_dir.clone());
+    let max = cfg.max_bundle_size;
+    let installed = tokio::task::spawn_blocking(move || {
+        let keys = crate::ota::keys::TrustStore::load(&keys_dir).map_err(|e| e.to_string())?;
+        let f = std::fs::File::open(&file).map_err(|e| e.to_string())?;
+        let mut r = std::io::BufReader::with_capacity(64 * 1024, f);
+        let opts = crate::ota::install::InstallOptions {
+            arch: std::env::consts::ARCH,
+            max_payload: max,
+            on_step: None,
+        };
+        crate::ota::install::install_bundle_from_reader(&mut r, &paths, &keys, &opts)
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| Fail::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    drop(temp);
+    match installed {
+        Ok(done) => {
+            app.audit(
+                &who.session.user,
+                "ota.install",
+                format!(
+                    "{} installed (was {}); restarting into it on trial",
+                    done.version,
+                    done.previous.as_deref().unwrap_or("none")
+                ),
+            )
+            .await?;
+            // A clean stop: systemd starts the new release, which is then on trial.
+            let sd = app.shutdown.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                tracing::warn!("restarting into the uploaded release");
+                sd.cancel();
+            });
+            Ok(json_resp(
+                StatusCode::OK,
+                &json!({"ok": true, "verified": true, "installed": true, "manifest": shown,
+                        "install": done,
+                        "message": "installed; the gateway restarts into it now and keeps it if it stays healthy"}),
+            ))
+        }
+        Err(e) => Ok(json_resp(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &json!({"ok": false, "verified": true, "installed": false, "field": "bundle",
+                    "manifest": shown, "error": format!("bundle: install failed: {e}")}),
+        )),
+    }
+}
+
+/// Streams the body into `path` (on a blocking thread), at most `cap` bytes.
+async fn receive<S, B>(body: S, path: &std::path::Path, cap: u64) -> Result<u64>
+where
+    S: futures_util::Stream<Item = std::result::Result<B, warp::Error>> + Send,
+    B: warp::Buf,
+{
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(16);
+    let p = path.to_path_buf();
+    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        use std::io::Write as _;
+        let mut f = std::fs::File::create(&p)?;
+        while let Some(chunk) = rx.blocking_recv() {
+            f.write_all(&chunk)?;
+        }
+        f.sync_all()
+    });
+    let mut body = std::pin::pin!(body);
+    let mut size = 0u64;
+    let too_slow = || Fail::new(StatusCode::REQUEST_TIMEOUT, "bundle: upload stalled");
+    loop {
+        let next = tokio::time::timeout(CHUNK_TIMEOUT, body.next())
+            .await
+            .map_err(|_| too_slow())?;
+        let Some(chunk) = next else { break };
+        let mut chunk =
+            chunk.map_err(|e| Fail::new(StatusCode::BAD_REQUEST, format!("bundle: {e}")))?;
+        let bytes = chunk.copy_to_bytes(chunk.remaining());
+        size += bytes.len() as u64;
+        if size > cap {
+            return Err(Fail::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("bundle: larger than the limit of {cap} bytes"),
+            ));
+        }
+        if tx.send(bytes).await.is_err() {
+            break;
+        }
+    }
+    drop(tx);
+    writer
+        .await
+        .map_err(|e| Fail::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| {
+            Fail::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                format!("bundle: cannot save the upload: {e}"),
+            )
+        })?;
+    Ok(size)
+}
+
+/// Full verification (keys, signature, policy, payload hash), nothing written.
+fn verify(
+    file: &std::path::Path,
+    cfg: &crate::ota::OtaConfig,
+    paths: &crate::ota::OtaPaths,
+) -> std::result::Result<crate::ota::bundle::Manifest, String> {
+    let keys = crate::ota::keys::TrustStore::load(&cfg.keys_dir)
+        .map_err(|e| format!("no trusted keys to check it with: {e}"))?;
+    let policy = crate::ota::bundle::Policy::here(
+        crate::ota::install::installed_version(paths),
+        cfg.max_bundle_size,
+    );
+    let f = std::fs::File::open(file).map_err(|e| e.to_string())?;
+    let mut r = std::io::BufReader::with_capacity(64 * 1024, f);
+    crate::ota::bundle::verify(&mut r, &keys, &policy, &mut crate::ota::archive::NullSink)
+        .map(|v| v.manifest)
+        .map_err(|e| e.to_string())
+}
