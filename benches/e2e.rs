@@ -114,7 +114,8 @@ fn rules_text() -> String {
     s
 }
 
-/// utime + stime of every thread of `pid`, by thread name, in seconds.
+/// utime + stime of every thread of `pid`, by thread name, in seconds
+/// (`sys:<name>` holds the stime part alone).
 fn cpu_by_thread(pid: u32) -> BTreeMap<String, f64> {
     let mut m = BTreeMap::new();
     let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
@@ -130,15 +131,19 @@ fn cpu_by_thread(pid: u32) -> BTreeMap<String, f64> {
         let name = stat[open + 1..close].to_string();
         let f: Vec<&str> = stat[close + 2..].split_whitespace().collect();
         // Fields 14 and 15 of stat (utime, stime) are 11 and 12 after the name.
-        let ticks: u64 = f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-            + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        *m.entry(name).or_insert(0.0) += ticks as f64 / 100.0;
+        let utime = f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let stime = f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        *m.entry(format!("sys:{name}")).or_insert(0.0) += stime as f64 / 100.0;
+        *m.entry(name).or_insert(0.0) += (utime + stime) as f64 / 100.0;
     }
     m
 }
 
 fn total(m: &BTreeMap<String, f64>) -> f64 {
-    m.values().sum()
+    m.iter()
+        .filter(|(k, _)| !k.starts_with("sys:"))
+        .map(|(_, v)| v)
+        .sum()
 }
 
 // ---- a minimal MQTT 3.1.1 publisher (QoS 0) ---------------------------------
@@ -386,7 +391,18 @@ fn run(dir: &Path, upstream: u16, taskset: bool, cfg: &Run) {
     split.sort_by(|a, b| b.1.total_cmp(&a.1));
     let parts: Vec<String> = split
         .iter()
-        .map(|(k, v)| format!("{k} {:.0}%", 100.0 * v / cpu.max(1e-9)))
+        .filter(|(k, _)| !k.starts_with("sys:"))
+        .map(|(k, v)| {
+            let sys = split
+                .iter()
+                .find(|(s, _)| s.strip_prefix("sys:") == Some(k.as_str()))
+                .map_or(0.0, |(_, s)| *s);
+            format!(
+                "{k} {:.0}% ({:.0}% of it in the kernel)",
+                100.0 * v / cpu.max(1e-9),
+                100.0 * sys / v.max(1e-9)
+            )
+        })
         .collect();
     println!("    daemon CPU by thread: {}", parts.join(", "));
     let _ = sub.disconnect();
