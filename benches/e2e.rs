@@ -21,7 +21,8 @@
 //! also an outbox row published upstream).
 //!
 //! `cargo bench --bench e2e` (needs `mosquitto`; skips with a message
-//! otherwise). `E2E_READINGS` (default 400,000) and `E2E_PANICS` (1,000).
+//! otherwise). `E2E_READINGS` (default 400,000), `E2E_DEVICES` (readings
+//! spread over this many sensors, 1,000) and `E2E_PANICS` (1,000).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -34,7 +35,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-const DEVICES: usize = 1_000;
 const ROOMS: usize = 100;
 /// Readings the generator may be ahead of the store.
 const WINDOW: u64 = 40_000;
@@ -183,7 +183,7 @@ fn publish_packet(topic: &str, payload: &[u8], out: &mut Vec<u8>) {
 
 /// The i-th reading of the stream as (topic, payload); `pendant` when the
 /// reading is a panic press (from its own pendant).
-fn reading(i: u64, n: u64, panics: u64, base_ms: i64) -> (String, String) {
+fn reading(i: u64, n: u64, panics: u64, devices: usize, base_ms: i64) -> (String, String) {
     let at = jiff::Timestamp::from_millisecond(base_ms + i as i64)
         .unwrap()
         .to_string();
@@ -196,7 +196,7 @@ fn reading(i: u64, n: u64, panics: u64, base_ms: i64) -> (String, String) {
         );
     }
     let r = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 20;
-    let dev = (r % DEVICES as u64) as usize;
+    let dev = (r % devices as u64) as usize;
     let (kind, value) = match (r >> 12) % 10 {
         0..=3 => ("motion", format!("{}", (r >> 20) & 1 == 1)),
         4..=6 => (
@@ -214,6 +214,7 @@ fn reading(i: u64, n: u64, panics: u64, base_ms: i64) -> (String, String) {
 
 struct Run {
     telemetry: bool,
+    devices: usize,
     readings: u64,
     panics: u64,
 }
@@ -224,7 +225,7 @@ fn run(dir: &Path, upstream: u16, taskset: bool, cfg: &Run) {
     let rules = dir.join("rules.toml");
     std::fs::write(&rules, rules_text()).unwrap();
     let mut devices = String::new();
-    for d in 0..DEVICES {
+    for d in 0..cfg.devices {
         devices.push_str(&format!("[devices.dev-{d:04}]\nroom = \"{}\"\n", room(d)));
     }
     for p in 0..cfg.panics {
@@ -323,7 +324,7 @@ fn run(dir: &Path, upstream: u16, taskset: bool, cfg: &Run) {
     let mut packets: Vec<u8> = Vec::with_capacity(cfg.readings as usize * 110);
     let mut ends: Vec<usize> = Vec::with_capacity(cfg.readings as usize);
     for i in 0..cfg.readings {
-        let (topic, payload) = reading(i, cfg.readings, cfg.panics, base_ms);
+        let (topic, payload) = reading(i, cfg.readings, cfg.panics, cfg.devices, base_ms);
         publish_packet(&topic, payload.as_bytes(), &mut packets);
         ends.push(packets.len());
     }
@@ -364,7 +365,7 @@ fn run(dir: &Path, upstream: u16, taskset: bool, cfg: &Run) {
         "e2e, telemetry {}: {} readings ({} devices, {} rules) committed in {:.2} s = {:.0} readings/s wall clock{}; daemon CPU {:.2} s = {:.0} readings per CPU-second",
         if cfg.telemetry { "on " } else { "off" },
         done,
-        DEVICES + cfg.panics as usize,
+        cfg.devices + cfg.panics as usize,
         ROOMS * 5 + 1,
         stored.as_secs_f64(),
         done as f64 / stored.as_secs_f64(),
@@ -425,6 +426,7 @@ fn main() {
     };
     let readings = env("E2E_READINGS", 400_000);
     let panics = env("E2E_PANICS", 1_000);
+    let devices = env("E2E_DEVICES", 1_000).max(1) as usize;
     let taskset = have("taskset", "-V");
     if !taskset {
         eprintln!("e2e bench: taskset not found; the daemon is not pinned to one CPU");
@@ -438,6 +440,7 @@ fn main() {
             taskset,
             &Run {
                 telemetry,
+                devices,
                 readings,
                 panics,
             },
