@@ -148,6 +148,15 @@ pub(super) fn dur_text(ms: i64) -> String {
     }
 }
 
+/// "Temperature below 16 °C": the sentence of a threshold alert.
+pub(super) fn threshold_what(spec: &RuleSpec, kind: Kind) -> String {
+    let what = match (spec.below, spec.above) {
+        (Some(b), _) => format!("{} below {}", kind, fmt_value(b)),
+        (None, a) => format!("{} above {}", kind, fmt_value(a.unwrap_or(0.0))),
+    };
+    format!("{}{}", capital(&what), unit(kind))
+}
+
 pub(super) fn window_what(rule: &Rule, kind: Kind) -> String {
     window_what_of(rule.want, rule.window(), kind)
 }

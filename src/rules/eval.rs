@@ -11,7 +11,8 @@ use std::collections::hash_map::Entry;
 use jiff::tz::TimeZone;
 
 use super::ctx::{
-    Ctx, capital, dur_text, fmt_value, immediate_what, unit, window_what, window_what_of,
+    Ctx, capital, dur_text, fmt_value, immediate_what, threshold_what, unit, window_what,
+    window_what_of,
 };
 use super::devices::Devices;
 use super::rule::{Phase, RULE_SUBJECT, Rule, Slot, ms, step_matches};
@@ -592,15 +593,6 @@ pub fn on_timer(rule: &mut Rule, ri: u32, ctx: &mut Ctx<'_>, subject: u32, now: 
         _ => {}
     }
     rule.slots.insert(subject, slot);
-}
-
-/// "Temperature below 16 °C": the sentence of a threshold alert.
-fn threshold_what(spec: &RuleSpec, kind: Kind) -> String {
-    let what = match (spec.below, spec.above) {
-        (Some(b), _) => format!("{} below {}", kind, fmt_value(b)),
-        (None, a) => format!("{} above {}", kind, fmt_value(a.unwrap_or(0.0))),
-    };
-    format!("{}{}", capital(&what), unit(kind))
 }
 
 /// The expected reporting interval of a device for the silent rule.
