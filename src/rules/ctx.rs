@@ -11,7 +11,7 @@ use super::devices::Devices;
 use super::rule::{Rule, Slot};
 use super::spec::{RuleSpec, Want};
 use super::timers::{Entry, Timers};
-use super::window::fmt_hhmm;
+use super::window::{Window, fmt_hhmm};
 use crate::model::{Alert, AlertState, DeviceId, Kind, Severity, Time};
 
 /// What the handlers may touch besides their rule.
@@ -148,8 +148,22 @@ pub(super) fn dur_text(ms: i64) -> String {
     }
 }
 
+/// "Temperature below 16 °C": the sentence of a threshold alert.
+pub(super) fn threshold_what(spec: &RuleSpec, kind: Kind) -> String {
+    let what = match (spec.below, spec.above) {
+        (Some(b), _) => format!("{} below {}", kind, fmt_value(b)),
+        (None, a) => format!("{} above {}", kind, fmt_value(a.unwrap_or(0.0))),
+    };
+    format!("{}{}", capital(&what), unit(kind))
+}
+
 pub(super) fn window_what(rule: &Rule, kind: Kind) -> String {
-    let active = rule.want != Want::Idle;
+    window_what_of(rule.want, rule.window(), kind)
+}
+
+/// [`window_what`] from the rule's parts, for callers holding its slots.
+pub(super) fn window_what_of(want: Want, window: Option<&Window>, kind: Kind) -> String {
+    let active = want != Want::Idle;
     let what = match (kind, active) {
         (Kind::Contact, true) => "Door open",
         (Kind::Contact, false) => "Door closed",
@@ -159,7 +173,7 @@ pub(super) fn window_what(rule: &Rule, kind: Kind) -> String {
         (Kind::Motion, true) => "Movement",
         _ => "State",
     };
-    match rule.window() {
+    match window {
         Some(w) => format!(
             "{what} between {} and {}",
             fmt_hhmm(w.start),

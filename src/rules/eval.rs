@@ -6,9 +6,14 @@
 //! for immediate rules without a clear, until its cooldown or an ack);
 //! time comes in as `now` (ms), never from a clock.
 
+use std::collections::hash_map::Entry;
+
 use jiff::tz::TimeZone;
 
-use super::ctx::{Ctx, capital, dur_text, fmt_value, immediate_what, unit, window_what};
+use super::ctx::{
+    Ctx, capital, dur_text, fmt_value, immediate_what, threshold_what, unit, window_what,
+    window_what_of,
+};
 use super::devices::Devices;
 use super::rule::{Phase, RULE_SUBJECT, Rule, Slot, ms, step_matches};
 use super::spec::{Per, RuleSpec, RuleType};
@@ -158,142 +163,149 @@ pub fn on_reading(rule: &mut Rule, ri: u32, ctx: &mut Ctx<'_>, dev: u32, r: &Rea
             }
         }
         RuleType::Threshold => {
-            let (cond, recovered, what) = match (rule.spec.below, rule.spec.above) {
-                (Some(b), _) => (
-                    v < b,
-                    v >= b + rule.hysteresis,
-                    format!("{} below {}", r.kind, fmt_value(b)),
-                ),
-                (None, Some(a)) => (
-                    v > a,
-                    v <= a - rule.hysteresis,
-                    format!("{} above {}", r.kind, fmt_value(a)),
-                ),
+            let Rule {
+                slots,
+                spec,
+                severity,
+                for_ms,
+                hysteresis,
+                ..
+            } = rule;
+            let (cond, recovered) = match (spec.below, spec.above) {
+                (Some(b), _) => (v < b, v >= b + *hysteresis),
+                (None, Some(a)) => (v > a, v <= a - *hysteresis),
                 (None, None) => return,
             };
-            let what = format!("{}{}", capital(&what), unit(r.kind));
-            if !cond && !rule.slots.contains_key(&subject) {
+            // Hot path: most readings change nothing; only touch the slot
+            // map when there is a slot or the condition holds, and build
+            // the sentence only when an alert is emitted.
+            let Some(slot) = (if cond {
+                Some(slots.entry(subject).or_default())
+            } else {
+                slots.get_mut(&subject)
+            }) else {
                 return;
-            }
-            let mut slot = rule.slots.remove(&subject).unwrap_or_default();
+            };
+            let emit = |ctx: &mut Ctx<'_>, state| {
+                let what = threshold_what(spec, r.kind);
+                ctx.emit_for(
+                    spec,
+                    *severity,
+                    dev,
+                    state,
+                    at,
+                    Some(v),
+                    Some(r.kind),
+                    &what,
+                );
+            };
             match slot.phase {
                 Phase::Idle if cond => {
                     slot.value = v;
                     slot.dev = dev;
                     slot.since = now;
-                    if rule.for_ms == 0 {
+                    if *for_ms == 0 {
                         slot.phase = Phase::Raised;
-                        ctx.emit(
-                            rule,
-                            dev,
-                            AlertState::Raised,
-                            at,
-                            Some(v),
-                            Some(r.kind),
-                            &what,
-                        );
+                        emit(ctx, AlertState::Raised);
                     } else {
                         slot.phase = Phase::Pending;
-                        ctx.arm(&mut slot, ri, subject, Some(now + rule.for_ms));
+                        ctx.arm(slot, ri, subject, Some(now + *for_ms));
                     }
                 }
                 Phase::Pending if recovered => {
                     slot.phase = Phase::Idle;
-                    ctx.arm(&mut slot, ri, subject, None);
+                    ctx.arm(slot, ri, subject, None);
                 }
                 Phase::Raised if recovered => {
                     slot.phase = Phase::Idle;
-                    ctx.emit(
-                        rule,
-                        dev,
-                        AlertState::Cleared,
-                        at,
-                        Some(v),
-                        Some(r.kind),
-                        &what,
-                    );
+                    emit(ctx, AlertState::Cleared);
                 }
                 _ => slot.value = v,
             }
-            rule.slots.insert(subject, slot);
         }
         RuleType::Window => {
-            let m = rule.want.matches(v);
-            let in_window = rule.window().is_some_and(|w| w.contains(ctx.tz, Time(now)));
-            if !m && !rule.slots.contains_key(&subject) {
+            let Rule {
+                slots,
+                spec,
+                severity,
+                for_ms,
+                want,
+                ..
+            } = rule;
+            let m = want.matches(v);
+            let Some(slot) = (if m {
+                Some(slots.entry(subject).or_default())
+            } else {
+                slots.get_mut(&subject)
+            }) else {
                 return;
-            }
-            let what = window_what(rule, r.kind);
-            let mut slot = rule.slots.remove(&subject).unwrap_or_default();
+            };
+            let emit = |ctx: &mut Ctx<'_>, state| {
+                let what = window_what_of(*want, spec.window.as_ref(), r.kind);
+                ctx.emit_for(
+                    spec,
+                    *severity,
+                    dev,
+                    state,
+                    at,
+                    Some(v),
+                    Some(r.kind),
+                    &what,
+                );
+            };
             match slot.phase {
-                Phase::Idle if m && in_window => {
+                // The local-time lookup only when it can matter.
+                Phase::Idle if m && spec.window.is_some_and(|w| w.contains(ctx.tz, Time(now))) => {
                     slot.value = v;
                     slot.dev = dev;
                     slot.since = now;
-                    if rule.for_ms == 0 {
+                    if *for_ms == 0 {
                         slot.phase = Phase::Raised;
-                        ctx.emit(
-                            rule,
-                            dev,
-                            AlertState::Raised,
-                            at,
-                            Some(v),
-                            Some(r.kind),
-                            &what,
-                        );
+                        emit(ctx, AlertState::Raised);
                     } else {
                         slot.phase = Phase::Pending;
-                        ctx.arm(&mut slot, ri, subject, Some(now + rule.for_ms));
+                        ctx.arm(slot, ri, subject, Some(now + *for_ms));
                     }
                 }
                 Phase::Pending if !m => {
                     slot.phase = Phase::Idle;
-                    ctx.arm(&mut slot, ri, subject, None);
+                    ctx.arm(slot, ri, subject, None);
                 }
                 Phase::Raised if !m => {
                     slot.phase = Phase::Idle;
-                    ctx.emit(
-                        rule,
-                        dev,
-                        AlertState::Cleared,
-                        at,
-                        Some(v),
-                        Some(r.kind),
-                        &what,
-                    );
+                    emit(ctx, AlertState::Cleared);
                 }
                 _ => {}
             }
-            rule.slots.insert(subject, slot);
         }
         RuleType::Inactivity => {
             let active = v >= rule.min_value;
             let (window, for_ms) = (rule.spec.window, rule.for_ms);
-            if !rule.slots.contains_key(&subject) {
-                if subject == RULE_SUBJECT && !rule.started {
-                    return;
+            // Hot path (every motion event): one map lookup, update in place.
+            let slot = match rule.slots.entry(subject) {
+                Entry::Occupied(o) => o.into_mut(),
+                Entry::Vacant(e) => {
+                    if subject == RULE_SUBJECT && !rule.started {
+                        return;
+                    }
+                    let mut slot = Slot {
+                        last: now,
+                        since: now,
+                        dev,
+                        ..Slot::default()
+                    };
+                    ctx.arm(
+                        &mut slot,
+                        ri,
+                        subject,
+                        deadline_from(window, for_ms, ctx.tz, now),
+                    );
+                    e.insert(slot)
                 }
-                let mut slot = Slot {
-                    last: now,
-                    since: now,
-                    dev,
-                    ..Slot::default()
-                };
-                ctx.arm(
-                    &mut slot,
-                    ri,
-                    subject,
-                    deadline_from(window, for_ms, ctx.tz, now),
-                );
-                rule.slots.insert(subject, slot);
-            }
+            };
             if !active {
                 return;
             }
-            // Hot path (every motion event): update in place.
-            let Some(slot) = rule.slots.get_mut(&subject) else {
-                return;
-            };
             slot.last = now;
             slot.dev = dev;
             let was_raised = slot.phase == Phase::Raised;
@@ -350,29 +362,32 @@ pub fn on_reading(rule: &mut Rule, ri: u32, ctx: &mut Ctx<'_>, dev: u32, r: &Rea
             }
         }
         RuleType::Sequence => {
-            let cancels = rule
-                .spec
+            let Rule {
+                slots,
+                spec,
+                severity,
+                within_ms,
+                ..
+            } = rule;
+            let cancels = spec
                 .cancel
                 .iter()
                 .any(|s| step_matches(s, ctx.devs, dev, r.kind, Some(v)));
-            let starts = rule
-                .spec
-                .start
-                .as_ref()
-                .is_some_and(|s| step_matches(s, ctx.devs, dev, r.kind, Some(v)))
-                && rule.window().is_none_or(|w| w.contains(ctx.tz, Time(now)));
-            let mut slot = rule.slots.remove(&subject).unwrap_or_default();
+            // The rule-wide slot always exists once a reading reached the
+            // rule (it is part of the persisted state).
+            let slot = slots.entry(subject).or_default();
             if cancels {
                 match slot.phase {
                     Phase::Pending => {
                         slot.phase = Phase::Idle;
-                        ctx.arm(&mut slot, ri, subject, None);
+                        ctx.arm(slot, ri, subject, None);
                     }
                     Phase::Raised => {
                         slot.phase = Phase::Idle;
                         slot.acked = false;
-                        ctx.emit(
-                            rule,
+                        ctx.emit_for(
+                            spec,
+                            *severity,
                             dev,
                             AlertState::Cleared,
                             at,
@@ -383,14 +398,19 @@ pub fn on_reading(rule: &mut Rule, ri: u32, ctx: &mut Ctx<'_>, dev: u32, r: &Rea
                     }
                     Phase::Idle => {}
                 }
-            } else if starts && slot.phase == Phase::Idle {
+            } else if slot.phase == Phase::Idle
+                && spec
+                    .start
+                    .as_ref()
+                    .is_some_and(|s| step_matches(s, ctx.devs, dev, r.kind, Some(v)))
+                && spec.window.is_none_or(|w| w.contains(ctx.tz, Time(now)))
+            {
                 slot.phase = Phase::Pending;
                 slot.since = now;
                 slot.dev = dev;
                 slot.value = v;
-                ctx.arm(&mut slot, ri, subject, Some(now + rule.within_ms));
+                ctx.arm(slot, ri, subject, Some(now + *within_ms));
             }
-            rule.slots.insert(subject, slot);
         }
         RuleType::Silent => {
             let iv = silent_interval(rule, r.kind);

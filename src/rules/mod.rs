@@ -297,7 +297,7 @@ impl Engine {
     /// The rules a reading of `kind` from `dev` must visit (cached).
     fn route(&mut self, dev: u32, kind: Kind) -> usize {
         let k = usize::from(kind.code());
-        if let Some(&id) = self.devs.get(dev).and_then(|d| d.routes.get(k))
+        if let Some(id) = self.devs.get(dev).map(|d| d.route(kind))
             && id != devices::NO_ROUTE
         {
             return id as usize;
@@ -334,8 +334,8 @@ impl Engine {
                 id
             }
         };
-        if let Some(slot) = self.devs.get_mut(dev).and_then(|d| d.routes.get_mut(k)) {
-            *slot = id;
+        if let Some(e) = self.devs.get_mut(dev).and_then(|d| d.per_kind.get_mut(k)) {
+            e.route = id;
         }
         id as usize
     }
@@ -410,10 +410,7 @@ impl Engine {
                 let rules = &self.rules;
                 let mut keyed: Vec<(u32, u64, Entry)> = batch
                     .iter()
-                    .map(|e| {
-                        let name = subject_name(rules, devs, e.rule, e.subject);
-                        (e.rule, devices::name_hash(name), *e)
-                    })
+                    .map(|e| (e.rule, subject_hash(rules, devs, e.rule, e.subject), *e))
                     .collect();
                 keyed.sort_unstable_by(|a, b| {
                     (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| {
@@ -563,15 +560,30 @@ impl Engine {
     }
 }
 
+/// `name_hash` of [`subject_name`] (precomputed: no string is read).
+fn subject_hash(rules: &[Rule], devs: &Devices, rule: u32, subject: u32) -> u64 {
+    if subject == RULE_SUBJECT {
+        return devices::name_hash("");
+    }
+    if is_per_room(rules, rule) {
+        devs.room_hash_of(subject)
+    } else {
+        devs.hash_of(subject)
+    }
+}
+
+fn is_per_room(rules: &[Rule], rule: u32) -> bool {
+    rules
+        .get(rule as usize)
+        .is_some_and(|r| r.spec.kind == RuleType::Inactivity && r.per == spec::Per::Room)
+}
+
 /// The name that orders timers due at the same instant.
 fn subject_name<'a>(rules: &'a [Rule], devs: &'a Devices, rule: u32, subject: u32) -> &'a str {
     if subject == RULE_SUBJECT {
         return "";
     }
-    let per_room = rules
-        .get(rule as usize)
-        .is_some_and(|r| r.spec.kind == RuleType::Inactivity && r.per == spec::Per::Room);
-    if per_room {
+    if is_per_room(rules, rule) {
         devs.room_by_index(subject).unwrap_or("")
     } else {
         devs.get(subject).map_or("", |d| d.id.as_str())

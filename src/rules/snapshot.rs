@@ -117,16 +117,12 @@ impl Engine {
             .devs
             .iter()
             .flat_map(|d| {
-                d.seen
-                    .iter()
-                    .zip(Kind::ALL.iter())
-                    .filter(|((at, _), _)| *at != super::devices::NEVER)
-                    .map(|(&(at, value), &kind)| SeenSnap {
-                        device: d.id.to_string(),
-                        kind,
-                        at,
-                        value,
-                    })
+                d.seen().map(|(kind, at, value)| SeenSnap {
+                    device: d.id.to_string(),
+                    kind,
+                    at,
+                    value,
+                })
             })
             .collect();
         seen.sort_by(|a, b| (&a.device, a.kind).cmp(&(&b.device, b.kind)));
@@ -207,9 +203,10 @@ impl Engine {
             if let Some(e) = self
                 .devs
                 .get_mut(dev)
-                .and_then(|d| d.seen.get_mut(usize::from(s.kind.code())))
+                .and_then(|d| d.per_kind.get_mut(usize::from(s.kind.code())))
             {
-                *e = (s.at, s.value);
+                e.at = s.at;
+                e.value = s.value;
             }
         }
         // The clock never goes back; rules without saved state start at the
