@@ -270,19 +270,32 @@ impl Outbox {
 
     /// Deletes one acknowledged row; absent rows are ignored.
     pub fn ack(&mut self, conn: &Connection, class: Class, seq: u64) -> rusqlite::Result<()> {
+        self.ack_row(conn, class, seq).map(|_| ())
+    }
+
+    /// As [`Outbox::ack`], returning `(id, enqueue time)` of the row when it
+    /// was still there (so the caller can record who delivered it first).
+    pub fn ack_row(
+        &mut self,
+        conn: &Connection,
+        class: Class,
+        seq: u64,
+    ) -> rusqlite::Result<Option<(String, Time)>> {
         let mut stmt = conn.prepare_cached(
-            "DELETE FROM outbox WHERE class = ?1 AND seq = ?2 RETURNING length(payload)",
+            "DELETE FROM outbox WHERE class = ?1 AND seq = ?2 RETURNING length(payload), id, at",
         )?;
         let gone = stmt.query_map(params![i64::from(class as u8), to_i64(seq)], |r| {
-            r.get::<_, i64>(0)
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
         })?;
-        for len in gone {
-            let len = to_u64(len?);
+        let mut found = None;
+        for row in gone {
+            let (len, id, at) = row?;
             let st = &mut self.classes[idx(class)];
             st.rows = st.rows.saturating_sub(1);
-            st.bytes = st.bytes.saturating_sub(len);
+            st.bytes = st.bytes.saturating_sub(to_u64(len));
+            found = Some((id, Time::from_millis(at)));
         }
-        Ok(())
+        Ok(found)
     }
 
     /// Persists next seqs and counters (inside the batch's transaction) and
