@@ -39,6 +39,10 @@ enum Cmd {
         /// Simulated seconds per real second.
         #[arg(long, default_value_t = 1.0)]
         speed: f64,
+        /// Also run a LoRaWAN modem simulator on a pseudo-terminal: alerts
+        /// then travel over both paths (decoded radio uplinks are printed).
+        #[arg(long)]
+        lorawan_sim: bool,
     },
     /// Configuration files.
     #[command(subcommand)]
@@ -73,6 +77,7 @@ fn main() -> ExitCode {
             web,
             mqtt,
             speed,
+            lorawan_sim,
         } => {
             let args = DemoArgs {
                 data,
@@ -80,8 +85,12 @@ fn main() -> ExitCode {
                 mqtt,
                 speed,
             };
-            app::demo_config(&args)
-                .and_then(|cfg| serve(cfg, Clock::new(carebridge::model::Time::now(), speed), true))
+            app::demo_config(&args).and_then(|mut cfg| {
+                let _sim = lorawan_sim
+                    .then(|| app::demo_lorawan_sim(&mut cfg))
+                    .transpose()?;
+                serve(cfg, Clock::new(carebridge::model::Time::now(), speed), true)
+            })
         }
         Cmd::Config(ConfigCmd::Defaults) => {
             print!("{}", config::defaults_toml());
