@@ -285,7 +285,11 @@ impl Outbox {
             "DELETE FROM outbox WHERE class = ?1 AND seq = ?2 RETURNING length(payload), id, at",
         )?;
         let gone = stmt.query_map(params![i64::from(class as u8), to_i64(seq)], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
         })?;
         let mut found = None;
         for row in gone {
