@@ -204,3 +204,48 @@ fn both_paths_down_alerts_wait_and_go_by_whichever_returns_first() {
             .collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn lorawan_downlinks_ack_an_alert_and_answer_a_ping_through_the_command_handler() {
+    if !have("mosquitto") {
+        return;
+    }
+    let Some(sim) = start_sim() else { return };
+    let mut up = Mosquitto::start();
+    let col = Collector::start(up.port, "cb/#");
+    let dir = tempfile::tempdir().unwrap();
+    let extra = lorawan_toml(dir.path(), sim.path());
+    let gw = Gateway::start(dir.path(), "gw-down", up.port, &extra);
+    assert!(eventually(Duration::from_secs(20), || sim.stats().joins >= 1));
+    let mut ack = Vec::new();
+    codec::encode_downlink(&codec::Downlink::AckSeq { seq: 1 }, &mut ack);
+    let mut ping = Vec::new();
+    codec::encode_downlink(&codec::Downlink::Ping { token: 7 }, &mut ping);
+    sim.queue_downlink(20, ack);
+    sim.queue_downlink(20, ping);
+    // MQTT down: the alerts go by radio, and the downlinks ride on them.
+    up.stop();
+    publish(gw.broker_port, &panics("pendant-e", 1));
+    assert!(eventually(Duration::from_secs(30), || !radio_alerts(&sim).is_empty()));
+    publish(gw.broker_port, &panics("pendant-f", 1));
+    assert!(eventually(Duration::from_secs(30), || radio_alerts(&sim)
+        .len()
+        >= 2));
+    // The answers wait for MQTT (the only path that carries results).
+    up.restart();
+    let result = |name: &str| {
+        col.snapshot()
+            .into_iter()
+            .find(|m| m.topic == format!("cb/gw-down/cmd/{name}/result"))
+            .map(|m| m.json)
+    };
+    assert!(
+        eventually(Duration::from_secs(40), || result("ack").is_some()
+            && result("ping").is_some()),
+        "results: {:?}; uplinks {:?}",
+        col.snapshot(),
+        sim.stats().uplinks
+    );
+    assert_eq!(result("ack").unwrap()["ok"], true, "{:?}", result("ack"));
+    assert_eq!(result("ping").unwrap()["ok"], true);
+}

@@ -494,3 +494,105 @@ pub fn with_status(
         m
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{DeviceId, DeviceInfo, Reading};
+
+    fn sent() -> VecDeque<Sent> {
+        [
+            (4, 0, Some(Kind::Panic), "panic", "pendant"),
+            (9, 3, Some(Kind::WaterLeak), "leak", "kitchen-leak"),
+            (12, 0, Some(Kind::Fall), "fall", "pendant"),
+        ]
+        .into_iter()
+        .map(|(seq, device_index, kind, rule, device)| Sent {
+            seq,
+            device_index,
+            kind,
+            rule: rule.into(),
+            device: device.into(),
+        })
+        .collect()
+    }
+
+    fn body(c: &Command) -> serde_json::Value {
+        serde_json::from_slice(&c.payload).unwrap()
+    }
+
+    #[test]
+    fn downlink_acks_find_the_alert_sent_by_radio_by_seq_or_by_device_and_kind() {
+        let s = sent();
+        let c = downlink_command(&Downlink::AckSeq { seq: 9 }, &s).unwrap();
+        assert_eq!(c.name, "ack");
+        assert_eq!(body(&c)["rule"], "leak");
+        assert_eq!(body(&c)["device"], "kitchen-leak");
+        let by_kind = Downlink::AckIndex {
+            device_index: 0,
+            kind: Some(Kind::Panic),
+        };
+        assert_eq!(
+            body(&downlink_command(&by_kind, &s).unwrap())["rule"],
+            "panic"
+        );
+        // No kind: the most recent alert of that device.
+        let any = Downlink::AckIndex {
+            device_index: 0,
+            kind: None,
+        };
+        assert_eq!(body(&downlink_command(&any, &s).unwrap())["rule"], "fall");
+        assert!(downlink_command(&Downlink::AckSeq { seq: 5 }, &s).is_none());
+    }
+
+    #[test]
+    fn ping_and_permit_join_downlinks_become_the_mqtt_commands() {
+        let c = downlink_command(&Downlink::Ping { token: 7 }, &VecDeque::new()).unwrap();
+        assert_eq!(
+            (c.name.as_str(), body(&c)["token"].as_u64()),
+            ("ping", Some(7))
+        );
+        let c = downlink_command(&Downlink::PermitJoin { secs: 120 }, &VecDeque::new()).unwrap();
+        assert_eq!(c.name, "permit_join");
+        assert_eq!(body(&c)["seconds"], 120);
+    }
+
+    #[test]
+    fn summary_counts_active_quarter_hours_per_room_and_temperature_extremes() {
+        let dev = |id: &str, room: &str, battery: Option<f64>| DeviceInfo {
+            id: Some(DeviceId::new(id).unwrap()),
+            room: Some(room.into()),
+            battery,
+            ..Default::default()
+        };
+        let devices = vec![
+            dev("hall-pir", "hall", Some(80.0)),
+            dev("kitchen-pir", "kitchen", Some(5.0)),
+            dev("kitchen-temp", "kitchen", None),
+        ];
+        let since = Time(0);
+        let r = |d: &str, k: Kind, v: f64, min: i64| {
+            Reading::new(DeviceId::new(d).unwrap(), k, v, Time(min * 60_000)).unwrap()
+        };
+        let history = vec![
+            r("hall-pir", Kind::Motion, 1.0, 1),
+            r("hall-pir", Kind::Motion, 1.0, 2), // same quarter-hour
+            r("hall-pir", Kind::Motion, 0.0, 20), // no motion: not activity
+            r("kitchen-pir", Kind::Motion, 1.0, 30),
+            r("kitchen-pir", Kind::Motion, 1.0, 50),
+            r("kitchen-temp", Kind::Temperature, 17.3, 10),
+            r("kitchen-temp", Kind::Temperature, 21.0, 40),
+        ];
+        let (s, rooms) = build_summary(&history, &devices, 70_000, since);
+        assert_eq!(rooms.get("hall"), Some(&0));
+        assert_eq!(rooms.get("kitchen"), Some(&1));
+        let slots: Vec<u8> = s.rooms.iter().map(|r| r.active_slots).collect();
+        assert_eq!(slots, vec![1, 2]);
+        assert_eq!((s.temp_min_half_c, s.temp_max_half_c), (Some(35), Some(42)));
+        assert_eq!(s.battery_low, 1);
+        assert_eq!(s.backlog, u16::MAX, "saturates");
+        let mut out = Vec::new();
+        codec::encode(&Uplink::Summary(s), &mut out).unwrap();
+        assert!(out.len() <= codec::MAX_SUMMARY);
+    }
+}

@@ -42,7 +42,7 @@ use crate::store::Via;
 #[derive(Debug, Clone, PartialEq)]
 pub struct RouterConfig {
     /// How long a connected MQTT link may take to ack an alert before it
-    /// also goes by radio (`0s`: always both at once).
+    /// also goes by radio (`0s`: at once, unless MQTT acked it already).
     pub mqtt_grace: Duration,
     pub retry_min: Duration,
     pub retry_max: Duration,

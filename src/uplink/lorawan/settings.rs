@@ -49,7 +49,8 @@ pub struct LorawanConfig {
     /// How long the modem may take to answer a command.
     pub command_timeout: Dur,
     /// Dual path: how long a connected MQTT link may take to acknowledge an
-    /// alert before it also goes by radio (`"0s"`: both at once).
+    /// alert before it also goes by radio (`"0s"`: by radio as soon as the
+    /// router sees the row, unless MQTT acknowledged it already).
     pub mqtt_grace: Dur,
     /// Dual path: first wait before an alert that failed by radio is retried
     /// (doubling up to `retry_max`).
