@@ -28,7 +28,9 @@
 //! 1. **A row is committed before anything is published.** The writer thread
 //!    bumps `Store::outbox_changed` only after `COMMIT` returned, and the
 //!    uplinks read rows only through `Store::outbox_fetch`.
-//! 2. **A row is deleted only after the uplink acknowledged it** (`Write::Ack`),
+//! 2. **A row is deleted only after the uplink acknowledged it** (`Write::Ack`,
+//!    or `Write::Delivered`, which also records the path that delivered an
+//!    alert first: see `store::delivery`),
 //!    or by the documented exceptions: cap eviction (3), status superseding
 //!    (5), and disk-full relief (which evicts telemetry only). Ack is
 //!    idempotent: acknowledging an absent row is a no-op.

@@ -133,6 +133,7 @@ impl Dual {
         let (res_tx, mut results) = mpsc::channel::<(LoraJob, LoraResult)>(4);
         let mut changed = self.store.outbox_changed();
         let mut mqtt = self.mqtt.clone();
+        let mut events = Some(std::mem::replace(&mut self.events, mpsc::channel(1).1));
         let mut next_scan = Time(0);
         loop {
             let now = Time::now();
@@ -152,13 +153,13 @@ impl Dual {
             let sleep = wake.since(now).max(Duration::from_millis(5));
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
-                ev = self.events.recv() => match ev {
+                ev = async { match events.as_mut() { Some(e) => e.recv().await, None => std::future::pending().await } } => match ev {
                     Some(ev) => self.on_event(&mut st, ev).await,
                     None => {
                         st.router.handle_lora(false, Time::now());
                         set_status(&self.status, |s| s.state = "stopped".into());
-                        // The modem task is gone; keep serving MQTT-acked rescans.
-                        self.events = mpsc::channel(1).1;
+                        // The modem task is gone (the gateway is stopping).
+                        events = None;
                     }
                 },
                 r = results.recv() => if let Some((job, result)) = r {
