@@ -133,7 +133,7 @@ fn mqtt_killed_alert_still_arrives_over_lorawan_and_the_path_is_recorded() {
 }
 
 #[test]
-fn both_paths_down_alerts_wait_and_go_by_whichever_returns_first() {
+fn both_paths_down_alerts_wait_survive_a_crash_and_go_by_whichever_returns_first() {
     if !have("mosquitto") {
         return;
     }
@@ -142,7 +142,7 @@ fn both_paths_down_alerts_wait_and_go_by_whichever_returns_first() {
     let col = Collector::start(up.port, "cb/#");
     let dir = tempfile::tempdir().unwrap();
     let extra = lorawan_toml(dir.path(), sim.path());
-    let gw = Gateway::start(dir.path(), "gw-both", up.port, &extra);
+    let mut gw = Gateway::start(dir.path(), "gw-both", up.port, &extra);
     assert!(eventually(Duration::from_secs(20), || sim.stats().joins >= 1));
 
     // Both down: the radio loses every uplink, the broker is stopped.
@@ -159,6 +159,10 @@ fn both_paths_down_alerts_wait_and_go_by_whichever_returns_first() {
     );
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(deliveries(&gw.db()), (vec![], 1), "buffered, not lost");
+    // A crash while both are down loses nothing: the row is the truth.
+    gw.kill9();
+    gw.restart();
+    assert!(eventually(Duration::from_secs(30), || sim.stats().joins >= 2));
 
     // The radio returns first: the alert goes by LoRaWAN.
     sim.set_loss(0);
