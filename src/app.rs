@@ -250,6 +250,13 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<(), Exit> {
         opts.clock,
         versions.clone(),
     );
+    // ---- dual path (issue 5): delivery counters and LoRaWAN state in the status ----
+    let lora_status = cfg
+        .lorawan
+        .as_ref()
+        .map(|_| crate::uplink::dual::SharedStatus::default());
+    let status_fn = crate::uplink::dual::with_status(status_fn, store.clone(), lora_status.clone());
+    // ---- end dual path ----
     if let Some(z) = &cfg.zigbee {
         // zigbee: coordinator status upstream at once, outage alert.
         let (st, sf, live, sd) = (
@@ -324,6 +331,22 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<(), Exit> {
     crate::fleet::spawn_metrics(&mut tasks, &cfg, &metrics, &shutdown)
         .await
         .map_err(Exit::input)?;
+
+    // ---- dual path (issue 5): the LoRaWAN modem task and the router ----
+    if let (Some(l), Some(ls)) = (cfg.lorawan.clone(), lora_status) {
+        let links = DualLinks {
+            store: store.clone(),
+            mqtt: uplink_state_rx.clone(),
+            mqtt_commands: cfg.uplink.mqtt.is_some().then(|| cmd_tx.clone()),
+            hub: hub_cmd_tx.clone(),
+            zigbee: zigbee_tx.clone(),
+            rules: rules.clone(),
+            status: ls,
+        };
+        start_dual_path(&mut tasks, l, links, &shutdown)?;
+    }
+    // ---- end dual path ----
+
     let hub = Hub {
         engine,
         store: store.clone(),
@@ -791,3 +814,122 @@ fn free_or_default(default: &str) -> String {
         Err(_) => "127.0.0.1:0".to_string(),
     }
 }
+
+// ---- dual path (issue 5) ----
+
+/// What the dual path needs from the rest of the gateway.
+struct DualLinks {
+    store: Store,
+    mqtt: watch::Receiver<UplinkState>,
+    /// The MQTT command handler's queue, when MQTT is configured.
+    mqtt_commands: Option<mpsc::Sender<Command>>,
+    hub: mpsc::Sender<crate::hub::HubCommand>,
+    zigbee: Option<mpsc::Sender<crate::zigbee::ZigbeeCommand>>,
+    rules: crate::rules::active::Rules,
+    status: crate::uplink::dual::SharedStatus,
+}
+
+/// Starts the LoRaWAN modem task and the router between it, the outbox and
+/// the MQTT link. Downlink commands go to the MQTT command handler, or to a
+/// handler of their own when there is no MQTT uplink.
+fn start_dual_path(
+    tasks: &mut JoinSet<(&'static str, anyhow::Result<()>)>,
+    cfg: crate::uplink::lorawan::LorawanConfig,
+    links: DualLinks,
+    shutdown: &CancellationToken,
+) -> Result<(), Exit> {
+    // A missing or readable-by-all AppKey is an input error, not a task failure.
+    crate::uplink::lorawan::read_app_key(std::path::Path::new(&cfg.app_key_file))
+        .map_err(|e| Exit::input(anyhow::anyhow!("lorawan.app_key_file: {e}")))?;
+    let (lora, queue) = crate::uplink::lorawan::channel(16);
+    let (ev_tx, ev_rx) = mpsc::channel(64);
+    let commands = match links.mqtt_commands {
+        Some(c) => c,
+        None => {
+            let (tx, rx) = mpsc::channel::<Command>(64);
+            // No MQTT: command results have nowhere to go.
+            let (direct, _) = mpsc::channel::<Direct>(1);
+            let handler = crate::commands::CommandHandler {
+                hub: links.hub.clone(),
+                zigbee: links.zigbee.clone(),
+                direct,
+                rules: links.rules.clone(),
+                fleet: None,
+            };
+            let sd = shutdown.clone();
+            tasks.spawn(async move { ("lorawan-commands", handler.run(rx, sd).await) });
+            tx
+        }
+    };
+    let dual = crate::uplink::dual::Dual {
+        store: links.store,
+        lora,
+        events: ev_rx,
+        mqtt: Some(links.mqtt),
+        commands,
+        router: cfg.router_config(),
+        confirmed_alerts: cfg.confirmed_alerts,
+        status: links.status,
+    };
+    let sd = shutdown.clone();
+    tasks.spawn(async move {
+        (
+            "lorawan",
+            crate::uplink::lorawan::run(cfg, queue, ev_tx, sd).await,
+        )
+    });
+    let sd = shutdown.clone();
+    tasks.spawn(async move { ("router", dual.run(sd).await) });
+    Ok(())
+}
+
+/// `carebridge demo --lorawan-sim`: starts the modem simulator on a
+/// pseudo-terminal, points `[lorawan]` at it (with a demo AppKey file in the
+/// data dir) and prints every uplink the simulated network decodes. Keep
+/// the returned handle alive while the gateway runs.
+pub fn demo_lorawan_sim(
+    cfg: &mut Config,
+) -> Result<Arc<crate::uplink::lorawan::sim::ModemSim>, Exit> {
+    use std::os::unix::fs::PermissionsExt;
+    let sim = crate::uplink::lorawan::sim::ModemSim::start(Default::default())
+        .map_err(|e| Exit::runtime(anyhow::anyhow!("LoRaWAN simulator: {e}")))?;
+    std::fs::create_dir_all(&cfg.gateway.data_dir).map_err(Exit::runtime)?;
+    let key = cfg.gateway.data_dir.join("demo-lorawan-appkey");
+    std::fs::write(&key, "2B7E151628AED2A6ABF7158809CF4F3C\n")
+        .and_then(|()| std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)))
+        .map_err(Exit::runtime)?;
+    cfg.lorawan = Some(crate::uplink::lorawan::LorawanConfig {
+        port: sim.path().to_string(),
+        dev_eui: "AC1F09FFFE000001".into(),
+        app_key_file: key.display().to_string(),
+        // Both paths at once, so the demo shows the radio side too.
+        mqtt_grace: crate::config::Dur::secs(0),
+        ..Default::default()
+    });
+    println!(
+        "  LoRaWAN      modem simulator on {} (radio uplinks below)",
+        sim.path()
+    );
+    let sim = Arc::new(sim);
+    let watch = sim.clone();
+    let _ = std::thread::Builder::new()
+        .name("demo-lorawan".into())
+        .spawn(move || {
+            let mut seen = 0;
+            loop {
+                std::thread::sleep(Duration::from_millis(500));
+                let ups = watch.stats().uplinks;
+                for u in ups.iter().skip(seen) {
+                    let data = crate::uplink::lorawan::codec::decode(&u.data)
+                        .map(|(m, _)| m.to_json().to_string())
+                        .unwrap_or_else(|e| format!("undecodable: {e}"));
+                    let lost = if u.lost { " (lost on air)" } else { "" };
+                    println!("  lorawan ↑ port {} {}{lost}", u.port, data);
+                }
+                seen = ups.len();
+            }
+        });
+    Ok(sim)
+}
+
+// ---- end dual path ----

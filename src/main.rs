@@ -43,6 +43,10 @@ enum Cmd {
         /// devices to pair from the UI).
         #[arg(long)]
         no_zigbee_sim: bool,
+        /// Also run a LoRaWAN modem simulator on a pseudo-terminal: alerts
+        /// then travel over both paths (decoded radio uplinks are printed).
+        #[arg(long)]
+        lorawan_sim: bool,
     },
     /// Configuration files.
     #[command(subcommand)]
@@ -81,6 +85,7 @@ fn main() -> ExitCode {
             mqtt,
             speed,
             no_zigbee_sim,
+            lorawan_sim,
         } => {
             let args = DemoArgs {
                 data,
@@ -90,6 +95,9 @@ fn main() -> ExitCode {
             };
             app::demo_config(&args).and_then(|mut cfg| {
                 let _stick = (!no_zigbee_sim).then(|| app::demo_zigbee(&mut cfg));
+                let _sim = lorawan_sim
+                    .then(|| app::demo_lorawan_sim(&mut cfg))
+                    .transpose()?;
                 serve(cfg, Clock::new(carebridge::model::Time::now(), speed), true)
             })
         }

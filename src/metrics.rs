@@ -317,14 +317,12 @@ pub fn render(i: &Inputs) -> String {
                 num(u, &["delivered"]).unwrap_or(0.0),
             );
         }
-        let airtime = ups
-            .get("lorawan")
-            .and_then(|l| num(l, &["airtime_used_ms"]));
+        let airtime = ups.get("lorawan").and_then(|l| num(l, &["airtime_24h_ms"]));
         if let Some(ms) = airtime {
             o.family(
                 "lorawan_airtime_used_seconds",
                 "gauge",
-                "LoRaWAN airtime used today.",
+                "LoRaWAN uplink airtime used in the last 24 hours.",
             );
             o.sample("lorawan_airtime_used_seconds", &[], ms / 1000.0);
         }

@@ -40,6 +40,7 @@
 //! shutdown: store.close().await?
 //! ```
 
+pub mod delivery;
 pub mod outbox;
 mod reader;
 mod reserve;
@@ -63,6 +64,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::config::{Dur, Problem};
 use crate::model::{Alert, Class, DeviceId, DeviceInfo, Reading, Time};
 
+pub use delivery::{AlertDelivery, DeliveredStats, Via};
 pub use schema::quarantine as quarantine_at;
 
 /// `[store]`: the database's limits and retention.
@@ -211,6 +213,13 @@ pub enum Write {
     Status(serde_json::Map<String, serde_json::Value>),
     /// Delete acknowledged outbox rows; idempotent.
     Ack(Vec<(Class, u64)>),
+    /// As `Ack`, naming the path that delivered them: an alert row still
+    /// present is recorded in [`delivery`] as delivered `via` that path
+    /// (the first acknowledgement wins; later ones are no-ops).
+    Delivered {
+        via: Via,
+        rows: Vec<(Class, u64)>,
+    },
     /// Registry upsert: merges only the `Some` fields (`id` is required).
     Device(DeviceInfo),
     RemoveDevice(DeviceId),
@@ -271,6 +280,8 @@ pub struct StoreStats {
     pub error: Option<String>,
     /// Commit latency since open (for `/metrics`).
     pub commit_latency: CommitLatency,
+    /// Alerts delivered per uplink path (since the database was created).
+    pub delivered: DeliveredStats,
 }
 
 /// A cumulative histogram of commit latencies (Prometheus buckets).

@@ -28,7 +28,9 @@
 //! 1. **A row is committed before anything is published.** The writer thread
 //!    bumps `Store::outbox_changed` only after `COMMIT` returned, and the
 //!    uplinks read rows only through `Store::outbox_fetch`.
-//! 2. **A row is deleted only after the uplink acknowledged it** (`Write::Ack`),
+//! 2. **A row is deleted only after the uplink acknowledged it** (`Write::Ack`,
+//!    or `Write::Delivered`, which also records the path that delivered an
+//!    alert first: see `store::delivery`),
 //!    or by the documented exceptions: cap eviction (3), status superseding
 //!    (5), and disk-full relief (which evicts telemetry only). Ack is
 //!    idempotent: acknowledging an absent row is a no-op.
@@ -270,19 +272,36 @@ impl Outbox {
 
     /// Deletes one acknowledged row; absent rows are ignored.
     pub fn ack(&mut self, conn: &Connection, class: Class, seq: u64) -> rusqlite::Result<()> {
+        self.ack_row(conn, class, seq).map(|_| ())
+    }
+
+    /// As [`Outbox::ack`], returning `(id, enqueue time)` of the row when it
+    /// was still there (so the caller can record who delivered it first).
+    pub fn ack_row(
+        &mut self,
+        conn: &Connection,
+        class: Class,
+        seq: u64,
+    ) -> rusqlite::Result<Option<(String, Time)>> {
         let mut stmt = conn.prepare_cached(
-            "DELETE FROM outbox WHERE class = ?1 AND seq = ?2 RETURNING length(payload)",
+            "DELETE FROM outbox WHERE class = ?1 AND seq = ?2 RETURNING length(payload), id, at",
         )?;
         let gone = stmt.query_map(params![i64::from(class as u8), to_i64(seq)], |r| {
-            r.get::<_, i64>(0)
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
         })?;
-        for len in gone {
-            let len = to_u64(len?);
+        let mut found = None;
+        for row in gone {
+            let (len, id, at) = row?;
             let st = &mut self.classes[idx(class)];
             st.rows = st.rows.saturating_sub(1);
-            st.bytes = st.bytes.saturating_sub(len);
+            st.bytes = st.bytes.saturating_sub(to_u64(len));
+            found = Some((id, Time::from_millis(at)));
         }
-        Ok(())
+        Ok(found)
     }
 
     /// Persists next seqs and counters (inside the batch's transaction) and

@@ -291,6 +291,15 @@ impl Store {
         self.read_blocking(move |c| fetch(c, class, after_seq, limit))
     }
 
+    /// The `limit` most recent alert deliveries and their paths, most recent first.
+    pub async fn alert_deliveries(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<super::AlertDelivery>, StoreError> {
+        self.read(move |c| Ok(super::delivery::recent(c, limit)?))
+            .await
+    }
+
     /// Every registered device, by id.
     pub async fn devices(&self) -> Result<Vec<DeviceInfo>, StoreError> {
         self.read(devices).await

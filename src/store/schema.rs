@@ -56,6 +56,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         value INTEGER NOT NULL
     );
     "#,
+    // v2: which uplink path delivered each alert (see `delivery`).
+    super::delivery::MIGRATION_V2,
 ];
 
 /// Maps SQLite's "this file is damaged" codes to [`StoreError::Corrupt`].

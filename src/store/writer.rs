@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::outbox::{self, Outbox};
 use super::reserve::Reserve;
-use super::{Msg, StoreConfig, StoreError, StoreStats, Write, schema};
+use super::{Msg, StoreConfig, StoreError, StoreStats, Write, delivery, schema};
 use crate::model::{Alert, Class, DeviceId, DeviceInfo, Kind, Reading, Time};
 
 /// A write with the identity it got when the writer first took it; retries
@@ -38,6 +38,7 @@ enum Op {
     Alert(Alert, String, Time),
     Status(serde_json::Map<String, serde_json::Value>, String, Time),
     Ack(Vec<(Class, u64)>),
+    Delivered(delivery::Via, Vec<(Class, u64)>, Time),
     Device(DeviceInfo),
     RemoveDevice(DeviceId),
     Kv(String, Option<Vec<u8>>),
@@ -98,6 +99,7 @@ impl Writer {
         };
         let _ = w.reserve.ensure();
         w.s.rejected = outbox::get_counter(&w.conn, "rejected").unwrap_or(0);
+        w.refresh_delivered();
         w.publish();
         Ok((w, stats, changed_rx))
     }
@@ -139,6 +141,7 @@ impl Writer {
             Write::Alert(a) => Op::Alert(a, self.new_id(), now),
             Write::Status(m) => Op::Status(m, self.new_id(), now),
             Write::Ack(v) => Op::Ack(v),
+            Write::Delivered { via, rows } => Op::Delivered(via, rows, now),
             Write::Device(d) => Op::Device(d),
             Write::RemoveDevice(d) => Op::RemoveDevice(d),
             Write::Kv(k, v) => Op::Kv(k, v),
@@ -276,6 +279,9 @@ impl Writer {
             tracing::info!("store commits succeed again");
         }
         self.s.pending = 0;
+        if ops.iter().any(|o| matches!(o, Op::Delivered(..))) {
+            self.refresh_delivered();
+        }
         self.publish();
         if added {
             self.changed.send_modify(|v| *v += 1);
@@ -418,6 +424,15 @@ impl Writer {
         }
     }
 
+    /// Delivery counters for [`StoreStats::delivered`] (read after a commit
+    /// that recorded deliveries; a failure only leaves them stale).
+    fn refresh_delivered(&mut self) {
+        match delivery::stats(&self.conn) {
+            Ok(d) => self.s.delivered = d,
+            Err(e) => tracing::warn!(error = %e, "reading delivery counters"),
+        }
+    }
+
     fn publish(&mut self) {
         for c in Class::ALL {
             let st = self.outbox.class(c);
@@ -520,6 +535,14 @@ fn apply(conn: &Connection, ob: &mut Outbox, ops: &[Op]) -> rusqlite::Result<boo
             Op::Ack(list) => {
                 for (class, seq) in list {
                     ob.ack(conn, *class, *seq)?;
+                }
+            }
+            Op::Delivered(via, list, now) => {
+                for (class, seq) in list {
+                    let row = ob.ack_row(conn, *class, *seq)?;
+                    if let (Class::Alert, Some((id, at))) = (class, row) {
+                        delivery::record(conn, *seq, &id, *via, at, *now)?;
+                    }
                 }
             }
             Op::Device(d) => {

@@ -8,11 +8,15 @@
 //! (the receiver de-duplicates by the row's `id`).
 //!
 //! - [`mqtt`]: the care organisation's MQTT broker (rumqttc, TLS, QoS 1);
-//! - [`lorawan`]: a LoRaWAN modem on a serial port.
+//! - [`lorawan`]: a LoRaWAN modem on a serial port;
+//! - [`router`]: the dual-path decision (which alert goes by radio, when),
+//!   and [`dual`], the task that carries it out between the outbox and the modem.
 
 pub mod backoff;
+pub mod dual;
 pub mod lorawan;
 pub mod mqtt;
+pub mod router;
 
 use serde::Serialize;
 

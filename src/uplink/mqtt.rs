@@ -10,7 +10,8 @@
 //!   for alerts so a telemetry backlog never delays one;
 //! - rumqttc reports the packet id it gave each publish (`Outgoing::Publish`)
 //!   in the order we published, so a FIFO maps packet ids back to rows; a
-//!   PUBACK turns into `Write::Ack` for that row — the only way a row leaves;
+//!   PUBACK turns into `Write::Delivered { via: Mqtt }` for that row — the
+//!   only way a row leaves (the store records MQTT as the alert's path);
 //! - every connection gets a fresh rumqttc client and event loop: nothing
 //!   of a previous connection's in-flight state survives (rumqtt #1056);
 //!   cursors restart from the head of the outbox, so everything not yet
@@ -536,7 +537,11 @@ impl<'a> Session<'a> {
             return;
         }
         let acks = std::mem::take(&mut self.acks);
-        if let Err(e) = self.store.submit(Write::Ack(acks)).await {
+        let done = Write::Delivered {
+            via: crate::store::Via::Mqtt,
+            rows: acks,
+        };
+        if let Err(e) = self.store.submit(done).await {
             // Not fatal for delivery: the rows are sent again later.
             tracing::error!(error = %e, "could not record acknowledgements");
         }

@@ -48,6 +48,16 @@ pub struct LorawanConfig {
     pub join_backoff_max: Dur,
     /// How long the modem may take to answer a command.
     pub command_timeout: Dur,
+    /// Dual path: how long a connected MQTT link may take to acknowledge an
+    /// alert before it also goes by radio (`"0s"`: by radio as soon as the
+    /// router sees the row, unless MQTT acknowledged it already).
+    pub mqtt_grace: Dur,
+    /// Dual path: first wait before an alert that failed by radio is retried
+    /// (doubling up to `retry_max`).
+    pub retry_min: Dur,
+    pub retry_max: Dur,
+    /// Dual path: a compact status summary this often while MQTT is down.
+    pub status_every: Dur,
 }
 
 impl Default for LorawanConfig {
@@ -72,6 +82,10 @@ impl Default for LorawanConfig {
             join_backoff_min: Dur::secs(15),
             join_backoff_max: Dur::mins(60),
             command_timeout: Dur::secs(3),
+            mqtt_grace: Dur::secs(5),
+            retry_min: Dur::secs(30),
+            retry_max: Dur::mins(15),
+            status_every: Dur::mins(360),
         }
     }
 }
@@ -102,6 +116,11 @@ impl LorawanConfig {
 # join_backoff_min = "15s"
 # join_backoff_max = "60m"
 # command_timeout = "3s"
+# Dual path (with [uplink.mqtt]): alerts go over both until one acknowledges.
+# mqtt_grace = "5s"                # connected MQTT's time to ack before radio too
+# retry_min = "30s"                # an alert that failed by radio: first retry
+# retry_max = "15m"
+# status_every = "6h"              # compact status by radio while MQTT is down
 "#;
 
     pub fn validate(&self) -> Vec<Problem> {
@@ -154,6 +173,15 @@ impl LorawanConfig {
         if self.command_timeout.0.is_zero() {
             out.push(Problem::new("command_timeout", "must be more than zero"));
         }
+        if self.retry_min.0.is_zero() || self.retry_min > self.retry_max {
+            out.push(Problem::new(
+                "retry_min",
+                "must be more than zero and not exceed retry_max",
+            ));
+        }
+        if self.status_every.0 < std::time::Duration::from_secs(60) {
+            out.push(Problem::new("status_every", "must be at least 1m"));
+        }
         out
     }
 
@@ -174,6 +202,16 @@ impl LorawanConfig {
         Timeouts {
             command: self.command_timeout.0,
             ..Timeouts::default()
+        }
+    }
+
+    /// The dual-path routing settings.
+    pub fn router_config(&self) -> crate::uplink::router::RouterConfig {
+        crate::uplink::router::RouterConfig {
+            mqtt_grace: self.mqtt_grace.0,
+            retry_min: self.retry_min.0,
+            retry_max: self.retry_max.0,
+            status_every: self.status_every.0,
         }
     }
 
@@ -252,6 +290,7 @@ mod tests {
             .filter_map(|l| l.strip_prefix("# "))
             .filter(|l| !l.starts_with('['))
             .filter(|l| !l.starts_with("A LoRaWAN"))
+            .filter(|l| !l.starts_with("Dual path"))
             .collect::<Vec<_>>()
             .join("\n");
         let mut c: LorawanConfig = toml::from_str(&uncommented).unwrap();

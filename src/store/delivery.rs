@@ -1,0 +1,226 @@
+//! Which uplink path delivered each alert (schema v2).
+//!
+//! An alert may travel over MQTT and LoRaWAN at the same time (the router
+//! sends it over every healthy path until one acknowledges it). The first
+//! acknowledgement deletes the outbox row and, in the same transaction,
+//! records the path here; a later acknowledgement from the other path finds
+//! no row and records nothing. So each alert seq appears at most once, naming
+//! the path that delivered it first.
+//!
+//! ```sql
+//! CREATE TABLE alert_delivery (
+//!     seq INTEGER PRIMARY KEY NOT NULL,  -- the alert's outbox seq
+//!     id TEXT NOT NULL,                  -- the alert's UUID (the receiver's dedup key)
+//!     via TEXT NOT NULL,                 -- 'mqtt' or 'lorawan'
+//!     queued_at INTEGER NOT NULL,        -- outbox enqueue time, ms
+//!     delivered_at INTEGER NOT NULL      -- acknowledgement time, ms
+//! );
+//! ```
+//!
+//! Counters `delivered.mqtt` / `delivered.lorawan` (in `counters`) count every
+//! recorded delivery since the database was created; the table keeps only
+//! the newest [`KEEP`] rows.
+//!
+//! A crash between the far end's acknowledgement and this commit loses only
+//! the record of the ack: the row is still in the outbox and is sent again
+//! (possibly over the other path); receivers de-duplicate by `id`/`seq`.
+
+use rusqlite::{Connection, params};
+use serde::Serialize;
+
+use super::outbox::{get_counter, set_counter};
+use crate::model::Time;
+
+/// Delivery records kept (older ones are pruned on insert).
+pub const KEEP: i64 = 10_000;
+
+/// An uplink path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Via {
+    Mqtt,
+    Lorawan,
+}
+
+impl Via {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Via::Mqtt => "mqtt",
+            Via::Lorawan => "lorawan",
+        }
+    }
+    fn parse(s: &str) -> Option<Via> {
+        match s {
+            "mqtt" => Some(Via::Mqtt),
+            "lorawan" => Some(Via::Lorawan),
+            _ => None,
+        }
+    }
+    fn counter(self) -> &'static str {
+        match self {
+            Via::Mqtt => "delivered.mqtt",
+            Via::Lorawan => "delivered.lorawan",
+        }
+    }
+}
+
+impl std::fmt::Display for Via {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One alert and the path that delivered it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AlertDelivery {
+    pub seq: u64,
+    pub id: String,
+    pub via: Via,
+    pub queued_at: Time,
+    pub delivered_at: Time,
+}
+
+/// Delivered alerts per path, for the heartbeat and the UI.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct DeliveredStats {
+    pub mqtt: u64,
+    pub lorawan: u64,
+    /// The most recent delivery.
+    pub last: Option<AlertDelivery>,
+}
+
+pub(crate) const MIGRATION_V2: &str = r#"
+    CREATE TABLE alert_delivery (
+        seq INTEGER PRIMARY KEY NOT NULL,
+        id TEXT NOT NULL,
+        via TEXT NOT NULL,
+        queued_at INTEGER NOT NULL,
+        delivered_at INTEGER NOT NULL
+    );
+"#;
+
+/// Records the first delivery of alert `seq` (inside the caller's transaction).
+pub(crate) fn record(
+    conn: &Connection,
+    seq: u64,
+    id: &str,
+    via: Via,
+    queued_at: Time,
+    now: Time,
+) -> rusqlite::Result<()> {
+    let seq = i64::try_from(seq).unwrap_or(i64::MAX);
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO alert_delivery (seq, id, via, queued_at, delivered_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![seq, id, via.as_str(), queued_at.as_millis(), now.as_millis()])?;
+    conn.prepare_cached("DELETE FROM alert_delivery WHERE seq <= ?1")?
+        .execute([seq - KEEP])?;
+    let n = get_counter(conn, via.counter())?;
+    set_counter(conn, via.counter(), n + 1)
+}
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<AlertDelivery>> {
+    let via: String = r.get(2)?;
+    let Some(via) = Via::parse(&via) else {
+        return Ok(None);
+    };
+    Ok(Some(AlertDelivery {
+        seq: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+        id: r.get(1)?,
+        via,
+        queued_at: Time::from_millis(r.get(3)?),
+        delivered_at: Time::from_millis(r.get(4)?),
+    }))
+}
+
+/// The `limit` most recent deliveries, most recent first.
+pub(crate) fn recent(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<AlertDelivery>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, id, via, queued_at, delivered_at FROM alert_delivery ORDER BY delivered_at DESC, seq DESC LIMIT ?1",
+    )?;
+    let rows = stmt.query_map([i64::try_from(limit).unwrap_or(i64::MAX)], row)?;
+    let mut out = Vec::new();
+    for r in rows {
+        out.extend(r?);
+    }
+    Ok(out)
+}
+
+/// The counters and the latest record.
+pub(crate) fn stats(conn: &Connection) -> rusqlite::Result<DeliveredStats> {
+    Ok(DeliveredStats {
+        mqtt: get_counter(conn, Via::Mqtt.counter())?,
+        lorawan: get_counter(conn, Via::Lorawan.counter())?,
+        last: recent(conn, 1)?.into_iter().next(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{alert, db};
+    use super::super::{Store, StoreConfig, Write};
+    use super::*;
+    use crate::model::Class;
+
+    #[tokio::test]
+    async fn first_acknowledging_path_is_recorded_and_the_second_ack_is_a_no_op() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = db(&dir);
+        let s = Store::open(&path, &StoreConfig::default()).unwrap();
+        for i in 0..3 {
+            s.submit(Write::Alert(alert("panic", i))).await.unwrap();
+        }
+        s.flush().await.unwrap();
+        let rows = s.outbox_fetch(Class::Alert, 0, 10).await.unwrap();
+        let ack = |via, seq| Write::Delivered {
+            via,
+            rows: vec![(Class::Alert, seq)],
+        };
+        s.submit(ack(Via::Lorawan, 1)).await.unwrap();
+        s.submit(ack(Via::Mqtt, 1)).await.unwrap();
+        s.submit(ack(Via::Mqtt, 2)).await.unwrap();
+        s.flush().await.unwrap();
+        assert_eq!(s.stats().alert.rows, 1, "seq 3 is still waiting");
+        let d = s.stats().delivered;
+        assert_eq!((d.mqtt, d.lorawan), (1, 1));
+        assert_eq!(d.last.as_ref().map(|l| l.seq), Some(2));
+        let log = s.alert_deliveries(10).await.unwrap();
+        let mut by_seq: Vec<(u64, Via, String)> =
+            log.iter().map(|l| (l.seq, l.via, l.id.clone())).collect();
+        by_seq.sort();
+        assert_eq!(
+            by_seq,
+            vec![
+                (1, Via::Lorawan, rows[0].id.clone()),
+                (2, Via::Mqtt, rows[1].id.clone())
+            ]
+        );
+        s.close().await.unwrap();
+        // Counters and records survive a restart.
+        let s = Store::open(&path, &StoreConfig::default()).unwrap();
+        let d = s.stats().delivered;
+        assert_eq!((d.mqtt, d.lorawan), (1, 1));
+        assert_eq!(s.alert_deliveries(10).await.unwrap().len(), 2);
+        s.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn delivered_telemetry_is_deleted_but_not_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&db(&dir), &StoreConfig::default()).unwrap();
+        let r = super::super::tests::reading("k-temp", crate::model::Kind::Temperature, 20.0, 1);
+        s.submit(Write::Reading(r)).await.unwrap();
+        s.flush().await.unwrap();
+        s.submit(Write::Delivered {
+            via: Via::Mqtt,
+            rows: vec![(Class::Telemetry, 1)],
+        })
+        .await
+        .unwrap();
+        s.flush().await.unwrap();
+        assert_eq!(s.stats().telemetry.rows, 0);
+        assert_eq!(s.stats().delivered.mqtt, 0);
+        assert!(s.alert_deliveries(10).await.unwrap().is_empty());
+        s.close().await.unwrap();
+    }
+}
