@@ -439,9 +439,19 @@ mod tests {
             garbage in proptest::collection::vec(any::<u8>(), 0..64),
             f in arb_frame(),
         ) {
+            let mut stream = garbage.clone();
+            stream.extend_from_slice(&f.to_bytes());
+            // The one case no ZNP decoder can win: the garbage holds an SOF
+            // whose length and XOR check happen to be right (1 in 256) over
+            // bytes that run into the real frame. That false frame is taken
+            // and the real one is cut; the protocol has nothing to tell them
+            // apart. Skip exactly those inputs.
+            let false_frame = (0..garbage.len()).any(|i| {
+                matches!(decode(&stream[i..]), Ok((_, used)) if i + used > garbage.len())
+            });
+            prop_assume!(!false_frame);
             let mut d = Decoder::new();
-            d.push(&garbage);
-            d.push(&f.to_bytes());
+            d.push(&stream);
             let mut seen = false;
             // Garbage may end in a header whose length is never satisfied:
             // the session then declares it stalled (skip_stalled).
