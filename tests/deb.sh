@@ -12,7 +12,8 @@ if ! command -v lintian >/dev/null 2>&1; then
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lintian >/dev/null
 fi
 
-deb=$(bash packaging/build-deb.sh --dev | tail -n1)
+# CAREBRIDGE_DEB=path checks an existing package instead of building one.
+deb=${CAREBRIDGE_DEB:-$(bash packaging/build-deb.sh --dev | tail -n1)}
 echo "== checking $deb ($(du -k "$deb" | cut -f1) KiB)"
 fail() {
 	echo "FAIL: $*" >&2
@@ -46,7 +47,7 @@ want=(
 	"-rw-r--r-- ./usr/share/doc/carebridge/copyright"
 )
 for w in "${want[@]}"; do
-	grep -qxF "$w" <<<"$list" || fail "missing or wrong mode: $w"
+	grep -qxF -e "$w" <<<"$list" || fail "missing or wrong mode: $w"
 done
 
 # The shipped config is the committed default, byte for byte.
