@@ -61,6 +61,9 @@ mkdir -p "$work"
 rootfs="$work/rootfs"
 
 # --- root file system ------------------------------------------------------
+# systemd-resolved makes /etc/resolv.conf point at its stub, which does not
+# run in the chroot: the host's is copied in for the kernel's apt-get (the
+# image gets the stub link back below).
 # Kernel: installed with dpkg (so apt upgrades it later) but with
 # INITRD=No: mkinitramfs under qemu-user takes ~15 min. The first initrd is
 # built below, on the host, from the image's own busybox and modules; the
@@ -83,6 +86,7 @@ if [ ! -f "$base.done" ] || [ "${CAREBRIDGE_IMAGE_FRESH:-0}" = 1 ]; then
 		--aptopt='APT::Install-Recommends "false"' \
 		--dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
 		--dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
+		--customize-hook='rm -f "$1/etc/resolv.conf" && cp /etc/resolv.conf "$1/etc/resolv.conf"' \
 		--customize-hook='chroot "$1" sh -c "mkdir -p /boot/firmware && INITRD=No DEBIAN_FRONTEND=noninteractive apt-get install -y -q linux-image-arm64"' \
 		--customize-hook='chroot "$1" passwd --lock root' \
 		--customize-hook='chroot "$1" apt-get clean' \
