@@ -35,9 +35,10 @@ done
 $install_only && exit 0
 
 echo "== cargo test --lib --target aarch64-unknown-linux-gnu (under qemu-aarch64)"
-# qemu-user has no termios2 ioctls: the few tests that need a real pseudo-
-# terminal skip themselves when this is set (they run natively and under
-# full-system emulation).
+# Under qemu-user the tests that cannot run there skip themselves when this
+# is set (they all run natively in `cargo test`): the store crash test, which
+# re-executes itself as a child process. (The pty tests that would need
+# termios2 are integration tests, not run here.)
 export CAREBRIDGE_QEMU_USER=1
 cargo test --lib --target aarch64-unknown-linux-gnu
 
