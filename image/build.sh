@@ -155,7 +155,7 @@ fi
 # --- initrd (host-built: busybox + the modules needed to find the root) ----
 step "initrd for $kver"
 initrd="$work/initrd"
-mkdir -p "$initrd"/{bin,dev,proc,sys,root,lib/modules/$kver}
+mkdir -p "$initrd"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,root,lib/modules/$kver}
 cp "$rootfs/bin/busybox" "$initrd/bin/busybox"
 moddir="$rootfs/lib/modules/$kver"
 # SD card (Pi 3: bcm2835 sdhost / sdhci-iproc; Pi 4: sdhci-iproc emmc2),
