@@ -48,7 +48,7 @@ while :; do
 		exit 1
 	fi
 	t=$(elapsed)
-	if [ -z "$started" ] && grep -q 'Started carebridge.service' "$console"; then
+	if [ -z "$started" ] && sed 's/\x1b\[[0-9;]*m//g' "$console" | grep -Eq 'Started carebridge\.servic(e|…)'; then
 		started=$t
 		echo "carebridge.service started after ${started}s"
 	fi

@@ -142,7 +142,14 @@ install -m 0755 "$here/files/carebridge-firstboot" "$here/files/carebridge-conso
 install -m 0644 "$here/files/carebridge-firstboot.service" "$here/files/carebridge-console-info.service" \
 	"$rootfs/etc/systemd/system/"
 install -m 0644 "$here/README.md" "$rootfs/usr/share/doc/carebridge-image/README.md"
-systemctl --root="$rootfs" disable ssh.service ssh.socket >/dev/null 2>&1 || true
+# One unit per call: a failing name must not leave ssh enabled.
+for u in ssh.service ssh.socket; do
+	systemctl --root="$rootfs" disable "$u" >/dev/null 2>&1 || true
+done
+if ls "$rootfs"/etc/systemd/system/*.wants/ssh.* "$rootfs"/etc/systemd/system/sshd.service >/dev/null 2>&1; then
+	echo "image/build.sh: ssh is still enabled" >&2
+	exit 1
+fi
 systemctl --root="$rootfs" enable systemd-networkd.service systemd-resolved.service \
 	systemd-timesyncd.service carebridge-firstboot.service carebridge-console-info.service \
 	carebridge.service >/dev/null
