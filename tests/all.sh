@@ -14,5 +14,6 @@ echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --no-fail-fast 2>&1 | tee /tmp/carebridge-test.log
+bash tests/cross.sh # Raspberry Pi: aarch64 unit tests under qemu-user, then the .deb (tests/deb.sh)
 echo "== end-to-end UI tests in headless Chromium"
 sh tests/e2e/run.sh
