@@ -310,15 +310,39 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<(), Exit> {
                 data_dir: cfg.gateway.data_dir.clone(),
             },
         };
+        // ota (issue 7): cmd/update in the background, a clean stop after a good install.
+        let updater = cfg.ota.as_ref().map(|o| crate::ota::daemon::Updater {
+            cfg: o.clone(),
+            paths: o.paths(&cfg.gateway.data_dir),
+            store: store.clone(),
+            direct: direct_tx.clone(),
+            shutdown: shutdown.clone(),
+            busy: Arc::default(),
+        });
         let handler = crate::commands::CommandHandler {
             hub: hub_cmd_tx.clone(),
             zigbee: zigbee_tx.clone(),
-            direct: direct_tx,
+            direct: direct_tx.clone(),
             rules: rules.clone(),
             fleet: Some(fleet),
+            updater,
         };
         let sd = shutdown.clone();
         tasks.spawn(async move { ("commands", handler.run(cmd_rx, sd).await) });
+    }
+
+    // ota (issue 7): health reports commit a release on trial; outcomes go upstream.
+    if let Some(o) = cfg.ota.clone() {
+        let paths = o.paths(&cfg.gateway.data_dir);
+        let links = crate::ota::daemon::OtaLinks {
+            store: store.clone(),
+            uplink: cfg.uplink.mqtt.is_some().then(|| uplink_state_rx.clone()),
+            links: links_rx.clone(),
+            coordinator: cfg.zigbee.is_some(),
+            direct: cfg.uplink.mqtt.is_some().then(|| direct_tx.clone()),
+        };
+        let sd = shutdown.clone();
+        tasks.spawn(async move { ("ota", crate::ota::daemon::run(o, paths, links, sd).await) });
     }
 
     // fleet (issue 9): Prometheus metrics (web route and/or own listener).
@@ -855,6 +879,7 @@ fn start_dual_path(
                 direct,
                 rules: links.rules.clone(),
                 fleet: None,
+                updater: None,
             };
             let sd = shutdown.clone();
             tasks.spawn(async move { ("lorawan-commands", handler.run(rx, sd).await) });

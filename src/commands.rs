@@ -11,6 +11,7 @@
 //! | `config` | `{"rules", "version"?}` or `{"rollback": true}` | applies a rule set without restart |
 //! | `config` | `{"config": "<TOML fragment>", "version"?}` or `{"rollback": "config"}` | applies `[devices.*]`/`[log]` without restart |
 //! | `diagnostics` | – | a bounded JSON report ([`crate::diagnostics`]) |
+//! | `update` | `{"url", "sha256", "size"?}` | download, verify, install on trial, restart ([`crate::ota::daemon`]); progress and outcome on `cmd/update/result` |
 //!
 //! `cmd/config` bodies may be JSON or TOML, and signed: see
 //! [`crate::remote_config`] for the envelope and `[remote] require_signed`.
@@ -32,6 +33,8 @@ pub struct CommandHandler {
     pub rules: Rules,
     /// Remote configuration and diagnostics (issue 9); `None`: rules only.
     pub fleet: Option<Fleet>,
+    /// `cmd/update`, when `[ota]` is configured.
+    pub updater: Option<crate::ota::daemon::Updater>,
 }
 
 /// What `cmd/config` (beyond rule sets) and `cmd/diagnostics` need.
@@ -73,6 +76,12 @@ impl CommandHandler {
     pub async fn handle(&self, name: &str, payload: &[u8]) -> serde_json::Value {
         if name == "config" {
             return self.remote_config(payload).await;
+        }
+        if name == "update" {
+            return match &self.updater {
+                Some(u) => u.start_update(payload),
+                None => json!({"ok": false, "error": "updates are not configured ([ota])"}),
+            };
         }
         if name == "diagnostics" {
             return match &self.fleet {

@@ -29,6 +29,7 @@ use crate::config::{Dur, Problem};
 pub mod archive;
 pub mod bundle;
 pub mod cli;
+pub mod daemon;
 pub mod download;
 pub mod fsutil;
 pub mod install;
