@@ -648,9 +648,13 @@ async fn build_engine(
     for d in devices {
         engine.set_device(d);
     }
-    let since = Time(now.as_millis() - 15 * 86_400_000);
-    let history = store.history(since, now, 500_000).await?;
-    engine.learn_from_history(history.iter());
+    // Reading 15 days of history costs ~1.7 µs a row at start-up: only
+    // when a routine rule will learn from it.
+    if engine.learns_routines() {
+        let since = Time(now.as_millis() - 15 * 86_400_000);
+        let history = store.history(since, now, 500_000).await?;
+        engine.learn_from_history(history.iter());
+    }
     if let Some(bytes) = store.kv_get(crate::hub::RULE_STATE_KEY).await? {
         match engine.restore(&bytes, now) {
             Ok(n) => tracing::info!(restored = n, "rule state restored"),

@@ -272,8 +272,14 @@ impl Engine {
     /// Seeds routine rules from stored history (call after `set_device` for
     /// every device, before live readings). Only learning happens: no alert,
     /// no other rule state changes.
+    /// Whether any rule learns from history (a routine rule): without one,
+    /// start-up need not read the history at all.
+    pub fn learns_routines(&self) -> bool {
+        self.rules.iter().any(|r| r.routine.is_some())
+    }
+
     pub fn learn_from_history<'a>(&mut self, readings: impl Iterator<Item = &'a Reading>) {
-        if !self.rules.iter().any(|r| r.routine.is_some()) {
+        if !self.learns_routines() {
             return;
         }
         for r in readings {
