@@ -689,20 +689,33 @@ impl crate::zigbee::NetworkStore for KvNetworkStore {
     }
 }
 
+/// Prints where to look, in one write (a reader never sees half of it) and
+/// without panicking when stdout is closed (`carebridge demo | head`).
 fn print_banner(cfg: &Config, broker: Option<SocketAddr>, web: Option<SocketAddr>) {
-    println!("carebridge demo: a simulated home is running (Ctrl-C to stop)");
-    println!("  data dir     {}", cfg.gateway.data_dir.display());
+    use std::fmt::Write as _;
+    use std::io::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "carebridge demo: a simulated home is running (Ctrl-C to stop)"
+    );
+    let _ = writeln!(out, "  data dir     {}", cfg.gateway.data_dir.display());
     if let Some(b) = broker {
-        println!("  MQTT broker  mqtt://{b}  (devices publish to carebridge/in/<device_id>)");
+        let _ = writeln!(
+            out,
+            "  MQTT broker  mqtt://{b}  (devices publish to carebridge/in/<device_id>)"
+        );
         if let Some(m) = &cfg.uplink.mqtt {
-            println!(
+            let _ = writeln!(
+                out,
                 "  upstream     mosquitto_sub -h {} -p {} -v -t '{}/#'",
                 b.ip(),
                 b.port(),
                 m.topic_prefix
             );
         }
-        println!(
+        let _ = writeln!(
+            out,
             "  try a panic  mosquitto_pub -h {} -p {} -t carebridge/in/pendant -m '{{\"kind\":\"panic\",\"value\":true}}'",
             b.ip(),
             b.port()
@@ -710,23 +723,28 @@ fn print_banner(cfg: &Config, broker: Option<SocketAddr>, web: Option<SocketAddr
     }
     if let Some(z) = &cfg.zigbee {
         // zigbee: the demo's simulated stick and its devices waiting to pair.
-        println!(
+        let _ = writeln!(
+            out,
             "  zigbee       {} (simulated stick; pair its 4 devices from Devices → permit join)",
             z.port
         );
     }
     if let (Some(w), Some(addr)) = (&cfg.web, web) {
         let scheme = if w.tls { "https" } else { "http" };
-        println!("  web UI       {scheme}://{addr}/");
+        let _ = writeln!(out, "  web UI       {scheme}://{addr}/");
         let code_file = cfg.gateway.data_dir.join("setup-code");
         if let Ok(code) = std::fs::read_to_string(&code_file) {
-            println!(
+            let _ = writeln!(
+                out,
                 "  setup code   {}  (first visit only: creates the installer account; also in {})",
                 code.trim(),
                 code_file.display()
             );
         }
     }
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(out.as_bytes());
+    let _ = stdout.flush();
 }
 
 /// Arguments of `carebridge demo`.

@@ -111,11 +111,13 @@ before(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'cb-e2e-demo-'));
   profile = mkdtempSync(join(tmpdir(), 'cb-e2e-profile-'));
   const g = startGateway(['demo', '--data', dataDir, '--web', '127.0.0.1:0', '--mqtt', '127.0.0.1:0', '--speed', '60'],
-    /web UI\s+(http:\/\/\S+?)\/\s/, d => { demoLog = (demoLog + d).slice(-20000); });
+    // Wait for the whole banner: it may arrive in more than one chunk.
+    /web UI\s+(http:\/\/\S+?)\/\s[\s\S]*?setup code\s+(\S+)\s+\(first visit/, d => { demoLog = (demoLog + d).slice(-20000); });
   demo = g.child;
-  base = (await g.found)[1];
+  const banner = await g.found;
+  base = banner[1];
+  setupCode = banner[2];
   mqttPort = Number(demoLog.match(/MQTT broker\s+mqtt:\/\/[\d.]+:(\d+)/)[1]);
-  setupCode = demoLog.match(/^\s+setup code\s+(\S+)\s+\(first visit/m)[1];
   ctx = await chromium.launchPersistentContext(profile, {
     executablePath: '/usr/bin/chromium', headless: true, args: ARGS,
     viewport: { width: 1280, height: 860 },
