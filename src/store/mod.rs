@@ -225,6 +225,10 @@ pub enum Write {
     RemoveDevice(DeviceId),
     /// Put (`Some`) or delete (`None`) a small value for another module.
     Kv(String, Option<Vec<u8>>),
+    /// Factory reset: delete the whole reading history (personal data).
+    /// Outbox rows still waiting for the uplink are kept: nothing accepted
+    /// for delivery is dropped.
+    WipeHistory,
 }
 
 /// One outbox row as the uplink sees it.

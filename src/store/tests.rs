@@ -561,3 +561,33 @@ async fn a_locked_database_makes_writes_wait_with_back_pressure_not_vanish() {
     assert!(rows.iter().enumerate().all(|(k, r)| r.seq == k as u64 + 1));
     assert_eq!(s.stats().error, None);
 }
+
+#[tokio::test]
+async fn wiping_history_keeps_rows_still_waiting_for_the_uplink() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&db(&dir), &StoreConfig::default()).unwrap();
+    for i in 0..10 {
+        s.submit(Write::Reading(reading(
+            "w-temp",
+            Kind::Temperature,
+            20.0,
+            1_000 + i,
+        )))
+        .await
+        .unwrap();
+    }
+    s.flush().await.unwrap();
+    let all = |s: &Store| {
+        let s = s.clone();
+        async move {
+            s.history(Time::from_millis(0), Time::from_millis(i64::MAX / 2), 100)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(all(&s).await.len(), 10);
+    s.submit(Write::WipeHistory).await.unwrap();
+    s.flush().await.unwrap();
+    assert!(all(&s).await.is_empty(), "history left after the wipe");
+    assert_eq!(all_rows(&s, Class::Telemetry).await.len(), 10);
+}

@@ -42,6 +42,7 @@ enum Op {
     Device(DeviceInfo),
     RemoveDevice(DeviceId),
     Kv(String, Option<Vec<u8>>),
+    WipeHistory,
 }
 
 const RETENTION_CHUNK: i64 = 2000;
@@ -145,6 +146,7 @@ impl Writer {
             Write::Device(d) => Op::Device(d),
             Write::RemoveDevice(d) => Op::RemoveDevice(d),
             Write::Kv(k, v) => Op::Kv(k, v),
+            Write::WipeHistory => Op::WipeHistory,
         }
     }
 
@@ -563,6 +565,9 @@ fn apply(conn: &Connection, ob: &mut Outbox, ops: &[Op]) -> rusqlite::Result<boo
             Op::Kv(k, None) => {
                 conn.prepare_cached("DELETE FROM kv WHERE key = ?1")?
                     .execute([k])?;
+            }
+            Op::WipeHistory => {
+                conn.execute("DELETE FROM history", [])?;
             }
         }
     }

@@ -228,11 +228,12 @@ impl Backend for StoreBackend {
         })
     }
     fn wipe_history(&self) -> BoxFut<'_, Result<(), BackendError>> {
-        // The store has no history wipe yet; say so rather than pretend.
         Box::pin(async move {
-            Err(BackendError::Unsupported(
-                "wiping the reading history arrives with the store's retention API".into(),
-            ))
+            self.store
+                .submit(crate::store::Write::WipeHistory)
+                .await
+                .map_err(failed)?;
+            self.store.flush().await.map_err(failed)
         })
     }
     fn permit_join(&self, seconds: u16) -> BoxFut<'_, Result<(), BackendError>> {
