@@ -4,12 +4,20 @@
 //! Task failure policy (house style 7): every task takes the same
 //! cancellation token; the first task that fails is logged, the others are
 //! cancelled, and the process exits non-zero so systemd restarts it.
+//!
+//! Parts: [`status`] (the status document and heartbeat), [`zigbee`] (the
+//! coordinator link watch and network parameters), [`dual`] (the LoRaWAN
+//! path and its router), [`demo`] (`carebridge demo`).
+
+mod demo;
+mod dual;
+mod status;
+mod zigbee;
+
+pub use demo::{DemoArgs, demo_config, demo_lorawan_sim, demo_zigbee};
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -21,7 +29,7 @@ use crate::broker::Broker;
 use crate::config::{Config, DeviceConfig, MqttUplinkConfig};
 use crate::hub::{Hub, HubStats};
 use crate::ingest::mqtt::IngestStats;
-use crate::ingest::sim::{Clock, SimConfig};
+use crate::ingest::sim::Clock;
 use crate::model::{DeviceId, DeviceInfo, LinkStatus, Time};
 use crate::store::{Store, Write};
 use crate::uplink::{Command, Direct, UplinkState};
@@ -210,7 +218,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<(), Exit> {
     // The Zigbee coordinator and serial sensor boards.
     let (zigbee_tx, zigbee_rx) = mpsc::channel::<crate::zigbee::ZigbeeCommand>(16);
     let zigbee_tx = if let Some(z) = cfg.zigbee.clone() {
-        let net = KvNetworkStore {
+        let net = zigbee::KvNetworkStore {
             store: store.clone(),
             handle: tokio::runtime::Handle::current(),
         };
@@ -239,7 +247,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<(), Exit> {
     let (uplink_state_tx, uplink_state_rx) = watch::channel(UplinkState::off());
     let (direct_tx, direct_rx) = mpsc::channel::<Direct>(256);
     let (cmd_tx, cmd_rx) = mpsc::channel::<Command>(64);
-    let status_fn = status_builder(
+    let status_fn = status::status_builder(
         &cfg,
         started,
         store.clone(),
@@ -269,7 +277,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<(), Exit> {
         tasks.spawn(async move {
             (
                 "zigbee-link-watch",
-                zigbee_link_watch(links, st, sf, live, after, sd).await,
+                zigbee::zigbee_link_watch(links, st, sf, live, after, sd).await,
             )
         });
     }
@@ -295,7 +303,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<(), Exit> {
             shutdown.clone(),
             m.heartbeat.0,
         );
-        tasks.spawn(async move { ("heartbeat", heartbeat(st, sf, every, sd).await) });
+        tasks.spawn(async move { ("heartbeat", status::heartbeat(st, sf, every, sd).await) });
         // fleet (issue 9): active versions upstream (drift), diagnostics.
         crate::fleet::spawn_versions(&mut tasks, versions.clone(), direct_tx.clone(), &shutdown);
         let fleet = crate::commands::Fleet {
@@ -358,7 +366,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<(), Exit> {
 
     // ---- dual path (issue 5): the LoRaWAN modem task and the router ----
     if let (Some(l), Some(ls)) = (cfg.lorawan.clone(), lora_status) {
-        let links = DualLinks {
+        let links = dual::DualLinks {
             store: store.clone(),
             mqtt: uplink_state_rx.clone(),
             mqtt_commands: cfg.uplink.mqtt.is_some().then(|| cmd_tx.clone()),
@@ -367,7 +375,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<(), Exit> {
             rules: rules.clone(),
             status: ls,
         };
-        start_dual_path(&mut tasks, l, links, &shutdown)?;
+        dual::start_dual_path(&mut tasks, l, links, &shutdown)?;
     }
     // ---- end dual path ----
 
@@ -424,7 +432,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<(), Exit> {
     let _ = crate::ota::notify::notify_ready();
     tracing::info!(gateway = %cfg.gateway.id, startup_ms = ms, version = env!("CARGO_PKG_VERSION"), "carebridge running");
     if opts.banner {
-        print_banner(&cfg, broker_addr, web_addr);
+        demo::print_banner(&cfg, broker_addr, web_addr);
     }
 
     let result = supervise(&mut tasks, &shutdown).await;
@@ -497,143 +505,6 @@ fn device_from_config(id: &str, d: &DeviceConfig) -> Option<DeviceInfo> {
     })
 }
 
-type StatusFn = crate::uplink::mqtt::StatusFn;
-
-#[allow(clippy::too_many_arguments)]
-fn status_builder(
-    cfg: &Config,
-    started: Instant,
-    store: Store,
-    uplink: watch::Receiver<UplinkState>,
-    links: watch::Receiver<BTreeMap<String, LinkStatus>>,
-    hub: Arc<HubStats>,
-    ingest: Arc<IngestStats>,
-    clock: Clock,
-    versions: crate::remote_config::Versions,
-) -> StatusFn {
-    let gateway = cfg.gateway.id.clone();
-    let timezone = cfg.gateway.timezone.clone();
-    let zigbee_on = cfg.zigbee.is_some();
-    Arc::new(move || {
-        let s = store.stats();
-        let links = links.borrow().clone();
-        let coordinator = match links.get("zigbee") {
-            Some(l) if l.up => "up",
-            Some(_) => "down",
-            None if zigbee_on => "starting",
-            None => "off",
-        };
-        let mut m = serde_json::Map::new();
-        m.insert("state".into(), "online".into());
-        m.insert("gateway".into(), gateway.clone().into());
-        m.insert("version".into(), env!("CARGO_PKG_VERSION").into());
-        m.insert("at".into(), clock.now().to_rfc3339().into());
-        m.insert("uptime_s".into(), started.elapsed().as_secs().into());
-        m.insert("timezone".into(), timezone.clone().into());
-        m.insert("config_version".into(), versions.to_json());
-        let per = |f: &dyn Fn(&crate::store::ClassStats) -> u64| {
-            serde_json::json!({
-                "alert": f(&s.alert), "status": f(&s.status), "telemetry": f(&s.telemetry),
-            })
-        };
-        m.insert("backlog".into(), per(&|c| c.rows));
-        m.insert("backlog_bytes".into(), per(&|c| c.bytes));
-        let now = clock.now();
-        m.insert(
-            "oldest_age_s".into(),
-            per(&|c| c.oldest_at.map_or(0, |t| now.since(t).as_secs())),
-        );
-        m.insert("evicted".into(), per(&|c| c.evicted));
-        m.insert("store_error".into(), s.error.clone().into());
-        m.insert("coordinator".into(), coordinator.into());
-        m.insert(
-            "uplinks".into(),
-            serde_json::json!({ "mqtt": serde_json::to_value(&*uplink.borrow()).unwrap_or_default() }),
-        );
-        m.insert(
-            "links".into(),
-            serde_json::to_value(&links).unwrap_or_default(),
-        );
-        m.insert(
-            "counters".into(),
-            serde_json::json!({
-                "readings": hub.readings.load(Ordering::Relaxed),
-                "alerts": hub.alerts.load(Ordering::Relaxed),
-                "mqtt_accepted": ingest.accepted.load(Ordering::Relaxed),
-                "mqtt_malformed": ingest.malformed.load(Ordering::Relaxed),
-            }),
-        );
-        m
-    })
-}
-
-/// Queues a status document in the outbox every `every` (older unsent ones
-/// are superseded by the store: only the newest matters).
-async fn heartbeat(
-    store: Store,
-    status: StatusFn,
-    every: Duration,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let mut tick = tokio::time::interval(every);
-    tick.tick().await; // the birth message covers the start
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            _ = tick.tick() => store.submit(Write::Status(status())).await?,
-        }
-    }
-}
-
-// ---- zigbee: coordinator link watch (begin) ----
-
-/// Queues a status document as soon as the coordinator link goes up or
-/// down (the heartbeat may be minutes away), and raises the outage alert
-/// ([`crate::zigbee::outage`]) when it stays down. Link times are wall
-/// clock (the coordinator stamps them so), also in a fast demo.
-async fn zigbee_link_watch(
-    mut links: watch::Receiver<BTreeMap<String, LinkStatus>>,
-    store: Store,
-    status: StatusFn,
-    live: broadcast::Sender<crate::hub::Live>,
-    after: Duration,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let mut outage = crate::zigbee::outage::OutageWatch::new(after);
-    let mut last_up: Option<bool> = None;
-    loop {
-        let nap = outage
-            .next_deadline()
-            .map_or(Duration::from_secs(3600), |d| d.since(Time::now()));
-        tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            changed = links.changed() => {
-                if changed.is_err() {
-                    // The hub is gone: the gateway is stopping.
-                    shutdown.cancelled().await;
-                    return Ok(());
-                }
-                let zigbee = links.borrow_and_update().get("zigbee").cloned();
-                if let Some(l) = zigbee {
-                    if last_up != Some(l.up) {
-                        last_up = Some(l.up);
-                        store.submit(Write::Status(status())).await?;
-                    }
-                    outage.handle_link(l.up, &l.detail, Time::now());
-                }
-            }
-            _ = tokio::time::sleep(nap) => outage.handle_timeout(Time::now()),
-        }
-        while let Some(a) = outage.poll_alert() {
-            tracing::warn!(rule = %a.rule, state = a.state.as_str(), "{}", a.message);
-            let _ = live.send(crate::hub::Live::Alert(a.clone()));
-            store.submit(Write::Alert(a)).await?;
-        }
-    }
-}
-
-// ---- zigbee: coordinator link watch (end) ----
-
 /// The rule engine: the configured rule set (or the built-in safety rules),
 /// its state restored from the last run, routines seeded from history.
 async fn build_engine(
@@ -663,320 +534,3 @@ async fn build_engine(
     }
     Ok(engine)
 }
-
-/// The Zigbee network parameters, kept in the store's kv table so a
-/// restarted gateway or a replaced stick keeps the same network.
-struct KvNetworkStore {
-    store: Store,
-    handle: tokio::runtime::Handle,
-}
-
-const ZIGBEE_NETWORK_KEY: &str = "zigbee.network";
-
-impl crate::zigbee::NetworkStore for KvNetworkStore {
-    fn load(&self) -> Option<Vec<u8>> {
-        let store = self.store.clone();
-        self.handle
-            .block_on(async move { store.kv_get(ZIGBEE_NETWORK_KEY).await })
-            .ok()
-            .flatten()
-    }
-    fn save(&self, bytes: &[u8]) {
-        let w = Write::Kv(ZIGBEE_NETWORK_KEY.to_string(), Some(bytes.to_vec()));
-        if self.store.submit_blocking(w).is_err() || self.store.flush_blocking().is_err() {
-            tracing::error!("could not save the Zigbee network parameters");
-        }
-    }
-}
-
-/// Prints where to look, in one write (a reader never sees half of it) and
-/// without panicking when stdout is closed (`carebridge demo | head`).
-fn print_banner(cfg: &Config, broker: Option<SocketAddr>, web: Option<SocketAddr>) {
-    use std::fmt::Write as _;
-    use std::io::Write as _;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "carebridge demo: a simulated home is running (Ctrl-C to stop)"
-    );
-    let _ = writeln!(out, "  data dir     {}", cfg.gateway.data_dir.display());
-    if let Some(b) = broker {
-        let _ = writeln!(
-            out,
-            "  MQTT broker  mqtt://{b}  (devices publish to carebridge/in/<device_id>)"
-        );
-        if let Some(m) = &cfg.uplink.mqtt {
-            let _ = writeln!(
-                out,
-                "  upstream     mosquitto_sub -h {} -p {} -v -t '{}/#'",
-                b.ip(),
-                b.port(),
-                m.topic_prefix
-            );
-        }
-        let _ = writeln!(
-            out,
-            "  try a panic  mosquitto_pub -h {} -p {} -t carebridge/in/pendant -m '{{\"kind\":\"panic\",\"value\":true}}'",
-            b.ip(),
-            b.port()
-        );
-    }
-    if let Some(z) = &cfg.zigbee {
-        // zigbee: the demo's simulated stick and its devices waiting to pair.
-        let _ = writeln!(
-            out,
-            "  zigbee       {} (simulated stick; pair its 4 devices from Devices → permit join)",
-            z.port
-        );
-    }
-    if let (Some(w), Some(addr)) = (&cfg.web, web) {
-        let scheme = if w.tls { "https" } else { "http" };
-        let _ = writeln!(out, "  web UI       {scheme}://{addr}/");
-        let code_file = cfg.gateway.data_dir.join("setup-code");
-        if let Ok(code) = std::fs::read_to_string(&code_file) {
-            let _ = writeln!(
-                out,
-                "  setup code   {}  (first visit only: creates the installer account; also in {})",
-                code.trim(),
-                code_file.display()
-            );
-        }
-    }
-    let mut stdout = std::io::stdout().lock();
-    let _ = stdout.write_all(out.as_bytes());
-    let _ = stdout.flush();
-}
-
-/// Arguments of `carebridge demo`.
-#[derive(Debug, Clone)]
-pub struct DemoArgs {
-    pub data: Option<PathBuf>,
-    pub web: Option<String>,
-    pub mqtt: Option<String>,
-    pub speed: f64,
-}
-
-/// The demo's configuration: a simulated home, the embedded broker, and an
-/// uplink to that same broker under `uplink/` (no outside server needed).
-pub fn demo_config(args: &DemoArgs) -> Result<Config, Exit> {
-    let data = match &args.data {
-        Some(d) => d.clone(),
-        None => std::env::temp_dir().join("carebridge-demo"),
-    };
-    let data = std::path::absolute(&data).map_err(Exit::input)?;
-    let listen = match &args.mqtt {
-        Some(a) => a.clone(),
-        None => free_or_default("127.0.0.1:1883"),
-    };
-    // Resolve port 0 now so the uplink knows where the broker is.
-    let listen = if listen.ends_with(":0") {
-        let probe = std::net::TcpListener::bind(&listen)
-            .map_err(|e| Exit::input(anyhow::anyhow!("--mqtt {listen}: {e}")))?;
-        probe.local_addr().map_err(Exit::runtime)?.to_string()
-    } else {
-        listen
-    };
-    let mut cfg = Config::default();
-    cfg.gateway.id = "demo-home".into();
-    cfg.gateway.data_dir = data;
-    cfg.local_broker = Some(crate::config::LocalBrokerConfig {
-        listen: listen.clone(),
-        ..Default::default()
-    });
-    cfg.uplink.mqtt = Some(MqttUplinkConfig {
-        url: format!("mqtt://{listen}"),
-        topic_prefix: "uplink/carebridge".into(),
-        heartbeat: crate::config::Dur::secs(60),
-        ..Default::default()
-    });
-    cfg.simulator = Some(SimConfig {
-        speed: args.speed,
-        ..Default::default()
-    });
-    let web = match &args.web {
-        Some(w) => w.clone(),
-        None => free_or_default("127.0.0.1:8080"),
-    };
-    {
-        cfg.web = Some(crate::web::WebConfig::demo(web));
-    }
-    let problems = cfg.validate();
-    if let Some(p) = problems.first() {
-        return Err(Exit::input(anyhow::anyhow!(
-            "demo: {}: {}",
-            p.key,
-            p.reason
-        )));
-    }
-    Ok(cfg)
-}
-
-// ---- zigbee: the demo's simulated coordinator stick (begin) ----
-
-/// Where the demo's simulated stick appears, inside the demo's data dir.
-const DEMO_STICK: &str = "zigbee-stick";
-
-/// Starts the demo's simulated Zigbee stick on a pseudo-terminal, with a
-/// motion sensor, a door contact, a thermometer and a panic pendant waiting
-/// to be paired from the UI (Devices → permit join), and points `[zigbee]`
-/// at it. The stick runs until the returned guard is dropped. Costs a pty
-/// and two threads; if no pty can be opened the demo runs without Zigbee.
-pub fn demo_zigbee(cfg: &mut Config) -> Option<crate::zigbee::sim_run::SimStick> {
-    use crate::zigbee::sim_run::{SimStick, SimStickArgs};
-    let args = SimStickArgs {
-        link: cfg.gateway.data_dir.join(DEMO_STICK),
-        devices: crate::zigbee::sim::SimDeviceKind::ALL.to_vec(),
-        paired: false,
-        report_every: Some(crate::config::Dur::secs(20)),
-    };
-    if let Err(e) = std::fs::create_dir_all(&cfg.gateway.data_dir) {
-        eprintln!("carebridge demo: no data dir for the simulated Zigbee stick ({e})");
-        return None;
-    }
-    match SimStick::start(&args) {
-        Ok(stick) => {
-            cfg.zigbee = Some(crate::zigbee::ZigbeeConfig {
-                port: args.link.display().to_string(),
-                // A simulated stick answers at once; come back quickly.
-                backoff_max: crate::config::Dur::secs(5),
-                ..Default::default()
-            });
-            Some(stick)
-        }
-        Err(e) => {
-            eprintln!("carebridge demo: no simulated Zigbee stick ({e}); running without Zigbee");
-            None
-        }
-    }
-}
-
-// ---- zigbee: the demo's simulated coordinator stick (end) ----
-
-/// The default port when it is free, else any free port (a demo should
-/// start even when a Mosquitto already runs on 1883).
-fn free_or_default(default: &str) -> String {
-    match std::net::TcpListener::bind(default) {
-        Ok(_) => default.to_string(),
-        Err(_) => "127.0.0.1:0".to_string(),
-    }
-}
-
-// ---- dual path (issue 5) ----
-
-/// What the dual path needs from the rest of the gateway.
-struct DualLinks {
-    store: Store,
-    mqtt: watch::Receiver<UplinkState>,
-    /// The MQTT command handler's queue, when MQTT is configured.
-    mqtt_commands: Option<mpsc::Sender<Command>>,
-    hub: mpsc::Sender<crate::hub::HubCommand>,
-    zigbee: Option<mpsc::Sender<crate::zigbee::ZigbeeCommand>>,
-    rules: crate::rules::active::Rules,
-    status: crate::uplink::dual::SharedStatus,
-}
-
-/// Starts the LoRaWAN modem task and the router between it, the outbox and
-/// the MQTT link. Downlink commands go to the MQTT command handler, or to a
-/// handler of their own when there is no MQTT uplink.
-fn start_dual_path(
-    tasks: &mut JoinSet<(&'static str, anyhow::Result<()>)>,
-    cfg: crate::uplink::lorawan::LorawanConfig,
-    links: DualLinks,
-    shutdown: &CancellationToken,
-) -> Result<(), Exit> {
-    // A missing or readable-by-all AppKey is an input error, not a task failure.
-    crate::uplink::lorawan::read_app_key(std::path::Path::new(&cfg.app_key_file))
-        .map_err(|e| Exit::input(anyhow::anyhow!("lorawan.app_key_file: {e}")))?;
-    let (lora, queue) = crate::uplink::lorawan::channel(16);
-    let (ev_tx, ev_rx) = mpsc::channel(64);
-    let commands = match links.mqtt_commands {
-        Some(c) => c,
-        None => {
-            let (tx, rx) = mpsc::channel::<Command>(64);
-            // No MQTT: command results have nowhere to go.
-            let (direct, _) = mpsc::channel::<Direct>(1);
-            let handler = crate::commands::CommandHandler {
-                hub: links.hub.clone(),
-                zigbee: links.zigbee.clone(),
-                direct,
-                rules: links.rules.clone(),
-                fleet: None,
-                updater: None,
-            };
-            let sd = shutdown.clone();
-            tasks.spawn(async move { ("lorawan-commands", handler.run(rx, sd).await) });
-            tx
-        }
-    };
-    let dual = crate::uplink::dual::Dual {
-        store: links.store,
-        lora,
-        events: ev_rx,
-        mqtt: Some(links.mqtt),
-        commands,
-        router: cfg.router_config(),
-        confirmed_alerts: cfg.confirmed_alerts,
-        status: links.status,
-    };
-    let sd = shutdown.clone();
-    tasks.spawn(async move {
-        (
-            "lorawan",
-            crate::uplink::lorawan::run(cfg, queue, ev_tx, sd).await,
-        )
-    });
-    let sd = shutdown.clone();
-    tasks.spawn(async move { ("router", dual.run(sd).await) });
-    Ok(())
-}
-
-/// `carebridge demo --lorawan-sim`: starts the modem simulator on a
-/// pseudo-terminal, points `[lorawan]` at it (with a demo AppKey file in the
-/// data dir) and prints every uplink the simulated network decodes. Keep
-/// the returned handle alive while the gateway runs.
-pub fn demo_lorawan_sim(
-    cfg: &mut Config,
-) -> Result<Arc<crate::uplink::lorawan::sim::ModemSim>, Exit> {
-    use std::os::unix::fs::PermissionsExt;
-    let sim = crate::uplink::lorawan::sim::ModemSim::start(Default::default())
-        .map_err(|e| Exit::runtime(anyhow::anyhow!("LoRaWAN simulator: {e}")))?;
-    std::fs::create_dir_all(&cfg.gateway.data_dir).map_err(Exit::runtime)?;
-    let key = cfg.gateway.data_dir.join("demo-lorawan-appkey");
-    std::fs::write(&key, "2B7E151628AED2A6ABF7158809CF4F3C\n")
-        .and_then(|()| std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)))
-        .map_err(Exit::runtime)?;
-    cfg.lorawan = Some(crate::uplink::lorawan::LorawanConfig {
-        port: sim.path().to_string(),
-        dev_eui: "AC1F09FFFE000001".into(),
-        app_key_file: key.display().to_string(),
-        // Both paths at once, so the demo shows the radio side too.
-        mqtt_grace: crate::config::Dur::secs(0),
-        ..Default::default()
-    });
-    println!(
-        "  LoRaWAN      modem simulator on {} (radio uplinks below)",
-        sim.path()
-    );
-    let sim = Arc::new(sim);
-    let watch = sim.clone();
-    let _ = std::thread::Builder::new()
-        .name("demo-lorawan".into())
-        .spawn(move || {
-            let mut seen = 0;
-            loop {
-                std::thread::sleep(Duration::from_millis(500));
-                let ups = watch.stats().uplinks;
-                for u in ups.iter().skip(seen) {
-                    let data = crate::uplink::lorawan::codec::decode(&u.data)
-                        .map(|(m, _)| m.to_json().to_string())
-                        .unwrap_or_else(|e| format!("undecodable: {e}"));
-                    let lost = if u.lost { " (lost on air)" } else { "" };
-                    println!("  lorawan ↑ port {} {}{lost}", u.port, data);
-                }
-                seen = ups.len();
-            }
-        });
-    Ok(sim)
-}
-
-// ---- end dual path ----

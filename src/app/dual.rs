@@ -1,0 +1,78 @@
+//! Wiring of the dual path (issue 5): the LoRaWAN modem task, the router
+//! between it, the outbox and the MQTT link, and where downlink commands go.
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::Store;
+use crate::uplink::{Command, Direct, UplinkState};
+
+use super::Exit;
+
+/// What the dual path needs from the rest of the gateway.
+pub(super) struct DualLinks {
+    pub(super) store: Store,
+    pub(super) mqtt: watch::Receiver<UplinkState>,
+    /// The MQTT command handler's queue, when MQTT is configured.
+    pub(super) mqtt_commands: Option<mpsc::Sender<Command>>,
+    pub(super) hub: mpsc::Sender<crate::hub::HubCommand>,
+    pub(super) zigbee: Option<mpsc::Sender<crate::zigbee::ZigbeeCommand>>,
+    pub(super) rules: crate::rules::active::Rules,
+    pub(super) status: crate::uplink::dual::SharedStatus,
+}
+
+/// Starts the LoRaWAN modem task and the router between it, the outbox and
+/// the MQTT link. Downlink commands go to the MQTT command handler, or to a
+/// handler of their own when there is no MQTT uplink.
+pub(super) fn start_dual_path(
+    tasks: &mut JoinSet<(&'static str, anyhow::Result<()>)>,
+    cfg: crate::uplink::lorawan::LorawanConfig,
+    links: DualLinks,
+    shutdown: &CancellationToken,
+) -> Result<(), Exit> {
+    // A missing or readable-by-all AppKey is an input error, not a task failure.
+    crate::uplink::lorawan::read_app_key(std::path::Path::new(&cfg.app_key_file))
+        .map_err(|e| Exit::input(anyhow::anyhow!("lorawan.app_key_file: {e}")))?;
+    let (lora, queue) = crate::uplink::lorawan::channel(16);
+    let (ev_tx, ev_rx) = mpsc::channel(64);
+    let commands = match links.mqtt_commands {
+        Some(c) => c,
+        None => {
+            let (tx, rx) = mpsc::channel::<Command>(64);
+            // No MQTT: command results have nowhere to go.
+            let (direct, _) = mpsc::channel::<Direct>(1);
+            let handler = crate::commands::CommandHandler {
+                hub: links.hub.clone(),
+                zigbee: links.zigbee.clone(),
+                direct,
+                rules: links.rules.clone(),
+                fleet: None,
+                updater: None,
+            };
+            let sd = shutdown.clone();
+            tasks.spawn(async move { ("lorawan-commands", handler.run(rx, sd).await) });
+            tx
+        }
+    };
+    let dual = crate::uplink::dual::Dual {
+        store: links.store,
+        lora,
+        events: ev_rx,
+        mqtt: Some(links.mqtt),
+        commands,
+        router: cfg.router_config(),
+        confirmed_alerts: cfg.confirmed_alerts,
+        status: links.status,
+    };
+    let sd = shutdown.clone();
+    tasks.spawn(async move {
+        (
+            "lorawan",
+            crate::uplink::lorawan::run(cfg, queue, ev_tx, sd).await,
+        )
+    });
+    let sd = shutdown.clone();
+    tasks.spawn(async move { ("router", dual.run(sd).await) });
+    Ok(())
+}
