@@ -18,6 +18,10 @@
 //! `link_up{link}` (coordinator, serial boards, LoRaWAN),
 //! `link_down_total{link}` (coordinator resets and lost ports: the Zigbee
 //! task reports a reset as its link going down),
+//! `zigbee_frames_total`, `zigbee_frame_errors_total`,
+//! `zigbee_request_timeouts_total`, `zigbee_rpc_errors_total`,
+//! `zigbee_coordinator_restarts_total`, `zigbee_coordinator_resets_total`
+//! (when a coordinator is configured),
 //! `lorawan_airtime_used_seconds` (when the LoRaWAN uplink reports it),
 //! `store_commit_seconds` (histogram), `store_commits_total`,
 //! `store_failed_commits_total`, `mqtt_ingest_{accepted,malformed}_total`,
@@ -203,6 +207,41 @@ fn num(v: &Value, path: &[&str]) -> Option<f64> {
     cur.as_f64()
 }
 
+/// The coordinator link's counters (the status document's `zigbee` object,
+/// see [`crate::zigbee::ZigbeeCounters`]) as series.
+const ZIGBEE_SERIES: [(&str, &str, &str); 6] = [
+    (
+        "frames",
+        "zigbee_frames_total",
+        "ZNP frames decoded from the coordinator stick.",
+    ),
+    (
+        "frame_errors",
+        "zigbee_frame_errors_total",
+        "Rejected ZNP frames (bad checksum, length or type) on the serial line.",
+    ),
+    (
+        "timeouts",
+        "zigbee_request_timeouts_total",
+        "Requests to the coordinator that got no answer in time.",
+    ),
+    (
+        "rpc_errors",
+        "zigbee_rpc_errors_total",
+        "MT RPC errors returned by the coordinator.",
+    ),
+    (
+        "restarts",
+        "zigbee_coordinator_restarts_total",
+        "Coordinator sessions that failed and were started again.",
+    ),
+    (
+        "resets",
+        "zigbee_coordinator_resets_total",
+        "Unexpected coordinator stick resets (a subset of the restarts).",
+    ),
+];
+
 /// The exposition text (pure).
 pub fn render(i: &Inputs) -> String {
     let mut o = Out(String::with_capacity(4096));
@@ -346,6 +385,14 @@ pub fn render(i: &Inputs) -> String {
     for (name, n) in &i.link_downs {
         o.sample("link_down_total", &[("link", name)], n);
     }
+    if let Some(z) = s.get("zigbee") {
+        for (key, name, help) in ZIGBEE_SERIES {
+            if let Some(n) = num(z, &[key]) {
+                o.family(name, "counter", help);
+                o.sample(name, &[], n);
+            }
+        }
+    }
     let h = &i.store.commit_latency;
     o.family(
         "store_commit_seconds",
@@ -468,6 +515,7 @@ mod tests {
                 "oldest_age_s": {"alert": 5, "status": 0, "telemetry": 9},
                 "uplinks": {"mqtt": {"state": "connected", "connects": 3, "delivered": 40}},
                 "links": {"zigbee": {"up": true}},
+                "zigbee": {"frames": 120, "frame_errors": 3, "timeouts": 1, "rpc_errors": 0, "restarts": 2, "resets": 1},
                 "counters": {"mqtt_accepted": 7, "mqtt_malformed": 1},
                 "config_version": {"rules": {"version": 4, "source": "remote"}},
             }),
@@ -492,6 +540,10 @@ mod tests {
             "carebridge_uplink_reconnects_total{uplink=\"mqtt\"} 2",
             "carebridge_link_up{link=\"zigbee\"} 1",
             "carebridge_link_down_total{link=\"zigbee\"} 2",
+            "# TYPE carebridge_zigbee_frame_errors_total counter",
+            "carebridge_zigbee_frame_errors_total 3",
+            "carebridge_zigbee_coordinator_resets_total 1",
+            "carebridge_zigbee_coordinator_restarts_total 2",
             "carebridge_store_commit_seconds_bucket{le=\"0.001\"} 1",
             "carebridge_store_commit_seconds_bucket{le=\"+Inf\"} 2",
             "carebridge_store_commit_seconds_count 2",

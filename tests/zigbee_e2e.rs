@@ -349,6 +349,17 @@ fn paired_zigbee_devices_reach_the_cloud_and_survive_the_stick_being_pulled() {
     }
     // The same network throughout: one formation's parameters, restored.
     assert_eq!(registry(&db, PENDANT).unwrap().2, Some(0x1a2b));
+    // The status upstream counts the link's life (what /metrics exports):
+    // each pulled stick ended a session; frames were decoded.
+    let zigbee = collector
+        .snapshot()
+        .iter()
+        .rev()
+        .filter(|m| m.topic == format!("cb/{GW}/status"))
+        .find_map(|m| m.json.get("zigbee").cloned())
+        .expect("a status document with zigbee counters");
+    assert!(zigbee["restarts"].as_u64() >= Some(3), "{zigbee}");
+    assert!(zigbee["frames"].as_u64() > Some(0), "{zigbee}");
 }
 
 /// `carebridge demo` runs a simulated stick whose four devices wait to be

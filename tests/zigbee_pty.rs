@@ -11,7 +11,7 @@ use carebridge::config::Dur;
 use carebridge::model::{Ingest, Kind};
 use carebridge::zigbee::sim::{SimDeviceKind, SimHandle, Simulator};
 use carebridge::zigbee::{
-    self, MemoryStore, NetworkParams, NetworkStore, ZigbeeCommand, ZigbeeConfig,
+    self, MemoryStore, NetworkParams, NetworkStore, ZigbeeCommand, ZigbeeConfig, ZigbeeCounters,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -22,6 +22,7 @@ struct Rig {
     rx: mpsc::Receiver<Ingest>,
     cmds: mpsc::Sender<ZigbeeCommand>,
     store: Arc<MemoryStore>,
+    counters: Arc<ZigbeeCounters>,
     token: CancellationToken,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -48,13 +49,22 @@ fn rig() -> Rig {
     let store = Arc::new(MemoryStore::default());
     let token = CancellationToken::new();
     let cfg = fast_config(link.to_str().unwrap());
-    let task = tokio::spawn(zigbee::run(cfg, tx, crx, store.clone(), token.clone()));
+    let counters = Arc::new(ZigbeeCounters::default());
+    let task = tokio::spawn(zigbee::run(
+        cfg,
+        tx,
+        crx,
+        store.clone(),
+        counters.clone(),
+        token.clone(),
+    ));
     Rig {
         _dir: dir,
         sim,
         rx,
         cmds,
         store,
+        counters,
         token,
         task,
     }
@@ -193,6 +203,9 @@ async fn comes_back_within_ten_seconds_after_the_port_vanishes_twenty_times() {
     r.sim.press_panic(sos);
     r.until(Duration::from_secs(5), |i| is_reading(i, sos, Kind::Panic))
         .await;
+    // Port losses are restarts, not stick resets.
+    assert!(r.counters.restarts() >= 20);
+    assert_eq!(r.counters.resets(), 0);
     r.stop().await;
 }
 
@@ -251,6 +264,14 @@ async fn survives_one_bit_error_per_ten_thousand_bytes_without_losing_intact_fra
         "lost more frames than were corrupted: {got} + {flips} < {}",
         2 * n as usize
     );
+    // What was lost shows in the counters (/metrics reads them).
+    if got < 2 * n as usize {
+        assert!(
+            r.counters.bad_frames() > 0,
+            "readings were lost but no frame error was counted"
+        );
+    }
+    assert!(r.counters.frames() >= got as u64);
     // And the link is still healthy.
     r.sim.report_temperature(th, 30.0, 50.0);
     r.until(Duration::from_secs(5), |i| {
@@ -290,5 +311,31 @@ async fn a_silent_stick_or_error_frames_take_the_link_down_and_it_recovers() {
     r.sim.press_panic(sos);
     r.until(Duration::from_secs(5), |i| is_reading(i, sos, Kind::Panic))
         .await;
+    // The silent stick and the error frames each restarted the session;
+    // the garbage was counted as skipped, not as frames.
+    assert!(r.counters.restarts() >= 2, "{:?}", r.counters.to_json());
+    assert!(r.counters.timeouts() >= 1, "{:?}", r.counters.to_json());
+    assert!(r.counters.rpc_errors() >= 1, "{:?}", r.counters.to_json());
+    assert_eq!(r.counters.resets(), 0);
+    // A reset the gateway did not ask for (SYS_RESET_IND, as after a
+    // brown-out) is counted apart and the link comes back.
+    use carebridge::zigbee::wire::Msg as _;
+    let mut reset = Vec::new();
+    carebridge::zigbee::frame::encode(
+        &carebridge::zigbee::sys::ResetInd {
+            reason: 0,
+            transport_rev: 2,
+            product_id: 1,
+            major: 2,
+            minor: 7,
+            maint: 1,
+        }
+        .to_frame(),
+        &mut reset,
+    );
+    r.sim.inject_bytes(&reset);
+    r.link(false, Duration::from_secs(5)).await;
+    r.link(true, Duration::from_secs(10)).await;
+    assert_eq!(r.counters.resets(), 1, "{:?}", r.counters.to_json());
     r.stop().await;
 }

@@ -217,7 +217,12 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<(), Exit> {
 
     // The Zigbee coordinator and serial sensor boards.
     let (zigbee_tx, zigbee_rx) = mpsc::channel::<crate::zigbee::ZigbeeCommand>(16);
-    let zigbee_tx = if let Some(z) = cfg.zigbee.clone() {
+    let zigbee_counters = cfg
+        .zigbee
+        .as_ref()
+        .map(|_| Arc::new(crate::zigbee::ZigbeeCounters::default()));
+    let zigbee_tx = if let (Some(z), Some(counters)) = (cfg.zigbee.clone(), zigbee_counters.clone())
+    {
         let net = zigbee::KvNetworkStore {
             store: store.clone(),
             handle: tokio::runtime::Handle::current(),
@@ -226,7 +231,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<(), Exit> {
         tasks.spawn(async move {
             (
                 "zigbee",
-                crate::zigbee::run(z, out, zigbee_rx, net, sd).await,
+                crate::zigbee::run(z, out, zigbee_rx, net, counters, sd).await,
             )
         });
         Some(zigbee_tx)
@@ -257,6 +262,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<(), Exit> {
         ingest_stats.clone(),
         opts.clock,
         versions.clone(),
+        zigbee_counters,
     );
     // ---- dual path (issue 5): delivery counters and LoRaWAN state in the status ----
     let lora_status = cfg

@@ -31,6 +31,7 @@ pub(super) fn status_builder(
     ingest: Arc<IngestStats>,
     clock: Clock,
     versions: crate::remote_config::Versions,
+    zigbee: Option<Arc<crate::zigbee::ZigbeeCounters>>,
 ) -> StatusFn {
     let gateway = cfg.gateway.id.clone();
     let timezone = cfg.gateway.timezone.clone();
@@ -67,6 +68,9 @@ pub(super) fn status_builder(
         m.insert("evicted".into(), per(&|c| c.evicted));
         m.insert("store_error".into(), s.error.clone().into());
         m.insert("coordinator".into(), coordinator.into());
+        if let Some(z) = &zigbee {
+            m.insert("zigbee".into(), z.to_json());
+        }
         m.insert(
             "uplinks".into(),
             serde_json::json!({ "mqtt": serde_json::to_value(&*uplink.borrow()).unwrap_or_default() }),

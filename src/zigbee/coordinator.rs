@@ -26,6 +26,9 @@ use super::zcl_map::{self, cluster, device_id};
 use super::zdo::{EndDeviceAnnceInd, IeeeAddrReq, IeeeAddrRsp, LeaveInd, MgmtPermitJoinReq};
 use crate::model::{DeviceInfo, Ingest, LinkStatus, Reading, Time};
 
+/// Why a session failed when the stick reset by itself (counted apart).
+pub const RESET_REASON: &str = "coordinator reset unexpectedly";
+
 /// Timing and policy knobs (from `ZigbeeConfig`; tests shorten them).
 #[derive(Clone, Debug)]
 pub struct CoordinatorConfig {
@@ -331,7 +334,7 @@ impl Coordinator {
             return;
         }
         if ResetInd::matches(f) {
-            return self.fail("coordinator reset unexpectedly".into());
+            return self.fail(RESET_REASON.into());
         }
         if let Ok(m) = IncomingMsg::from_frame(f) {
             return self.on_incoming(m, now);

@@ -29,6 +29,7 @@ use crate::config::{Dur, Problem};
 pub mod af;
 pub mod app_cnf;
 pub mod coordinator;
+pub mod counters;
 pub mod frame;
 pub mod interview;
 #[cfg(test)]
@@ -48,6 +49,7 @@ pub mod zcl;
 pub mod zcl_map;
 pub mod zdo;
 
+pub use counters::ZigbeeCounters;
 pub use network::{KnownDevice, MemoryStore, NetworkParams, NetworkStore};
 pub use port::run;
 

@@ -15,6 +15,7 @@
 //! not the link.
 
 use std::io::{Read, Write};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -23,8 +24,10 @@ use serialport::{SerialPort, TTYPort};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::coordinator::{Coordinator, Output};
+use super::coordinator::{Coordinator, Output, RESET_REASON};
+use super::counters::{ZigbeeCounters, accumulate};
 use super::network::{NetworkParams, NetworkStore};
+use super::session::SessionStats;
 use super::{ZigbeeCommand, ZigbeeConfig};
 use crate::model::{Ingest, LinkStatus, Time};
 
@@ -36,15 +39,16 @@ const SKIP_BOOTLOADER: u8 = 0xEF;
 
 /// Runs the coordinator link until `shutdown`. Readings, device facts and
 /// link status go to `out`; network parameters are loaded from and saved
-/// to `net_store`.
+/// to `net_store`; link counters are kept in `counters`.
 pub async fn run(
     cfg: ZigbeeConfig,
     out: mpsc::Sender<Ingest>,
     cmds: mpsc::Receiver<ZigbeeCommand>,
     net_store: impl NetworkStore,
+    counters: Arc<ZigbeeCounters>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    tokio::task::spawn_blocking(move || drive(cfg, out, cmds, net_store, shutdown))
+    tokio::task::spawn_blocking(move || drive(cfg, out, cmds, net_store, &counters, shutdown))
         .await
         .context("zigbee thread panicked")?
 }
@@ -95,9 +99,12 @@ fn drive(
     out: mpsc::Sender<Ingest>,
     mut cmds: mpsc::Receiver<ZigbeeCommand>,
     store: impl NetworkStore,
+    counters: &ZigbeeCounters,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let rng = SystemRandom::new();
+    // Counts of ended sessions (each coordinator session starts from zero).
+    let mut base = SessionStats::default();
     let mut backoff = cfg.backoff_min.0;
     let mut first = true;
     let mut reported_up: Option<bool> = None;
@@ -125,17 +132,25 @@ fn drive(
                 let fresh = NetworkParams::from_random(cfg.channel, &rnd);
                 let mut coord = Coordinator::new(cfg.coordinator(), stored, fresh, !first);
                 first = false;
-                match session(
+                let ended = session(
                     port,
                     &mut coord,
                     &out,
                     &mut cmds,
                     &store,
                     &shutdown,
-                    &mut reported_up,
-                ) {
+                    Report {
+                        up: &mut reported_up,
+                        counters,
+                        base: &base,
+                    },
+                );
+                accumulate(&mut base, &coord.session_stats());
+                counters.publish(&base, &SessionStats::default());
+                match ended {
                     Ended::Shutdown => return Ok(()),
                     Ended::Failed { reason, was_up } => {
+                        counters.restarted(reason == RESET_REASON);
                         if was_up {
                             backoff = cfg.backoff_min.0;
                         }
@@ -158,6 +173,14 @@ fn drive(
     }
 }
 
+/// What a session reports besides its readings: the link state last told
+/// to the hub, and the counters (with the counts of ended sessions).
+struct Report<'a> {
+    up: &'a mut Option<bool>,
+    counters: &'a ZigbeeCounters,
+    base: &'a SessionStats,
+}
+
 fn session(
     mut port: TTYPort,
     coord: &mut Coordinator,
@@ -165,8 +188,13 @@ fn session(
     cmds: &mut mpsc::Receiver<ZigbeeCommand>,
     store: &impl NetworkStore,
     shutdown: &CancellationToken,
-    reported_up: &mut Option<bool>,
+    report: Report<'_>,
 ) -> Ended {
+    let Report {
+        up: reported_up,
+        counters,
+        base,
+    } = report;
     let mut buf = [0u8; 512];
     // CC2652 sticks with the serial bootloader wait in it after power-up
     // until they see this byte (as Zigbee2MQTT's "skip bootloader"); a
@@ -235,5 +263,7 @@ fn session(
             }
         }
         coord.handle_timeout(Time::now());
+        // Seven relaxed stores per wake-up (at most every 20 ms when idle).
+        counters.publish(base, &coord.session_stats());
     }
 }
