@@ -395,6 +395,88 @@ impl ConfigState {
         }
     }
 
+    /// A local edit of one device's facts (the web UI's Devices page), as a
+    /// fragment `[devices."<id>"]`: versioned like a remote one (source
+    /// `source`), kept over the config file at restart, and reported
+    /// upstream (drift). Fields left `None` keep their value.
+    pub async fn edit_device(
+        &self,
+        info: &DeviceInfo,
+        source: &str,
+        now: Time,
+    ) -> Result<ConfigApplied, RemoteError> {
+        let Some(id) = &info.id else {
+            return Err(RemoteError::Field(
+                "id: a device edit needs the device id".into(),
+            ));
+        };
+        let mut facts = toml::Table::new();
+        for (k, v) in [
+            ("name", &info.name),
+            ("room", &info.room),
+            ("role", &info.role),
+        ] {
+            if let Some(v) = v {
+                facts.insert(k.into(), toml::Value::String(v.clone()));
+            }
+        }
+        let mut devices = toml::Table::new();
+        devices.insert(id.as_str().to_string(), toml::Value::Table(facts));
+        let mut fragment = toml::Table::new();
+        fragment.insert("devices".into(), toml::Value::Table(devices));
+        let text = toml::to_string(&fragment).unwrap_or_default();
+        self.apply(&text, source, None, now).await
+    }
+
+    /// Takes a removed device out of the overlay (a new version), so a
+    /// restart does not bring back facts the UI removed. A device the config
+    /// file itself names keeps the file's facts.
+    pub async fn forget_device(
+        &self,
+        id: &DeviceId,
+        source: &str,
+        now: Time,
+    ) -> Result<ConfigApplied, RemoteError> {
+        let mut eff = self.effective.lock().await;
+        let hist = load(&self.store).await.map_err(ApplyError::from)?;
+        let mut overlay: toml::Table = hist
+            .current
+            .as_ref()
+            .and_then(|v| toml::from_str(&v.text).ok())
+            .unwrap_or_default();
+        let removed = overlay
+            .get_mut("devices")
+            .and_then(|d| d.as_table_mut())
+            .and_then(|d| d.remove(id.as_str()))
+            .is_some();
+        if !removed {
+            return Ok(ConfigApplied {
+                version: hist.version(),
+                unchanged: true,
+                devices: 0,
+                log: false,
+            });
+        }
+        if overlay
+            .get("devices")
+            .and_then(|d| d.as_table())
+            .is_some_and(|d| d.is_empty())
+        {
+            overlay.remove("devices");
+        }
+        let text = toml::to_string(&overlay).unwrap_or_default();
+        let cfg = crate::config::check_fragment(&self.base, &text, "stored config")?;
+        match hist.propose(&text, source, None, now)? {
+            Decision::Unchanged(v) => Ok(ConfigApplied {
+                version: v,
+                unchanged: true,
+                devices: 0,
+                log: false,
+            }),
+            Decision::Switch(next) => self.switch(&mut eff, next, cfg).await,
+        }
+    }
+
     /// Brings back the previous overlay (none: the config file alone).
     pub async fn rollback(&self) -> Result<ConfigApplied, RemoteError> {
         let mut eff = self.effective.lock().await;

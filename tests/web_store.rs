@@ -33,6 +33,9 @@ struct Rig {
     live: broadcast::Sender<Live>,
     asked: Arc<Mutex<Asked>>,
     backend: Arc<StoreBackend>,
+    /// The configuration overlay the backend routes device edits through.
+    config: carebridge::remote_config::ConfigState,
+    cfg: carebridge::config::Config,
 }
 
 fn config(dir: &std::path::Path, mqtt_port: u16) -> carebridge::config::Config {
@@ -93,14 +96,21 @@ async fn rig() -> Rig {
     });
     let closed = free_port();
     let cfg = config(dir.path(), closed);
-    let backend = Arc::new(StoreBackend::new(
+    let config_state = carebridge::remote_config::ConfigState::new(
         store.clone(),
-        hub_tx,
-        live.clone(),
-        status,
-        &cfg,
-        rules,
-    ));
+        hub_tx.clone(),
+        None,
+        cfg.clone(),
+        cfg.clone(),
+        carebridge::remote_config::Active {
+            version: 0,
+            source: "config".into(),
+        },
+    );
+    let backend = Arc::new(
+        StoreBackend::new(store.clone(), hub_tx, live.clone(), status, &cfg, rules)
+            .with_config_state(config_state.clone()),
+    );
     let s = serve_on(backend.clone(), dir).await;
     Rig {
         s,
@@ -108,6 +118,8 @@ async fn rig() -> Rig {
         live,
         asked,
         backend,
+        config: config_state,
+        cfg,
     }
 }
 
@@ -171,6 +183,87 @@ async fn acknowledging_in_the_ui_acknowledges_in_the_rule_engine_and_survives_a_
         .await;
     assert_eq!(again.status, 409);
     assert_eq!(r.asked.lock().unwrap().acks.len(), 1, "no second ack");
+}
+
+#[tokio::test]
+async fn a_device_edit_in_the_ui_is_a_new_config_version_kept_over_a_restart_and_removal_undoes_it()
+{
+    let r = rig().await;
+    let c = setup(&r.s).await;
+    let pendant = DeviceId::new("pendant").unwrap();
+    r.store
+        .submit(Write::Device(carebridge::model::DeviceInfo {
+            id: Some(pendant.clone()),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    r.store.flush().await.unwrap();
+    let versions = r.config.watch();
+    assert_eq!(versions.borrow().version, 0);
+    let a = c
+        .call(
+            &r.s,
+            "PUT",
+            "/api/v1/devices/pendant",
+            r#"{"name":"Front pendant","room":"hall"}"#,
+        )
+        .await;
+    assert_eq!(a.status, 200, "{a:?}");
+    // A new version, from the UI: the heartbeat and the retained config
+    // topic carry it, so the cloud sees the drift.
+    assert_eq!(versions.borrow().version, 1);
+    assert_eq!(versions.borrow().source, "ui");
+    // The hub got the facts (the stand-in writes them to the registry).
+    let st = r.store.clone();
+    let p = pendant.clone();
+    eventually(async || {
+        st.device(&p)
+            .await
+            .unwrap()
+            .is_some_and(|d| d.room.as_deref() == Some("hall"))
+    })
+    .await;
+    // A second edit merges (the name stays), one more version.
+    let b = c
+        .call(
+            &r.s,
+            "PUT",
+            "/api/v1/devices/pendant",
+            r#"{"role":"wearer"}"#,
+        )
+        .await;
+    assert_eq!(b.status, 200, "{b:?}");
+    assert_eq!(versions.borrow().version, 2);
+    // After a restart the edit still wins over the config file.
+    let (eff, active) = carebridge::remote_config::with_overlay(&r.store, &r.cfg)
+        .await
+        .unwrap();
+    assert_eq!(active.version, 2);
+    let d = &eff.devices["pendant"];
+    assert_eq!(d.name.as_deref(), Some("Front pendant"));
+    assert_eq!(d.room.as_deref(), Some("hall"));
+    assert_eq!(d.role.as_deref(), Some("wearer"));
+    // Removing the device takes it out of the overlay: a restart does not
+    // bring it back.
+    let del = c.call(&r.s, "DELETE", "/api/v1/devices/pendant", "").await;
+    assert_eq!(del.status, 200, "{del:?}");
+    assert_eq!(versions.borrow().version, 3);
+    let (eff, _) = carebridge::remote_config::with_overlay(&r.store, &r.cfg)
+        .await
+        .unwrap();
+    assert!(!eff.devices.contains_key("pendant"), "{:?}", eff.devices);
+    // A hostile name never reaches the overlay.
+    let bad = c
+        .call(
+            &r.s,
+            "PUT",
+            "/api/v1/devices/pendant",
+            r#"{"room":"hall\"]\n[uplink"}"#,
+        )
+        .await;
+    assert_eq!(bad.status, 400, "{bad:?}");
+    assert_eq!(versions.borrow().version, 3);
 }
 
 #[tokio::test]

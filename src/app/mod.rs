@@ -416,7 +416,9 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<(), Exit> {
                 rules.clone(), // web: the Rules page edits the active rules
             )
             // zigbee: the pairing page's permit join goes to the coordinator.
-            .with_zigbee(zigbee_tx.clone()),
+            .with_zigbee(zigbee_tx.clone())
+            // fleet: device edits are versioned local config (drift upstream).
+            .with_config_state(config_state.clone()),
         );
         let (addr, handle) = crate::web::server::serve_with_metrics(
             w,

@@ -103,6 +103,10 @@ pub struct StoreBackend {
     /// The coordinator's command channel (`app` sets it with
     /// [`StoreBackend::with_zigbee`] when `[zigbee]` is configured).
     pub zigbee_tx: Option<mpsc::Sender<crate::zigbee::ZigbeeCommand>>,
+    /// The configuration overlay: device edits become versioned local
+    /// fragments (reported upstream as drift). Without it (tests) edits go
+    /// to the hub directly.
+    pub config_state: Option<crate::remote_config::ConfigState>,
 }
 
 impl std::fmt::Debug for StoreBackend {
@@ -132,6 +136,7 @@ impl StoreBackend {
             rules,
             config: cfg.clone(),
             zigbee_tx: None,
+            config_state: None,
         }
     }
 
@@ -141,6 +146,12 @@ impl StoreBackend {
         tx: Option<mpsc::Sender<crate::zigbee::ZigbeeCommand>>,
     ) -> StoreBackend {
         self.zigbee_tx = tx;
+        self
+    }
+
+    /// Routes device edits through the configuration overlay (versioned).
+    pub fn with_config_state(mut self, c: crate::remote_config::ConfigState) -> StoreBackend {
+        self.config_state = Some(c);
         self
     }
 }
@@ -187,6 +198,13 @@ impl Backend for StoreBackend {
     }
     fn update_device(&self, info: DeviceInfo) -> BoxFut<'_, Result<(), BackendError>> {
         Box::pin(async move {
+            if let Some(c) = &self.config_state {
+                return c
+                    .edit_device(&info, "ui", Time::now())
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| BackendError::Failed(e.to_string()));
+            }
             self.hub
                 .send(HubCommand::Device(info))
                 .await
@@ -196,10 +214,16 @@ impl Backend for StoreBackend {
     fn remove_device(&self, id: DeviceId) -> BoxFut<'_, Result<(), BackendError>> {
         Box::pin(async move {
             self.store
-                .submit(Write::RemoveDevice(id))
+                .submit(Write::RemoveDevice(id.clone()))
                 .await
                 .map_err(failed)?;
-            self.store.flush().await.map_err(failed)
+            self.store.flush().await.map_err(failed)?;
+            if let Some(c) = &self.config_state {
+                c.forget_device(&id, "ui", Time::now())
+                    .await
+                    .map_err(|e| BackendError::Failed(e.to_string()))?;
+            }
+            Ok(())
         })
     }
     fn history(
