@@ -395,33 +395,36 @@ impl ConfigState {
         }
     }
 
-    /// A local edit of one device's facts (the web UI's Devices page), as a
-    /// fragment `[devices."<id>"]`: versioned like a remote one (source
-    /// `source`), kept over the config file at restart, and reported
-    /// upstream (drift). Fields left `None` keep their value.
-    pub async fn edit_device(
+    /// A local edit of device facts (the web UI's Devices page, a restored
+    /// backup), as one fragment `[devices."<id>"]…`: versioned like a remote
+    /// one (source `source`, e.g. `ui:ann`), kept over the config file at
+    /// restart, and reported upstream (drift). Fields left `None` keep
+    /// their value.
+    pub async fn edit_devices(
         &self,
-        info: &DeviceInfo,
+        infos: &[DeviceInfo],
         source: &str,
         now: Time,
     ) -> Result<ConfigApplied, RemoteError> {
-        let Some(id) = &info.id else {
-            return Err(RemoteError::Field(
-                "id: a device edit needs the device id".into(),
-            ));
-        };
-        let mut facts = toml::Table::new();
-        for (k, v) in [
-            ("name", &info.name),
-            ("room", &info.room),
-            ("role", &info.role),
-        ] {
-            if let Some(v) = v {
-                facts.insert(k.into(), toml::Value::String(v.clone()));
-            }
-        }
         let mut devices = toml::Table::new();
-        devices.insert(id.as_str().to_string(), toml::Value::Table(facts));
+        for info in infos {
+            let Some(id) = &info.id else {
+                return Err(RemoteError::Field(
+                    "id: a device edit needs the device id".into(),
+                ));
+            };
+            let mut facts = toml::Table::new();
+            for (k, v) in [
+                ("name", &info.name),
+                ("room", &info.room),
+                ("role", &info.role),
+            ] {
+                if let Some(v) = v {
+                    facts.insert(k.into(), toml::Value::String(v.clone()));
+                }
+            }
+            devices.insert(id.as_str().to_string(), toml::Value::Table(facts));
+        }
         let mut fragment = toml::Table::new();
         fragment.insert("devices".into(), toml::Value::Table(devices));
         let text = toml::to_string(&fragment).unwrap_or_default();

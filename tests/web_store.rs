@@ -213,7 +213,7 @@ async fn a_device_edit_in_the_ui_is_a_new_config_version_kept_over_a_restart_and
     // A new version, from the UI: the heartbeat and the retained config
     // topic carry it, so the cloud sees the drift.
     assert_eq!(versions.borrow().version, 1);
-    assert_eq!(versions.borrow().source, "ui");
+    assert_eq!(versions.borrow().source, "ui:admin");
     // The hub got the facts (the stand-in writes them to the registry).
     let st = r.store.clone();
     let p = pendant.clone();

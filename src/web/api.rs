@@ -132,13 +132,16 @@ async fn update_device(app: &App, req: &Req, who: &Who, id: &str) -> Result<Resp
         }
     }
     app.backend
-        .update_device(DeviceInfo {
-            id: Some(id.clone()),
-            name,
-            room,
-            role,
-            ..Default::default()
-        })
+        .update_devices(
+            vec![DeviceInfo {
+                id: Some(id.clone()),
+                name,
+                room,
+                role,
+                ..Default::default()
+            }],
+            format!("ui:{}", who.session.user),
+        )
         .await?;
     app.audit(
         &who.session.user,
@@ -155,7 +158,9 @@ async fn remove_device(app: &App, who: &Who, id: &str) -> Result<Resp> {
     if app.backend.device(id.clone()).await?.is_none() {
         return Err(Fail::new(StatusCode::NOT_FOUND, format!("no device {id}")));
     }
-    app.backend.remove_device(id.clone()).await?;
+    app.backend
+        .remove_device(id.clone(), format!("ui:{}", who.session.user))
+        .await?;
     app.audit(&who.session.user, "device.remove", format!("{id} removed"))
         .await?;
     Ok(json_resp(StatusCode::OK, &json!({"ok": true})))

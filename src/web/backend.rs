@@ -38,9 +38,14 @@ pub trait Backend: Send + Sync + 'static {
     fn devices(&self) -> BoxFut<'_, Result<Vec<DeviceInfo>, BackendError>>;
     fn device(&self, id: DeviceId) -> BoxFut<'_, Result<Option<DeviceInfo>, BackendError>>;
     /// Merges the `Some` fields into the registry (through the hub, so the
-    /// rules see the new room/name too).
-    fn update_device(&self, info: DeviceInfo) -> BoxFut<'_, Result<(), BackendError>>;
-    fn remove_device(&self, id: DeviceId) -> BoxFut<'_, Result<(), BackendError>>;
+    /// rules see the new room/name too), as one change made `by` (an
+    /// audit/version source such as `ui:ann`).
+    fn update_devices(
+        &self,
+        infos: Vec<DeviceInfo>,
+        by: String,
+    ) -> BoxFut<'_, Result<(), BackendError>>;
+    fn remove_device(&self, id: DeviceId, by: String) -> BoxFut<'_, Result<(), BackendError>>;
     fn history(
         &self,
         since: Time,
@@ -196,22 +201,29 @@ impl Backend for StoreBackend {
     fn device(&self, id: DeviceId) -> BoxFut<'_, Result<Option<DeviceInfo>, BackendError>> {
         Box::pin(async move { self.store.device(&id).await.map_err(failed) })
     }
-    fn update_device(&self, info: DeviceInfo) -> BoxFut<'_, Result<(), BackendError>> {
+    fn update_devices(
+        &self,
+        infos: Vec<DeviceInfo>,
+        by: String,
+    ) -> BoxFut<'_, Result<(), BackendError>> {
         Box::pin(async move {
             if let Some(c) = &self.config_state {
                 return c
-                    .edit_device(&info, "ui", Time::now())
+                    .edit_devices(&infos, &by, Time::now())
                     .await
                     .map(|_| ())
                     .map_err(|e| BackendError::Failed(e.to_string()));
             }
-            self.hub
-                .send(HubCommand::Device(info))
-                .await
-                .map_err(|_| BackendError::Unavailable("the hub is not running".into()))
+            for info in infos {
+                self.hub
+                    .send(HubCommand::Device(info))
+                    .await
+                    .map_err(|_| BackendError::Unavailable("the hub is not running".into()))?;
+            }
+            Ok(())
         })
     }
-    fn remove_device(&self, id: DeviceId) -> BoxFut<'_, Result<(), BackendError>> {
+    fn remove_device(&self, id: DeviceId, by: String) -> BoxFut<'_, Result<(), BackendError>> {
         Box::pin(async move {
             self.store
                 .submit(Write::RemoveDevice(id.clone()))
@@ -219,7 +231,7 @@ impl Backend for StoreBackend {
                 .map_err(failed)?;
             self.store.flush().await.map_err(failed)?;
             if let Some(c) = &self.config_state {
-                c.forget_device(&id, "ui", Time::now())
+                c.forget_device(&id, &by, Time::now())
                     .await
                     .map_err(|e| BackendError::Failed(e.to_string()))?;
             }

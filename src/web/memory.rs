@@ -131,11 +131,17 @@ impl Backend for MemoryBackend {
             .map_err(|_| poisoned());
         Box::pin(async move { r })
     }
-    fn update_device(&self, info: DeviceInfo) -> BoxFut<'_, Result<(), BackendError>> {
-        self.inject(Live::Device(info));
+    fn update_devices(
+        &self,
+        infos: Vec<DeviceInfo>,
+        _by: String,
+    ) -> BoxFut<'_, Result<(), BackendError>> {
+        for info in infos {
+            self.inject(Live::Device(info));
+        }
         Box::pin(async move { Ok(()) })
     }
-    fn remove_device(&self, id: DeviceId) -> BoxFut<'_, Result<(), BackendError>> {
+    fn remove_device(&self, id: DeviceId, _by: String) -> BoxFut<'_, Result<(), BackendError>> {
         let r = self
             .devices
             .lock()

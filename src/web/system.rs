@@ -186,8 +186,10 @@ pub async fn restore(app: &App, req: &Req, who: &Who) -> Result<Resp> {
             None => done.push("rules skipped (no rule engine here)".into()),
         }
     }
-    for d in &devices {
-        app.backend.update_device(d.clone()).await?;
+    if !devices.is_empty() {
+        app.backend
+            .update_devices(devices.clone(), format!("ui:{}", who.session.user))
+            .await?;
     }
     done.push(format!("{} devices", devices.len()));
     let mut saved = None;
@@ -218,7 +220,9 @@ pub async fn factory_reset(app: &App, req: &Req, who: &Who) -> Result<Resp> {
     let mut notes = Vec::new();
     for d in app.backend.devices().await? {
         if let Some(id) = d.id {
-            app.backend.remove_device(id).await?;
+            app.backend
+                .remove_device(id, format!("ui:{}", who.session.user))
+                .await?;
         }
     }
     if let Err(e) = app.backend.wipe_history().await {
