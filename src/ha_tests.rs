@@ -96,6 +96,7 @@ fn open_alerts_are_counted_on_the_gateway_sensor() {
     let mut m = mirror();
     let mut out = Vec::new();
     let mut a = Alert {
+        uid: None,
         rule: "panic".into(),
         severity: Severity::Urgent,
         state: AlertState::Raised,

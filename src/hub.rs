@@ -90,6 +90,9 @@ pub struct Hub {
     pub live: broadcast::Sender<Live>,
     pub links: watch::Sender<BTreeMap<String, LinkStatus>>,
     pub stats: Arc<HubStats>,
+    /// Gives each alert its upstream UUID before the UI and the store see
+    /// it, so the UI can show which path delivered it.
+    pub ids: crate::ids::IdGen,
 }
 
 impl std::fmt::Debug for Hub {
@@ -212,7 +215,8 @@ impl Hub {
     }
 
     async fn emit_alerts(&mut self, alerts: &mut Vec<Alert>) -> anyhow::Result<()> {
-        for a in alerts.drain(..) {
+        for mut a in alerts.drain(..) {
+            a.uid = Some(self.ids.next_id());
             self.stats.alerts.fetch_add(1, Ordering::Relaxed);
             if let Ok(mut m) = self.stats.by_rule.lock() {
                 *m.entry((a.rule.clone(), a.severity.as_str(), a.state.as_str()))

@@ -35,6 +35,7 @@ pub mod diagnostics;
 pub mod fleet;
 pub mod ha;
 pub mod hub;
+pub mod ids;
 pub mod ingest;
 pub mod logging;
 pub mod metrics;

@@ -385,9 +385,15 @@ impl AlertState {
     }
 }
 
-/// An alert as decided by the rules, before the store gives it `id` and `seq`.
+/// An alert as decided by the rules, before the store gives it `seq`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
+    /// The UUID it travels upstream under (`id` in the MQTT payload), set by
+    /// whoever raises it into the gateway (the hub) so the UI can follow it
+    /// to its delivery; `None` from the pure engine (replay output stays
+    /// deterministic). The store assigns one when it is missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
     /// The rule's id (from the rule set).
     pub rule: String,
     pub severity: Severity,

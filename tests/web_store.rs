@@ -186,6 +186,71 @@ async fn acknowledging_in_the_ui_acknowledges_in_the_rule_engine_and_survives_a_
 }
 
 #[tokio::test]
+async fn each_alert_shows_the_path_that_delivered_it_or_that_it_is_still_queued() {
+    let r = rig().await;
+    let c = setup(&r.s).await;
+    // Two alerts raised through the gateway (the hub stamps the UUID the
+    // store sends upstream); the first is acknowledged over LoRaWAN.
+    let mut first = panic_alert();
+    first.uid = Some("9b2f8c1e-0d4a-4c6b-8e21-5a7d3f9e0c11".into());
+    let mut second = panic_alert();
+    second.device = DeviceId::new("bedroom-pendant").unwrap();
+    second.uid = Some("1c3e5a7b-9d2f-4e6a-8b0c-2d4f6a8c0e13".into());
+    for a in [&first, &second] {
+        r.store.submit(Write::Alert(a.clone())).await.unwrap();
+    }
+    r.store.flush().await.unwrap();
+    let rows = r
+        .store
+        .outbox_fetch(carebridge::model::Class::Alert, 0, 10)
+        .await
+        .unwrap();
+    r.store
+        .submit(Write::Delivered {
+            via: carebridge::store::Via::Lorawan,
+            rows: vec![(carebridge::model::Class::Alert, rows[0].seq)],
+        })
+        .await
+        .unwrap();
+    r.store.flush().await.unwrap();
+    r.live.send(Live::Alert(first)).unwrap();
+    r.live.send(Live::Alert(second)).unwrap();
+    let st = &r.s;
+    let mut j = serde_json::Value::Null;
+    eventually(async || {
+        j = c.call(st, "GET", "/api/v1/alerts", "").await.json();
+        j["open"].as_array().is_some_and(|a| a.len() == 2)
+    })
+    .await;
+    let by_device = |d: &str| {
+        j["open"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["device"] == d)
+            .cloned()
+            .unwrap()
+    };
+    let p = by_device("pendant");
+    assert_eq!(p["delivery"], "delivered", "{p}");
+    assert_eq!(p["delivered_via"], "lorawan", "{p}");
+    assert!(p["delivered_at"].is_string(), "{p}");
+    let b = by_device("bedroom-pendant");
+    assert_eq!(b["delivery"], "waiting", "{b}");
+    assert!(b.get("delivered_via").is_none(), "{b}");
+    // The overview's open alerts carry the same.
+    let o = c.call(st, "GET", "/api/v1/status", "").await.json();
+    assert!(
+        o["open_alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["delivered_via"] == "lorawan"),
+        "{o}"
+    );
+}
+
+#[tokio::test]
 async fn a_device_edit_in_the_ui_is_a_new_config_version_kept_over_a_restart_and_removal_undoes_it()
 {
     let r = rig().await;

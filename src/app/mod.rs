@@ -397,6 +397,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<(), Exit> {
         live: live_tx.clone(),
         links: links_tx,
         stats: hub_stats,
+        ids: Default::default(),
     };
     {
         let sd = shutdown.clone();

@@ -27,6 +27,7 @@ pub(super) async fn zigbee_link_watch(
 ) -> anyhow::Result<()> {
     let mut outage = crate::zigbee::outage::OutageWatch::new(after);
     let mut last_up: Option<bool> = None;
+    let mut ids = crate::ids::IdGen::default();
     loop {
         let nap = outage
             .next_deadline()
@@ -50,7 +51,8 @@ pub(super) async fn zigbee_link_watch(
             }
             _ = tokio::time::sleep(nap) => outage.handle_timeout(Time::now()),
         }
-        while let Some(a) = outage.poll_alert() {
+        while let Some(mut a) = outage.poll_alert() {
+            a.uid = Some(ids.next_id());
             tracing::warn!(rule = %a.rule, state = a.state.as_str(), "{}", a.message);
             let _ = live.send(crate::hub::Live::Alert(a.clone()));
             store.submit(Write::Alert(a)).await?;

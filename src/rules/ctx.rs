@@ -99,6 +99,7 @@ impl Ctx<'_> {
             AlertState::Cleared => format!("Resolved: {base}"),
         };
         self.out.push(Alert {
+            uid: None,
             rule: spec.id.clone(),
             severity,
             state,

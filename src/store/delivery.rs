@@ -146,6 +146,24 @@ pub(crate) fn recent(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<Al
     Ok(out)
 }
 
+/// The records of the alerts with these UUIDs (those delivered and still
+/// kept), in no particular order. One scan of at most [`KEEP`] rows.
+pub(crate) fn of_ids(conn: &Connection, ids: &[String]) -> rusqlite::Result<Vec<AlertDelivery>> {
+    let mut out = Vec::new();
+    // SQLite's default limit on bound parameters is 32766; stay well below.
+    for chunk in ids.chunks(500) {
+        let marks = vec!["?"; chunk.len()].join(",");
+        let mut stmt = conn.prepare(&format!(
+            "SELECT seq, id, via, queued_at, delivered_at FROM alert_delivery WHERE id IN ({marks})"
+        ))?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(chunk.iter()), row)?;
+        for r in rows {
+            out.extend(r?);
+        }
+    }
+    Ok(out)
+}
+
 /// The counters and the latest record.
 pub(crate) fn stats(conn: &Connection) -> rusqlite::Result<DeliveredStats> {
     Ok(DeliveredStats {
@@ -201,6 +219,46 @@ mod tests {
         let d = s.stats().delivered;
         assert_eq!((d.mqtt, d.lorawan), (1, 1));
         assert_eq!(s.alert_deliveries(10).await.unwrap().len(), 2);
+        s.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_alert_keeps_the_uuid_it_was_raised_with_and_is_found_by_it_once_delivered() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&db(&dir), &StoreConfig::default()).unwrap();
+        let mut a = alert("panic", 1);
+        a.uid = Some("5f0c8b52-3c1e-4d2a-9b7e-0a1b2c3d4e5f".into());
+        s.submit(Write::Alert(a)).await.unwrap();
+        s.submit(Write::Alert(alert("panic", 2))).await.unwrap();
+        s.flush().await.unwrap();
+        let rows = s.outbox_fetch(Class::Alert, 0, 10).await.unwrap();
+        assert_eq!(rows[0].id, "5f0c8b52-3c1e-4d2a-9b7e-0a1b2c3d4e5f");
+        let payload = String::from_utf8(rows[0].payload.clone()).unwrap();
+        assert!(
+            payload.contains("\"id\":\"5f0c8b52-3c1e-4d2a-9b7e-0a1b2c3d4e5f\""),
+            "{payload}"
+        );
+        assert_eq!(rows[1].id.len(), 36, "the store gives one when missing");
+        let want = vec![rows[0].id.clone(), rows[1].id.clone(), "never-sent".into()];
+        assert!(
+            s.alert_deliveries_of(want.clone())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        s.submit(Write::Delivered {
+            via: Via::Lorawan,
+            rows: vec![(Class::Alert, rows[0].seq)],
+        })
+        .await
+        .unwrap();
+        s.flush().await.unwrap();
+        let got = s.alert_deliveries_of(want).await.unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            (got[0].id.as_str(), got[0].via),
+            (rows[0].id.as_str(), Via::Lorawan)
+        );
         s.close().await.unwrap();
     }
 

@@ -42,6 +42,7 @@ fn op() -> impl Strategy<Value = Op> {
 
 fn alert_for(token: u16) -> Alert {
     Alert {
+        uid: None,
         rule: format!("r{token}"),
         severity: Severity::Warning,
         state: AlertState::Raised,

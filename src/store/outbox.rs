@@ -460,6 +460,7 @@ mod tests {
     #[test]
     fn alert_payload_has_keys_in_published_order_and_omits_absent_kind_and_value() {
         let a = Alert {
+            uid: None,
             rule: "panic".into(),
             severity: Severity::Urgent,
             state: AlertState::Raised,
@@ -548,6 +549,7 @@ mod tests {
             prop_assert_eq!(t["seq"].as_u64(), Some(seq));
 
             let a = Alert {
+                uid: None,
                 rule: "r".into(),
                 severity: Severity::Info,
                 state: AlertState::Cleared,

@@ -300,6 +300,16 @@ impl Store {
             .await
     }
 
+    /// The delivery records of the alerts with these UUIDs (delivered ones
+    /// still kept; an alert not listed is still waiting, or aged out).
+    pub async fn alert_deliveries_of(
+        &self,
+        ids: Vec<String>,
+    ) -> Result<Vec<super::AlertDelivery>, StoreError> {
+        self.read(move |c| Ok(super::delivery::of_ids(c, &ids)?))
+            .await
+    }
+
     /// Every registered device, by id.
     pub async fn devices(&self) -> Result<Vec<DeviceInfo>, StoreError> {
         self.read(devices).await

@@ -16,6 +16,7 @@ pub(super) fn reading(d: &str, kind: Kind, value: f64, at_ms: i64) -> Reading {
 
 pub(super) fn alert(rule: &str, at_ms: i64) -> Alert {
     Alert {
+        uid: None,
         rule: rule.into(),
         severity: Severity::Urgent,
         state: AlertState::Raised,

@@ -139,7 +139,11 @@ impl Writer {
                 Op::Reading(r, Some((id, now)))
             }
             Write::ReadingNoTelemetry(r) => Op::Reading(r, None),
-            Write::Alert(a) => Op::Alert(a, self.new_id(), now),
+            Write::Alert(a) => {
+                // The hub stamps the UUID (the UI follows it to its delivery).
+                let id = a.uid.clone().unwrap_or_else(|| self.new_id());
+                Op::Alert(a, id, now)
+            }
             Write::Status(m) => Op::Status(m, self.new_id(), now),
             Write::Ack(v) => Op::Ack(v),
             Write::Delivered { via, rows } => Op::Delivered(via, rows, now),

@@ -126,6 +126,7 @@ mod tests {
 
     fn alert(rule: &str, state: AlertState, at: i64) -> Alert {
         Alert {
+            uid: None,
             rule: rule.into(),
             severity: Severity::Urgent,
             state,

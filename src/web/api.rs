@@ -34,13 +34,13 @@ pub async fn route(app: &Arc<App>, req: &Req, who: &Who) -> Result<Resp> {
         )),
         (&Method::POST, ["logout"]) => accounts::logout(app, who),
         (&Method::POST, ["session", "password"]) => accounts::change_password(app, req, who).await,
-        (&Method::GET, ["status"]) => status(app),
+        (&Method::GET, ["status"]) => status(app).await,
         (&Method::GET, ["devices"]) => devices(app).await,
         (&Method::POST, ["devices", "permit-join"]) => permit_join(app, req, who).await,
         (&Method::PUT, ["devices", id]) => update_device(app, req, who, id).await,
         (&Method::DELETE, ["devices", id]) => remove_device(app, who, id).await,
         (&Method::GET, ["events"]) => Ok(events(app, who)),
-        (&Method::GET, ["alerts"]) => alerts(app),
+        (&Method::GET, ["alerts"]) => alerts(app).await,
         (&Method::POST, ["alerts", id, "ack"]) => ack(app, who, id).await,
         (&Method::GET, ["rules"]) => super::rules_page::get(app).await,
         (&Method::PUT, ["rules"]) => super::rules_page::put(app, req, who).await,
@@ -71,8 +71,9 @@ pub async fn route(app: &Arc<App>, req: &Req, who: &Who) -> Result<Resp> {
     }
 }
 
-fn status(app: &App) -> Result<Resp> {
+async fn status(app: &App) -> Result<Resp> {
     let open = app.alerts.lock().map(|a| a.open()).unwrap_or_default();
+    let open = with_delivery(app, open).await;
     Ok(json_resp(
         StatusCode::OK,
         &json!({"status": app.backend.status(), "open_alerts": open}),
@@ -184,12 +185,52 @@ async fn permit_join(app: &App, req: &Req, who: &Who) -> Result<Resp> {
     ))
 }
 
-fn alerts(app: &App) -> Result<Resp> {
+/// The alerts as JSON, each with the path that delivered it upstream
+/// (`delivered_via`: `mqtt` / `lorawan`, `delivered_at`), or `delivery:
+/// "waiting"` while it is still in the outbox. Only the UI view: a failure
+/// to read the records leaves them out rather than failing the page.
+async fn with_delivery(app: &App, list: Vec<super::alerts::Shown>) -> Vec<serde_json::Value> {
+    let uids: Vec<String> = list.iter().filter_map(|s| s.alert.uid.clone()).collect();
+    let records = if uids.is_empty() {
+        Vec::new()
+    } else {
+        app.backend.deliveries(uids).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "alert delivery records not read");
+            Vec::new()
+        })
+    };
+    let by_uid: std::collections::HashMap<&str, &crate::store::AlertDelivery> =
+        records.iter().map(|d| (d.id.as_str(), d)).collect();
+    list.iter()
+        .map(|s| {
+            let mut v = serde_json::to_value(s).unwrap_or_default();
+            let found = s.alert.uid.as_deref().and_then(|u| by_uid.get(u));
+            if let Some(o) = v.as_object_mut() {
+                match found {
+                    Some(d) => {
+                        o.insert("delivery".into(), "delivered".into());
+                        o.insert("delivered_via".into(), d.via.as_str().into());
+                        o.insert("delivered_at".into(), json!(d.delivered_at));
+                    }
+                    None if s.alert.uid.is_some() => {
+                        o.insert("delivery".into(), "waiting".into());
+                    }
+                    None => {}
+                }
+            }
+            v
+        })
+        .collect()
+}
+
+async fn alerts(app: &App) -> Result<Resp> {
     let (open, recent) = app
         .alerts
         .lock()
         .map(|a| (a.open(), a.recent()))
         .unwrap_or_default();
+    let open = with_delivery(app, open).await;
+    let recent = with_delivery(app, recent).await;
     // Per-path delivery counters, when the status document carries them
     // (the dual-path uplink adds `delivered`).
     let delivered = app.backend.status().get("delivered").cloned();

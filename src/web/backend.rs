@@ -65,6 +65,15 @@ pub trait Backend: Send + Sync + 'static {
     fn uplink_settings(&self) -> serde_json::Value;
     /// A new subscription to the live event stream.
     fn subscribe(&self) -> broadcast::Receiver<Live>;
+    /// The delivery records (path, time) of the alerts with these UUIDs;
+    /// an alert not listed has not been delivered (or its record aged out).
+    fn deliveries(
+        &self,
+        uids: Vec<String>,
+    ) -> BoxFut<'_, Result<Vec<crate::store::AlertDelivery>, BackendError>> {
+        let _ = uids;
+        Box::pin(async move { Ok(Vec::new()) })
+    }
     /// Acknowledges the open alerts of `rule` on `device` in the rule
     /// engine (the hub). `Ok(false)`: the engine had no open alert to ack.
     fn ack_alert(&self, rule: String, device: DeviceId) -> BoxFut<'_, Result<bool, BackendError>> {
@@ -237,6 +246,12 @@ impl Backend for StoreBackend {
             }
             Ok(())
         })
+    }
+    fn deliveries(
+        &self,
+        uids: Vec<String>,
+    ) -> BoxFut<'_, Result<Vec<crate::store::AlertDelivery>, BackendError>> {
+        Box::pin(async move { self.store.alert_deliveries_of(uids).await.map_err(failed) })
     }
     fn history(
         &self,

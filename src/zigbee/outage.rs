@@ -107,6 +107,7 @@ impl OutageWatch {
             return;
         };
         self.out.push_back(Alert {
+            uid: None,
             rule: OUTAGE_RULE.into(),
             severity: Severity::Warning,
             state,

@@ -181,6 +181,7 @@ pub async fn login(s: &Server, user: &str, password: &str) -> Resp {
 
 pub fn panic_alert() -> Alert {
     Alert {
+        uid: None,
         rule: "panic".into(),
         severity: Severity::Urgent,
         state: AlertState::Raised,

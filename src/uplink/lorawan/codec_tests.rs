@@ -120,6 +120,7 @@ fn age_is_exact_below_an_hour_and_quarter_hours_after() {
 #[test]
 fn alert_from_the_rules_keeps_age_and_scaled_value() {
     let a = crate::model::Alert {
+        uid: None,
         rule: "cold-home".into(),
         severity: Severity::Warning,
         state: AlertState::Raised,

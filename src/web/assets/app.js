@@ -159,13 +159,21 @@ pages.setup = () => {
     form);
 };
 
+// Which uplink delivered the alert (the first to acknowledge it), or that it
+// is still queued in the gateway.
+function route(a) {
+  if (a.delivered_via) return 'delivered via ' + (a.delivered_via === 'lorawan' ? 'LoRaWAN' : 'MQTT') + ' ' + when(a.delivered_at);
+  if (a.delivery === 'waiting') return 'waiting for an uplink (kept in the gateway)';
+  return 'delivery not recorded';
+}
+
 function alertItem(a, onAck) {
   const acked = a.acked_by ? h('span.pill.ok', { text: 'acknowledged by ' + a.acked_by }) : null;
   const btn = !a.acked_by && a.open ? h('button', { type: 'button', 'data-ack': a.id, onclick: () => onAck(a) }, 'Acknowledge') : null;
   return h('div.card.alert-item.' + a.severity + (a.acked_by ? '.acked' : ''), { 'data-alert': a.id },
     h('div', {}, h('strong', { text: a.message }), h('div.muted', {},
       a.severity + ' · ' + (a.room || 'no room') + ' · ' + a.device + ' · ' + when(a.at) + (a.open ? '' : ' · cleared')),
-      h('div.muted', { 'data-col': 'route' }, 'rule ' + a.rule + ' · delivered via ' + (a.path || a.delivered_via || '–'))),
+      h('div.muted', { 'data-col': 'route' }, 'rule ' + a.rule + ' · ' + route(a))),
     acked || btn);
 }
 
@@ -205,6 +213,9 @@ pages.alerts = async () => {
     h('p.muted', { id: 'delivery', text: 'Delivered upstream by path: ' + (paths || '– (no per-path record in this gateway)') }),
     h('h2', {}, 'Open'), res.data.open.length ? h('div.grid', { id: 'open-alerts' }, res.data.open.map(a => alertItem(a, x => ackAlert(x, again)))) : h('p.muted', { id: 'open-alerts' }, 'No open alerts.'),
     h('h2', {}, 'Recent'), res.data.recent.length ? h('div.grid', {}, res.data.recent.map(a => alertItem(a, x => ackAlert(x, again)))) : h('p.muted', {}, 'Nothing since the gateway started.'));
+  // Alerts still queued: look again shortly, so the card shows the path once delivered.
+  clearTimeout(S.deliveryPoll);
+  if ([...res.data.open, ...res.data.recent].some(a => a.delivery === 'waiting')) S.deliveryPoll = setTimeout(again, 3000);
 };
 
 function deviceRow(d) {
