@@ -41,6 +41,7 @@ fn decision(c: &mut Criterion) {
 
 fn alert(i: usize) -> Alert {
     Alert {
+        uid: None,
         rule: "panic".into(),
         severity: Severity::Urgent,
         state: AlertState::Raised,

@@ -69,6 +69,7 @@ fn alert_latency(store: &Store, n: usize) -> (Duration, Duration) {
     let mut lat = Vec::with_capacity(n);
     for i in 0..n {
         let a = Alert {
+            uid: None,
             rule: "panic".into(),
             severity: Severity::Urgent,
             state: AlertState::Raised,

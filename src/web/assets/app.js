@@ -208,9 +208,10 @@ pages.alerts = async () => {
   if (!res.ok) return show(h('p.error', { text: res.data.error }));
   const again = () => pages.alerts();
   const dv = res.data.delivered;
-  const paths = dv && typeof dv === 'object' ? Object.entries(dv).map(([k, v]) => k + ' ' + (typeof v === 'object' ? JSON.stringify(v) : v)).join(' · ') : '';
+  const names = { mqtt: 'MQTT', lorawan: 'LoRaWAN' };
+  const paths = dv && typeof dv === 'object' ? Object.entries(dv).filter(([, v]) => typeof v === 'number').map(([k, v]) => (names[k] || k) + ' ' + v).join(' · ') : '';
   show(h('h1', {}, 'Alerts'),
-    h('p.muted', { id: 'delivery', text: 'Delivered upstream by path: ' + (paths || '– (no per-path record in this gateway)') }),
+    h('p.muted', { id: 'delivery', text: 'Alerts delivered upstream, by path: ' + (paths || '– (no per-path record in this gateway)') }),
     h('h2', {}, 'Open'), res.data.open.length ? h('div.grid', { id: 'open-alerts' }, res.data.open.map(a => alertItem(a, x => ackAlert(x, again)))) : h('p.muted', { id: 'open-alerts' }, 'No open alerts.'),
     h('h2', {}, 'Recent'), res.data.recent.length ? h('div.grid', {}, res.data.recent.map(a => alertItem(a, x => ackAlert(x, again)))) : h('p.muted', {}, 'Nothing since the gateway started.'));
   // Alerts still queued: look again shortly, so the card shows the path once delivered.
