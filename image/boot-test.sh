@@ -29,11 +29,16 @@ truncate -s +1G "$work/disk.img"
 console="$out/boot-test-console.log"
 : >"$console"
 
+# Journal warnings and errors (carebridge's among them) go to the console
+# too, so a failed start can be diagnosed from the log alone.
+# CAREBRIDGE_BOOT_TEST_CONSOLE_LEVEL=info shows the whole journal (slower).
+journal="systemd.journald.forward_to_console=1 systemd.journald.max_level_console=${CAREBRIDGE_BOOT_TEST_CONSOLE_LEVEL:-warning}"
+
 echo "== booting $(basename "$img") under qemu-system-aarch64 -M virt (console: $console)"
 t0=$(date +%s.%N)
 qemu-system-aarch64 -M virt -cpu cortex-a53 -smp 2 -m 1024 \
 	-kernel "$out/vmlinuz" -initrd "$out/initrd.img" \
-	-append "console=ttyAMA0 root=LABEL=RASPIROOT rw net.ifnames=0 rootwait" \
+	-append "console=ttyAMA0 root=LABEL=RASPIROOT rw net.ifnames=0 rootwait $journal" \
 	-drive "file=$work/disk.img,format=raw,if=none,id=disk0" -device virtio-blk-pci,drive=disk0 \
 	-netdev "user,id=net0,hostfwd=tcp:127.0.0.1:$port-:8443" -device virtio-net-pci,netdev=net0 \
 	-device virtio-rng-pci -display none -monitor none -serial "file:$console" -no-reboot &
@@ -48,7 +53,7 @@ while :; do
 		exit 1
 	fi
 	t=$(elapsed)
-	if [ -z "$started" ] && sed 's/\x1b\[[0-9;]*m//g' "$console" | grep -Eq 'Started carebridge\.servic(e|…)'; then
+	if [ -z "$started" ] && sed 's/\x1b\[[0-9;]*m//g' "$console" | grep -Eq 'Started carebridge\.servic(e|…)|carebridge: carebridge\.service active'; then
 		started=$t
 		echo "carebridge.service started after ${started}s"
 	fi
@@ -73,7 +78,20 @@ done
 grep -E 'carebridge-firstboot:|carebridge: (setup code|web UI|certificate)' "$console" |
 	sed 's/setup code .*/setup code (shown on the console)/' || true
 grep -q 'carebridge-firstboot: root file system' "$console" || { echo "FAIL: first boot did not run" >&2; exit 1; }
+# carebridge-console-info runs after carebridge.service's start job: active, not failed.
+grep -q 'carebridge: carebridge.service active' "$console" || { echo "FAIL: carebridge.service not active" >&2; exit 1; }
 grep -q 'carebridge: setup code [A-Z0-9]' "$console" || { echo "FAIL: no setup code on the console" >&2; exit 1; }
+# What must stay off by default (unit lines may be ellipsized on the console).
+plain=$(sed 's/\x1b\[[0-9;]*m//g' "$console")
+if grep -Eq 'Listening on ssh\.socket|Started ssh\.service|Starting ssh\.service' <<<"$plain"; then
+	echo "FAIL: SSH was started although it is off by default" >&2
+	exit 1
+fi
+if grep -Eq 'Started carebridge-update-poll\.timer|Started carebridge-update-.*poll_url' <<<"$plain"; then
+	echo "FAIL: carebridge-update-poll.timer was started although [ota] poll_url is not set" >&2
+	exit 1
+fi
+echo "SSH and the update poll timer stayed off"
 if curl -ksf --max-time 5 "https://127.0.0.1:$port/login" -o /dev/null; then
 	echo "web UI login page served over TLS"
 fi

@@ -142,17 +142,30 @@ install -m 0755 "$here/files/carebridge-firstboot" "$here/files/carebridge-conso
 install -m 0644 "$here/files/carebridge-firstboot.service" "$here/files/carebridge-console-info.service" \
 	"$rootfs/etc/systemd/system/"
 install -m 0644 "$here/README.md" "$rootfs/usr/share/doc/carebridge-image/README.md"
-# One unit per call: a failing name must not leave ssh enabled.
-for u in ssh.service ssh.socket; do
-	systemctl --root="$rootfs" disable "$u" >/dev/null 2>&1 || true
-done
-if ls "$rootfs"/etc/systemd/system/*.wants/ssh.* "$rootfs"/etc/systemd/system/sshd.service >/dev/null 2>&1; then
-	echo "image/build.sh: ssh is still enabled" >&2
-	exit 1
-fi
 systemctl --root="$rootfs" enable systemd-networkd.service systemd-resolved.service \
 	systemd-timesyncd.service carebridge-firstboot.service carebridge-console-info.service \
 	carebridge.service >/dev/null
+# The first boot (machine-id "uninitialized") runs `systemctl preset-all`:
+# without a catch-all preset Debian would enable every unit then, ssh.socket,
+# ssh.service and the update poll timer among them. The image's preset keeps
+# them off; it is applied here too, the way the first boot will, and then
+# checked, so the build fails if anything would still turn them on.
+install -d "$rootfs/etc/systemd/system-preset"
+install -m 0644 "$here/files/99-carebridge-image.preset" "$rootfs/etc/systemd/system-preset/"
+# One unit per call: a failing name must not leave ssh enabled.
+for u in ssh.service ssh.socket carebridge-update-poll.timer; do
+	systemctl --root="$rootfs" disable "$u" >/dev/null 2>&1 || true
+done
+systemctl --root="$rootfs" preset-all --preset-mode=enable-only >/dev/null 2>&1 || true
+if ls "$rootfs"/etc/systemd/system/*.wants/ssh.* "$rootfs"/etc/systemd/system/sshd.service \
+	"$rootfs"/etc/systemd/system/*.wants/carebridge-update-poll.* >/dev/null 2>&1; then
+	echo "image/build.sh: ssh or the update poll timer would be enabled at first boot" >&2
+	exit 1
+fi
+for u in carebridge.service carebridge-ota-guard.timer carebridge-firstboot.service systemd-networkd.service systemd-timesyncd.service; do
+	[ -n "$(find "$rootfs/etc/systemd/system" -name "$u" -path '*.wants/*')" ] ||
+		{ echo "image/build.sh: $u is not enabled" >&2; exit 1; }
+done
 # No password may be usable anywhere: every account locked or without one.
 if awk -F: '$2 !~ /^[!*]/ && $2 != "" {bad=1} END {exit !bad}' "$rootfs/etc/shadow"; then
 	echo "image/build.sh: an account has a usable password" >&2

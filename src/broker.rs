@@ -199,17 +199,33 @@ fn wait_listening(addr: SocketAddr) -> Result<(), BrokerError> {
     Err(BrokerError::NotListening(addr))
 }
 
-/// Is a TCP socket in LISTEN state on `port` (IPv4 or IPv6)?
+/// Is a TCP socket in LISTEN state on `port` (IPv4 or IPv6)? Reads
+/// `/proc/self/net/…`, not `/proc/net/…`: the service runs with systemd's
+/// `ProcSubset=pid`, which hides `/proc/net` (same table, own namespace).
 fn is_listening(port: u16) -> bool {
     let want = format!(":{port:04X}");
-    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|table| {
-        std::fs::read_to_string(table).is_ok_and(|text| {
-            text.lines().skip(1).any(|line| {
-                let mut cols = line.split_whitespace();
-                let local = cols.nth(1).unwrap_or("");
-                let state = cols.nth(1).unwrap_or("");
-                local.ends_with(&want) && state == "0A"
+    ["/proc/self/net/tcp", "/proc/self/net/tcp6"]
+        .iter()
+        .any(|table| {
+            std::fs::read_to_string(table).is_ok_and(|text| {
+                text.lines().skip(1).any(|line| {
+                    let mut cols = line.split_whitespace();
+                    let local = cols.nth(1).unwrap_or("");
+                    let state = cols.nth(1).unwrap_or("");
+                    local.ends_with(&want) && state == "0A"
+                })
             })
         })
-    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sees_a_listening_socket_in_the_processs_own_socket_table() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        assert!(is_listening(port));
+    }
 }
