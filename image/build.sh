@@ -259,6 +259,8 @@ start=$((8192 + boot_mb * 2048)), size=$((root_mb * 2048)), type=83
 PT
 dd if="$work/boot.vfat" of="$img" bs=1M seek=4 conv=notrunc,sparse status=none
 dd if="$work/root.ext4" of="$img" bs=1M seek=$((4 + boot_mb)) conv=notrunc,sparse status=none
+# Only one full-size copy stays around: the partition files are in the image now.
+rm -f "$work/boot.vfat" "$work/root.ext4"
 # For image/boot-test.sh: the kernel and initrd as the Pi would load them.
 cp "$boot/vmlinuz" "$out/vmlinuz"
 cp "$boot/initrd.img" "$out/initrd.img"

@@ -5,6 +5,8 @@
 # up here, not in a home), then builds and checks the .deb (tests/deb.sh).
 #   bash tests/cross.sh                 # what tests/all.sh runs
 #   bash tests/cross.sh --install-only  # toolchains for aarch64 and armv7, nothing else
+#   bash tests/cross.sh --armv7         # also the armv7 unit tests under qemu-arm (32-bit
+#                                       # pointers; a second full debug build, so not default)
 # Release builds (one line each, see .cargo/config.toml):
 #   cargo build --release --target aarch64-unknown-linux-gnu
 #   cargo build --release --target armv7-unknown-linux-gnueabihf
@@ -12,13 +14,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 install_only=false
-[ "${1:-}" = "--install-only" ] && install_only=true
+armv7=false
+case "${1:-}" in
+--install-only) install_only=true ;;
+--armv7) armv7=true ;;
+esac
 
 pkgs=()
 command -v aarch64-linux-gnu-gcc >/dev/null || pkgs+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
 command -v qemu-aarch64 >/dev/null || pkgs+=(qemu-user)
 targets=(aarch64-unknown-linux-gnu)
-if $install_only; then
+if $install_only || $armv7; then
 	command -v arm-linux-gnueabihf-gcc >/dev/null || pkgs+=(gcc-arm-linux-gnueabihf libc6-dev-armhf-cross)
 	targets+=(armv7-unknown-linux-gnueabihf)
 fi
@@ -41,6 +47,10 @@ echo "== cargo test --lib --target aarch64-unknown-linux-gnu (under qemu-aarch64
 # termios2 are integration tests, not run here.)
 export CAREBRIDGE_QEMU_USER=1
 cargo test --lib --target aarch64-unknown-linux-gnu
+if $armv7; then
+	echo "== cargo test --lib --target armv7-unknown-linux-gnueabihf (under qemu-arm)"
+	cargo test --lib --target armv7-unknown-linux-gnueabihf
+fi
 
 echo "== .deb"
 bash tests/deb.sh
