@@ -121,7 +121,14 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("carebridge: {:#}", e.error);
+            // Under systemd, `<3>` files the last word at priority err, so
+            // `journalctl -p err` shows why the gateway stopped.
+            let prefix = if std::env::var_os("JOURNAL_STREAM").is_some() {
+                "<3>"
+            } else {
+                ""
+            };
+            eprintln!("{prefix}carebridge: {:#}", e.error);
             ExitCode::from(e.code)
         }
     }

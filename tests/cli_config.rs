@@ -116,6 +116,29 @@ fn a_missing_password_file_stops_start_up_with_its_key() {
 }
 
 #[test]
+fn under_systemd_the_reason_for_stopping_is_logged_at_priority_err() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[gateway]\ndata_dir = \"{}\"\n[uplink.mqtt]\nurl = \"mqtt://127.0.0.1:1\"\nusername = \"u\"\npassword_file = \"/nonexistent/pw\"\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_carebridge"))
+        .args(["run", "--config", path.to_str().unwrap()])
+        .env("JOURNAL_STREAM", "8:12345")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.starts_with("<3>carebridge: "), "{err}");
+}
+
+#[test]
 fn bad_usage_exits_2() {
     let out = carebridge(&["frobnicate"]);
     assert_eq!(out.status.code(), Some(2));
