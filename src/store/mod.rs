@@ -45,6 +45,7 @@ pub mod outbox;
 mod reader;
 mod reserve;
 mod schema;
+mod touches;
 mod writer;
 
 #[cfg(test)]
@@ -53,6 +54,8 @@ mod crash_test;
 mod model_test;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_write_path;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

@@ -16,7 +16,6 @@
 //! - a batch that SQLite refuses for any other reason is retried one write at
 //!   a time and only the refused writes are dropped (counted in `rejected`).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -27,8 +26,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::outbox::{self, Outbox};
 use super::reserve::Reserve;
+use super::touches::Touches;
 use super::{Msg, StoreConfig, StoreError, StoreStats, Write, delivery, schema};
-use crate::model::{Alert, Class, DeviceId, DeviceInfo, Kind, Reading, Time};
+use crate::model::{Alert, Class, DeviceId, DeviceInfo, Reading, Time};
 
 /// A write with the identity it got when the writer first took it; retries
 /// reuse it so an outbox id never changes once assigned.
@@ -46,6 +46,11 @@ enum Op {
 }
 
 const RETENTION_CHUNK: i64 = 2000;
+/// Longest extra wait for more readings after a wake-up (see `gather`).
+const GATHER: Duration = Duration::from_millis(1);
+const GATHER_POLL: Duration = Duration::from_micros(200);
+/// A wake-up that found this many writes commits at once.
+const GATHER_MIN: usize = 64;
 const RELIEF_CHUNK: u64 = 1000;
 
 pub(crate) struct Writer {
@@ -63,6 +68,9 @@ pub(crate) struct Writer {
     next_retention: Instant,
     retention_more: bool,
     reserve: Reserve,
+    /// `last_seen`/`battery` gathered from committed (or being committed)
+    /// readings, not yet written (see `touches`).
+    touches: Touches,
 }
 
 type Opened = (Writer, Arc<Mutex<StoreStats>>, watch::Receiver<u64>);
@@ -97,6 +105,7 @@ impl Writer {
             next_retention: Instant::now() + cfg.retention_interval.0.min(Duration::from_secs(5)),
             retention_more: false,
             reserve: Reserve::new(path, reserve_bytes),
+            touches: Touches::default(),
         };
         let _ = w.reserve.ensure();
         w.s.rejected = outbox::get_counter(&w.conn, "rejected").unwrap_or(0);
@@ -172,13 +181,14 @@ impl Writer {
         loop {
             if ops.is_empty() && flushes.is_empty() && close.is_none() {
                 if disconnected {
+                    self.write_touches();
                     return;
                 }
                 // Group commit: block for the first message (or until
                 // retention is due); `recv_many` also takes whatever else is
                 // already queued, releasing the queue slots in bulk (one
                 // wake-up of blocked producers, not one per message).
-                let wait = self.retention_wait();
+                let wait = self.retention_wait().min(self.touches_wait());
                 let got = rt.block_on(async {
                     tokio::time::timeout(wait, rx.recv_many(&mut msgs, batch_max)).await
                 });
@@ -186,10 +196,16 @@ impl Writer {
                     Ok(0) => disconnected = true,
                     Ok(_) => {}
                     Err(_) => {
-                        self.retention();
+                        if self.touches.is_due(Instant::now()) {
+                            self.write_touches();
+                        }
+                        if self.retention_wait().is_zero() {
+                            self.retention();
+                        }
                         continue;
                     }
                 }
+                self.gather(&rt, &mut rx, &mut msgs, batch_max);
             }
             // Drain more without blocking (`is_empty` is false, so
             // `recv_many` returns at once); while a batch is failing, take
@@ -201,7 +217,9 @@ impl Writer {
             for m in msgs.drain(..) {
                 self.take(m, &mut ops, &mut flushes, &mut close);
             }
-            match self.commit(&ops) {
+            // Whoever waits for a flush or close must see `last_seen` too.
+            let force = !flushes.is_empty() || close.is_some() || disconnected;
+            match self.commit(&ops, force) {
                 Ok(()) => {
                     failures = 0;
                     ops.clear();
@@ -260,18 +278,46 @@ impl Writer {
         }
     }
 
-    /// Applies `ops` in one transaction; on success adopts the new outbox
+    /// Applies `ops` in one transaction, with the gathered registry facts
+    /// when they are due or `force`d; on success adopts the new outbox
     /// mirror, publishes stats and bumps `outbox_changed` if rows were added.
-    fn commit(&mut self, ops: &[Op]) -> rusqlite::Result<()> {
-        if ops.is_empty() {
+    fn commit(&mut self, ops: &[Op], force: bool) -> rusqlite::Result<()> {
+        let touches = force && !self.touches.is_empty();
+        if ops.is_empty() && !touches {
             return Ok(());
         }
         let start = Instant::now();
         let mut ob = self.outbox.clone();
+        // A registry write in the batch writes (and forgets) the gathered
+        // facts first; if the batch then rolls back they must come back.
+        let backup = ops
+            .iter()
+            .any(|o| matches!(o, Op::Device(_) | Op::RemoveDevice(_)))
+            .then(|| self.touches.clone());
         let tx = self.conn.unchecked_transaction()?;
-        let added = apply(&tx, &mut ob, ops)?;
-        ob.save(&tx)?;
-        tx.commit()?;
+        let done = apply(&tx, &mut ob, ops, &mut self.touches, start).and_then(|added| {
+            let write = force || self.touches.is_due(start);
+            if write {
+                self.touches.write(&tx)?;
+            }
+            ob.save(&tx)?;
+            tx.commit()?;
+            Ok((added, write))
+        });
+        let added = match done {
+            Ok((added, wrote)) => {
+                if wrote {
+                    self.touches.clear();
+                }
+                added
+            }
+            Err(e) => {
+                if let Some(b) = backup {
+                    self.touches = b;
+                }
+                return Err(e);
+            }
+        };
         self.outbox = ob;
         self.s.commits += 1;
         self.s.last_batch = ops.len();
@@ -296,7 +342,7 @@ impl Writer {
         let mut rest = std::mem::take(ops).into_iter();
         while let Some(op) = rest.next() {
             let one = [op];
-            match self.commit(&one) {
+            match self.commit(&one, false) {
                 Ok(()) => {}
                 Err(e) if is_storage_error(&e) => {
                     // Storage trouble after all: keep this and the rest.
@@ -388,6 +434,43 @@ impl Writer {
         Ok(freed + history)
     }
 
+    /// Writes the gathered registry facts now (idle writer, or shutting
+    /// down); a failure keeps them for the next commit.
+    fn write_touches(&mut self) {
+        if let Err(e) = self.commit(&[], true) {
+            tracing::warn!(error = %e, "writing device last_seen failed; will retry");
+        }
+    }
+
+    fn touches_wait(&self) -> Duration {
+        self.touches.due().map_or(Duration::MAX, |d| {
+            d.saturating_duration_since(Instant::now())
+        })
+    }
+
+    /// Group commit, gathering: a wake-up that found only a few readings
+    /// (nothing else) polls the queue a little longer, at most [`GATHER`],
+    /// so one transaction and one fsync cover more of them when the hub
+    /// and the writer share a CPU. Anything but a reading (an alert, a
+    /// flush) ends the wait at the next poll: alerts are not held back.
+    fn gather(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        rx: &mut mpsc::Receiver<Msg>,
+        msgs: &mut Vec<Msg>,
+        batch_max: usize,
+    ) {
+        let until = Instant::now() + GATHER;
+        let want = GATHER_MIN.min(batch_max);
+        while msgs.len() < want && msgs.iter().all(is_reading) && Instant::now() < until {
+            std::thread::sleep(GATHER_POLL);
+            while msgs.len() < batch_max && !rx.is_empty() {
+                let room = batch_max - msgs.len();
+                rt.block_on(rx.recv_many(msgs, room));
+            }
+        }
+    }
+
     fn retention_wait(&self) -> Duration {
         if self.retention_more {
             Duration::ZERO
@@ -453,6 +536,13 @@ impl Writer {
     }
 }
 
+fn is_reading(m: &Msg) -> bool {
+    matches!(
+        m,
+        Msg::Write(Write::Reading(_) | Write::ReadingNoTelemetry(_))
+    )
+}
+
 fn is_storage_error(e: &rusqlite::Error) -> bool {
     matches!(
         e.sqlite_error_code(),
@@ -467,41 +557,16 @@ fn is_storage_error(e: &rusqlite::Error) -> bool {
     )
 }
 
-/// Registry facts gathered from the readings of one batch, written once per
-/// device at the end (or before a registry write that must see them).
-#[derive(Default)]
-struct Touches(HashMap<DeviceId, (Time, Option<f64>)>);
-
-impl Touches {
-    fn add(&mut self, r: &Reading) {
-        let battery = (r.kind == Kind::Battery).then_some(r.value);
-        let e = self.0.entry(r.device.clone()).or_insert((r.at, None));
-        e.0 = e.0.max(r.at);
-        if battery.is_some() {
-            e.1 = battery;
-        }
-    }
-    fn write(&mut self, conn: &Connection) -> rusqlite::Result<()> {
-        if self.0.is_empty() {
-            return Ok(());
-        }
-        let mut stmt = conn.prepare_cached(
-            "INSERT INTO devices (id, last_seen, battery) VALUES (?1, ?2, ?3) ON CONFLICT(id) DO UPDATE SET \
-             last_seen = max(coalesce(last_seen, excluded.last_seen), excluded.last_seen), \
-             battery = coalesce(excluded.battery, battery)",
-        )?;
-        for (id, (at, battery)) in self.0.drain() {
-            stmt.execute(params![id.as_str(), at.as_millis(), battery])?;
-        }
-        Ok(())
-    }
-}
-
 /// Applies every op inside the caller's transaction. Returns whether outbox
 /// rows were added.
-fn apply(conn: &Connection, ob: &mut Outbox, ops: &[Op]) -> rusqlite::Result<bool> {
+fn apply(
+    conn: &Connection,
+    ob: &mut Outbox,
+    ops: &[Op],
+    touches: &mut Touches,
+    now: Instant,
+) -> rusqlite::Result<bool> {
     let mut added = false;
-    let mut touches = Touches::default();
     for op in ops {
         match op {
             Op::Reading(r, telemetry) => {
@@ -514,7 +579,7 @@ fn apply(conn: &Connection, ob: &mut Outbox, ops: &[Op]) -> rusqlite::Result<boo
                     r.value,
                     r.at.as_millis()
                 ])?;
-                touches.add(r);
+                touches.add(r, now);
                 if let Some((id, at)) = telemetry {
                     ob.enqueue(conn, Class::Telemetry, id, *at, |seq| {
                         outbox::telemetry_payload(id, seq, r)
@@ -549,10 +614,12 @@ fn apply(conn: &Connection, ob: &mut Outbox, ops: &[Op]) -> rusqlite::Result<boo
             }
             Op::Device(d) => {
                 touches.write(conn)?;
+                touches.clear();
                 upsert_device(conn, d)?;
             }
             Op::RemoveDevice(id) => {
                 touches.write(conn)?;
+                touches.clear();
                 conn.prepare_cached("DELETE FROM devices WHERE id = ?1")?
                     .execute([id.as_str()])?;
             }
@@ -571,7 +638,6 @@ fn apply(conn: &Connection, ob: &mut Outbox, ops: &[Op]) -> rusqlite::Result<boo
             }
         }
     }
-    touches.write(conn)?;
     Ok(added)
 }
 
