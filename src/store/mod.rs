@@ -40,6 +40,7 @@
 //! shutdown: store.close().await?
 //! ```
 
+mod apply;
 pub mod delivery;
 pub mod outbox;
 mod reader;

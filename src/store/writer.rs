@@ -1,10 +1,14 @@
 //! The writer thread: the only read-write connection, group commit, history
 //! retention, and what to do when a commit fails.
 //!
-//! Loop: block for the first message (or until retention is due), drain up to
-//! `batch_max` more without blocking, apply them all in ONE transaction,
-//! commit (one fsync with `synchronous=FULL`), then answer flushes and bump
-//! `outbox_changed`.
+//! Loop: block for the first message (or until retention, or writing the
+//! gathered `last_seen` facts, is due); if it found only a few readings and
+//! nothing else, poll for more for at most 1 ms (`gather`; anything but a
+//! reading ends the wait, so alerts are not held back); drain up to
+//! `batch_max` more without blocking, apply them all in ONE transaction
+//! (SQL in `apply`), commit (one fsync with `synchronous=FULL`), then answer
+//! flushes and bump `outbox_changed`. Registry `last_seen`/`battery` from
+//! readings are written at most once a second per device (`touches`).
 //!
 //! Invariants:
 //! - the in-memory outbox mirror is replaced only after `COMMIT` succeeded, so
@@ -24,6 +28,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use rusqlite::{Connection, ffi::ErrorCode, params};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::apply;
 use super::outbox::{self, Outbox};
 use super::reserve::Reserve;
 use super::touches::Touches;
@@ -33,7 +38,7 @@ use crate::model::{Alert, Class, DeviceId, DeviceInfo, Reading, Time};
 /// A write with the identity it got when the writer first took it; retries
 /// reuse it so an outbox id never changes once assigned.
 #[derive(Debug)]
-enum Op {
+pub(super) enum Op {
     Reading(Reading, Option<(String, Time)>),
     Alert(Alert, String, Time),
     Status(serde_json::Map<String, serde_json::Value>, String, Time),
@@ -295,7 +300,7 @@ impl Writer {
             .any(|o| matches!(o, Op::Device(_) | Op::RemoveDevice(_)))
             .then(|| self.touches.clone());
         let tx = self.conn.unchecked_transaction()?;
-        let done = apply(&tx, &mut ob, ops, &mut self.touches, start).and_then(|added| {
+        let done = apply::apply(&tx, &mut ob, ops, &mut self.touches, start).and_then(|added| {
             let write = force || self.touches.is_due(start);
             if write {
                 self.touches.write(&tx)?;
@@ -555,119 +560,4 @@ fn is_storage_error(e: &rusqlite::Error) -> bool {
                 | ErrorCode::OutOfMemory
         )
     )
-}
-
-/// Applies every op inside the caller's transaction. Returns whether outbox
-/// rows were added.
-fn apply(
-    conn: &Connection,
-    ob: &mut Outbox,
-    ops: &[Op],
-    touches: &mut Touches,
-    now: Instant,
-) -> rusqlite::Result<bool> {
-    let mut added = false;
-    for op in ops {
-        match op {
-            Op::Reading(r, telemetry) => {
-                conn.prepare_cached(
-                    "INSERT INTO history (device, kind, value, at) VALUES (?1, ?2, ?3, ?4)",
-                )?
-                .execute(params![
-                    r.device.as_str(),
-                    i64::from(r.kind.code()),
-                    r.value,
-                    r.at.as_millis()
-                ])?;
-                touches.add(r, now);
-                if let Some((id, at)) = telemetry {
-                    ob.enqueue(conn, Class::Telemetry, id, *at, |seq| {
-                        outbox::telemetry_payload(id, seq, r)
-                    })?;
-                    added = true;
-                }
-            }
-            Op::Alert(a, id, at) => {
-                ob.enqueue(conn, Class::Alert, id, *at, |seq| {
-                    outbox::alert_payload(id, seq, a)
-                })?;
-                added = true;
-            }
-            Op::Status(m, id, at) => {
-                ob.enqueue(conn, Class::Status, id, *at, |seq| {
-                    outbox::status_payload(id, seq, m)
-                })?;
-                added = true;
-            }
-            Op::Ack(list) => {
-                for (class, seq) in list {
-                    ob.ack(conn, *class, *seq)?;
-                }
-            }
-            Op::Delivered(via, list, now) => {
-                for (class, seq) in list {
-                    let row = ob.ack_row(conn, *class, *seq)?;
-                    if let (Class::Alert, Some((id, at))) = (class, row) {
-                        delivery::record(conn, *seq, &id, *via, at, *now)?;
-                    }
-                }
-            }
-            Op::Device(d) => {
-                touches.write(conn)?;
-                touches.clear();
-                upsert_device(conn, d)?;
-            }
-            Op::RemoveDevice(id) => {
-                touches.write(conn)?;
-                touches.clear();
-                conn.prepare_cached("DELETE FROM devices WHERE id = ?1")?
-                    .execute([id.as_str()])?;
-            }
-            Op::Kv(k, Some(v)) => {
-                conn.prepare_cached(
-                    "INSERT INTO kv (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                )?
-                .execute(params![k, v])?;
-            }
-            Op::Kv(k, None) => {
-                conn.prepare_cached("DELETE FROM kv WHERE key = ?1")?
-                    .execute([k])?;
-            }
-            Op::WipeHistory => {
-                conn.execute("DELETE FROM history", [])?;
-            }
-        }
-    }
-    Ok(added)
-}
-
-fn upsert_device(conn: &Connection, d: &DeviceInfo) -> rusqlite::Result<()> {
-    let Some(id) = &d.id else {
-        // Never the whole record: names and rooms are personal data.
-        tracing::warn!("device write without an id ignored");
-        return Ok(());
-    };
-    conn.prepare_cached(
-        "INSERT INTO devices (id, name, room, role, ieee, nwk, manufacturer, model, last_seen, battery, lqi) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT(id) DO UPDATE SET \
-         name = coalesce(excluded.name, name), room = coalesce(excluded.room, room), \
-         role = coalesce(excluded.role, role), ieee = coalesce(excluded.ieee, ieee), \
-         nwk = coalesce(excluded.nwk, nwk), manufacturer = coalesce(excluded.manufacturer, manufacturer), \
-         model = coalesce(excluded.model, model), last_seen = coalesce(excluded.last_seen, last_seen), \
-         battery = coalesce(excluded.battery, battery), lqi = coalesce(excluded.lqi, lqi)",
-    )?
-    .execute(params![
-        id.as_str(),
-        d.name,
-        d.room,
-        d.role,
-        d.ieee,
-        d.nwk.map(i64::from),
-        d.manufacturer,
-        d.model,
-        d.last_seen.map(Time::as_millis),
-        d.battery,
-        d.lqi.map(i64::from),
-    ])?;
-    Ok(())
 }
