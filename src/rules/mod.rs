@@ -22,13 +22,15 @@
 //! - readings older than, or identical to, the last one of the same device
 //!   and kind are dropped (counted in [`Engine::dropped`]);
 //! - timers due at `now` fire before a reading at `now` is evaluated; timers
-//!   due at the same instant fire in (rule order, subject name) order;
+//!   due at the same instant fire in (rule order, subject name hash,
+//!   subject name) order (`due`);
 //! - the engine clock never goes backwards (`now` is max-ed with the last).
 
 pub mod active;
 pub mod cli;
 mod ctx;
 mod devices;
+mod due;
 mod eval;
 mod locate;
 mod routine;
@@ -48,7 +50,7 @@ use crate::config::Problem;
 use crate::model::{Alert, DeviceId, DeviceInfo, Kind, Reading, Time};
 use ctx::Ctx;
 use devices::{Devices, Freshness};
-use rule::{Phase, RULE_SUBJECT, Rule};
+use rule::{Phase, Rule};
 pub use spec::{RuleSet, RuleSpec, RuleType, RulesError};
 pub use status::RuleStatus;
 use timers::{Entry, Timers};
@@ -145,7 +147,7 @@ pub struct Engine {
     scratch: Vec<(u64, Entry)>,
 }
 
-/// Timers whose memory `on_tick` touches ahead of firing them (see `touch`).
+/// Timers whose memory `on_tick` touches ahead of firing them (`due::touch`).
 const TOUCH_AHEAD: usize = 32;
 
 /// Largest timer batch whose buffers `on_tick` keeps for the next tick.
@@ -420,39 +422,14 @@ impl Engine {
             batch.clear();
             let (devs, rules) = (&self.devs, &self.rules);
             self.timers.take_due_at(at, &mut batch, |e| {
-                (subject_hash(rules, devs, e.rule, e.subject), e)
+                (due::subject_hash(rules, devs, e.rule, e.subject), e)
             });
-            if batch.len() > 1 {
-                let by_name = |a: &(u64, Entry), b: &(u64, Entry)| {
-                    subject_name(rules, devs, a.1.rule, a.1.subject).cmp(subject_name(
-                        rules,
-                        devs,
-                        b.1.rule,
-                        b.1.subject,
-                    ))
-                };
-                if batch.len() >= timers::RADIX_MIN {
-                    // A storm (100k due together): radix passes instead of
-                    // ~17 comparisons per entry, then names on equal keys.
-                    timers::radix_sort(&mut batch, &mut self.scratch);
-                    for run in batch.chunk_by_mut(|a, b| (a.1.rule, a.0) == (b.1.rule, b.0)) {
-                        if run.len() > 1 {
-                            run.sort_unstable_by(by_name);
-                        }
-                    }
-                } else {
-                    batch.sort_unstable_by(|a, b| {
-                        (a.1.rule, a.0)
-                            .cmp(&(b.1.rule, b.0))
-                            .then_with(|| by_name(a, b))
-                    });
-                }
-            }
+            due::order(rules, devs, &mut batch, &mut self.scratch);
             out.reserve(batch.len());
             let mut fired = false;
             for chunk in batch.chunks(TOUCH_AHEAD) {
                 if batch.len() > TOUCH_AHEAD {
-                    self.touch(chunk);
+                    due::touch(&self.rules, &self.devs, chunk);
                 }
                 for &(_, e) in chunk {
                     fired |= self.fire(e, now, out);
@@ -473,27 +450,6 @@ impl Engine {
         if self.timers.needs_compaction() {
             self.rebuild_timers();
         }
-    }
-
-    /// Loads what firing `chunk` will read — each entry's slot, device and
-    /// device id — in a tight loop of independent loads, so their cache
-    /// misses overlap instead of queueing one after another behind the
-    /// firing work (100k timers due together: three misses per alert were
-    /// most of the time). Only reads; the result is meaningless.
-    fn touch(&self, chunk: &[(u64, Entry)]) {
-        let mut acc = 0u64;
-        for &(_, e) in chunk {
-            if let Some(s) = self
-                .rules
-                .get(e.rule as usize)
-                .and_then(|r| r.slots.get(&e.subject))
-                && let Some(d) = self.devs.get(s.dev)
-            {
-                let first = d.id.as_str().as_bytes().first().copied();
-                acc = acc.wrapping_add(u64::from(first.unwrap_or(0)) + u64::from(d.room.is_some()));
-            }
-        }
-        std::hint::black_box(acc);
     }
 
     fn fire(&mut self, e: Entry, now: i64, out: &mut Vec<Alert>) -> bool {
@@ -615,36 +571,6 @@ impl Engine {
     /// Number of armed timers.
     pub fn armed_timers(&self) -> usize {
         self.timers.live
-    }
-}
-
-/// `name_hash` of [`subject_name`] (precomputed: no string is read).
-fn subject_hash(rules: &[Rule], devs: &Devices, rule: u32, subject: u32) -> u64 {
-    if subject == RULE_SUBJECT {
-        return devices::name_hash("");
-    }
-    if is_per_room(rules, rule) {
-        devs.room_hash_of(subject)
-    } else {
-        devs.hash_of(subject)
-    }
-}
-
-fn is_per_room(rules: &[Rule], rule: u32) -> bool {
-    rules
-        .get(rule as usize)
-        .is_some_and(|r| r.spec.kind == RuleType::Inactivity && r.per == spec::Per::Room)
-}
-
-/// The name that orders timers due at the same instant.
-fn subject_name<'a>(rules: &'a [Rule], devs: &'a Devices, rule: u32, subject: u32) -> &'a str {
-    if subject == RULE_SUBJECT {
-        return "";
-    }
-    if is_per_room(rules, rule) {
-        devs.room_by_index(subject).unwrap_or("")
-    } else {
-        devs.get(subject).map_or("", |d| d.id.as_str())
     }
 }
 
