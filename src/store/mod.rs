@@ -208,6 +208,8 @@ pub enum StoreError {
 pub enum Write {
     /// History row + telemetry outbox row + device `last_seen` (and `battery`
     /// when the kind is `Battery`); an unknown device gets a registry row.
+    /// The registry part is written at most once a second per device (and
+    /// by every flush or close), see `touches`.
     Reading(Reading),
     /// History + registry only (uplink telemetry turned off).
     ReadingNoTelemetry(Reading),
