@@ -3,8 +3,8 @@
 //!
 //! Loop: block for the first message (or until retention, or writing the
 //! gathered `last_seen` facts, is due); if it found only a few readings and
-//! nothing else, poll for more for at most 1 ms (`gather`; anything but a
-//! reading ends the wait, so alerts are not held back); drain up to
+//! nothing else while busy (last commit < 2 ms ago), poll for more for at
+//! most 1 ms (`gather`; anything but a reading ends the wait); drain up to
 //! `batch_max` more without blocking, apply them all in ONE transaction
 //! (SQL in `apply`), commit (one fsync with `synchronous=FULL`), then answer
 //! flushes and bump `outbox_changed`. Registry `last_seen`/`battery` from
@@ -54,6 +54,8 @@ const RETENTION_CHUNK: i64 = 2000;
 /// Longest extra wait for more readings after a wake-up (see `gather`).
 const GATHER: Duration = Duration::from_millis(1);
 const GATHER_POLL: Duration = Duration::from_micros(200);
+/// Gathering happens only this soon after the previous commit.
+const BUSY: Duration = Duration::from_millis(2);
 /// A wake-up that found this many writes commits at once.
 const GATHER_MIN: usize = 64;
 const RELIEF_CHUNK: u64 = 1000;
@@ -76,6 +78,8 @@ pub(crate) struct Writer {
     /// `last_seen`/`battery` gathered from committed (or being committed)
     /// readings, not yet written (see `touches`).
     touches: Touches,
+    /// When the last commit ended: gathering only pays while busy.
+    last_commit: Instant,
 }
 
 type Opened = (Writer, Arc<Mutex<StoreStats>>, watch::Receiver<u64>);
@@ -111,6 +115,7 @@ impl Writer {
             retention_more: false,
             reserve: Reserve::new(path, reserve_bytes),
             touches: Touches::default(),
+            last_commit: Instant::now(),
         };
         let _ = w.reserve.ensure();
         w.s.rejected = outbox::get_counter(&w.conn, "rejected").unwrap_or(0);
@@ -327,6 +332,7 @@ impl Writer {
         self.s.commits += 1;
         self.s.last_batch = ops.len();
         self.s.last_commit_us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.last_commit = Instant::now();
         self.s.commit_latency.observe(self.s.last_commit_us);
         if self.s.error.take().is_some() {
             tracing::info!("store commits succeed again");
@@ -453,11 +459,13 @@ impl Writer {
         })
     }
 
-    /// Group commit, gathering: a wake-up that found only a few readings
-    /// (nothing else) polls the queue a little longer, at most [`GATHER`],
-    /// so one transaction and one fsync cover more of them when the hub
-    /// and the writer share a CPU. Anything but a reading (an alert, a
-    /// flush) ends the wait at the next poll: alerts are not held back.
+    /// Group commit, gathering: while busy (the last commit ended less than
+    /// [`BUSY`] ago), a wake-up that found only a few readings (nothing
+    /// else) polls the queue a little longer, at most [`GATHER`], so one
+    /// transaction and one fsync cover more of them when the hub and the
+    /// writer share a CPU. Anything but a reading (an alert, a flush) ends
+    /// the wait at the next poll; an idle writer (a home's sporadic
+    /// readings, a panic press) never waits.
     fn gather(
         &self,
         rt: &tokio::runtime::Runtime,
@@ -465,6 +473,9 @@ impl Writer {
         msgs: &mut Vec<Msg>,
         batch_max: usize,
     ) {
+        if self.last_commit.elapsed() > BUSY {
+            return;
+        }
         let until = Instant::now() + GATHER;
         let want = GATHER_MIN.min(batch_max);
         while msgs.len() < want && msgs.iter().all(is_reading) && Instant::now() < until {
