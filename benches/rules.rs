@@ -6,7 +6,8 @@
 //!   fires them all (target: within 50 ms of their deadline);
 //! - memory: resident set growth per compiled rule (target ≤ 2 KB).
 //!
-//! `cargo bench --bench rules` (pass `-- --quick` for a smaller run).
+//! `cargo bench --bench rules` (pass `-- --quick` for a smaller run,
+//! `-- timers` for the timer figure alone, `-- timers N` to repeat it N times).
 
 // Test/bench code: a failed fixture should stop with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -120,6 +121,18 @@ fn pct(sorted: &[u32], p: f64) -> u32 {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(p) = args.iter().position(|a| a == "timers") {
+        let runs = args
+            .get(p + 1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1usize);
+        let tz = jiff::tz::TimeZone::get("Europe/London").expect("zone");
+        for _ in 0..runs {
+            timers(&tz);
+        }
+        return;
+    }
     let n_readings = if quick { 500_000 } else { 2_000_000 };
     let tz = jiff::tz::TimeZone::get("Europe/London").expect("zone");
     let text = rules_text();
@@ -213,14 +226,21 @@ fn main() {
     let snap = e.snapshot();
     println!("  snapshot of that engine: {} KB", snap.len() / 1024);
     drop(e);
+    timers(&tz);
+}
 
-    // Timers: 100k armed inactivity timers, one per device, all due together.
+/// Timers: 100k armed inactivity timers, one per device, all due together.
+fn timers(tz: &jiff::tz::TimeZone) {
+    let start = Time::parse_rfc3339("2026-11-22T06:00:00Z")
+        .expect("time")
+        .as_millis();
+    let mut out = Vec::new();
     let tset = RuleSet::parse(
         "[[rule]]\nid = \"quiet\"\ntype = \"inactivity\"\nper = \"device\"\nfor = \"4h\"\n",
         "t",
     )
     .expect("timer rule");
-    let mut te = Engine::new(&tset, tz).expect("engine");
+    let mut te = Engine::new(&tset, tz.clone()).expect("engine");
     let rss0 = rss_kb();
     for i in 0..100_000 {
         let r = Reading {

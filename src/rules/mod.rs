@@ -22,13 +22,15 @@
 //! - readings older than, or identical to, the last one of the same device
 //!   and kind are dropped (counted in [`Engine::dropped`]);
 //! - timers due at `now` fire before a reading at `now` is evaluated; timers
-//!   due at the same instant fire in (rule order, subject name) order;
+//!   due at the same instant fire in (rule order, subject name hash,
+//!   subject name) order (`due`);
 //! - the engine clock never goes backwards (`now` is max-ed with the last).
 
 pub mod active;
 pub mod cli;
 mod ctx;
 mod devices;
+mod due;
 mod eval;
 mod locate;
 mod routine;
@@ -48,7 +50,7 @@ use crate::config::Problem;
 use crate::model::{Alert, DeviceId, DeviceInfo, Kind, Reading, Time};
 use ctx::Ctx;
 use devices::{Devices, Freshness};
-use rule::{Phase, RULE_SUBJECT, Rule};
+use rule::{Phase, Rule};
 pub use spec::{RuleSet, RuleSpec, RuleType, RulesError};
 pub use status::RuleStatus;
 use timers::{Entry, Timers};
@@ -139,7 +141,17 @@ pub struct Engine {
     generation: u64,
     saved_generation: u64,
     dropped: u64,
+    /// `on_tick`'s buffer for timers due at one instant, with their
+    /// ordering hashes (reused).
+    batch: Vec<(u64, Entry)>,
+    scratch: Vec<(u64, Entry)>,
 }
+
+/// Timers whose memory `on_tick` touches ahead of firing them (`due::touch`).
+const TOUCH_AHEAD: usize = 32;
+
+/// Largest timer batch whose buffers `on_tick` keeps for the next tick.
+const KEEP_BATCH: usize = 1 << 17;
 
 impl Engine {
     /// The built-in safety rules: panic, fall, smoke, CO and water leak raise
@@ -174,6 +186,8 @@ impl Engine {
             generation: 0,
             saved_generation: 0,
             dropped: 0,
+            batch: Vec::new(),
+            scratch: Vec::new(),
         };
         e.install(set, Vec::new());
         e
@@ -398,46 +412,40 @@ impl Engine {
     /// Time passed; timer-driven alerts are appended to `out`.
     pub fn on_tick(&mut self, now: Time, out: &mut Vec<Alert>) {
         let now = self.advance(now, out);
-        let mut batch: Vec<Entry> = Vec::new();
-        while let Some(first) = self.timers.pop_due(Time(now)) {
-            // Everything due at the same instant, in a restart-proof order.
+        // Reused between ticks: a large batch allocates (and faults in)
+        // its buffer once, not on every tick.
+        let mut batch = std::mem::take(&mut self.batch);
+        while let Some(at) = self.timers.peek().filter(|&at| at.0 <= now) {
+            // Everything due at the same instant, in a restart-proof order:
+            // indices differ after a restart, names do not. Sort by a hash
+            // of the name (cheap, precomputed), then the name on a tie.
             batch.clear();
-            batch.push(first);
-            while self.timers.peek() == Some(first.at) {
-                match self.timers.pop_due(Time(now)) {
-                    Some(e) => batch.push(e),
-                    None => break,
-                }
-            }
-            if batch.len() > 1 {
-                // Indices differ after a restart; names do not. Sort by a
-                // hash of the name (cheap), then the name on a tie.
-                let devs = &self.devs;
-                let rules = &self.rules;
-                let mut keyed: Vec<(u32, u64, Entry)> = batch
-                    .iter()
-                    .map(|e| (e.rule, subject_hash(rules, devs, e.rule, e.subject), *e))
-                    .collect();
-                keyed.sort_unstable_by(|a, b| {
-                    (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| {
-                        subject_name(rules, devs, a.2.rule, a.2.subject).cmp(subject_name(
-                            rules,
-                            devs,
-                            b.2.rule,
-                            b.2.subject,
-                        ))
-                    })
-                });
-                batch.clear();
-                batch.extend(keyed.into_iter().map(|k| k.2));
-            }
+            let (devs, rules) = (&self.devs, &self.rules);
+            self.timers.take_due_at(at, &mut batch, |e| {
+                (due::subject_hash(rules, devs, e.rule, e.subject), e)
+            });
+            due::order(rules, devs, &mut batch, &mut self.scratch);
+            out.reserve(batch.len());
             let mut fired = false;
-            for e in batch.iter().copied() {
-                fired |= self.fire(e, now, out);
+            for chunk in batch.chunks(TOUCH_AHEAD) {
+                if batch.len() > TOUCH_AHEAD {
+                    due::touch(&self.rules, &self.devs, chunk);
+                }
+                for &(_, e) in chunk {
+                    fired |= self.fire(e, now, out);
+                }
             }
             if fired {
                 self.generation += 1;
             }
+        }
+        // Keep the buffer, but not a huge one after a rare storm.
+        if batch.capacity() <= KEEP_BATCH {
+            batch.clear();
+            self.batch = batch;
+        }
+        if self.scratch.capacity() > KEEP_BATCH {
+            self.scratch = Vec::new();
         }
         if self.timers.needs_compaction() {
             self.rebuild_timers();
@@ -563,36 +571,6 @@ impl Engine {
     /// Number of armed timers.
     pub fn armed_timers(&self) -> usize {
         self.timers.live
-    }
-}
-
-/// `name_hash` of [`subject_name`] (precomputed: no string is read).
-fn subject_hash(rules: &[Rule], devs: &Devices, rule: u32, subject: u32) -> u64 {
-    if subject == RULE_SUBJECT {
-        return devices::name_hash("");
-    }
-    if is_per_room(rules, rule) {
-        devs.room_hash_of(subject)
-    } else {
-        devs.hash_of(subject)
-    }
-}
-
-fn is_per_room(rules: &[Rule], rule: u32) -> bool {
-    rules
-        .get(rule as usize)
-        .is_some_and(|r| r.spec.kind == RuleType::Inactivity && r.per == spec::Per::Room)
-}
-
-/// The name that orders timers due at the same instant.
-fn subject_name<'a>(rules: &'a [Rule], devs: &'a Devices, rule: u32, subject: u32) -> &'a str {
-    if subject == RULE_SUBJECT {
-        return "";
-    }
-    if is_per_room(rules, rule) {
-        devs.room_by_index(subject).unwrap_or("")
-    } else {
-        devs.get(subject).map_or("", |d| d.id.as_str())
     }
 }
 

@@ -151,30 +151,41 @@ fn status_reports_suppressed_after_ack_and_generation_tracks_changes() {
 #[test]
 fn timers_due_together_fire_in_the_same_order_whatever_the_arrival_order() {
     let rules = "[[rule]]\nid = \"q\"\ntype = \"inactivity\"\nper = \"device\"\nfor = \"1h\"\n";
-    let fire = |reverse: bool| {
-        let mut e = engine(rules);
-        let mut out = Vec::new();
-        let mut ids: Vec<usize> = (0..2000).collect();
-        if reverse {
-            ids.reverse();
-        }
-        for i in ids {
-            let r = rd(
-                &format!("m{i:05}"),
-                Kind::Motion,
-                1.0,
-                "2026-11-22T09:00:00Z",
-            );
-            e.on_reading(r.at, &r, &mut out);
-        }
-        assert_eq!(e.armed_timers(), 2000);
-        e.on_tick(t("2026-11-22T10:00:00Z"), &mut out);
-        assert!(out.iter().all(|a| a.state == AlertState::Raised));
-        out
-    };
-    let (a, b) = (fire(false), fire(true));
-    assert_eq!(a.len(), 2000);
-    assert_eq!(a, b);
+    // 2,000 take the comparison sort; 6,000 the bulk take and radix sort.
+    for n in [2000usize, 6000] {
+        let fire = |reverse: bool| {
+            let mut e = engine(rules);
+            let mut out = Vec::new();
+            let mut ids: Vec<usize> = (0..n).collect();
+            if reverse {
+                ids.reverse();
+            }
+            for i in ids {
+                let r = rd(
+                    &format!("m{i:05}"),
+                    Kind::Motion,
+                    1.0,
+                    "2026-11-22T09:00:00Z",
+                );
+                e.on_reading(r.at, &r, &mut out);
+            }
+            assert_eq!(e.armed_timers(), n);
+            e.on_tick(t("2026-11-22T10:00:00Z"), &mut out);
+            assert!(out.iter().all(|a| a.state == AlertState::Raised));
+            out
+        };
+        let (a, b) = (fire(false), fire(true));
+        assert_eq!(a.len(), n);
+        assert_eq!(a, b);
+        let key = |x: &crate::model::Alert| {
+            let d = x.device.as_str();
+            (super::devices::name_hash(d), d.to_string())
+        };
+        assert!(
+            a.windows(2).all(|w| key(&w[0]) < key(&w[1])),
+            "by name hash, then name"
+        );
+    }
 }
 
 fn arb_events() -> impl Strategy<Value = Vec<Event>> {

@@ -23,6 +23,54 @@ pub struct Entry {
     pub subject: u32,
 }
 
+/// Batches at least this large are ordered by [`radix_sort`].
+pub const RADIX_MIN: usize = 4096;
+
+/// Sorts `(hash, entry)` pairs by `(entry.rule, hash)`: LSD radix sort,
+/// one stable pass per byte of the 12-byte key, skipping bytes every
+/// entry shares (usually all of `rule`). `scratch` is a reused buffer.
+pub fn radix_sort(v: &mut Vec<(u64, Entry)>, scratch: &mut Vec<(u64, Entry)>) {
+    let key = |x: &(u64, Entry), byte: usize| -> usize {
+        let k = if byte < 8 {
+            x.0 >> (8 * byte)
+        } else {
+            u64::from(x.1.rule) >> (8 * (byte - 8))
+        };
+        (k & 0xff) as usize
+    };
+    for byte in 0..12 {
+        let mut count = [0usize; 256];
+        for x in v.iter() {
+            count[key(x, byte)] += 1;
+        }
+        if count.contains(&v.len()) {
+            continue; // every entry has the same byte here
+        }
+        let mut start = [0usize; 256];
+        let mut sum = 0;
+        for (s, c) in start.iter_mut().zip(count.iter()) {
+            *s = sum;
+            sum += c;
+        }
+        if scratch.len() != v.len() {
+            scratch.clear();
+            scratch.resize(v.len(), (0, v[0].1));
+        }
+        for x in v.iter() {
+            let b = key(x, byte);
+            if let Some(slot) = scratch.get_mut(start[b]) {
+                *slot = *x;
+            }
+            start[b] += 1;
+        }
+        std::mem::swap(v, scratch);
+    }
+}
+
+/// Entries popped one by one before the rest due at the same instant are
+/// taken in one pass (see [`Timers::take_due_at`]).
+const BULK_AFTER: usize = 256;
+
 #[derive(Debug, Default)]
 pub struct Timers {
     heap: BinaryHeap<Reverse<Entry>>,
@@ -42,10 +90,39 @@ impl Timers {
     }
 
     /// Pops the earliest entry if it is due at `now`.
+    #[cfg(test)]
     pub fn pop_due(&mut self, now: Time) -> Option<Entry> {
         match self.heap.peek() {
             Some(Reverse(e)) if e.at <= now => self.heap.pop().map(|Reverse(e)| e),
             _ => None,
+        }
+    }
+
+    /// Appends `make(entry)` for every entry due at exactly `at` (the
+    /// earliest time queued) to `batch`, in no particular order. Pops one by one while few are due;
+    /// past [`BULK_AFTER`] it takes the rest in one O(n) pass instead of
+    /// O(log n) per pop (100k timers due together: ~17 sift levels each).
+    pub fn take_due_at<T>(&mut self, at: Time, batch: &mut Vec<T>, make: impl Fn(Entry) -> T) {
+        let mut popped = 0;
+        while self.peek() == Some(at) {
+            if popped == BULK_AFTER {
+                // One allocation for the rest, not a doubling series.
+                batch.reserve(self.heap.len());
+                self.heap.retain(|Reverse(e)| {
+                    if e.at == at {
+                        batch.push(make(*e));
+                        false
+                    } else {
+                        true
+                    }
+                });
+                return;
+            }
+            match self.heap.pop() {
+                Some(Reverse(e)) => batch.push(make(e)),
+                None => return,
+            }
+            popped += 1;
         }
     }
 
@@ -86,5 +163,64 @@ mod tests {
             .collect();
         assert_eq!(got, vec![2, 3]);
         assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn takes_every_entry_due_at_an_instant_whether_few_or_many() {
+        for n in [3u32, 256, 257, 5000] {
+            let mut t = Timers::default();
+            for i in 0..n {
+                t.push(Entry {
+                    at: Time(10),
+                    rule: 0,
+                    subject: i,
+                });
+                t.push(Entry {
+                    at: Time(20 + i64::from(i % 3)),
+                    rule: 1,
+                    subject: i,
+                });
+            }
+            let mut batch = Vec::new();
+            t.take_due_at(Time(10), &mut batch, |e| e);
+            batch.sort();
+            assert_eq!(batch.len(), n as usize);
+            assert!(
+                batch
+                    .iter()
+                    .enumerate()
+                    .all(|(i, e)| e.at == Time(10) && e.rule == 0 && e.subject == i as u32)
+            );
+            assert_eq!(t.len(), n as usize);
+            assert_eq!(t.peek(), Some(Time(20)));
+        }
+    }
+
+    #[test]
+    fn radix_sort_orders_like_a_comparison_sort_by_rule_then_hash() {
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        let mut v: Vec<(u64, Entry)> = (0..10_000u32)
+            .map(|i| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                // Some equal hashes, a few rules.
+                let h = if i % 100 == 0 { 42 } else { x };
+                let e = Entry {
+                    at: Time(5),
+                    rule: (x >> 60) as u32 % 3,
+                    subject: i,
+                };
+                (h, e)
+            })
+            .collect();
+        let mut want = v.clone();
+        want.sort_by_key(|k| (k.1.rule, k.0));
+        radix_sort(&mut v, &mut Vec::new());
+        // Stable, so equal keys keep their input order like `sort_by_key`.
+        assert_eq!(v, want);
+        let mut one = vec![(7, want[0].1)];
+        radix_sort(&mut one, &mut Vec::new());
+        assert_eq!(one.len(), 1);
     }
 }

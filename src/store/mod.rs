@@ -40,11 +40,13 @@
 //! shutdown: store.close().await?
 //! ```
 
+mod apply;
 pub mod delivery;
 pub mod outbox;
 mod reader;
 mod reserve;
 mod schema;
+mod touches;
 mod writer;
 
 #[cfg(test)]
@@ -53,6 +55,8 @@ mod crash_test;
 mod model_test;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_write_path;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -204,6 +208,8 @@ pub enum StoreError {
 pub enum Write {
     /// History row + telemetry outbox row + device `last_seen` (and `battery`
     /// when the kind is `Battery`); an unknown device gets a registry row.
+    /// The registry part is written at most once a second per device (and
+    /// by every flush or close), see `touches`.
     Reading(Reading),
     /// History + registry only (uplink telemetry turned off).
     ReadingNoTelemetry(Reading),

@@ -58,6 +58,13 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     "#,
     // v2: which uplink path delivered each alert (see `delivery`).
     super::delivery::MIGRATION_V2,
+    // v3: no per-device history index. Readings of many devices arrive
+    // interleaved, so `(device, at)` put almost every insert on a different
+    // index page: one more 4 KiB page written to the WAL (and again at the
+    // checkpoint) per reading, the largest part of the writer's cost. No
+    // product query needs it (history is read by time; `history_of` filters
+    // the time range by device). Rows are untouched.
+    "DROP INDEX IF EXISTS history_device_at;",
 ];
 
 /// Maps SQLite's "this file is damaged" codes to [`StoreError::Corrupt`].

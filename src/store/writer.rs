@@ -1,10 +1,14 @@
 //! The writer thread: the only read-write connection, group commit, history
 //! retention, and what to do when a commit fails.
 //!
-//! Loop: block for the first message (or until retention is due), drain up to
-//! `batch_max` more without blocking, apply them all in ONE transaction,
-//! commit (one fsync with `synchronous=FULL`), then answer flushes and bump
-//! `outbox_changed`.
+//! Loop: block for the first message (or until retention, or writing the
+//! gathered `last_seen` facts, is due); if it found only a few readings and
+//! nothing else while busy (last commit < 2 ms ago), poll for more for at
+//! most 1 ms (`gather`; anything but a reading ends the wait); drain up to
+//! `batch_max` more without blocking, apply them all in ONE transaction
+//! (SQL in `apply`), commit (one fsync with `synchronous=FULL`), then answer
+//! flushes and bump `outbox_changed`. Registry `last_seen`/`battery` from
+//! readings are written at most once a second per device (`touches`).
 //!
 //! Invariants:
 //! - the in-memory outbox mirror is replaced only after `COMMIT` succeeded, so
@@ -16,7 +20,6 @@
 //! - a batch that SQLite refuses for any other reason is retried one write at
 //!   a time and only the refused writes are dropped (counted in `rejected`).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,15 +28,17 @@ use ring::rand::{SecureRandom, SystemRandom};
 use rusqlite::{Connection, ffi::ErrorCode, params};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::apply;
 use super::outbox::{self, Outbox};
 use super::reserve::Reserve;
+use super::touches::Touches;
 use super::{Msg, StoreConfig, StoreError, StoreStats, Write, delivery, schema};
-use crate::model::{Alert, Class, DeviceId, DeviceInfo, Kind, Reading, Time};
+use crate::model::{Alert, Class, DeviceId, DeviceInfo, Reading, Time};
 
 /// A write with the identity it got when the writer first took it; retries
 /// reuse it so an outbox id never changes once assigned.
 #[derive(Debug)]
-enum Op {
+pub(super) enum Op {
     Reading(Reading, Option<(String, Time)>),
     Alert(Alert, String, Time),
     Status(serde_json::Map<String, serde_json::Value>, String, Time),
@@ -46,6 +51,13 @@ enum Op {
 }
 
 const RETENTION_CHUNK: i64 = 2000;
+/// Longest extra wait for more readings after a wake-up (see `gather`).
+const GATHER: Duration = Duration::from_millis(1);
+const GATHER_POLL: Duration = Duration::from_micros(200);
+/// Gathering happens only this soon after the previous commit.
+const BUSY: Duration = Duration::from_millis(2);
+/// A wake-up that found this many writes commits at once.
+const GATHER_MIN: usize = 64;
 const RELIEF_CHUNK: u64 = 1000;
 
 pub(crate) struct Writer {
@@ -63,6 +75,11 @@ pub(crate) struct Writer {
     next_retention: Instant,
     retention_more: bool,
     reserve: Reserve,
+    /// `last_seen`/`battery` gathered from committed (or being committed)
+    /// readings, not yet written (see `touches`).
+    touches: Touches,
+    /// When the last commit ended: gathering only pays while busy.
+    last_commit: Instant,
 }
 
 type Opened = (Writer, Arc<Mutex<StoreStats>>, watch::Receiver<u64>);
@@ -97,6 +114,8 @@ impl Writer {
             next_retention: Instant::now() + cfg.retention_interval.0.min(Duration::from_secs(5)),
             retention_more: false,
             reserve: Reserve::new(path, reserve_bytes),
+            touches: Touches::default(),
+            last_commit: Instant::now(),
         };
         let _ = w.reserve.ensure();
         w.s.rejected = outbox::get_counter(&w.conn, "rejected").unwrap_or(0);
@@ -176,13 +195,14 @@ impl Writer {
         loop {
             if ops.is_empty() && flushes.is_empty() && close.is_none() {
                 if disconnected {
+                    self.write_touches();
                     return;
                 }
                 // Group commit: block for the first message (or until
                 // retention is due); `recv_many` also takes whatever else is
                 // already queued, releasing the queue slots in bulk (one
                 // wake-up of blocked producers, not one per message).
-                let wait = self.retention_wait();
+                let wait = self.retention_wait().min(self.touches_wait());
                 let got = rt.block_on(async {
                     tokio::time::timeout(wait, rx.recv_many(&mut msgs, batch_max)).await
                 });
@@ -190,10 +210,16 @@ impl Writer {
                     Ok(0) => disconnected = true,
                     Ok(_) => {}
                     Err(_) => {
-                        self.retention();
+                        if self.touches.is_due(Instant::now()) {
+                            self.write_touches();
+                        }
+                        if self.retention_wait().is_zero() {
+                            self.retention();
+                        }
                         continue;
                     }
                 }
+                self.gather(&rt, &mut rx, &mut msgs, batch_max);
             }
             // Drain more without blocking (`is_empty` is false, so
             // `recv_many` returns at once); while a batch is failing, take
@@ -205,7 +231,9 @@ impl Writer {
             for m in msgs.drain(..) {
                 self.take(m, &mut ops, &mut flushes, &mut close);
             }
-            match self.commit(&ops) {
+            // Whoever waits for a flush or close must see `last_seen` too.
+            let force = !flushes.is_empty() || close.is_some() || disconnected;
+            match self.commit(&ops, force) {
                 Ok(()) => {
                     failures = 0;
                     ops.clear();
@@ -264,22 +292,51 @@ impl Writer {
         }
     }
 
-    /// Applies `ops` in one transaction; on success adopts the new outbox
+    /// Applies `ops` in one transaction, with the gathered registry facts
+    /// when they are due or `force`d; on success adopts the new outbox
     /// mirror, publishes stats and bumps `outbox_changed` if rows were added.
-    fn commit(&mut self, ops: &[Op]) -> rusqlite::Result<()> {
-        if ops.is_empty() {
+    fn commit(&mut self, ops: &[Op], force: bool) -> rusqlite::Result<()> {
+        let touches = force && !self.touches.is_empty();
+        if ops.is_empty() && !touches {
             return Ok(());
         }
         let start = Instant::now();
         let mut ob = self.outbox.clone();
+        // A registry write in the batch writes (and forgets) the gathered
+        // facts first; if the batch then rolls back they must come back.
+        let backup = ops
+            .iter()
+            .any(|o| matches!(o, Op::Device(_) | Op::RemoveDevice(_)))
+            .then(|| self.touches.clone());
         let tx = self.conn.unchecked_transaction()?;
-        let added = apply(&tx, &mut ob, ops)?;
-        ob.save(&tx)?;
-        tx.commit()?;
+        let done = apply::apply(&tx, &mut ob, ops, &mut self.touches, start).and_then(|added| {
+            let write = force || self.touches.is_due(start);
+            if write {
+                self.touches.write(&tx)?;
+            }
+            ob.save(&tx)?;
+            tx.commit()?;
+            Ok((added, write))
+        });
+        let added = match done {
+            Ok((added, wrote)) => {
+                if wrote {
+                    self.touches.clear();
+                }
+                added
+            }
+            Err(e) => {
+                if let Some(b) = backup {
+                    self.touches = b;
+                }
+                return Err(e);
+            }
+        };
         self.outbox = ob;
         self.s.commits += 1;
         self.s.last_batch = ops.len();
         self.s.last_commit_us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.last_commit = Instant::now();
         self.s.commit_latency.observe(self.s.last_commit_us);
         if self.s.error.take().is_some() {
             tracing::info!("store commits succeed again");
@@ -300,7 +357,7 @@ impl Writer {
         let mut rest = std::mem::take(ops).into_iter();
         while let Some(op) = rest.next() {
             let one = [op];
-            match self.commit(&one) {
+            match self.commit(&one, false) {
                 Ok(()) => {}
                 Err(e) if is_storage_error(&e) => {
                     // Storage trouble after all: keep this and the rest.
@@ -392,6 +449,48 @@ impl Writer {
         Ok(freed + history)
     }
 
+    /// Writes the gathered registry facts now (idle writer, or shutting
+    /// down); a failure keeps them for the next commit.
+    fn write_touches(&mut self) {
+        if let Err(e) = self.commit(&[], true) {
+            tracing::warn!(error = %e, "writing device last_seen failed; will retry");
+        }
+    }
+
+    fn touches_wait(&self) -> Duration {
+        self.touches.due().map_or(Duration::MAX, |d| {
+            d.saturating_duration_since(Instant::now())
+        })
+    }
+
+    /// Group commit, gathering: while busy (the last commit ended less than
+    /// [`BUSY`] ago), a wake-up that found only a few readings (nothing
+    /// else) polls the queue a little longer, at most [`GATHER`], so one
+    /// transaction and one fsync cover more of them when the hub and the
+    /// writer share a CPU. Anything but a reading (an alert, a flush) ends
+    /// the wait at the next poll; an idle writer (a home's sporadic
+    /// readings, a panic press) never waits.
+    fn gather(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        rx: &mut mpsc::Receiver<Msg>,
+        msgs: &mut Vec<Msg>,
+        batch_max: usize,
+    ) {
+        if self.last_commit.elapsed() > BUSY {
+            return;
+        }
+        let until = Instant::now() + GATHER;
+        let want = GATHER_MIN.min(batch_max);
+        while msgs.len() < want && msgs.iter().all(is_reading) && Instant::now() < until {
+            std::thread::sleep(GATHER_POLL);
+            while msgs.len() < batch_max && !rx.is_empty() {
+                let room = batch_max - msgs.len();
+                rt.block_on(rx.recv_many(msgs, room));
+            }
+        }
+    }
+
     fn retention_wait(&self) -> Duration {
         if self.retention_more {
             Duration::ZERO
@@ -457,6 +556,13 @@ impl Writer {
     }
 }
 
+fn is_reading(m: &Msg) -> bool {
+    matches!(
+        m,
+        Msg::Write(Write::Reading(_) | Write::ReadingNoTelemetry(_))
+    )
+}
+
 fn is_storage_error(e: &rusqlite::Error) -> bool {
     matches!(
         e.sqlite_error_code(),
@@ -469,143 +575,4 @@ fn is_storage_error(e: &rusqlite::Error) -> bool {
                 | ErrorCode::OutOfMemory
         )
     )
-}
-
-/// Registry facts gathered from the readings of one batch, written once per
-/// device at the end (or before a registry write that must see them).
-#[derive(Default)]
-struct Touches(HashMap<DeviceId, (Time, Option<f64>)>);
-
-impl Touches {
-    fn add(&mut self, r: &Reading) {
-        let battery = (r.kind == Kind::Battery).then_some(r.value);
-        let e = self.0.entry(r.device.clone()).or_insert((r.at, None));
-        e.0 = e.0.max(r.at);
-        if battery.is_some() {
-            e.1 = battery;
-        }
-    }
-    fn write(&mut self, conn: &Connection) -> rusqlite::Result<()> {
-        if self.0.is_empty() {
-            return Ok(());
-        }
-        let mut stmt = conn.prepare_cached(
-            "INSERT INTO devices (id, last_seen, battery) VALUES (?1, ?2, ?3) ON CONFLICT(id) DO UPDATE SET \
-             last_seen = max(coalesce(last_seen, excluded.last_seen), excluded.last_seen), \
-             battery = coalesce(excluded.battery, battery)",
-        )?;
-        for (id, (at, battery)) in self.0.drain() {
-            stmt.execute(params![id.as_str(), at.as_millis(), battery])?;
-        }
-        Ok(())
-    }
-}
-
-/// Applies every op inside the caller's transaction. Returns whether outbox
-/// rows were added.
-fn apply(conn: &Connection, ob: &mut Outbox, ops: &[Op]) -> rusqlite::Result<bool> {
-    let mut added = false;
-    let mut touches = Touches::default();
-    for op in ops {
-        match op {
-            Op::Reading(r, telemetry) => {
-                conn.prepare_cached(
-                    "INSERT INTO history (device, kind, value, at) VALUES (?1, ?2, ?3, ?4)",
-                )?
-                .execute(params![
-                    r.device.as_str(),
-                    i64::from(r.kind.code()),
-                    r.value,
-                    r.at.as_millis()
-                ])?;
-                touches.add(r);
-                if let Some((id, at)) = telemetry {
-                    ob.enqueue(conn, Class::Telemetry, id, *at, |seq| {
-                        outbox::telemetry_payload(id, seq, r)
-                    })?;
-                    added = true;
-                }
-            }
-            Op::Alert(a, id, at) => {
-                ob.enqueue(conn, Class::Alert, id, *at, |seq| {
-                    outbox::alert_payload(id, seq, a)
-                })?;
-                added = true;
-            }
-            Op::Status(m, id, at) => {
-                ob.enqueue(conn, Class::Status, id, *at, |seq| {
-                    outbox::status_payload(id, seq, m)
-                })?;
-                added = true;
-            }
-            Op::Ack(list) => {
-                for (class, seq) in list {
-                    ob.ack(conn, *class, *seq)?;
-                }
-            }
-            Op::Delivered(via, list, now) => {
-                for (class, seq) in list {
-                    let row = ob.ack_row(conn, *class, *seq)?;
-                    if let (Class::Alert, Some((id, at))) = (class, row) {
-                        delivery::record(conn, *seq, &id, *via, at, *now)?;
-                    }
-                }
-            }
-            Op::Device(d) => {
-                touches.write(conn)?;
-                upsert_device(conn, d)?;
-            }
-            Op::RemoveDevice(id) => {
-                touches.write(conn)?;
-                conn.prepare_cached("DELETE FROM devices WHERE id = ?1")?
-                    .execute([id.as_str()])?;
-            }
-            Op::Kv(k, Some(v)) => {
-                conn.prepare_cached(
-                    "INSERT INTO kv (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                )?
-                .execute(params![k, v])?;
-            }
-            Op::Kv(k, None) => {
-                conn.prepare_cached("DELETE FROM kv WHERE key = ?1")?
-                    .execute([k])?;
-            }
-            Op::WipeHistory => {
-                conn.execute("DELETE FROM history", [])?;
-            }
-        }
-    }
-    touches.write(conn)?;
-    Ok(added)
-}
-
-fn upsert_device(conn: &Connection, d: &DeviceInfo) -> rusqlite::Result<()> {
-    let Some(id) = &d.id else {
-        // Never the whole record: names and rooms are personal data.
-        tracing::warn!("device write without an id ignored");
-        return Ok(());
-    };
-    conn.prepare_cached(
-        "INSERT INTO devices (id, name, room, role, ieee, nwk, manufacturer, model, last_seen, battery, lqi) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT(id) DO UPDATE SET \
-         name = coalesce(excluded.name, name), room = coalesce(excluded.room, room), \
-         role = coalesce(excluded.role, role), ieee = coalesce(excluded.ieee, ieee), \
-         nwk = coalesce(excluded.nwk, nwk), manufacturer = coalesce(excluded.manufacturer, manufacturer), \
-         model = coalesce(excluded.model, model), last_seen = coalesce(excluded.last_seen, last_seen), \
-         battery = coalesce(excluded.battery, battery), lqi = coalesce(excluded.lqi, lqi)",
-    )?
-    .execute(params![
-        id.as_str(),
-        d.name,
-        d.room,
-        d.role,
-        d.ieee,
-        d.nwk.map(i64::from),
-        d.manufacturer,
-        d.model,
-        d.last_seen.map(Time::as_millis),
-        d.battery,
-        d.lqi.map(i64::from),
-    ])?;
-    Ok(())
 }

@@ -1,0 +1,130 @@
+//! Applying one batch of writer ops inside the writer's transaction: the
+//! SQL of each write kind (history, outbox, registry, kv).
+//!
+//! Invariant: nothing here commits or rolls back; the writer owns the
+//! transaction, so a failure anywhere leaves no trace of the batch.
+
+use std::time::Instant;
+
+use rusqlite::{Connection, params};
+
+use super::delivery;
+use super::outbox::{self, Outbox};
+use super::touches::Touches;
+use super::writer::Op;
+use crate::model::{Class, DeviceInfo, Time};
+
+/// Applies every op inside the caller's transaction. Returns whether outbox
+/// rows were added.
+pub(super) fn apply(
+    conn: &Connection,
+    ob: &mut Outbox,
+    ops: &[Op],
+    touches: &mut Touches,
+    now: Instant,
+) -> rusqlite::Result<bool> {
+    let mut added = false;
+    for op in ops {
+        match op {
+            Op::Reading(r, telemetry) => {
+                conn.prepare_cached(
+                    "INSERT INTO history (device, kind, value, at) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![
+                    r.device.as_str(),
+                    i64::from(r.kind.code()),
+                    r.value,
+                    r.at.as_millis()
+                ])?;
+                touches.add(r, now);
+                if let Some((id, at)) = telemetry {
+                    ob.enqueue(conn, Class::Telemetry, id, *at, |seq| {
+                        outbox::telemetry_payload(id, seq, r)
+                    })?;
+                    added = true;
+                }
+            }
+            Op::Alert(a, id, at) => {
+                ob.enqueue(conn, Class::Alert, id, *at, |seq| {
+                    outbox::alert_payload(id, seq, a)
+                })?;
+                added = true;
+            }
+            Op::Status(m, id, at) => {
+                ob.enqueue(conn, Class::Status, id, *at, |seq| {
+                    outbox::status_payload(id, seq, m)
+                })?;
+                added = true;
+            }
+            Op::Ack(list) => {
+                for (class, seq) in list {
+                    ob.ack(conn, *class, *seq)?;
+                }
+            }
+            Op::Delivered(via, list, now) => {
+                for (class, seq) in list {
+                    let row = ob.ack_row(conn, *class, *seq)?;
+                    if let (Class::Alert, Some((id, at))) = (class, row) {
+                        delivery::record(conn, *seq, &id, *via, at, *now)?;
+                    }
+                }
+            }
+            Op::Device(d) => {
+                touches.write(conn)?;
+                touches.clear();
+                upsert_device(conn, d)?;
+            }
+            Op::RemoveDevice(id) => {
+                touches.write(conn)?;
+                touches.clear();
+                conn.prepare_cached("DELETE FROM devices WHERE id = ?1")?
+                    .execute([id.as_str()])?;
+            }
+            Op::Kv(k, Some(v)) => {
+                conn.prepare_cached(
+                    "INSERT INTO kv (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                )?
+                .execute(params![k, v])?;
+            }
+            Op::Kv(k, None) => {
+                conn.prepare_cached("DELETE FROM kv WHERE key = ?1")?
+                    .execute([k])?;
+            }
+            Op::WipeHistory => {
+                conn.execute("DELETE FROM history", [])?;
+            }
+        }
+    }
+    Ok(added)
+}
+
+fn upsert_device(conn: &Connection, d: &DeviceInfo) -> rusqlite::Result<()> {
+    let Some(id) = &d.id else {
+        // Never the whole record: names and rooms are personal data.
+        tracing::warn!("device write without an id ignored");
+        return Ok(());
+    };
+    conn.prepare_cached(
+        "INSERT INTO devices (id, name, room, role, ieee, nwk, manufacturer, model, last_seen, battery, lqi) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT(id) DO UPDATE SET \
+         name = coalesce(excluded.name, name), room = coalesce(excluded.room, room), \
+         role = coalesce(excluded.role, role), ieee = coalesce(excluded.ieee, ieee), \
+         nwk = coalesce(excluded.nwk, nwk), manufacturer = coalesce(excluded.manufacturer, manufacturer), \
+         model = coalesce(excluded.model, model), last_seen = coalesce(excluded.last_seen, last_seen), \
+         battery = coalesce(excluded.battery, battery), lqi = coalesce(excluded.lqi, lqi)",
+    )?
+    .execute(params![
+        id.as_str(),
+        d.name,
+        d.room,
+        d.role,
+        d.ieee,
+        d.nwk.map(i64::from),
+        d.manufacturer,
+        d.model,
+        d.last_seen.map(Time::as_millis),
+        d.battery,
+        d.lqi.map(i64::from),
+    ])?;
+    Ok(())
+}

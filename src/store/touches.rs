@@ -1,0 +1,117 @@
+//! Registry facts gathered from readings (`devices.last_seen`, and
+//! `devices.battery` from battery readings), kept in memory and written at
+//! most once per device per [`FLUSH_EVERY`].
+//!
+//! Why: a busy site interleaves the readings of hundreds of devices, so a
+//! batch of readings named nearly as many devices as it had readings, and
+//! the per-batch upsert cost about one `devices` row write per reading.
+//!
+//! Invariants:
+//! - the facts are written inside one of the writer's transactions, and
+//!   forgotten only after that transaction committed (a rolled-back batch
+//!   is re-applied, and re-adding its readings is idempotent: the latest
+//!   `at` wins, the battery of the last battery reading wins);
+//! - they are written before any registry write (`Device`, `RemoveDevice`)
+//!   in the same transaction, so an explicit registry value still wins over
+//!   an older gathered one;
+//! - a flush (`Store::flush`), close, or the last handle going away writes
+//!   them, so "flushed" still means `last_seen` is visible to readers; in
+//!   between, readers may see `last_seen` up to [`FLUSH_EVERY`] old (the
+//!   history rows themselves are committed with their batch as before).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, params};
+
+use crate::model::{DeviceId, Kind, Reading, Time};
+
+/// The longest `devices.last_seen` lags behind committed history.
+pub(crate) const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+#[derive(Default, Clone, Debug)]
+pub(crate) struct Touches {
+    map: HashMap<DeviceId, (Time, Option<f64>)>,
+    /// When the oldest unwritten fact was gathered.
+    since: Option<Instant>,
+}
+
+impl Touches {
+    pub fn add(&mut self, r: &Reading, now: Instant) {
+        let battery = (r.kind == Kind::Battery).then_some(r.value);
+        let e = self.map.entry(r.device.clone()).or_insert((r.at, None));
+        e.0 = e.0.max(r.at);
+        if battery.is_some() {
+            e.1 = battery;
+        }
+        self.since.get_or_insert(now);
+    }
+
+    /// When the gathered facts must be written (`None`: nothing pending).
+    pub fn due(&self) -> Option<Instant> {
+        self.since.map(|s| s + FLUSH_EVERY)
+    }
+
+    pub fn is_due(&self, now: Instant) -> bool {
+        self.due().is_some_and(|d| now >= d)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Writes every gathered fact (inside the caller's transaction); call
+    /// [`Touches::clear`] once that transaction committed.
+    pub fn write(&self, conn: &Connection) -> rusqlite::Result<()> {
+        if self.map.is_empty() {
+            return Ok(());
+        }
+        let mut stmt = conn.prepare_cached(
+            "INSERT INTO devices (id, last_seen, battery) VALUES (?1, ?2, ?3) ON CONFLICT(id) DO UPDATE SET \
+             last_seen = max(coalesce(last_seen, excluded.last_seen), excluded.last_seen), \
+             battery = coalesce(excluded.battery, battery)",
+        )?;
+        for (id, (at, battery)) in &self.map {
+            stmt.execute(params![id.as_str(), at.as_millis(), battery])?;
+        }
+        Ok(())
+    }
+
+    pub fn clear(&mut self) {
+        self.map.clear();
+        self.since = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(d: &str, kind: Kind, value: f64, at: i64) -> Reading {
+        Reading::new(DeviceId::new(d).unwrap(), kind, value, Time(at)).unwrap()
+    }
+
+    #[test]
+    fn keeps_the_latest_time_and_last_battery_and_re_adding_changes_nothing() {
+        let now = Instant::now();
+        let mut t = Touches::default();
+        let batch = [
+            r("a", Kind::Battery, 80.0, 5),
+            r("a", Kind::Motion, 1.0, 3),
+            r("a", Kind::Battery, 70.0, 4),
+        ];
+        for x in &batch {
+            t.add(x, now);
+        }
+        let once = t.map.clone();
+        for x in &batch {
+            t.add(x, now);
+        }
+        assert_eq!(t.map, once);
+        assert_eq!(t.map[&DeviceId::new("a").unwrap()], (Time(5), Some(70.0)));
+        assert_eq!(t.due(), Some(now + FLUSH_EVERY));
+        assert!(!t.is_due(now) && t.is_due(now + FLUSH_EVERY));
+        t.clear();
+        assert!(t.is_empty() && t.due().is_none());
+    }
+}
