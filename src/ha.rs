@@ -341,7 +341,7 @@ impl Mirror {
                 }
             }
             Live::Alert(a) => {
-                let key = (a.rule.clone(), a.device.as_str().to_string());
+                let key = (a.rule.to_string(), a.device.as_str().to_string());
                 match a.state {
                     AlertState::Raised => {
                         self.open.insert(

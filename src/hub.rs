@@ -219,7 +219,7 @@ impl Hub {
             a.uid = Some(self.ids.next_id());
             self.stats.alerts.fetch_add(1, Ordering::Relaxed);
             if let Ok(mut m) = self.stats.by_rule.lock() {
-                *m.entry((a.rule.clone(), a.severity.as_str(), a.state.as_str()))
+                *m.entry((a.rule.to_string(), a.severity.as_str(), a.state.as_str()))
                     .or_default() += 1;
             }
             tracing::info!(

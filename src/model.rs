@@ -394,8 +394,9 @@ pub struct Alert {
     /// deterministic). The store assigns one when it is missing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uid: Option<String>,
-    /// The rule's id (from the rule set).
-    pub rule: String,
+    /// The rule's id (from the rule set). Shared: an engine firing 100 k
+    /// timers at once clones it 100 k times.
+    pub rule: Arc<str>,
     pub severity: Severity,
     pub state: AlertState,
     pub device: DeviceId,

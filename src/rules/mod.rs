@@ -515,7 +515,7 @@ impl Engine {
     pub fn ack(&mut self, alert_rule: &str, device: Option<&DeviceId>, now: Time) -> bool {
         self.now = self.now.max(now.0);
         let dev = device.map(|d| self.devs.find(d));
-        let Some(rule) = self.rules.iter_mut().find(|r| r.spec.id == alert_rule) else {
+        let Some(rule) = self.rules.iter_mut().find(|r| &*r.spec.id == alert_rule) else {
             return false;
         };
         let mut any = false;

@@ -179,7 +179,7 @@ pub struct Step {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleSpec {
-    pub id: String,
+    pub id: std::sync::Arc<str>,
     #[serde(rename = "type")]
     pub kind: RuleType,
     #[serde(default)]
@@ -516,7 +516,7 @@ impl RuleSet {
         let mut problems = Vec::new();
         let mut seen = HashSet::new();
         for (i, r) in file.rule.iter().enumerate() {
-            if !seen.insert(r.id.as_str()) {
+            if !seen.insert(&*r.id) {
                 problems.push((
                     i,
                     Problem::new("id", format!("duplicate rule id {:?}", r.id)),

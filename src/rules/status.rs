@@ -63,7 +63,7 @@ impl Engine {
                     detail
                 };
                 RuleStatus {
-                    rule: r.spec.id.clone(),
+                    rule: r.spec.id.to_string(),
                     kind: r.spec.kind,
                     severity: r.severity,
                     state: state.into(),
@@ -74,7 +74,7 @@ impl Engine {
             })
             .collect();
         v.extend(self.disabled.iter().map(|s| RuleStatus {
-            rule: s.id.clone(),
+            rule: s.id.to_string(),
             kind: s.kind,
             severity: s.severity.unwrap_or(Severity::Warning),
             state: "disabled".into(),

@@ -44,7 +44,7 @@ pub(super) fn tick(e: &mut Engine, at: &str) -> Vec<Alert> {
 
 pub(super) fn states(a: &[Alert]) -> Vec<(&str, AlertState, String)> {
     a.iter()
-        .map(|a| (a.rule.as_str(), a.state, a.at.to_string()))
+        .map(|a| (&*a.rule, a.state, a.at.to_string()))
         .collect()
 }
 

@@ -85,7 +85,7 @@ fn restart_in_the_middle_of_an_inactivity_timer_gives_the_same_alert() {
     assert_eq!(x, y);
     assert!(
         x.iter()
-            .any(|al| al.rule == "quiet" && al.at == t("2026-11-22T12:00:00Z")),
+            .any(|al| &*al.rule == "quiet" && al.at == t("2026-11-22T12:00:00Z")),
         "{x:?}"
     );
 }
@@ -120,11 +120,11 @@ fn reload_keeps_state_of_unchanged_rules_and_resets_changed_ones() {
     );
     let out = tick(&mut e, "2026-11-22T12:00:00Z");
     assert!(
-        out.iter().any(|a| a.rule == "quiet"),
+        out.iter().any(|a| &*a.rule == "quiet"),
         "quiet clock survived: {out:?}"
     );
     assert!(
-        !out.iter().any(|a| a.rule == "cold"),
+        !out.iter().any(|a| &*a.rule == "cold"),
         "changed rule starts fresh: {out:?}"
     );
 }

@@ -88,7 +88,7 @@ fn fridge_door_unopened_for_a_day_raises_per_device() {
     );
     let out: Vec<_> = tick(&mut e, "2026-11-24T08:00:00Z")
         .into_iter()
-        .filter(|a| a.rule == "fridge")
+        .filter(|a| &*a.rule == "fridge")
         .collect();
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].device, id("fridge"));

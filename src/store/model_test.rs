@@ -43,7 +43,7 @@ fn op() -> impl Strategy<Value = Op> {
 fn alert_for(token: u16) -> Alert {
     Alert {
         uid: None,
-        rule: format!("r{token}"),
+        rule: format!("r{token}").into(),
         severity: Severity::Warning,
         state: AlertState::Raised,
         device: dev("d1"),

@@ -269,7 +269,7 @@ impl Dual {
             seq,
             device_index: idx,
             kind: alert.kind,
-            rule: alert.rule.clone(),
+            rule: alert.rule.to_string(),
             device: alert.device.as_str().to_string(),
         });
         while st.sent.len() > REMEMBER {

@@ -148,7 +148,7 @@ mod tests {
         a.on_alert(alert("panic", AlertState::Cleared, 3));
         let open = a.open();
         assert_eq!(open.len(), 1);
-        assert_eq!(open[0].alert.rule, "fall");
+        assert_eq!(&*open[0].alert.rule, "fall");
         assert_eq!(a.recent().len(), 3);
     }
 

@@ -270,7 +270,7 @@ async fn ack(app: &App, who: &Who, id: &str) -> Result<Resp> {
         ));
     }
     // The rule engine owns the situation: it stops repeating/escalating it.
-    let engine = app.backend.ack_alert(rule, device).await?;
+    let engine = app.backend.ack_alert(rule.to_string(), device).await?;
     let shown = app
         .alerts
         .lock()

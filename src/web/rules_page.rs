@@ -324,8 +324,12 @@ mod tests {
         assert_eq!(r.readings, 3);
         assert!(!r.timed_out);
         assert!(r.total >= 1);
-        assert!(r.alerts.iter().all(|a| a.rule == "cold"), "{:?}", r.alerts);
-        assert!(r.alerts.iter().all(|a| a.rule != "panic"));
+        assert!(
+            r.alerts.iter().all(|a| &*a.rule == "cold"),
+            "{:?}",
+            r.alerts
+        );
+        assert!(r.alerts.iter().all(|a| &*a.rule != "panic"));
     }
 
     #[test]
