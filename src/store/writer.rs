@@ -24,7 +24,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ring::rand::{SecureRandom, SystemRandom};
 use rusqlite::{Connection, ffi::ErrorCode, params};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -65,10 +64,7 @@ pub(crate) struct Writer {
     path: PathBuf,
     cfg: StoreConfig,
     outbox: Outbox,
-    rng: SystemRandom,
-    random: Vec<u8>,
-    random_pos: usize,
-    id_fallback: u64,
+    ids: crate::ids::IdGen,
     stats: Arc<Mutex<StoreStats>>,
     changed: watch::Sender<u64>,
     s: StoreStats,
@@ -102,10 +98,7 @@ impl Writer {
             path: path.to_path_buf(),
             cfg: cfg.clone(),
             outbox,
-            rng: SystemRandom::new(),
-            random: Vec::new(),
-            random_pos: 0,
-            id_fallback: 0,
+            ids: crate::ids::IdGen::default(),
             stats: stats.clone(),
             changed,
             s: StoreStats::default(),
@@ -124,30 +117,9 @@ impl Writer {
         Ok((w, stats, changed_rx))
     }
 
-    /// A fresh UUID v4. Random bytes are fetched from the OS 4 KiB at a
-    /// time: one syscall per 256 ids instead of one per id.
+    /// A fresh UUID v4 (see [`crate::ids`]).
     fn new_id(&mut self) -> String {
-        if self.random_pos + 16 > self.random.len() {
-            self.random.resize(4096, 0);
-            if self.rng.fill(&mut self.random).is_err() {
-                // The OS RNG failing is near impossible; stay unique anyway.
-                self.random.clear();
-            }
-            self.random_pos = 0;
-        }
-        let mut b = [0u8; 16];
-        match self.random.get(self.random_pos..self.random_pos + 16) {
-            Some(chunk) => {
-                b.copy_from_slice(chunk);
-                self.random_pos += 16;
-            }
-            None => {
-                self.id_fallback += 1;
-                b[..8].copy_from_slice(&Time::now().as_millis().to_be_bytes());
-                b[8..].copy_from_slice(&self.id_fallback.to_be_bytes());
-            }
-        }
-        crate::model::uuid_v4(b)
+        self.ids.next_id()
     }
 
     fn prepare(&mut self, w: Write) -> Op {
