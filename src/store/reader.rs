@@ -152,21 +152,39 @@ fn history(
     let mut stmt = conn.prepare_cached(
         "SELECT device, kind, value, at FROM history WHERE at >= ?1 AND at < ?2 ORDER BY at LIMIT ?3",
     )?;
-    let rows = stmt.query_map(
+    readings(
+        &mut stmt,
         params![
             since.as_millis(),
             until.as_millis(),
             i64::try_from(limit).unwrap_or(i64::MAX)
         ],
-        |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, f64>(2)?,
-                r.get::<_, i64>(3)?,
-            ))
-        },
+    )
+}
+
+/// Each device's newest reading at or after `since` (one scan of that time
+/// range; SQLite takes the bare columns from the row holding the `MAX`).
+fn latest_per_device(conn: &Connection, since: Time) -> Result<Vec<Reading>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT device, kind, value, MAX(at) FROM history WHERE at >= ?1 GROUP BY device",
     )?;
+    readings(&mut stmt, params![since.as_millis()])
+}
+
+/// Rows of `(device, kind, value, at)` as readings; a row that no longer
+/// parses (an unknown kind code) is skipped with a warning.
+fn readings(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    params: impl rusqlite::Params,
+) -> Result<Vec<Reading>, StoreError> {
+    let rows = stmt.query_map(params, |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, f64>(2)?,
+            r.get::<_, i64>(3)?,
+        ))
+    })?;
     let mut out = Vec::new();
     for row in rows {
         let (dev, kind, value, at) = row?;
@@ -330,6 +348,11 @@ impl Store {
         self.read(move |c| history(c, since, until, limit)).await
     }
 
+    /// Each device's newest reading since `since` (the commissioning report).
+    pub async fn latest_per_device(&self, since: Time) -> Result<Vec<Reading>, StoreError> {
+        self.read(move |c| latest_per_device(c, since)).await
+    }
+
     /// One device's readings with `since <= at < until`, oldest first.
     pub async fn history_of(
         &self,
@@ -359,5 +382,45 @@ impl Store {
         let path = self.inner.path.clone();
         self.read(move |c| schema::check(c, &path, "integrity_check"))
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{db, reading};
+    use crate::model::{Kind, Time};
+    use crate::store::{Store, StoreConfig, Write};
+
+    #[tokio::test]
+    async fn latest_per_device_is_each_devices_newest_reading_however_busy_the_others_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&db(&dir), &StoreConfig::default()).unwrap();
+        // A chatty thermometer and a door that spoke once, early, and once late.
+        s.submit(Write::Reading(reading("door", Kind::Contact, 1.0, 1_000)))
+            .await
+            .unwrap();
+        for i in 0..30_000 {
+            let r = reading(
+                "temp",
+                Kind::Temperature,
+                f64::from(i % 30),
+                2_000 + i64::from(i),
+            );
+            s.submit(Write::ReadingNoTelemetry(r)).await.unwrap();
+        }
+        s.submit(Write::Reading(reading("door", Kind::Contact, 0.0, 40_000)))
+            .await
+            .unwrap();
+        s.flush().await.unwrap();
+        let mut got = s.latest_per_device(Time(0)).await.unwrap();
+        got.sort_by(|a, b| a.device.cmp(&b.device));
+        let seen: Vec<(&str, f64, i64)> = got
+            .iter()
+            .map(|r| (r.device.as_str(), r.value, r.at.as_millis()))
+            .collect();
+        assert_eq!(seen, vec![("door", 0.0, 40_000), ("temp", 29.0, 31_999)]);
+        // Only the window asked for.
+        assert!(s.latest_per_device(Time(50_000)).await.unwrap().is_empty());
+        s.close().await.unwrap();
     }
 }

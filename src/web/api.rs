@@ -336,19 +336,11 @@ async fn commissioning(app: &App) -> Result<Resp> {
     let devices = app.backend.devices().await?;
     let now = Time::now();
     let since = Time(now.as_millis() - 30 * 86_400_000);
-    let history = app
-        .backend
-        .history(
-            since,
-            now.saturating_add(std::time::Duration::from_secs(60)),
-            20_000,
-        )
-        .await
-        .unwrap_or_default();
-    let mut last: BTreeMap<&str, &crate::model::Reading> = BTreeMap::new();
-    for r in &history {
-        last.insert(r.device.as_str(), r);
-    }
+    // Each device's newest reading of the last 30 days (one grouped scan,
+    // not a capped oldest-first read that misses the newest on a busy home).
+    let latest = app.backend.latest_readings(since).await.unwrap_or_default();
+    let last: BTreeMap<&str, &crate::model::Reading> =
+        latest.iter().map(|r| (r.device.as_str(), r)).collect();
     let mut rooms: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
     for d in &devices {
         let Some(id) = &d.id else { continue };

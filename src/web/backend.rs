@@ -65,6 +65,24 @@ pub trait Backend: Send + Sync + 'static {
     fn uplink_settings(&self) -> serde_json::Value;
     /// A new subscription to the live event stream.
     fn subscribe(&self) -> broadcast::Receiver<Live>;
+    /// Each device's newest reading since `since` (commissioning report).
+    /// The default reads the history window (fine for small stand-ins).
+    fn latest_readings(&self, since: Time) -> BoxFut<'_, Result<Vec<Reading>, BackendError>> {
+        Box::pin(async move {
+            let all = self
+                .history(
+                    since,
+                    Time::now().saturating_add(std::time::Duration::from_secs(60)),
+                    usize::MAX,
+                )
+                .await?;
+            let mut last: std::collections::BTreeMap<DeviceId, Reading> = Default::default();
+            for r in all {
+                last.insert(r.device.clone(), r);
+            }
+            Ok(last.into_values().collect())
+        })
+    }
     /// The delivery records (path, time) of the alerts with these UUIDs;
     /// an alert not listed has not been delivered (or its record aged out).
     fn deliveries(
@@ -252,6 +270,9 @@ impl Backend for StoreBackend {
         uids: Vec<String>,
     ) -> BoxFut<'_, Result<Vec<crate::store::AlertDelivery>, BackendError>> {
         Box::pin(async move { self.store.alert_deliveries_of(uids).await.map_err(failed) })
+    }
+    fn latest_readings(&self, since: Time) -> BoxFut<'_, Result<Vec<Reading>, BackendError>> {
+        Box::pin(async move { self.store.latest_per_device(since).await.map_err(failed) })
     }
     fn history(
         &self,
