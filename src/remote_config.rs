@@ -255,7 +255,8 @@ pub fn needs_restart(fragment: &toml::Table) -> Option<String> {
     })
 }
 
-fn device_info(id: &str, d: &crate::config::DeviceConfig) -> Option<DeviceInfo> {
+/// A `[devices.<id>]` entry as device facts (`None`: not a valid id).
+pub fn device_info(id: &str, d: &crate::config::DeviceConfig) -> Option<DeviceInfo> {
     Some(DeviceInfo {
         id: Some(DeviceId::new(id).ok()?),
         name: d.name.clone(),
@@ -306,6 +307,18 @@ pub struct ConfigApplied {
     pub devices: usize,
     /// Log levels switched now (false when unchanged or pinned by `RUST_LOG`).
     pub log: bool,
+}
+
+impl ConfigApplied {
+    /// Nothing to do: `version` stays active.
+    fn unchanged(version: u64) -> ConfigApplied {
+        ConfigApplied {
+            version,
+            unchanged: true,
+            devices: 0,
+            log: false,
+        }
+    }
 }
 
 /// The running configuration and its stored overlay (async shell).
@@ -385,12 +398,7 @@ impl ConfigState {
         crate::config::merge_tables(&mut overlay, table);
         let text = toml::to_string(&overlay).unwrap_or_default();
         match hist.propose(&text, source, version, now)? {
-            Decision::Unchanged(v) => Ok(ConfigApplied {
-                version: v,
-                unchanged: true,
-                devices: 0,
-                log: false,
-            }),
+            Decision::Unchanged(v) => Ok(ConfigApplied::unchanged(v)),
             Decision::Switch(next) => self.switch(&mut eff, next, next_cfg).await,
         }
     }
@@ -453,12 +461,7 @@ impl ConfigState {
             .and_then(|d| d.remove(id.as_str()))
             .is_some();
         if !removed {
-            return Ok(ConfigApplied {
-                version: hist.version(),
-                unchanged: true,
-                devices: 0,
-                log: false,
-            });
+            return Ok(ConfigApplied::unchanged(hist.version()));
         }
         if overlay
             .get("devices")
@@ -470,12 +473,7 @@ impl ConfigState {
         let text = toml::to_string(&overlay).unwrap_or_default();
         let cfg = crate::config::check_fragment(&self.base, &text, "stored config")?;
         match hist.propose(&text, source, None, now)? {
-            Decision::Unchanged(v) => Ok(ConfigApplied {
-                version: v,
-                unchanged: true,
-                devices: 0,
-                log: false,
-            }),
+            Decision::Unchanged(v) => Ok(ConfigApplied::unchanged(v)),
             Decision::Switch(next) => self.switch(&mut eff, next, cfg).await,
         }
     }

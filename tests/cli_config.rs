@@ -94,9 +94,8 @@ fn an_unreadable_file_is_refused_with_exit_2() {
     assert_eq!(out.status.code(), Some(2));
 }
 
-#[test]
-fn a_missing_password_file_stops_start_up_with_its_key() {
-    let dir = tempfile::tempdir().unwrap();
+/// A config whose uplink password file does not exist (start-up must stop).
+fn missing_password_config(dir: &tempfile::TempDir) -> std::path::PathBuf {
     let path = dir.path().join("c.toml");
     std::fs::write(
         &path,
@@ -106,6 +105,13 @@ fn a_missing_password_file_stops_start_up_with_its_key() {
         ),
     )
     .unwrap();
+    path
+}
+
+#[test]
+fn a_missing_password_file_stops_start_up_with_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = missing_password_config(&dir);
     let out = carebridge(&["run", "--config", path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -118,15 +124,7 @@ fn a_missing_password_file_stops_start_up_with_its_key() {
 #[test]
 fn under_systemd_the_reason_for_stopping_is_logged_at_priority_err() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("c.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[gateway]\ndata_dir = \"{}\"\n[uplink.mqtt]\nurl = \"mqtt://127.0.0.1:1\"\nusername = \"u\"\npassword_file = \"/nonexistent/pw\"\n",
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
+    let path = missing_password_config(&dir);
     let out = Command::new(env!("CARGO_BIN_EXE_carebridge"))
         .args(["run", "--config", path.to_str().unwrap()])
         .env("JOURNAL_STREAM", "8:12345")

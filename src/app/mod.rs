@@ -26,11 +26,11 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::Broker;
-use crate::config::{Config, DeviceConfig, MqttUplinkConfig};
+use crate::config::{Config, MqttUplinkConfig};
 use crate::hub::{Hub, HubStats};
 use crate::ingest::mqtt::IngestStats;
 use crate::ingest::sim::Clock;
-use crate::model::{DeviceId, DeviceInfo, LinkStatus, Time};
+use crate::model::{DeviceInfo, LinkStatus, Time};
 use crate::store::{Store, Write};
 use crate::uplink::{Command, Direct, UplinkState};
 
@@ -143,7 +143,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<(), Exit> {
     // (which win), known to the rules before the first reading arrives.
     let mut devices = store.devices().await.map_err(Exit::runtime)?;
     for (id, d) in &cfg.devices {
-        if let Some(info) = device_from_config(id, d) {
+        if let Some(info) = crate::remote_config::device_info(id, d) {
             store
                 .submit(Write::Device(info.clone()))
                 .await
@@ -502,16 +502,6 @@ fn open_store(cfg: &Config) -> anyhow::Result<Store> {
         }
         Err(e) => Err(anyhow::Error::new(e).context(format!("opening {}", path.display()))),
     }
-}
-
-fn device_from_config(id: &str, d: &DeviceConfig) -> Option<DeviceInfo> {
-    Some(DeviceInfo {
-        id: Some(DeviceId::new(id).ok()?),
-        name: d.name.clone(),
-        room: d.room.clone(),
-        role: d.role.clone(),
-        ..Default::default()
-    })
 }
 
 /// The rule engine: the configured rule set (or the built-in safety rules),
