@@ -44,36 +44,7 @@ const ROOMS: usize = 100;
 const WINDOW: u64 = 6_000;
 
 mod peers;
-use peers::{Kill, free_port, wait_port};
-
-fn have(bin: &str, arg: &str) -> bool {
-    Command::new(bin)
-        .arg(arg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-}
-
-fn mosquitto(dir: &Path) -> (Kill, u16) {
-    let port = free_port();
-    let conf = dir.join("m.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\nuser root\nmax_queued_messages 0\nlog_dest none\n"
-        ),
-    )
-    .unwrap();
-    let child = Command::new("mosquitto")
-        .arg("-c")
-        .arg(&conf)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_port(port);
-    (Kill(child), port)
-}
+use peers::{Kill, free_port, have, mosquitto, wait_port};
 
 fn room(d: usize) -> String {
     format!("room-{:03}", d % ROOMS)
@@ -391,12 +362,7 @@ fn run(dir: &Path, upstream: u16, taskset: bool, cfg: &Run) {
 }
 
 fn main() {
-    if !have("mosquitto", "-h") {
-        eprintln!("e2e bench: mosquitto is not installed (apt-get install mosquitto); skipped");
-        return;
-    }
-    // `cargo test --benches` runs this without --bench: keep that quick.
-    if !std::env::args().any(|a| a == "--bench") {
+    if !peers::should_run("e2e") {
         return;
     }
     let env = |k: &str, d: u64| {

@@ -18,20 +18,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod peers;
-use peers::{Kill, free_port, wait_port};
+use peers::{Kill, mosquitto};
 
 fn main() {
-    if Command::new("mosquitto")
-        .arg("-h")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_err()
-    {
-        eprintln!("latency bench: mosquitto is not installed; run bash tests/all.sh first");
-        return;
-    }
-    if !std::env::args().any(|a| a == "--bench") {
+    if !peers::should_run("latency") {
         return;
     }
     let n: usize = std::env::var("LATENCY_N")
@@ -40,22 +30,7 @@ fn main() {
         .unwrap_or(500);
     let dir = tempfile::tempdir().unwrap();
 
-    let port = free_port();
-    let conf = dir.path().join("m.conf");
-    std::fs::write(
-        &conf,
-        format!("listener {port} 127.0.0.1\nallow_anonymous true\nuser root\nlog_dest none\n"),
-    )
-    .unwrap();
-    let _mosq = Kill(
-        Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_port(port);
+    let (_mosq, port) = mosquitto(dir.path());
 
     // Arrival times by device, stamped as each alert comes in.
     let arrived: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();

@@ -27,25 +27,7 @@ use carebridge::uplink::UplinkState;
 use carebridge::uplink::mqtt::{Links, Prepared};
 
 mod peers;
-use peers::{Kill, free_port, wait_port};
-
-fn mosquitto(dir: &std::path::Path) -> (Kill, u16) {
-    let port = free_port();
-    let conf = dir.join("m.conf");
-    std::fs::write(
-        &conf,
-        format!("listener {port} 127.0.0.1\nallow_anonymous true\nuser root\nmax_queued_messages 0\nlog_dest none\n"),
-    )
-    .unwrap();
-    let child = Command::new("mosquitto")
-        .arg("-c")
-        .arg(&conf)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_port(port);
-    (Kill(child), port)
-}
+use peers::{Kill, free_port, mosquitto, wait_port};
 
 fn rss_kb(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -59,18 +41,7 @@ fn rss_kb(pid: u32) -> u64 {
 }
 
 fn main() {
-    if Command::new("mosquitto")
-        .arg("-h")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_err()
-    {
-        eprintln!("spine bench: mosquitto is not installed; run bash tests/all.sh first");
-        return;
-    }
-    // `cargo test --benches` runs this with --bench absent: keep that quick.
-    if !std::env::args().any(|a| a == "--bench") {
+    if !peers::should_run("spine") {
         return;
     }
     let rows: u64 = std::env::var("SPINE_ROWS")
