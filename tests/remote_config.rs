@@ -55,18 +55,9 @@ fn config_version(col: &Collector, gw: &str) -> Option<u64> {
     versions(col, gw).and_then(|v| v["config"]["version"].as_u64())
 }
 
-fn open_door(port: u16, dev: &str) {
-    let r = vec![(
-        dev.to_string(),
-        serde_json::json!({"kind": "contact", "value": true}),
-    )];
-    assert_eq!(publish(port, &r), 1);
-}
-
 #[test]
 fn a_config_fragment_is_applied_reported_refused_rolled_back_and_signed() {
-    if !have("mosquitto") || !have("mosquitto_pub") {
-        assert!(!strict(), "mosquitto and mosquitto_pub are required");
+    if !cloud_peers() {
         return;
     }
     let up = Mosquitto::start();

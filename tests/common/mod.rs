@@ -417,6 +417,23 @@ pub fn panics(prefix: &str, n: usize) -> Vec<(String, serde_json::Value)> {
 }
 
 /// Checks that `seq` values of `msgs` are exactly 1..=n (no gap, each once).
+/// A door contact opening, published by device `dev`.
+pub fn open_door(port: u16, dev: &str) {
+    let r = vec![(
+        dev.to_string(),
+        serde_json::json!({"kind": "contact", "value": true}),
+    )];
+    assert_eq!(publish(port, &r), 1);
+}
+
+/// Whether the cloud-side peers (`mosquitto`, `mosquitto_pub`) are here;
+/// under CI their absence fails the test.
+pub fn cloud_peers() -> bool {
+    let ok = have("mosquitto") && have("mosquitto_pub");
+    assert!(ok || !strict(), "mosquitto and mosquitto_pub are required");
+    ok
+}
+
 pub fn assert_contiguous(msgs: &[serde_json::Value], what: &str) {
     let mut by_seq: HashMap<u64, String> = HashMap::new();
     for m in msgs {
