@@ -53,6 +53,8 @@ use crate::ota::keys::{KeyStatus, TrustStore, from_hex, to_hex};
 use crate::rules::active::{ApplyError, Decision, History};
 use crate::store::{Store, StoreError, Write};
 
+mod devices;
+
 /// Domain separation for configuration signatures.
 pub const SIGNING_CONTEXT: &[u8] = b"carebridge-config-v1\n";
 /// kv key of the stored overlay [`History`].
@@ -389,92 +391,12 @@ impl ConfigState {
         }
         let mut eff = self.effective.lock().await;
         let next_cfg = crate::config::check_fragment(&eff, fragment, "remote config")?;
-        let hist = load(&self.store).await.map_err(ApplyError::from)?;
-        let mut overlay: toml::Table = hist
-            .current
-            .as_ref()
-            .and_then(|v| toml::from_str(&v.text).ok())
-            .unwrap_or_default();
+        let (hist, mut overlay) = load_overlay(&self.store).await?;
         crate::config::merge_tables(&mut overlay, table);
         let text = toml::to_string(&overlay).unwrap_or_default();
         match hist.propose(&text, source, version, now)? {
             Decision::Unchanged(v) => Ok(ConfigApplied::unchanged(v)),
             Decision::Switch(next) => self.switch(&mut eff, next, next_cfg).await,
-        }
-    }
-
-    /// A local edit of device facts (the web UI's Devices page, a restored
-    /// backup), as one fragment `[devices."<id>"]…`: versioned like a remote
-    /// one (source `source`, e.g. `ui:ann`), kept over the config file at
-    /// restart, and reported upstream (drift). Fields left `None` keep
-    /// their value.
-    pub async fn edit_devices(
-        &self,
-        infos: &[DeviceInfo],
-        source: &str,
-        now: Time,
-    ) -> Result<ConfigApplied, RemoteError> {
-        let mut devices = toml::Table::new();
-        for info in infos {
-            let Some(id) = &info.id else {
-                return Err(RemoteError::Field(
-                    "id: a device edit needs the device id".into(),
-                ));
-            };
-            let mut facts = toml::Table::new();
-            for (k, v) in [
-                ("name", &info.name),
-                ("room", &info.room),
-                ("role", &info.role),
-            ] {
-                if let Some(v) = v {
-                    facts.insert(k.into(), toml::Value::String(v.clone()));
-                }
-            }
-            devices.insert(id.as_str().to_string(), toml::Value::Table(facts));
-        }
-        let mut fragment = toml::Table::new();
-        fragment.insert("devices".into(), toml::Value::Table(devices));
-        let text = toml::to_string(&fragment).unwrap_or_default();
-        self.apply(&text, source, None, now).await
-    }
-
-    /// Takes a removed device out of the overlay (a new version), so a
-    /// restart does not bring back facts the UI removed. A device the config
-    /// file itself names keeps the file's facts.
-    pub async fn forget_device(
-        &self,
-        id: &DeviceId,
-        source: &str,
-        now: Time,
-    ) -> Result<ConfigApplied, RemoteError> {
-        let mut eff = self.effective.lock().await;
-        let hist = load(&self.store).await.map_err(ApplyError::from)?;
-        let mut overlay: toml::Table = hist
-            .current
-            .as_ref()
-            .and_then(|v| toml::from_str(&v.text).ok())
-            .unwrap_or_default();
-        let removed = overlay
-            .get_mut("devices")
-            .and_then(|d| d.as_table_mut())
-            .and_then(|d| d.remove(id.as_str()))
-            .is_some();
-        if !removed {
-            return Ok(ConfigApplied::unchanged(hist.version()));
-        }
-        if overlay
-            .get("devices")
-            .and_then(|d| d.as_table())
-            .is_some_and(|d| d.is_empty())
-        {
-            overlay.remove("devices");
-        }
-        let text = toml::to_string(&overlay).unwrap_or_default();
-        let cfg = crate::config::check_fragment(&self.base, &text, "stored config")?;
-        match hist.propose(&text, source, None, now)? {
-            Decision::Unchanged(v) => Ok(ConfigApplied::unchanged(v)),
-            Decision::Switch(next) => self.switch(&mut eff, next, cfg).await,
         }
     }
 
@@ -544,6 +466,17 @@ impl ConfigState {
     }
 }
 
+/// The stored overlay history and its current overlay as a table.
+async fn load_overlay(store: &Store) -> Result<(History, toml::Table), RemoteError> {
+    let hist = load(store).await.map_err(ApplyError::from)?;
+    let overlay = hist
+        .current
+        .as_ref()
+        .and_then(|v| toml::from_str(&v.text).ok())
+        .unwrap_or_default();
+    Ok((hist, overlay))
+}
+
 async fn load(store: &Store) -> Result<History, StoreError> {
     Ok(store
         .kv_get(OVERLAY_KEY)
@@ -606,5 +539,4 @@ pub async fn report_versions(
 }
 
 #[cfg(test)]
-#[path = "remote_config_tests.rs"]
 mod tests;
