@@ -344,18 +344,26 @@ pub async fn handle(app: Arc<App>, req: Req) -> Resp {
     r
 }
 
-async fn route(app: &Arc<App>, req: Req) -> Result<Resp> {
+/// Refuses a request for a host name this gateway does not answer to
+/// (DNS rebinding).
+fn check_host(app: &App, req: &Req) -> Result<()> {
     let host = req
         .headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if !host_allowed(host, &app.hosts) {
-        return Err(Fail::new(
+    if host_allowed(host, &app.hosts) {
+        Ok(())
+    } else {
+        Err(Fail::new(
             StatusCode::MISDIRECTED_REQUEST,
             "this gateway does not answer to that host name (add it to web.hosts)",
-        ));
+        ))
     }
+}
+
+async fn route(app: &Arc<App>, req: Req) -> Result<Resp> {
+    check_host(app, &req)?;
     let m = &req.method;
     let get = m == Method::GET;
     // Public routes.
@@ -413,17 +421,7 @@ async fn route(app: &Arc<App>, req: Req) -> Result<Resp> {
 /// Origin, CSRF), for routes that stream their body (OTA upload): they run
 /// before a byte of the body is read.
 pub async fn guard(app: &App, req: &Req) -> Result<Who> {
-    let host = req
-        .headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !host_allowed(host, &app.hosts) {
-        return Err(Fail::new(
-            StatusCode::MISDIRECTED_REQUEST,
-            "this gateway does not answer to that host name (add it to web.hosts)",
-        ));
-    }
+    check_host(app, req)?;
     let who = app
         .who(&req.headers)
         .ok_or_else(|| Fail::new(StatusCode::UNAUTHORIZED, "log in first (no valid session)"))?;
