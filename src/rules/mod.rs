@@ -147,9 +147,6 @@ pub struct Engine {
     scratch: Vec<(u64, Entry)>,
 }
 
-/// Timers whose memory `on_tick` touches ahead of firing them (`due::touch`).
-const TOUCH_AHEAD: usize = 32;
-
 /// Largest timer batch whose buffers `on_tick` keeps for the next tick.
 const KEEP_BATCH: usize = 1 << 17;
 
@@ -316,10 +313,8 @@ impl Engine {
 
     /// The rules a reading of `kind` from `dev` must visit (cached).
     fn route(&mut self, dev: u32, kind: Kind) -> usize {
-        let k = usize::from(kind.code());
-        if let Some(id) = self.devs.get(dev).map(|d| d.route(kind))
-            && id != devices::NO_ROUTE
-        {
+        let id = self.devs.route(dev, kind);
+        if id != devices::NO_ROUTE {
             return id as usize;
         }
         let by_kind = self
@@ -354,9 +349,7 @@ impl Engine {
                 id
             }
         };
-        if let Some(e) = self.devs.get_mut(dev).and_then(|d| d.per_kind.get_mut(k)) {
-            e.route = id;
-        }
+        self.devs.set_route(dev, kind, id);
         id as usize
     }
 
@@ -427,8 +420,8 @@ impl Engine {
             due::order(rules, devs, &mut batch, &mut self.scratch);
             out.reserve(batch.len());
             let mut fired = false;
-            for chunk in batch.chunks(TOUCH_AHEAD) {
-                if batch.len() > TOUCH_AHEAD {
+            for chunk in batch.chunks(due::TOUCH_CHUNK) {
+                if batch.len() > due::TOUCH_CHUNK {
                     due::touch(&self.rules, &self.devs, chunk);
                 }
                 for &(_, e) in chunk {

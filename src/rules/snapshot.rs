@@ -116,8 +116,8 @@ impl Engine {
         let mut seen: Vec<SeenSnap> = self
             .devs
             .iter()
-            .flat_map(|d| {
-                d.seen().map(|(kind, at, value)| SeenSnap {
+            .flat_map(|(i, d)| {
+                self.devs.seen(i).map(|(kind, at, value)| SeenSnap {
                     device: d.id.to_string(),
                     kind,
                     at,
@@ -200,14 +200,7 @@ impl Engine {
             let dev = self
                 .devs
                 .intern(&DeviceId::new(&s.device).map_err(|_| bad(&s.device))?);
-            if let Some(e) = self
-                .devs
-                .get_mut(dev)
-                .and_then(|d| d.per_kind.get_mut(usize::from(s.kind.code())))
-            {
-                e.at = s.at;
-                e.value = s.value;
-            }
+            self.devs.set_seen(dev, s.kind, s.at, s.value);
         }
         // The clock never goes back; rules without saved state start at the
         // next event, like after a reload.
