@@ -50,12 +50,27 @@ impl Fx {
 
 pub type FxBuild = BuildHasherDefault<Fx>;
 
-/// A stable (seedless) hash of a name, for ordering.
-pub fn name_hash(s: &str) -> u64 {
-    let mut h = Fx::default();
-    h.write(s.as_bytes());
-    h.finish()
+/// Hasher for slot keys (small dense integers): low bits = the key itself,
+/// so consecutive keys sit in consecutive buckets; top bits mixed (tag).
+#[derive(Default, Clone, Copy)]
+pub struct Ident(u64);
+
+impl Hasher for Ident {
+    fn finish(&self) -> u64 {
+        let mixed = self.0.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (mixed & 0xfe00_0000_0000_0000) | (self.0 & 0x01ff_ffff_ffff_ffff)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.0 = u64::from(i);
+    }
 }
+
+pub type IdentBuild = BuildHasherDefault<Ident>;
 
 /// Number of reading kinds (route and seen tables are indexed by code).
 pub const NK: usize = Kind::ALL.len();
@@ -108,11 +123,6 @@ pub struct Devices {
     /// Per device (same index as `list`): the last reading and the route
     /// of each kind.
     kinds: Vec<Kinds>,
-    /// `name_hash` of each device id, beside the table: ordering a large
-    /// batch of timers due together reads these 8 bytes, not a `Dev` and
-    /// its id.
-    hashes: Vec<u64>,
-    room_hashes: Vec<u64>,
     by_id: HashMap<DeviceId, u32, FxBuild>,
     rooms: Vec<String>,
     room_ids: HashMap<String, u32>,
@@ -158,24 +168,7 @@ impl Devices {
         });
         self.kinds.push([FRESH; NK]);
         self.by_id.insert(id.clone(), i);
-        self.hashes.push(name_hash(id.as_str()));
         i
-    }
-
-    /// `name_hash` of a device's id (of "" for an unknown index).
-    pub fn hash_of(&self, dev: u32) -> u64 {
-        self.hashes
-            .get(dev as usize)
-            .copied()
-            .unwrap_or_else(|| name_hash(""))
-    }
-
-    /// `name_hash` of a room's name (of "" for an unknown index).
-    pub fn room_hash_of(&self, room: u32) -> u64 {
-        self.room_hashes
-            .get(room as usize)
-            .copied()
-            .unwrap_or_else(|| name_hash(""))
     }
 
     pub fn room_name(&self, dev: u32) -> Option<&str> {
@@ -194,7 +187,6 @@ impl Devices {
         let i = u32::try_from(self.rooms.len()).unwrap_or(u32::MAX - 1);
         self.rooms.push(name.to_string());
         self.room_ids.insert(name.to_string(), i);
-        self.room_hashes.push(name_hash(name));
         i
     }
 
@@ -286,6 +278,42 @@ impl Devices {
         }
     }
 
+    /// Room names in index order.
+    pub fn rooms(&self) -> &[String] {
+        &self.rooms
+    }
+
+    /// Renumbers the table: `rooms` and `ids` take the first indices, in
+    /// the order given (a snapshot's order, so a restored engine numbers
+    /// devices and rooms as the saved one did), then every other device and
+    /// room in its current order. Registry facts and last readings move
+    /// with their device; routes are dropped. Returns the old → new index
+    /// maps of devices and rooms.
+    pub fn renumber(&mut self, ids: &[DeviceId], rooms: &[String]) -> (Vec<u32>, Vec<u32>) {
+        let old = std::mem::take(self);
+        for r in rooms {
+            self.intern_room(r);
+        }
+        for id in ids {
+            self.intern(id);
+        }
+        let room_map: Vec<u32> = old.rooms.iter().map(|r| self.intern_room(r)).collect();
+        let mut dev_map = Vec::with_capacity(old.list.len());
+        for (d, kinds) in old.list.into_iter().zip(old.kinds) {
+            let i = self.intern(&d.id);
+            dev_map.push(i);
+            let room = d.room.and_then(|r| room_map.get(r as usize).copied());
+            if let Some(new) = self.list.get_mut(i as usize) {
+                *new = Dev { room, ..d };
+            }
+            if let Some(k) = self.kinds.get_mut(i as usize) {
+                *k = kinds;
+                clear(k);
+            }
+        }
+        (dev_map, room_map)
+    }
+
     /// Devices with their indices.
     pub fn iter(&self) -> impl Iterator<Item = (u32, &Dev)> {
         (0u32..).zip(self.list.iter())
@@ -320,6 +348,34 @@ mod tests {
     }
 
     #[test]
+    fn renumbering_puts_the_given_order_first_and_keeps_what_devices_carry() {
+        let mut d = Devices::default();
+        let a = d.intern(&id("a"));
+        d.set(&DeviceInfo {
+            id: Some(id("b")),
+            room: Some("hall".into()),
+            name: Some("Hall PIR".into()),
+            ..Default::default()
+        });
+        d.check_fresh(a, Kind::Motion, 10, 1.0);
+        d.set_route(a, Kind::Motion, 3);
+        let (devs, rooms) = d.renumber(
+            &[id("c"), id("b")],
+            &["kitchen".to_string(), "hall".to_string()],
+        );
+        // c, b first as given; a (known before) after them.
+        assert_eq!(devs, vec![2, 1]);
+        assert_eq!(rooms, vec![1]);
+        let order: Vec<&str> = d.iter().map(|(_, x)| x.id.as_str()).collect();
+        assert_eq!(order, ["c", "b", "a"]);
+        assert_eq!(d.room_name(1), Some("hall"));
+        assert_eq!(d.get(1).and_then(|x| x.name.as_deref()), Some("Hall PIR"));
+        assert_eq!(d.seen(2).collect::<Vec<_>>(), vec![(Kind::Motion, 10, 1.0)]);
+        assert_eq!(d.route(2, Kind::Motion), NO_ROUTE);
+        assert_eq!(d.find(&id("a")), Some(2));
+    }
+
+    #[test]
     fn moving_a_device_to_another_room_drops_its_routes() {
         let mut d = Devices::default();
         let i = d.intern(&id("a"));
@@ -329,11 +385,7 @@ mod tests {
             room: Some("hall".into()),
             ..Default::default()
         });
-        assert!(
-            Kind::ALL
-                .iter()
-                .all(|&k| d.route(i, k) == NO_ROUTE)
-        );
+        assert!(Kind::ALL.iter().all(|&k| d.route(i, k) == NO_ROUTE));
         assert_eq!(d.room_name(i), Some("hall"));
     }
 }

@@ -143,8 +143,8 @@ pub struct Engine {
     dropped: u64,
     /// `on_tick`'s buffer for timers due at one instant, with their
     /// ordering hashes (reused).
-    batch: Vec<(u64, Entry)>,
-    scratch: Vec<(u64, Entry)>,
+    batch: Vec<Entry>,
+    scratch: Vec<Entry>,
 }
 
 /// Largest timer batch whose buffers `on_tick` keeps for the next tick.
@@ -409,22 +409,18 @@ impl Engine {
         // its buffer once, not on every tick.
         let mut batch = std::mem::take(&mut self.batch);
         while let Some(at) = self.timers.peek().filter(|&at| at.0 <= now) {
-            // Everything due at the same instant, in a restart-proof order:
-            // indices differ after a restart, names do not. Sort by a hash
-            // of the name (cheap, precomputed), then the name on a tie.
+            // Everything due at the same instant, in the restart-proof
+            // order that is also memory order (see `due`).
             batch.clear();
-            let (devs, rules) = (&self.devs, &self.rules);
-            self.timers.take_due_at(at, &mut batch, |e| {
-                (due::subject_hash(rules, devs, e.rule, e.subject), e)
-            });
-            due::order(rules, devs, &mut batch, &mut self.scratch);
+            self.timers.take_due_at(at, &mut batch, |e| e);
+            due::order(&mut batch, &mut self.scratch);
             out.reserve(batch.len());
             let mut fired = false;
             for chunk in batch.chunks(due::TOUCH_CHUNK) {
                 if batch.len() > due::TOUCH_CHUNK {
                     due::touch(&self.rules, &self.devs, chunk);
                 }
-                for &(_, e) in chunk {
+                for &e in chunk {
                     fired |= self.fire(e, now, out);
                 }
             }

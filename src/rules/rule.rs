@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use super::devices::Devices;
-use super::devices::FxBuild;
+use super::devices::IdentBuild;
 use super::routine::Routine;
 use super::spec::{Per, RuleSpec, RuleType, Step, Want};
 use super::window::Window;
@@ -79,7 +79,7 @@ pub struct Rule {
     pub want: Want,
     /// Kinds that can reach the rule; `None` = any kind.
     pub route_kinds: Option<Vec<Kind>>,
-    pub slots: HashMap<u32, Slot, FxBuild>,
+    pub slots: HashMap<u32, Slot, IdentBuild>,
     pub routine: Option<Box<Routine>>,
     /// Whether rule-wide clocks were started (first event after build/reload).
     pub started: bool,

@@ -3,7 +3,9 @@
 //! kind, as JSON bytes the integrator stores (SQLite kv).
 //!
 //! Invariants: devices and rooms are named by id, never by the in-memory
-//! index (indices depend on arrival order); a rule's state is restored only
+//! index; the numbering itself (the order devices and rooms became known,
+//! which orders timers due together) is saved as the lists of names in
+//! index order and re-created on restore; a rule's state is restored only
 //! into a rule with an identical spec (same id, same keys), so an edited
 //! rule starts fresh; restoring then replaying gives the same alerts as
 //! never stopping (property-tested in `tests_state`). Format version 1.
@@ -24,6 +26,12 @@ struct Snap {
     now: i64,
     rules: Vec<RuleSnap>,
     seen: Vec<SeenSnap>,
+    /// Device ids and room names in index order (absent before 2026-11:
+    /// such a snapshot restores with the numbering of the moment).
+    #[serde(default)]
+    devices: Vec<String>,
+    #[serde(default)]
+    rooms: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -69,6 +77,34 @@ fn per_room(spec: &RuleSpec) -> bool {
 }
 
 impl Engine {
+    /// Gives devices and rooms the numbering of a snapshot (see
+    /// `Devices::renumber`); the subjects of state already held move along.
+    fn renumber(&mut self, ids: &[DeviceId], rooms: &[String]) {
+        let (dev_map, room_map) = self.devs.renumber(ids, rooms);
+        let map = |m: &[u32], i: u32| m.get(i as usize).copied().unwrap_or(i);
+        for r in &mut self.rules {
+            if r.slots.is_empty() {
+                continue;
+            }
+            let room = per_room(&r.spec);
+            r.slots = std::mem::take(&mut r.slots)
+                .into_iter()
+                .map(|(k, mut s)| {
+                    let k = match k {
+                        RULE_SUBJECT => k,
+                        _ if room => map(&room_map, k),
+                        _ => map(&dev_map, k),
+                    };
+                    if s.dev != NO_DEV {
+                        s.dev = map(&dev_map, s.dev);
+                    }
+                    (k, s)
+                })
+                .collect();
+        }
+        self.rebuild_timers();
+    }
+
     /// The engine's state as bytes (JSON), for storage across restarts.
     pub fn snapshot(&self) -> Vec<u8> {
         let dev_name = |i: u32| self.devs.get(i).map(|d| d.id.to_string());
@@ -131,6 +167,8 @@ impl Engine {
             now: self.now,
             rules,
             seen,
+            devices: self.devs.iter().map(|(_, d)| d.id.to_string()).collect(),
+            rooms: self.devs.rooms().to_vec(),
         };
         serde_json::to_vec(&snap).unwrap_or_default()
     }
@@ -149,6 +187,12 @@ impl Engine {
             )));
         }
         let bad = |s: &str| RulesError::Snapshot(format!("invalid device id {s:?}"));
+        let ids = snap
+            .devices
+            .iter()
+            .map(|s| DeviceId::new(s).map_err(|_| bad(s)))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.renumber(&ids, &snap.rooms);
         let mut restored = 0;
         for rs in snap.rules {
             let Some(ri) = self.rules.iter().position(|r| r.spec == rs.spec) else {

@@ -26,21 +26,16 @@ pub struct Entry {
 /// Batches at least this large are ordered by [`radix_sort`].
 pub const RADIX_MIN: usize = 4096;
 
-/// Sorts `(hash, entry)` pairs by `(entry.rule, hash >> 32)`: LSD radix
-/// sort, one stable pass per byte of that 8-byte key, skipping bytes every
-/// entry shares (usually all of `rule`). The low half of the hash is left
-/// to the caller (random 64-bit hashes rarely share their high half, so
-/// finishing runs of equal keys is cheap). `scratch` is a reused buffer.
-pub fn radix_sort(v: &mut Vec<(u64, Entry)>, scratch: &mut Vec<(u64, Entry)>) {
-    let key = |x: &(u64, Entry), byte: usize| -> usize {
-        let k = if byte < 8 {
-            x.0 >> (8 * byte)
-        } else {
-            u64::from(x.1.rule) >> (8 * (byte - 8))
-        };
-        (k & 0xff) as usize
+/// Sorts entries by `(rule, subject)`: LSD radix sort, one stable pass
+/// per byte of that 8-byte key, skipping bytes every entry shares (usually
+/// all of `rule` and the top of `subject`). `scratch` is a reused buffer.
+pub fn radix_sort(v: &mut Vec<Entry>, scratch: &mut Vec<Entry>) {
+    let key = |e: &Entry, byte: usize| -> usize {
+        let k = (u64::from(e.rule) << 32) | u64::from(e.subject);
+        ((k >> (8 * byte)) & 0xff) as usize
     };
-    for byte in 4..12 {
+    let Some(&first) = v.first() else { return };
+    for byte in 0..8 {
         let mut count = [0usize; 256];
         for x in v.iter() {
             count[key(x, byte)] += 1;
@@ -56,7 +51,7 @@ pub fn radix_sort(v: &mut Vec<(u64, Entry)>, scratch: &mut Vec<(u64, Entry)>) {
         }
         if scratch.len() != v.len() {
             scratch.clear();
-            scratch.resize(v.len(), (0, v[0].1));
+            scratch.resize(v.len(), first);
         }
         for x in v.iter() {
             let b = key(x, byte);
@@ -199,30 +194,28 @@ mod tests {
     }
 
     #[test]
-    fn radix_sort_orders_like_a_stable_sort_by_rule_then_high_hash() {
+    fn radix_sort_orders_by_rule_then_subject() {
         let mut x = 0x2545_f491_4f6c_dd1d_u64;
-        let mut v: Vec<(u64, Entry)> = (0..10_000u32)
+        let mut v: Vec<Entry> = (0..10_000u32)
             .map(|i| {
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;
-                // Some equal hashes, a few rules.
-                let h = if i % 100 == 0 { 42 } else { x };
-                let e = Entry {
+                Entry {
                     at: Time(5),
                     rule: (x >> 60) as u32 % 3,
-                    subject: i,
-                };
-                (h, e)
+                    // Some equal subjects, some large ones.
+                    subject: if i % 100 == 0 { 42 } else { (x >> 8) as u32 },
+                }
             })
             .collect();
         let mut want = v.clone();
         radix_sort(&mut v, &mut Vec::new());
-        // Stable, so equal keys keep their input order like `sort_by_key`.
-        want.sort_by_key(|k| (k.1.rule, k.0 >> 32));
+        want.sort_by_key(|e| (e.rule, e.subject));
         assert_eq!(v, want);
-        let mut one = vec![(7, want[0].1)];
+        let mut one = vec![want[0]];
         radix_sort(&mut one, &mut Vec::new());
         assert_eq!(one.len(), 1);
+        radix_sort(&mut Vec::new(), &mut Vec::new());
     }
 }
