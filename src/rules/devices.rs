@@ -50,8 +50,15 @@ impl Fx {
 
 pub type FxBuild = BuildHasherDefault<Fx>;
 
-/// Hasher for slot keys (small dense integers): low bits = the key itself,
-/// so consecutive keys sit in consecutive buckets; top bits mixed (tag).
+/// Hasher for slot keys (device, room or rule-wide subject indices, dense
+/// small integers): the low bits are the key itself, so consecutive keys sit
+/// in consecutive buckets and a rule's slot table lies in subject order —
+/// the order a storm of timers fires in (`due`), which then walks it
+/// forwards. The top 7 bits (hashbrown's tag) are mixed. Measured against
+/// the multiplicative hash: lookups of 100k dense keys 9 vs 68 ns. The
+/// cost: keys that are a regular stride of a much larger index space
+/// collide (1,000 keys 1,024 apart: 66–82 ns a lookup, vs 6) — that needs
+/// a device table of a million, far beyond a gateway.
 #[derive(Default, Clone, Copy)]
 pub struct Ident(u64);
 

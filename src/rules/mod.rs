@@ -22,8 +22,9 @@
 //! - readings older than, or identical to, the last one of the same device
 //!   and kind are dropped (counted in [`Engine::dropped`]);
 //! - timers due at `now` fire before a reading at `now` is evaluated; timers
-//!   due at the same instant fire in (rule order, subject name hash,
-//!   subject name) order (`due`);
+//!   due at the same instant fire in (rule order, subject index) order —
+//!   the order devices and rooms became known, kept across restarts by the
+//!   snapshot — which is also the order their state lies in memory (`due`);
 //! - the engine clock never goes backwards (`now` is max-ed with the last).
 
 pub mod active;
@@ -141,8 +142,8 @@ pub struct Engine {
     generation: u64,
     saved_generation: u64,
     dropped: u64,
-    /// `on_tick`'s buffer for timers due at one instant, with their
-    /// ordering hashes (reused).
+    /// `on_tick`'s buffer for timers due at one instant and the radix
+    /// sort's scratch (reused).
     batch: Vec<Entry>,
     scratch: Vec<Entry>,
 }
