@@ -1,5 +1,5 @@
 //! Where in a rules file a problem is: turns TOML errors and rule keys into
-//! `line` and `rule[N].key`, the way `config.rs` does for the main file.
+//! `line` and `rule[N].key`, the way `config/locate.rs` does for the main file.
 //!
 //! Invariant: rule indices count `[[rule]]` headers from 0, the same index
 //! the validation uses, so a message's `rule[N]` and its line agree.

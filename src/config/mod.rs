@@ -12,18 +12,22 @@
 //!   read by the part that uses it, at start-up;
 //! - this module does no I/O beyond reading the config file itself.
 //!
+//! Here: the sections of its own, loading, validation and fragments;
+//! [`Dur`] (`dur`), [`BrokerUrl`] (`broker_url`), where a problem is in the
+//! text (`locate`) and the commented defaults (`defaults`).
+//!
 //! Sections owned by other modules (`[store]`, `[rules]`, `[zigbee]`,
 //! `[lorawan]`, `[[serial]]`, `[web]`, `[ota]`) are declared there and only
 //! embedded here.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use crate::model::DeviceId;
+use locate::{format_invalid, locate_key, parse_error};
 
 /// One thing wrong with a configuration, naming the dotted key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,88 +78,6 @@ pub enum ConfigError {
         /// (line if found, problem)
         problems: Vec<(Option<usize>, Problem)>,
     },
-}
-
-fn format_invalid(path: &str, problems: &[(Option<usize>, Problem)]) -> String {
-    problems
-        .iter()
-        .map(|(line, p)| match line {
-            Some(l) => format!("{path}:{l}: {}: {}", p.key, p.reason),
-            None => format!("{path}: {}: {}", p.key, p.reason),
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// A duration written as `"250ms"`, `"30s"`, `"5m"`, `"2h"` or `"7d"`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Default)]
-pub struct Dur(pub Duration);
-
-impl Dur {
-    pub const fn secs(s: u64) -> Self {
-        Dur(Duration::from_secs(s))
-    }
-    pub const fn mins(m: u64) -> Self {
-        Dur(Duration::from_secs(m * 60))
-    }
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let s = s.trim();
-        let split = s
-            .find(|c: char| !c.is_ascii_digit())
-            .ok_or_else(|| format!("duration {s:?} has no unit (use ms, s, m, h or d)"))?;
-        let (num, unit) = s.split_at(split);
-        let n: u64 = num
-            .parse()
-            .map_err(|_| format!("duration {s:?} must start with a whole number"))?;
-        let ms_per = match unit {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" | "min" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            _ => {
-                return Err(format!(
-                    "duration {s:?}: unknown unit {unit:?} (use ms, s, m, h or d)"
-                ));
-            }
-        };
-        n.checked_mul(ms_per)
-            .map(|ms| Dur(Duration::from_millis(ms)))
-            .ok_or_else(|| format!("duration {s:?} is too large"))
-    }
-}
-
-impl fmt::Display for Dur {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ms = self.0.as_millis();
-        let (n, u) = if ms == 0 {
-            (0, "s")
-        } else if ms.is_multiple_of(86_400_000) {
-            (ms / 86_400_000, "d")
-        } else if ms.is_multiple_of(3_600_000) {
-            (ms / 3_600_000, "h")
-        } else if ms.is_multiple_of(60_000) {
-            (ms / 60_000, "m")
-        } else if ms.is_multiple_of(1000) {
-            (ms / 1000, "s")
-        } else {
-            (ms, "ms")
-        };
-        write!(f, "{n}{u}")
-    }
-}
-
-impl Serialize for Dur {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_string())
-    }
-}
-
-impl<'de> Deserialize<'de> for Dur {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Dur::parse(&s).map_err(serde::de::Error::custom)
-    }
 }
 
 /// The whole configuration file.
@@ -281,69 +203,6 @@ impl Default for MqttUplinkConfig {
             backoff_min: Dur::secs(1),
             backoff_max: Dur::secs(60),
         }
-    }
-}
-
-/// A parsed `mqtt://` or `mqtts://` URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BrokerUrl {
-    pub tls: bool,
-    pub host: String,
-    pub port: u16,
-}
-
-impl BrokerUrl {
-    pub fn parse(s: &str) -> Result<BrokerUrl, String> {
-        let (tls, rest) = if let Some(r) = s.strip_prefix("mqtts://") {
-            (true, r)
-        } else if let Some(r) = s.strip_prefix("mqtt://") {
-            (false, r)
-        } else {
-            return Err(format!(
-                "{s:?} is not an MQTT URL: use mqtts://host:port (TLS) or mqtt://host:port"
-            ));
-        };
-        let rest = rest.trim_end_matches('/');
-        if rest.contains('/') || rest.contains('@') || rest.contains('?') {
-            return Err(format!(
-                "{s:?}: only scheme, host and port are allowed (put credentials in username / password_file)"
-            ));
-        }
-        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
-            let end = v6
-                .find(']')
-                .ok_or_else(|| format!("{s:?}: unterminated [IPv6] host"))?;
-            let host = &v6[..end];
-            let after = &v6[end + 1..];
-            let port = match after.strip_prefix(':') {
-                Some(p) => Some(p),
-                None if after.is_empty() => None,
-                None => return Err(format!("{s:?}: junk after the [IPv6] host")),
-            };
-            (host.to_string(), port)
-        } else {
-            match rest.rsplit_once(':') {
-                Some((h, p)) => (h.to_string(), Some(p)),
-                None => (rest.to_string(), None),
-            }
-        };
-        if host.is_empty() {
-            return Err(format!("{s:?} has no host"));
-        }
-        let port = match port {
-            None => {
-                if tls {
-                    8883
-                } else {
-                    1883
-                }
-            }
-            Some(p) => match p.parse::<u16>() {
-                Ok(n) if n > 0 => n,
-                _ => return Err(format!("{s:?}: port {p:?} is not a number from 1 to 65535")),
-            },
-        };
-        Ok(BrokerUrl { tls, host, port })
     }
 }
 
@@ -662,250 +521,13 @@ pub fn merge_tables(into: &mut toml::Table, from: toml::Table) {
     }
 }
 
-/// Turns a TOML/serde error into `file:line:col: key: message`.
-fn parse_error(text: &str, path: &str, e: &toml::de::Error) -> ConfigError {
-    let (line, column, key) = match e.span() {
-        Some(span) => {
-            let (l, c) = line_col(text, span.start);
-            (l, c, key_at(text, span.start).map(|k| format!("{k}: ")))
-        }
-        None => (1, 1, None),
-    };
-    ConfigError::Parse {
-        path: path.to_string(),
-        line,
-        column,
-        key: key.unwrap_or_default(),
-        message: e.message().trim().to_string(),
-    }
-}
-
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
-}
-
-/// The dotted key of the `key = value` line containing `offset`, using the
-/// nearest `[section]` header above it.
-fn key_at(text: &str, offset: usize) -> Option<String> {
-    let offset = offset.min(text.len());
-    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
-    let line_end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
-    let line = text[line_start..line_end].trim();
-    let section = text[..line_start]
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| l.starts_with('['))
-        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
-    if line.starts_with('[') {
-        return Some(
-            line.trim_matches(|c| c == '[' || c == ']')
-                .trim()
-                .to_string(),
-        );
-    }
-    let key = line.split('=').next()?.trim().trim_matches('"');
-    if key.is_empty() {
-        return section;
-    }
-    Some(match section {
-        Some(s) => format!("{s}.{key}"),
-        None => key.to_string(),
-    })
-}
-
-/// The 1-based line where a dotted key is set, if it appears in the text.
-fn locate_key(text: &str, dotted: &str) -> Option<usize> {
-    let (section, key) = match dotted.rsplit_once('.') {
-        Some((s, k)) => (Some(s.split('[').next().unwrap_or(s)), k),
-        None => (None, dotted),
-    };
-    let mut current: Option<String> = None;
-    let mut section_line = None;
-    for (i, raw) in text.lines().enumerate() {
-        let l = raw.trim();
-        if l.starts_with('[') {
-            let name = l.trim_matches(|c| c == '[' || c == ']').trim().to_string();
-            if Some(name.as_str()) == section {
-                section_line = Some(i + 1);
-            }
-            current = Some(name);
-            continue;
-        }
-        let in_section = current.as_deref() == section;
-        if in_section
-            && let Some((k, _)) = l.split_once('=')
-            && k.trim().trim_matches('"') == key
-        {
-            return Some(i + 1);
-        }
-    }
-    section_line
-}
-
-/// The commented default configuration file, as `carebridge config defaults` prints it.
-pub fn defaults_toml() -> String {
-    let mut s = String::from(DEFAULTS_HEAD);
-    for part in [
-        crate::store::StoreConfig::DEFAULT_TOML,
-        crate::rules::RulesConfig::DEFAULT_TOML,
-        crate::web::WebConfig::DEFAULT_TOML,
-        crate::zigbee::ZigbeeConfig::DEFAULT_TOML,
-        crate::ingest::line::SerialBoardConfig::DEFAULT_TOML,
-        crate::uplink::lorawan::LorawanConfig::DEFAULT_TOML,
-        crate::ota::OtaConfig::DEFAULT_TOML,
-        crate::remote_config::RemoteConfig::DEFAULT_TOML,
-        crate::ha::HaConfig::DEFAULT_TOML,
-        crate::metrics::MetricsConfig::DEFAULT_TOML,
-        DEFAULTS_TAIL,
-    ] {
-        s.push('\n');
-        s.push_str(part.trim_end());
-        s.push('\n');
-    }
-    s
-}
-
-const DEFAULTS_HEAD: &str = r#"# carebridge configuration (/etc/carebridge/carebridge.toml)
-#
-# Every key shows its default. A section that is absent turns its part off;
-# a misspelt key is an error (`carebridge config check FILE` says which).
-# Durations: "250ms", "30s", "5m", "2h", "7d".
-
-[gateway]
-# Appears in every upstream topic: <prefix>/<id>/alert. 1-64 of A-Z a-z 0-9 . _ : -
-id = "home-0001"
-# Database, keys and state live here.
-data_dir = "/var/lib/carebridge"
-# IANA time zone for the rules' local-time windows.
-timezone = "Europe/London"
-
-# The embedded MQTT broker for Wi-Fi devices and sensor bridges. Devices
-# publish JSON readings to carebridge/in/<device_id>, e.g.
-#   {"kind":"temperature","value":21.5,"at":"2026-11-22T10:00:00Z"}
-[local_broker]
-listen = "127.0.0.1:1883"
-# username = "sensors"
-# password_file = "/etc/carebridge/broker.password"
-max_connections = 256
-max_payload = 65536
-
-# The care organisation's MQTT broker. Remove the section to run without it.
-[uplink.mqtt]
-url = "mqtts://broker.example.org:8883"
-topic_prefix = "carebridge"
-# client_id = "home-0001"          # defaults to gateway.id
-keepalive = "30s"
-# ca_file = "/etc/carebridge/ca.pem"
-# cert_file = "/etc/carebridge/client.pem"
-# key_file = "/etc/carebridge/client.key"
-# username = "home-0001"
-# password_file = "/etc/carebridge/uplink.password"
-heartbeat = "5m"
-telemetry = true
-inflight = 500
-backoff_min = "1s"
-backoff_max = "60s"
-"#;
-
-const DEFAULTS_TAIL: &str = r#"# Facts the installer knows about devices, by device id.
-# [devices.hall-motion]
-# name = "Hall motion"
-# room = "hall"
-# role = "motion"
-
-[log]
-# error | warn | info | debug | trace, or e.g. "info,carebridge::zigbee=debug"
-level = "info"
-# Levels per module (RUST_LOG wins over both):
-# modules = { "carebridge::zigbee" = "debug" }
-"#;
-
+mod broker_url;
+mod defaults;
+mod dur;
+mod locate;
 #[cfg(test)]
-mod tests {
-    use super::*;
+mod tests;
 
-    #[test]
-    fn durations_parse_and_print() {
-        assert_eq!(Dur::parse("30s").unwrap(), Dur::secs(30));
-        assert_eq!(Dur::parse("5m").unwrap(), Dur::mins(5));
-        assert_eq!(Dur::parse("250ms").unwrap().0, Duration::from_millis(250));
-        assert_eq!(Dur::parse("2h").unwrap().to_string(), "2h");
-        assert!(Dur::parse("30").is_err());
-        assert!(Dur::parse("5 parsecs").is_err());
-        assert!(Dur::parse("99999999999999999999d").is_err());
-    }
-
-    #[test]
-    fn broker_urls() {
-        let u = BrokerUrl::parse("mqtts://broker.example.org").unwrap();
-        assert_eq!(
-            (u.tls, u.host.as_str(), u.port),
-            (true, "broker.example.org", 8883)
-        );
-        let u = BrokerUrl::parse("mqtt://127.0.0.1:1884").unwrap();
-        assert_eq!((u.tls, u.port), (false, 1884));
-        let u = BrokerUrl::parse("mqtt://[::1]:1884").unwrap();
-        assert_eq!(u.host, "::1");
-        for bad in [
-            "http://x",
-            "mqtt://",
-            "mqtt://h:0",
-            "mqtt://h:70000",
-            "mqtt://u:p@h",
-            "mqtt://h/t",
-        ] {
-            assert!(BrokerUrl::parse(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn the_default_file_parses_and_validates() {
-        let text = defaults_toml();
-        let cfg = Config::parse(&text, "defaults").unwrap_or_else(|e| panic!("{e}"));
-        assert!(cfg.local_broker.is_some());
-        assert!(cfg.uplink.mqtt.is_some());
-    }
-
-    #[test]
-    fn an_empty_file_turns_optional_parts_off() {
-        let cfg = Config::parse("", "empty").unwrap();
-        assert!(cfg.local_broker.is_none() && cfg.uplink.mqtt.is_none() && cfg.zigbee.is_none());
-    }
-
-    #[test]
-    fn unknown_key_names_file_line_and_key() {
-        let text =
-            "[gateway]\nid = \"a\"\n\n[uplink.mqtt]\nurl = \"mqtt://h\"\nkeepalve = \"30s\"\n";
-        let e = Config::parse(text, "/etc/c.toml").unwrap_err().to_string();
-        assert!(e.starts_with("/etc/c.toml:6:"), "{e}");
-        assert!(e.contains("uplink.mqtt.keepalve"), "{e}");
-        assert!(e.contains("unknown field"), "{e}");
-    }
-
-    #[test]
-    fn wrong_type_names_the_key() {
-        let text = "[local_broker]\nmax_connections = \"many\"\n";
-        let e = Config::parse(text, "c.toml").unwrap_err().to_string();
-        assert!(e.starts_with("c.toml:2:"), "{e}");
-        assert!(e.contains("local_broker.max_connections"), "{e}");
-    }
-
-    #[test]
-    fn bad_url_is_reported_with_its_line() {
-        let text = "[uplink.mqtt]\ntopic_prefix = \"x\"\nurl = \"http://example.org\"\n";
-        let e = Config::parse(text, "c.toml").unwrap_err().to_string();
-        assert!(e.contains("c.toml:3: uplink.mqtt.url"), "{e}");
-    }
-
-    #[test]
-    fn bad_time_zone_and_gateway_id() {
-        let text = "[gateway]\nid = \"a/b\"\ntimezone = \"Mars/Olympus\"\n";
-        let e = Config::parse(text, "c.toml").unwrap_err().to_string();
-        assert!(e.contains("c.toml:2: gateway.id"), "{e}");
-        assert!(e.contains("c.toml:3: gateway.timezone"), "{e}");
-    }
-}
+pub use broker_url::BrokerUrl;
+pub use defaults::defaults_toml;
+pub use dur::Dur;

@@ -1,0 +1,101 @@
+//! Where in the file a problem is: TOML/serde errors and validation problems
+//! turned into `file:line:col: key: message`, by locating dotted keys in
+//! the text.
+
+use super::{ConfigError, Problem};
+
+/// The `Invalid` error's text: one `file:line: key: reason` per problem.
+pub(super) fn format_invalid(path: &str, problems: &[(Option<usize>, Problem)]) -> String {
+    problems
+        .iter()
+        .map(|(line, p)| match line {
+            Some(l) => format!("{path}:{l}: {}: {}", p.key, p.reason),
+            None => format!("{path}: {}: {}", p.key, p.reason),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Turns a TOML/serde error into `file:line:col: key: message`.
+pub(super) fn parse_error(text: &str, path: &str, e: &toml::de::Error) -> ConfigError {
+    let (line, column, key) = match e.span() {
+        Some(span) => {
+            let (l, c) = line_col(text, span.start);
+            (l, c, key_at(text, span.start).map(|k| format!("{k}: ")))
+        }
+        None => (1, 1, None),
+    };
+    ConfigError::Parse {
+        path: path.to_string(),
+        line,
+        column,
+        key: key.unwrap_or_default(),
+        message: e.message().trim().to_string(),
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+/// The dotted key of the `key = value` line containing `offset`, using the
+/// nearest `[section]` header above it.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+    let line = text[line_start..line_end].trim();
+    let section = text[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    if line.starts_with('[') {
+        return Some(
+            line.trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .to_string(),
+        );
+    }
+    let key = line.split('=').next()?.trim().trim_matches('"');
+    if key.is_empty() {
+        return section;
+    }
+    Some(match section {
+        Some(s) => format!("{s}.{key}"),
+        None => key.to_string(),
+    })
+}
+
+/// The 1-based line where a dotted key is set, if it appears in the text.
+pub(super) fn locate_key(text: &str, dotted: &str) -> Option<usize> {
+    let (section, key) = match dotted.rsplit_once('.') {
+        Some((s, k)) => (Some(s.split('[').next().unwrap_or(s)), k),
+        None => (None, dotted),
+    };
+    let mut current: Option<String> = None;
+    let mut section_line = None;
+    for (i, raw) in text.lines().enumerate() {
+        let l = raw.trim();
+        if l.starts_with('[') {
+            let name = l.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+            if Some(name.as_str()) == section {
+                section_line = Some(i + 1);
+            }
+            current = Some(name);
+            continue;
+        }
+        let in_section = current.as_deref() == section;
+        if in_section
+            && let Some((k, _)) = l.split_once('=')
+            && k.trim().trim_matches('"') == key
+        {
+            return Some(i + 1);
+        }
+    }
+    section_line
+}

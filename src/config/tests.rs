@@ -1,0 +1,81 @@
+use super::*;
+
+#[test]
+fn durations_parse_and_print() {
+    assert_eq!(Dur::parse("30s").unwrap(), Dur::secs(30));
+    assert_eq!(Dur::parse("5m").unwrap(), Dur::mins(5));
+    assert_eq!(Dur::parse("250ms").unwrap().0, Duration::from_millis(250));
+    assert_eq!(Dur::parse("2h").unwrap().to_string(), "2h");
+    assert!(Dur::parse("30").is_err());
+    assert!(Dur::parse("5 parsecs").is_err());
+    assert!(Dur::parse("99999999999999999999d").is_err());
+}
+
+#[test]
+fn broker_urls() {
+    let u = BrokerUrl::parse("mqtts://broker.example.org").unwrap();
+    assert_eq!(
+        (u.tls, u.host.as_str(), u.port),
+        (true, "broker.example.org", 8883)
+    );
+    let u = BrokerUrl::parse("mqtt://127.0.0.1:1884").unwrap();
+    assert_eq!((u.tls, u.port), (false, 1884));
+    let u = BrokerUrl::parse("mqtt://[::1]:1884").unwrap();
+    assert_eq!(u.host, "::1");
+    for bad in [
+        "http://x",
+        "mqtt://",
+        "mqtt://h:0",
+        "mqtt://h:70000",
+        "mqtt://u:p@h",
+        "mqtt://h/t",
+    ] {
+        assert!(BrokerUrl::parse(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn the_default_file_parses_and_validates() {
+    let text = defaults_toml();
+    let cfg = Config::parse(&text, "defaults").unwrap_or_else(|e| panic!("{e}"));
+    assert!(cfg.local_broker.is_some());
+    assert!(cfg.uplink.mqtt.is_some());
+}
+
+#[test]
+fn an_empty_file_turns_optional_parts_off() {
+    let cfg = Config::parse("", "empty").unwrap();
+    assert!(cfg.local_broker.is_none() && cfg.uplink.mqtt.is_none() && cfg.zigbee.is_none());
+}
+
+#[test]
+fn unknown_key_names_file_line_and_key() {
+    let text = "[gateway]\nid = \"a\"\n\n[uplink.mqtt]\nurl = \"mqtt://h\"\nkeepalve = \"30s\"\n";
+    let e = Config::parse(text, "/etc/c.toml").unwrap_err().to_string();
+    assert!(e.starts_with("/etc/c.toml:6:"), "{e}");
+    assert!(e.contains("uplink.mqtt.keepalve"), "{e}");
+    assert!(e.contains("unknown field"), "{e}");
+}
+
+#[test]
+fn wrong_type_names_the_key() {
+    let text = "[local_broker]\nmax_connections = \"many\"\n";
+    let e = Config::parse(text, "c.toml").unwrap_err().to_string();
+    assert!(e.starts_with("c.toml:2:"), "{e}");
+    assert!(e.contains("local_broker.max_connections"), "{e}");
+}
+
+#[test]
+fn bad_url_is_reported_with_its_line() {
+    let text = "[uplink.mqtt]\ntopic_prefix = \"x\"\nurl = \"http://example.org\"\n";
+    let e = Config::parse(text, "c.toml").unwrap_err().to_string();
+    assert!(e.contains("c.toml:3: uplink.mqtt.url"), "{e}");
+}
+
+#[test]
+fn bad_time_zone_and_gateway_id() {
+    let text = "[gateway]\nid = \"a/b\"\ntimezone = \"Mars/Olympus\"\n";
+    let e = Config::parse(text, "c.toml").unwrap_err().to_string();
+    assert!(e.contains("c.toml:2: gateway.id"), "{e}");
+    assert!(e.contains("c.toml:3: gateway.timezone"), "{e}");
+}
