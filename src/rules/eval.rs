@@ -1,4 +1,5 @@
-//! What each rule type does with a reading and with a fired timer.
+//! What each rule type does with a reading and with a fired timer
+//! (threshold and window readings: `held`).
 //!
 //! Invariants: handlers only touch their own rule's slots, the timer queue
 //! (through [`Ctx::arm`]) and the output; one *situation* gives one raised
@@ -10,11 +11,9 @@ use std::collections::hash_map::Entry;
 
 use jiff::tz::TimeZone;
 
-use super::ctx::{
-    Ctx, capital, dur_text, fmt_value, immediate_what, threshold_what, unit, window_what,
-    window_what_of,
-};
+use super::ctx::{Ctx, capital, dur_text, fmt_value, immediate_what, unit, window_what};
 use super::devices::Devices;
+use super::held::{self, Held};
 use super::rule::{Phase, RULE_SUBJECT, Rule, Slot, ms, step_matches};
 use super::spec::{Per, RuleSpec, RuleType};
 use super::window::Window;
@@ -121,6 +120,13 @@ pub fn on_reading(rule: &mut Rule, ri: u32, ctx: &mut Ctx<'_>, dev: u32, r: &Rea
     };
     let v = r.value;
     let at = r.at.0;
+    let held = Held {
+        ri,
+        subject,
+        dev,
+        now,
+        for_ms: rule.for_ms,
+    };
     match rule.spec.kind {
         RuleType::Immediate | RuleType::Tamper => {
             if r.is_active() {
@@ -162,122 +168,8 @@ pub fn on_reading(rule: &mut Rule, ri: u32, ctx: &mut Ctx<'_>, dev: u32, r: &Rea
                 );
             }
         }
-        RuleType::Threshold => {
-            let Rule {
-                slots,
-                spec,
-                severity,
-                for_ms,
-                hysteresis,
-                ..
-            } = rule;
-            let (cond, recovered) = match (spec.below, spec.above) {
-                (Some(b), _) => (v < b, v >= b + *hysteresis),
-                (None, Some(a)) => (v > a, v <= a - *hysteresis),
-                (None, None) => return,
-            };
-            // Hot path: most readings change nothing; only touch the slot
-            // map when there is a slot or the condition holds, and build
-            // the sentence only when an alert is emitted.
-            let Some(slot) = (if cond {
-                Some(slots.entry(subject).or_default())
-            } else {
-                slots.get_mut(&subject)
-            }) else {
-                return;
-            };
-            let emit = |ctx: &mut Ctx<'_>, state| {
-                let what = threshold_what(spec, r.kind);
-                ctx.emit_for(
-                    spec,
-                    *severity,
-                    dev,
-                    state,
-                    at,
-                    Some(v),
-                    Some(r.kind),
-                    &what,
-                );
-            };
-            match slot.phase {
-                Phase::Idle if cond => {
-                    slot.value = v;
-                    slot.dev = dev;
-                    slot.since = now;
-                    if *for_ms == 0 {
-                        slot.phase = Phase::Raised;
-                        emit(ctx, AlertState::Raised);
-                    } else {
-                        slot.phase = Phase::Pending;
-                        ctx.arm(slot, ri, subject, Some(now + *for_ms));
-                    }
-                }
-                Phase::Pending if recovered => {
-                    slot.phase = Phase::Idle;
-                    ctx.arm(slot, ri, subject, None);
-                }
-                Phase::Raised if recovered => {
-                    slot.phase = Phase::Idle;
-                    emit(ctx, AlertState::Cleared);
-                }
-                _ => slot.value = v,
-            }
-        }
-        RuleType::Window => {
-            let Rule {
-                slots,
-                spec,
-                severity,
-                for_ms,
-                want,
-                ..
-            } = rule;
-            let m = want.matches(v);
-            let Some(slot) = (if m {
-                Some(slots.entry(subject).or_default())
-            } else {
-                slots.get_mut(&subject)
-            }) else {
-                return;
-            };
-            let emit = |ctx: &mut Ctx<'_>, state| {
-                let what = window_what_of(*want, spec.window.as_ref(), r.kind);
-                ctx.emit_for(
-                    spec,
-                    *severity,
-                    dev,
-                    state,
-                    at,
-                    Some(v),
-                    Some(r.kind),
-                    &what,
-                );
-            };
-            match slot.phase {
-                // The local-time lookup only when it can matter.
-                Phase::Idle if m && spec.window.is_some_and(|w| w.contains(ctx.tz, Time(now))) => {
-                    slot.value = v;
-                    slot.dev = dev;
-                    slot.since = now;
-                    if *for_ms == 0 {
-                        slot.phase = Phase::Raised;
-                        emit(ctx, AlertState::Raised);
-                    } else {
-                        slot.phase = Phase::Pending;
-                        ctx.arm(slot, ri, subject, Some(now + *for_ms));
-                    }
-                }
-                Phase::Pending if !m => {
-                    slot.phase = Phase::Idle;
-                    ctx.arm(slot, ri, subject, None);
-                }
-                Phase::Raised if !m => {
-                    slot.phase = Phase::Idle;
-                    emit(ctx, AlertState::Cleared);
-                }
-                _ => {}
-            }
-        }
+        RuleType::Threshold => held::threshold(rule, ctx, r, &held),
+        RuleType::Window => held::window(rule, ctx, r, &held),
         RuleType::Inactivity => {
             let active = v >= rule.min_value;
             let (window, for_ms) = (rule.spec.window, rule.for_ms);

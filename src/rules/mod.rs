@@ -9,7 +9,8 @@
 //! Layout:
 //! - [`spec`]: the file format and its validation ([`RuleSet`], [`RulesError`]);
 //! - [`window`]: daily local-time windows (midnight crossing, DST);
-//! - `eval`: what each rule type does with a reading or a timer;
+//! - `eval`: what each rule type does with a reading or a timer (`held`:
+//!   the pending/raised/cleared machine of threshold and window rules);
 //! - `routine`: the learning rule; `devices`: device table and route cache;
 //! - `timers`: the lazy-deletion timer heap; `snapshot`: persistence;
 //! - [`cli`]: `carebridge rules check|replay`.
@@ -33,6 +34,7 @@ mod ctx;
 mod devices;
 mod due;
 mod eval;
+mod held;
 mod locate;
 mod routine;
 mod rule;
