@@ -4,8 +4,9 @@
 
 use super::{ConfigError, Problem};
 
-/// The `Invalid` error's text: one `file:line: key: reason` per problem.
-pub(super) fn format_invalid(path: &str, problems: &[(Option<usize>, Problem)]) -> String {
+/// The `Invalid` error's text: one `file:line: key: reason` per problem
+/// (also the rules file's).
+pub fn format_invalid(path: &str, problems: &[(Option<usize>, Problem)]) -> String {
     problems
         .iter()
         .map(|(line, p)| match line {

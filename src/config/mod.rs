@@ -27,7 +27,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::model::DeviceId;
-use locate::{format_invalid, locate_key, parse_error};
+pub use locate::format_invalid;
+use locate::{locate_key, parse_error};
 
 /// One thing wrong with a configuration, naming the dotted key.
 #[derive(Debug, Clone, PartialEq, Eq)]
