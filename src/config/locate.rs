@@ -19,6 +19,24 @@ pub fn format_invalid(path: &str, problems: &[(Option<usize>, Problem)]) -> Stri
 
 /// Turns a TOML/serde error into `file:line:col: key: message`.
 pub(super) fn parse_error(text: &str, path: &str, e: &toml::de::Error) -> ConfigError {
+    let (line, column, key, message) = error_at(text, e, key_at);
+    ConfigError::Parse {
+        path: path.to_string(),
+        line,
+        column,
+        key,
+        message,
+    }
+}
+
+/// Where a TOML/serde error is: `(line, column, "key: " or "", message)`,
+/// the key named by `key_at` (the dotted key for the main file,
+/// `rule[N].key` for a rules file).
+pub fn error_at(
+    text: &str,
+    e: &toml::de::Error,
+    key_at: impl Fn(&str, usize) -> Option<String>,
+) -> (usize, usize, String, String) {
     let (line, column, key) = match e.span() {
         Some(span) => {
             let (l, c) = line_col(text, span.start);
@@ -26,13 +44,12 @@ pub(super) fn parse_error(text: &str, path: &str, e: &toml::de::Error) -> Config
         }
         None => (1, 1, None),
     };
-    ConfigError::Parse {
-        path: path.to_string(),
+    (
         line,
         column,
-        key: key.unwrap_or_default(),
-        message: e.message().trim().to_string(),
-    }
+        key.unwrap_or_default(),
+        e.message().trim().to_string(),
+    )
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {

@@ -8,27 +8,14 @@ use super::spec::RulesError;
 
 /// Turns a TOML/serde error into `file:line:col: key: message`.
 pub fn parse_error(text: &str, path: &str, e: &toml::de::Error) -> RulesError {
-    let (line, column, key) = match e.span() {
-        Some(span) => {
-            let (l, c) = line_col(text, span.start);
-            (l, c, key_at(text, span.start).map(|k| format!("{k}: ")))
-        }
-        None => (1, 1, None),
-    };
+    let (line, column, key, message) = crate::config::error_at(text, e, key_at);
     RulesError::Parse {
         path: path.to_string(),
         line,
         column,
-        key: key.unwrap_or_default(),
-        message: e.message().trim().to_string(),
+        key,
+        message,
     }
-}
-
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
 }
 
 /// `rule[N].key` for the line holding `offset`: N counts `[[rule]]` headers above.

@@ -79,6 +79,7 @@ fn per_room(spec: &RuleSpec) -> bool {
 impl Engine {
     /// Gives devices and rooms the numbering of a snapshot (see
     /// `Devices::renumber`); the subjects of state already held move along.
+    /// The timer heap still names old subjects: the caller rebuilds it.
     fn renumber(&mut self, ids: &[DeviceId], rooms: &[String]) {
         let (dev_map, room_map) = self.devs.renumber(ids, rooms);
         let map = |m: &[u32], i: u32| m.get(i as usize).copied().unwrap_or(i);
@@ -102,7 +103,6 @@ impl Engine {
                 })
                 .collect();
         }
-        self.rebuild_timers();
     }
 
     /// The engine's state as bytes (JSON), for storage across restarts.
