@@ -206,6 +206,23 @@ fn a_snapshot_without_the_numbering_still_restores() {
     assert_eq!(b.armed_timers(), a.armed_timers());
 }
 
+#[test]
+fn a_snapshot_naming_an_invalid_device_is_refused_and_changes_nothing() {
+    let mut a = engine(MIXED);
+    let mut out = Vec::new();
+    let r = rd("m1", Kind::Motion, 1.0, "2026-11-22T08:00:00Z");
+    a.on_reading(r.at, &r, &mut out);
+    let mut v: serde_json::Value = serde_json::from_slice(&a.snapshot()).unwrap();
+    v["devices"] = serde_json::json!(["m1", "bad id/with slash"]);
+    let mut b = engine(MIXED);
+    let err = b
+        .restore(&serde_json::to_vec(&v).unwrap(), t("2026-11-22T08:01:00Z"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("bad id/with slash"), "{err}");
+    assert_eq!(b.armed_timers(), 0);
+}
+
 fn arb_events() -> impl Strategy<Value = Vec<Event>> {
     let dev = prop::sample::select(vec!["m1", "m2", "k1", "t1", "d1", "b1"]);
     let kind = prop::sample::select(vec![
