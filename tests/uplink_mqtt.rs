@@ -30,8 +30,9 @@ fn readings_and_a_panic_arrive_upstream_with_the_documented_fields() {
     assert!(
         eventually(Duration::from_secs(15), || col.count("telemetry") >= 4
             && col.count("alert") >= 1),
-        "upstream got {:?}",
-        col.snapshot()
+        "upstream got {:?}; {}",
+        col.snapshot(),
+        gw.diagnose()
     );
     let alert = &col.unique("alert")[0];
     for key in [
@@ -77,10 +78,13 @@ fn outage_buffers_everything_and_delivers_alerts_first_without_gaps() {
     let dir = tempfile::tempdir().unwrap();
     let gw = Gateway::start(dir.path(), "gw-outage", up.port, "");
     // Connected first: one reading goes through.
-    publish(gw.broker_port, &temperatures("warmup", 1));
-    assert!(eventually(Duration::from_secs(10), || col
-        .count("telemetry")
-        == 1));
+    assert_eq!(publish(gw.broker_port, &temperatures("warmup", 1)), 1);
+    assert!(
+        eventually(Duration::from_secs(30), || col.count("telemetry") == 1),
+        "the warm-up reading did not arrive upstream ({} telemetry); {}",
+        col.count("telemetry"),
+        gw.diagnose()
+    );
 
     up.stop();
     let mut readings = temperatures("living-temp", 10_000);
@@ -103,9 +107,10 @@ fn outage_buffers_everything_and_delivers_alerts_first_without_gaps() {
     assert!(
         eventually(Duration::from_secs(120), || col.count("alert") == 100
             && col.count("telemetry") == 10_101), // warm-up + temperatures + the panic readings themselves
-        "got {} alerts, {} telemetry",
+        "got {} alerts, {} telemetry; {}",
         col.count("alert"),
-        col.count("telemetry")
+        col.count("telemetry"),
+        gw.diagnose()
     );
     let alerts = col.unique("alert");
     let telemetry = col.unique("telemetry");
@@ -137,10 +142,13 @@ fn a_frozen_broker_is_detected_within_one_and_a_half_keepalives() {
     let col = Collector::start(up.port, "cb/#");
     let dir = tempfile::tempdir().unwrap();
     let gw = Gateway::start(dir.path(), "gw-frozen", up.port, "");
-    publish(gw.broker_port, &temperatures("t", 1));
-    assert!(eventually(Duration::from_secs(10), || col
-        .count("telemetry")
-        == 1));
+    assert_eq!(publish(gw.broker_port, &temperatures("t", 1)), 1);
+    assert!(
+        eventually(Duration::from_secs(30), || col.count("telemetry") == 1),
+        "the first reading did not arrive upstream ({} telemetry); {}",
+        col.count("telemetry"),
+        gw.diagnose()
+    );
 
     // The TCP connection stays open, nothing answers: only the watchdog can tell.
     up.freeze();

@@ -236,6 +236,33 @@ impl Gateway {
     pub fn db(&self) -> PathBuf {
         self.dir.join("data").join("carebridge.db")
     }
+
+    /// What the gateway's store holds, for assertion messages: whether a
+    /// missing upstream message was never ingested, or stored and not sent.
+    pub fn diagnose(&self) -> String {
+        let alive = match self.child.as_ref().map(|c| c.id()) {
+            Some(pid) => Path::new(&format!("/proc/{pid}")).exists(),
+            None => false,
+        };
+        let store = rusqlite::Connection::open_with_flags(
+            self.db(),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .and_then(|c| {
+            let history: i64 = c.query_row("SELECT count(*) FROM history", [], |r| r.get(0))?;
+            let mut q = c.prepare("SELECT class, count(*) FROM outbox GROUP BY class")?;
+            let outbox = q
+                .query_map([], |r| {
+                    Ok(format!("{}:{}", r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(format!(
+                "history rows {history}, outbox (class:rows) {outbox:?}"
+            ))
+        })
+        .unwrap_or_else(|e| format!("store unreadable: {e}"));
+        format!("carebridge process alive: {alive}; {store}")
+    }
 }
 
 impl Drop for Gateway {
@@ -365,15 +392,23 @@ pub fn publish(port: u16, readings: &[(String, serde_json::Value)]) -> usize {
     });
     let mut acked = 0;
     let deadline = Instant::now() + Duration::from_secs(120);
+    let mut last_ok = Instant::now();
     for ev in conn.iter() {
         match ev {
             Ok(Event::Incoming(Incoming::PubAck(_))) => {
+                last_ok = Instant::now();
                 acked += 1;
                 if acked == total {
                     break;
                 }
             }
-            Ok(_) => {}
+            Ok(_) => last_ok = Instant::now(),
+            // A refused or reset connection: rumqttc reconnects on the next
+            // poll and sends the unacknowledged publishes again, as a real
+            // device would. A broker gone for 20 s is gone.
+            Err(_) if last_ok.elapsed() < Duration::from_secs(20) => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
             Err(_) => break,
         }
         if Instant::now() > deadline {

@@ -260,7 +260,9 @@ impl<'a> Session<'a> {
         }
         let mut changed = self.store.outbox_changed();
         let mut last_incoming = Instant::now();
-        let mut watchdog = tokio::time::interval((keepalive / 4).max(Duration::from_millis(250)));
+        // Ticks at a tenth of the keepalive: a dead link is declared at most
+        // 0.1 keepalive after 1.5 keepalives of silence.
+        let mut watchdog = tokio::time::interval((keepalive / 10).max(Duration::from_millis(100)));
         loop {
             if let Err(e) = self.fill(client).await {
                 return End::Lost(e);
