@@ -78,7 +78,7 @@ fn the_daemon_announces_sensors_and_keeps_their_states() {
         "\n[homeassistant]\nenabled = true\nresync = \"1s\"\n",
     );
     let (_c, seen) = watch(gw.broker_port, "#");
-    assert!(eventually(Duration::from_secs(10), || last(
+    assert!(eventually(Duration::from_secs(30), || last(
         &seen,
         "carebridge/ha/gw-ha/availability"
     )
@@ -96,7 +96,7 @@ fn the_daemon_announces_sensors_and_keeps_their_states() {
     ];
     assert_eq!(publish(gw.broker_port, &readings), 2);
     assert!(
-        eventually(Duration::from_secs(10), || last(&seen, CONFIG).is_some()
+        eventually(Duration::from_secs(30), || last(&seen, CONFIG).is_some()
             && last(&seen, "carebridge/ha/gw-ha/lounge-t/temperature")
                 .is_some()),
         "{:?}",
@@ -128,7 +128,7 @@ fn the_daemon_announces_sensors_and_keeps_their_states() {
     assert!(last(&seen, "homeassistant/sensor/carebridge_gw-ha/alerts/config").is_some());
     assert_eq!(publish(gw.broker_port, &panics("pendant", 1)), 1);
     assert!(
-        eventually(Duration::from_secs(10), || last(
+        eventually(Duration::from_secs(30), || last(
             &seen,
             "carebridge/ha/gw-ha/alerts"
         )
@@ -139,7 +139,7 @@ fn the_daemon_announces_sensors_and_keeps_their_states() {
     );
     // A client that connects later gets the retained discovery documents.
     let (_c2, late) = watch(gw.broker_port, "homeassistant/#");
-    assert!(eventually(Duration::from_secs(10), || last(&late, CONFIG).is_some()));
+    assert!(eventually(Duration::from_secs(30), || last(&late, CONFIG).is_some()));
 }
 
 #[test]
@@ -195,7 +195,7 @@ fn removing_a_device_clears_its_retained_discovery_topics() {
     let contact = "homeassistant/binary_sensor/carebridge_gw/door_contact/config";
     let battery = "homeassistant/sensor/carebridge_gw/door_battery/config";
     assert!(
-        eventually(Duration::from_secs(10), || last(&seen, contact)
+        eventually(Duration::from_secs(30), || last(&seen, contact)
             .is_some_and(|p| p.contains("Front door"))
             && last(&seen, battery).is_some()),
         "{:?}",
@@ -209,7 +209,7 @@ fn removing_a_device_clears_its_retained_discovery_topics() {
         store.flush().await.unwrap();
     });
     assert!(
-        eventually(Duration::from_secs(10), || last(&seen, contact).as_deref()
+        eventually(Duration::from_secs(30), || last(&seen, contact).as_deref()
             == Some("")
             && last(&seen, battery).as_deref() == Some("")),
         "{:?}",
@@ -218,7 +218,7 @@ fn removing_a_device_clears_its_retained_discovery_topics() {
     // Gone for good: a new client gets no retained discovery for it.
     let (_c2, late) = watch(port, "homeassistant/#");
     // (retained topics arrive together after the subscription)
-    assert!(eventually(Duration::from_secs(10), || last(
+    assert!(eventually(Duration::from_secs(30), || last(
         &late,
         "homeassistant/sensor/carebridge_gw/alerts/config"
     )
@@ -229,7 +229,7 @@ fn removing_a_device_clears_its_retained_discovery_topics() {
     rt.block_on(async {
         task.await.unwrap().unwrap();
     });
-    assert!(eventually(Duration::from_secs(10), || last(
+    assert!(eventually(Duration::from_secs(30), || last(
         &seen,
         "carebridge/ha/gw/availability"
     )

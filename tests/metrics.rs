@@ -139,7 +139,7 @@ fn metrics_parse_with_the_reference_parser_and_count_what_happened() {
     assert!(wait_port(own, Duration::from_secs(10)) && wait_port(web, Duration::from_secs(10)));
     assert_eq!(publish(gw.broker_port, &temperatures("lounge", 5)), 5);
     assert_eq!(publish(gw.broker_port, &panics("pendant", 1)), 1);
-    assert!(eventually(Duration::from_secs(15), || col.count("alert") >= 1));
+    assert!(eventually(Duration::from_secs(30), || col.count("alert") >= 1));
 
     let (status, body) = get(own, "/metrics");
     assert!(status.contains("200"), "{status}");
@@ -160,7 +160,7 @@ fn metrics_parse_with_the_reference_parser_and_count_what_happened() {
     }
     let s = &m["samples"];
     assert!(
-        eventually(Duration::from_secs(10), || {
+        eventually(Duration::from_secs(30), || {
             let m = parse(&py, &get(own, "/metrics").1);
             m["samples"]["carebridge_readings_total{kind=temperature}"] == 5.0
         }),

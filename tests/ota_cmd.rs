@@ -41,7 +41,7 @@ fn an_update_that_cannot_download_is_reported_failed_and_the_gateway_keeps_servi
     std::fs::create_dir_all(&keys).unwrap();
     let extra = format!("[ota]\nkeys_dir = \"{}\"\n", keys.display());
     let _gw = Gateway::start(dir.path(), "gw-ota", up.port, &extra);
-    assert!(eventually(Duration::from_secs(10), || col
+    assert!(eventually(Duration::from_secs(30), || col
         .snapshot()
         .iter()
         .any(|m| m.topic == "cb/gw-ota/status")));
@@ -74,7 +74,7 @@ fn an_update_that_cannot_download_is_reported_failed_and_the_gateway_keeps_servi
         "{\"url\":\"x\",\"sha256\":\"12\"}",
     );
     assert!(
-        eventually(Duration::from_secs(10), || results(&col)
+        eventually(Duration::from_secs(30), || results(&col)
             .iter()
             .filter(|r| r["phase"] == "failed")
             .count()
@@ -85,7 +85,7 @@ fn an_update_that_cannot_download_is_reported_failed_and_the_gateway_keeps_servi
 
     // Still serving: ping answers.
     send(up.port, "cb/gw-ota/cmd/ping", "{}");
-    assert!(eventually(Duration::from_secs(10), || col
+    assert!(eventually(Duration::from_secs(30), || col
         .snapshot()
         .iter()
         .any(

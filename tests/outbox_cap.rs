@@ -23,7 +23,7 @@ fn a_full_outbox_keeps_every_alert_and_evicts_the_oldest_telemetry() {
         up.port,
         "heartbeat = \"1s\"\n[store]\noutbox_max_mb = 1\n",
     );
-    assert!(eventually(Duration::from_secs(10), || col
+    assert!(eventually(Duration::from_secs(30), || col
         .snapshot()
         .iter()
         .any(|m| m.topic == "cb/gw-cap/status")));
@@ -93,7 +93,7 @@ fn a_full_outbox_keeps_every_alert_and_evicts_the_oldest_telemetry() {
     let arrived_total = col.count("telemetry") as u64;
     let evicted = (total as u64 + 50) - arrived_total;
     assert!(
-        eventually(Duration::from_secs(10), || col.snapshot().iter().any(|m| {
+        eventually(Duration::from_secs(30), || col.snapshot().iter().any(|m| {
             m.topic == "cb/gw-cap/status"
                 && m.json["evicted"]["telemetry"].as_u64() == Some(evicted)
         })),

@@ -70,7 +70,7 @@ fn a_config_fragment_is_applied_reported_refused_rolled_back_and_signed() {
     let gw_id = "gw-cfg";
     let mut gw = Gateway::start(dir.path(), gw_id, up.port, &remote);
     assert!(
-        eventually(Duration::from_secs(15), || config_version(&col, gw_id)
+        eventually(Duration::from_secs(30), || config_version(&col, gw_id)
             == Some(0)),
         "no config versions published: {:?}",
         col.snapshot()
@@ -90,12 +90,12 @@ fn a_config_fragment_is_applied_reported_refused_rolled_back_and_signed() {
     assert_eq!(r["ok"], true, "{r}");
     assert_eq!(r["version"], 3);
     assert_eq!(r["config"]["devices"], 1);
-    assert!(eventually(Duration::from_secs(10), || config_version(
+    assert!(eventually(Duration::from_secs(30), || config_version(
         &col, gw_id
     ) == Some(3)));
     open_door(gw.broker_port, "door-1");
     assert!(
-        eventually(Duration::from_secs(10), || col
+        eventually(Duration::from_secs(30), || col
             .unique("alert")
             .iter()
             .any(|a| a["rule"] == "door" && a["room"] == "hall")),
@@ -129,7 +129,7 @@ fn a_config_fragment_is_applied_reported_refused_rolled_back_and_signed() {
     command(up.port, gw_id, "config", r#"{"rollback": "config"}"#);
     let r = result(&col, "config", 4);
     assert_eq!(r["ok"], true, "{r}");
-    assert!(eventually(Duration::from_secs(10), || config_version(
+    assert!(eventually(Duration::from_secs(30), || config_version(
         &col, gw_id
     ) == Some(0)));
 
@@ -165,7 +165,7 @@ fn a_config_fragment_is_applied_reported_refused_rolled_back_and_signed() {
     let before = col.snapshot().len();
     gw.restart();
     assert!(
-        eventually(Duration::from_secs(15), || col.snapshot()[before..]
+        eventually(Duration::from_secs(30), || col.snapshot()[before..]
             .iter()
             .any(
                 |m| m.topic == format!("cb/{gw_id}/config") && m.json["config"]["version"] == 5
@@ -193,7 +193,7 @@ fn a_config_fragment_is_applied_reported_refused_rolled_back_and_signed() {
     let r = result(&col, "config", 8);
     assert_eq!(r["ok"], false, "{r}");
     assert!(r["error"].as_str().unwrap().contains("signature"), "{r}");
-    assert!(eventually(Duration::from_secs(10), || config_version(
+    assert!(eventually(Duration::from_secs(30), || config_version(
         &col, gw_id
     ) == Some(6)));
 }

@@ -94,12 +94,12 @@ fn mqtt_killed_alert_still_arrives_over_lorawan_and_the_path_is_recorded() {
     // Both paths up: the alert goes by MQTT, which acks within the grace.
     publish(gw.broker_port, &panics("pendant-a", 1));
     assert!(
-        eventually(Duration::from_secs(15), || col.count("alert") >= 1),
+        eventually(Duration::from_secs(30), || col.count("alert") >= 1),
         "MQTT alert missing: {:?}",
         col.snapshot()
     );
     assert!(
-        eventually(Duration::from_secs(10), || deliveries(&gw.db()).0
+        eventually(Duration::from_secs(30), || deliveries(&gw.db()).0
             == vec![(1, "mqtt".to_string())]),
         "{:?}",
         deliveries(&gw.db())

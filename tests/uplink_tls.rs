@@ -132,7 +132,7 @@ fn alerts_flow_over_tls_with_client_certificate_and_password() {
     let (_gw, port) = start_gateway(dir.path(), &tls_extra(pki.path(), broker.tls, "ca.pem"));
     assert_eq!(publish(port, &panics("pendant", 1)), 1);
     assert!(
-        eventually(Duration::from_secs(15), || col.count("alert") == 1),
+        eventually(Duration::from_secs(30), || col.count("alert") == 1),
         "no alert over TLS: {:?}",
         col.snapshot()
     );
@@ -166,7 +166,7 @@ fn an_untrusted_server_certificate_is_refused_and_nothing_is_lost() {
     .unwrap();
     gw.restart();
     assert!(
-        eventually(Duration::from_secs(15), || col.count("alert") == 3),
+        eventually(Duration::from_secs(30), || col.count("alert") == 3),
         "buffered alerts not delivered after the fix: {}",
         col.count("alert")
     );
