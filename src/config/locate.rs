@@ -85,29 +85,6 @@ fn plain_words(message: &str) -> String {
     out
 }
 
-#[cfg(test)]
-mod plain_tests {
-    use super::plain_words;
-
-    #[test]
-    fn rust_type_names_become_words() {
-        assert_eq!(
-            plain_words("invalid type: string \"cold\", expected f64"),
-            "invalid type: string \"cold\", expected a number"
-        );
-        assert_eq!(
-            plain_words("invalid value: integer `-1`, expected u32"),
-            "invalid value: integer `-1`, expected a whole number of 0 or more"
-        );
-        assert_eq!(
-            plain_words("invalid value: integer `70000`, expected u16"),
-            "invalid value: integer `70000`, expected a whole number from 0 to 65535"
-        );
-        assert_eq!(plain_words("expected a boolean"), "expected a boolean");
-        assert_eq!(plain_words("expected u160x"), "expected u160x");
-    }
-}
-
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
@@ -172,4 +149,27 @@ pub(super) fn locate_key(text: &str, dotted: &str) -> Option<usize> {
         }
     }
     section_line
+}
+
+#[cfg(test)]
+mod plain_tests {
+    use super::plain_words;
+
+    #[test]
+    fn rust_type_names_become_words() {
+        assert_eq!(
+            plain_words("invalid type: string \"cold\", expected f64"),
+            "invalid type: string \"cold\", expected a number"
+        );
+        assert_eq!(
+            plain_words("invalid value: integer `-1`, expected u32"),
+            "invalid value: integer `-1`, expected a whole number of 0 or more"
+        );
+        assert_eq!(
+            plain_words("invalid value: integer `70000`, expected u16"),
+            "invalid value: integer `70000`, expected a whole number from 0 to 65535"
+        );
+        assert_eq!(plain_words("expected a boolean"), "expected a boolean");
+        assert_eq!(plain_words("expected u160x"), "expected u160x");
+    }
 }
