@@ -78,13 +78,7 @@ fn outage_buffers_everything_and_delivers_alerts_first_without_gaps() {
     let dir = tempfile::tempdir().unwrap();
     let gw = Gateway::start(dir.path(), "gw-outage", up.port, "");
     // Connected first: one reading goes through.
-    assert_eq!(publish(gw.broker_port, &temperatures("warmup", 1)), 1);
-    assert!(
-        eventually(Duration::from_secs(30), || col.count("telemetry") == 1),
-        "the warm-up reading did not arrive upstream ({} telemetry); {}",
-        col.count("telemetry"),
-        gw.diagnose()
-    );
+    first_reading_goes_through(&gw, &col);
 
     up.stop();
     let mut readings = temperatures("living-temp", 10_000);
@@ -142,13 +136,7 @@ fn a_frozen_broker_is_detected_within_one_and_a_half_keepalives() {
     let col = Collector::start(up.port, "cb/#");
     let dir = tempfile::tempdir().unwrap();
     let gw = Gateway::start(dir.path(), "gw-frozen", up.port, "");
-    assert_eq!(publish(gw.broker_port, &temperatures("t", 1)), 1);
-    assert!(
-        eventually(Duration::from_secs(30), || col.count("telemetry") == 1),
-        "the first reading did not arrive upstream ({} telemetry); {}",
-        col.count("telemetry"),
-        gw.diagnose()
-    );
+    first_reading_goes_through(&gw, &col);
 
     // The TCP connection stays open, nothing answers: only the watchdog can tell.
     up.freeze();
@@ -198,5 +186,17 @@ fn ping_command_is_answered_on_its_result_topic() {
             )),
         "{:?}",
         col.snapshot()
+    );
+}
+
+/// One reading in, the same reading upstream: the link works before a test
+/// breaks it. A failure says whether the store got the reading.
+fn first_reading_goes_through(gw: &Gateway, col: &Collector) {
+    assert_eq!(publish(gw.broker_port, &temperatures("warmup", 1)), 1);
+    assert!(
+        eventually(Duration::from_secs(30), || col.count("telemetry") == 1),
+        "the first reading did not arrive upstream ({} telemetry); {}",
+        col.count("telemetry"),
+        gw.diagnose()
     );
 }
