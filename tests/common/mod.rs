@@ -243,10 +243,14 @@ impl Gateway {
     /// What the gateway's store holds, for assertion messages: whether a
     /// missing upstream message was never ingested, or stored and not sent.
     pub fn diagnose(&self) -> String {
-        let alive = match self.child.as_ref().map(|c| c.id()) {
-            Some(pid) => Path::new(&format!("/proc/{pid}")).exists(),
-            None => false,
-        };
+        // Running unless gone or a zombie (exited, not yet reaped): the
+        // state letter follows the command name in /proc/PID/stat.
+        let alive = self.child.as_ref().is_some_and(|c| {
+            std::fs::read_to_string(format!("/proc/{}/stat", c.id()))
+                .ok()
+                .and_then(|st| st.rsplit_once(')').map(|(_, r)| r.trim_start().to_string()))
+                .is_some_and(|r| !r.starts_with('Z'))
+        });
         let store = rusqlite::Connection::open_with_flags(
             self.db(),
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
@@ -256,11 +260,15 @@ impl Gateway {
             let mut q = c.prepare("SELECT class, count(*) FROM outbox GROUP BY class")?;
             let outbox = q
                 .query_map([], |r| {
-                    Ok(format!("{}:{}", r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+                    let class = u8::try_from(r.get::<_, i64>(0)?)
+                        .ok()
+                        .and_then(carebridge::model::Class::from_code)
+                        .map_or("unknown class", |c| c.as_str());
+                    Ok(format!("{class} {}", r.get::<_, i64>(1)?))
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(format!(
-                "history rows {history}, outbox (class:rows) {outbox:?}"
+                "history rows {history}, unsent outbox rows {outbox:?}"
             ))
         })
         .unwrap_or_else(|e| format!("store unreadable: {e}"));
