@@ -47,7 +47,7 @@ fn alert(i: usize) -> Alert {
         state: AlertState::Raised,
         device: DeviceId::new(&format!("pendant-{i}")).unwrap(),
         room: Some("hall".into()),
-        at: Time::now(),
+        at: carebridge::wall::now(),
         message: "Panic button pressed".into(),
         value: None,
         kind: Some(Kind::Panic),

@@ -74,7 +74,7 @@ fn day_of_history(db: &std::path::Path) {
         .unwrap();
     rt.block_on(async {
         let store = Store::open(db, &StoreConfig::default()).unwrap();
-        let now = Time::now().as_millis();
+        let now = carebridge::wall::now().as_millis();
         let kinds = [
             Kind::Motion,
             Kind::Contact,

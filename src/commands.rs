@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::hub::HubCommand;
-use crate::model::{DeviceId, Time};
+use crate::model::DeviceId;
 use crate::rules::active::Rules;
 use crate::uplink::{Command, Direct};
 
@@ -98,7 +98,7 @@ impl CommandHandler {
             }
         };
         match name {
-            "ping" => json!({"ok": true, "pong": Time::now().to_rfc3339()}),
+            "ping" => json!({"ok": true, "pong": crate::wall::now().to_rfc3339()}),
             "ack" => {
                 let Some(rule) = body.get("rule").and_then(|v| v.as_str()) else {
                     return json!({"ok": false, "error": "field rule: required (the alert's rule id)"});
@@ -197,7 +197,11 @@ impl CommandHandler {
             } else {
                 version
             };
-            match fleet.config.apply(&text, "remote", v, Time::now()).await {
+            match fleet
+                .config
+                .apply(&text, "remote", v, crate::wall::now())
+                .await
+            {
                 Ok(a) => {
                     out.insert(
                         "config".into(),
@@ -224,7 +228,7 @@ impl CommandHandler {
     /// newer than the active one); `{"rollback": true}` brings back the
     /// previous version. The result carries the active version.
     async fn config(&self, body: &serde_json::Value) -> serde_json::Value {
-        let now = Time::now();
+        let now = crate::wall::now();
         let result = if body.get("rollback").and_then(|v| v.as_bool()) == Some(true) {
             self.rules.rollback().await
         } else {

@@ -49,7 +49,7 @@ pub async fn run(
     }
     // The last value of each device's kinds, so Home Assistant has states
     // (and entities) right after a restart.
-    let now = Time::now();
+    let now = crate::wall::now();
     let seen = store
         .history(Time(now.as_millis() - SEED), now, 100_000)
         .await?;

@@ -7,8 +7,6 @@
 
 use ring::rand::{SecureRandom, SystemRandom};
 
-use crate::model::Time;
-
 #[derive(Debug)]
 pub struct IdGen {
     rng: SystemRandom,
@@ -47,7 +45,7 @@ impl IdGen {
             }
             None => {
                 self.fallback += 1;
-                b[..8].copy_from_slice(&Time::now().as_millis().to_be_bytes());
+                b[..8].copy_from_slice(&crate::wall::now().as_millis().to_be_bytes());
                 b[8..].copy_from_slice(&self.fallback.to_be_bytes());
             }
         }

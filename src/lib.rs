@@ -22,10 +22,15 @@
 //!                       └─► uplink::lorawan  (AT modem, compact codec, airtime budget)
 //! ```
 //!
-//! Module ownership (see `DESIGN.md`): [`model`] is the shared vocabulary and
-//! depends on nothing; [`config`] parses and validates the TOML; [`app`] wires
-//! the parts; every protocol codec and state machine is pure and driven by
-//! the caller with an explicit `now`.
+//! Two crates (see `DESIGN.md`): `carebridge-core` holds everything pure —
+//! [`model`], config types and validation, the rule engine, Zigbee ZNP/ZCL
+//! up to the coordinator state machine, the LoRaWAN layers, the uplink
+//! router, the line parser — with no tokio, no I/O and no wall clock, so the
+//! compiler keeps it pure. This crate holds the I/O shells around it (ports,
+//! sockets, tasks), the store, the web UI, OTA and the binary; its
+//! `config`, `rules`, `zigbee` and `uplink` modules re-export the core's
+//! and add their shell parts, so one path names each thing. [`app`] wires
+//! the parts; [`wall`] is the only place the wall clock is read.
 
 pub mod app;
 pub mod broker;
@@ -39,11 +44,13 @@ pub mod ids;
 pub mod ingest;
 pub mod logging;
 pub mod metrics;
-pub mod model;
 pub mod ota;
 pub mod remote_config;
 pub mod rules;
 pub mod store;
 pub mod uplink;
+pub mod wall;
 pub mod web;
 pub mod zigbee;
+
+pub use carebridge_core::{Clock, line, model};

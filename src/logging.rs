@@ -51,32 +51,8 @@ pub fn filter_text(cfg: &LogConfig) -> String {
     s
 }
 
-/// Checks a `[log]` section; keys relative to the section.
-pub fn validate(cfg: &LogConfig) -> Vec<crate::config::Problem> {
-    let mut out = Vec::new();
-    if EnvFilter::try_new(&cfg.level).is_err() {
-        out.push(crate::config::Problem::new(
-            "level",
-            format!("{:?} is not a log filter (try info or debug)", cfg.level),
-        ));
-    }
-    for (module, level) in &cfg.modules {
-        let ok = !module.is_empty()
-            && module
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
-            && level.parse::<tracing::level_filters::LevelFilter>().is_ok();
-        if !ok {
-            out.push(crate::config::Problem::new(
-                format!("modules.{module}"),
-                format!(
-                    "{level:?}: use a module path (carebridge::zigbee) and one of off, error, warn, info, debug, trace"
-                ),
-            ));
-        }
-    }
-    out
-}
+/// Checks a `[log]` section (the core's pure check); keys relative to the section.
+pub use crate::config::validate_log as validate;
 
 /// One remembered warning or error.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -167,7 +143,7 @@ impl<S: Subscriber> Layer<S> for RecentLayer {
         let mut t = Text(String::new());
         event.record(&mut t);
         self.0.push(RecentEvent {
-            at: crate::model::Time::now().to_rfc3339(),
+            at: crate::wall::now().to_rfc3339(),
             level: if level == Level::ERROR {
                 "error"
             } else {
@@ -293,6 +269,38 @@ mod tests {
         assert!(f.starts_with("info,"), "{f}");
         assert!(f.ends_with(",carebridge::zigbee=debug"), "{f}");
         assert!(EnvFilter::try_new(&f).is_ok());
+    }
+
+    #[test]
+    fn the_pure_filter_check_agrees_with_the_logger() {
+        for f in [
+            "info",
+            "DEBUG",
+            "off",
+            "info,carebridge::zigbee=debug",
+            "carebridge=trace",
+            "carebridge::zigbee[port]=debug",
+            "warn,rumqttd=off,",
+            "carebridge",
+            "info,carebridge::zigbee=loud",
+            "loud=",
+            "=debug",
+            "info,,debug",
+            "",
+            "5",
+            "carebridge=5",
+            "[span]=info",
+            "a b=info",
+            "carebridge::x[{a=1}]=debug",
+            "carebridge::web=debug=info",
+        ] {
+            let cfg = LogConfig {
+                level: f.into(),
+                ..LogConfig::default()
+            };
+            let pure = validate(&cfg).is_empty();
+            assert_eq!(pure, EnvFilter::try_new(f).is_ok(), "{f:?}");
+        }
     }
 
     #[test]

@@ -76,7 +76,7 @@ enum ConfigCmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
-        Cmd::Run { config } => Config::load(&config)
+        Cmd::Run { config } => carebridge::config::load(&config)
             .map_err(Exit::input)
             .and_then(|cfg| serve(cfg, Clock::system(), false)),
         Cmd::Demo {
@@ -98,18 +98,18 @@ fn main() -> ExitCode {
                 let _sim = lorawan_sim
                     .then(|| app::demo_lorawan_sim(&mut cfg))
                     .transpose()?;
-                serve(cfg, Clock::new(carebridge::model::Time::now(), speed), true)
+                serve(cfg, Clock::new(carebridge::wall::now(), speed), true)
             })
         }
         Cmd::Config(ConfigCmd::Defaults) => {
             print!("{}", config::defaults_toml());
             Ok(())
         }
-        Cmd::Config(ConfigCmd::Check { path }) => {
-            Config::load(&path).map_err(Exit::input).map(|_| {
+        Cmd::Config(ConfigCmd::Check { path }) => carebridge::config::load(&path)
+            .map_err(Exit::input)
+            .map(|_| {
                 println!("{}: ok", path.display());
-            })
-        }
+            }),
         Cmd::Rules(c) => carebridge::rules::cli::run(c).map_err(|e| Exit {
             code: u8::try_from(e.exit_code()).unwrap_or(1),
             error: e.into(),

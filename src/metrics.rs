@@ -37,11 +37,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Problem;
 use crate::hub::HubStats;
 use crate::model::Kind;
 use crate::store::{Store, StoreStats};
@@ -50,43 +48,7 @@ use crate::uplink::mqtt::StatusFn;
 /// The content type of the text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// `[metrics]`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct MetricsConfig {
-    /// A listener of its own (plain HTTP), e.g. `127.0.0.1:9464`.
-    pub listen: Option<String>,
-    /// Serve without authentication to any peer (web server and listener).
-    pub public: bool,
-}
-
-impl MetricsConfig {
-    pub const DEFAULT_TOML: &str = r#"[metrics]
-# /metrics (Prometheus) is on the web UI server: free for loopback peers,
-# else a session is needed, unless public = true.
-public = false
-# A listener of its own, e.g. without the web UI (non-loopback needs public = true):
-# listen = "127.0.0.1:9464"
-"#;
-
-    pub fn validate(&self) -> Vec<Problem> {
-        let mut out = Vec::new();
-        if let Some(l) = &self.listen {
-            match l.parse::<SocketAddr>() {
-                Err(_) => out.push(Problem::new(
-                    "listen",
-                    format!("{l:?} is not an address like 127.0.0.1:9464"),
-                )),
-                Ok(a) if !a.ip().is_loopback() && !self.public => out.push(Problem::new(
-                    "listen",
-                    "a non-loopback address serves metrics to anyone: set public = true to mean it",
-                )),
-                Ok(_) => {}
-            }
-        }
-        out
-    }
-}
+pub use crate::config::MetricsConfig;
 
 /// Gathers what `/metrics` shows.
 #[derive(Clone)]

@@ -8,12 +8,14 @@ export CARGO_TERM_COLOR=never
 
 source tests/peers.sh
 
-echo "== cargo fmt --check"
-cargo fmt --check
-echo "== cargo clippy --all-targets -- -D warnings"
-cargo clippy --all-targets -- -D warnings
-echo "== cargo test"
-cargo test --no-fail-fast 2>&1 | tee /tmp/carebridge-test.log
+echo "== cargo fmt --all --check"
+cargo fmt --all --check
+echo "== cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== the core crate stays pure (no tokio, I/O crates or wall clock)"
+bash tests/core_pure.sh
+echo "== cargo test --workspace"
+cargo test --workspace --no-fail-fast 2>&1 | tee /tmp/carebridge-test.log
 bash tests/cross.sh # Raspberry Pi: aarch64 unit tests under qemu-user, then the .deb (tests/deb.sh)
 echo "== end-to-end UI tests in headless Chromium"
 sh tests/e2e/run.sh

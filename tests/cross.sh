@@ -40,16 +40,16 @@ for t in "${targets[@]}"; do
 done
 $install_only && exit 0
 
-echo "== cargo test --lib --target aarch64-unknown-linux-gnu (under qemu-aarch64)"
+echo "== cargo test --workspace --lib --target aarch64-unknown-linux-gnu (under qemu-aarch64)"
 # Under qemu-user the tests that cannot run there skip themselves when this
 # is set (they all run natively in `cargo test`): the store crash test, which
 # re-executes itself as a child process. (The pty tests that would need
 # termios2 are integration tests, not run here.)
 export CAREBRIDGE_QEMU_USER=1
-cargo test --lib --target aarch64-unknown-linux-gnu
+cargo test --workspace --lib --target aarch64-unknown-linux-gnu
 if $armv7; then
 	echo "== cargo test --lib --target armv7-unknown-linux-gnueabihf (under qemu-arm)"
-	cargo test --lib --target armv7-unknown-linux-gnueabihf
+	cargo test --workspace --lib --target armv7-unknown-linux-gnueabihf
 fi
 
 echo "== .deb"

@@ -144,7 +144,7 @@ fn the_daemon_announces_sensors_and_keeps_their_states() {
 
 #[test]
 fn removing_a_device_clears_its_retained_discovery_topics() {
-    use carebridge::model::{DeviceId, DeviceInfo, Kind, Reading, Time};
+    use carebridge::model::{DeviceId, DeviceInfo, Kind, Reading};
     use carebridge::store::{Store, StoreConfig, Write};
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -189,7 +189,7 @@ fn removing_a_device_clears_its_retained_discovery_topics() {
     ));
     std::thread::sleep(Duration::from_millis(300));
     for (kind, v) in [(Kind::Contact, 1.0), (Kind::Battery, 90.0)] {
-        let r = Reading::new(door.clone(), kind, v, Time::now()).unwrap();
+        let r = Reading::new(door.clone(), kind, v, carebridge::wall::now()).unwrap();
         let _ = live.send(carebridge::hub::Live::Reading(r));
     }
     let contact = "homeassistant/binary_sensor/carebridge_gw/door_contact/config";

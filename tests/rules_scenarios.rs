@@ -9,7 +9,6 @@
 
 use std::path::{Path, PathBuf};
 
-use carebridge::rules::RuleSet;
 use carebridge::rules::cli::{RulesCliError, RulesCmd, replay, run};
 
 fn dir() -> PathBuf {
@@ -30,8 +29,8 @@ fn scenarios() -> Vec<String> {
 
 fn run_scenario(name: &str) -> Vec<serde_json::Value> {
     let d = dir();
-    let rules =
-        RuleSet::load(&d.join(format!("{name}.rules.toml"))).unwrap_or_else(|e| panic!("{e}"));
+    let rules = carebridge::rules::load(&d.join(format!("{name}.rules.toml")))
+        .unwrap_or_else(|e| panic!("{e}"));
     let events = std::fs::read_to_string(d.join(format!("{name}.jsonl"))).unwrap();
     let tz = jiff::tz::TimeZone::get("Europe/London").unwrap();
     replay(&rules, tz, &events, name)

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use carebridge::hub::Live;
-use carebridge::model::{DeviceId, Kind, Reading, Time};
+use carebridge::model::{DeviceId, Kind, Reading};
 use carebridge::web::memory::MemoryBackend;
 use carebridge::web::{WebConfig, serve};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -82,7 +82,7 @@ async fn live_events_reach_a_logged_in_event_stream() {
                 DeviceId::new("kitchen-temp").unwrap(),
                 Kind::Temperature,
                 19.5,
-                Time::now(),
+                carebridge::wall::now(),
             )
             .unwrap();
             s.backend.inject(Live::Reading(r));

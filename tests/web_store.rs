@@ -91,7 +91,7 @@ async fn rig() -> Rig {
     let (live, _) = broadcast::channel(64);
     let status: carebridge::uplink::mqtt::StatusFn = Arc::new(|| {
         let v = serde_json::json!({"gateway": "test-home", "timezone": "UTC",
-                                   "at": Time::now().to_rfc3339()});
+                                   "at": carebridge::wall::now().to_rfc3339()});
         v.as_object().cloned().unwrap_or_default()
     });
     let closed = free_port();
@@ -379,7 +379,7 @@ async fn a_rule_mistake_is_refused_with_line_and_key_then_the_fix_is_applied_and
 async fn try_it_replays_the_last_day_of_history_through_the_edited_rules() {
     let r = rig().await;
     let c = setup(&r.s).await;
-    let now = Time::now().as_millis();
+    let now = carebridge::wall::now().as_millis();
     let dev = DeviceId::new("lounge-temp").unwrap();
     for (v, ago_min) in [(20.0, 180), (14.0, 60), (13.5, 30)] {
         let at = Time(now - ago_min * 60_000);
@@ -639,7 +639,7 @@ async fn with_the_packaged_layout_an_upload_is_installed_on_trial_and_the_gatewa
     };
     carebridge::ota::install::install_bundle_from_reader(&mut &first[..], &paths, &keys, &opts)
         .unwrap();
-    carebridge::ota::recover::commit_now(&paths, Time::now()).unwrap();
+    carebridge::ota::recover::commit_now(&paths, carebridge::wall::now()).unwrap();
     let next = signed_version(dir, "release", true, "99.1.0");
     let ok = upload(&r.s, &c, &next, true).await;
     assert_eq!(ok.status, 200, "{ok:?}");

@@ -108,7 +108,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<(), Exit> {
     // the UI or the cloud is stored and wins (see rules::active).
     let base_rules = match &cfg.rules.file {
         Some(path) => {
-            crate::rules::RuleSet::load(path).map_err(Exit::input)?;
+            crate::rules::load(path).map_err(Exit::input)?;
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("rules.file {}", path.display()))
                 .map_err(Exit::input)?;

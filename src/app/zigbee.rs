@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::model::{LinkStatus, Time};
+use crate::model::LinkStatus;
 use crate::store::{Store, Write};
 
 use super::status::StatusFn;
@@ -31,7 +31,7 @@ pub(super) async fn zigbee_link_watch(
     loop {
         let nap = outage
             .next_deadline()
-            .map_or(Duration::from_secs(3600), |d| d.since(Time::now()));
+            .map_or(Duration::from_secs(3600), |d| d.since(crate::wall::now()));
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
             changed = links.changed() => {
@@ -46,10 +46,10 @@ pub(super) async fn zigbee_link_watch(
                         last_up = Some(l.up);
                         store.submit(Write::Status(status())).await?;
                     }
-                    outage.handle_link(l.up, &l.detail, Time::now());
+                    outage.handle_link(l.up, &l.detail, crate::wall::now());
                 }
             }
-            _ = tokio::time::sleep(nap) => outage.handle_timeout(Time::now()),
+            _ = tokio::time::sleep(nap) => outage.handle_timeout(crate::wall::now()),
         }
         while let Some(mut a) = outage.poll_alert() {
             a.uid = Some(ids.next_id());

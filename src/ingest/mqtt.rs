@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::model::{DeviceId, Ingest, Kind, ModelError, Reading, Time};
 
 /// The topic filter devices publish under.
-pub const TOPIC_ROOT: &str = "carebridge/in/";
+pub const TOPIC_ROOT: &str = crate::model::INGEST_TOPIC_ROOT;
 
 /// How far in the future a device clock may be before a reading is refused.
 const MAX_FUTURE_MS: i64 = 10 * 60 * 1000;
@@ -119,7 +119,7 @@ pub async fn run(
             }
             _ => continue,
         };
-        let now = Time::now();
+        let now = crate::wall::now();
         match parse(&fwd.publish.topic, &fwd.publish.payload, now) {
             Ok(r) => {
                 stats.accepted.fetch_add(1, Ordering::Relaxed);

@@ -14,53 +14,12 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Problem;
 use crate::model::{DeviceId, DeviceInfo, Ingest, Kind, Reading, Time};
 
-/// `[simulator]`: a simulated home feeding the hub.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SimConfig {
-    /// Simulated seconds per real second (`carebridge demo --speed`).
-    pub speed: f64,
-    /// PRNG seed: the same seed gives the same day.
-    pub seed: u64,
-    /// Expected panic-button presses per simulated day.
-    pub panic_per_day: f64,
-    /// Seconds between temperature reports.
-    pub temperature_every_s: u32,
-}
-
-impl Default for SimConfig {
-    fn default() -> Self {
-        SimConfig {
-            speed: 1.0,
-            seed: 1,
-            panic_per_day: 2.0,
-            temperature_every_s: 300,
-        }
-    }
-}
-
-impl SimConfig {
-    pub fn validate(&self) -> Vec<Problem> {
-        let mut out = Vec::new();
-        if !(self.speed.is_finite() && self.speed > 0.0 && self.speed <= 100_000.0) {
-            out.push(Problem::new("speed", "must be above 0 and at most 100000"));
-        }
-        if !(self.panic_per_day.is_finite() && (0.0..=1000.0).contains(&self.panic_per_day)) {
-            out.push(Problem::new("panic_per_day", "must be between 0 and 1000"));
-        }
-        if self.temperature_every_s < 10 {
-            out.push(Problem::new("temperature_every_s", "must be at least 10"));
-        }
-        out
-    }
-}
+pub use crate::config::SimConfig;
 
 /// Rooms of the simulated home.
 pub const ROOMS: [&str; 5] = ["bedroom", "bathroom", "kitchen", "living room", "hall"];
@@ -427,7 +386,7 @@ impl Clock {
     }
     /// Real time: speed 1 from the wall clock.
     pub fn system() -> Clock {
-        Clock::new(Time::now(), 1.0)
+        Clock::new(crate::wall::now(), 1.0)
     }
     pub fn now(&self) -> Time {
         let real = self.real_start.elapsed().as_secs_f64() * 1000.0 * self.speed;

@@ -550,7 +550,7 @@ pub fn write_bundle(
         created: input
             .created
             .clone()
-            .unwrap_or_else(|| crate::model::Time::now().to_rfc3339()),
+            .unwrap_or_else(|| crate::wall::now().to_rfc3339()),
         allow_downgrade: input.allow_downgrade,
         key_id: key_id.to_string(),
     };

@@ -18,7 +18,6 @@ use super::recover;
 use super::trial::{CheckDecision, TrialPolicy};
 use super::version::Version;
 use super::{OtaConfig, OtaPaths, download};
-use crate::model::Time;
 
 /// A failed command: the message for stderr and the process exit code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -292,7 +291,7 @@ pub struct Where {
 impl Where {
     fn load(&self) -> Result<(OtaConfig, OtaPaths), OtaCliError> {
         let (cfg, data_dir) = if self.config.exists() {
-            match crate::config::Config::load(&self.config) {
+            match crate::config::load(&self.config) {
                 Ok(c) => (c.ota.unwrap_or_default(), c.gateway.data_dir),
                 // The stable system binary may be older than the config (keys
                 // added by a newer release): recovery must still work, so fall
@@ -386,7 +385,7 @@ fn print_json<T: serde::Serialize>(v: &T) {
 
 /// Runs an `ota` subcommand.
 pub fn run_ota(cmd: OtaCmd) -> Result<(), OtaCliError> {
-    let now = Time::now();
+    let now = crate::wall::now();
     match cmd {
         OtaCmd::Recover { at } => {
             let (cfg, paths) = at.load()?;

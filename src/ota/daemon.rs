@@ -29,7 +29,7 @@ use super::download::{Phase, Progress};
 use super::recover;
 use super::trial::{HealthDecision, HealthReport};
 use super::{OtaConfig, OtaPaths};
-use crate::model::{LinkStatus, Time};
+use crate::model::LinkStatus;
 use crate::store::Store;
 use crate::uplink::{Direct, UplinkState};
 
@@ -88,7 +88,7 @@ pub async fn run(
         };
         let (c, p) = (cfg.clone(), paths.clone());
         let decision = tokio::task::spawn_blocking(move || {
-            recover::report_health(&p, &c, &health, Time::now())
+            recover::report_health(&p, &c, &health, crate::wall::now())
         })
         .await?;
         match decision {
@@ -219,7 +219,7 @@ mod tests {
                 link: "zigbee".into(),
                 up: true,
                 detail: String::new(),
-                at: Time(0),
+                at: crate::model::Time(0),
             },
         );
         let h = observe(false, Some(&UplinkState::off()), &links, true);

@@ -293,7 +293,7 @@ pub fn install_bundle_from_reader<R: Read>(
         &version,
         current.clone(),
         db_backup.clone(),
-        crate::model::Time::now(),
+        crate::wall::now(),
     );
     recover::save_state(&paths.state, &state)?;
     step(InstallStep::TrialRecorded);

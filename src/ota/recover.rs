@@ -151,7 +151,7 @@ fn seed_factory(paths: &OtaPaths, exe: &Path) -> Result<String, StateError> {
             min_version: None,
             payload_size: 0,
             payload_sha256: "0".repeat(64),
-            created: Time::now().to_rfc3339(),
+            created: crate::wall::now().to_rfc3339(),
             allow_downgrade: false,
             key_id: "factory".into(),
         };

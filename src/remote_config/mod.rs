@@ -39,14 +39,13 @@
 //! the heartbeat (`config_version`) and, retained, on `<prefix>/<gw>/config`
 //! whenever they change — a local edit in the UI included (drift).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use ring::signature::{ED25519, Ed25519KeyPair, KeyPair as _, UnparsedPublicKey};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
-use crate::config::{Config, Problem};
+use crate::config::Config;
 use crate::hub::HubCommand;
 use crate::model::{DeviceId, DeviceInfo, Time};
 use crate::ota::keys::{KeyStatus, TrustStore, from_hex, to_hex};
@@ -64,40 +63,7 @@ pub const RUNTIME_SECTIONS: &[&str] = &["devices", "log"];
 /// Largest accepted command body.
 pub const BODY_MAX: usize = 256 * 1024;
 
-/// `[remote]`: how remote configuration is accepted.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RemoteConfig {
-    /// Refuse `cmd/config` bodies that are not signed by a trusted key.
-    pub require_signed: bool,
-    /// Trusted keys; default the `[ota] keys_dir`, else `/etc/carebridge/keys`.
-    pub keys_dir: Option<PathBuf>,
-}
-
-impl RemoteConfig {
-    pub const DEFAULT_TOML: &str = r#"[remote]
-# Refuse cmd/config bodies that are not signed by a trusted key (the OTA keys).
-require_signed = false
-# keys_dir = "/etc/carebridge/keys"   # default: [ota] keys_dir
-"#;
-
-    pub fn validate(&self) -> Vec<Problem> {
-        match &self.keys_dir {
-            Some(d) if !d.is_absolute() => {
-                vec![Problem::new("keys_dir", "must be an absolute path")]
-            }
-            _ => Vec::new(),
-        }
-    }
-
-    /// The trusted-key directory in effect.
-    pub fn keys_dir(&self, cfg: &Config) -> PathBuf {
-        self.keys_dir
-            .clone()
-            .or_else(|| cfg.ota.as_ref().map(|o| o.keys_dir.clone()))
-            .unwrap_or_else(|| PathBuf::from("/etc/carebridge/keys"))
-    }
-}
+pub use crate::config::RemoteConfig;
 
 /// Why a remote configuration was refused (the message goes upstream).
 #[derive(Debug, thiserror::Error)]
@@ -520,7 +486,7 @@ pub async fn report_versions(
     loop {
         let doc = {
             let mut v = versions.to_json();
-            v["at"] = Time::now().to_rfc3339().into();
+            v["at"] = crate::wall::now().to_rfc3339().into();
             v
         };
         let _ = direct

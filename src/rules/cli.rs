@@ -18,8 +18,8 @@ use std::path::PathBuf;
 
 use jiff::tz::TimeZone;
 
-use super::{Engine, RuleSet};
-use crate::model::{Alert, DeviceId, DeviceInfo, Reading, Time};
+use super::{Engine, RuleSet, parse_events, replay_events};
+use crate::model::Alert;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum RulesCmd {
@@ -98,65 +98,7 @@ pub fn run(cmd: RulesCmd) -> Result<(), RulesCliError> {
 }
 
 fn load(path: &std::path::Path) -> Result<RuleSet, RulesCliError> {
-    RuleSet::load(path).map_err(|e| RulesCliError::BadInput(e.to_string()))
-}
-
-/// One line of an events file.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Event {
-    Reading(Reading),
-    Device(DeviceInfo),
-    Ack {
-        rule: String,
-        device: Option<DeviceId>,
-        at: Time,
-    },
-    Tick(Time),
-}
-
-/// Parses an events file (see the module header); `path` is for messages.
-pub fn parse_events(text: &str, path: &str) -> Result<Vec<Event>, RulesCliError> {
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let l = line.trim();
-        if l.is_empty() || l.starts_with('#') {
-            continue;
-        }
-        let bad = |m: String| RulesCliError::BadInput(format!("{path}:{}: {m}", i + 1));
-        let v: serde_json::Value = serde_json::from_str(l).map_err(|e| bad(e.to_string()))?;
-        let field = |k: &str| v.get(k).and_then(|x| x.as_str());
-        let time = |k: &str| -> Result<Time, RulesCliError> {
-            let s = field(k).ok_or_else(|| bad(format!("{k}: missing RFC 3339 time")))?;
-            Time::parse_rfc3339(s).map_err(|e| bad(format!("{k}: {e}")))
-        };
-        let ev = if let Some(rule) = field("ack") {
-            let device = match field("device") {
-                Some(d) => Some(DeviceId::new(d).map_err(|e| bad(format!("device: {e}")))?),
-                None => None,
-            };
-            Event::Ack {
-                rule: rule.to_string(),
-                device,
-                at: time("at")?,
-            }
-        } else if v.get("tick").is_some() {
-            Event::Tick(time("tick")?)
-        } else if v.get("kind").is_some() {
-            let r: Reading = serde_json::from_value(v.clone()).map_err(|e| bad(e.to_string()))?;
-            if !r.value.is_finite() {
-                return Err(bad("value: not a finite number".into()));
-            }
-            Event::Reading(r)
-        } else if v.get("id").is_some() {
-            Event::Device(serde_json::from_value(v.clone()).map_err(|e| bad(e.to_string()))?)
-        } else {
-            return Err(bad(
-                "expected a reading (kind), device facts (id), ack or tick".into(),
-            ));
-        };
-        out.push(ev);
-    }
-    Ok(out)
+    crate::rules::load(path).map_err(|e| RulesCliError::BadInput(e.to_string()))
 }
 
 /// Replays events through a fresh engine and returns the alerts, in order.
@@ -166,40 +108,11 @@ pub fn replay(
     events: &str,
     path: &str,
 ) -> Result<Vec<Alert>, RulesCliError> {
-    let events = parse_events(events, path)?;
+    let events = parse_events(events, path).map_err(|e| RulesCliError::BadInput(e.to_string()))?;
     let mut engine = Engine::new(set, tz).map_err(|e| RulesCliError::BadInput(e.to_string()))?;
     let mut out = Vec::new();
     replay_events(&mut engine, &events, &mut out);
     Ok(out)
-}
-
-/// Drives `engine` through `events` on a virtual clock (see the module header).
-pub fn replay_events(engine: &mut Engine, events: &[Event], out: &mut Vec<Alert>) {
-    let mut clock: Option<Time> = None;
-    for ev in events {
-        let at = match ev {
-            Event::Reading(r) => Some(r.at),
-            Event::Ack { at, .. } | Event::Tick(at) => Some(*at),
-            Event::Device(_) => None,
-        };
-        if let Some(at) = at {
-            let now = clock.map_or(at, |c| c.max(at));
-            clock = Some(now);
-            engine.on_tick(now, out);
-        }
-        let now = clock.unwrap_or_default();
-        match ev {
-            Event::Reading(r) => engine.on_reading(now, r, out),
-            Event::Device(d) => engine.set_device(d),
-            Event::Ack { rule, device, .. } => {
-                engine.ack(rule, device.as_ref(), now);
-            }
-            Event::Tick(_) => {}
-        }
-    }
-    if let Some(now) = clock {
-        engine.on_tick(now, out);
-    }
 }
 
 #[cfg(test)]
@@ -210,7 +123,11 @@ mod tests {
     fn events_file_errors_name_the_line() {
         let text = "# comment\n\n{\"device\":\"d1\",\"kind\":\"teleport\",\"value\":1,\"at\":\"2026-11-22T10:00:00Z\"}\n";
         let e = parse_events(text, "e.jsonl").unwrap_err();
-        assert_eq!(e.exit_code(), 2);
+        assert_eq!(e.line, 3);
+        let tz = TimeZone::get("Europe/London").unwrap();
+        let set = RuleSet::parse(crate::rules::MINIMAL_RULES, "m").unwrap();
+        let cli = replay(&set, tz, text, "e.jsonl").unwrap_err();
+        assert_eq!(cli.exit_code(), 2);
         assert!(e.to_string().starts_with("e.jsonl:3:"), "{e}");
         let e = parse_events("{\"tick\":\"soon\"}", "e.jsonl").unwrap_err();
         assert!(e.to_string().contains("e.jsonl:1: tick"), "{e}");

@@ -326,7 +326,7 @@ async fn retention_deletes_only_history_older_than_the_window() {
         ..Default::default()
     };
     let s = Store::open(&db(&dir), &cfg).unwrap();
-    let now = Time::now().as_millis();
+    let now = crate::wall::now().as_millis();
     for i in 0..5000 {
         s.submit(Write::ReadingNoTelemetry(reading(
             "m",

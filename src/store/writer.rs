@@ -123,7 +123,7 @@ impl Writer {
     }
 
     fn prepare(&mut self, w: Write) -> Op {
-        let now = Time::now();
+        let now = crate::wall::now();
         match w {
             Write::Reading(r) => {
                 let id = self.new_id();
@@ -475,7 +475,7 @@ impl Writer {
     /// Deletes one chunk of expired history in its own small transaction.
     fn retention(&mut self) {
         let keep_ms = i64::from(self.cfg.history_days) * 86_400_000;
-        let cutoff = Time::now().as_millis().saturating_sub(keep_ms);
+        let cutoff = crate::wall::now().as_millis().saturating_sub(keep_ms);
         let r = self.conn.execute(
             "DELETE FROM history WHERE rowid IN (SELECT rowid FROM history WHERE at < ?1 ORDER BY at LIMIT ?2)",
             params![cutoff, RETENTION_CHUNK],

@@ -121,7 +121,7 @@ impl Dual {
             None => BTreeMap::new(),
         };
         let mut st = State {
-            router: Router::new(self.router.clone(), Time::now()),
+            router: Router::new(self.router.clone(), crate::wall::now()),
             index,
             sent: VecDeque::new(),
         };
@@ -129,23 +129,24 @@ impl Dual {
             s.state = "starting".into();
             s.device_index = st.index.clone();
         });
-        st.router.handle_mqtt(mqtt_up(&self.mqtt), Time::now());
+        st.router
+            .handle_mqtt(mqtt_up(&self.mqtt), crate::wall::now());
         let (res_tx, mut results) = mpsc::channel::<(LoraJob, LoraResult)>(4);
         let mut changed = self.store.outbox_changed();
         let mut mqtt = self.mqtt.clone();
         let mut events = Some(std::mem::replace(&mut self.events, mpsc::channel(1).1));
         let mut next_scan = Time(0);
         loop {
-            let now = Time::now();
+            let now = crate::wall::now();
             if now >= next_scan {
                 self.rescan(&mut st, now).await?;
                 next_scan = now.saturating_add(RESCAN);
             }
-            while let Some(a) = st.router.poll_action(Time::now()) {
+            while let Some(a) = st.router.poll_action(crate::wall::now()) {
                 self.act(&mut st, a, &res_tx).await?;
             }
             set_status(&self.status, |s| s.router = st.router.stats());
-            let now = Time::now();
+            let now = crate::wall::now();
             let wake = st
                 .router
                 .next_deadline()
@@ -156,14 +157,14 @@ impl Dual {
                 ev = async { match events.as_mut() { Some(e) => e.recv().await, None => std::future::pending().await } } => match ev {
                     Some(ev) => self.on_event(&mut st, ev).await,
                     None => {
-                        st.router.handle_lora(false, Time::now());
+                        st.router.handle_lora(false, crate::wall::now());
                         set_status(&self.status, |s| s.state = "stopped".into());
                         // The modem task is gone (the gateway is stopping).
                         events = None;
                     }
                 },
                 r = results.recv() => if let Some((job, result)) = r {
-                    st.router.handle_lora_result(job, result, Time::now());
+                    st.router.handle_lora_result(job, result, crate::wall::now());
                 },
                 r = changed.changed() => {
                     if r.is_err() {
@@ -175,7 +176,7 @@ impl Dual {
                     if r.is_err() {
                         mqtt = None;
                     }
-                    st.router.handle_mqtt(mqtt_up(&mqtt), Time::now());
+                    st.router.handle_mqtt(mqtt_up(&mqtt), crate::wall::now());
                 }
                 _ = tokio::time::sleep(sleep) => {}
             }
@@ -215,7 +216,7 @@ impl Dual {
                         st.router.handle_gone(seq);
                     }
                     st.router
-                        .handle_lora_result(job, LoraResult::Failed, Time::now());
+                        .handle_lora_result(job, LoraResult::Failed, crate::wall::now());
                     return Ok(());
                 };
                 let (class, confirmed) = match job {
@@ -264,7 +265,7 @@ impl Dual {
             }
         };
         let idx = self.device_index(st, alert.device.as_str()).await?;
-        let msg = AlertMsg::from_alert(&alert, idx, Time::now());
+        let msg = AlertMsg::from_alert(&alert, idx, crate::wall::now());
         st.sent.push_back(Sent {
             seq,
             device_index: idx,
@@ -297,7 +298,7 @@ impl Dual {
 
     /// The compact status: the last 24 h of history and the backlog.
     async fn summary(&self, _st: &mut State) -> anyhow::Result<Vec<u8>> {
-        let now = Time::now();
+        let now = crate::wall::now();
         let since = Time(now.as_millis() - 86_400_000);
         let history = self.store.history(since, now, 200_000).await?;
         let devices = self.store.devices().await?;
@@ -311,7 +312,7 @@ impl Dual {
     }
 
     async fn on_event(&self, st: &mut State, ev: LoraEvent) {
-        let now = Time::now();
+        let now = crate::wall::now();
         match ev {
             LoraEvent::JoinState { joined, detail } => {
                 st.router.handle_lora(joined, now);

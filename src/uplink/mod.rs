@@ -1,67 +1,15 @@
-//! Uplinks: deliver the outbox upstream and bring commands back.
+//! Uplinks' shell: the router, back-off, the LoRaWAN layers below the port
+//! and the uplink types are pure and live in the core crate
+//! ([`carebridge_core::uplink`], re-exported here); this module adds the
+//! tasks that own sockets and ports: [`mqtt`] (rumqttc, TLS, QoS 1),
+//! [`lorawan`] (the AT modem on a serial port) and [`dual`] (the dual-path
+//! task between the outbox and the modem).
 //!
-//! The outbox in [`crate::store`] is the truth. An uplink reads committed
-//! rows by priority class then `seq`, publishes them, and asks the store to
-//! delete a row only after the far end acknowledged it (MQTT PUBACK, LoRaWAN
-//! confirmed ack). Whatever a client library keeps in flight is treated as
-//! volatile: after any reconnect, everything not acknowledged is sent again
-//! (the receiver de-duplicates by the row's `id`).
-//!
-//! - [`mqtt`]: the care organisation's MQTT broker (rumqttc, TLS, QoS 1);
-//! - [`lorawan`]: a LoRaWAN modem on a serial port;
-//! - [`router`]: the dual-path decision (which alert goes by radio, when),
-//!   and [`dual`], the task that carries it out between the outbox and the modem.
+//! The outbox in [`crate::store`] is the truth: a row is deleted only after
+//! the far end acknowledged it.
 
-pub mod backoff;
+pub use carebridge_core::uplink::*;
+
 pub mod dual;
 pub mod lorawan;
 pub mod mqtt;
-pub mod router;
-
-use serde::Serialize;
-
-use crate::model::Time;
-
-/// Connection state of one uplink, for the heartbeat and the UI.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct UplinkState {
-    /// `"connected"`, `"connecting"`, `"disconnected"` or `"off"`.
-    pub state: &'static str,
-    /// When the state last changed.
-    pub since: Option<Time>,
-    /// Successful connections since start.
-    pub connects: u64,
-    /// The last error, if the link is not connected.
-    pub last_error: Option<String>,
-    /// Rows acknowledged by the far end since start.
-    pub delivered: u64,
-}
-
-impl UplinkState {
-    pub fn off() -> Self {
-        UplinkState {
-            state: "off",
-            since: None,
-            connects: 0,
-            last_error: None,
-            delivered: 0,
-        }
-    }
-}
-
-/// A command that arrived from upstream (`<prefix>/<gateway>/cmd/<name>`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Command {
-    pub name: String,
-    pub payload: Vec<u8>,
-}
-
-/// A message published directly, not through the outbox (command results):
-/// it is not durable, the cloud repeats a command that got no answer.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Direct {
-    /// Topic below `<prefix>/<gateway>/`, e.g. `cmd/ping/result`.
-    pub subtopic: String,
-    pub payload: Vec<u8>,
-    pub retain: bool,
-}

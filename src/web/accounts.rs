@@ -14,7 +14,6 @@ use warp::http::{HeaderValue, StatusCode, header};
 use super::auth::{Account, Hashed, Role};
 use super::http::{App, Fail, Req, Resp, Result, Who, installer, json_resp};
 use super::validate::{self, Obj};
-use crate::model::Time;
 
 async fn hash(secret: String) -> Result<Hashed> {
     tokio::task::spawn_blocking(move || Hashed::new(&secret))
@@ -126,7 +125,7 @@ pub async fn setup(app: &Arc<App>, req: &Req) -> Result<Resp> {
         name: user.clone(),
         role: Role::Installer,
         password: hash(password.to_string()).await?,
-        created: Time::now(),
+        created: crate::wall::now(),
     };
     accounts.push(account);
     app.save_accounts(&accounts).await?;
@@ -240,7 +239,7 @@ pub async fn create(app: &App, req: &Req, who: &Who) -> Result<Resp> {
         name: name.clone(),
         role,
         password: hashed,
-        created: Time::now(),
+        created: crate::wall::now(),
     });
     app.save_accounts(&accounts).await?;
     drop(accounts);

@@ -244,7 +244,7 @@ async fn ack(app: &App, who: &Who, id: &str) -> Result<Resp> {
     let id: u64 = id
         .parse()
         .map_err(|_| validate::Invalid::new("id", "must be a whole number"))?;
-    let now = Time::now();
+    let now = crate::wall::now();
     let target = app
         .alerts
         .lock()
@@ -334,7 +334,7 @@ async fn audit(app: &App, who: &Who) -> Result<Resp> {
 /// Devices grouped by room, each with its newest reading.
 async fn commissioning(app: &App) -> Result<Resp> {
     let devices = app.backend.devices().await?;
-    let now = Time::now();
+    let now = crate::wall::now();
     let since = Time(now.as_millis() - 30 * 86_400_000);
     // Each device's newest reading of the last 30 days (one grouped scan,
     // not a capped oldest-first read that misses the newest on a busy home).

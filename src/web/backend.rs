@@ -72,7 +72,7 @@ pub trait Backend: Send + Sync + 'static {
             let all = self
                 .history(
                     since,
-                    Time::now().saturating_add(std::time::Duration::from_secs(60)),
+                    crate::wall::now().saturating_add(std::time::Duration::from_secs(60)),
                     usize::MAX,
                 )
                 .await?;
@@ -236,7 +236,7 @@ impl Backend for StoreBackend {
         Box::pin(async move {
             if let Some(c) = &self.config_state {
                 return c
-                    .edit_devices(&infos, &by, Time::now())
+                    .edit_devices(&infos, &by, crate::wall::now())
                     .await
                     .map(|_| ())
                     .map_err(|e| BackendError::Failed(e.to_string()));
@@ -258,7 +258,7 @@ impl Backend for StoreBackend {
                 .map_err(failed)?;
             self.store.flush().await.map_err(failed)?;
             if let Some(c) = &self.config_state {
-                c.forget_device(&id, &by, Time::now())
+                c.forget_device(&id, &by, crate::wall::now())
                     .await
                     .map_err(|e| BackendError::Failed(e.to_string()))?;
             }

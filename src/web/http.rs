@@ -23,7 +23,6 @@ use super::audit::{AUDIT_KEY, AuditLog, Entry};
 use super::auth::{Account, Hashed, Role, Session, Sessions, Throttle};
 use super::backend::{Backend, BackendError};
 use super::validate::Invalid;
-use crate::model::Time;
 
 pub type Resp = warp::reply::Response;
 
@@ -223,7 +222,7 @@ impl App {
     pub async fn audit(&self, user: &str, action: &str, detail: String) -> Result<()> {
         let mut log = self.audit.lock().await;
         log.push(Entry {
-            at: Time::now(),
+            at: crate::wall::now(),
             user: user.to_string(),
             action: action.to_string(),
             detail,

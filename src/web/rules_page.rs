@@ -188,7 +188,7 @@ pub fn gateway_now(app: &App) -> Time {
         .get("at")
         .and_then(|v| v.as_str())
         .and_then(|s| Time::parse_rfc3339(s).ok())
-        .unwrap_or_else(Time::now)
+        .unwrap_or_else(crate::wall::now)
 }
 
 /// What a replay found.

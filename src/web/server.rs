@@ -203,7 +203,7 @@ async fn seed_kinds(
     backend: &dyn Backend,
 ) -> std::collections::HashMap<crate::model::DeviceId, std::collections::BTreeSet<crate::model::Kind>>
 {
-    let now = crate::model::Time::now();
+    let now = crate::wall::now();
     let since = crate::model::Time(now.as_millis() - 7 * 86_400_000);
     let mut out: std::collections::HashMap<_, std::collections::BTreeSet<_>> = Default::default();
     if let Ok(h) = backend.history(since, now, 10_000).await {

@@ -21,7 +21,7 @@ use warp::http::{HeaderValue, StatusCode, header};
 use super::alerts::ALERTS_KEY;
 use super::http::{App, Fail, Req, Resp, Result, Who, installer, json_resp};
 use super::validate::{self, Invalid};
-use crate::model::{DeviceId, DeviceInfo, Time};
+use crate::model::{DeviceId, DeviceInfo};
 
 /// Upload route (its body is streamed, not buffered by the pipeline).
 pub const OTA_PATH: &str = "/api/v1/system/ota";
@@ -58,7 +58,7 @@ pub async fn backup(app: &App, who: &Who) -> Result<Resp> {
     };
     let doc = json!({
         "format": BACKUP_FORMAT,
-        "at": Time::now(),
+        "at": crate::wall::now(),
         "version": env!("CARGO_PKG_VERSION"),
         "gateway": app.backend.status().get("gateway"),
         "config": app.backend.config_toml(),

@@ -29,7 +29,7 @@ use super::counters::{ZigbeeCounters, accumulate};
 use super::network::{NetworkParams, NetworkStore};
 use super::session::SessionStats;
 use super::{ZigbeeCommand, ZigbeeConfig};
-use crate::model::{Ingest, LinkStatus, Time};
+use crate::model::{Ingest, LinkStatus};
 
 /// Longest the loop blocks in a read, so commands and shutdown stay prompt.
 const TICK: Duration = Duration::from_millis(20);
@@ -78,7 +78,7 @@ fn link(up: bool, detail: String) -> Ingest {
         link: "zigbee".into(),
         up,
         detail,
-        at: Time::now(),
+        at: crate::wall::now(),
     })
 }
 
@@ -205,7 +205,7 @@ fn session(
             was_up: false,
         };
     }
-    coord.handle_timeout(Time::now());
+    coord.handle_timeout(crate::wall::now());
     loop {
         if shutdown.is_cancelled() {
             return Ended::Shutdown;
@@ -213,7 +213,7 @@ fn session(
         let was_up = coord.is_running();
         while let Ok(c) = cmds.try_recv() {
             match c {
-                ZigbeeCommand::PermitJoin { secs } => coord.permit_join(secs, Time::now()),
+                ZigbeeCommand::PermitJoin { secs } => coord.permit_join(secs, crate::wall::now()),
             }
         }
         while let Some(b) = coord.poll_transmit() {
@@ -238,7 +238,7 @@ fn session(
                 Output::Failed(reason) => return Ended::Failed { reason, was_up },
             }
         }
-        let now = Time::now();
+        let now = crate::wall::now();
         let wait = coord
             .next_deadline()
             .map(|d| d.since(now))
@@ -252,7 +252,7 @@ fn session(
                     was_up,
                 };
             }
-            Ok(n) => coord.handle_bytes(&buf[..n], Time::now()),
+            Ok(n) => coord.handle_bytes(&buf[..n], crate::wall::now()),
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => {
@@ -262,7 +262,7 @@ fn session(
                 };
             }
         }
-        coord.handle_timeout(Time::now());
+        coord.handle_timeout(crate::wall::now());
         // Seven relaxed stores per wake-up (at most every 20 ms when idle).
         counters.publish(base, &coord.session_stats());
     }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use carebridge::hub::Live;
-use carebridge::model::{Alert, AlertState, DeviceId, DeviceInfo, Kind, Severity, Time};
+use carebridge::model::{Alert, AlertState, DeviceId, DeviceInfo, Kind, Severity};
 use carebridge::web::memory::MemoryBackend;
 use carebridge::web::{WebConfig, serve};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -187,7 +187,7 @@ pub fn panic_alert() -> Alert {
         state: AlertState::Raised,
         device: DeviceId::new("pendant").unwrap(),
         room: Some("hall".into()),
-        at: Time::now(),
+        at: carebridge::wall::now(),
         message: "Panic button pressed in the hall".into(),
         value: Some(1.0),
         kind: Some(Kind::Panic),

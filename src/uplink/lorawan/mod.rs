@@ -1,31 +1,63 @@
-//! LoRaWAN uplink through a serial AT modem (RAK3172 RUI3 or Seeed Wio-E5).
-//!
-//! Layers, bottom up (each pure except the last):
-//! - [`at`]: modem output → lines → typed [`at::AtLine`]s, for both dialects;
-//! - [`modem`]: the AT conversation ([`modem::Driver`]), spelled by
-//!   [`rak3172`] or [`wio_e5`];
-//! - [`airtime`]: time on air and the EU868 duty-cycle / daily budget;
-//! - [`codec`]: the compact payload format (`decoder.js` is its network-server twin);
-//! - [`policy`]: queues by class, budget, retries, join backoff;
-//! - this module: the config section and the async task [`run`] that owns
-//!   the serial port (a reader thread; writes are inline) and the [`policy::Core`].
+//! LoRaWAN uplink, the shell around the core's pure layers
+//! ([`carebridge_core::uplink::lorawan`]): the async task [`run`] that owns
+//! the serial port (a reader thread; writes are inline) and the
+//! [`policy::Core`], reading the AppKey file, and [`sim`], a modem simulator
+//! on a pseudo-terminal.
 //!
 //! The integrator hands messages over with [`LoraUplink::send`] and gets a
 //! [`Delivery`] back; join state, airtime and downlink commands arrive as
-//! [`LoraEvent`]s. [`sim`] is a modem simulator on a pseudo-terminal.
+//! [`LoraEvent`]s.
 
-pub mod airtime;
-pub mod at;
-pub mod codec;
-pub mod modem;
-pub mod policy;
-pub mod rak3172;
+use std::path::Path;
+
+pub use carebridge_core::uplink::lorawan::*;
+
 pub mod sim;
-pub mod wio_e5;
-
-mod settings;
 mod task;
 
-pub use self::policy::{Delivery, Message};
-pub use self::settings::{LorawanConfig, read_app_key};
 pub use self::task::{LoraClosed, LoraEvent, LoraQueue, LoraUplink, channel, run};
+
+/// Reads the AppKey, refusing a file that other users can read.
+pub fn read_app_key(path: &Path) -> Result<[u8; 16], AppKeyError> {
+    use std::os::unix::fs::PermissionsExt;
+    let p = path.display().to_string();
+    let meta = std::fs::metadata(path).map_err(|source| AppKeyError::Read {
+        path: p.clone(),
+        source,
+    })?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o007 != 0 {
+        return Err(AppKeyError::WorldReadable { path: p, mode });
+    }
+    let text = std::fs::read_to_string(path).map_err(|source| AppKeyError::Read {
+        path: p.clone(),
+        source,
+    })?;
+    at::unhex(text.trim())
+        .and_then(|v| v.try_into().ok())
+        .ok_or(AppKeyError::Format { path: p })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn app_key_file_must_be_private_and_hold_32_hex_digits() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("key");
+        std::fs::write(&f, "2B7E151628AED2A6ABF7158809CF4F3C\n").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = read_app_key(&f).unwrap_err();
+        assert!(e.to_string().contains("chmod 600"), "{e}");
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(read_app_key(&f).unwrap()[0], 0x2b);
+        std::fs::write(&f, "2B7E").unwrap();
+        assert!(matches!(read_app_key(&f), Err(AppKeyError::Format { .. })));
+        assert!(matches!(
+            read_app_key(&dir.path().join("none")),
+            Err(AppKeyError::Read { .. })
+        ));
+    }
+}

@@ -26,9 +26,8 @@ use super::codec::Downlink;
 use super::modem::{Dialect, Driver};
 use super::policy::{Core, CoreEvent, Delivery, Message};
 use super::rak3172::Rak3172;
-use super::settings::{LorawanConfig, read_app_key};
 use super::wio_e5::WioE5;
-use crate::model::Time;
+use super::{LorawanConfig, read_app_key};
 
 /// What the uplink task reports to the integrator.
 #[derive(Debug, Clone, PartialEq)]
@@ -128,9 +127,9 @@ pub async fn run(
                     dialect(&cfg.modem),
                     settings.clone(),
                     cfg.timeouts(),
-                    Time::now(),
+                    crate::wall::now(),
                 );
-                let core = Core::with_budget(driver, core_cfg.clone(), budget, Time::now());
+                let core = Core::with_budget(driver, core_cfg.clone(), budget, crate::wall::now());
                 let r = session(core, port, &mut queue, &events, &shutdown).await;
                 budget = r.0;
                 r.1
@@ -239,11 +238,11 @@ async fn session(
         }
         let wait = core
             .next_deadline()
-            .map_or(Duration::from_secs(3600), |t| t.since(Time::now()));
+            .map_or(Duration::from_secs(3600), |t| t.since(crate::wall::now()));
         tokio::select! {
             _ = shutdown.cancelled() => break Ok(()),
             l = lines.recv() => match l {
-                Some(Input::Line(line)) => core.handle_line(&line, Time::now()),
+                Some(Input::Line(line)) => core.handle_line(&line, crate::wall::now()),
                 Some(Input::Closed(why)) => break Err(anyhow::anyhow!("modem port: {why}")),
                 None => break Err(anyhow::anyhow!("modem port reader stopped")),
             },
@@ -251,11 +250,11 @@ async fn session(
                 Some(req) => {
                     next_id += 1;
                     replies.insert(next_id, req.reply);
-                    core.submit(next_id, req.msg, Time::now());
+                    core.submit(next_id, req.msg, crate::wall::now());
                 }
                 None => accepting = false,
             },
-            _ = tokio::time::sleep(wait) => core.handle_timeout(Time::now()),
+            _ = tokio::time::sleep(wait) => core.handle_timeout(crate::wall::now()),
         }
     };
     stop.store(true, Ordering::Relaxed);
@@ -286,7 +285,7 @@ async fn flush(
                 if let Some(r) = replies.remove(&id) {
                     let _ = r.send(delivery);
                 }
-                let now = Time::now();
+                let now = crate::wall::now();
                 LoraEvent::Airtime {
                     used_24h: core.budget().used_24h(now),
                     limit: core.budget().limits().daily_airtime,

@@ -34,10 +34,11 @@ use rumqttc::{
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::backoff::{Backoff, jitter_unit};
+use super::backoff::Backoff;
 use super::{Command, Direct, UplinkState};
-use crate::model::{Class, Time};
+use crate::model::Class;
 use crate::store::{Store, Write};
+use crate::wall::jitter_unit;
 
 mod setup;
 pub use setup::{Prepared, SetupError, read_secret};
@@ -110,7 +111,7 @@ fn set_state(
 ) {
     tx.send_modify(|s| {
         if s.state != state {
-            s.since = Some(Time::now());
+            s.since = Some(crate::wall::now());
         }
         s.state = state;
         s.connects = connects;

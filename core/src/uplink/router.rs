@@ -35,8 +35,8 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
+use super::Via;
 use crate::model::Time;
-use crate::store::Via;
 
 /// Routing settings (from `[lorawan]`).
 #[derive(Debug, Clone, PartialEq)]

@@ -2,9 +2,9 @@
 
 use proptest::prelude::*;
 
-use super::cli::{Event, replay_events};
 use super::tests::{engine, feed, id, place, rd, t, tick};
 use super::*;
+use super::{Event, replay_events};
 use crate::model::AlertState;
 
 const MIXED: &str = r#"

@@ -489,16 +489,6 @@ pub struct RuleSet {
 }
 
 impl RuleSet {
-    /// Reads and parses a rules file.
-    pub fn load(path: &std::path::Path) -> Result<RuleSet, RulesError> {
-        let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| RulesError::Read {
-            path: shown.clone(),
-            source,
-        })?;
-        RuleSet::parse(&text, &shown)
-    }
-
     /// Parses and validates rules text; `path` is only used in messages.
     pub fn parse(text: &str, path: &str) -> Result<RuleSet, RulesError> {
         let file: File = toml::from_str(text).map_err(|e| parse_error(text, path, &e))?;

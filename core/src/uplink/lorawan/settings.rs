@@ -1,10 +1,8 @@
 //! The `[lorawan]` config section and the AppKey file.
 //!
-//! Owns: keys, defaults and validation of `[lorawan]`, and reading the
-//! AppKey from its own file (never inline), refusing a file other users can
-//! read. Region: only EU868 (the airtime budget knows EU868 sub-bands).
-
-use std::path::Path;
+//! Owns: keys, defaults and validation of `[lorawan]`, and the AppKey
+//! file's error (the shell's `uplink::lorawan::read_app_key` reads it from
+//! its own file, never inline, refusing a file other users can read). Region: only EU868 (the airtime budget knows EU868 sub-bands).
 
 use serde::{Deserialize, Serialize};
 
@@ -12,6 +10,15 @@ use super::airtime::{BudgetLimits, eu868_data_rate};
 use super::modem::{ModemSettings, Timeouts};
 use super::policy::CoreConfig;
 use crate::config::{Dur, Problem};
+
+/// A `[lorawan]` value that passed parsing but cannot be used (normally
+/// caught by `validate` first).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("lorawan.{key}: {reason}")]
+pub struct SettingError {
+    pub key: &'static str,
+    pub reason: &'static str,
+}
 
 /// `[lorawan]`: the LoRaWAN modem.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -186,13 +193,17 @@ impl LorawanConfig {
     }
 
     /// Modem settings with the AppKey already read.
-    pub fn modem_settings(&self, app_key: [u8; 16]) -> anyhow::Result<ModemSettings> {
+    pub fn modem_settings(&self, app_key: [u8; 16]) -> Result<ModemSettings, SettingError> {
         Ok(ModemSettings {
             region: self.region.clone(),
-            dev_eui: eui(&self.dev_eui)
-                .ok_or_else(|| anyhow::anyhow!("lorawan.dev_eui: must be 16 hex digits"))?,
-            join_eui: eui(&self.join_eui)
-                .ok_or_else(|| anyhow::anyhow!("lorawan.join_eui: must be 16 hex digits"))?,
+            dev_eui: eui(&self.dev_eui).ok_or_else(|| SettingError {
+                key: "dev_eui",
+                reason: "must be 16 hex digits",
+            })?,
+            join_eui: eui(&self.join_eui).ok_or_else(|| SettingError {
+                key: "join_eui",
+                reason: "must be 16 hex digits",
+            })?,
             app_key,
             data_rate: self.data_rate,
         })
@@ -215,10 +226,12 @@ impl LorawanConfig {
         }
     }
 
-    pub fn core_config(&self) -> anyhow::Result<CoreConfig> {
+    pub fn core_config(&self) -> Result<CoreConfig, SettingError> {
         Ok(CoreConfig {
-            radio: eu868_data_rate(self.data_rate)
-                .ok_or_else(|| anyhow::anyhow!("lorawan.data_rate: must be 0 to 5"))?,
+            radio: eu868_data_rate(self.data_rate).ok_or_else(|| SettingError {
+                key: "data_rate",
+                reason: "must be 0 to 5",
+            })?,
             data_rate: self.data_rate,
             limits: BudgetLimits {
                 daily_airtime: self.daily_airtime.0,
@@ -247,31 +260,9 @@ pub enum AppKeyError {
     Format { path: String },
 }
 
-/// Reads the AppKey, refusing a file that other users can read.
-pub fn read_app_key(path: &Path) -> Result<[u8; 16], AppKeyError> {
-    use std::os::unix::fs::PermissionsExt;
-    let p = path.display().to_string();
-    let meta = std::fs::metadata(path).map_err(|source| AppKeyError::Read {
-        path: p.clone(),
-        source,
-    })?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o007 != 0 {
-        return Err(AppKeyError::WorldReadable { path: p, mode });
-    }
-    let text = std::fs::read_to_string(path).map_err(|source| AppKeyError::Read {
-        path: p.clone(),
-        source,
-    })?;
-    super::at::unhex(text.trim())
-        .and_then(|v| v.try_into().ok())
-        .ok_or(AppKeyError::Format { path: p })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn defaults_need_only_a_dev_eui() {
@@ -311,23 +302,5 @@ mod tests {
         for k in ["region", "data_rate", "port_alert"] {
             assert!(keys.contains(&k.to_string()), "{keys:?}");
         }
-    }
-
-    #[test]
-    fn app_key_file_must_be_private_and_hold_32_hex_digits() {
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("key");
-        std::fs::write(&f, "2B7E151628AED2A6ABF7158809CF4F3C\n").unwrap();
-        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let e = read_app_key(&f).unwrap_err();
-        assert!(e.to_string().contains("chmod 600"), "{e}");
-        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert_eq!(read_app_key(&f).unwrap()[0], 0x2b);
-        std::fs::write(&f, "2B7E").unwrap();
-        assert!(matches!(read_app_key(&f), Err(AppKeyError::Format { .. })));
-        assert!(matches!(
-            read_app_key(&dir.path().join("none")),
-            Err(AppKeyError::Read { .. })
-        ));
     }
 }

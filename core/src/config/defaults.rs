@@ -5,16 +5,16 @@
 pub fn defaults_toml() -> String {
     let mut s = String::from(DEFAULTS_HEAD);
     for part in [
-        crate::store::StoreConfig::DEFAULT_TOML,
+        super::StoreConfig::DEFAULT_TOML,
         crate::rules::RulesConfig::DEFAULT_TOML,
-        crate::web::WebConfig::DEFAULT_TOML,
+        super::WebConfig::DEFAULT_TOML,
         crate::zigbee::ZigbeeConfig::DEFAULT_TOML,
-        crate::ingest::line::SerialBoardConfig::DEFAULT_TOML,
+        crate::line::SerialBoardConfig::DEFAULT_TOML,
         crate::uplink::lorawan::LorawanConfig::DEFAULT_TOML,
-        crate::ota::OtaConfig::DEFAULT_TOML,
-        crate::remote_config::RemoteConfig::DEFAULT_TOML,
-        crate::ha::HaConfig::DEFAULT_TOML,
-        crate::metrics::MetricsConfig::DEFAULT_TOML,
+        super::OtaConfig::DEFAULT_TOML,
+        super::RemoteConfig::DEFAULT_TOML,
+        super::HaConfig::DEFAULT_TOML,
+        super::MetricsConfig::DEFAULT_TOML,
         DEFAULTS_TAIL,
     ] {
         s.push('\n');

@@ -17,8 +17,12 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+/// The topic root Wi-Fi devices publish readings under on the local broker
+/// (`carebridge/in/<device_id>`): an external interface, never rename it.
+pub const INGEST_TOPIC_ROOT: &str = "carebridge/in/";
+
 /// Milliseconds since the Unix epoch, UTC. The clock is read only at the
-/// edges (`app`, I/O tasks) and passed in everywhere else.
+/// edges (the shell crate's `wall::now`) and passed in everywhere else.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Time(pub i64);
 
@@ -31,13 +35,6 @@ impl Time {
     }
     pub const fn as_millis(self) -> i64 {
         self.0
-    }
-    /// The wall clock. Only edges (I/O shells) call this.
-    pub fn now() -> Self {
-        let d = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        Time(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
     }
     pub fn saturating_add(self, d: std::time::Duration) -> Self {
         Time(

@@ -1,0 +1,574 @@
+//! Alert rules: rule specs (TOML, see `RULES.md` beside this file), the
+//! compiled engine, schedules in local time.
+//!
+//! Contract the hub relies on: the engine is pure and deterministic — no
+//! I/O, no clock (`now` is passed in), no tokio. The same readings at the same
+//! `now`s give the same alerts, in the same order, whether or not the engine
+//! was snapshotted and restored in between.
+//!
+//! Layout:
+//! - [`spec`]: the file format and its validation ([`RuleSet`], [`RulesError`]);
+//! - [`window`]: daily local-time windows (midnight crossing, DST);
+//! - `eval`: what each rule type does with a reading or a timer (`held`:
+//!   the pending/raised/cleared machine of threshold and window rules);
+//! - `routine`: the learning rule; `devices`: device table and route cache;
+//! - `timers`: the lazy-deletion timer heap; `snapshot`: persistence;
+//! - `cli` (shell crate): `carebridge rules check|replay`.
+//!
+//! Engine invariants:
+//! - a reading visits only the rules routed to its `(device, kind)`: a route
+//!   id cached inline in the device table, pointing into a table of shared
+//!   rule lists built (on first use) from a by-room index (rules that name
+//!   rooms) and a by-kind index (the rest), filtered by the full selectors;
+//! - readings older than, or identical to, the last one of the same device
+//!   and kind are dropped (counted in [`Engine::dropped`]);
+//! - timers due at `now` fire before a reading at `now` is evaluated; timers
+//!   due at the same instant fire in (rule order, subject index) order —
+//!   the order devices and rooms became known, kept across restarts by the
+//!   snapshot — which is also the order their state lies in memory (`due`);
+//! - the engine clock never goes backwards (`now` is max-ed with the last).
+
+mod ctx;
+mod devices;
+mod due;
+mod eval;
+mod held;
+mod locate;
+mod replay;
+mod routine;
+mod rule;
+mod snapshot;
+pub mod spec;
+mod status;
+mod timers;
+pub mod window;
+
+use std::path::PathBuf;
+
+use jiff::tz::TimeZone;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Problem;
+use crate::model::{Alert, DeviceId, DeviceInfo, Kind, Reading, Time};
+use ctx::Ctx;
+use devices::{Devices, Freshness};
+pub use replay::{Event, EventsError, parse_events, replay_events};
+use rule::{Phase, Rule};
+pub use spec::{RuleSet, RuleSpec, RuleType, RulesError};
+pub use status::RuleStatus;
+use timers::{Entry, Timers};
+
+/// `[rules]`: where the rule set lives.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RulesConfig {
+    /// A rules file (TOML). Without one, the built-in safety rules apply.
+    pub file: Option<PathBuf>,
+}
+
+impl RulesConfig {
+    pub const DEFAULT_TOML: &'static str = r#"[rules]
+# file = "/etc/carebridge/rules.toml"   # without it, the built-in safety rules apply
+#                                       # (`carebridge rules check FILE` validates one)
+"#;
+
+    pub fn validate(&self) -> Vec<Problem> {
+        match &self.file {
+            Some(f) if f.as_os_str().is_empty() => vec![Problem::new("file", "must not be empty")],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// The built-in safety rules of [`Engine::minimal`].
+pub const MINIMAL_RULES: &str = r#"
+[[rule]]
+id = "panic"
+type = "immediate"
+kinds = ["panic"]
+
+[[rule]]
+id = "fall"
+type = "immediate"
+kinds = ["fall"]
+
+[[rule]]
+id = "smoke"
+type = "immediate"
+kinds = ["smoke"]
+clear = true
+
+[[rule]]
+id = "co"
+type = "immediate"
+kinds = ["co"]
+clear = true
+
+[[rule]]
+id = "water_leak"
+type = "immediate"
+kinds = ["water_leak"]
+clear = true
+"#;
+
+/// What [`Engine::reload`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReloadSummary {
+    /// Rules whose spec did not change: their state was kept.
+    pub kept: usize,
+    /// New or changed rules, starting fresh.
+    pub fresh: usize,
+    /// Rules that are gone (with their state).
+    pub removed: usize,
+}
+
+/// The rule engine the hub drives.
+#[derive(Debug)]
+pub struct Engine {
+    rules: Vec<Rule>,
+    /// Rule ids of disabled rules (for status only).
+    disabled: Vec<RuleSpec>,
+    devs: Devices,
+    tz: TimeZone,
+    timers: Timers,
+    /// Rules that can see each kind (by `Kind::code`), and rules that see any kind.
+    by_kind: Vec<Vec<u32>>,
+    any_kind: Vec<u32>,
+    /// Distinct route lists (rule indices, ascending); devices point here.
+    route_lists: Vec<Box<[u32]>>,
+    route_ids: std::collections::HashMap<Box<[u32]>, u32>,
+    /// Rules that select by room, by room name (these are not in `by_kind`).
+    by_room: std::collections::HashMap<String, Vec<u32>>,
+    now: i64,
+    needs_start: bool,
+    generation: u64,
+    saved_generation: u64,
+    dropped: u64,
+    /// `on_tick`'s buffer for timers due at one instant and the radix
+    /// sort's scratch (reused).
+    batch: Vec<Entry>,
+    scratch: Vec<Entry>,
+}
+
+/// Largest timer batch whose buffers `on_tick` keeps for the next tick.
+const KEEP_BATCH: usize = 1 << 17;
+
+impl Engine {
+    /// The built-in safety rules: panic, fall, smoke, CO and water leak raise
+    /// an urgent alert (smoke, CO and leak clear when the sensor goes idle).
+    pub fn minimal() -> Engine {
+        let set = RuleSet::parse(MINIMAL_RULES, "built-in").unwrap_or_default();
+        Engine::build(
+            &set,
+            TimeZone::get("Europe/London").unwrap_or(TimeZone::UTC),
+        )
+    }
+
+    /// Compiles a rule set; windows are read in `tz`.
+    pub fn new(set: &RuleSet, tz: TimeZone) -> Result<Engine, RulesError> {
+        Ok(Engine::build(set, tz))
+    }
+
+    fn build(set: &RuleSet, tz: TimeZone) -> Engine {
+        let mut e = Engine {
+            rules: Vec::new(),
+            disabled: Vec::new(),
+            devs: Devices::default(),
+            tz,
+            timers: Timers::default(),
+            by_kind: Vec::new(),
+            any_kind: Vec::new(),
+            by_room: std::collections::HashMap::new(),
+            route_lists: Vec::new(),
+            route_ids: std::collections::HashMap::new(),
+            now: i64::MIN,
+            needs_start: true,
+            generation: 0,
+            saved_generation: 0,
+            dropped: 0,
+            batch: Vec::new(),
+            scratch: Vec::new(),
+        };
+        e.install(set, Vec::new());
+        e
+    }
+
+    /// Replaces the rules; rules with the same id and an identical spec keep
+    /// their state (raised alerts, clocks, learnt routine); others start fresh.
+    pub fn reload(&mut self, set: &RuleSet) -> ReloadSummary {
+        let old = std::mem::take(&mut self.rules);
+        let n_old = old.len();
+        let kept = self.install(set, old);
+        self.generation += 1;
+        ReloadSummary {
+            kept,
+            fresh: self.rules.len() - kept,
+            removed: n_old - kept,
+        }
+    }
+
+    fn install(&mut self, set: &RuleSet, mut old: Vec<Rule>) -> usize {
+        let mut kept = 0;
+        self.rules.clear();
+        self.disabled.clear();
+        for spec in &set.rules {
+            if !spec.enabled {
+                self.disabled.push(spec.clone());
+                continue;
+            }
+            match old.iter().position(|r| r.spec == *spec) {
+                Some(i) => {
+                    let mut r = old.swap_remove(i);
+                    for s in r.slots.values_mut() {
+                        s.queued = None;
+                    }
+                    self.rules.push(r);
+                    kept += 1;
+                }
+                None => self.rules.push(Rule::compile(spec)),
+            }
+        }
+        self.by_kind = vec![Vec::new(); Kind::ALL.len()];
+        self.any_kind.clear();
+        self.by_room.clear();
+        for (i, r) in self.rules.iter().enumerate() {
+            let i = u32::try_from(i).unwrap_or(u32::MAX);
+            // Most rules name a room: index those by room, the rest by kind.
+            if r.spec.kind != RuleType::Sequence && !r.spec.rooms.0.is_empty() {
+                for room in &r.spec.rooms.0 {
+                    self.by_room.entry(room.clone()).or_default().push(i);
+                }
+                continue;
+            }
+            match &r.route_kinds {
+                Some(kinds) => {
+                    for k in kinds {
+                        if let Some(v) = self.by_kind.get_mut(usize::from(k.code())) {
+                            v.push(i);
+                        }
+                    }
+                }
+                None => self.any_kind.push(i),
+            }
+        }
+        self.devs.clear_routes();
+        self.route_lists.clear();
+        self.route_ids.clear();
+        self.rebuild_timers();
+        self.needs_start = true;
+        kept
+    }
+
+    /// Re-queues exactly one heap entry per armed slot.
+    fn rebuild_timers(&mut self) {
+        let mut entries = Vec::new();
+        for (ri, r) in self.rules.iter_mut().enumerate() {
+            let ri = u32::try_from(ri).unwrap_or(u32::MAX);
+            for (&subject, s) in r.slots.iter_mut() {
+                s.queued = s.deadline;
+                if let Some(d) = s.deadline {
+                    entries.push(Entry {
+                        at: Time(d),
+                        rule: ri,
+                        subject,
+                    });
+                }
+            }
+        }
+        self.timers.rebuild(entries);
+    }
+
+    /// Registry facts (room, name, role) changed for a device.
+    pub fn set_device(&mut self, info: &DeviceInfo) {
+        self.devs.set(info);
+    }
+
+    /// Seeds routine rules from stored history (call after `set_device` for
+    /// every device, before live readings). Only learning happens: no alert,
+    /// no other rule state changes.
+    /// Whether any rule learns from history (a routine rule): without one,
+    /// start-up need not read the history at all.
+    pub fn learns_routines(&self) -> bool {
+        self.rules.iter().any(|r| r.routine.is_some())
+    }
+
+    pub fn learn_from_history<'a>(&mut self, readings: impl Iterator<Item = &'a Reading>) {
+        if !self.learns_routines() {
+            return;
+        }
+        for r in readings {
+            let dev = self.devs.intern(&r.device);
+            let rid = self.route(dev, r.kind);
+            let route = self.route_lists.get(rid).map_or(&[][..], |v| &v[..]);
+            for &ri in route.iter() {
+                if let Some(rule) = self.rules.get_mut(ri as usize)
+                    && rule.routine.is_some()
+                    && r.value >= rule.min_value
+                    && routine::learn(rule, &self.tz, r.at)
+                {
+                    rule.started = false;
+                    self.needs_start = true;
+                }
+            }
+        }
+        self.generation += 1;
+    }
+
+    /// The rules a reading of `kind` from `dev` must visit (cached).
+    fn route(&mut self, dev: u32, kind: Kind) -> usize {
+        let id = self.devs.route(dev, kind);
+        if id != devices::NO_ROUTE {
+            return id as usize;
+        }
+        let by_kind = self
+            .by_kind
+            .get(usize::from(kind.code()))
+            .map_or(&[][..], |v| v.as_slice());
+        let by_room = self
+            .devs
+            .room_name(dev)
+            .and_then(|room| self.by_room.get(room))
+            .map_or(&[][..], |v| v.as_slice());
+        let mut list: Vec<u32> = by_kind
+            .iter()
+            .chain(self.any_kind.iter())
+            .chain(by_room.iter())
+            .copied()
+            .filter(|&ri| {
+                self.rules
+                    .get(ri as usize)
+                    .is_some_and(|r| r.matches(&self.devs, dev, kind))
+            })
+            .collect();
+        list.sort_unstable();
+        list.dedup();
+        let list: Box<[u32]> = list.into_boxed_slice();
+        let id = match self.route_ids.get(&list) {
+            Some(&id) => id,
+            None => {
+                let id = u32::try_from(self.route_lists.len()).unwrap_or(devices::NO_ROUTE - 1);
+                self.route_lists.push(list.clone());
+                self.route_ids.insert(list, id);
+                id
+            }
+        };
+        self.devs.set_route(dev, kind, id);
+        id as usize
+    }
+
+    fn advance(&mut self, now: Time, out: &mut Vec<Alert>) -> i64 {
+        let now = self.now.max(now.0);
+        self.now = now;
+        if self.needs_start {
+            self.needs_start = false;
+            let mut ctx = Ctx {
+                devs: &self.devs,
+                tz: &self.tz,
+                timers: &mut self.timers,
+                out,
+            };
+            for (ri, rule) in self.rules.iter_mut().enumerate() {
+                if !rule.started {
+                    eval::start(rule, u32::try_from(ri).unwrap_or(u32::MAX), &mut ctx, now);
+                }
+            }
+            self.generation += 1;
+        }
+        now
+    }
+
+    /// A reading arrived; alerts it causes are appended to `out`.
+    pub fn on_reading(&mut self, now: Time, r: &Reading, out: &mut Vec<Alert>) {
+        self.on_tick(now, out);
+        let now = self.now;
+        let dev = self.devs.intern(&r.device);
+        if self.devs.check_fresh(dev, r.kind, r.at.0, r.value) != Freshness::New {
+            self.dropped += 1;
+            return;
+        }
+        let rid = self.route(dev, r.kind);
+        let route = self.route_lists.get(rid).map_or(&[][..], |v| &v[..]);
+        if route.is_empty() {
+            return;
+        }
+        let mut ctx = Ctx {
+            devs: &self.devs,
+            tz: &self.tz,
+            timers: &mut self.timers,
+            out,
+        };
+        for &ri in route.iter() {
+            if let Some(rule) = self.rules.get_mut(ri as usize) {
+                eval::on_reading(rule, ri, &mut ctx, dev, r, now);
+            }
+        }
+        self.generation += 1;
+    }
+
+    /// Time passed; timer-driven alerts are appended to `out`.
+    pub fn on_tick(&mut self, now: Time, out: &mut Vec<Alert>) {
+        let now = self.advance(now, out);
+        // Reused between ticks: a large batch allocates (and faults in)
+        // its buffer once, not on every tick.
+        let mut batch = std::mem::take(&mut self.batch);
+        while let Some(at) = self.timers.peek().filter(|&at| at.0 <= now) {
+            // Everything due at the same instant, in the restart-proof
+            // order that is also memory order (see `due`).
+            batch.clear();
+            self.timers.take_due_at(at, &mut batch, |e| e);
+            due::order(&mut batch, &mut self.scratch);
+            out.reserve(batch.len());
+            let mut fired = false;
+            for chunk in batch.chunks(due::TOUCH_CHUNK) {
+                if batch.len() > due::TOUCH_CHUNK {
+                    due::touch(&self.rules, &self.devs, chunk);
+                }
+                for &e in chunk {
+                    fired |= self.fire(e, now, out);
+                }
+            }
+            if fired {
+                self.generation += 1;
+            }
+        }
+        // Keep the buffer, but not a huge one after a rare storm.
+        if batch.capacity() <= KEEP_BATCH {
+            batch.clear();
+            self.batch = batch;
+        }
+        if self.scratch.capacity() > KEEP_BATCH {
+            self.scratch = Vec::new();
+        }
+        if self.timers.needs_compaction() {
+            self.rebuild_timers();
+        }
+    }
+
+    fn fire(&mut self, e: Entry, now: i64, out: &mut Vec<Alert>) -> bool {
+        let Some(rule) = self.rules.get_mut(e.rule as usize) else {
+            return false;
+        };
+        let is_inactivity = rule.spec.kind == RuleType::Inactivity;
+        let rule::Rule {
+            slots,
+            spec,
+            severity,
+            what,
+            for_ms,
+            ..
+        } = rule;
+        let Some(slot) = slots.get_mut(&e.subject) else {
+            return false;
+        };
+        if slot.queued != Some(e.at.0) {
+            return false; // stale entry
+        }
+        slot.queued = None;
+        self.timers.live = self.timers.live.saturating_sub(1);
+        let mut ctx = Ctx {
+            devs: &self.devs,
+            tz: &self.tz,
+            timers: &mut self.timers,
+            out,
+        };
+        match slot.deadline {
+            None => false,
+            // The deadline moved later than this entry: re-queue it, even if
+            // already past, so timers fire in deadline order.
+            Some(d) if d > e.at.0 => {
+                let mut s = slot.clone();
+                ctx.arm(&mut s, e.rule, e.subject, Some(d));
+                *slot = s;
+                false
+            }
+            Some(_) if is_inactivity => {
+                eval::inactivity_fire(
+                    slot, spec, *severity, what, *for_ms, e.rule, e.subject, &mut ctx, now,
+                );
+                true
+            }
+            Some(_) => {
+                eval::on_timer(rule, e.rule, &mut ctx, e.subject, now);
+                true
+            }
+        }
+    }
+
+    /// When `on_tick` next needs to be called, if ever. (May be early: a
+    /// wake-up that finds nothing due is harmless.)
+    pub fn next_deadline(&self) -> Option<Time> {
+        self.timers.peek()
+    }
+
+    /// Acknowledges the open alerts of `rule` (for one device, or all).
+    /// Immediate rules without a clear may alert again right away after an
+    /// ack; other rules stay raised (now "suppressed") until they clear.
+    /// Returns whether anything was acknowledged.
+    pub fn ack(&mut self, alert_rule: &str, device: Option<&DeviceId>, now: Time) -> bool {
+        self.now = self.now.max(now.0);
+        let dev = device.map(|d| self.devs.find(d));
+        let Some(rule) = self.rules.iter_mut().find(|r| &*r.spec.id == alert_rule) else {
+            return false;
+        };
+        let mut any = false;
+        let forget =
+            matches!(rule.spec.kind, RuleType::Immediate | RuleType::Tamper) && !rule.clear;
+        for s in rule.slots.values_mut() {
+            if s.phase != Phase::Raised || s.acked {
+                continue;
+            }
+            if let Some(d) = dev
+                && Some(s.dev) != d
+            {
+                continue;
+            }
+            s.acked = true;
+            if forget {
+                s.phase = Phase::Idle;
+            }
+            any = true;
+        }
+        if any {
+            self.generation += 1;
+        }
+        any
+    }
+
+    /// Increases whenever rule state changes; persist when it differs from
+    /// the value at the last save.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// State changed since [`Engine::mark_saved`].
+    pub fn state_dirty(&self) -> bool {
+        self.generation != self.saved_generation
+    }
+
+    /// Call after storing [`Engine::snapshot`].
+    pub fn mark_saved(&mut self) {
+        self.saved_generation = self.generation;
+    }
+
+    /// Readings dropped as duplicates or out of order.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Number of compiled (enabled) rules.
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Number of armed timers.
+    pub fn armed_timers(&self) -> usize {
+        self.timers.live
+    }
+}
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_state;
+#[cfg(test)]
+mod tests_time;
