@@ -18,7 +18,10 @@ use proptest::strategy::ValueTree;
 use proptest::test_runner::TestRunner;
 use serde_json::{Value, json};
 
-const DECODER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/uplink/lorawan/decoder.js");
+const DECODER: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/core/src/uplink/lorawan/decoder.js"
+);
 
 fn node() -> Option<&'static str> {
     let ok = Command::new("node")

@@ -196,11 +196,11 @@ impl LorawanConfig {
     pub fn modem_settings(&self, app_key: [u8; 16]) -> Result<ModemSettings, SettingError> {
         Ok(ModemSettings {
             region: self.region.clone(),
-            dev_eui: eui(&self.dev_eui).ok_or_else(|| SettingError {
+            dev_eui: eui(&self.dev_eui).ok_or(SettingError {
                 key: "dev_eui",
                 reason: "must be 16 hex digits",
             })?,
-            join_eui: eui(&self.join_eui).ok_or_else(|| SettingError {
+            join_eui: eui(&self.join_eui).ok_or(SettingError {
                 key: "join_eui",
                 reason: "must be 16 hex digits",
             })?,
@@ -228,7 +228,7 @@ impl LorawanConfig {
 
     pub fn core_config(&self) -> Result<CoreConfig, SettingError> {
         Ok(CoreConfig {
-            radio: eu868_data_rate(self.data_rate).ok_or_else(|| SettingError {
+            radio: eu868_data_rate(self.data_rate).ok_or(SettingError {
                 key: "data_rate",
                 reason: "must be 0 to 5",
             })?,
