@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use carebridge::config::Dur;
 use carebridge::model::{AlertState, Class, Kind, Severity};
 use carebridge::uplink::lorawan::codec::{self, AlertMsg, Downlink, Uplink};
+use carebridge::uplink::lorawan::policy::RadioEvent;
 use carebridge::uplink::lorawan::sim::{ModemSim, SimConfig, SimDialect};
 use carebridge::uplink::lorawan::{
     Delivery, LoraEvent, LoraUplink, LorawanConfig, Message, channel, run,
@@ -84,7 +85,10 @@ async fn wait_for(
 }
 
 fn joined(e: &LoraEvent) -> bool {
-    matches!(e, LoraEvent::JoinState { joined: true, .. })
+    matches!(
+        e,
+        LoraEvent::Radio(RadioEvent::JoinState { joined: true, .. })
+    )
 }
 
 fn panic_alert(idx: u16) -> Message {
@@ -159,7 +163,7 @@ async fn both_dialects_join_after_a_failed_join_and_send_unconfirmed_telemetry()
         };
         let mut r = start(cfg, 2);
         wait_for(&mut r.events, 10, |e| {
-            matches!(e, LoraEvent::JoinState { joined: false, detail } if detail.contains("join failed"))
+            matches!(e, LoraEvent::Radio(RadioEvent::JoinState { joined: false, detail }) if detail.contains("join failed"))
         })
         .await;
         wait_for(&mut r.events, 10, joined).await;
@@ -227,7 +231,7 @@ async fn silent_modem_is_reset_rejoined_and_the_alert_still_goes_out() {
         wait_for(
             &mut r.events,
             15,
-            |e| matches!(e, LoraEvent::ModemReset(w) if w.contains("no answer")),
+            |e| matches!(e, LoraEvent::Radio(RadioEvent::ModemReset(w)) if w.contains("no answer")),
         )
         .await;
         wait_for(&mut r.events, 10, joined).await;
@@ -259,10 +263,13 @@ async fn downlink_commands_arrive_decoded_for_both_dialects() {
         r.sim.queue_downlink(20, b);
         r.sim.queue_downlink(21, vec![0xff, 0x00]);
         assert_eq!(send(&r.up, panic_alert(2), 15).await, Delivery::Acked);
-        let e = wait_for(&mut r.events, 2, |e| matches!(e, LoraEvent::Downlink(_))).await;
+        let e = wait_for(&mut r.events, 2, |e| {
+            matches!(e, LoraEvent::Radio(RadioEvent::Downlink(_)))
+        })
+        .await;
         assert_eq!(
             e,
-            LoraEvent::Downlink(Downlink::PermitJoin { secs: 120 }),
+            LoraEvent::Radio(RadioEvent::Downlink(Downlink::PermitJoin { secs: 120 })),
             "{dialect:?}"
         );
         let m = Message {
@@ -272,11 +279,14 @@ async fn downlink_commands_arrive_decoded_for_both_dialects() {
         };
         assert_eq!(send(&r.up, m, 15).await, Delivery::SentUnconfirmed);
         let e = wait_for(&mut r.events, 2, |e| {
-            matches!(e, LoraEvent::DownlinkInvalid { .. })
+            matches!(e, LoraEvent::Radio(RadioEvent::DownlinkInvalid { .. }))
         })
         .await;
         assert!(
-            matches!(e, LoraEvent::DownlinkInvalid { port: 21, .. }),
+            matches!(
+                e,
+                LoraEvent::Radio(RadioEvent::DownlinkInvalid { port: 21, .. })
+            ),
             "{e:?}"
         );
         finish(r).await;

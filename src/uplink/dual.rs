@@ -27,6 +27,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::lorawan::codec::{self, AlertMsg, Downlink, RoomActivity, Summary, Uplink};
+use super::lorawan::policy::RadioEvent;
 use super::lorawan::{Delivery, LoraEvent, LoraUplink, Message};
 use super::router::{Action, LoraJob, LoraResult, Router, RouterConfig, RouterStats};
 use super::{Command, UplinkState};
@@ -314,7 +315,7 @@ impl Dual {
     async fn on_event(&self, st: &mut State, ev: LoraEvent) {
         let now = crate::wall::now();
         match ev {
-            LoraEvent::JoinState { joined, detail } => {
+            LoraEvent::Radio(RadioEvent::JoinState { joined, detail }) => {
                 st.router.handle_lora(joined, now);
                 set_status(&self.status, |s| {
                     s.state = if joined { "joined" } else { "joining" }.into();
@@ -330,7 +331,7 @@ impl Dual {
                     s.detail = detail;
                 });
             }
-            LoraEvent::ModemReset(why) => {
+            LoraEvent::Radio(RadioEvent::ModemReset(why)) => {
                 st.router.handle_lora(false, now);
                 set_status(&self.status, |s| s.detail = format!("modem reset: {why}"));
             }
@@ -343,10 +344,10 @@ impl Dual {
                 s.airtime_limit_ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
                 s.downlinks_24h = downlinks_24h;
             }),
-            LoraEvent::DownlinkInvalid { port, error, .. } => {
+            LoraEvent::Radio(RadioEvent::DownlinkInvalid { port, error, .. }) => {
                 tracing::warn!(port, %error, "LoRaWAN downlink ignored");
             }
-            LoraEvent::Downlink(d) => {
+            LoraEvent::Radio(RadioEvent::Downlink(d)) => {
                 set_status(&self.status, |s| {
                     s.last_downlink = Some(d.to_json().to_string());
                 });

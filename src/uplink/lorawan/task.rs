@@ -22,9 +22,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::airtime::Budget;
 use super::at::{Framed, LineFramer};
-use super::codec::Downlink;
 use super::modem::{Dialect, Driver};
-use super::policy::{Core, CoreEvent, Delivery, Message};
+use super::policy::{Core, CoreEvent, Delivery, Message, RadioEvent};
 use super::rak3172::Rak3172;
 use super::wio_e5::WioE5;
 use super::{LorawanConfig, read_app_key};
@@ -32,18 +31,8 @@ use super::{LorawanConfig, read_app_key};
 /// What the uplink task reports to the integrator.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LoraEvent {
-    JoinState {
-        joined: bool,
-        detail: String,
-    },
-    /// A valid downlink command from the network server.
-    Downlink(Downlink),
-    DownlinkInvalid {
-        port: u8,
-        bytes: Vec<u8>,
-        error: String,
-    },
-    ModemReset(String),
+    /// Join state, downlinks and modem resets, as the core reported them.
+    Radio(RadioEvent),
     /// Airtime used and downlinks received in the last 24 h (after every delivery).
     Airtime {
         used_24h: Duration,
@@ -51,10 +40,7 @@ pub enum LoraEvent {
         downlinks_24h: u32,
     },
     /// The serial port failed or came back.
-    Port {
-        up: bool,
-        detail: String,
-    },
+    Port { up: bool, detail: String },
 }
 
 /// The uplink task is gone.
@@ -292,12 +278,7 @@ async fn flush(
                     downlinks_24h: core.budget().downlinks_24h(now),
                 }
             }
-            CoreEvent::JoinState { joined, detail } => LoraEvent::JoinState { joined, detail },
-            CoreEvent::Downlink(d) => LoraEvent::Downlink(d),
-            CoreEvent::DownlinkInvalid { port, bytes, error } => {
-                LoraEvent::DownlinkInvalid { port, bytes, error }
-            }
-            CoreEvent::ModemReset(why) => LoraEvent::ModemReset(why),
+            CoreEvent::Radio(r) => LoraEvent::Radio(r),
         };
         // Back-pressure rather than loss; a closed receiver just means nobody listens.
         let _ = events.send(out).await;

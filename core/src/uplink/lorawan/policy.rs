@@ -48,10 +48,15 @@ pub enum Delivery {
 /// What the core reports.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CoreEvent {
-    Delivered {
-        id: u64,
-        delivery: Delivery,
-    },
+    /// The end of one submitted message (the task answers its sender).
+    Delivered { id: u64, delivery: Delivery },
+    /// Everything else, which the task passes on to the integrator as is.
+    Radio(RadioEvent),
+}
+
+/// What happened on the radio side: join state, downlinks, modem resets.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RadioEvent {
     JoinState {
         joined: bool,
         detail: String,
@@ -269,18 +274,20 @@ impl Core {
             ModemEvent::Ready => {}
             ModemEvent::Joined => {
                 self.join_backoff = self.cfg.join_backoff_min;
-                self.events.push_back(CoreEvent::JoinState {
-                    joined: true,
-                    detail: "joined".into(),
-                });
+                self.events
+                    .push_back(CoreEvent::Radio(RadioEvent::JoinState {
+                        joined: true,
+                        detail: "joined".into(),
+                    }));
             }
             ModemEvent::JoinFailed(why) => {
                 self.join_at = now.saturating_add(self.join_backoff);
                 self.join_backoff = (self.join_backoff * 2).min(self.cfg.join_backoff_max);
-                self.events.push_back(CoreEvent::JoinState {
-                    joined: false,
-                    detail: format!("join failed: {why}"),
-                });
+                self.events
+                    .push_back(CoreEvent::Radio(RadioEvent::JoinState {
+                        joined: false,
+                        detail: format!("join failed: {why}"),
+                    }));
             }
             ModemEvent::TxStarted { phy_len } => {
                 let class = self.inflight.as_ref().map_or(Class::Alert, |p| p.msg.class);
@@ -302,20 +309,27 @@ impl Core {
                     return;
                 }
                 match codec::decode_downlink(&rx.data) {
-                    Ok((cmd, _)) => self.events.push_back(CoreEvent::Downlink(cmd)),
-                    Err(e) => self.events.push_back(CoreEvent::DownlinkInvalid {
-                        port: rx.port,
-                        bytes: rx.data,
-                        error: e.to_string(),
-                    }),
+                    Ok((cmd, _)) => self
+                        .events
+                        .push_back(CoreEvent::Radio(RadioEvent::Downlink(cmd))),
+                    Err(e) => {
+                        self.events
+                            .push_back(CoreEvent::Radio(RadioEvent::DownlinkInvalid {
+                                port: rx.port,
+                                bytes: rx.data,
+                                error: e.to_string(),
+                            }))
+                    }
                 }
             }
             ModemEvent::Reset(why) => {
-                self.events.push_back(CoreEvent::ModemReset(why.clone()));
-                self.events.push_back(CoreEvent::JoinState {
-                    joined: false,
-                    detail: format!("modem reset: {why}"),
-                });
+                self.events
+                    .push_back(CoreEvent::Radio(RadioEvent::ModemReset(why.clone())));
+                self.events
+                    .push_back(CoreEvent::Radio(RadioEvent::JoinState {
+                        joined: false,
+                        detail: format!("modem reset: {why}"),
+                    }));
             }
             ModemEvent::Unexpected(_) => {}
         }
