@@ -1,8 +1,8 @@
 //! LoRaWAN uplink, the shell around the core's pure layers
 //! ([`carebridge_core::uplink::lorawan`]): the async task [`run`] that owns
 //! the serial port (a reader thread; writes are inline) and the
-//! [`policy::Core`], reading the AppKey file, and [`sim`], a modem simulator
-//! on a pseudo-terminal.
+//! [`policy::Core`], reading the AppKey file, and `sim` (cargo feature `sim`),
+//! a modem simulator on a pseudo-terminal.
 //!
 //! The integrator hands messages over with [`LoraUplink::send`] and gets a
 //! [`Delivery`] back; join state, airtime and downlink commands arrive as
@@ -12,6 +12,7 @@ use std::path::Path;
 
 pub use carebridge_core::uplink::lorawan::*;
 
+#[cfg(feature = "sim")]
 pub mod sim;
 mod task;
 
