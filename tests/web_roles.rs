@@ -91,7 +91,8 @@ async fn rules_are_applied_and_rolled_back_through_the_rules_role() {
     let e = c.call(&s, "PUT", "/api/v1/rules", &bad.to_string()).await;
     assert_eq!(e.status, 400, "{e:?}");
     assert_eq!(e.json()["field"], "text");
-    let cold = "[[rule]]\nid = \"cold\"\ntype = \"threshold\"\nkind = \"temperature\"\nbelow = 16.0\n";
+    let cold =
+        "[[rule]]\nid = \"cold\"\ntype = \"threshold\"\nkind = \"temperature\"\nbelow = 16.0\n";
     let text = format!("{cold}{}", carebridge::rules::MINIMAL_RULES);
     let body = serde_json::json!({ "text": text }).to_string();
     let ok = c.call(&s, "PUT", "/api/v1/rules", &body).await;
@@ -107,7 +108,11 @@ async fn rules_are_applied_and_rolled_back_through_the_rules_role() {
     assert_eq!(g["can_rollback"], true);
     let back = c.call(&s, "POST", "/api/v1/rules/rollback", "").await;
     assert_eq!(back.status, 200, "{back:?}");
-    assert_eq!(back.json()["applied"]["version"], 0, "back to the built-in rules");
+    assert_eq!(
+        back.json()["applied"]["version"],
+        0,
+        "back to the built-in rules"
+    );
     let audit = c.call(&s, "GET", "/api/v1/audit", "").await.json();
     let actions: Vec<_> = audit["entries"]
         .as_array()
@@ -116,7 +121,10 @@ async fn rules_are_applied_and_rolled_back_through_the_rules_role() {
         .map(|e| e["action"].as_str().unwrap().to_string())
         .collect();
     assert!(actions.contains(&"rules.apply".to_string()), "{actions:?}");
-    assert!(actions.contains(&"rules.rollback".to_string()), "{actions:?}");
+    assert!(
+        actions.contains(&"rules.rollback".to_string()),
+        "{actions:?}"
+    );
 }
 
 #[tokio::test]
@@ -151,7 +159,10 @@ async fn a_wrong_method_or_unknown_route_is_a_json_404_and_oversize_bodies_a_413
         assert_eq!(r.header("x-frame-options").as_deref(), Some("DENY"));
     }
     // Setup and login, open without a session, take small bodies only.
-    let big = format!(r#"{{"username":"{}","password":"x"}}"#, "a".repeat(20 * 1024));
+    let big = format!(
+        r#"{{"username":"{}","password":"x"}}"#,
+        "a".repeat(20 * 1024)
+    );
     let r = req(&s, "POST", "/api/v1/login", &[("Origin", &s.origin)], &big).await;
     assert_eq!(r.status, 413, "{r:?}");
     assert!(r.json()["error"].as_str().unwrap().contains("16 KiB"));

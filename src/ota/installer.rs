@@ -21,7 +21,10 @@ pub enum Outcome {
     Refused(String),
     /// Verified, but not installed: the gateway does not run from the
     /// packaged layout (`current` is not a link to a release).
-    VerifiedOnly { manifest: Manifest, current: PathBuf },
+    VerifiedOnly {
+        manifest: Manifest,
+        current: PathBuf,
+    },
     /// Installed on trial: the gateway should restart into it now.
     Installed { manifest: Manifest, done: Installed },
     /// Verified, but the install itself failed (nothing was switched).

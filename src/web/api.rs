@@ -96,7 +96,8 @@ pub async fn update_device(app: &App, req: &Req, who: &Who, id: &str) -> Result<
             what.push(format!("{k}={v:?}"));
         }
     }
-    app.roles.registry
+    app.roles
+        .registry
         .update_devices(
             vec![DeviceInfo {
                 id: Some(id.clone()),
@@ -123,7 +124,8 @@ pub async fn remove_device(app: &App, who: &Who, id: &str) -> Result<Resp> {
     if app.roles.registry.device(id.clone()).await?.is_none() {
         return Err(Fail::new(StatusCode::NOT_FOUND, format!("no device {id}")));
     }
-    app.roles.registry
+    app.roles
+        .registry
         .remove_device(id.clone(), format!("ui:{}", who.session.user))
         .await?;
     app.audit(&who.session.user, "device.remove", format!("{id} removed"))
@@ -158,10 +160,14 @@ async fn with_delivery(app: &App, list: Vec<super::alerts::Shown>) -> Vec<serde_
     let records = if uids.is_empty() {
         Vec::new()
     } else {
-        app.roles.alerting.deliveries(uids).await.unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "alert delivery records not read");
-            Vec::new()
-        })
+        app.roles
+            .alerting
+            .deliveries(uids)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "alert delivery records not read");
+                Vec::new()
+            })
     };
     let by_uid: std::collections::HashMap<&str, &crate::store::AlertDelivery> =
         records.iter().map(|d| (d.id.as_str(), d)).collect();
@@ -234,7 +240,11 @@ pub async fn ack(app: &App, who: &Who, id: &str) -> Result<Resp> {
         ));
     }
     // The rule engine owns the situation: it stops repeating/escalating it.
-    let engine = app.roles.alerting.ack_alert(rule.to_string(), device).await?;
+    let engine = app
+        .roles
+        .alerting
+        .ack_alert(rule.to_string(), device)
+        .await?;
     let shown = app
         .alerts
         .lock()
@@ -303,7 +313,12 @@ pub async fn commissioning(app: &App) -> Result<Resp> {
     let since = Time(now.as_millis() - 30 * 86_400_000);
     // Each device's newest reading of the last 30 days (one grouped scan,
     // not a capped oldest-first read that misses the newest on a busy home).
-    let latest = app.roles.history.latest_readings(since).await.unwrap_or_default();
+    let latest = app
+        .roles
+        .history
+        .latest_readings(since)
+        .await
+        .unwrap_or_default();
     let last: BTreeMap<&str, &crate::model::Reading> =
         latest.iter().map(|r| (r.device.as_str(), r)).collect();
     let mut rooms: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();

@@ -265,11 +265,7 @@ impl WebState for StoreBackend {
     fn load(&self, record: Record) -> BoxFut<'_, Result<Option<Vec<u8>>, BackendError>> {
         Box::pin(async move { self.store.kv_get(record.key()).await.map_err(failed) })
     }
-    fn save(
-        &self,
-        record: Record,
-        value: Option<Vec<u8>>,
-    ) -> BoxFut<'_, Result<(), BackendError>> {
+    fn save(&self, record: Record, value: Option<Vec<u8>>) -> BoxFut<'_, Result<(), BackendError>> {
         Box::pin(async move {
             self.store
                 .submit(Write::Kv(record.key().to_string(), value))

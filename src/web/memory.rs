@@ -331,11 +331,7 @@ impl WebState for MemoryBackend {
                 .map_err(|_| poisoned()),
         )
     }
-    fn save(
-        &self,
-        record: Record,
-        value: Option<Vec<u8>>,
-    ) -> BoxFut<'_, Result<(), BackendError>> {
+    fn save(&self, record: Record, value: Option<Vec<u8>>) -> BoxFut<'_, Result<(), BackendError>> {
         let r = self
             .records
             .lock()
@@ -390,39 +386,45 @@ impl MemoryRules {
     }
 
     /// Keeps `next` and switches the engine to its current version.
-    fn switch(&self, next: RulesHistory, set: &RuleSet) -> Result<Applied, ApplyError> {
-        let mut st = self.state.lock().map_err(|_| ApplyError::Stopping)?;
+    fn switch(
+        &self,
+        st: &mut (RulesHistory, Engine),
+        next: RulesHistory,
+        set: &RuleSet,
+    ) -> Applied {
         let s = st.1.reload(set);
         let cur = next.current.clone().unwrap_or(self.base.clone());
         st.0 = next;
-        Ok(Applied {
+        Applied {
             version: cur.version,
             source: cur.source,
             kept: s.kept,
             fresh: s.fresh,
             removed: s.removed,
             unchanged: false,
-        })
+        }
     }
 
-    fn now(&self) -> Result<RulesHistory, ApplyError> {
-        self.state
-            .lock()
-            .map(|s| s.0.clone())
-            .map_err(|_| ApplyError::Stopping)
+    /// One change at a time, as the gateway's handle does.
+    fn locked(&self) -> Result<std::sync::MutexGuard<'_, (RulesHistory, Engine)>, ApplyError> {
+        self.state.lock().map_err(|_| ApplyError::Stopping)
     }
 }
 
 impl RulesAdmin for MemoryRules {
     fn active(&self) -> BoxFut<'_, Result<Version, BackendError>> {
         let r = self
-            .now()
-            .map(|h| h.current.unwrap_or(self.base.clone()))
+            .locked()
+            .map(|st| st.0.current.clone().unwrap_or(self.base.clone()))
             .map_err(|e| BackendError::Failed(e.to_string()));
         ready(r)
     }
     fn versions(&self) -> BoxFut<'_, Result<RulesHistory, BackendError>> {
-        ready(self.now().map_err(|e| BackendError::Failed(e.to_string())))
+        let r = self
+            .locked()
+            .map(|st| st.0.clone())
+            .map_err(|e| BackendError::Failed(e.to_string()));
+        ready(r)
     }
     fn apply(
         &self,
@@ -432,7 +434,8 @@ impl RulesAdmin for MemoryRules {
     ) -> BoxFut<'_, Result<Applied, ApplyError>> {
         let r = (|| {
             let set = RuleSet::parse(&text, "rules")?;
-            match self.now()?.propose(&text, &source, None, now)? {
+            let mut st = self.locked()?;
+            match st.0.propose(&text, &source, None, now)? {
                 Decision::Unchanged(v) => Ok(Applied {
                     version: v,
                     source,
@@ -441,17 +444,18 @@ impl RulesAdmin for MemoryRules {
                     removed: 0,
                     unchanged: true,
                 }),
-                Decision::Switch(next) => self.switch(next, &set),
+                Decision::Switch(next) => Ok(self.switch(&mut st, next, &set)),
             }
         })();
         ready(r)
     }
     fn rollback(&self) -> BoxFut<'_, Result<Applied, ApplyError>> {
         let r = (|| {
-            let next = self.now()?.rollback()?;
+            let mut st = self.locked()?;
+            let next = st.0.rollback()?;
             let text = next.current.as_ref().unwrap_or(&self.base).text.clone();
             let set = RuleSet::parse(&text, "rules")?;
-            self.switch(next, &set)
+            Ok(self.switch(&mut st, next, &set))
         })();
         ready(r)
     }

@@ -140,8 +140,7 @@ impl Record {
 pub trait WebState: Send + Sync {
     fn load(&self, record: Record) -> BoxFut<'_, Result<Option<Vec<u8>>, BackendError>>;
     /// Stores (`Some`) or deletes (`None`) a record, durably before returning.
-    fn save(&self, record: Record, value: Option<Vec<u8>>)
-    -> BoxFut<'_, Result<(), BackendError>>;
+    fn save(&self, record: Record, value: Option<Vec<u8>>) -> BoxFut<'_, Result<(), BackendError>>;
 }
 
 /// Settings the UI shows or uses, fixed for the life of the server.
@@ -165,11 +164,7 @@ impl Settings {
             uplinks: super::backend::uplink_settings(cfg),
             config_toml: toml::to_string(cfg).ok(),
             ota: cfg.ota.clone().unwrap_or_default(),
-            mqtt: cfg
-                .uplink
-                .mqtt
-                .clone()
-                .map(|m| (m, cfg.gateway.id.clone())),
+            mqtt: cfg.uplink.mqtt.clone().map(|m| (m, cfg.gateway.id.clone())),
         }
     }
 }

@@ -87,7 +87,9 @@ pub fn site(app: Arc<App>, metrics: Option<crate::metrics::Metrics>) -> Route {
 
 fn any_of(routes: Vec<Route>) -> Route {
     let mut it = routes.into_iter();
-    let first = it.next().unwrap_or_else(|| warp::any().and_then(nothing).boxed());
+    let first = it
+        .next()
+        .unwrap_or_else(|| warp::any().and_then(nothing).boxed());
     it.fold(first, |acc, r| acc.or(r).unify().boxed())
 }
 
@@ -175,12 +177,12 @@ fn authed(app: Arc<App>) -> impl Filter<Extract = (Arc<App>, Who), Error = Rejec
 
 /// The Origin check of the routes open without a session (login CSRF).
 fn same_origin(app: Arc<App>) -> impl Filter<Extract = (Arc<App>,), Error = Rejection> + Clone {
-    with_app(app)
-        .and(warp::header::headers_cloned())
-        .and_then(|app: Arc<App>, headers: HeaderMap| async move {
+    with_app(app).and(warp::header::headers_cloned()).and_then(
+        |app: Arc<App>, headers: HeaderMap| async move {
             check_origin(&app, &headers).map_err(refuse)?;
             Ok::<_, Rejection>(app)
-        })
+        },
+    )
 }
 
 /// The request body, at most `limit` bytes, within [`BODY_TIMEOUT`].
@@ -440,9 +442,9 @@ where
         warp::path!("api" / "v1" / "uplinks" / "mqtt" / "test")
             .and(warp::post())
             .and(s())
-            .then(|app: Arc<App>, who: Who| async move {
-                done(system::mqtt_test(&app, &who).await)
-            })
+            .then(
+                |app: Arc<App>, who: Who| async move { done(system::mqtt_test(&app, &who).await) },
+            )
             .boxed(),
         warp::path!("api" / "v1" / "commissioning")
             .and(warp::get())
@@ -551,9 +553,11 @@ where
             .and(s())
             .and(warp::header::optional::<u64>("content-length"))
             .and(warp::body::stream())
-            .then(|app: Arc<App>, who: Who, len: Option<u64>, body| async move {
-                done(system::ota_upload(app, who, len, body).await)
-            })
+            .then(
+                |app: Arc<App>, who: Who, len: Option<u64>, body| async move {
+                    done(system::ota_upload(app, who, len, body).await)
+                },
+            )
             .boxed(),
     ])
 }

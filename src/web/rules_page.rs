@@ -176,7 +176,8 @@ pub async fn rollback(app: &App, who: &Who) -> Result<Resp> {
 
 /// The gateway's clock (the demo's runs fast), from its status document.
 pub fn gateway_now(app: &App) -> Time {
-    app.roles.watch
+    app.roles
+        .watch
         .status()
         .get("at")
         .and_then(|v| v.as_str())
@@ -251,14 +252,16 @@ pub async fn try_it(app: &App, req: &Req, who: &Who) -> Result<Resp> {
     let since = Time(until.as_millis() - 86_400_000);
     let mut history = app
         .roles
-        .history.history(since, Time(until.as_millis() + 1), TRY_READINGS_MAX + 1)
+        .history
+        .history(since, Time(until.as_millis() + 1), TRY_READINGS_MAX + 1)
         .await?;
     let capped = history.len() > TRY_READINGS_MAX;
     history.truncate(TRY_READINGS_MAX);
     let devices = app.roles.registry.devices().await?;
     let tz = app
         .roles
-        .watch.status()
+        .watch
+        .status()
         .get("timezone")
         .and_then(|v| v.as_str())
         .and_then(|t| jiff::tz::TimeZone::get(t).ok())

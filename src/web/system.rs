@@ -185,7 +185,8 @@ pub async fn restore(app: &App, req: &Req, who: &Who) -> Result<Resp> {
         }
     }
     if !devices.is_empty() {
-        app.roles.registry
+        app.roles
+            .registry
             .update_devices(devices.clone(), format!("ui:{}", who.session.user))
             .await?;
     }
@@ -218,7 +219,8 @@ pub async fn factory_reset(app: &App, req: &Req, who: &Who) -> Result<Resp> {
     let mut notes = Vec::new();
     for d in app.roles.registry.devices().await? {
         if let Some(id) = d.id {
-            app.roles.registry
+            app.roles
+                .registry
                 .remove_device(id, format!("ui:{}", who.session.user))
                 .await?;
         }
@@ -381,7 +383,12 @@ impl Drop for TempFile {
 /// read, streamed to a file under the data dir (size-capped), then handed
 /// to [`crate::ota::Installer`], which verifies it and installs it when the
 /// gateway runs from the packaged layout.
-pub async fn ota_upload<S, B>(app: Arc<App>, who: Who, declared: Option<u64>, body: S) -> Result<Resp>
+pub async fn ota_upload<S, B>(
+    app: Arc<App>,
+    who: Who,
+    declared: Option<u64>,
+    body: S,
+) -> Result<Resp>
 where
     S: futures_util::Stream<Item = std::result::Result<B, warp::Error>> + Send,
     B: warp::Buf,
