@@ -363,10 +363,10 @@ async fn a_client_that_never_finishes_its_request_head_is_disconnected() {
 
 #[tokio::test]
 async fn corrupt_stored_accounts_fall_back_to_setup_with_the_label_code() {
-    use carebridge::web::Backend as _;
+    use carebridge::web::roles::{Record, WebState as _};
     let backend = Arc::new(MemoryBackend::new());
     backend
-        .kv_put("web/accounts".into(), Some(b"{broken".to_vec()))
+        .save(Record::Accounts, Some(b"{broken".to_vec()))
         .await
         .unwrap();
     let s = start_with(backend, Arc::new(tempfile::tempdir().unwrap())).await;

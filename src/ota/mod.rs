@@ -8,6 +8,7 @@
 //! - [`bundle`] — the signed bundle format and streaming verification;
 //! - [`fsutil`] — atomic file writes, directory fsync, atomic symlink switch;
 //! - [`install`] — releases side by side, database backup, `current` switch;
+//! - [`installer`] — a received bundle (web upload): verify, then install, one at a time;
 //! - [`trial`] — the pure trial/commit/rollback state machine;
 //! - [`recover`] — the persisted state file and the recovery/commit API;
 //! - [`download`] — resumable, size-capped HTTP(S) download;
@@ -27,6 +28,7 @@ pub mod daemon;
 pub mod download;
 pub mod fsutil;
 pub mod install;
+pub mod installer;
 pub mod keys;
 pub mod notify;
 pub mod recover;
@@ -35,3 +37,4 @@ pub mod update;
 pub mod version;
 
 pub use crate::config::{OtaConfig, OtaPaths};
+pub use installer::Installer;

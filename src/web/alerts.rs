@@ -5,7 +5,7 @@
 //! while it is raised and no later `cleared` alert for the same rule and
 //! device has arrived; an acknowledgement marks it but does not close it
 //! in this list; the acknowledgement itself goes to the rule engine (the hub).
-//! The list is persisted under [`ALERTS_KEY`] so it survives a restart.
+//! The list is persisted as [`super::roles::Record::RecentAlerts`] so it survives a restart.
 
 use std::collections::VecDeque;
 
@@ -14,8 +14,6 @@ use serde::{Deserialize, Serialize};
 use crate::model::{Alert, AlertState, Time};
 
 pub const RECENT_MAX: usize = 200;
-/// The backend key holding the persisted list.
-pub const ALERTS_KEY: &str = "web/alerts";
 
 /// An alert as the UI sees it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -1,6 +1,6 @@
 //! The JSON API under `/api/v1` for logged-in users (documented in
-//! `src/web/openapi.yaml`). The pipeline in [`super::http`] has already
-//! checked the session, Origin and CSRF token; handlers check the role and
+//! `src/web/openapi.yaml`; routed in [`super::routes`], which has already
+//! checked the session, Origin and CSRF token); handlers check the role and
 //! validate their input.
 
 use std::collections::BTreeMap;
@@ -10,79 +10,43 @@ use std::sync::Arc;
 use futures_util::Stream;
 use serde_json::json;
 use warp::Reply as _;
-use warp::http::{HeaderValue, Method, StatusCode, header};
+use warp::http::{HeaderValue, StatusCode, header};
 
-use super::accounts;
 use super::http::{App, Fail, Req, Resp, Result, Who, installer, json_resp};
 use super::validate::{self, Obj};
 use crate::model::{DeviceId, DeviceInfo, Time};
 
-fn not_found() -> Fail {
-    Fail::new(StatusCode::NOT_FOUND, "no such API route")
+/// `GET /api/v1/session`: who is logged in, their CSRF token, the gateway's time zone.
+pub fn session(app: &App, who: &Who) -> Result<Resp> {
+    Ok(json_resp(
+        StatusCode::OK,
+        &json!({"user": who.session.user, "role": who.session.role, "csrf": who.session.csrf,
+                "timezone": app.roles.watch.status().get("timezone")}),
+    ))
 }
 
-/// Dispatches an authenticated API request.
-pub async fn route(app: &Arc<App>, req: &Req, who: &Who) -> Result<Resp> {
-    let path = req.path.strip_prefix("/api/v1/").ok_or_else(not_found)?;
-    let parts: Vec<&str> = path.split('/').collect();
-    let m = &req.method;
-    match (m, parts.as_slice()) {
-        (&Method::GET, ["session"]) => Ok(json_resp(
-            StatusCode::OK,
-            &json!({"user": who.session.user, "role": who.session.role, "csrf": who.session.csrf,
-                    "timezone": app.backend.status().get("timezone")}),
-        )),
-        (&Method::POST, ["logout"]) => accounts::logout(app, who),
-        (&Method::POST, ["session", "password"]) => accounts::change_password(app, req, who).await,
-        (&Method::GET, ["status"]) => status(app).await,
-        (&Method::GET, ["devices"]) => devices(app).await,
-        (&Method::POST, ["devices", "permit-join"]) => permit_join(app, req, who).await,
-        (&Method::PUT, ["devices", id]) => update_device(app, req, who, id).await,
-        (&Method::DELETE, ["devices", id]) => remove_device(app, who, id).await,
-        (&Method::GET, ["events"]) => Ok(events(app, who)),
-        (&Method::GET, ["alerts"]) => alerts(app).await,
-        (&Method::POST, ["alerts", id, "ack"]) => ack(app, who, id).await,
-        (&Method::GET, ["rules"]) => super::rules_page::get(app).await,
-        (&Method::PUT, ["rules"]) => super::rules_page::put(app, req, who).await,
-        (&Method::POST, ["rules", "try"]) => super::rules_page::try_it(app, req, who).await,
-        (&Method::POST, ["rules", "rollback"]) => super::rules_page::rollback(app, who).await,
-        (&Method::GET, ["uplinks"]) => uplinks(app),
-        (&Method::POST, ["uplinks", "mqtt", "test"]) => super::system::mqtt_test(app, who).await,
-        (&Method::GET, ["audit"]) => audit(app, who).await,
-        (&Method::GET, ["users"]) => accounts::list(app, who).await,
-        (&Method::POST, ["users"]) => accounts::create(app, req, who).await,
-        (&Method::DELETE, ["users", name]) => accounts::delete(app, name, who).await,
-        (&Method::GET, ["commissioning"]) => commissioning(app).await,
-        (&Method::GET, ["system", "backup"]) => super::system::backup(app, who).await,
-        (&Method::POST, ["system", "restore"]) => super::system::restore(app, req, who).await,
-        (&Method::POST, ["system", "factory-reset"]) => {
-            super::system::factory_reset(app, req, who).await
-        }
-        (&Method::GET, ["system", "logs"]) => super::system::logs(who).await,
-        (&Method::GET, ["openapi.yaml"]) => {
-            let mut r = warp::http::Response::new(super::pages::OPENAPI).into_response();
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/yaml"),
-            );
-            Ok(r)
-        }
-        _ => Err(not_found()),
-    }
+/// `GET /api/v1/openapi.yaml`: this API's description.
+pub fn openapi() -> Result<Resp> {
+    let mut r = warp::http::Response::new(super::pages::OPENAPI).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/yaml"),
+    );
+    Ok(r)
 }
 
-async fn status(app: &App) -> Result<Resp> {
+pub async fn status(app: &App) -> Result<Resp> {
     let open = app.alerts.lock().map(|a| a.open()).unwrap_or_default();
     let open = with_delivery(app, open).await;
     Ok(json_resp(
         StatusCode::OK,
-        &json!({"status": app.backend.status(), "open_alerts": open}),
+        &json!({"status": app.roles.watch.status(), "open_alerts": open}),
     ))
 }
 
 /// Devices with the reading kinds each has reported.
-async fn devices(app: &App) -> Result<Resp> {
-    let devices = app.backend.devices().await?;
+pub async fn devices(app: &App) -> Result<Resp> {
+    let devices = app.roles.registry.devices().await?;
     let kinds = app.kinds.lock().map(|k| k.clone()).unwrap_or_default();
     let list: Vec<_> = devices
         .into_iter()
@@ -104,7 +68,7 @@ fn device_id(s: &str) -> Result<DeviceId> {
     DeviceId::new(s).map_err(|e| validate::Invalid::new("id", e.to_string()).into())
 }
 
-async fn update_device(app: &App, req: &Req, who: &Who, id: &str) -> Result<Resp> {
+pub async fn update_device(app: &App, req: &Req, who: &Who, id: &str) -> Result<Resp> {
     installer(who)?;
     let id = device_id(id)?;
     let o = Obj::parse(&req.body, &["name", "room", "role"])?;
@@ -123,7 +87,7 @@ async fn update_device(app: &App, req: &Req, who: &Who, id: &str) -> Result<Resp
     if name.is_none() && room.is_none() && role.is_none() {
         return Err(validate::Invalid::new("body", "give at least one of name, room, role").into());
     }
-    if app.backend.device(id.clone()).await?.is_none() {
+    if app.roles.registry.device(id.clone()).await?.is_none() {
         return Err(Fail::new(StatusCode::NOT_FOUND, format!("no device {id}")));
     }
     let mut what = Vec::new();
@@ -132,7 +96,8 @@ async fn update_device(app: &App, req: &Req, who: &Who, id: &str) -> Result<Resp
             what.push(format!("{k}={v:?}"));
         }
     }
-    app.backend
+    app.roles
+        .registry
         .update_devices(
             vec![DeviceInfo {
                 id: Some(id.clone()),
@@ -153,13 +118,14 @@ async fn update_device(app: &App, req: &Req, who: &Who, id: &str) -> Result<Resp
     Ok(json_resp(StatusCode::OK, &json!({"ok": true})))
 }
 
-async fn remove_device(app: &App, who: &Who, id: &str) -> Result<Resp> {
+pub async fn remove_device(app: &App, who: &Who, id: &str) -> Result<Resp> {
     installer(who)?;
     let id = device_id(id)?;
-    if app.backend.device(id.clone()).await?.is_none() {
+    if app.roles.registry.device(id.clone()).await?.is_none() {
         return Err(Fail::new(StatusCode::NOT_FOUND, format!("no device {id}")));
     }
-    app.backend
+    app.roles
+        .registry
         .remove_device(id.clone(), format!("ui:{}", who.session.user))
         .await?;
     app.audit(&who.session.user, "device.remove", format!("{id} removed"))
@@ -167,12 +133,12 @@ async fn remove_device(app: &App, who: &Who, id: &str) -> Result<Resp> {
     Ok(json_resp(StatusCode::OK, &json!({"ok": true})))
 }
 
-async fn permit_join(app: &App, req: &Req, who: &Who) -> Result<Resp> {
+pub async fn permit_join(app: &App, req: &Req, who: &Who) -> Result<Resp> {
     installer(who)?;
     let o = Obj::parse(&req.body, &["seconds"])?;
     let seconds = o.int("seconds", 1, 254)?;
     let seconds = u16::try_from(seconds).unwrap_or(254);
-    app.backend.permit_join(seconds).await?;
+    app.roles.pairing.permit_join(seconds).await?;
     app.audit(
         &who.session.user,
         "zigbee.permit_join",
@@ -194,10 +160,14 @@ async fn with_delivery(app: &App, list: Vec<super::alerts::Shown>) -> Vec<serde_
     let records = if uids.is_empty() {
         Vec::new()
     } else {
-        app.backend.deliveries(uids).await.unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "alert delivery records not read");
-            Vec::new()
-        })
+        app.roles
+            .alerting
+            .deliveries(uids)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "alert delivery records not read");
+                Vec::new()
+            })
     };
     let by_uid: std::collections::HashMap<&str, &crate::store::AlertDelivery> =
         records.iter().map(|d| (d.id.as_str(), d)).collect();
@@ -223,7 +193,7 @@ async fn with_delivery(app: &App, list: Vec<super::alerts::Shown>) -> Vec<serde_
         .collect()
 }
 
-async fn alerts(app: &App) -> Result<Resp> {
+pub async fn alerts(app: &App) -> Result<Resp> {
     let (open, recent) = app
         .alerts
         .lock()
@@ -233,14 +203,14 @@ async fn alerts(app: &App) -> Result<Resp> {
     let recent = with_delivery(app, recent).await;
     // Per-path delivery counters, when the status document carries them
     // (the dual-path uplink adds `delivered`).
-    let delivered = app.backend.status().get("delivered").cloned();
+    let delivered = app.roles.watch.status().get("delivered").cloned();
     Ok(json_resp(
         StatusCode::OK,
         &json!({"open": open, "recent": recent, "delivered": delivered}),
     ))
 }
 
-async fn ack(app: &App, who: &Who, id: &str) -> Result<Resp> {
+pub async fn ack(app: &App, who: &Who, id: &str) -> Result<Resp> {
     let id: u64 = id
         .parse()
         .map_err(|_| validate::Invalid::new("id", "must be a whole number"))?;
@@ -270,7 +240,11 @@ async fn ack(app: &App, who: &Who, id: &str) -> Result<Resp> {
         ));
     }
     // The rule engine owns the situation: it stops repeating/escalating it.
-    let engine = app.backend.ack_alert(rule.to_string(), device).await?;
+    let engine = app
+        .roles
+        .alerting
+        .ack_alert(rule.to_string(), device)
+        .await?;
     let shown = app
         .alerts
         .lock()
@@ -282,8 +256,9 @@ async fn ack(app: &App, who: &Who, id: &str) -> Result<Resp> {
         })?;
     let saved = app.alerts.lock().map(|a| a.to_json()).ok();
     if let Some(bytes) = saved {
-        app.backend
-            .kv_put(super::alerts::ALERTS_KEY.into(), Some(bytes))
+        app.roles
+            .state
+            .save(super::roles::Record::RecentAlerts, Some(bytes))
             .await?;
     }
     app.audit(
@@ -311,12 +286,12 @@ async fn ack(app: &App, who: &Who, id: &str) -> Result<Resp> {
     ))
 }
 
-fn uplinks(app: &App) -> Result<Resp> {
-    let status = app.backend.status();
+pub fn uplinks(app: &App) -> Result<Resp> {
+    let status = app.roles.watch.status();
     Ok(json_resp(
         StatusCode::OK,
         &json!({
-            "settings": app.backend.uplink_settings(),
+            "settings": app.roles.settings.uplinks,
             "state": status.get("uplinks").cloned().unwrap_or(json!({})),
             // Where a LoRaWAN uplink reports its join state and airtime, if
             // it does so outside the per-uplink map.
@@ -325,20 +300,25 @@ fn uplinks(app: &App) -> Result<Resp> {
     ))
 }
 
-async fn audit(app: &App, who: &Who) -> Result<Resp> {
+pub async fn audit(app: &App, who: &Who) -> Result<Resp> {
     installer(who)?;
     let entries = app.audit.lock().await.recent(200);
     Ok(json_resp(StatusCode::OK, &json!({ "entries": entries })))
 }
 
 /// Devices grouped by room, each with its newest reading.
-async fn commissioning(app: &App) -> Result<Resp> {
-    let devices = app.backend.devices().await?;
+pub async fn commissioning(app: &App) -> Result<Resp> {
+    let devices = app.roles.registry.devices().await?;
     let now = crate::wall::now();
     let since = Time(now.as_millis() - 30 * 86_400_000);
     // Each device's newest reading of the last 30 days (one grouped scan,
     // not a capped oldest-first read that misses the newest on a busy home).
-    let latest = app.backend.latest_readings(since).await.unwrap_or_default();
+    let latest = app
+        .roles
+        .history
+        .latest_readings(since)
+        .await
+        .unwrap_or_default();
     let last: BTreeMap<&str, &crate::model::Reading> =
         latest.iter().map(|r| (r.device.as_str(), r)).collect();
     let mut rooms: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
@@ -356,13 +336,13 @@ async fn commissioning(app: &App) -> Result<Resp> {
         .collect();
     Ok(json_resp(
         StatusCode::OK,
-        &json!({"generated": now, "gateway": app.backend.status().get("gateway"), "rooms": rooms}),
+        &json!({"generated": now, "gateway": app.roles.watch.status().get("gateway"), "rooms": rooms}),
     ))
 }
 
 /// `GET /api/v1/events`: server-sent events from the live stream. The
 /// stream ends when the session ends or the server shuts down.
-fn events(app: &Arc<App>, who: &Who) -> Resp {
+pub fn events(app: &Arc<App>, who: &Who) -> Resp {
     let rx = app.ui.subscribe();
     let stream = live_stream(app.clone(), who.token.clone(), rx);
     let mut r = warp::sse::reply(warp::sse::keep_alive().stream(stream)).into_response();

@@ -13,8 +13,6 @@ use crate::model::Time;
 
 /// Entries kept (oldest dropped first).
 pub const AUDIT_MAX: usize = 1000;
-/// The backend key holding the log.
-pub const AUDIT_KEY: &str = "web/audit";
 
 /// One audited action.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

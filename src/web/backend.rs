@@ -1,120 +1,20 @@
-//! What the web UI needs from the rest of the gateway, as one trait, and
-//! its implementation over the real store, hub and status function.
-//!
-//! The UI never touches the store or hub directly: tests swap in
-//! [`crate::web::memory::MemoryBackend`]. Methods return boxed futures so the
-//! trait stays object-safe (`Arc<dyn Backend>`).
+//! The web UI's roles over the real gateway: the store, the hub's command
+//! channel, the live broadcast, the status function and the active-rules
+//! handle, as built by `app` ([`StoreBackend`]), turned into [`Roles`].
 
-use std::future::Future;
-use std::pin::Pin;
+use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc};
 
+use super::roles::{
+    Alerting, BackendError, BoxFut, History, Pairing, Record, Registry, Roles, RulesAdmin,
+    Settings, Watch, WebState,
+};
 use crate::hub::{HubCommand, Live};
 use crate::model::{DeviceId, DeviceInfo, Reading, Time};
-use crate::rules::active::Rules;
+use crate::rules::active::{Applied, ApplyError, Rules};
 use crate::store::{Store, Write};
 use crate::uplink::mqtt::StatusFn;
-
-/// A boxed, sendable future (keeps [`Backend`] object-safe).
-pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// Why the backend could not do something; maps to an HTTP status.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum BackendError {
-    /// The part is not configured or not running (HTTP 503).
-    #[error("{0}")]
-    Unavailable(String),
-    /// Not built yet in this version (HTTP 501).
-    #[error("{0}")]
-    Unsupported(String),
-    /// Something failed (HTTP 500).
-    #[error("{0}")]
-    Failed(String),
-}
-
-/// Everything the UI reads from and writes to the gateway.
-pub trait Backend: Send + Sync + 'static {
-    fn devices(&self) -> BoxFut<'_, Result<Vec<DeviceInfo>, BackendError>>;
-    fn device(&self, id: DeviceId) -> BoxFut<'_, Result<Option<DeviceInfo>, BackendError>>;
-    /// Merges the `Some` fields into the registry (through the hub, so the
-    /// rules see the new room/name too), as one change made `by` (an
-    /// audit/version source such as `ui:ann`).
-    fn update_devices(
-        &self,
-        infos: Vec<DeviceInfo>,
-        by: String,
-    ) -> BoxFut<'_, Result<(), BackendError>>;
-    fn remove_device(&self, id: DeviceId, by: String) -> BoxFut<'_, Result<(), BackendError>>;
-    fn history(
-        &self,
-        since: Time,
-        until: Time,
-        limit: usize,
-    ) -> BoxFut<'_, Result<Vec<Reading>, BackendError>>;
-    fn kv_get(&self, key: String) -> BoxFut<'_, Result<Option<Vec<u8>>, BackendError>>;
-    /// Stores (`Some`) or deletes (`None`) a value, durably before returning.
-    fn kv_put(&self, key: String, value: Option<Vec<u8>>) -> BoxFut<'_, Result<(), BackendError>>;
-    /// Deletes the reading history (factory reset).
-    fn wipe_history(&self) -> BoxFut<'_, Result<(), BackendError>>;
-    /// Opens the Zigbee network for joining for `seconds`.
-    fn permit_join(&self, seconds: u16) -> BoxFut<'_, Result<(), BackendError>>;
-    /// The gateway status document (uplinks, coordinator, backlog, …).
-    fn status(&self) -> serde_json::Map<String, serde_json::Value>;
-    /// Read-only uplink settings (no secrets) for the Uplinks page.
-    fn uplink_settings(&self) -> serde_json::Value;
-    /// A new subscription to the live event stream.
-    fn subscribe(&self) -> broadcast::Receiver<Live>;
-    /// Each device's newest reading since `since` (commissioning report).
-    /// The default reads the history window (fine for small stand-ins).
-    fn latest_readings(&self, since: Time) -> BoxFut<'_, Result<Vec<Reading>, BackendError>> {
-        Box::pin(async move {
-            let all = self
-                .history(
-                    since,
-                    crate::wall::now().saturating_add(std::time::Duration::from_secs(60)),
-                    usize::MAX,
-                )
-                .await?;
-            let mut last: std::collections::BTreeMap<DeviceId, Reading> = Default::default();
-            for r in all {
-                last.insert(r.device.clone(), r);
-            }
-            Ok(last.into_values().collect())
-        })
-    }
-    /// The delivery records (path, time) of the alerts with these UUIDs;
-    /// an alert not listed has not been delivered (or its record aged out).
-    fn deliveries(
-        &self,
-        uids: Vec<String>,
-    ) -> BoxFut<'_, Result<Vec<crate::store::AlertDelivery>, BackendError>> {
-        let _ = uids;
-        Box::pin(async move { Ok(Vec::new()) })
-    }
-    /// Acknowledges the open alerts of `rule` on `device` in the rule
-    /// engine (the hub). `Ok(false)`: the engine had no open alert to ack.
-    fn ack_alert(&self, rule: String, device: DeviceId) -> BoxFut<'_, Result<bool, BackendError>> {
-        let _ = (rule, device);
-        Box::pin(async move { Ok(true) })
-    }
-    /// The active-rules handle, when the rule engine is wired.
-    fn rules(&self) -> Option<Rules> {
-        None
-    }
-    /// The running configuration as TOML (for backups), when known.
-    fn config_toml(&self) -> Option<String> {
-        None
-    }
-    /// The `[ota]` settings (defaults when the section is absent).
-    fn ota_config(&self) -> crate::ota::OtaConfig {
-        crate::ota::OtaConfig::default()
-    }
-    /// The upstream MQTT settings and gateway id ("test connection").
-    fn mqtt_uplink(&self) -> Option<(crate::config::MqttUplinkConfig, String)> {
-        None
-    }
-}
 
 /// The real backend: the store, the hub's command channel, the live
 /// broadcast and the status function, as built by `app`.
@@ -123,9 +23,6 @@ pub struct StoreBackend {
     pub hub: mpsc::Sender<HubCommand>,
     pub live: broadcast::Sender<Live>,
     pub status: StatusFn,
-    /// Uplink settings to show (built by `app`, secrets left out), e.g.
-    /// `{"mqtt": {"url": …, "topic_prefix": …}, "lorawan": null}`.
-    pub uplinks: serde_json::Value,
     /// Whether a Zigbee coordinator is configured (and wired for joining).
     pub zigbee: bool,
     /// The active rules (view, edit, rollback from the Rules page).
@@ -148,8 +45,8 @@ impl std::fmt::Debug for StoreBackend {
 }
 
 impl StoreBackend {
-    /// The backend `app` builds: uplink settings and the Zigbee flag are
-    /// taken from `cfg` (secrets are never copied, only whether they are set).
+    /// The backend `app` builds; the UI's [`Settings`] and the Zigbee flag
+    /// are taken from `cfg` (secrets are never copied, only whether they are set).
     pub fn new(
         store: Store,
         hub: mpsc::Sender<HubCommand>,
@@ -163,7 +60,6 @@ impl StoreBackend {
             hub,
             live,
             status,
-            uplinks: uplink_settings(cfg),
             zigbee: cfg.zigbee.is_some(),
             rules,
             config: cfg.clone(),
@@ -188,7 +84,8 @@ impl StoreBackend {
     }
 }
 
-/// The Uplinks page's read-only view of the configuration, without secrets.
+/// The Uplinks page's read-only view of the configuration, without secrets,
+/// e.g. `{"mqtt": {"url": …, "topic_prefix": …}, "lorawan": null}`.
 pub fn uplink_settings(cfg: &crate::config::Config) -> serde_json::Value {
     let mqtt = cfg.uplink.mqtt.as_ref().map(|m| {
         serde_json::json!({
@@ -221,7 +118,22 @@ fn failed(e: crate::store::StoreError) -> BackendError {
     BackendError::Failed(format!("store: {e}"))
 }
 
-impl Backend for StoreBackend {
+impl From<Arc<StoreBackend>> for Roles {
+    fn from(b: Arc<StoreBackend>) -> Roles {
+        Roles {
+            registry: b.clone(),
+            history: b.clone(),
+            alerting: b.clone(),
+            pairing: b.clone(),
+            watch: b.clone(),
+            state: b.clone(),
+            rules: Some(Arc::new(b.rules.clone())),
+            settings: Settings::from_config(&b.config),
+        }
+    }
+}
+
+impl Registry for StoreBackend {
     fn devices(&self) -> BoxFut<'_, Result<Vec<DeviceInfo>, BackendError>> {
         Box::pin(async move { self.store.devices().await.map_err(failed) })
     }
@@ -265,15 +177,9 @@ impl Backend for StoreBackend {
             Ok(())
         })
     }
-    fn deliveries(
-        &self,
-        uids: Vec<String>,
-    ) -> BoxFut<'_, Result<Vec<crate::store::AlertDelivery>, BackendError>> {
-        Box::pin(async move { self.store.alert_deliveries_of(uids).await.map_err(failed) })
-    }
-    fn latest_readings(&self, since: Time) -> BoxFut<'_, Result<Vec<Reading>, BackendError>> {
-        Box::pin(async move { self.store.latest_per_device(since).await.map_err(failed) })
-    }
+}
+
+impl History for StoreBackend {
     fn history(
         &self,
         since: Time,
@@ -287,27 +193,45 @@ impl Backend for StoreBackend {
                 .map_err(failed)
         })
     }
-    fn kv_get(&self, key: String) -> BoxFut<'_, Result<Option<Vec<u8>>, BackendError>> {
-        Box::pin(async move { self.store.kv_get(&key).await.map_err(failed) })
-    }
-    fn kv_put(&self, key: String, value: Option<Vec<u8>>) -> BoxFut<'_, Result<(), BackendError>> {
-        Box::pin(async move {
-            self.store
-                .submit(Write::Kv(key, value))
-                .await
-                .map_err(failed)?;
-            self.store.flush().await.map_err(failed)
-        })
+    fn latest_readings(&self, since: Time) -> BoxFut<'_, Result<Vec<Reading>, BackendError>> {
+        Box::pin(async move { self.store.latest_per_device(since).await.map_err(failed) })
     }
     fn wipe_history(&self) -> BoxFut<'_, Result<(), BackendError>> {
         Box::pin(async move {
             self.store
-                .submit(crate::store::Write::WipeHistory)
+                .submit(Write::WipeHistory)
                 .await
                 .map_err(failed)?;
             self.store.flush().await.map_err(failed)
         })
     }
+}
+
+impl Alerting for StoreBackend {
+    fn ack_alert(&self, rule: String, device: DeviceId) -> BoxFut<'_, Result<bool, BackendError>> {
+        Box::pin(async move {
+            let (reply, rx) = tokio::sync::oneshot::channel();
+            let gone = || BackendError::Unavailable("the hub is not running".into());
+            self.hub
+                .send(HubCommand::Ack {
+                    rule,
+                    device: Some(device),
+                    reply,
+                })
+                .await
+                .map_err(|_| gone())?;
+            rx.await.map_err(|_| gone())
+        })
+    }
+    fn deliveries(
+        &self,
+        uids: Vec<String>,
+    ) -> BoxFut<'_, Result<Vec<crate::store::AlertDelivery>, BackendError>> {
+        Box::pin(async move { self.store.alert_deliveries_of(uids).await.map_err(failed) })
+    }
+}
+
+impl Pairing for StoreBackend {
     fn permit_join(&self, seconds: u16) -> BoxFut<'_, Result<(), BackendError>> {
         Box::pin(async move {
             let Some(tx) = &self.zigbee_tx else {
@@ -326,42 +250,50 @@ impl Backend for StoreBackend {
                 })
         })
     }
+}
+
+impl Watch for StoreBackend {
     fn status(&self) -> serde_json::Map<String, serde_json::Value> {
         (self.status)()
-    }
-    fn uplink_settings(&self) -> serde_json::Value {
-        self.uplinks.clone()
     }
     fn subscribe(&self) -> broadcast::Receiver<Live> {
         self.live.subscribe()
     }
-    fn ack_alert(&self, rule: String, device: DeviceId) -> BoxFut<'_, Result<bool, BackendError>> {
+}
+
+impl WebState for StoreBackend {
+    fn load(&self, record: Record) -> BoxFut<'_, Result<Option<Vec<u8>>, BackendError>> {
+        Box::pin(async move { self.store.kv_get(record.key()).await.map_err(failed) })
+    }
+    fn save(&self, record: Record, value: Option<Vec<u8>>) -> BoxFut<'_, Result<(), BackendError>> {
         Box::pin(async move {
-            let (reply, rx) = tokio::sync::oneshot::channel();
-            let gone = || BackendError::Unavailable("the hub is not running".into());
-            self.hub
-                .send(HubCommand::Ack {
-                    rule,
-                    device: Some(device),
-                    reply,
-                })
+            self.store
+                .submit(Write::Kv(record.key().to_string(), value))
                 .await
-                .map_err(|_| gone())?;
-            rx.await.map_err(|_| gone())
+                .map_err(failed)?;
+            self.store.flush().await.map_err(failed)
         })
     }
-    fn rules(&self) -> Option<Rules> {
-        Some(self.rules.clone())
+}
+
+/// The active-rules handle is the rules role of the real gateway.
+impl RulesAdmin for Rules {
+    fn active(&self) -> BoxFut<'_, Result<crate::rules::active::Version, BackendError>> {
+        Box::pin(async move { Rules::active(self).await.map_err(failed) })
     }
-    fn config_toml(&self) -> Option<String> {
-        toml::to_string(&self.config).ok()
+    fn versions(&self) -> BoxFut<'_, Result<crate::rules::active::History, BackendError>> {
+        Box::pin(async move { Rules::history(self).await.map_err(failed) })
     }
-    fn ota_config(&self) -> crate::ota::OtaConfig {
-        self.config.ota.clone().unwrap_or_default()
+    fn apply(
+        &self,
+        text: String,
+        source: String,
+        now: Time,
+    ) -> BoxFut<'_, Result<Applied, ApplyError>> {
+        Box::pin(async move { Rules::apply(self, &text, &source, None, now).await })
     }
-    fn mqtt_uplink(&self) -> Option<(crate::config::MqttUplinkConfig, String)> {
-        let m = self.config.uplink.mqtt.clone()?;
-        Some((m, self.config.gateway.id.clone()))
+    fn rollback(&self) -> BoxFut<'_, Result<Applied, ApplyError>> {
+        Box::pin(async move { Rules::rollback(self).await })
     }
 }
 

@@ -1,14 +1,10 @@
-//! The request pipeline: body limit, security headers, session lookup,
-//! Origin + CSRF checks, role checks, then routing to [`super::api`].
-//!
-//! Every response leaves through [`handle`], which adds the security
-//! headers, so no handler can forget them. Order of checks for a route
-//! that needs a session: session (401 / redirect to login) → Origin and
-//! CSRF token on state-changing methods (403) → role (403) → input (400).
+//! The web server's shared state ([`App`]), the error shape ([`Fail`]) and
+//! the checks the routes in [`super::routes`] are built from: Host (DNS
+//! rebinding), session cookie, Origin, CSRF token, role, security headers.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -16,20 +12,20 @@ use serde_json::json;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use warp::Reply as _;
-use warp::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
 
 use super::alerts::Alerts;
-use super::audit::{AUDIT_KEY, AuditLog, Entry};
+use super::audit::{AuditLog, Entry};
 use super::auth::{Account, Hashed, Role, Session, Sessions, Throttle};
-use super::backend::{Backend, BackendError};
+use super::roles::{BackendError, Record, Roles};
 use super::validate::Invalid;
 
 pub type Resp = warp::reply::Response;
 
-/// Largest request body accepted (OTA uploads have their own route).
+/// Largest request body accepted (OTA uploads have their own limit).
 pub const BODY_MAX: usize = 256 * 1024;
-pub const ACCOUNTS_KEY: &str = "web/accounts";
-pub const SETUP_KEY: &str = "web/setup";
+/// Largest body of the routes open without a session (setup, login).
+pub const AUTH_BODY_MAX: usize = 16 * 1024;
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
 const CSP: &str = "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; \
@@ -37,7 +33,9 @@ const CSP: &str = "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; 
 
 /// Shared state of the web server.
 pub struct App {
-    pub backend: Arc<dyn Backend>,
+    pub roles: Roles,
+    /// Installs uploaded bundles (one at a time).
+    pub ota: crate::ota::Installer,
     pub tls: bool,
     pub idle: Duration,
     /// Extra accepted `Host` names (see [`host_allowed`]).
@@ -71,13 +69,9 @@ impl std::fmt::Debug for App {
     }
 }
 
-/// One request as the pipeline sees it.
+/// What a handler with a body gets of its request.
 #[derive(Debug)]
 pub struct Req {
-    pub method: Method,
-    pub path: String,
-    pub query: String,
-    pub headers: HeaderMap,
     pub body: Bytes,
     pub peer: SocketAddr,
 }
@@ -149,7 +143,7 @@ pub fn fail_resp(f: Fail) -> Resp {
     json_resp(f.status, &v)
 }
 
-fn redirect(to: &'static str) -> Resp {
+pub fn redirect(to: &'static str) -> Resp {
     let mut r = warp::http::Response::new(Vec::new()).into_response();
     *r.status_mut() = StatusCode::SEE_OTHER;
     r.headers_mut()
@@ -228,8 +222,9 @@ impl App {
             detail,
         });
         let bytes = log.to_json();
-        self.backend
-            .kv_put(AUDIT_KEY.into(), Some(bytes))
+        self.roles
+            .state
+            .save(Record::Audit, Some(bytes))
             .await
             .map_err(Fail::from)
     }
@@ -242,8 +237,9 @@ impl App {
         } else {
             Some(bytes)
         };
-        self.backend
-            .kv_put(ACCOUNTS_KEY.into(), value)
+        self.roles
+            .state
+            .save(Record::Accounts, value)
             .await
             .map_err(Fail::from)
     }
@@ -279,7 +275,7 @@ pub fn host_allowed(host: &str, extra: &[String]) -> bool {
 }
 
 /// `Origin` must be this server's own origin (scheme + Host).
-fn check_origin(app: &App, headers: &HeaderMap) -> Result<()> {
+pub fn check_origin(app: &App, headers: &HeaderMap) -> Result<()> {
     let forbid = |m: &str| Fail::new(StatusCode::FORBIDDEN, m);
     let origin = headers
         .get(header::ORIGIN)
@@ -303,7 +299,7 @@ fn check_origin(app: &App, headers: &HeaderMap) -> Result<()> {
     Ok(())
 }
 
-fn check_csrf(headers: &HeaderMap, who: &Who) -> Result<()> {
+pub fn check_csrf(headers: &HeaderMap, who: &Who) -> Result<()> {
     let sent = headers
         .get(CSRF_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -335,23 +331,10 @@ pub fn add_security_headers(r: &mut Resp, cache: &'static str) {
     }
 }
 
-/// The whole pipeline for one request.
-pub async fn handle(app: Arc<App>, req: Req) -> Resp {
-    let is_asset = req.path.starts_with("/assets/");
-    let mut r = route(&app, req).await.unwrap_or_else(fail_resp);
-    add_security_headers(&mut r, if is_asset { "no-cache" } else { "no-store" });
-    r
-}
-
 /// Refuses a request for a host name this gateway does not answer to
 /// (DNS rebinding).
-fn check_host(app: &App, req: &Req) -> Result<()> {
-    let host = req
-        .headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if host_allowed(host, &app.hosts) {
+pub fn check_host(app: &App, host: Option<&str>) -> Result<()> {
+    if host_allowed(host.unwrap_or(""), &app.hosts) {
         Ok(())
     } else {
         Err(Fail::new(
@@ -359,74 +342,6 @@ fn check_host(app: &App, req: &Req) -> Result<()> {
             "this gateway does not answer to that host name (add it to web.hosts)",
         ))
     }
-}
-
-async fn route(app: &Arc<App>, req: Req) -> Result<Resp> {
-    check_host(app, &req)?;
-    let m = &req.method;
-    let get = m == Method::GET;
-    // Public routes.
-    match (get, req.path.as_str()) {
-        (true, "/healthz") => {
-            return Ok(json_resp(StatusCode::OK, &json!({"ok": true})));
-        }
-        (true, p) if p.starts_with("/assets/") => return super::pages::asset(p),
-        (true, "/login") => return Ok(super::pages::page("login")),
-        (true, "/setup") => {
-            if !app.setup_needed().await {
-                return Ok(redirect("/login"));
-            }
-            return Ok(super::pages::page("setup"));
-        }
-        (true, "/api/v1/setup") => {
-            let needed = app.setup_needed().await;
-            return Ok(json_resp(StatusCode::OK, &json!({ "needed": needed })));
-        }
-        _ => {}
-    }
-    if m == Method::POST && (req.path == "/api/v1/setup" || req.path == "/api/v1/login") {
-        check_origin(app, &req.headers)?;
-        return if req.path == "/api/v1/setup" {
-            super::accounts::setup(app, &req).await
-        } else {
-            super::accounts::login(app, &req).await
-        };
-    }
-    // Everything else needs a session.
-    let Some(who) = app.who(&req.headers) else {
-        if get && super::pages::is_page(&req.path) {
-            return Ok(redirect(if app.setup_needed().await {
-                "/setup"
-            } else {
-                "/login"
-            }));
-        }
-        return Err(Fail::new(
-            StatusCode::UNAUTHORIZED,
-            "log in first (no valid session)",
-        ));
-    };
-    if !(get || m == Method::HEAD) {
-        check_origin(app, &req.headers)?;
-        check_csrf(&req.headers, &who)?;
-    }
-    if get && super::pages::is_page(&req.path) {
-        return Ok(super::pages::page(req.path.trim_start_matches('/')));
-    }
-    super::api::route(app, &req, &who).await
-}
-
-/// The checks of a state-changing request with a session (Host, session,
-/// Origin, CSRF), for routes that stream their body (OTA upload): they run
-/// before a byte of the body is read.
-pub async fn guard(app: &App, req: &Req) -> Result<Who> {
-    check_host(app, req)?;
-    let who = app
-        .who(&req.headers)
-        .ok_or_else(|| Fail::new(StatusCode::UNAUTHORIZED, "log in first (no valid session)"))?;
-    check_origin(app, &req.headers)?;
-    check_csrf(&req.headers, &who)?;
-    Ok(who)
 }
 
 /// Refuses a carer on installer-only routes.

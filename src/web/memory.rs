@@ -1,26 +1,41 @@
-//! An in-memory [`Backend`] for the web API tests (the e2e tests run the real daemon).
-//! Nothing in the gateway itself uses it.
+//! The web UI's roles in memory, for the web API tests (the e2e tests run
+//! the real daemon). Nothing in the gateway itself uses it.
 //!
 //! [`MemoryBackend::inject`] plays the hub: it merges device facts and
-//! readings into the registry and history and broadcasts the live event.
+//! readings into the registry and history, keeps the open alerts (which
+//! [`Alerting::ack_alert`] acknowledges), and broadcasts the live event.
+//! [`MemoryBackend::with_rules`] adds a rules role over a real rule engine
+//! ([`MemoryRules`]); without it the server has no rules role.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::broadcast;
 
-use super::backend::{Backend, BackendError, BoxFut};
+use super::roles::{
+    Alerting, BackendError, BoxFut, History, Pairing, Record, Registry, Roles, RulesAdmin,
+    Settings, Watch, WebState,
+};
 use crate::hub::Live;
-use crate::model::{DeviceId, DeviceInfo, Reading, Time};
+use crate::model::{AlertState, DeviceId, DeviceInfo, Reading, Time};
+use crate::rules::active::{Applied, ApplyError, Decision, History as RulesHistory, Version};
+use crate::rules::{Engine, RuleSet};
+use crate::store::AlertDelivery;
 
-/// Registry, history and key-value pairs in memory.
+/// Registry, history, open alerts and the web records in memory.
 #[derive(Debug)]
 pub struct MemoryBackend {
     devices: Mutex<BTreeMap<DeviceId, DeviceInfo>>,
     history: Mutex<Vec<Reading>>,
-    kv: Mutex<HashMap<String, Vec<u8>>>,
+    records: Mutex<HashMap<Record, Vec<u8>>>,
     live: broadcast::Sender<Live>,
     status: Mutex<serde_json::Map<String, serde_json::Value>>,
+    /// Raised and not yet cleared or acknowledged: (rule, device).
+    open: Mutex<BTreeSet<(String, DeviceId)>>,
+    /// Every acknowledgement asked of the "engine", in order.
+    acks: Mutex<Vec<(String, DeviceId)>>,
+    delivered: Mutex<HashMap<String, AlertDelivery>>,
+    rules: Option<Arc<MemoryRules>>,
 }
 
 impl Default for MemoryBackend {
@@ -34,12 +49,16 @@ impl Default for MemoryBackend {
         MemoryBackend {
             devices: Mutex::default(),
             history: Mutex::default(),
-            kv: Mutex::default(),
+            records: Mutex::default(),
             live: broadcast::channel(256).0,
             status: Mutex::new(match status {
                 serde_json::Value::Object(m) => m,
                 _ => serde_json::Map::new(),
             }),
+            open: Mutex::default(),
+            acks: Mutex::default(),
+            delivered: Mutex::default(),
+            rules: None,
         }
     }
 }
@@ -68,6 +87,25 @@ impl MemoryBackend {
         Self::default()
     }
 
+    /// With a rules role over a real rule engine, starting from the
+    /// built-in rules.
+    pub fn with_rules(mut self) -> Self {
+        self.rules = Some(Arc::new(MemoryRules::new()));
+        self
+    }
+
+    /// The acknowledgements the "engine" was asked for (for assertions).
+    pub fn acks_now(&self) -> Vec<(String, DeviceId)> {
+        self.acks.lock().map(|a| a.clone()).unwrap_or_default()
+    }
+
+    /// Records that the alert `d.id` went upstream (what the outbox does).
+    pub fn delivered(&self, d: AlertDelivery) {
+        if let Ok(mut m) = self.delivered.lock() {
+            m.insert(d.id.clone(), d);
+        }
+    }
+
     /// Does what the hub would: updates registry/history, then broadcasts.
     pub fn inject(&self, ev: Live) {
         match &ev {
@@ -82,7 +120,16 @@ impl MemoryBackend {
                     h.push(r.clone());
                 }
             }
-            Live::Alert(_) | Live::Link(_) => {}
+            Live::Alert(a) => {
+                if let Ok(mut open) = self.open.lock() {
+                    let key = (a.rule.to_string(), a.device.clone());
+                    match a.state {
+                        AlertState::Raised => open.insert(key),
+                        AlertState::Cleared => open.remove(&key),
+                    };
+                }
+            }
+            Live::Link(_) => {}
         }
         let _ = self.live.send(ev);
     }
@@ -114,22 +161,50 @@ fn poisoned() -> BackendError {
     BackendError::Failed("memory backend lock poisoned".into())
 }
 
-impl Backend for MemoryBackend {
+fn ready<T: Send + 'static>(r: T) -> BoxFut<'static, T> {
+    Box::pin(async move { r })
+}
+
+impl From<Arc<MemoryBackend>> for Roles {
+    fn from(b: Arc<MemoryBackend>) -> Roles {
+        Roles {
+            registry: b.clone(),
+            history: b.clone(),
+            alerting: b.clone(),
+            pairing: b.clone(),
+            watch: b.clone(),
+            state: b.clone(),
+            rules: b.rules.clone().map(|r| r as Arc<dyn RulesAdmin>),
+            settings: Settings {
+                uplinks: serde_json::json!({
+                    "mqtt": {"url": "mqtts://broker.example.org:8883", "topic_prefix": "carebridge",
+                             "keepalive": "30s", "telemetry": true},
+                    "lorawan": null,
+                }),
+                config_toml: None,
+                ota: Default::default(),
+                mqtt: None,
+            },
+        }
+    }
+}
+
+impl Registry for MemoryBackend {
     fn devices(&self) -> BoxFut<'_, Result<Vec<DeviceInfo>, BackendError>> {
-        let r = self
-            .devices
-            .lock()
-            .map(|d| d.values().cloned().collect())
-            .map_err(|_| poisoned());
-        Box::pin(async move { r })
+        ready(
+            self.devices
+                .lock()
+                .map(|d| d.values().cloned().collect())
+                .map_err(|_| poisoned()),
+        )
     }
     fn device(&self, id: DeviceId) -> BoxFut<'_, Result<Option<DeviceInfo>, BackendError>> {
-        let r = self
-            .devices
-            .lock()
-            .map(|d| d.get(&id).cloned())
-            .map_err(|_| poisoned());
-        Box::pin(async move { r })
+        ready(
+            self.devices
+                .lock()
+                .map(|d| d.get(&id).cloned())
+                .map_err(|_| poisoned()),
+        )
     }
     fn update_devices(
         &self,
@@ -139,18 +214,21 @@ impl Backend for MemoryBackend {
         for info in infos {
             self.inject(Live::Device(info));
         }
-        Box::pin(async move { Ok(()) })
+        ready(Ok(()))
     }
     fn remove_device(&self, id: DeviceId, _by: String) -> BoxFut<'_, Result<(), BackendError>> {
-        let r = self
-            .devices
-            .lock()
-            .map(|mut d| {
-                d.remove(&id);
-            })
-            .map_err(|_| poisoned());
-        Box::pin(async move { r })
+        ready(
+            self.devices
+                .lock()
+                .map(|mut d| {
+                    d.remove(&id);
+                })
+                .map_err(|_| poisoned()),
+        )
     }
+}
+
+impl History for MemoryBackend {
     fn history(
         &self,
         since: Time,
@@ -172,55 +250,213 @@ impl Backend for MemoryBackend {
                 v
             })
             .map_err(|_| poisoned());
-        Box::pin(async move { r })
+        ready(r)
     }
-    fn kv_get(&self, key: String) -> BoxFut<'_, Result<Option<Vec<u8>>, BackendError>> {
-        let r = self
-            .kv
-            .lock()
-            .map(|kv| kv.get(&key).cloned())
-            .map_err(|_| poisoned());
-        Box::pin(async move { r })
-    }
-    fn kv_put(&self, key: String, value: Option<Vec<u8>>) -> BoxFut<'_, Result<(), BackendError>> {
-        let r = self
-            .kv
-            .lock()
-            .map(|mut kv| {
-                match value {
-                    Some(v) => kv.insert(key, v),
-                    None => kv.remove(&key),
-                };
-            })
-            .map_err(|_| poisoned());
-        Box::pin(async move { r })
-    }
-    fn wipe_history(&self) -> BoxFut<'_, Result<(), BackendError>> {
+    fn latest_readings(&self, since: Time) -> BoxFut<'_, Result<Vec<Reading>, BackendError>> {
         let r = self
             .history
             .lock()
-            .map(|mut h| h.clear())
+            .map(|h| {
+                let mut last: BTreeMap<DeviceId, Reading> = BTreeMap::new();
+                for r in h.iter().filter(|r| r.at >= since) {
+                    if last.get(&r.device).is_none_or(|l| l.at <= r.at) {
+                        last.insert(r.device.clone(), r.clone());
+                    }
+                }
+                last.into_values().collect()
+            })
             .map_err(|_| poisoned());
-        Box::pin(async move { r })
+        ready(r)
     }
+    fn wipe_history(&self) -> BoxFut<'_, Result<(), BackendError>> {
+        ready(
+            self.history
+                .lock()
+                .map(|mut h| h.clear())
+                .map_err(|_| poisoned()),
+        )
+    }
+}
+
+impl Alerting for MemoryBackend {
+    fn ack_alert(&self, rule: String, device: DeviceId) -> BoxFut<'_, Result<bool, BackendError>> {
+        let key = (rule, device);
+        let r = self
+            .open
+            .lock()
+            .map(|mut open| open.remove(&key))
+            .map_err(|_| poisoned());
+        if let Ok(mut acks) = self.acks.lock() {
+            acks.push(key);
+        }
+        ready(r)
+    }
+    fn deliveries(
+        &self,
+        uids: Vec<String>,
+    ) -> BoxFut<'_, Result<Vec<AlertDelivery>, BackendError>> {
+        let r = self
+            .delivered
+            .lock()
+            .map(|m| uids.iter().filter_map(|u| m.get(u).cloned()).collect())
+            .map_err(|_| poisoned());
+        ready(r)
+    }
+}
+
+impl Pairing for MemoryBackend {
+    /// This backend has no coordinator, as a gateway without `[zigbee]`.
     fn permit_join(&self, _seconds: u16) -> BoxFut<'_, Result<(), BackendError>> {
-        Box::pin(async move {
-            Err(BackendError::Unavailable(
-                "Zigbee coordinator not configured".into(),
-            ))
-        })
+        ready(Err(BackendError::Unavailable(
+            "Zigbee coordinator not configured".into(),
+        )))
     }
+}
+
+impl Watch for MemoryBackend {
     fn status(&self) -> serde_json::Map<String, serde_json::Value> {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
     }
-    fn uplink_settings(&self) -> serde_json::Value {
-        serde_json::json!({
-            "mqtt": {"url": "mqtts://broker.example.org:8883", "topic_prefix": "carebridge",
-                     "keepalive": "30s", "telemetry": true},
-            "lorawan": null,
-        })
-    }
     fn subscribe(&self) -> broadcast::Receiver<Live> {
         self.live.subscribe()
+    }
+}
+
+impl WebState for MemoryBackend {
+    fn load(&self, record: Record) -> BoxFut<'_, Result<Option<Vec<u8>>, BackendError>> {
+        ready(
+            self.records
+                .lock()
+                .map(|m| m.get(&record).cloned())
+                .map_err(|_| poisoned()),
+        )
+    }
+    fn save(&self, record: Record, value: Option<Vec<u8>>) -> BoxFut<'_, Result<(), BackendError>> {
+        let r = self
+            .records
+            .lock()
+            .map(|mut m| {
+                match value {
+                    Some(v) => m.insert(record, v),
+                    None => m.remove(&record),
+                };
+            })
+            .map_err(|_| poisoned());
+        ready(r)
+    }
+}
+
+/// The rules role over a real [`Engine`] and the same version bookkeeping
+/// as the gateway's ([`RulesHistory::propose`], [`RulesHistory::rollback`]).
+pub struct MemoryRules {
+    base: Version,
+    state: Mutex<(RulesHistory, Engine)>,
+}
+
+impl std::fmt::Debug for MemoryRules {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryRules").finish_non_exhaustive()
+    }
+}
+
+impl Default for MemoryRules {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryRules {
+    /// Starts from the built-in rules (version 0).
+    pub fn new() -> MemoryRules {
+        let base = Version {
+            version: 0,
+            source: "built-in".into(),
+            applied_at: 0,
+            text: crate::rules::MINIMAL_RULES.into(),
+        };
+        // The built-in rules are part of the binary and always valid.
+        #[allow(clippy::expect_used)]
+        let engine = RuleSet::parse(&base.text, "rules")
+            .and_then(|set| Engine::new(&set, jiff::tz::TimeZone::UTC))
+            .expect("the built-in rules load");
+        MemoryRules {
+            base,
+            state: Mutex::new((RulesHistory::default(), engine)),
+        }
+    }
+
+    /// Keeps `next` and switches the engine to its current version.
+    fn switch(
+        &self,
+        st: &mut (RulesHistory, Engine),
+        next: RulesHistory,
+        set: &RuleSet,
+    ) -> Applied {
+        let s = st.1.reload(set);
+        let cur = next.current.clone().unwrap_or(self.base.clone());
+        st.0 = next;
+        Applied {
+            version: cur.version,
+            source: cur.source,
+            kept: s.kept,
+            fresh: s.fresh,
+            removed: s.removed,
+            unchanged: false,
+        }
+    }
+
+    /// One change at a time, as the gateway's handle does.
+    fn locked(&self) -> Result<std::sync::MutexGuard<'_, (RulesHistory, Engine)>, ApplyError> {
+        self.state.lock().map_err(|_| ApplyError::Stopping)
+    }
+}
+
+impl RulesAdmin for MemoryRules {
+    fn active(&self) -> BoxFut<'_, Result<Version, BackendError>> {
+        let r = self
+            .locked()
+            .map(|st| st.0.current.clone().unwrap_or(self.base.clone()))
+            .map_err(|e| BackendError::Failed(e.to_string()));
+        ready(r)
+    }
+    fn versions(&self) -> BoxFut<'_, Result<RulesHistory, BackendError>> {
+        let r = self
+            .locked()
+            .map(|st| st.0.clone())
+            .map_err(|e| BackendError::Failed(e.to_string()));
+        ready(r)
+    }
+    fn apply(
+        &self,
+        text: String,
+        source: String,
+        now: Time,
+    ) -> BoxFut<'_, Result<Applied, ApplyError>> {
+        let r = (|| {
+            let set = RuleSet::parse(&text, "rules")?;
+            let mut st = self.locked()?;
+            match st.0.propose(&text, &source, None, now)? {
+                Decision::Unchanged(v) => Ok(Applied {
+                    version: v,
+                    source,
+                    kept: 0,
+                    fresh: 0,
+                    removed: 0,
+                    unchanged: true,
+                }),
+                Decision::Switch(next) => Ok(self.switch(&mut st, next, &set)),
+            }
+        })();
+        ready(r)
+    }
+    fn rollback(&self) -> BoxFut<'_, Result<Applied, ApplyError>> {
+        let r = (|| {
+            let mut st = self.locked()?;
+            let next = st.0.rollback()?;
+            let text = next.current.as_ref().unwrap_or(&self.base).text.clone();
+            let set = RuleSet::parse(&text, "rules")?;
+            Ok(self.switch(&mut st, next, &set))
+        })();
+        ready(r)
     }
 }

@@ -2,15 +2,17 @@
 //!
 //! Layout:
 //! - [`WebConfig`]: the `[web]` section;
-//! - [`backend`]: the [`Backend`] trait (everything the UI needs from the
-//!   rest of the gateway) and its implementation over the store and hub;
-//! - [`memory`]: an in-memory backend for the API tests only;
+//! - [`roles`]: what the UI needs from the rest of the gateway, as small
+//!   role traits, and [`Roles`], one handle per role;
+//! - [`backend`]: the roles over the store, hub and rule engine ([`StoreBackend`]);
+//! - [`memory`]: the roles in memory, for the API tests only;
+//! - [`routes`]: the routes as warp filters (guards, body limits, errors);
 //! - [`accounts`]: setup, login, logout and user management endpoints;
 //! - [`auth`]: accounts (PBKDF2), sessions, setup code, login throttling;
 //! - [`audit`]: the audit log of configuration changes;
 //! - [`alerts`]: the bounded recent-alerts list fed from the live stream;
 //! - [`tls`]: the per-device self-signed certificate and the TLS acceptor;
-//! - [`http`]: the request pipeline (headers, session, CSRF, routing);
+//! - [`http`]: shared state, the error shape, Host/session/Origin/CSRF checks;
 //! - [`api`]: the JSON handlers; [`pages`]: HTML shells and assets;
 //! - [`rules_page`]: view, edit, roll back and "try" the alert rules;
 //! - [`system`]: backup/restore, factory reset, logs, MQTT test, OTA upload.
@@ -30,13 +32,16 @@ pub mod backend;
 pub mod http;
 pub mod memory;
 pub mod pages;
+pub mod roles;
+pub mod routes;
 pub mod rules_page;
 pub mod server;
 pub mod system;
 pub mod tls;
 pub mod validate;
 
-pub use backend::{Backend, BackendError, StoreBackend};
+pub use backend::StoreBackend;
+pub use roles::{BackendError, Roles};
 pub use server::serve;
 
 pub use crate::config::WebConfig;

@@ -16,6 +16,7 @@ use serde_json::json;
 use warp::http::StatusCode;
 
 use super::http::{App, Fail, Req, Resp, Result, Who, installer, json_resp};
+use super::roles::RulesAdmin;
 use super::validate::{Invalid, Obj};
 use crate::model::{Alert, DeviceInfo, Reading, Time};
 use crate::rules::{Engine, RuleSet, RulesError};
@@ -87,30 +88,22 @@ fn rules_text(req: &Req) -> Result<String> {
     Ok(text.to_string())
 }
 
-fn handle(app: &App) -> Result<crate::rules::active::Rules> {
-    app.backend.rules().ok_or_else(|| {
-        Fail::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the rule engine is not wired in this server",
-        )
-    })
-}
-
-fn store_fail(e: impl std::fmt::Display) -> Fail {
-    Fail::new(StatusCode::INTERNAL_SERVER_ERROR, format!("store: {e}"))
+/// The rules role; 501 when this server has none.
+fn handle(app: &App) -> Result<&std::sync::Arc<dyn RulesAdmin>> {
+    app.roles.rules().map_err(Fail::from)
 }
 
 /// `GET /api/v1/rules`: the active version (with text) and the previous one.
 pub async fn get(app: &App) -> Result<Resp> {
-    let Some(rules) = app.backend.rules() else {
+    let Some(rules) = &app.roles.rules else {
         return Ok(json_resp(
             StatusCode::OK,
             &json!({"available": false,
                     "message": "the rule engine is not wired in this server; the built-in safety rules apply"}),
         ));
     };
-    let active = rules.active().await.map_err(store_fail)?;
-    let history = rules.history().await.map_err(store_fail)?;
+    let active = rules.active().await?;
+    let history = rules.versions().await?;
     let previous = history.previous.map(
         |p| json!({"version": p.version, "source": p.source, "applied_at": Time(p.applied_at)}),
     );
@@ -137,7 +130,7 @@ pub async fn put(app: &App, req: &Req, who: &Who) -> Result<Resp> {
         return Ok(refused(&e));
     }
     let source = format!("ui:{}", who.session.user);
-    let applied = match rules.apply(&text, &source, None, gateway_now(app)).await {
+    let applied = match rules.apply(text, source, gateway_now(app)).await {
         Ok(a) => a,
         Err(crate::rules::active::ApplyError::Invalid(e)) => return Ok(refused(&e)),
         Err(e) => return Err(Fail::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
@@ -183,7 +176,8 @@ pub async fn rollback(app: &App, who: &Who) -> Result<Resp> {
 
 /// The gateway's clock (the demo's runs fast), from its status document.
 pub fn gateway_now(app: &App) -> Time {
-    app.backend
+    app.roles
+        .watch
         .status()
         .get("at")
         .and_then(|v| v.as_str())
@@ -257,14 +251,16 @@ pub async fn try_it(app: &App, req: &Req, who: &Who) -> Result<Resp> {
     let until = gateway_now(app);
     let since = Time(until.as_millis() - 86_400_000);
     let mut history = app
-        .backend
+        .roles
+        .history
         .history(since, Time(until.as_millis() + 1), TRY_READINGS_MAX + 1)
         .await?;
     let capped = history.len() > TRY_READINGS_MAX;
     history.truncate(TRY_READINGS_MAX);
-    let devices = app.backend.devices().await?;
+    let devices = app.roles.registry.devices().await?;
     let tz = app
-        .backend
+        .roles
+        .watch
         .status()
         .get("timezone")
         .and_then(|v| v.as_str())

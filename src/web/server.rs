@@ -1,7 +1,9 @@
 //! The listener: binds its own socket (so a busy port is an error, not a
-//! panic, and port 0 works), accepts connections (TLS by default), and
-//! serves each with hyper over the warp filter. Also loads the web state
-//! (accounts, audit log, setup code) and starts the alerts tracker.
+//! panic, and port 0 works), accepts connections (TLS by default, through
+//! tokio-rustls, since warp 0.4 has none), and serves each with hyper's
+//! connection driver over the warp routes of [`super::routes`]. Also loads
+//! the web state (accounts, audit log, setup code) and starts the alerts
+//! tracker.
 //!
 //! Limits: at most [`MAX_CONNECTIONS`] connections at once; a TLS handshake
 //! or request head must arrive within 10 s (slow-loris).
@@ -12,32 +14,33 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use futures_util::StreamExt as _;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, broadcast};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use warp::Filter;
 
 use super::WebConfig;
-use super::alerts::{ALERTS_KEY, Alerts};
-use super::audit::{AUDIT_KEY, AuditLog};
+use super::alerts::Alerts;
+use super::audit::AuditLog;
 use super::auth::{Account, Hashed, Sessions, Throttle};
-use super::backend::Backend;
-use super::http::{ACCOUNTS_KEY, App, BODY_MAX, Req, SETUP_KEY, handle};
+use super::http::App;
+use super::roles::{Record, Roles, WebState};
+use super::routes::Peer;
 use crate::hub::Live;
 
 pub const MAX_CONNECTIONS: usize = 128;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+type Site = warp::filters::BoxedFilter<(super::http::Resp,)>;
 
 /// Starts the web server. Returns the bound address and the server task
 /// (which ends when `shutdown` is cancelled).
 ///
-/// Wiring in `app` (after the store, hub channels and status function exist):
+/// `roles` is anything that turns into [`Roles`]: `Arc<StoreBackend>` in
+/// the gateway, `Arc<MemoryBackend>` in tests, e.g.
 /// ```ignore
 /// let backend = Arc::new(web::StoreBackend::new(store.clone(), hub_cmd_tx.clone(),
-///     live_tx.clone(), status_fn.clone(), &cfg));
+///     live_tx.clone(), status_fn.clone(), &cfg, rules.clone()));
 /// let (addr, task) = web::serve(web_cfg.clone(), backend, &cfg.gateway.data_dir,
 ///     shutdown.clone()).await?;
 /// ```
@@ -46,17 +49,17 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// generated under `<data_dir>/web/` and its SHA-256 fingerprint logged.
 pub async fn serve(
     cfg: WebConfig,
-    backend: Arc<dyn Backend>,
+    roles: impl Into<Roles>,
     data_dir: &Path,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
-    serve_with_metrics(cfg, backend, data_dir, shutdown, None).await
+    serve_with_metrics(cfg, roles, data_dir, shutdown, None).await
 }
 
 /// [`serve`] plus `GET /metrics` (see [`crate::metrics`] for who may read it).
 pub async fn serve_with_metrics(
     cfg: WebConfig,
-    backend: Arc<dyn Backend>,
+    roles: impl Into<Roles>,
     data_dir: &Path,
     shutdown: CancellationToken,
     metrics: Option<crate::metrics::Metrics>,
@@ -81,51 +84,55 @@ pub async fn serve_with_metrics(
         tracing::warn!(%bound, "web UI over plain HTTP (no TLS)");
         None
     };
-    let app = Arc::new(load(&cfg, backend, data_dir, shutdown.clone()).await?);
+    let app = Arc::new(load(&cfg, roles.into(), data_dir, shutdown.clone()).await?);
     tokio::spawn(track_alerts(app.clone()));
+    let site = super::routes::site(app.clone(), metrics);
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(url = %format!("{scheme}://{bound}/"), "web UI listening");
-    let task = tokio::spawn(accept_loop(listener, tls, app, shutdown, metrics));
+    let task = tokio::spawn(accept_loop(listener, tls, site, shutdown));
     Ok((bound, task))
 }
 
-async fn kv_json<T: serde::de::DeserializeOwned>(
-    backend: &dyn Backend,
-    key: &str,
+async fn load_json<T: serde::de::DeserializeOwned>(
+    state: &dyn WebState,
+    record: Record,
 ) -> anyhow::Result<Option<T>> {
-    match backend.kv_get(key.to_string()).await? {
+    match state.load(record).await? {
         None => Ok(None),
         // Corrupt data must not keep the UI (or the gateway) down: the
         // label's setup code recovers, and setup overwrites the bad value.
         Some(b) => match serde_json::from_slice(&b) {
             Ok(v) => Ok(Some(v)),
             Err(e) => {
-                tracing::error!(key, error = %e, "stored web data is corrupt; ignoring it");
+                tracing::error!(key = record.key(), error = %e, "stored web data is corrupt; ignoring it");
                 Ok(None)
             }
         },
     }
 }
 
-/// Builds the state: accounts and audit log from the backend; the setup
-/// code from the backend, else from `<data_dir>/setup-code`, else new.
+/// Builds the state: accounts and audit log from the stored records; the
+/// setup code from its record, else from `<data_dir>/setup-code`, else new.
 async fn load(
     cfg: &WebConfig,
-    backend: Arc<dyn Backend>,
+    roles: Roles,
     data_dir: &Path,
     shutdown: CancellationToken,
 ) -> anyhow::Result<App> {
-    let accounts: Vec<Account> = kv_json(&*backend, ACCOUNTS_KEY).await?.unwrap_or_default();
-    let audit = match backend.kv_get(AUDIT_KEY.into()).await? {
+    let state = &*roles.state;
+    let accounts: Vec<Account> = load_json(state, Record::Accounts)
+        .await?
+        .unwrap_or_default();
+    let audit = match state.load(Record::Audit).await? {
         Some(b) => AuditLog::from_json(&b),
         None => AuditLog::default(),
     };
-    let alerts = match backend.kv_get(ALERTS_KEY.into()).await? {
+    let alerts = match state.load(Record::RecentAlerts).await? {
         Some(b) => Alerts::from_json(&b),
         None => Alerts::default(),
     };
     let code_file = data_dir.join("setup-code");
-    let mut setup: Option<Hashed> = kv_json(&*backend, SETUP_KEY).await?;
+    let mut setup: Option<Hashed> = load_json(state, Record::SetupCode).await?;
     if setup.is_none() {
         let code = match std::fs::read_to_string(&code_file) {
             Ok(c) if !c.trim().is_empty() => {
@@ -143,8 +150,8 @@ async fn load(
         let h = tokio::task::spawn_blocking(move || Hashed::new(&normal))
             .await?
             .map_err(|_| anyhow::anyhow!("hashing the setup code"))?;
-        if let Err(e) = backend
-            .kv_put(SETUP_KEY.into(), Some(serde_json::to_vec(&h)?))
+        if let Err(e) = state
+            .save(Record::SetupCode, Some(serde_json::to_vec(&h)?))
             .await
         {
             // Kept in memory; the file on disk is the lasting copy.
@@ -163,9 +170,11 @@ async fn load(
             ),
         }
     }
-    let backend_for_kinds = backend.clone();
+    let kinds = seed_kinds(&*roles.history).await;
+    let ota = crate::ota::Installer::new(roles.settings.ota.clone(), data_dir);
     Ok(App {
-        backend,
+        roles,
+        ota,
         tls: cfg.tls,
         idle: cfg.session_idle.0,
         hosts: cfg.hosts.clone(),
@@ -176,7 +185,7 @@ async fn load(
         setup_code: Mutex::new(setup),
         audit: tokio::sync::Mutex::new(audit),
         alerts: Mutex::new(alerts),
-        kinds: Mutex::new(seed_kinds(&*backend_for_kinds).await),
+        kinds: Mutex::new(kinds),
         ui: broadcast::channel(512).0,
         dummy: Hashed {
             salt: "00".repeat(16),
@@ -200,13 +209,13 @@ fn keep_private(path: &Path) {
 
 /// Which kinds each device reported in the last week (best effort).
 async fn seed_kinds(
-    backend: &dyn Backend,
+    history: &dyn super::roles::History,
 ) -> std::collections::HashMap<crate::model::DeviceId, std::collections::BTreeSet<crate::model::Kind>>
 {
     let now = crate::wall::now();
     let since = crate::model::Time(now.as_millis() - 7 * 86_400_000);
     let mut out: std::collections::HashMap<_, std::collections::BTreeSet<_>> = Default::default();
-    if let Ok(h) = backend.history(since, now, 10_000).await {
+    if let Ok(h) = history.history(since, now, 10_000).await {
         for r in h {
             out.entry(r.device).or_default().insert(r.kind);
         }
@@ -218,7 +227,7 @@ async fn seed_kinds(
 /// alerts with their UI id) to SSE clients.
 async fn track_alerts(app: Arc<App>) {
     use tokio::sync::broadcast::error::RecvError;
-    let mut rx = app.backend.subscribe();
+    let mut rx = app.roles.watch.subscribe();
     loop {
         let ev = tokio::select! {
             _ = app.shutdown.cancelled() => return,
@@ -245,7 +254,11 @@ async fn track_alerts(app: Arc<App>) {
             });
             // Alerts are rare: keeping the list durable costs one small write each.
             if let Some(bytes) = saved
-                && let Err(e) = app.backend.kv_put(ALERTS_KEY.into(), Some(bytes)).await
+                && let Err(e) = app
+                    .roles
+                    .state
+                    .save(Record::RecentAlerts, Some(bytes))
+                    .await
             {
                 tracing::warn!(error = %e, "could not save the recent alerts list");
             }
@@ -257,9 +270,8 @@ async fn track_alerts(app: Arc<App>) {
 async fn accept_loop(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    app: Arc<App>,
+    site: Site,
     shutdown: CancellationToken,
-    metrics: Option<crate::metrics::Metrics>,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
@@ -278,12 +290,11 @@ async fn accept_loop(
                 }
             },
         };
-        let (tls, app, sd) = (tls.clone(), app.clone(), shutdown.clone());
-        let m = metrics.clone();
+        let (tls, site, sd) = (tls.clone(), site.clone(), shutdown.clone());
         tokio::spawn(async move {
             tokio::select! {
                 _ = sd.cancelled() => {}
-                _ = connection(stream, peer, tls, app, m) => {}
+                _ = connection(stream, peer, tls, site) => {}
             }
             drop(permit);
         });
@@ -294,25 +305,30 @@ async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    app: Arc<App>,
-    m: Option<crate::metrics::Metrics>,
+    site: Site,
 ) {
     let _ = stream.set_nodelay(true);
     match tls {
-        None => serve_io(stream, peer, app, m).await,
+        None => serve_io(stream, peer, site).await,
         Some(acc) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acc.accept(stream)).await {
-            Ok(Ok(s)) => serve_io(s, peer, app, m).await,
+            Ok(Ok(s)) => serve_io(s, peer, site).await,
             Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
             Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
         },
     }
 }
 
-async fn serve_io<S>(io: S, peer: SocketAddr, app: Arc<App>, m: Option<crate::metrics::Metrics>)
+async fn serve_io<S>(io: S, peer: SocketAddr, site: Site)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let svc = hyper_util::service::TowerToHyperService::new(warp::service(filter(app, peer, m)));
+    use hyper::service::Service as _;
+    // One HTTP stack: hyper only carries the connection; warp routes.
+    let svc = hyper_util::service::TowerToHyperService::new(warp::service(site));
+    let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(Peer(peer));
+        svc.call(req)
+    });
     let mut b = hyper::server::conn::http1::Builder::new();
     b.timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(HANDSHAKE_TIMEOUT)
@@ -323,104 +339,4 @@ where
     {
         tracing::debug!(%peer, error = %e, "web connection ended with an error");
     }
-}
-
-/// The one warp filter: collects the request and hands it to the pipeline.
-fn filter(
-    app: Arc<App>,
-    peer: SocketAddr,
-    metrics: Option<crate::metrics::Metrics>,
-) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection>
-+ Clone
-+ Send
-+ Sync
-+ 'static {
-    warp::method()
-        .and(warp::path::full())
-        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
-        .and(warp::header::headers_cloned())
-        .and(warp::body::stream())
-        .then(
-            move |method, path: warp::path::FullPath, query, headers, body| {
-                let app = app.clone();
-                let metrics = metrics.clone();
-                async move {
-                    let p = path.as_str().to_string();
-                    // fleet (issue 9): Prometheus metrics, before the UI pipeline.
-                    if let (Some(m), "/metrics", &warp::http::Method::GET) =
-                        (&metrics, p.as_str(), &method)
-                    {
-                        return m.respond(peer, app.who(&headers).is_some());
-                    }
-                    // The OTA upload streams its body to a file after the
-                    // session and CSRF checks (see `system::ota_upload`).
-                    if p == super::system::OTA_PATH && method == warp::http::Method::POST {
-                        let req = Req {
-                            method,
-                            path: p,
-                            query,
-                            headers,
-                            body: bytes::Bytes::new(),
-                            peer,
-                        };
-                        let mut r = super::system::ota_upload(app, req, body)
-                            .await
-                            .unwrap_or_else(super::http::fail_resp);
-                        super::http::add_security_headers(&mut r, "no-store");
-                        return r;
-                    }
-                    let limit = BODY_MAX;
-                    // A body trickled in slowly must not hold a slot forever.
-                    let read = tokio::time::timeout(BODY_TIMEOUT, read_body(body, limit));
-                    let body = match read
-                        .await
-                        .unwrap_or(Err(warp::http::StatusCode::REQUEST_TIMEOUT))
-                    {
-                        Ok(b) => b,
-                        Err(status) => {
-                            let msg = if status == warp::http::StatusCode::PAYLOAD_TOO_LARGE {
-                                format!("request body over {} KiB", BODY_MAX / 1024)
-                            } else {
-                                "request body incomplete or too slow".to_string()
-                            };
-                            return super::http::fail_resp(super::http::Fail::new(status, msg));
-                        }
-                    };
-                    let req = Req {
-                        method,
-                        path: p,
-                        query,
-                        headers,
-                        body,
-                        peer,
-                    };
-                    handle(app, req).await
-                }
-            },
-        )
-}
-
-async fn read_body<S, B>(body: S, limit: usize) -> Result<bytes::Bytes, warp::http::StatusCode>
-where
-    S: futures_util::Stream<Item = Result<B, warp::Error>>,
-    B: warp::Buf,
-{
-    let mut body = std::pin::pin!(body);
-    let mut out = Vec::new();
-    if limit == 0 {
-        return Ok(bytes::Bytes::new());
-    }
-    while let Some(chunk) = body.next().await {
-        let mut chunk = chunk.map_err(|_| warp::http::StatusCode::BAD_REQUEST)?;
-        while chunk.has_remaining() {
-            let c = chunk.chunk();
-            if out.len() + c.len() > limit {
-                return Err(warp::http::StatusCode::PAYLOAD_TOO_LARGE);
-            }
-            out.extend_from_slice(c);
-            let n = c.len();
-            chunk.advance(n);
-        }
-    }
-    Ok(bytes::Bytes::from(out))
 }

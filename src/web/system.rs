@@ -18,13 +18,11 @@ use serde_json::json;
 use warp::Reply as _;
 use warp::http::{HeaderValue, StatusCode, header};
 
-use super::alerts::ALERTS_KEY;
 use super::http::{App, Fail, Req, Resp, Result, Who, installer, json_resp};
+use super::roles::Record;
 use super::validate::{self, Invalid};
 use crate::model::{DeviceId, DeviceInfo};
 
-/// Upload route (its body is streamed, not buffered by the pipeline).
-pub const OTA_PATH: &str = "/api/v1/system/ota";
 /// A chunk of an upload must arrive within this long.
 const CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
 const BACKUP_FORMAT: &str = "carebridge-backup-1";
@@ -39,7 +37,7 @@ fn attachment(mut r: Resp, name: &'static str) -> Resp {
 /// password hashes), uplink settings and the audit log.
 pub async fn backup(app: &App, who: &Who) -> Result<Resp> {
     installer(who)?;
-    let devices = app.backend.devices().await?;
+    let devices = app.roles.registry.devices().await?;
     let users: Vec<_> = app
         .accounts
         .lock()
@@ -48,7 +46,7 @@ pub async fn backup(app: &App, who: &Who) -> Result<Resp> {
         .map(|a| json!({"name": a.name, "role": a.role}))
         .collect();
     let audit = app.audit.lock().await.recent(super::audit::AUDIT_MAX);
-    let rules = match app.backend.rules() {
+    let rules = match &app.roles.rules {
         Some(r) => r
             .active()
             .await
@@ -60,12 +58,12 @@ pub async fn backup(app: &App, who: &Who) -> Result<Resp> {
         "format": BACKUP_FORMAT,
         "at": crate::wall::now(),
         "version": env!("CARGO_PKG_VERSION"),
-        "gateway": app.backend.status().get("gateway"),
-        "config": app.backend.config_toml(),
+        "gateway": app.roles.watch.status().get("gateway"),
+        "config": app.roles.settings.config_toml,
         "rules": rules,
         "devices": devices,
         "users": users,
-        "uplinks": app.backend.uplink_settings(),
+        "uplinks": app.roles.settings.uplinks,
         "audit": audit,
     });
     app.audit(
@@ -174,11 +172,11 @@ pub async fn restore(app: &App, req: &Req, who: &Who) -> Result<Resp> {
     // Everything is valid: now write.
     let mut done = Vec::new();
     if let Some(text) = &rules {
-        match app.backend.rules() {
+        match &app.roles.rules {
             Some(r) => {
                 let source = format!("ui:{}", who.session.user);
                 let a = r
-                    .apply(text, &source, None, super::rules_page::gateway_now(app))
+                    .apply(text.clone(), source, super::rules_page::gateway_now(app))
                     .await
                     .map_err(|e| Fail::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
                 done.push(format!("rules version {}", a.version));
@@ -187,7 +185,8 @@ pub async fn restore(app: &App, req: &Req, who: &Who) -> Result<Resp> {
         }
     }
     if !devices.is_empty() {
-        app.backend
+        app.roles
+            .registry
             .update_devices(devices.clone(), format!("ui:{}", who.session.user))
             .await?;
     }
@@ -218,14 +217,15 @@ pub async fn factory_reset(app: &App, req: &Req, who: &Who) -> Result<Resp> {
         return Err(Invalid::new("confirm", "type RESET to confirm").into());
     }
     let mut notes = Vec::new();
-    for d in app.backend.devices().await? {
+    for d in app.roles.registry.devices().await? {
         if let Some(id) = d.id {
-            app.backend
+            app.roles
+                .registry
                 .remove_device(id, format!("ui:{}", who.session.user))
                 .await?;
         }
     }
-    if let Err(e) = app.backend.wipe_history().await {
+    if let Err(e) = app.roles.history.wipe_history().await {
         notes.push(format!("history not wiped: {e}"));
     }
     {
@@ -242,7 +242,7 @@ pub async fn factory_reset(app: &App, req: &Req, who: &Who) -> Result<Resp> {
     if let Ok(mut a) = app.alerts.lock() {
         a.clear();
     }
-    app.backend.kv_put(ALERTS_KEY.into(), None).await?;
+    app.roles.state.save(Record::RecentAlerts, None).await?;
     {
         let mut log = app.audit.lock().await;
         *log = super::audit::AuditLog::default();
@@ -322,7 +322,7 @@ pub async fn logs(who: &Who) -> Result<Resp> {
 /// settings (own client id), at most 10 s, reporting the exact error.
 pub async fn mqtt_test(app: &App, who: &Who) -> Result<Resp> {
     installer(who)?;
-    let Some((m, gateway)) = app.backend.mqtt_uplink() else {
+    let Some((m, gateway)) = app.roles.settings.mqtt.clone() else {
         return Err(Fail::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "the MQTT uplink is not configured ([uplink.mqtt] is missing)",
@@ -379,24 +379,22 @@ impl Drop for TempFile {
 }
 
 /// `POST /api/v1/system/ota` with the bundle as the raw body: checked
-/// (session, Origin, CSRF, installer) before a byte is read, streamed to a
-/// file under the data dir (size-capped), verified, and installed when the
+/// (session, Origin, CSRF by the route, installer here) before a byte is
+/// read, streamed to a file under the data dir (size-capped), then handed
+/// to [`crate::ota::Installer`], which verifies it and installs it when the
 /// gateway runs from the packaged layout.
-pub async fn ota_upload<S, B>(app: Arc<App>, req: Req, body: S) -> Result<Resp>
+pub async fn ota_upload<S, B>(
+    app: Arc<App>,
+    who: Who,
+    declared: Option<u64>,
+    body: S,
+) -> Result<Resp>
 where
     S: futures_util::Stream<Item = std::result::Result<B, warp::Error>> + Send,
     B: warp::Buf,
 {
-    let who = super::http::guard(&app, &req).await?;
     installer(&who)?;
-    let cfg = app.backend.ota_config();
-    // The bundle is the payload plus a header of at most ~16.5 KiB.
-    let cap = cfg.max_bundle_size.saturating_add(64 * 1024);
-    let declared = req
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let cap = app.ota.upload_cap();
     if declared.is_some_and(|n| n > cap) {
         return Err(Fail::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -413,68 +411,50 @@ where
     if size == 0 {
         return Err(Invalid::new("bundle", "the upload is empty: choose a bundle file").into());
     }
-    let paths = cfg.paths(&app.data_dir);
-    let (cfg2, paths2, file) = (cfg.clone(), paths.clone(), path.clone());
-    let verified = tokio::task::spawn_blocking(move || verify(&file, &cfg2, &paths2))
+    let ota = app.ota.clone();
+    let outcome = tokio::task::spawn_blocking(move || ota.install_file(&path))
         .await
         .map_err(|e| Fail::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let manifest = match verified {
-        Ok(m) => m,
-        Err(msg) => {
+    drop(temp);
+    let shown = |m: &crate::ota::bundle::Manifest| {
+        json!({"version": m.version, "arch": m.arch, "key_id": m.key_id,
+               "created": m.created, "payload_size": m.payload_size})
+    };
+    use crate::ota::installer::Outcome;
+    match outcome {
+        Outcome::Refused(msg) => {
             app.audit(
                 &who.session.user,
                 "ota.refused",
                 format!("{size} bytes: {msg}"),
             )
             .await?;
-            return Ok(json_resp(
+            Ok(json_resp(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 &json!({"ok": false, "verified": false, "field": "bundle",
                         "error": format!("bundle: refused: {msg}"), "bytes": size}),
-            ));
+            ))
         }
-    };
-    let shown = json!({"version": manifest.version, "arch": manifest.arch,
-                       "key_id": manifest.key_id, "created": manifest.created,
-                       "payload_size": manifest.payload_size});
-    if crate::ota::install::current_version(&paths).is_none() {
-        app.audit(
-            &who.session.user,
-            "ota.verified",
-            format!(
-                "{} verified, not installed (no packaged layout)",
-                manifest.version
-            ),
-        )
-        .await?;
-        return Ok(json_resp(
-            StatusCode::OK,
-            &json!({"ok": true, "verified": true, "installed": false, "manifest": shown,
-                    "message": format!(
-                        "bundle {} verified (signed by {}); not installed: installing needs the packaged layout \
-                         ({} pointing at a release), which this gateway does not run from",
-                        manifest.version, manifest.key_id, paths.current.display())}),
-        ));
-    }
-    let (file, keys_dir) = (path.clone(), cfg.keys_dir.clone());
-    let max = cfg.max_bundle_size;
-    let installed = tokio::task::spawn_blocking(move || {
-        let keys = crate::ota::keys::TrustStore::load(&keys_dir).map_err(|e| e.to_string())?;
-        let f = std::fs::File::open(&file).map_err(|e| e.to_string())?;
-        let mut r = std::io::BufReader::with_capacity(64 * 1024, f);
-        let opts = crate::ota::install::InstallOptions {
-            arch: std::env::consts::ARCH,
-            max_payload: max,
-            on_step: None,
-        };
-        crate::ota::install::install_bundle_from_reader(&mut r, &paths, &keys, &opts)
-            .map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(|e| Fail::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    drop(temp);
-    match installed {
-        Ok(done) => {
+        Outcome::VerifiedOnly { manifest, current } => {
+            app.audit(
+                &who.session.user,
+                "ota.verified",
+                format!(
+                    "{} verified, not installed (no packaged layout)",
+                    manifest.version
+                ),
+            )
+            .await?;
+            Ok(json_resp(
+                StatusCode::OK,
+                &json!({"ok": true, "verified": true, "installed": false, "manifest": shown(&manifest),
+                        "message": format!(
+                            "bundle {} verified (signed by {}); not installed: installing needs the packaged layout \
+                             ({} pointing at a release), which this gateway does not run from",
+                            manifest.version, manifest.key_id, current.display())}),
+            ))
+        }
+        Outcome::Installed { manifest, done } => {
             app.audit(
                 &who.session.user,
                 "ota.install",
@@ -494,15 +474,15 @@ where
             });
             Ok(json_resp(
                 StatusCode::OK,
-                &json!({"ok": true, "verified": true, "installed": true, "manifest": shown,
+                &json!({"ok": true, "verified": true, "installed": true, "manifest": shown(&manifest),
                         "install": done,
                         "message": "installed; the gateway restarts into it now and keeps it if it stays healthy"}),
             ))
         }
-        Err(e) => Ok(json_resp(
+        Outcome::Failed { manifest, error } => Ok(json_resp(
             StatusCode::UNPROCESSABLE_ENTITY,
             &json!({"ok": false, "verified": true, "installed": false, "field": "bundle",
-                    "manifest": shown, "error": format!("bundle: install failed: {e}")}),
+                    "manifest": shown(&manifest), "error": format!("bundle: install failed: {error}")}),
         )),
     }
 }
@@ -556,23 +536,4 @@ where
             )
         })?;
     Ok(size)
-}
-
-/// Full verification (keys, signature, policy, payload hash), nothing written.
-fn verify(
-    file: &std::path::Path,
-    cfg: &crate::ota::OtaConfig,
-    paths: &crate::ota::OtaPaths,
-) -> std::result::Result<crate::ota::bundle::Manifest, String> {
-    let keys = crate::ota::keys::TrustStore::load(&cfg.keys_dir)
-        .map_err(|e| format!("no trusted keys to check it with: {e}"))?;
-    let policy = crate::ota::bundle::Policy::here(
-        crate::ota::install::installed_version(paths),
-        cfg.max_bundle_size,
-    );
-    let f = std::fs::File::open(file).map_err(|e| e.to_string())?;
-    let mut r = std::io::BufReader::with_capacity(64 * 1024, f);
-    crate::ota::bundle::verify(&mut r, &keys, &policy, &mut crate::ota::archive::NullSink)
-        .map(|v| v.manifest)
-        .map_err(|e| e.to_string())
 }
