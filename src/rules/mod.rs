@@ -35,6 +35,7 @@ mod devices;
 mod due;
 mod eval;
 mod held;
+mod kind;
 mod locate;
 mod routine;
 mod rule;
@@ -448,13 +449,10 @@ impl Engine {
         let Some(rule) = self.rules.get_mut(e.rule as usize) else {
             return false;
         };
-        let is_inactivity = rule.spec.kind == RuleType::Inactivity;
-        let rule::Rule {
+        let Rule {
+            compiled,
             slots,
-            spec,
-            severity,
-            what,
-            for_ms,
+            routine,
             ..
         } = rule;
         let Some(slot) = slots.get_mut(&e.subject) else {
@@ -481,14 +479,13 @@ impl Engine {
                 *slot = s;
                 false
             }
-            Some(_) if is_inactivity => {
-                eval::inactivity_fire(
-                    slot, spec, *severity, what, *for_ms, e.rule, e.subject, &mut ctx, now,
-                );
-                true
-            }
             Some(_) => {
-                eval::on_timer(rule, e.rule, &mut ctx, e.subject, now);
+                let at = eval::At {
+                    ri: e.rule,
+                    subject: e.subject,
+                    now,
+                };
+                eval::on_timer(compiled, routine.as_deref_mut(), slot, at, &mut ctx);
                 true
             }
         }
