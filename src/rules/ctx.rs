@@ -1,9 +1,12 @@
-//! The handlers' view of the engine ([`Ctx`]): arming timers and building
-//! alerts with human messages.
+//! The handlers' view of the engine ([`Ctx`]): arming timers, and raising
+//! and clearing alerts ([`Ctx::emit`], the one place every rule kind makes
+//! its alerts, from a [`Cause`] and a sentence) with the text helpers the
+//! kinds share (their own sentences live with them, in `kind/`).
 //!
 //! Invariants: a slot has at most one live heap entry (`queued`); moving a
-//! deadline later never touches the heap; every alert names its rule,
-//! device, room (when known) and a sentence.
+//! deadline later never touches the heap; a raise leaves the slot `Raised`
+//! and unacknowledged, a clear leaves it `Idle`; every alert names its
+//! rule, device, room (when known) and a sentence.
 
 use jiff::tz::TimeZone;
 

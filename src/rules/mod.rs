@@ -9,9 +9,13 @@
 //! Layout:
 //! - [`spec`]: the file format and its validation ([`RuleSet`], [`RulesError`]);
 //! - [`window`]: daily local-time windows (midnight crossing, DST);
-//! - `eval`: what each rule type does with a reading or a timer (`held`:
-//!   the pending/raised/cleared machine of threshold and window rules);
-//! - `routine`: the learning rule; `devices`: device table and route cache;
+//! - `eval`: the `RuleKind` trait and the one dispatch from a rule's type
+//!   to its kind; `kind`: one module per rule type (what it does with a
+//!   reading or a timer); `held`: the pending/raised/cleared machine of
+//!   threshold and window rules; `ctx`: what handlers may touch, timers and
+//!   the one raise/clear helper (`Ctx::emit`) with the shared alert texts;
+//! - `rule`: compiled rules and their slots; `routine`: what routine rules
+//!   learn; `devices`: device table and route cache;
 //! - `timers`: the lazy-deletion timer heap; `snapshot`: persistence;
 //! - [`cli`]: `carebridge rules check|replay`.
 //!

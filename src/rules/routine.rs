@@ -1,5 +1,6 @@
 //! Routine rules: learn when the first activity of the day usually happens
-//! inside a daily window, and alert when today has none by the learnt time.
+//! inside a daily window (here), and alert when today has none by the
+//! learnt time (the rule kind: `kind/routine.rs`).
 //!
 //! Learning: for each window instance (one per local day) the first
 //! activity's wall-clock offset from the window start is recorded; the last

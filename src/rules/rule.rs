@@ -1,11 +1,12 @@
 //! Compiled rules and their per-subject state: what a rule is after the
-//! spec is compiled (durations in ms, defaults applied, the kinds it can be
-//! routed), how its selectors match a device, and the [`Slot`] each subject
-//! (device, room or the whole rule) keeps.
+//! spec is compiled ([`Compiled`]: durations in ms, defaults applied, the
+//! kinds it can be routed), how its selectors match a device, and the
+//! [`Slot`] each subject (device, room or the whole rule) keeps.
 //!
 //! Invariants: a `Rule` keeps the exact spec it was compiled from (reload
-//! and restore compare specs to decide whether state carries over); a slot
-//! in `Raised` is one open alert.
+//! and restore compare specs to decide whether state carries over); the
+//! compiled part never changes after `compile`, so handlers may read it
+//! while they hold a slot; a slot in `Raised` is one open alert.
 
 use std::collections::HashMap;
 use std::ops::Deref;

@@ -67,10 +67,7 @@ impl RuleKind for Sequence {
         ctx: &mut Ctx<'_>,
     ) {
         held::fire_pending(rule, slot, due, ctx, |c| {
-            format!(
-                "No return within {} — possible fall",
-                dur_text(c.within_ms)
-            )
+            format!("No return within {} — possible fall", dur_text(c.within_ms))
         });
     }
 }
