@@ -1,18 +1,19 @@
-//! The handlers' view of the engine ([`Ctx`]): arming timers and building
-//! alerts with human messages.
+//! The handlers' view of the engine ([`Ctx`]): arming timers, and raising
+//! and clearing alerts ([`Ctx::emit`], the one place every rule kind makes
+//! its alerts, from a [`Cause`] and a sentence) with the text helpers the
+//! kinds share (their own sentences live with them, in `kind/`).
 //!
 //! Invariants: a slot has at most one live heap entry (`queued`); moving a
-//! deadline later never touches the heap; every alert names its rule,
-//! device, room (when known) and a sentence.
+//! deadline later never touches the heap; a raise leaves the slot `Raised`
+//! and unacknowledged, a clear leaves it `Idle`; every alert names its
+//! rule, device, room (when known) and a sentence.
 
 use jiff::tz::TimeZone;
 
 use super::devices::Devices;
-use super::rule::{Rule, Slot};
-use super::spec::{RuleSpec, Want};
+use super::rule::{Compiled, Phase, Slot};
 use super::timers::{Entry, Timers};
-use super::window::{Window, fmt_hhmm};
-use crate::model::{Alert, AlertState, DeviceId, Kind, Severity, Time};
+use crate::model::{Alert, AlertState, DeviceId, Kind, Reading, Time};
 
 /// What the handlers may touch besides their rule.
 pub struct Ctx<'a> {
@@ -44,34 +45,23 @@ impl Ctx<'_> {
         }
     }
 
-    /// Builds and emits an alert.
-    #[allow(clippy::too_many_arguments)]
-    pub fn emit(
-        &mut self,
-        rule: &Rule,
-        dev: u32,
-        state: AlertState,
-        at: i64,
-        value: Option<f64>,
-        kind: Option<Kind>,
-        what: &str,
-    ) {
-        self.emit_for(&rule.spec, rule.severity, dev, state, at, value, kind, what);
+    /// Raises or clears: the one place a rule makes an alert. `Raised`
+    /// makes the slot one open, unacknowledged alert; `Cleared` returns it
+    /// to idle (acknowledgement forgotten). Then the alert is pushed, with
+    /// `what` as its sentence unless the rule has a message template. When
+    /// the phase began (`slot.since`: cooldowns, clocks) is the caller's.
+    pub fn emit(&mut self, slot: &mut Slot, state: AlertState, cause: &Cause<'_>, what: &str) {
+        slot.phase = match state {
+            AlertState::Raised => Phase::Raised,
+            AlertState::Cleared => Phase::Idle,
+        };
+        slot.acked = false;
+        self.push(state, cause, what);
     }
 
-    /// [`Ctx::emit`] from the rule's parts, for callers holding its slots.
-    #[allow(clippy::too_many_arguments)]
-    pub fn emit_for(
-        &mut self,
-        spec: &RuleSpec,
-        severity: Severity,
-        dev: u32,
-        state: AlertState,
-        at: i64,
-        value: Option<f64>,
-        kind: Option<Kind>,
-        what: &str,
-    ) {
+    fn push(&mut self, state: AlertState, cause: &Cause<'_>, what: &str) {
+        let spec = &cause.rule.spec;
+        let (dev, value) = (cause.dev, cause.value);
         let d = self.devs.get(dev);
         let own_room = match spec.rooms.0.as_slice() {
             [one] => Some(one.as_str()),
@@ -96,15 +86,49 @@ impl Ctx<'_> {
         self.out.push(Alert {
             uid: None,
             rule: spec.id.clone(),
-            severity,
+            severity: cause.rule.severity,
             state,
             device,
             room,
-            at: Time(at),
+            at: Time(cause.at),
             message,
             value,
-            kind,
+            kind: cause.kind,
         });
+    }
+}
+
+/// What an alert is about besides its sentence: the rule, the device
+/// (named in the alert), when, and the reading behind it (none for a timer).
+pub struct Cause<'a> {
+    pub rule: &'a Compiled,
+    pub dev: u32,
+    pub at: i64,
+    pub value: Option<f64>,
+    pub kind: Option<Kind>,
+}
+
+impl<'a> Cause<'a> {
+    /// A reading of device `dev`: its time, value and kind.
+    pub fn reading(rule: &'a Compiled, dev: u32, r: &Reading) -> Cause<'a> {
+        Cause {
+            rule,
+            dev,
+            at: r.at.0,
+            value: Some(r.value),
+            kind: Some(r.kind),
+        }
+    }
+
+    /// A timer, due at `at`: no value, no kind.
+    pub fn timer(rule: &'a Compiled, dev: u32, at: i64) -> Cause<'a> {
+        Cause {
+            rule,
+            dev,
+            at,
+            value: None,
+            kind: None,
+        }
     }
 }
 
@@ -148,18 +172,6 @@ pub(super) fn fmt_value(v: f64) -> String {
     }
 }
 
-pub(super) fn immediate_what(kind: Kind) -> String {
-    match kind {
-        Kind::Panic => "Panic button pressed".into(),
-        Kind::Fall => "Fall detected".into(),
-        Kind::Smoke => "Smoke alarm".into(),
-        Kind::CarbonMonoxide => "Carbon monoxide alarm".into(),
-        Kind::WaterLeak => "Water leak detected".into(),
-        Kind::Tamper => "Device tampered with".into(),
-        k => format!("{k} alert"),
-    }
-}
-
 pub(super) fn dur_text(ms: i64) -> String {
     let m = ms / 60_000;
     if m >= 60 && m % 60 == 0 {
@@ -168,41 +180,6 @@ pub(super) fn dur_text(ms: i64) -> String {
         format!("{m} min")
     } else {
         format!("{} s", ms / 1000)
-    }
-}
-
-/// "Temperature below 16 °C": the sentence of a threshold alert.
-pub(super) fn threshold_what(spec: &RuleSpec, kind: Kind) -> String {
-    let what = match (spec.below, spec.above) {
-        (Some(b), _) => format!("{} below {}", kind, fmt_value(b)),
-        (None, a) => format!("{} above {}", kind, fmt_value(a.unwrap_or(0.0))),
-    };
-    format!("{}{}", capital(&what), unit(kind))
-}
-
-pub(super) fn window_what(rule: &Rule, kind: Kind) -> String {
-    window_what_of(rule.want, rule.window(), kind)
-}
-
-/// [`window_what`] from the rule's parts, for callers holding its slots.
-pub(super) fn window_what_of(want: Want, window: Option<&Window>, kind: Kind) -> String {
-    let active = want != Want::Idle;
-    let what = match (kind, active) {
-        (Kind::Contact, true) => "Door open",
-        (Kind::Contact, false) => "Door closed",
-        (Kind::Bed, true) => "In bed",
-        (Kind::Bed, false) => "Out of bed",
-        (Kind::Chair, false) => "Out of the chair",
-        (Kind::Motion, true) => "Movement",
-        _ => "State",
-    };
-    match window {
-        Some(w) => format!(
-            "{what} between {} and {}",
-            fmt_hhmm(w.start),
-            fmt_hhmm(w.end % 86_400)
-        ),
-        None => what.to_string(),
     }
 }
 

@@ -1,20 +1,18 @@
-//! Threshold and window rules: one state machine ([`Held`]) — a condition
-//! that must hold for the rule's `for` before it raises, and clears the
-//! alert when it ends — driven by readings (timers: `eval::on_timer`).
+//! The state machine of rules whose condition must hold for a time before
+//! they raise ([`Held`]: threshold and window rules, driven by readings),
+//! and the raise when such a pending time runs out ([`fire_pending`]: also
+//! sequence rules, whose pending step waits for a cancel).
 
-use super::ctx::{Ctx, threshold_what, window_what_of};
-use super::rule::{Phase, Rule};
-use super::spec::RuleSpec;
-use crate::model::{AlertState, Reading, Time};
+use super::ctx::{Cause, Ctx};
+use super::eval::At;
+use super::rule::{Compiled, Phase, Rule, Slot};
+use crate::model::{AlertState, Reading};
 
 /// One reading's step through the state machine threshold and window
 /// rules share: a condition that must hold for `for_ms` before it raises.
 pub struct Held {
-    pub ri: u32,
-    pub subject: u32,
+    pub at: At,
     pub dev: u32,
-    pub now: i64,
-    pub for_ms: i64,
 }
 
 impl Held {
@@ -25,7 +23,7 @@ impl Held {
     /// when a slot exists or the condition `holds`, and the sentence
     /// (`what`) is built only when an alert is emitted.
     #[allow(clippy::too_many_arguments)]
-    fn step(
+    pub fn step(
         &self,
         rule: &mut Rule,
         ctx: &mut Ctx<'_>,
@@ -34,72 +32,64 @@ impl Held {
         enter: impl FnOnce(&Ctx<'_>) -> bool,
         leave: bool,
         track_value: bool,
-        what: impl Fn(&RuleSpec) -> String,
+        what: impl FnOnce(&Compiled) -> String,
     ) {
         let Rule {
-            slots,
-            spec,
-            severity,
-            ..
+            compiled: c, slots, ..
         } = rule;
+        let At { ri, subject, now } = self.at;
         let Some(slot) = (if holds {
-            Some(slots.entry(self.subject).or_default())
+            Some(slots.entry(subject).or_default())
         } else {
-            slots.get_mut(&self.subject)
+            slots.get_mut(&subject)
         }) else {
             return;
         };
         let v = r.value;
-        let emit = |ctx: &mut Ctx<'_>, state| {
-            let what = what(spec);
-            let (dev, at, kind) = (self.dev, r.at.0, Some(r.kind));
-            ctx.emit_for(spec, *severity, dev, state, at, Some(v), kind, &what);
-        };
-        match slot.phase {
+        let state = match slot.phase {
             Phase::Idle if enter(ctx) => {
                 slot.value = v;
                 slot.dev = self.dev;
-                slot.since = self.now;
-                if self.for_ms == 0 {
-                    slot.phase = Phase::Raised;
-                    emit(ctx, AlertState::Raised);
-                } else {
+                slot.since = now;
+                if c.for_ms != 0 {
                     slot.phase = Phase::Pending;
-                    ctx.arm(slot, self.ri, self.subject, Some(self.now + self.for_ms));
+                    ctx.arm(slot, ri, subject, Some(now + c.for_ms));
+                    return;
                 }
+                AlertState::Raised
             }
             Phase::Pending if leave => {
                 slot.phase = Phase::Idle;
-                ctx.arm(slot, self.ri, self.subject, None);
+                ctx.arm(slot, ri, subject, None);
+                return;
             }
-            Phase::Raised if leave => {
-                slot.phase = Phase::Idle;
-                emit(ctx, AlertState::Cleared);
+            Phase::Raised if leave => AlertState::Cleared,
+            _ => {
+                if track_value {
+                    slot.value = v;
+                }
+                return;
             }
-            _ if track_value => slot.value = v,
-            _ => {}
-        }
+        };
+        ctx.emit(slot, state, &Cause::reading(c, self.dev, r), &what(c));
     }
 }
 
-/// A reading reached a threshold rule ("below 16 °C for 30 min").
-pub fn threshold(rule: &mut Rule, ctx: &mut Ctx<'_>, r: &Reading, held: &Held) {
-    let (v, h) = (r.value, rule.hysteresis);
-    let (cond, recovered) = match (rule.spec.below, rule.spec.above) {
-        (Some(b), _) => (v < b, v >= b + h),
-        (None, Some(a)) => (v > a, v <= a - h),
-        (None, None) => return,
+/// A pending slot's time ran out (`due`): raise, with the value and device
+/// recorded when it became pending. Other phases ignore the timer.
+pub fn fire_pending(
+    rule: &Compiled,
+    slot: &mut Slot,
+    due: i64,
+    ctx: &mut Ctx<'_>,
+    what: impl FnOnce(&Compiled) -> String,
+) {
+    if slot.phase != Phase::Pending {
+        return;
+    }
+    let cause = Cause {
+        value: Some(slot.value),
+        ..Cause::timer(rule, slot.dev, due)
     };
-    let what = |spec: &RuleSpec| threshold_what(spec, r.kind);
-    held.step(rule, ctx, r, cond, |_| cond, recovered, true, what);
-}
-
-/// A reading reached a window rule ("door open between 23:00 and 06:00").
-pub fn window(rule: &mut Rule, ctx: &mut Ctx<'_>, r: &Reading, held: &Held) {
-    let (want, window, now) = (rule.want, rule.spec.window, held.now);
-    let m = want.matches(r.value);
-    // The local-time lookup only when it can matter.
-    let enter = |ctx: &Ctx<'_>| m && window.is_some_and(|w| w.contains(ctx.tz, Time(now)));
-    let what = |spec: &RuleSpec| window_what_of(want, spec.window.as_ref(), r.kind);
-    held.step(rule, ctx, r, m, enter, !m, false, what);
+    ctx.emit(slot, AlertState::Raised, &cause, &what(rule));
 }

@@ -9,9 +9,13 @@
 //! Layout:
 //! - [`spec`]: the file format and its validation ([`RuleSet`], [`RulesError`]);
 //! - [`window`]: daily local-time windows (midnight crossing, DST);
-//! - `eval`: what each rule type does with a reading or a timer (`held`:
-//!   the pending/raised/cleared machine of threshold and window rules);
-//! - `routine`: the learning rule; `devices`: device table and route cache;
+//! - `eval`: the `RuleKind` trait and the one dispatch from a rule's type
+//!   to its kind; `kind`: one module per rule type (what it does with a
+//!   reading or a timer); `held`: the pending/raised/cleared machine of
+//!   threshold and window rules; `ctx`: what handlers may touch, timers and
+//!   the one raise/clear helper (`Ctx::emit`) with the shared alert texts;
+//! - `rule`: compiled rules and their slots; `routine`: what routine rules
+//!   learn; `devices`: device table and route cache;
 //! - `timers`: the lazy-deletion timer heap; `snapshot`: persistence;
 //! - `cli` (shell crate): `carebridge rules check|replay`.
 //!
@@ -33,6 +37,7 @@ mod devices;
 mod due;
 mod eval;
 mod held;
+mod kind;
 mod locate;
 mod replay;
 mod routine;
@@ -448,13 +453,10 @@ impl Engine {
         let Some(rule) = self.rules.get_mut(e.rule as usize) else {
             return false;
         };
-        let is_inactivity = rule.spec.kind == RuleType::Inactivity;
-        let rule::Rule {
+        let Rule {
+            compiled,
             slots,
-            spec,
-            severity,
-            what,
-            for_ms,
+            routine,
             ..
         } = rule;
         let Some(slot) = slots.get_mut(&e.subject) else {
@@ -481,14 +483,13 @@ impl Engine {
                 *slot = s;
                 false
             }
-            Some(_) if is_inactivity => {
-                eval::inactivity_fire(
-                    slot, spec, *severity, what, *for_ms, e.rule, e.subject, &mut ctx, now,
-                );
-                true
-            }
             Some(_) => {
-                eval::on_timer(rule, e.rule, &mut ctx, e.subject, now);
+                let at = eval::At {
+                    ri: e.rule,
+                    subject: e.subject,
+                    now,
+                };
+                eval::on_timer(compiled, routine.as_deref_mut(), slot, at, &mut ctx);
                 true
             }
         }

@@ -1,13 +1,15 @@
 //! Compiled rules and their per-subject state: what a rule is after the
-//! spec is compiled (durations in ms, defaults applied, the kinds it can be
-//! routed), how its selectors match a device, and the [`Slot`] each subject
-//! (device, room or the whole rule) keeps.
+//! spec is compiled ([`Compiled`]: durations in ms, defaults applied, the
+//! kinds it can be routed), how its selectors match a device, and the
+//! [`Slot`] each subject (device, room or the whole rule) keeps.
 //!
 //! Invariants: a `Rule` keeps the exact spec it was compiled from (reload
-//! and restore compare specs to decide whether state carries over); a slot
-//! in `Raised` is one open alert.
+//! and restore compare specs to decide whether state carries over); the
+//! compiled part never changes after `compile`, so handlers may read it
+//! while they hold a slot; a slot in `Raised` is one open alert.
 
 use std::collections::HashMap;
+use std::ops::Deref;
 
 use serde::{Deserialize, Serialize};
 
@@ -64,9 +66,10 @@ impl Default for Slot {
     }
 }
 
-/// A compiled rule and its state.
+/// What a spec compiles to: durations in ms, defaults applied, the kinds
+/// that can reach the rule. Never changes once compiled.
 #[derive(Debug)]
-pub struct Rule {
+pub struct Compiled {
     pub spec: RuleSpec,
     pub severity: Severity,
     pub for_ms: i64,
@@ -79,12 +82,28 @@ pub struct Rule {
     pub want: Want,
     /// Kinds that can reach the rule; `None` = any kind.
     pub route_kinds: Option<Vec<Kind>>,
+    /// The alert sentence of clock-driven types, built once.
+    pub what: String,
+}
+
+/// A compiled rule and its state. It reads as its [`Compiled`] part
+/// (`rule.spec`, through `Deref`); a handler that holds one of the slots
+/// while it reads the rule borrows `compiled` and `slots` apart.
+#[derive(Debug)]
+pub struct Rule {
+    pub compiled: Compiled,
     pub slots: HashMap<u32, Slot, IdentBuild>,
     pub routine: Option<Box<Routine>>,
     /// Whether rule-wide clocks were started (first event after build/reload).
     pub started: bool,
-    /// The alert sentence of clock-driven types, built once.
-    pub what: String,
+}
+
+impl Deref for Rule {
+    type Target = Compiled;
+
+    fn deref(&self) -> &Compiled {
+        &self.compiled
+    }
 }
 
 const ACTIVITY: [Kind; 3] = [Kind::Motion, Kind::Occupancy, Kind::Contact];
@@ -125,7 +144,7 @@ impl Rule {
             }
             _ => Some(kinds.clone()),
         };
-        Rule {
+        let compiled = Compiled {
             severity,
             for_ms: ms(spec.for_, 0),
             within_ms: ms(spec.within, 0),
@@ -140,14 +159,19 @@ impl Rule {
             per: spec.per.unwrap_or_default(),
             want: spec.state.unwrap_or(Want::Active),
             route_kinds,
+            what: format!("No activity for {}", super::ctx::dur_text(ms(spec.for_, 0))),
+            spec: spec.clone(),
+        };
+        Rule {
+            compiled,
             slots: HashMap::default(),
             routine: (t == RuleType::Routine).then(Box::default),
             started: false,
-            what: format!("No activity for {}", super::ctx::dur_text(ms(spec.for_, 0))),
-            spec: spec.clone(),
         }
     }
+}
 
+impl Compiled {
     /// Does a reading of `kind` from device `dev` concern this rule?
     pub fn matches(&self, devs: &Devices, dev: u32, kind: Kind) -> bool {
         if let Some(k) = &self.route_kinds

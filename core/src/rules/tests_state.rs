@@ -149,6 +149,37 @@ fn status_reports_suppressed_after_ack_and_generation_tracks_changes() {
 }
 
 #[test]
+fn an_alert_raised_again_after_an_ack_and_a_clear_is_unacknowledged() {
+    // for = 0: the reading raises at once (the pending path always did this).
+    let mut e = engine(
+        "[[rule]]\nid = \"cold\"\ntype = \"threshold\"\nkind = \"temperature\"\nbelow = 16.0\n",
+    );
+    let cold = |e: &Engine| e.status().into_iter().find(|s| s.rule == "cold").unwrap();
+    feed(
+        &mut e,
+        rd("t1", Kind::Temperature, 15.0, "2026-11-22T10:00:00Z"),
+    );
+    assert!(e.ack("cold", None, t("2026-11-22T10:01:00Z")));
+    assert_eq!(cold(&e).state, "suppressed");
+    let out = feed(
+        &mut e,
+        rd("t1", Kind::Temperature, 17.0, "2026-11-22T10:10:00Z"),
+    );
+    assert_eq!(out[0].state, AlertState::Cleared);
+    let out = feed(
+        &mut e,
+        rd("t1", Kind::Temperature, 15.0, "2026-11-22T10:20:00Z"),
+    );
+    assert_eq!(out[0].state, AlertState::Raised);
+    assert_eq!(
+        cold(&e).state,
+        "raised",
+        "a new situation is not acknowledged"
+    );
+    assert!(e.ack("cold", None, t("2026-11-22T10:21:00Z")));
+}
+
+#[test]
 fn timers_due_together_fire_in_first_seen_order_and_a_restored_engine_keeps_it() {
     let rules = "[[rule]]\nid = \"q\"\ntype = \"inactivity\"\nper = \"device\"\nfor = \"1h\"\n";
     // 2,000 take the comparison sort; 6,000 the bulk take and radix sort.

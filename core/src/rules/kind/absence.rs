@@ -1,0 +1,81 @@
+//! `absence` rules: no activity at all inside a daily window. Checked at
+//! each window end (one rule-wide clock); raised once, until activity
+//! clears it.
+
+use crate::model::{AlertState, Reading, Time};
+use crate::rules::ctx::{Cause, Ctx};
+use crate::rules::devices::Devices;
+use crate::rules::eval::{At, RuleKind};
+use crate::rules::routine;
+use crate::rules::rule::{Compiled, Phase, RULE_SUBJECT, Rule, Slot};
+
+pub struct Absence;
+
+impl RuleKind for Absence {
+    fn subject(_: &Compiled, _: &Devices, _: u32) -> Option<u32> {
+        Some(RULE_SUBJECT)
+    }
+
+    /// Arms the check at the end of the current (or next) window.
+    fn start(rule: &mut Rule, ri: u32, ctx: &mut Ctx<'_>, now: i64) {
+        if rule.slots.contains_key(&RULE_SUBJECT) {
+            return;
+        }
+        let Some(w) = rule.window().copied() else {
+            return;
+        };
+        let mut slot = Slot {
+            last: now,
+            since: now,
+            ..Slot::default()
+        };
+        let d = w.instance_at_or_after(ctx.tz, Time(now)).map(|(_, e)| e.0);
+        ctx.arm(&mut slot, ri, RULE_SUBJECT, d);
+        rule.slots.insert(RULE_SUBJECT, slot);
+    }
+
+    fn on_reading(rule: &mut Rule, at: At, dev: u32, ctx: &mut Ctx<'_>, r: &Reading) {
+        let Rule {
+            compiled: c, slots, ..
+        } = rule;
+        if r.value < c.min_value {
+            return;
+        }
+        if let Some(slot) = slots.get_mut(&at.subject) {
+            slot.last = at.now;
+            slot.dev = dev;
+            if slot.phase == Phase::Raised {
+                let cause = Cause::reading(c, dev, r);
+                ctx.emit(slot, AlertState::Cleared, &cause, "Activity seen");
+            }
+        }
+    }
+
+    /// A window ended: raise if it saw no activity; arm the next end.
+    fn on_timer(
+        rule: &Compiled,
+        slot: &mut Slot,
+        _: Option<&mut routine::Routine>,
+        at: At,
+        due: i64,
+        ctx: &mut Ctx<'_>,
+    ) {
+        let Some(w) = rule.window().copied() else {
+            return;
+        };
+        if let Some((s, e)) = w.instance_at_or_after(ctx.tz, Time(due - 1))
+            && slot.last < s.0
+            && slot.phase == Phase::Idle
+        {
+            slot.since = e.0;
+            let what = format!(
+                "No activity between {}",
+                w.to_string().replace('-', " and ")
+            );
+            let cause = Cause::timer(rule, slot.dev, e.0);
+            ctx.emit(slot, AlertState::Raised, &cause, &what);
+        }
+        let next = w.instance_at_or_after(ctx.tz, Time(due)).map(|(_, e)| e.0);
+        ctx.arm(slot, at.ri, at.subject, next);
+    }
+}

@@ -1,0 +1,37 @@
+//! `low_battery` rules: a battery below a level (or a `battery_low` flag)
+//! raises; back above the level plus the hysteresis (or the flag off) clears.
+
+use crate::model::{AlertState, Kind, Reading};
+use crate::rules::ctx::{Cause, Ctx};
+use crate::rules::eval::{At, RuleKind};
+use crate::rules::rule::{Phase, Rule, Slot};
+
+pub struct LowBattery;
+
+impl RuleKind for LowBattery {
+    fn on_reading(rule: &mut Rule, at: At, dev: u32, ctx: &mut Ctx<'_>, r: &Reading) {
+        let Rule {
+            compiled: c, slots, ..
+        } = rule;
+        let (v, below) = (r.value, c.below().unwrap_or(20.0));
+        let (low, ok) = match r.kind {
+            Kind::Battery => (v < below, v >= below + c.hysteresis),
+            _ => (r.is_active(), !r.is_active()),
+        };
+        let slot = slots.entry(at.subject).or_default();
+        let state = if low && slot.phase != Phase::Raised {
+            *slot = Slot {
+                since: at.now,
+                value: v,
+                dev,
+                ..Slot::default()
+            };
+            AlertState::Raised
+        } else if ok && slot.phase == Phase::Raised {
+            AlertState::Cleared
+        } else {
+            return;
+        };
+        ctx.emit(slot, state, &Cause::reading(c, dev, r), "Battery low");
+    }
+}

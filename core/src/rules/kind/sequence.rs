@@ -1,0 +1,73 @@
+//! `sequence` rules: a start step not followed by a cancel step within a
+//! time ("out of bed at night, no return within 30 min"). One rule-wide
+//! slot: pending from the start step, raised when the time runs out
+//! (`held::fire_pending`); a cancel disarms it, or clears the alert.
+
+use crate::model::{AlertState, Reading, Time};
+use crate::rules::ctx::{Cause, Ctx, dur_text};
+use crate::rules::devices::Devices;
+use crate::rules::eval::{At, RuleKind};
+use crate::rules::held;
+use crate::rules::routine;
+use crate::rules::rule::{Compiled, Phase, RULE_SUBJECT, Rule, Slot, step_matches};
+
+pub struct Sequence;
+
+impl RuleKind for Sequence {
+    fn subject(_: &Compiled, _: &Devices, _: u32) -> Option<u32> {
+        Some(RULE_SUBJECT)
+    }
+
+    fn on_reading(rule: &mut Rule, at: At, dev: u32, ctx: &mut Ctx<'_>, r: &Reading) {
+        let Rule {
+            compiled: c, slots, ..
+        } = rule;
+        let (spec, v) = (&c.spec, r.value);
+        let cancels = spec
+            .cancel
+            .iter()
+            .any(|s| step_matches(s, ctx.devs, dev, r.kind, Some(v)));
+        // The rule-wide slot always exists once a reading reached the
+        // rule (it is part of the persisted state).
+        let slot = slots.entry(at.subject).or_default();
+        if cancels {
+            match slot.phase {
+                Phase::Pending => {
+                    slot.phase = Phase::Idle;
+                    ctx.arm(slot, at.ri, at.subject, None);
+                }
+                Phase::Raised => {
+                    // Named after the cancelling device, not the start's.
+                    let cause = Cause::reading(c, dev, r);
+                    ctx.emit(slot, AlertState::Cleared, &cause, "Movement resumed");
+                }
+                Phase::Idle => {}
+            }
+        } else if slot.phase == Phase::Idle
+            && spec
+                .start
+                .as_ref()
+                .is_some_and(|s| step_matches(s, ctx.devs, dev, r.kind, Some(v)))
+            && spec.window.is_none_or(|w| w.contains(ctx.tz, Time(at.now)))
+        {
+            slot.phase = Phase::Pending;
+            slot.since = at.now;
+            slot.dev = dev;
+            slot.value = v;
+            ctx.arm(slot, at.ri, at.subject, Some(at.now + c.within_ms));
+        }
+    }
+
+    fn on_timer(
+        rule: &Compiled,
+        slot: &mut Slot,
+        _: Option<&mut routine::Routine>,
+        _: At,
+        due: i64,
+        ctx: &mut Ctx<'_>,
+    ) {
+        held::fire_pending(rule, slot, due, ctx, |c| {
+            format!("No return within {} — possible fall", dur_text(c.within_ms))
+        });
+    }
+}
