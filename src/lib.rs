@@ -29,10 +29,10 @@
 
 pub mod app;
 pub mod broker;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod diagnostics;
-pub mod fleet;
 pub mod ha;
 pub mod hub;
 pub mod ids;
@@ -43,6 +43,7 @@ pub mod model;
 pub mod ota;
 pub mod remote_config;
 pub mod rules;
+pub mod status;
 pub mod store;
 pub mod uplink;
 pub mod web;

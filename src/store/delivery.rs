@@ -26,7 +26,6 @@
 //! (possibly over the other path); receivers de-duplicate by `id`/`seq`.
 
 use rusqlite::{Connection, params};
-use serde::Serialize;
 
 use super::outbox::{get_counter, set_counter};
 use crate::model::Time;
@@ -34,59 +33,22 @@ use crate::model::Time;
 /// Delivery records kept (older ones are pruned on insert).
 pub const KEEP: i64 = 10_000;
 
-/// An uplink path.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Via {
-    Mqtt,
-    Lorawan,
-}
+pub use crate::status::{AlertDelivery, DeliveredStats, Via};
 
-impl Via {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Via::Mqtt => "mqtt",
-            Via::Lorawan => "lorawan",
-        }
-    }
-    fn parse(s: &str) -> Option<Via> {
-        match s {
-            "mqtt" => Some(Via::Mqtt),
-            "lorawan" => Some(Via::Lorawan),
-            _ => None,
-        }
-    }
-    fn counter(self) -> &'static str {
-        match self {
-            Via::Mqtt => "delivered.mqtt",
-            Via::Lorawan => "delivered.lorawan",
-        }
+fn parse_via(s: &str) -> Option<Via> {
+    match s {
+        "mqtt" => Some(Via::Mqtt),
+        "lorawan" => Some(Via::Lorawan),
+        _ => None,
     }
 }
 
-impl std::fmt::Display for Via {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+/// The store counter of deliveries by `via`.
+fn counter(via: Via) -> &'static str {
+    match via {
+        Via::Mqtt => "delivered.mqtt",
+        Via::Lorawan => "delivered.lorawan",
     }
-}
-
-/// One alert and the path that delivered it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct AlertDelivery {
-    pub seq: u64,
-    pub id: String,
-    pub via: Via,
-    pub queued_at: Time,
-    pub delivered_at: Time,
-}
-
-/// Delivered alerts per path, for the heartbeat and the UI.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct DeliveredStats {
-    pub mqtt: u64,
-    pub lorawan: u64,
-    /// The most recent delivery.
-    pub last: Option<AlertDelivery>,
 }
 
 pub(crate) const MIGRATION_V2: &str = r#"
@@ -115,13 +77,13 @@ pub(crate) fn record(
     .execute(params![seq, id, via.as_str(), queued_at.as_millis(), now.as_millis()])?;
     conn.prepare_cached("DELETE FROM alert_delivery WHERE seq <= ?1")?
         .execute([seq - KEEP])?;
-    let n = get_counter(conn, via.counter())?;
-    set_counter(conn, via.counter(), n + 1)
+    let n = get_counter(conn, counter(via))?;
+    set_counter(conn, counter(via), n + 1)
 }
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<AlertDelivery>> {
     let via: String = r.get(2)?;
-    let Some(via) = Via::parse(&via) else {
+    let Some(via) = parse_via(&via) else {
         return Ok(None);
     };
     Ok(Some(AlertDelivery {
@@ -167,8 +129,8 @@ pub(crate) fn of_ids(conn: &Connection, ids: &[String]) -> rusqlite::Result<Vec<
 /// The counters and the latest record.
 pub(crate) fn stats(conn: &Connection) -> rusqlite::Result<DeliveredStats> {
     Ok(DeliveredStats {
-        mqtt: get_counter(conn, Via::Mqtt.counter())?,
-        lorawan: get_counter(conn, Via::Lorawan.counter())?,
+        mqtt: get_counter(conn, counter(Via::Mqtt))?,
+        lorawan: get_counter(conn, counter(Via::Lorawan))?,
         last: recent(conn, 1)?.into_iter().next(),
     })
 }

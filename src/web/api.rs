@@ -30,7 +30,7 @@ pub async fn route(app: &Arc<App>, req: &Req, who: &Who) -> Result<Resp> {
         (&Method::GET, ["session"]) => Ok(json_resp(
             StatusCode::OK,
             &json!({"user": who.session.user, "role": who.session.role, "csrf": who.session.csrf,
-                    "timezone": app.backend.status().get("timezone")}),
+                    "timezone": app.backend.status().timezone}),
         )),
         (&Method::POST, ["logout"]) => accounts::logout(app, who),
         (&Method::POST, ["session", "password"]) => accounts::change_password(app, req, who).await,
@@ -231,9 +231,8 @@ async fn alerts(app: &App) -> Result<Resp> {
         .unwrap_or_default();
     let open = with_delivery(app, open).await;
     let recent = with_delivery(app, recent).await;
-    // Per-path delivery counters, when the status document carries them
-    // (the dual-path uplink adds `delivered`).
-    let delivered = app.backend.status().get("delivered").cloned();
+    // Per-path delivery counters.
+    let delivered = app.backend.status().delivered;
     Ok(json_resp(
         StatusCode::OK,
         &json!({"open": open, "recent": recent, "delivered": delivered}),
@@ -317,10 +316,10 @@ fn uplinks(app: &App) -> Result<Resp> {
         StatusCode::OK,
         &json!({
             "settings": app.backend.uplink_settings(),
-            "state": status.get("uplinks").cloned().unwrap_or(json!({})),
-            // Where a LoRaWAN uplink reports its join state and airtime, if
-            // it does so outside the per-uplink map.
-            "lorawan_status": status.get("lorawan").cloned(),
+            "state": status.uplinks,
+            // The LoRaWAN state is in `state.lorawan`; this older field
+            // stays, empty, for clients that still read it.
+            "lorawan_status": null,
         }),
     ))
 }
@@ -356,7 +355,7 @@ async fn commissioning(app: &App) -> Result<Resp> {
         .collect();
     Ok(json_resp(
         StatusCode::OK,
-        &json!({"generated": now, "gateway": app.backend.status().get("gateway"), "rooms": rooms}),
+        &json!({"generated": now, "gateway": app.backend.status().gateway, "rooms": rooms}),
     ))
 }
 

@@ -60,7 +60,7 @@ pub trait Backend: Send + Sync + 'static {
     /// Opens the Zigbee network for joining for `seconds`.
     fn permit_join(&self, seconds: u16) -> BoxFut<'_, Result<(), BackendError>>;
     /// The gateway status document (uplinks, coordinator, backlog, …).
-    fn status(&self) -> serde_json::Map<String, serde_json::Value>;
+    fn status(&self) -> crate::status::Status;
     /// Read-only uplink settings (no secrets) for the Uplinks page.
     fn uplink_settings(&self) -> serde_json::Value;
     /// A new subscription to the live event stream.
@@ -326,7 +326,7 @@ impl Backend for StoreBackend {
                 })
         })
     }
-    fn status(&self) -> serde_json::Map<String, serde_json::Value> {
+    fn status(&self) -> crate::status::Status {
         (self.status)()
     }
     fn uplink_settings(&self) -> serde_json::Value {
@@ -389,7 +389,7 @@ mod tests {
         let store = Store::open(&dir.path().join("t.db"), &Default::default()).unwrap();
         let (hub, _) = mpsc::channel(1);
         let (live, _) = broadcast::channel(1);
-        let status: StatusFn = std::sync::Arc::new(serde_json::Map::new);
+        let status: StatusFn = std::sync::Arc::new(crate::status::Status::default);
         let base = crate::rules::active::Version {
             version: 0,
             source: "built-in".into(),

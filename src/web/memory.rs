@@ -12,6 +12,7 @@ use tokio::sync::broadcast;
 use super::backend::{Backend, BackendError, BoxFut};
 use crate::hub::Live;
 use crate::model::{DeviceId, DeviceInfo, Reading, Time};
+use crate::status::{ByClass, Coordinator, Status, UplinkState, Uplinks};
 
 /// Registry, history and key-value pairs in memory.
 #[derive(Debug)]
@@ -20,26 +21,39 @@ pub struct MemoryBackend {
     history: Mutex<Vec<Reading>>,
     kv: Mutex<HashMap<String, Vec<u8>>>,
     live: broadcast::Sender<Live>,
-    status: Mutex<serde_json::Map<String, serde_json::Value>>,
+    status: Mutex<Status>,
 }
 
 impl Default for MemoryBackend {
     fn default() -> Self {
-        let status = serde_json::json!({
-            "state": "online", "gateway": "test-home", "version": env!("CARGO_PKG_VERSION"),
-            "uptime_s": 42, "timezone": "Europe/London", "coordinator": "off",
-            "backlog": {"alert": 0, "status": 0, "telemetry": 3},
-            "uplinks": {"mqtt": {"state": "connected", "connects": 1, "delivered": 7}},
-        });
+        let status = Status {
+            state: "online",
+            gateway: "test-home".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            uptime_s: 42,
+            timezone: "Europe/London".into(),
+            coordinator: Coordinator::Off,
+            backlog: ByClass {
+                telemetry: 3,
+                ..ByClass::default()
+            },
+            uplinks: Uplinks {
+                mqtt: UplinkState {
+                    state: "connected",
+                    connects: 1,
+                    delivered: 7,
+                    ..UplinkState::off()
+                },
+                lorawan: None,
+            },
+            ..Status::default()
+        };
         MemoryBackend {
             devices: Mutex::default(),
             history: Mutex::default(),
             kv: Mutex::default(),
             live: broadcast::channel(256).0,
-            status: Mutex::new(match status {
-                serde_json::Value::Object(m) => m,
-                _ => serde_json::Map::new(),
-            }),
+            status: Mutex::new(status),
         }
     }
 }
@@ -102,10 +116,10 @@ impl MemoryBackend {
             .unwrap_or_default()
     }
 
-    /// Replaces a key of the status document.
-    pub fn set_status(&self, key: &str, value: serde_json::Value) {
+    /// Changes the status document.
+    pub fn set_status(&self, change: impl FnOnce(&mut Status)) {
         if let Ok(mut s) = self.status.lock() {
-            s.insert(key.to_string(), value);
+            change(&mut s);
         }
     }
 }
@@ -210,8 +224,11 @@ impl Backend for MemoryBackend {
             ))
         })
     }
-    fn status(&self) -> serde_json::Map<String, serde_json::Value> {
-        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    /// The document as built now (its `at` is the wall clock).
+    fn status(&self) -> Status {
+        let mut s = self.status.lock().map(|s| s.clone()).unwrap_or_default();
+        s.at = Time::now();
+        s
     }
     fn uplink_settings(&self) -> serde_json::Value {
         serde_json::json!({

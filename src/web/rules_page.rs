@@ -183,12 +183,7 @@ pub async fn rollback(app: &App, who: &Who) -> Result<Resp> {
 
 /// The gateway's clock (the demo's runs fast), from its status document.
 pub fn gateway_now(app: &App) -> Time {
-    app.backend
-        .status()
-        .get("at")
-        .and_then(|v| v.as_str())
-        .and_then(|s| Time::parse_rfc3339(s).ok())
-        .unwrap_or_else(Time::now)
+    app.backend.status().at
 }
 
 /// What a replay found.
@@ -263,13 +258,8 @@ pub async fn try_it(app: &App, req: &Req, who: &Who) -> Result<Resp> {
     let capped = history.len() > TRY_READINGS_MAX;
     history.truncate(TRY_READINGS_MAX);
     let devices = app.backend.devices().await?;
-    let tz = app
-        .backend
-        .status()
-        .get("timezone")
-        .and_then(|v| v.as_str())
-        .and_then(|t| jiff::tz::TimeZone::get(t).ok())
-        .unwrap_or(jiff::tz::TimeZone::UTC);
+    let tz =
+        jiff::tz::TimeZone::get(&app.backend.status().timezone).unwrap_or(jiff::tz::TimeZone::UTC);
     let t0 = Instant::now();
     let result = tokio::task::spawn_blocking(move || {
         replay(&set, tz, &devices, &history, until, TRY_BUDGET)

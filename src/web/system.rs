@@ -60,7 +60,7 @@ pub async fn backup(app: &App, who: &Who) -> Result<Resp> {
         "format": BACKUP_FORMAT,
         "at": Time::now(),
         "version": env!("CARGO_PKG_VERSION"),
-        "gateway": app.backend.status().get("gateway"),
+        "gateway": app.backend.status().gateway,
         "config": app.backend.config_toml(),
         "rules": rules,
         "devices": devices,
