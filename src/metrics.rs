@@ -492,6 +492,12 @@ mod tests {
         store.alert.rows = 3;
         store.commit_latency.observe(700);
         store.commit_latency.observe(30_000);
+        let zigbee_up = LinkStatus {
+            link: "zigbee".into(),
+            up: true,
+            detail: String::new(),
+            at: crate::model::Time(0),
+        };
         Inputs {
             status: Status {
                 uptime_s: 12,
@@ -509,24 +515,14 @@ mod tests {
                     },
                     lorawan: None,
                 },
-                links: [(
-                    "zigbee".to_string(),
-                    LinkStatus {
-                        link: "zigbee".into(),
-                        up: true,
-                        detail: String::new(),
-                        at: crate::model::Time(0),
-                    },
-                )]
-                .into(),
+                links: [("zigbee".to_string(), zigbee_up)].into(),
                 zigbee: Some(ZigbeeStatus {
                     frames: 120,
                     frame_errors: 3,
                     timeouts: 1,
-                    rpc_errors: 0,
                     restarts: 2,
                     resets: 1,
-                    skipped_bytes: 0,
+                    ..ZigbeeStatus::default()
                 }),
                 counters: Counters {
                     mqtt_accepted: 7,
