@@ -206,7 +206,7 @@ fn drain(rows: u64) {
         let (state_tx, _state_rx) = tokio::sync::watch::channel(UplinkState::off());
         let links = Links { commands: cmd_tx, direct: direct_rx, state: state_tx };
         let shutdown = tokio_util::sync::CancellationToken::new();
-        let status: carebridge::uplink::mqtt::StatusFn = Arc::new(serde_json::Map::new);
+        let status: carebridge::uplink::mqtt::StatusFn = Arc::new(carebridge::status::Status::default);
         let t1 = Instant::now();
         let up = tokio::spawn(carebridge::uplink::mqtt::run(prep, store.clone(), status, links, shutdown.clone()));
         while got.load(Ordering::Relaxed) < rows && t1.elapsed() < Duration::from_secs(300) {

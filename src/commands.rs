@@ -31,7 +31,7 @@ pub struct CommandHandler {
     pub zigbee: Option<mpsc::Sender<crate::zigbee::ZigbeeCommand>>,
     pub direct: mpsc::Sender<Direct>,
     pub rules: Rules,
-    /// Remote configuration and diagnostics (issue 9); `None`: rules only.
+    /// Remote configuration and diagnostics; `None`: rules only.
     pub fleet: Option<Fleet>,
     /// `cmd/update`, when `[ota]` is configured.
     pub updater: Option<crate::ota::daemon::Updater>,

@@ -74,7 +74,7 @@ impl Diagnostics {
             })
             .unwrap_or_default();
         let parts = Parts {
-            status: Value::Object((self.status)()),
+            status: Value::Object(crate::uplink::mqtt::status_document(&(self.status)())),
             devices,
             errors,
             disk: disk(&self.data_dir),

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::ingest::sim::Clock;
+use crate::clock::Clock;
 use crate::model::{Alert, DeviceInfo, Ingest, LinkStatus, Reading, Time};
 use crate::rules::Engine;
 use crate::store::{Store, Write};
@@ -42,14 +42,12 @@ pub enum Live {
 pub struct HubStats {
     pub readings: AtomicU64,
     pub alerts: AtomicU64,
-    // --- fleet (issue 9): for /metrics ---
     /// Readings per kind, indexed by [`crate::model::Kind::code`].
     pub by_kind: [AtomicU64; 32],
     /// Alerts per (rule, severity, state).
     pub by_rule: std::sync::Mutex<BTreeMap<(String, &'static str, &'static str), u64>>,
     /// Times each link went down (a coordinator reset or lost port counts here).
     pub link_downs: std::sync::Mutex<BTreeMap<String, u64>>,
-    // --- end fleet ---
 }
 
 /// Commands other tasks send to the hub.
@@ -80,11 +78,22 @@ pub const RULE_STATE_KEY: &str = "rules.state";
 /// a restart loses at most this much rule progress, never an alert.
 const SAVE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// A supervisor's watchdog the hub feeds from its loop, so a stuck hub
+/// gets the process restarted (systemd's `WatchdogSec`, passed in by app).
+pub struct Watchdog {
+    /// How often the supervisor expects to hear from us.
+    pub interval: std::time::Duration,
+    /// Tells the supervisor the hub is alive.
+    pub feed: Box<dyn Fn() + Send + Sync>,
+}
+
 /// The hub's parts.
 pub struct Hub {
     pub engine: Engine,
     pub store: Store,
-    pub clock: Clock,
+    pub clock: Arc<dyn Clock>,
+    /// Fed from the hub's loop, when the process runs under a watchdog.
+    pub watchdog: Option<Watchdog>,
     /// Send readings upstream as telemetry.
     pub telemetry: bool,
     pub live: broadcast::Sender<Live>,
@@ -110,14 +119,16 @@ impl Hub {
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
         let mut alerts = Vec::new();
-        // systemd's watchdog is fed from this loop: a stuck hub gets restarted.
-        let watchdog = crate::ota::notify::watchdog_interval();
-        let mut keepalive =
-            tokio::time::interval(watchdog.map_or(SAVE_EVERY, |w| (w / 3).min(SAVE_EVERY)));
+        // The watchdog is fed from this loop: a stuck hub gets restarted.
+        let mut keepalive = tokio::time::interval(
+            self.watchdog
+                .as_ref()
+                .map_or(SAVE_EVERY, |w| (w.interval / 3).min(SAVE_EVERY)),
+        );
         let mut inputs_open = true;
         loop {
             let deadline = self.engine.next_deadline();
-            let sleep = deadline_sleep(&self.clock, deadline);
+            let sleep = deadline_sleep(&*self.clock, deadline);
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
@@ -148,8 +159,8 @@ impl Hub {
                     self.emit_alerts(&mut alerts).await?;
                 }
                 _ = keepalive.tick() => {
-                    if watchdog.is_some() {
-                        let _ = crate::ota::notify::notify_watchdog();
+                    if let Some(w) = &self.watchdog {
+                        (w.feed)();
                     }
                     self.save_rule_state().await?;
                 }
@@ -234,7 +245,7 @@ impl Hub {
 }
 
 /// Sleeps until the engine's next deadline on `clock` (which may run fast).
-async fn deadline_sleep(clock: &Clock, deadline: Option<Time>) {
+async fn deadline_sleep(clock: &dyn Clock, deadline: Option<Time>) {
     match deadline {
         None => std::future::pending::<()>().await,
         Some(d) => {

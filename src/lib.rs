@@ -37,7 +37,6 @@ pub mod broker;
 pub mod commands;
 pub mod config;
 pub mod diagnostics;
-pub mod fleet;
 pub mod ha;
 pub mod hub;
 pub mod ids;
@@ -53,4 +52,4 @@ pub mod wall;
 pub mod web;
 pub mod zigbee;
 
-pub use carebridge_core::{Clock, line, model};
+pub use carebridge_core::{clock, line, model, status};

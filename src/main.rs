@@ -2,10 +2,11 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use carebridge::app::{self, DemoArgs, Exit, RunOptions};
+use carebridge::app::{self, DemoArgs, Exit, RunOptions, ScaledClock};
+use carebridge::clock::Clock;
 use carebridge::config::{self, Config};
-use carebridge::ingest::sim::Clock;
 use clap::{Parser, Subcommand};
 
 /// carebridge — a home-care edge gateway: sensors in, alert rules at the
@@ -78,7 +79,7 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Run { config } => carebridge::config::load(&config)
             .map_err(Exit::input)
-            .and_then(|cfg| serve(cfg, Clock::system(), false)),
+            .and_then(|cfg| serve(cfg, Arc::new(ScaledClock::system()), false)),
         Cmd::Demo {
             data,
             web,
@@ -98,7 +99,11 @@ fn main() -> ExitCode {
                 let _sim = lorawan_sim
                     .then(|| app::demo_lorawan_sim(&mut cfg))
                     .transpose()?;
-                serve(cfg, Clock::new(carebridge::wall::now(), speed), true)
+                serve(
+                    cfg,
+                    Arc::new(ScaledClock::new(carebridge::wall::now(), speed)),
+                    true,
+                )
             })
         }
         Cmd::Config(ConfigCmd::Defaults) => {
@@ -141,7 +146,7 @@ fn ota_exit(e: carebridge::ota::cli::OtaCliError) -> Exit {
     }
 }
 
-fn serve(cfg: Config, clock: Clock, banner: bool) -> Result<(), Exit> {
+fn serve(cfg: Config, clock: Arc<dyn Clock>, banner: bool) -> Result<(), Exit> {
     let log = carebridge::logging::init(&cfg.log);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -37,11 +37,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::hub::HubStats;
 use crate::model::Kind;
+use crate::status::{Status, ZigbeeStatus};
 use crate::store::{Store, StoreStats};
 use crate::uplink::mqtt::StatusFn;
 
@@ -95,7 +95,7 @@ impl Metrics {
         };
         render(&Inputs {
             link_downs,
-            status: Value::Object((self.status)()),
+            status: (self.status)(),
             store: self.store.stats(),
             by_kind,
             by_rule,
@@ -125,7 +125,7 @@ impl Metrics {
 /// Everything a rendering needs.
 #[derive(Debug, Clone)]
 pub struct Inputs {
-    pub status: Value,
+    pub status: Status,
     pub store: StoreStats,
     pub by_kind: Vec<(Kind, u64)>,
     pub by_rule: Vec<((String, &'static str, &'static str), u64)>,
@@ -161,48 +161,54 @@ impl Out {
     }
 }
 
-fn num(v: &Value, path: &[&str]) -> Option<f64> {
-    let mut cur = v;
-    for p in path {
-        cur = cur.get(p)?;
-    }
-    cur.as_f64()
-}
-
-/// The coordinator link's counters (the status document's `zigbee` object,
+/// The coordinator link's counters (the status document's `zigbee` part,
 /// see [`crate::zigbee::ZigbeeCounters`]) as series.
-const ZIGBEE_SERIES: [(&str, &str, &str); 6] = [
+type ZigbeeSeries = (fn(&ZigbeeStatus) -> u64, &'static str, &'static str);
+const ZIGBEE_SERIES: [ZigbeeSeries; 6] = [
     (
-        "frames",
+        |z| z.frames,
         "zigbee_frames_total",
         "ZNP frames decoded from the coordinator stick.",
     ),
     (
-        "frame_errors",
+        |z| z.frame_errors,
         "zigbee_frame_errors_total",
         "Rejected ZNP frames (bad checksum, length or type) on the serial line.",
     ),
     (
-        "timeouts",
+        |z| z.timeouts,
         "zigbee_request_timeouts_total",
         "Requests to the coordinator that got no answer in time.",
     ),
     (
-        "rpc_errors",
+        |z| z.rpc_errors,
         "zigbee_rpc_errors_total",
         "MT RPC errors returned by the coordinator.",
     ),
     (
-        "restarts",
+        |z| z.restarts,
         "zigbee_coordinator_restarts_total",
         "Coordinator sessions that failed and were started again.",
     ),
     (
-        "resets",
+        |z| z.resets,
         "zigbee_coordinator_resets_total",
         "Unexpected coordinator stick resets (a subset of the restarts).",
     ),
 ];
+
+/// One uplink as its series show it: (name, up, connects, delivered).
+fn uplink_rows(s: &Status) -> Vec<(&'static str, bool, u64, u64)> {
+    let mut rows = Vec::with_capacity(2);
+    // Sorted by name, as they always were. LoRaWAN reports no connection
+    // count and says "joined", not "connected": its rows read 0.
+    if let Some(l) = &s.uplinks.lorawan {
+        rows.push(("lorawan", l.state == "connected", 0, 0));
+    }
+    let m = &s.uplinks.mqtt;
+    rows.push(("mqtt", m.state == "connected", m.connects, m.delivered));
+    rows
+}
 
 /// The exposition text (pure).
 pub fn render(i: &Inputs) -> String {
@@ -210,14 +216,12 @@ pub fn render(i: &Inputs) -> String {
     let s = &i.status;
     o.family("build_info", "gauge", "Version of the running carebridge.");
     o.sample("build_info", &[("version", env!("CARGO_PKG_VERSION"))], 1);
-    if let Some(u) = num(s, &["uptime_s"]) {
-        o.family(
-            "uptime_seconds",
-            "gauge",
-            "Seconds since the gateway started.",
-        );
-        o.sample("uptime_seconds", &[], u);
-    }
+    o.family(
+        "uptime_seconds",
+        "gauge",
+        "Seconds since the gateway started.",
+    );
+    o.sample("uptime_seconds", &[], s.uptime_s);
     o.family("readings_total", "counter", "Readings received, by kind.");
     for (k, n) in &i.by_kind {
         o.sample("readings_total", &[("kind", k.as_str())], n);
@@ -260,12 +264,8 @@ pub fn render(i: &Inputs) -> String {
         "gauge",
         "Age of the oldest waiting row, by class (0 when empty).",
     );
-    for c in ["alert", "status", "telemetry"] {
-        o.sample(
-            "outbox_oldest_age_seconds",
-            &[("class", c)],
-            num(s, &["oldest_age_s", c]).unwrap_or(0.0),
-        );
+    for (c, age) in s.oldest_age_s.iter() {
+        o.sample("outbox_oldest_age_seconds", &[("class", c)], age);
     }
     o.family(
         "outbox_evicted_total",
@@ -275,69 +275,58 @@ pub fn render(i: &Inputs) -> String {
     for (c, st) in classes {
         o.sample("outbox_evicted_total", &[("class", c)], st.evicted);
     }
-    if let Some(ups) = s.get("uplinks").and_then(|u| u.as_object()) {
-        o.family("uplink_up", "gauge", "1 when the uplink is connected.");
-        for (name, u) in ups {
-            let up = u.get("state").and_then(|v| v.as_str()) == Some("connected");
-            o.sample("uplink_up", &[("uplink", name)], u8::from(up));
-        }
-        o.family(
-            "uplink_connects_total",
-            "counter",
-            "Successful connections since start.",
-        );
-        for (name, u) in ups {
-            o.sample(
-                "uplink_connects_total",
-                &[("uplink", name)],
-                num(u, &["connects"]).unwrap_or(0.0),
-            );
-        }
-        o.family(
-            "uplink_reconnects_total",
-            "counter",
-            "Connections after the first since start.",
-        );
-        for (name, u) in ups {
-            let c = num(u, &["connects"]).unwrap_or(0.0);
-            o.sample(
-                "uplink_reconnects_total",
-                &[("uplink", name)],
-                (c - 1.0).max(0.0),
-            );
-        }
-        o.family(
-            "uplink_delivered_total",
-            "counter",
-            "Rows acknowledged by the far end since start.",
-        );
-        for (name, u) in ups {
-            o.sample(
-                "uplink_delivered_total",
-                &[("uplink", name)],
-                num(u, &["delivered"]).unwrap_or(0.0),
-            );
-        }
-        let airtime = ups.get("lorawan").and_then(|l| num(l, &["airtime_24h_ms"]));
-        if let Some(ms) = airtime {
-            o.family(
-                "lorawan_airtime_used_seconds",
-                "gauge",
-                "LoRaWAN uplink airtime used in the last 24 hours.",
-            );
-            o.sample("lorawan_airtime_used_seconds", &[], ms / 1000.0);
-        }
+    let ups = uplink_rows(s);
+    o.family("uplink_up", "gauge", "1 when the uplink is connected.");
+    for (name, up, _, _) in &ups {
+        o.sample("uplink_up", &[("uplink", name)], u8::from(*up));
     }
-    if let Some(links) = s.get("links").and_then(|u| u.as_object()) {
-        o.family(
-            "link_up",
-            "gauge",
-            "1 when the link (coordinator, serial board, modem) is up.",
+    o.family(
+        "uplink_connects_total",
+        "counter",
+        "Successful connections since start.",
+    );
+    for (name, _, connects, _) in &ups {
+        o.sample("uplink_connects_total", &[("uplink", name)], connects);
+    }
+    o.family(
+        "uplink_reconnects_total",
+        "counter",
+        "Connections after the first since start.",
+    );
+    for (name, _, connects, _) in &ups {
+        o.sample(
+            "uplink_reconnects_total",
+            &[("uplink", name)],
+            connects.saturating_sub(1),
         );
-        for (name, l) in links {
-            let up = l.get("up").and_then(|v| v.as_bool()) == Some(true);
-            o.sample("link_up", &[("link", name)], u8::from(up));
-        }
+    }
+    o.family(
+        "uplink_delivered_total",
+        "counter",
+        "Rows acknowledged by the far end since start.",
+    );
+    for (name, _, _, delivered) in &ups {
+        o.sample("uplink_delivered_total", &[("uplink", name)], delivered);
+    }
+    if let Some(l) = &s.uplinks.lorawan {
+        o.family(
+            "lorawan_airtime_used_seconds",
+            "gauge",
+            "LoRaWAN uplink airtime used in the last 24 hours.",
+        );
+        o.sample(
+            "lorawan_airtime_used_seconds",
+            &[],
+            l.airtime_24h_ms as f64 / 1000.0,
+        );
+    }
+    o.family(
+        "link_up",
+        "gauge",
+        "1 when the link (coordinator, serial board, modem) is up.",
+    );
+    for (name, l) in &s.links {
+        o.sample("link_up", &[("link", name)], u8::from(l.up));
     }
     o.family(
         "link_down_total",
@@ -347,12 +336,10 @@ pub fn render(i: &Inputs) -> String {
     for (name, n) in &i.link_downs {
         o.sample("link_down_total", &[("link", name)], n);
     }
-    if let Some(z) = s.get("zigbee") {
-        for (key, name, help) in ZIGBEE_SERIES {
-            if let Some(n) = num(z, &[key]) {
-                o.family(name, "counter", help);
-                o.sample(name, &[], n);
-            }
+    if let Some(z) = &s.zigbee {
+        for (read, name, help) in ZIGBEE_SERIES {
+            o.family(name, "counter", help);
+            o.sample(name, &[], read(z));
         }
     }
     let h = &i.store.commit_latency;
@@ -380,28 +367,22 @@ pub fn render(i: &Inputs) -> String {
         "Store commits that failed and were retried.",
     );
     o.sample("store_failed_commits_total", &[], i.store.failed_commits);
-    for (name, key) in [
-        ("mqtt_ingest_accepted_total", "mqtt_accepted"),
-        ("mqtt_ingest_malformed_total", "mqtt_malformed"),
+    for (name, v) in [
+        ("mqtt_ingest_accepted_total", s.counters.mqtt_accepted),
+        ("mqtt_ingest_malformed_total", s.counters.mqtt_malformed),
     ] {
-        if let Some(v) = num(s, &["counters", key]) {
-            o.family(name, "counter", "Local MQTT ingest publications.");
-            o.sample(name, &[], v);
-        }
+        o.family(name, "counter", "Local MQTT ingest publications.");
+        o.sample(name, &[], v);
     }
-    if let Some(cv) = s.get("config_version").and_then(|c| c.as_object()) {
-        o.family(
-            "config_version",
-            "gauge",
-            "Active configuration version, by part.",
-        );
-        for (part, v) in cv {
-            o.sample(
-                "config_version",
-                &[("part", part)],
-                num(v, &["version"]).unwrap_or(0.0),
-            );
-        }
+    o.family(
+        "config_version",
+        "gauge",
+        "Active configuration version, by part.",
+    );
+    // By part name, sorted, as they always were.
+    let cv = &s.config_version;
+    for (part, v) in [("config", &cv.config), ("rules", &cv.rules)] {
+        o.sample("config_version", &[("part", part)], v.version);
     }
     if let Some(rss) = i.rss {
         let _ = writeln!(
@@ -465,22 +446,60 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::LinkStatus;
+    use crate::status::{Active, ByClass, ConfigVersions, Counters, UplinkState, Uplinks};
 
     fn inputs() -> Inputs {
         let mut store = StoreStats::default();
         store.alert.rows = 3;
         store.commit_latency.observe(700);
         store.commit_latency.observe(30_000);
+        let zigbee_up = LinkStatus {
+            link: "zigbee".into(),
+            up: true,
+            detail: String::new(),
+            at: crate::model::Time(0),
+        };
         Inputs {
-            status: serde_json::json!({
-                "uptime_s": 12,
-                "oldest_age_s": {"alert": 5, "status": 0, "telemetry": 9},
-                "uplinks": {"mqtt": {"state": "connected", "connects": 3, "delivered": 40}},
-                "links": {"zigbee": {"up": true}},
-                "zigbee": {"frames": 120, "frame_errors": 3, "timeouts": 1, "rpc_errors": 0, "restarts": 2, "resets": 1},
-                "counters": {"mqtt_accepted": 7, "mqtt_malformed": 1},
-                "config_version": {"rules": {"version": 4, "source": "remote"}},
-            }),
+            status: Status {
+                uptime_s: 12,
+                oldest_age_s: ByClass {
+                    alert: 5,
+                    status: 0,
+                    telemetry: 9,
+                },
+                uplinks: Uplinks {
+                    mqtt: UplinkState {
+                        state: "connected",
+                        connects: 3,
+                        delivered: 40,
+                        ..UplinkState::off()
+                    },
+                    lorawan: None,
+                },
+                links: [("zigbee".to_string(), zigbee_up)].into(),
+                zigbee: Some(ZigbeeStatus {
+                    frames: 120,
+                    frame_errors: 3,
+                    timeouts: 1,
+                    restarts: 2,
+                    resets: 1,
+                    ..ZigbeeStatus::default()
+                }),
+                counters: Counters {
+                    mqtt_accepted: 7,
+                    mqtt_malformed: 1,
+                    ..Counters::default()
+                },
+                config_version: ConfigVersions {
+                    rules: Active {
+                        version: 4,
+                        source: "remote".into(),
+                    },
+                    ..ConfigVersions::default()
+                },
+                ..Status::default()
+            },
             store,
             by_kind: vec![(Kind::Temperature, 10), (Kind::Panic, 1)],
             by_rule: vec![(("panic".into(), "urgent", "raised"), 1)],

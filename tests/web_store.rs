@@ -89,10 +89,11 @@ async fn rig() -> Rig {
     };
     let rules = Rules::new(store.clone(), hub_tx.clone(), base);
     let (live, _) = broadcast::channel(64);
-    let status: carebridge::uplink::mqtt::StatusFn = Arc::new(|| {
-        let v = serde_json::json!({"gateway": "test-home", "timezone": "UTC",
-                                   "at": carebridge::wall::now().to_rfc3339()});
-        v.as_object().cloned().unwrap_or_default()
+    let status: carebridge::uplink::mqtt::StatusFn = Arc::new(|| carebridge::status::Status {
+        gateway: "test-home".into(),
+        timezone: "UTC".into(),
+        at: carebridge::wall::now(),
+        ..Default::default()
     });
     let closed = free_port();
     let cfg = config(dir.path(), closed);

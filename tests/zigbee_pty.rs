@@ -313,9 +313,9 @@ async fn a_silent_stick_or_error_frames_take_the_link_down_and_it_recovers() {
         .await;
     // The silent stick and the error frames each restarted the session;
     // the garbage was counted as skipped, not as frames.
-    assert!(r.counters.restarts() >= 2, "{:?}", r.counters.to_json());
-    assert!(r.counters.timeouts() >= 1, "{:?}", r.counters.to_json());
-    assert!(r.counters.rpc_errors() >= 1, "{:?}", r.counters.to_json());
+    assert!(r.counters.restarts() >= 2, "{:?}", r.counters.snapshot());
+    assert!(r.counters.timeouts() >= 1, "{:?}", r.counters.snapshot());
+    assert!(r.counters.rpc_errors() >= 1, "{:?}", r.counters.snapshot());
     assert_eq!(r.counters.resets(), 0);
     // A reset the gateway did not ask for (SYS_RESET_IND, as after a
     // brown-out) is counted apart and the link comes back.
@@ -336,6 +336,6 @@ async fn a_silent_stick_or_error_frames_take_the_link_down_and_it_recovers() {
     r.sim.inject_bytes(&reset);
     r.link(false, Duration::from_secs(5)).await;
     r.link(true, Duration::from_secs(10)).await;
-    assert_eq!(r.counters.resets(), 1, "{:?}", r.counters.to_json());
+    assert_eq!(r.counters.resets(), 1, "{:?}", r.counters.snapshot());
     r.stop().await;
 }

@@ -2,7 +2,7 @@
 //!
 //! Everything here is a value or a state machine driven by its caller:
 //! no tokio, no sockets, no files, no serial ports and no wall clock (time
-//! comes in as an argument, [`Clock`] is how a shell hands it over). The
+//! comes in as an argument, [`clock::Clock`] is how a shell hands it over). The
 //! `carebridge` crate wraps these in I/O shells. Keeping them in their own
 //! crate lets the compiler hold the line that used to be held by habit, and
 //! lets tests drive days of a home through the core in milliseconds.
@@ -14,18 +14,15 @@
 //!   coordinator state machine;
 //! - [`uplink`]: the dual-path router, back-off, and the LoRaWAN codec, AT
 //!   dialects, modem conversation, airtime budget and queue policy;
-//! - [`line`]: the serial sensor boards' line protocol.
+//! - [`line`]: the serial sensor boards' line protocol;
+//! - [`status`]: the typed status document (heartbeat, UI, metrics, diagnostics);
+//! - [`clock`]: the [`clock::Clock`] trait and a manual clock for tests.
 
+pub mod clock;
 pub mod config;
 pub mod line;
 pub mod model;
 pub mod rules;
+pub mod status;
 pub mod uplink;
 pub mod zigbee;
-
-/// Where the time comes from. The core never reads a clock; a shell passes
-/// `now` in, and code that needs to ask for it takes a `&dyn Clock`.
-pub trait Clock: Send + Sync {
-    /// Milliseconds since the Unix epoch, UTC.
-    fn now(&self) -> model::Time;
-}

@@ -1,8 +1,7 @@
-//! Wiring of the dual path (issue 5): the LoRaWAN modem task, the router
+//! Wiring of the dual path (MQTT and LoRaWAN): the LoRaWAN modem task, the router
 //! between it, the outbox and the MQTT link, and where downlink commands go.
 
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::store::Store;
@@ -26,7 +25,7 @@ pub(super) struct DualLinks {
 /// the MQTT link. Downlink commands go to the MQTT command handler, or to a
 /// handler of their own when there is no MQTT uplink.
 pub(super) fn start_dual_path(
-    tasks: &mut JoinSet<(&'static str, anyhow::Result<()>)>,
+    tasks: &mut super::Tasks,
     cfg: crate::uplink::lorawan::LorawanConfig,
     links: DualLinks,
     shutdown: &CancellationToken,

@@ -1,6 +1,7 @@
-//! The status document (what `status`, the heartbeat, the web Overview,
-//! diagnostics and `/metrics` read) and the heartbeat task that queues it.
-//! The builder only reads shared state; it never blocks on the store.
+//! The status document's builder (what `status`, the heartbeat, the web
+//! Overview, diagnostics and `/metrics` read) and the heartbeat task that
+//! queues it. The builder only reads shared state; it never blocks on the
+//! store.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,86 +11,81 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::clock::Clock;
 use crate::hub::HubStats;
 use crate::ingest::mqtt::IngestStats;
-use crate::ingest::sim::Clock;
 use crate::model::LinkStatus;
-use crate::store::{Store, Write};
+use crate::status::{ByClass, Coordinator, Counters, Status, StatusFn, Uplinks};
+use crate::store::{ClassStats, Store, Write};
 use crate::uplink::UplinkState;
 
-pub(super) type StatusFn = crate::uplink::mqtt::StatusFn;
+/// Everything the status document is read from.
+pub(super) struct StatusSources {
+    pub gateway: String,
+    pub timezone: String,
+    /// A `[zigbee]` section is configured.
+    pub zigbee_configured: bool,
+    pub started: Instant,
+    pub clock: Arc<dyn Clock>,
+    pub store: Store,
+    pub uplink: watch::Receiver<UplinkState>,
+    pub links: watch::Receiver<BTreeMap<String, LinkStatus>>,
+    pub hub: Arc<HubStats>,
+    pub ingest: Arc<IngestStats>,
+    pub versions: crate::remote_config::Versions,
+    pub zigbee: Option<Arc<crate::zigbee::ZigbeeCounters>>,
+    pub lorawan: Option<crate::uplink::dual::SharedStatus>,
+}
 
-#[allow(clippy::too_many_arguments)]
-pub(super) fn status_builder(
-    cfg: &Config,
-    started: Instant,
-    store: Store,
-    uplink: watch::Receiver<UplinkState>,
-    links: watch::Receiver<BTreeMap<String, LinkStatus>>,
-    hub: Arc<HubStats>,
-    ingest: Arc<IngestStats>,
-    clock: Clock,
-    versions: crate::remote_config::Versions,
-    zigbee: Option<Arc<crate::zigbee::ZigbeeCounters>>,
-) -> StatusFn {
-    let gateway = cfg.gateway.id.clone();
-    let timezone = cfg.gateway.timezone.clone();
-    let zigbee_on = cfg.zigbee.is_some();
-    Arc::new(move || {
-        let s = store.stats();
-        let links = links.borrow().clone();
-        let coordinator = match links.get("zigbee") {
-            Some(l) if l.up => "up",
-            Some(_) => "down",
-            None if zigbee_on => "starting",
-            None => "off",
+impl StatusSources {
+    /// The document now.
+    pub fn status(&self) -> Status {
+        let s = self.store.stats();
+        let now = self.clock.now();
+        let links = self.links.borrow().clone();
+        let per = |f: &dyn Fn(&ClassStats) -> u64| ByClass {
+            alert: f(&s.alert),
+            status: f(&s.status),
+            telemetry: f(&s.telemetry),
         };
-        let mut m = serde_json::Map::new();
-        m.insert("state".into(), "online".into());
-        m.insert("gateway".into(), gateway.clone().into());
-        m.insert("version".into(), env!("CARGO_PKG_VERSION").into());
-        m.insert("at".into(), clock.now().to_rfc3339().into());
-        m.insert("uptime_s".into(), started.elapsed().as_secs().into());
-        m.insert("timezone".into(), timezone.clone().into());
-        m.insert("config_version".into(), versions.to_json());
-        let per = |f: &dyn Fn(&crate::store::ClassStats) -> u64| {
-            serde_json::json!({
-                "alert": f(&s.alert), "status": f(&s.status), "telemetry": f(&s.telemetry),
-            })
-        };
-        m.insert("backlog".into(), per(&|c| c.rows));
-        m.insert("backlog_bytes".into(), per(&|c| c.bytes));
-        let now = clock.now();
-        m.insert(
-            "oldest_age_s".into(),
-            per(&|c| c.oldest_at.map_or(0, |t| now.since(t).as_secs())),
-        );
-        m.insert("evicted".into(), per(&|c| c.evicted));
-        m.insert("store_error".into(), s.error.clone().into());
-        m.insert("coordinator".into(), coordinator.into());
-        if let Some(z) = &zigbee {
-            m.insert("zigbee".into(), z.to_json());
+        let lorawan = self.lorawan.as_ref().map(|l| match l.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        });
+        Status {
+            state: "online",
+            gateway: self.gateway.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            at: now,
+            uptime_s: self.started.elapsed().as_secs(),
+            timezone: self.timezone.clone(),
+            config_version: self.versions.snapshot(),
+            backlog: per(&|c| c.rows),
+            backlog_bytes: per(&|c| c.bytes),
+            oldest_age_s: per(&|c| c.oldest_at.map_or(0, |t| now.since(t).as_secs())),
+            evicted: per(&|c| c.evicted),
+            store_error: s.error.clone(),
+            coordinator: Coordinator::from_link(links.get("zigbee"), self.zigbee_configured),
+            zigbee: self.zigbee.as_ref().map(|z| z.snapshot()),
+            uplinks: Uplinks {
+                mqtt: self.uplink.borrow().clone(),
+                lorawan,
+            },
+            links,
+            counters: Counters {
+                readings: self.hub.readings.load(Ordering::Relaxed),
+                alerts: self.hub.alerts.load(Ordering::Relaxed),
+                mqtt_accepted: self.ingest.accepted.load(Ordering::Relaxed),
+                mqtt_malformed: self.ingest.malformed.load(Ordering::Relaxed),
+            },
+            delivered: s.delivered.clone(),
         }
-        m.insert(
-            "uplinks".into(),
-            serde_json::json!({ "mqtt": serde_json::to_value(&*uplink.borrow()).unwrap_or_default() }),
-        );
-        m.insert(
-            "links".into(),
-            serde_json::to_value(&links).unwrap_or_default(),
-        );
-        m.insert(
-            "counters".into(),
-            serde_json::json!({
-                "readings": hub.readings.load(Ordering::Relaxed),
-                "alerts": hub.alerts.load(Ordering::Relaxed),
-                "mqtt_accepted": ingest.accepted.load(Ordering::Relaxed),
-                "mqtt_malformed": ingest.malformed.load(Ordering::Relaxed),
-            }),
-        );
-        m
-    })
+    }
+}
+
+/// The builder every reader shares.
+pub(super) fn status_builder(sources: StatusSources) -> StatusFn {
+    Arc::new(move || sources.status())
 }
 
 /// Queues a status document in the outbox every `every` (older unsent ones
@@ -105,7 +101,10 @@ pub(super) async fn heartbeat(
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
-            _ = tick.tick() => store.submit(Write::Status(status())).await?,
+            _ = tick.tick() => {
+                let doc = crate::uplink::mqtt::status_document(&status());
+                store.submit(Write::Status(doc)).await?
+            }
         }
     }
 }

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::model::LinkStatus;
 use crate::store::{Store, Write};
 
-use super::status::StatusFn;
+use crate::status::StatusFn;
 
 /// Queues a status document as soon as the coordinator link goes up or
 /// down (the heartbeat may be minutes away), and raises the outage alert
@@ -44,7 +44,8 @@ pub(super) async fn zigbee_link_watch(
                 if let Some(l) = zigbee {
                     if last_up != Some(l.up) {
                         last_up = Some(l.up);
-                        store.submit(Write::Status(status())).await?;
+                        let doc = crate::uplink::mqtt::status_document(&status());
+                        store.submit(Write::Status(doc)).await?;
                     }
                     outage.handle_link(l.up, &l.detail, crate::wall::now());
                 }

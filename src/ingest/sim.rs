@@ -13,10 +13,12 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::Clock;
 use crate::model::{DeviceId, DeviceInfo, Ingest, Kind, Reading, Time};
 
 pub use crate::config::SimConfig;
@@ -368,40 +370,11 @@ impl Home {
     }
 }
 
-/// A clock that may run faster than real time (the demo's `--speed`).
-#[derive(Debug, Clone, Copy)]
-pub struct Clock {
-    real_start: std::time::Instant,
-    sim_start: Time,
-    speed: f64,
-}
-
-impl Clock {
-    pub fn new(sim_start: Time, speed: f64) -> Clock {
-        Clock {
-            real_start: std::time::Instant::now(),
-            sim_start,
-            speed,
-        }
-    }
-    /// Real time: speed 1 from the wall clock.
-    pub fn system() -> Clock {
-        Clock::new(crate::wall::now(), 1.0)
-    }
-    pub fn now(&self) -> Time {
-        let real = self.real_start.elapsed().as_secs_f64() * 1000.0 * self.speed;
-        Time(self.sim_start.as_millis().saturating_add(real as i64))
-    }
-    pub fn speed(&self) -> f64 {
-        self.speed
-    }
-}
-
 /// Feeds the hub from a simulated home until shutdown.
 pub async fn run(
     cfg: SimConfig,
     tz: jiff::tz::TimeZone,
-    clock: Clock,
+    clock: Arc<dyn Clock>,
     out: mpsc::Sender<Ingest>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -481,12 +454,5 @@ mod tests {
             .filter(|r| r.kind == Kind::Panic && r.value > 0.5)
             .count();
         assert_eq!(presses, 30);
-    }
-
-    #[test]
-    fn scaled_clock_runs_faster() {
-        let c = Clock::new(Time(0), 1000.0);
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        assert!(c.now().as_millis() >= 20_000);
     }
 }

@@ -243,12 +243,8 @@ pub fn changed_devices(old: &Config, new: &Config) -> Vec<DeviceInfo> {
         .collect()
 }
 
-/// The active versions, as the heartbeat and `<prefix>/<gw>/config` show them.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Active {
-    pub version: u64,
-    pub source: String,
-}
+/// An active version, as the heartbeat and `<prefix>/<gw>/config` show it.
+pub use crate::status::Active;
 
 /// Read side of the active versions (rules and configuration overlay).
 #[derive(Debug, Clone)]
@@ -258,11 +254,12 @@ pub struct Versions {
 }
 
 impl Versions {
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "rules": &*self.rules.borrow(),
-            "config": &*self.config.borrow(),
-        })
+    /// The versions active now.
+    pub fn snapshot(&self) -> crate::status::ConfigVersions {
+        crate::status::ConfigVersions {
+            rules: self.rules.borrow().clone(),
+            config: self.config.borrow().clone(),
+        }
     }
 }
 
@@ -485,7 +482,7 @@ pub async fn report_versions(
 ) -> anyhow::Result<()> {
     loop {
         let doc = {
-            let mut v = versions.to_json();
+            let mut v = serde_json::to_value(versions.snapshot()).unwrap_or_default();
             v["at"] = crate::wall::now().to_rfc3339().into();
             v
         };

@@ -26,7 +26,6 @@
 //! (possibly over the other path); receivers de-duplicate by `id`/`seq`.
 
 use rusqlite::{Connection, params};
-use serde::Serialize;
 
 use super::outbox::{get_counter, set_counter};
 use crate::model::Time;
@@ -34,7 +33,7 @@ use crate::model::Time;
 /// Delivery records kept (older ones are pruned on insert).
 pub const KEEP: i64 = 10_000;
 
-pub use crate::uplink::Via;
+pub use crate::status::{AlertDelivery, DeliveredStats, Via};
 
 /// The store counter of rows delivered over `via`.
 fn counter(via: Via) -> &'static str {
@@ -42,25 +41,6 @@ fn counter(via: Via) -> &'static str {
         Via::Mqtt => "delivered.mqtt",
         Via::Lorawan => "delivered.lorawan",
     }
-}
-
-/// One alert and the path that delivered it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct AlertDelivery {
-    pub seq: u64,
-    pub id: String,
-    pub via: Via,
-    pub queued_at: Time,
-    pub delivered_at: Time,
-}
-
-/// Delivered alerts per path, for the heartbeat and the UI.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct DeliveredStats {
-    pub mqtt: u64,
-    pub lorawan: u64,
-    /// The most recent delivery.
-    pub last: Option<AlertDelivery>,
 }
 
 pub(crate) const MIGRATION_V2: &str = r#"

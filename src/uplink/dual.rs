@@ -22,14 +22,13 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::lorawan::codec::{self, AlertMsg, Downlink, RoomActivity, Summary, Uplink};
 use super::lorawan::policy::RadioEvent;
 use super::lorawan::{Delivery, LoraEvent, LoraUplink, Message};
-use super::router::{Action, LoraJob, LoraResult, Router, RouterConfig, RouterStats};
+use super::router::{Action, LoraJob, LoraResult, Router, RouterConfig};
 use super::{Command, UplinkState};
 use crate::model::{Alert, Class, Kind, Time};
 use crate::store::{Store, Write};
@@ -44,21 +43,7 @@ const WINDOW: usize = 1000;
 const REMEMBER: usize = 256;
 
 /// The LoRaWAN side as the heartbeat and the UI show it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct LoraStatus {
-    /// `"joined"`, `"joining"`, `"port down"` or `"starting"`.
-    pub state: String,
-    pub detail: String,
-    pub airtime_24h_ms: u64,
-    pub airtime_limit_ms: u64,
-    pub downlinks_24h: u32,
-    pub router: RouterStats,
-    /// Device id → index in compact alerts.
-    pub device_index: BTreeMap<String, u16>,
-    /// Room name → index in compact summaries (rooms sorted by name).
-    pub room_index: BTreeMap<String, u8>,
-    pub last_downlink: Option<String>,
-}
+pub use crate::status::LoraStatus;
 
 /// A shared, cheap snapshot of [`LoraStatus`].
 pub type SharedStatus = Arc<Mutex<LoraStatus>>;
@@ -463,39 +448,6 @@ pub fn build_summary(
             .collect(),
     };
     (summary, room_index)
-}
-
-/// Adds the delivery counters (every build) and the LoRaWAN state (when
-/// configured) to a status document builder.
-pub fn with_status(
-    inner: super::mqtt::StatusFn,
-    store: Store,
-    lora: Option<SharedStatus>,
-) -> super::mqtt::StatusFn {
-    Arc::new(move || {
-        let mut m = inner();
-        let delivered = store.stats().delivered;
-        m.insert(
-            "delivered".into(),
-            serde_json::to_value(&delivered).unwrap_or_default(),
-        );
-        if let Some(l) = &lora {
-            let snap = match l.lock() {
-                Ok(g) => g.clone(),
-                Err(p) => p.into_inner().clone(),
-            };
-            let v = serde_json::to_value(&snap).unwrap_or_default();
-            match m.get_mut("uplinks").and_then(|u| u.as_object_mut()) {
-                Some(u) => {
-                    u.insert("lorawan".into(), v);
-                }
-                None => {
-                    m.insert("uplinks".into(), serde_json::json!({ "lorawan": v }));
-                }
-            }
-        }
-        m
-    })
 }
 
 #[cfg(test)]

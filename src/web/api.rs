@@ -21,7 +21,7 @@ pub fn session(app: &App, who: &Who) -> Result<Resp> {
     Ok(json_resp(
         StatusCode::OK,
         &json!({"user": who.session.user, "role": who.session.role, "csrf": who.session.csrf,
-                "timezone": app.roles.watch.status().get("timezone")}),
+                "timezone": app.roles.watch.status().timezone}),
     ))
 }
 
@@ -40,7 +40,7 @@ pub async fn status(app: &App) -> Result<Resp> {
     let open = with_delivery(app, open).await;
     Ok(json_resp(
         StatusCode::OK,
-        &json!({"status": app.roles.watch.status(), "open_alerts": open}),
+        &json!({"status": crate::uplink::mqtt::status_document(&app.roles.watch.status()), "open_alerts": open}),
     ))
 }
 
@@ -203,7 +203,7 @@ pub async fn alerts(app: &App) -> Result<Resp> {
     let recent = with_delivery(app, recent).await;
     // Per-path delivery counters, when the status document carries them
     // (the dual-path uplink adds `delivered`).
-    let delivered = app.roles.watch.status().get("delivered").cloned();
+    let delivered = app.roles.watch.status().delivered;
     Ok(json_resp(
         StatusCode::OK,
         &json!({"open": open, "recent": recent, "delivered": delivered}),
@@ -292,10 +292,10 @@ pub fn uplinks(app: &App) -> Result<Resp> {
         StatusCode::OK,
         &json!({
             "settings": app.roles.settings.uplinks,
-            "state": status.get("uplinks").cloned().unwrap_or(json!({})),
-            // Where a LoRaWAN uplink reports its join state and airtime, if
-            // it does so outside the per-uplink map.
-            "lorawan_status": status.get("lorawan").cloned(),
+            "state": status.uplinks,
+            // The LoRaWAN state is in `state.lorawan`; this older field
+            // stays, empty, for clients that still read it.
+            "lorawan_status": null,
         }),
     ))
 }
@@ -336,7 +336,7 @@ pub async fn commissioning(app: &App) -> Result<Resp> {
         .collect();
     Ok(json_resp(
         StatusCode::OK,
-        &json!({"generated": now, "gateway": app.roles.watch.status().get("gateway"), "rooms": rooms}),
+        &json!({"generated": now, "gateway": app.roles.watch.status().gateway, "rooms": rooms}),
     ))
 }
 

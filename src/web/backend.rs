@@ -253,7 +253,7 @@ impl Pairing for StoreBackend {
 }
 
 impl Watch for StoreBackend {
-    fn status(&self) -> serde_json::Map<String, serde_json::Value> {
+    fn status(&self) -> crate::status::Status {
         (self.status)()
     }
     fn subscribe(&self) -> broadcast::Receiver<Live> {
@@ -321,7 +321,7 @@ mod tests {
         let store = Store::open(&dir.path().join("t.db"), &Default::default()).unwrap();
         let (hub, _) = mpsc::channel(1);
         let (live, _) = broadcast::channel(1);
-        let status: StatusFn = std::sync::Arc::new(serde_json::Map::new);
+        let status: StatusFn = std::sync::Arc::new(crate::status::Status::default);
         let base = crate::rules::active::Version {
             version: 0,
             source: "built-in".into(),

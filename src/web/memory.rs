@@ -20,6 +20,7 @@ use crate::hub::Live;
 use crate::model::{AlertState, DeviceId, DeviceInfo, Reading, Time};
 use crate::rules::active::{Applied, ApplyError, Decision, History as RulesHistory, Version};
 use crate::rules::{Engine, RuleSet};
+use crate::status::{ByClass, Coordinator, Status, UplinkState, Uplinks};
 use crate::store::AlertDelivery;
 
 /// Registry, history, open alerts and the web records in memory.
@@ -29,7 +30,7 @@ pub struct MemoryBackend {
     history: Mutex<Vec<Reading>>,
     records: Mutex<HashMap<Record, Vec<u8>>>,
     live: broadcast::Sender<Live>,
-    status: Mutex<serde_json::Map<String, serde_json::Value>>,
+    status: Mutex<Status>,
     /// Raised and not yet cleared or acknowledged: (rule, device).
     open: Mutex<BTreeSet<(String, DeviceId)>>,
     /// Every acknowledgement asked of the "engine", in order.
@@ -40,21 +41,34 @@ pub struct MemoryBackend {
 
 impl Default for MemoryBackend {
     fn default() -> Self {
-        let status = serde_json::json!({
-            "state": "online", "gateway": "test-home", "version": env!("CARGO_PKG_VERSION"),
-            "uptime_s": 42, "timezone": "Europe/London", "coordinator": "off",
-            "backlog": {"alert": 0, "status": 0, "telemetry": 3},
-            "uplinks": {"mqtt": {"state": "connected", "connects": 1, "delivered": 7}},
-        });
+        let status = Status {
+            state: "online",
+            gateway: "test-home".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            uptime_s: 42,
+            timezone: "Europe/London".into(),
+            coordinator: Coordinator::Off,
+            backlog: ByClass {
+                telemetry: 3,
+                ..ByClass::default()
+            },
+            uplinks: Uplinks {
+                mqtt: UplinkState {
+                    state: "connected",
+                    connects: 1,
+                    delivered: 7,
+                    ..UplinkState::off()
+                },
+                lorawan: None,
+            },
+            ..Status::default()
+        };
         MemoryBackend {
             devices: Mutex::default(),
             history: Mutex::default(),
             records: Mutex::default(),
             live: broadcast::channel(256).0,
-            status: Mutex::new(match status {
-                serde_json::Value::Object(m) => m,
-                _ => serde_json::Map::new(),
-            }),
+            status: Mutex::new(status),
             open: Mutex::default(),
             acks: Mutex::default(),
             delivered: Mutex::default(),
@@ -149,10 +163,10 @@ impl MemoryBackend {
             .unwrap_or_default()
     }
 
-    /// Replaces a key of the status document.
-    pub fn set_status(&self, key: &str, value: serde_json::Value) {
+    /// Changes the status document.
+    pub fn set_status(&self, change: impl FnOnce(&mut Status)) {
         if let Ok(mut s) = self.status.lock() {
-            s.insert(key.to_string(), value);
+            change(&mut s);
         }
     }
 }
@@ -314,8 +328,11 @@ impl Pairing for MemoryBackend {
 }
 
 impl Watch for MemoryBackend {
-    fn status(&self) -> serde_json::Map<String, serde_json::Value> {
-        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    /// The document as built now (its `at` is the wall clock).
+    fn status(&self) -> Status {
+        let mut s = self.status.lock().map(|s| s.clone()).unwrap_or_default();
+        s.at = crate::wall::now();
+        s
     }
     fn subscribe(&self) -> broadcast::Receiver<Live> {
         self.live.subscribe()

@@ -89,7 +89,7 @@ pub trait Pairing: Send + Sync {
 /// The gateway's status document and its live event stream.
 pub trait Watch: Send + Sync {
     /// The gateway status document (uplinks, coordinator, backlog, …).
-    fn status(&self) -> serde_json::Map<String, serde_json::Value>;
+    fn status(&self) -> crate::status::Status;
     /// A new subscription to the live event stream.
     fn subscribe(&self) -> broadcast::Receiver<Live>;
 }

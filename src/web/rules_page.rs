@@ -176,13 +176,7 @@ pub async fn rollback(app: &App, who: &Who) -> Result<Resp> {
 
 /// The gateway's clock (the demo's runs fast), from its status document.
 pub fn gateway_now(app: &App) -> Time {
-    app.roles
-        .watch
-        .status()
-        .get("at")
-        .and_then(|v| v.as_str())
-        .and_then(|s| Time::parse_rfc3339(s).ok())
-        .unwrap_or_else(crate::wall::now)
+    app.roles.watch.status().at
 }
 
 /// What a replay found.
@@ -258,13 +252,7 @@ pub async fn try_it(app: &App, req: &Req, who: &Who) -> Result<Resp> {
     let capped = history.len() > TRY_READINGS_MAX;
     history.truncate(TRY_READINGS_MAX);
     let devices = app.roles.registry.devices().await?;
-    let tz = app
-        .roles
-        .watch
-        .status()
-        .get("timezone")
-        .and_then(|v| v.as_str())
-        .and_then(|t| jiff::tz::TimeZone::get(t).ok())
+    let tz = jiff::tz::TimeZone::get(&app.roles.watch.status().timezone)
         .unwrap_or(jiff::tz::TimeZone::UTC);
     let t0 = Instant::now();
     let result = tokio::task::spawn_blocking(move || {

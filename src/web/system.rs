@@ -58,7 +58,7 @@ pub async fn backup(app: &App, who: &Who) -> Result<Resp> {
         "format": BACKUP_FORMAT,
         "at": crate::wall::now(),
         "version": env!("CARGO_PKG_VERSION"),
-        "gateway": app.roles.watch.status().get("gateway"),
+        "gateway": app.roles.watch.status().gateway,
         "config": app.roles.settings.config_toml,
         "rules": rules,
         "devices": devices,

@@ -21,34 +21,8 @@ pub mod router;
 
 use serde::Serialize;
 
-use crate::model::Time;
-
-/// Connection state of one uplink, for the heartbeat and the UI.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct UplinkState {
-    /// `"connected"`, `"connecting"`, `"disconnected"` or `"off"`.
-    pub state: &'static str,
-    /// When the state last changed.
-    pub since: Option<Time>,
-    /// Successful connections since start.
-    pub connects: u64,
-    /// The last error, if the link is not connected.
-    pub last_error: Option<String>,
-    /// Rows acknowledged by the far end since start.
-    pub delivered: u64,
-}
-
-impl UplinkState {
-    pub fn off() -> Self {
-        UplinkState {
-            state: "off",
-            since: None,
-            connects: 0,
-            last_error: None,
-            delivered: 0,
-        }
-    }
-}
+/// Connection state of one uplink (a part of the status document).
+pub use crate::status::UplinkState;
 
 /// A command that arrived from upstream (`<prefix>/<gateway>/cmd/<name>`).
 #[derive(Debug, Clone, PartialEq)]

@@ -76,17 +76,17 @@ impl ZigbeeCounters {
         self.resets.load(Ordering::Relaxed)
     }
 
-    /// The `zigbee` object of the status document.
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "frames": self.frames(),
-            "frame_errors": self.bad_frames(),
-            "skipped_bytes": self.skipped_bytes.load(Ordering::Relaxed),
-            "timeouts": self.timeouts(),
-            "rpc_errors": self.rpc_errors(),
-            "restarts": self.restarts(),
-            "resets": self.resets(),
-        })
+    /// The `zigbee` part of the status document.
+    pub fn snapshot(&self) -> crate::status::ZigbeeStatus {
+        crate::status::ZigbeeStatus {
+            frames: self.frames(),
+            frame_errors: self.bad_frames(),
+            skipped_bytes: self.skipped_bytes.load(Ordering::Relaxed),
+            timeouts: self.timeouts(),
+            rpc_errors: self.rpc_errors(),
+            restarts: self.restarts(),
+            resets: self.resets(),
+        }
     }
 }
 
@@ -114,11 +114,11 @@ mod tests {
         s2.rpc_errors = 3;
         c.publish(&base, &s2);
         c.restarted(false);
-        let j = c.to_json();
-        assert_eq!(j["frames"], 15);
-        assert_eq!(j["frame_errors"], 2);
-        assert_eq!(j["rpc_errors"], 3);
-        assert_eq!(j["restarts"], 2);
-        assert_eq!(j["resets"], 1);
+        let j = c.snapshot();
+        assert_eq!(j.frames, 15);
+        assert_eq!(j.frame_errors, 2);
+        assert_eq!(j.rpc_errors, 3);
+        assert_eq!(j.restarts, 2);
+        assert_eq!(j.resets, 1);
     }
 }

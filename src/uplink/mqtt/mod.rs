@@ -24,7 +24,6 @@
 //! Setting up from the configuration (URL, credentials, TLS files): `setup`.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rumqttc::{
@@ -43,9 +42,18 @@ use crate::wall::jitter_unit;
 mod setup;
 pub use setup::{Prepared, SetupError, read_secret};
 
-/// Builds the status document for `state` (`online`), called at every
-/// connect (the birth message) and by the heartbeat.
-pub type StatusFn = Arc<dyn Fn() -> serde_json::Map<String, serde_json::Value> + Send + Sync>;
+/// Builds the status document, called at every connect (the birth
+/// message) and by the heartbeat.
+pub use crate::status::StatusFn;
+
+/// The status document as published on `<prefix>/<gateway>/status`: its
+/// one serialisation (keys sorted, as `serde_json`'s maps keep them).
+pub fn status_document(s: &crate::status::Status) -> serde_json::Map<String, serde_json::Value> {
+    match serde_json::to_value(s) {
+        Ok(serde_json::Value::Object(m)) => m,
+        _ => serde_json::Map::new(),
+    }
+}
 
 /// The uplink's connections to the outside.
 pub struct Links {
@@ -329,9 +337,9 @@ impl<'a> Session<'a> {
         client
             .try_subscribe(self.prep.topic("cmd/+"), QoS::AtLeastOnce)
             .map_err(|e| format!("subscribe: {e}"))?;
-        let mut doc = (self.status)();
-        doc.insert("state".into(), "online".into());
-        let birth = serde_json::Value::Object(doc).to_string();
+        let mut status = (self.status)();
+        status.state = "online";
+        let birth = serde_json::Value::Object(status_document(&status)).to_string();
         client
             .try_publish(self.prep.topic("status"), QoS::AtLeastOnce, true, birth)
             .map_err(|e| format!("publish status: {e}"))?;

@@ -70,7 +70,6 @@ impl Prepared {
         format!("{}/{}/{}", self.cfg.topic_prefix, self.gateway, sub)
     }
 
-    // --- web: one-shot "test connection" (additive) ---
     /// Options for a one-shot connection test (the web UI): the same broker,
     /// TLS and credentials, but its own client id so the live session is not
     /// taken over, and no last will.
@@ -88,7 +87,6 @@ impl Prepared {
         }
         o
     }
-    // --- end web ---
 }
 
 fn read_file(key: &'static str, path: &Path) -> Result<Vec<u8>, SetupError> {

@@ -1,0 +1,321 @@
+//! The status document: what the gateway says about itself, as one typed
+//! value built once per tick and serialised once at the edge (the retained
+//! heartbeat on `<prefix>/<gateway>/status`, the web API, diagnostics).
+//! `/metrics` and the web UI read its fields, never string keys.
+//!
+//! Pure: serde only, no I/O, no clock (the builder in the shell passes the
+//! time in).
+//!
+//! Wire format (a contract with the cloud and the UI): a JSON object whose
+//! keys are the field names below, in sorted order (the shells serialise it
+//! through `serde_json::Value`, whose maps sort their keys). `zigbee` and
+//! `uplinks.lorawan` are left out when that part is not configured;
+//! `store_error` and the optional times are `null` when absent.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::model::{LinkStatus, Time};
+use crate::uplink::router::RouterStats;
+
+/// Builds the status document now (called at every connect for the birth
+/// message, by the heartbeat, and by every reader).
+pub type StatusFn = Arc<dyn Fn() -> Status + Send + Sync>;
+
+/// The whole document.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Status {
+    /// `"online"` (the last will says `offline`).
+    pub state: &'static str,
+    pub gateway: String,
+    /// The running carebridge version.
+    pub version: String,
+    /// The gateway's clock when the document was built (runs fast in a demo).
+    pub at: Time,
+    pub uptime_s: u64,
+    pub timezone: String,
+    pub config_version: ConfigVersions,
+    /// Outbox rows waiting, by class.
+    pub backlog: ByClass,
+    pub backlog_bytes: ByClass,
+    /// Age of the oldest waiting row, by class (0 when empty).
+    pub oldest_age_s: ByClass,
+    /// Rows evicted by the outbox cap since the database was created.
+    pub evicted: ByClass,
+    /// The store's last error, if it is failing.
+    pub store_error: Option<String>,
+    pub coordinator: Coordinator,
+    /// The coordinator link's counters (only with `[zigbee]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zigbee: Option<ZigbeeStatus>,
+    pub uplinks: Uplinks,
+    /// Input and output links by name (`zigbee`, `serial:/dev/…`, `lorawan`).
+    pub links: BTreeMap<String, LinkStatus>,
+    pub counters: Counters,
+    /// Alerts delivered per uplink path.
+    pub delivered: DeliveredStats,
+}
+
+/// One number per outbox class.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ByClass {
+    pub alert: u64,
+    pub status: u64,
+    pub telemetry: u64,
+}
+
+impl ByClass {
+    /// The classes with their wire names, alerts first.
+    pub fn iter(&self) -> [(&'static str, u64); 3] {
+        [
+            ("alert", self.alert),
+            ("status", self.status),
+            ("telemetry", self.telemetry),
+        ]
+    }
+}
+
+/// The coordinator link in one word.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Coordinator {
+    Up,
+    Down,
+    /// Configured, not reported yet.
+    Starting,
+    /// No `[zigbee]` section.
+    #[default]
+    Off,
+}
+
+impl Coordinator {
+    /// From the `zigbee` link (if it reported) and whether one is configured.
+    pub fn from_link(link: Option<&LinkStatus>, configured: bool) -> Coordinator {
+        match link {
+            Some(l) if l.up => Coordinator::Up,
+            Some(_) => Coordinator::Down,
+            None if configured => Coordinator::Starting,
+            None => Coordinator::Off,
+        }
+    }
+}
+
+/// Counters of the coordinator link (see `zigbee::ZigbeeCounters`); each
+/// only grows for the life of the process.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ZigbeeStatus {
+    pub frames: u64,
+    pub frame_errors: u64,
+    pub skipped_bytes: u64,
+    pub timeouts: u64,
+    pub rpc_errors: u64,
+    pub restarts: u64,
+    pub resets: u64,
+}
+
+/// The uplinks, by name.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Uplinks {
+    /// Always present (`"off"` without `[uplink.mqtt]`).
+    pub mqtt: UplinkState,
+    /// Only with `[lorawan]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lorawan: Option<LoraStatus>,
+}
+
+/// Connection state of one uplink, for the heartbeat and the UI.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UplinkState {
+    /// `"connected"`, `"connecting"`, `"disconnected"` or `"off"`.
+    pub state: &'static str,
+    /// When the state last changed.
+    pub since: Option<Time>,
+    /// Successful connections since start.
+    pub connects: u64,
+    /// The last error, if the link is not connected.
+    pub last_error: Option<String>,
+    /// Rows acknowledged by the far end since start.
+    pub delivered: u64,
+}
+
+impl UplinkState {
+    pub fn off() -> Self {
+        UplinkState {
+            state: "off",
+            since: None,
+            connects: 0,
+            last_error: None,
+            delivered: 0,
+        }
+    }
+}
+
+impl Default for UplinkState {
+    fn default() -> Self {
+        UplinkState::off()
+    }
+}
+
+/// The LoRaWAN side as the heartbeat and the UI show it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct LoraStatus {
+    /// `"joined"`, `"joining"`, `"port down"` or `"starting"`.
+    pub state: String,
+    pub detail: String,
+    pub airtime_24h_ms: u64,
+    pub airtime_limit_ms: u64,
+    pub downlinks_24h: u32,
+    pub router: RouterStats,
+    /// Device id → index in compact alerts.
+    pub device_index: BTreeMap<String, u16>,
+    /// Room name → index in compact summaries (rooms sorted by name).
+    pub room_index: BTreeMap<String, u8>,
+    pub last_downlink: Option<String>,
+}
+
+/// Counters of the inputs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counters {
+    /// Readings the hub received.
+    pub readings: u64,
+    /// Alerts raised and cleared.
+    pub alerts: u64,
+    /// Local MQTT ingest publications accepted and refused.
+    pub mqtt_accepted: u64,
+    pub mqtt_malformed: u64,
+}
+
+/// The active versions of the rules and of the configuration overlay.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ConfigVersions {
+    pub rules: Active,
+    pub config: Active,
+}
+
+/// One active version, as the heartbeat and `<prefix>/<gw>/config` show it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Active {
+    pub version: u64,
+    pub source: String,
+}
+
+/// An uplink path (defined with the uplinks).
+pub use crate::uplink::Via;
+
+/// One alert and the path that delivered it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AlertDelivery {
+    pub seq: u64,
+    pub id: String,
+    pub via: Via,
+    pub queued_at: Time,
+    pub delivered_at: Time,
+}
+
+/// Delivered alerts per path, for the heartbeat and the UI.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct DeliveredStats {
+    pub mqtt: u64,
+    pub lorawan: u64,
+    /// The most recent delivery.
+    pub last: Option<AlertDelivery>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(up: bool) -> LinkStatus {
+        LinkStatus {
+            link: "zigbee".into(),
+            up,
+            detail: String::new(),
+            at: Time(0),
+        }
+    }
+
+    #[test]
+    fn the_coordinator_word_follows_its_link_and_whether_one_is_configured() {
+        assert_eq!(
+            Coordinator::from_link(Some(&link(true)), true),
+            Coordinator::Up
+        );
+        assert_eq!(
+            Coordinator::from_link(Some(&link(false)), true),
+            Coordinator::Down
+        );
+        assert_eq!(Coordinator::from_link(None, true), Coordinator::Starting);
+        assert_eq!(Coordinator::from_link(None, false), Coordinator::Off);
+    }
+
+    #[test]
+    fn the_document_keeps_its_field_names_and_leaves_out_parts_not_configured() {
+        let s = Status {
+            state: "online",
+            gateway: "home-1".into(),
+            at: Time(86_400_000),
+            coordinator: Coordinator::Starting,
+            ..Status::default()
+        };
+        let v = serde_json::to_value(&s).unwrap();
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "at",
+                "backlog",
+                "backlog_bytes",
+                "config_version",
+                "coordinator",
+                "counters",
+                "delivered",
+                "evicted",
+                "gateway",
+                "links",
+                "oldest_age_s",
+                "state",
+                "store_error",
+                "timezone",
+                "uplinks",
+                "uptime_s",
+                "version",
+            ]
+        );
+        assert_eq!(v["at"], "1970-01-02T00:00:00Z");
+        assert_eq!(v["coordinator"], "starting");
+        assert_eq!(v["store_error"], serde_json::Value::Null);
+        assert_eq!(
+            v["uplinks"],
+            serde_json::json!({"mqtt": {"state": "off",
+            "since": null, "connects": 0, "last_error": null, "delivered": 0}})
+        );
+        assert_eq!(
+            v["config_version"]["rules"],
+            serde_json::json!({"version": 0, "source": ""})
+        );
+    }
+
+    #[test]
+    fn configured_parts_appear_under_their_names() {
+        let s = Status {
+            zigbee: Some(ZigbeeStatus {
+                frame_errors: 2,
+                ..Default::default()
+            }),
+            uplinks: Uplinks {
+                lorawan: Some(LoraStatus {
+                    state: "joined".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..Status::default()
+        };
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["zigbee"]["frame_errors"], 2);
+        assert_eq!(v["uplinks"]["lorawan"]["state"], "joined");
+        assert_eq!(v["uplinks"]["mqtt"]["state"], "off");
+    }
+}
