@@ -34,6 +34,7 @@
 
 pub mod app;
 pub mod broker;
+pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod diagnostics;

@@ -1,129 +1,12 @@
-//! The `carebridge` command line: parses arguments, then calls into the library.
+//! The `carebridge` binary: parses the command line and reports how it
+//! ended; everything else is in the library ([`carebridge::cli`]).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use carebridge::app::{self, DemoArgs, Exit, RunOptions, ScaledClock};
-use carebridge::clock::Clock;
-use carebridge::config::{self, Config};
-use clap::{Parser, Subcommand};
-
-/// carebridge — a home-care edge gateway: sensors in, alert rules at the
-/// edge, durable delivery over MQTT or LoRaWAN.
-#[derive(Parser)]
-#[command(version, about, long_about = None)]
-struct Cli {
-    #[command(subcommand)]
-    cmd: Cmd,
-}
-
-#[derive(Subcommand)]
-enum Cmd {
-    /// Run the gateway daemon.
-    Run {
-        #[arg(long, default_value = "/etc/carebridge/carebridge.toml")]
-        config: PathBuf,
-    },
-    /// Run a simulated home, all local, no hardware: embedded broker,
-    /// store and an uplink to the same broker under `uplink/`.
-    Demo {
-        /// Data directory (default: a `carebridge-demo` folder in the temp dir).
-        #[arg(long)]
-        data: Option<PathBuf>,
-        /// Web UI address.
-        #[arg(long)]
-        web: Option<String>,
-        /// Embedded MQTT broker address (default 127.0.0.1:1883, or a free port if taken).
-        #[arg(long)]
-        mqtt: Option<String>,
-        /// Simulated seconds per real second.
-        #[arg(long, default_value_t = 1.0)]
-        speed: f64,
-        /// No simulated Zigbee stick (by default one runs on a pty, with
-        /// devices to pair from the UI).
-        #[arg(long)]
-        no_zigbee_sim: bool,
-        /// Also run a LoRaWAN modem simulator on a pseudo-terminal: alerts
-        /// then travel over both paths (decoded radio uplinks are printed).
-        #[arg(long)]
-        lorawan_sim: bool,
-    },
-    /// Configuration files.
-    #[command(subcommand)]
-    Config(ConfigCmd),
-    /// Rule sets: check one, or replay recorded events through it.
-    #[command(subcommand)]
-    Rules(carebridge::rules::cli::RulesCmd),
-    /// Signed update bundles: keygen, sign, verify, inspect.
-    #[command(subcommand)]
-    Bundle(carebridge::ota::cli::BundleCmd),
-    /// Installed releases and update trials (used by the systemd units).
-    #[command(subcommand)]
-    Ota(carebridge::ota::cli::OtaCmd),
-    /// A simulated Zigbee coordinator stick (Z-Stack 3.x, ZNP) on a
-    /// pseudo-terminal, for tests and trials; commands on stdin.
-    SimStick(carebridge::zigbee::sim_run::SimStickArgs),
-}
-
-#[derive(Subcommand)]
-enum ConfigCmd {
-    /// Print the fully commented default configuration.
-    Defaults,
-    /// Check a configuration file; errors name the file, line and key.
-    Check { path: PathBuf },
-}
+use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.cmd {
-        Cmd::Run { config } => carebridge::config::load(&config)
-            .map_err(Exit::input)
-            .and_then(|cfg| serve(cfg, Arc::new(ScaledClock::system()), false)),
-        Cmd::Demo {
-            data,
-            web,
-            mqtt,
-            speed,
-            no_zigbee_sim,
-            lorawan_sim,
-        } => {
-            let args = DemoArgs {
-                data,
-                web,
-                mqtt,
-                speed,
-            };
-            app::demo_config(&args).and_then(|mut cfg| {
-                let _stick = (!no_zigbee_sim).then(|| app::demo_zigbee(&mut cfg));
-                let _sim = lorawan_sim
-                    .then(|| app::demo_lorawan_sim(&mut cfg))
-                    .transpose()?;
-                serve(
-                    cfg,
-                    Arc::new(ScaledClock::new(carebridge::wall::now(), speed)),
-                    true,
-                )
-            })
-        }
-        Cmd::Config(ConfigCmd::Defaults) => {
-            print!("{}", config::defaults_toml());
-            Ok(())
-        }
-        Cmd::Config(ConfigCmd::Check { path }) => carebridge::config::load(&path)
-            .map_err(Exit::input)
-            .map(|_| {
-                println!("{}: ok", path.display());
-            }),
-        Cmd::Rules(c) => carebridge::rules::cli::run(c).map_err(|e| Exit {
-            code: u8::try_from(e.exit_code()).unwrap_or(1),
-            error: e.into(),
-        }),
-        Cmd::Bundle(c) => carebridge::ota::cli::run(c).map_err(ota_exit),
-        Cmd::Ota(c) => carebridge::ota::cli::run_ota(c).map_err(ota_exit),
-        Cmd::SimStick(a) => carebridge::zigbee::sim_run::main(&a).map_err(Exit::runtime),
-    };
-    match result {
+    match carebridge::cli::run(carebridge::cli::Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // Under systemd, `<3>` files the last word at priority err, so
@@ -137,21 +20,4 @@ fn main() -> ExitCode {
             ExitCode::from(e.code)
         }
     }
-}
-
-fn ota_exit(e: carebridge::ota::cli::OtaCliError) -> Exit {
-    Exit {
-        code: e.exit_code(),
-        error: e.into(),
-    }
-}
-
-fn serve(cfg: Config, clock: Arc<dyn Clock>, banner: bool) -> Result<(), Exit> {
-    let log = carebridge::logging::init(&cfg.log);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(Exit::runtime)?;
-    rt.block_on(app::run(cfg, RunOptions { clock, banner, log }))
 }

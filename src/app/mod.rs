@@ -10,9 +10,10 @@
 //! document's builder and heartbeat), [`zigbee`] (the coordinator link
 //! watch and network parameters), [`dual`] (the LoRaWAN path and its
 //! router), [`integrations`] (Home Assistant, config versions, metrics),
-//! [`clock`] (the real clock), [`demo`] (`carebridge demo`).
+//! [`clock`] (the real clock), `demo` (`carebridge demo`, feature `sim`).
 
 mod clock;
+#[cfg(feature = "sim")]
 mod demo;
 mod dual;
 mod integrations;
@@ -22,6 +23,7 @@ mod wiring;
 mod zigbee;
 
 pub use clock::ScaledClock;
+#[cfg(feature = "sim")]
 pub use demo::{DemoArgs, demo_config, demo_lorawan_sim, demo_zigbee};
 pub use integrations::{HA_LINK, broker_links};
 
@@ -93,6 +95,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<(), Exit> {
     let (mut w, ends) = Wiring::new(restored, store, opts, started, &inputs);
     let ingest = ends.ingest;
     w.start_broker(&inputs, &ingest, ends.ingest_stats)?;
+    #[cfg(feature = "sim")]
     w.start_simulator(&inputs, &ingest);
     w.start_zigbee(&ingest, ends.zigbee, ends.zigbee_counters);
     w.start_serial_boards(&ingest);
@@ -115,6 +118,7 @@ fn announce(w: &Wiring) {
     let ms = w.started.elapsed().as_millis();
     let _ = crate::ota::notify::notify_ready();
     tracing::info!(gateway = %w.cfg.gateway.id, startup_ms = ms, version = env!("CARGO_PKG_VERSION"), "carebridge running");
+    #[cfg(feature = "sim")]
     if w.opts.banner {
         demo::print_banner(&w.cfg, w.broker_addr, w.web_addr);
     }

@@ -25,6 +25,12 @@ pub(super) struct Inputs {
 /// Reads and checks everything the configuration names; every failure is
 /// an input error (exit code 2).
 pub(super) fn read_inputs(cfg: &Config) -> Result<Inputs, Exit> {
+    if cfg.simulator.is_some() && !cfg!(feature = "sim") {
+        return Err(Exit::input(anyhow::anyhow!(
+            "simulator: this build has no simulators (built without the `sim` feature, as the \
+             .deb is); remove the [simulator] section"
+        )));
+    }
     let tz = jiff::tz::TimeZone::get(&cfg.gateway.timezone)
         .map_err(|e| Exit::input(anyhow::anyhow!("gateway.timezone: {e}")))?;
     std::fs::create_dir_all(&cfg.gateway.data_dir)

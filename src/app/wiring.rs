@@ -233,7 +233,9 @@ impl Wiring {
         Ok(())
     }
 
-    /// The simulated home (`carebridge demo`).
+    /// The simulated home (`carebridge demo`; a build without the `sim`
+    /// feature refuses `[simulator]` in `startup::read_inputs`).
+    #[cfg(feature = "sim")]
     pub fn start_simulator(&mut self, inputs: &Inputs, ingest: &mpsc::Sender<Ingest>) {
         let Some(sim) = self.cfg.simulator.clone() else {
             return;

@@ -6,4 +6,5 @@
 
 pub mod line;
 pub mod mqtt;
+#[cfg(feature = "sim")]
 pub mod sim;
