@@ -91,7 +91,7 @@ impl Default for LorawanConfig {
 }
 
 fn eui(s: &str) -> Option<[u8; 8]> {
-    super::at::unhex(s.trim()).and_then(|v| v.try_into().ok())
+    hex::FromHex::from_hex(s.trim()).ok()
 }
 
 impl LorawanConfig {
@@ -263,9 +263,7 @@ pub fn read_app_key(path: &Path) -> Result<[u8; 16], AppKeyError> {
         path: p.clone(),
         source,
     })?;
-    super::at::unhex(text.trim())
-        .and_then(|v| v.try_into().ok())
-        .ok_or(AppKeyError::Format { path: p })
+    hex::FromHex::from_hex(text.trim()).map_err(|_| AppKeyError::Format { path: p })
 }
 
 #[cfg(test)]
