@@ -56,7 +56,9 @@ impl Problem {
     }
 }
 
-/// Why a config file was refused. `Display` is the message users see.
+/// Why a configuration file (the main file, or a rules file inside
+/// [`crate::rules::RulesError`]) was refused. `Display` is the message
+/// users see.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{path}: cannot read: {source}")]

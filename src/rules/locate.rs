@@ -4,12 +4,12 @@
 //! Invariant: rule indices count `[[rule]]` headers from 0, the same index
 //! the validation uses, so a message's `rule[N]` and its line agree.
 
-use super::spec::RulesError;
+use crate::config::ConfigError;
 
 /// Turns a TOML/serde error into `file:line:col: key: message`.
-pub fn parse_error(text: &str, path: &str, e: &toml::de::Error) -> RulesError {
+pub fn parse_error(text: &str, path: &str, e: &toml::de::Error) -> ConfigError {
     let (line, column, key, message) = crate::config::error_at(text, e, key_at);
-    RulesError::Parse {
+    ConfigError::Parse {
         path: path.to_string(),
         line,
         column,
