@@ -14,7 +14,8 @@
 //!
 //! Here: the sections of its own, loading, validation and fragments;
 //! [`Dur`] (`dur`), [`BrokerUrl`] (`broker_url`), where a problem is in the
-//! text (`locate`) and the commented defaults (`defaults`).
+//! text (`locate`) and the commented defaults (`defaults`, rendered from the
+//! types' `Default`s with the comments in `notes`).
 //!
 //! Sections owned by other modules (`[store]`, `[rules]`, `[zigbee]`,
 //! `[lorawan]`, `[[serial]]`, `[web]`, `[ota]`) are declared there and only
@@ -528,6 +529,7 @@ mod broker_url;
 mod defaults;
 mod dur;
 mod locate;
+mod notes;
 #[cfg(test)]
 mod tests;
 
