@@ -28,7 +28,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::model::DeviceId;
-pub use locate::{error_at, format_invalid};
+pub use locate::{error_at, format_invalid, line_of};
 use locate::{locate_key, parse_error};
 
 /// One thing wrong with a configuration, naming the dotted key.
