@@ -139,3 +139,18 @@ fn bad_time_zone_and_gateway_id() {
     assert!(e.contains("c.toml:2: gateway.id"), "{e}");
     assert!(e.contains("c.toml:3: gateway.timezone"), "{e}");
 }
+
+#[test]
+fn problems_in_the_second_array_table_and_quoted_keys_name_their_own_line() {
+    let text = "[[serial]]\nport = \"/dev/a\"\n\n[[serial]]\nport = \"/dev/b\"\nbaud = 0\n\n[devices.\"a/b\"]\nroom = \"x\"\n";
+    let e = Config::parse(text, "c.toml").unwrap_err().to_string();
+    assert!(e.contains("c.toml:6: serial[1].baud"), "{e}");
+    assert!(e.contains("c.toml:8: devices.a/b"), "{e}");
+}
+
+#[test]
+fn a_type_error_in_an_array_table_names_its_index() {
+    let text = "[[serial]]\nport = \"/dev/a\"\nbaud = \"fast\"\n";
+    let e = Config::parse(text, "c.toml").unwrap_err().to_string();
+    assert!(e.starts_with("c.toml:3:8: serial[0].baud: "), "{e}");
+}

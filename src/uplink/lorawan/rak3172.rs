@@ -46,9 +46,9 @@ impl Dialect for Rak3172 {
             format!("AT+BAND={}", band_number(&s.region).unwrap_or(4)),
             "AT+NJM=1".into(),
             "AT+CLASS=A".into(),
-            format!("AT+DEVEUI={}", hex::encode_upper(&s.dev_eui)),
-            format!("AT+APPEUI={}", hex::encode_upper(&s.join_eui)),
-            format!("AT+APPKEY={}", hex::encode_upper(&s.app_key)),
+            format!("AT+DEVEUI={}", hex::encode_upper(s.dev_eui)),
+            format!("AT+APPEUI={}", hex::encode_upper(s.join_eui)),
+            format!("AT+APPKEY={}", hex::encode_upper(s.app_key)),
             "AT+ADR=0".into(),
             format!("AT+DR={}", s.data_rate),
         ]

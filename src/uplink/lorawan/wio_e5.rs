@@ -41,7 +41,7 @@ impl Dialect for WioE5 {
             "AT+CLASS=A".into(),
             format!("AT+ID=DevEui,\"{}\"", colon_hex(&s.dev_eui)),
             format!("AT+ID=AppEui,\"{}\"", colon_hex(&s.join_eui)),
-            format!("AT+KEY=APPKEY,\"{}\"", hex::encode_upper(&s.app_key)),
+            format!("AT+KEY=APPKEY,\"{}\"", hex::encode_upper(s.app_key)),
             "AT+ADR=OFF".into(),
             format!("AT+DR={}", s.data_rate),
         ]
