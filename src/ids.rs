@@ -1,6 +1,7 @@
 //! Unique ids for records that leave the gateway (alerts, telemetry,
-//! status documents): UUID v4 from the OS random generator, fetched 4 KiB
-//! at a time (one syscall per 256 ids).
+//! status documents): UUID v4 from the OS random generator (ring's
+//! `SystemRandom`), fetched 4 KiB at a time (one syscall per 256 ids); the
+//! `uuid` crate sets the version and variant bits and formats them.
 //!
 //! Invariant: ids are unique even if the OS generator fails (then a time
 //! and counter based id is used, still in the v4 layout).
@@ -49,8 +50,16 @@ impl IdGen {
                 b[8..].copy_from_slice(&self.fallback.to_be_bytes());
             }
         }
-        crate::model::uuid_v4(b)
+        uuid_v4(b)
     }
+}
+
+/// A v4 UUID from 16 random bytes (RFC 9562 layout), lower-case hyphenated.
+fn uuid_v4(b: [u8; 16]) -> String {
+    uuid::Builder::from_random_bytes(b)
+        .into_uuid()
+        .hyphenated()
+        .to_string()
 }
 
 #[cfg(test)]
@@ -67,5 +76,21 @@ mod tests {
             assert_eq!(&id[14..15], "4", "{id}");
             assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"), "{id}");
         }
+    }
+
+    #[test]
+    fn uuid_v4_has_version_and_variant_bits() {
+        let u = uuid_v4([0xff; 16]);
+        assert_eq!(u, "ffffffff-ffff-4fff-bfff-ffffffffffff");
+        assert_eq!(uuid_v4([0; 16]), "00000000-0000-4000-8000-000000000000");
+    }
+
+    #[test]
+    fn ids_parse_back_as_v4_uuids() {
+        let id = IdGen::default().next_id();
+        let u = uuid::Uuid::parse_str(&id).unwrap();
+        assert_eq!(u.get_version(), Some(uuid::Version::Random));
+        assert_eq!(u.get_variant(), uuid::Variant::RFC4122);
+        assert_eq!(u.hyphenated().to_string(), id);
     }
 }

@@ -66,7 +66,7 @@ fn a_bad_url_says_what_a_good_one_looks_like() {
 
 #[test]
 fn a_bad_duration_and_a_bad_time_zone_are_named() {
-    let (code, err) = check("[uplink.mqtt]\nurl = \"mqtt://h\"\nkeepalive = \"30 seconds\"\n");
+    let (code, err) = check("[uplink.mqtt]\nurl = \"mqtt://h\"\nkeepalive = \"30 parsecs\"\n");
     assert_eq!(code, 2);
     assert!(err.contains("uplink.mqtt.keepalive"), "{err}");
     let (code, err) = check("[gateway]\ntimezone = \"Europe/Lverpool\"\n");

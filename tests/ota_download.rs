@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 
 use carebridge::ota::download::{DownloadError, Downloader, UpdateCommand};
 use carebridge::ota::install;
-use carebridge::ota::keys::to_hex;
 use ota_support::*;
 
 /// How the test server misbehaves.
@@ -90,7 +89,7 @@ fn serve(body: Vec<u8>, faults: Faults) -> Server {
 }
 
 fn sha(b: &[u8]) -> String {
-    to_hex(ring::digest::digest(&ring::digest::SHA256, b).as_ref())
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, b).as_ref())
 }
 
 #[test]

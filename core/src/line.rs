@@ -65,15 +65,6 @@ impl Default for SerialBoardConfig {
 }
 
 impl SerialBoardConfig {
-    pub const DEFAULT_TOML: &'static str = r#"# Serial sensor boards (line protocol), one table per port. Uncomment to enable.
-# [[serial]]
-# name = ""                 # shown on status pages; empty = the port path
-# port = "/dev/ttyUSB0"
-# baud = 115200
-# checksum = false          # require "*XX" XOR checksums on every line
-# reopen_interval = "2s"    # retry period when the port vanishes
-"#;
-
     pub fn validate(&self) -> Vec<Problem> {
         let mut out = Vec::new();
         if self.baud == 0 {

@@ -492,23 +492,6 @@ pub struct LinkStatus {
     pub at: Time,
 }
 
-/// A v4 UUID from 16 random bytes (RFC 9562 layout), lower-case hyphenated.
-pub fn uuid_v4(mut b: [u8; 16]) -> String {
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let mut s = String::with_capacity(36);
-    for (i, byte) in b.iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            s.push('-');
-        }
-        s.push(char::from(HEX[usize::from(byte >> 4)]));
-        s.push(char::from(HEX[usize::from(byte & 0x0f)]));
-    }
-    s
-}
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -539,13 +522,6 @@ mod tests {
         let t2 = Time::parse_rfc3339("2026-11-22T11:00:00.250+01:00").unwrap();
         assert_eq!(t2.as_millis() - t.as_millis(), 250);
         assert!(Time::parse_rfc3339("yesterday").is_err());
-    }
-
-    #[test]
-    fn uuid_v4_has_version_and_variant_bits() {
-        let u = uuid_v4([0xff; 16]);
-        assert_eq!(u, "ffffffff-ffff-4fff-bfff-ffffffffffff");
-        assert_eq!(uuid_v4([0; 16]), "00000000-0000-4000-8000-000000000000");
     }
 
     #[test]

@@ -36,6 +36,7 @@
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
 
+use hex::FromHex;
 use ring::digest;
 use ring::signature::{self, Ed25519KeyPair, KeyPair};
 use serde::{Deserialize, Serialize};
@@ -249,7 +250,7 @@ pub fn check_header(
             m.key_id, raw.key_id
         )));
     }
-    if keys::from_hex(&m.payload_sha256).is_none_or(|h| h.len() != 32) {
+    if <[u8; 32]>::from_hex(&m.payload_sha256).is_err() {
         return Err(BundleError::BadManifest(
             "payload_sha256 is not 64 hex characters".into(),
         ));
@@ -393,7 +394,7 @@ pub fn read_payload<R: Read>(
             got: pr.got,
         });
     }
-    let actual = keys::to_hex(pr.ctx.finish().as_ref());
+    let actual = hex::encode(pr.ctx.finish().as_ref());
     if !actual.eq_ignore_ascii_case(&m.payload_sha256) {
         return Err(BundleError::HashMismatch {
             expected: m.payload_sha256.clone(),
@@ -546,7 +547,7 @@ pub fn write_bundle(
         arch: input.arch.clone(),
         min_version: input.min_version.clone(),
         payload_size: size,
-        payload_sha256: keys::to_hex(hw.0.finish().as_ref()),
+        payload_sha256: hex::encode(hw.0.finish().as_ref()),
         created: input
             .created
             .clone()

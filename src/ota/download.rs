@@ -23,10 +23,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use hex::FromHex;
 use ring::digest;
 use serde::{Deserialize, Serialize};
-
-use super::keys;
 
 /// Why a download failed.
 #[derive(Debug, thiserror::Error)]
@@ -86,7 +85,7 @@ impl UpdateCommand {
         let c: UpdateCommand =
             serde_json::from_slice(json).map_err(|e| DownloadError::BadCommand(e.to_string()))?;
         Url::parse(&c.url).map_err(DownloadError::BadCommand)?;
-        if keys::from_hex(&c.sha256).is_none_or(|h| h.len() != 32) {
+        if <[u8; 32]>::from_hex(&c.sha256).is_err() {
             return Err(DownloadError::BadCommand(
                 "sha256 must be 64 hex characters".into(),
             ));
@@ -478,7 +477,7 @@ impl Downloader {
                 actual: offset,
             });
         }
-        let actual = keys::to_hex(ctx.finish().as_ref());
+        let actual = hex::encode(ctx.finish().as_ref());
         if let Some(expected) = sha256
             && !actual.eq_ignore_ascii_case(expected)
         {

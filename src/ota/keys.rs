@@ -54,22 +54,6 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> KeyError + '_ {
     }
 }
 
-/// Hex, lowercase.
-pub fn to_hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// Parses lowercase or uppercase hex.
-pub fn from_hex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| s.get(i..i + 2).and_then(|p| u8::from_str_radix(p, 16).ok()))
-        .collect()
-}
-
 /// Files written by [`generate`].
 #[derive(Debug, Clone)]
 pub struct GeneratedKey {
@@ -98,7 +82,7 @@ pub fn generate(dir: &Path, key_id: &str) -> Result<GeneratedKey, KeyError> {
         .map_err(io(&private_path))?;
     f.write_all(pkcs8.as_ref()).map_err(io(&private_path))?;
     f.sync_all().map_err(io(&private_path))?;
-    let line = format!("ed25519:{}\n", to_hex(pair.public_key().as_ref()));
+    let line = format!("ed25519:{}\n", hex::encode(pair.public_key().as_ref()));
     let mut p = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -127,7 +111,7 @@ pub fn load_private(path: &Path) -> Result<Ed25519KeyPair, KeyError> {
 pub fn parse_public(text: &str) -> Option<[u8; 32]> {
     let t = text.trim();
     let t = t.strip_prefix("ed25519:").unwrap_or(t);
-    from_hex(t)?.try_into().ok()
+    hex::FromHex::from_hex(t).ok()
 }
 
 /// What the trusted-key directory says about a key id.

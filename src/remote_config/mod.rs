@@ -41,6 +41,7 @@
 
 use std::sync::Arc;
 
+use hex::FromHex;
 use ring::signature::{ED25519, Ed25519KeyPair, KeyPair as _, UnparsedPublicKey};
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
@@ -48,7 +49,7 @@ use tokio::sync::{mpsc, watch};
 use crate::config::Config;
 use crate::hub::HubCommand;
 use crate::model::{DeviceId, DeviceInfo, Time};
-use crate::ota::keys::{KeyStatus, TrustStore, from_hex, to_hex};
+use crate::ota::keys::{KeyStatus, TrustStore};
 use crate::rules::active::{ApplyError, Decision, History};
 use crate::store::{Store, StoreError, Write};
 
@@ -147,9 +148,8 @@ pub fn open(
                 .ok_or_else(|| RemoteError::Field(format!("{k}: required in a signed envelope")))
         };
         let (inner, key_id, sig) = (field("body")?, field("key_id")?, field("signature")?);
-        let sig = from_hex(sig)
-            .filter(|s| s.len() == 64)
-            .ok_or_else(|| RemoteError::Field("signature: 128 hex characters".into()))?;
+        let sig = <[u8; 64]>::from_hex(sig)
+            .map_err(|_| RemoteError::Field("signature: 128 hex characters".into()))?;
         let key = match trust().map_err(RemoteError::Keys)?.status(key_id) {
             KeyStatus::Trusted(k) => k,
             KeyStatus::Revoked => return Err(RemoteError::Revoked(key_id.to_string())),
@@ -181,7 +181,7 @@ pub fn sign(key: &Ed25519KeyPair, key_id: &str, body: &str) -> serde_json::Value
     let mut signed = SIGNING_CONTEXT.to_vec();
     signed.extend_from_slice(body.as_bytes());
     let sig = key.sign(&signed);
-    serde_json::json!({"body": body, "key_id": key_id, "signature": to_hex(sig.as_ref())})
+    serde_json::json!({"body": body, "key_id": key_id, "signature": hex::encode(sig.as_ref())})
 }
 
 /// The raw public key of a key pair (tests).

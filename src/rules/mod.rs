@@ -14,9 +14,10 @@ pub mod cli;
 /// Reads and parses a rules file.
 pub fn load(path: &Path) -> Result<RuleSet, RulesError> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| RulesError::Read {
-        path: shown.clone(),
-        source,
-    })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|source| crate::config::ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
     RuleSet::parse(&text, &shown)
 }

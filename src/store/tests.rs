@@ -408,12 +408,10 @@ fn submit_blocking_and_flush_blocking_work_from_a_plain_thread() {
 }
 
 #[test]
-fn default_config_validates_and_matches_default_toml() {
+fn default_config_validates_and_one_bad_key_is_one_problem() {
+    // That `config defaults` shows these defaults: config/defaults_tests.rs.
     let cfg = StoreConfig::default();
     assert!(cfg.validate().is_empty());
-    let text = StoreConfig::DEFAULT_TOML.trim_start_matches("[store]\n");
-    let parsed: StoreConfig = toml::from_str(text).unwrap();
-    assert_eq!(parsed, cfg);
     let bad = StoreConfig {
         batch_max: 0,
         ..Default::default()

@@ -64,20 +64,6 @@ pub fn random_bytes<const N: usize>() -> Result<[u8; N], ring::error::Unspecifie
     Ok(b)
 }
 
-pub fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 impl Hashed {
     /// Hashes `secret` with a fresh salt (slow on purpose: run off the runtime).
     pub fn new(secret: &str) -> Result<Hashed, ring::error::Unspecified> {
@@ -92,8 +78,8 @@ impl Hashed {
             &mut out,
         );
         Ok(Hashed {
-            salt: hex(&salt),
-            hash: hex(&out),
+            salt: hex::encode(salt),
+            hash: hex::encode(out),
             iterations: PBKDF2_ITERATIONS,
         })
     }
@@ -101,8 +87,8 @@ impl Hashed {
     /// Constant-time check of `secret` against this hash.
     pub fn verify(&self, secret: &str) -> bool {
         let (Some(salt), Some(hash), Some(n)) = (
-            unhex(&self.salt),
-            unhex(&self.hash),
+            hex::decode(&self.salt).ok(),
+            hex::decode(&self.hash).ok(),
             NonZeroU32::new(self.iterations),
         ) else {
             return false;
@@ -185,8 +171,8 @@ impl Sessions {
         role: Role,
         now: Instant,
     ) -> Result<(String, String), ring::error::Unspecified> {
-        let token = hex(&random_bytes::<32>()?);
-        let csrf = hex(&random_bytes::<32>()?);
+        let token = hex::encode(random_bytes::<32>()?);
+        let csrf = hex::encode(random_bytes::<32>()?);
         if self.map.len() >= MAX_SESSIONS
             && let Some(oldest) = self
                 .map

@@ -18,6 +18,7 @@ use warp::http::StatusCode;
 use super::http::{App, Fail, Req, Resp, Result, Who, installer, json_resp};
 use super::roles::RulesAdmin;
 use super::validate::{Invalid, Obj};
+use crate::config::ConfigError;
 use crate::model::{Alert, DeviceInfo, Reading, Time};
 use crate::rules::{Engine, RuleSet, RulesError};
 
@@ -41,14 +42,14 @@ pub struct Problem {
 /// Splits a [`RulesError`] into its problems (line, key, message).
 pub fn problems(e: &RulesError) -> Vec<Problem> {
     match e {
-        RulesError::Parse {
+        RulesError::File(ConfigError::Parse {
             line, key, message, ..
-        } => vec![Problem {
+        }) => vec![Problem {
             line: Some(*line),
             key: key.trim_end_matches(": ").to_string(),
             message: message.clone(),
         }],
-        RulesError::Invalid { problems, .. } => problems
+        RulesError::File(ConfigError::Invalid { problems, .. }) => problems
             .iter()
             .map(|(line, p)| Problem {
                 line: *line,

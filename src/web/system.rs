@@ -405,7 +405,7 @@ where
         .map_err(|_| Fail::new(StatusCode::INTERNAL_SERVER_ERROR, "no randomness"))?;
     let path = app
         .data_dir
-        .join(format!("ota-upload-{}.cbb", super::auth::hex(&tag)));
+        .join(format!("ota-upload-{}.cbb", hex::encode(tag)));
     let temp = TempFile(path.clone());
     let size = receive(body, &path, cap).await?;
     if size == 0 {

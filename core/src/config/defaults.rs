@@ -1,80 +1,117 @@
 //! The commented default configuration (`carebridge config defaults`),
-//! assembled from each section's own commented defaults.
+//! rendered from the types: each value is the section's `Default`
+//! serialised with toml, each comment comes from the one table in `notes`.
+//!
+//! Invariant (tested): every key of every section type has a note and
+//! appears in the file, and the file parses back to `Config::default()`
+//! with the sections it shows enabled (`local_broker`, `uplink.mqtt`,
+//! `web`) set to their defaults.
+
+use serde::Serialize;
+
+use super::notes::{HEAD, KEYS, Key, SECTIONS, Section};
+use super::{GatewayConfig, LocalBrokerConfig, LogConfig, MqttUplinkConfig};
 
 /// The commented default configuration file, as `carebridge config defaults` prints it.
 pub fn defaults_toml() -> String {
-    let mut s = String::from(DEFAULTS_HEAD);
-    for part in [
-        super::StoreConfig::DEFAULT_TOML,
-        crate::rules::RulesConfig::DEFAULT_TOML,
-        super::WebConfig::DEFAULT_TOML,
-        crate::zigbee::ZigbeeConfig::DEFAULT_TOML,
-        crate::line::SerialBoardConfig::DEFAULT_TOML,
-        crate::uplink::lorawan::LorawanConfig::DEFAULT_TOML,
-        super::OtaConfig::DEFAULT_TOML,
-        super::RemoteConfig::DEFAULT_TOML,
-        super::HaConfig::DEFAULT_TOML,
-        super::MetricsConfig::DEFAULT_TOML,
-        DEFAULTS_TAIL,
-    ] {
-        s.push('\n');
-        s.push_str(part.trim_end());
-        s.push('\n');
-    }
-    s
+    render(false)
 }
 
-const DEFAULTS_HEAD: &str = r#"# carebridge configuration (/etc/carebridge/carebridge.toml)
-#
-# Every key shows its default. A section that is absent turns its part off;
-# a misspelt key is an error (`carebridge config check FILE` says which).
-# Durations: "250ms", "30s", "5m", "2h", "7d".
+/// A section's default values as a TOML table (`None` keys are absent).
+fn defaults_of(section: &str) -> toml::Table {
+    fn t<T: Serialize + Default>() -> toml::Table {
+        toml::Table::try_from(T::default()).unwrap_or_default()
+    }
+    match section {
+        "gateway" => t::<GatewayConfig>(),
+        "local_broker" => t::<LocalBrokerConfig>(),
+        "uplink.mqtt" => t::<MqttUplinkConfig>(),
+        "store" => t::<crate::config::StoreConfig>(),
+        "rules" => t::<crate::rules::RulesConfig>(),
+        "web" => t::<crate::config::WebConfig>(),
+        "zigbee" => t::<crate::zigbee::ZigbeeConfig>(),
+        "serial" => t::<crate::line::SerialBoardConfig>(),
+        "lorawan" => t::<crate::uplink::lorawan::LorawanConfig>(),
+        "ota" => t::<crate::config::OtaConfig>(),
+        "remote" => t::<crate::config::RemoteConfig>(),
+        "homeassistant" => t::<crate::config::HaConfig>(),
+        "metrics" => t::<crate::config::MetricsConfig>(),
+        "simulator" => t::<crate::config::SimConfig>(),
+        "devices.*" => t::<super::DeviceConfig>(),
+        "log" => t::<LogConfig>(),
+        _ => toml::Table::new(),
+    }
+}
 
-[gateway]
-# Appears in every upstream topic: <prefix>/<id>/alert. 1-64 of A-Z a-z 0-9 . _ : -
-id = "home-0001"
-# Database, keys and state live here.
-data_dir = "/var/lib/carebridge"
-# IANA time zone for the rules' local-time windows.
-timezone = "Europe/London"
+/// The keys of a section, in the notes' order.
+fn keys_of(section: &Section) -> impl Iterator<Item = (&'static str, &'static Key)> {
+    KEYS.iter().filter_map(move |k| {
+        let short = k.key.strip_prefix(section.name)?.strip_prefix('.')?;
+        (!short.contains('.')).then_some((short, k))
+    })
+}
 
-# The embedded MQTT broker for Wi-Fi devices and sensor bridges. Devices
-# publish JSON readings to carebridge/in/<device_id>, e.g.
-#   {"kind":"temperature","value":21.5,"at":"2026-11-22T10:00:00Z"}
-[local_broker]
-listen = "127.0.0.1:1883"
-# username = "sensors"
-# password_file = "/etc/carebridge/broker.password"
-max_connections = 256
-max_payload = 65536
+/// Renders the file. `all_on` (for tests) shows every section enabled and
+/// only default values, no examples, so that it parses to the defaults.
+fn render(all_on: bool) -> String {
+    let mut out = String::new();
+    comment(&mut out, "", HEAD);
+    for section in SECTIONS {
+        let hide = section.off && !all_on;
+        let values = defaults_of(section.name);
+        out.push('\n');
+        comment(&mut out, "", section.about);
+        out.push_str(if hide { "# " } else { "" });
+        out.push_str(section.header);
+        out.push('\n');
+        let mut lines = Vec::new();
+        for (short, key) in keys_of(section) {
+            let value = values
+                .get(short)
+                .filter(|v| !matches!(v, toml::Value::Table(t) if t.is_empty()));
+            let (text, commented) = match (key.example, value) {
+                (Some(example), _) if !all_on => (example.to_string(), true),
+                (_, Some(v)) => (v.to_string(), hide),
+                // An optional key without a default: left out.
+                (_, None) => continue,
+            };
+            let hash = if commented || hide { "# " } else { "" };
+            lines.push((key, format!("{hash}{short} = {text}")));
+        }
+        // Comments at line ends start in one column (long lines aside).
+        let column = lines
+            .iter()
+            .filter(|(k, l)| !k.after.is_empty() && l.chars().count() <= 40)
+            .map(|(_, l)| l.chars().count() + 2)
+            .max()
+            .unwrap_or(0);
+        for (key, line) in lines {
+            comment(&mut out, "", key.above);
+            out.push_str(&line);
+            let mut after = key.after.lines();
+            if let Some(first) = after.next() {
+                let pad = column.saturating_sub(line.chars().count()).max(2);
+                out.push_str(&format!("{:pad$}# {first}", ""));
+            }
+            out.push('\n');
+            for more in after {
+                let lead = if line.starts_with('#') { "#" } else { "" };
+                out.push_str(&format!("{lead:column$}# {more}\n"));
+            }
+        }
+    }
+    out
+}
 
-# The care organisation's MQTT broker. Remove the section to run without it.
-[uplink.mqtt]
-url = "mqtts://broker.example.org:8883"
-topic_prefix = "carebridge"
-# client_id = "home-0001"          # defaults to gateway.id
-keepalive = "30s"                   # a link silent for 1.5 × this is dropped and redialled
-# ca_file = "/etc/carebridge/ca.pem"
-# cert_file = "/etc/carebridge/client.pem"
-# key_file = "/etc/carebridge/client.key"
-# username = "home-0001"
-# password_file = "/etc/carebridge/uplink.password"
-heartbeat = "5m"
-telemetry = true
-inflight = 500
-backoff_min = "1s"
-backoff_max = "60s"
-"#;
+/// `text` as `# ` comment lines (after `prefix`, which hides a section).
+fn comment(out: &mut String, prefix: &str, text: &str) {
+    for line in text.lines() {
+        let line = format!("{prefix}# {line}");
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+}
 
-const DEFAULTS_TAIL: &str = r#"# Facts the installer knows about devices, by device id.
-# [devices.hall-motion]
-# name = "Hall motion"
-# room = "hall"
-# role = "motion"
-
-[log]
-# error | warn | info | debug | trace, or e.g. "info,carebridge::zigbee=debug"
-level = "info"
-# Levels per module (RUST_LOG wins over both):
-# modules = { "carebridge::zigbee" = "debug" }
-"#;
+#[cfg(test)]
+#[path = "defaults_tests.rs"]
+mod tests;

@@ -1,9 +1,12 @@
 //! [`Dur`]: durations in the configuration, written `"250ms"`, `"30s"`,
-//! `"5m"`, `"2h"` or `"7d"`, parsed and printed back the same way.
+//! `"5m"`, `"2h"` or `"7d"` (jiff's friendly format, so `"1h30m"` and
+//! `"2 hours"` too), printed back in the short form.
 
 use std::fmt;
 use std::time::Duration;
 
+use jiff::SpanRelativeTo;
+use jiff::fmt::friendly::SpanParser;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A duration written as `"250ms"`, `"30s"`, `"5m"`, `"2h"` or `"7d"`.
@@ -17,32 +20,34 @@ impl Dur {
     pub const fn mins(m: u64) -> Self {
         Dur(Duration::from_secs(m * 60))
     }
+    /// Parses jiff's friendly format (`"30s"`, `"5m"`, `"5min"`, `"2h"`,
+    /// `"1h30m"`, `"2 hours"`, `"1.5h"`), which takes every spelling this
+    /// type ever accepted. The error says what is expected; serde puts the
+    /// key and line in front of it.
     pub fn parse(s: &str) -> Result<Self, String> {
         let s = s.trim();
-        let split = s
-            .find(|c: char| !c.is_ascii_digit())
-            .ok_or_else(|| format!("duration {s:?} has no unit (use ms, s, m, h or d)"))?;
-        let (num, unit) = s.split_at(split);
-        let n: u64 = num
-            .parse()
-            .map_err(|_| format!("duration {s:?} must start with a whole number"))?;
-        let ms_per = match unit {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" | "min" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            _ => {
-                return Err(format!(
-                    "duration {s:?}: unknown unit {unit:?} (use ms, s, m, h or d)"
-                ));
-            }
-        };
-        n.checked_mul(ms_per)
-            .map(|ms| Dur(Duration::from_millis(ms)))
-            .ok_or_else(|| format!("duration {s:?} is too large"))
+        let expected = "use a number and a unit, like \"250ms\", \"30s\", \"5m\", \"2h\" or \"7d\"";
+        let span = PARSER
+            .parse_span(s)
+            .map_err(|_| format!("duration {s:?} is not a duration: {expected}"))?;
+        if span.is_negative() {
+            return Err(format!("duration {s:?} is negative: {expected}"));
+        }
+        // A config day is 24 hours ("7d" of history, a "1d" window), never a
+        // calendar day: jiff's `SignedDuration` refuses days for that reason,
+        // so the span is converted with days (and weeks) as fixed lengths.
+        // Months and years stay refused: they have no fixed length.
+        span.to_duration(SpanRelativeTo::days_are_24_hours())
+            .ok()
+            .and_then(|d| Duration::try_from(d).ok())
+            .map(Dur)
+            .ok_or_else(|| {
+                format!("duration {s:?} is too large or uses months or years: {expected}")
+            })
     }
 }
+
+static PARSER: SpanParser = SpanParser::new();
 
 impl fmt::Display for Dur {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -30,14 +30,6 @@ impl Default for HaConfig {
 }
 
 impl HaConfig {
-    pub const DEFAULT_TOML: &str = r#"[homeassistant]
-# Publish Home Assistant MQTT discovery on the local broker (needs [local_broker]).
-enabled = false
-discovery_prefix = "homeassistant"
-state_prefix = "carebridge/ha"
-resync = "30s"
-"#;
-
     pub fn validate(&self) -> Vec<Problem> {
         let mut out = Vec::new();
         for (k, v) in [

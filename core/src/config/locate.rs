@@ -1,6 +1,11 @@
 //! Where in the file a problem is: TOML/serde errors and validation problems
-//! turned into `file:line:col: key: message`, by locating dotted keys in
-//! the text.
+//! turned into `file:line:col: key: message`, dotted keys located through
+//! the spans of toml's own parser (`toml::de::DeTable`), so quoting, inline
+//! tables and arrays of tables are read as TOML reads them.
+
+use std::ops::Range;
+
+use toml::de::{DeTable, DeValue};
 
 use super::{ConfigError, Problem};
 
@@ -19,7 +24,7 @@ pub fn format_invalid(path: &str, problems: &[(Option<usize>, Problem)]) -> Stri
 
 /// Turns a TOML/serde error into `file:line:col: key: message`.
 pub(super) fn parse_error(text: &str, path: &str, e: &toml::de::Error) -> ConfigError {
-    let (line, column, key, message) = error_at(text, e, key_at);
+    let (line, column, key, message) = error_at(text, e);
     ConfigError::Parse {
         path: path.to_string(),
         line,
@@ -30,13 +35,8 @@ pub(super) fn parse_error(text: &str, path: &str, e: &toml::de::Error) -> Config
 }
 
 /// Where a TOML/serde error is: `(line, column, "key: " or "", message)`,
-/// the key named by `key_at` (the dotted key for the main file,
-/// `rule[N].key` for a rules file).
-pub fn error_at(
-    text: &str,
-    e: &toml::de::Error,
-    key_at: impl Fn(&str, usize) -> Option<String>,
-) -> (usize, usize, String, String) {
+/// the key named by its dotted path (`uplink.mqtt.url`, `rule[N].key`).
+pub fn error_at(text: &str, e: &toml::de::Error) -> (usize, usize, String, String) {
     let (line, column, key) = match e.span() {
         Some(span) => {
             let (l, c) = line_col(text, span.start);
@@ -85,61 +85,79 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
-/// The dotted key of the `key = value` line containing `offset`, using the
-/// nearest `[section]` header above it.
-fn key_at(text: &str, offset: usize) -> Option<String> {
-    let offset = offset.min(text.len());
-    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
-    let line_end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
-    let line = text[line_start..line_end].trim();
-    let section = text[..line_start]
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| l.starts_with('['))
-        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
-    if line.starts_with('[') {
-        return Some(
-            line.trim_matches(|c| c == '[' || c == ']')
-                .trim()
-                .to_string(),
-        );
-    }
-    let key = line.split('=').next()?.trim().trim_matches('"');
-    if key.is_empty() {
-        return section;
-    }
-    Some(match section {
-        Some(s) => format!("{s}.{key}"),
-        None => key.to_string(),
-    })
+/// One key of the document: its dotted path (`uplink.mqtt.url`,
+/// `serial[1].port`, `rule[0].window`) and the spans of the key and value.
+struct Entry {
+    path: String,
+    key: Range<usize>,
+    value: Range<usize>,
 }
 
-/// The 1-based line where a dotted key is set, if it appears in the text.
-pub(super) fn locate_key(text: &str, dotted: &str) -> Option<usize> {
-    let (section, key) = match dotted.rsplit_once('.') {
-        Some((s, k)) => (Some(s.split('[').next().unwrap_or(s)), k),
-        None => (None, dotted),
-    };
-    let mut current: Option<String> = None;
-    let mut section_line = None;
-    for (i, raw) in text.lines().enumerate() {
-        let l = raw.trim();
-        if l.starts_with('[') {
-            let name = l.trim_matches(|c| c == '[' || c == ']').trim().to_string();
-            if Some(name.as_str()) == section {
-                section_line = Some(i + 1);
+/// Every key of the document, from toml's own parser (which also reads a
+/// document with syntax errors as far as it can).
+fn entries(text: &str) -> Vec<Entry> {
+    fn walk(prefix: &str, table: &DeTable<'_>, out: &mut Vec<Entry>) {
+        for (k, v) in table {
+            let path = if prefix.is_empty() {
+                k.get_ref().to_string()
+            } else {
+                format!("{prefix}.{}", k.get_ref())
+            };
+            out.push(Entry {
+                path: path.clone(),
+                key: k.span(),
+                value: v.span(),
+            });
+            match v.get_ref() {
+                DeValue::Table(t) => walk(&path, t, out),
+                DeValue::Array(items) => {
+                    for (i, item) in items.iter().enumerate() {
+                        if let DeValue::Table(t) = item.get_ref() {
+                            let path = format!("{path}[{i}]");
+                            out.push(Entry {
+                                path: path.clone(),
+                                key: item.span(),
+                                value: item.span(),
+                            });
+                            walk(&path, t, out);
+                        }
+                    }
+                }
+                _ => {}
             }
-            current = Some(name);
-            continue;
-        }
-        let in_section = current.as_deref() == section;
-        if in_section
-            && let Some((k, _)) = l.split_once('=')
-            && k.trim().trim_matches('"') == key
-        {
-            return Some(i + 1);
         }
     }
-    section_line
+    let (doc, _errors) = DeTable::parse_recoverable(text);
+    let mut out = Vec::new();
+    walk("", doc.get_ref(), &mut out);
+    out
+}
+
+/// The dotted key whose key or value holds `offset` (the innermost one).
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    entries(text)
+        .into_iter()
+        .filter(|e| e.key.contains(&offset) || e.value.contains(&offset))
+        .max_by_key(|e| e.path.len())
+        .map(|e| e.path)
+}
+
+/// The 1-based line where a dotted key is set, if it is in the text.
+pub fn line_of(text: &str, dotted: &str) -> Option<usize> {
+    entries(text)
+        .into_iter()
+        .find(|e| e.path == dotted)
+        .map(|e| line_col(text, e.key.start).0)
+}
+
+/// The 1-based line where a dotted key is set; else where its nearest
+/// enclosing table is; `None` if neither is in the text.
+pub(super) fn locate_key(text: &str, dotted: &str) -> Option<usize> {
+    let mut want = dotted;
+    loop {
+        if let Some(line) = line_of(text, want) {
+            return Some(line);
+        }
+        want = want.rsplit_once('.')?.0;
+    }
 }

@@ -17,14 +17,6 @@ pub struct MetricsConfig {
 }
 
 impl MetricsConfig {
-    pub const DEFAULT_TOML: &str = r#"[metrics]
-# /metrics (Prometheus) is on the web UI server: free for loopback peers,
-# else a session is needed, unless public = true.
-public = false
-# A listener of its own, e.g. without the web UI (non-loopback needs public = true):
-# listen = "127.0.0.1:9464"
-"#;
-
     pub fn validate(&self) -> Vec<Problem> {
         let mut out = Vec::new();
         if let Some(l) = &self.listen {

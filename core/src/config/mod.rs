@@ -14,7 +14,8 @@
 //!
 //! Here: the sections of its own, loading, validation and fragments;
 //! [`Dur`] (`dur`), [`BrokerUrl`] (`broker_url`), where a problem is in the
-//! text (`locate`) and the commented defaults (`defaults`).
+//! text (`locate`) and the commented defaults (`defaults`, rendered from the
+//! types' `Default`s with the comments in `notes`).
 //!
 //! Sections of the pure modules (`[rules]`, `[zigbee]`, `[lorawan]`,
 //! `[[serial]]`) are declared with them; the sections of shell parts
@@ -29,7 +30,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::model::DeviceId;
-pub use locate::{error_at, format_invalid};
+pub use locate::{error_at, format_invalid, line_of};
 use locate::{locate_key, parse_error};
 
 /// One thing wrong with a configuration, naming the dotted key.
@@ -58,7 +59,9 @@ impl Problem {
     }
 }
 
-/// Why a config file was refused. `Display` is the message users see.
+/// Why a configuration file (the main file, or a rules file inside
+/// [`crate::rules::RulesError`]) was refused. `Display` is the message
+/// users see.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{path}: cannot read: {source}")]
@@ -519,6 +522,7 @@ mod http_url;
 mod locate;
 mod log;
 mod metrics;
+mod notes;
 mod ota;
 mod remote;
 mod sim;

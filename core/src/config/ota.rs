@@ -55,22 +55,6 @@ impl Default for OtaConfig {
 }
 
 impl OtaConfig {
-    pub const DEFAULT_TOML: &'static str = r#"# Over-the-air updates (signed bundles, trial, automatic rollback).
-# [ota]
-# keys_dir = "/etc/carebridge/keys"     # <id>.pub trusted, <id>.revoked or `revoked` list refused
-# releases_dir = "/var/lib/carebridge/releases"
-# trial_period = "5m"                   # healthy this long before a new release commits
-# commit_timeout = "20m"                # an attempt not committed by then is abandoned
-# max_attempts = 3                      # starts on trial before rolling back
-# max_bundle_size = 134217728           # bytes
-# poll_url = "https://updates.example.org/home-0001/update.json"
-# poll_interval = "6h"
-# ca_file = "/etc/carebridge/update-ca.pem"
-# require_uplink = false                # commit only with the upstream link up
-# require_coordinator = false           # commit only with the Zigbee coordinator up
-# keep_releases = 3
-"#;
-
     pub fn validate(&self) -> Vec<Problem> {
         let mut out = Vec::new();
         if !self.keys_dir.is_absolute() {

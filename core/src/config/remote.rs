@@ -18,12 +18,6 @@ pub struct RemoteConfig {
 }
 
 impl RemoteConfig {
-    pub const DEFAULT_TOML: &str = r#"[remote]
-# Refuse cmd/config bodies that are not signed by a trusted key (the OTA keys).
-require_signed = false
-# keys_dir = "/etc/carebridge/keys"   # default: [ota] keys_dir
-"#;
-
     pub fn validate(&self) -> Vec<Problem> {
         match &self.keys_dir {
             Some(d) if !d.is_absolute() => {

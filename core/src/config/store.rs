@@ -59,26 +59,6 @@ impl Default for StoreConfig {
 }
 
 impl StoreConfig {
-    pub const DEFAULT_TOML: &'static str = r#"[store]
-# Days of reading history kept (for the UI and routine learning).
-history_days = 30
-# Outbox cap in MiB; above it the oldest telemetry is evicted. Alerts never are.
-outbox_max_mb = 256
-# Most writes committed together in one transaction (one fsync).
-batch_max = 1024
-# Writes queued for the writer thread before producers are slowed down.
-queue_capacity = 8192
-# How often expired history is deleted (in small chunks).
-retention_interval = "10m"
-# How long to wait for a database lock.
-busy_timeout = "5s"
-# KiB of disk held in reserve, released when the disk fills up so that
-# telemetry can be evicted to make room for alerts.
-disk_reserve_kb = 8192
-# Consistency check at start-up: "quick", "full" or "off".
-startup_check = "quick"
-"#;
-
     pub fn validate(&self) -> Vec<Problem> {
         let mut out = Vec::new();
         if self.history_days == 0 || self.history_days > 3650 {

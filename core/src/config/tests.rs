@@ -12,6 +12,45 @@ fn durations_parse_and_print() {
 }
 
 #[test]
+fn every_duration_spelling_accepted_before_jiff_still_is() {
+    for (text, ms) in [
+        ("250ms", 250),
+        ("0s", 0),
+        ("30s", 30_000),
+        ("5m", 300_000),
+        ("5min", 300_000),
+        ("2h", 7_200_000),
+        ("7d", 604_800_000),
+        ("400d", 34_560_000_000),
+        (" 10m ", 600_000),
+    ] {
+        assert_eq!(
+            Dur::parse(text).map(|d| d.0),
+            Ok(Duration::from_millis(ms)),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn duration_errors_say_what_is_expected() {
+    for bad in ["30", "5 parsecs", "-5m", "5m ago", "1mo", "2y", ""] {
+        let e = Dur::parse(bad).unwrap_err();
+        assert!(e.contains(&format!("{:?}", bad.trim())), "{e}");
+        assert!(e.contains("\"30s\", \"5m\""), "{e}");
+    }
+}
+
+#[test]
+fn a_bad_duration_in_the_file_names_key_line_and_what_is_expected() {
+    let text = "[uplink.mqtt]\nkeepalive = \"30 parsecs\"\n";
+    let e = Config::parse(text, "c.toml").unwrap_err().to_string();
+    assert!(e.starts_with("c.toml:2:"), "{e}");
+    assert!(e.contains("uplink.mqtt.keepalive: "), "{e}");
+    assert!(e.contains("\"7d\""), "{e}");
+}
+
+#[test]
 fn broker_urls() {
     let u = BrokerUrl::parse("mqtts://broker.example.org").unwrap();
     assert_eq!(
@@ -99,4 +138,19 @@ fn bad_time_zone_and_gateway_id() {
     let e = Config::parse(text, "c.toml").unwrap_err().to_string();
     assert!(e.contains("c.toml:2: gateway.id"), "{e}");
     assert!(e.contains("c.toml:3: gateway.timezone"), "{e}");
+}
+
+#[test]
+fn problems_in_the_second_array_table_and_quoted_keys_name_their_own_line() {
+    let text = "[[serial]]\nport = \"/dev/a\"\n\n[[serial]]\nport = \"/dev/b\"\nbaud = 0\n\n[devices.\"a/b\"]\nroom = \"x\"\n";
+    let e = Config::parse(text, "c.toml").unwrap_err().to_string();
+    assert!(e.contains("c.toml:6: serial[1].baud"), "{e}");
+    assert!(e.contains("c.toml:8: devices.a/b"), "{e}");
+}
+
+#[test]
+fn a_type_error_in_an_array_table_names_its_index() {
+    let text = "[[serial]]\nport = \"/dev/a\"\nbaud = \"fast\"\n";
+    let e = Config::parse(text, "c.toml").unwrap_err().to_string();
+    assert!(e.starts_with("c.toml:3:8: serial[0].baud: "), "{e}");
 }

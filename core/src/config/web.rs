@@ -44,22 +44,6 @@ impl Default for WebConfig {
 }
 
 impl WebConfig {
-    pub const DEFAULT_TOML: &'static str = r#"[web]
-# Address of the installer/carer UI. HTTPS with a per-device certificate.
-listen = "0.0.0.0:8443"
-# Serve HTTPS. Plain HTTP is refused off loopback unless allow_plain_http is set.
-tls = true
-# cert_file = "/etc/carebridge/web.crt"   # default: self-signed, made on first boot
-# key_file = "/etc/carebridge/web.key"
-# A session ends after this long without a request.
-session_idle = "30m"
-# Allow tls = false on a non-loopback address (trusted networks only).
-allow_plain_http = false
-# Extra DNS names for the UI (IP addresses, localhost, *.local and
-# single-label names always work; other Host headers are refused).
-hosts = []
-"#;
-
     /// The demo's UI: plain HTTP (meant for loopback).
     pub fn demo(listen: String) -> Self {
         WebConfig {
@@ -123,13 +107,6 @@ mod tests {
         let c = WebConfig::default();
         assert!(c.validate().is_empty());
         assert!(c.tls);
-        let parsed: WebConfig = toml::from_str(
-            WebConfig::DEFAULT_TOML
-                .trim_start_matches("[web]")
-                .trim_start(),
-        )
-        .unwrap();
-        assert_eq!(parsed, c);
     }
 
     #[test]

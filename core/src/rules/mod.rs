@@ -72,11 +72,6 @@ pub struct RulesConfig {
 }
 
 impl RulesConfig {
-    pub const DEFAULT_TOML: &'static str = r#"[rules]
-# file = "/etc/carebridge/rules.toml"   # without it, the built-in safety rules apply
-#                                       # (`carebridge rules check FILE` validates one)
-"#;
-
     pub fn validate(&self) -> Vec<Problem> {
         match &self.file {
             Some(f) if f.as_os_str().is_empty() => vec![Problem::new("file", "must not be empty")],

@@ -34,9 +34,7 @@ pub fn read_app_key(path: &Path) -> Result<[u8; 16], AppKeyError> {
         path: p.clone(),
         source,
     })?;
-    at::unhex(text.trim())
-        .and_then(|v| v.try_into().ok())
-        .ok_or(AppKeyError::Format { path: p })
+    hex::FromHex::from_hex(text.trim()).map_err(|_| AppKeyError::Format { path: p })
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::airtime::{Budget, BudgetLimits, DEFAULT_UPLINK_HZ, eu868_data_rate, uplink_airtime};
-use super::at::{self, Framed, LineFramer};
+use super::at::{Framed, LineFramer};
 use crate::model::{Class, Time};
 
 /// Which firmware the simulator plays.
@@ -317,7 +317,7 @@ impl Machine {
         } else if let Some(v) = cmd.strip_prefix("AT+SEND=") {
             let parsed = v
                 .split_once(':')
-                .and_then(|(p, h)| Some((p.parse::<u8>().ok()?, at::unhex(h)?)));
+                .and_then(|(p, h)| Some((p.parse::<u8>().ok()?, hex::decode(h).ok()?)));
             match parsed {
                 Some((port, data)) => self.uplink(port, data, self.confirm, out),
                 None => out.push("AT_PARAM_ERROR".into()),
@@ -345,7 +345,7 @@ impl Machine {
         };
         let arg_plain = arg.trim_matches('"');
         match name {
-            "MSGHEX" | "CMSGHEX" => match at::unhex(arg_plain) {
+            "MSGHEX" | "CMSGHEX" => match hex::decode(arg_plain).ok() {
                 Some(data) => self.uplink(self.port, data, name == "CMSGHEX", out),
                 None => out.push(format!("+{name}: ERROR(-2)")),
             },
@@ -477,9 +477,9 @@ impl Machine {
         let rx = air + Duration::from_millis(100);
         if let Some((p, d)) = &downlink {
             let l = if rak {
-                format!("+EVT:RX_1:-70:8:UNICAST:{p}:{}", at::hex(d))
+                format!("+EVT:RX_1:-70:8:UNICAST:{p}:{}", hex::encode_upper(d))
             } else {
-                format!("+{verb}: PORT: {p}; RX: \"{}\"", at::hex(d))
+                format!("+{verb}: PORT: {p}; RX: \"{}\"", hex::encode_upper(d))
             };
             self.later(rx, l, false);
         }

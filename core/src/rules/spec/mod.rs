@@ -15,30 +15,17 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use super::locate::{locate, parse_error};
 use super::window::Window;
-use crate::config::{Dur, Problem, format_invalid};
+use crate::config::{ConfigError, Dur, Problem};
 use crate::model::{DeviceId, Kind, Severity};
 
-/// Why a rules file was refused. `Display` is the message users see.
+/// Why a rules file or a rule state snapshot was refused. `Display` is the
+/// message users see.
 #[derive(Debug, thiserror::Error)]
 pub enum RulesError {
-    #[error("{path}: cannot read: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{path}:{line}:{column}: {key}{message}")]
-    Parse {
-        path: String,
-        line: usize,
-        column: usize,
-        key: String,
-        message: String,
-    },
-    #[error("{}", format_invalid(path, problems))]
-    Invalid {
-        path: String,
-        problems: Vec<(Option<usize>, Problem)>,
-    },
+    /// The file could not be read, parsed or validated: the same error, and
+    /// the same messages, as the main configuration file's.
+    #[error(transparent)]
+    File(#[from] ConfigError),
     #[error("rule state snapshot: {0}")]
     Snapshot(String),
 }
@@ -506,7 +493,7 @@ impl RuleSet {
         if problems.is_empty() {
             return Ok(RuleSet { rules: file.rule });
         }
-        Err(RulesError::Invalid {
+        Err(ConfigError::Invalid {
             path: path.to_string(),
             problems: problems
                 .into_iter()
@@ -522,7 +509,8 @@ impl RuleSet {
                     )
                 })
                 .collect(),
-        })
+        }
+        .into())
     }
 }
 

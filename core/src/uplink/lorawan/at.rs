@@ -209,7 +209,7 @@ fn parse_rak_rx(ev: &str) -> Option<AtLine> {
     let snr = it.next()?.parse().ok();
     let _cast = it.next()?;
     let port = it.next()?.parse().ok()?;
-    let data = unhex(it.next().unwrap_or(""))?;
+    let data = hex::decode(it.next().unwrap_or("")).ok()?;
     if it.next().is_some() {
         return None;
     }
@@ -313,36 +313,10 @@ fn parse_wio_rx(body: &str) -> Option<AtLine> {
     let compact: String = hex.chars().filter(|c| !c.is_whitespace()).collect();
     Some(AtLine::Downlink(RxFrame {
         port,
-        data: unhex(&compact)?,
+        data: hex::decode(&compact).ok()?,
         rssi: None,
         snr: None,
     }))
-}
-
-/// Upper-case hex without separators.
-pub fn hex(bytes: &[u8]) -> String {
-    const H: &[u8; 16] = b"0123456789ABCDEF";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(H[usize::from(b >> 4)]));
-        s.push(char::from(H[usize::from(b & 0xf)]));
-    }
-    s
-}
-
-/// Decodes hex (either case); `None` on odd length or a non-hex digit.
-pub fn unhex(s: &str) -> Option<Vec<u8>> {
-    let b = s.as_bytes();
-    if !b.len().is_multiple_of(2) {
-        return None;
-    }
-    b.chunks(2)
-        .map(|c| {
-            let hi = char::from(c[0]).to_digit(16)?;
-            let lo = char::from(c[1]).to_digit(16)?;
-            u8::try_from(hi * 16 + lo).ok()
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -489,14 +463,6 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn hex_round_trips_and_rejects_odd_or_foreign_digits() {
-        assert_eq!(hex(&[0x00, 0xab, 0xff]), "00ABFF");
-        assert_eq!(unhex("00abFF"), Some(vec![0, 0xab, 0xff]));
-        assert_eq!(unhex("abc"), None);
-        assert_eq!(unhex("zz"), None);
-    }
-
     proptest! {
         #[test]
         fn framing_does_not_depend_on_how_bytes_are_chunked(
@@ -516,11 +482,6 @@ mod tests {
         fn parsers_accept_any_text(s in ".{0,200}") {
             let _ = parse_rak3172(&s);
             let _ = parse_wio_e5(&s);
-        }
-
-        #[test]
-        fn hex_round_trips(b in proptest::collection::vec(any::<u8>(), 0..64)) {
-            prop_assert_eq!(unhex(&hex(&b)), Some(b));
         }
     }
 }

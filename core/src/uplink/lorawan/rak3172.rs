@@ -46,9 +46,9 @@ impl Dialect for Rak3172 {
             format!("AT+BAND={}", band_number(&s.region).unwrap_or(4)),
             "AT+NJM=1".into(),
             "AT+CLASS=A".into(),
-            format!("AT+DEVEUI={}", at::hex(&s.dev_eui)),
-            format!("AT+APPEUI={}", at::hex(&s.join_eui)),
-            format!("AT+APPKEY={}", at::hex(&s.app_key)),
+            format!("AT+DEVEUI={}", hex::encode_upper(s.dev_eui)),
+            format!("AT+APPEUI={}", hex::encode_upper(s.join_eui)),
+            format!("AT+APPKEY={}", hex::encode_upper(s.app_key)),
             "AT+ADR=0".into(),
             format!("AT+DR={}", s.data_rate),
         ]
@@ -61,7 +61,7 @@ impl Dialect for Rak3172 {
     fn send(&self, port: u8, data: &[u8], confirmed: bool) -> Vec<String> {
         vec![
             format!("AT+CFM={}", u8::from(confirmed)),
-            format!("AT+SEND={port}:{}", at::hex(data)),
+            format!("AT+SEND={port}:{}", hex::encode_upper(data)),
         ]
     }
     fn ack_ends_send(&self) -> bool {

@@ -98,38 +98,10 @@ impl Default for LorawanConfig {
 }
 
 fn eui(s: &str) -> Option<[u8; 8]> {
-    super::at::unhex(s.trim()).and_then(|v| v.try_into().ok())
+    hex::FromHex::from_hex(s.trim()).ok()
 }
 
 impl LorawanConfig {
-    pub const DEFAULT_TOML: &'static str = r#"# A LoRaWAN modem on a serial port. Uncomment to enable.
-# [lorawan]
-# port = "/dev/carebridge-lora"
-# modem = "rak3172"                # or "wio-e5"
-# baud = 115200
-# region = "EU868"                 # only EU868 is supported
-# dev_eui = "AC1F09FFFE000001"     # 16 hex digits (required)
-# join_eui = "0000000000000000"
-# app_key_file = "/etc/carebridge/lorawan-appkey"   # 32 hex digits, mode 0600
-# data_rate = 5                    # DR0 (SF12) .. DR5 (SF7); ADR off
-# confirmed_alerts = true          # while the daily downlink cap allows
-# confirmed_retries = 2
-# daily_airtime = "30s"            # TTN fair use: 30 s uplink airtime per 24 h
-# daily_downlinks = 10             # TTN fair use: 10 downlinks (acks count) per 24 h
-# alert_reserve_percent = 50       # share of the airtime only alerts may use
-# port_alert = 10
-# port_status = 11
-# port_telemetry = 12
-# join_backoff_min = "15s"
-# join_backoff_max = "60m"
-# command_timeout = "3s"
-# Dual path (with [uplink.mqtt]): alerts go over both until one acknowledges.
-# mqtt_grace = "5s"                # connected MQTT's time to ack before radio too
-# retry_min = "30s"                # an alert that failed by radio: first retry
-# retry_max = "15m"
-# status_every = "6h"              # compact status by radio while MQTT is down
-"#;
-
     pub fn validate(&self) -> Vec<Problem> {
         let mut out = Vec::new();
         if !matches!(self.modem.as_str(), "rak3172" | "wio-e5") {
@@ -272,22 +244,6 @@ mod tests {
         assert_eq!(p[0].key, "dev_eui");
         c.dev_eui = "AC1F09FFFE000001".into();
         assert!(c.validate().is_empty());
-    }
-
-    #[test]
-    fn default_toml_parses_to_the_defaults() {
-        let uncommented: String = LorawanConfig::DEFAULT_TOML
-            .lines()
-            .filter_map(|l| l.strip_prefix("# "))
-            .filter(|l| !l.starts_with('['))
-            .filter(|l| !l.starts_with("A LoRaWAN"))
-            .filter(|l| !l.starts_with("Dual path"))
-            .collect::<Vec<_>>()
-            .join("\n");
-        let mut c: LorawanConfig = toml::from_str(&uncommented).unwrap();
-        assert_eq!(c.dev_eui, "AC1F09FFFE000001");
-        c.dev_eui = String::new();
-        assert_eq!(c, LorawanConfig::default());
     }
 
     #[test]

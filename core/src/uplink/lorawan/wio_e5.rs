@@ -13,7 +13,7 @@ use super::modem::{Dialect, ModemSettings};
 pub struct WioE5;
 
 fn colon_hex(b: &[u8]) -> String {
-    let h = at::hex(b);
+    let h = hex::encode_upper(b);
     h.as_bytes()
         .chunks(2)
         .map(|c| String::from_utf8_lossy(c).into_owned())
@@ -41,7 +41,7 @@ impl Dialect for WioE5 {
             "AT+CLASS=A".into(),
             format!("AT+ID=DevEui,\"{}\"", colon_hex(&s.dev_eui)),
             format!("AT+ID=AppEui,\"{}\"", colon_hex(&s.join_eui)),
-            format!("AT+KEY=APPKEY,\"{}\"", at::hex(&s.app_key)),
+            format!("AT+KEY=APPKEY,\"{}\"", hex::encode_upper(s.app_key)),
             "AT+ADR=OFF".into(),
             format!("AT+DR={}", s.data_rate),
         ]
@@ -53,7 +53,7 @@ impl Dialect for WioE5 {
         let verb = if confirmed { "CMSGHEX" } else { "MSGHEX" };
         vec![
             format!("AT+PORT={port}"),
-            format!("AT+{verb}=\"{}\"", at::hex(data)),
+            format!("AT+{verb}=\"{}\"", hex::encode_upper(data)),
         ]
     }
     fn ack_ends_send(&self) -> bool {
