@@ -18,6 +18,8 @@
 //! seeds from `SIM_SEED_START` (default 0). A failure prints the seed and
 //! the last steps. `tests/sim_month.sh` runs millions in release mode.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 #[path = "sim/check.rs"]
 mod check;
 #[path = "sim/faults.rs"]
@@ -30,6 +32,8 @@ mod modem;
 mod rng;
 #[path = "sim/world.rs"]
 mod world;
+#[path = "sim/zigbee.rs"]
+mod zigbee;
 
 use carebridge::rules::RuleSet;
 use jiff::tz::TimeZone;
@@ -119,9 +123,20 @@ type = "tamper"
 /// Months run: the seed picks one; March and October hold the DST nights
 /// (last Sundays), so they come up twice as often.
 const MONTHS: [(i16, i8, i8); 14] = [
-    (2026, 1, 31), (2026, 2, 28), (2026, 3, 31), (2026, 4, 30), (2026, 5, 31), (2026, 6, 30),
-    (2026, 7, 31), (2026, 8, 31), (2026, 9, 30), (2026, 10, 31), (2026, 11, 30), (2026, 12, 31),
-    (2027, 3, 31), (2027, 10, 31),
+    (2026, 1, 31),
+    (2026, 2, 28),
+    (2026, 3, 31),
+    (2026, 4, 30),
+    (2026, 5, 31),
+    (2026, 6, 30),
+    (2026, 7, 31),
+    (2026, 8, 31),
+    (2026, 9, 30),
+    (2026, 10, 31),
+    (2026, 11, 30),
+    (2026, 12, 31),
+    (2027, 3, 31),
+    (2027, 10, 31),
 ];
 
 struct Outcome {
@@ -129,7 +144,7 @@ struct Outcome {
     stats: std::collections::BTreeMap<&'static str, u64>,
 }
 
-fn run(seed: u64, break_ack: bool) -> Result<Outcome, (String, Vec<String>)> {
+fn run(seed: u64, broken: world::Break) -> Result<Outcome, (String, Vec<String>)> {
     let mut rng = rng::Rng::new(seed);
     let tz = TimeZone::get("Europe/London").unwrap_or_else(|e| panic!("tz: {e}"));
     let set = RuleSet::parse(RULES, "sim").unwrap_or_else(|e| panic!("rules: {e}"));
@@ -138,7 +153,7 @@ fn run(seed: u64, break_ack: bool) -> Result<Outcome, (String, Vec<String>)> {
     let month = home::month(&mut rng, &tz, first, i64::from(days));
     let faults = faults::schedule(&mut rng.fork(), month.start, month.calm_from);
     let mut w = world::World::new(&mut rng, set, tz, month, faults);
-    w.break_ack = break_ack;
+    w.broken = broken;
     w.note(format!("seed {seed}: {y}-{m:02}, {days} days"));
     let fail = |w: &world::World, e: String| Err((e, w.trace.iter().cloned().collect()));
     let mut same_t = 0u32;
@@ -152,10 +167,17 @@ fn run(seed: u64, break_ack: bool) -> Result<Outcome, (String, Vec<String>)> {
             }
             Err(e) => return fail(&w, e),
         }
+        if let Some(e) = w.books.broken.first() {
+            let e = e.clone();
+            return fail(&w, e);
+        }
         same_t = if w.t == before { same_t + 1 } else { 0 };
         if same_t > 10_000 {
             let due = w.due_now();
-            return fail(&w, format!("livelock: 10 000 steps at one instant; due: {due}"));
+            return fail(
+                &w,
+                format!("livelock: 10 000 steps at one instant; due: {due}"),
+            );
         }
     }
     if let Err(e) = w.books.at_end(w.outbox_len()) {
@@ -175,13 +197,16 @@ fn env_u64(name: &str) -> Option<u64> {
 fn a_simulated_month_keeps_every_alert_and_every_timer_honest() {
     let (start, n) = match env_u64("SIM_SEED") {
         Some(s) => (s, 1),
-        None => (env_u64("SIM_SEED_START").unwrap_or(0), env_u64("SIM_SEEDS").unwrap_or(200)),
+        None => (
+            env_u64("SIM_SEED_START").unwrap_or(0),
+            env_u64("SIM_SEEDS").unwrap_or(200),
+        ),
     };
     let t0 = std::time::Instant::now();
     let mut steps = 0;
     let mut total = std::collections::BTreeMap::new();
     for seed in start..start + n {
-        match run(seed, false) {
+        match run(seed, world::Break::None) {
             Ok(o) => {
                 steps += o.steps;
                 if n == 1 {
@@ -196,29 +221,42 @@ fn a_simulated_month_keeps_every_alert_and_every_timer_honest() {
                 for l in &trace {
                     eprintln!("{l}");
                 }
-                panic!("seed {seed} failed: {e}\nreplay: SIM_SEED={seed} cargo test --test sim_month");
+                panic!(
+                    "seed {seed} failed: {e}\nreplay: SIM_SEED={seed} cargo test --test sim_month"
+                );
             }
         }
     }
     let secs = t0.elapsed().as_secs_f64();
-    eprintln!("{n} seeds from {start}: {steps} steps in {secs:.2} s ({:.1} seeds/s)", n as f64 / secs);
+    eprintln!(
+        "{n} seeds from {start}: {steps} steps in {secs:.2} s ({:.1} seeds/s)",
+        n as f64 / secs
+    );
     eprintln!("totals: {total:?}");
 }
 
 #[test]
-fn the_checks_catch_a_dropped_acknowledgement() {
-    // Proof the invariants can fail: with every MQTT PUBACK dropped, rows
-    // stay in the outbox and the end-of-run check must say so.
-    let r = (0..3).map(|s| run(s, true)).find(|r| r.is_err());
-    let Some(Err((e, _))) = r else {
-        panic!("dropping every PUBACK went unnoticed");
-    };
-    assert!(e.contains("outbox") || e.contains("delivered"), "{e}");
+fn the_checks_catch_a_row_deleted_before_its_acknowledgement() {
+    let e = run(0, world::Break::DeleteOnSend).err().map(|e| e.0);
+    assert!(
+        e.as_deref()
+            .is_some_and(|e| e.contains("deleted before upstream")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn the_checks_catch_a_situation_raised_twice() {
+    let e = run(0, world::Break::DoubleFire).err().map(|e| e.0);
+    assert!(
+        e.as_deref().is_some_and(|e| e.contains("raised twice")),
+        "{e:?}"
+    );
 }
 
 #[test]
 fn a_seed_replays_exactly() {
-    let a = run(7, false).map(|o| (o.steps, o.stats));
-    let b = run(7, false).map(|o| (o.steps, o.stats));
+    let a = run(7, world::Break::None).map(|o| (o.steps, o.stats));
+    let b = run(7, world::Break::None).map(|o| (o.steps, o.stats));
     assert_eq!(a.map_err(|e| e.0), b.map_err(|e| e.0));
 }

@@ -12,9 +12,14 @@ pub enum Fault {
     LoraNetwork(bool),
     ModemHang,
     ModemReboot,
+    /// The Zigbee stick loses power for a moment (it says so on reboot).
+    StickReset,
     /// The gateway stops: cleanly (rule state saved) or by a crash (rule
     /// state as of the last periodic save); it is back after `down_ms`.
-    Restart { crash: bool, down_ms: i64 },
+    Restart {
+        crash: bool,
+        down_ms: i64,
+    },
     /// The wall clock is stepped by this many ms (NTP, a fake-hwclock boot).
     ClockStep(i64),
 }
@@ -45,7 +50,11 @@ pub fn schedule(rng: &mut Rng, start: i64, calm_from: i64) -> Vec<(i64, Fault)> 
         out.push(((t + len).min(calm_from), Fault::LoraNetwork(true)));
         t += len + every(rng, 5 * day);
     }
-    for (mean, f) in [(4 * day, Fault::ModemHang), (4 * day, Fault::ModemReboot)] {
+    for (mean, f) in [
+        (4 * day, Fault::ModemHang),
+        (4 * day, Fault::ModemReboot),
+        (4 * day, Fault::StickReset),
+    ] {
         let mut t = start + every(rng, mean);
         while t < calm_from {
             out.push((t, f.clone()));
@@ -55,12 +64,22 @@ pub fn schedule(rng: &mut Rng, start: i64, calm_from: i64) -> Vec<(i64, Fault)> 
     let mut t = start + every(rng, 3 * day);
     while t < calm_from {
         let crash = rng.chance(0.6);
-        out.push((t, Fault::Restart { crash, down_ms: rng.range(2_000, 120_000) }));
+        out.push((
+            t,
+            Fault::Restart {
+                crash,
+                down_ms: rng.range(2_000, 120_000),
+            },
+        ));
         t += every(rng, 3 * day);
     }
     let mut t = start + every(rng, 8 * day);
     while t < calm_from {
-        let size = if rng.chance(0.5) { rng.range(1_000, 60_000) } else { rng.range(1, 120) * MIN };
+        let size = if rng.chance(0.5) {
+            rng.range(1_000, 60_000)
+        } else {
+            rng.range(1, 120) * MIN
+        };
         let step = if rng.chance(0.5) { size } else { -size };
         // NTP puts it right again after a while.
         let fixed = t + rng.range(1, 180) * MIN;

@@ -93,7 +93,12 @@ impl Gen<'_> {
     fn at(&mut self, day: Date, minutes: f64, dev: usize, kind: Kind, value: f64) {
         let whole = minutes.floor() as i64;
         let t = local(self.tz, day, whole) + ((minutes - whole as f64) * MIN as f64) as i64;
-        self.out.push(Ev { t, dev, kind, value });
+        self.out.push(Ev {
+            t,
+            dev,
+            kind,
+            value,
+        });
     }
     fn main(&mut self, day: Date, minutes: f64, dev: usize, value: f64) {
         self.at(day, minutes, dev, DEVICES[dev].3, value);
@@ -255,7 +260,12 @@ pub fn month(rng: &mut Rng, tz: &TimeZone, first: Date, days: i64) -> Month {
                     v = 100.0;
                 }
             }
-            g.out.push(Ev { t, dev, kind: Kind::Battery, value: v.round() });
+            g.out.push(Ev {
+                t,
+                dev,
+                kind: Kind::Battery,
+                value: v.round(),
+            });
             t += g.rng.range(160, 200) * MIN;
         }
     }
@@ -273,7 +283,10 @@ pub fn month(rng: &mut Rng, tz: &TimeZone, first: Date, days: i64) -> Month {
     let mut events = Vec::with_capacity(g.out.len());
     let mut last_lost: std::collections::BTreeMap<(usize, usize, u8), Ev> = Default::default();
     for e in g.out {
-        match silent.iter().position(|&(d, a, b)| d == e.dev && e.t >= a && e.t < b) {
+        match silent
+            .iter()
+            .position(|&(d, a, b)| d == e.dev && e.t >= a && e.t < b)
+        {
             Some(w) if e.kind.is_binary() => {
                 last_lost.insert((w, e.dev, e.kind.code()), e);
             }
@@ -282,7 +295,10 @@ pub fn month(rng: &mut Rng, tz: &TimeZone, first: Date, days: i64) -> Month {
         }
     }
     for ((w, _, _), e) in last_lost {
-        events.push(Ev { t: silent[w].2, ..e });
+        events.push(Ev {
+            t: silent[w].2,
+            ..e
+        });
     }
     events.sort_by_key(|e| e.t);
     Month {

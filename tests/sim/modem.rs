@@ -24,7 +24,11 @@ pub struct Modem {
 
 impl Modem {
     pub fn new(loss: f64, ack_loss: f64) -> Modem {
-        Modem { loss, ack_loss, ..Modem::default() }
+        Modem {
+            loss,
+            ack_loss,
+            ..Modem::default()
+        }
     }
 
     pub fn next_due(&self) -> Option<i64> {

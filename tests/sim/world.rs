@@ -23,6 +23,7 @@ use super::faults::Fault;
 use super::home::{self, DEVICES, MIN, Month};
 use super::modem::Modem;
 use super::rng::Rng;
+use super::zigbee::Zigbee;
 
 /// The hub saves rule state this often when it changed (`hub::SAVE_EVERY`).
 const SAVE_EVERY: i64 = 10_000;
@@ -53,6 +54,16 @@ struct Mqtt {
     retry_at: Option<i64>,
     backoff: Backoff,
     flights: Vec<Flight>,
+}
+
+/// Deliberate breakages of the gateway model, to show the checks catch them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Break {
+    None,
+    /// Delete an outbox row when it is handed to MQTT, not on its PUBACK.
+    DeleteOnSend,
+    /// Every raise is emitted twice.
+    DoubleFire,
 }
 
 pub struct World {
@@ -91,14 +102,15 @@ pub struct World {
     down_until: Option<i64>,
     faults: VecDeque<(i64, Fault)>,
     month: Month,
+    zigbee: Zigbee,
     next_ev: usize,
     pub trace: VecDeque<String>,
     pub steps: u64,
     /// Trace lines kept for a failure report (`SIM_TRACE`, default 40).
     pub trace_len: usize,
     pub stats: BTreeMap<&'static str, u64>,
-    /// Set by a deliberate-breakage switch (proves the checks can fail).
-    pub break_ack: bool,
+    /// A deliberate breakage (proves the checks can fail).
+    pub broken: Break,
 }
 
 fn lora_core(now: Time) -> policy::Core {
@@ -111,7 +123,9 @@ fn lora_core(now: Time) -> policy::Core {
         data_rate: cfg.data_rate,
     };
     let driver = Driver::new(Box::new(Rak3172), settings, cfg.timeouts(), now);
-    let core_cfg = cfg.core_config().unwrap_or_else(|e| panic!("lorawan defaults: {e}"));
+    let core_cfg = cfg
+        .core_config()
+        .unwrap_or_else(|e| panic!("lorawan defaults: {e}"));
     policy::Core::new(driver, core_cfg, now)
 }
 
@@ -124,7 +138,13 @@ fn new_engine(set: &RuleSet, tz: &TimeZone) -> Engine {
 }
 
 impl World {
-    pub fn new(seed_rng: &mut Rng, set: RuleSet, tz: TimeZone, month: Month, faults: Vec<(i64, Fault)>) -> World {
+    pub fn new(
+        seed_rng: &mut Rng,
+        set: RuleSet,
+        tz: TimeZone,
+        month: Month,
+        faults: Vec<(i64, Fault)>,
+    ) -> World {
         let t = month.start;
         let now = Time(t);
         World {
@@ -165,12 +185,16 @@ impl World {
             down_until: None,
             faults: faults.into(),
             month,
+            zigbee: Zigbee::new(now),
             next_ev: 0,
             trace: VecDeque::new(),
             steps: 0,
-            trace_len: std::env::var("SIM_TRACE").ok().and_then(|v| v.parse().ok()).unwrap_or(40),
+            trace_len: std::env::var("SIM_TRACE")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(40),
             stats: BTreeMap::new(),
-            break_ack: false,
+            broken: Break::None,
         }
     }
 
@@ -182,7 +206,8 @@ impl World {
         if self.trace.len() >= self.trace_len {
             self.trace.pop_front();
         }
-        self.trace.push_back(format!("{} {s}", fmt_t(self.t, self.offset)));
+        self.trace
+            .push_back(format!("{} {s}", fmt_t(self.t, self.offset)));
     }
 
     fn count(&mut self, what: &'static str) {
@@ -227,8 +252,13 @@ impl World {
                 self.true_of(self.engine.next_deadline()),
                 self.true_of(self.router.next_deadline()),
                 self.true_of(self.lora.next_deadline()),
+                self.true_of(self.zigbee.next_deadline()),
                 self.mqtt.retry_at,
-                self.mqtt.flights.iter().map(|f| if f.received { f.ack } else { f.recv }).min(),
+                self.mqtt
+                    .flights
+                    .iter()
+                    .map(|f| if f.received { f.ack } else { f.recv })
+                    .min(),
                 self.rescan_at,
                 self.save_at,
             ]);
@@ -248,6 +278,7 @@ impl World {
         }
         self.t = next.max(self.t);
         self.steps += 1;
+        self.serialise_if_clean();
         while self.faults.front().is_some_and(|f| f.0 <= self.t) {
             if let Some((_, f)) = self.faults.pop_front() {
                 self.fault(f)?;
@@ -264,11 +295,34 @@ impl World {
         for line in self.modem.take_due(self.t) {
             self.lora.handle_line(&line, now);
         }
-        if self.true_of(self.lora.next_deadline()).is_some_and(|d| d <= self.t) {
+        if self
+            .true_of(self.lora.next_deadline())
+            .is_some_and(|d| d <= self.t)
+        {
             self.lora.handle_timeout(now);
         }
         self.pump_lora()?;
-        while let Some(e) = self.month.events.get(self.next_ev).filter(|e| e.t <= self.t).cloned() {
+        if self
+            .true_of(self.zigbee.next_deadline())
+            .is_some_and(|d| d <= self.t)
+        {
+            self.zigbee.handle_timeout(now);
+            for (dev, r) in self.zigbee.take_readings() {
+                self.feed(&home::Ev {
+                    t: self.t,
+                    dev,
+                    kind: r.kind,
+                    value: r.value,
+                })?;
+            }
+        }
+        while let Some(e) = self
+            .month
+            .events
+            .get(self.next_ev)
+            .filter(|e| e.t <= self.t)
+            .cloned()
+        {
             self.next_ev += 1;
             self.reading(&e)?;
         }
@@ -286,9 +340,7 @@ impl World {
         if self.save_at.is_some_and(|s| s <= self.t) {
             self.save();
         }
-        if self.saved.is_some() && !self.engine.state_dirty() && self.bytes_gen != Some(self.saved_gen) && self.crash_near() {
-            self.serialise();
-        }
+        self.serialise_if_clean();
         if self.save_at.is_none() && self.engine.state_dirty() {
             self.save_at = Some((self.t / SAVE_EVERY + 1) * SAVE_EVERY);
         }
@@ -297,16 +349,55 @@ impl World {
 
     fn while_down(&mut self) {
         // Sensor messages and modem lines reach nobody while the gateway is down.
-        while self.month.events.get(self.next_ev).is_some_and(|e| e.t <= self.t) {
+        while self
+            .month
+            .events
+            .get(self.next_ev)
+            .is_some_and(|e| e.t <= self.t)
+        {
             self.next_ev += 1;
             self.count("readings lost while down");
         }
         self.modem.take_due(self.t);
     }
 
+    /// A sensor message: Zigbee devices' go through the stick and the
+    /// coordinator (lost while it is not running), the rest straight in.
     fn reading(&mut self, e: &home::Ev) -> Result<(), String> {
         let now = self.wall();
-        let r = Reading::new(home::device_id(e.dev), e.kind, e.value, now).map_err(|x| x.to_string())?;
+        if !self.zigbee.is_zigbee(e.dev) || e.kind == Kind::Battery {
+            return self.feed(e);
+        }
+        if !self.zigbee.send(e.dev, e.kind, e.value, now) {
+            self.count("zigbee messages lost (coordinator not running)");
+            return Ok(());
+        }
+        let got = self.zigbee.take_readings();
+        if !got
+            .iter()
+            .any(|(d, r)| *d == e.dev && r.kind == e.kind && (r.value - e.value).abs() < 0.01)
+        {
+            return Err(format!(
+                "zigbee: {} {} {} went in, {got:?} came out",
+                DEVICES[e.dev].0, e.kind, e.value
+            ));
+        }
+        self.count("zigbee messages");
+        for (dev, r) in got {
+            self.feed(&home::Ev {
+                t: self.t,
+                dev,
+                kind: r.kind,
+                value: r.value,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn feed(&mut self, e: &home::Ev) -> Result<(), String> {
+        let now = self.wall();
+        let r = Reading::new(home::device_id(e.dev), e.kind, e.value, now)
+            .map_err(|x| x.to_string())?;
         // Timers due at this instant fire before the reading is seen: check
         // them against what the engine knew before it.
         let mut out = Vec::new();
@@ -321,20 +412,31 @@ impl World {
         .filter(|rule| {
             let dev = DEVICES[e.dev].0;
             let open = self.books.is_open(rule, dev)
-                && !self.books.stuck.contains(&(rule.to_string(), dev.to_string()));
+                && !self
+                    .books
+                    .stuck
+                    .contains(&(rule.to_string(), dev.to_string()));
             e.value >= 0.5 && !open && self.expect.fresh(e.dev, e.kind, e.value, now.0)
         });
         self.engine.on_reading(now, &r, &mut out);
         if let Some(rule) = must_raise
-            && !out.iter().any(|a| &*a.rule == rule && a.state == AlertState::Raised)
+            && !out
+                .iter()
+                .any(|a| &*a.rule == rule && a.state == AlertState::Raised)
         {
             let key = (rule.to_string(), DEVICES[e.dev].0.to_string());
             if !self.books.stuck.contains(&key) {
-                return Err(format!("{rule} {}: active reading with no open alert raised nothing", key.1));
+                return Err(format!(
+                    "{rule} {}: active reading with no open alert raised nothing",
+                    key.1
+                ));
             }
             // KNOWN: a crash took back the clear; the engine stays silent.
             self.count("KNOWN: active readings missed after a crash took back the clear");
-            self.note(format!("KNOWN: {rule} {} raised nothing (clear forgotten in a crash)", key.1));
+            self.note(format!(
+                "KNOWN: {rule} {} raised nothing (clear forgotten in a crash)",
+                key.1
+            ));
         }
         self.emit(out)?;
         let en = self.en;
@@ -352,15 +454,45 @@ impl World {
             self.next_seq += 1;
             let uid = format!("a{seq}");
             self.books.on_alert(&a, &uid, self.en, &self.expect)?;
-            self.note(format!("alert {uid} {} {} {} at {}", a.rule, a.state.as_str(), a.device, fmt_t(a.at.0, 0)));
-            self.count(if a.state == AlertState::Raised { "raised" } else { "cleared" });
-            self.outbox.insert(seq, Row { uid: uid.clone(), alert: a });
+            if self.broken == Break::DoubleFire && a.state == AlertState::Raised {
+                // Broken on purpose: the same situation fires twice.
+                self.books
+                    .on_alert(&a, &format!("{uid}x"), self.en, &self.expect)?;
+            }
+            self.note(format!(
+                "alert {uid} {} {} {} at {}",
+                a.rule,
+                a.state.as_str(),
+                a.device,
+                fmt_t(a.at.0, 0)
+            ));
+            self.count(if a.state == AlertState::Raised {
+                "raised"
+            } else {
+                "cleared"
+            });
+            self.outbox.insert(
+                seq,
+                Row {
+                    uid: uid.clone(),
+                    alert: a,
+                },
+            );
             if std::mem::take(&mut self.trap) && self.down_until.is_none() {
                 let next_save = (self.t / SAVE_EVERY + 1) * SAVE_EVERY;
                 let at = self.t + self.rng.range(0, next_save - self.t - 1);
                 let down_ms = self.rng.range(2_000, 60_000);
                 let i = self.faults.partition_point(|f| f.0 <= at);
-                self.faults.insert(i, (at, Fault::Restart { crash: true, down_ms }));
+                self.faults.insert(
+                    i,
+                    (
+                        at,
+                        Fault::Restart {
+                            crash: true,
+                            down_ms,
+                        },
+                    ),
+                );
                 self.count("buggify crashes");
             }
             if self.mqtt.connected {
@@ -374,9 +506,24 @@ impl World {
     }
 
     fn publish(&mut self, seq: u64, uid: String) {
+        if self.broken == Break::DeleteOnSend
+            && let Some(row) = self.outbox.remove(&seq)
+        {
+            // Broken on purpose: "sent" is taken for "acknowledged".
+            let _ = self
+                .books
+                .on_delete(&row.uid)
+                .map_err(|e| self.books.broken.push(e));
+        }
         let recv = self.t + self.rng.range(5, 400);
         let ack = recv + self.rng.range(5, 400);
-        self.mqtt.flights.push(Flight { seq, uid, recv, ack, received: false });
+        self.mqtt.flights.push(Flight {
+            seq,
+            uid,
+            recv,
+            ack,
+            received: false,
+        });
     }
 
     fn mqtt_step(&mut self) -> Result<(), String> {
@@ -387,7 +534,11 @@ impl World {
                 self.mqtt.up_since = self.t;
                 self.router.handle_mqtt(true, self.wall());
                 self.note("mqtt connected".into());
-                let rows: Vec<(u64, String)> = self.outbox.iter().map(|(s, r)| (*s, r.uid.clone())).collect();
+                let rows: Vec<(u64, String)> = self
+                    .outbox
+                    .iter()
+                    .map(|(s, r)| (*s, r.uid.clone()))
+                    .collect();
                 for (s, u) in rows {
                     self.publish(s, u);
                 }
@@ -407,9 +558,6 @@ impl World {
             }
             if f.ack <= t {
                 self.mqtt.flights.swap_remove(i);
-                if self.break_ack {
-                    continue; // deliberately broken: the PUBACK is dropped
-                }
                 if let Some(row) = self.outbox.remove(&f.seq) {
                     self.books.on_delete(&row.uid)?;
                     self.note(format!("mqtt puback {}", row.uid));
@@ -439,7 +587,8 @@ impl World {
     fn rescan(&mut self) {
         let seqs: Vec<u64> = self.outbox.keys().copied().collect();
         self.router.handle_outbox(&seqs, true, self.wall());
-        self.rescan_at = (!seqs.is_empty() || self.router.stats().pending > 0).then_some(self.t + RESCAN);
+        self.rescan_at =
+            (!seqs.is_empty() || self.router.stats().pending > 0).then_some(self.t + RESCAN);
     }
 
     fn route(&mut self) -> Result<(), String> {
@@ -466,17 +615,41 @@ impl World {
                     self.router.handle_lora_result(job, LoraResult::Failed, now);
                     return Ok(());
                 };
-                let idx = DEVICES.iter().position(|d| d.0 == row.alert.device.as_str()).unwrap_or(0);
+                let idx = DEVICES
+                    .iter()
+                    .position(|d| d.0 == row.alert.device.as_str())
+                    .unwrap_or(0);
                 let m = AlertMsg::from_alert(&row.alert, idx as u16, now);
                 let mut p = Vec::new();
                 codec::encode(&Uplink::Alert(m), &mut p).map_err(|e| e.to_string())?;
-                (Message { class: Class::Alert, payload: p, confirmed: true }, Some(row.uid.clone()))
+                (
+                    Message {
+                        class: Class::Alert,
+                        payload: p,
+                        confirmed: true,
+                    },
+                    Some(row.uid.clone()),
+                )
             }
             LoraJob::Status => {
-                let s = Summary { period_h: 24, temp_min_half_c: None, temp_max_half_c: None, battery_low: 0, backlog: self.outbox.len() as u16, rooms: Vec::new() };
+                let s = Summary {
+                    period_h: 24,
+                    temp_min_half_c: None,
+                    temp_max_half_c: None,
+                    battery_low: 0,
+                    backlog: self.outbox.len() as u16,
+                    rooms: Vec::new(),
+                };
                 let mut p = Vec::new();
                 codec::encode(&Uplink::Summary(s), &mut p).map_err(|e| e.to_string())?;
-                (Message { class: Class::Status, payload: p, confirmed: false }, None)
+                (
+                    Message {
+                        class: Class::Status,
+                        payload: p,
+                        confirmed: false,
+                    },
+                    None,
+                )
             }
         };
         let id = self.next_job;
@@ -502,7 +675,10 @@ impl World {
                         Ok((Uplink::Alert(m), _)) => {
                             let row_state = self.books.raised.get(&uid).map(|r| r.1);
                             if row_state != Some(m.state) {
-                                return Err(format!("lora payload for seq {seq} says {:?}, row {uid} is {row_state:?}", m.state));
+                                return Err(format!(
+                                    "lora payload for seq {seq} says {:?}, row {uid} is {row_state:?}",
+                                    m.state
+                                ));
                             }
                         }
                         other => return Err(format!("lora alert payload decodes as {other:?}")),
@@ -557,7 +733,8 @@ impl World {
             return;
         }
         let t = self.t;
-        let due: Vec<(i64, String, String)> = self.acks.iter().filter(|a| a.0 <= t).cloned().collect();
+        let due: Vec<(i64, String, String)> =
+            self.acks.iter().filter(|a| a.0 <= t).cloned().collect();
         self.acks.retain(|a| a.0 > t);
         for (_, rule, dev) in due {
             let id = home::device_id(DEVICES.iter().position(|d| d.0 == dev).unwrap_or(0));
@@ -571,7 +748,7 @@ impl World {
     /// The hub's periodic save. Serialising on every save would cost most
     /// of the run (a snapshot is ~0.5 ms in a debug build), and the bytes
     /// matter only to a crash before the next save: they are made only in
-    /// the hour before a scheduled crash, or later while the engine is
+    /// the minute before a scheduled crash, or later while the engine is
     /// still clean (its state is then exactly the saved one).
     fn save(&mut self) {
         self.save_at = None;
@@ -582,10 +759,40 @@ impl World {
             self.saved_gen = self.save_no;
             self.books.saved();
             self.count("saves");
-            self.trap = self.t < self.month.calm_from && self.rng.chance(0.02);
+            self.trap =
+                self.t < self.month.calm_from && self.alert_likely() && self.rng.chance(0.04);
             if self.trap || self.crash_near() {
                 self.serialise();
             }
+        }
+    }
+
+    /// Whether the next change of rule state (which ends the trap: the
+    /// save after it re-rolls it) may be an alert: a timer due before the
+    /// next reading, or a reading that can raise or clear something.
+    /// (Serialising at every save for the trap would cost most of the run.)
+    fn alert_likely(&self) -> bool {
+        let Some(e) = self.month.events.get(self.next_ev) else {
+            return false;
+        };
+        if self
+            .true_of(self.engine.next_deadline())
+            .is_some_and(|d| d <= e.t)
+        {
+            return true;
+        }
+        let open = |r: &str| self.books.open_rule(r);
+        match e.kind {
+            Kind::Panic
+            | Kind::Fall
+            | Kind::WaterLeak
+            | Kind::Tamper
+            | Kind::Contact
+            | Kind::Bed => true,
+            Kind::Motion => open("no-movement") || open("no-breakfast"),
+            Kind::Temperature => e.value < 16.0 || open("cold-home"),
+            Kind::Battery => e.value < 20.0 || open("silent") || open("battery"),
+            _ => false,
         }
     }
 
@@ -597,10 +804,23 @@ impl World {
         }
     }
 
+    /// While the engine is clean its state is the saved one: make the bytes
+    /// now if a crash is near (before anything makes it dirty again).
+    fn serialise_if_clean(&mut self) {
+        if self.saved.is_some()
+            && self.down_until.is_none()
+            && !self.engine.state_dirty()
+            && self.bytes_gen != Some(self.saved_gen)
+            && self.crash_near()
+        {
+            self.serialise();
+        }
+    }
+
     fn crash_near(&self) -> bool {
         self.faults
             .iter()
-            .take_while(|f| f.0 <= self.t + 3_600_000)
+            .take_while(|f| f.0 <= self.t + 60_000)
             .any(|f| matches!(f.1, Fault::Restart { crash: true, .. }))
     }
 
@@ -617,6 +837,13 @@ impl World {
             Fault::LoraNetwork(ok) => self.modem.network_down = !ok,
             Fault::ModemHang => self.modem.hang(),
             Fault::ModemReboot => self.modem.reboot(self.t),
+            Fault::StickReset => {
+                let now = self.wall();
+                self.zigbee.stick_reset(now);
+                if !self.zigbee.is_running() {
+                    self.count("zigbee coordinator restarts");
+                }
+            }
             Fault::ClockStep(d) => self.offset += d,
             Fault::Restart { crash, down_ms } => {
                 if self.down_until.is_some() {
@@ -627,7 +854,7 @@ impl World {
                     self.engine.mark_saved();
                     self.saved = Some((self.expect.clone(), self.en));
                     self.save_no += 1;
-            self.saved_gen = self.save_no;
+                    self.saved_gen = self.save_no;
                 } else if self.saved.is_some() && self.bytes_gen != Some(self.saved_gen) {
                     // Clean since the save (else the bytes would exist).
                     if self.engine.state_dirty() {
@@ -653,11 +880,18 @@ impl World {
         self.engine = new_engine(&self.set, &self.tz);
         match self.saved.clone() {
             Some((ex, en)) => {
-                self.engine.restore(&self.saved_bytes, now).map_err(|e| format!("restore: {e}"))?;
+                self.engine
+                    .restore(&self.saved_bytes, now)
+                    .map_err(|e| format!("restore: {e}"))?;
                 let n = self.books.undo_since_save();
                 if n > 0 {
-                    *self.stats.entry("KNOWN: alert changes replayed after a crash").or_default() += n as u64;
-                    self.note(format!("KNOWN: the restored engine forgot {n} alert changes"));
+                    *self
+                        .stats
+                        .entry("KNOWN: alert changes replayed after a crash")
+                        .or_default() += n as u64;
+                    self.note(format!(
+                        "KNOWN: the restored engine forgot {n} alert changes"
+                    ));
                 }
                 self.expect = ex;
                 self.en = en.max(now.0);
@@ -669,6 +903,7 @@ impl World {
         }
         self.router = Router::new(RouterConfig::default(), now);
         self.lora = lora_core(now);
+        self.zigbee.start(now, false);
         self.jobs.clear();
         self.lora_current = None;
         self.mqtt.retry_at = Some(self.t);
@@ -684,6 +919,12 @@ impl World {
 }
 
 pub fn fmt_t(ms: i64, offset: i64) -> String {
-    let ts = jiff::Timestamp::from_millisecond(ms).map(|t| t.to_string()).unwrap_or_default();
-    if offset == 0 { ts } else { format!("{ts}(wall{offset:+}ms)") }
+    let ts = jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.to_string())
+        .unwrap_or_default();
+    if offset == 0 {
+        ts
+    } else {
+        format!("{ts}(wall{offset:+}ms)")
+    }
 }
