@@ -7,23 +7,25 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
 
-use carebridge::model::{Alert, AlertState, Class, Kind, Reading, Time};
+use carebridge::model::{Alert, AlertState, Kind, Reading, Time};
 use carebridge::rules::{Engine, RuleSet};
 use carebridge::uplink::backoff::Backoff;
-use carebridge::uplink::lorawan::codec::{self, AlertMsg, Summary, Uplink};
-use carebridge::uplink::lorawan::modem::{Driver, ModemSettings};
-use carebridge::uplink::lorawan::policy::{CoreEvent, Delivery, Message};
-use carebridge::uplink::lorawan::rak3172::Rak3172;
-use carebridge::uplink::lorawan::{LorawanConfig, policy};
-use carebridge::uplink::router::{Action, LoraJob, LoraResult, Router, RouterConfig};
+use carebridge::uplink::lorawan::policy;
+use carebridge::uplink::router::{LoraJob, Router, RouterConfig};
 use jiff::tz::TimeZone;
 
-use super::check::{Books, Expect, NO_CLEAR};
-use super::faults::Fault;
-use super::home::{self, DEVICES, MIN, Month};
-use super::modem::Modem;
-use super::rng::Rng;
-use super::zigbee::Zigbee;
+use crate::check::{Books, Expect};
+use crate::faults::Fault;
+use crate::home::{self, DEVICES, Month};
+use crate::modem::Modem;
+use crate::rng::Rng;
+use crate::zigbee::Zigbee;
+
+#[path = "persist.rs"]
+mod persist;
+#[path = "uplink.rs"]
+mod uplink;
+use uplink::lora_core;
 
 /// The hub saves rule state this often when it changed (`hub::SAVE_EVERY`).
 const SAVE_EVERY: i64 = 10_000;
@@ -111,22 +113,6 @@ pub struct World {
     pub stats: BTreeMap<&'static str, u64>,
     /// A deliberate breakage (proves the checks can fail).
     pub broken: Break,
-}
-
-fn lora_core(now: Time) -> policy::Core {
-    let cfg = LorawanConfig::default();
-    let settings = ModemSettings {
-        region: "EU868".into(),
-        dev_eui: [1; 8],
-        join_eui: [2; 8],
-        app_key: [3; 16],
-        data_rate: cfg.data_rate,
-    };
-    let driver = Driver::new(Box::new(Rak3172), settings, cfg.timeouts(), now);
-    let core_cfg = cfg
-        .core_config()
-        .unwrap_or_else(|e| panic!("lorawan defaults: {e}"));
-    policy::Core::new(driver, core_cfg, now)
 }
 
 fn new_engine(set: &RuleSet, tz: &TimeZone) -> Engine {
@@ -503,325 +489,6 @@ impl World {
             self.rescan_at.get_or_insert(self.t + RESCAN);
         }
         Ok(())
-    }
-
-    fn publish(&mut self, seq: u64, uid: String) {
-        if self.broken == Break::DeleteOnSend
-            && let Some(row) = self.outbox.remove(&seq)
-        {
-            // Broken on purpose: "sent" is taken for "acknowledged".
-            let _ = self
-                .books
-                .on_delete(&row.uid)
-                .map_err(|e| self.books.broken.push(e));
-        }
-        let recv = self.t + self.rng.range(5, 400);
-        let ack = recv + self.rng.range(5, 400);
-        self.mqtt.flights.push(Flight {
-            seq,
-            uid,
-            recv,
-            ack,
-            received: false,
-        });
-    }
-
-    fn mqtt_step(&mut self) -> Result<(), String> {
-        if self.mqtt.retry_at.is_some_and(|r| r <= self.t) {
-            self.mqtt.retry_at = None;
-            if self.mqtt.link_ok {
-                self.mqtt.connected = true;
-                self.mqtt.up_since = self.t;
-                self.router.handle_mqtt(true, self.wall());
-                self.note("mqtt connected".into());
-                let rows: Vec<(u64, String)> = self
-                    .outbox
-                    .iter()
-                    .map(|(s, r)| (*s, r.uid.clone()))
-                    .collect();
-                for (s, u) in rows {
-                    self.publish(s, u);
-                }
-            } else {
-                let d = self.mqtt.backoff.next_delay(self.rng.unit());
-                self.mqtt.retry_at = Some(self.t + d.as_millis() as i64);
-            }
-        }
-        let t = self.t;
-        let mut i = 0;
-        while i < self.mqtt.flights.len() {
-            let f = self.mqtt.flights[i].clone();
-            if !f.received && f.recv <= t {
-                self.mqtt.flights[i].received = true;
-                self.books.receive(&f.uid)?;
-                self.count("upstream via mqtt");
-            }
-            if f.ack <= t {
-                self.mqtt.flights.swap_remove(i);
-                if let Some(row) = self.outbox.remove(&f.seq) {
-                    self.books.on_delete(&row.uid)?;
-                    self.note(format!("mqtt puback {}", row.uid));
-                }
-                continue;
-            }
-            i += 1;
-        }
-        Ok(())
-    }
-
-    fn mqtt_down(&mut self) {
-        if !self.mqtt.connected {
-            return;
-        }
-        self.mqtt.connected = false;
-        // In flight: received or not as it happened; the PUBACKs are lost.
-        self.mqtt.flights.clear();
-        self.router.handle_mqtt(false, self.wall());
-        let lasted = Duration::from_millis((self.t - self.mqtt.up_since).max(0) as u64);
-        self.mqtt.backoff.connected_for(lasted);
-        let d = self.mqtt.backoff.next_delay(self.rng.unit());
-        self.mqtt.retry_at = Some(self.t + d.as_millis() as i64);
-        self.note("mqtt disconnected".into());
-    }
-
-    fn rescan(&mut self) {
-        let seqs: Vec<u64> = self.outbox.keys().copied().collect();
-        self.router.handle_outbox(&seqs, true, self.wall());
-        self.rescan_at =
-            (!seqs.is_empty() || self.router.stats().pending > 0).then_some(self.t + RESCAN);
-    }
-
-    fn route(&mut self) -> Result<(), String> {
-        let now = self.wall();
-        while let Some(a) = self.router.poll_action(now) {
-            match a {
-                Action::Delivered { seq, .. } => {
-                    if let Some(row) = self.outbox.remove(&seq) {
-                        self.books.on_delete(&row.uid)?;
-                        self.note(format!("lora delivered {}", row.uid));
-                    }
-                }
-                Action::Lora(job) => self.lora_job(job, now)?,
-            }
-        }
-        Ok(())
-    }
-
-    fn lora_job(&mut self, job: LoraJob, now: Time) -> Result<(), String> {
-        let (msg, uid) = match job {
-            LoraJob::Alert(seq) => {
-                let Some(row) = self.outbox.get(&seq) else {
-                    self.router.handle_gone(seq);
-                    self.router.handle_lora_result(job, LoraResult::Failed, now);
-                    return Ok(());
-                };
-                let idx = DEVICES
-                    .iter()
-                    .position(|d| d.0 == row.alert.device.as_str())
-                    .unwrap_or(0);
-                let m = AlertMsg::from_alert(&row.alert, idx as u16, now);
-                let mut p = Vec::new();
-                codec::encode(&Uplink::Alert(m), &mut p).map_err(|e| e.to_string())?;
-                (
-                    Message {
-                        class: Class::Alert,
-                        payload: p,
-                        confirmed: true,
-                    },
-                    Some(row.uid.clone()),
-                )
-            }
-            LoraJob::Status => {
-                let s = Summary {
-                    period_h: 24,
-                    temp_min_half_c: None,
-                    temp_max_half_c: None,
-                    battery_low: 0,
-                    backlog: self.outbox.len() as u16,
-                    rooms: Vec::new(),
-                };
-                let mut p = Vec::new();
-                codec::encode(&Uplink::Summary(s), &mut p).map_err(|e| e.to_string())?;
-                (
-                    Message {
-                        class: Class::Status,
-                        payload: p,
-                        confirmed: false,
-                    },
-                    None,
-                )
-            }
-        };
-        let id = self.next_job;
-        self.next_job += 1;
-        self.jobs.insert(id, (job, uid));
-        self.lora_current = Some(id);
-        self.lora.submit(id, msg, now);
-        Ok(())
-    }
-
-    fn pump_lora(&mut self) -> Result<(), String> {
-        let now = self.wall();
-        for _ in 0..1000 {
-            let mut any = false;
-            while let Some(line) = self.lora.poll_transmit() {
-                any = true;
-                self.modem.command(&line, self.t, &mut self.rng);
-            }
-            for (_, data) in std::mem::take(&mut self.modem.received) {
-                let job = self.lora_current.and_then(|id| self.jobs.get(&id)).cloned();
-                if let Some((LoraJob::Alert(seq), Some(uid))) = job {
-                    match codec::decode(&data) {
-                        Ok((Uplink::Alert(m), _)) => {
-                            let row_state = self.books.raised.get(&uid).map(|r| r.1);
-                            if row_state != Some(m.state) {
-                                return Err(format!(
-                                    "lora payload for seq {seq} says {:?}, row {uid} is {row_state:?}",
-                                    m.state
-                                ));
-                            }
-                        }
-                        other => return Err(format!("lora alert payload decodes as {other:?}")),
-                    }
-                    self.books.receive(&uid)?;
-                    self.count("upstream via lora");
-                }
-            }
-            while let Some(ev) = self.lora.poll_event() {
-                any = true;
-                match ev {
-                    CoreEvent::Delivered { id, delivery } => {
-                        if let Some((job, _)) = self.jobs.remove(&id) {
-                            if self.lora_current == Some(id) {
-                                self.lora_current = None;
-                            }
-                            let r = match delivery {
-                                Delivery::Acked => LoraResult::Acked,
-                                Delivery::SentUnconfirmed => LoraResult::SentUnconfirmed,
-                                Delivery::Failed(_) => LoraResult::Failed,
-                            };
-                            self.router.handle_lora_result(job, r, now);
-                        }
-                    }
-                    CoreEvent::JoinState { joined, .. } => self.router.handle_lora(joined, now),
-                    CoreEvent::ModemReset(why) => {
-                        self.router.handle_lora(false, now);
-                        self.note(format!("modem reset: {why}"));
-                    }
-                    _ => {}
-                }
-            }
-            if any {
-                self.route()?;
-            } else {
-                return Ok(());
-            }
-        }
-        Err("lora pump did not settle".into())
-    }
-
-    /// The carer acknowledges urgent alerts a few minutes after they
-    /// arrive (over MQTT: it waits while the gateway is unreachable).
-    fn carer_acks(&mut self) {
-        for (rule, dev) in std::mem::take(&mut self.books.newly_received) {
-            if NO_CLEAR.contains(&rule.as_str()) || self.rng.chance(0.2) {
-                let at = self.t + self.rng.range(1, 15) * MIN;
-                self.acks.push((at, rule, dev));
-            }
-        }
-        if !self.mqtt.connected {
-            return;
-        }
-        let t = self.t;
-        let due: Vec<(i64, String, String)> =
-            self.acks.iter().filter(|a| a.0 <= t).cloned().collect();
-        self.acks.retain(|a| a.0 > t);
-        for (_, rule, dev) in due {
-            let id = home::device_id(DEVICES.iter().position(|d| d.0 == dev).unwrap_or(0));
-            if self.engine.ack(&rule, Some(&id), self.wall()) {
-                self.books.on_ack(&rule, &dev);
-                self.note(format!("carer ack {rule} {dev}"));
-            }
-        }
-    }
-
-    /// The hub's periodic save. Serialising on every save would cost most
-    /// of the run (a snapshot is ~0.5 ms in a debug build), and the bytes
-    /// matter only to a crash before the next save: they are made only in
-    /// the minute before a scheduled crash, or later while the engine is
-    /// still clean (its state is then exactly the saved one).
-    fn save(&mut self) {
-        self.save_at = None;
-        if self.engine.state_dirty() {
-            self.engine.mark_saved();
-            self.saved = Some((self.expect.clone(), self.en));
-            self.save_no += 1;
-            self.saved_gen = self.save_no;
-            self.books.saved();
-            self.count("saves");
-            self.trap =
-                self.t < self.month.calm_from && self.alert_likely() && self.rng.chance(0.04);
-            if self.trap || self.crash_near() {
-                self.serialise();
-            }
-        }
-    }
-
-    /// Whether the next change of rule state (which ends the trap: the
-    /// save after it re-rolls it) may be an alert: a timer due before the
-    /// next reading, or a reading that can raise or clear something.
-    /// (Serialising at every save for the trap would cost most of the run.)
-    fn alert_likely(&self) -> bool {
-        let Some(e) = self.month.events.get(self.next_ev) else {
-            return false;
-        };
-        if self
-            .true_of(self.engine.next_deadline())
-            .is_some_and(|d| d <= e.t)
-        {
-            return true;
-        }
-        let open = |r: &str| self.books.open_rule(r);
-        match e.kind {
-            Kind::Panic
-            | Kind::Fall
-            | Kind::WaterLeak
-            | Kind::Tamper
-            | Kind::Contact
-            | Kind::Bed => true,
-            Kind::Motion => open("no-movement") || open("no-breakfast"),
-            Kind::Temperature => e.value < 16.0 || open("cold-home"),
-            Kind::Battery => e.value < 20.0 || open("silent") || open("battery"),
-            _ => false,
-        }
-    }
-
-    fn serialise(&mut self) {
-        if self.bytes_gen != Some(self.saved_gen) {
-            self.saved_bytes = self.engine.snapshot();
-            self.bytes_gen = Some(self.saved_gen);
-            self.count("snapshots");
-        }
-    }
-
-    /// While the engine is clean its state is the saved one: make the bytes
-    /// now if a crash is near (before anything makes it dirty again).
-    fn serialise_if_clean(&mut self) {
-        if self.saved.is_some()
-            && self.down_until.is_none()
-            && !self.engine.state_dirty()
-            && self.bytes_gen != Some(self.saved_gen)
-            && self.crash_near()
-        {
-            self.serialise();
-        }
-    }
-
-    fn crash_near(&self) -> bool {
-        self.faults
-            .iter()
-            .take_while(|f| f.0 <= self.t + 60_000)
-            .any(|f| matches!(f.1, Fault::Restart { crash: true, .. }))
     }
 
     fn fault(&mut self, f: Fault) -> Result<(), String> {
