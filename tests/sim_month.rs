@@ -14,8 +14,9 @@
 //!   upstream (de-duplicated by uid), the outbox is empty, every raise was
 //!   cleared or acknowledged.
 //!
-//! `SIM_SEED=n` replays one seed (with its trace); `SIM_SEEDS=n` runs n
-//! seeds from `SIM_SEED_START` (default 0). A failure prints the seed and
+//! `SIM_SEED=n` replays one seed; `SIM_SEEDS=n` runs n seeds from
+//! `SIM_SEED_START` (default 0); `SIM_TRACE=lines` sets how many trace
+//! lines are kept (default 40) and prints them for a passing `SIM_SEED` too. A failure prints the seed and
 //! the last steps. `tests/sim_month.sh` runs millions in release mode.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -141,6 +142,7 @@ const MONTHS: [(i16, i8, i8); 14] = [
 
 struct Outcome {
     steps: u64,
+    trace: Vec<String>,
     stats: std::collections::BTreeMap<&'static str, u64>,
 }
 
@@ -185,6 +187,7 @@ fn run(seed: u64, broken: world::Break) -> Result<Outcome, (String, Vec<String>)
     }
     Ok(Outcome {
         steps: w.steps,
+        trace: w.trace.iter().cloned().collect(),
         stats: w.stats.clone(),
     })
 }
@@ -210,6 +213,9 @@ fn a_simulated_month_keeps_every_alert_and_every_timer_honest() {
             Ok(o) => {
                 steps += o.steps;
                 if n == 1 {
+                    if std::env::var("SIM_TRACE").is_ok() {
+                        o.trace.iter().for_each(|l| eprintln!("{l}"));
+                    }
                     eprintln!("seed {seed}: {} steps {:?}", o.steps, o.stats);
                 }
                 for (k, v) in o.stats {

@@ -244,7 +244,9 @@ impl Books {
     /// the raises, clears and acks since. The outbox keeps those alerts (they
     /// were committed), and the engine will raise or clear them again.
     ///
-    /// KNOWN: this is a product bug the simulation found (seed 3 shows it):
+    /// KNOWN: this is a product bug the simulation found (`SIM_SEED=9
+    /// SIM_TRACE=100000` shows a leak cleared at 15:21:00, a crash at 15:21:01,
+    /// and five days later a new leak that raises nothing):
     /// the hub commits each alert at once but saves the rule state only
     /// every 10 s (`hub::SAVE_EVERY`), so a crash in between replays the
     /// situation: a second raise with a new uid (receivers cannot
