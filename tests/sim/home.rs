@@ -301,6 +301,28 @@ pub fn month(rng: &mut Rng, tz: &TimeZone, first: Date, days: i64) -> Month {
         });
     }
     events.sort_by_key(|e| e.t);
+    // With each battery report, the leak sensor and the door contact repeat
+    // their state (as such devices' periodic reports do), so a change lost
+    // while the gateway was down is not lost for good.
+    let mut state: [Option<f64>; DEVICES.len()] = [None; DEVICES.len()];
+    let mut repeats = Vec::new();
+    for e in &events {
+        if e.kind == DEVICES[e.dev].3 {
+            state[e.dev] = Some(e.value);
+        } else if e.kind == Kind::Battery
+            && matches!(e.dev, LEAK | DOOR)
+            && let Some(v) = state[e.dev]
+        {
+            repeats.push(Ev {
+                t: e.t + 1,
+                dev: e.dev,
+                kind: DEVICES[e.dev].3,
+                value: v,
+            });
+        }
+    }
+    events.extend(repeats);
+    events.sort_by_key(|e| e.t);
     Month {
         events,
         start,
