@@ -335,12 +335,13 @@ impl World {
 
     fn while_down(&mut self) {
         // Sensor messages and modem lines reach nobody while the gateway is down.
-        while self
+        while let Some(e) = self
             .month
             .events
             .get(self.next_ev)
-            .is_some_and(|e| e.t <= self.t)
+            .filter(|e| e.t <= self.t)
         {
+            self.zigbee.set_state(e.dev, e.kind, e.value);
             self.next_ev += 1;
             self.count("readings lost while down");
         }

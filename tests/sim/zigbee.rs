@@ -152,22 +152,27 @@ impl Zigbee {
         self.pump(now);
     }
 
+    /// The device's own state changed (whether or not its message gets
+    /// through: the state is the device's, not the gateway's).
+    pub fn set_state(&mut self, dev: usize, kind: Kind, value: f64) {
+        let z = self.zone.entry(dev).or_default();
+        match kind {
+            Kind::Tamper => z.1 = value >= 0.5,
+            Kind::Panic | Kind::Contact | Kind::Motion => z.0 = value >= 0.5,
+            _ => {}
+        }
+    }
+
     /// A device's message; `false` if it could not be sent (link down).
     pub fn send(&mut self, dev: usize, kind: Kind, value: f64, now: Time) -> bool {
+        self.set_state(dev, kind, value);
         let (Some(&ieee), true) = (self.ieee.get(&dev), self.c.is_running()) else {
             return false;
         };
-        let on = value >= 0.5;
         let frames: Vec<Frame> = match kind {
             Kind::Temperature => self.stick.temperature(ieee, value, 50.0),
             Kind::Tamper | Kind::Panic | Kind::Contact | Kind::Motion => {
-                let z = self.zone.entry(dev).or_default();
-                if kind == Kind::Tamper {
-                    z.1 = on;
-                } else {
-                    z.0 = on;
-                }
-                let (a, t) = *z;
+                let (a, t) = self.zone.get(&dev).copied().unwrap_or_default();
                 self.stick.zone_alarm(ieee, a, t).into_iter().collect()
             }
             _ => return false,
