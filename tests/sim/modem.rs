@@ -2,8 +2,6 @@
 //! time: answers the driver's AT lines, joins, sends (losing uplinks or
 //! their acks as the faults say), hangs until reset, reboots on its own.
 
-use carebridge::uplink::lorawan::at;
-
 use super::rng::Rng;
 
 #[derive(Debug, Default)]
@@ -86,7 +84,7 @@ impl Modem {
         } else if let Some(v) = cmd.strip_prefix("AT+SEND=") {
             let parsed = v
                 .split_once(':')
-                .and_then(|(p, h)| Some((p.parse::<u8>().ok()?, at::unhex(h)?)));
+                .and_then(|(p, h)| Some((p.parse::<u8>().ok()?, hex::decode(h).ok()?)));
             let Some((port, data)) = parsed else {
                 self.later(ok, "AT_PARAM_ERROR");
                 return;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use carebridge::model::{Class, Time};
 use carebridge::uplink::lorawan::codec::{self, AlertMsg, Summary, Uplink};
 use carebridge::uplink::lorawan::modem::{Driver, ModemSettings};
-use carebridge::uplink::lorawan::policy::{CoreEvent, Delivery, Message};
+use carebridge::uplink::lorawan::policy::{CoreEvent, Delivery, Message, RadioEvent};
 use carebridge::uplink::lorawan::rak3172::Rak3172;
 use carebridge::uplink::lorawan::{LorawanConfig, policy};
 use carebridge::uplink::router::{Action, LoraJob, LoraResult};
@@ -232,8 +232,10 @@ impl World {
                             self.router.handle_lora_result(job, r, now);
                         }
                     }
-                    CoreEvent::JoinState { joined, .. } => self.router.handle_lora(joined, now),
-                    CoreEvent::ModemReset(why) => {
+                    CoreEvent::Radio(RadioEvent::JoinState { joined, .. }) => {
+                        self.router.handle_lora(joined, now)
+                    }
+                    CoreEvent::Radio(RadioEvent::ModemReset(why)) => {
                         self.router.handle_lora(false, now);
                         self.note(format!("modem reset: {why}"));
                     }
