@@ -8,6 +8,7 @@
 //! lets tests drive days of a home through the core in milliseconds.
 //!
 //! - [`model`]: devices, readings, alerts — the shared vocabulary;
+//! - [`setting`]: what every config section speaks (problems, errors, durations, locations);
 //! - [`config`]: the TOML configuration's types, defaults and validation;
 //! - [`rules`]: the alert rule engine;
 //! - [`zigbee`]: Z-Stack ZNP framing, MT commands, ZCL, interview and the
@@ -23,6 +24,7 @@ pub mod config;
 pub mod line;
 pub mod model;
 pub mod rules;
+pub mod setting;
 pub mod status;
 pub mod uplink;
 pub mod zigbee;

@@ -32,8 +32,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Dur, Problem};
 use crate::model::{DeviceId, Kind, Reading, Time};
+use crate::setting::{Dur, Problem};
 
 /// Longest accepted line, in bytes, without the line ending.
 pub const MAX_LINE: usize = 256;

@@ -13,8 +13,8 @@
 //! - this module does no I/O: the shell crate's `config::load` reads the file.
 //!
 //! Here: the sections of its own, loading, validation and fragments;
-//! [`Dur`] (`dur`), [`BrokerUrl`] (`broker_url`), where a problem is in the
-//! text (`locate`) and the commented defaults (`defaults`, rendered from the
+//! [`BrokerUrl`] (`broker_url`); [`Dur`], [`Problem`], [`ConfigError`] and
+//! where a problem is in the text come from [`crate::setting`] and the commented defaults (`defaults`, rendered from the
 //! types' `Default`s with the comments in `notes`).
 //!
 //! Sections of the pure modules (`[rules]`, `[zigbee]`, `[lorawan]`,
@@ -30,61 +30,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::model::DeviceId;
-pub use locate::{error_at, format_invalid, line_of};
-use locate::{locate_key, parse_error};
-
-/// One thing wrong with a configuration, naming the dotted key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// Dotted key relative to the file root, e.g. `uplink.mqtt.url`.
-    pub key: String,
-    pub reason: String,
-}
-
-impl Problem {
-    pub fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
-        Problem {
-            key: key.into(),
-            reason: reason.into(),
-        }
-    }
-    /// Prefixes the key with a section name (`channel` → `zigbee.channel`).
-    pub fn within(mut self, section: &str) -> Self {
-        self.key = if self.key.is_empty() {
-            section.to_string()
-        } else {
-            format!("{section}.{}", self.key)
-        };
-        self
-    }
-}
-
-/// Why a configuration file (the main file, or a rules file inside
-/// [`crate::rules::RulesError`]) was refused. `Display` is the message
-/// users see.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("{path}: cannot read: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{path}:{line}:{column}: {key}{message}")]
-    Parse {
-        path: String,
-        line: usize,
-        column: usize,
-        /// `"key: "` when the key could be located, else empty.
-        key: String,
-        message: String,
-    },
-    #[error("{}", format_invalid(path, problems))]
-    Invalid {
-        path: String,
-        /// (line if found, problem)
-        problems: Vec<(Option<usize>, Problem)>,
-    },
-}
+pub use crate::setting::{ConfigError, Dur, Problem, error_at, format_invalid, line_of};
+use crate::setting::{locate_key, parse_error};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -516,10 +463,8 @@ pub fn merge_tables(into: &mut toml::Table, from: toml::Table) {
 
 mod broker_url;
 mod defaults;
-mod dur;
 mod ha;
 mod http_url;
-mod locate;
 mod log;
 mod metrics;
 mod notes;
@@ -533,7 +478,6 @@ mod web;
 
 pub use broker_url::BrokerUrl;
 pub use defaults::defaults_toml;
-pub use dur::Dur;
 pub use ha::HaConfig;
 pub use http_url::Url as HttpUrl;
 pub use log::{filter_ok as log_filter_ok, validate as validate_log};

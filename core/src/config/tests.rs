@@ -107,22 +107,25 @@ fn wrong_type_names_the_key() {
 #[test]
 fn rust_type_names_become_words() {
     assert_eq!(
-        locate::plain_words("invalid type: string \"cold\", expected f64"),
+        crate::setting::locate::plain_words("invalid type: string \"cold\", expected f64"),
         "invalid type: string \"cold\", expected a number"
     );
     assert_eq!(
-        locate::plain_words("invalid value: integer `-1`, expected u32"),
+        crate::setting::locate::plain_words("invalid value: integer `-1`, expected u32"),
         "invalid value: integer `-1`, expected a whole number of 0 or more"
     );
     assert_eq!(
-        locate::plain_words("invalid value: integer `70000`, expected u16"),
+        crate::setting::locate::plain_words("invalid value: integer `70000`, expected u16"),
         "invalid value: integer `70000`, expected a whole number from 0 to 65535"
     );
     assert_eq!(
-        locate::plain_words("expected a boolean"),
+        crate::setting::locate::plain_words("expected a boolean"),
         "expected a boolean"
     );
-    assert_eq!(locate::plain_words("expected u160x"), "expected u160x");
+    assert_eq!(
+        crate::setting::locate::plain_words("expected u160x"),
+        "expected u160x"
+    );
 }
 
 #[test]

@@ -53,8 +53,8 @@ use std::path::PathBuf;
 use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 
-use crate::config::Problem;
 use crate::model::{Alert, DeviceId, DeviceInfo, Kind, Reading, Time};
+use crate::setting::Problem;
 use ctx::Ctx;
 use devices::{Devices, Freshness};
 pub use replay::{Event, EventsError, parse_events, replay_events};

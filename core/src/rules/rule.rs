@@ -108,7 +108,7 @@ impl Deref for Rule {
 
 const ACTIVITY: [Kind; 3] = [Kind::Motion, Kind::Occupancy, Kind::Contact];
 
-pub(super) fn ms(d: Option<crate::config::Dur>, default_ms: i64) -> i64 {
+pub(super) fn ms(d: Option<crate::setting::Dur>, default_ms: i64) -> i64 {
     d.map_or(default_ms, |d| {
         i64::try_from(d.0.as_millis()).unwrap_or(i64::MAX)
     })

@@ -22,7 +22,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Dur, Problem};
+use crate::setting::{Dur, Problem};
 
 pub mod af;
 pub mod app_cnf;

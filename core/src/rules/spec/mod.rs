@@ -15,8 +15,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use super::locate::{locate, parse_error};
 use super::window::Window;
-use crate::config::{ConfigError, Dur, Problem};
 use crate::model::{DeviceId, Kind, Severity};
+use crate::setting::{ConfigError, Dur, Problem};
 
 /// Why a rules file or a rule state snapshot was refused. `Display` is the
 /// message users see.

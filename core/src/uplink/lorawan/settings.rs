@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::airtime::{BudgetLimits, eu868_data_rate};
 use super::modem::{ModemSettings, Timeouts};
 use super::policy::CoreConfig;
-use crate::config::{Dur, Problem};
+use crate::setting::{Dur, Problem};
 
 /// A `[lorawan]` value that passed parsing but cannot be used (normally
 /// caught by `validate` first).

@@ -23,7 +23,7 @@ pub fn format_invalid(path: &str, problems: &[(Option<usize>, Problem)]) -> Stri
 }
 
 /// Turns a TOML/serde error into `file:line:col: key: message`.
-pub(super) fn parse_error(text: &str, path: &str, e: &toml::de::Error) -> ConfigError {
+pub(crate) fn parse_error(text: &str, path: &str, e: &toml::de::Error) -> ConfigError {
     let (line, column, key, message) = error_at(text, e);
     ConfigError::Parse {
         path: path.to_string(),
@@ -53,7 +53,7 @@ pub fn error_at(text: &str, e: &toml::de::Error) -> (usize, usize, String, Strin
 }
 
 /// serde names Rust types ("expected f64"); an installer reads words.
-pub(super) fn plain_words(message: &str) -> String {
+pub(crate) fn plain_words(message: &str) -> String {
     const EXPECTED: &str = "expected ";
     let mut out = String::with_capacity(message.len());
     let mut rest = message;
@@ -152,7 +152,7 @@ pub fn line_of(text: &str, dotted: &str) -> Option<usize> {
 
 /// The 1-based line where a dotted key is set; else where its nearest
 /// enclosing table is; `None` if neither is in the text.
-pub(super) fn locate_key(text: &str, dotted: &str) -> Option<usize> {
+pub(crate) fn locate_key(text: &str, dotted: &str) -> Option<usize> {
     let mut want = dotted;
     loop {
         if let Some(line) = line_of(text, want) {
