@@ -200,10 +200,11 @@ const ZIGBEE_SERIES: [ZigbeeSeries; 6] = [
 /// One uplink as its series show it: (name, up, connects, delivered).
 fn uplink_rows(s: &Status) -> Vec<(&'static str, bool, u64, u64)> {
     let mut rows = Vec::with_capacity(2);
-    // Sorted by name, as they always were. LoRaWAN reports no connection
-    // count and says "joined", not "connected": its rows read 0.
+    // Sorted by name, as they always were. LoRaWAN is up when joined; it
+    // counts no connections (0), and its deliveries are the alerts the
+    // store recorded as delivered by radio.
     if let Some(l) = &s.uplinks.lorawan {
-        rows.push(("lorawan", l.state == "connected", 0, 0));
+        rows.push(("lorawan", l.state == "joined", 0, s.delivered.lorawan));
     }
     let m = &s.uplinks.mqtt;
     rows.push(("mqtt", m.state == "connected", m.connects, m.delivered));
@@ -533,6 +534,31 @@ mod tests {
         ] {
             assert!(t.contains(needle), "missing {needle:?} in\n{t}");
         }
+    }
+
+    #[test]
+    fn a_joined_lorawan_uplink_is_up_and_counts_its_radio_deliveries() {
+        let mut i = inputs();
+        i.status.uplinks.lorawan = Some(crate::status::LoraStatus {
+            state: "joined".into(),
+            ..Default::default()
+        });
+        i.status.delivered.lorawan = 4;
+        let t = render(&i);
+        assert!(
+            t.contains("carebridge_uplink_up{uplink=\"lorawan\"} 1"),
+            "{t}"
+        );
+        i.status.uplinks.lorawan = Some(crate::status::LoraStatus {
+            state: "joining".into(),
+            ..Default::default()
+        });
+        let t = render(&i);
+        assert!(
+            t.contains("carebridge_uplink_up{uplink=\"lorawan\"} 0"),
+            "{t}"
+        );
+        assert!(t.contains("uplink=\"lorawan\"} 4"), "{t}");
     }
 
     #[test]

@@ -352,3 +352,31 @@ fn first_install_on_an_empty_data_dir_needs_no_previous_release() {
     assert_eq!(done.previous, None);
     assert_eq!(done.db_backup, None);
 }
+
+#[test]
+fn an_install_waits_while_another_holds_the_install_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let kr = Keyring::new(dir.path(), &["k1"]);
+    let paths = OtaPaths::under(&dir.path().join("data"));
+    fs::create_dir_all(dir.path().join("data")).unwrap();
+    let b = bundle(kr.signer(), "1.0.0", &healthy_script("1.0.0"));
+    // Another install (a web upload, a cmd/update, `carebridge ota`) holds it.
+    let held = install::lock(&paths).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (p2, keys) = (paths.clone(), kr.store());
+    let t = std::thread::spawn(move || {
+        let r = install::install_bundle_from_reader(&mut &b[..], &p2, &keys, &opts());
+        tx.send(r.map(|d| d.version)).unwrap();
+    });
+    assert!(
+        rx.recv_timeout(std::time::Duration::from_millis(500))
+            .is_err(),
+        "installed while another install held the lock"
+    );
+    assert!(install::current_version(&paths).is_none());
+    drop(held);
+    let v = rx.recv_timeout(std::time::Duration::from_secs(30)).unwrap();
+    assert_eq!(v.unwrap(), "1.0.0");
+    t.join().unwrap();
+    assert_eq!(install::current_version(&paths).as_deref(), Some("1.0.0"));
+}

@@ -86,6 +86,34 @@ impl InstallError {
     }
 }
 
+/// Held while a bundle installs: an exclusive `flock` on
+/// `<data_dir>/ota-install.lock`. Every install path (web upload,
+/// `cmd/update`, `carebridge ota install`) goes through
+/// [`install_bundle_from_reader`], which takes it, so two installs never
+/// interleave — in one process or in two. The kernel drops the lock when the
+/// file is closed, also when the process dies.
+#[derive(Debug)]
+pub struct InstallLock(#[allow(dead_code)] fs::File);
+
+/// Waits for, then takes, the install lock of the gateway at `paths`.
+pub fn lock(paths: &OtaPaths) -> Result<InstallLock, PathError> {
+    use std::os::fd::AsRawFd;
+    let p = paths.state.with_file_name("ota-install.lock");
+    if let Some(dir) = p.parent() {
+        fs::create_dir_all(dir).map_err(fsutil::at(dir))?;
+    }
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&p)
+        .map_err(fsutil::at(&p))?;
+    nix::fcntl::flock(f.as_raw_fd(), nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|e| std::io::Error::from(e))
+        .map_err(fsutil::at(&p))?;
+    Ok(InstallLock(f))
+}
+
 /// Device-side settings of an install.
 #[derive(Clone, Copy)]
 pub struct InstallOptions<'a> {
@@ -231,6 +259,7 @@ pub fn install_bundle_from_reader<R: Read>(
             f(s);
         }
     };
+    let _one_at_a_time = lock(paths)?;
     let mut state = recover::load_state(&paths.state)?;
     if let Some(t) = &state.trial {
         return Err(InstallError::TrialInProgress(t.version.clone()));

@@ -3,7 +3,9 @@
 //! layout, the side-by-side install of [`super::install`].
 //!
 //! Invariant: one install at a time per [`Installer`] (clones share the
-//! lock), so two uploads racing cannot both switch `current`.
+//! lock), and across every install path and process through
+//! [`super::install::lock`], so two uploads (or an upload and a
+//! `cmd/update`) racing cannot both switch `current`.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
