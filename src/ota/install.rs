@@ -109,7 +109,7 @@ pub fn lock(paths: &OtaPaths) -> Result<InstallLock, PathError> {
         .open(&p)
         .map_err(fsutil::at(&p))?;
     nix::fcntl::flock(f.as_raw_fd(), nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|e| std::io::Error::from(e))
+        .map_err(std::io::Error::from)
         .map_err(fsutil::at(&p))?;
     Ok(InstallLock(f))
 }
