@@ -190,18 +190,22 @@ impl Config {
     /// Parses and validates config text; `path` is only used in messages.
     pub fn parse(text: &str, path: &str) -> Result<Config, ConfigError> {
         let cfg: Config = toml::from_str(text).map_err(|e| parse_error(text, path, &e))?;
-        let problems = cfg.validate();
+        cfg.validated(text, path)
+    }
+
+    /// `self` if valid, else every problem located in `text`.
+    fn validated(self, text: &str, path: &str) -> Result<Config, ConfigError> {
+        let problems = self.validate();
         if problems.is_empty() {
-            Ok(cfg)
-        } else {
-            Err(ConfigError::Invalid {
-                path: path.to_string(),
-                problems: problems
-                    .into_iter()
-                    .map(|p| (locate_key(text, &p.key), p))
-                    .collect(),
-            })
+            return Ok(self);
         }
+        Err(ConfigError::Invalid {
+            path: path.to_string(),
+            problems: problems
+                .into_iter()
+                .map(|p| (locate_key(text, &p.key), p))
+                .collect(),
+        })
     }
 
     /// Every semantic problem, each naming its key.
@@ -435,18 +439,7 @@ pub fn check_fragment(base: &Config, fragment: &str, path: &str) -> Result<Confi
             key: String::new(),
             message: e.message().trim().to_string(),
         })?;
-    let problems = cfg.validate();
-    if problems.is_empty() {
-        Ok(cfg)
-    } else {
-        Err(ConfigError::Invalid {
-            path: path.to_string(),
-            problems: problems
-                .into_iter()
-                .map(|p| (locate_key(fragment, &p.key), p))
-                .collect(),
-        })
-    }
+    cfg.validated(fragment, path)
 }
 
 /// Deep merge: tables merge key by key, anything else is replaced.

@@ -5,19 +5,8 @@
 //! Invariant: `rule[N]` is the N-th `[[rule]]` table from 0, the same index
 //! the validation uses, so a message's `rule[N]` and its line agree.
 
-use crate::setting::{ConfigError, line_of};
-
-/// Turns a TOML/serde error into `file:line:col: key: message`.
-pub fn parse_error(text: &str, path: &str, e: &toml::de::Error) -> ConfigError {
-    let (line, column, key, message) = crate::setting::error_at(text, e);
-    ConfigError::Parse {
-        path: path.to_string(),
-        line,
-        column,
-        key,
-        message,
-    }
-}
+use crate::setting::line_of;
+pub use crate::setting::parse_error;
 
 /// The 1-based line of `key` (or its sub-table) inside the `index`-th
 /// `[[rule]]`, else of that rule's header.

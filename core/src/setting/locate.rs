@@ -23,7 +23,7 @@ pub fn format_invalid(path: &str, problems: &[(Option<usize>, Problem)]) -> Stri
 }
 
 /// Turns a TOML/serde error into `file:line:col: key: message`.
-pub(crate) fn parse_error(text: &str, path: &str, e: &toml::de::Error) -> ConfigError {
+pub fn parse_error(text: &str, path: &str, e: &toml::de::Error) -> ConfigError {
     let (line, column, key, message) = error_at(text, e);
     ConfigError::Parse {
         path: path.to_string(),

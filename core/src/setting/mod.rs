@@ -11,8 +11,8 @@ mod dur;
 pub(crate) mod locate;
 
 pub use dur::Dur;
-pub use locate::{error_at, format_invalid, line_of};
-pub(crate) use locate::{locate_key, parse_error};
+pub(crate) use locate::locate_key;
+pub use locate::{error_at, format_invalid, line_of, parse_error};
 
 /// One thing wrong with a configuration, naming the dotted key.
 #[derive(Debug, Clone, PartialEq, Eq)]
