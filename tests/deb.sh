@@ -57,6 +57,11 @@ dpkg-deb -x "$deb" "$tmp/root"
 cmp "$tmp/root/etc/carebridge/carebridge.toml" packaging/deb/carebridge.toml || fail "conffile differs"
 "$tmp/root/usr/bin/carebridge" config check "$tmp/root/etc/carebridge/carebridge.toml" >/dev/null ||
 	fail "shipped config does not pass config check"
+# The package is built without the simulators (cargo feature `sim`).
+if "$tmp/root/usr/bin/carebridge" demo --help >/dev/null 2>&1 ||
+	"$tmp/root/usr/bin/carebridge" sim-stick --help >/dev/null 2>&1; then
+	fail "the packaged binary still carries the simulators (demo / sim-stick)"
+fi
 grep -q 'SYMLINK+="carebridge-zigbee"' "$tmp/root/lib/udev/rules.d/99-carebridge.rules" || fail "udev zigbee name"
 grep -q 'SYMLINK+="carebridge-lora"' "$tmp/root/lib/udev/rules.d/99-carebridge.rules" || fail "udev lora name"
 for s in postinst prerm postrm; do
