@@ -38,6 +38,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod diagnostics;
+pub mod frontdoor;
 pub mod ha;
 pub mod hub;
 pub mod ids;
