@@ -16,11 +16,14 @@
 //! - [`uplink`]: the dual-path router, back-off, and the LoRaWAN codec, AT
 //!   dialects, modem conversation, airtime budget and queue policy;
 //! - [`line`]: the serial sensor boards' line protocol;
+//! - [`devauth`]: the local broker's access policy (topic permissions,
+//!   per-address limits, the guessing alert, credential records);
 //! - [`status`]: the typed status document (heartbeat, UI, metrics, diagnostics);
 //! - [`clock`]: the [`clock::Clock`] trait and a manual clock for tests.
 
 pub mod clock;
 pub mod config;
+pub mod devauth;
 pub mod line;
 pub mod model;
 pub mod rules;

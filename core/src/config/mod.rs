@@ -84,13 +84,30 @@ impl Default for GatewayConfig {
 pub struct LocalBrokerConfig {
     /// Address the embedded broker listens on (loopback by default).
     pub listen: String,
-    /// Optional: when set, clients must log in with this user name…
+    /// Deprecated: one user name shared by every client (the "legacy"
+    /// account; use `device_credentials`)…
     pub username: Option<String>,
     /// …and the password read from this file.
     pub password_file: Option<PathBuf>,
     pub max_connections: usize,
     /// Largest accepted MQTT packet, in bytes.
     pub max_payload: usize,
+    /// Clients log in with a credential per device (made in the web UI or
+    /// pushed by `cmd/config`); see `crate::devauth`.
+    pub device_credentials: bool,
+    /// Accept clients without a user name on a listener reachable from the
+    /// network (off: a non-loopback listener needs authentication).
+    pub allow_anonymous: bool,
+    /// A TLS listener (the gateway's per-unit certificate), e.g. "0.0.0.0:8883".
+    pub tls_listen: Option<String>,
+    /// Connections open at once from one address (loopback not counted).
+    pub max_connections_per_address: u32,
+    /// Log-in failures from one address before it must wait (doubling).
+    pub failures_before_backoff: u32,
+    /// The longest wait after repeated log-in failures.
+    pub backoff_max: Dur,
+    /// Log-in failures within 10 minutes that raise a `warning` alert (0: never).
+    pub alert_after_failures: u32,
 }
 
 impl Default for LocalBrokerConfig {
@@ -101,6 +118,13 @@ impl Default for LocalBrokerConfig {
             password_file: None,
             max_connections: 256,
             max_payload: 64 * 1024,
+            device_credentials: false,
+            allow_anonymous: false,
+            tls_listen: None,
+            max_connections_per_address: 16,
+            failures_before_backoff: 3,
+            backoff_max: Dur::mins(5),
+            alert_after_failures: 10,
         }
     }
 }
@@ -237,30 +261,7 @@ impl Config {
             ));
         }
         if let Some(b) = &self.local_broker {
-            if b.listen.parse::<std::net::SocketAddr>().is_err() {
-                out.push(Problem::new(
-                    "local_broker.listen",
-                    format!("{:?} is not an address like 127.0.0.1:1883", b.listen),
-                ));
-            }
-            if b.username.is_some() != b.password_file.is_some() {
-                out.push(Problem::new(
-                    "local_broker.password_file",
-                    "username and password_file go together: set both or neither",
-                ));
-            }
-            if b.max_connections == 0 {
-                out.push(Problem::new(
-                    "local_broker.max_connections",
-                    "must be at least 1",
-                ));
-            }
-            if !(256..=16 * 1024 * 1024).contains(&b.max_payload) {
-                out.push(Problem::new(
-                    "local_broker.max_payload",
-                    "must be between 256 bytes and 16 MiB",
-                ));
-            }
+            out.extend(b.validate().into_iter().map(|p| p.within("local_broker")));
         }
         if let Some(m) = &self.uplink.mqtt {
             validate_mqtt(m, &mut out);
@@ -458,6 +459,7 @@ mod broker_url;
 mod defaults;
 mod ha;
 mod http_url;
+mod local_broker;
 mod log;
 mod metrics;
 mod notes;

@@ -137,13 +137,27 @@ pub(super) const KEYS: &[Key] = &[
     //
     k("local_broker.listen").after("127.0.0.1: devices on this machine only"),
     k("local_broker.username")
-        .above("Clients must log in when both are set:")
+        .above("Deprecated: one log-in shared by every client (use device_credentials):")
         .example("\"sensors\""),
     k("local_broker.password_file")
         .example("\"/etc/carebridge/broker.password\"")
         .after("read at start-up"),
     k("local_broker.max_connections").after("clients at once"),
     k("local_broker.max_payload").after("largest accepted MQTT packet, in bytes"),
+    k("local_broker.device_credentials")
+        .above("Devices log in with a credential of their own, made in the web UI\n(Devices → Wi-Fi device credentials) or pushed by cmd/config. A listener\nreachable from the network must authenticate its clients.")
+        .after("device <id> publishes only carebridge/in/<id>"),
+    k("local_broker.allow_anonymous")
+        .after("true: anyone on the network may connect (not recommended; the UI warns)"),
+    k("local_broker.tls_listen")
+        .after("TLS with this unit's certificate (its SHA-256 is logged at start)")
+        .example("\"0.0.0.0:8883\""),
+    k("local_broker.max_connections_per_address").after("loopback not counted"),
+    k("local_broker.failures_before_backoff")
+        .after("then the address waits 1s, 2s, 4s … before its next try"),
+    k("local_broker.backoff_max").after("the longest wait"),
+    k("local_broker.alert_after_failures")
+        .after("log-in failures within 10 min that raise a warning alert (0: never)"),
     //
     k("uplink.mqtt.url").after("mqtt:// for plain TCP"),
     k("uplink.mqtt.topic_prefix").after("<prefix>/<gateway id>/alert, /telemetry, /status"),
