@@ -37,6 +37,7 @@ pub mod broker;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod devauth;
 pub mod diagnostics;
 pub mod frontdoor;
 pub mod ha;

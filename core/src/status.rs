@@ -56,6 +56,32 @@ pub struct Status {
     pub counters: Counters,
     /// Alerts delivered per uplink path.
     pub delivered: DeliveredStats,
+    /// Who may use the local broker, and what it refused (only with
+    /// `[local_broker]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local_broker: Option<LocalBrokerStatus>,
+}
+
+/// The local broker's access policy as the status shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct LocalBrokerStatus {
+    /// Anyone on the network may connect without a credential
+    /// (`allow_anonymous = true` on a listener that is not loopback).
+    pub anonymous_on_network: bool,
+    /// Standing warnings for the UI (empty when all is well).
+    pub warnings: Vec<String>,
+    /// Per-device credentials are accepted.
+    pub device_credentials: bool,
+    /// Credentials stored (devices and service accounts).
+    pub credentials: u64,
+    /// SHA-256 of the TLS listener's certificate, when `tls_listen` is set.
+    pub tls_sha256: Option<String>,
+    /// Successful log-ins since start.
+    pub logins: u64,
+    /// Refusals since start by cause (`anonymous`, `unknown_user`,
+    /// `bad_password`, `revoked`, `throttled`, `too_many_connections`,
+    /// `publish`, `subscribe`).
+    pub refused: BTreeMap<&'static str, u64>,
 }
 
 /// One number per outbox class.

@@ -89,10 +89,11 @@ pub struct RunOptions {
 /// Runs the gateway until SIGINT/SIGTERM or a task fails.
 pub async fn run(cfg: Config, opts: RunOptions) -> Result<(), Exit> {
     let started = Instant::now();
-    let inputs = startup::read_inputs(&cfg)?;
+    let mut inputs = startup::read_inputs(&cfg)?;
+    let devauth = inputs.devauth.take();
     let store = startup::open_store(&cfg).map_err(Exit::runtime)?;
     let restored = startup::restore(cfg, &opts, &store, &inputs).await?;
-    let (mut w, ends) = Wiring::new(restored, store, opts, started, &inputs);
+    let (mut w, ends) = Wiring::new(restored, store, opts, started, &inputs, devauth);
     let ingest = ends.ingest;
     w.start_broker(&inputs, &ingest, ends.ingest_stats)?;
     #[cfg(feature = "sim")]

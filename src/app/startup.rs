@@ -20,6 +20,9 @@ pub(super) struct Inputs {
     /// The base rules (config file or built-in); a set applied later from
     /// the UI or the cloud is stored and wins (see `rules::active`).
     pub base_rules: Version,
+    /// The local broker's access policy (with `[local_broker]`), taken by
+    /// the wiring.
+    pub devauth: Option<crate::devauth::Prepared>,
 }
 
 /// Reads and checks everything the configuration names; every failure is
@@ -45,6 +48,12 @@ pub(super) fn read_inputs(cfg: &Config) -> Result<Inputs, Exit> {
             crate::uplink::mqtt::read_secret("local_broker.password_file", p)
                 .map_err(Exit::input)?,
         ),
+        None => None,
+    };
+    let devauth = match &cfg.local_broker {
+        Some(_) => {
+            Some(crate::devauth::prepare(cfg, broker_password.clone()).map_err(Exit::input)?)
+        }
         None => None,
     };
     let uplink = match &cfg.uplink.mqtt {
@@ -78,6 +87,7 @@ pub(super) fn read_inputs(cfg: &Config) -> Result<Inputs, Exit> {
         broker_password,
         uplink,
         base_rules,
+        devauth,
     })
 }
 

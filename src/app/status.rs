@@ -35,6 +35,8 @@ pub(super) struct StatusSources {
     pub versions: crate::remote_config::Versions,
     pub zigbee: Option<Arc<crate::zigbee::ZigbeeCounters>>,
     pub lorawan: Option<crate::uplink::dual::SharedStatus>,
+    /// The local broker's access policy, when `[local_broker]` is configured.
+    pub local_broker: Option<crate::devauth::Report>,
 }
 
 impl StatusSources {
@@ -79,6 +81,7 @@ impl StatusSources {
                 mqtt_malformed: self.ingest.malformed.load(Ordering::Relaxed),
             },
             delivered: s.delivered.clone(),
+            local_broker: self.local_broker.as_ref().map(|r| r.status()),
         }
     }
 }

@@ -58,6 +58,8 @@ pub(super) struct Wiring {
     pub metrics: crate::metrics::Metrics,
     pub broker_addr: Option<SocketAddr>,
     pub web_addr: Option<SocketAddr>,
+    /// The local broker's access policy (with `[local_broker]`).
+    pub devauth: Option<crate::devauth::Prepared>,
 }
 
 /// The receiving ends, each handed to the one step that owns it.
@@ -94,6 +96,7 @@ impl Wiring {
         opts: RunOptions,
         started: Instant,
         inputs: &Inputs,
+        devauth: Option<crate::devauth::Prepared>,
     ) -> (Wiring, Ends) {
         let Restored {
             cfg,
@@ -149,6 +152,7 @@ impl Wiring {
             versions: versions.clone(),
             zigbee: zigbee_counters.clone(),
             lorawan: lora_status.clone(),
+            local_broker: devauth.as_ref().map(|d| d.report.clone()),
         });
         let metrics = crate::metrics::Metrics {
             store: store.clone(),
@@ -179,6 +183,7 @@ impl Wiring {
             metrics,
             broker_addr: None,
             web_addr: None,
+            devauth,
         };
         let ends = Ends {
             ingest: ingest_tx,
@@ -216,11 +221,21 @@ impl Wiring {
         ingest: &mpsc::Sender<Ingest>,
         stats: Arc<IngestStats>,
     ) -> Result<(), Exit> {
-        let Some(b) = &self.cfg.local_broker else {
+        let Some(b) = self.cfg.local_broker.clone() else {
             return Ok(());
         };
+        if let Some(rx) = self.devauth.as_mut().and_then(|d| d.failures.take()) {
+            let (st, live, n) = (
+                self.store.clone(),
+                self.live.clone(),
+                b.alert_after_failures,
+            );
+            self.spawn("devauth-alarm", |sd| {
+                crate::devauth::watch::run(rx, n, st, live, sd)
+            });
+        }
         let links = integrations::broker_links(&self.cfg);
-        let mut broker = Broker::start_with_links(b, inputs.broker_password.clone(), links)
+        let mut broker = Broker::start_with_links(&b, inputs.broker_password.clone(), links)
             .map_err(Exit::input)?;
         self.broker_addr = Some(broker.addr());
         integrations::start_homeassistant(self, &mut broker);

@@ -4,7 +4,8 @@
 //! The generated key is ECDSA P-256 (rcgen over ring), written 0600 to
 //! `<data_dir>/web/key.pem` with the certificate beside it; its SHA-256
 //! fingerprint is logged so an installer can compare it with what the
-//! browser shows. Only ring is used as the crypto provider.
+//! browser shows. Only ring is used as the crypto provider. The local
+//! broker's TLS listener serves the same certificate ([`unit_identity`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -93,6 +94,11 @@ pub fn generate(cert: &Path, key: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The unit's certificate chain, key and the leaf's fingerprint: the
+/// installer's files when given, else the per-unit certificate (made on
+/// first boot). Shared by the web UI and the local broker's TLS listener.
+pub type Identity = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>, String);
+
 /// Loads (or on first boot creates) the certificate and builds the rustls
 /// server config. Returns it with the leaf's fingerprint.
 pub fn server_config(
@@ -100,6 +106,32 @@ pub fn server_config(
     key_file: Option<&Path>,
     data_dir: &Path,
 ) -> anyhow::Result<(Arc<rustls::ServerConfig>, String)> {
+    let (chain, key, fp) = unit_identity(cert_file, key_file, data_dir)?;
+    let mut cfg = rustls_config(chain, key)?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok((Arc::new(cfg), fp))
+}
+
+/// A rustls server config over ring for a chain and key.
+pub fn rustls_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> anyhow::Result<rustls::ServerConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .context("web certificate and key do not match")
+}
+
+/// Loads (or on first boot creates) the unit's certificate ([`Identity`]).
+pub fn unit_identity(
+    cert_file: Option<&Path>,
+    key_file: Option<&Path>,
+    data_dir: &Path,
+) -> anyhow::Result<Identity> {
     let (cert, key) = match (cert_file, key_file) {
         (Some(c), Some(k)) => (c.to_path_buf(), k.to_path_buf()),
         _ => {
@@ -130,15 +162,7 @@ pub fn server_config(
     let fp = fingerprint(first);
     let key = PrivateKeyDer::from_pem_file(&key)
         .with_context(|| format!("web.key_file {}: no usable private key", key.display()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("TLS protocol versions")?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .context("web certificate and key do not match")?;
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok((Arc::new(cfg), fp))
+    Ok((chain, key, fp))
 }
 
 #[cfg(test)]
