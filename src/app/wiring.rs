@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::broker::Broker;
 use crate::config::Config;
-use crate::hub::{Hub, HubCommand, HubStats, Live};
+use crate::frontdoor::{FrontDoor, Gate, Limits, Upstream};
+use crate::hub::{AckedReading, Hub, HubCommand, HubStats, Live};
 use crate::ingest::mqtt::IngestStats;
 use crate::model::{Ingest, LinkStatus};
 use crate::remote_config::{ConfigState, Versions};
@@ -65,6 +66,8 @@ pub(super) struct Ends {
     /// Inputs to the hub; dropped once every input has its copy.
     pub ingest: mpsc::Sender<Ingest>,
     pub ingest_stats: Arc<IngestStats>,
+    /// Readings from the front door into the hub (acknowledged after commit).
+    pub frontdoor: mpsc::Sender<AckedReading>,
     pub zigbee: mpsc::Receiver<ZigbeeCommand>,
     pub zigbee_counters: Option<Arc<crate::zigbee::ZigbeeCounters>>,
     pub hub: HubEnds,
@@ -75,6 +78,7 @@ pub(super) struct Ends {
 pub(super) struct HubEnds {
     engine: crate::rules::Engine,
     input: mpsc::Receiver<Ingest>,
+    acked: mpsc::Receiver<AckedReading>,
     commands: mpsc::Receiver<HubCommand>,
     links: watch::Sender<BTreeMap<String, LinkStatus>>,
 }
@@ -103,6 +107,7 @@ impl Wiring {
             engine,
         } = restored;
         let (ingest_tx, ingest_rx) = mpsc::channel(4096);
+        let (door_tx, door_rx) = mpsc::channel(Limits::HUB_QUEUE);
         let (hub_tx, hub_rx) = mpsc::channel(256);
         // Reading and changing the active rules (web UI, remote config).
         let rules = Rules::new(store.clone(), hub_tx.clone(), inputs.base_rules.clone());
@@ -122,7 +127,15 @@ impl Wiring {
         let (live, _) = broadcast::channel(1024);
         let (links_tx, links_rx) = watch::channel(BTreeMap::<String, LinkStatus>::new());
         let hub_stats = Arc::new(HubStats::default());
-        let ingest_stats = Arc::new(IngestStats::default());
+        let ingest_stats = Arc::new(IngestStats {
+            // rumqttd's skips, counted from its log.
+            broker_skipped: opts
+                .log
+                .as_ref()
+                .map(|l| l.broker_skips.clone())
+                .unwrap_or_default(),
+            ..IngestStats::default()
+        });
         let (zigbee_tx, zigbee_rx) = mpsc::channel::<ZigbeeCommand>(16);
         let zigbee_counters = cfg
             .zigbee
@@ -183,11 +196,13 @@ impl Wiring {
         let ends = Ends {
             ingest: ingest_tx,
             ingest_stats,
+            frontdoor: door_tx,
             zigbee: zigbee_rx,
             zigbee_counters,
             hub: HubEnds {
                 engine,
                 input: ingest_rx,
+                acked: door_rx,
                 commands: hub_rx,
                 links: links_tx,
             },
@@ -209,27 +224,48 @@ impl Wiring {
         self.tasks.spawn(async move { (name, run.await) });
     }
 
-    /// The embedded broker, its device ingest and Home Assistant discovery.
+    /// The device front door on `[local_broker] listen`, the embedded
+    /// broker behind it (loopback, its own credential), Home Assistant
+    /// discovery on it, and the shedding alert.
     pub fn start_broker(
         &mut self,
         inputs: &Inputs,
-        ingest: &mpsc::Sender<Ingest>,
+        hub_in: mpsc::Sender<AckedReading>,
         stats: Arc<IngestStats>,
     ) -> Result<(), Exit> {
-        let Some(b) = &self.cfg.local_broker else {
+        let Some(b) = self.cfg.local_broker.clone() else {
             return Ok(());
         };
+        // Bind first: a busy port stops start-up before anything else runs.
+        let listener = crate::frontdoor::bind(&b.listen).map_err(Exit::input)?;
+        let addr = listener.local_addr().map_err(Exit::runtime)?;
         let links = integrations::broker_links(&self.cfg);
-        let mut broker = Broker::start_with_links(b, inputs.broker_password.clone(), links)
-            .map_err(Exit::input)?;
-        self.broker_addr = Some(broker.addr());
+        let (mut broker, login) = Broker::start_internal(&b, links).map_err(Exit::input)?;
+        let upstream = Upstream {
+            addr: broker.addr(),
+            login,
+        };
+        self.broker_addr = Some(addr);
         integrations::start_homeassistant(self, &mut broker);
-        if let Some(link) = broker.ingest_link.take() {
-            let out = ingest.clone();
-            self.spawn("mqtt-ingest", |sd| {
-                crate::ingest::mqtt::run(link, out, stats, sd)
-            });
-        }
+        let door = Arc::new(FrontDoor::new(
+            local_gate(&b, inputs),
+            hub_in,
+            Some(upstream),
+            stats.clone(),
+            Limits {
+                max_connections: b.max_connections,
+                max_packet: b.max_payload,
+                inflight: Limits::INFLIGHT,
+            },
+        ));
+        tracing::info!(%addr, "MQTT front door listening");
+        self.spawn("frontdoor", |sd| {
+            crate::frontdoor::serve(listener, door, sd)
+        });
+        let (st, live) = (self.store.clone(), self.live.clone());
+        self.spawn("ingest-shed", |sd| {
+            crate::frontdoor::shed::run(stats, st, live, sd)
+        });
         Ok(())
     }
 
@@ -405,6 +441,7 @@ impl Wiring {
             links: ends.links,
             stats: self.hub_stats.clone(),
             ids: Default::default(),
+            acked: Some(ends.acked),
         };
         let (input, commands) = (ends.input, ends.commands);
         self.spawn("hub", |sd| hub.run(input, commands, sd));
@@ -446,6 +483,15 @@ impl Wiring {
         });
         Ok(())
     }
+}
+
+/// The front door's access policy: `[local_broker] username` and
+/// `password_file`, as before the front door (anonymous without them).
+fn local_gate(b: &crate::config::LocalBrokerConfig, inputs: &Inputs) -> Arc<dyn Gate> {
+    Arc::new(crate::frontdoor::local_gate::LocalGate::new(
+        b.username.as_deref(),
+        inputs.broker_password.as_deref(),
+    ))
 }
 
 /// systemd's watchdog, when the unit asks for one (`WatchdogSec`).
