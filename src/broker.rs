@@ -1,10 +1,20 @@
-//! The embedded MQTT broker (rumqttd) for Wi-Fi devices and sensor bridges.
+//! The embedded MQTT broker (rumqttd) behind the front door: local
+//! subscribers, Home Assistant and everything devices publish that is not a
+//! reading.
+//!
+//! Devices never talk to rumqttd directly: [`crate::frontdoor`] owns
+//! `[local_broker] listen`, takes readings itself (acknowledged after their
+//! commit; rumqttd acknowledges from memory and skips what a slow link did
+//! not read, issue 14) and passes the rest to rumqttd through one internal
+//! client per connection. rumqttd listens on loopback on a port of its own
+//! ([`Broker::start_internal`]), with a credential made at each start that
+//! only the front door knows.
 //!
 //! rumqttd runs its router and each listener on threads of its own; this
 //! module builds its configuration, checks the listen address first (rumqttd
 //! only *logs* a bind failure, so a second process would otherwise silently
 //! talk to whoever holds the port), starts it on a dedicated thread, and
-//! hands out in-process links (`Broker::link`) for [`crate::ingest::mqtt`].
+//! hands out in-process links (`Broker::links`, e.g. Home Assistant).
 //!
 //! rumqttd has no shutdown API: the broker lives as long as the process.
 
@@ -38,8 +48,6 @@ pub enum BrokerError {
 /// A running embedded broker and the in-process links made for it.
 pub struct Broker {
     addr: SocketAddr,
-    /// The link `ingest::mqtt` reads device publications from.
-    pub ingest_link: Option<(LinkTx, LinkRx)>,
     /// Extra in-process links asked for in [`Broker::start_with_links`]
     /// (e.g. `carebridge-ha` for Home Assistant discovery), by name.
     pub links: Vec<(String, LinkTx, LinkRx)>,
@@ -95,9 +103,11 @@ impl Broker {
                 // subscription filter until the log rolls over, whether
                 // or not it was consumed, and counts only topic + payload
                 // bytes (real memory is ~4× that). 4 MB × 8 grew the daemon
-                // by 28 MB per 100 k readings (benches/spine.rs). Our ingest
-                // link reads as messages arrive, so a short log is enough:
-                // 256 KB × 4 ≈ 15 k readings of slack (~5 MB real) per filter.
+                // by 28 MB per 100 k readings (benches/spine.rs). Readings
+                // no longer pass through rumqttd (the front door takes
+                // them), so a short log is enough for local subscribers; a
+                // subscriber that falls further behind is skipped ahead by
+                // rumqttd, which the front door counts (`broker_skipped`).
                 max_segment_size: (256 * 1024).max(cfg.max_payload),
                 max_segment_count: 4,
                 custom_segment: None,
@@ -115,28 +125,6 @@ impl Broker {
         };
         let mut broker = rumqttd::Broker::new(config);
         // Links are made before start(), which blocks for the life of the process.
-        let (mut ingest_tx, mut ingest_rx) = broker
-            .link("carebridge-ingest")
-            .map_err(|e| BrokerError::Link(e.to_string()))?;
-        // Subscribe before the listener opens: a device that connects and
-        // publishes at once must never find nobody subscribed (the router
-        // would drop its reading after acknowledging it).
-        ingest_tx
-            .subscribe(format!("{}+", crate::ingest::mqtt::TOPIC_ROOT))
-            .map_err(|e| BrokerError::Link(e.to_string()))?;
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            match ingest_rx.recv_deadline(deadline) {
-                Ok(Some(rumqttd::Notification::DeviceAck(_))) => break,
-                Ok(_) => {}
-                Err(e) => {
-                    return Err(BrokerError::Link(format!(
-                        "subscribing the ingest link: {e}"
-                    )));
-                }
-            }
-        }
-        let ingest_link = (ingest_tx, ingest_rx);
         let mut links = Vec::new();
         for name in names {
             let (tx, rx) = broker
@@ -154,16 +142,60 @@ impl Broker {
             .map_err(BrokerError::Thread)?;
         wait_listening(addr)?;
         tracing::info!(%addr, "embedded MQTT broker listening");
-        Ok(Broker {
-            addr,
-            ingest_link: Some(ingest_link),
-            links,
-        })
+        Ok(Broker { addr, links })
+    }
+
+    /// The broker behind the front door: loopback, a free port, and a
+    /// user/password made now (returned) that only the front door uses;
+    /// the limits are those of `cfg` (the device-facing section).
+    pub fn start_internal(
+        cfg: &LocalBrokerConfig,
+        names: &[&str],
+    ) -> Result<(Broker, InternalLogin), BrokerError> {
+        let login = InternalLogin::generate().map_err(BrokerError::Link)?;
+        let internal = LocalBrokerConfig {
+            listen: "127.0.0.1:0".into(),
+            username: Some(login.username.clone()),
+            password_file: None,
+            ..cfg.clone()
+        };
+        let b = Broker::start_with_links(&internal, Some(login.password.clone()), names)?;
+        Ok((b, login))
     }
 
     /// The address the broker listens on (with the real port when `:0` was asked).
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+}
+
+/// The credential the front door's internal clients log in to rumqttd with.
+#[derive(Clone)]
+pub struct InternalLogin {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for InternalLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InternalLogin")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+impl InternalLogin {
+    /// 128 random bits from the system's generator, hex-encoded.
+    fn generate() -> Result<InternalLogin, String> {
+        use ring::rand::SecureRandom as _;
+        let mut bytes = [0u8; 16];
+        ring::rand::SystemRandom::new()
+            .fill(&mut bytes)
+            .map_err(|_| "no randomness for the internal broker password".to_string())?;
+        Ok(InternalLogin {
+            username: "carebridge-frontdoor".into(),
+            password: hex::encode(bytes),
+        })
     }
 }
 

@@ -10,6 +10,12 @@
 //! - device facts update the engine and the registry;
 //! - link status changes are kept for the heartbeat.
 //!
+//! Readings from the device front door ([`crate::frontdoor`]) arrive on
+//! their own bounded channel as [`AckedReading`]s: the reading and its
+//! alerts are submitted first, then the acknowledgement, so the store fires
+//! it only after the commit that holds them (the front door then sends the
+//! PUBACK).
+//!
 //! Rule timers fire from the same loop at `engine.next_deadline()`, so the
 //! engine is never shared and needs no lock. The hub never waits for a
 //! commit (the store batches); it waits only when the store's queue is full,
@@ -48,6 +54,14 @@ pub struct HubStats {
     pub by_rule: std::sync::Mutex<BTreeMap<(String, &'static str, &'static str), u64>>,
     /// Times each link went down (a coordinator reset or lost port counts here).
     pub link_downs: std::sync::Mutex<BTreeMap<String, u64>>,
+}
+
+/// A reading whose sender waits until it is durable (the front door sends
+/// the device's PUBACK then); `ack` is `None` for QoS 0.
+#[derive(Debug)]
+pub struct AckedReading {
+    pub reading: Reading,
+    pub ack: Option<crate::store::AckTo>,
 }
 
 /// Commands other tasks send to the hub.
@@ -102,6 +116,8 @@ pub struct Hub {
     /// Gives each alert its upstream UUID before the UI and the store see
     /// it, so the UI can show which path delivered it.
     pub ids: crate::ids::IdGen,
+    /// Readings from the front door, acknowledged after their commit.
+    pub acked: Option<mpsc::Receiver<AckedReading>>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -126,6 +142,7 @@ impl Hub {
                 .map_or(SAVE_EVERY, |w| (w.interval / 3).min(SAVE_EVERY)),
         );
         let mut inputs_open = true;
+        let mut acked = self.acked.take();
         loop {
             let deadline = self.engine.next_deadline();
             let sleep = deadline_sleep(&*self.clock, deadline);
@@ -139,6 +156,13 @@ impl Hub {
                     Some(ev) => self.on_ingest(ev, &mut alerts).await?,
                     None => inputs_open = false,
                 },
+                Some(a) = recv_acked(&mut acked) => {
+                    self.on_ingest(Ingest::Reading(a.reading), &mut alerts).await?;
+                    // After the reading and its alerts: fired with their commit.
+                    if let Some(ack) = a.ack {
+                        self.store.submit_ack(ack).await?;
+                    }
+                }
                 Some(cmd) = commands.recv() => match cmd {
                     HubCommand::Device(info) => self.on_device(info).await?,
                     HubCommand::Ack { rule, device, reply } => {
@@ -242,6 +266,19 @@ impl Hub {
         }
         Ok(())
     }
+}
+
+/// The next front-door reading; pending forever once there is none to come.
+async fn recv_acked(rx: &mut Option<mpsc::Receiver<AckedReading>>) -> Option<AckedReading> {
+    let got = match rx.as_mut() {
+        Some(r) => r.recv().await,
+        None => None,
+    };
+    if got.is_none() {
+        *rx = None;
+        std::future::pending::<()>().await;
+    }
+    got
 }
 
 /// Sleeps until the engine's next deadline on `clock` (which may run fast).

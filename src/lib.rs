@@ -8,7 +8,8 @@
 //! ```text
 //!  Zigbee stick ─serial─► zigbee (ZNP frames, ZCL) ─┐
 //!  serial board ─serial─► ingest::line ─────────────┤
-//!  Wi-Fi device ─MQTT──► broker ─► ingest::mqtt ────┤
+//!  Wi-Fi device ─MQTT──► frontdoor (ingest::mqtt) ─┤  (PUBACK after commit;
+//!                        └─► broker (rumqttd): local subscribers, HA)
 //!  simulator ───────────► ingest::sim ──────────────┤
 //!                                                   ▼
 //!                                      hub (one task owns the state)

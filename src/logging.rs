@@ -155,6 +155,28 @@ impl<S: Subscriber> Layer<S> for RecentLayer {
     }
 }
 
+/// Counts rumqttd's "given index … less than head …, jumping to head"
+/// warnings: a local subscriber fell behind the broker's in-memory log and
+/// rumqttd skipped the messages it had not read. rumqttd counts them
+/// nowhere else; the front door shows the count (`broker_skipped`).
+/// (Filtered like every event: a filter that hides rumqttd's warnings hides
+/// the count too.)
+pub struct SkipLayer(pub Arc<std::sync::atomic::AtomicU64>);
+
+impl<S: Subscriber> Layer<S> for SkipLayer {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        let meta = event.metadata();
+        if *meta.level() != Level::WARN || !meta.target().starts_with("rumqttd") {
+            return;
+        }
+        let mut t = Text(String::new());
+        event.record(&mut t);
+        if t.0.contains("jumping to head") {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
 /// The sd-daemon priority of a level (syslog numbers).
 pub fn priority(level: &Level) -> u8 {
     match *level {
@@ -210,6 +232,8 @@ pub struct LogControl {
     /// `RUST_LOG` was set: it wins, remote changes are refused.
     env_override: bool,
     pub recent: RecentErrors,
+    /// Skips the embedded broker reported (see [`SkipLayer`]).
+    pub broker_skips: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl LogControl {
@@ -231,6 +255,7 @@ pub fn init(cfg: &LogConfig) -> Option<LogControl> {
     let (filter, handle) = reload::Layer::new(filter);
     let under_systemd = std::env::var_os("JOURNAL_STREAM").is_some();
     let recent = RecentErrors::default();
+    let broker_skips = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let journal = under_systemd.then(|| {
         tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
@@ -247,18 +272,33 @@ pub fn init(cfg: &LogConfig) -> Option<LogControl> {
         .with(journal)
         .with(plain)
         .with(RecentLayer(recent.clone()))
+        .with(SkipLayer(broker_skips.clone()))
         .try_init()
         .ok()?;
     Some(LogControl {
         handle,
         env_override: env.is_some(),
         recent,
+        broker_skips,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_skip_layer_counts_rumqttds_jumps_to_head_only() {
+        let n = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let sub = tracing_subscriber::registry().with(SkipLayer(n.clone()));
+        tracing::subscriber::with_default(sub, || {
+            tracing::warn!(target: "rumqttd::segments", "given index {} less than head {}, jumping to head", 2, 20381);
+            tracing::warn!(target: "rumqttd::segments", "something else");
+            tracing::warn!(target: "carebridge", "jumping to head");
+            tracing::info!(target: "rumqttd::segments", "jumping to head");
+        });
+        assert_eq!(n.load(std::sync::atomic::Ordering::Relaxed), 1);
+    }
 
     #[test]
     fn module_levels_are_appended_to_the_base_filter() {

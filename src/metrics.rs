@@ -24,7 +24,9 @@
 //! (when a coordinator is configured),
 //! `lorawan_airtime_used_seconds` (when the LoRaWAN uplink reports it),
 //! `store_commit_seconds` (histogram), `store_commits_total`,
-//! `store_failed_commits_total`, `mqtt_ingest_{accepted,malformed}_total`,
+//! `store_failed_commits_total`, `mqtt_ingest_{accepted,malformed,refused}_total`,
+//! `mqtt_shed_total{cause}` (front door: `qos0_overload`, `subscriber_slow`,
+//! `broker_skipped`),
 //! `config_version{part}`, and `process_resident_memory_bytes` (standard
 //! name). Labels carry ids only (rule ids, kinds, link names), never names
 //! or rooms.
@@ -371,9 +373,23 @@ pub fn render(i: &Inputs) -> String {
     for (name, v) in [
         ("mqtt_ingest_accepted_total", s.counters.mqtt_accepted),
         ("mqtt_ingest_malformed_total", s.counters.mqtt_malformed),
+        ("mqtt_ingest_refused_total", s.counters.mqtt_refused),
     ] {
         o.family(name, "counter", "Local MQTT ingest publications.");
         o.sample(name, &[], v);
+    }
+    o.family(
+        "mqtt_shed_total",
+        "counter",
+        "Messages the MQTT front door dropped under load, by cause.",
+    );
+    let shed = &s.counters.mqtt_shed;
+    for (cause, v) in [
+        ("broker_skipped", shed.broker_skipped),
+        ("qos0_overload", shed.qos0_overload),
+        ("subscriber_slow", shed.subscriber_slow),
+    ] {
+        o.sample("mqtt_shed_total", &[("cause", cause)], v);
     }
     o.family(
         "config_version",

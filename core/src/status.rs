@@ -181,6 +181,24 @@ pub struct Counters {
     /// Local MQTT ingest publications accepted and refused.
     pub mqtt_accepted: u64,
     pub mqtt_malformed: u64,
+    /// Publications the front door's access policy refused (dropped).
+    pub mqtt_refused: u64,
+    /// What the front door dropped under load, by cause.
+    pub mqtt_shed: Shed,
+}
+
+/// Messages the MQTT front door dropped, by cause; each only grows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Shed {
+    /// QoS 0 readings shed because the hub's queue was full (a `warning`
+    /// alert is raised while this grows).
+    pub qos0_overload: u64,
+    /// QoS 0 messages for a local subscriber that did not keep up (or a
+    /// full queue to the embedded broker), dropped.
+    pub subscriber_slow: u64,
+    /// Skips the embedded broker reported: a local subscriber fell behind
+    /// its in-memory log and missed messages.
+    pub broker_skipped: u64,
 }
 
 /// The active versions of the rules and of the configuration overlay.

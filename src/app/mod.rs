@@ -95,7 +95,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<(), Exit> {
     let restored = startup::restore(cfg, &opts, &store, &inputs).await?;
     let (mut w, ends) = Wiring::new(restored, store, opts, started, &inputs, devauth);
     let ingest = ends.ingest;
-    w.start_broker(&inputs, &ingest, ends.ingest_stats)?;
+    w.start_broker(&inputs, ends.frontdoor, ends.ingest_stats)?;
     #[cfg(feature = "sim")]
     w.start_simulator(&inputs, &ingest);
     w.start_zigbee(&ingest, ends.zigbee, ends.zigbee_counters);

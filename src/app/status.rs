@@ -79,6 +79,12 @@ impl StatusSources {
                 alerts: self.hub.alerts.load(Ordering::Relaxed),
                 mqtt_accepted: self.ingest.accepted.load(Ordering::Relaxed),
                 mqtt_malformed: self.ingest.malformed.load(Ordering::Relaxed),
+                mqtt_refused: self.ingest.refused.load(Ordering::Relaxed),
+                mqtt_shed: crate::status::Shed {
+                    qos0_overload: self.ingest.shed_qos0.load(Ordering::Relaxed),
+                    subscriber_slow: self.ingest.shed_subscriber.load(Ordering::Relaxed),
+                    broker_skipped: self.ingest.broker_skipped.load(Ordering::Relaxed),
+                },
             },
             delivered: s.delivered.clone(),
             local_broker: self.local_broker.as_ref().map(|r| r.status()),

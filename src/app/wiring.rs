@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::broker::Broker;
 use crate::config::Config;
-use crate::hub::{Hub, HubCommand, HubStats, Live};
+use crate::frontdoor::{FrontDoor, Gate, Limits, Upstream};
+use crate::hub::{AckedReading, Hub, HubCommand, HubStats, Live};
 use crate::ingest::mqtt::IngestStats;
 use crate::model::{Ingest, LinkStatus};
 use crate::remote_config::{ConfigState, Versions};
@@ -58,6 +59,8 @@ pub(super) struct Wiring {
     pub metrics: crate::metrics::Metrics,
     pub broker_addr: Option<SocketAddr>,
     pub web_addr: Option<SocketAddr>,
+    /// The local broker's TLS listener, when `tls_listen` is set.
+    pub broker_tls_addr: Option<SocketAddr>,
     /// The local broker's access policy (with `[local_broker]`).
     pub devauth: Option<crate::devauth::Prepared>,
 }
@@ -67,6 +70,8 @@ pub(super) struct Ends {
     /// Inputs to the hub; dropped once every input has its copy.
     pub ingest: mpsc::Sender<Ingest>,
     pub ingest_stats: Arc<IngestStats>,
+    /// Readings from the front door into the hub (acknowledged after commit).
+    pub frontdoor: mpsc::Sender<AckedReading>,
     pub zigbee: mpsc::Receiver<ZigbeeCommand>,
     pub zigbee_counters: Option<Arc<crate::zigbee::ZigbeeCounters>>,
     pub hub: HubEnds,
@@ -77,6 +82,7 @@ pub(super) struct Ends {
 pub(super) struct HubEnds {
     engine: crate::rules::Engine,
     input: mpsc::Receiver<Ingest>,
+    acked: mpsc::Receiver<AckedReading>,
     commands: mpsc::Receiver<HubCommand>,
     links: watch::Sender<BTreeMap<String, LinkStatus>>,
 }
@@ -106,6 +112,7 @@ impl Wiring {
             engine,
         } = restored;
         let (ingest_tx, ingest_rx) = mpsc::channel(4096);
+        let (door_tx, door_rx) = mpsc::channel(Limits::HUB_QUEUE);
         let (hub_tx, hub_rx) = mpsc::channel(256);
         // Reading and changing the active rules (web UI, remote config).
         let rules = Rules::new(store.clone(), hub_tx.clone(), inputs.base_rules.clone());
@@ -125,7 +132,15 @@ impl Wiring {
         let (live, _) = broadcast::channel(1024);
         let (links_tx, links_rx) = watch::channel(BTreeMap::<String, LinkStatus>::new());
         let hub_stats = Arc::new(HubStats::default());
-        let ingest_stats = Arc::new(IngestStats::default());
+        let ingest_stats = Arc::new(IngestStats {
+            // rumqttd's skips, counted from its log.
+            broker_skipped: opts
+                .log
+                .as_ref()
+                .map(|l| l.broker_skips.clone())
+                .unwrap_or_default(),
+            ..IngestStats::default()
+        });
         let (zigbee_tx, zigbee_rx) = mpsc::channel::<ZigbeeCommand>(16);
         let zigbee_counters = cfg
             .zigbee
@@ -183,16 +198,19 @@ impl Wiring {
             metrics,
             broker_addr: None,
             web_addr: None,
+            broker_tls_addr: None,
             devauth,
         };
         let ends = Ends {
             ingest: ingest_tx,
             ingest_stats,
+            frontdoor: door_tx,
             zigbee: zigbee_rx,
             zigbee_counters,
             hub: HubEnds {
                 engine,
                 input: ingest_rx,
+                acked: door_rx,
                 commands: hub_rx,
                 links: links_tx,
             },
@@ -214,11 +232,13 @@ impl Wiring {
         self.tasks.spawn(async move { (name, run.await) });
     }
 
-    /// The embedded broker, its device ingest and Home Assistant discovery.
+    /// The device front door on `[local_broker] listen`, the embedded
+    /// broker behind it (loopback, its own credential), Home Assistant
+    /// discovery on it, and the shedding alert.
     pub fn start_broker(
         &mut self,
         inputs: &Inputs,
-        ingest: &mpsc::Sender<Ingest>,
+        hub_in: mpsc::Sender<AckedReading>,
         stats: Arc<IngestStats>,
     ) -> Result<(), Exit> {
         let Some(b) = self.cfg.local_broker.clone() else {
@@ -234,17 +254,55 @@ impl Wiring {
                 crate::devauth::watch::run(rx, n, st, live, sd)
             });
         }
+        // Bind first: a busy port stops start-up before anything else runs.
+        let listener = crate::frontdoor::bind(&b.listen).map_err(Exit::input)?;
+        let addr = listener.local_addr().map_err(Exit::runtime)?;
         let links = integrations::broker_links(&self.cfg);
-        let mut broker = Broker::start_with_links(&b, inputs.broker_password.clone(), links)
-            .map_err(Exit::input)?;
-        self.broker_addr = Some(broker.addr());
+        let (mut broker, login) = Broker::start_internal(&b, links).map_err(Exit::input)?;
+        let upstream = Upstream {
+            addr: broker.addr(),
+            login,
+        };
+        self.broker_addr = Some(addr);
         integrations::start_homeassistant(self, &mut broker);
-        if let Some(link) = broker.ingest_link.take() {
-            let out = ingest.clone();
-            self.spawn("mqtt-ingest", |sd| {
-                crate::ingest::mqtt::run(link, out, stats, sd)
+        // The access policy: device credentials, topic permissions,
+        // per-address limits (crate::devauth); the plain legacy gate only
+        // if the policy was not prepared.
+        let gate: Arc<dyn Gate> = match &self.devauth {
+            Some(d) => d.gate.clone(),
+            None => local_gate(&b, inputs),
+        };
+        let door = Arc::new(FrontDoor::new(
+            gate,
+            hub_in,
+            Some(upstream),
+            stats.clone(),
+            Limits {
+                max_connections: b.max_connections,
+                max_packet: b.max_payload,
+                inflight: Limits::INFLIGHT,
+            },
+        ));
+        tracing::info!(%addr, "MQTT front door listening");
+        if let Some(t) = self.devauth.as_ref().and_then(|d| d.tls.as_ref()) {
+            let tls_listener = crate::frontdoor::bind(&t.addr.to_string()).map_err(|e| {
+                Exit::input(anyhow::anyhow!("local_broker.tls_listen {}: {e}", t.addr))
+            })?;
+            let tls_addr = tls_listener.local_addr().map_err(Exit::runtime)?;
+            self.broker_tls_addr = Some(tls_addr);
+            tracing::info!(addr = %tls_addr, sha256 = %t.sha256, "MQTT front door listening with TLS");
+            let (acceptor, door) = (t.acceptor.clone(), door.clone());
+            self.spawn("frontdoor-tls", |sd| {
+                crate::frontdoor::serve_tls(tls_listener, acceptor, door, sd)
             });
         }
+        self.spawn("frontdoor", |sd| {
+            crate::frontdoor::serve(listener, door, sd)
+        });
+        let (st, live) = (self.store.clone(), self.live.clone());
+        self.spawn("ingest-shed", |sd| {
+            crate::frontdoor::shed::run(stats, st, live, sd)
+        });
         Ok(())
     }
 
@@ -420,6 +478,7 @@ impl Wiring {
             links: ends.links,
             stats: self.hub_stats.clone(),
             ids: Default::default(),
+            acked: Some(ends.acked),
         };
         let (input, commands) = (ends.input, ends.commands);
         self.spawn("hub", |sd| hub.run(input, commands, sd));
@@ -461,6 +520,15 @@ impl Wiring {
         });
         Ok(())
     }
+}
+
+/// The front door's access policy: `[local_broker] username` and
+/// `password_file`, as before the front door (anonymous without them).
+fn local_gate(b: &crate::config::LocalBrokerConfig, inputs: &Inputs) -> Arc<dyn Gate> {
+    Arc::new(crate::frontdoor::local_gate::LocalGate::new(
+        b.username.as_deref(),
+        inputs.broker_password.as_deref(),
+    ))
 }
 
 /// systemd's watchdog, when the unit asks for one (`WatchdogSec`).

@@ -10,7 +10,10 @@
 //!
 //! Invariants:
 //! - `submit` returning `Ok` means *queued*, not durable; `flush` resolving
-//!   means every earlier submit (from any clone) is committed;
+//!   means every earlier submit (from any clone) is committed; an
+//!   [`AckTo`] queued with `submit_ack` fires after the commit holding the
+//!   same producer's earlier submits (cheaper than a flush: no oneshot, no
+//!   forced registry write);
 //! - a batch that fails to commit (disk full, I/O error) is never dropped:
 //!   the writer evicts telemetry to make room and retries the same batch, so
 //!   alerts wait in memory (and the bounded queue pushes back) until they
@@ -40,6 +43,7 @@
 //! shutdown: store.close().await?
 //! ```
 
+pub mod ack;
 mod apply;
 pub mod delivery;
 pub mod outbox;
@@ -67,6 +71,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::model::{Alert, Class, DeviceId, DeviceInfo, Reading, Time};
 
+pub use ack::{AckSink, AckTo};
 pub use delivery::{AlertDelivery, DeliveredStats, Via};
 pub use schema::quarantine as quarantine_at;
 
@@ -232,6 +237,8 @@ impl StoreStats {
 pub(crate) enum Msg {
     Write(Write),
     Flush(oneshot::Sender<()>),
+    /// Fire after the commit holding every earlier write (see [`ack`]).
+    Ack(AckTo),
     Close(oneshot::Sender<Result<(), StoreError>>),
 }
 
@@ -333,6 +340,15 @@ impl Store {
     pub fn submit_blocking(&self, w: Write) -> Result<(), StoreError> {
         self.sender()?
             .blocking_send(Msg::Write(w))
+            .map_err(|_| StoreError::Closed)
+    }
+
+    /// Queues an acknowledgement, fired on the writer thread once every
+    /// write this producer submitted before it is committed (see [`ack`]).
+    pub async fn submit_ack(&self, ack: AckTo) -> Result<(), StoreError> {
+        self.sender()?
+            .send(Msg::Ack(ack))
+            .await
             .map_err(|_| StoreError::Closed)
     }
 

@@ -7,7 +7,8 @@
 //! most 1 ms (`gather`; anything but a reading ends the wait); drain up to
 //! `batch_max` more without blocking, apply them all in ONE transaction
 //! (SQL in `apply`), commit (one fsync with `synchronous=FULL`), then answer
-//! flushes and bump `outbox_changed`. Registry `last_seen`/`battery` from
+//! flushes, fire the batch's acks ([`super::ack`]) and bump
+//! `outbox_changed`. Registry `last_seen`/`battery` from
 //! readings are written at most once a second per device (`touches`).
 //!
 //! Invariants:
@@ -161,11 +162,12 @@ impl Writer {
         let mut msgs: Vec<Msg> = Vec::with_capacity(batch_max);
         let mut ops: Vec<Op> = Vec::with_capacity(batch_max);
         let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
+        let mut acks: Vec<super::AckTo> = Vec::new();
         let mut close: Option<oneshot::Sender<Result<(), StoreError>>> = None;
         let mut disconnected = false;
         let mut failures: u32 = 0;
         loop {
-            if ops.is_empty() && flushes.is_empty() && close.is_none() {
+            if ops.is_empty() && flushes.is_empty() && acks.is_empty() && close.is_none() {
                 if disconnected {
                     self.write_touches();
                     return;
@@ -201,7 +203,11 @@ impl Writer {
                 rt.block_on(rx.recv_many(&mut msgs, room));
             }
             for m in msgs.drain(..) {
-                self.take(m, &mut ops, &mut flushes, &mut close);
+                if let Msg::Ack(a) = m {
+                    acks.push(a);
+                } else {
+                    self.take(m, &mut ops, &mut flushes, &mut close);
+                }
             }
             // Whoever waits for a flush or close must see `last_seen` too.
             let force = !flushes.is_empty() || close.is_some() || disconnected;
@@ -211,6 +217,9 @@ impl Writer {
                     ops.clear();
                     for f in flushes.drain(..) {
                         let _ = f.send(());
+                    }
+                    for a in acks.drain(..) {
+                        a.fire();
                     }
                     if let Some(c) = close.take() {
                         let _ = c.send(Ok(()));
@@ -261,6 +270,8 @@ impl Writer {
             }
             Msg::Flush(f) => flushes.push(f),
             Msg::Close(c) => *close = Some(c),
+            // Taken by `run` before it calls here.
+            Msg::Ack(a) => drop(a),
         }
     }
 
@@ -528,10 +539,12 @@ impl Writer {
     }
 }
 
+/// A reading, or the acknowledgement that follows one (the front door's
+/// readings each come with one; it must not end the gathering).
 fn is_reading(m: &Msg) -> bool {
     matches!(
         m,
-        Msg::Write(Write::Reading(_) | Write::ReadingNoTelemetry(_))
+        Msg::Write(Write::Reading(_) | Write::ReadingNoTelemetry(_)) | Msg::Ack(_)
     )
 }
 
