@@ -10,6 +10,7 @@
 //! | `permit_join` | `{"seconds"?}` (≤ 254, default 60) | opens the Zigbee network |
 //! | `config` | `{"rules", "version"?}` or `{"rollback": true}` | applies a rule set without restart |
 //! | `config` | `{"config": "<TOML fragment>", "version"?}` or `{"rollback": "config"}` | applies `[devices.*]`/`[log]` without restart |
+//! | `config` | `{"device_credentials": {"set": [...], "revoke": [...]}}` | Wi-Fi device credentials for the local broker ([`crate::devauth::record`]), applied first, all or nothing |
 //! | `diagnostics` | – | a bounded JSON report ([`crate::diagnostics`]) |
 //! | `update` | `{"url", "sha256", "size"?}` | download, verify, install on trial, restart ([`crate::ota::daemon`]); progress and outcome on `cmd/update/result` |
 //!
@@ -45,6 +46,8 @@ pub struct Fleet {
     pub keys_dir: std::path::PathBuf,
     pub config: crate::remote_config::ConfigState,
     pub diagnostics: crate::diagnostics::Diagnostics,
+    /// The local broker's device credentials (with `[local_broker]`).
+    pub credentials: Option<crate::devauth::CredentialStore>,
 }
 
 impl CommandHandler {
@@ -180,6 +183,21 @@ impl CommandHandler {
             },
         };
         let mut out = serde_json::Map::new();
+        if let Some(dc) = body.get("device_credentials") {
+            match push_credentials(fleet.credentials.clone(), dc).await {
+                Ok(done) => {
+                    out.insert("device_credentials".into(), done);
+                    if !["config", "rules", "rollback"]
+                        .iter()
+                        .any(|k| body.get(*k).is_some())
+                    {
+                        out.insert("ok".into(), true.into());
+                        return out.into();
+                    }
+                }
+                Err(e) => return json!({"ok": false, "error": e}),
+            }
+        }
         if body.get("rollback").and_then(|v| v.as_str()) == Some("config") {
             return match fleet.config.rollback().await {
                 Ok(a) => json!({"ok": true, "config": a}),
@@ -252,4 +270,23 @@ impl CommandHandler {
             Err(e) => json!({"ok": false, "error": e.to_string()}),
         }
     }
+}
+
+/// `device_credentials` of `cmd/config`: validated whole, then written as
+/// one change. The result counts what was set and revoked.
+async fn push_credentials(
+    store: Option<crate::devauth::CredentialStore>,
+    v: &serde_json::Value,
+) -> Result<serde_json::Value, String> {
+    let Some(store) = store else {
+        return Err("device_credentials: no local broker on this gateway ([local_broker])".into());
+    };
+    let now = crate::wall::now();
+    let push = crate::devauth::record::parse_push(v, now, "remote").map_err(|e| e.to_string())?;
+    let (set, revoked) = tokio::task::spawn_blocking(move || store.apply_push(push, now))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("device_credentials: {e}"))?;
+    tracing::info!(set, revoked, "device credentials changed by cmd/config");
+    Ok(json!({"set": set, "revoked": revoked}))
 }

@@ -25,6 +25,9 @@
 //! `lorawan_airtime_used_seconds` (when the LoRaWAN uplink reports it),
 //! `store_commit_seconds` (histogram), `store_commits_total`,
 //! `store_failed_commits_total`, `mqtt_ingest_{accepted,malformed,refused}_total`,
+//! `local_broker_refused_total{cause}`, `local_broker_logins_total`,
+//! `local_broker_credentials`, `local_broker_anonymous_on_network` (with
+//! `[local_broker]`),
 //! `mqtt_shed_total{cause}` (front door: `qos0_overload`, `subscriber_slow`,
 //! `broker_skipped`),
 //! `config_version{part}`, and `process_resident_memory_bytes` (standard
@@ -390,6 +393,38 @@ pub fn render(i: &Inputs) -> String {
         ("subscriber_slow", shed.subscriber_slow),
     ] {
         o.sample("mqtt_shed_total", &[("cause", cause)], v);
+    }
+    if let Some(b) = &s.local_broker {
+        o.family(
+            "local_broker_refused_total",
+            "counter",
+            "Connections, log-ins, publishes and subscriptions the local broker's access policy refused, by cause.",
+        );
+        for (cause, v) in &b.refused {
+            o.sample("local_broker_refused_total", &[("cause", cause)], v);
+        }
+        o.family(
+            "local_broker_logins_total",
+            "counter",
+            "Successful log-ins on the local broker (anonymous ones included).",
+        );
+        o.sample("local_broker_logins_total", &[], b.logins);
+        o.family(
+            "local_broker_credentials",
+            "gauge",
+            "Device and service credentials stored for the local broker.",
+        );
+        o.sample("local_broker_credentials", &[], b.credentials);
+        o.family(
+            "local_broker_anonymous_on_network",
+            "gauge",
+            "1 while anyone on the network may use the local broker without a credential.",
+        );
+        o.sample(
+            "local_broker_anonymous_on_network",
+            &[],
+            u8::from(b.anonymous_on_network),
+        );
     }
     o.family(
         "config_version",

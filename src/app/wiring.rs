@@ -406,6 +406,10 @@ impl Wiring {
                 recent: self.opts.log.as_ref().map(|l| l.recent.clone()),
                 data_dir: cfg.gateway.data_dir.clone(),
             },
+            credentials: self
+                .devauth
+                .as_ref()
+                .map(|d| d.report.credentials().clone()),
         };
         let updater = cfg.ota.as_ref().map(|o| crate::ota::daemon::Updater {
             cfg: o.clone(),
@@ -502,7 +506,11 @@ impl Wiring {
             // The pairing page's permit join goes to the coordinator.
             .with_zigbee(self.zigbee.clone())
             // Device edits are versioned local config (drift upstream).
-            .with_config_state(self.config_state.clone()),
+            .with_config_state(self.config_state.clone())
+            // Wi-Fi device credentials for the local broker.
+            .with_credentials(self.devauth.as_ref().map(|d| {
+                Arc::new(d.report.clone()) as Arc<dyn crate::web::roles::DeviceCredentials>
+            })),
         );
         let (addr, handle) = crate::web::server::serve_with_metrics(
             w,

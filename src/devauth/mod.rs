@@ -173,3 +173,59 @@ impl Report {
         self.tls_sha256.as_deref()
     }
 }
+
+/// The web UI's credentials role over the credential store (file writes
+/// off the runtime).
+impl crate::web::roles::DeviceCredentials for Report {
+    fn overview(
+        &self,
+    ) -> crate::web::roles::BoxFut<
+        '_,
+        Result<crate::web::roles::CredentialsOverview, crate::web::BackendError>,
+    > {
+        let o = crate::web::roles::CredentialsOverview {
+            credentials: self.creds.list(),
+            enabled: self.cfg.device_credentials,
+            listen: self.cfg.listen.clone(),
+            tls_listen: self.cfg.tls_listen.clone(),
+            tls_sha256: self.tls_sha256.clone(),
+            warnings: self.warnings(),
+        };
+        Box::pin(async move { Ok(o) })
+    }
+
+    fn create(
+        &self,
+        holder: record::Holder,
+        by: String,
+    ) -> crate::web::roles::BoxFut<'_, Result<String, crate::web::roles::CreateError>> {
+        use crate::web::roles::CreateError;
+        let creds = self.creds.clone();
+        Box::pin(async move {
+            let r =
+                tokio::task::spawn_blocking(move || creds.create(holder, &by, crate::wall::now()))
+                    .await
+                    .map_err(|e| crate::web::BackendError::Failed(e.to_string()))?;
+            match r {
+                Ok(secret) => Ok(secret),
+                Err(CredError::Exists(u)) => Err(CreateError::Exists(u)),
+                Err(e) => Err(CreateError::Backend(crate::web::BackendError::Failed(
+                    e.to_string(),
+                ))),
+            }
+        })
+    }
+
+    fn revoke(
+        &self,
+        username: String,
+    ) -> crate::web::roles::BoxFut<'_, Result<bool, crate::web::BackendError>> {
+        let creds = self.creds.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || creds.revoke(&username))
+                .await
+                .map_err(|e| crate::web::BackendError::Failed(e.to_string()))?
+                .map_err(|e| crate::web::BackendError::Failed(e.to_string()))
+        })
+    }
+}

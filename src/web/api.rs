@@ -17,11 +17,15 @@ use super::validate::{self, Obj};
 use crate::model::{DeviceId, DeviceInfo, Time};
 
 /// `GET /api/v1/session`: who is logged in, their CSRF token, the gateway's time zone.
+/// `warnings` are the standing warnings every page shows (e.g. a local
+/// broker open to anyone on the network).
 pub fn session(app: &App, who: &Who) -> Result<Resp> {
+    let status = app.roles.watch.status();
+    let warnings = status.local_broker.map(|b| b.warnings).unwrap_or_default();
     Ok(json_resp(
         StatusCode::OK,
         &json!({"user": who.session.user, "role": who.session.role, "csrf": who.session.csrf,
-                "timezone": app.roles.watch.status().timezone}),
+                "timezone": status.timezone, "warnings": warnings}),
     ))
 }
 

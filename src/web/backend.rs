@@ -36,6 +36,8 @@ pub struct StoreBackend {
     /// fragments (reported upstream as drift). Without it (tests) edits go
     /// to the hub directly.
     pub config_state: Option<crate::remote_config::ConfigState>,
+    /// Wi-Fi device credentials (with `[local_broker]`).
+    pub credentials: Option<Arc<dyn super::roles::DeviceCredentials>>,
 }
 
 impl std::fmt::Debug for StoreBackend {
@@ -65,6 +67,7 @@ impl StoreBackend {
             config: cfg.clone(),
             zigbee_tx: None,
             config_state: None,
+            credentials: None,
         }
     }
 
@@ -74,6 +77,15 @@ impl StoreBackend {
         tx: Option<mpsc::Sender<crate::zigbee::ZigbeeCommand>>,
     ) -> StoreBackend {
         self.zigbee_tx = tx;
+        self
+    }
+
+    /// Serves the Wi-Fi device credentials page from the local broker's policy.
+    pub fn with_credentials(
+        mut self,
+        c: Option<Arc<dyn super::roles::DeviceCredentials>>,
+    ) -> StoreBackend {
+        self.credentials = c;
         self
     }
 
@@ -128,6 +140,7 @@ impl From<Arc<StoreBackend>> for Roles {
             watch: b.clone(),
             state: b.clone(),
             rules: Some(Arc::new(b.rules.clone())),
+            credentials: b.credentials.clone(),
             settings: Settings::from_config(&b.config),
         }
     }

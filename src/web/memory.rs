@@ -189,6 +189,8 @@ impl From<Arc<MemoryBackend>> for Roles {
             watch: b.clone(),
             state: b.clone(),
             rules: b.rules.clone().map(|r| r as Arc<dyn RulesAdmin>),
+            // Tests that need them set a real `devauth::Report` here.
+            credentials: None,
             settings: Settings {
                 uplinks: serde_json::json!({
                     "mqtt": {"url": "mqtts://broker.example.org:8883", "topic_prefix": "carebridge",

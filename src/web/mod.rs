@@ -15,6 +15,7 @@
 //! - [`http`]: shared state, the error shape, Host/session/Origin/CSRF checks;
 //! - [`api`]: the JSON handlers; [`pages`]: HTML shells and assets;
 //! - [`rules_page`]: view, edit, roll back and "try" the alert rules;
+//! - [`credentials`]: Wi-Fi device credentials for the local broker;
 //! - [`system`]: backup/restore, factory reset, logs, MQTT test, OTA upload.
 //!
 //! Invariants: every route except `/login`, `/setup`, `/healthz`, the static
@@ -29,6 +30,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod backend;
+pub mod credentials;
 pub mod http;
 pub mod memory;
 pub mod pages;

@@ -24,6 +24,7 @@ const PAGES: &[(&str, &str)] = &[
     ("uplinks", "Uplinks"),
     ("system", "System"),
     ("commissioning", "Commissioning report"),
+    ("credentials", "Wi-Fi device credentials"),
 ];
 
 pub fn is_page(path: &str) -> bool {

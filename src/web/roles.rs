@@ -111,6 +111,43 @@ pub trait RulesAdmin: Send + Sync {
     fn rollback(&self) -> BoxFut<'_, Result<Applied, ApplyError>>;
 }
 
+/// Credentials of Wi-Fi devices on the local broker (`crate::devauth`).
+pub trait DeviceCredentials: Send + Sync {
+    /// The stored credentials (never a secret) and the broker's settings.
+    fn overview(&self) -> BoxFut<'_, Result<CredentialsOverview, BackendError>>;
+    /// Makes a credential for `holder`; the secret is returned once.
+    fn create(
+        &self,
+        holder: crate::devauth::record::Holder,
+        by: String,
+    ) -> BoxFut<'_, Result<String, CreateError>>;
+    /// Removes the credential of `username`; whether there was one.
+    fn revoke(&self, username: String) -> BoxFut<'_, Result<bool, BackendError>>;
+}
+
+/// Why a credential was not made.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CreateError {
+    /// The holder has one already (HTTP 409).
+    #[error("{0} already has a credential: revoke it first")]
+    Exists(String),
+    #[error("{0}")]
+    Backend(#[from] BackendError),
+}
+
+/// What the credentials page shows.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CredentialsOverview {
+    pub credentials: Vec<crate::devauth::record::Credential>,
+    /// `[local_broker] device_credentials`: devices log in with these.
+    pub enabled: bool,
+    pub listen: String,
+    pub tls_listen: Option<String>,
+    /// SHA-256 of the TLS listener's certificate (for pinning).
+    pub tls_sha256: Option<String>,
+    pub warnings: Vec<String>,
+}
+
 /// The records the web UI keeps about itself (serialised by the UI).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Record {
@@ -180,6 +217,8 @@ pub struct Roles {
     pub state: Arc<dyn WebState>,
     /// `None`: this server has no rule engine (the Rules page says so).
     pub rules: Option<Arc<dyn RulesAdmin>>,
+    /// `None`: no local broker here (the credentials page says so).
+    pub credentials: Option<Arc<dyn DeviceCredentials>>,
     pub settings: Settings,
 }
 
@@ -192,6 +231,15 @@ impl std::fmt::Debug for Roles {
 }
 
 impl Roles {
+    /// The device credentials, or the 501 that says this server has none.
+    pub fn credentials(&self) -> Result<&Arc<dyn DeviceCredentials>, BackendError> {
+        self.credentials.as_ref().ok_or_else(|| {
+            BackendError::Unsupported(
+                "no local broker: add [local_broker] to the configuration".into(),
+            )
+        })
+    }
+
     /// The rule engine, or the 501 that says this server has none.
     pub fn rules(&self) -> Result<&Arc<dyn RulesAdmin>, BackendError> {
         self.rules.as_ref().ok_or_else(|| {

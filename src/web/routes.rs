@@ -31,7 +31,7 @@ use super::http::{
     AUTH_BODY_MAX, App, BODY_MAX, Fail, Req, Resp, Who, add_security_headers, check_csrf,
     check_host, check_origin, fail_resp, json_resp, redirect,
 };
-use super::{accounts, api, pages, rules_page, system};
+use super::{accounts, api, credentials, pages, rules_page, system};
 
 /// A body must arrive completely within this long.
 const BODY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -328,6 +328,39 @@ fn private(app: Arc<App>) -> Route {
         alerts_api(&s),
         rules_api(&s),
         system_api(&s),
+        credentials_api(&s),
+    ])
+}
+
+/// Wi-Fi device credentials for the local broker (installers only).
+fn credentials_api<S, F>(s: &S) -> Route
+where
+    S: Fn() -> F,
+    F: Filter<Extract = (Arc<App>, Who), Error = Rejection> + Clone + Send + Sync + 'static,
+{
+    any_of(vec![
+        warp::path!("api" / "v1" / "device-credentials")
+            .and(warp::get())
+            .and(s())
+            .then(
+                |app: Arc<App>, who: Who| async move { done(credentials::list(&app, &who).await) },
+            )
+            .boxed(),
+        warp::path!("api" / "v1" / "device-credentials")
+            .and(warp::post())
+            .and(s())
+            .and(body(BODY_MAX))
+            .then(|app: Arc<App>, who: Who, req: Req| async move {
+                done(credentials::create(&app, &req, &who).await)
+            })
+            .boxed(),
+        warp::path!("api" / "v1" / "device-credentials" / String)
+            .and(warp::delete())
+            .and(s())
+            .then(|user: String, app: Arc<App>, who: Who| async move {
+                done(credentials::revoke(&app, &who, &user).await)
+            })
+            .boxed(),
     ])
 }
 
