@@ -104,7 +104,9 @@ fn text(o: &Output) -> String {
 impl Lan {
     fn publish(&self, user: Option<(&str, &str)>, topic: &str, payload: &str) -> Output {
         let (host, port) = (self.ip.to_string(), self.port.to_string());
-        let mut a = vec!["-h", &host, "-p", &port, "-q", "1", "-t", topic, "-m", payload];
+        let mut a = vec![
+            "-h", &host, "-p", &port, "-q", "1", "-t", topic, "-m", payload,
+        ];
         if let Some((u, p)) = user {
             a.extend(["-u", u, "-P", p]);
         }
@@ -119,7 +121,13 @@ impl Lan {
         let mut body = String::new();
         let _ = s.read_to_string(&mut body);
         body.lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+            .find_map(|l| {
+                l.strip_prefix(series)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
             .unwrap_or(0)
     }
 
@@ -180,7 +188,12 @@ fn an_unauthenticated_lan_listener_is_refused_by_config_check_and_at_start() {
         .arg(&config)
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 #[test]
@@ -208,7 +221,9 @@ fn a_rogue_device_is_refused_anonymous_impersonation_and_the_whole_tree() {
         r#"{"kind":"temperature","value":21.5}"#,
     );
     assert!(o.status.success(), "{}", text(&o));
-    assert!(eventually(Duration::from_secs(10), || lan.stored("pendant") == 1));
+    assert!(eventually(Duration::from_secs(10), || lan
+        .stored("pendant")
+        == 1));
     assert_eq!(lan.stored("door"), 0, "the impersonated reading was stored");
     assert_eq!(lan.metric(&refused("publish")), 1);
 
@@ -218,8 +233,8 @@ fn a_rogue_device_is_refused_anonymous_impersonation_and_the_whole_tree() {
         run(
             "mosquitto_sub",
             &[
-                "-h", &host, "-p", &port, "-u", "pendant", "-P", pendant.1, "-t", filter, "-W", "2",
-                "-v",
+                "-h", &host, "-p", &port, "-u", "pendant", "-P", pendant.1, "-t", filter, "-W",
+                "2", "-v",
             ],
         )
     };
@@ -281,7 +296,9 @@ fn wrong_passwords_are_throttled_and_raise_a_warning_upstream() {
     std::thread::sleep(Duration::from_millis(4300));
     let o = lan.publish(Some(("pendant", &s[0])), "carebridge/in/pendant", PANIC);
     assert!(o.status.success(), "{}", text(&o));
-    assert!(eventually(Duration::from_secs(10), || lan.stored("pendant") == 1));
+    assert!(eventually(Duration::from_secs(10), || lan
+        .stored("pendant")
+        == 1));
 }
 
 #[test]
@@ -308,8 +325,14 @@ fn tls_is_verified_with_the_units_certificate_and_refused_with_another() {
     };
     let c = cert.to_string_lossy().into_owned();
     let o = pub_tls(&["--cafile", &c]);
-    assert!(o.status.success(), "TLS with the unit's certificate: {}", text(&o));
-    assert!(eventually(Duration::from_secs(10), || lan.stored("pendant") == 1));
+    assert!(
+        o.status.success(),
+        "TLS with the unit's certificate: {}",
+        text(&o)
+    );
+    assert!(eventually(Duration::from_secs(10), || lan
+        .stored("pendant")
+        == 1));
     // Another CA (the system's): the client refuses the gateway's certificate.
     let o = pub_tls(&["--capath", "/etc/ssl/certs"]);
     assert!(!o.status.success(), "{}", text(&o));
@@ -337,7 +360,16 @@ fn credentials_pushed_by_cmd_config_let_a_device_in_and_revocation_shuts_it_out(
     let cmd = |body: serde_json::Value| {
         let o = run(
             "mosquitto_pub",
-            &["-p", &up.port.to_string(), "-q", "1", "-t", "cb/gw-lan/cmd/config", "-m", &body.to_string()],
+            &[
+                "-p",
+                &up.port.to_string(),
+                "-q",
+                "1",
+                "-t",
+                "cb/gw-lan/cmd/config",
+                "-m",
+                &body.to_string(),
+            ],
         );
         assert!(o.status.success(), "{}", text(&o));
     };

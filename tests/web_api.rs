@@ -58,6 +58,13 @@ const PROTECTED: &[(&str, &str, &str)] = &[
     ("POST", "/api/v1/system/ota", ""),
     ("GET", "/api/v1/system/logs", ""),
     ("GET", "/api/v1/openapi.yaml", ""),
+    ("GET", "/api/v1/device-credentials", ""),
+    (
+        "POST",
+        "/api/v1/device-credentials",
+        r#"{"device":"pendant"}"#,
+    ),
+    ("DELETE", "/api/v1/device-credentials/pendant", ""),
     ("GET", "/api/v1/no-such-route", ""),
 ];
 

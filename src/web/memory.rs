@@ -37,6 +37,7 @@ pub struct MemoryBackend {
     acks: Mutex<Vec<(String, DeviceId)>>,
     delivered: Mutex<HashMap<String, AlertDelivery>>,
     rules: Option<Arc<MemoryRules>>,
+    credentials: Option<Arc<dyn super::roles::DeviceCredentials>>,
 }
 
 impl Default for MemoryBackend {
@@ -73,6 +74,7 @@ impl Default for MemoryBackend {
             acks: Mutex::default(),
             delivered: Mutex::default(),
             rules: None,
+            credentials: None,
         }
     }
 }
@@ -99,6 +101,13 @@ fn merge(into: &mut DeviceInfo, from: &DeviceInfo) {
 impl MemoryBackend {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// With the Wi-Fi device credentials role (e.g. a real
+    /// `devauth::Report` over a temporary directory).
+    pub fn with_credentials(mut self, c: Arc<dyn super::roles::DeviceCredentials>) -> Self {
+        self.credentials = Some(c);
+        self
     }
 
     /// With a rules role over a real rule engine, starting from the
@@ -189,8 +198,7 @@ impl From<Arc<MemoryBackend>> for Roles {
             watch: b.clone(),
             state: b.clone(),
             rules: b.rules.clone().map(|r| r as Arc<dyn RulesAdmin>),
-            // Tests that need them set a real `devauth::Report` here.
-            credentials: None,
+            credentials: b.credentials.clone(),
             settings: Settings {
                 uplinks: serde_json::json!({
                     "mqtt": {"url": "mqtts://broker.example.org:8883", "topic_prefix": "carebridge",

@@ -112,7 +112,7 @@ pub trait RulesAdmin: Send + Sync {
 }
 
 /// Credentials of Wi-Fi devices on the local broker (`crate::devauth`).
-pub trait DeviceCredentials: Send + Sync {
+pub trait DeviceCredentials: Send + Sync + std::fmt::Debug {
     /// The stored credentials (never a secret) and the broker's settings.
     fn overview(&self) -> BoxFut<'_, Result<CredentialsOverview, BackendError>>;
     /// Makes a credential for `holder`; the secret is returned once.

@@ -565,7 +565,7 @@ pages.credentials = async () => {
     e.preventDefault();
     const res = await api('POST', 'device-credentials', formData(form));
     if (!res.ok) return formError(form, err, res);
-    form.reset(); err.textContent = '';
+    form.reset(); formError(form, err, { data: { error: '' } }); err.textContent = '';
     const c = res.data;
     issued.replaceChildren(h('div.card', { id: 'issued-card' },
       h('h3', {}, 'Credential for ' + c.username + ' — shown once'),
