@@ -49,6 +49,8 @@ pub mod shed;
 
 mod conn;
 mod proxy;
+#[cfg(test)]
+mod tests;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

@@ -44,3 +44,60 @@ impl std::fmt::Debug for AckTo {
         f.debug_struct("AckTo").field("token", &self.token).finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::path::PathBuf;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::model::Kind;
+    use crate::store::tests::{db, reading};
+    use crate::store::{Store, StoreConfig, Write};
+
+    /// Records, when fired, how many history rows another connection sees.
+    struct Seen {
+        path: PathBuf,
+        fired: Mutex<Vec<(u32, i64)>>,
+    }
+
+    impl AckSink for Seen {
+        fn committed(&self, token: u32) {
+            let c = rusqlite::Connection::open(&self.path).unwrap();
+            let n: i64 = c
+                .query_row("SELECT count(*) FROM history", [], |r| r.get(0))
+                .unwrap();
+            self.fired.lock().unwrap().push((token, n));
+        }
+    }
+
+    #[tokio::test]
+    async fn an_ack_fires_after_the_commit_that_holds_the_writes_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = db(&dir);
+        let store = Store::open(&path, &StoreConfig::default()).unwrap();
+        let seen = Arc::new(Seen {
+            path: path.clone(),
+            fired: Mutex::default(),
+        });
+        for i in 0..3 {
+            let r = reading("dev", Kind::Temperature, f64::from(i), 1_000);
+            store.submit(Write::Reading(r)).await.unwrap();
+            store
+                .submit_ack(AckTo::new(seen.clone(), i as u32))
+                .await
+                .unwrap();
+        }
+        store.flush().await.unwrap();
+        let fired = seen.fired.lock().unwrap().clone();
+        assert_eq!(fired.len(), 3, "{fired:?}");
+        for (token, rows) in fired {
+            assert!(
+                rows > i64::from(token),
+                "ack {token} fired with only {rows} rows committed"
+            );
+        }
+    }
+}
