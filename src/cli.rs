@@ -118,7 +118,17 @@ pub fn run(cli: Cli) -> Result<(), Exit> {
             Ok(())
         }
         Cmd::Config(ConfigCmd::Check { path }) => {
-            crate::config::load(&path).map_err(Exit::input).map(|_| {
+            crate::config::load(&path).map_err(Exit::input).map(|cfg| {
+                if cfg
+                    .local_broker
+                    .as_ref()
+                    .is_some_and(|b| b.anonymous_on_network())
+                {
+                    eprintln!(
+                        "{}: warning: local_broker.allow_anonymous: anyone on the network may                          connect to the local broker without a credential",
+                        path.display()
+                    );
+                }
                 println!("{}: ok", path.display());
             })
         }

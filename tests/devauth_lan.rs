@@ -188,12 +188,47 @@ fn an_unauthenticated_lan_listener_is_refused_by_config_check_and_at_start() {
         .arg(&config)
         .output()
         .unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("warning: local_broker.allow_anonymous"),
+        "{err}"
     );
+}
+
+#[test]
+fn an_explicitly_anonymous_lan_listener_runs_and_the_status_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, metrics) = (free_port(), free_port());
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[gateway]\ndata_dir = \"{}\"\n[local_broker]\nlisten = \"0.0.0.0:{port}\"\n\
+             allow_anonymous = true\n[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let gw = Gateway::from_config(dir.path(), config, port);
+    assert!(wait_port(metrics, Duration::from_secs(10)));
+    let lan = Lan {
+        gw,
+        port,
+        metrics,
+        ip: lan_ip(),
+    };
+    assert_eq!(
+        lan.metric("carebridge_local_broker_anonymous_on_network"),
+        1
+    );
+    if have("mosquitto_pub") {
+        let o = lan.publish(None, "carebridge/in/pendant", PANIC);
+        assert!(o.status.success(), "{}", text(&o));
+        assert!(eventually(Duration::from_secs(10), || lan
+            .stored("pendant")
+            == 1));
+    }
 }
 
 #[test]
