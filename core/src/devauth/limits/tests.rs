@@ -92,10 +92,11 @@ proptest! {
             now += s(dt);
             let ip = ips[usize::from(who)];
             match op {
-                0 => match l.accept(ip, now) {
-                    Err(Refused::Throttled { retry_after }) => prop_assert!(retry_after > Duration::ZERO),
-                    _ => {}
-                },
+                0 => {
+                    if let Err(Refused::Throttled { retry_after }) = l.accept(ip, now) {
+                        prop_assert!(retry_after > Duration::ZERO);
+                    }
+                }
                 1 => l.closed(ip),
                 2 => { l.failed(ip, now); }
                 _ => l.succeeded(ip),
