@@ -29,6 +29,7 @@ use bytes::BytesMut;
 use rumqttc::mqttbytes::QoS;
 use rumqttc::mqttbytes::v4::{Connect, Packet, Publish};
 
+#[allow(dead_code)] // shared with the other bench binaries
 mod peers;
 use peers::{Kill, free_port, wait_port};
 

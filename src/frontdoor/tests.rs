@@ -254,3 +254,76 @@ async fn an_mqtt5_connect_is_refused_as_an_unacceptable_protocol_version() {
         other => panic!("expected CONNACK, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn the_tls_listener_speaks_the_same_protocol() {
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        )
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.der().clone()).unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+
+    let (d, mut rx) = door(16, 8);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+    let sd = CancellationToken::new();
+    tokio::spawn(serve_tls(listener, acceptor, d.clone(), sd.clone()));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(client))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let mut out = BytesMut::new();
+    Packet::Connect(Connect::new("tls-dev"))
+        .write(&mut out, usize::MAX)
+        .unwrap();
+    let mut p = Publish::new(
+        "carebridge/in/tls-dev",
+        QoS::AtLeastOnce,
+        r#"{"kind":"panic","value":true}"#,
+    );
+    p.pkid = 2;
+    Packet::Publish(p).write(&mut out, usize::MAX).unwrap();
+    tls.write_all(&out).await.unwrap();
+    let got = taken(&mut rx).await;
+    assert_eq!(got.len(), 1);
+    for r in got {
+        r.ack.unwrap().fire();
+    }
+    let mut buf = BytesMut::new();
+    let mut packets = Vec::new();
+    while packets.len() < 2 {
+        let mut chunk = [0u8; 1024];
+        let n = tokio::time::timeout(Duration::from_secs(5), tls.read(&mut chunk))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "closed");
+        buf.extend_from_slice(&chunk[..n]);
+        while let Ok(p) = Packet::read(&mut buf, 1 << 16) {
+            packets.push(p);
+        }
+    }
+    assert!(matches!(&packets[0], Packet::ConnAck(a) if a.code == ConnectReturnCode::Success));
+    assert!(matches!(&packets[1], Packet::PubAck(a) if a.pkid == 2));
+    sd.cancel();
+}
