@@ -434,3 +434,80 @@ fn credentials_pushed_by_cmd_config_let_a_device_in_and_revocation_shuts_it_out(
     assert_eq!(lan.stored("bath"), 1);
     assert_eq!(lan.metric(&refused("unknown_user")), 1);
 }
+
+#[test]
+fn home_assistant_reads_its_topics_and_nothing_else() {
+    if !have("mosquitto_sub") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let ha_secret = CredentialStore::open(&data)
+        .create(Holder::Service("homeassistant".into()), "test", Time(0))
+        .unwrap();
+    let (lan, s) = start(
+        dir.path(),
+        &["pendant"],
+        "",
+        "[homeassistant]\nenabled = true\n",
+    );
+    // A reading makes the gateway publish its retained discovery document.
+    let o = lan.publish(
+        Some(("pendant", &s[0])),
+        "carebridge/in/pendant",
+        r#"{"kind":"temperature","value":20.5}"#,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(eventually(Duration::from_secs(10), || lan
+        .stored("pendant")
+        == 1));
+    let (host, port) = (lan.ip.to_string(), lan.port.to_string());
+    let sub = |filter: &str| {
+        run(
+            "mosquitto_sub",
+            &[
+                "-h",
+                &host,
+                "-p",
+                &port,
+                "-u",
+                "homeassistant",
+                "-P",
+                &ha_secret,
+                "-t",
+                filter,
+                "-C",
+                "1",
+                "-W",
+                "5",
+                "-v",
+            ],
+        )
+    };
+    let o = sub("homeassistant/#");
+    assert!(
+        text(&o).starts_with("homeassistant/sensor/"),
+        "{}",
+        text(&o)
+    );
+    let o = sub("carebridge/ha/+/pendant/#");
+    assert!(
+        text(&o).contains("carebridge/ha/gw-lan/pendant/temperature 20.5"),
+        "{}",
+        text(&o)
+    );
+    for f in ["#", "carebridge/in/#", "carebridge/cmd/#"] {
+        let o = sub(f);
+        assert!(text(&o).contains("denied"), "{f}: {}", text(&o));
+    }
+    assert_eq!(lan.metric(&refused("subscribe")), 3);
+    // It may not publish readings.
+    let o = lan.publish(
+        Some(("homeassistant", &ha_secret)),
+        "carebridge/in/pendant",
+        PANIC,
+    );
+    assert!(o.status.success());
+    assert_eq!(lan.metric(&refused("publish")), 1);
+    assert_eq!(lan.stored("pendant"), 1);
+}
