@@ -368,8 +368,12 @@ fn tls_is_verified_with_the_units_certificate_and_refused_with_another() {
     assert!(eventually(Duration::from_secs(10), || lan
         .stored("pendant")
         == 1));
-    // Another CA (the system's): the client refuses the gateway's certificate.
-    let o = pub_tls(&["--capath", "/etc/ssl/certs"]);
+    // Another unit's certificate as the CA: the client refuses this gateway.
+    let other = dir.path().join("other");
+    carebridge::web::tls::generate(&other.join("cert.pem"), &other.join("key.pem")).unwrap();
+    let oc = other.join("cert.pem").to_string_lossy().into_owned();
+    let o = pub_tls(&["--cafile", &oc]);
+    assert!(text(&o).contains("TLS error"), "{}", text(&o));
     assert!(!o.status.success(), "{}", text(&o));
     assert_eq!(lan.stored("pendant"), 1);
     // The fingerprint a device can pin is the certificate's.
