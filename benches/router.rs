@@ -52,6 +52,7 @@ fn alert(i: usize) -> Alert {
         value: None,
         kind: Some(Kind::Panic),
     }
+    time_trusted: true,
 }
 
 fn pipeline(samples: usize) {

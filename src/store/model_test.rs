@@ -53,6 +53,7 @@ fn alert_for(token: u16) -> Alert {
         value: None,
         kind: None,
     }
+    time_trusted: true,
 }
 
 fn status_for(token: u16) -> serde_json::Map<String, serde_json::Value> {

@@ -135,6 +135,7 @@ mod tests {
             value: Some(1.0),
             kind: None,
         }
+        time_trusted: true,
     }
 
     #[test]

@@ -192,6 +192,7 @@ pub fn panic_alert() -> Alert {
         value: Some(1.0),
         kind: Some(Kind::Panic),
     }
+    time_trusted: true,
 }
 
 pub async fn wait_for_alert(s: &Server, c: &Client) -> u64 {

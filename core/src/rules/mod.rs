@@ -490,6 +490,37 @@ impl Engine {
         }
     }
 
+    /// The wall clock stepped by `delta_ms` (the hub follows steps: see
+    /// `clock::Clock::follow`); `now` is the time after it. Durations keep
+    /// their true elapsed time (stored stamps and deadlines move with the
+    /// step), timers at local-time instants (window ends, routine checks,
+    /// in-window clocks) are recomputed from `now`, pending window states
+    /// are re-checked against their window, and after a step back the last
+    /// readings' times move too (so new readings are not taken for stale).
+    /// Nothing fires here: call `on_tick(now)` next.
+    pub fn shift(&mut self, delta_ms: i64, now: Time) {
+        if delta_ms == 0 {
+            return;
+        }
+        if self.now != i64::MIN {
+            self.now = self.now.saturating_add(delta_ms);
+        }
+        self.devs.shift_seen(delta_ms.min(0));
+        let mut out = Vec::new();
+        let ctx = Ctx {
+            devs: &self.devs,
+            tz: &self.tz,
+            timers: &mut self.timers,
+            out: &mut out,
+        };
+        for (ri, rule) in self.rules.iter_mut().enumerate() {
+            let ri = u32::try_from(ri).unwrap_or(u32::MAX);
+            eval::shift(rule, ri, &ctx, delta_ms, now.0);
+        }
+        self.rebuild_timers();
+        self.generation += 1;
+    }
+
     /// When `on_tick` next needs to be called, if ever. (May be early: a
     /// wake-up that finds nothing due is harmless.)
     pub fn next_deadline(&self) -> Option<Time> {
