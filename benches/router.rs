@@ -51,8 +51,8 @@ fn alert(i: usize) -> Alert {
         message: "Panic button pressed".into(),
         value: None,
         kind: Some(Kind::Panic),
+        time_trusted: true,
     }
-    time_trusted: true,
 }
 
 fn pipeline(samples: usize) {

@@ -52,8 +52,8 @@ fn alert_for(token: u16) -> Alert {
         message: "m".into(),
         value: None,
         kind: None,
+        time_trusted: true,
     }
-    time_trusted: true,
 }
 
 fn status_for(token: u16) -> serde_json::Map<String, serde_json::Value> {

@@ -134,8 +134,8 @@ mod tests {
             message: "Panic button pressed".into(),
             value: Some(1.0),
             kind: None,
+            time_trusted: true,
         }
-        time_trusted: true,
     }
 
     #[test]

@@ -191,8 +191,8 @@ pub fn panic_alert() -> Alert {
         message: "Panic button pressed in the hall".into(),
         value: Some(1.0),
         kind: Some(Kind::Panic),
+        time_trusted: true,
     }
-    time_trusted: true,
 }
 
 pub async fn wait_for_alert(s: &Server, c: &Client) -> u64 {
