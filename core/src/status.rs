@@ -56,6 +56,8 @@ pub struct Status {
     pub counters: Counters,
     /// Alerts delivered per uplink path.
     pub delivered: DeliveredStats,
+    /// Whether the clock is trusted (NTP or an RTC), and its last step.
+    pub clock: crate::clock::ClockState,
 }
 
 /// One number per outbox class.

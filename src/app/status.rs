@@ -79,6 +79,7 @@ impl StatusSources {
                 mqtt_malformed: self.ingest.malformed.load(Ordering::Relaxed),
             },
             delivered: s.delivered.clone(),
+            clock: self.clock.state(),
         }
     }
 }
