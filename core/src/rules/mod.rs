@@ -598,4 +598,6 @@ mod tests;
 #[cfg(test)]
 mod tests_state;
 #[cfg(test)]
+mod tests_step;
+#[cfg(test)]
 mod tests_time;
