@@ -318,3 +318,7 @@ async fn deadline_sleep(clock: &dyn Clock, deadline: Option<Time>) {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "hub_tests.rs"]
+mod tests;
