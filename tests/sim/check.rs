@@ -76,6 +76,24 @@ impl Expect {
         true
     }
 
+    /// The wall clock stepped by `d` and the engine followed it
+    /// (`Engine::shift`): its clocks move with the step, the last readings'
+    /// times only when it stepped back.
+    pub fn shift(&mut self, d: i64) {
+        for v in self.seen.values_mut() {
+            v.0 += d.min(0);
+        }
+        let clocks = [
+            &mut self.last_motion,
+            &mut self.cold_since,
+            &mut self.bed_exit,
+            &mut self.door_open,
+        ];
+        for t in clocks.into_iter().chain(self.last_msg.iter_mut()).flatten() {
+            *t += d;
+        }
+    }
+
     /// The earliest `at` a timer-driven raise of `rule` may carry.
     fn earliest(&self, a: &Alert, dev: Option<usize>) -> Option<i64> {
         match &*a.rule {

@@ -506,7 +506,19 @@ impl World {
                     self.count("zigbee coordinator restarts");
                 }
             }
-            Fault::ClockStep(d) => self.offset += d,
+            Fault::ClockStep(d) => {
+                self.offset += d;
+                // A running hub follows the step (`Clock::follow`): the
+                // engine shifts and the state is saved at once.
+                if self.down_until.is_none() {
+                    let now = self.wall();
+                    self.engine.shift(d, now);
+                    self.expect.shift(d);
+                    self.en += d;
+                    self.unsaved_alerts = true;
+                    self.commit_alerts();
+                }
+            }
             Fault::Restart { crash, down_ms } => {
                 if self.down_until.is_some() {
                     return Ok(());
