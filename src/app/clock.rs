@@ -23,14 +23,17 @@ pub const STEP_MIN_MS: i64 = 100;
 
 /// Where the clock's trust comes from: NTP synchronisation (the kernel's
 /// `adjtimex` status, set by timesyncd, chrony or ntpd; or timesyncd's
-/// flag file), else a hardware real-time clock (it set the time at boot).
+/// flag file), else a hardware real-time clock that keeps a plausible time
+/// (after 2020, within [`RTC_AGREE_S`] of the system clock: a Pi 5 RTC
+/// without its battery, or a DS3231 with a flat one, restarts at 1970 or
+/// 2000 after a power cut and is not trusted).
 #[derive(Debug, Clone)]
 pub struct TrustProbe {
     /// Ask the kernel (`adjtimex`, read only) whether NTP synchronised it.
     pub adjtimex: bool,
     /// systemd-timesyncd creates this once it has synchronised.
     pub sync_flag: PathBuf,
-    /// Any of these present means a hardware RTC.
+    /// RTCs' `since_epoch` files (sysfs): seconds the RTC reads now.
     pub rtc: Vec<PathBuf>,
 }
 
@@ -39,7 +42,7 @@ impl Default for TrustProbe {
         TrustProbe {
             adjtimex: true,
             sync_flag: "/run/systemd/timesync/synchronized".into(),
-            rtc: vec!["/dev/rtc0".into(), "/sys/class/rtc/rtc0".into()],
+            rtc: vec!["/sys/class/rtc/rtc0/since_epoch".into()],
         }
     }
 }
@@ -49,12 +52,29 @@ impl TrustProbe {
     pub fn check(&self) -> (bool, &'static str) {
         if (self.adjtimex && adjtimex_synced() == Some(true)) || self.sync_flag.exists() {
             (true, "ntp")
-        } else if self.rtc.iter().any(|p| p.exists()) {
+        } else if self.rtc.iter().any(|p| rtc_plausible(p)) {
             (true, "rtc")
         } else {
             (false, "none")
         }
     }
+}
+
+/// How far an RTC may be from the system clock and still be trusted (the
+/// kernel or `hwclock` set the system clock from it at boot).
+pub const RTC_AGREE_S: i64 = 120;
+
+/// An RTC reads a time after 2020 that agrees with the system clock.
+fn rtc_plausible(since_epoch: &std::path::Path) -> bool {
+    const Y2020: i64 = 1_577_836_800;
+    let Some(rtc) = std::fs::read_to_string(since_epoch)
+        .ok()
+        .and_then(|s| s.trim().parse::<i64>().ok())
+    else {
+        return false;
+    };
+    let now = crate::wall::now().as_millis() / 1000;
+    rtc > Y2020 && (rtc - now).abs() <= RTC_AGREE_S
 }
 
 /// Whether the kernel says NTP synchronised the clock (`None`: cannot tell).
@@ -251,12 +271,19 @@ mod tests {
     }
 
     #[test]
-    fn trust_comes_from_the_timesyncd_flag_or_an_rtc() {
+    fn trust_comes_from_the_timesyncd_flag_or_an_rtc_that_kept_its_time() {
         let dir = tempfile::tempdir().unwrap();
         let mut p = no_trust();
         assert_eq!(p.check(), (false, "none"));
-        p.rtc = vec![dir.path().join("rtc0")];
-        std::fs::write(dir.path().join("rtc0"), b"").unwrap();
+        let rtc = dir.path().join("since_epoch");
+        p.rtc = vec![rtc.clone()];
+        // A battery-less RTC after a power cut: back at 1970 + boot time.
+        std::fs::write(&rtc, b"42\n").unwrap();
+        assert_eq!(p.check(), (false, "none"));
+        let now = crate::wall::now().as_millis() / 1000;
+        std::fs::write(&rtc, format!("{}\n", now - 3 * 86_400)).unwrap();
+        assert_eq!(p.check(), (false, "none"), "three days off");
+        std::fs::write(&rtc, format!("{now}\n")).unwrap();
         assert_eq!(p.check(), (true, "rtc"));
         p.sync_flag = dir.path().join("synchronized");
         std::fs::write(&p.sync_flag, b"").unwrap();
