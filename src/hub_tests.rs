@@ -67,7 +67,11 @@ fn reading(kind: Kind, value: f64, at: Time) -> Ingest {
 }
 
 /// The next alert on the live view, and how long after `since` it came.
-async fn next_alert(r: &mut Running, since: Instant, within: Duration) -> Option<(Alert, Duration)> {
+async fn next_alert(
+    r: &mut Running,
+    since: Instant,
+    within: Duration,
+) -> Option<(Alert, Duration)> {
     let deadline = tokio::time::Instant::now() + within;
     loop {
         match tokio::time::timeout_at(deadline, r.live.recv()).await {
@@ -127,7 +131,9 @@ async fn pending_alert_across_a_step(delta: i64) {
     );
     assert!(!a.time_trusted, "taken while the clock was not trusted");
     assert!(
-        next_alert(&mut r, began, Duration::from_secs(2)).await.is_none(),
+        next_alert(&mut r, began, Duration::from_secs(2))
+            .await
+            .is_none(),
         "a timer fired twice"
     );
     let st = clock.state();
@@ -161,7 +167,9 @@ async fn a_crash_right_after_a_leak_clears_keeps_the_clear_in_the_saved_rule_sta
         .await
         .unwrap();
     for want in [AlertState::Raised, AlertState::Cleared] {
-        let (a, _) = next_alert(&mut r, began, Duration::from_secs(5)).await.unwrap();
+        let (a, _) = next_alert(&mut r, began, Duration::from_secs(5))
+            .await
+            .unwrap();
         assert_eq!(a.state, want);
     }
     // The crash: the hub stops without its shutdown save.

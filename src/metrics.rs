@@ -536,15 +536,15 @@ mod tests {
                     ..ConfigVersions::default()
                 },
                 clock: crate::clock::ClockState {
-                trusted: false,
-                source: "none",
-                steps: 1,
-                last_step: Some(crate::clock::Step {
-                    delta_ms: -7_200_000,
-                    at: crate::model::Time(1_780_000_000_000),
-                }),
-                ..Default::default()
-            },
+                    trusted: false,
+                    source: "none",
+                    steps: 1,
+                    last_step: Some(crate::clock::Step {
+                        delta_ms: -7_200_000,
+                        at: crate::model::Time(1_780_000_000_000),
+                    }),
+                    ..Default::default()
+                },
                 ..Status::default()
             },
             store,

@@ -34,7 +34,13 @@ fn faketime_lib() -> Option<PathBuf> {
 }
 
 fn real_now() -> i64 {
-    i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()).unwrap()
+    i64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap()
 }
 
 /// Sets the faked wall clock to run from `at` (Unix seconds) on: an
@@ -57,7 +63,10 @@ impl Drop for Faked {
 #[test]
 fn a_night_door_alert_after_a_three_day_step_is_dated_at_the_true_night_time_and_fires_once() {
     let Some(lib) = faketime_lib() else {
-        assert!(!strict(), "libfaketime is required (apt-get install faketime)");
+        assert!(
+            !strict(),
+            "libfaketime is required (apt-get install faketime)"
+        );
         return;
     };
     if !cloud_peers() {
@@ -145,7 +154,11 @@ fn a_night_door_alert_after_a_three_day_step_is_dated_at_the_true_night_time_and
     std::thread::sleep(Duration::from_secs(15));
     assert_eq!(alert().len(), 1, "{:?}", alert());
     // The status document shows the step.
-    let stepped = col.unique("status").into_iter().rev().find(|s| s["clock"]["steps"] == 1);
+    let stepped = col
+        .unique("status")
+        .into_iter()
+        .rev()
+        .find(|s| s["clock"]["steps"] == 1);
     let s = stepped.expect("a status document with the step");
     let d = s["clock"]["last_step"]["delta_ms"].as_i64().unwrap();
     assert!((d - 3 * DAY * 1000).abs() < 2_000, "step {d} ms");
@@ -156,5 +169,7 @@ fn a_night_door_alert_after_a_three_day_step_is_dated_at_the_true_night_time_and
 fn s_trusted(col: &Collector) -> bool {
     let st = col.unique("status");
     let last = st.last().expect("a status document");
-    last["clock"]["trusted"].as_bool().expect("clock.trusted in the status")
+    last["clock"]["trusted"]
+        .as_bool()
+        .expect("clock.trusted in the status")
 }

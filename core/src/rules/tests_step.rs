@@ -30,7 +30,11 @@ fn a_pending_cold_alert_keeps_its_true_thirty_minutes_across_a_three_day_step() 
     let out = tick(&mut e, "2026-11-23T10:30:00Z");
     assert_eq!(
         states(&out),
-        vec![("cold-home", AlertState::Raised, "2026-11-23T10:30:00Z".into())]
+        vec![(
+            "cold-home",
+            AlertState::Raised,
+            "2026-11-23T10:30:00Z".into()
+        )]
     );
     assert!(tick(&mut e, "2026-11-24T10:30:00Z").is_empty(), "not twice");
 }
@@ -72,12 +76,19 @@ fn a_panic_after_a_step_back_is_held_back_only_by_the_true_cooldown() {
     let mut e = engine(PANIC);
     place(&mut e, "pendant", "hall", None);
     assert_eq!(
-        feed(&mut e, rd("pendant", Kind::Panic, 1.0, "2026-11-23T12:00:00Z")).len(),
+        feed(
+            &mut e,
+            rd("pendant", Kind::Panic, 1.0, "2026-11-23T12:00:00Z")
+        )
+        .len(),
         1
     );
     step(&mut e, -2 * HOUR, "2026-11-23T10:00:30Z");
     // Three true minutes after the first press: past the cooldown.
-    let out = feed(&mut e, rd("pendant", Kind::Panic, 1.0, "2026-11-23T10:03:00Z"));
+    let out = feed(
+        &mut e,
+        rd("pendant", Kind::Panic, 1.0, "2026-11-23T10:03:00Z"),
+    );
     assert_eq!(out.len(), 1, "the cooldown counted two hours too many");
 }
 
@@ -96,18 +107,31 @@ fn a_door_left_open_at_a_wrong_night_time_is_dropped_when_the_true_time_is_day()
     let mut e = engine(BACK_DOOR);
     place(&mut e, "back", "kitchen", Some("back_door"));
     // The clock says 23:10 (in the window) but it is truly 09:10.
-    feed(&mut e, rd("back", Kind::Contact, 1.0, "2026-11-22T23:10:00Z"));
+    feed(
+        &mut e,
+        rd("back", Kind::Contact, 1.0, "2026-11-22T23:10:00Z"),
+    );
     assert!(e.next_deadline().is_some(), "pending by the wrong clock");
     assert!(step(&mut e, 10 * HOUR, "2026-11-23T09:11:00Z").is_empty());
     assert!(tick(&mut e, "2026-11-23T09:20:00Z").is_empty());
     assert_eq!(e.next_deadline(), None);
     // The next night, by the true clock, it works as ever.
-    feed(&mut e, rd("back", Kind::Contact, 0.0, "2026-11-23T22:00:00Z"));
-    feed(&mut e, rd("back", Kind::Contact, 1.0, "2026-11-23T23:30:00Z"));
+    feed(
+        &mut e,
+        rd("back", Kind::Contact, 0.0, "2026-11-23T22:00:00Z"),
+    );
+    feed(
+        &mut e,
+        rd("back", Kind::Contact, 1.0, "2026-11-23T23:30:00Z"),
+    );
     let out = tick(&mut e, "2026-11-23T23:35:00Z");
     assert_eq!(
         states(&out),
-        vec![("night-door-5m", AlertState::Raised, "2026-11-23T23:35:00Z".into())]
+        vec![(
+            "night-door-5m",
+            AlertState::Raised,
+            "2026-11-23T23:35:00Z".into()
+        )]
     );
 }
 

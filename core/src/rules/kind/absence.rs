@@ -91,7 +91,9 @@ impl RuleKind for Absence {
     ) {
         eval::shift_stamps(slot, delta);
         if let (Some(w), Some(_)) = (rule.window(), slot.deadline) {
-            slot.deadline = w.instance_at_or_after(ctx.tz, Time(at.now)).map(|(_, e)| e.0);
+            slot.deadline = w
+                .instance_at_or_after(ctx.tz, Time(at.now))
+                .map(|(_, e)| e.0);
         }
     }
 }
