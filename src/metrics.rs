@@ -543,7 +543,6 @@ mod tests {
                         delta_ms: -7_200_000,
                         at: crate::model::Time(1_780_000_000_000),
                     }),
-                    ..Default::default()
                 },
                 ..Status::default()
             },
