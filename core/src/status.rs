@@ -239,6 +239,7 @@ mod tests {
                 "at",
                 "backlog",
                 "backlog_bytes",
+                "clock",
                 "config_version",
                 "coordinator",
                 "counters",
