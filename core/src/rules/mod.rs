@@ -521,6 +521,11 @@ impl Engine {
         self.generation += 1;
     }
 
+    /// The engine's clock: the latest `now` it was given (or restored).
+    pub fn now(&self) -> Time {
+        Time(self.now)
+    }
+
     /// When `on_tick` next needs to be called, if ever. (May be early: a
     /// wake-up that finds nothing due is harmless.)
     pub fn next_deadline(&self) -> Option<Time> {
