@@ -30,7 +30,9 @@
 //!   due at the same instant fire in (rule order, subject index) order —
 //!   the order devices and rooms became known, kept across restarts by the
 //!   snapshot — which is also the order their state lies in memory (`due`);
-//! - the engine clock never goes backwards (`now` is max-ed with the last).
+//! - the engine clock never goes backwards (`now` is max-ed with the last),
+//!   except by a wall-clock step the caller reports ([`Engine::shift`]),
+//!   which moves the whole state with it.
 
 mod ctx;
 mod devices;
