@@ -72,6 +72,8 @@ pkgs=(
 	systemd systemd-sysv systemd-resolved systemd-timesyncd udev dbus kmod adduser
 	iproute2 iputils-ping ca-certificates openssh-server e2fsprogs fdisk
 	busybox-static raspi-firmware less
+	# hwclock and its udev rule: an RTC sets the clock when it appears
+	util-linux-extra
 )
 # The Debian base is cached (it does not depend on carebridge): rebuilt when
 # the package list changes, or with CAREBRIDGE_IMAGE_FRESH=1.
@@ -226,6 +228,11 @@ upstream_kernel=1
 enable_uart=1
 kernel=vmlinuz
 initramfs initrd.img followkernel
+# A DS3231 real-time clock on the I2C header (pins 1, 3, 5, 9), if fitted:
+# with no chip there the driver finds nothing and nothing changes. See
+# image/README.md ("Time and the real-time clock").
+dtparam=i2c_arm=on
+dtoverlay=i2c-rtc,ds3231
 CFG
 echo "console=tty0 console=ttyS1,115200 root=LABEL=RASPIROOT rw fsck.repair=yes net.ifnames=0 cma=64M rootwait" \
 	>"$boot/cmdline.txt"

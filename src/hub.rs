@@ -20,6 +20,17 @@
 //! engine is never shared and needs no lock. The hub never waits for a
 //! commit (the store batches); it waits only when the store's queue is full,
 //! which back-pressures the inputs instead of dropping anything.
+//!
+//! Time: twice a second the hub asks the clock whether the wall clock
+//! stepped ([`Clock::follow`]); a step shifts the engine by the same amount
+//! before anything reads the new time (durations keep true elapsed time,
+//! local-time timers are recomputed), so no timer fires early or twice.
+//! Alerts raised while the clock is not trusted say so (`time_trusted`).
+//!
+//! Crash consistency: alerts commit together with the rule state that made
+//! them (one store write, one transaction), so a restart after a crash
+//! neither raises a committed alert again nor forgets a committed clear;
+//! other rule progress is saved every [`SAVE_EVERY`] and at shutdown.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -90,7 +101,11 @@ pub const RULE_STATE_KEY: &str = "rules.state";
 
 /// How often changed rule state (armed timers, learned routines) is saved:
 /// a restart loses at most this much rule progress, never an alert.
-const SAVE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+pub const SAVE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How often the hub looks for a wall-clock step: steps are followed
+/// within this time.
+pub const CLOCK_CHECK: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// A supervisor's watchdog the hub feeds from its loop, so a stuck hub
 /// gets the process restarted (systemd's `WatchdogSec`, passed in by app).
@@ -141,6 +156,8 @@ impl Hub {
                 .as_ref()
                 .map_or(SAVE_EVERY, |w| (w.interval / 3).min(SAVE_EVERY)),
         );
+        let mut clock_check = tokio::time::interval(CLOCK_CHECK);
+        clock_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut inputs_open = true;
         let mut acked = self.acked.take();
         loop {
@@ -167,6 +184,8 @@ impl Hub {
                     HubCommand::Device(info) => self.on_device(info).await?,
                     HubCommand::Ack { rule, device, reply } => {
                         let found = self.engine.ack(&rule, device.as_ref(), self.clock.now());
+                        // An ack forgotten in a crash would leave the alert open.
+                        self.save_rule_state().await?;
                         let _ = reply.send(found);
                     }
                     HubCommand::Rules { set, reply } => {
@@ -178,6 +197,12 @@ impl Hub {
                         let _ = reply.send(summary);
                     }
                 },
+                // Before the timers: a step shifts them first.
+                _ = clock_check.tick() => {
+                    if let Some(step) = self.clock.follow() {
+                        self.on_step(step, &mut alerts).await?;
+                    }
+                }
                 _ = sleep => {
                     self.engine.on_tick(self.clock.now(), &mut alerts);
                     self.emit_alerts(&mut alerts).await?;
@@ -242,6 +267,25 @@ impl Hub {
         Ok(())
     }
 
+    /// The wall clock stepped: the engine follows (see `Engine::shift`);
+    /// timers a step made due (a local-time window end) fire now.
+    async fn on_step(
+        &mut self,
+        step: crate::clock::Step,
+        alerts: &mut Vec<Alert>,
+    ) -> anyhow::Result<()> {
+        tracing::warn!(
+            delta_ms = step.delta_ms,
+            at = %step.at,
+            trusted = self.clock.state().trusted,
+            "wall clock stepped; rule clocks follow"
+        );
+        self.engine.shift(step.delta_ms, self.clock.now());
+        self.engine.on_tick(self.clock.now(), alerts);
+        self.emit_alerts(alerts).await?;
+        self.save_rule_state().await
+    }
+
     async fn on_device(&mut self, info: DeviceInfo) -> anyhow::Result<()> {
         self.engine.set_device(&info);
         let _ = self.live.send(Live::Device(info.clone()));
@@ -249,9 +293,17 @@ impl Hub {
         Ok(())
     }
 
+    /// Gives each alert its uid and trust, shows it live, and commits them
+    /// all with the engine state that made them (one transaction).
     async fn emit_alerts(&mut self, alerts: &mut Vec<Alert>) -> anyhow::Result<()> {
+        if alerts.is_empty() {
+            return Ok(());
+        }
+        let trusted = self.clock.state().trusted;
+        let mut batch = Vec::with_capacity(alerts.len());
         for mut a in alerts.drain(..) {
             a.uid = Some(self.ids.next_id());
+            a.time_trusted = trusted;
             self.stats.alerts.fetch_add(1, Ordering::Relaxed);
             if let Ok(mut m) = self.stats.by_rule.lock() {
                 *m.entry((a.rule.to_string(), a.severity.as_str(), a.state.as_str()))
@@ -262,8 +314,17 @@ impl Hub {
                 state = a.state.as_str(), "alert"
             );
             let _ = self.live.send(Live::Alert(a.clone()));
-            self.store.submit(Write::Alert(a)).await?;
+            batch.push(a);
         }
+        let state = self.engine.snapshot();
+        self.store
+            .submit(Write::AlertsWithState {
+                alerts: batch,
+                key: RULE_STATE_KEY.to_string(),
+                state,
+            })
+            .await?;
+        self.engine.mark_saved();
         Ok(())
     }
 }
@@ -294,3 +355,7 @@ async fn deadline_sleep(clock: &dyn Clock, deadline: Option<Time>) {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "hub_tests.rs"]
+mod tests;

@@ -10,6 +10,8 @@
 //!   (an explicit decision, checked by `config check`).
 //!
 //! Series (all prefixed `carebridge_`): `build_info`, `uptime_seconds`,
+//! `clock_trusted{source}`, `clock_steps_total`, `clock_last_step_seconds`,
+//! `clock_last_step_timestamp_seconds` (after a step),
 //! `readings_total{kind}`, `alerts_total{rule,severity,state}`,
 //! `outbox_rows{class}`, `outbox_bytes{class}`,
 //! `outbox_oldest_age_seconds{class}`, `outbox_evicted_total{class}`,
@@ -228,6 +230,40 @@ pub fn render(i: &Inputs) -> String {
         "Seconds since the gateway started.",
     );
     o.sample("uptime_seconds", &[], s.uptime_s);
+    o.family(
+        "clock_trusted",
+        "gauge",
+        "1 when the clock is NTP-synchronised or kept by an RTC (source: ntp, rtc, none).",
+    );
+    o.sample(
+        "clock_trusted",
+        &[("source", s.clock.source)],
+        u8::from(s.clock.trusted),
+    );
+    o.family(
+        "clock_steps_total",
+        "counter",
+        "Wall-clock steps the gateway followed.",
+    );
+    o.sample("clock_steps_total", &[], s.clock.steps);
+    if let Some(st) = s.clock.last_step {
+        o.family(
+            "clock_last_step_seconds",
+            "gauge",
+            "Size of the last wall-clock step (negative: backwards).",
+        );
+        o.sample("clock_last_step_seconds", &[], st.delta_ms as f64 / 1000.0);
+        o.family(
+            "clock_last_step_timestamp_seconds",
+            "gauge",
+            "When the last wall-clock step was followed (Unix time, after it).",
+        );
+        o.sample(
+            "clock_last_step_timestamp_seconds",
+            &[],
+            st.at.as_millis() as f64 / 1000.0,
+        );
+    }
     o.family("readings_total", "counter", "Readings received, by kind.");
     for (k, n) in &i.by_kind {
         o.sample("readings_total", &[("kind", k.as_str())], n);
@@ -550,6 +586,15 @@ mod tests {
                     },
                     ..ConfigVersions::default()
                 },
+                clock: crate::clock::ClockState {
+                    trusted: false,
+                    source: "none",
+                    steps: 1,
+                    last_step: Some(crate::clock::Step {
+                        delta_ms: -7_200_000,
+                        at: crate::model::Time(1_780_000_000_000),
+                    }),
+                },
                 ..Status::default()
             },
             store,
@@ -566,6 +611,10 @@ mod tests {
         for needle in [
             "# TYPE carebridge_readings_total counter",
             "carebridge_readings_total{kind=\"temperature\"} 10",
+            "carebridge_clock_trusted{source=\"none\"} 0",
+            "carebridge_clock_steps_total 1",
+            "carebridge_clock_last_step_seconds -7200",
+            "carebridge_clock_last_step_timestamp_seconds 1780000000",
             "carebridge_alerts_total{rule=\"panic\",severity=\"urgent\",state=\"raised\"} 1",
             "carebridge_outbox_rows{class=\"alert\"} 3",
             "carebridge_outbox_oldest_age_seconds{class=\"telemetry\"} 9",

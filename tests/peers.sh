@@ -11,6 +11,8 @@ command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# tests/clock_step.rs steps the wall clock of a running carebridge (libfaketime).
+command -v faketime >/dev/null 2>&1 || need+=(faketime)
 # tests/metrics.rs installs prometheus-client (PyPI) into a venv under target/.
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 

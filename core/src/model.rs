@@ -407,6 +407,20 @@ pub struct Alert {
     pub value: Option<f64>,
     /// The reading kind involved, where one is.
     pub kind: Option<Kind>,
+    /// `false` when the gateway's clock was not trusted (not synchronised,
+    /// no hardware RTC) as it was raised: `at` may be off. Upstream and in
+    /// the UI only when `false`.
+    #[serde(default = "trusted", skip_serializing_if = "is_trusted")]
+    pub time_trusted: bool,
+}
+
+fn trusted() -> bool {
+    true
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's signature
+fn is_trusted(t: &bool) -> bool {
+    *t
 }
 
 /// The outbox's priority classes, highest priority first (lower code = sent first).

@@ -56,6 +56,8 @@ pub struct Status {
     pub counters: Counters,
     /// Alerts delivered per uplink path.
     pub delivered: DeliveredStats,
+    /// Whether the clock is trusted (NTP or an RTC), and its last step.
+    pub clock: crate::clock::ClockState,
     /// Who may use the local broker, and what it refused (only with
     /// `[local_broker]`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -281,6 +283,7 @@ mod tests {
                 "at",
                 "backlog",
                 "backlog_bytes",
+                "clock",
                 "config_version",
                 "coordinator",
                 "counters",

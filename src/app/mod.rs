@@ -22,7 +22,7 @@ mod status;
 mod wiring;
 mod zigbee;
 
-pub use clock::ScaledClock;
+pub use clock::{ScaledClock, TrustProbe};
 #[cfg(feature = "sim")]
 pub use demo::{DemoArgs, demo_config, demo_lorawan_sim, demo_zigbee};
 pub use integrations::{HA_LINK, broker_links};

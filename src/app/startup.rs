@@ -188,10 +188,80 @@ async fn build_engine(
         engine.learn_from_history(history.iter());
     }
     if let Some(bytes) = store.kv_get(crate::hub::RULE_STATE_KEY).await? {
-        match engine.restore(&bytes, now) {
-            Ok(n) => tracing::info!(restored = n, "rule state restored"),
-            Err(e) => tracing::warn!(error = %e, "saved rule state not usable; starting fresh"),
-        }
+        restore_rule_state(&mut engine, &bytes, now);
     }
     Ok(engine)
+}
+
+/// Restores saved rule state. State saved by a run whose clock was ahead of
+/// this one's (a Pi without an RTC boots on a stale clock) moves back to
+/// this clock, as after a step back: readings are not taken for stale and
+/// timers are not put off by the gap; the NTP step later moves it on like
+/// any step (durations then leave out the downtime, at most).
+pub(super) fn restore_rule_state(engine: &mut crate::rules::Engine, bytes: &[u8], now: Time) {
+    match engine.restore(bytes, now) {
+        Ok(n) => tracing::info!(restored = n, "rule state restored"),
+        Err(e) => {
+            tracing::warn!(error = %e, "saved rule state not usable; starting fresh");
+            return;
+        }
+    }
+    let ahead = engine.now().as_millis().saturating_sub(now.as_millis());
+    if ahead > 0 {
+        tracing::warn!(
+            ahead_ms = ahead,
+            "saved rule state is ahead of the clock (stale clock at boot?); moved back to it"
+        );
+        engine.shift(-ahead, now);
+    }
+}
+
+#[cfg(test)]
+mod restore_tests {
+    use super::*;
+    use crate::model::{AlertState, DeviceId, Kind, Reading};
+
+    #[test]
+    fn state_saved_ahead_of_a_stale_boot_clock_follows_it_and_the_ntp_step() {
+        let set = crate::rules::RuleSet::parse(
+            "[[rule]]\nid = \"cold\"\ntype = \"threshold\"\nkind = \"temperature\"\nbelow = 16.0\nfor = \"30m\"\n",
+            "t",
+        )
+        .unwrap();
+        let tz = jiff::tz::TimeZone::UTC;
+        let t0 = 1_795_435_200_000_i64;
+        let r = |v: f64, at: i64| {
+            Reading::new(DeviceId::new("k").unwrap(), Kind::Temperature, v, Time(at)).unwrap()
+        };
+        let mut e = crate::rules::Engine::new(&set, tz.clone()).unwrap();
+        let mut out = Vec::new();
+        e.on_reading(Time(t0), &r(14.0, t0), &mut out);
+        let bytes = e.snapshot();
+        // Power cut 5 min later; the Pi boots on a clock 3 days stale.
+        let stale = t0 + 5 * 60_000 - 3 * 86_400_000;
+        let mut e = crate::rules::Engine::new(&set, tz).unwrap();
+        restore_rule_state(&mut e, &bytes, Time(stale));
+        // A reading on the stale clock is not dropped as out of order.
+        let dropped = e.dropped();
+        e.on_reading(Time(stale + 1_000), &r(13.0, stale + 1_000), &mut out);
+        assert_eq!(e.dropped(), dropped);
+        // NTP steps the clock to the true time (1 min after boot).
+        let truth = t0 + 6 * 60_000;
+        e.shift(truth - (stale + 60_000), Time(truth));
+        let due = e.next_deadline().unwrap().as_millis();
+        // 30 min after the cold reading, plus at most the 5 min the state
+        // was not running (saved at the reading, restored after the cut);
+        // not 3 days late (the stale clock's gap).
+        assert!(
+            due <= t0 + 35 * 60_000 && due >= t0 + 30 * 60_000,
+            "the 30 min alert put off by the stale clock: due {}",
+            Time(due)
+        );
+        let mut out = Vec::new();
+        e.on_tick(Time(due), &mut out);
+        assert_eq!(
+            out.iter().filter(|a| a.state == AlertState::Raised).count(),
+            1
+        );
+    }
 }

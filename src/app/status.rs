@@ -88,6 +88,7 @@ impl StatusSources {
             },
             delivered: s.delivered.clone(),
             local_broker: self.local_broker.as_ref().map(|r| r.status()),
+            clock: self.clock.state(),
         }
     }
 }

@@ -112,6 +112,14 @@ pub enum Write {
     ReadingNoTelemetry(Reading),
     /// One alert outbox row.
     Alert(Alert),
+    /// Alert outbox rows and, in the same transaction, the kv value `key`
+    /// (the rule state that made them: a crash cannot keep one without the
+    /// other).
+    AlertsWithState {
+        alerts: Vec<Alert>,
+        key: String,
+        state: Vec<u8>,
+    },
     /// A status document; supersedes older unpublished status rows.
     Status(serde_json::Map<String, serde_json::Value>),
     /// Delete acknowledged outbox rows; idempotent.

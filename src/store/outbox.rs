@@ -59,7 +59,7 @@
 //! ## Payloads
 //!
 //! Built once at enqueue, keys in this order:
-//! - alert: `{"id","seq","rule","severity","state","device","room","at","message"[,"kind"][,"value"]}`
+//! - alert: `{"id","seq","rule","severity","state","device","room","at","message"[,"kind"][,"value"][,"time_trusted":false]}`
 //!   (`room` may be `null`; `kind`/`value` omitted when absent);
 //! - telemetry: `{"id","seq","device","kind","value","at"}`;
 //! - status: `{"id","seq", …the caller's map}` (caller keys `id`/`seq` are dropped).
@@ -382,6 +382,9 @@ struct AlertDoc<'a> {
     kind: Option<Kind>,
     #[serde(skip_serializing_if = "Option::is_none")]
     value: Option<f64>,
+    /// Only `false` is sent: the gateway's clock was not trusted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    time_trusted: Option<bool>,
 }
 
 /// The alert document, exactly as published.
@@ -398,6 +401,7 @@ pub fn alert_payload(id: &str, seq: u64, a: &Alert) -> Result<Vec<u8>, serde_jso
         message: &a.message,
         kind: a.kind,
         value: a.value,
+        time_trusted: (!a.time_trusted).then_some(false),
     })
 }
 
@@ -470,6 +474,7 @@ mod tests {
             message: "Panic button pressed".into(),
             value: None,
             kind: None,
+            time_trusted: true,
         };
         let p = alert_payload("u-1", 7, &a).unwrap();
         assert_eq!(
@@ -488,6 +493,17 @@ mod tests {
             std::str::from_utf8(&p2)
                 .unwrap()
                 .ends_with(r#""state":"cleared","device":"hall-panic","room":"hall","at":"2026-11-28T10:00:00Z","message":"Panic button pressed","kind":"panic","value":1.0}"#)
+        );
+        // Taken while the clock was not trusted: says so, last.
+        let a3 = Alert {
+            time_trusted: false,
+            ..a2
+        };
+        let p3 = alert_payload("u-3", 9, &a3).unwrap();
+        assert!(
+            std::str::from_utf8(&p3)
+                .unwrap()
+                .ends_with(r#""value":1.0,"time_trusted":false}"#)
         );
     }
 
@@ -559,6 +575,7 @@ mod tests {
                 message: message.clone(),
                 value: None,
                 kind: Some(kind),
+                time_trusted: true,
             };
             let bytes = alert_payload("id-2", seq, &a).unwrap();
             let head: &[u8] = b"{\"id\":\"id-2\",\"seq\":";

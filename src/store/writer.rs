@@ -142,6 +142,8 @@ impl Writer {
             Write::Device(d) => Op::Device(d),
             Write::RemoveDevice(d) => Op::RemoveDevice(d),
             Write::Kv(k, v) => Op::Kv(k, v),
+            // Split in `take` (its ops must share a batch); kept whole here.
+            Write::AlertsWithState { key, state, .. } => Op::Kv(key, Some(state)),
             Write::WipeHistory => Op::WipeHistory,
         }
     }
@@ -264,6 +266,14 @@ impl Writer {
         close: &mut Option<oneshot::Sender<Result<(), StoreError>>>,
     ) {
         match m {
+            // All its ops land in this batch: one transaction.
+            Msg::Write(Write::AlertsWithState { alerts, key, state }) => {
+                for a in alerts {
+                    let op = self.prepare(Write::Alert(a));
+                    ops.push(op);
+                }
+                ops.push(Op::Kv(key, Some(state)));
+            }
             Msg::Write(w) => {
                 let op = self.prepare(w);
                 ops.push(op);

@@ -1,5 +1,6 @@
-//! The World's rule-state persistence: the hub's periodic save, and the
-//! snapshot bytes a crash restarts from (made lazily: see `save`).
+//! The World's rule-state persistence: the hub's periodic save, its save
+//! with every alert commit and ack (`commit_alerts`), and the snapshot
+//! bytes a crash restarts from (made lazily: see `save`).
 
 use carebridge::model::Kind;
 
@@ -54,6 +55,14 @@ impl World {
             Kind::Temperature => e.value < 16.0 || open("cold-home"),
             Kind::Battery => e.value < 20.0 || open("silent") || open("battery"),
             _ => false,
+        }
+    }
+
+    /// The hub commits the rule state with its alerts (one transaction)
+    /// and saves it after an ack: alert changes are never left unsaved.
+    pub(super) fn commit_alerts(&mut self) {
+        if std::mem::take(&mut self.unsaved_alerts) {
+            self.save();
         }
     }
 

@@ -272,6 +272,8 @@ impl World {
             if self.engine.ack(&rule, Some(&id), self.wall()) {
                 self.books.on_ack(&rule, &dev);
                 self.note(format!("carer ack {rule} {dev}"));
+                self.unsaved_alerts = true;
+                self.commit_alerts();
             }
         }
     }

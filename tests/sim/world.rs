@@ -85,9 +85,11 @@ pub struct World {
     bytes_gen: Option<u64>,
     saved_gen: u64,
     save_no: u64,
-    /// Buggify: crash right after the next alert, before the save that
-    /// would hold it (the bytes of this save are kept for it).
+    /// Buggify: crash right after the next alert, before the next
+    /// periodic save (the alert's own commit holds the state).
     trap: bool,
+    /// Alerts emitted whose rule state is not committed yet.
+    unsaved_alerts: bool,
     save_at: Option<i64>,
     outbox: BTreeMap<u64, Row>,
     next_seq: u64,
@@ -149,6 +151,7 @@ impl World {
             save_no: 0,
             trap: false,
             save_at: None,
+            unsaved_alerts: false,
             outbox: BTreeMap::new(),
             next_seq: 1,
             books: Books::default(),
@@ -316,6 +319,7 @@ impl World {
         self.engine.on_tick(now, &mut out);
         self.en = self.en.max(now.0);
         self.emit(out)?;
+        self.commit_alerts();
         self.carer_acks();
         self.mqtt_step()?;
         if self.rescan_at.is_some_and(|r| r <= self.t) {
@@ -398,11 +402,7 @@ impl World {
         }
         .filter(|rule| {
             let dev = DEVICES[e.dev].0;
-            let open = self.books.is_open(rule, dev)
-                && !self
-                    .books
-                    .stuck
-                    .contains(&(rule.to_string(), dev.to_string()));
+            let open = self.books.is_open(rule, dev);
             e.value >= 0.5 && !open && self.expect.fresh(e.dev, e.kind, e.value, now.0)
         });
         self.engine.on_reading(now, &r, &mut out);
@@ -411,18 +411,9 @@ impl World {
                 .iter()
                 .any(|a| &*a.rule == rule && a.state == AlertState::Raised)
         {
-            let key = (rule.to_string(), DEVICES[e.dev].0.to_string());
-            if !self.books.stuck.contains(&key) {
-                return Err(format!(
-                    "{rule} {}: active reading with no open alert raised nothing",
-                    key.1
-                ));
-            }
-            // KNOWN: a crash took back the clear; the engine stays silent.
-            self.count("KNOWN: active readings missed after a crash took back the clear");
-            self.note(format!(
-                "KNOWN: {rule} {} raised nothing (clear forgotten in a crash)",
-                key.1
+            return Err(format!(
+                "{rule} {}: active reading with no open alert raised nothing",
+                DEVICES[e.dev].0
             ));
         }
         self.emit(out)?;
@@ -431,11 +422,14 @@ impl World {
             self.count("readings dropped (stale)");
         }
         self.count("readings");
+        self.commit_alerts();
         Ok(())
     }
 
-    /// Alerts from the engine: the hub gives each a uid and commits it.
+    /// Alerts from the engine: the hub gives each a uid and commits it
+    /// (with the rule state: `commit_alerts`, once the step's work is done).
     fn emit(&mut self, alerts: Vec<Alert>) -> Result<(), String> {
+        self.unsaved_alerts |= !alerts.is_empty();
         for a in alerts {
             let seq = self.next_seq;
             self.next_seq += 1;
@@ -512,7 +506,19 @@ impl World {
                     self.count("zigbee coordinator restarts");
                 }
             }
-            Fault::ClockStep(d) => self.offset += d,
+            Fault::ClockStep(d) => {
+                self.offset += d;
+                // A running hub follows the step (`Clock::follow`): the
+                // engine shifts and the state is saved at once.
+                if self.down_until.is_none() {
+                    let now = self.wall();
+                    self.engine.shift(d, now);
+                    self.expect.shift(d);
+                    self.en += d;
+                    self.unsaved_alerts = true;
+                    self.commit_alerts();
+                }
+            }
             Fault::Restart { crash, down_ms } => {
                 if self.down_until.is_some() {
                     return Ok(());
@@ -551,14 +557,10 @@ impl World {
                 self.engine
                     .restore(&self.saved_bytes, now)
                     .map_err(|e| format!("restore: {e}"))?;
-                let n = self.books.undo_since_save();
+                let n = self.books.unsaved();
                 if n > 0 {
-                    *self
-                        .stats
-                        .entry("KNOWN: alert changes replayed after a crash")
-                        .or_default() += n as u64;
-                    self.note(format!(
-                        "KNOWN: the restored engine forgot {n} alert changes"
+                    return Err(format!(
+                        "a crash took back {n} committed alert changes (rule state not committed with them)"
                     ));
                 }
                 self.expect = ex;

@@ -94,6 +94,7 @@ impl Ctx<'_> {
             message,
             value,
             kind: cause.kind,
+            time_trusted: true,
         });
     }
 }

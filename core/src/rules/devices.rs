@@ -285,6 +285,18 @@ impl Devices {
         }
     }
 
+    /// The wall clock stepped by `delta`: last-reading times move with it.
+    pub fn shift_seen(&mut self, delta: i64) {
+        if delta == 0 {
+            return;
+        }
+        for k in self.kinds.iter_mut().flatten() {
+            if k.at != NEVER {
+                k.at = k.at.saturating_add(delta);
+            }
+        }
+    }
+
     /// Room names in index order.
     pub fn rooms(&self) -> &[String] {
         &self.rooms

@@ -53,6 +53,29 @@ pub trait RuleKind {
         _ctx: &mut Ctx<'_>,
     ) {
     }
+
+    /// The wall clock stepped by `delta` ms and now reads `at.now` (see
+    /// `Engine::shift`). Durations keep their true elapsed time: by default
+    /// every stamp and the deadline move with the step. Kinds whose timers
+    /// are local-time instants recompute them from `at.now`. Sets
+    /// `deadline` only (the engine rebuilds the timer queue after).
+    fn shift(
+        _rule: &Compiled,
+        slot: &mut Slot,
+        _routine: Option<&mut Routine>,
+        _at: At,
+        delta: i64,
+        _ctx: &Ctx<'_>,
+    ) {
+        shift_stamps(slot, delta);
+    }
+}
+
+/// Moves a slot's stamps and deadline by a wall-clock step.
+pub fn shift_stamps(slot: &mut Slot, delta: i64) {
+    slot.since = slot.since.saturating_add(delta);
+    slot.last = slot.last.saturating_add(delta);
+    slot.deadline = slot.deadline.map(|d| d.saturating_add(delta));
 }
 
 /// Runs `$body` with `$k` naming the kind of rule type `$t`: the one map
@@ -128,4 +151,21 @@ pub fn on_timer(
     let due = slot.deadline.unwrap_or(at.now);
     slot.deadline = None;
     with_kind!(rule.spec.kind, K => K::on_timer(rule, slot, routine, at, due, ctx));
+}
+
+/// The wall clock stepped: every slot of this rule follows (see
+/// [`RuleKind::shift`]).
+pub fn shift(rule: &mut Rule, ri: u32, ctx: &Ctx<'_>, delta: i64, now: i64) {
+    let Rule {
+        compiled,
+        slots,
+        routine,
+        ..
+    } = rule;
+    for (&subject, slot) in slots.iter_mut() {
+        let at = At { ri, subject, now };
+        with_kind!(compiled.spec.kind, K => {
+            K::shift(compiled, slot, routine.as_deref_mut(), at, delta, ctx)
+        });
+    }
 }

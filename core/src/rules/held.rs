@@ -6,7 +6,7 @@
 use super::ctx::{Cause, Ctx};
 use super::eval::At;
 use super::rule::{Compiled, Phase, Rule, Slot};
-use crate::model::{AlertState, Reading};
+use crate::model::{AlertState, Reading, Time};
 
 /// One reading's step through the state machine threshold and window
 /// rules share: a condition that must hold for `for_ms` before it raises.
@@ -92,4 +92,17 @@ pub fn fire_pending(
         ..Cause::timer(rule, slot.dev, due)
     };
     ctx.emit(slot, AlertState::Raised, &cause, &what(rule));
+}
+
+/// After a wall-clock step: a pending slot whose (shifted) start is not
+/// inside the rule's window was entered by a wrong clock: back to idle.
+pub fn recheck_window(rule: &Compiled, slot: &mut Slot, ctx: &Ctx<'_>) {
+    if slot.phase == Phase::Pending
+        && rule
+            .window()
+            .is_some_and(|w| !w.contains(ctx.tz, Time(slot.since)))
+    {
+        slot.phase = Phase::Idle;
+        slot.deadline = None;
+    }
 }

@@ -30,7 +30,9 @@
 //!   due at the same instant fire in (rule order, subject index) order —
 //!   the order devices and rooms became known, kept across restarts by the
 //!   snapshot — which is also the order their state lies in memory (`due`);
-//! - the engine clock never goes backwards (`now` is max-ed with the last).
+//! - the engine clock never goes backwards (`now` is max-ed with the last),
+//!   except by a wall-clock step the caller reports ([`Engine::shift`]),
+//!   which moves the whole state with it.
 
 mod ctx;
 mod devices;
@@ -490,6 +492,42 @@ impl Engine {
         }
     }
 
+    /// The wall clock stepped by `delta_ms` (the hub follows steps: see
+    /// `clock::Clock::follow`); `now` is the time after it. Durations keep
+    /// their true elapsed time (stored stamps and deadlines move with the
+    /// step), timers at local-time instants (window ends, routine checks,
+    /// in-window clocks) are recomputed from `now`, pending window states
+    /// are re-checked against their window, and after a step back the last
+    /// readings' times move too (so new readings are not taken for stale).
+    /// Nothing fires here: call `on_tick(now)` next.
+    pub fn shift(&mut self, delta_ms: i64, now: Time) {
+        if delta_ms == 0 {
+            return;
+        }
+        if self.now != i64::MIN {
+            self.now = self.now.saturating_add(delta_ms);
+        }
+        self.devs.shift_seen(delta_ms.min(0));
+        let mut out = Vec::new();
+        let ctx = Ctx {
+            devs: &self.devs,
+            tz: &self.tz,
+            timers: &mut self.timers,
+            out: &mut out,
+        };
+        for (ri, rule) in self.rules.iter_mut().enumerate() {
+            let ri = u32::try_from(ri).unwrap_or(u32::MAX);
+            eval::shift(rule, ri, &ctx, delta_ms, now.0);
+        }
+        self.rebuild_timers();
+        self.generation += 1;
+    }
+
+    /// The engine's clock: the latest `now` it was given (or restored).
+    pub fn now(&self) -> Time {
+        Time(self.now)
+    }
+
     /// When `on_tick` next needs to be called, if ever. (May be early: a
     /// wake-up that finds nothing due is harmless.)
     pub fn next_deadline(&self) -> Option<Time> {
@@ -566,5 +604,7 @@ impl Engine {
 mod tests;
 #[cfg(test)]
 mod tests_state;
+#[cfg(test)]
+mod tests_step;
 #[cfg(test)]
 mod tests_time;

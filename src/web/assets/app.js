@@ -167,12 +167,25 @@ function route(a) {
   return 'delivery not recorded';
 }
 
+function clockText(c) {
+  if (!c) return '?';
+  return c.trusted ? (c.source === 'rtc' ? 'trusted (RTC)' : 'synchronised') : 'not synchronised';
+}
+
+function lastStep(c) {
+  const st = c && c.last_step;
+  if (!st) return 'no clock step since start';
+  const s = st.delta_ms / 1000, a = Math.abs(s);
+  const size = a >= 86400 ? (a / 86400).toFixed(1) + ' days' : a >= 3600 ? (a / 3600).toFixed(1) + ' h' : a.toFixed(1) + ' s';
+  return 'last step ' + (s < 0 ? 'back ' : 'forwards ') + size + ' at ' + when(st.at);
+}
+
 function alertItem(a, onAck) {
   const acked = a.acked_by ? h('span.pill.ok', { text: 'acknowledged by ' + a.acked_by }) : null;
   const btn = !a.acked_by && a.open ? h('button', { type: 'button', 'data-ack': a.id, onclick: () => onAck(a) }, 'Acknowledge') : null;
   return h('div.card.alert-item.' + a.severity + (a.acked_by ? '.acked' : ''), { 'data-alert': a.id },
     h('div', {}, h('strong', { text: a.message }), h('div.muted', {},
-      a.severity + ' · ' + (a.room || 'no room') + ' · ' + a.device + ' · ' + when(a.at) + (a.open ? '' : ' · cleared')),
+      a.severity + ' · ' + (a.room || 'no room') + ' · ' + a.device + ' · ' + when(a.at) + (a.time_trusted === false ? ' (clock not yet synchronised: time may be off)' : '') + (a.open ? '' : ' · cleared')),
       h('div.muted', { 'data-col': 'route' }, 'rule ' + a.rule + ' · ' + route(a))),
     acked || btn);
 }
@@ -198,7 +211,8 @@ pages.overview = async () => {
       h('div.card', {}, h('h3', {}, 'Uplinks'), upl.length ? upl : h('div.muted', {}, 'none configured')),
       h('div.card', {}, h('h3', {}, 'Zigbee coordinator'), h('div.big', { text: s.coordinator || 'off' })),
       h('div.card', {}, h('h3', {}, 'Backlog'), h('dl.kv', {}, Object.entries(backlog).map(([k, v]) => [h('dt', { text: k }), h('dd', { text: v })]))),
-      h('div.card', {}, h('h3', {}, 'Uptime'), h('div.big', { text: duration(s.uptime_s) }), h('div.muted', { text: 'time zone ' + (s.timezone || '?') }))),
+      h('div.card', {}, h('h3', {}, 'Uptime'), h('div.big', { text: duration(s.uptime_s) }), h('div.muted', { text: 'time zone ' + (s.timezone || '?') })),
+      h('div.card', {}, h('h3', {}, 'Clock'), h('div.big', { 'data-clock': '', text: clockText(s.clock) }), h('div.muted', { text: lastStep(s.clock) }))),
     h('h2', {}, 'Open alerts (' + open.length + ')'),
     open.length ? h('div.grid', {}, open.map(a => alertItem(a, x => ackAlert(x, pages.overview)))) : h('p.muted', {}, 'No open alerts.'));
 };

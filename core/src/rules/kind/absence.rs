@@ -5,7 +5,7 @@
 use crate::model::{AlertState, Reading, Time};
 use crate::rules::ctx::{Cause, Ctx};
 use crate::rules::devices::Devices;
-use crate::rules::eval::{At, RuleKind};
+use crate::rules::eval::{self, At, RuleKind};
 use crate::rules::routine;
 use crate::rules::rule::{Compiled, Phase, RULE_SUBJECT, Rule, Slot};
 
@@ -77,5 +77,23 @@ impl RuleKind for Absence {
         }
         let next = w.instance_at_or_after(ctx.tz, Time(due)).map(|(_, e)| e.0);
         ctx.arm(slot, at.ri, at.subject, next);
+    }
+
+    /// The next check is the end of the window instance the true local
+    /// time is in (or the next one): window ends are local-time instants.
+    fn shift(
+        rule: &Compiled,
+        slot: &mut Slot,
+        _: Option<&mut routine::Routine>,
+        at: At,
+        delta: i64,
+        ctx: &Ctx<'_>,
+    ) {
+        eval::shift_stamps(slot, delta);
+        if let (Some(w), Some(_)) = (rule.window(), slot.deadline) {
+            slot.deadline = w
+                .instance_at_or_after(ctx.tz, Time(at.now))
+                .map(|(_, e)| e.0);
+        }
     }
 }

@@ -13,7 +13,7 @@ use jiff::tz::TimeZone;
 use crate::model::{AlertState, Reading, Time};
 use crate::rules::ctx::{Cause, Ctx};
 use crate::rules::devices::Devices;
-use crate::rules::eval::{At, RuleKind};
+use crate::rules::eval::{self, At, RuleKind};
 use crate::rules::routine;
 use crate::rules::rule::{Compiled, Phase, RULE_SUBJECT, Rule, Slot};
 use crate::rules::spec::Per;
@@ -109,6 +109,28 @@ impl RuleKind for Inactivity {
                 ctx.emit(slot, AlertState::Raised, &cause, &rule.what);
             }
             None => {}
+        }
+    }
+
+    fn shift(
+        rule: &Compiled,
+        slot: &mut Slot,
+        _: Option<&mut routine::Routine>,
+        _: At,
+        delta: i64,
+        ctx: &Ctx<'_>,
+    ) {
+        Inactivity::shifted(rule, slot, delta, ctx.tz);
+    }
+}
+
+impl Inactivity {
+    /// Used by `RuleKind::shift` (below the trait impl for readability).
+    fn shifted(rule: &Compiled, slot: &mut Slot, delta: i64, tz: &TimeZone) {
+        eval::shift_stamps(slot, delta);
+        // In-window time is counted again from the true local time.
+        if rule.spec.window.is_some() && slot.deadline.is_some() {
+            slot.deadline = deadline(rule, tz, slot.last);
         }
     }
 }

@@ -6,7 +6,7 @@
 use crate::model::{AlertState, Reading, Time};
 use crate::rules::ctx::{Cause, Ctx};
 use crate::rules::devices::Devices;
-use crate::rules::eval::{At, RuleKind};
+use crate::rules::eval::{self, At, RuleKind};
 use crate::rules::routine::{self as learnt, margin, threshold_of};
 use crate::rules::rule::{Compiled, Phase, RULE_SUBJECT, Rule, Slot};
 use crate::rules::window::{at_secs, fmt_hhmm, local_date};
@@ -86,6 +86,44 @@ impl RuleKind for Routine {
         }
         rearm(rule, Some(r), slot, at.ri, ctx, at.now.max(due));
     }
+
+    /// The instances seen and checked move with the step (snapped to the
+    /// instance they truly were), and the next check is recomputed from
+    /// the true local time.
+    fn shift(
+        rule: &Compiled,
+        slot: &mut Slot,
+        routine: Option<&mut learnt::Routine>,
+        at: At,
+        delta: i64,
+        ctx: &Ctx<'_>,
+    ) {
+        eval::shift_stamps(slot, delta);
+        let Some(r) = routine else {
+            return;
+        };
+        let moved = |t: Option<i64>| t.and_then(|t| snap(rule, ctx, t.saturating_add(delta)));
+        r.seen = moved(r.seen);
+        r.done = moved(r.done);
+        let next = next_check(rule, r, ctx, at.now);
+        if let Some((_, s)) = next {
+            slot.since = s;
+        }
+        slot.deadline = next.map(|(c, _)| c);
+    }
+}
+
+/// The start of the window instance nearest to `t` (after a step, the
+/// instance a stamp made by the wrong clock truly belongs to).
+fn snap(rule: &Compiled, ctx: &Ctx<'_>, t: i64) -> Option<i64> {
+    const HALF_DAY: i64 = 43_200_000;
+    let w = rule.spec.window?;
+    let (a, e) = w.instance_at_or_after(ctx.tz, Time(t.saturating_sub(HALF_DAY)))?;
+    let b = w.instance_at_or_after(ctx.tz, e).map(|(s, _)| s.0);
+    Some(match b {
+        Some(b) if (b - t).abs() < (a.0 - t).abs() => b,
+        _ => a.0,
+    })
 }
 
 /// Re-arms the rule's check timer from what it knows now.

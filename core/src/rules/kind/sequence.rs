@@ -6,7 +6,7 @@
 use crate::model::{AlertState, Reading, Time};
 use crate::rules::ctx::{Cause, Ctx, dur_text};
 use crate::rules::devices::Devices;
-use crate::rules::eval::{At, RuleKind};
+use crate::rules::eval::{self, At, RuleKind};
 use crate::rules::held;
 use crate::rules::routine;
 use crate::rules::rule::{Compiled, Phase, RULE_SUBJECT, Rule, Slot, step_matches};
@@ -69,5 +69,19 @@ impl RuleKind for Sequence {
         held::fire_pending(rule, slot, due, ctx, |c| {
             format!("No return within {} — possible fall", dur_text(c.within_ms))
         });
+    }
+
+    /// As `window`: a start step taken "inside the window" by a wrong clock
+    /// is dropped when its true time is outside it.
+    fn shift(
+        rule: &Compiled,
+        slot: &mut Slot,
+        _: Option<&mut routine::Routine>,
+        _: At,
+        delta: i64,
+        ctx: &Ctx<'_>,
+    ) {
+        eval::shift_stamps(slot, delta);
+        held::recheck_window(rule, slot, ctx);
     }
 }

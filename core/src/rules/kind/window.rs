@@ -4,7 +4,7 @@
 
 use crate::model::{Kind, Reading, Time};
 use crate::rules::ctx::{Ctx, dur_text};
-use crate::rules::eval::{At, RuleKind};
+use crate::rules::eval::{self, At, RuleKind};
 use crate::rules::held::{self, Held};
 use crate::rules::routine;
 use crate::rules::rule::{Compiled, Rule, Slot};
@@ -35,6 +35,20 @@ impl RuleKind for Window {
             let kind = c.spec.kinds.0.first().copied().unwrap_or(Kind::Contact);
             format!("{} for {}", what(c, kind), dur_text(c.for_ms))
         });
+    }
+
+    /// A pending state entered "inside the window" by a clock that was
+    /// wrong is dropped when its true time is outside it.
+    fn shift(
+        rule: &Compiled,
+        slot: &mut Slot,
+        _: Option<&mut routine::Routine>,
+        _: At,
+        delta: i64,
+        ctx: &Ctx<'_>,
+    ) {
+        eval::shift_stamps(slot, delta);
+        held::recheck_window(rule, slot, ctx);
     }
 }
 

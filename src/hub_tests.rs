@@ -1,0 +1,198 @@
+//! The hub on a real store: wall-clock steps under an injected clock (a
+//! wall clock the test steps, followed by `ScaledClock`), and the rule
+//! state committed with the alerts a crash must not forget.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use jiff::tz::TimeZone;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+use crate::app::{ScaledClock, TrustProbe};
+use crate::model::{AlertState, DeviceId, Kind};
+use crate::rules::{Engine, RuleSet};
+
+const T0: i64 = 1_795_435_200_000; // 2026-11-23T09:20:00Z
+
+struct Running {
+    input: mpsc::Sender<Ingest>,
+    live: broadcast::Receiver<Live>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    store: Store,
+    _dir: tempfile::TempDir,
+}
+
+fn start(rules: &str, clock: Arc<dyn Clock>) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("cb.db"), &Default::default()).unwrap();
+    let set = RuleSet::parse(rules, "test").unwrap();
+    let mut engine = Engine::new(&set, TimeZone::get("Europe/London").unwrap()).unwrap();
+    engine.set_device(&crate::model::DeviceInfo {
+        id: Some(DeviceId::new("s1").unwrap()),
+        room: Some("hall".into()),
+        ..Default::default()
+    });
+    let (live, live_rx) = broadcast::channel(64);
+    let (input, input_rx) = mpsc::channel(16);
+    let (_cmd, cmd_rx) = mpsc::channel(4);
+    let hub = Hub {
+        engine,
+        store: store.clone(),
+        clock,
+        watchdog: None,
+        telemetry: false,
+        live,
+        links: watch::channel(Default::default()).0,
+        stats: Arc::default(),
+        ids: Default::default(),
+    };
+    let task = tokio::spawn(hub.run(input_rx, cmd_rx, CancellationToken::new()));
+    std::mem::forget(_cmd);
+    Running {
+        input,
+        live: live_rx,
+        task,
+        store,
+        _dir: dir,
+    }
+}
+
+fn reading(kind: Kind, value: f64, at: Time) -> Ingest {
+    Ingest::Reading(Reading::new(DeviceId::new("s1").unwrap(), kind, value, at).unwrap())
+}
+
+/// The next alert on the live view, and how long after `since` it came.
+async fn next_alert(
+    r: &mut Running,
+    since: Instant,
+    within: Duration,
+) -> Option<(Alert, Duration)> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, r.live.recv()).await {
+            Ok(Ok(Live::Alert(a))) => return Some((a, since.elapsed())),
+            Ok(Ok(_)) => {}
+            _ => return None,
+        }
+    }
+}
+
+const HELD: &str = r#"
+[[rule]]
+id = "held"
+type = "threshold"
+kind = "temperature"
+below = 16.0
+for = "3s"
+"#;
+
+/// A wall clock at `T0` plus real time plus an offset the test steps.
+fn stepped() -> (Arc<AtomicI64>, Arc<ScaledClock>) {
+    let off = Arc::new(AtomicI64::new(0));
+    let o = off.clone();
+    let start = Instant::now();
+    let wall = Box::new(move || {
+        Time(T0 + i64::try_from(start.elapsed().as_millis()).unwrap() + o.load(Ordering::Relaxed))
+    });
+    let no_trust = TrustProbe {
+        adjtimex: false,
+        sync_flag: "/nonexistent/synchronized".into(),
+        rtc: vec![],
+    };
+    (off, Arc::new(ScaledClock::following(wall, no_trust)))
+}
+
+async fn pending_alert_across_a_step(delta: i64) {
+    let (off, clock) = stepped();
+    let mut r = start(HELD, clock.clone());
+    let began = Instant::now();
+    r.input
+        .send(reading(Kind::Temperature, 14.0, clock.now()))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    off.store(delta, Ordering::Relaxed);
+    let (a, after) = next_alert(&mut r, began, Duration::from_secs(6))
+        .await
+        .expect("the pending alert fired");
+    assert!(after >= Duration::from_millis(2_950), "early: {after:?}");
+    assert!(after < Duration::from_millis(4_500), "late: {after:?}");
+    let want = T0 + delta + 3_000;
+    assert!(
+        (a.at.as_millis() - want).abs() < 700,
+        "alert at {} not {} (step {delta})",
+        a.at,
+        Time(want)
+    );
+    assert!(!a.time_trusted, "taken while the clock was not trusted");
+    assert!(
+        next_alert(&mut r, began, Duration::from_secs(2))
+            .await
+            .is_none(),
+        "a timer fired twice"
+    );
+    let st = clock.state();
+    assert_eq!(st.steps, 1);
+    assert!((st.last_step.unwrap().delta_ms - delta).abs() < 100);
+    r.task.abort();
+}
+
+#[tokio::test]
+async fn a_pending_alert_keeps_its_true_delay_across_a_three_day_step_forwards() {
+    pending_alert_across_a_step(3 * 86_400_000).await;
+}
+
+#[tokio::test]
+async fn a_pending_alert_keeps_its_true_delay_across_a_two_hour_step_back() {
+    pending_alert_across_a_step(-2 * 3_600_000).await;
+}
+
+#[tokio::test]
+async fn a_crash_right_after_a_leak_clears_keeps_the_clear_in_the_saved_rule_state() {
+    let clock = Arc::new(crate::clock::ManualClock::new(Time(T0)));
+    let mut r = start(crate::rules::MINIMAL_RULES, clock.clone());
+    let began = Instant::now();
+    r.input
+        .send(reading(Kind::WaterLeak, 1.0, Time(T0)))
+        .await
+        .unwrap();
+    clock.set(Time(T0 + 60_000));
+    r.input
+        .send(reading(Kind::WaterLeak, 0.0, Time(T0 + 60_000)))
+        .await
+        .unwrap();
+    for want in [AlertState::Raised, AlertState::Cleared] {
+        let (a, _) = next_alert(&mut r, began, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(a.state, want);
+    }
+    // The crash: the hub stops without its shutdown save.
+    r.task.abort();
+    let _ = r.task.await;
+    r.store.flush().await.unwrap();
+    let bytes = r
+        .store
+        .kv_get(RULE_STATE_KEY)
+        .await
+        .unwrap()
+        .expect("the rule state was committed with the alerts");
+    let set = RuleSet::parse(crate::rules::MINIMAL_RULES, "test").unwrap();
+    let mut e = Engine::new(&set, TimeZone::UTC).unwrap();
+    e.restore(&bytes, Time(T0 + 61_000)).unwrap();
+    let later = T0 + 5 * 86_400_000;
+    let mut out = Vec::new();
+    let Ingest::Reading(leak) = reading(Kind::WaterLeak, 1.0, Time(later)) else {
+        unreachable!()
+    };
+    e.on_reading(Time(later), &leak, &mut out);
+    assert!(
+        out.iter().any(|a| a.state == AlertState::Raised),
+        "the next leak raised nothing: {out:?}"
+    );
+}
