@@ -50,6 +50,7 @@ fn start(rules: &str, clock: Arc<dyn Clock>) -> Running {
         links: watch::channel(Default::default()).0,
         stats: Arc::default(),
         ids: Default::default(),
+        acked: None,
     };
     let task = tokio::spawn(hub.run(input_rx, cmd_rx, CancellationToken::new()));
     std::mem::forget(_cmd);

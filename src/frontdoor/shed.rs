@@ -105,6 +105,7 @@ impl ShedWatch {
             message,
             value: None,
             kind: None,
+            time_trusted: true,
         });
     }
 }

@@ -124,6 +124,7 @@ impl FailureAlarm {
             message,
             value: None,
             kind: None,
+            time_trusted: true,
         });
     }
 }
