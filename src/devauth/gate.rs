@@ -170,8 +170,18 @@ impl DeviceAuth {
         }
         let more = std::mem::take(skipped);
         *last = Some(now);
-        let peer = peer.map(|p| p.to_string()).unwrap_or_default();
-        tracing::warn!(cause = cause.as_str(), %peer, more_not_logged = more, "local broker refused: {detail}");
+        match peer {
+            Some(peer) => {
+                tracing::warn!(cause = cause.as_str(), %peer, more_not_logged = more, "local broker refused: {detail}")
+            }
+            None => {
+                tracing::warn!(
+                    cause = cause.as_str(),
+                    more_not_logged = more,
+                    "local broker refused: {detail}"
+                )
+            }
+        }
     }
 
     /// An authentication failure: counted, backed off, reported.
