@@ -208,6 +208,10 @@ impl Driver {
     pub fn resets(&self) -> u32 {
         self.resets
     }
+    /// The settings it was made with.
+    pub fn settings(&self) -> &ModemSettings {
+        &self.settings
+    }
     /// The data rate the modem last reported (or was set to).
     pub fn data_rate(&self) -> u8 {
         self.data_rate

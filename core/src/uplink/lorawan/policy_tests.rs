@@ -129,3 +129,208 @@ fn oversized_payload_fails_at_once() {
         }]
     ));
 }
+
+/// A RUI3 modem that answers at once: joins (or fails joins), acks
+/// confirmed uplinks, `TX_DONE`s the others.
+fn rak(fail_joins: bool) -> impl FnMut(&str) -> Vec<String> {
+    let mut cfm = false;
+    move |cmd: &str| {
+        let l: Vec<&str> = if let Some(v) = cmd.strip_prefix("AT+CFM=") {
+            cfm = v == "1";
+            vec!["OK"]
+        } else if cmd.starts_with("AT+JOIN") {
+            if fail_joins {
+                vec!["OK", "+EVT:JOIN_FAILED_RX_TIMEOUT"]
+            } else {
+                vec!["OK", "+EVT:JOINED"]
+            }
+        } else if cmd.starts_with("AT+SEND") {
+            if cfm {
+                vec!["OK", "+EVT:SEND_CONFIRMED_OK"]
+            } else {
+                vec!["OK", "+EVT:TX_DONE"]
+            }
+        } else {
+            vec!["OK"]
+        };
+        l.into_iter().map(String::from).collect()
+    }
+}
+
+/// Runs the core on a virtual clock until `until` (ms), answering each
+/// command with `reply`; returns the commands written with their times.
+fn drive(
+    c: &mut Core,
+    from: i64,
+    until: i64,
+    reply: &mut impl FnMut(&str) -> Vec<String>,
+) -> Vec<(i64, String)> {
+    let mut log = Vec::new();
+    let mut now = from;
+    for _ in 0..100_000 {
+        while let Some(cmd) = c.poll_transmit() {
+            log.push((now, cmd.clone()));
+            for l in reply(&cmd) {
+                c.handle_line(&l, Time(now));
+            }
+        }
+        match c.next_deadline() {
+            Some(t) if t.0 <= until => {
+                now = t.0.max(now + 1);
+                c.handle_timeout(Time(now));
+            }
+            _ => break,
+        }
+    }
+    log
+}
+
+fn alert(sev: Severity, tag: u8) -> Message {
+    Message {
+        class: Class::Alert,
+        severity: sev,
+        payload: vec![0x21, tag, 0, 3],
+        confirmed: true,
+    }
+}
+
+/// `(tag, confirmed)` of each `AT+SEND` in the log, in order.
+fn sends(log: &[(i64, String)]) -> Vec<(u8, bool)> {
+    let mut cfm = false;
+    let mut out = Vec::new();
+    for (_, c) in log {
+        if let Some(v) = c.strip_prefix("AT+CFM=") {
+            cfm = v == "1";
+        }
+        if let Some(h) = c.strip_prefix("AT+SEND=") {
+            let hex = h.split_once(':').map_or("", |x| x.1);
+            let b = hex::decode(hex).unwrap_or_default();
+            out.push((b.get(1).copied().unwrap_or(0), cfm));
+        }
+    }
+    out
+}
+
+#[test]
+fn a_burst_goes_out_urgent_first_and_only_urgent_alerts_ask_for_an_ack() {
+    let mut c = core();
+    let mut m = rak(false);
+    drive(&mut c, 0, 10, &mut m);
+    assert!(c.is_joined());
+    // The join closed the band for ~6 s: everything below queues.
+    for tag in 1..=5 {
+        c.submit(u64::from(tag), alert(Severity::Info, tag), Time(20));
+    }
+    c.submit(6, alert(Severity::Warning, 6), Time(21));
+    for tag in 7..=9 {
+        c.submit(u64::from(tag), alert(Severity::Urgent, tag), Time(22));
+    }
+    let log = drive(&mut c, 22, 600_000, &mut m);
+    assert_eq!(
+        sends(&log),
+        vec![
+            (7, true),
+            (8, true),
+            (9, true),
+            (6, false),
+            (1, false),
+            (2, false),
+            (3, false),
+            (4, false),
+            (5, false)
+        ]
+    );
+    let acked = events(&mut c)
+        .into_iter()
+        .filter(|e| matches!(e, CoreEvent::Delivered { delivery: Delivery::Acked, .. }))
+        .count();
+    assert_eq!(acked, 3);
+}
+
+#[test]
+fn info_alerts_are_dropped_when_the_budget_has_no_room_for_them_in_time() {
+    let mut c = core();
+    c.cfg.limits.daily_airtime = Duration::from_millis(600);
+    c.budget = Budget::new(c.cfg.limits.clone());
+    let mut m = rak(false);
+    drive(&mut c, 0, 10, &mut m);
+    for tag in 1..=20 {
+        c.submit(u64::from(tag), alert(Severity::Info, tag), Time(20));
+    }
+    c.submit(30, alert(Severity::Urgent, 30), Time(21));
+    let log = drive(&mut c, 21, 3_600_000, &mut m);
+    let ev = events(&mut c);
+    let dropped = ev
+        .iter()
+        .filter(|e| matches!(e, CoreEvent::Delivered { delivery: Delivery::Dropped(_), .. }))
+        .count();
+    let sent_info = sends(&log).iter().filter(|s| s.0 != 30).count();
+    assert!(dropped > 0 && sent_info > 0, "{dropped} dropped, {sent_info} sent");
+    assert_eq!(dropped + sent_info, 20, "each info alert ends once");
+    assert_eq!(c.stats().info_dropped, dropped as u64);
+    // The urgent one went first, on the alert reserve.
+    assert_eq!(sends(&log)[0], (30, true));
+}
+
+#[test]
+fn joins_are_rate_limited_and_the_limit_survives_a_restore() {
+    let mut c = core();
+    let mut m = rak(true);
+    let log = drive(&mut c, 0, 600_000, &mut m);
+    let joins: Vec<i64> = log
+        .iter()
+        .filter(|(_, c)| c.starts_with("AT+JOIN"))
+        .map(|(t, _)| *t)
+        .collect();
+    // 15 s, 30 s, 60 s, 120 s, 240 s apart: 6 attempts in 10 minutes.
+    assert_eq!(joins.len(), 6, "{joins:?}");
+    let gaps: Vec<i64> = joins.windows(2).map(|w| (w[1] - w[0]) / 1000).collect();
+    assert_eq!(gaps, vec![15, 30, 60, 120, 240]);
+    let saved = c.take_persisted().expect("join attempts are persisted");
+    // A restart 10 s after the last attempt: the next one still waits.
+    let now = Time(joins[5] + 10_000);
+    let d = Driver::new(
+        Box::new(Rak3172),
+        c.driver.settings().clone(),
+        Timeouts::default(),
+        now,
+    );
+    let r = Core::restore(d, c.cfg.clone(), &saved, now);
+    assert_eq!(r.join_at(), Time(joins[5] + 480_000));
+}
+
+#[test]
+fn an_urgent_alert_takes_the_modem_from_a_summary_waiting_to_retry() {
+    let mut c = core();
+    let mut m = rak(false);
+    drive(&mut c, 0, 10, &mut m);
+    let busy = std::cell::Cell::new(0);
+    let mut modem = |cmd: &str| -> Vec<String> {
+        if cmd.starts_with("AT+SEND=11:") && busy.get() < 3 {
+            busy.set(busy.get() + 1);
+            return vec!["AT_BUSY_ERROR".into()];
+        }
+        m(cmd)
+    };
+    let summary = Message {
+        class: Class::Status,
+        severity: Severity::Info,
+        payload: vec![0x42; 20],
+        confirmed: false,
+    };
+    // After the join's off time, the summary goes and meets a busy modem.
+    drive(&mut c, 10, 6_500, &mut modem);
+    c.submit(1, summary, Time(6_500));
+    drive(&mut c, 6_500, 6_500, &mut modem);
+    assert_eq!(busy.get(), 1);
+    c.submit(2, alert(Severity::Urgent, 2), Time(6_600));
+    let log = drive(&mut c, 6_600, 60_000, &mut modem);
+    let order: Vec<&str> = log
+        .iter()
+        .filter_map(|(_, c)| c.strip_prefix("AT+SEND="))
+        .map(|s| &s[..2])
+        .collect();
+    assert_eq!(order.first(), Some(&"10"), "the alert first: {order:?}");
+    assert!(order.contains(&"11"), "the summary still goes: {order:?}");
+    assert_eq!(c.stats().preempted, 1);
+}
