@@ -215,6 +215,8 @@ impl LorawanConfig {
             retry_min: self.retry_min.0,
             retry_max: self.retry_max.0,
             status_every: self.status_every.0,
+            // Set by the wiring, which knows whether MQTT is configured.
+            lorawan_only: false,
         }
     }
 
