@@ -234,10 +234,15 @@ impl Core {
         if !std::mem::take(&mut self.dirty) {
             return None;
         }
-        Some(Persisted {
+        Some(self.persisted())
+    }
+
+    /// The state to keep (ledger and join history).
+    pub fn persisted(&self) -> Persisted {
+        Persisted {
             budget: self.budget.ledger(),
             joins: self.joins.iter().map(|t| t.0).collect(),
-        })
+        }
     }
 
     /// The modulation the modem uses now (ADR moves it).
