@@ -25,6 +25,8 @@ pub(super) fn lora_core(now: Time) -> policy::Core {
         join_eui: [2; 8],
         app_key: [3; 16],
         data_rate: cfg.data_rate,
+        adr: false,
+        retransmissions: 0,
     };
     let driver = Driver::new(Box::new(Rak3172), settings, cfg.timeouts(), now);
     let core_cfg = cfg
@@ -130,6 +132,12 @@ impl World {
                         self.note(format!("lora delivered {}", row.uid));
                     }
                 }
+                Action::Dropped { seq } => {
+                    if let Some(row) = self.outbox.remove(&seq) {
+                        self.books.on_delete(&row.uid)?;
+                        self.note(format!("lora dropped {}", row.uid));
+                    }
+                }
                 Action::Lora(job) => self.lora_job(job, now)?,
             }
         }
@@ -154,6 +162,7 @@ impl World {
                 (
                     Message {
                         class: Class::Alert,
+                        severity: row.alert.severity,
                         payload: p,
                         confirmed: true,
                     },
@@ -174,6 +183,7 @@ impl World {
                 (
                     Message {
                         class: Class::Status,
+                        severity: carebridge::model::Severity::Info,
                         payload: p,
                         confirmed: false,
                     },
@@ -227,6 +237,7 @@ impl World {
                             let r = match delivery {
                                 Delivery::Acked => LoraResult::Acked,
                                 Delivery::SentUnconfirmed => LoraResult::SentUnconfirmed,
+                                Delivery::Dropped(_) => LoraResult::Dropped,
                                 Delivery::Failed(_) => LoraResult::Failed,
                             };
                             self.router.handle_lora_result(job, r, now);

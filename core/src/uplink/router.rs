@@ -32,9 +32,11 @@
 //!    (`Delivered`). The seqs still waiting that way are kept across
 //!    restarts ([`Router::take_unconfirmed`] / [`Router::restore_unconfirmed`]),
 //!    so a restart never sends them again.
-//! 4. The modem holds at most one alert and one status summary at a time:
-//!    alerts most severe first, then lowest seq; a summary never blocks an
-//!    alert (the modem task orders and pre-empts what it holds). An info
+//! 4. The modem task holds one status summary and one alert at a time —
+//!    plus one more alert only when it is more severe than all it holds:
+//!    most severe first, then lowest seq. The task sends what it holds
+//!    most urgent first and pre-empts a waiting lower one, so neither a
+//!    summary nor queued info alerts delay a panic by more than one uplink. An info
 //!    alert the modem task dropped under budget pressure is not sent by
 //!    radio again (LoRaWAN-only, its row is deleted: `Dropped`).
 //!
@@ -146,7 +148,8 @@ pub struct Router {
     cfg: RouterConfig,
     mqtt_up: bool,
     lora_up: bool,
-    busy_alert: Option<u64>,
+    /// Alerts with the modem task, and their severity.
+    busy_alerts: BTreeMap<u64, Severity>,
     busy_status: bool,
     alerts: BTreeMap<u64, Pending>,
     /// Seqs that went out unconfirmed before a restart.
@@ -166,7 +169,7 @@ impl Router {
             cfg,
             mqtt_up: false,
             lora_up: false,
-            busy_alert: None,
+            busy_alerts: BTreeMap::new(),
             busy_status: false,
             alerts: BTreeMap::new(),
             restored: BTreeSet::new(),
@@ -185,7 +188,7 @@ impl Router {
     }
 
     pub fn is_busy(&self) -> bool {
-        self.busy_alert.is_some() || self.busy_status
+        !self.busy_alerts.is_empty() || self.busy_status
     }
 
     /// Seqs that went out unconfirmed and wait (for MQTT, or for an ack),
@@ -282,7 +285,7 @@ impl Router {
             .alerts
             .range(..=upto)
             .map(|(s, _)| *s)
-            .filter(|s| !present.contains(s) && self.busy_alert != Some(*s))
+            .filter(|s| !present.contains(s) && !self.busy_alerts.contains_key(s))
             .collect();
         for s in gone {
             self.alerts.remove(&s);
@@ -324,9 +327,10 @@ impl Router {
     /// The end of the outstanding LoRaWAN job.
     pub fn handle_lora_result(&mut self, job: LoraJob, result: LoraResult, now: Time) {
         match job {
-            LoraJob::Alert(s) if self.busy_alert == Some(s) => self.busy_alert = None,
+            LoraJob::Alert(s) => {
+                self.busy_alerts.remove(&s);
+            }
             LoraJob::Status => self.busy_status = false,
-            LoraJob::Alert(_) => {}
         }
         let only = self.cfg.lorawan_only;
         match job {
@@ -423,16 +427,21 @@ impl Router {
         if !self.lora_up {
             return None;
         }
-        if self.busy_alert.is_none() {
-            // Most severe first, then lowest seq (the map's order).
+        // Most severe first, then lowest seq; one more than the modem task
+        // holds only when it is more severe than all it holds (the task
+        // puts it first), so a panic never waits behind info alerts.
+        let held = self.busy_alerts.values().map(|s| *s as u8).max();
+        if self.busy_alerts.len() < MAX_HELD {
             let due = self
                 .alerts
                 .iter()
+                .filter(|(s, _)| !self.busy_alerts.contains_key(s))
+                .filter(|(_, p)| held.is_none_or(|h| p.severity as u8 > h))
                 .filter(|(_, p)| self.radio_at(p).is_some_and(|t| t <= now))
                 .min_by_key(|(s, p)| (std::cmp::Reverse(p.severity as u8), **s))
-                .map(|(s, _)| *s);
-            if let Some(seq) = due {
-                self.busy_alert = Some(seq);
+                .map(|(s, p)| (*s, p.severity));
+            if let Some((seq, sev)) = due {
+                self.busy_alerts.insert(seq, sev);
                 return Some(Action::Lora(LoraJob::Alert(seq)));
             }
         }
@@ -451,15 +460,24 @@ impl Router {
         if !self.lora_up {
             return None;
         }
-        let alert = self
-            .busy_alert
-            .is_none()
-            .then(|| self.alerts.values().filter_map(|p| self.radio_at(p)).min())
+        let held = self.busy_alerts.values().map(|s| *s as u8).max();
+        let alert = (self.busy_alerts.len() < MAX_HELD)
+            .then(|| {
+                self.alerts
+                    .iter()
+                    .filter(|(s, _)| !self.busy_alerts.contains_key(s))
+                    .filter(|(_, p)| held.is_none_or(|h| p.severity as u8 > h))
+                    .filter_map(|(_, p)| self.radio_at(p))
+                    .min()
+            })
             .flatten();
         let status = (!self.mqtt_up && !self.busy_status).then_some(self.status_due);
         alert.into_iter().chain(status).min()
     }
 }
+
+/// Alerts the modem task holds at most (one per severity).
+const MAX_HELD: usize = 3;
 
 /// `min · 2^(failures-1)`, capped at `max`.
 fn backoff(min: Duration, max: Duration, failures: u32) -> Duration {

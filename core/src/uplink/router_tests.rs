@@ -318,3 +318,20 @@ fn a_dropped_info_alert_is_deleted_lorawan_only_and_left_to_mqtt_otherwise() {
     assert!(!drain(&mut r, t(100)).iter().any(|a| matches!(a, Action::Lora(LoraJob::Alert(_)))));
     assert_eq!(r.stats().pending, 1, "the row stays for MQTT");
 }
+
+#[test]
+fn a_panic_is_handed_over_while_the_modem_task_holds_an_info_alert() {
+    let mut r = router();
+    r.handle_lora(true, t(0));
+    r.handle_mqtt(true, t(0));
+    r.handle_outbox_rows(&[(1, Severity::Info)], true, t(0));
+    assert_eq!(drain(&mut r, t(5)), vec![Action::Lora(LoraJob::Alert(1))]);
+    r.handle_outbox_rows(
+        &[(1, Severity::Info), (2, Severity::Info), (3, Severity::Urgent)],
+        true,
+        t(1),
+    );
+    // Not the second info alert, but the panic, at once.
+    assert_eq!(drain(&mut r, t(6)), vec![Action::Lora(LoraJob::Alert(3))]);
+    assert!(drain(&mut r, t(100)).is_empty(), "nothing more severe waits");
+}
