@@ -69,7 +69,10 @@ fn start(sim: &ModemSim, extra: &str) -> Rig {
     let config = dir.path().join("carebridge.toml");
     std::fs::write(&config, text).unwrap();
     let gw = Gateway::from_config(dir.path(), config, broker);
-    assert!(wait_port(metrics, Duration::from_secs(10)), "metrics listener");
+    assert!(
+        wait_port(metrics, Duration::from_secs(10)),
+        "metrics listener"
+    );
     Rig {
         gw,
         metrics,
@@ -124,11 +127,9 @@ fn db(dir: &Path) -> PathBuf {
 
 /// `(rule, severity)` of each alert row still in the outbox.
 fn queued_alerts(dir: &Path) -> Vec<(String, String)> {
-    let c = rusqlite::Connection::open_with_flags(
-        db(dir),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
+    let c =
+        rusqlite::Connection::open_with_flags(db(dir), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
     let mut st = c
         .prepare("SELECT payload FROM outbox WHERE class = 0 ORDER BY seq")
         .unwrap();
@@ -184,7 +185,9 @@ fn a_restart_keeps_the_session_and_the_budgets_and_sends_nothing_twice() {
     );
     let a = radio_alerts(&sim);
     assert_eq!(
-        a.iter().map(|(u, m)| (m.kind, u.confirmed)).collect::<Vec<_>>(),
+        a.iter()
+            .map(|(u, m)| (m.kind, u.confirmed))
+            .collect::<Vec<_>>(),
         vec![(Some(Kind::Panic), true), (Some(Kind::Temperature), false)]
     );
     // Item 7: up while joined; both radio deliveries counted; the join
@@ -209,7 +212,8 @@ fn a_restart_keeps_the_session_and_the_budgets_and_sends_nothing_twice() {
     let restarted = Instant::now();
     rig.gw.restart();
     assert!(
-        eventually(Duration::from_secs(10), || metric(rig.metrics, UP) == Some(1.0)),
+        eventually(Duration::from_secs(10), || metric(rig.metrics, UP)
+            == Some(1.0)),
         "not joined after the restart; {}",
         rig.gw.diagnose()
     );
@@ -303,8 +307,16 @@ fn a_modem_left_in_p2p_mode_with_its_own_retransmits_is_set_up_and_joins() {
         "never joined: {:?}",
         sim.stats().commands
     );
-    assert_eq!(commands(&sim, "AT+NWM=1"), 2, "switch, then confirm after the reboot");
-    assert!(commands(&sim, "AT+RETY=0") >= 1, "{:?}", sim.stats().commands);
+    assert_eq!(
+        commands(&sim, "AT+NWM=1"),
+        2,
+        "switch, then confirm after the reboot"
+    );
+    assert!(
+        commands(&sim, "AT+RETY=0") >= 1,
+        "{:?}",
+        sim.stats().commands
+    );
     assert_eq!(sim.stats().resets, 0, "no ATZ");
     // A lost confirmed alert is not retransmitted by the modem on its own.
     sim.set_loss(100);
@@ -415,7 +427,11 @@ fn adr_moves_the_data_rate_and_the_budget_follows_it() {
         sim.stats().uplinks
     );
     let drs: Vec<u8> = radio_alerts(&sim).iter().map(|(u, _)| u.dr).collect();
-    assert_eq!(drs, vec![5, 3], "the network moved the rate after the first");
+    assert_eq!(
+        drs,
+        vec![5, 3],
+        "the network moved the rate after the first"
+    );
     assert!(eventually(Duration::from_secs(5), || metric(
         rig.metrics,
         "carebridge_lorawan_data_rate"
@@ -424,8 +440,9 @@ fn adr_moves_the_data_rate_and_the_budget_follows_it() {
     // budget books the slower one at its own airtime.
     let booked = || metric(rig.metrics, "carebridge_lorawan_airtime_used_seconds").unwrap_or(0.0);
     assert!(
-        eventually(Duration::from_secs(10), || (booked() - sim.stats().airtime.as_secs_f64())
-            .abs()
+        eventually(Duration::from_secs(10), || (booked()
+            - sim.stats().airtime.as_secs_f64())
+        .abs()
             < 0.002),
         "booked {} s, on air {:?}",
         booked(),

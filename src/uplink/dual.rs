@@ -209,7 +209,8 @@ impl Dual {
         }
         let list: Vec<(u64, Severity)> = known.iter().map(|(s, v)| (*s, *v)).collect();
         st.severity = known;
-        st.router.handle_outbox_rows(&list, rows.len() < WINDOW, now);
+        st.router
+            .handle_outbox_rows(&list, rows.len() < WINDOW, now);
         Ok(())
     }
 

@@ -74,7 +74,11 @@ fn one_job_at_a_time_lowest_seq_first() {
     assert_eq!(drain(&mut r, t(0)), vec![Action::Lora(LoraJob::Alert(4))]);
     assert!(r.is_busy());
     // One alert at a time; only the status summary (MQTT down) may join it.
-    assert_eq!(r.next_deadline(), Some(t(5)), "no second alert while the modem has one");
+    assert_eq!(
+        r.next_deadline(),
+        Some(t(5)),
+        "no second alert while the modem has one"
+    );
     r.handle_lora_result(LoraJob::Alert(4), LoraResult::Acked, t(1));
     let a = drain(&mut r, t(1));
     assert_eq!(
@@ -137,7 +141,10 @@ fn nothing_goes_by_radio_while_lora_is_down_and_everything_waits() {
     // The summary (MQTT down) is handed over with it; the alert first.
     assert_eq!(
         drain(&mut r, t(200)),
-        vec![Action::Lora(LoraJob::Alert(1)), Action::Lora(LoraJob::Status)]
+        vec![
+            Action::Lora(LoraJob::Alert(1)),
+            Action::Lora(LoraJob::Status)
+        ]
     );
 }
 
@@ -159,7 +166,10 @@ fn status_summary_goes_by_radio_only_while_mqtt_is_down() {
     r.handle_outbox(&[8], true, t(110_000));
     assert_eq!(
         drain(&mut r, t(110_000)),
-        vec![Action::Lora(LoraJob::Alert(8)), Action::Lora(LoraJob::Status)]
+        vec![
+            Action::Lora(LoraJob::Alert(8)),
+            Action::Lora(LoraJob::Status)
+        ]
     );
 }
 
@@ -265,8 +275,20 @@ fn lorawan_only_an_unconfirmed_alert_is_done_by_its_class_or_by_a_later_ack() {
     assert_eq!(drain(&mut r, t(3)), vec![Action::Lora(LoraJob::Alert(3))]);
     r.handle_lora_result(LoraJob::Alert(3), LoraResult::Acked, t(4));
     let a = drain(&mut r, t(4));
-    assert!(a.contains(&Action::Delivered { seq: 2, via: Via::Lorawan }), "{a:?}");
-    assert!(a.contains(&Action::Delivered { seq: 3, via: Via::Lorawan }), "{a:?}");
+    assert!(
+        a.contains(&Action::Delivered {
+            seq: 2,
+            via: Via::Lorawan
+        }),
+        "{a:?}"
+    );
+    assert!(
+        a.contains(&Action::Delivered {
+            seq: 3,
+            via: Via::Lorawan
+        }),
+        "{a:?}"
+    );
     assert_eq!(r.take_unconfirmed(), Some(vec![]));
     assert_eq!(r.stats().pending, 0);
 }
@@ -315,7 +337,11 @@ fn a_dropped_info_alert_is_deleted_lorawan_only_and_left_to_mqtt_otherwise() {
     r.handle_outbox_rows(&[(1, Severity::Info)], true, t(0));
     drain(&mut r, t(0));
     r.handle_lora_result(LoraJob::Alert(1), LoraResult::Dropped, t(1));
-    assert!(!drain(&mut r, t(100)).iter().any(|a| matches!(a, Action::Lora(LoraJob::Alert(_)))));
+    assert!(
+        !drain(&mut r, t(100))
+            .iter()
+            .any(|a| matches!(a, Action::Lora(LoraJob::Alert(_))))
+    );
     assert_eq!(r.stats().pending, 1, "the row stays for MQTT");
 }
 
@@ -327,11 +353,18 @@ fn a_panic_is_handed_over_while_the_modem_task_holds_an_info_alert() {
     r.handle_outbox_rows(&[(1, Severity::Info)], true, t(0));
     assert_eq!(drain(&mut r, t(5)), vec![Action::Lora(LoraJob::Alert(1))]);
     r.handle_outbox_rows(
-        &[(1, Severity::Info), (2, Severity::Info), (3, Severity::Urgent)],
+        &[
+            (1, Severity::Info),
+            (2, Severity::Info),
+            (3, Severity::Urgent),
+        ],
         true,
         t(1),
     );
     // Not the second info alert, but the panic, at once.
     assert_eq!(drain(&mut r, t(6)), vec![Action::Lora(LoraJob::Alert(3))]);
-    assert!(drain(&mut r, t(100)).is_empty(), "nothing more severe waits");
+    assert!(
+        drain(&mut r, t(100)).is_empty(),
+        "nothing more severe waits"
+    );
 }

@@ -617,12 +617,8 @@ impl Machine {
             }
         });
         if extra > 0 {
-            self.budget.record_uplink(
-                Class::Alert,
-                now,
-                air * u32::from(extra),
-                DEFAULT_UPLINK_HZ,
-            );
+            self.budget
+                .record_uplink(Class::Alert, now, air * u32::from(extra), DEFAULT_UPLINK_HZ);
         }
         // ADR: the network moves the data rate after an uplink it heard.
         if self.adr

@@ -388,7 +388,9 @@ fn log_radio(r: &RadioEvent) {
             command,
             error,
             retry_in,
-        } => tracing::warn!(%command, %error, ?retry_in, "LoRaWAN modem refused its set-up; trying again later"),
+        } => {
+            tracing::warn!(%command, %error, ?retry_in, "LoRaWAN modem refused its set-up; trying again later")
+        }
         RadioEvent::ModemReset(why) => tracing::warn!(%why, "LoRaWAN modem reset"),
         RadioEvent::JoinState { joined, detail } => {
             tracing::info!(joined, %detail, "LoRaWAN join state")

@@ -452,7 +452,12 @@ mod tests {
         let sf7 = eu868_data_rate(5).unwrap();
         let day = 86_400_000;
         // One uplink 23 h ago, one now; two downlinks.
-        b.record_uplink(Class::Alert, Time(0), time_on_air(sf7, 20), DEFAULT_UPLINK_HZ);
+        b.record_uplink(
+            Class::Alert,
+            Time(0),
+            time_on_air(sf7, 20),
+            DEFAULT_UPLINK_HZ,
+        );
         let now = Time(23 * 3_600_000);
         b.record_uplink(Class::Status, now, time_on_air(sf7, 30), DEFAULT_UPLINK_HZ);
         b.record_downlink(Time(10));
@@ -485,7 +490,12 @@ mod tests {
         let r = Budget::restore(BudgetLimits::default(), &l, Time(0));
         let sf7 = eu868_data_rate(5).unwrap();
         let t = r
-            .earliest(Class::Alert, time_on_air(sf7, 17), DEFAULT_UPLINK_HZ, Time(0))
+            .earliest(
+                Class::Alert,
+                time_on_air(sf7, 17),
+                DEFAULT_UPLINK_HZ,
+                Time(0),
+            )
             .unwrap();
         assert_eq!(t, Time(3_600_000));
     }

@@ -129,7 +129,10 @@ pub fn split_wio_e5(line: &str) -> Vec<&str> {
         if b[i] != b'+' {
             continue;
         }
-        let name = b[i + 1..].iter().take_while(|c| c.is_ascii_uppercase()).count();
+        let name = b[i + 1..]
+            .iter()
+            .take_while(|c| c.is_ascii_uppercase())
+            .count();
         if name > 0 && b.get(i + 1 + name) == Some(&b':') {
             starts.push(i);
         }
@@ -451,7 +454,10 @@ mod tests {
             split_rak3172("+EVT:RX_1:-70:8:UNICAST:2:3012AB+EVT:SEND_CONFIRMED_OK"),
             vec!["+EVT:RX_1:-70:8:UNICAST:2:3012AB", "+EVT:SEND_CONFIRMED_OK"]
         );
-        assert_eq!(split_rak3172("AT+DEVEUI=AC1F09FFFE000001"), vec!["AT+DEVEUI=AC1F09FFFE000001"]);
+        assert_eq!(
+            split_rak3172("AT+DEVEUI=AC1F09FFFE000001"),
+            vec!["AT+DEVEUI=AC1F09FFFE000001"]
+        );
     }
 
     #[test]

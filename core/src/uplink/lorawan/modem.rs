@@ -40,7 +40,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use super::at::{AtError, AtLine, RxFrame};
+use super::at::{AtLine, RxFrame};
 pub use super::dialect::{Dialect, ModemSettings, Timeouts, data_rate_of};
 use crate::model::Time;
 
@@ -409,7 +409,9 @@ impl Driver {
                 outcome: SendOutcome::Sent,
             }),
             Op::Send {
-                id, confirmed: true, ..
+                id,
+                confirmed: true,
+                ..
             } if c.accepted => self.events.push_back(ModemEvent::Sent {
                 id,
                 outcome: SendOutcome::NotAcked,
@@ -462,7 +464,10 @@ impl Driver {
                     // work mode with AT+NWM): start over once it is up.
                     self.boots_in_setup += 1;
                     if self.boots_in_setup > 3 {
-                        let cmd = self.current.as_ref().map_or(String::new(), |c| c.cmd.clone());
+                        let cmd = self
+                            .current
+                            .as_ref()
+                            .map_or(String::new(), |c| c.cmd.clone());
                         self.current = None;
                         self.refuse_setup(cmd, "modem restarts at every set-up".into(), now);
                     } else {
@@ -624,89 +629,10 @@ impl Driver {
             self.events.push_back(ModemEvent::Sent { id, outcome });
         }
     }
-
-    /// The current step answered; run the next command of the op or finish it.
-    fn step_done(&mut self, now: Time) {
-        let Some(c) = self.current.as_mut() else {
-            return;
-        };
-        if let Some(next) = c.rest.pop_front() {
-            c.cmd = next.clone();
-            c.deadline = now.saturating_add(self.t.command);
-            c.retries = 0;
-            c.damaged = false;
-            self.out.push_back(next);
-            return;
-        }
-        let Some(c) = self.current.take() else {
-            return;
-        };
-        match c.op {
-            Op::Start => match self.dialect.session_query() {
-                Some(q) => self.start(Op::Session, q, VecDeque::new(), now),
-                None => self.begin_setup(now),
-            },
-            Op::Session => self.begin_setup(now),
-            Op::Setup => self.finish_setup(),
-            _ => {}
-        }
-    }
-
-    fn finish_setup(&mut self) {
-        self.ready = true;
-        self.boots_in_setup = 0;
-        self.setup_backoff = self.t.setup_backoff_min;
-        self.events.push_back(ModemEvent::Ready);
-        if self.session_kept {
-            self.joined = true;
-            self.events.push_back(ModemEvent::SessionKept);
-        }
-    }
-
-    /// The modem refused its set-up: report it and try again after a back-off.
-    fn refuse_setup(&mut self, command: String, error: String, now: Time) {
-        let wait = self.setup_backoff;
-        self.setup_backoff = (self.setup_backoff * 2).min(self.t.setup_backoff_max);
-        self.restart("set-up refused", wait, now);
-        self.events.push_back(ModemEvent::SetupRefused {
-            command,
-            error,
-            retry_in: wait,
-        });
-    }
-
-    fn refused(&mut self, e: AtError, now: Time) {
-        let Some(c) = self.current.as_mut() else {
-            return;
-        };
-        let transient = match &e {
-            AtError::Busy | AtError::NoFreeChannel => Some(self.t.busy_retry),
-            AtError::DutyCycle { wait_ms } => Some(wait_ms.map_or(self.t.busy_retry, |ms| {
-                Duration::from_millis(ms.saturating_add(100))
-            })),
-            _ => None,
-        };
-        match transient {
-            Some(wait) if c.retries < self.t.max_retries => {
-                c.retries += 1;
-                c.retry_at = Some(now.saturating_add(wait));
-            }
-            _ => {
-                let Some(c) = self.current.take() else {
-                    return;
-                };
-                if e == AtError::NotJoined {
-                    self.joined = false;
-                }
-                if matches!(c.op, Op::Setup | Op::Start) {
-                    self.refuse_setup(c.cmd, e.to_string(), now);
-                    return;
-                }
-                self.fail_op(c.op, e.to_string());
-            }
-        }
-    }
 }
+
+#[path = "modem_steps.rs"]
+mod steps;
 
 #[cfg(test)]
 #[path = "modem_tests.rs"]

@@ -343,7 +343,10 @@ fn rak_keeps_the_session_the_modem_still_has() {
         d.handle_line("OK", t(4 + i));
     }
     assert_eq!(setup, vec!["AT+RETY=0", "AT+ADR=0", "AT+DR=5"]);
-    assert_eq!(events(&mut d), vec![ModemEvent::Ready, ModemEvent::SessionKept]);
+    assert_eq!(
+        events(&mut d),
+        vec![ModemEvent::Ready, ModemEvent::SessionKept]
+    );
     assert!(d.is_joined() && d.is_ready());
     assert_eq!(d.resets(), 0);
 }
@@ -386,7 +389,11 @@ fn a_damaged_setup_answer_resends_that_one_command_not_a_reset() {
     d.handle_line("OK", t(2));
     assert_eq!(sent(&mut d), vec!["AT+NWM=1"]);
     d.handle_line("O\u{fffd}", t(3));
-    assert_eq!(d.next_deadline(), Some(t(303)), "settle, not the 3 s time-out");
+    assert_eq!(
+        d.next_deadline(),
+        Some(t(303)),
+        "settle, not the 3 s time-out"
+    );
     d.handle_timeout(t(303));
     assert_eq!(sent(&mut d), vec!["AT+NWM=1"]);
     // Two replies glued by a lost line ending still count once each.
@@ -424,7 +431,10 @@ fn a_lost_tx_done_counts_as_sent_without_a_stall_or_a_second_uplink() {
     d.handle_line("\u{fffd}K", t(6002));
     d.handle_line("+EVT:TX_DONE", t(6100));
     let ev = events(&mut d);
-    assert!(ev.contains(&ModemEvent::TxStarted { phy_len: 14 }), "{ev:?}");
+    assert!(
+        ev.contains(&ModemEvent::TxStarted { phy_len: 14 }),
+        "{ev:?}"
+    );
     assert!(ev.contains(&ModemEvent::Sent {
         id: 7,
         outcome: SendOutcome::Sent

@@ -366,9 +366,8 @@ impl Core {
             return;
         }
         let mut p = self.queue.remove(0);
-        p.confirmed_now = p.msg.confirmed
-            && p.msg.severity == Severity::Urgent
-            && self.budget.may_confirm(now);
+        p.confirmed_now =
+            p.msg.confirmed && p.msg.severity == Severity::Urgent && self.budget.may_confirm(now);
         let port = self.cfg.ports[p.msg.class as usize];
         match self
             .driver
@@ -461,13 +460,14 @@ impl Core {
             }
             ModemEvent::JoinFailed(why) => {
                 self.join_at = self.next_join_after(now).max(now);
-                self.events.push_back(state(false, format!("join failed: {why}")));
+                self.events
+                    .push_back(state(false, format!("join failed: {why}")));
             }
             ModemEvent::TxStarted { phy_len } => {
-                let (class, confirmed) = self
-                    .inflight
-                    .as_ref()
-                    .map_or((Class::Alert, false), |p| (p.budget_class(), p.confirmed_now));
+                let (class, confirmed) =
+                    self.inflight.as_ref().map_or((Class::Alert, false), |p| {
+                        (p.budget_class(), p.confirmed_now)
+                    });
                 let one = time_on_air(self.radio(), phy_len);
                 let air = if confirmed {
                     one * (1 + u32::from(self.cfg.retransmissions))
@@ -518,7 +518,8 @@ impl Core {
             ModemEvent::Reset(why) => {
                 self.events
                     .push_back(CoreEvent::Radio(RadioEvent::ModemReset(why.clone())));
-                self.events.push_back(state(false, format!("modem reset: {why}")));
+                self.events
+                    .push_back(state(false, format!("modem reset: {why}")));
             }
             ModemEvent::Unexpected(_) => {}
         }

@@ -107,8 +107,11 @@ fn unacked_alert_is_retried_once_then_failed() {
         }
     }
     let ev = events(&mut c);
-    assert!(ev.iter().any(|e| matches!(e,
-        CoreEvent::Delivered { id: 1, delivery: Delivery::Failed(w) } if w.contains("2 attempts"))), "{ev:?}");
+    assert!(
+        ev.iter().any(|e| matches!(e,
+        CoreEvent::Delivered { id: 1, delivery: Delivery::Failed(w) } if w.contains("2 attempts"))),
+        "{ev:?}"
+    );
 }
 
 #[test]
@@ -242,7 +245,15 @@ fn a_burst_goes_out_urgent_first_and_only_urgent_alerts_ask_for_an_ack() {
     );
     let acked = events(&mut c)
         .into_iter()
-        .filter(|e| matches!(e, CoreEvent::Delivered { delivery: Delivery::Acked, .. }))
+        .filter(|e| {
+            matches!(
+                e,
+                CoreEvent::Delivered {
+                    delivery: Delivery::Acked,
+                    ..
+                }
+            )
+        })
         .count();
     assert_eq!(acked, 3);
 }
@@ -262,10 +273,21 @@ fn info_alerts_are_dropped_when_the_budget_has_no_room_for_them_in_time() {
     let ev = events(&mut c);
     let dropped = ev
         .iter()
-        .filter(|e| matches!(e, CoreEvent::Delivered { delivery: Delivery::Dropped(_), .. }))
+        .filter(|e| {
+            matches!(
+                e,
+                CoreEvent::Delivered {
+                    delivery: Delivery::Dropped(_),
+                    ..
+                }
+            )
+        })
         .count();
     let sent_info = sends(&log).iter().filter(|s| s.0 != 30).count();
-    assert!(dropped > 0 && sent_info > 0, "{dropped} dropped, {sent_info} sent");
+    assert!(
+        dropped > 0 && sent_info > 0,
+        "{dropped} dropped, {sent_info} sent"
+    );
     assert_eq!(dropped + sent_info, 20, "each info alert ends once");
     assert_eq!(c.stats().info_dropped, dropped as u64);
     // The urgent one went first, on the alert reserve.
