@@ -585,6 +585,23 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("uplink=\"lorawan\"} 4"), "{t}");
+        i.status.uplinks.lorawan = Some(crate::status::LoraStatus {
+            state: "joined".into(),
+            downlinks_24h: 3,
+            data_rate: 2,
+            joins: 1,
+            info_dropped: 5,
+            ..Default::default()
+        });
+        let t = render(&i);
+        for needle in [
+            "carebridge_lorawan_downlinks_24h 3",
+            "carebridge_lorawan_data_rate 2",
+            "carebridge_lorawan_joins_total 1",
+            "carebridge_lorawan_info_dropped_total 5",
+        ] {
+            assert!(t.contains(needle), "missing {needle:?} in\n{t}");
+        }
     }
 
     #[test]

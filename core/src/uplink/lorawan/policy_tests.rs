@@ -356,3 +356,24 @@ fn an_urgent_alert_takes_the_modem_from_a_summary_waiting_to_retry() {
     assert!(order.contains(&"11"), "the summary still goes: {order:?}");
     assert_eq!(c.stats().preempted, 1);
 }
+
+#[test]
+fn the_modems_own_retransmissions_are_booked_at_their_worst_case() {
+    let mut c = core();
+    c.cfg.retransmissions = 2;
+    let mut m = rak(false);
+    drive(&mut c, 0, 10, &mut m);
+    let before = c.budget().used_24h(Time(10));
+    c.submit(1, alert(Severity::Urgent, 1), Time(10));
+    drive(&mut c, 10, 60_000, &mut m);
+    let one = super::super::airtime::uplink_airtime(c.radio(), 4);
+    assert_eq!(
+        c.budget().used_24h(Time(60_000)) - before,
+        one * 3,
+        "one confirmed uplink and the modem's two retransmissions"
+    );
+    // An unconfirmed one (not urgent) cannot be retransmitted: booked once.
+    c.submit(2, alert(Severity::Warning, 2), Time(60_000));
+    drive(&mut c, 60_000, 120_000, &mut m);
+    assert_eq!(c.budget().used_24h(Time(120_000)) - before, one * 4);
+}
