@@ -194,6 +194,7 @@ impl World {
         let id = self.next_job;
         self.next_job += 1;
         self.jobs.insert(id, (job, uid));
+        self.job_payloads.insert(id, msg.payload.clone());
         self.lora_current = Some(id);
         self.lora.submit(id, msg, now);
         Ok(())
@@ -208,7 +209,14 @@ impl World {
                 self.modem.command(&line, self.t, &mut self.rng);
             }
             for (_, data) in std::mem::take(&mut self.modem.received) {
-                let job = self.lora_current.and_then(|id| self.jobs.get(&id)).cloned();
+                let on_air = self
+                    .job_payloads
+                    .iter()
+                    .filter(|(id, p)| **p == data && self.jobs.contains_key(id))
+                    .map(|(id, _)| *id)
+                    .min()
+                    .or(self.lora_current);
+                let job = on_air.and_then(|id| self.jobs.get(&id)).cloned();
                 if let Some((LoraJob::Alert(seq), Some(uid))) = job {
                     match codec::decode(&data) {
                         Ok((Uplink::Alert(m), _)) => {
@@ -230,6 +238,7 @@ impl World {
                 any = true;
                 match ev {
                     CoreEvent::Delivered { id, delivery } => {
+                        self.job_payloads.remove(&id);
                         if let Some((job, _)) = self.jobs.remove(&id) {
                             if self.lora_current == Some(id) {
                                 self.lora_current = None;
