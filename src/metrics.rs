@@ -24,7 +24,9 @@
 //! `zigbee_request_timeouts_total`, `zigbee_rpc_errors_total`,
 //! `zigbee_coordinator_restarts_total`, `zigbee_coordinator_resets_total`
 //! (when a coordinator is configured),
-//! `lorawan_airtime_used_seconds` (when the LoRaWAN uplink reports it),
+//! `lorawan_airtime_used_seconds`, `lorawan_downlinks_24h`,
+//! `lorawan_data_rate`, `lorawan_joins_total`, `lorawan_info_dropped_total`
+//! (when the LoRaWAN uplink is configured),
 //! `store_commit_seconds` (histogram), `store_commits_total`,
 //! `store_failed_commits_total`, `mqtt_ingest_{accepted,malformed,refused}_total`,
 //! `local_broker_refused_total{cause}`, `local_broker_logins_total`,
@@ -361,6 +363,30 @@ pub fn render(i: &Inputs) -> String {
             &[],
             l.airtime_24h_ms as f64 / 1000.0,
         );
+        o.family(
+            "lorawan_downlinks_24h",
+            "gauge",
+            "LoRaWAN downlinks (acks and join accepts) in the last 24 hours.",
+        );
+        o.sample("lorawan_downlinks_24h", &[], l.downlinks_24h);
+        o.family(
+            "lorawan_data_rate",
+            "gauge",
+            "The data rate the LoRaWAN modem reports (ADR moves it).",
+        );
+        o.sample("lorawan_data_rate", &[], l.data_rate);
+        o.family(
+            "lorawan_joins_total",
+            "counter",
+            "LoRaWAN join accepts since start.",
+        );
+        o.sample("lorawan_joins_total", &[], l.joins);
+        o.family(
+            "lorawan_info_dropped_total",
+            "counter",
+            "Info alerts dropped from the radio under budget pressure since start.",
+        );
+        o.sample("lorawan_info_dropped_total", &[], l.info_dropped);
     }
     o.family(
         "link_up",
@@ -659,6 +685,23 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("uplink=\"lorawan\"} 4"), "{t}");
+        i.status.uplinks.lorawan = Some(crate::status::LoraStatus {
+            state: "joined".into(),
+            downlinks_24h: 3,
+            data_rate: 2,
+            joins: 1,
+            info_dropped: 5,
+            ..Default::default()
+        });
+        let t = render(&i);
+        for needle in [
+            "carebridge_lorawan_downlinks_24h 3",
+            "carebridge_lorawan_data_rate 2",
+            "carebridge_lorawan_joins_total 1",
+            "carebridge_lorawan_info_dropped_total 5",
+        ] {
+            assert!(t.contains(needle), "missing {needle:?} in\n{t}");
+        }
     }
 
     #[test]

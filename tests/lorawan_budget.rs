@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use carebridge::model::{Class, Time};
+use carebridge::model::{Class, Severity, Time};
 use carebridge::uplink::lorawan::airtime::{
     BudgetLimits, Radio, eu868_data_rate, time_on_air, uplink_airtime,
 };
@@ -52,6 +52,7 @@ fn workload(days: i64, alerts_per_day: u64, rng: &mut Rng) -> Vec<(Time, Message
             Time(day0),
             Message {
                 class: Class::Status,
+                severity: Severity::Info,
                 payload: vec![0; 28],
                 confirmed: false,
             },
@@ -62,6 +63,7 @@ fn workload(days: i64, alerts_per_day: u64, rng: &mut Rng) -> Vec<(Time, Message
                 t,
                 Message {
                     class: Class::Telemetry,
+                    severity: Severity::Info,
                     payload: vec![0; 47],
                     confirmed: false,
                 },
@@ -75,6 +77,7 @@ fn workload(days: i64, alerts_per_day: u64, rng: &mut Rng) -> Vec<(Time, Message
 fn alert(len: usize) -> Message {
     Message {
         class: Class::Alert,
+        severity: Severity::Urgent,
         payload: vec![0x21; len],
         confirmed: true,
     }
@@ -100,6 +103,8 @@ fn simulate(dr: u8, days: i64, alerts_per_day: u64, loss_percent: u64, reserve: 
         join_eui: [2; 8],
         app_key: [3; 16],
         data_rate: dr,
+        adr: false,
+        retransmissions: 0,
     };
     let mut t = Time(0);
     let driver = Driver::new(Box::new(Rak3172), settings, Timeouts::default(), t);
@@ -114,6 +119,8 @@ fn simulate(dr: u8, days: i64, alerts_per_day: u64, loss_percent: u64, reserve: 
         confirmed_retries: 2,
         join_backoff_min: Duration::from_secs(15),
         join_backoff_max: Duration::from_secs(3600),
+        retransmissions: 0,
+        info_max_wait: Duration::from_secs(600),
     };
     let mut core = Core::new(driver, cfg, t);
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);

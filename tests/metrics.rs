@@ -177,6 +177,14 @@ fn metrics_parse_with_the_reference_parser_and_count_what_happened() {
         "{s}"
     );
     assert_eq!(s["carebridge_uplink_up{uplink=mqtt}"], 1.0, "{s}");
+    // Counted while connected, not only when a session ends.
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let m = parse(&py, &get(own, "/metrics").1);
+            m["samples"]["carebridge_uplink_delivered_total{uplink=mqtt}"].as_f64() >= Some(1.0)
+        }),
+        "{s}"
+    );
     assert!(
         s["process_resident_memory_bytes"].as_f64() > Some(1e6),
         "{s}"

@@ -165,6 +165,14 @@ pub struct LoraStatus {
     pub airtime_24h_ms: u64,
     pub airtime_limit_ms: u64,
     pub downlinks_24h: u32,
+    /// The data rate the modem reports (ADR moves it).
+    pub data_rate: u8,
+    /// Join accepts since start (each one a downlink).
+    pub joins: u64,
+    /// Start-ups that found the modem still joined.
+    pub sessions_kept: u64,
+    /// Info alerts the radio dropped under budget pressure since start.
+    pub info_dropped: u64,
     pub router: RouterStats,
     /// Device id → index in compact alerts.
     pub device_index: BTreeMap<String, u16>,

@@ -34,6 +34,9 @@ pub(super) fn start_dual_path(
     crate::uplink::lorawan::read_app_key(std::path::Path::new(&cfg.app_key_file))
         .map_err(|e| Exit::input(anyhow::anyhow!("lorawan.app_key_file: {e}")))?;
     let (lora, queue) = crate::uplink::lorawan::channel(16);
+    // No MQTT uplink: the radio is the only path (the router then decides
+    // when an unconfirmed alert is done).
+    let lorawan_only = links.mqtt_commands.is_none();
     let (ev_tx, ev_rx) = mpsc::channel(64);
     let commands = match links.mqtt_commands {
         Some(c) => c,
@@ -60,15 +63,19 @@ pub(super) fn start_dual_path(
         events: ev_rx,
         mqtt: Some(links.mqtt),
         commands,
-        router: cfg.router_config(),
+        router: crate::uplink::router::RouterConfig {
+            lorawan_only,
+            ..cfg.router_config()
+        },
         confirmed_alerts: cfg.confirmed_alerts,
         status: links.status,
     };
     let sd = shutdown.clone();
+    let store = dual.store.clone();
     tasks.spawn(async move {
         (
             "lorawan",
-            crate::uplink::lorawan::run(cfg, queue, ev_tx, sd).await,
+            crate::uplink::lorawan::run_with_store(cfg, queue, ev_tx, sd, Some(store)).await,
         )
     });
     let sd = shutdown.clone();

@@ -16,7 +16,13 @@
 //! - the outbox is re-read every [`RESCAN`] and on every new row, which is
 //!   how acknowledgements by the other path reach the router;
 //! - downlink commands become the same [`Command`]s MQTT delivers, handled
-//!   by the same handler (`ack`, `ping`, `permit_join`).
+//!   by the same handler (`ack`, `ping`, `permit_join`); LoRaWAN-only, a
+//!   downlink `ack` of an alert sent unconfirmed also makes it done;
+//! - the router's set of alerts sent unconfirmed and still waiting is kept
+//!   in the kv under [`UNCONFIRMED_KEY`], so a restart does not send them
+//!   again;
+//! - a modem that refuses its set-up raises one `warning` alert
+//!   (rule [`MODEM_RULE`]) per episode (until it joins again).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -30,11 +36,15 @@ use super::lorawan::policy::RadioEvent;
 use super::lorawan::{Delivery, LoraEvent, LoraUplink, Message};
 use super::router::{Action, LoraJob, LoraResult, Router, RouterConfig};
 use super::{Command, UplinkState};
-use crate::model::{Alert, Class, Kind, Time};
+use crate::model::{Alert, AlertState, Class, DeviceId, Kind, Severity, Time};
 use crate::store::{Store, Write};
 
 /// The kv key of the device → compact index map (JSON object).
 pub const DEVICE_INDEX_KEY: &str = "lorawan.device_index";
+/// The kv key of the seqs sent unconfirmed and still waiting (JSON array).
+pub const UNCONFIRMED_KEY: &str = "lorawan.unconfirmed";
+/// The rule id of the warning raised when the modem refuses its set-up.
+pub const MODEM_RULE: &str = "lorawan-modem";
 /// How often the outbox is re-read to notice rows the other path acked.
 pub const RESCAN: Duration = Duration::from_secs(2);
 /// Alert rows the router tracks at once (the oldest first).
@@ -83,6 +93,10 @@ struct State {
     router: Router,
     index: BTreeMap<String, u16>,
     sent: VecDeque<Sent>,
+    /// Severity of the alert rows seen (parsed once per row).
+    severity: BTreeMap<u64, Severity>,
+    /// A set-up refusal was raised as an alert and the modem has not joined since.
+    refusal_raised: bool,
 }
 
 fn set_status(s: &SharedStatus, f: impl FnOnce(&mut LoraStatus)) {
@@ -110,14 +124,22 @@ impl Dual {
             router: Router::new(self.router.clone(), crate::wall::now()),
             index,
             sent: VecDeque::new(),
+            severity: BTreeMap::new(),
+            refusal_raised: false,
         };
+        if let Some(b) = self.store.kv_get(UNCONFIRMED_KEY).await? {
+            match serde_json::from_slice::<Vec<u64>>(&b) {
+                Ok(seqs) => st.router.restore_unconfirmed(&seqs),
+                Err(e) => tracing::warn!(key = UNCONFIRMED_KEY, error = %e, "unreadable; ignored"),
+            }
+        }
         set_status(&self.status, |s| {
             s.state = "starting".into();
             s.device_index = st.index.clone();
         });
         st.router
             .handle_mqtt(mqtt_up(&self.mqtt), crate::wall::now());
-        let (res_tx, mut results) = mpsc::channel::<(LoraJob, LoraResult)>(4);
+        let (res_tx, mut results) = mpsc::channel::<(LoraJob, LoraResult)>(8);
         let mut changed = self.store.outbox_changed();
         let mut mqtt = self.mqtt.clone();
         let mut events = Some(std::mem::replace(&mut self.events, mpsc::channel(1).1));
@@ -130,6 +152,12 @@ impl Dual {
             }
             while let Some(a) = st.router.poll_action(crate::wall::now()) {
                 self.act(&mut st, a, &res_tx).await?;
+            }
+            if let Some(seqs) = st.router.take_unconfirmed() {
+                let bytes = serde_json::to_vec(&seqs)?;
+                self.store
+                    .submit(Write::Kv(UNCONFIRMED_KEY.into(), Some(bytes)))
+                    .await?;
             }
             set_status(&self.status, |s| s.router = st.router.stats());
             let now = crate::wall::now();
@@ -171,8 +199,18 @@ impl Dual {
 
     async fn rescan(&self, st: &mut State, now: Time) -> anyhow::Result<()> {
         let rows = self.store.outbox_fetch(Class::Alert, 0, WINDOW).await?;
-        let seqs: Vec<u64> = rows.iter().map(|r| r.seq).collect();
-        st.router.handle_outbox(&seqs, rows.len() < WINDOW, now);
+        let mut known = BTreeMap::new();
+        for r in &rows {
+            let sev = match st.severity.get(&r.seq) {
+                Some(s) => *s,
+                None => severity_of(&r.payload),
+            };
+            known.insert(r.seq, sev);
+        }
+        let list: Vec<(u64, Severity)> = known.iter().map(|(s, v)| (*s, *v)).collect();
+        st.severity = known;
+        st.router
+            .handle_outbox_rows(&list, rows.len() < WINDOW, now);
         Ok(())
     }
 
@@ -191,6 +229,12 @@ impl Dual {
                     })
                     .await?;
             }
+            Action::Dropped { seq } => {
+                tracing::info!(seq, "info alert dropped from the radio (airtime budget)");
+                self.store
+                    .submit(Write::Ack(vec![(Class::Alert, seq)]))
+                    .await?;
+            }
             Action::Lora(job) => {
                 let payload = match job {
                     LoraJob::Alert(seq) => self.alert_payload(st, seq).await?,
@@ -205,12 +249,18 @@ impl Dual {
                         .handle_lora_result(job, LoraResult::Failed, crate::wall::now());
                     return Ok(());
                 };
-                let (class, confirmed) = match job {
-                    LoraJob::Alert(_) => (Class::Alert, self.confirmed_alerts),
-                    LoraJob::Status => (Class::Status, false),
+                let (class, severity) = match job {
+                    LoraJob::Alert(seq) => (
+                        Class::Alert,
+                        st.severity.get(&seq).copied().unwrap_or(Severity::Urgent),
+                    ),
+                    LoraJob::Status => (Class::Status, Severity::Info),
                 };
+                // Acks (downlinks) are for urgent alerts only.
+                let confirmed = self.confirmed_alerts && severity == Severity::Urgent;
                 let msg = Message {
                     class,
+                    severity,
                     payload,
                     confirmed,
                 };
@@ -219,6 +269,10 @@ impl Dual {
                     let result = match lora.send(msg).await {
                         Ok(Delivery::Acked) => LoraResult::Acked,
                         Ok(Delivery::SentUnconfirmed) => LoraResult::SentUnconfirmed,
+                        Ok(Delivery::Dropped(why)) => {
+                            tracing::info!(?job, %why, "LoRaWAN send dropped");
+                            LoraResult::Dropped
+                        }
                         Ok(Delivery::Failed(why)) => {
                             tracing::info!(?job, %why, "LoRaWAN send failed; will retry");
                             LoraResult::Failed
@@ -300,7 +354,29 @@ impl Dual {
     async fn on_event(&self, st: &mut State, ev: LoraEvent) {
         let now = crate::wall::now();
         match ev {
+            LoraEvent::Radio(RadioEvent::SetupRefused {
+                command,
+                error,
+                retry_in,
+            }) => {
+                st.router.handle_lora(false, now);
+                let msg = format!(
+                    "LoRaWAN modem refused its set-up ({command}: {error}); retrying in {} s",
+                    retry_in.as_secs()
+                );
+                set_status(&self.status, |s| {
+                    s.state = "set-up refused".into();
+                    s.detail = msg.clone();
+                });
+                if !st.refusal_raised {
+                    st.refusal_raised = true;
+                    self.raise_modem_warning(msg, now).await;
+                }
+            }
             LoraEvent::Radio(RadioEvent::JoinState { joined, detail }) => {
+                if joined {
+                    st.refusal_raised = false;
+                }
                 st.router.handle_lora(joined, now);
                 set_status(&self.status, |s| {
                     s.state = if joined { "joined" } else { "joining" }.into();
@@ -324,10 +400,16 @@ impl Dual {
                 used_24h,
                 limit,
                 downlinks_24h,
+                data_rate,
+                stats,
             } => set_status(&self.status, |s| {
                 s.airtime_24h_ms = u64::try_from(used_24h.as_millis()).unwrap_or(u64::MAX);
                 s.airtime_limit_ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
                 s.downlinks_24h = downlinks_24h;
+                s.data_rate = data_rate;
+                s.joins = stats.joins;
+                s.sessions_kept = stats.sessions_kept;
+                s.info_dropped = stats.info_dropped;
             }),
             LoraEvent::Radio(RadioEvent::DownlinkInvalid { port, error, .. }) => {
                 tracing::warn!(port, %error, "LoRaWAN downlink ignored");
@@ -336,6 +418,9 @@ impl Dual {
                 set_status(&self.status, |s| {
                     s.last_downlink = Some(d.to_json().to_string());
                 });
+                if let Some(seq) = acked_seq(&d, &st.sent) {
+                    st.router.handle_downlink_ack(seq);
+                }
                 match downlink_command(&d, &st.sent) {
                     Some(cmd) => {
                         if self.commands.try_send(cmd).is_err() {
@@ -346,6 +431,58 @@ impl Dual {
                 }
             }
         }
+    }
+}
+
+impl Dual {
+    /// One `warning` alert: the modem refuses its set-up (the carer's
+    /// dashboard sees it by MQTT, or by radio once the modem works).
+    async fn raise_modem_warning(&self, message: String, now: Time) {
+        let Ok(device) = DeviceId::new("lorawan-modem") else {
+            return;
+        };
+        let alert = Alert {
+            uid: None,
+            rule: MODEM_RULE.into(),
+            severity: Severity::Warning,
+            state: AlertState::Raised,
+            device,
+            room: None,
+            at: now,
+            message,
+            value: None,
+            kind: None,
+        };
+        if let Err(e) = self.store.submit(Write::Alert(alert)).await {
+            tracing::error!(error = %e, "could not raise the LoRaWAN modem warning");
+        }
+    }
+}
+
+/// The severity of an alert row (urgent when it does not parse: never
+/// demote what cannot be read).
+fn severity_of(payload: &[u8]) -> Severity {
+    #[derive(serde::Deserialize)]
+    struct Sev {
+        severity: Severity,
+    }
+    serde_json::from_slice::<Sev>(payload).map_or(Severity::Urgent, |s| s.severity)
+}
+
+/// The seq of the alert a downlink `ack` names, if it names one sent by radio.
+fn acked_seq(d: &Downlink, sent: &VecDeque<Sent>) -> Option<u64> {
+    match d {
+        Downlink::AckSeq { seq } => sent
+            .iter()
+            .rev()
+            .find(|s| s.seq & 0xffff_ffff == u64::from(*seq))
+            .map(|s| s.seq),
+        Downlink::AckIndex { device_index, kind } => sent
+            .iter()
+            .rev()
+            .find(|s| s.device_index == *device_index && (kind.is_none() || s.kind == *kind))
+            .map(|s| s.seq),
+        _ => None,
     }
 }
 

@@ -25,6 +25,8 @@ pub(super) fn lora_core(now: Time) -> policy::Core {
         join_eui: [2; 8],
         app_key: [3; 16],
         data_rate: cfg.data_rate,
+        adr: false,
+        retransmissions: 0,
     };
     let driver = Driver::new(Box::new(Rak3172), settings, cfg.timeouts(), now);
     let core_cfg = cfg
@@ -130,6 +132,12 @@ impl World {
                         self.note(format!("lora delivered {}", row.uid));
                     }
                 }
+                Action::Dropped { seq } => {
+                    if let Some(row) = self.outbox.remove(&seq) {
+                        self.books.on_delete(&row.uid)?;
+                        self.note(format!("lora dropped {}", row.uid));
+                    }
+                }
                 Action::Lora(job) => self.lora_job(job, now)?,
             }
         }
@@ -154,6 +162,7 @@ impl World {
                 (
                     Message {
                         class: Class::Alert,
+                        severity: row.alert.severity,
                         payload: p,
                         confirmed: true,
                     },
@@ -174,6 +183,7 @@ impl World {
                 (
                     Message {
                         class: Class::Status,
+                        severity: carebridge::model::Severity::Info,
                         payload: p,
                         confirmed: false,
                     },
@@ -184,6 +194,7 @@ impl World {
         let id = self.next_job;
         self.next_job += 1;
         self.jobs.insert(id, (job, uid));
+        self.job_payloads.insert(id, msg.payload.clone());
         self.lora_current = Some(id);
         self.lora.submit(id, msg, now);
         Ok(())
@@ -198,7 +209,14 @@ impl World {
                 self.modem.command(&line, self.t, &mut self.rng);
             }
             for (_, data) in std::mem::take(&mut self.modem.received) {
-                let job = self.lora_current.and_then(|id| self.jobs.get(&id)).cloned();
+                let on_air = self
+                    .job_payloads
+                    .iter()
+                    .filter(|(id, p)| **p == data && self.jobs.contains_key(id))
+                    .map(|(id, _)| *id)
+                    .min()
+                    .or(self.lora_current);
+                let job = on_air.and_then(|id| self.jobs.get(&id)).cloned();
                 if let Some((LoraJob::Alert(seq), Some(uid))) = job {
                     match codec::decode(&data) {
                         Ok((Uplink::Alert(m), _)) => {
@@ -220,6 +238,7 @@ impl World {
                 any = true;
                 match ev {
                     CoreEvent::Delivered { id, delivery } => {
+                        self.job_payloads.remove(&id);
                         if let Some((job, _)) = self.jobs.remove(&id) {
                             if self.lora_current == Some(id) {
                                 self.lora_current = None;
@@ -227,6 +246,7 @@ impl World {
                             let r = match delivery {
                                 Delivery::Acked => LoraResult::Acked,
                                 Delivery::SentUnconfirmed => LoraResult::SentUnconfirmed,
+                                Delivery::Dropped(_) => LoraResult::Dropped,
                                 Delivery::Failed(_) => LoraResult::Failed,
                             };
                             self.router.handle_lora_result(job, r, now);

@@ -100,6 +100,10 @@ pub struct World {
     lora: policy::Core,
     modem: Modem,
     jobs: HashMap<u64, (LoraJob, Option<String>)>,
+    /// The payload of each job: the modem task may hold an alert and a
+    /// summary (or a more severe alert) at once, so what went on air is
+    /// found by its bytes.
+    job_payloads: HashMap<u64, Vec<u8>>,
     lora_current: Option<u64>,
     next_job: u64,
     acks: Vec<(i64, String, String)>,
@@ -168,6 +172,7 @@ impl World {
             lora: lora_core(now),
             modem: Modem::new(0.1, 0.05),
             jobs: HashMap::new(),
+            job_payloads: HashMap::new(),
             lora_current: None,
             next_job: 1,
             acks: Vec::new(),
@@ -575,6 +580,7 @@ impl World {
         self.lora = lora_core(now);
         self.zigbee.start(now, false);
         self.jobs.clear();
+        self.job_payloads.clear();
         self.lora_current = None;
         self.mqtt.retry_at = Some(self.t);
         self.rescan();

@@ -16,7 +16,9 @@ pub use carebridge_core::uplink::lorawan::*;
 pub mod sim;
 mod task;
 
-pub use self::task::{LoraClosed, LoraEvent, LoraQueue, LoraUplink, channel, run};
+pub use self::task::{
+    LoraClosed, LoraEvent, LoraQueue, LoraUplink, QUIET, STATE_KEY, channel, run, run_with_store,
+};
 
 /// Reads the AppKey, refusing a file that other users can read.
 pub fn read_app_key(path: &Path) -> Result<[u8; 16], AppKeyError> {

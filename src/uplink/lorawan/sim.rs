@@ -9,6 +9,17 @@
 //! uplinks that arrive, delivers queued downlinks, and can go silent until
 //! it is reset.
 //!
+//! Faults a real module shows, each a [`SimConfig`] knob: left in LoRa P2P
+//! work mode (RUI3 `AT+NWM=0`: LoRaWAN commands fail until `AT+NWM=1`,
+//! which restarts it), refusing its set-up, a retransmit setting of its own
+//! (`AT+RETY`: a lost confirmed uplink goes on air again, airtime the
+//! gateway must book), damaged replies (a share of lines written without
+//! their line ending), duty-cycle refusals of sends, and a session kept
+//! across a reset (RUI3 restores it; `AT+NJS=?` tells). The session is kept
+//! while the simulator runs, so a gateway restart finds the modem joined.
+//! With ADR on, the simulated network moves the data rate after the first
+//! uplink (`network_dr`), and `AT+DR=?` reports it.
+//!
 //! Not a LoRaWAN stack: no MAC commands, no crypto; it speaks the AT side.
 
 use std::collections::VecDeque;
@@ -40,6 +51,22 @@ pub struct SimConfig {
     pub join_failures: u32,
     /// Answer too-early sends with duty-cycle errors.
     pub enforce_duty_cycle: bool,
+    /// RUI3 starts in LoRa P2P work mode.
+    pub p2p_mode: bool,
+    /// Refuse the work-mode command (RUI3 `AT+NWM`, Wio-E5 `AT+MODE`).
+    pub refuse_setup: bool,
+    /// The modem's own retransmissions of a confirmed uplink (until the
+    /// gateway sets `AT+RETY`/`AT+RETRY`).
+    pub retransmissions: u8,
+    /// Percent of output lines written without their line ending.
+    pub damaged_percent: u8,
+    /// The next N sends are refused for the duty cycle (RUI3
+    /// `AT_DUTYCYCLE_RESTRICTED`, Wio-E5 `No band in …ms`).
+    pub duty_cycle_refusals: u32,
+    /// A reset keeps the join (RUI3 restores its session).
+    pub keep_session_on_reset: bool,
+    /// With ADR on, the data rate the network moves the modem to.
+    pub network_dr: Option<u8>,
 }
 
 impl Default for SimConfig {
@@ -50,6 +77,13 @@ impl Default for SimConfig {
             seed: 1,
             join_failures: 0,
             enforce_duty_cycle: true,
+            p2p_mode: false,
+            refuse_setup: false,
+            retransmissions: 0,
+            damaged_percent: 0,
+            duty_cycle_refusals: 0,
+            keep_session_on_reset: false,
+            network_dr: None,
         }
     }
 }
@@ -63,6 +97,10 @@ pub struct SimUplink {
     pub lost: bool,
     /// When the send command reached the modem.
     pub at: Instant,
+    /// The data rate it went out at.
+    pub dr: u8,
+    /// A retransmission the modem made on its own (no new send command).
+    pub retransmission: bool,
 }
 
 /// What happened so far.
@@ -75,6 +113,10 @@ pub struct SimStats {
     pub refusals: u32,
     /// Airtime of all transmissions.
     pub airtime: Duration,
+    /// Every command line received, in order.
+    pub commands: Vec<String>,
+    /// Lines written without their line ending.
+    pub damaged: u32,
 }
 
 #[derive(Debug, Default)]
@@ -188,6 +230,13 @@ struct Machine {
     epoch: Instant,
     due: Vec<Due>,
     on_air: bool,
+    /// RUI3 work mode: 0 P2P, 1 LoRaWAN.
+    nwm: u8,
+    adr: bool,
+    rety: u8,
+    dc_refusals_left: u32,
+    /// Restarting: commands are not answered until then.
+    booting_until: Option<Instant>,
 }
 
 impl Machine {
@@ -195,7 +244,6 @@ impl Machine {
         Machine {
             rng: cfg.seed | 1,
             join_failures_left: cfg.join_failures,
-            cfg,
             shared,
             joined: false,
             dr: 5,
@@ -209,6 +257,12 @@ impl Machine {
             epoch: Instant::now(),
             due: Vec::new(),
             on_air: false,
+            nwm: if cfg.p2p_mode { 0 } else { 1 },
+            adr: false,
+            rety: cfg.retransmissions,
+            dc_refusals_left: cfg.duty_cycle_refusals,
+            booting_until: None,
+            cfg,
         }
     }
 
@@ -257,8 +311,15 @@ impl Machine {
                 }
                 out.push(d.line);
             }
+            let damaged = self.cfg.damaged_percent;
             for l in out {
-                let _ = port.write_all(format!("{l}\r\n").as_bytes());
+                // Line noise: the line ending lost, the reply glued to the next.
+                if damaged > 0 && self.random_percent() < damaged {
+                    self.with(|s| s.stats.damaged += 1);
+                    let _ = port.write_all(l.as_bytes());
+                } else {
+                    let _ = port.write_all(format!("{l}\r\n").as_bytes());
+                }
             }
         }
     }
@@ -274,15 +335,24 @@ impl Machine {
     fn command(&mut self, cmd: &str, out: &mut Vec<String>) {
         let rak = self.cfg.dialect == SimDialect::Rak3172;
         let is_reset = cmd == "ATZ" || cmd == "AT+RESET";
+        self.with(|s| s.stats.commands.push(cmd.to_string()));
         if self.with(|s| s.silent) && !is_reset {
             return;
+        }
+        if let Some(b) = self.booting_until {
+            if Instant::now() < b {
+                return;
+            }
+            self.booting_until = None;
         }
         if is_reset {
             self.with(|s| {
                 s.silent = false;
                 s.stats.resets += 1;
             });
-            self.joined = false;
+            if !self.cfg.keep_session_on_reset {
+                self.joined = false;
+            }
             self.on_air = false;
             self.due.clear();
             if !rak {
@@ -308,7 +378,49 @@ impl Machine {
     }
 
     fn rak(&mut self, cmd: &str, out: &mut Vec<String>) {
-        if cmd.starts_with("AT+JOIN") {
+        if let Some(v) = cmd.strip_prefix("AT+NWM=") {
+            if self.cfg.refuse_setup {
+                out.push("AT_ERROR".into());
+                return;
+            }
+            let mode = v.parse().unwrap_or(1);
+            out.push("OK".into());
+            if mode != self.nwm {
+                // RUI3 restarts to switch work mode.
+                self.nwm = mode;
+                self.joined = false;
+                self.due.clear();
+                self.booting_until = Some(Instant::now() + Duration::from_millis(200));
+                self.later(
+                    Duration::from_millis(200),
+                    "Current Work Mode: LoRaWAN.".into(),
+                    false,
+                );
+            }
+            return;
+        }
+        if self.nwm != 1 {
+            // P2P work mode: no LoRaWAN commands.
+            out.push(if cmd.starts_with("AT+NJS") {
+                "AT_MODE_NO_SUPPORT".into()
+            } else {
+                "AT_ERROR".into()
+            });
+            return;
+        }
+        if cmd == "AT+NJS=?" {
+            out.push(format!("AT+NJS={}", u8::from(self.joined)));
+            out.push("OK".into());
+        } else if cmd == "AT+DR=?" {
+            out.push(format!("AT+DR={}", self.dr));
+            out.push("OK".into());
+        } else if let Some(v) = cmd.strip_prefix("AT+RETY=") {
+            self.rety = v.parse().unwrap_or(self.rety);
+            out.push("OK".into());
+        } else if let Some(v) = cmd.strip_prefix("AT+ADR=") {
+            self.adr = v == "1";
+            out.push("OK".into());
+        } else if cmd.starts_with("AT+JOIN") {
             out.push("OK".into());
             self.join();
         } else if let Some(v) = cmd.strip_prefix("AT+CFM=") {
@@ -333,6 +445,18 @@ impl Machine {
     }
 
     fn wio(&mut self, cmd: &str, out: &mut Vec<String>) {
+        if cmd == "AT+JOIN" && self.joined {
+            out.push("+JOIN: Joined already".into());
+            return;
+        }
+        if cmd == "AT+DR" {
+            out.push(format!("+DR: DR{}", self.dr));
+            return;
+        }
+        if cmd.starts_with("AT+MODE=") && self.cfg.refuse_setup {
+            out.push("+MODE: ERROR(-1)".into());
+            return;
+        }
         if cmd == "AT+JOIN" {
             out.push("+JOIN: Start".into());
             out.push("+JOIN: NORMAL".into());
@@ -349,6 +473,16 @@ impl Machine {
                 Some(data) => self.uplink(self.port, data, name == "CMSGHEX", out),
                 None => out.push(format!("+{name}: ERROR(-2)")),
             },
+            "RETRY" => {
+                // Wio-E5 counts transmissions: n < 2 sends once.
+                let n: u8 = arg.parse().unwrap_or(1);
+                self.rety = n.saturating_sub(1);
+                out.push(format!("+RETRY: {n}"));
+            }
+            "ADR" => {
+                self.adr = arg_plain == "ON";
+                out.push(format!("+ADR: {arg_plain}"));
+            }
             "PORT" => {
                 self.port = arg.parse().unwrap_or(self.port);
                 out.push(format!("+PORT: {}", self.port));
@@ -427,6 +561,16 @@ impl Machine {
         };
         let air = uplink_airtime(radio, data.len());
         let now = self.now();
+        if self.dc_refusals_left > 0 {
+            self.dc_refusals_left -= 1;
+            self.with(|s| s.stats.refusals += 1);
+            out.push(if rak {
+                "AT_DUTYCYCLE_RESTRICTED".into()
+            } else {
+                format!("+{verb}: No band in 1500ms")
+            });
+            return;
+        }
         let wait = match self
             .budget
             .earliest(Class::Alert, air, DEFAULT_UPLINK_HZ, now)
@@ -455,16 +599,34 @@ impl Machine {
         } else {
             self.with(|s| s.downlinks.pop_front())
         };
+        let dr = self.dr;
+        // The modem's own retransmissions of a lost confirmed uplink.
+        let extra = if confirmed && lost { self.rety } else { 0 };
         self.with(|s| {
-            s.stats.airtime += air;
-            s.stats.uplinks.push(SimUplink {
-                port,
-                data,
-                confirmed,
-                lost,
-                at: Instant::now(),
-            });
+            s.stats.airtime += air * (1 + u32::from(extra));
+            for i in 0..=extra {
+                s.stats.uplinks.push(SimUplink {
+                    port,
+                    data: data.clone(),
+                    confirmed,
+                    lost,
+                    at: Instant::now(),
+                    dr,
+                    retransmission: i > 0,
+                });
+            }
         });
+        if extra > 0 {
+            self.budget
+                .record_uplink(Class::Alert, now, air * u32::from(extra), DEFAULT_UPLINK_HZ);
+        }
+        // ADR: the network moves the data rate after an uplink it heard.
+        if self.adr
+            && !lost
+            && let Some(n) = self.cfg.network_dr
+        {
+            self.dr = n;
+        }
         if rak {
             out.push("OK".into());
         } else {

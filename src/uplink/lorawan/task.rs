@@ -7,7 +7,12 @@
 //! Invariants:
 //! - every [`LoraUplink::send`] gets exactly one [`Delivery`] (a lost port
 //!   fails what was queued; the caller keeps it in its outbox);
-//! - a lost port is reopened with backoff; the airtime ledger survives it;
+//! - a lost port is reopened with backoff; the airtime ledger and the join
+//!   history survive it, and with a store ([`run_with_store`]) survive
+//!   restarts too: they are saved in the kv under [`STATE_KEY`] whenever
+//!   they change (each uplink, downlink or join attempt);
+//! - a reply that lost its line ending is read after [`QUIET`] of silence
+//!   instead of waiting for the next line to end it;
 //! - shutdown is the token passed in; the reader thread stops with the session.
 
 use std::collections::HashMap;
@@ -20,10 +25,9 @@ use anyhow::Context;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::airtime::Budget;
 use super::at::{Framed, LineFramer};
 use super::modem::{Dialect, Driver};
-use super::policy::{Core, CoreEvent, Delivery, Message, RadioEvent};
+use super::policy::{Core, CoreEvent, Delivery, Message, Persisted, RadioEvent};
 use super::rak3172::Rak3172;
 use super::wio_e5::WioE5;
 use super::{LorawanConfig, read_app_key};
@@ -33,11 +37,15 @@ use super::{LorawanConfig, read_app_key};
 pub enum LoraEvent {
     /// Join state, downlinks and modem resets, as the core reported them.
     Radio(RadioEvent),
-    /// Airtime used and downlinks received in the last 24 h (after every delivery).
+    /// Airtime used and downlinks received in the last 24 h, and the
+    /// counters since start (after every delivery and join-state change).
     Airtime {
         used_24h: Duration,
         limit: Duration,
         downlinks_24h: u32,
+        /// The data rate the modem reports (ADR moves it).
+        data_rate: u8,
+        stats: super::policy::CoreStats,
     },
     /// The serial port failed or came back.
     Port { up: bool, detail: String },
@@ -85,6 +93,11 @@ impl LoraUplink {
     }
 }
 
+/// The kv key of the persisted airtime ledger and join history (JSON).
+pub const STATE_KEY: &str = "lorawan.state";
+/// Silence after which a partial line is taken as a whole reply.
+pub const QUIET: Duration = Duration::from_millis(100);
+
 fn dialect(name: &str) -> Box<dyn Dialect> {
     match name {
         "wio-e5" => Box::new(WioE5),
@@ -96,14 +109,29 @@ fn dialect(name: &str) -> Box<dyn Dialect> {
 /// hands over, reports [`LoraEvent`]s. Fails only on bad configuration.
 pub async fn run(
     cfg: LorawanConfig,
+    queue: LoraQueue,
+    events: mpsc::Sender<LoraEvent>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    run_with_store(cfg, queue, events, shutdown, None).await
+}
+
+/// As [`run`], keeping the airtime ledger and join history in `store`'s kv
+/// (read at start, written when they change).
+pub async fn run_with_store(
+    cfg: LorawanConfig,
     mut queue: LoraQueue,
     events: mpsc::Sender<LoraEvent>,
     shutdown: CancellationToken,
+    store: Option<crate::store::Store>,
 ) -> anyhow::Result<()> {
     let key = read_app_key(std::path::Path::new(&cfg.app_key_file))?;
     let settings = cfg.modem_settings(key)?;
     let core_cfg = cfg.core_config()?;
-    let mut budget = Budget::new(core_cfg.limits.clone());
+    let mut saved = match &store {
+        Some(s) => load_state(s).await,
+        None => Persisted::default(),
+    };
     let mut backoff = Duration::from_secs(1);
     loop {
         let session = match open(&cfg) {
@@ -115,9 +143,13 @@ pub async fn run(
                     cfg.timeouts(),
                     crate::wall::now(),
                 );
-                let core = Core::with_budget(driver, core_cfg.clone(), budget, crate::wall::now());
-                let r = session(core, port, &mut queue, &events, &shutdown).await;
-                budget = r.0;
+                let core = Core::restore(driver, core_cfg.clone(), &saved, crate::wall::now());
+                let io = Io {
+                    events: &events,
+                    store: store.as_ref(),
+                };
+                let r = session(core, port, &mut queue, &io, &shutdown).await;
+                saved = r.0;
                 r.1
             }
             Err(e) => Err(e),
@@ -140,6 +172,28 @@ pub async fn run(
         }
         backoff = (backoff * 2).min(Duration::from_secs(60));
     }
+}
+
+/// The saved ledger and join history; a value that does not parse is
+/// logged and replaced (the budget then starts empty, as before this key).
+async fn load_state(store: &crate::store::Store) -> Persisted {
+    match store.kv_get(STATE_KEY).await {
+        Ok(Some(b)) => serde_json::from_slice(&b).unwrap_or_else(|e| {
+            tracing::warn!(key = STATE_KEY, error = %e, "saved LoRaWAN state unreadable; starting afresh");
+            Persisted::default()
+        }),
+        Ok(None) => Persisted::default(),
+        Err(e) => {
+            tracing::warn!(key = STATE_KEY, error = %e, "cannot read the saved LoRaWAN state");
+            Persisted::default()
+        }
+    }
+}
+
+/// Where a session reports to.
+struct Io<'a> {
+    events: &'a mpsc::Sender<LoraEvent>,
+    store: Option<&'a crate::store::Store>,
 }
 
 fn open(cfg: &LorawanConfig) -> anyhow::Result<serialport::TTYPort> {
@@ -180,7 +234,14 @@ fn spawn_reader(
                             }
                         }
                     }
-                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                        // Quiet: a reply still unfinished lost its line ending.
+                        if let Some(Framed::Line(l) | Framed::Overlong(l)) = framer.flush()
+                            && tx.blocking_send(Input::Line(l)).is_err()
+                        {
+                            return;
+                        }
+                    }
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                     Err(e) => {
                         let _ = tx.blocking_send(Input::Closed(e.to_string()));
@@ -191,14 +252,15 @@ fn spawn_reader(
         })
 }
 
-/// One session on an open port. Returns the budget (kept across sessions).
+/// One session on an open port. Returns the state kept across sessions.
 async fn session(
     mut core: Core,
     mut port: serialport::TTYPort,
     queue: &mut LoraQueue,
-    events: &mpsc::Sender<LoraEvent>,
+    io: &Io<'_>,
     shutdown: &CancellationToken,
-) -> (Budget, anyhow::Result<()>) {
+) -> (Persisted, anyhow::Result<()>) {
+    let events = io.events;
     let (ltx, mut lines) = mpsc::channel(256);
     let stop = Arc::new(AtomicBool::new(false));
     let reader = match port
@@ -207,7 +269,7 @@ async fn session(
         .and_then(|p| spawn_reader(p, ltx, stop.clone()).map_err(anyhow::Error::from))
     {
         Ok(h) => h,
-        Err(e) => return (core.into_budget(), Err(e)),
+        Err(e) => return (core.persisted(), Err(e)),
     };
     let _ = events
         .send(LoraEvent::Port {
@@ -221,6 +283,9 @@ async fn session(
     let result: anyhow::Result<()> = loop {
         if let Err(e) = flush(&mut core, &mut port, events, &mut replies).await {
             break Err(e);
+        }
+        if let (Some(store), Some(state)) = (io.store, core.take_persisted()) {
+            save_state(store, &state).await;
         }
         let wait = core
             .next_deadline()
@@ -250,7 +315,25 @@ async fn session(
     }
     drop(lines);
     let _ = tokio::task::spawn_blocking(move || reader.join()).await;
-    (core.into_budget(), result)
+    let state = core.persisted();
+    if let Some(store) = io.store {
+        save_state(store, &state).await;
+    }
+    (state, result)
+}
+
+async fn save_state(store: &crate::store::Store, state: &Persisted) {
+    let r = match serde_json::to_vec(state) {
+        Ok(b) => store
+            .submit(crate::store::Write::Kv(STATE_KEY.into(), Some(b)))
+            .await
+            .map_err(anyhow::Error::from),
+        Err(e) => Err(e.into()),
+    };
+    if let Err(e) = r {
+        // Not fatal: the ledger lives on in memory; a restart would forget it.
+        tracing::warn!(key = STATE_KEY, error = %e, "cannot save the LoRaWAN airtime ledger");
+    }
 }
 
 async fn flush(
@@ -265,23 +348,53 @@ async fn flush(
             .and_then(|()| port.write_all(b"\r\n"))
             .context("writing to the modem")?;
     }
+    let mut changed = false;
     while let Some(ev) = core.poll_event() {
         let out = match ev {
             CoreEvent::Delivered { id, delivery } => {
                 if let Some(r) = replies.remove(&id) {
                     let _ = r.send(delivery);
                 }
-                let now = crate::wall::now();
-                LoraEvent::Airtime {
-                    used_24h: core.budget().used_24h(now),
-                    limit: core.budget().limits().daily_airtime,
-                    downlinks_24h: core.budget().downlinks_24h(now),
-                }
+                changed = true;
+                continue;
             }
-            CoreEvent::Radio(r) => LoraEvent::Radio(r),
+            CoreEvent::Radio(r) => {
+                log_radio(&r);
+                changed |= matches!(r, RadioEvent::JoinState { .. });
+                LoraEvent::Radio(r)
+            }
         };
         // Back-pressure rather than loss; a closed receiver just means nobody listens.
         let _ = events.send(out).await;
     }
+    if changed {
+        let now = crate::wall::now();
+        let ev = LoraEvent::Airtime {
+            used_24h: core.budget().used_24h(now),
+            limit: core.budget().limits().daily_airtime,
+            downlinks_24h: core.budget().downlinks_24h(now),
+            data_rate: core.driver().data_rate(),
+            stats: core.stats(),
+        };
+        let _ = events.send(ev).await;
+    }
     Ok(())
+}
+
+/// What an operator should see in the log without debug output.
+fn log_radio(r: &RadioEvent) {
+    match r {
+        RadioEvent::SetupRefused {
+            command,
+            error,
+            retry_in,
+        } => {
+            tracing::warn!(%command, %error, ?retry_in, "LoRaWAN modem refused its set-up; trying again later")
+        }
+        RadioEvent::ModemReset(why) => tracing::warn!(%why, "LoRaWAN modem reset"),
+        RadioEvent::JoinState { joined, detail } => {
+            tracing::info!(joined, %detail, "LoRaWAN join state")
+        }
+        _ => {}
+    }
 }

@@ -256,13 +256,9 @@ impl<'a> Session<'a> {
             }
         }
         *connects += 1;
-        set_state(
-            &self.links.state,
-            "connected",
-            *connects,
-            None,
-            self.delivered,
-        );
+        // The count so far (earlier sessions): this one adds as acks commit.
+        let delivered = self.links.state.borrow().delivered;
+        set_state(&self.links.state, "connected", *connects, None, delivered);
         tracing::info!(broker = %self.prep.cfg.url, "MQTT uplink connected");
         if let Err(e) = self.on_connected(client) {
             return End::Lost(e);
@@ -383,6 +379,12 @@ impl<'a> Session<'a> {
             return;
         }
         let acks = std::mem::take(&mut self.acks);
+        let n = u64::try_from(acks.len()).unwrap_or(u64::MAX);
+        // `uplink_delivered_total` counts while connected, not only when a
+        // session ends.
+        self.links
+            .state
+            .send_modify(|s| s.delivered = s.delivered.saturating_add(n));
         let done = Write::Delivered {
             via: crate::store::Via::Mqtt,
             rows: acks,

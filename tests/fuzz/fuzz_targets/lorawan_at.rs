@@ -16,6 +16,8 @@ fuzz_target!(|data: &[u8]| {
         join_eui: [2; 8],
         app_key: [3; 16],
         data_rate: 5,
+        adr: false,
+        retransmissions: 0,
     };
     let mut drivers = [
         Driver::new(Box::new(Rak3172), settings.clone(), Timeouts::default(), Time(0)),

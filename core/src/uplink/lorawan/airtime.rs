@@ -19,6 +19,11 @@
 //!   within the daily downlink cap: [`Budget::may_confirm`] says when an
 //!   alert must go unconfirmed instead.
 //!
+//! The ledger outlives the process: [`Budget::ledger`] / [`Budget::restore`]
+//! give it as plain data with wall-clock times (the shell keeps it in the
+//! store's kv), so the sliding 24 h windows — the day boundary — continue
+//! across restarts.
+//!
 //! Pure: time is passed in; no clock.
 
 use std::collections::VecDeque;
@@ -204,6 +209,18 @@ struct Tx {
     alert: bool,
 }
 
+/// The ledger as data, for keeping across restarts: times in wall-clock
+/// milliseconds, airtime in microseconds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Ledger {
+    /// `(start ms, airtime µs, sub-band index, booked as alert)`.
+    pub uplinks: Vec<(i64, u64, u8, bool)>,
+    /// Downlink times (ms).
+    pub downlinks: Vec<i64>,
+    /// Per sub-band: closed until (ms).
+    pub band_off_until: Vec<i64>,
+}
+
 /// The airtime ledger and admission rule. Keeps 24 h of history.
 #[derive(Debug, Clone)]
 pub struct Budget {
@@ -225,6 +242,55 @@ impl Budget {
 
     pub fn limits(&self) -> &BudgetLimits {
         &self.limits
+    }
+
+    /// The ledger as data (see [`Budget::restore`]).
+    pub fn ledger(&self) -> Ledger {
+        Ledger {
+            uplinks: self
+                .txs
+                .iter()
+                .map(|t| {
+                    let us = u64::try_from(t.airtime.as_micros()).unwrap_or(u64::MAX);
+                    (t.start.0, us, u8::try_from(t.band).unwrap_or(1), t.alert)
+                })
+                .collect(),
+            downlinks: self.downlinks.iter().map(|t| t.0).collect(),
+            band_off_until: self.band_off_until.iter().map(|t| t.0).collect(),
+        }
+    }
+
+    /// A budget that continues a saved ledger at `now`. Entries older than
+    /// 24 h are dropped; a sub-band's off time is capped at one hour from
+    /// `now` (the longest any single transmission can close it), so a wall
+    /// clock that stepped back cannot close the radio for long.
+    pub fn restore(limits: BudgetLimits, ledger: &Ledger, now: Time) -> Budget {
+        let mut b = Budget::new(limits);
+        let mut ups: Vec<_> = ledger.uplinks.clone();
+        ups.sort_by_key(|u| u.0);
+        for (start, us, band, alert) in ups {
+            let start = Time(start);
+            if now.since(start) >= DAY {
+                continue;
+            }
+            b.txs.push_back(Tx {
+                start,
+                airtime: Duration::from_micros(us),
+                band: usize::from(band).min(EU868_SUB_BANDS.len() - 1),
+                alert,
+            });
+        }
+        let mut downs: Vec<i64> = ledger.downlinks.clone();
+        downs.sort_unstable();
+        b.downlinks = downs
+            .into_iter()
+            .map(Time)
+            .filter(|t| now.since(*t) < DAY)
+            .collect();
+        for (slot, off) in b.band_off_until.iter_mut().zip(&ledger.band_off_until) {
+            *slot = Time(*off).min(now.saturating_add(HOUR));
+        }
+        b
     }
 
     /// The 24 h airtime a class may use.
@@ -379,6 +445,60 @@ fn window_earliest(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_restored_ledger_keeps_the_day_window_and_the_band_off_time() {
+        let mut b = Budget::new(BudgetLimits::default());
+        let sf7 = eu868_data_rate(5).unwrap();
+        let day = 86_400_000;
+        // One uplink 23 h ago, one now; two downlinks.
+        b.record_uplink(
+            Class::Alert,
+            Time(0),
+            time_on_air(sf7, 20),
+            DEFAULT_UPLINK_HZ,
+        );
+        let now = Time(23 * 3_600_000);
+        b.record_uplink(Class::Status, now, time_on_air(sf7, 30), DEFAULT_UPLINK_HZ);
+        b.record_downlink(Time(10));
+        b.record_downlink(now);
+        let json = serde_json::to_string(&b.ledger()).unwrap();
+        let back: Ledger = serde_json::from_str(&json).unwrap();
+        let r = Budget::restore(BudgetLimits::default(), &back, now);
+        assert_eq!(r.used_24h(now), b.used_24h(now));
+        assert_eq!(r.downlinks_24h(now), 2);
+        let air = time_on_air(sf7, 20);
+        assert_eq!(
+            r.earliest(Class::Alert, air, DEFAULT_UPLINK_HZ, now),
+            b.earliest(Class::Alert, air, DEFAULT_UPLINK_HZ, now),
+            "the sub-band stays closed after a restart"
+        );
+        // An hour later the first uplink and downlink have left the window.
+        let later = Time(day + 3_600_000);
+        let r = Budget::restore(BudgetLimits::default(), &back, later);
+        assert_eq!(r.downlinks_24h(later), 1);
+        assert_eq!(r.used_24h(later), time_on_air(sf7, 30));
+    }
+
+    #[test]
+    fn a_ledger_from_the_future_cannot_close_the_band_for_long() {
+        let l = Ledger {
+            uplinks: vec![],
+            downlinks: vec![],
+            band_off_until: vec![i64::MAX / 2; EU868_SUB_BANDS.len()],
+        };
+        let r = Budget::restore(BudgetLimits::default(), &l, Time(0));
+        let sf7 = eu868_data_rate(5).unwrap();
+        let t = r
+            .earliest(
+                Class::Alert,
+                time_on_air(sf7, 17),
+                DEFAULT_UPLINK_HZ,
+                Time(0),
+            )
+            .unwrap();
+        assert_eq!(t, Time(3_600_000));
+    }
 
     fn ms(d: Duration) -> f64 {
         d.as_secs_f64() * 1000.0

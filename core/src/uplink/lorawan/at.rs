@@ -68,6 +68,82 @@ impl LineFramer {
     pub fn pending(&self) -> usize {
         self.buf.len()
     }
+
+    /// Ends the unfinished line as if a line ending had come: the caller
+    /// calls it when the modem has been quiet for a while, so a reply that
+    /// lost its CR LF (line noise) is read now rather than glued to the next.
+    pub fn flush(&mut self) -> Option<Framed> {
+        if self.buf.is_empty() {
+            self.overlong = false;
+            return None;
+        }
+        let f = self.push(b"\n");
+        f.into_iter().next()
+    }
+}
+
+/// Splits a RUI3 line that holds several replies glued together (one lost
+/// its line ending): before every `+EVT:`, `AT_` and `AT+` after the
+/// start, and after a leading `OK` or before a trailing `OK` (but not
+/// `…_OK`, which ends `+EVT:SEND_CONFIRMED_OK`). Hex payloads never hold
+/// these letters, so a clean line always comes back whole.
+pub fn split_rak3172(line: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = line.trim();
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix("OK")
+            && !r.is_empty()
+        {
+            out.push("OK");
+            rest = r.trim_start();
+            continue;
+        }
+        let cut = ["+EVT:", "AT_", "AT+"]
+            .iter()
+            .filter_map(|t| rest.get(1..)?.find(t).map(|i| i + 1))
+            .min();
+        let (head, tail) = match cut {
+            Some(i) => rest.split_at(i),
+            None => (rest, ""),
+        };
+        match head.strip_suffix("OK") {
+            Some(h) if !h.is_empty() && !h.ends_with('_') => {
+                out.push(h.trim_end());
+                out.push("OK");
+            }
+            _ => out.push(head.trim_end()),
+        }
+        rest = tail;
+    }
+    out.retain(|l| !l.is_empty());
+    out
+}
+
+/// Splits a Wio-E5 line that holds several replies glued together: every
+/// reply starts with `+NAME:` (upper-case letters), which never occurs
+/// inside one (payloads are quoted hex, EUIs use `:` without `+`).
+pub fn split_wio_e5(line: &str) -> Vec<&str> {
+    let b = line.as_bytes();
+    let mut starts = vec![0];
+    for i in 1..b.len() {
+        if b[i] != b'+' {
+            continue;
+        }
+        let name = b[i + 1..]
+            .iter()
+            .take_while(|c| c.is_ascii_uppercase())
+            .count();
+        if name > 0 && b.get(i + 1 + name) == Some(&b':') {
+            starts.push(i);
+        }
+    }
+    starts.push(b.len());
+    starts
+        .windows(2)
+        .filter_map(|w| line.get(w[0]..w[1]))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect()
 }
 
 /// Why the modem refused or failed a command.
@@ -353,6 +429,54 @@ mod tests {
     }
 
     #[test]
+    fn framer_flush_ends_a_reply_that_lost_its_line_ending() {
+        let mut f = LineFramer::new();
+        assert!(f.push(b"+EVT:TX_DONE").is_empty());
+        assert_eq!(f.flush(), Some(Framed::Line("+EVT:TX_DONE".into())));
+        assert_eq!(f.flush(), None);
+        assert_eq!(lines(f.push(b"OK\r\n")), vec!["OK"]);
+    }
+
+    #[test]
+    fn glued_rak_replies_are_split_and_clean_ones_left_whole() {
+        assert_eq!(split_rak3172("OK+EVT:TX_DONE"), vec!["OK", "+EVT:TX_DONE"]);
+        assert_eq!(split_rak3172("OKOK"), vec!["OK", "OK"]);
+        assert_eq!(split_rak3172("AT+NJS=1OK"), vec!["AT+NJS=1", "OK"]);
+        assert_eq!(
+            split_rak3172("OKAT_BUSY_ERROR"),
+            vec!["OK", "AT_BUSY_ERROR"]
+        );
+        assert_eq!(
+            split_rak3172("+EVT:SEND_CONFIRMED_OK"),
+            vec!["+EVT:SEND_CONFIRMED_OK"]
+        );
+        assert_eq!(
+            split_rak3172("+EVT:RX_1:-70:8:UNICAST:2:3012AB+EVT:SEND_CONFIRMED_OK"),
+            vec!["+EVT:RX_1:-70:8:UNICAST:2:3012AB", "+EVT:SEND_CONFIRMED_OK"]
+        );
+        assert_eq!(
+            split_rak3172("AT+DEVEUI=AC1F09FFFE000001"),
+            vec!["AT+DEVEUI=AC1F09FFFE000001"]
+        );
+    }
+
+    #[test]
+    fn glued_wio_replies_are_split_at_each_plus_name_colon() {
+        assert_eq!(
+            split_wio_e5("+MSGHEX: Start+MSGHEX: Done"),
+            vec!["+MSGHEX: Start", "+MSGHEX: Done"]
+        );
+        assert_eq!(
+            split_wio_e5("+ID: DevEui, 2C:F7:F1:20:24:90:03:63"),
+            vec!["+ID: DevEui, 2C:F7:F1:20:24:90:03:63"]
+        );
+        assert_eq!(
+            split_wio_e5("+CMSGHEX: PORT: 5; RX: \"14\"+CMSGHEX: Done"),
+            vec!["+CMSGHEX: PORT: 5; RX: \"14\"", "+CMSGHEX: Done"]
+        );
+    }
+
+    #[test]
     fn rak_status_codes_and_events_are_typed() {
         assert_eq!(parse_rak3172("OK"), AtLine::Ok);
         assert_eq!(parse_rak3172("AT_BUSY_ERROR"), AtLine::Error(AtError::Busy));
@@ -482,6 +606,8 @@ mod tests {
         fn parsers_accept_any_text(s in ".{0,200}") {
             let _ = parse_rak3172(&s);
             let _ = parse_wio_e5(&s);
+            let _ = split_rak3172(&s);
+            let _ = split_wio_e5(&s);
         }
     }
 }

@@ -3,7 +3,7 @@
 //! Layers, bottom up (each pure except the last):
 //! - [`at`]: modem output → lines → typed [`at::AtLine`]s, for both dialects;
 //! - [`modem`]: the AT conversation ([`modem::Driver`]), spelled by
-//!   [`rak3172`] or [`wio_e5`];
+//!   [`rak3172`] or [`wio_e5`] through [`dialect::Dialect`];
 //! - [`airtime`]: time on air and the EU868 duty-cycle / daily budget;
 //! - [`codec`]: the compact payload format (`decoder.js` is its network-server twin);
 //! - [`policy`]: queues by class, budget, retries, join backoff;
@@ -15,6 +15,7 @@
 pub mod airtime;
 pub mod at;
 pub mod codec;
+pub mod dialect;
 pub mod modem;
 pub mod policy;
 pub mod rak3172;

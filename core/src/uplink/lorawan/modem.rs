@@ -1,9 +1,10 @@
 //! The modem driver: one AT command sequencer behind which both dialects sit.
 //!
-//! Owns: the conversation with the modem — reset, configure, join, send —
-//! one command in flight at a time, with time-outs, bounded retries of
-//! commands the modem refused for a transient reason (busy, duty cycle, no
-//! free channel), and a reset when the modem stops answering.
+//! Owns: the conversation with the modem — probe, session check, configure,
+//! join, send — one command in flight at a time, with time-outs, bounded
+//! retries of commands the modem refused for a transient reason (busy, duty
+//! cycle, no free channel) or answered with a damaged line, and a reset
+//! only when the modem stops answering altogether.
 //!
 //! It does **not** decide when to join or send (that is policy: the airtime
 //! budget in `policy.rs`); it says when it is able to ([`Driver::is_ready`]).
@@ -14,76 +15,34 @@
 //! `poll_event()`. The dialect ([`Dialect`], implemented in `rak3172.rs` and
 //! `wio_e5.rs`) only spells commands and parses lines.
 //!
+//! Start-up: no reset. The driver probes (`AT`), asks whether the modem
+//! still holds a session (RUI3 `AT+NJS=?`; the Wio-E5 has no such query and
+//! answers a join with `+JOIN: Joined already` instead), and then runs the
+//! full setup (work mode, band, keys, retransmissions, ADR/DR) or, with a
+//! session kept, only the settings that do not touch the session
+//! ([`ModemEvent::SessionKept`]: no join, no airtime).
+//!
 //! Invariants:
 //! - at most one command is in flight; every command has a deadline;
 //! - every `send` ends in exactly one [`ModemEvent::Sent`];
-//! - two time-outs in a row (or a silent probe) reset the modem, which
-//!   forgets the join: the driver re-runs setup and reports [`ModemEvent::Reset`].
+//! - line noise never resets the modem: glued replies are split
+//!   ([`Dialect::split`]), a damaged or missing answer to a setup or
+//!   preparation command re-sends that one command (up to `max_retries`),
+//!   and an unconfirmed uplink the modem accepted counts as sent even when
+//!   its `TX_DONE` is lost (no duplicate uplink);
+//! - a modem that refuses its setup reports [`ModemEvent::SetupRefused`]
+//!   and is tried again after a doubling back-off (`setup_backoff_min` …
+//!   `setup_backoff_max`), never in a tight loop;
+//! - only a silent modem (no answer to a command after its retries, or to
+//!   a probe) is reset (`ATZ` / `AT+RESET`), which forgets the join: the
+//!   driver reports [`ModemEvent::Reset`] and starts over.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use super::at::{AtError, AtLine, RxFrame};
+use super::at::{AtLine, RxFrame};
+pub use super::dialect::{Dialect, ModemSettings, Timeouts, data_rate_of};
 use crate::model::Time;
-
-/// OTAA identity and radio settings given to the modem at setup.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ModemSettings {
-    /// Region name as configured (`EU868`).
-    pub region: String,
-    pub dev_eui: [u8; 8],
-    pub join_eui: [u8; 8],
-    pub app_key: [u8; 16],
-    /// Uplink data rate (EU868 DR0–DR5); ADR stays off so airtime is predictable.
-    pub data_rate: u8,
-}
-
-/// How one modem family spells commands and formats output.
-pub trait Dialect: Send {
-    fn name(&self) -> &'static str;
-    fn parse(&self, line: &str) -> AtLine;
-    /// A command that any live modem answers at once.
-    fn probe(&self) -> String;
-    /// Restarts the modem (answer not awaited).
-    fn reset(&self) -> String;
-    /// Configuration commands, each answered by an `Ok` or a `Value`.
-    fn setup(&self, s: &ModemSettings) -> Vec<String>;
-    fn join(&self) -> String;
-    /// Commands to send one uplink: preparation commands (each answered by
-    /// `Ok`/`Value`) and last the transmission itself.
-    fn send(&self, port: u8, data: &[u8], confirmed: bool) -> Vec<String>;
-    /// Whether an `Acked` line ends a confirmed send (RUI3) or a `Done` follows (Wio-E5).
-    fn ack_ends_send(&self) -> bool;
-}
-
-/// Time-outs of the conversation.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Timeouts {
-    pub command: Duration,
-    pub join: Duration,
-    pub send: Duration,
-    pub confirmed_send: Duration,
-    /// Wait after a reset before talking again.
-    pub boot: Duration,
-    /// Wait before retrying a command refused as busy (duty cycle waits come from the modem when it says).
-    pub busy_retry: Duration,
-    /// Transient refusals retried before the send fails.
-    pub max_retries: u8,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Timeouts {
-            command: Duration::from_secs(3),
-            join: Duration::from_secs(30),
-            send: Duration::from_secs(15),
-            confirmed_send: Duration::from_secs(40),
-            boot: Duration::from_millis(1500),
-            busy_retry: Duration::from_secs(2),
-            max_retries: 3,
-        }
-    }
-}
 
 /// How a send ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,10 +62,13 @@ pub enum SendOutcome {
 pub enum ModemEvent {
     /// Setup finished; the modem can join.
     Ready,
+    /// A join request was accepted by the network (a join accept came down).
     Joined,
+    /// The modem still held its session: joined without a join.
+    SessionKept,
     JoinFailed(String),
     /// The modem accepted a transmission (join request or uplink) of this
-    /// many PHY bytes: book its airtime now.
+    /// many PHY bytes: book its airtime now (at [`Driver::data_rate`]).
     TxStarted {
         phy_len: usize,
     },
@@ -115,6 +77,13 @@ pub enum ModemEvent {
         outcome: SendOutcome,
     },
     Downlink(RxFrame),
+    /// The modem refused a setup command for good (wrong mode, bad value):
+    /// set-up is tried again after `retry_in`.
+    SetupRefused {
+        command: String,
+        error: String,
+        retry_in: Duration,
+    },
     /// The modem was reset (by us, for the reason given, or on its own).
     Reset(String),
     /// A line the driver had no use for (for logs).
@@ -132,8 +101,13 @@ pub enum DriverError {
 
 #[derive(Debug, Clone, PartialEq)]
 enum Op {
-    Probe,
+    /// The first probe after start-up or a reboot.
+    Start,
+    /// Asking whether the modem kept its session.
+    Session,
     Setup,
+    /// Is the modem still there (after a time-out)?
+    Probe,
     Join,
     Send {
         id: u64,
@@ -154,6 +128,15 @@ struct Current {
     retries: u8,
     /// Set while waiting to retry `cmd` after a transient refusal.
     retry_at: Option<Time>,
+    /// A damaged line came while waiting for the answer to `cmd`.
+    damaged: bool,
+}
+
+impl Current {
+    /// Sending the last command of a send: the transmission itself.
+    fn transmitting(&self) -> bool {
+        matches!(self.op, Op::Send { .. }) && self.rest.is_empty()
+    }
 }
 
 /// The dialect-independent AT conversation.
@@ -165,7 +148,11 @@ pub struct Driver {
     booting_until: Option<Time>,
     ready: bool,
     joined: bool,
+    session_kept: bool,
+    data_rate: u8,
     timeouts_in_row: u32,
+    setup_backoff: Duration,
+    boots_in_setup: u32,
     out: VecDeque<String>,
     events: VecDeque<ModemEvent>,
     resets: u32,
@@ -183,22 +170,27 @@ impl std::fmt::Debug for Driver {
 }
 
 impl Driver {
-    /// A driver that starts by resetting the modem.
+    /// A driver that starts by probing the modem (no reset: a modem that
+    /// answers keeps its session).
     pub fn new(dialect: Box<dyn Dialect>, settings: ModemSettings, t: Timeouts, now: Time) -> Self {
         let mut d = Driver {
             dialect,
+            data_rate: settings.data_rate,
             settings,
+            setup_backoff: t.setup_backoff_min,
             t,
             current: None,
             booting_until: None,
             ready: false,
             joined: false,
+            session_kept: false,
             timeouts_in_row: 0,
+            boots_in_setup: 0,
             out: VecDeque::new(),
             events: VecDeque::new(),
             resets: 0,
         };
-        d.reset("start-up", now);
+        d.begin(now);
         d
     }
 
@@ -212,9 +204,17 @@ impl Driver {
     pub fn is_joined(&self) -> bool {
         self.joined
     }
-    /// Resets done so far (including start-up).
+    /// Resets sent so far.
     pub fn resets(&self) -> u32 {
         self.resets
+    }
+    /// The settings it was made with.
+    pub fn settings(&self) -> &ModemSettings {
+        &self.settings
+    }
+    /// The data rate the modem last reported (or was set to).
+    pub fn data_rate(&self) -> u8 {
+        self.data_rate
     }
 
     pub fn poll_transmit(&mut self) -> Option<String> {
@@ -258,6 +258,11 @@ impl Driver {
             return Err(DriverError::NotJoined);
         }
         let mut cmds: VecDeque<String> = self.dialect.send(port, data, confirmed).into();
+        if self.settings.adr {
+            // The rate the network chose, read just before the transmission.
+            let at = cmds.len().saturating_sub(1);
+            cmds.insert(at, self.dialect.data_rate_query());
+        }
         let Some(first) = cmds.pop_front() else {
             return Err(DriverError::NotReady);
         };
@@ -271,6 +276,20 @@ impl Driver {
         Ok(())
     }
 
+    /// Takes back a send that has not gone on air yet and is only waiting
+    /// to retry after a busy / duty-cycle refusal, so a more urgent message
+    /// can go first. Returns its id (no `Sent` event is reported for it).
+    pub fn preempt(&mut self) -> Option<u64> {
+        let c = self.current.as_ref()?;
+        match c.op {
+            Op::Send { id, .. } if c.retry_at.is_some() && !c.accepted => {
+                self.current = None;
+                Some(id)
+            }
+            _ => None,
+        }
+    }
+
     fn start(&mut self, op: Op, cmd: String, rest: VecDeque<String>, now: Time) {
         let deadline = now.saturating_add(self.t.command);
         self.out.push_back(cmd.clone());
@@ -282,18 +301,45 @@ impl Driver {
             accepted: false,
             retries: 0,
             retry_at: None,
+            damaged: false,
         });
     }
 
-    fn reset(&mut self, why: &str, now: Time) {
-        if let Some(c) = self.current.take() {
-            self.fail_op(c.op, format!("modem reset: {why}"));
+    /// Probe first: a modem that answers is not reset.
+    fn begin(&mut self, now: Time) {
+        self.session_kept = false;
+        let probe = self.dialect.probe();
+        self.start(Op::Start, probe, VecDeque::new(), now);
+    }
+
+    fn begin_setup(&mut self, now: Time) {
+        let mut cmds: VecDeque<String> = if self.session_kept {
+            self.dialect.resume(&self.settings).into()
+        } else {
+            self.dialect.setup(&self.settings).into()
+        };
+        match cmds.pop_front() {
+            Some(first) => self.start(Op::Setup, first, cmds, now),
+            None => self.finish_setup(),
         }
-        self.out.push_back(self.dialect.reset());
-        self.booting_until = Some(now.saturating_add(self.t.boot));
+    }
+
+    /// Forgets everything the modem had (it restarted) and waits `wait`
+    /// before starting over with a probe.
+    fn restart(&mut self, why: &str, wait: Duration, now: Time) {
+        if let Some(c) = self.current.take() {
+            self.fail_op(c.op, format!("modem restarted: {why}"));
+        }
+        self.booting_until = Some(now.saturating_add(wait));
         self.ready = false;
         self.joined = false;
+        self.session_kept = false;
+    }
+
+    fn reset(&mut self, why: &str, now: Time) {
+        self.out.push_back(self.dialect.reset());
         self.resets += 1;
+        self.restart(why, self.t.boot, now);
         self.events.push_back(ModemEvent::Reset(why.to_string()));
     }
 
@@ -304,7 +350,7 @@ impl Driver {
                 outcome: SendOutcome::Failed(why),
             }),
             Op::Join => self.events.push_back(ModemEvent::JoinFailed(why)),
-            Op::Probe | Op::Setup => {}
+            Op::Start | Op::Session | Op::Probe | Op::Setup => {}
         }
     }
 
@@ -313,14 +359,11 @@ impl Driver {
             if now >= b {
                 self.booting_until = None;
                 self.timeouts_in_row = 0;
-                let mut cmds: VecDeque<String> = self.dialect.setup(&self.settings).into();
-                match cmds.pop_front() {
-                    Some(first) => self.start(Op::Setup, first, cmds, now),
-                    None => self.finish_setup(),
-                }
+                self.begin(now);
             }
             return;
         }
+        let max_retries = self.t.max_retries;
         let Some(c) = self.current.as_mut() else {
             return;
         };
@@ -335,23 +378,71 @@ impl Driver {
         if now < c.deadline {
             return;
         }
+        // A setup or preparation command that got no (or a damaged)
+        // answer: send that one command again (idempotent settings).
+        let resendable = matches!(c.op, Op::Start | Op::Session | Op::Setup)
+            || (matches!(c.op, Op::Send { .. }) && !c.transmitting());
+        if resendable && c.retries < max_retries {
+            c.retries += 1;
+            c.damaged = false;
+            c.deadline = now.saturating_add(self.t.command);
+            self.out.push_back(c.cmd.clone());
+            return;
+        }
         self.timeouts_in_row += 1;
         let Some(c) = self.current.take() else {
             return;
         };
-        if matches!(c.op, Op::Probe | Op::Setup) || self.timeouts_in_row >= 2 {
-            self.current = Some(c);
+        match c.op {
+            Op::Start | Op::Session | Op::Setup | Op::Probe => {
+                self.reset("no answer from the modem", now);
+                return;
+            }
+            // The modem took the uplink: it went on air even though its
+            // end (TX_DONE) never arrived readable. Not sent again.
+            Op::Send {
+                id,
+                confirmed: false,
+                ..
+            } if c.accepted => self.events.push_back(ModemEvent::Sent {
+                id,
+                outcome: SendOutcome::Sent,
+            }),
+            Op::Send {
+                id,
+                confirmed: true,
+                ..
+            } if c.accepted => self.events.push_back(ModemEvent::Sent {
+                id,
+                outcome: SendOutcome::NotAcked,
+            }),
+            op => {
+                let what = format!("time-out waiting for the answer to {}", c.cmd);
+                self.fail_op(op, what);
+            }
+        }
+        if self.timeouts_in_row >= 2 {
             self.reset("no answer from the modem", now);
             return;
         }
-        let what = format!("time-out waiting for the answer to {}", c.cmd);
-        self.fail_op(c.op, what);
         // Is the modem still there? A silent probe resets it.
         let probe = self.dialect.probe();
         self.start(Op::Probe, probe, VecDeque::new(), now);
     }
 
     pub fn handle_line(&mut self, line: &str, now: Time) {
+        let parts: Vec<String> = self
+            .dialect
+            .split(line)
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        for p in parts {
+            self.handle_one(&p, now);
+        }
+    }
+
+    fn handle_one(&mut self, line: &str, now: Time) {
         let parsed = self.dialect.parse(line);
         self.timeouts_in_row = 0;
         match parsed {
@@ -360,16 +451,36 @@ impl Driver {
                 return;
             }
             AtLine::Boot => {
-                if self.booting_until.is_none() && self.ready {
+                if self.booting_until.is_some() {
+                    return;
+                }
+                if self.ready {
                     // The modem restarted on its own: it forgot the join.
-                    self.reset("modem restarted on its own", now);
+                    let why = "modem restarted on its own";
+                    self.restart(why, self.t.boot, now);
+                    self.events.push_back(ModemEvent::Reset(why.into()));
+                } else if self.current.is_some() {
+                    // Rebooted during set-up (RUI3 does after switching
+                    // work mode with AT+NWM): start over once it is up.
+                    self.boots_in_setup += 1;
+                    if self.boots_in_setup > 3 {
+                        let cmd = self
+                            .current
+                            .as_ref()
+                            .map_or(String::new(), |c| c.cmd.clone());
+                        self.current = None;
+                        self.refuse_setup(cmd, "modem restarts at every set-up".into(), now);
+                    } else {
+                        self.restart("rebooted during set-up", self.t.boot, now);
+                    }
                 }
                 return;
             }
             _ => {}
         }
+        let settle = self.t.settle;
         let Some(c) = self.current.as_mut() else {
-            if !matches!(parsed, AtLine::Done(_) | AtLine::Ok) {
+            if !matches!(parsed, AtLine::Done(_) | AtLine::Ok | AtLine::TxDone) {
                 self.events
                     .push_back(ModemEvent::Unexpected(line.to_string()));
             }
@@ -379,9 +490,31 @@ impl Driver {
             // Late output of a refused attempt, or the modem echoing us.
             return;
         }
+        if let AtLine::Value { key, value } = &parsed {
+            if c.op == Op::Session && self.dialect.session_joined(key, value) {
+                self.session_kept = true;
+            }
+            if key == "DR"
+                && let Some(dr) = data_rate_of(value)
+            {
+                self.data_rate = dr;
+            }
+        }
+        let value_ends = self.dialect.value_ends_command();
         match (&mut c.op, parsed) {
+            // The modem has no session query, or (RUI3 in P2P mode) refuses
+            // it: not joined, full set-up.
+            (Op::Session, AtLine::Error(_)) => {
+                self.current = None;
+                self.begin_setup(now);
+            }
             (_, AtLine::Error(e)) => self.refused(e, now),
-            (Op::Probe | Op::Setup, AtLine::Ok | AtLine::Value { .. }) => self.step_done(now),
+            (Op::Start | Op::Session | Op::Probe | Op::Setup, AtLine::Ok) => self.step_done(now),
+            (Op::Start | Op::Session | Op::Probe | Op::Setup, AtLine::Value { .. })
+                if value_ends =>
+            {
+                self.step_done(now)
+            }
             (Op::Join, AtLine::Ok) => {
                 if !c.accepted {
                     c.accepted = true;
@@ -391,15 +524,22 @@ impl Driver {
                 }
             }
             (Op::Join, AtLine::Joined) => {
+                let fresh = c.accepted;
                 self.current = None;
                 self.joined = true;
-                self.events.push_back(ModemEvent::Joined);
+                // `+JOIN: Joined already` (Wio-E5): no request went out.
+                self.events.push_back(if fresh {
+                    ModemEvent::Joined
+                } else {
+                    ModemEvent::SessionKept
+                });
             }
             (Op::Join, AtLine::JoinFailed(why)) => {
                 self.current = None;
                 self.events.push_back(ModemEvent::JoinFailed(why));
             }
-            (Op::Send { .. }, AtLine::Ok | AtLine::Value { .. }) if !c.rest.is_empty() => {
+            (Op::Send { .. }, AtLine::Ok) if !c.rest.is_empty() => self.step_done(now),
+            (Op::Send { .. }, AtLine::Value { .. }) if !c.rest.is_empty() && value_ends => {
                 self.step_done(now)
             }
             (
@@ -448,7 +588,27 @@ impl Driver {
                 };
                 self.end_send(o)
             }
-            (_, AtLine::Other(_) | AtLine::Done(_) | AtLine::TxDone) => {}
+            (_, AtLine::Other(_)) => {
+                // A damaged line (noise, a reply cut short): give a good
+                // answer a moment, then send the one command again. The
+                // transmission itself is never sent twice: its events
+                // follow anyway, or its time-out decides.
+                if c.transmitting() {
+                    if !c.accepted {
+                        let wait = self.t.send;
+                        c.deadline = c.deadline.max(now.saturating_add(wait));
+                    } else if let Op::Send {
+                        confirmed: false, ..
+                    } = c.op
+                    {
+                        c.deadline = c.deadline.min(now.saturating_add(settle));
+                    }
+                } else if !matches!(c.op, Op::Join) {
+                    c.damaged = true;
+                    c.deadline = c.deadline.min(now.saturating_add(settle));
+                }
+            }
+            (_, AtLine::Done(_) | AtLine::TxDone | AtLine::Value { .. }) => {}
             (_, other) => self
                 .events
                 .push_back(ModemEvent::Unexpected(format!("{other:?}"))),
@@ -457,72 +617,22 @@ impl Driver {
 
     fn end_send(&mut self, outcome: SendOutcome) {
         if let Some(Current {
-            op: Op::Send { id, .. },
+            op: Op::Send { id, phy_len, .. },
+            accepted,
             ..
         }) = self.current.take()
         {
+            if !accepted {
+                // Its acceptance (`OK`) was lost to noise: it went on air all the same.
+                self.events.push_back(ModemEvent::TxStarted { phy_len });
+            }
             self.events.push_back(ModemEvent::Sent { id, outcome });
         }
     }
-
-    /// The current step answered; run the next command of the op or finish it.
-    fn step_done(&mut self, now: Time) {
-        let Some(c) = self.current.as_mut() else {
-            return;
-        };
-        if let Some(next) = c.rest.pop_front() {
-            c.cmd = next.clone();
-            c.deadline = now.saturating_add(self.t.command);
-            c.retries = 0;
-            self.out.push_back(next);
-            return;
-        }
-        if let Some(c) = self.current.take()
-            && c.op == Op::Setup
-        {
-            self.finish_setup();
-        }
-    }
-
-    fn finish_setup(&mut self) {
-        self.ready = true;
-        self.events.push_back(ModemEvent::Ready);
-    }
-
-    fn refused(&mut self, e: AtError, now: Time) {
-        let Some(c) = self.current.as_mut() else {
-            return;
-        };
-        let transient = match &e {
-            AtError::Busy | AtError::NoFreeChannel => Some(self.t.busy_retry),
-            AtError::DutyCycle { wait_ms } => Some(wait_ms.map_or(self.t.busy_retry, |ms| {
-                Duration::from_millis(ms.saturating_add(100))
-            })),
-            _ => None,
-        };
-        match transient {
-            Some(wait) if c.retries < self.t.max_retries => {
-                c.retries += 1;
-                c.retry_at = Some(now.saturating_add(wait));
-            }
-            _ => {
-                let Some(c) = self.current.take() else {
-                    return;
-                };
-                if e == AtError::NotJoined {
-                    self.joined = false;
-                }
-                if c.op == Op::Setup {
-                    // A modem that refuses its configuration is reset and tried again.
-                    self.current = Some(c);
-                    self.reset(&format!("setup refused: {e}"), now);
-                    return;
-                }
-                self.fail_op(c.op, e.to_string());
-            }
-        }
-    }
 }
+
+#[path = "modem_steps.rs"]
+mod steps;
 
 #[cfg(test)]
 #[path = "modem_tests.rs"]

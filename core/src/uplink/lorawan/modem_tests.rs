@@ -11,6 +11,8 @@ fn settings() -> ModemSettings {
         join_eui: [2; 8],
         app_key: [3; 16],
         data_rate: 5,
+        adr: false,
+        retransmissions: 0,
     }
 }
 
@@ -30,8 +32,8 @@ fn events(d: &mut Driver) -> Vec<ModemEvent> {
 /// Boots and configures a driver, answering every setup command with `ok`.
 fn ready(dialect: Box<dyn Dialect>, ok: &str) -> Driver {
     let mut d = Driver::new(dialect, settings(), Timeouts::default(), t(0));
-    assert_eq!(sent(&mut d).len(), 1, "reset command first");
-    d.handle_timeout(t(2000));
+    assert_eq!(sent(&mut d), vec!["AT"], "a probe first, no reset");
+    d.handle_line(ok, t(1));
     for _ in 0..20 {
         if sent(&mut d).is_empty() {
             break;
@@ -131,21 +133,38 @@ fn rak_busy_is_retried_then_fails_after_max_retries() {
 fn silent_modem_is_probed_then_reset_and_forgets_the_join() {
     let mut d = joined(Box::new(Rak3172), "OK", "+EVT:JOINED");
     d.send(4, 2, &[1], false, t(5000)).unwrap();
-    sent(&mut d);
-    d.handle_timeout(t(8001));
-    assert_eq!(sent(&mut d), vec!["AT"]);
+    let mut cmds = sent(&mut d);
+    let mut ev = Vec::new();
+    let mut now = t(5000);
+    for _ in 0..20 {
+        let Some(due) = d.next_deadline() else { break };
+        now = due;
+        d.handle_timeout(now);
+        cmds.extend(sent(&mut d));
+        ev.extend(events(&mut d));
+        if ev.iter().any(|e| matches!(e, ModemEvent::Reset(_))) {
+            break;
+        }
+    }
+    // The preparation command is tried 1 + 3 times, then a probe, then the reset.
+    assert_eq!(
+        cmds,
+        vec!["AT+CFM=0", "AT+CFM=0", "AT+CFM=0", "AT+CFM=0", "AT", "ATZ"],
+        "{ev:?}"
+    );
     assert!(matches!(
-        &events(&mut d)[..],
-        [ModemEvent::Sent {
-            id: 4,
-            outcome: SendOutcome::Failed(_)
-        }]
+        &ev[..],
+        [
+            ModemEvent::Sent {
+                id: 4,
+                outcome: SendOutcome::Failed(_)
+            },
+            ModemEvent::Reset(_)
+        ]
     ));
-    d.handle_timeout(t(11_002));
-    assert_eq!(sent(&mut d), vec!["ATZ"]);
-    assert!(matches!(&events(&mut d)[..], [ModemEvent::Reset(_)]));
     assert!(!d.is_joined());
-    assert_eq!(d.resets(), 2);
+    assert_eq!(d.resets(), 1);
+    assert!(now < t(5000 + 6 * 3000 + 1));
 }
 
 #[test]
@@ -269,22 +288,171 @@ fn a_modem_that_reboots_by_itself_fails_the_send_and_is_set_up_again() {
             .any(|e| matches!(e, ModemEvent::Reset(w) if w.contains("on its own")))
     );
     assert!(!d.is_joined());
-    assert_eq!(sent(&mut d).last().map(String::as_str), Some("ATZ"));
+    // It restarted already: no ATZ on top, a probe once it has booted.
+    assert_eq!(sent(&mut d), vec!["AT+CFM=0", "AT+SEND=2:01"]);
+    d.handle_timeout(t(6502));
+    assert_eq!(sent(&mut d), vec!["AT"]);
+    assert_eq!(d.resets(), 0);
 }
 
 #[test]
-fn a_refused_setup_resets_the_modem_and_tries_again() {
+fn a_refused_setup_is_reported_and_tried_again_after_a_doubling_back_off() {
     let mut d = Driver::new(Box::new(WioE5), settings(), Timeouts::default(), t(0));
-    sent(&mut d);
-    d.handle_timeout(t(2000));
+    assert_eq!(sent(&mut d), vec!["AT"]);
+    d.handle_line("+AT: OK", t(1));
     assert_eq!(sent(&mut d), vec!["AT+MODE=LWOTAA"]);
-    d.handle_line("+MODE: ERROR(-1)", t(2001));
-    assert_eq!(sent(&mut d), vec!["AT+RESET"]);
-    assert!(
-        events(&mut d)
-            .iter()
-            .any(|e| matches!(e, ModemEvent::Reset(w) if w.contains("setup refused")))
+    d.handle_line("+MODE: ERROR(-1)", t(2));
+    assert!(sent(&mut d).is_empty(), "no reset loop");
+    assert_eq!(
+        events(&mut d),
+        vec![ModemEvent::SetupRefused {
+            command: "AT+MODE=LWOTAA".into(),
+            error: "parameter refused".into(),
+            retry_in: Duration::from_secs(5)
+        }]
     );
+    assert_eq!(d.next_deadline(), Some(t(5002)));
+    d.handle_timeout(t(5002));
+    assert_eq!(sent(&mut d), vec!["AT"]);
+    d.handle_line("+AT: OK", t(5003));
+    sent(&mut d);
+    d.handle_line("+MODE: ERROR(-1)", t(5004));
+    assert!(matches!(
+        &events(&mut d)[..],
+        [ModemEvent::SetupRefused { retry_in, .. }] if *retry_in == Duration::from_secs(10)
+    ));
+    assert_eq!(d.resets(), 0);
+}
+
+#[test]
+fn rak_keeps_the_session_the_modem_still_has() {
+    let mut d = Driver::new(Box::new(Rak3172), settings(), Timeouts::default(), t(0));
+    assert_eq!(sent(&mut d), vec!["AT"]);
+    d.handle_line("OK", t(1));
+    assert_eq!(sent(&mut d), vec!["AT+NJS=?"]);
+    d.handle_line("AT+NJS=1", t(2));
+    assert!(sent(&mut d).is_empty(), "the value is followed by OK");
+    d.handle_line("OK", t(3));
+    let mut setup = Vec::new();
+    for i in 0..10 {
+        let s = sent(&mut d);
+        if s.is_empty() {
+            break;
+        }
+        setup.extend(s);
+        d.handle_line("OK", t(4 + i));
+    }
+    assert_eq!(setup, vec!["AT+RETY=0", "AT+ADR=0", "AT+DR=5"]);
+    assert_eq!(
+        events(&mut d),
+        vec![ModemEvent::Ready, ModemEvent::SessionKept]
+    );
+    assert!(d.is_joined() && d.is_ready());
+    assert_eq!(d.resets(), 0);
+}
+
+#[test]
+fn rak_in_p2p_mode_is_switched_to_lorawan_and_set_up_after_its_reboot() {
+    let mut d = Driver::new(Box::new(Rak3172), settings(), Timeouts::default(), t(0));
+    sent(&mut d);
+    d.handle_line("OK", t(1));
+    sent(&mut d);
+    // P2P: the session query is not supported.
+    d.handle_line("AT_MODE_NO_SUPPORT", t(2));
+    assert_eq!(sent(&mut d), vec!["AT+NWM=1"]);
+    d.handle_line("OK", t(3));
+    assert_eq!(sent(&mut d), vec!["AT+BAND=4"]);
+    d.handle_line("Current Work Mode: LoRaWAN.", t(4));
+    assert!(sent(&mut d).is_empty());
+    d.handle_timeout(t(1504));
+    assert_eq!(sent(&mut d), vec!["AT"]);
+    d.handle_line("OK", t(1505));
+    assert_eq!(sent(&mut d), vec!["AT+NJS=?"]);
+    d.handle_line("AT+NJS=0", t(1506));
+    d.handle_line("OK", t(1507));
+    for i in 0..12 {
+        if sent(&mut d).is_empty() {
+            break;
+        }
+        d.handle_line("OK", t(1508 + i));
+    }
+    assert!(d.is_ready() && !d.is_joined());
+    assert_eq!(d.resets(), 0);
+}
+
+#[test]
+fn a_damaged_setup_answer_resends_that_one_command_not_a_reset() {
+    let mut d = Driver::new(Box::new(Rak3172), settings(), Timeouts::default(), t(0));
+    sent(&mut d);
+    d.handle_line("OK", t(1));
+    sent(&mut d);
+    d.handle_line("OK", t(2));
+    assert_eq!(sent(&mut d), vec!["AT+NWM=1"]);
+    d.handle_line("O\u{fffd}", t(3));
+    assert_eq!(
+        d.next_deadline(),
+        Some(t(303)),
+        "settle, not the 3 s time-out"
+    );
+    d.handle_timeout(t(303));
+    assert_eq!(sent(&mut d), vec!["AT+NWM=1"]);
+    // Two replies glued by a lost line ending still count once each.
+    d.handle_line("OK", t(304));
+    assert_eq!(sent(&mut d), vec!["AT+BAND=4"]);
+    d.handle_line("OKAT_BUSY_ERROR", t(305));
+    assert_eq!(sent(&mut d), vec!["AT+NJM=1"]);
+    assert!(events(&mut d).is_empty());
+    assert_eq!(d.resets(), 0);
+}
+
+#[test]
+fn a_lost_tx_done_counts_as_sent_without_a_stall_or_a_second_uplink() {
+    let mut d = joined(Box::new(Rak3172), "OK", "+EVT:JOINED");
+    d.send(6, 2, &[1], false, t(5000)).unwrap();
+    d.handle_line("OK", t(5001));
+    d.handle_line("OK", t(5002));
+    assert_eq!(sent(&mut d), vec!["AT+CFM=0", "AT+SEND=2:01"]);
+    d.handle_line("+EVT:TX_D\u{fffd}NE", t(5100));
+    assert_eq!(d.next_deadline(), Some(t(5400)));
+    d.handle_timeout(t(5400));
+    let ev = events(&mut d);
+    assert!(
+        ev.contains(&ModemEvent::Sent {
+            id: 6,
+            outcome: SendOutcome::Sent
+        }),
+        "{ev:?}"
+    );
+    assert!(!sent(&mut d).iter().any(|c| c.starts_with("AT+SEND")));
+    // The OK itself lost: the TX_DONE still ends it, with its airtime booked.
+    d.handle_line("OK", t(5401));
+    d.send(7, 2, &[1], false, t(6000)).unwrap();
+    d.handle_line("OK", t(6001));
+    d.handle_line("\u{fffd}K", t(6002));
+    d.handle_line("+EVT:TX_DONE", t(6100));
+    let ev = events(&mut d);
+    assert!(
+        ev.contains(&ModemEvent::TxStarted { phy_len: 14 }),
+        "{ev:?}"
+    );
+    assert!(ev.contains(&ModemEvent::Sent {
+        id: 7,
+        outcome: SendOutcome::Sent
+    }));
+}
+
+#[test]
+fn a_send_waiting_to_retry_can_be_taken_back() {
+    let mut d = joined(Box::new(Rak3172), "OK", "+EVT:JOINED");
+    d.send(1, 11, &[1; 20], false, t(5000)).unwrap();
+    d.handle_line("OK", t(5001));
+    d.handle_line("AT_BUSY_ERROR", t(5002));
+    assert_eq!(d.preempt(), Some(1));
+    assert!(d.is_ready());
+    assert!(events(&mut d).is_empty(), "no Sent for a send taken back");
+    d.send(2, 10, &[2], true, t(5003)).unwrap();
+    d.handle_line("OK", t(5004));
+    assert_eq!(d.preempt(), None, "not while its command is in flight");
 }
 
 mod props {

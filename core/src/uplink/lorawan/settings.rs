@@ -36,8 +36,20 @@ pub struct LorawanConfig {
     pub join_eui: String,
     /// File holding the AppKey (32 hex digits); must not be world-readable.
     pub app_key_file: String,
-    /// Uplink data rate DR0 (SF12) … DR5 (SF7); ADR is off so airtime is known.
+    /// Uplink data rate DR0 (SF12) … DR5 (SF7): fixed without ADR, the
+    /// starting rate with it.
     pub data_rate: u8,
+    /// Adaptive data rate (on: TTN's advice for devices that stay put; a
+    /// home with weak coverage gets slower, longer-reaching rates). The
+    /// airtime budget follows the data rate the modem reports.
+    pub adr: bool,
+    /// Retransmissions of an unacknowledged confirmed uplink by the modem
+    /// itself (RUI3 `AT+RETY`, 0–7), each booked as airtime; 0: only our
+    /// own retries (`confirmed_retries`), which wait for the budget.
+    pub modem_retransmissions: u8,
+    /// How long an info-level alert may wait for airtime before it is
+    /// dropped from the radio (counted).
+    pub info_max_wait: Dur,
     /// Send alerts as confirmed uplinks (while the daily downlink cap allows).
     pub confirmed_alerts: bool,
     /// Extra attempts of a confirmed uplink that got no acknowledgement.
@@ -78,6 +90,9 @@ impl Default for LorawanConfig {
             join_eui: "0000000000000000".into(),
             app_key_file: "/etc/carebridge/lorawan-appkey".into(),
             data_rate: 5,
+            adr: true,
+            modem_retransmissions: 0,
+            info_max_wait: Dur::mins(10),
             confirmed_alerts: true,
             confirmed_retries: 2,
             daily_airtime: Dur::secs(30),
@@ -127,6 +142,9 @@ impl LorawanConfig {
         }
         if self.data_rate > 5 {
             out.push(Problem::new("data_rate", "must be 0 (SF12) to 5 (SF7)"));
+        }
+        if self.modem_retransmissions > 7 {
+            out.push(Problem::new("modem_retransmissions", "must be 0 to 7"));
         }
         if self.daily_airtime.0.is_zero() {
             out.push(Problem::new("daily_airtime", "must be more than zero"));
@@ -178,6 +196,8 @@ impl LorawanConfig {
             })?,
             app_key,
             data_rate: self.data_rate,
+            adr: self.adr,
+            retransmissions: self.modem_retransmissions,
         })
     }
 
@@ -195,6 +215,8 @@ impl LorawanConfig {
             retry_min: self.retry_min.0,
             retry_max: self.retry_max.0,
             status_every: self.status_every.0,
+            // Set by the wiring, which knows whether MQTT is configured.
+            lorawan_only: false,
         }
     }
 
@@ -212,6 +234,8 @@ impl LorawanConfig {
             },
             ports: [self.port_alert, self.port_status, self.port_telemetry],
             confirmed_retries: self.confirmed_retries,
+            retransmissions: self.modem_retransmissions,
+            info_max_wait: self.info_max_wait.0,
             join_backoff_min: self.join_backoff_min.0,
             join_backoff_max: self.join_backoff_max.0,
         })
@@ -251,11 +275,12 @@ mod tests {
         let c = LorawanConfig {
             region: "US915".into(),
             data_rate: 6,
+            modem_retransmissions: 8,
             port_alert: 0,
             ..LorawanConfig::default()
         };
         let keys: Vec<String> = c.validate().into_iter().map(|p| p.key).collect();
-        for k in ["region", "data_rate", "port_alert"] {
+        for k in ["region", "data_rate", "port_alert", "modem_retransmissions"] {
             assert!(keys.contains(&k.to_string()), "{keys:?}");
         }
     }

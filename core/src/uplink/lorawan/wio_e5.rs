@@ -5,6 +5,15 @@
 //! `AT+DR=EU868` selects the band plan, `AT+ID=DevEui,"…"`, `AT+KEY=APPKEY,"…"`,
 //! `AT+PORT=<n>` then `AT+MSGHEX="…"` (unconfirmed) or `AT+CMSGHEX="…"`
 //! (confirmed) whose transaction ends with `+…: Done`; `AT+RESET` restarts.
+//!
+//! Where it differs from RUI3 (see `rak3172.rs`): no work-mode switch that
+//! restarts (`AT+MODE=LWOTAA` is a plain setting; `AT+MODE=TEST` would be
+//! P2P); no join-status query — a kept session shows as `+JOIN: Joined
+//! already` answering the join (no request goes out, no airtime);
+//! `AT+RETRY=<n>` counts *transmissions* of a confirmed uplink (n < 2:
+//! once), so it is retransmissions + 1, and `AT+REPT=1` keeps unconfirmed
+//! uplinks to one transmission; ADR is `AT+ADR=ON`/`OFF`; `AT+DR` answers
+//! `+DR: DR5` (or with the band plan: `+DR: EU868 DR5 SF7 BW125K`).
 
 use super::at::{self, AtLine};
 use super::modem::{Dialect, ModemSettings};
@@ -28,23 +37,40 @@ impl Dialect for WioE5 {
     fn parse(&self, line: &str) -> AtLine {
         at::parse_wio_e5(line)
     }
+    fn split<'a>(&self, line: &'a str) -> Vec<&'a str> {
+        at::split_wio_e5(line)
+    }
     fn probe(&self) -> String {
         "AT".into()
     }
     fn reset(&self) -> String {
         "AT+RESET".into()
     }
+    fn value_ends_command(&self) -> bool {
+        true
+    }
     fn setup(&self, s: &ModemSettings) -> Vec<String> {
-        vec![
-            "AT+MODE=LWOTAA".into(),
+        let mut v = vec![
+            "AT+MODE=LWOTAA".to_string(),
             format!("AT+DR={}", s.region),
             "AT+CLASS=A".into(),
             format!("AT+ID=DevEui,\"{}\"", colon_hex(&s.dev_eui)),
             format!("AT+ID=AppEui,\"{}\"", colon_hex(&s.join_eui)),
             format!("AT+KEY=APPKEY,\"{}\"", hex::encode_upper(s.app_key)),
-            "AT+ADR=OFF".into(),
-            format!("AT+DR={}", s.data_rate),
+        ];
+        v.extend(self.resume(s));
+        v.push(format!("AT+DR={}", s.data_rate));
+        v
+    }
+    fn resume(&self, s: &ModemSettings) -> Vec<String> {
+        vec![
+            format!("AT+RETRY={}", u16::from(s.retransmissions) + 1),
+            "AT+REPT=1".into(),
+            format!("AT+ADR={}", if s.adr { "ON" } else { "OFF" }),
         ]
+    }
+    fn data_rate_query(&self) -> String {
+        "AT+DR".into()
     }
     fn join(&self) -> String {
         "AT+JOIN".into()
@@ -82,10 +108,14 @@ mod tests {
             join_eui: [0; 8],
             app_key: [0xab; 16],
             data_rate: 0,
+            adr: false,
+            retransmissions: 0,
         };
         let c = WioE5.setup(&s);
         assert!(c.contains(&"AT+ID=DevEui,\"2C:F7:F1:20:24:90:03:63\"".to_string()));
         assert!(c.contains(&format!("AT+KEY=APPKEY,\"{}\"", "AB".repeat(16))));
         assert_eq!(c[1], "AT+DR=EU868");
+        assert!(c.contains(&"AT+RETRY=1".to_string()), "one transmission");
+        assert!(c.contains(&"AT+ADR=OFF".to_string()));
     }
 }
