@@ -452,6 +452,7 @@ impl Dual {
             message,
             value: None,
             kind: None,
+            time_trusted: true,
         };
         if let Err(e) = self.store.submit(Write::Alert(alert)).await {
             tracing::error!(error = %e, "could not raise the LoRaWAN modem warning");
