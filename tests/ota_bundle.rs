@@ -19,6 +19,8 @@ fn policy_at(installed: &str) -> Policy {
         arch: ARCH.into(),
         installed: Some(Version::parse(installed).unwrap()),
         max_payload: MAX,
+        now: None,
+        target: None,
     }
 }
 
@@ -198,6 +200,7 @@ fn downgrade_is_refused_unless_signed_as_allowed() {
     assert!(install_refused(&kr, &b).contains("older than the installed 1.0.0"));
     let mut inp = input("0.9.0");
     inp.allow_downgrade = true;
+    inp.expires = Some("2099-01-01T00:00:00Z".into());
     let ok = bundle_with(kr.signer(), &inp, &healthy_script("0.9.0"));
     let dir = tempfile::tempdir().unwrap();
     let paths = with_v1(dir.path(), &kr);
@@ -297,6 +300,9 @@ fn bundle_cli_keygen_sign_verify_and_exit_codes() {
         arch: ARCH.into(),
         min_version: Some("1.0.0".into()),
         allow_downgrade: false,
+        expires: None,
+        gateways: Vec::new(),
+        fleets: Vec::new(),
         binary: bin,
         files: vec![format!("migrations/0003.sql={}", mig.display())],
         out: out.clone(),
@@ -308,6 +314,8 @@ fn bundle_cli_keygen_sign_verify_and_exit_codes() {
         installed: Some(installed.into()),
         arch: Some(ARCH.into()),
         max_size: MAX,
+        gateway: None,
+        fleets: Vec::new(),
     };
     run(verify_cmd(&out, "2.0.0")).unwrap();
     run(BundleCmd::Inspect {

@@ -378,9 +378,13 @@ fn update_command_flow_downloads_installs_and_reports_progress() {
     );
     let payload = format!(r#"{{"url":"{}","sha256":"{}"}}"#, srv.url, sha(&b));
     let mut seen = Vec::new();
-    let fin = handle_update_command(payload.as_bytes(), &cfg, &paths, &mut |p| {
-        seen.push(p.clone())
-    });
+    let fin = handle_update_command(
+        payload.as_bytes(),
+        &cfg,
+        &paths,
+        &Default::default(),
+        &mut |p| seen.push(p.clone()),
+    );
     assert_eq!(fin.phase, Phase::Installed, "{fin:?}");
     assert_eq!(fin.version.as_deref(), Some("2.0.0"));
     assert!(seen.iter().any(|p| p.phase == Phase::Downloading));
@@ -410,13 +414,25 @@ fn update_command_flow_downloads_installs_and_reports_progress() {
         },
     );
     let payload = format!(r#"{{"url":"{}","sha256":"{}"}}"#, srv.url, sha(&old));
-    let fin = handle_update_command(payload.as_bytes(), &cfg, &paths, &mut |_| {});
+    let fin = handle_update_command(
+        payload.as_bytes(),
+        &cfg,
+        &paths,
+        &Default::default(),
+        &mut |_| {},
+    );
     assert_eq!(fin.phase, Phase::Failed);
     assert!(
         fin.error
             .unwrap()
             .contains("older than the installed 2.0.0")
     );
-    let fin = handle_update_command(b"{\"url\":1}", &cfg, &paths, &mut |_| {});
+    let fin = handle_update_command(
+        b"{\"url\":1}",
+        &cfg,
+        &paths,
+        &Default::default(),
+        &mut |_| {},
+    );
     assert!(fin.error.unwrap().starts_with("update command:"));
 }

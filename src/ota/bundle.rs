@@ -23,6 +23,18 @@
 //! is accepted as a synonym of `arm`). `min_version` (optional) is the lowest
 //! installed version this bundle may replace. `key_id` must equal the header's.
 //!
+//! Optional fields (absent from older manifests, which install as before):
+//! - `expires` — RFC 3339 time after which the bundle is refused (the
+//!   gateway's wall clock decides), so an old signed bundle cannot be
+//!   replayed for ever; `bundle sign --allow-downgrade` requires it;
+//! - `gateways` — gateway ids (`[gateway] id`) the bundle is for;
+//! - `fleets` — fleet names (`[ota] fleets`) the bundle is for.
+//!
+//! With `gateways` or `fleets` present, a gateway installs the bundle only
+//! when its id is listed or one of its fleets is; with neither, every
+//! gateway may. A manifest field this gateway does not know is refused
+//! (never ignored), so an older gateway never skips an expiry it cannot read.
+//!
 //! # Verification order (invariants)
 //! 1. The header is read into memory (bounded: ≤ ~16.5 KiB) and the signature
 //!    is checked with the trusted, non-revoked key named in the header
@@ -65,6 +77,22 @@ pub struct Manifest {
     #[serde(default)]
     pub allow_downgrade: bool,
     pub key_id: String,
+    /// RFC 3339; refused at or after this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+    /// Gateway ids this bundle is for (see the module header).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gateways: Vec<String>,
+    /// Fleet names this bundle is for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fleets: Vec<String>,
+}
+
+impl Manifest {
+    /// Whether the manifest names any gateway or fleet.
+    pub fn is_targeted(&self) -> bool {
+        !self.gateways.is_empty() || !self.fleets.is_empty()
+    }
 }
 
 /// Why a bundle was refused (or, for `Io`/`Sink`, could not be read).
@@ -104,6 +132,22 @@ pub enum BundleError {
         min: String,
         installed: String,
     },
+    #[error("bundle {version} expired at {expires} (the gateway's clock says {now})")]
+    Expired {
+        version: String,
+        expires: String,
+        now: String,
+    },
+    #[error(
+        "bundle {version} is not for this gateway: it targets gateways {gateways:?} and fleets {fleets:?}; this gateway is {gateway:?} in fleets {member_of:?}"
+    )]
+    NotTargeted {
+        version: String,
+        gateways: Vec<String>,
+        fleets: Vec<String>,
+        gateway: String,
+        member_of: Vec<String>,
+    },
     #[error("bundle payload of {size} bytes exceeds the limit of {max} bytes")]
     TooLarge { size: u64, max: u64 },
     #[error("truncated bundle: payload has {got} of {expected} bytes")]
@@ -138,16 +182,54 @@ pub struct Policy {
     pub installed: Option<Version>,
     /// Largest accepted `payload_size`.
     pub max_payload: u64,
+    /// The time `expires` is checked against; `None` skips the check.
+    pub now: Option<crate::model::Time>,
+    /// Who this gateway is, for `gateways`/`fleets`; `None` skips the check
+    /// (`bundle verify` on a build machine without `--gateway`).
+    pub target: Option<Target>,
+}
+
+/// This gateway's identity as a bundle's `gateways`/`fleets` see it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Target {
+    /// `[gateway] id`.
+    pub gateway: String,
+    /// `[ota] fleets`.
+    pub fleets: Vec<String>,
+}
+
+impl Target {
+    /// Whether a manifest's targeting lets this gateway install it.
+    pub fn admits(&self, m: &Manifest) -> bool {
+        !m.is_targeted()
+            || m.gateways.iter().any(|g| *g == self.gateway)
+            || m.fleets.iter().any(|f| self.fleets.contains(f))
+    }
 }
 
 impl Policy {
-    /// This machine's architecture, the given installed version and limit.
+    /// This machine's architecture, the given installed version and limit;
+    /// no expiry or target check until [`Policy::at`] / [`Policy::for_target`].
     pub fn here(installed: Option<Version>, max_payload: u64) -> Self {
         Policy {
             arch: std::env::consts::ARCH.to_string(),
             installed,
             max_payload,
+            now: None,
+            target: None,
         }
+    }
+
+    /// Checks `expires` against `now`.
+    pub fn at(mut self, now: crate::model::Time) -> Self {
+        self.now = Some(now);
+        self
+    }
+
+    /// Checks `gateways`/`fleets` against this gateway.
+    pub fn for_target(mut self, target: Target) -> Self {
+        self.target = Some(target);
+        self
     }
 }
 
@@ -260,6 +342,42 @@ pub fn check_header(
             "created {:?} is not an RFC 3339 time",
             m.created
         )));
+    }
+    let expires = m
+        .expires
+        .as_deref()
+        .map(|e| {
+            crate::model::Time::parse_rfc3339(e).map_err(|_| {
+                BundleError::BadManifest(format!("expires {e:?} is not an RFC 3339 time"))
+            })
+        })
+        .transpose()?;
+    for name in m.gateways.iter().chain(&m.fleets) {
+        if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+            return Err(BundleError::BadManifest(format!(
+                "gateways/fleets entry {name:?} is empty, too long or has control characters"
+            )));
+        }
+    }
+    if let (Some(exp), Some(now)) = (expires, policy.now)
+        && now >= exp
+    {
+        return Err(BundleError::Expired {
+            version: m.version.clone(),
+            expires: exp.to_rfc3339(),
+            now: now.to_rfc3339(),
+        });
+    }
+    if let Some(t) = &policy.target
+        && !t.admits(&m)
+    {
+        return Err(BundleError::NotTargeted {
+            version: m.version.clone(),
+            gateways: m.gateways.clone(),
+            fleets: m.fleets.clone(),
+            gateway: t.gateway.clone(),
+            member_of: t.fleets.clone(),
+        });
     }
     if !same_arch(&m.arch, &policy.arch) {
         return Err(BundleError::WrongArch {
@@ -457,6 +575,11 @@ pub struct ManifestInput {
     pub allow_downgrade: bool,
     /// RFC 3339; `None` means now.
     pub created: Option<String>,
+    /// RFC 3339; `None`: never expires (not allowed with `allow_downgrade`).
+    pub expires: Option<String>,
+    /// Gateway ids and fleet names the bundle is for; both empty: any gateway.
+    pub gateways: Vec<String>,
+    pub fleets: Vec<String>,
 }
 
 fn entry_len(e: &PayloadEntry) -> io::Result<u64> {
@@ -528,11 +651,19 @@ pub fn write_bundle(
     if let Some(min) = &input.min_version {
         Version::parse(min).map_err(BundleError::BadManifest)?;
     }
-    for e in entries {
-        if !archive::valid_name(&e.name) {
-            return Err(BundleError::Archive(ArchiveError::BadName(e.name.clone())));
-        }
+    if let Some(e) = &input.expires {
+        crate::model::Time::parse_rfc3339(e).map_err(|_| {
+            BundleError::BadManifest(format!("expires {e:?} is not an RFC 3339 time"))
+        })?;
+    } else if input.allow_downgrade {
+        return Err(BundleError::BadManifest(
+            "allow_downgrade needs an expiry (--expires): a downgrade bundle must not stay valid for ever"
+                .into(),
+        ));
     }
+    // The device refuses what it could not unpack into one directory:
+    // never sign such a bundle.
+    archive::check_names(entries.iter().map(|e| e.name.as_str())).map_err(BundleError::Archive)?;
     if !entries
         .iter()
         .any(|e| e.name == archive::BINARY_NAME && e.executable)
@@ -554,6 +685,9 @@ pub fn write_bundle(
             .unwrap_or_else(|| crate::wall::now().to_rfc3339()),
         allow_downgrade: input.allow_downgrade,
         key_id: key_id.to_string(),
+        expires: input.expires.clone(),
+        gateways: input.gateways.clone(),
+        fleets: input.fleets.clone(),
     };
     let json =
         serde_json::to_vec(&manifest).map_err(|e| BundleError::BadManifest(e.to_string()))?;

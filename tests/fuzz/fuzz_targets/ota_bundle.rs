@@ -33,6 +33,8 @@ fn policy() -> Policy {
         installed: Version::parse("1.0.0").ok(),
         max_payload: 1 << 20,
     }
+    now: None,
+    target: None,
 }
 
 fuzz_target!(|data: &[u8]| {
