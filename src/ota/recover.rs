@@ -19,8 +19,8 @@ use super::fsutil::{self, PathError, at};
 use super::install;
 use super::rollback_db;
 use super::trial::{
-    CheckDecision, HealthDecision, HealthReport, StartDecision, StateFile, Trial, TrialPolicy,
-    UpdateReport,
+    CheckDecision, HealthDecision, HealthReport, RolledBack, StartDecision, StateFile, Trial,
+    TrialPolicy, UpdateReport,
 };
 use super::version::Version;
 use super::{OtaConfig, OtaPaths};
@@ -391,6 +391,8 @@ pub struct OtaStatus {
     pub trial: Option<Trial>,
     pub releases: Vec<String>,
     pub reports: Vec<UpdateReport>,
+    /// Versions rolled back here: not installed again automatically.
+    pub rolled_back: Vec<RolledBack>,
 }
 
 /// A read-only snapshot of the OTA state.
@@ -409,5 +411,6 @@ pub fn status(paths: &OtaPaths) -> Result<OtaStatus, StateError> {
         trial: s.trial,
         releases: releases.iter().map(Version::to_string).collect(),
         reports: s.reports,
+        rolled_back: s.rolled_back,
     })
 }
