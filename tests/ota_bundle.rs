@@ -433,7 +433,11 @@ fn bundle_cli_signs_expiry_and_targets_and_verify_checks_them() {
     assert_eq!(e.exit_code(), 2);
     assert!(e.message.contains("--expires"), "{}", e.message);
     let e = sign(&d.path().join("bad.cbb"), Some("next tuesday"), false).unwrap_err();
-    assert!(e.message.contains("expires \"next tuesday\""), "{}", e.message);
+    assert!(
+        e.message.contains("expires \"next tuesday\""),
+        "{}",
+        e.message
+    );
 
     let live = d.path().join("live.cbb");
     sign(&live, Some("2099-01-01T00:00:00Z"), false).unwrap();

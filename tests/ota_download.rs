@@ -490,7 +490,10 @@ fn update_commands_refuse_rolled_back_expired_and_untargeted_bundles_and_install
     let fin = update(&crashing);
     assert_eq!(fin.phase, Phase::Failed, "{fin:?}");
     let e = fin.error.unwrap_or_default();
-    assert!(e.contains("version 2.0.0 was rolled back on this gateway"), "{e}");
+    assert!(
+        e.contains("version 2.0.0 was rolled back on this gateway"),
+        "{e}"
+    );
     assert_eq!(install::current_version(&paths).as_deref(), Some("1.0.0"));
 
     // Expired: refused with both times.
@@ -510,7 +513,10 @@ fn update_commands_refuse_rolled_back_expired_and_untargeted_bundles_and_install
     let fin = update(&bundle_with(kr.signer(), &i, &healthy_script("2.1.0")));
     let e = fin.error.unwrap_or_default();
     assert!(e.contains("not for this gateway"), "{e}");
-    assert!(e.contains("\"gw-2\"") && e.contains("\"gw-1\"") && e.contains("\"north\""), "{e}");
+    assert!(
+        e.contains("\"gw-2\"") && e.contains("\"gw-1\"") && e.contains("\"north\""),
+        "{e}"
+    );
     assert_eq!(install::current_version(&paths).as_deref(), Some("1.0.0"));
 
     // A newer version, for this gateway's fleet, not yet expired: installed.

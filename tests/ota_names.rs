@@ -15,8 +15,8 @@ use std::process::{Command, Output};
 use carebridge::ota::archive::{EntryHeader, encode_entry_header};
 use carebridge::ota::bundle::{FORMAT, Manifest, encode_header};
 use carebridge::ota::{OtaPaths, install};
-use ring::digest;
 use ota_support::*;
+use ring::digest;
 
 fn cb(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_carebridge"))
@@ -43,8 +43,14 @@ fn clashes(d: &Path) -> Vec<(Vec<String>, &'static str)> {
             vec![format!("bin/carebridge/x={f}")],
             "\"bin/carebridge/x\" clashes with entry \"bin/carebridge\"",
         ),
-        (vec![format!("release.json/x={f}")], "\"release.json/x\" is reserved"),
-        (vec![format!("release.json={f}")], "\"release.json\" is reserved"),
+        (
+            vec![format!("release.json/x={f}")],
+            "\"release.json/x\" is reserved",
+        ),
+        (
+            vec![format!("release.json={f}")],
+            "\"release.json\" is reserved",
+        ),
         (
             vec![format!("bin/carebridge={f}")],
             "\"bin/carebridge\" appears twice",
@@ -60,7 +66,14 @@ fn clashes(d: &Path) -> Vec<(Vec<String>, &'static str)> {
 fn bundle_sign_refuses_clashing_names_and_writes_nothing() {
     let d = tempfile::tempdir().unwrap();
     let keydir = d.path().join("k");
-    let o = cb(&["bundle", "keygen", "--id", "rel", "--out-dir", keydir.to_str().unwrap()]);
+    let o = cb(&[
+        "bundle",
+        "keygen",
+        "--id",
+        "rel",
+        "--out-dir",
+        keydir.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", out(&o));
     let bin = d.path().join("carebridge");
     fs::write(&bin, "#!/bin/sh\n").unwrap();
@@ -94,16 +107,30 @@ fn bundle_sign_refuses_clashing_names_and_writes_nothing() {
     let ok = d.path().join("ok.cbb");
     let extra = format!("assets/a/b={}", d.path().join("extra").display());
     let o = cb(&[
-        "bundle", "sign", "--key", keydir.join("rel.pk8").to_str().unwrap(), "--version", "2.0.0",
-        "--arch", std::env::consts::ARCH, "--binary", bin.to_str().unwrap(), "--file", &extra,
-        "--out", ok.to_str().unwrap(),
+        "bundle",
+        "sign",
+        "--key",
+        keydir.join("rel.pk8").to_str().unwrap(),
+        "--version",
+        "2.0.0",
+        "--arch",
+        std::env::consts::ARCH,
+        "--binary",
+        bin.to_str().unwrap(),
+        "--file",
+        &extra,
+        "--out",
+        ok.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", out(&o));
 }
 
+/// Name, executable, bytes.
+type Entry<'a> = (&'a str, bool, &'a [u8]);
+
 /// A signed bundle with exactly these entries (as an older `bundle sign`
 /// made them: it checked nothing but each name's characters).
-fn raw_bundle(s: &Signer, version: &str, entries: &[(&str, bool, &[u8])]) -> Vec<u8> {
+fn raw_bundle(s: &Signer, version: &str, entries: &[Entry]) -> Vec<u8> {
     let mut payload = Vec::new();
     for (name, x, data) in entries {
         encode_entry_header(
@@ -154,17 +181,26 @@ fn verify_and_install_refuse_clashing_names_and_leave_no_staging() {
     )
     .unwrap();
     let exe: &[u8] = b"#!/bin/sh\nexit 0\n";
-    let cases: Vec<(Vec<(&str, bool, &[u8])>, &str)> = vec![
+    let cases: Vec<(Vec<Entry>, &str)> = vec![
         (
-            vec![("bin/carebridge", true, exe), ("bin/carebridge/x", false, b"x")],
+            vec![
+                ("bin/carebridge", true, exe),
+                ("bin/carebridge/x", false, b"x"),
+            ],
             "\"bin/carebridge/x\" clashes with entry \"bin/carebridge\"",
         ),
         (
-            vec![("bin/carebridge", true, exe), ("release.json/x", false, b"x")],
+            vec![
+                ("bin/carebridge", true, exe),
+                ("release.json/x", false, b"x"),
+            ],
             "\"release.json/x\" is reserved",
         ),
         (
-            vec![("bin/carebridge", true, exe), ("release.json", false, b"{}")],
+            vec![
+                ("bin/carebridge", true, exe),
+                ("release.json", false, b"{}"),
+            ],
             "\"release.json\" is reserved",
         ),
         (
@@ -176,13 +212,21 @@ fn verify_and_install_refuse_clashing_names_and_leave_no_staging() {
         let file = d.path().join(format!("bad{i}.cbb"));
         fs::write(&file, raw_bundle(kr.signer(), "2.0.0", entries)).unwrap();
         let o = cb(&[
-            "bundle", "verify", file.to_str().unwrap(), "--keys-dir", kr.dir.to_str().unwrap(),
+            "bundle",
+            "verify",
+            file.to_str().unwrap(),
+            "--keys-dir",
+            kr.dir.to_str().unwrap(),
         ]);
         assert_eq!(o.status.code(), Some(2), "case {i}: {}", out(&o));
         assert!(out(&o).contains(named), "case {i}: {}", out(&o));
 
         let o = cb(&[
-            "ota", "install", file.to_str().unwrap(), "--config", cfg.to_str().unwrap(),
+            "ota",
+            "install",
+            file.to_str().unwrap(),
+            "--config",
+            cfg.to_str().unwrap(),
         ]);
         assert_eq!(o.status.code(), Some(2), "case {i}: {}", out(&o));
         assert!(out(&o).contains(named), "case {i}: {}", out(&o));
@@ -201,6 +245,12 @@ fn verify_and_install_refuse_clashing_names_and_leave_no_staging() {
         raw_bundle(kr.signer(), "2.0.0", &[("bin/carebridge", true, exe)]),
     )
     .unwrap();
-    let o = cb(&["ota", "install", good.to_str().unwrap(), "--config", cfg.to_str().unwrap()]);
+    let o = cb(&[
+        "ota",
+        "install",
+        good.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", out(&o));
 }

@@ -20,10 +20,9 @@ use common::*;
 use ota_support::{Keyring, bundle, healthy_script, install_bytes, policy};
 
 fn outbox_alerts_from(db: &std::path::Path, device: &str) -> i64 {
-    let Ok(c) = rusqlite::Connection::open_with_flags(
-        db,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    ) else {
+    let Ok(c) =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
         return 0;
     };
     c.query_row(
@@ -66,8 +65,11 @@ fn an_alert_raised_during_a_failing_trial_is_delivered_after_the_rollback() {
     let mut gw = Gateway::start(dir.path(), "gw-rb", up.port, &extra);
     assert_eq!(publish(gw.broker_port, &panics("pendant-before", 1)), 1);
     assert!(
-        eventually(Duration::from_secs(30), || !alerts_of(&col, "pendant-before")
-            .is_empty()),
+        eventually(Duration::from_secs(30), || !alerts_of(
+            &col,
+            "pendant-before"
+        )
+        .is_empty()),
         "{}",
         gw.diagnose()
     );
@@ -127,7 +129,9 @@ fn an_alert_raised_during_a_failing_trial_is_delivered_after_the_rollback() {
     up.restart();
     gw.restart();
     assert!(
-        eventually(Duration::from_secs(30), || alerts_of(&col, "pendant-trial").len() == 1),
+        eventually(Duration::from_secs(30), || alerts_of(&col, "pendant-trial")
+            .len()
+            == 1),
         "alert raised during the trial not delivered after rollback: {}",
         gw.diagnose()
     );

@@ -202,7 +202,7 @@ impl Target {
     /// Whether a manifest's targeting lets this gateway install it.
     pub fn admits(&self, m: &Manifest) -> bool {
         !m.is_targeted()
-            || m.gateways.iter().any(|g| *g == self.gateway)
+            || m.gateways.contains(&self.gateway)
             || m.fleets.iter().any(|f| self.fleets.contains(f))
     }
 }

@@ -1,6 +1,8 @@
 //! Command-line front ends: `carebridge bundle keygen|sign|verify|inspect`
 //! (release engineering) and `carebridge ota recover|status|commit|check|install`
-//! (what the systemd units and an operator call).
+//! (what the systemd units and an operator call). `ota install` waits while
+//! another install runs and needs `--allow-rolled-back` for a version this
+//! gateway rolled back; `ota poll` never installs one.
 //!
 //! Exit codes (carried by [`OtaCliError`]): 0 success, 1 runtime failure,
 //! 2 invalid input or refused bundle, 3 (`ota check` only) a trial is

@@ -24,6 +24,14 @@
 //! Killed before 5: state idle, `current` old → the old release runs.
 //! Killed between 5 and 6: recovery sees `current` ≠ trial → `Interrupted`.
 //! Killed after 6: recovery starts attempt 1 of the trial.
+//!
+//! The whole install holds [`lock`] (recovery waits for it too), so a live
+//! install is never "between 5 and 6" in anyone's eyes but its own, and the
+//! staging directories it removes are only those of dead installs. A refused
+//! bundle never leaves its staging directory behind. The manifest's
+//! `expires` and `gateways`/`fleets` are checked against the wall clock and
+//! [`InstallOptions::target`]; a version this gateway rolled back is refused
+//! unless [`InstallOptions::allow_rolled_back`].
 
 use std::fs;
 use std::io::Read;
@@ -73,8 +81,6 @@ pub enum InstallError {
         "version {version} was rolled back on this gateway at {at}; it is not installed again automatically (install a newer version, or by hand: carebridge ota install --allow-rolled-back)"
     )]
     RolledBack { version: String, at: String },
-    #[error("another install holds {0} (waited {1:?}); try again when it is done")]
-    Busy(PathBuf, std::time::Duration),
     #[error("database backup {path}: {reason}")]
     Database { path: PathBuf, reason: String },
     #[error(transparent)]

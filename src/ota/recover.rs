@@ -8,6 +8,12 @@
 //!   other's update; the file itself is replaced atomically (fsutil);
 //! - recovery runs from the stable system binary (`/usr/bin/carebridge ota
 //!   recover`), never from the release on trial;
+//! - recovery holds the install lock ([`install::lock`]), so it never sees
+//!   an install between recording the trial and switching `current`;
+//! - a rollback lands on the previous release, or on the packaged (factory)
+//!   binary when there is none, never on the failed release; the database
+//!   comes back from the backup with the trial's rows kept
+//!   ([`super::rollback_db`]); the version is remembered as rolled back;
 //! - after [`recover`] returns `Ok`, `current` names a complete release.
 
 use std::fs;
