@@ -522,7 +522,8 @@ fn poll(cfg: &OtaConfig, paths: &OtaPaths, target: &bundle::Target) -> Result<()
     if cmd.url.starts_with("https://") && dl.tls.is_none() {
         dl.tls = Some(download::tls_config(cfg.ca_file.as_deref()).map_err(OtaCliError::runtime)?);
     }
-    let file = paths.download.clone();
+    // Not `cmd/update`'s file: the daemon may be downloading into that now.
+    let file = paths.download.with_extension("poll.cbb");
     if let Err(e) = dl.download(&cmd, &file, &mut |_, _| {}) {
         eprintln!("download failed, will retry: {e}");
         return Ok(());
