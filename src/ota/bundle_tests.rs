@@ -3,6 +3,7 @@
 use super::*;
 use crate::ota::archive::NullSink;
 use ring::rand::SystemRandom;
+use ring::signature::Ed25519KeyPair;
 
 fn key() -> Ed25519KeyPair {
     let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();

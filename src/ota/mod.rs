@@ -6,6 +6,7 @@
 //! - [`keys`] — Ed25519 key generation, trusted keys dir, revocation;
 //! - [`archive`] — the payload archive of named files (streamed);
 //! - [`bundle`] — the signed bundle format and streaming verification;
+//! - [`sign`] — making and signing a bundle;
 //! - [`fsutil`] — atomic file writes, directory fsync, atomic symlink switch;
 //! - [`install`] — releases side by side, database backup, `current` switch;
 //! - [`installer`] — a received bundle (web upload): verify, then install, one at a time;
@@ -37,6 +38,7 @@ pub mod keys;
 pub mod notify;
 pub mod recover;
 pub mod rollback_db;
+pub mod sign;
 pub mod trial;
 pub mod update;
 pub mod version;
