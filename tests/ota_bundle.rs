@@ -19,6 +19,8 @@ fn policy_at(installed: &str) -> Policy {
         arch: ARCH.into(),
         installed: Some(Version::parse(installed).unwrap()),
         max_payload: MAX,
+        now: None,
+        target: None,
     }
 }
 
@@ -198,6 +200,7 @@ fn downgrade_is_refused_unless_signed_as_allowed() {
     assert!(install_refused(&kr, &b).contains("older than the installed 1.0.0"));
     let mut inp = input("0.9.0");
     inp.allow_downgrade = true;
+    inp.expires = Some("2099-01-01T00:00:00Z".into());
     let ok = bundle_with(kr.signer(), &inp, &healthy_script("0.9.0"));
     let dir = tempfile::tempdir().unwrap();
     let paths = with_v1(dir.path(), &kr);
@@ -297,6 +300,9 @@ fn bundle_cli_keygen_sign_verify_and_exit_codes() {
         arch: ARCH.into(),
         min_version: Some("1.0.0".into()),
         allow_downgrade: false,
+        expires: None,
+        gateways: Vec::new(),
+        fleets: Vec::new(),
         binary: bin,
         files: vec![format!("migrations/0003.sql={}", mig.display())],
         out: out.clone(),
@@ -308,6 +314,8 @@ fn bundle_cli_keygen_sign_verify_and_exit_codes() {
         installed: Some(installed.into()),
         arch: Some(ARCH.into()),
         max_size: MAX,
+        gateway: None,
+        fleets: Vec::new(),
     };
     run(verify_cmd(&out, "2.0.0")).unwrap();
     run(BundleCmd::Inspect {
@@ -379,4 +387,74 @@ fn an_install_waits_while_another_holds_the_install_lock() {
     assert_eq!(v.unwrap(), "1.0.0");
     t.join().unwrap();
     assert_eq!(install::current_version(&paths).as_deref(), Some("1.0.0"));
+}
+
+#[test]
+fn bundle_cli_signs_expiry_and_targets_and_verify_checks_them() {
+    use carebridge::ota::cli::{BundleCmd, run};
+    let d = tempfile::tempdir().unwrap();
+    let keys_dir = d.path().join("keys");
+    run(BundleCmd::Keygen {
+        id: "rel-2".into(),
+        out_dir: keys_dir.clone(),
+    })
+    .unwrap();
+    let bin = d.path().join("carebridge");
+    fs::write(&bin, healthy_script("3.0.0")).unwrap();
+    let sign = |out: &std::path::Path, expires: Option<&str>, downgrade: bool| {
+        run(BundleCmd::Sign {
+            key: keys_dir.join("rel-2.pk8"),
+            key_id: None,
+            version: "3.0.0".into(),
+            arch: ARCH.into(),
+            min_version: None,
+            allow_downgrade: downgrade,
+            expires: expires.map(String::from),
+            gateways: vec!["gw-7".into()],
+            fleets: vec!["north".into()],
+            binary: bin.clone(),
+            files: Vec::new(),
+            out: out.to_path_buf(),
+        })
+    };
+    let verify_as = |path: &std::path::Path, gateway: Option<&str>, fleets: &[&str]| {
+        run(BundleCmd::Verify {
+            bundle: path.to_path_buf(),
+            keys_dir: keys_dir.clone(),
+            installed: None,
+            arch: Some(ARCH.into()),
+            max_size: MAX,
+            gateway: gateway.map(String::from),
+            fleets: fleets.iter().map(|f| f.to_string()).collect(),
+        })
+    };
+    // A downgrade tool must expire.
+    let e = sign(&d.path().join("dg.cbb"), None, true).unwrap_err();
+    assert_eq!(e.exit_code(), 2);
+    assert!(e.message.contains("--expires"), "{}", e.message);
+    let e = sign(&d.path().join("bad.cbb"), Some("next tuesday"), false).unwrap_err();
+    assert!(
+        e.message.contains("expires \"next tuesday\""),
+        "{}",
+        e.message
+    );
+
+    let live = d.path().join("live.cbb");
+    sign(&live, Some("2099-01-01T00:00:00Z"), false).unwrap();
+    verify_as(&live, None, &[]).unwrap();
+    verify_as(&live, Some("gw-7"), &[]).unwrap();
+    verify_as(&live, Some("gw-8"), &["north"]).unwrap();
+    let e = verify_as(&live, Some("gw-8"), &["south"]).unwrap_err();
+    assert_eq!(e.exit_code(), 2);
+    assert!(e.message.contains("not for this gateway"), "{}", e.message);
+
+    let old = d.path().join("old.cbb");
+    sign(&old, Some("2021-06-01T00:00:00Z"), true).unwrap();
+    let e = verify_as(&old, Some("gw-7"), &[]).unwrap_err();
+    assert_eq!(e.exit_code(), 2);
+    assert!(
+        e.message.contains("expired at 2021-06-01T00:00:00Z"),
+        "{}",
+        e.message
+    );
 }

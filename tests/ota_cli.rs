@@ -48,6 +48,7 @@ fn ota_commands_drive_install_trial_guard_and_commit() {
 
     run_ota(OtaCmd::Install {
         bundle: file.clone(),
+        allow_rolled_back: false,
         at: at.clone(),
     })
     .unwrap();
@@ -55,6 +56,7 @@ fn ota_commands_drive_install_trial_guard_and_commit() {
     // Installing again while on trial is refused as invalid input.
     let e = run_ota(OtaCmd::Install {
         bundle: file.clone(),
+        allow_rolled_back: false,
         at: at.clone(),
     })
     .unwrap_err();
@@ -89,6 +91,7 @@ fn ota_recover_rolls_back_after_max_attempts_from_the_command_line() {
     fs::write(&file, bundle_with(kr.signer(), &inp, CRASH_SCRIPT)).unwrap();
     run_ota(OtaCmd::Install {
         bundle: file,
+        allow_rolled_back: false,
         at: at.clone(),
     })
     .unwrap();

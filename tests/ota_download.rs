@@ -378,9 +378,13 @@ fn update_command_flow_downloads_installs_and_reports_progress() {
     );
     let payload = format!(r#"{{"url":"{}","sha256":"{}"}}"#, srv.url, sha(&b));
     let mut seen = Vec::new();
-    let fin = handle_update_command(payload.as_bytes(), &cfg, &paths, &mut |p| {
-        seen.push(p.clone())
-    });
+    let fin = handle_update_command(
+        payload.as_bytes(),
+        &cfg,
+        &paths,
+        &Default::default(),
+        &mut |p| seen.push(p.clone()),
+    );
     assert_eq!(fin.phase, Phase::Installed, "{fin:?}");
     assert_eq!(fin.version.as_deref(), Some("2.0.0"));
     assert!(seen.iter().any(|p| p.phase == Phase::Downloading));
@@ -410,13 +414,118 @@ fn update_command_flow_downloads_installs_and_reports_progress() {
         },
     );
     let payload = format!(r#"{{"url":"{}","sha256":"{}"}}"#, srv.url, sha(&old));
-    let fin = handle_update_command(payload.as_bytes(), &cfg, &paths, &mut |_| {});
+    let fin = handle_update_command(
+        payload.as_bytes(),
+        &cfg,
+        &paths,
+        &Default::default(),
+        &mut |_| {},
+    );
     assert_eq!(fin.phase, Phase::Failed);
     assert!(
         fin.error
             .unwrap()
             .contains("older than the installed 2.0.0")
     );
-    let fin = handle_update_command(b"{\"url\":1}", &cfg, &paths, &mut |_| {});
+    let fin = handle_update_command(
+        b"{\"url\":1}",
+        &cfg,
+        &paths,
+        &Default::default(),
+        &mut |_| {},
+    );
     assert!(fin.error.unwrap().starts_with("update command:"));
+}
+
+#[test]
+fn update_commands_refuse_rolled_back_expired_and_untargeted_bundles_and_install_targeted_ones() {
+    use carebridge::model::Time;
+    use carebridge::ota::OtaConfig;
+    use carebridge::ota::bundle::Target;
+    use carebridge::ota::download::Phase;
+    use carebridge::ota::recover::{self, Recovery};
+    use carebridge::ota::update::handle_update_command;
+    let d = tempfile::tempdir().unwrap();
+    let kr = Keyring::new(d.path(), &["ops"]);
+    let paths = with_v1(d.path(), &kr);
+    let cfg = OtaConfig {
+        keys_dir: kr.dir.clone(),
+        ..OtaConfig::default()
+    };
+    let me = Target {
+        gateway: "gw-1".into(),
+        fleets: vec!["north".into()],
+    };
+    let here = |v: &str| {
+        let mut i = input(v);
+        i.arch = std::env::consts::ARCH.into();
+        i
+    };
+    let update = |b: &[u8]| {
+        let srv = serve(
+            b.to_vec(),
+            Faults {
+                cut_first_at: None,
+                ignore_range: false,
+                claim_len: None,
+            },
+        );
+        let payload = format!(r#"{{"url":"{}","sha256":"{}"}}"#, srv.url, sha(b));
+        handle_update_command(payload.as_bytes(), &cfg, &paths, &me, &mut |_| {})
+    };
+
+    // 2.0.0 arrives by cmd/update, fails its trial and is rolled back.
+    let crashing = bundle_with(kr.signer(), &here("2.0.0"), CRASH_SCRIPT);
+    assert_eq!(update(&crashing).phase, Phase::Installed);
+    let mut r = Recovery::Normal {
+        current: String::new(),
+    };
+    for s in 0..4 {
+        r = recover::recover(&paths, &policy(), None, Time::from_secs(100 + s)).unwrap();
+    }
+    assert!(matches!(r, Recovery::RolledBack { .. }), "{r:?}");
+    assert_eq!(install::current_version(&paths).as_deref(), Some("1.0.0"));
+
+    // The same bundle again (a replayed command): refused, never re-installed.
+    let fin = update(&crashing);
+    assert_eq!(fin.phase, Phase::Failed, "{fin:?}");
+    let e = fin.error.unwrap_or_default();
+    assert!(
+        e.contains("version 2.0.0 was rolled back on this gateway"),
+        "{e}"
+    );
+    assert_eq!(install::current_version(&paths).as_deref(), Some("1.0.0"));
+
+    // Expired: refused with both times.
+    let mut i = here("2.1.0");
+    i.expires = Some("2020-01-01T00:00:00Z".into());
+    let fin = update(&bundle_with(kr.signer(), &i, &healthy_script("2.1.0")));
+    let e = fin.error.unwrap_or_default();
+    assert!(
+        e.contains("bundle 2.1.0 expired at 2020-01-01T00:00:00Z"),
+        "{e}"
+    );
+
+    // For another gateway and another fleet: refused, naming both sides.
+    let mut i = here("2.1.0");
+    i.gateways = vec!["gw-2".into()];
+    i.fleets = vec!["south".into()];
+    let fin = update(&bundle_with(kr.signer(), &i, &healthy_script("2.1.0")));
+    let e = fin.error.unwrap_or_default();
+    assert!(e.contains("not for this gateway"), "{e}");
+    assert!(
+        e.contains("\"gw-2\"") && e.contains("\"gw-1\"") && e.contains("\"north\""),
+        "{e}"
+    );
+    assert_eq!(install::current_version(&paths).as_deref(), Some("1.0.0"));
+
+    // A newer version, for this gateway's fleet, not yet expired: installed.
+    let mut i = here("2.1.0");
+    i.fleets = vec!["south".into(), "north".into()];
+    i.expires = Some("2099-01-01T00:00:00Z".into());
+    let fin = update(&bundle_with(kr.signer(), &i, &healthy_script("2.1.0")));
+    assert_eq!(fin.phase, Phase::Installed, "{fin:?}");
+    assert_eq!(install::current_version(&paths).as_deref(), Some("2.1.0"));
+    let m = install::release_manifest(&paths, "2.1.0").unwrap();
+    assert_eq!(m.fleets, vec!["south".to_string(), "north".to_string()]);
 }

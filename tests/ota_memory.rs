@@ -56,6 +56,8 @@ fn a_64_mib_bundle_is_signed_verified_and_installed_in_bounded_memory() {
         arch: ARCH.into(),
         installed: Version::parse("1.0.0").ok(),
         max_payload: 1 << 30,
+        now: None,
+        target: None,
     };
     let t = Instant::now();
     let v = bundle::verify(

@@ -528,6 +528,9 @@ fn signed_version(dir: &std::path::Path, key_id: &str, trusted: bool, version: &
         min_version: None,
         allow_downgrade: false,
         created: None,
+        expires: None,
+        gateways: Vec::new(),
+        fleets: Vec::new(),
     };
     let entries = [PayloadEntry {
         name: carebridge::ota::archive::BINARY_NAME.into(),
@@ -637,6 +640,8 @@ async fn with_the_packaged_layout_an_upload_is_installed_on_trial_and_the_gatewa
         arch: std::env::consts::ARCH,
         max_payload: 1 << 20,
         on_step: None,
+        target: None,
+        allow_rolled_back: false,
     };
     carebridge::ota::install::install_bundle_from_reader(&mut &first[..], &paths, &keys, &opts)
         .unwrap();

@@ -414,6 +414,10 @@ impl Wiring {
         let updater = cfg.ota.as_ref().map(|o| crate::ota::daemon::Updater {
             cfg: o.clone(),
             paths: o.paths(&cfg.gateway.data_dir),
+            target: crate::ota::bundle::Target {
+                gateway: cfg.gateway.id.clone(),
+                fleets: o.fleets.clone(),
+            },
             store: self.store.clone(),
             direct: self.direct.clone(),
             shutdown: self.shutdown.clone(),

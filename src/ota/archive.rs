@@ -8,8 +8,11 @@
 //! ```
 //! Names are relative paths of 1–255 bytes: `/`-separated components of
 //! `[A-Za-z0-9._-]`, none empty, `.` or `..`, so an entry can never escape the
-//! release directory. At most [`MAX_ENTRIES`] entries, no duplicates, and
-//! `bin/carebridge` (mode 1) is required: it is what the service runs.
+//! release directory. At most [`MAX_ENTRIES`] entries, no duplicates, no
+//! entry that is also a directory of another (`bin/carebridge` beside
+//! `bin/carebridge/x`, in either order), nothing at or under the installer's
+//! own `release.json`, and `bin/carebridge` (mode 1) is required: it is what
+//! the service runs. So every archive that passes unpacks into a directory.
 //! Other conventional names: `migrations/…`, `assets/…`.
 
 use std::collections::BTreeSet;
@@ -44,6 +47,12 @@ pub enum ArchiveError {
     BadMode { name: String, mode: u8 },
     #[error("entry {0:?} appears twice")]
     Duplicate(String),
+    #[error(
+        "entry {name:?} clashes with entry {other:?}: one path cannot be both a file and a directory"
+    )]
+    Clash { name: String, other: String },
+    #[error("entry {0:?} is reserved: the installer writes release.json itself")]
+    Reserved(String),
     #[error("more than {MAX_ENTRIES} entries")]
     TooManyEntries,
     #[error("the payload ends inside entry {0:?}")]
@@ -63,6 +72,63 @@ pub fn valid_name(name: &str) -> bool {
                 && c.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
         })
+}
+
+/// The name the installer writes the manifest to, beside the payload.
+pub const MANIFEST_NAME: &str = "release.json";
+
+/// The names seen so far in one archive, to refuse entries that could not
+/// all be unpacked into one directory (see the module header).
+#[derive(Debug, Default)]
+pub struct NameSet {
+    files: BTreeSet<String>,
+    /// Every proper prefix (`a`, `a/b` of `a/b/c`) of a file seen, with the
+    /// first file that made it a directory.
+    dirs: std::collections::BTreeMap<String, String>,
+}
+
+impl NameSet {
+    /// Adds `name` (already a [`valid_name`]) or says why it cannot be added.
+    pub fn add(&mut self, name: &str) -> Result<(), ArchiveError> {
+        if name == MANIFEST_NAME || name.starts_with("release.json/") {
+            return Err(ArchiveError::Reserved(name.to_string()));
+        }
+        if self.files.contains(name) {
+            return Err(ArchiveError::Duplicate(name.to_string()));
+        }
+        if let Some(other) = self.dirs.get(name) {
+            return Err(ArchiveError::Clash {
+                name: name.to_string(),
+                other: other.clone(),
+            });
+        }
+        let prefixes: Vec<&str> = name.match_indices('/').map(|(i, _)| &name[..i]).collect();
+        if let Some(p) = prefixes.iter().find(|p| self.files.contains(**p)) {
+            return Err(ArchiveError::Clash {
+                name: name.to_string(),
+                other: (*p).to_string(),
+            });
+        }
+        for p in prefixes {
+            self.dirs
+                .entry(p.to_string())
+                .or_insert_with(|| name.to_string());
+        }
+        self.files.insert(name.to_string());
+        Ok(())
+    }
+}
+
+/// Checks a whole list of names the way [`unpack`] does.
+pub fn check_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<(), ArchiveError> {
+    let mut set = NameSet::default();
+    for n in names {
+        if !valid_name(n) {
+            return Err(ArchiveError::BadName(n.to_string()));
+        }
+        set.add(n)?;
+    }
+    Ok(())
 }
 
 /// Decodes one entry header from the front of `buf`.
@@ -212,7 +278,7 @@ pub fn unpack<R: Read>(
     sink: &mut dyn EntrySink,
 ) -> Result<Vec<EntryHeader>, UnpackError> {
     let mut entries = Vec::new();
-    let mut names = BTreeSet::new();
+    let mut names = NameSet::default();
     let mut buf = vec![0u8; 64 * 1024];
     let mut head: Vec<u8> = Vec::with_capacity(FIXED + MAX_NAME);
     loop {
@@ -247,9 +313,7 @@ pub fn unpack<R: Read>(
         if entries.len() >= MAX_ENTRIES {
             return Err(UnpackError::Archive(ArchiveError::TooManyEntries));
         }
-        if !names.insert(h.name.clone()) {
-            return Err(UnpackError::Archive(ArchiveError::Duplicate(h.name)));
-        }
+        names.add(&h.name).map_err(UnpackError::Archive)?;
         let sink_err = |name: &str| {
             let name = name.to_string();
             move |source| UnpackError::Sink { name, source }
@@ -354,6 +418,59 @@ mod tests {
         assert!(matches!(
             unpack(&mut &good[..good.len() - 2], &mut NullSink),
             Err(UnpackError::Archive(ArchiveError::TruncatedEntry(_)))
+        ));
+    }
+
+    #[test]
+    fn a_path_that_is_both_file_and_directory_is_refused_in_either_order() {
+        let file_first = archive(&[
+            ("bin/carebridge", true, b"a"),
+            ("bin/carebridge/x", false, b"b"),
+        ]);
+        let dir_first = archive(&[
+            ("bin/carebridge/x", false, b"b"),
+            ("bin/carebridge", true, b"a"),
+        ]);
+        for (bytes, name, other) in [
+            (&file_first, "bin/carebridge/x", "bin/carebridge"),
+            (&dir_first, "bin/carebridge", "bin/carebridge/x"),
+        ] {
+            match unpack(&mut &bytes[..], &mut NullSink) {
+                Err(UnpackError::Archive(ArchiveError::Clash { name: n, other: o })) => {
+                    assert_eq!((n.as_str(), o.as_str()), (name, other));
+                }
+                r => panic!("expected a clash, got {r:?}"),
+            }
+        }
+        assert_eq!(
+            check_names(["bin/carebridge", "release.json/x"]),
+            Err(ArchiveError::Reserved("release.json/x".into()))
+        );
+        assert_eq!(
+            check_names(["bin/carebridge", "release.json"]),
+            Err(ArchiveError::Reserved("release.json".into()))
+        );
+        assert_eq!(
+            check_names(["bin/carebridge", "bin/carebridge"]),
+            Err(ArchiveError::Duplicate("bin/carebridge".into()))
+        );
+        assert_eq!(
+            check_names([
+                "bin/carebridge",
+                "a/b/c",
+                "a/b/d",
+                "a/e",
+                "assets/release.json"
+            ]),
+            Ok(())
+        );
+        assert!(matches!(
+            check_names(["a/b/c", "a/b"]),
+            Err(ArchiveError::Clash { .. })
+        ));
+        assert!(matches!(
+            check_names(["a/b", "a/b/c/d"]),
+            Err(ArchiveError::Clash { .. })
         ));
     }
 

@@ -23,6 +23,18 @@
 //! is accepted as a synonym of `arm`). `min_version` (optional) is the lowest
 //! installed version this bundle may replace. `key_id` must equal the header's.
 //!
+//! Optional fields (absent from older manifests, which install as before):
+//! - `expires` — RFC 3339 time after which the bundle is refused (the
+//!   gateway's wall clock decides), so an old signed bundle cannot be
+//!   replayed for ever; `bundle sign --allow-downgrade` requires it;
+//! - `gateways` — gateway ids (`[gateway] id`) the bundle is for;
+//! - `fleets` — fleet names (`[ota] fleets`) the bundle is for.
+//!
+//! With `gateways` or `fleets` present, a gateway installs the bundle only
+//! when its id is listed or one of its fleets is; with neither, every
+//! gateway may. A manifest field this gateway does not know is refused
+//! (never ignored), so an older gateway never skips an expiry it cannot read.
+//!
 //! # Verification order (invariants)
 //! 1. The header is read into memory (bounded: ≤ ~16.5 KiB) and the signature
 //!    is checked with the trusted, non-revoked key named in the header
@@ -33,12 +45,11 @@
 //!    size and hash match and no byte follows is the result reported good.
 //!    The installed bytes are the bytes hashed: the file is never re-read.
 
-use std::io::{self, Read, Write};
-use std::path::PathBuf;
+use std::io::{self, Read};
 
 use hex::FromHex;
 use ring::digest;
-use ring::signature::{self, Ed25519KeyPair, KeyPair};
+use ring::signature;
 use serde::{Deserialize, Serialize};
 
 use super::archive::{self, ArchiveError, EntryHeader, EntrySink, UnpackError};
@@ -65,6 +76,22 @@ pub struct Manifest {
     #[serde(default)]
     pub allow_downgrade: bool,
     pub key_id: String,
+    /// RFC 3339; refused at or after this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+    /// Gateway ids this bundle is for (see the module header).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gateways: Vec<String>,
+    /// Fleet names this bundle is for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fleets: Vec<String>,
+}
+
+impl Manifest {
+    /// Whether the manifest names any gateway or fleet.
+    pub fn is_targeted(&self) -> bool {
+        !self.gateways.is_empty() || !self.fleets.is_empty()
+    }
 }
 
 /// Why a bundle was refused (or, for `Io`/`Sink`, could not be read).
@@ -104,6 +131,22 @@ pub enum BundleError {
         min: String,
         installed: String,
     },
+    #[error("bundle {version} expired at {expires} (the gateway's clock says {now})")]
+    Expired {
+        version: String,
+        expires: String,
+        now: String,
+    },
+    #[error(
+        "bundle {version} is not for this gateway: it targets gateways {gateways:?} and fleets {fleets:?}; this gateway is {gateway:?} in fleets {member_of:?}"
+    )]
+    NotTargeted {
+        version: String,
+        gateways: Vec<String>,
+        fleets: Vec<String>,
+        gateway: String,
+        member_of: Vec<String>,
+    },
     #[error("bundle payload of {size} bytes exceeds the limit of {max} bytes")]
     TooLarge { size: u64, max: u64 },
     #[error("truncated bundle: payload has {got} of {expected} bytes")]
@@ -138,16 +181,54 @@ pub struct Policy {
     pub installed: Option<Version>,
     /// Largest accepted `payload_size`.
     pub max_payload: u64,
+    /// The time `expires` is checked against; `None` skips the check.
+    pub now: Option<crate::model::Time>,
+    /// Who this gateway is, for `gateways`/`fleets`; `None` skips the check
+    /// (`bundle verify` on a build machine without `--gateway`).
+    pub target: Option<Target>,
+}
+
+/// This gateway's identity as a bundle's `gateways`/`fleets` see it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Target {
+    /// `[gateway] id`.
+    pub gateway: String,
+    /// `[ota] fleets`.
+    pub fleets: Vec<String>,
+}
+
+impl Target {
+    /// Whether a manifest's targeting lets this gateway install it.
+    pub fn admits(&self, m: &Manifest) -> bool {
+        !m.is_targeted()
+            || m.gateways.contains(&self.gateway)
+            || m.fleets.iter().any(|f| self.fleets.contains(f))
+    }
 }
 
 impl Policy {
-    /// This machine's architecture, the given installed version and limit.
+    /// This machine's architecture, the given installed version and limit;
+    /// no expiry or target check until [`Policy::at`] / [`Policy::for_target`].
     pub fn here(installed: Option<Version>, max_payload: u64) -> Self {
         Policy {
             arch: std::env::consts::ARCH.to_string(),
             installed,
             max_payload,
+            now: None,
+            target: None,
         }
+    }
+
+    /// Checks `expires` against `now`.
+    pub fn at(mut self, now: crate::model::Time) -> Self {
+        self.now = Some(now);
+        self
+    }
+
+    /// Checks `gateways`/`fleets` against this gateway.
+    pub fn for_target(mut self, target: Target) -> Self {
+        self.target = Some(target);
+        self
     }
 }
 
@@ -260,6 +341,42 @@ pub fn check_header(
             "created {:?} is not an RFC 3339 time",
             m.created
         )));
+    }
+    let expires = m
+        .expires
+        .as_deref()
+        .map(|e| {
+            crate::model::Time::parse_rfc3339(e).map_err(|_| {
+                BundleError::BadManifest(format!("expires {e:?} is not an RFC 3339 time"))
+            })
+        })
+        .transpose()?;
+    for name in m.gateways.iter().chain(&m.fleets) {
+        if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+            return Err(BundleError::BadManifest(format!(
+                "gateways/fleets entry {name:?} is empty, too long or has control characters"
+            )));
+        }
+    }
+    if let (Some(exp), Some(now)) = (expires, policy.now)
+        && now >= exp
+    {
+        return Err(BundleError::Expired {
+            version: m.version.clone(),
+            expires: exp.to_rfc3339(),
+            now: now.to_rfc3339(),
+        });
+    }
+    if let Some(t) = &policy.target
+        && !t.admits(&m)
+    {
+        return Err(BundleError::NotTargeted {
+            version: m.version.clone(),
+            gateways: m.gateways.clone(),
+            fleets: m.fleets.clone(),
+            gateway: t.gateway.clone(),
+            member_of: t.fleets.clone(),
+        });
     }
     if !same_arch(&m.arch, &policy.arch) {
         return Err(BundleError::WrongArch {
@@ -433,160 +550,9 @@ pub fn verify<R: Read>(
     Ok(Verified { manifest, entries })
 }
 
-/// Where an entry's bytes come from when signing.
-#[derive(Debug, Clone)]
-pub enum EntrySource {
-    File(PathBuf),
-    Bytes(Vec<u8>),
-}
-
-/// One file to put in a bundle.
-#[derive(Debug, Clone)]
-pub struct PayloadEntry {
-    pub name: String,
-    pub executable: bool,
-    pub source: EntrySource,
-}
-
-/// The manifest fields chosen by the release engineer.
-#[derive(Debug, Clone)]
-pub struct ManifestInput {
-    pub version: String,
-    pub arch: String,
-    pub min_version: Option<String>,
-    pub allow_downgrade: bool,
-    /// RFC 3339; `None` means now.
-    pub created: Option<String>,
-}
-
-fn entry_len(e: &PayloadEntry) -> io::Result<u64> {
-    match &e.source {
-        EntrySource::File(p) => Ok(std::fs::metadata(p)?.len()),
-        EntrySource::Bytes(b) => Ok(b.len() as u64),
-    }
-}
-
-/// Writes the archive to `out`, returning its size.
-fn write_payload(entries: &[PayloadEntry], out: &mut dyn Write) -> io::Result<u64> {
-    let mut total = 0u64;
-    for e in entries {
-        let size = entry_len(e)?;
-        let mut h = Vec::new();
-        archive::encode_entry_header(
-            &EntryHeader {
-                name: e.name.clone(),
-                executable: e.executable,
-                size,
-            },
-            &mut h,
-        );
-        out.write_all(&h)?;
-        let copied = match &e.source {
-            EntrySource::File(p) => io::copy(&mut std::fs::File::open(p)?.take(size), out)?,
-            EntrySource::Bytes(b) => {
-                out.write_all(b)?;
-                b.len() as u64
-            }
-        };
-        if copied != size {
-            return Err(io::Error::other(format!(
-                "{} changed while signing",
-                e.name
-            )));
-        }
-        total += h.len() as u64 + size;
-    }
-    Ok(total)
-}
-
-struct HashWriter(digest::Context);
-impl Write for HashWriter {
-    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        self.0.update(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Builds and signs a bundle. Streams twice over the entries (hash, then
-/// write), so large files are never held in memory.
-pub fn write_bundle(
-    key: &Ed25519KeyPair,
-    key_id: &str,
-    input: &ManifestInput,
-    entries: &[PayloadEntry],
-    out: &mut dyn Write,
-) -> Result<Manifest, BundleError> {
-    if !keys::valid_key_id(key_id) {
-        return Err(BundleError::BadHeader(format!(
-            "key id {key_id:?} is invalid"
-        )));
-    }
-    Version::parse(&input.version).map_err(BundleError::BadManifest)?;
-    if let Some(min) = &input.min_version {
-        Version::parse(min).map_err(BundleError::BadManifest)?;
-    }
-    for e in entries {
-        if !archive::valid_name(&e.name) {
-            return Err(BundleError::Archive(ArchiveError::BadName(e.name.clone())));
-        }
-    }
-    if !entries
-        .iter()
-        .any(|e| e.name == archive::BINARY_NAME && e.executable)
-    {
-        return Err(BundleError::Archive(ArchiveError::MissingBinary));
-    }
-    let mut hw = HashWriter(digest::Context::new(&digest::SHA256));
-    let size = write_payload(entries, &mut hw).map_err(BundleError::Io)?;
-    let manifest = Manifest {
-        format: FORMAT,
-        version: input.version.clone(),
-        arch: input.arch.clone(),
-        min_version: input.min_version.clone(),
-        payload_size: size,
-        payload_sha256: hex::encode(hw.0.finish().as_ref()),
-        created: input
-            .created
-            .clone()
-            .unwrap_or_else(|| crate::wall::now().to_rfc3339()),
-        allow_downgrade: input.allow_downgrade,
-        key_id: key_id.to_string(),
-    };
-    let json =
-        serde_json::to_vec(&manifest).map_err(|e| BundleError::BadManifest(e.to_string()))?;
-    let header = encode_header(key_id, &json);
-    let sig = key.sign(&header);
-    out.write_all(&header).map_err(BundleError::Io)?;
-    out.write_all(sig.as_ref()).map_err(BundleError::Io)?;
-    let written = write_payload(entries, out).map_err(BundleError::Io)?;
-    if written != size {
-        return Err(BundleError::Io(io::Error::other(
-            "an entry changed while signing",
-        )));
-    }
-    Ok(manifest)
-}
-
-/// The unsigned header bytes for a key id and manifest JSON.
-pub fn encode_header(key_id: &str, manifest_json: &[u8]) -> Vec<u8> {
-    let mut h = Vec::with_capacity(13 + key_id.len() + manifest_json.len());
-    h.extend_from_slice(MAGIC);
-    h.push(key_id.len().min(255) as u8);
-    h.extend_from_slice(key_id.as_bytes());
-    h.extend_from_slice(&(manifest_json.len() as u32).to_be_bytes());
-    h.extend_from_slice(manifest_json);
-    h
-}
-
-/// The raw public key of a key pair (for trust stores in tests and tools).
-pub fn public_key_of(key: &Ed25519KeyPair) -> [u8; 32] {
-    let mut k = [0u8; 32];
-    k.copy_from_slice(key.public_key().as_ref());
-    k
-}
+pub use super::sign::{
+    EntrySource, ManifestInput, PayloadEntry, encode_header, public_key_of, write_bundle,
+};
 
 #[cfg(test)]
 #[path = "bundle_tests.rs"]

@@ -3,6 +3,7 @@
 use super::*;
 use crate::ota::archive::NullSink;
 use ring::rand::SystemRandom;
+use ring::signature::Ed25519KeyPair;
 
 fn key() -> Ed25519KeyPair {
     let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
@@ -16,6 +17,9 @@ fn input(version: &str) -> ManifestInput {
         min_version: Some("1.0.0".into()),
         allow_downgrade: false,
         created: Some("2026-11-23T10:00:00Z".into()),
+        expires: None,
+        gateways: Vec::new(),
+        fleets: Vec::new(),
     }
 }
 
@@ -32,6 +36,8 @@ fn policy(installed: &str) -> Policy {
         arch: "x86_64".into(),
         installed: Some(Version::parse(installed).unwrap()),
         max_payload: 1 << 20,
+        now: None,
+        target: None,
     }
 }
 
@@ -102,6 +108,13 @@ fn signed_downgrade_is_allowed_and_minimum_version_is_enforced() {
     let mut inp = input("1.0.5");
     inp.allow_downgrade = true;
     let mut b = Vec::new();
+    let e = write_bundle(&k, "k1", &inp, &entries(), &mut b).unwrap_err();
+    assert!(
+        e.to_string().contains("allow_downgrade needs an expiry"),
+        "{e}"
+    );
+    inp.expires = Some("2099-01-01T00:00:00Z".into());
+    let mut b = Vec::new();
     write_bundle(&k, "k1", &inp, &entries(), &mut b).unwrap();
     verify(&mut &b[..], &keys, &policy("1.3.0"), &mut NullSink).unwrap();
     let b = build(&k, "2.0.0");
@@ -143,6 +156,12 @@ mod model {
             min in proptest::option::of(ver()),
             allow_downgrade: bool,
             arch in prop_oneof![Just("x86_64"), Just("aarch64"), Just("armv7")],
+            expires in proptest::option::of(prop_oneof![
+                Just("2026-05-31T23:59:59Z"), Just("2026-06-01T00:00:00Z"), Just("2026-06-01T00:00:01Z")
+            ]),
+            gateways in proptest::collection::vec(prop_oneof![Just("gw-1"), Just("gw-2")], 0..2),
+            fleets in proptest::collection::vec(prop_oneof![Just("north"), Just("south")], 0..2),
+            member_of in proptest::collection::vec(prop_oneof![Just("north"), Just("east")], 0..2),
         ) {
             let k = key();
             let inp = ManifestInput {
@@ -151,15 +170,32 @@ mod model {
                 min_version: min.clone(),
                 allow_downgrade,
                 created: Some("2026-11-23T10:00:00Z".into()),
+                expires: expires.map(String::from),
+                gateways: gateways.iter().map(|g| g.to_string()).collect(),
+                fleets: fleets.iter().map(|f| f.to_string()).collect(),
             };
             let mut b = Vec::new();
-            write_bundle(&k, "k1", &inp, &entries(), &mut b).unwrap();
+            let signed = write_bundle(&k, "k1", &inp, &entries(), &mut b);
+            // A downgrade bundle must expire.
+            prop_assert_eq!(signed.is_ok(), !allow_downgrade || expires.is_some());
+            prop_assume!(signed.is_ok());
             let keys = TrustStore::from_keys([("k1".to_string(), public_key_of(&k))]);
-            let got = verify(&mut &b[..], &keys, &policy(&installed), &mut NullSink);
+            let now = crate::model::Time::parse_rfc3339("2026-06-01T00:00:00Z").unwrap();
+            let me = Target {
+                gateway: "gw-1".into(),
+                fleets: member_of.iter().map(|f| f.to_string()).collect(),
+            };
+            let p = policy(&installed).at(now).for_target(me);
+            let got = verify(&mut &b[..], &keys, &p, &mut NullSink);
             let v = Version::parse(&version).unwrap();
             let i = Version::parse(&installed).unwrap();
             let min_ok = min.as_deref().is_none_or(|m| i >= Version::parse(m).unwrap());
-            let expect = arch == "x86_64" && min_ok && (v >= i || allow_downgrade);
+            // Valid strictly before `expires`.
+            let fresh = expires.is_none_or(|e| e == "2026-06-01T00:00:01Z");
+            let targeted = (gateways.is_empty() && fleets.is_empty())
+                || gateways.contains(&"gw-1")
+                || fleets.iter().any(|f| member_of.contains(f));
+            let expect = arch == "x86_64" && min_ok && (v >= i || allow_downgrade) && fresh && targeted;
             prop_assert_eq!(got.is_ok(), expect, "{:?}", got.err());
         }
 

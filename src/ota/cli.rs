@@ -1,6 +1,8 @@
 //! Command-line front ends: `carebridge bundle keygen|sign|verify|inspect`
 //! (release engineering) and `carebridge ota recover|status|commit|check|install`
-//! (what the systemd units and an operator call).
+//! (what the systemd units and an operator call). `ota install` waits while
+//! another install runs and needs `--allow-rolled-back` for a version this
+//! gateway rolled back; `ota poll` never installs one.
 //!
 //! Exit codes (carried by [`OtaCliError`]): 0 success, 1 runtime failure,
 //! 2 invalid input or refused bundle, 3 (`ota check` only) a trial is
@@ -80,9 +82,18 @@ pub enum BundleCmd {
         /// Lowest installed version this bundle may replace.
         #[arg(long)]
         min_version: Option<String>,
-        /// Allow installing over a newer version.
+        /// Allow installing over a newer version (needs --expires).
         #[arg(long)]
         allow_downgrade: bool,
+        /// Refuse the bundle from this RFC 3339 time on (e.g. 2027-01-31T00:00:00Z).
+        #[arg(long)]
+        expires: Option<String>,
+        /// Only for this gateway id (`[gateway] id`); repeatable.
+        #[arg(long = "gateway")]
+        gateways: Vec<String>,
+        /// Only for gateways in this fleet (`[ota] fleets`); repeatable.
+        #[arg(long = "fleet")]
+        fleets: Vec<String>,
         /// The carebridge binary (becomes bin/carebridge).
         #[arg(long)]
         binary: PathBuf,
@@ -105,6 +116,12 @@ pub enum BundleCmd {
         arch: Option<String>,
         #[arg(long, default_value_t = 128 * 1024 * 1024)]
         max_size: u64,
+        /// Check `gateways`/`fleets` as this gateway id would (else not checked).
+        #[arg(long)]
+        gateway: Option<String>,
+        /// With --gateway: the fleets it belongs to; repeatable.
+        #[arg(long = "fleet")]
+        fleets: Vec<String>,
     },
     /// Print a bundle's manifest and files WITHOUT checking the signature.
     Inspect { bundle: PathBuf },
@@ -138,6 +155,9 @@ pub fn run(cmd: BundleCmd) -> Result<(), OtaCliError> {
             arch,
             min_version,
             allow_downgrade,
+            expires,
+            gateways,
+            fleets,
             binary,
             files,
             out,
@@ -167,6 +187,9 @@ pub fn run(cmd: BundleCmd) -> Result<(), OtaCliError> {
                 min_version,
                 allow_downgrade,
                 created: None,
+                expires,
+                gateways,
+                fleets,
             };
             let tmp = out.with_extension("partial");
             let mut w = std::io::BufWriter::new(
@@ -204,6 +227,8 @@ pub fn run(cmd: BundleCmd) -> Result<(), OtaCliError> {
             installed,
             arch,
             max_size,
+            gateway,
+            fleets,
         } => {
             let keys = TrustStore::load(&keys_dir).map_err(OtaCliError::invalid)?;
             let installed = installed
@@ -214,6 +239,8 @@ pub fn run(cmd: BundleCmd) -> Result<(), OtaCliError> {
                 arch: arch.unwrap_or_else(|| std::env::consts::ARCH.into()),
                 installed,
                 max_payload: max_size,
+                now: Some(crate::wall::now()),
+                target: gateway.map(|gateway| bundle::Target { gateway, fleets }),
             };
             let v = bundle::verify(&mut open(&path)?, &keys, &policy, &mut NullSink)
                 .map_err(bundle_err)?;
@@ -290,9 +317,14 @@ pub struct Where {
 
 impl Where {
     fn load(&self) -> Result<(OtaConfig, OtaPaths), OtaCliError> {
-        let (cfg, data_dir) = if self.config.exists() {
+        self.load_all().map(|(c, p, _)| (c, p))
+    }
+
+    /// Also this gateway's identity for bundle targeting.
+    fn load_all(&self) -> Result<(OtaConfig, OtaPaths, bundle::Target), OtaCliError> {
+        let (cfg, data_dir, gateway) = if self.config.exists() {
             match crate::config::load(&self.config) {
-                Ok(c) => (c.ota.unwrap_or_default(), c.gateway.data_dir),
+                Ok(c) => (c.ota.unwrap_or_default(), c.gateway.data_dir, c.gateway.id),
                 // The stable system binary may be older than the config (keys
                 // added by a newer release): recovery must still work, so fall
                 // back to reading only what OTA needs.
@@ -307,30 +339,37 @@ impl Where {
                 },
             }
         } else {
-            (
-                OtaConfig::default(),
-                crate::config::GatewayConfig::default().data_dir,
-            )
+            let g = crate::config::GatewayConfig::default();
+            (OtaConfig::default(), g.data_dir, g.id)
         };
         let data_dir = self.data_dir.clone().unwrap_or(data_dir);
         let paths = cfg.paths(&data_dir);
-        Ok((cfg, paths))
+        let target = bundle::Target {
+            gateway,
+            fleets: cfg.fleets.clone(),
+        };
+        Ok((cfg, paths, target))
     }
 }
 
-/// `[gateway] data_dir` and a valid `[ota]` from a config the full parser refused.
-fn lenient_load(path: &Path) -> Option<(OtaConfig, PathBuf)> {
+/// `[gateway] data_dir` and `id` and a valid `[ota]` from a config the full
+/// parser refused.
+fn lenient_load(path: &Path) -> Option<(OtaConfig, PathBuf, String)> {
     let text = fs::read_to_string(path).ok()?;
     let table: toml::Table = toml::from_str(&text).ok()?;
     let data_dir = match table.get("gateway").and_then(|g| g.get("data_dir")) {
         Some(v) => PathBuf::from(v.as_str()?),
         None => crate::config::GatewayConfig::default().data_dir,
     };
+    let id = match table.get("gateway").and_then(|g| g.get("id")) {
+        Some(v) => v.as_str()?.to_string(),
+        None => crate::config::GatewayConfig::default().id,
+    };
     let ota: OtaConfig = match table.get("ota") {
         Some(v) => v.clone().try_into().ok()?,
         None => OtaConfig::default(),
     };
-    (ota.validate().is_empty() && data_dir.is_absolute()).then_some((ota, data_dir))
+    (ota.validate().is_empty() && data_dir.is_absolute()).then_some((ota, data_dir, id))
 }
 
 /// `carebridge ota …`
@@ -364,9 +403,13 @@ pub enum OtaCmd {
         #[command(flatten)]
         at: Where,
     },
-    /// Verify and install a bundle file as the new release on trial.
+    /// Verify and install a bundle file as the new release on trial. Waits
+    /// while another install runs; refuses while a release is on trial.
     Install {
         bundle: PathBuf,
+        /// Install a version this gateway rolled back before.
+        #[arg(long)]
+        allow_rolled_back: bool,
         #[command(flatten)]
         at: Where,
     },
@@ -419,16 +462,22 @@ pub fn run_ota(cmd: OtaCmd) -> Result<(), OtaCliError> {
             }
         }
         OtaCmd::Poll { at } => {
-            let (cfg, paths) = at.load()?;
-            poll(&cfg, &paths)
+            let (cfg, paths, target) = at.load_all()?;
+            poll(&cfg, &paths, &target)
         }
-        OtaCmd::Install { bundle: path, at } => {
-            let (cfg, paths) = at.load()?;
+        OtaCmd::Install {
+            bundle: path,
+            allow_rolled_back,
+            at,
+        } => {
+            let (cfg, paths, target) = at.load_all()?;
             let keys = TrustStore::load(&cfg.keys_dir).map_err(OtaCliError::invalid)?;
             let opts = InstallOptions {
                 arch: std::env::consts::ARCH,
                 max_payload: cfg.max_bundle_size,
                 on_step: None,
+                target: Some(&target),
+                allow_rolled_back,
             };
             let done = install::install_bundle_from_reader(&mut open(&path)?, &paths, &keys, &opts)
                 .map_err(|e| {
@@ -444,7 +493,7 @@ pub fn run_ota(cmd: OtaCmd) -> Result<(), OtaCliError> {
     }
 }
 
-fn poll(cfg: &OtaConfig, paths: &OtaPaths) -> Result<(), OtaCliError> {
+fn poll(cfg: &OtaConfig, paths: &OtaPaths, target: &bundle::Target) -> Result<(), OtaCliError> {
     let Some(url) = &cfg.poll_url else {
         println!("no [ota] poll_url configured");
         return Ok(());
@@ -473,7 +522,8 @@ fn poll(cfg: &OtaConfig, paths: &OtaPaths) -> Result<(), OtaCliError> {
     if cmd.url.starts_with("https://") && dl.tls.is_none() {
         dl.tls = Some(download::tls_config(cfg.ca_file.as_deref()).map_err(OtaCliError::runtime)?);
     }
-    let file = paths.download.clone();
+    // Not `cmd/update`'s file: the daemon may be downloading into that now.
+    let file = paths.download.with_extension("poll.cbb");
     if let Err(e) = dl.download(&cmd, &file, &mut |_, _| {}) {
         eprintln!("download failed, will retry: {e}");
         return Ok(());
@@ -483,6 +533,8 @@ fn poll(cfg: &OtaConfig, paths: &OtaPaths) -> Result<(), OtaCliError> {
         arch: std::env::consts::ARCH,
         max_payload: cfg.max_bundle_size,
         on_step: None,
+        target: Some(target),
+        allow_rolled_back: false,
     };
     let res = install::install_bundle_from_reader(&mut open(&file)?, paths, &keys, &opts);
     let _ = fs::remove_file(&file);

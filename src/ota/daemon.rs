@@ -142,6 +142,8 @@ async fn publish_reports(paths: &OtaPaths, l: &OtaLinks) {
 pub struct Updater {
     pub cfg: OtaConfig,
     pub paths: OtaPaths,
+    /// This gateway's id and fleets (bundle targeting).
+    pub target: super::bundle::Target,
     pub store: Store,
     pub direct: mpsc::Sender<Direct>,
     /// Cancelled after a good install: a clean stop, systemd restarts into it.
@@ -160,6 +162,7 @@ impl Updater {
             // The install backs the database up: let queued writes land first.
             let _ = me.store.flush().await;
             let (cfg, paths, direct) = (me.cfg.clone(), me.paths.clone(), me.direct.clone());
+            let target = me.target.clone();
             let done = tokio::task::spawn_blocking(move || {
                 let mut publish = |p: &Progress| {
                     let _ = direct.blocking_send(Direct {
@@ -168,7 +171,7 @@ impl Updater {
                         retain: false,
                     });
                 };
-                super::update::handle_update_command(&payload, &cfg, &paths, &mut publish)
+                super::update::handle_update_command(&payload, &cfg, &paths, &target, &mut publish)
             })
             .await;
             let done = done.unwrap_or_else(|e| Progress {

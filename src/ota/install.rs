@@ -24,6 +24,14 @@
 //! Killed before 5: state idle, `current` old → the old release runs.
 //! Killed between 5 and 6: recovery sees `current` ≠ trial → `Interrupted`.
 //! Killed after 6: recovery starts attempt 1 of the trial.
+//!
+//! The whole install holds [`lock`] (recovery waits for it too), so a live
+//! install is never "between 5 and 6" in anyone's eyes but its own, and the
+//! staging directories it removes are only those of dead installs. A refused
+//! bundle never leaves its staging directory behind. The manifest's
+//! `expires` and `gateways`/`fleets` are checked against the wall clock and
+//! [`InstallOptions::target`]; a version this gateway rolled back is refused
+//! unless [`InstallOptions::allow_rolled_back`].
 
 use std::fs;
 use std::io::Read;
@@ -31,7 +39,7 @@ use std::path::{Path, PathBuf};
 
 use super::OtaPaths;
 use super::archive::DirSink;
-use super::bundle::{self, BundleError, Manifest, Policy};
+use super::bundle::{self, BundleError, Manifest, Policy, Target};
 use super::fsutil::{self, PathError, at};
 use super::keys::TrustStore;
 use super::recover;
@@ -69,6 +77,10 @@ pub enum InstallError {
     AlreadyCurrent(String),
     #[error("release {0} is still on trial; wait for it to commit or roll back")]
     TrialInProgress(String),
+    #[error(
+        "version {version} was rolled back on this gateway at {at}; it is not installed again automatically (install a newer version, or by hand: carebridge ota install --allow-rolled-back)"
+    )]
+    RolledBack { version: String, at: String },
     #[error("database backup {path}: {reason}")]
     Database { path: PathBuf, reason: String },
     #[error(transparent)]
@@ -80,7 +92,9 @@ impl InstallError {
     pub fn is_refusal(&self) -> bool {
         match self {
             InstallError::Bundle(b) => b.is_refusal(),
-            InstallError::AlreadyCurrent(_) | InstallError::TrialInProgress(_) => true,
+            InstallError::AlreadyCurrent(_)
+            | InstallError::TrialInProgress(_)
+            | InstallError::RolledBack { .. } => true,
             _ => false,
         }
     }
@@ -88,16 +102,16 @@ impl InstallError {
 
 /// Held while a bundle installs: an exclusive `flock` on
 /// `<data_dir>/ota-install.lock`. Every install path (web upload,
-/// `cmd/update`, `carebridge ota install`) goes through
-/// [`install_bundle_from_reader`], which takes it, so two installs never
-/// interleave — in one process or in two. The kernel drops the lock when the
-/// file is closed, also when the process dies.
+/// `cmd/update`, `carebridge ota install`, `ota poll`) goes through
+/// [`install_bundle_from_reader`], which takes it for the whole install
+/// (staging clean-up included); recovery ([`super::recover::recover`]) and
+/// release pruning take it too. So two installs never interleave — in one
+/// process or in two — and recovery never sees an install half-way. The
+/// kernel drops the lock when the file is closed, also when the process dies.
 #[derive(Debug)]
 pub struct InstallLock(#[allow(dead_code)] fs::File);
 
-/// Waits for, then takes, the install lock of the gateway at `paths`.
-pub fn lock(paths: &OtaPaths) -> Result<InstallLock, PathError> {
-    use std::os::fd::AsRawFd;
+fn lock_file(paths: &OtaPaths) -> Result<(fs::File, PathBuf), PathError> {
     let p = paths.state.with_file_name("ota-install.lock");
     if let Some(dir) = p.parent() {
         fs::create_dir_all(dir).map_err(fsutil::at(dir))?;
@@ -108,10 +122,38 @@ pub fn lock(paths: &OtaPaths) -> Result<InstallLock, PathError> {
         .write(true)
         .open(&p)
         .map_err(fsutil::at(&p))?;
+    Ok((f, p))
+}
+
+/// Waits for, then takes, the install lock of the gateway at `paths`.
+pub fn lock(paths: &OtaPaths) -> Result<InstallLock, PathError> {
+    use std::os::fd::AsRawFd;
+    let (f, p) = lock_file(paths)?;
     nix::fcntl::flock(f.as_raw_fd(), nix::fcntl::FlockArg::LockExclusive)
         .map_err(std::io::Error::from)
         .map_err(fsutil::at(&p))?;
     Ok(InstallLock(f))
+}
+
+/// Takes the install lock, waiting at most `wait`; `Ok(None)` when another
+/// holder kept it that long.
+pub fn lock_within(
+    paths: &OtaPaths,
+    wait: std::time::Duration,
+) -> Result<Option<InstallLock>, PathError> {
+    use std::os::fd::AsRawFd;
+    let (f, p) = lock_file(paths)?;
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        match nix::fcntl::flock(f.as_raw_fd(), nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(()) => return Ok(Some(InstallLock(f))),
+            Err(nix::errno::Errno::EWOULDBLOCK) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(nix::errno::Errno::EWOULDBLOCK) => return Ok(None),
+            Err(e) => return Err(fsutil::at(&p)(std::io::Error::from(e))),
+        }
+    }
 }
 
 /// Device-side settings of an install.
@@ -122,6 +164,12 @@ pub struct InstallOptions<'a> {
     pub max_payload: u64,
     /// Called after each durable step (crash tests, progress reporting).
     pub on_step: Option<&'a dyn Fn(InstallStep)>,
+    /// This gateway's id and fleets for the manifest's `gateways`/`fleets`;
+    /// `None` only where no configuration is known (tests).
+    pub target: Option<&'a Target>,
+    /// Install a version this gateway rolled back (a person asked for it
+    /// explicitly); automatic paths (poll, `cmd/update`, web) never set it.
+    pub allow_rolled_back: bool,
 }
 
 impl std::fmt::Debug for InstallOptions<'_> {
@@ -129,6 +177,8 @@ impl std::fmt::Debug for InstallOptions<'_> {
         f.debug_struct("InstallOptions")
             .field("arch", &self.arch)
             .field("max_payload", &self.max_payload)
+            .field("target", &self.target)
+            .field("allow_rolled_back", &self.allow_rolled_back)
             .finish_non_exhaustive()
     }
 }
@@ -185,10 +235,16 @@ fn fsync_tree(dir: &Path) -> Result<(), PathError> {
     fsutil::fsync_dir(dir)
 }
 
-fn remove_staging(releases: &Path) {
+/// Removes staging directories left by installs that died. Called with the
+/// install lock held: every install and the factory seeding of recovery
+/// stage only under that lock, so no staging directory but the caller's
+/// (`keep`) can belong to a live installer.
+fn remove_stale_staging(releases: &Path, keep: Option<&Path>) {
     if let Ok(rd) = fs::read_dir(releases) {
         for e in rd.flatten() {
-            if e.file_name().to_string_lossy().starts_with(".staging-") {
+            if e.file_name().to_string_lossy().starts_with(".staging-")
+                && keep != Some(e.path().as_path())
+            {
                 let _ = fs::remove_dir_all(e.path());
             }
         }
@@ -260,7 +316,7 @@ pub fn install_bundle_from_reader<R: Read>(
         }
     };
     let _one_at_a_time = lock(paths)?;
-    let mut state = recover::load_state(&paths.state)?;
+    let state = recover::load_state(&paths.state)?;
     if let Some(t) = &state.trial {
         return Err(InstallError::TrialInProgress(t.version.clone()));
     }
@@ -269,6 +325,8 @@ pub fn install_bundle_from_reader<R: Read>(
         arch: opts.arch.to_string(),
         installed: installed_version(paths),
         max_payload: opts.max_payload,
+        now: Some(crate::wall::now()),
+        target: opts.target.cloned(),
     };
     let manifest = bundle::read_header(reader, keys, &policy)?;
     let version = Version::parse(&manifest.version)
@@ -277,31 +335,38 @@ pub fn install_bundle_from_reader<R: Read>(
     if current.as_deref() == Some(version.as_str()) {
         return Err(InstallError::AlreadyCurrent(version));
     }
+    if let Some(at) = state.rolled_back_at(&version)
+        && !opts.allow_rolled_back
+    {
+        return Err(InstallError::RolledBack {
+            version,
+            at: at.to_rfc3339(),
+        });
+    }
     step(InstallStep::HeaderVerified);
 
     fs::create_dir_all(&paths.releases).map_err(at(&paths.releases))?;
-    remove_staging(&paths.releases);
+    remove_stale_staging(&paths.releases, None);
     let staging = paths
         .releases
         .join(format!(".staging-{version}-{}", std::process::id()));
     fs::create_dir(&staging).map_err(at(&staging))?;
-    let unpacked = bundle::read_payload(reader, &manifest, &mut DirSink::new(&staging));
-    let entries = match unpacked {
+    // Whatever goes wrong while staging (a refused payload, a full disk),
+    // the staging directory goes with it.
+    let staged = stage(reader, &manifest, &staging);
+    let entries = match staged {
         Ok(e) => e,
         Err(e) => {
             let _ = fs::remove_dir_all(&staging);
-            return Err(e.into());
+            return Err(e);
         }
     };
-    let json = serde_json::to_vec_pretty(&manifest)
-        .map_err(|e| BundleError::BadManifest(e.to_string()))?;
-    fsutil::atomic_write(&staging.join("release.json"), &json)?;
-    fsync_tree(&staging)?;
     step(InstallStep::PayloadUnpacked);
 
     let dest = paths.release(&version);
     if dest.exists() {
-        // A leftover of an earlier, abandoned install of the same version.
+        // A leftover of an earlier, abandoned install of the same version
+        // (never `current`: checked above; never on trial: none is).
         fs::remove_dir_all(&dest).map_err(at(&dest))?;
     }
     fs::rename(&staging, &dest).map_err(at(&dest))?;
@@ -318,13 +383,19 @@ pub fn install_bundle_from_reader<R: Read>(
     };
     step(InstallStep::DatabaseBackedUp);
 
-    state.begin_trial(
-        &version,
-        current.clone(),
-        db_backup.clone(),
-        crate::wall::now(),
-    );
-    recover::save_state(&paths.state, &state)?;
+    // Under the state lock too: the running daemon's health reports and
+    // report acknowledgements rewrite the same file.
+    let now = crate::wall::now();
+    recover::update_state(paths, |s| {
+        if let Some(t) = &s.trial {
+            return Err(recover::StateError::Corrupt {
+                path: paths.state.clone(),
+                reason: format!("release {} went on trial during this install", t.version),
+            });
+        }
+        s.begin_trial(&version, current.clone(), db_backup.clone(), now);
+        Ok(())
+    })?;
     step(InstallStep::TrialRecorded);
 
     switch_to(paths, &version)?;
@@ -338,9 +409,28 @@ pub fn install_bundle_from_reader<R: Read>(
     })
 }
 
+/// Streams the payload into `staging` and writes `release.json` beside it,
+/// everything fsynced.
+fn stage<R: Read>(
+    reader: &mut R,
+    manifest: &Manifest,
+    staging: &Path,
+) -> Result<Vec<super::archive::EntryHeader>, InstallError> {
+    let entries = bundle::read_payload(reader, manifest, &mut DirSink::new(staging))?;
+    let json =
+        serde_json::to_vec_pretty(manifest).map_err(|e| BundleError::BadManifest(e.to_string()))?;
+    fsutil::atomic_write(&staging.join(super::archive::MANIFEST_NAME), &json)?;
+    fsync_tree(staging)?;
+    Ok(entries)
+}
+
 /// Removes old releases, keeping `current`, any release named in the state
 /// file, and the newest `keep` releases.
 pub fn prune_releases(paths: &OtaPaths, keep: usize) -> Result<Vec<String>, PathError> {
+    // Never under an install's feet: skip this time if one runs.
+    let Some(_lock) = lock_within(paths, std::time::Duration::ZERO)? else {
+        return Ok(Vec::new());
+    };
     let state = recover::load_state(&paths.state).unwrap_or_default();
     let mut protect: Vec<String> = current_version(paths).into_iter().collect();
     if let Some(t) = &state.trial {

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use super::bundle::{self, Manifest, Policy};
+use super::bundle::{self, Manifest, Policy, Target};
 use super::install::{self, InstallOptions, Installed};
 use super::keys::TrustStore;
 use super::{OtaConfig, OtaPaths};
@@ -38,6 +38,7 @@ pub enum Outcome {
 pub struct Installer {
     cfg: OtaConfig,
     paths: OtaPaths,
+    target: Target,
     lock: Arc<Mutex<()>>,
 }
 
@@ -46,10 +47,20 @@ impl Installer {
     pub fn new(cfg: OtaConfig, data_dir: &Path) -> Installer {
         let paths = cfg.paths(data_dir);
         Installer {
+            target: Target {
+                gateway: crate::config::GatewayConfig::default().id,
+                fleets: cfg.fleets.clone(),
+            },
             cfg,
             paths,
             lock: Arc::default(),
         }
+    }
+
+    /// For the gateway with this `[gateway] id` (bundle targeting).
+    pub fn for_gateway(mut self, id: &str) -> Installer {
+        self.target.gateway = id.to_string();
+        self
     }
 
     /// The largest upload to accept: the payload limit plus a header of at
@@ -87,7 +98,9 @@ impl Installer {
         let policy = Policy::here(
             install::installed_version(&self.paths),
             self.cfg.max_bundle_size,
-        );
+        )
+        .at(crate::wall::now())
+        .for_target(self.target.clone());
         let mut r = open(file)?;
         bundle::verify(&mut r, &keys, &policy, &mut super::archive::NullSink)
             .map(|v| v.manifest)
@@ -100,6 +113,9 @@ impl Installer {
             arch: std::env::consts::ARCH,
             max_payload: self.cfg.max_bundle_size,
             on_step: None,
+            target: Some(&self.target),
+            // A rolled-back version needs `carebridge ota install --allow-rolled-back`.
+            allow_rolled_back: false,
         };
         install::install_bundle_from_reader(&mut open(file)?, &self.paths, &keys, &opts)
             .map_err(|e| e.to_string())

@@ -97,6 +97,16 @@ pub struct StateFile {
     pub trial: Option<Trial>,
     /// Results not yet acknowledged as published upstream (oldest first, ≤ 8).
     pub reports: Vec<UpdateReport>,
+    /// Versions this gateway rolled back (oldest first, ≤ 32): never
+    /// installed again automatically; by hand only with an explicit flag.
+    pub rolled_back: Vec<RolledBack>,
+}
+
+/// A version that failed its trial here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolledBack {
+    pub version: String,
+    pub at: Time,
 }
 
 /// What to do at service start.
@@ -148,6 +158,7 @@ pub enum CheckDecision {
 }
 
 const MAX_REPORTS: usize = 8;
+const MAX_ROLLED_BACK: usize = 32;
 
 impl StateFile {
     /// Records the start of a trial (called by install before switching).
@@ -224,11 +235,27 @@ impl StateFile {
         }
     }
 
-    /// Confirms a rollback done by the caller.
+    /// Confirms a rollback done by the caller, and remembers the version.
     pub fn finish_rollback(&mut self, reason: &str, now: Time) {
         if let Some(t) = self.trial.take() {
             self.report(&t, Outcome::RolledBack, Some(reason.to_string()), now);
+            self.rolled_back.retain(|r| r.version != t.version);
+            self.rolled_back.push(RolledBack {
+                version: t.version,
+                at: now,
+            });
+            if self.rolled_back.len() > MAX_ROLLED_BACK {
+                self.rolled_back.remove(0);
+            }
         }
+    }
+
+    /// When `version` was rolled back on this gateway, if it was.
+    pub fn rolled_back_at(&self, version: &str) -> Option<Time> {
+        self.rolled_back
+            .iter()
+            .find(|r| r.version == version)
+            .map(|r| r.at)
     }
 
     /// Feeds one health observation of the running release.

@@ -13,6 +13,7 @@
 
 use std::fs;
 
+use super::bundle::Target;
 use super::download::{self, Downloader, Phase, Progress, UpdateCommand};
 use super::install::{self, InstallOptions};
 use super::keys::TrustStore;
@@ -35,6 +36,7 @@ pub fn handle_update_command(
     payload: &[u8],
     cfg: &OtaConfig,
     paths: &OtaPaths,
+    target: &Target,
     publish: &mut dyn FnMut(&Progress),
 ) -> Progress {
     let cmd = match UpdateCommand::parse(payload) {
@@ -96,6 +98,9 @@ pub fn handle_update_command(
         arch: std::env::consts::ARCH,
         max_payload: cfg.max_bundle_size,
         on_step: None,
+        target: Some(target),
+        // Automatic: a version rolled back here is refused.
+        allow_rolled_back: false,
     };
     let res = fs::File::open(&paths.download)
         .map_err(|e| format!("{}: {e}", paths.download.display()))

@@ -208,6 +208,7 @@ impl From<Arc<MemoryBackend>> for Roles {
                 config_toml: None,
                 ota: Default::default(),
                 mqtt: None,
+                gateway: "gw-memory".into(),
             },
         }
     }

@@ -191,6 +191,9 @@ pub struct Settings {
     pub ota: crate::ota::OtaConfig,
     /// The upstream MQTT settings and gateway id ("test connection").
     pub mqtt: Option<(crate::config::MqttUplinkConfig, String)>,
+    /// `[gateway] id`, which an uploaded bundle's `gateways` must name
+    /// (when it names any).
+    pub gateway: String,
 }
 
 impl Settings {
@@ -202,6 +205,7 @@ impl Settings {
             config_toml: toml::to_string(cfg).ok(),
             ota: cfg.ota.clone().unwrap_or_default(),
             mqtt: cfg.uplink.mqtt.clone().map(|m| (m, cfg.gateway.id.clone())),
+            gateway: cfg.gateway.id.clone(),
         }
     }
 }

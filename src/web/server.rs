@@ -171,7 +171,8 @@ async fn load(
         }
     }
     let kinds = seed_kinds(&*roles.history).await;
-    let ota = crate::ota::Installer::new(roles.settings.ota.clone(), data_dir);
+    let ota = crate::ota::Installer::new(roles.settings.ota.clone(), data_dir)
+        .for_gateway(&roles.settings.gateway);
     Ok(App {
         roles,
         ota,

@@ -65,6 +65,9 @@ pub fn input(version: &str) -> ManifestInput {
         min_version: None,
         allow_downgrade: false,
         created: Some("2026-11-23T10:00:00Z".into()),
+        expires: None,
+        gateways: Vec::new(),
+        fleets: Vec::new(),
     }
 }
 
@@ -107,6 +110,8 @@ pub fn opts() -> InstallOptions<'static> {
         arch: ARCH,
         max_payload: MAX,
         on_step: None,
+        target: None,
+        allow_rolled_back: false,
     }
 }
 

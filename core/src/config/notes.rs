@@ -294,6 +294,7 @@ single-label names always work; other Host headers are refused).",
     k("ota.require_uplink").after("commit only with the upstream link up"),
     k("ota.require_coordinator").after("commit only with the Zigbee coordinator up"),
     k("ota.keep_releases").after("installed releases kept for rollback"),
+    k("ota.fleets").after("fleet names a bundle's `fleets` may target"),
     //
     k("remote.require_signed")
         .above("Refuse cmd/config bodies that are not signed by a trusted key (the OTA keys)."),

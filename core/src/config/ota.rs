@@ -33,6 +33,8 @@ pub struct OtaConfig {
     pub require_coordinator: bool,
     /// Releases kept on disk (the current and previous are always kept).
     pub keep_releases: usize,
+    /// Fleets this gateway belongs to, matched against a bundle's `fleets`.
+    pub fleets: Vec<String>,
 }
 
 impl Default for OtaConfig {
@@ -50,6 +52,7 @@ impl Default for OtaConfig {
             require_uplink: false,
             require_coordinator: false,
             keep_releases: 3,
+            fleets: Vec::new(),
         }
     }
 }
@@ -93,6 +96,14 @@ impl OtaConfig {
         }
         if self.poll_interval.0 < std::time::Duration::from_secs(60) {
             out.push(Problem::new("poll_interval", "must be at least 1m"));
+        }
+        for f in &self.fleets {
+            if f.is_empty() || f.len() > 128 || f.chars().any(char::is_control) {
+                out.push(Problem::new(
+                    "fleets",
+                    format!("{f:?}: a fleet name is 1–128 printable characters"),
+                ));
+            }
         }
         if self.keep_releases < 2 {
             out.push(Problem::new("keep_releases", "must be at least 2"));

@@ -32,6 +32,8 @@ fn policy() -> Policy {
         arch: "x86_64".into(),
         installed: Version::parse("1.0.0").ok(),
         max_payload: 1 << 20,
+        now: None,
+        target: None,
     }
 }
 

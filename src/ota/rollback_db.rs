@@ -1,0 +1,453 @@
+//! Rolling the database back to its install-time backup without losing what
+//! the failed trial stored.
+//!
+//! The backup ([`super::install::backup_database`]) is the database as the
+//! previous release left it, before the new release could migrate it. A
+//! release on trial may run for minutes (several attempts) and store
+//! readings and alerts meanwhile; restoring the backup alone would drop
+//! them, alerts waiting in the outbox included. So the restored database is
+//! the backup **merged with the trial's rows**:
+//!
+//! - `history`: every trial row not already in the backup (same values in
+//!   every shared column) is added;
+//! - `outbox`: every trial row whose `id` is not in the backup is added,
+//!   keeping its `(class, seq)` unless the backup uses it, else taking the
+//!   next free seq of its class; backup rows that the trial recorded as
+//!   delivered (`alert_delivery`) are dropped, other backup rows stay (sent
+//!   again at worst: receivers de-duplicate by `id`);
+//! - `seq` never goes back; `alert_delivery` rows and the monotonic
+//!   `counters` (evictions, deliveries…) are carried over; the `rows.*` /
+//!   `bytes.*` counters are removed so the store recounts them at open;
+//! - `devices` paired during the trial are added.
+//!
+//! Only columns both schemas share are copied, so a trial release that added
+//! columns still merges. Everything else (`kv`, schema version) is the
+//! backup's: the previous release runs on the schema it knows.
+//!
+//! Crash safety: the trial database is checkpointed first (its main file
+//! then holds every committed row), the merge is built in a separate file
+//! and renamed over the database last. Repeating the whole operation after a
+//! power cut gives the same result (every step adds only what is missing).
+//! If the trial database cannot be read, it is moved aside (never deleted)
+//! and the plain backup is restored.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::fsutil::{self, PathError, at};
+
+/// Rows of the trial kept in the restored database.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Kept {
+    pub history: u64,
+    pub outbox: u64,
+    pub devices: u64,
+}
+
+/// Why the trial's rows could not be kept (the backup was restored anyway).
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error(transparent)]
+    Fs(#[from] PathError),
+    #[error(
+        "rows written during the trial could not be kept ({reason}); the trial database is kept at {aside}"
+    )]
+    TrialUnreadable { reason: String, aside: PathBuf },
+    #[error("merging {db}: {reason}")]
+    Merge { db: PathBuf, reason: String },
+}
+
+fn companion(db: &Path, suffix: &str) -> PathBuf {
+    let mut p = db.as_os_str().to_owned();
+    p.push(suffix);
+    PathBuf::from(p)
+}
+
+fn remove_if_there(p: &Path) -> Result<(), PathError> {
+    match fs::remove_file(p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(at(p)(e)),
+    }
+}
+
+/// Puts `backup` in place of `db`, keeping the rows the trial stored in `db`
+/// (see the module header).
+pub fn restore_keeping_trial_rows(backup: &Path, db: &Path) -> Result<Kept, RestoreError> {
+    if !db.exists() {
+        plain_restore(backup, db)?;
+        return Ok(Kept::default());
+    }
+    if let Err(reason) = checkpoint(db) {
+        let aside = move_aside(db)?;
+        plain_restore(backup, db)?;
+        return Err(RestoreError::TrialUnreadable { reason, aside });
+    }
+    let merged = companion(db, ".rollback");
+    for p in [&merged, &companion(&merged, "-journal")] {
+        remove_if_there(p)?;
+    }
+    fs::copy(backup, &merged).map_err(at(&merged))?;
+    let kept = match merge(&merged, db) {
+        Ok(k) => k,
+        Err(e) => {
+            let _ = fs::remove_file(&merged);
+            let reason = e.to_string();
+            let aside = move_aside(db)?;
+            plain_restore(backup, db)?;
+            return Err(RestoreError::TrialUnreadable { reason, aside });
+        }
+    };
+    fs::File::open(&merged)
+        .and_then(|f| f.sync_all())
+        .map_err(at(&merged))?;
+    // The checkpointed main file holds everything: its WAL is empty.
+    for suffix in ["-wal", "-shm", "-journal"] {
+        remove_if_there(&companion(db, suffix))?;
+    }
+    fs::rename(&merged, db).map_err(at(db))?;
+    if let Some(dir) = db.parent() {
+        fsutil::fsync_dir(dir)?;
+    }
+    Ok(kept)
+}
+
+/// The backup alone (the trial database is gone or was moved aside).
+fn plain_restore(backup: &Path, db: &Path) -> Result<(), PathError> {
+    for suffix in ["-wal", "-shm", "-journal"] {
+        remove_if_there(&companion(db, suffix))?;
+    }
+    fsutil::atomic_copy(backup, db)
+}
+
+/// Moves the trial database and its companions to `<db>.trial-<millis>`.
+fn move_aside(db: &Path) -> Result<PathBuf, PathError> {
+    let aside = companion(db, &format!(".trial-{}", crate::wall::now().as_millis()));
+    fs::rename(db, &aside).map_err(at(db))?;
+    for suffix in ["-wal", "-shm"] {
+        let from = companion(db, suffix);
+        if from.exists() {
+            fs::rename(&from, companion(&aside, suffix)).map_err(at(&from))?;
+        }
+    }
+    Ok(aside)
+}
+
+/// Folds the trial database's WAL into its main file.
+fn checkpoint(db: &Path) -> Result<(), String> {
+    let conn = Connection::open(db).map_err(|e| e.to_string())?;
+    let busy: i64 = conn
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+        .map_err(|e| e.to_string())?;
+    if busy != 0 {
+        return Err("the database is still in use".into());
+    }
+    let ok: String = conn
+        .query_row("PRAGMA quick_check", [], |r| r.get(0))
+        .map_err(|e| e.to_string())?;
+    if ok != "ok" {
+        return Err(format!("quick_check: {ok}"));
+    }
+    Ok(())
+}
+
+fn has_table(c: &Connection, schema: &str, table: &str) -> rusqlite::Result<bool> {
+    c.query_row(
+        &format!("SELECT count(*) FROM {schema}.sqlite_schema WHERE type = 'table' AND name = ?1"),
+        [table],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n > 0)
+}
+
+fn columns(c: &Connection, schema: &str, table: &str) -> rusqlite::Result<Vec<String>> {
+    let mut st = c.prepare(&format!("PRAGMA {schema}.table_info({table})"))?;
+    let cols = st.query_map([], |r| r.get::<_, String>(1))?;
+    cols.collect()
+}
+
+/// Columns of `table` in both databases (`None`: a side lacks the table).
+fn shared(c: &Connection, table: &str) -> rusqlite::Result<Option<Vec<String>>> {
+    if !has_table(c, "main", table)? || !has_table(c, "trial", table)? {
+        return Ok(None);
+    }
+    let theirs = columns(c, "trial", table)?;
+    Ok(Some(
+        columns(c, "main", table)?
+            .into_iter()
+            .filter(|col| theirs.contains(col))
+            .collect(),
+    ))
+}
+
+fn quoted(cols: &[String], prefix: &str) -> String {
+    cols.iter()
+        .map(|c| format!("{prefix}\"{}\"", c.replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn merge(merged: &Path, trial: &Path) -> rusqlite::Result<Kept> {
+    let c = Connection::open(merged)?;
+    let trial_str = trial.to_string_lossy().into_owned();
+    c.execute("ATTACH DATABASE ?1 AS trial", [trial_str])?;
+    let tx = c.unchecked_transaction()?;
+    let mut kept = Kept::default();
+
+    if let Some(cols) = shared(&c, "history")?
+        && !cols.is_empty()
+    {
+        let same = cols
+            .iter()
+            .map(|col| format!("m.\"{col}\" IS t.\"{col}\""))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        kept.history = c.execute(
+            &format!(
+                "INSERT INTO main.history ({list}) SELECT {tlist} FROM trial.history t \
+                 WHERE NOT EXISTS (SELECT 1 FROM main.history m WHERE {same})",
+                list = quoted(&cols, ""),
+                tlist = quoted(&cols, "t."),
+            ),
+            [],
+        )? as u64;
+    }
+
+    if let Some(cols) = shared(&c, "outbox")?
+        && ["class", "seq", "id"]
+            .iter()
+            .all(|k| cols.iter().any(|c| c == k))
+    {
+        if has_table(&c, "trial", "alert_delivery")? {
+            c.execute(
+                "DELETE FROM main.outbox WHERE class = 0 AND id IN (SELECT id FROM trial.alert_delivery)",
+                [],
+            )?;
+        }
+        let list = quoted(&cols, "");
+        let tlist = quoted(&cols, "t.");
+        let missing = "NOT EXISTS (SELECT 1 FROM main.outbox m WHERE m.id = t.id)";
+        kept.outbox = c.execute(
+            &format!(
+                "INSERT INTO main.outbox ({list}) SELECT {tlist} FROM trial.outbox t WHERE {missing} \
+                 AND NOT EXISTS (SELECT 1 FROM main.outbox m WHERE m.class = t.class AND m.seq = t.seq)"
+            ),
+            [],
+        )? as u64;
+        // Rows whose seq the backup already uses: the next free seq.
+        let others: Vec<(i64, String)> = {
+            let mut st = c.prepare(&format!(
+                "SELECT t.class, t.id FROM trial.outbox t WHERE {missing} ORDER BY t.class, t.seq"
+            ))?;
+            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        let rest: Vec<String> = cols.iter().filter(|c| *c != "seq").cloned().collect();
+        for (class, id) in others {
+            let next: i64 = c.query_row(
+                "SELECT coalesce(max(seq), 0) + 1 FROM main.outbox WHERE class = ?1",
+                [class],
+                |r| r.get(0),
+            )?;
+            kept.outbox += c.execute(
+                &format!(
+                    "INSERT INTO main.outbox (\"seq\", {list}) SELECT ?1, {tlist} FROM trial.outbox t \
+                     WHERE t.id = ?2 LIMIT 1",
+                    list = quoted(&rest, ""),
+                    tlist = quoted(&rest, "t."),
+                ),
+                params![next, id],
+            )? as u64;
+        }
+        merge_seq(&c)?;
+    }
+
+    if let Some(cols) = shared(&c, "alert_delivery")?
+        && !cols.is_empty()
+    {
+        c.execute(
+            &format!(
+                "INSERT OR IGNORE INTO main.alert_delivery ({}) SELECT {} FROM trial.alert_delivery t",
+                quoted(&cols, ""),
+                quoted(&cols, "t.")
+            ),
+            [],
+        )?;
+    }
+    if shared(&c, "counters")?.is_some() {
+        c.execute_batch(
+            "INSERT INTO main.counters (name, value) SELECT name, value FROM trial.counters WHERE true \
+               ON CONFLICT(name) DO UPDATE SET value = max(value, excluded.value);
+             DELETE FROM main.counters WHERE name LIKE 'rows.%' OR name LIKE 'bytes.%';",
+        )?;
+    }
+    if let Some(cols) = shared(&c, "devices")?
+        && cols.iter().any(|c| c == "id")
+    {
+        kept.devices = c.execute(
+            &format!(
+                "INSERT OR IGNORE INTO main.devices ({}) SELECT {} FROM trial.devices t",
+                quoted(&cols, ""),
+                quoted(&cols, "t.")
+            ),
+            [],
+        )? as u64;
+    }
+    tx.commit()?;
+    c.execute("DETACH DATABASE trial", [])?;
+    Ok(kept)
+}
+
+/// `seq.next` per class: never below either side's, nor below a row's seq.
+fn merge_seq(c: &Connection) -> rusqlite::Result<()> {
+    if shared(c, "seq")?.is_none() {
+        return Ok(());
+    }
+    let classes: Vec<i64> = {
+        let mut st = c.prepare(
+            "SELECT class FROM main.seq UNION SELECT class FROM trial.seq \
+             UNION SELECT DISTINCT class FROM main.outbox",
+        )?;
+        let rows = st.query_map([], |r| r.get(0))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    for class in classes {
+        let get = |sql: &str| -> rusqlite::Result<i64> {
+            Ok(c.query_row(sql, [class], |r| r.get::<_, Option<i64>>(0))
+                .optional()?
+                .flatten()
+                .unwrap_or(1))
+        };
+        let next = get("SELECT next FROM main.seq WHERE class = ?1")?
+            .max(get("SELECT next FROM trial.seq WHERE class = ?1")?)
+            .max(get(
+                "SELECT max(seq) + 1 FROM main.outbox WHERE class = ?1",
+            )?);
+        c.execute(
+            "INSERT INTO main.seq (class, next) VALUES (?1, ?2) \
+             ON CONFLICT(class) DO UPDATE SET next = excluded.next",
+            params![class, next],
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db_with(path: &Path, sql: &str) {
+        let c = Connection::open(path).unwrap();
+        c.execute_batch(
+            "PRAGMA journal_mode=WAL;
+             CREATE TABLE history (device TEXT NOT NULL, kind INTEGER NOT NULL, value REAL NOT NULL, at INTEGER NOT NULL);
+             CREATE TABLE outbox (class INTEGER NOT NULL, seq INTEGER NOT NULL, id TEXT NOT NULL, at INTEGER NOT NULL, payload BLOB NOT NULL, PRIMARY KEY (class, seq)) WITHOUT ROWID;
+             CREATE TABLE seq (class INTEGER PRIMARY KEY NOT NULL, next INTEGER NOT NULL);
+             CREATE TABLE counters (name TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL);
+             CREATE TABLE alert_delivery (seq INTEGER PRIMARY KEY NOT NULL, id TEXT NOT NULL, via TEXT NOT NULL, queued_at INTEGER NOT NULL, delivered_at INTEGER NOT NULL);
+             CREATE TABLE devices (id TEXT PRIMARY KEY NOT NULL, name TEXT);",
+        )
+        .unwrap();
+        c.execute_batch(sql).unwrap();
+    }
+
+    fn ids(db: &Path) -> Vec<(i64, i64, String)> {
+        let c = Connection::open(db).unwrap();
+        let mut st = c
+            .prepare("SELECT class, seq, id FROM outbox ORDER BY class, seq")
+            .unwrap();
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    #[test]
+    fn rows_of_the_trial_survive_and_delivered_alerts_are_not_sent_again() {
+        let d = tempfile::tempdir().unwrap();
+        let (db, backup) = (d.path().join("c.db"), d.path().join("b.db"));
+        let before = "INSERT INTO history VALUES ('d1', 1, 20.0, 1000);
+             INSERT INTO outbox VALUES (0, 1, 'a-old', 1000, 'x'), (2, 1, 't-old', 1000, 'y');
+             INSERT INTO seq VALUES (0, 2), (2, 2);
+             INSERT INTO counters VALUES ('rows.alert', 1), ('evicted.telemetry', 3);
+             INSERT INTO devices VALUES ('d1', 'lounge');";
+        db_with(&backup, before);
+        // The trial: delivered a-old, raised a-new, stored a reading, paired d2,
+        // and (a schema quirk) reused telemetry seq 1 for its own row.
+        db_with(
+            &db,
+            "INSERT INTO history VALUES ('d1', 1, 20.0, 1000), ('d1', 1, 21.0, 2000);
+             INSERT INTO outbox VALUES (0, 2, 'a-new', 2000, 'z'), (2, 1, 't-new', 2000, 'w');
+             INSERT INTO alert_delivery VALUES (1, 'a-old', 'mqtt', 1000, 1500);
+             INSERT INTO seq VALUES (0, 3), (2, 2);
+             INSERT INTO counters VALUES ('rows.alert', 1), ('evicted.telemetry', 5);
+             INSERT INTO devices VALUES ('d1', 'lounge'), ('d2', 'hall');",
+        );
+        let kept = restore_keeping_trial_rows(&backup, &db).unwrap();
+        assert_eq!(
+            kept,
+            Kept {
+                history: 1,
+                outbox: 2,
+                devices: 1
+            }
+        );
+        assert_eq!(
+            ids(&db),
+            vec![
+                (0, 2, "a-new".to_string()),
+                (2, 1, "t-old".to_string()),
+                (2, 2, "t-new".to_string())
+            ]
+        );
+        let c = Connection::open(&db).unwrap();
+        let n: i64 = c
+            .query_row("SELECT count(*) FROM history", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 2);
+        let next: i64 = c
+            .query_row("SELECT next FROM seq WHERE class = 2", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(next, 3);
+        let ev: i64 = c
+            .query_row(
+                "SELECT value FROM counters WHERE name = 'evicted.telemetry'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(ev, 5);
+        let rows: i64 = c
+            .query_row(
+                "SELECT count(*) FROM counters WHERE name LIKE 'rows.%'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(rows, 0, "recounted at open");
+        drop(c);
+        // Again (a power cut before the trial state was cleared): same result.
+        restore_keeping_trial_rows(&backup, &db).unwrap();
+        assert_eq!(ids(&db).len(), 3);
+    }
+
+    #[test]
+    fn an_unreadable_trial_database_is_kept_aside_and_the_backup_restored() {
+        let d = tempfile::tempdir().unwrap();
+        let (db, backup) = (d.path().join("c.db"), d.path().join("b.db"));
+        db_with(&backup, "INSERT INTO history VALUES ('d1', 1, 20.0, 1000);");
+        fs::write(&db, vec![0x5a; 8192]).unwrap();
+        let e = restore_keeping_trial_rows(&backup, &db).unwrap_err();
+        let RestoreError::TrialUnreadable { aside, .. } = e else {
+            panic!("{e}")
+        };
+        assert_eq!(fs::read(&aside).unwrap(), vec![0x5a; 8192]);
+        let c = Connection::open(&db).unwrap();
+        let n: i64 = c
+            .query_row("SELECT count(*) FROM history", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+}
