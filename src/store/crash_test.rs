@@ -36,7 +36,7 @@ fn crash_child_writer_loop() {
     }
 }
 
-fn contiguous_from_one(rows: &[OutboxRow]) -> bool {
+pub(super) fn contiguous_from_one(rows: &[OutboxRow]) -> bool {
     rows.iter().enumerate().all(|(k, r)| r.seq == k as u64 + 1)
 }
 
@@ -122,10 +122,10 @@ async fn committed_alerts_survive_a_sigkill_mid_write_with_contiguous_seqs() {
 }
 
 /// A tmpfs mounted for one test, unmounted on drop.
-struct Tmpfs(PathBuf);
+pub(super) struct Tmpfs(PathBuf);
 
 impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Result<Tmpfs, String> {
+    pub(super) fn mount(dir: &Path, size: &str) -> Result<Tmpfs, String> {
         let out = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
             .arg(dir)

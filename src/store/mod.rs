@@ -59,6 +59,8 @@ mod writer;
 #[cfg(test)]
 mod crash_test;
 #[cfg(test)]
+mod disk_full_test;
+#[cfg(test)]
 mod model_test;
 #[cfg(test)]
 mod tests;

@@ -102,6 +102,10 @@ pub(crate) struct Writer {
     closing: Arc<AtomicBool>,
     /// Last WAL checkpoint forced while the reserve is missing.
     last_checkpoint: Instant,
+    /// The WAL size limit (`journal_size_limit`), bytes.
+    wal_limit: u64,
+    /// Writing the gathered registry facts failed: not before this.
+    touches_retry: Instant,
 }
 
 pub(super) struct Opened {
@@ -146,8 +150,11 @@ impl Writer {
             held: Held::default(),
             closing: Arc::default(),
             last_checkpoint: Instant::now(),
+            wal_limit: u64::try_from(wal_pages).unwrap_or(0) * 4096,
+            touches_retry: Instant::now(),
         };
         let _ = w.reserve.ensure();
+        w.set_page_budget();
         w.s.rejected = outbox::get_counter(&w.conn, "rejected").unwrap_or(0);
         w.refresh_delivered();
         w.publish();
@@ -225,7 +232,9 @@ impl Writer {
                     Ok(0) => disconnected = true,
                     Ok(_) => {}
                     Err(_) => {
-                        if self.touches.is_due(Instant::now()) {
+                        if self.touches.is_due(Instant::now())
+                            && Instant::now() >= self.touches_retry
+                        {
                             self.write_touches();
                         }
                         if self.retention_wait().is_zero() {
@@ -578,12 +587,14 @@ impl Writer {
     fn write_touches(&mut self) {
         if let Err(e) = self.commit(&[], true) {
             tracing::warn!(error = %e, "writing device last_seen failed; will retry");
+            self.touches_retry = Instant::now() + Duration::from_secs(1);
         }
     }
 
     fn touches_wait(&self) -> Duration {
         self.touches.due().map_or(Duration::MAX, |d| {
-            d.saturating_duration_since(Instant::now())
+            d.max(self.touches_retry)
+                .saturating_duration_since(Instant::now())
         })
     }
 
@@ -647,8 +658,9 @@ impl Writer {
         }
         if !self.retention_more {
             self.next_retention = Instant::now() + self.cfg.retention_interval.0;
-            if self.s.error.is_none() {
+            if self.s.error.is_none() && self.episode.is_none() {
                 let _ = self.reserve.ensure();
+                self.set_page_budget();
             }
         }
     }

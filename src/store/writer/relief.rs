@@ -9,18 +9,27 @@
 //! restart, so every DELETE meant to evict rows needed new WAL space and
 //! failed too. Nothing could be evicted, ever, and the held batch (readings
 //! in front of the panic) kept the queue full, so the panic never reached
-//! the rules. Evicting rows alone never shrinks the file either: freed pages
-//! return to the file system only after a checkpoint and an incremental
-//! vacuum. The fix has three parts: the reserve fits the disk (at most an
-//! eighth) and the WAL limit follows the real reserve; relief checkpoints
-//! (TRUNCATE) around every eviction; and when nothing more can be freed the
-//! writer sheds readings and holds alerts in memory ([`super::super::held`])
-//! for the uplinks instead of blocking everything behind them.
+//! the rules. Releasing a reserve only postpones this: the first relief
+//! (with `incremental_vacuum`) gave the freed pages to the file system, the
+//! stream grew the main file into them through the WAL, and the next full
+//! disk deadlocked the same way with no reserve left.
+//!
+//! The fix: the database never fills the disk itself. `max_page_count` (a
+//! page budget, [`Writer::set_page_budget`]) stops the main file while the
+//! free space still holds a full WAL and the reserve, so our own writes
+//! end in `SQLITE_FULL` before the file system is full: every checkpoint
+//! and every evicting DELETE still fits, and evicted pages are reused in
+//! place (no vacuum: handing them back to the file system is what let the
+//! file regrow into a full disk). The reserve fits the disk (at most an
+//! eighth) and the WAL limit follows it, for a disk that something else
+//! fills. When nothing more can be freed the writer sheds readings and holds
+//! alerts in memory ([`super::super::held`]) for the uplinks instead of
+//! blocking everything behind them.
 //!
 //! Relief, one step per failed commit, until the batch fits: give back the
-//! reserve; checkpoint; evict the oldest history, then telemetry, then
-//! status (never alerts) in small chunks with `incremental_vacuum`;
-//! checkpoint again (old WAL content; the WAL file shrinks to nothing); then
+//! reserve (a real ENOSPC only); checkpoint; evict the oldest history, then
+//! telemetry, then status (never alerts) in small chunks; checkpoint again
+//! (old WAL content; the WAL file shrinks to nothing); then
 //! our own leftovers (quarantined `<db>.corrupt-*` databases: carebridge
 //! logs to the journal, so these are the only files of ours to drop). Each
 //! disk-full episode raises one `disk-full` warning saying what was evicted
@@ -106,7 +115,11 @@ impl Writer {
             last_failure: Instant::now(),
         });
         ep.last_failure = Instant::now();
-        let mut freed = self.reserve.release();
+        // The page budget ends our own growth with room to spare; the
+        // reserve is for a file system that something else filled.
+        let fs_full = crate::store::reserve::fs_space(&self.path)
+            .is_none_or(|(_, free)| free < self.wal_limit);
+        let mut freed = fs_full && self.reserve.release();
         let wal_before = self.wal_len();
         self.checkpoint();
         match self.evict_round() {
@@ -124,9 +137,43 @@ impl Writer {
         if !freed && self.remove_leftover() {
             freed = true;
         }
+        self.set_page_budget();
         self.s.disk_full = self.episode.as_ref().map(|e| e.evicted.clone());
         self.publish();
         freed
+    }
+
+    /// Lets the main file grow only while the file system keeps room for a
+    /// full WAL (and the reserve, when it is not there): past that, our
+    /// writes fail with `SQLITE_FULL` before the disk is full, and relief
+    /// runs while every checkpoint and DELETE still fits.
+    pub(super) fn set_page_budget(&mut self) {
+        let Some((_, free)) = crate::store::reserve::fs_space(&self.path) else {
+            return;
+        };
+        let pages = |sql: &str| {
+            self.conn
+                .query_row(sql, [], |r| r.get::<_, i64>(0))
+                .map(|v| u64::try_from(v).unwrap_or(0))
+        };
+        let (Ok(page_size), Ok(count)) = (pages("PRAGMA page_size"), pages("PRAGMA page_count"))
+        else {
+            return;
+        };
+        let mut headroom = self.wal_limit + 128 * 1024;
+        if !self.reserve.present() {
+            headroom += self.reserve.bytes();
+        }
+        let budget = count + free.saturating_sub(headroom) / page_size.max(512);
+        let budget = i64::try_from(budget).unwrap_or(i64::MAX);
+        match self
+            .conn
+            .query_row(&format!("PRAGMA max_page_count = {budget}"), [], |r| {
+                r.get::<_, i64>(0)
+            }) {
+            Ok(set) => tracing::debug!(pages = set, "database page budget"),
+            Err(e) => tracing::warn!(error = %e, "cannot set the database page budget"),
+        }
     }
 
     fn checkpoint(&self) {
@@ -164,7 +211,6 @@ impl Writer {
             }
         }
         ob.save(&tx)?;
-        tx.execute_batch("PRAGMA incremental_vacuum")?;
         tx.commit()?;
         self.outbox = ob;
         self.s.history_evicted += history;
@@ -254,6 +300,7 @@ impl Writer {
         let ep = self.episode.take()?;
         self.s.disk_full = None;
         let _ = self.reserve.ensure();
+        self.set_page_budget();
         tracing::info!(evicted = ?ep.evicted, "disk-full episode over");
         if !ep.raised {
             return None;
