@@ -280,6 +280,7 @@ impl Writer {
                         return;
                     }
                     ops.extend(self.end_episode_if_calm());
+                    self.evict_ahead();
                     if Instant::now() >= self.next_retention {
                         self.retention();
                     }

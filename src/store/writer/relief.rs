@@ -45,6 +45,8 @@ use crate::model::{Alert, AlertState, Class, DeviceId, Severity};
 
 /// The rule id of the gateway's own disk-full alert.
 pub const DISK_FULL_RULE: &str = "disk-full";
+/// Free pages below which an episode evicts ahead of the next batch.
+const EVICT_AHEAD_PAGES: i64 = 256;
 /// A disk-full episode ends after this long without a failed commit.
 const CALM: Duration = Duration::from_secs(60);
 
@@ -176,6 +178,25 @@ impl Writer {
         }
     }
 
+    /// During an episode, after a commit: evicts one chunk ahead when the
+    /// file has few free pages left, so the next batch does not have to fail
+    /// first (a failed commit is a whole batch of work thrown away).
+    pub(super) fn evict_ahead(&mut self) {
+        if self.episode.is_none() {
+            return;
+        }
+        let free: i64 = self
+            .conn
+            .query_row("PRAGMA freelist_count", [], |r| r.get(0))
+            .unwrap_or(0);
+        if free < EVICT_AHEAD_PAGES {
+            if let Err(e) = self.evict_round() {
+                tracing::debug!(error = %e, "evicting ahead failed");
+            }
+            self.s.disk_full = self.episode.as_ref().map(|e| e.evicted.clone());
+        }
+    }
+
     fn checkpoint(&self) {
         if let Err(e) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
             tracing::debug!(error = %e, "checkpoint failed");
@@ -199,7 +220,7 @@ impl Writer {
         let tx = self.conn.unchecked_transaction()?;
         let history = tx.execute(
             "DELETE FROM history WHERE rowid IN (SELECT rowid FROM history ORDER BY at LIMIT ?1)",
-            [RETENTION_CHUNK],
+            [RETENTION_CHUNK * 4],
         )? as u64;
         let mut outbox = (Class::Telemetry, 0);
         if history == 0 {
