@@ -69,7 +69,10 @@ fn a_stream_of_readings_cannot_wedge_the_wal_on_an_8_mib_disk_and_alerts_still_c
         .query_row("PRAGMA journal_size_limit", [], |r| r.get(0))
         .unwrap();
     drop(c);
-    assert!(limit <= 1 << 19, "journal_size_limit {limit} on an 8 MiB disk");
+    assert!(
+        limit <= 1 << 19,
+        "journal_size_limit {limit} on an 8 MiB disk"
+    );
     // Readings until the store has had to evict, then 2 s more of them.
     let mut full_at = None;
     for i in 0..3_000_000i64 {
@@ -99,9 +102,14 @@ fn a_stream_of_readings_cannot_wedge_the_wal_on_an_8_mib_disk_and_alerts_still_c
     assert!(contiguous_from_one(&alerts));
     let rules: Vec<String> = alerts
         .iter()
-        .map(|r| serde_json::from_slice::<serde_json::Value>(&r.payload).unwrap()["rule"].to_string())
+        .map(|r| {
+            serde_json::from_slice::<serde_json::Value>(&r.payload).unwrap()["rule"].to_string()
+        })
         .collect();
-    assert_eq!(rules[0], "\"disk-full\"", "the disk-full warning comes first: {rules:?}");
+    assert_eq!(
+        rules[0], "\"disk-full\"",
+        "the disk-full warning comes first: {rules:?}"
+    );
     assert_eq!(alerts.len(), 21, "{rules:?}");
     let st = s.stats();
     assert!(st.history_evicted > 0, "history goes first: {st:?}");
@@ -200,7 +208,10 @@ fn close_within_returns_in_time_on_a_refusing_disk_and_abandons_the_batch_whole(
         s.submit_blocking(Write::Alert(alert(&format!("lost{i}"), i)))
             .unwrap();
     }
-    assert!(wait_for(Duration::from_secs(10), || s.stats().error.is_some()));
+    assert!(wait_for(Duration::from_secs(10), || s
+        .stats()
+        .error
+        .is_some()));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -298,9 +298,13 @@ impl Store {
         after_seq: u64,
         limit: usize,
     ) -> Result<Vec<OutboxRow>, StoreError> {
-        let mut rows = self.read(move |c| fetch(c, class, after_seq, limit)).await?;
+        let mut rows = self
+            .read(move |c| fetch(c, class, after_seq, limit))
+            .await?;
         // Alerts the disk refused travel anyway (see `held`).
-        self.inner.held.merge_into(class, after_seq, limit, &mut rows);
+        self.inner
+            .held
+            .merge_into(class, after_seq, limit, &mut rows);
         Ok(rows)
     }
 
@@ -312,7 +316,9 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<OutboxRow>, StoreError> {
         let mut rows = self.read_blocking(move |c| fetch(c, class, after_seq, limit))?;
-        self.inner.held.merge_into(class, after_seq, limit, &mut rows);
+        self.inner
+            .held
+            .merge_into(class, after_seq, limit, &mut rows);
         Ok(rows)
     }
 

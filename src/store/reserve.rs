@@ -26,7 +26,8 @@ impl Reserve {
         let mut name = db.file_name().unwrap_or_default().to_os_string();
         name.push(".reserve");
         let path = db.with_file_name(name);
-        let bytes = fs_space(db).map_or(configured, |(total, _)| configured.min(total / 8)) / 4096 * 4096;
+        let bytes =
+            fs_space(db).map_or(configured, |(total, _)| configured.min(total / 8)) / 4096 * 4096;
         let present = std::fs::metadata(&path).is_ok_and(|m| m.len() >= bytes);
         Reserve {
             path,

@@ -363,9 +363,7 @@ impl Writer {
             "store closing with uncommitted writes: batch abandoned (nothing of it was written)"
         );
         if let Some(c) = close {
-            let _ = c.send(Err(StoreError::Abandoned {
-                pending: ops.len(),
-            }));
+            let _ = c.send(Err(StoreError::Abandoned { pending: ops.len() }));
         }
     }
 
@@ -412,12 +410,9 @@ impl Writer {
         ];
         for op in ops {
             let (class, id, at, payload) = match op {
-                Op::Alert(a, id, at) => (
-                    Class::Alert,
-                    id,
-                    at,
-                    outbox::alert_payload(id, next[0], a),
-                ),
+                Op::Alert(a, id, at) => {
+                    (Class::Alert, id, at, outbox::alert_payload(id, next[0], a))
+                }
                 Op::Status(m, id, at) => (
                     Class::Status,
                     id,
@@ -454,9 +449,7 @@ impl Writer {
             return;
         }
         self.last_checkpoint = Instant::now();
-        let _ = self
-            .conn
-            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+        self.checkpoint();
         if self.episode.is_none() {
             let _ = self.reserve.ensure();
         }

@@ -197,10 +197,15 @@ impl Writer {
         }
     }
 
-    fn checkpoint(&self) {
+    /// `wal_checkpoint(TRUNCATE)` without waiting: a reader holding an old
+    /// snapshot would otherwise hold the writer for the busy timeout (5 s,
+    /// twice per relief step) while alerts wait.
+    pub(super) fn checkpoint(&self) {
+        let _ = self.conn.busy_timeout(Duration::ZERO);
         if let Err(e) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
             tracing::debug!(error = %e, "checkpoint failed");
         }
+        let _ = self.conn.busy_timeout(self.cfg.busy_timeout.0);
     }
 
     fn wal_path(&self) -> PathBuf {
@@ -326,7 +331,10 @@ impl Writer {
         if !ep.raised {
             return None;
         }
-        let message = format!("Gateway disk space recovered; in all {}", ep.evicted.describe());
+        let message = format!(
+            "Gateway disk space recovered; in all {}",
+            ep.evicted.describe()
+        );
         self.disk_alert(AlertState::Cleared, message)
     }
 
