@@ -424,10 +424,10 @@ fn committed_alert_ids_quiet(db: &Path) -> HashSet<String> {
         "SELECT id FROM outbox WHERE class = 0",
         "SELECT id FROM alert_delivery",
     ] {
-        if let Ok(mut q) = c.prepare(sql) {
-            if let Ok(rows) = q.query_map([], |r| r.get::<_, String>(0)) {
-                ids.extend(rows.filter_map(Result::ok));
-            }
+        if let Ok(mut q) = c.prepare(sql)
+            && let Ok(rows) = q.query_map([], |r| r.get::<_, String>(0))
+        {
+            ids.extend(rows.filter_map(Result::ok));
         }
     }
     ids

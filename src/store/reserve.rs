@@ -99,6 +99,8 @@ impl Reserve {
 
 /// `(total, available)` bytes of the file system holding `path` (or its
 /// directory when the file does not exist yet).
+// `From`: the statvfs fields are 32-bit on some targets.
+#[allow(clippy::useless_conversion)]
 pub(crate) fn fs_space(path: &Path) -> Option<(u64, u64)> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty())?;
     let st = nix::sys::statvfs::statvfs(dir).ok()?;
