@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, ffi::ErrorCode, params};
 use tokio::sync::{mpsc, oneshot, watch};
 
+mod failing;
 mod relief;
 
 pub use relief::{DISK_FULL_RULE, Evicted};
@@ -45,7 +46,7 @@ use super::held::Held;
 use super::outbox::{self, Outbox};
 use super::reserve::Reserve;
 use super::touches::Touches;
-use super::{Msg, OutboxRow, StoreConfig, StoreError, StoreStats, Write, delivery, schema};
+use super::{Msg, StoreConfig, StoreError, StoreStats, Write, delivery, schema};
 use crate::model::{Alert, Class, DeviceId, DeviceInfo, Reading, Time};
 
 /// A write with the identity it got when the writer first took it; retries
@@ -320,138 +321,6 @@ impl Writer {
                     self.wait(&rt, backoff, &mut rx, &mut ops, &mut flushes, &mut close);
                 }
             }
-        }
-    }
-
-    /// Sleeps between retries of a failing batch, ending early when the
-    /// store is closing; while readings are shed, keeps taking messages so
-    /// producers (and an alert behind their readings) never block.
-    fn wait(
-        &mut self,
-        rt: &tokio::runtime::Runtime,
-        d: Duration,
-        rx: &mut mpsc::Receiver<Msg>,
-        ops: &mut Vec<Op>,
-        flushes: &mut Vec<oneshot::Sender<()>>,
-        close: &mut Option<oneshot::Sender<Result<(), StoreError>>>,
-    ) {
-        let until = Instant::now() + d;
-        let mut msgs = Vec::new();
-        while Instant::now() < until && !self.closing.load(Ordering::Relaxed) {
-            if self.shedding && ops.len() < HOLD_MAX && !rx.is_empty() {
-                rt.block_on(rx.recv_many(&mut msgs, HOLD_MAX - ops.len()));
-                let before = ops.len();
-                for m in msgs.drain(..) {
-                    self.take(m, ops, flushes, close, true);
-                }
-                if ops.len() > before {
-                    self.hold(ops);
-                }
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Gives up a failing batch at shutdown: the transaction was rolled
-    /// back whole, so nothing of it is in the file; devices re-send what
-    /// was not acknowledged, the rules re-raise from their saved state.
-    fn abandon(&mut self, ops: &[Op], close: Option<oneshot::Sender<Result<(), StoreError>>>) {
-        let alerts = ops.iter().filter(|o| matches!(o, Op::Alert(..))).count();
-        tracing::error!(
-            pending = ops.len(),
-            alerts,
-            "store closing with uncommitted writes: batch abandoned (nothing of it was written)"
-        );
-        if let Some(c) = close {
-            let _ = c.send(Err(StoreError::Abandoned { pending: ops.len() }));
-        }
-    }
-
-    /// After a successful commit: the held rows are in the table now.
-    fn recovered(&mut self) {
-        if self.shedding {
-            tracing::info!(
-                shed = self.s.readings_shed,
-                "disk space again: readings are stored again"
-            );
-            self.shedding = false;
-        }
-        if self.s.held_alerts > 0 || self.held.len(Class::Status) > 0 {
-            self.held.clear();
-            self.s.held_alerts = 0;
-            self.publish();
-        }
-    }
-
-    /// Drops the readings of a batch that cannot fit (counted).
-    fn shed(&mut self, ops: &mut Vec<Op>) {
-        let before = ops.len();
-        ops.retain(|o| !matches!(o, Op::Reading(..)));
-        self.count_shed((before - ops.len()) as u64);
-    }
-
-    fn count_shed(&mut self, n: u64) {
-        if n == 0 {
-            return;
-        }
-        self.s.readings_shed += n;
-        if let Some(ep) = &mut self.episode {
-            ep.evicted.readings_shed += n;
-        }
-    }
-
-    /// Publishes the alerts and newest status of a failing batch as the
-    /// outbox rows they will become (see `held`), waking the uplinks.
-    fn hold(&mut self, ops: &[Op]) {
-        let mut rows = Vec::new();
-        let mut next = [
-            self.outbox.class(Class::Alert).next_seq,
-            self.outbox.class(Class::Status).next_seq,
-        ];
-        for op in ops {
-            let (class, id, at, payload) = match op {
-                Op::Alert(a, id, at) => {
-                    (Class::Alert, id, at, outbox::alert_payload(id, next[0], a))
-                }
-                Op::Status(m, id, at) => (
-                    Class::Status,
-                    id,
-                    at,
-                    outbox::status_payload(id, next[1], m),
-                ),
-                _ => continue,
-            };
-            let i = usize::from(class == Class::Status);
-            if let Ok(payload) = payload {
-                rows.push(OutboxRow {
-                    class,
-                    seq: next[i],
-                    id: id.clone(),
-                    at: *at,
-                    payload,
-                });
-            }
-            next[i] += 1;
-        }
-        let alerts = rows.iter().filter(|r| r.class == Class::Alert).count();
-        if self.held.replace(rows) {
-            self.changed.send_modify(|v| *v += 1);
-        }
-        self.s.held_alerts = alerts;
-        self.publish();
-    }
-
-    /// While the reserve is missing (a small or full disk), checkpoint the
-    /// WAL to nothing at most once a second, so it never holds pages the
-    /// main file would have to grow for on a full disk.
-    fn keep_wal_small(&mut self) {
-        if self.reserve.present() || self.last_checkpoint.elapsed() < Duration::from_secs(1) {
-            return;
-        }
-        self.last_checkpoint = Instant::now();
-        self.checkpoint();
-        if self.episode.is_none() {
-            let _ = self.reserve.ensure();
         }
     }
 
