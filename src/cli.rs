@@ -157,5 +157,9 @@ fn serve(cfg: Config, clock: Arc<dyn Clock>, banner: bool) -> Result<(), Exit> {
         .enable_all()
         .build()
         .map_err(Exit::runtime)?;
-    rt.block_on(app::run(cfg, RunOptions { clock, banner, log }))
+    let ended = rt.block_on(app::run(cfg, RunOptions { clock, banner, log }));
+    // Whatever blocking work is still running (a stuck disk) must not hold
+    // the exit: `app::run` already stopped or abandoned everything.
+    rt.shutdown_timeout(std::time::Duration::from_millis(100));
+    ended
 }

@@ -9,7 +9,8 @@
 //! Wire format (a contract with the cloud and the UI): a JSON object whose
 //! keys are the field names below, in sorted order (the shells serialise it
 //! through `serde_json::Value`, whose maps sort their keys). `zigbee` and
-//! `uplinks.lorawan` are left out when that part is not configured;
+//! `uplinks.lorawan` are left out when that part is not configured, and
+//! `disk_full` when the disk is not full;
 //! `store_error` and the optional times are `null` when absent.
 
 use std::collections::BTreeMap;
@@ -46,6 +47,9 @@ pub struct Status {
     pub evicted: ByClass,
     /// The store's last error, if it is failing.
     pub store_error: Option<String>,
+    /// Present during a disk-full episode: what was freed, what is held.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk_full: Option<DiskFull>,
     pub coordinator: Coordinator,
     /// The coordinator link's counters (only with `[zigbee]`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -84,6 +88,21 @@ pub struct LocalBrokerStatus {
     /// `bad_password`, `revoked`, `throttled`, `too_many_connections`,
     /// `publish`, `subscribe`).
     pub refused: BTreeMap<&'static str, u64>,
+}
+
+/// The disk is full: what the store freed so far and what it holds in
+/// memory (alerts are still sent; readings are shed only when nothing more
+/// can be freed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct DiskFull {
+    pub history_evicted: u64,
+    pub telemetry_evicted: u64,
+    pub status_evicted: u64,
+    pub wal_freed_bytes: u64,
+    pub files_removed: u64,
+    pub readings_shed: u64,
+    /// Alerts held in memory (sent upstream, not yet written).
+    pub held_alerts: u64,
 }
 
 /// One number per outbox class.

@@ -143,21 +143,40 @@ async fn supervise(tasks: &mut Tasks, shutdown: &CancellationToken) -> anyhow::R
     }
 }
 
-/// Supervises until the end, then cancels every task, waits up to 5 s for
-/// them, and closes the store.
+/// How long a stop may take in all, from SIGTERM to exit (the unit's
+/// `TimeoutStopSec` leaves room above it).
+pub const STOP_WITHIN: Duration = Duration::from_secs(2);
+
+/// Supervises until the end, then cancels every task, waits for them (at
+/// most 1.1 s: every task selects on the shutdown token, but one blocked on
+/// a stuck store is aborted), and closes the store in what is left of
+/// [`STOP_WITHIN`], abandoning a batch the disk refuses (see
+/// [`crate::store::Store::close_within`]).
 async fn supervise_then_stop(mut w: Wiring) -> Result<(), Exit> {
     let result = supervise(&mut w.tasks, &w.shutdown).await;
+    let stop_started = Instant::now();
     w.shutdown.cancel();
     let drain = async { while w.tasks.join_next().await.is_some() {} };
-    if tokio::time::timeout(Duration::from_secs(5), drain)
+    if tokio::time::timeout(Duration::from_millis(1100), drain)
         .await
         .is_err()
     {
-        tracing::warn!("some tasks did not stop within 5 s");
+        tracing::warn!("some tasks did not stop within 1.1 s; aborting them");
         w.tasks.abort_all();
+        let _ = tokio::time::timeout(Duration::from_millis(100), async {
+            while w.tasks.join_next().await.is_some() {}
+        })
+        .await;
     }
-    if let Err(e) = w.store.close().await {
+    let left = STOP_WITHIN
+        .saturating_sub(stop_started.elapsed())
+        .saturating_sub(Duration::from_millis(250));
+    if let Err(e) = w.store.close_within(left).await {
         tracing::error!(error = %e, "closing the store");
     }
+    tracing::info!(
+        stop_ms = stop_started.elapsed().as_millis() as u64,
+        "stopped"
+    );
     result.map_err(Exit::runtime)
 }

@@ -67,6 +67,15 @@ impl StatusSources {
             oldest_age_s: per(&|c| c.oldest_at.map_or(0, |t| now.since(t).as_secs())),
             evicted: per(&|c| c.evicted),
             store_error: s.error.clone(),
+            disk_full: s.disk_full.as_ref().map(|e| crate::status::DiskFull {
+                history_evicted: e.history,
+                telemetry_evicted: e.telemetry,
+                status_evicted: e.status,
+                wal_freed_bytes: e.wal_bytes,
+                files_removed: e.files,
+                readings_shed: e.readings_shed,
+                held_alerts: s.held_alerts as u64,
+            }),
             coordinator: Coordinator::from_link(links.get("zigbee"), self.zigbee_configured),
             zigbee: self.zigbee.as_ref().map(|z| z.snapshot()),
             uplinks: Uplinks {

@@ -36,7 +36,7 @@ fn crash_child_writer_loop() {
     }
 }
 
-fn contiguous_from_one(rows: &[OutboxRow]) -> bool {
+pub(super) fn contiguous_from_one(rows: &[OutboxRow]) -> bool {
     rows.iter().enumerate().all(|(k, r)| r.seq == k as u64 + 1)
 }
 
@@ -122,10 +122,10 @@ async fn committed_alerts_survive_a_sigkill_mid_write_with_contiguous_seqs() {
 }
 
 /// A tmpfs mounted for one test, unmounted on drop.
-struct Tmpfs(PathBuf);
+pub(super) struct Tmpfs(PathBuf);
 
 impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Result<Tmpfs, String> {
+    pub(super) fn mount(dir: &Path, size: &str) -> Result<Tmpfs, String> {
         let out = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
             .arg(dir)
@@ -198,11 +198,18 @@ fn a_full_disk_keeps_every_alert_by_evicting_telemetry_and_reports_the_error() {
     );
     assert!(st.failed_commits > 0, "the disk-full state was reported");
     assert_eq!(st.error, None, "and cleared once commits succeed again");
-    assert_eq!(st.alert.rows, 200);
-    assert_eq!(st.alert.evicted, 0);
+    // Every alert, plus the gateway's own `disk-full` warning(s).
     let alerts = s
         .outbox_fetch_blocking(Class::Alert, 0, usize::MAX)
         .unwrap();
+    let disk_full = alerts
+        .iter()
+        .filter(|r| String::from_utf8_lossy(&r.payload).contains("\"rule\":\"disk-full\""))
+        .count();
+    assert!(disk_full >= 1, "the disk-full warning was raised");
+    assert_eq!(st.alert.rows, 200 + disk_full as u64);
+    assert_eq!(alerts.len() - disk_full, 200);
+    assert_eq!(st.alert.evicted, 0);
     assert!(contiguous_from_one(&alerts));
     drop(s);
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -212,7 +219,7 @@ fn a_full_disk_keeps_every_alert_by_evicting_telemetry_and_reports_the_error() {
     rt.block_on(async {
         let s = Store::open(&path, &cfg).unwrap();
         s.integrity_check().await.unwrap();
-        assert_eq!(s.stats().alert.rows, 200);
+        assert_eq!(s.stats().alert.rows, 200 + disk_full as u64);
         s.close().await.unwrap();
     });
 }

@@ -19,12 +19,18 @@
 //!   alerts wait in memory (and the bounded queue pushes back) until they
 //!   commit; the error state shows in [`StoreStats::error`];
 //! - a full disk is survivable: a ballast file (`<db>.reserve`,
-//!   `disk_reserve_kb`) is released so the WAL can be checkpointed and
-//!   telemetry evicted, then re-created; alerts are never evicted;
+//!   `disk_reserve_kb`, at most an eighth of the disk) is released so the WAL
+//!   can be checkpointed and history, then telemetry evicted; alerts are never
+//!   evicted; an alert that still cannot be written is held in memory and
+//!   served by [`Store::outbox_fetch`] to every uplink until it is written
+//!   (`held`; the cause of the old stall is written down in `writer::relief`);
 //! - dropping the last handle behaves like `close` (queued writes are
 //!   committed, threads joined; this blocks the dropping thread for one
 //!   commit), so a store is never left with a writer nobody waits for; at
 //!   shutdown a commit that keeps failing is given up after 5 tries;
+//! - [`Store::close_within`] bounds the stop: a failing batch is abandoned
+//!   at once (rolled back whole), and a writer stuck in a commit is left
+//!   behind (detached; SQLite's journal makes the file whole at next open);
 //! - the outbox rules live in [`outbox`] (read its header).
 //!
 //! Use (sketch):
@@ -46,6 +52,7 @@
 pub mod ack;
 mod apply;
 pub mod delivery;
+mod held;
 pub mod outbox;
 mod reader;
 mod reserve;
@@ -56,6 +63,8 @@ mod writer;
 #[cfg(test)]
 mod crash_test;
 #[cfg(test)]
+mod disk_full_test;
+#[cfg(test)]
 mod model_test;
 #[cfg(test)]
 mod tests;
@@ -63,8 +72,10 @@ mod tests;
 mod tests_write_path;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -74,6 +85,7 @@ use crate::model::{Alert, Class, DeviceId, DeviceInfo, Reading, Time};
 pub use ack::{AckSink, AckTo};
 pub use delivery::{AlertDelivery, DeliveredStats, Via};
 pub use schema::quarantine as quarantine_at;
+pub use writer::{DISK_FULL_RULE, Evicted};
 
 pub use crate::config::{StartupCheck, StoreConfig};
 
@@ -98,6 +110,10 @@ pub enum StoreError {
     /// The writer or reader thread is gone (closed, or it died).
     #[error("the store is closed")]
     Closed,
+    /// Closing gave up on writes that could not be committed in time (a
+    /// full disk, a stuck commit); none of them is half-written.
+    #[error("the store closed with {pending} uncommitted writes abandoned")]
+    Abandoned { pending: usize },
 }
 
 /// A change to the database, applied by the writer thread in order.
@@ -193,6 +209,16 @@ pub struct StoreStats {
     pub pending: usize,
     /// `Some(reason)` while commits fail (disk full, I/O error).
     pub error: Option<String>,
+    /// `Some(what was freed so far)` during a disk-full episode (from the
+    /// first failed commit on a full disk until commits have succeeded
+    /// for a minute).
+    pub disk_full: Option<Evicted>,
+    /// Alerts held in memory (and served to the uplinks) because the disk
+    /// refused them.
+    pub held_alerts: usize,
+    /// Readings not stored because the disk was full and nothing more
+    /// could be freed (since open).
+    pub readings_shed: u64,
     /// Commit latency since open (for `/metrics`).
     pub commit_latency: CommitLatency,
     /// Alerts delivered per uplink path (since the database was created).
@@ -258,6 +284,11 @@ struct Inner {
     changed: watch::Receiver<u64>,
     writer: Mutex<Option<JoinHandle<()>>>,
     path: PathBuf,
+    held: held::Held,
+    /// Tells the writer to abandon a failing batch (see `close_within`).
+    closing: Arc<AtomicBool>,
+    /// The writer was left behind by `close_within`: never join it.
+    detached: AtomicBool,
 }
 
 impl Drop for Inner {
@@ -267,6 +298,9 @@ impl Drop for Inner {
     fn drop(&mut self) {
         self.tx = None;
         self.reader = None;
+        if self.detached.load(Ordering::Relaxed) {
+            return;
+        }
         let handle = self.writer.lock().ok().and_then(|mut h| h.take());
         if let Some(h) = handle
             && h.join().is_err()
@@ -303,7 +337,8 @@ impl Store {
         cfg: &StoreConfig,
         cap_bytes: u64,
     ) -> Result<Store, StoreError> {
-        let (w, stats, changed_rx) = writer::Writer::open(path, cfg, cap_bytes)?;
+        let opened = writer::Writer::open(path, cfg, cap_bytes)?;
+        let (w, stats, changed_rx) = (opened.writer, opened.stats, opened.changed);
         let reader = reader::ReaderHandle::spawn(path, cfg.busy_timeout.0)?;
         let (tx, rx) = mpsc::channel(cfg.queue_capacity.max(1));
         let handle = std::thread::Builder::new()
@@ -321,6 +356,9 @@ impl Store {
                 changed: changed_rx,
                 writer: Mutex::new(Some(handle)),
                 path: path.to_path_buf(),
+                held: opened.held,
+                closing: opened.closing,
+                detached: AtomicBool::new(false),
             }),
         })
     }
@@ -411,6 +449,69 @@ impl Store {
                 .await
                 .map_err(|_| StoreError::Closed)?
                 .map_err(|_| StoreError::Setup("store writer thread panicked".into()))?;
+        }
+        result
+    }
+
+    /// As [`Store::close`], but returns within about `limit` whatever the
+    /// writer is doing: queued writes are committed if they can be; a batch
+    /// the disk refuses is abandoned at once (rolled back whole: devices
+    /// re-send what was not acknowledged); a writer stuck inside a commit is
+    /// left behind, and the file is made whole by SQLite at the next open.
+    pub async fn close_within(self, limit: Duration) -> Result<(), StoreError> {
+        let deadline = tokio::time::Instant::now() + limit;
+        let inner = self.inner.clone();
+        let left_behind = |what: &str| {
+            inner.closing.store(true, Ordering::Relaxed);
+            inner.detached.store(true, Ordering::Relaxed);
+            tracing::error!(
+                "the store writer did not stop within {limit:?} ({what}); its uncommitted batch is abandoned"
+            );
+            StoreError::Abandoned {
+                pending: inner.stats.lock().map_or(0, |s| s.pending),
+            }
+        };
+        // A writer retrying a failing batch gives up at once from here on;
+        // one that commits does so normally until the deadline.
+        if self.stats().error.is_some() {
+            self.inner.closing.store(true, Ordering::Relaxed);
+        }
+        let (tx, rx) = oneshot::channel();
+        let sender = self.sender()?.clone();
+        let sent = tokio::time::timeout_at(deadline, sender.send(Msg::Close(tx))).await;
+        drop(sender);
+        match sent {
+            Err(_) => return Err(left_behind("queue full")),
+            Ok(Err(_)) => return Err(StoreError::Closed),
+            Ok(Ok(())) => {}
+        }
+        // Half the time left for a normal finish, then ask for abandon.
+        let half = deadline - (deadline - tokio::time::Instant::now()) / 2;
+        let mut rx = rx;
+        let result = match tokio::time::timeout_at(half, &mut rx).await {
+            Ok(r) => r,
+            Err(_) => {
+                self.inner.closing.store(true, Ordering::Relaxed);
+                match tokio::time::timeout_at(deadline, rx).await {
+                    Ok(r) => r,
+                    Err(_) => return Err(left_behind("commit in progress")),
+                }
+            }
+        };
+        let result = result.map_err(|_| StoreError::Closed)?;
+        // Polled, not `spawn_blocking`: a blocking join left running would
+        // hold up the runtime's own shutdown.
+        let handle = self.inner.writer.lock().ok().and_then(|mut h| h.take());
+        if let Some(h) = handle {
+            while !h.is_finished() {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(left_behind("thread join"));
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            if h.join().is_err() {
+                return Err(StoreError::Setup("store writer thread panicked".into()));
+            }
         }
         result
     }

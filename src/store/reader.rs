@@ -289,14 +289,23 @@ impl Store {
         rx.blocking_recv().map_err(|_| StoreError::Closed)?
     }
 
-    /// Committed rows of `class` with `seq > after_seq`, ascending, at most `limit`.
+    /// Committed rows of `class` with `seq > after_seq`, ascending, at most
+    /// `limit`, then the alerts (or status) held in memory while the disk
+    /// refuses them (same `id`, the `seq` they will be written with).
     pub async fn outbox_fetch(
         &self,
         class: Class,
         after_seq: u64,
         limit: usize,
     ) -> Result<Vec<OutboxRow>, StoreError> {
-        self.read(move |c| fetch(c, class, after_seq, limit)).await
+        let mut rows = self
+            .read(move |c| fetch(c, class, after_seq, limit))
+            .await?;
+        // Alerts the disk refused travel anyway (see `held`).
+        self.inner
+            .held
+            .merge_into(class, after_seq, limit, &mut rows);
+        Ok(rows)
     }
 
     /// As [`Store::outbox_fetch`], for plain threads.
@@ -306,7 +315,11 @@ impl Store {
         after_seq: u64,
         limit: usize,
     ) -> Result<Vec<OutboxRow>, StoreError> {
-        self.read_blocking(move |c| fetch(c, class, after_seq, limit))
+        let mut rows = self.read_blocking(move |c| fetch(c, class, after_seq, limit))?;
+        self.inner
+            .held
+            .merge_into(class, after_seq, limit, &mut rows);
+        Ok(rows)
     }
 
     /// The `limit` most recent alert deliveries and their paths, most recent first.

@@ -15,20 +15,35 @@
 //! - the in-memory outbox mirror is replaced only after `COMMIT` succeeded, so
 //!   a rolled-back batch leaves no trace (seqs included);
 //! - a batch that fails for storage reasons (disk full, I/O error, lock
-//!   timeout) is kept and retried after relieving pressure (evict telemetry,
-//!   then status, then the oldest history; never alerts); no new messages are
-//!   taken meanwhile, so the bounded queue pushes back on producers;
+//!   timeout) is kept and retried after relieving pressure (`relief`: the
+//!   reserve, history, telemetry, status, the WAL, quarantined files; never
+//!   alerts); no new messages are taken meanwhile, so the bounded queue
+//!   pushes back on producers — until nothing more can be freed: then
+//!   readings are shed (counted) and everything else is taken and kept, so
+//!   a panic behind a stream of readings still reaches the rules;
+//! - while a batch fails, its alerts and newest status are handed to the
+//!   uplinks in memory (`held`) as the rows they will become;
+//! - shutdown: once [`super::Store::close_within`] raised the `closing`
+//!   flag, a failing batch is abandoned at once (rolled back whole, never
+//!   half-written) and the backoff between retries ends early;
 //! - a batch that SQLite refuses for any other reason is retried one write at
 //!   a time and only the refused writes are dropped (counted in `rejected`).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, ffi::ErrorCode, params};
 use tokio::sync::{mpsc, oneshot, watch};
 
+mod failing;
+mod relief;
+
+pub use relief::{DISK_FULL_RULE, Evicted};
+
 use super::apply;
+use super::held::Held;
 use super::outbox::{self, Outbox};
 use super::reserve::Reserve;
 use super::touches::Touches;
@@ -59,6 +74,8 @@ const BUSY: Duration = Duration::from_millis(2);
 /// A wake-up that found this many writes commits at once.
 const GATHER_MIN: usize = 64;
 const RELIEF_CHUNK: u64 = 1000;
+/// Most writes kept in memory while readings are shed on a full disk.
+const HOLD_MAX: usize = 100_000;
 
 pub(crate) struct Writer {
     conn: Connection,
@@ -77,17 +94,40 @@ pub(crate) struct Writer {
     touches: Touches,
     /// When the last commit ended: gathering only pays while busy.
     last_commit: Instant,
+    /// The current disk-full episode (see `relief`).
+    episode: Option<relief::Episode>,
+    /// Nothing more can be freed: readings are dropped, not queued.
+    shedding: bool,
+    /// A reading was shed since the last ack was taken (that ack must
+    /// not fire).
+    shed_since_ack: bool,
+    /// Alerts and status of a failing batch, for the uplinks.
+    held: Held,
+    /// Set by `close_within`: abandon a failing batch, stop retrying.
+    closing: Arc<AtomicBool>,
+    /// Last WAL checkpoint forced while the reserve is missing.
+    last_checkpoint: Instant,
+    /// The WAL size limit (`journal_size_limit`), bytes.
+    wal_limit: u64,
+    /// Writing the gathered registry facts failed: not before this.
+    touches_retry: Instant,
 }
 
-type Opened = (Writer, Arc<Mutex<StoreStats>>, watch::Receiver<u64>);
+pub(super) struct Opened {
+    pub writer: Writer,
+    pub stats: Arc<Mutex<StoreStats>>,
+    pub changed: watch::Receiver<u64>,
+    pub held: Held,
+    pub closing: Arc<AtomicBool>,
+}
 
 impl Writer {
     pub fn open(path: &Path, cfg: &StoreConfig, cap_bytes: u64) -> Result<Opened, StoreError> {
         let conn = schema::open_writer(path, cfg.busy_timeout.0, cfg.startup_check)?;
-        let reserve_bytes = cfg.disk_reserve_kb.saturating_mul(1024);
-        // Keep the WAL within half the reserve, so a checkpoint always fits
-        // in the space the reserve gives back.
-        let wal_pages = i64::try_from((reserve_bytes / 2 / 4096).max(16)).unwrap_or(1000);
+        // The reserve fits the disk (see `reserve`); keep the WAL within
+        // half of it, so a checkpoint always fits in the space it gives back.
+        let reserve = Reserve::new(path, cfg.disk_reserve_kb.saturating_mul(1024));
+        let wal_pages = i64::try_from((reserve.bytes() / 2 / 4096).max(16)).unwrap_or(1000);
         conn.pragma_update(None, "wal_autocheckpoint", wal_pages)
             .and_then(|()| conn.pragma_update(None, "journal_size_limit", wal_pages * 4096))
             .map_err(|e| schema::classify(path, e))?;
@@ -107,15 +147,30 @@ impl Writer {
             // should serve quickly.
             next_retention: Instant::now() + cfg.retention_interval.0.min(Duration::from_secs(5)),
             retention_more: false,
-            reserve: Reserve::new(path, reserve_bytes),
+            reserve,
             touches: Touches::default(),
             last_commit: Instant::now(),
+            episode: None,
+            shedding: false,
+            shed_since_ack: false,
+            held: Held::default(),
+            closing: Arc::default(),
+            last_checkpoint: Instant::now(),
+            wal_limit: u64::try_from(wal_pages).unwrap_or(0) * 4096,
+            touches_retry: Instant::now(),
         };
         let _ = w.reserve.ensure();
+        w.set_page_budget();
         w.s.rejected = outbox::get_counter(&w.conn, "rejected").unwrap_or(0);
         w.refresh_delivered();
         w.publish();
-        Ok((w, stats, changed_rx))
+        Ok(Opened {
+            held: w.held.clone(),
+            closing: w.closing.clone(),
+            writer: w,
+            stats,
+            changed: changed_rx,
+        })
     }
 
     /// A fresh UUID v4 (see [`crate::ids`]).
@@ -186,7 +241,9 @@ impl Writer {
                     Ok(0) => disconnected = true,
                     Ok(_) => {}
                     Err(_) => {
-                        if self.touches.is_due(Instant::now()) {
+                        if self.touches.is_due(Instant::now())
+                            && Instant::now() >= self.touches_retry
+                        {
                             self.write_touches();
                         }
                         if self.retention_wait().is_zero() {
@@ -199,23 +256,41 @@ impl Writer {
             }
             // Drain more without blocking (`is_empty` is false, so
             // `recv_many` returns at once); while a batch is failing, take
-            // nothing new so the bounded queue pushes back on producers.
-            while failures == 0 && ops.len() + msgs.len() < batch_max && !rx.is_empty() {
-                let room = batch_max - ops.len() - msgs.len();
+            // nothing new so the bounded queue pushes back on producers,
+            // unless readings are being shed (then take everything).
+            let cap = match (failures, self.shedding) {
+                (0, _) => batch_max,
+                (_, true) => HOLD_MAX,
+                _ => 0,
+            };
+            while ops.len() + msgs.len() < cap && !rx.is_empty() {
+                let room = cap - ops.len() - msgs.len();
                 rt.block_on(rx.recv_many(&mut msgs, room));
             }
             for m in msgs.drain(..) {
                 if let Msg::Ack(a) = m {
-                    acks.push(a);
+                    // The hub submits a reading, its alerts, then its ack:
+                    // an ack right after a shed reading must never fire
+                    // (acknowledged means durable); the device re-sends.
+                    if std::mem::take(&mut self.shed_since_ack) {
+                        drop(a);
+                    } else {
+                        acks.push(a);
+                    }
                 } else {
-                    self.take(m, &mut ops, &mut flushes, &mut close);
+                    self.take(m, &mut ops, &mut flushes, &mut close, failures > 0);
                 }
+            }
+            if self.closing.load(Ordering::Relaxed) && failures > 0 {
+                self.abandon(&ops, close.take());
+                return;
             }
             // Whoever waits for a flush or close must see `last_seen` too.
             let force = !flushes.is_empty() || close.is_some() || disconnected;
             match self.commit(&ops, force) {
                 Ok(()) => {
                     failures = 0;
+                    self.recovered();
                     ops.clear();
                     for f in flushes.drain(..) {
                         let _ = f.send(());
@@ -227,9 +302,12 @@ impl Writer {
                         let _ = c.send(Ok(()));
                         return;
                     }
+                    ops.extend(self.end_episode_if_calm());
+                    self.evict_ahead();
                     if Instant::now() >= self.next_retention {
                         self.retention();
                     }
+                    self.keep_wal_small();
                 }
                 Err(e) => {
                     failures += 1;
@@ -238,21 +316,31 @@ impl Writer {
                         continue;
                     }
                     self.note_failure(&e, ops.len());
-                    self.relieve(&e);
-                    // Shutting down while storage keeps failing: give up
-                    // after a few tries rather than hang the process.
-                    if failures >= 5 && (close.is_some() || disconnected) {
-                        tracing::error!(
-                            pending = ops.len(),
-                            "store closing with uncommitted writes"
-                        );
-                        if let Some(c) = close.take() {
-                            let _ = c.send(Err(StoreError::Sqlite(e)));
+                    let freed = self.relieve(&e);
+                    if relief::is_disk_full(&e) {
+                        self.raise_disk_alert(&mut ops);
+                        if !freed && !self.shedding {
+                            self.shedding = true;
+                            tracing::error!(
+                                "disk full and nothing left to free: new readings are not stored; \
+                                 alerts are held in memory and sent upstream"
+                            );
                         }
+                        if self.shedding {
+                            self.shed(&mut ops);
+                        }
+                    }
+                    self.hold(&ops);
+                    let stopping = close.is_some() || disconnected;
+                    if self.closing.load(Ordering::Relaxed) || (stopping && failures >= 5) {
+                        self.abandon(&ops, close.take());
                         return;
                     }
-                    let backoff = Duration::from_millis(50u64 << failures.min(6));
-                    std::thread::sleep(backoff);
+                    if freed && relief::is_disk_full(&e) {
+                        continue; // room was made: retry at once
+                    }
+                    let backoff = Duration::from_millis(25u64 << failures.min(5));
+                    self.wait(&rt, backoff, &mut rx, &mut ops, &mut flushes, &mut close);
                 }
             }
         }
@@ -264,8 +352,13 @@ impl Writer {
         ops: &mut Vec<Op>,
         flushes: &mut Vec<oneshot::Sender<()>>,
         close: &mut Option<oneshot::Sender<Result<(), StoreError>>>,
+        failing: bool,
     ) {
         match m {
+            Msg::Write(Write::Reading(_) | Write::ReadingNoTelemetry(_)) if self.shedding => {
+                self.count_shed(1);
+                self.shed_since_ack = true;
+            }
             // All its ops land in this batch: one transaction.
             Msg::Write(Write::AlertsWithState { alerts, key, state }) => {
                 for a in alerts {
@@ -276,6 +369,11 @@ impl Writer {
             }
             Msg::Write(w) => {
                 let op = self.prepare(w);
+                // Only the newest status matters (the outbox supersedes the
+                // rest anyway): a failing batch keeps one.
+                if failing && matches!(op, Op::Status(..)) {
+                    ops.retain(|o| !matches!(o, Op::Status(..)));
+                }
                 ops.push(op);
             }
             Msg::Flush(f) => flushes.push(f),
@@ -380,79 +478,19 @@ impl Writer {
         self.publish();
     }
 
-    /// Frees space after a storage failure: gives back the reserve (so the
-    /// WAL can be checkpointed and a DELETE fits), then evicts telemetry,
-    /// then status, then the oldest history, returning the freed pages to
-    /// the file system (`incremental_vacuum`), until the reserve can be
-    /// re-created. Alerts are never touched.
-    fn relieve(&mut self, e: &rusqlite::Error) {
-        let full = matches!(
-            e.sqlite_error_code(),
-            Some(ErrorCode::DiskFull | ErrorCode::SystemIoFailure)
-        );
-        if !full {
-            return;
-        }
-        self.reserve.release();
-        for _ in 0..16 {
-            let _ = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
-            let freed = match self.relief_round() {
-                Ok(n) => n,
-                Err(e2) => {
-                    tracing::warn!(error = %e2, "could not free space yet");
-                    0
-                }
-            };
-            let _ = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
-            if self.reserve.ensure() || freed == 0 {
-                break;
-            }
-        }
-        self.publish();
-    }
-
-    /// One eviction step in its own transaction; returns the rows deleted.
-    fn relief_round(&mut self) -> rusqlite::Result<u64> {
-        let mut ob = self.outbox.clone();
-        let tx = self.conn.unchecked_transaction()?;
-        let mut freed = 0;
-        for class in [Class::Telemetry, Class::Status] {
-            if freed == 0 && ob.class(class).rows > 0 {
-                let n = RELIEF_CHUNK.max(ob.class(class).rows / 10);
-                freed = ob.evict_oldest(&tx, class, n)?;
-            }
-        }
-        let mut history = 0;
-        if freed == 0 {
-            history = tx.execute(
-                "DELETE FROM history WHERE rowid IN (SELECT rowid FROM history ORDER BY at LIMIT ?1)",
-                [RETENTION_CHUNK],
-            )? as u64;
-        }
-        ob.save(&tx)?;
-        tx.execute_batch("PRAGMA incremental_vacuum")?;
-        tx.commit()?;
-        self.outbox = ob;
-        self.s.history_evicted += history;
-        tracing::warn!(
-            outbox_evicted = freed,
-            history_evicted = history,
-            "freed space after a failed commit"
-        );
-        Ok(freed + history)
-    }
-
     /// Writes the gathered registry facts now (idle writer, or shutting
     /// down); a failure keeps them for the next commit.
     fn write_touches(&mut self) {
         if let Err(e) = self.commit(&[], true) {
             tracing::warn!(error = %e, "writing device last_seen failed; will retry");
+            self.touches_retry = Instant::now() + Duration::from_secs(1);
         }
     }
 
     fn touches_wait(&self) -> Duration {
         self.touches.due().map_or(Duration::MAX, |d| {
-            d.saturating_duration_since(Instant::now())
+            d.max(self.touches_retry)
+                .saturating_duration_since(Instant::now())
         })
     }
 
@@ -516,8 +554,9 @@ impl Writer {
         }
         if !self.retention_more {
             self.next_retention = Instant::now() + self.cfg.retention_interval.0;
-            if self.s.error.is_none() {
+            if self.s.error.is_none() && self.episode.is_none() {
                 let _ = self.reserve.ensure();
+                self.set_page_budget();
             }
         }
     }

@@ -236,6 +236,23 @@ impl Gateway {
         c.wait().ok().and_then(|s| s.code())
     }
 
+    /// SIGTERM, then waits at most `limit`: `Some((exit code, time taken))`,
+    /// or `None` (and `kill -9`) when it did not exit in time.
+    pub fn stop_within(&mut self, limit: Duration) -> Option<(Option<i32>, Duration)> {
+        let c = self.child.as_mut()?;
+        let started = Instant::now();
+        signal(c.id(), "TERM");
+        while started.elapsed() < limit {
+            if let Ok(Some(status)) = c.try_wait() {
+                self.child = None;
+                return Some((status.code(), started.elapsed()));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.kill9();
+        None
+    }
+
     pub fn db(&self) -> PathBuf {
         self.dir.join("data").join("carebridge.db")
     }
