@@ -124,7 +124,10 @@ fn start_carebridge(dir: &Path, mqtt: u16, telemetry: bool, pin: bool) -> Sut {
     let child = cmd
         .args(["run", "--config"])
         .arg(&config)
-        .env("RUST_LOG", std::env::var("VERSUS_LOG").unwrap_or("warn".into()))
+        .env(
+            "RUST_LOG",
+            std::env::var("VERSUS_LOG").unwrap_or("warn".into()),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -206,7 +209,11 @@ fn run(case: &Case, name: &str, sut: &Sut, mqtt: u16) {
     std::thread::sleep(Duration::from_secs(1));
     let pid = sut.pid;
     let rss_idle = stream::status_kb(pid, "VmRSS:");
-    let (cpu0, wb0, threads0) = (stream::cpu_s(pid), stream::write_bytes(pid), cpu_by_thread(pid));
+    let (cpu0, wb0, threads0) = (
+        stream::cpu_s(pid),
+        stream::write_bytes(pid),
+        cpu_by_thread(pid),
+    );
     let t0 = Instant::now();
     let events = || up.events(case.flow);
     feeder.feed(case.flow, case.n, case.pace, &events);
@@ -216,7 +223,11 @@ fn run(case: &Case, name: &str, sut: &Sut, mqtt: u16) {
         // The acknowledgements' commits and `last_seen` belong to the run.
         std::thread::sleep(Duration::from_millis(1500));
     }
-    let (cpu1, wb1, threads1) = (stream::cpu_s(pid), stream::write_bytes(pid), cpu_by_thread(pid));
+    let (cpu1, wb1, threads1) = (
+        stream::cpu_s(pid),
+        stream::write_bytes(pid),
+        cpu_by_thread(pid),
+    );
     let got = events();
     let cpu = cpu1 - cpu0;
     let per_reading = (wb1 - wb0) as f64 / case.n as f64;
@@ -314,9 +325,14 @@ fn main() {
     let (_m, mqtt) = mosquitto(dir.path());
     println!(
         "versus: pinned {pin}, load average {}",
-        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
     );
-    for case in cases.iter().filter(|c| flows.split(',').any(|f| f == c.name)) {
+    for case in cases
+        .iter()
+        .filter(|c| flows.split(',').any(|f| f == c.name))
+    {
         if systems.contains("carebridge") {
             let sut = start_carebridge(dir.path(), mqtt, case.telemetry(), pin);
             run(case, "carebridge", &sut, mqtt);

@@ -38,7 +38,13 @@ pub fn install() -> Result<PathBuf, String> {
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     eprintln!("versus: npm install node-red@4 into {} …", dir.display());
     let out = Command::new("npm")
-        .args(["install", "--no-audit", "--no-fund", "--loglevel=error", "node-red@4"])
+        .args([
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--loglevel=error",
+            "node-red@4",
+        ])
         .current_dir(&dir)
         .output()
         .map_err(|e| format!("npm: {e}"))?;

@@ -106,7 +106,11 @@ impl Feeder {
 
     pub fn send(&mut self, device: &str, payload: &str) {
         let mut p = Vec::with_capacity(160);
-        publish_packet(&format!("{}{device}", self.prefix), payload.as_bytes(), &mut p);
+        publish_packet(
+            &format!("{}{device}", self.prefix),
+            payload.as_bytes(),
+            &mut p,
+        );
         self.sock.write_all(&p).unwrap();
     }
 
@@ -165,8 +169,11 @@ impl Upstream {
             .subscribe(format!("{prefix}/#"), rumqttc::QoS::AtMostOnce)
             .unwrap();
         let (alerts, telemetry, warm) = (Arc::default(), Arc::default(), Arc::default());
-        let (a, t, w): (Arc<AtomicU64>, Arc<AtomicU64>, Arc<AtomicU64>) =
-            (Arc::clone(&alerts), Arc::clone(&telemetry), Arc::clone(&warm));
+        let (a, t, w): (Arc<AtomicU64>, Arc<AtomicU64>, Arc<AtomicU64>) = (
+            Arc::clone(&alerts),
+            Arc::clone(&telemetry),
+            Arc::clone(&warm),
+        );
         let mut subscribed = false;
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {

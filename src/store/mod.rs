@@ -56,9 +56,9 @@ mod model_test;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
-mod tests_write_path;
-#[cfg(test)]
 mod tests_wear;
+#[cfg(test)]
+mod tests_write_path;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

@@ -406,7 +406,10 @@ impl Outbox {
                 set_counter(conn, bytes, st.bytes)?;
             }
         }
-        if before.as_ref().is_none_or(|b| b.superseded != self.superseded) {
+        if before
+            .as_ref()
+            .is_none_or(|b| b.superseded != self.superseded)
+        {
             set_counter(conn, "superseded", self.superseded)?;
         }
         self.delivery.save(conn)?;
@@ -417,7 +420,10 @@ impl Outbox {
     fn snapshot(&self) -> Saved {
         Saved {
             next_seq: self.classes.each_ref().map(|c| c.next_seq),
-            counters: self.classes.each_ref().map(|c| (c.evicted, c.rows, c.bytes)),
+            counters: self
+                .classes
+                .each_ref()
+                .map(|c| (c.evicted, c.rows, c.bytes)),
             superseded: self.superseded,
         }
     }

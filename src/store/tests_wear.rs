@@ -20,15 +20,29 @@ async fn acknowledgements_out_of_order_with_gaps_and_repeats_delete_exactly_the_
     let s = Store::open(&path, &StoreConfig::default()).unwrap();
     for i in 0..12 {
         s.submit(Write::Alert(alert("panic", i))).await.unwrap();
-        s.submit(Write::Reading(reading("k-temp", Kind::Temperature, 20.0, i)))
-            .await
-            .unwrap();
+        s.submit(Write::Reading(reading(
+            "k-temp",
+            Kind::Temperature,
+            20.0,
+            i,
+        )))
+        .await
+        .unwrap();
     }
     s.flush().await.unwrap();
     let acked_alerts = [7u64, 1, 2, 3, 9, 2, 10, 11];
     let mut rows: Vec<(Class, u64)> = acked_alerts.iter().map(|&q| (Class::Alert, q)).collect();
-    rows.extend([(Class::Telemetry, 5), (Class::Telemetry, 4), (Class::Telemetry, 99)]);
-    s.submit(Write::Delivered { via: Via::Mqtt, rows }).await.unwrap();
+    rows.extend([
+        (Class::Telemetry, 5),
+        (Class::Telemetry, 4),
+        (Class::Telemetry, 99),
+    ]);
+    s.submit(Write::Delivered {
+        via: Via::Mqtt,
+        rows,
+    })
+    .await
+    .unwrap();
     s.flush().await.unwrap();
 
     let left = |class: Class| {
@@ -42,7 +56,10 @@ async fn acknowledgements_out_of_order_with_gaps_and_repeats_delete_exactly_the_
             .collect::<Vec<_>>()
     };
     assert_eq!(left(Class::Alert), vec![4, 5, 6, 8, 12]);
-    assert_eq!(left(Class::Telemetry), vec![1, 2, 3, 6, 7, 8, 9, 10, 11, 12]);
+    assert_eq!(
+        left(Class::Telemetry),
+        vec![1, 2, 3, 6, 7, 8, 9, 10, 11, 12]
+    );
     let st = s.stats();
     assert_eq!((st.alert.rows, st.telemetry.rows), (5, 10));
     assert_eq!(st.alert.oldest_at.is_some(), true);
@@ -71,11 +88,18 @@ async fn delivery_records_are_pruned_to_the_newest_keep_within_one_big_batch() {
     let s = Store::open(&path, &cfg).unwrap();
     let n = delivery::KEEP as u64 + 250;
     for i in 0..n {
-        s.submit(Write::Alert(alert("panic", i as i64))).await.unwrap();
+        s.submit(Write::Alert(alert("panic", i as i64)))
+            .await
+            .unwrap();
     }
     s.flush().await.unwrap();
     let rows = (1..=n).map(|q| (Class::Alert, q)).collect();
-    s.submit(Write::Delivered { via: Via::Lorawan, rows }).await.unwrap();
+    s.submit(Write::Delivered {
+        via: Via::Lorawan,
+        rows,
+    })
+    .await
+    .unwrap();
     s.flush().await.unwrap();
     assert_eq!(s.stats().delivered.lorawan, n);
     assert_eq!(s.stats().alert.rows, 0);
@@ -96,9 +120,14 @@ async fn a_batch_that_only_acknowledges_leaves_the_seq_table_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let path = db(&dir);
     let s = Store::open(&path, &StoreConfig::default()).unwrap();
-    s.submit(Write::Reading(reading("k-temp", Kind::Temperature, 20.0, 1)))
-        .await
-        .unwrap();
+    s.submit(Write::Reading(reading(
+        "k-temp",
+        Kind::Temperature,
+        20.0,
+        1,
+    )))
+    .await
+    .unwrap();
     s.flush().await.unwrap();
     // A trigger sees every write SQLite would put in the WAL for `seq`.
     {
@@ -110,13 +139,20 @@ async fn a_batch_that_only_acknowledges_leaves_the_seq_table_untouched() {
         )
         .unwrap();
     }
-    s.submit(Write::Ack(vec![(Class::Telemetry, 1)])).await.unwrap();
+    s.submit(Write::Ack(vec![(Class::Telemetry, 1)]))
+        .await
+        .unwrap();
     s.flush().await.unwrap();
     assert_eq!(s.stats().telemetry.rows, 0);
     assert_eq!(count(&path, "SELECT count(*) FROM seq_writes"), 0);
-    s.submit(Write::Reading(reading("k-temp", Kind::Temperature, 20.0, 2)))
-        .await
-        .unwrap();
+    s.submit(Write::Reading(reading(
+        "k-temp",
+        Kind::Temperature,
+        20.0,
+        2,
+    )))
+    .await
+    .unwrap();
     s.flush().await.unwrap();
     assert_eq!(count(&path, "SELECT count(*) FROM seq_writes"), 1);
     assert_eq!(count(&path, "SELECT next FROM seq WHERE class = 2"), 3);
@@ -134,9 +170,14 @@ async fn with_a_commit_delay_readings_wait_and_an_alert_commits_them_at_once() {
     let s = Store::open(&path, &cfg).unwrap();
     let commits = s.stats().commits;
     for i in 0..10 {
-        s.submit(Write::Reading(reading("k-temp", Kind::Temperature, 20.0, i)))
-            .await
-            .unwrap();
+        s.submit(Write::Reading(reading(
+            "k-temp",
+            Kind::Temperature,
+            20.0,
+            i,
+        )))
+        .await
+        .unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -170,14 +211,22 @@ async fn with_a_commit_delay_a_quiet_stream_commits_once_per_delay_and_flush_end
     let s = Store::open(&path, &cfg).unwrap();
     let commits = s.stats().commits;
     for i in 0..12 {
-        s.submit(Write::Reading(reading("k-temp", Kind::Temperature, 20.0, i)))
-            .await
-            .unwrap();
+        s.submit(Write::Reading(reading(
+            "k-temp",
+            Kind::Temperature,
+            20.0,
+            i,
+        )))
+        .await
+        .unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(400)).await;
     let n = s.stats().commits - commits;
-    assert!((2..=4).contains(&n), "12 readings over 0.6 s in {n} commits");
+    assert!(
+        (2..=4).contains(&n),
+        "12 readings over 0.6 s in {n} commits"
+    );
     assert_eq!(count(&path, "SELECT count(*) FROM history"), 12);
     // The deferred commit carried `last_seen`: no commit of its own follows.
     tokio::time::sleep(Duration::from_millis(1300)).await;
@@ -187,12 +236,20 @@ async fn with_a_commit_delay_a_quiet_stream_commits_once_per_delay_and_flush_end
         11
     );
 
-    s.submit(Write::Reading(reading("k-temp", Kind::Temperature, 20.0, 12)))
-        .await
-        .unwrap();
+    s.submit(Write::Reading(reading(
+        "k-temp",
+        Kind::Temperature,
+        20.0,
+        12,
+    )))
+    .await
+    .unwrap();
     let t0 = Instant::now();
     s.flush().await.unwrap();
-    assert!(t0.elapsed() < Duration::from_millis(250), "flush does not wait");
+    assert!(
+        t0.elapsed() < Duration::from_millis(250),
+        "flush does not wait"
+    );
     assert_eq!(count(&path, "SELECT count(*) FROM history"), 13);
     s.close().await.unwrap();
 }
@@ -212,9 +269,14 @@ async fn a_new_database_gets_small_pages_and_an_existing_one_keeps_its_own() {
         c.execute_batch("CREATE TABLE before_us (x)").unwrap();
     }
     let s = Store::open(&old, &StoreConfig::default()).unwrap();
-    s.submit(Write::Reading(reading("k-temp", Kind::Temperature, 20.0, 1)))
-        .await
-        .unwrap();
+    s.submit(Write::Reading(reading(
+        "k-temp",
+        Kind::Temperature,
+        20.0,
+        1,
+    )))
+    .await
+    .unwrap();
     s.close().await.unwrap();
     assert_eq!(count(&old, "PRAGMA page_size"), 4096);
     assert_eq!(count(&old, "SELECT count(*) FROM history"), 1);

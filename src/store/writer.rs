@@ -85,10 +85,19 @@ impl Writer {
         let conn = schema::open_writer(path, cfg.busy_timeout.0, cfg.startup_check)?;
         let reserve_bytes = cfg.disk_reserve_kb.saturating_mul(1024);
         // Keep the WAL within half the reserve, so a checkpoint always fits
-        // in the space the reserve gives back.
-        let wal_pages = i64::try_from((reserve_bytes / 2 / 4096).max(16)).unwrap_or(1000);
+        // in the space the reserve gives back (in pages of this file's size:
+        // new files have small pages, see `schema::PAGE_SIZE`).
+        let page: i64 = conn
+            .pragma_query_value(None, "page_size", |r| r.get(0))
+            .map_err(|e| schema::classify(path, e))?;
+        let page = u64::try_from(page).unwrap_or(4096).max(512);
+        let wal_pages = i64::try_from((reserve_bytes / 2 / page).max(16)).unwrap_or(1000);
         conn.pragma_update(None, "wal_autocheckpoint", wal_pages)
-            .and_then(|()| conn.pragma_update(None, "journal_size_limit", wal_pages * 4096))
+            .and_then(|()| conn.pragma_update(None, "journal_size_limit", wal_pages * page as i64))
+            // The same page cache in bytes whatever the page size (4 MiB:
+            // a burst's b-tree pages stay in memory instead of being read
+            // back from the OS cache).
+            .and_then(|()| conn.pragma_update(None, "cache_size", -4096))
             .map_err(|e| schema::classify(path, e))?;
         let outbox = Outbox::load(&conn, cap_bytes).map_err(|e| schema::classify(path, e))?;
         let stats = Arc::new(Mutex::new(StoreStats::default()));
@@ -492,9 +501,8 @@ impl Writer {
                 return true;
             }
             let room = batch_max - msgs.len();
-            let got = rt.block_on(async {
-                tokio::time::timeout(left, rx.recv_many(msgs, room)).await
-            });
+            let got =
+                rt.block_on(async { tokio::time::timeout(left, rx.recv_many(msgs, room)).await });
             match got {
                 Ok(0) => return false, // every handle gone: commit now
                 Ok(_) => {}

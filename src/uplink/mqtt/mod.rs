@@ -421,7 +421,9 @@ impl<'a> Session<'a> {
                     break; // nothing committed past what we sent
                 }
                 let free = limit.saturating_sub(self.window_used);
-                let chunk = REFILL.min(limit).min(usize::try_from(waiting).unwrap_or(usize::MAX));
+                let chunk = REFILL
+                    .min(limit)
+                    .min(usize::try_from(waiting).unwrap_or(usize::MAX));
                 if free == 0 || (class != Class::Alert && free < chunk) {
                     return Ok(()); // still dirty: refill when acks come back
                 }
