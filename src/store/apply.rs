@@ -8,7 +8,6 @@ use std::time::Instant;
 
 use rusqlite::{Connection, params};
 
-use super::delivery;
 use super::outbox::{self, Outbox};
 use super::touches::Touches;
 use super::writer::Op;
@@ -56,19 +55,8 @@ pub(super) fn apply(
                 })?;
                 added = true;
             }
-            Op::Ack(list) => {
-                for (class, seq) in list {
-                    ob.ack(conn, *class, *seq)?;
-                }
-            }
-            Op::Delivered(via, list, now) => {
-                for (class, seq) in list {
-                    let row = ob.ack_row(conn, *class, *seq)?;
-                    if let (Class::Alert, Some((id, at))) = (class, row) {
-                        delivery::record(conn, *seq, &id, *via, at, *now)?;
-                    }
-                }
-            }
+            Op::Ack(list) => ob.ack_rows(conn, list, None)?,
+            Op::Delivered(via, list, now) => ob.ack_rows(conn, list, Some((*via, *now)))?,
             Op::Device(d) => {
                 touches.write(conn)?;
                 touches.clear();

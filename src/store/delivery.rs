@@ -21,6 +21,12 @@
 //! recorded delivery since the database was created; the table keeps only
 //! the newest [`KEEP`] rows.
 //!
+//! Cost per acknowledged alert: one `INSERT` here. The counters and the
+//! latest record are kept in memory ([`Tally`], part of the writer's outbox
+//! mirror, so a rolled-back batch leaves them as they were); the counters
+//! are written and old records pruned once per transaction (`Tally::save`),
+//! not once per row.
+//!
 //! A crash between the far end's acknowledgement and this commit loses only
 //! the record of the ack: the row is still in the outbox and is sent again
 //! (possibly over the other path); receivers de-duplicate by `id`/`seq`.
@@ -53,24 +59,84 @@ pub(crate) const MIGRATION_V2: &str = r#"
     );
 "#;
 
-/// Records the first delivery of alert `seq` (inside the caller's transaction).
-pub(crate) fn record(
-    conn: &Connection,
-    seq: u64,
-    id: &str,
-    via: Via,
-    queued_at: Time,
-    now: Time,
-) -> rusqlite::Result<()> {
-    let seq = i64::try_from(seq).unwrap_or(i64::MAX);
-    conn.prepare_cached(
-        "INSERT OR IGNORE INTO alert_delivery (seq, id, via, queued_at, delivered_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![seq, id, via.as_str(), queued_at.as_millis(), now.as_millis()])?;
-    conn.prepare_cached("DELETE FROM alert_delivery WHERE seq <= ?1")?
-        .execute([seq - KEEP])?;
-    let n = get_counter(conn, counter(via))?;
-    set_counter(conn, counter(via), n + 1)
+/// Delivery counters and the latest record, mirrored in memory by the
+/// writer; [`Tally::save`] persists them inside the batch's transaction.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Tally {
+    pub stats: DeliveredStats,
+    /// Highest alert seq recorded since the last save (prune from there).
+    recorded_max: Option<u64>,
+    /// Counters changed since the last save.
+    dirty: bool,
+}
+
+impl Tally {
+    /// Reads the counters and the latest record (once, at open).
+    pub fn load(conn: &Connection) -> rusqlite::Result<Tally> {
+        Ok(Tally {
+            stats: stats(conn)?,
+            recorded_max: None,
+            dirty: false,
+        })
+    }
+
+    /// Records the first delivery of alert `seq` (inside the caller's
+    /// transaction): one row; counters and pruning wait for [`Tally::save`].
+    pub fn record(
+        &mut self,
+        conn: &Connection,
+        seq: u64,
+        id: String,
+        via: Via,
+        queued_at: Time,
+        now: Time,
+    ) -> rusqlite::Result<()> {
+        let seq_i = i64::try_from(seq).unwrap_or(i64::MAX);
+        let n = conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO alert_delivery (seq, id, via, queued_at, delivered_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![seq_i, id, via.as_str(), queued_at.as_millis(), now.as_millis()])?;
+        if n == 0 {
+            return Ok(());
+        }
+        match via {
+            Via::Mqtt => self.stats.mqtt += 1,
+            Via::Lorawan => self.stats.lorawan += 1,
+        }
+        self.dirty = true;
+        self.recorded_max = Some(self.recorded_max.map_or(seq, |m| m.max(seq)));
+        // The newest record by (delivered_at, seq), as `recent` orders them.
+        let newer = self
+            .stats
+            .last
+            .as_ref()
+            .is_none_or(|l| (now, seq) >= (l.delivered_at, l.seq));
+        if newer {
+            self.stats.last = Some(AlertDelivery {
+                seq,
+                id,
+                via,
+                queued_at,
+                delivered_at: now,
+            });
+        }
+        Ok(())
+    }
+
+    /// Writes changed counters and prunes records older than the newest
+    /// [`KEEP`] (inside the batch's transaction).
+    pub fn save(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+        if let Some(max) = self.recorded_max.take() {
+            conn.prepare_cached("DELETE FROM alert_delivery WHERE seq <= ?1")?
+                .execute([i64::try_from(max).unwrap_or(i64::MAX) - KEEP])?;
+        }
+        if std::mem::take(&mut self.dirty) {
+            set_counter(conn, counter(Via::Mqtt), self.stats.mqtt)?;
+            set_counter(conn, counter(Via::Lorawan), self.stats.lorawan)?;
+        }
+        Ok(())
+    }
 }
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<AlertDelivery>> {

@@ -69,6 +69,8 @@ mod model_test;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_wear;
+#[cfg(test)]
 mod tests_write_path;
 
 use std::path::{Path, PathBuf};
@@ -433,6 +435,17 @@ impl Store {
     /// Rows queued in one class (as of the last commit).
     pub fn outbox_len(&self, class: Class) -> u64 {
         self.stats().class(class).rows
+    }
+
+    /// The highest committed seq of each class, indexed by the class code
+    /// (0: none yet). Cheap (no clone of the stats): the uplinks ask it
+    /// before each fetch to skip classes with nothing new.
+    pub fn outbox_heads(&self) -> [u64; 3] {
+        let head = |s: &StoreStats| Class::ALL.map(|c| s.class(c).next_seq.saturating_sub(1));
+        match self.inner.stats.lock() {
+            Ok(s) => head(&s),
+            Err(p) => head(&p.into_inner()),
+        }
     }
 
     /// Flushes, stops the writer and reader threads and joins them.

@@ -56,6 +56,15 @@
 //! 6. Enforcement is per write, not per batch, so the outcome of a sequence of
 //!    writes does not depend on how group commit happened to batch them.
 //!
+//! ## Cost per row
+//!
+//! A batch's bookkeeping is written once per transaction and only where it
+//! changed (`Outbox::save` compares with what it last wrote: an ack-only
+//! batch leaves `seq` alone, a registry-only batch writes nothing here);
+//! the oldest row of a class is looked up again only after rows of it were
+//! deleted; acknowledgements delete contiguous runs of seqs with one
+//! statement each (`Outbox::ack_rows`).
+//!
 //! ## Payloads
 //!
 //! Built once at enqueue, keys in this order:
@@ -67,6 +76,7 @@
 use rusqlite::{Connection, params};
 use serde::Serialize;
 
+use super::delivery::{Tally, Via};
 use crate::model::{Alert, Class, DeviceId, Kind, Reading, Time};
 
 /// Bookkeeping of one class, mirrored from the table.
@@ -89,6 +99,21 @@ pub(crate) struct Outbox {
     pub cap_bytes: u64,
     /// Set while only alerts keep the outbox over its cap (warned once).
     pub alerts_over_cap: bool,
+    /// Alert deliveries per path and the latest one (see `delivery`).
+    pub delivery: Tally,
+    /// What the last [`Outbox::save`] wrote (`None`: nothing yet).
+    saved: Option<Saved>,
+    /// Classes whose rows were deleted since the last save: their oldest
+    /// row must be looked up again.
+    stale_oldest: [bool; 3],
+}
+
+/// The persisted part of the mirror, to write only what changed.
+#[derive(Clone, Debug, PartialEq)]
+struct Saved {
+    next_seq: [u64; 3],
+    counters: [(u64, u64, u64); 3],
+    superseded: u64,
 }
 
 fn idx(class: Class) -> usize {
@@ -111,6 +136,15 @@ fn counter_name(class: Class) -> &'static str {
     }
 }
 
+/// The persisted `rows.<class>` and `bytes.<class>` counter names.
+fn size_names(class: Class) -> (&'static str, &'static str) {
+    match class {
+        Class::Alert => ("rows.alert", "bytes.alert"),
+        Class::Status => ("rows.status", "bytes.status"),
+        Class::Telemetry => ("rows.telemetry", "bytes.telemetry"),
+    }
+}
+
 impl Outbox {
     /// Rebuilds the mirror from the tables (row counts and bytes are recomputed).
     pub fn load(conn: &Connection, cap_bytes: u64) -> rusqlite::Result<Outbox> {
@@ -119,6 +153,9 @@ impl Outbox {
             superseded: 0,
             cap_bytes,
             alerts_over_cap: false,
+            delivery: Tally::load(conn)?,
+            saved: None,
+            stale_oldest: [true; 3],
         };
         for c in Class::ALL {
             let st = &mut ob.classes[idx(c)];
@@ -194,6 +231,9 @@ impl Outbox {
         st.next_seq = seq + 1;
         st.rows += 1;
         st.bytes += payload.len() as u64;
+        if st.oldest.is_none() {
+            st.oldest = Some((seq, at));
+        }
         if class == Class::Status {
             let mut stmt = conn.prepare_cached(
                 "DELETE FROM outbox WHERE class = ?1 AND seq < ?2 RETURNING length(payload)",
@@ -208,6 +248,7 @@ impl Outbox {
                 st.rows -= 1;
                 st.bytes = st.bytes.saturating_sub(len);
                 self.superseded += 1;
+                self.stale_oldest[idx(Class::Status)] = true;
             }
         }
         self.enforce_cap(conn)?;
@@ -267,62 +308,135 @@ impl Outbox {
             st.evicted += 1;
             count += 1;
         }
+        if count > 0 {
+            self.stale_oldest[idx(class)] = true;
+        }
         Ok(count)
     }
 
-    /// Deletes one acknowledged row; absent rows are ignored.
-    pub fn ack(&mut self, conn: &Connection, class: Class, seq: u64) -> rusqlite::Result<()> {
-        self.ack_row(conn, class, seq).map(|_| ())
+    /// Deletes acknowledged rows (absent ones are ignored), one statement
+    /// per contiguous run of seqs. With `via`, each alert row still present
+    /// is recorded as delivered over that path at `now` (see `delivery`).
+    pub fn ack_rows(
+        &mut self,
+        conn: &Connection,
+        rows: &[(Class, u64)],
+        via: Option<(Via, Time)>,
+    ) -> rusqlite::Result<()> {
+        let mut sorted = rows.to_vec();
+        sorted.sort_unstable_by_key(|&(c, seq)| (c as u8, seq));
+        sorted.dedup();
+        let mut i = 0;
+        while i < sorted.len() {
+            let (class, first) = sorted[i];
+            let mut last = first;
+            while let Some(&(c, s)) = sorted.get(i + 1) {
+                if c != class || s != last + 1 {
+                    break;
+                }
+                last = s;
+                i += 1;
+            }
+            i += 1;
+            self.delete_run(conn, class, first, last, via)?;
+        }
+        Ok(())
     }
 
-    /// As [`Outbox::ack`], returning `(id, enqueue time)` of the row when it
-    /// was still there (so the caller can record who delivered it first).
-    pub fn ack_row(
+    fn delete_run(
         &mut self,
         conn: &Connection,
         class: Class,
-        seq: u64,
-    ) -> rusqlite::Result<Option<(String, Time)>> {
+        first: u64,
+        last: u64,
+        via: Option<(Via, Time)>,
+    ) -> rusqlite::Result<()> {
         let mut stmt = conn.prepare_cached(
-            "DELETE FROM outbox WHERE class = ?1 AND seq = ?2 RETURNING length(payload), id, at",
+            "DELETE FROM outbox WHERE class = ?1 AND seq BETWEEN ?2 AND ?3 RETURNING seq, length(payload), id, at",
         )?;
-        let gone = stmt.query_map(params![i64::from(class as u8), to_i64(seq)], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        })?;
-        let mut found = None;
+        let gone = stmt.query_map(
+            params![i64::from(class as u8), to_i64(first), to_i64(last)],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            },
+        )?;
         for row in gone {
-            let (len, id, at) = row?;
+            let (seq, len, id, at) = row?;
             let st = &mut self.classes[idx(class)];
             st.rows = st.rows.saturating_sub(1);
             st.bytes = st.bytes.saturating_sub(to_u64(len));
-            found = Some((id, Time::from_millis(at)));
+            self.stale_oldest[idx(class)] = true;
+            if let (Class::Alert, Some((via, now))) = (class, via) {
+                self.delivery
+                    .record(conn, to_u64(seq), id, via, Time::from_millis(at), now)?;
+            }
         }
-        Ok(found)
+        Ok(())
     }
 
-    /// Persists next seqs and counters (inside the batch's transaction) and
-    /// refreshes the oldest row per class.
+    /// Persists next seqs and counters that changed since the last save
+    /// (inside the batch's transaction) and refreshes the oldest row of the
+    /// classes that lost rows.
     pub fn save(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+        let now = self.snapshot();
+        let before = self.saved.clone();
         for c in Class::ALL {
-            let st = &self.classes[idx(c)];
-            conn.prepare_cached(
-                "INSERT INTO seq (class, next) VALUES (?1, ?2) ON CONFLICT(class) DO UPDATE SET next = excluded.next",
-            )?
-            .execute(params![i64::from(c as u8), to_i64(st.next_seq)])?;
-            set_counter(conn, counter_name(c), st.evicted)?;
-            set_counter(conn, &format!("rows.{c}"), st.rows)?;
-            set_counter(conn, &format!("bytes.{c}"), st.bytes)?;
+            let i = idx(c);
+            let st = &self.classes[i];
+            if before.as_ref().is_none_or(|b| b.next_seq[i] != st.next_seq) {
+                conn.prepare_cached(
+                    "INSERT INTO seq (class, next) VALUES (?1, ?2) ON CONFLICT(class) DO UPDATE SET next = excluded.next",
+                )?
+                .execute(params![i64::from(c as u8), to_i64(st.next_seq)])?;
+            }
+            let old = before.as_ref().map(|b| b.counters[i]);
+            let (rows, bytes) = size_names(c);
+            if old.is_none_or(|o| o.0 != st.evicted) {
+                set_counter(conn, counter_name(c), st.evicted)?;
+            }
+            if old.is_none_or(|o| o.1 != st.rows) {
+                set_counter(conn, rows, st.rows)?;
+            }
+            if old.is_none_or(|o| o.2 != st.bytes) {
+                set_counter(conn, bytes, st.bytes)?;
+            }
         }
-        set_counter(conn, "superseded", self.superseded)?;
+        if before
+            .as_ref()
+            .is_none_or(|b| b.superseded != self.superseded)
+        {
+            set_counter(conn, "superseded", self.superseded)?;
+        }
+        self.delivery.save(conn)?;
+        self.saved = Some(now);
         self.refresh_oldest(conn)
+    }
+
+    fn snapshot(&self) -> Saved {
+        Saved {
+            next_seq: self.classes.each_ref().map(|c| c.next_seq),
+            counters: self
+                .classes
+                .each_ref()
+                .map(|c| (c.evicted, c.rows, c.bytes)),
+            superseded: self.superseded,
+        }
     }
 
     fn refresh_oldest(&mut self, conn: &Connection) -> rusqlite::Result<()> {
         for c in Class::ALL {
+            if !std::mem::take(&mut self.stale_oldest[idx(c)]) {
+                continue;
+            }
+            if self.classes[idx(c)].rows == 0 {
+                self.classes[idx(c)].oldest = None;
+                continue;
+            }
             let oldest = conn
                 .prepare_cached("SELECT seq, at FROM outbox WHERE class = ?1 ORDER BY seq LIMIT 1")?
                 .query_row([i64::from(c as u8)], |r| {

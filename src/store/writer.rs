@@ -125,11 +125,20 @@ impl Writer {
     pub fn open(path: &Path, cfg: &StoreConfig, cap_bytes: u64) -> Result<Opened, StoreError> {
         let conn = schema::open_writer(path, cfg.busy_timeout.0, cfg.startup_check)?;
         // The reserve fits the disk (see `reserve`); keep the WAL within
-        // half of it, so a checkpoint always fits in the space it gives back.
+        // half of it, so a checkpoint always fits in the space it gives back
+        // (in pages of this file's size, see `schema::PAGE_SIZE`).
         let reserve = Reserve::new(path, cfg.disk_reserve_kb.saturating_mul(1024));
-        let wal_pages = i64::try_from((reserve.bytes() / 2 / 4096).max(16)).unwrap_or(1000);
+        let page: i64 = conn
+            .pragma_query_value(None, "page_size", |r| r.get(0))
+            .map_err(|e| schema::classify(path, e))?;
+        let page = u64::try_from(page).unwrap_or(4096).max(512);
+        let wal_pages = i64::try_from((reserve.bytes() / 2 / page).max(16)).unwrap_or(1000);
         conn.pragma_update(None, "wal_autocheckpoint", wal_pages)
-            .and_then(|()| conn.pragma_update(None, "journal_size_limit", wal_pages * 4096))
+            .and_then(|()| conn.pragma_update(None, "journal_size_limit", wal_pages * page as i64))
+            // The same page cache in bytes whatever the page size (4 MiB:
+            // a burst's b-tree pages stay in memory instead of being read
+            // back from the OS cache).
+            .and_then(|()| conn.pragma_update(None, "cache_size", -4096))
             .map_err(|e| schema::classify(path, e))?;
         let outbox = Outbox::load(&conn, cap_bytes).map_err(|e| schema::classify(path, e))?;
         let stats = Arc::new(Mutex::new(StoreStats::default()));
@@ -156,7 +165,7 @@ impl Writer {
             held: Held::default(),
             closing: Arc::default(),
             last_checkpoint: Instant::now(),
-            wal_limit: u64::try_from(wal_pages).unwrap_or(0) * 4096,
+            wal_limit: u64::try_from(wal_pages).unwrap_or(0) * page,
             touches_retry: Instant::now(),
         };
         let _ = w.reserve.ensure();
@@ -224,6 +233,9 @@ impl Writer {
         let mut disconnected = false;
         let mut failures: u32 = 0;
         loop {
+            // The batch waited out `commit_delay`: its `last_seen` facts go
+            // in the same commit, not in one of their own a second later.
+            let mut deferred = false;
             if ops.is_empty() && flushes.is_empty() && acks.is_empty() && close.is_none() {
                 if disconnected {
                     self.write_touches();
@@ -252,7 +264,7 @@ impl Writer {
                         continue;
                     }
                 }
-                self.gather(&rt, &mut rx, &mut msgs, batch_max);
+                deferred = self.gather(&rt, &mut rx, &mut msgs, batch_max);
             }
             // Drain more without blocking (`is_empty` is false, so
             // `recv_many` returns at once); while a batch is failing, take
@@ -286,7 +298,7 @@ impl Writer {
                 return;
             }
             // Whoever waits for a flush or close must see `last_seen` too.
-            let force = !flushes.is_empty() || close.is_some() || disconnected;
+            let force = !flushes.is_empty() || close.is_some() || disconnected || deferred;
             match self.commit(&ops, force) {
                 Ok(()) => {
                     failures = 0;
@@ -500,16 +512,20 @@ impl Writer {
     /// transaction and one fsync cover more of them when the hub and the
     /// writer share a CPU. Anything but a reading (an alert, a flush) ends
     /// the wait at the next poll; an idle writer (a home's sporadic
-    /// readings, a panic press) never waits.
+    /// readings, a panic press) never waits. With `commit_delay` set,
+    /// [`Writer::defer`] waits instead. Returns whether the delay ran out.
     fn gather(
         &self,
         rt: &tokio::runtime::Runtime,
         rx: &mut mpsc::Receiver<Msg>,
         msgs: &mut Vec<Msg>,
         batch_max: usize,
-    ) {
+    ) -> bool {
+        if !self.cfg.commit_delay.0.is_zero() {
+            return self.defer(rt, rx, msgs, batch_max);
+        }
         if self.last_commit.elapsed() > BUSY {
-            return;
+            return false;
         }
         let until = Instant::now() + GATHER;
         let want = GATHER_MIN.min(batch_max);
@@ -520,6 +536,39 @@ impl Writer {
                 rt.block_on(rx.recv_many(msgs, room));
             }
         }
+        false
+    }
+
+    /// SD-card wear: while only readings, acknowledgements and saved rule
+    /// state wait (none of them an alert), keep taking more for up to
+    /// `commit_delay`, so a quiet home commits (and fsyncs WAL pages) once
+    /// per delay rather than once per reading. Anything else (an alert, a
+    /// status, a flush, a close) or [`GATHER_MIN`] waiting writes end the
+    /// wait at once. Returns whether the delay ran out.
+    fn defer(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        rx: &mut mpsc::Receiver<Msg>,
+        msgs: &mut Vec<Msg>,
+        batch_max: usize,
+    ) -> bool {
+        let until = Instant::now() + self.cfg.commit_delay.0;
+        let want = GATHER_MIN.min(batch_max);
+        while msgs.len() < want && msgs.iter().all(is_deferrable) {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            let room = batch_max - msgs.len();
+            let got =
+                rt.block_on(async { tokio::time::timeout(left, rx.recv_many(msgs, room)).await });
+            match got {
+                Ok(0) => return false, // every handle gone: commit now
+                Ok(_) => {}
+                Err(_) => return true,
+            }
+        }
+        false
     }
 
     fn retention_wait(&self) -> Duration {
@@ -561,13 +610,10 @@ impl Writer {
         }
     }
 
-    /// Delivery counters for [`StoreStats::delivered`] (read after a commit
-    /// that recorded deliveries; a failure only leaves them stale).
+    /// Delivery counters for [`StoreStats::delivered`], from the committed
+    /// outbox mirror (no query: see `delivery::Tally`).
     fn refresh_delivered(&mut self) {
-        match delivery::stats(&self.conn) {
-            Ok(d) => self.s.delivered = d,
-            Err(e) => tracing::warn!(error = %e, "reading delivery counters"),
-        }
+        self.s.delivered = self.outbox.delivery.stats.clone();
     }
 
     fn publish(&mut self) {
@@ -594,6 +640,21 @@ fn is_reading(m: &Msg) -> bool {
     matches!(
         m,
         Msg::Write(Write::Reading(_) | Write::ReadingNoTelemetry(_)) | Msg::Ack(_)
+    )
+}
+
+/// Writes whose commit may wait (`commit_delay`): nothing in them is an
+/// alert or needed by a reader at once.
+fn is_deferrable(m: &Msg) -> bool {
+    matches!(
+        m,
+        Msg::Write(
+            Write::Reading(_)
+                | Write::ReadingNoTelemetry(_)
+                | Write::Ack(_)
+                | Write::Delivered { .. }
+                | Write::Kv(..)
+        )
     )
 }
 

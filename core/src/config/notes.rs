@@ -193,6 +193,11 @@ pub(super) const KEYS: &[Key] = &[
     k("store.batch_max").above("Most writes committed together in one transaction (one fsync)."),
     k("store.queue_capacity")
         .above("Writes queued for the writer thread before producers are slowed down."),
+    k("store.commit_delay").above(
+        "How long readings may wait to be committed together (SD-card wear: a
+home writes one transaction per interval, not one per reading). Alerts
+always commit at once. \"15s\" suits a Raspberry Pi on an SD card; \"0s\": off.",
+    ),
     k("store.retention_interval").above("How often expired history is deleted (in small chunks)."),
     k("store.busy_timeout").above("How long to wait for a database lock."),
     k("store.disk_reserve_kb").above(

@@ -19,6 +19,12 @@ pub struct StoreConfig {
     pub batch_max: usize,
     /// Writes that may wait for the writer before `submit` pushes back.
     pub queue_capacity: usize,
+    /// How long readings (and acknowledgements, saved rule state) may wait
+    /// to be committed together, so a quiet home writes one transaction per
+    /// this interval instead of one per reading (SD-card wear). Alerts,
+    /// status, registry changes and flushes commit at once and take the
+    /// waiting readings along; 64 waiting writes commit at once. `0s`: off.
+    pub commit_delay: Dur,
     /// How often the writer deletes expired history (in small chunks).
     pub retention_interval: Dur,
     /// How long a connection waits for a lock before failing.
@@ -50,6 +56,7 @@ impl Default for StoreConfig {
             outbox_max_mb: 256,
             batch_max: 1024,
             queue_capacity: 8192,
+            commit_delay: Dur(std::time::Duration::ZERO),
             retention_interval: Dur::mins(10),
             busy_timeout: Dur::secs(5),
             disk_reserve_kb: 8192,
@@ -72,6 +79,9 @@ impl StoreConfig {
         }
         if self.batch_max == 0 || self.batch_max > 100_000 {
             out.push(Problem::new("batch_max", "must be between 1 and 100000"));
+        }
+        if self.commit_delay.0 > std::time::Duration::from_secs(300) {
+            out.push(Problem::new("commit_delay", "must be at most 5m"));
         }
         if self.queue_capacity == 0 || self.queue_capacity > 1_000_000 {
             out.push(Problem::new(

@@ -156,6 +156,8 @@ struct Session<'a> {
     /// The outbox may hold rows we have not published yet.
     dirty: bool,
     delivered: u64,
+    /// `<prefix>/<gateway>/<class>`, built once.
+    topics: [String; 3],
 }
 
 impl<'a> Session<'a> {
@@ -179,6 +181,7 @@ impl<'a> Session<'a> {
             acks: Vec::new(),
             dirty: true,
             delivered: 0,
+            topics: Class::ALL.map(|c| prep.topic(c.as_str())),
         }
     }
 
@@ -396,36 +399,52 @@ impl<'a> Session<'a> {
     }
 
     /// Publishes outbox rows while the window has room: alerts first.
+    /// A class whose committed head the cursor already reached is not
+    /// fetched; telemetry and status refill in chunks of at least
+    /// [`REFILL`] rows (or what is left), so a stream of acknowledgements
+    /// does not turn into one outbox query per PUBACK.
     async fn fill(&mut self, client: &AsyncClient) -> Result<(), String> {
         if !self.dirty {
             return Ok(());
         }
         let window = usize::from(self.prep.cfg.inflight);
         let reserve = (window / 4).min(16);
+        let heads = self.store.outbox_heads();
         for class in Class::ALL {
+            let i = class as usize;
             let limit = if class == Class::Alert {
                 window
             } else {
                 window - reserve
             };
             loop {
+                let waiting = heads[i].saturating_sub(self.cursor[i]);
+                if waiting == 0 {
+                    break; // nothing committed past what we sent
+                }
                 let free = limit.saturating_sub(self.window_used);
-                if free == 0 {
+                let chunk = REFILL
+                    .min(limit)
+                    .min(usize::try_from(waiting).unwrap_or(usize::MAX));
+                if free == 0 || (class != Class::Alert && free < chunk) {
                     return Ok(()); // still dirty: refill when acks come back
                 }
                 let want = free.min(512);
-                let i = class as usize;
                 let rows = self
                     .store
                     .outbox_fetch(class, self.cursor[i], want)
                     .await
                     .map_err(|e| format!("reading the outbox: {e}"))?;
                 let n = rows.len();
+                let retain = class == Class::Status;
                 for row in rows {
-                    let topic = self.prep.topic(class.as_str());
-                    let retain = class == Class::Status;
                     if client
-                        .try_publish(topic, QoS::AtLeastOnce, retain, row.payload)
+                        .try_publish(
+                            self.topics[i].clone(),
+                            QoS::AtLeastOnce,
+                            retain,
+                            row.payload,
+                        )
                         .is_err()
                     {
                         // Request channel full: the event loop catches up and
@@ -445,6 +464,9 @@ impl<'a> Session<'a> {
         Ok(())
     }
 }
+
+/// Smallest telemetry/status refill (see `Session::fill`).
+const REFILL: usize = 64;
 
 async fn pump_events(mut eventloop: EventLoop, tx: mpsc::Sender<Result<Event, ConnectionError>>) {
     loop {

@@ -1,0 +1,345 @@
+//! carebridge and Node-RED 4 side by side on the same stream (a bench
+//! binary, not criterion: whole-system figures against real peers).
+//!
+//! Each system runs alone, pinned to CPU 0 with `taskset -c 0` when that
+//! exists, with a fresh data directory, and publishes upstream at QoS 1 to
+//! one local Mosquitto, where a subscriber counts what arrives. The load
+//! generator writes raw MQTT packets (QoS 0) from the other CPU: into
+//! carebridge's device entry ([`carebridge_entry`]), and into Mosquitto
+//! (`nrin/<device>`) for Node-RED. carebridge commits every reading and
+//! alert to SQLite before publishing it; Node-RED keeps nothing.
+//!
+//! Flows (`VERSUS_FLOWS`, comma-separated; default all but `minute`):
+//! - `alert`: `VERSUS_N` (50,000) panic presses from distinct pendants as
+//!   fast as the system delivers them (at most 6,000 ahead of upstream);
+//!   one event = one raised alert at Mosquitto;
+//! - `telemetry`: `VERSUS_N` temperature readings from 200 sensors, each
+//!   one a telemetry message upstream; one event = one telemetry message;
+//! - `home`: 600 readings at 10 a second from 20 sensors, telemetry on;
+//! - `minute`: a home of 20 sensors reporting once a minute (a reading
+//!   every 3 s), sped up to a reading every 1.2 s, `VERSUS_MINUTE_N` (60)
+//!   readings: still one commit per reading, one per acknowledgement and
+//!   one per `last_seen` write, as at the real rate.
+//!
+//! Figures per flow and system: daemon CPU per event (utime+stime of the
+//! process over the run, so other load on the shared machine does not
+//! inflate it; wall-clock figures do suffer from it), events per second,
+//! RSS idle (after a warm-up reading) and peak (`VmHWM`), and bytes
+//! written per reading (`write_bytes` of `/proc/<pid>/io`; for the home
+//! flows also per year for a 20-sensor home reporting once a minute).
+//! `VERSUS_SYSTEMS=carebridge` or `nodered` runs one of them;
+//! `VERSUS_CAREBRIDGE=<binary>` measures another carebridge build (to
+//! compare before and after a change, runs interleaved);
+//! `VERSUS_STORE='commit_delay = "15s"'` adds `[store]` keys (`;` between).
+//! Node-RED is installed once with npm into a cache directory (see `nodered.rs`);
+//! where npm cannot install it the bench says so and runs carebridge alone.
+//!
+//! `cargo bench --bench versus` (needs `mosquitto`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+mod peers;
+use peers::{Kill, free_port, have, mosquitto, wait_port};
+
+#[path = "versus/nodered.rs"]
+mod nodered;
+#[path = "versus/stream.rs"]
+mod stream;
+use stream::{Feeder, Flow, Pace, Upstream, WARM};
+
+/// Readings in a year of a home with 20 sensors reporting once a minute.
+const HOME_YEAR: f64 = 20.0 * 60.0 * 24.0 * 365.0;
+
+struct Case {
+    name: &'static str,
+    flow: Flow,
+    n: u64,
+    pace: Pace,
+}
+
+impl Case {
+    fn telemetry(&self) -> bool {
+        matches!(self.flow, Flow::Telemetry { .. })
+    }
+    fn home(&self) -> bool {
+        matches!(self.pace, Pace::Every(_))
+    }
+}
+
+/// A system under test, started and ready for readings.
+struct Sut {
+    pid: u32,
+    _child: Kill,
+    /// Where the generator connects, and the topic prefix of a reading.
+    entry: (u16, String),
+    /// The topic prefix it publishes under at Mosquitto.
+    upstream: &'static str,
+}
+
+/// How readings enter carebridge: today the embedded broker's device
+/// listener (`[local_broker]`, `carebridge/in/<device>`). The one place to
+/// change when devices get another entry. Returns the config section and
+/// the (port, topic prefix) the generator publishes to.
+fn carebridge_entry() -> (String, (u16, String)) {
+    let port = free_port();
+    (
+        format!("[local_broker]\nlisten = \"127.0.0.1:{port}\"\n"),
+        (port, "carebridge/in/".to_string()),
+    )
+}
+
+fn start_carebridge(dir: &Path, mqtt: u16, telemetry: bool, pin: bool) -> Sut {
+    let data = dir.join("cb-data");
+    let _ = std::fs::remove_dir_all(&data);
+    let rules = dir.join("rules.toml");
+    std::fs::write(
+        &rules,
+        "[[rule]]\nid = \"panic\"\ntype = \"immediate\"\nkinds = [\"panic\", \"fall\"]\n\n\
+         [[rule]]\nid = \"cold\"\ntype = \"threshold\"\nkind = \"temperature\"\nbelow = 16.0\nfor = \"30m\"\n",
+    )
+    .unwrap();
+    let (entry_cfg, entry) = carebridge_entry();
+    let config = dir.join("cb.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[gateway]\nid = \"vs\"\ndata_dir = \"{}\"\n{entry_cfg}\
+             [uplink.mqtt]\nurl = \"mqtt://127.0.0.1:{mqtt}\"\ntopic_prefix = \"cb\"\ntelemetry = {telemetry}\n\
+             [rules]\nfile = \"{}\"\n[store]\noutbox_max_mb = 4096\n{}\n",
+            data.display(),
+            rules.display(),
+            std::env::var("VERSUS_STORE").unwrap_or_default().replace(';', "\n")
+        ),
+    )
+    .unwrap();
+    // `VERSUS_CAREBRIDGE=<binary>` runs another build (before/after).
+    let exe = std::env::var("VERSUS_CAREBRIDGE")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_carebridge").to_string());
+    let mut cmd = pinned(&exe, pin);
+    let child = cmd
+        .args(["run", "--config"])
+        .arg(&config)
+        .env(
+            "RUST_LOG",
+            std::env::var("VERSUS_LOG").unwrap_or("warn".into()),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let child = Kill(child);
+    wait_port(entry.0);
+    Sut {
+        pid,
+        _child: child,
+        entry,
+        upstream: "cb",
+    }
+}
+
+fn start_nodered(red: &Path, dir: &Path, mqtt: u16, telemetry: bool, pin: bool) -> Sut {
+    let _ = std::fs::remove_dir_all(dir.join("nr"));
+    let child: Child = nodered::start(red, dir, mqtt, "nr", telemetry, pin);
+    Sut {
+        pid: child.id(),
+        _child: Kill(child),
+        entry: (mqtt, "nrin/".to_string()),
+        upstream: "nr",
+    }
+}
+
+fn pinned(exe: &str, pin: bool) -> Command {
+    if pin {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "0", exe]);
+        c
+    } else {
+        Command::new(exe)
+    }
+}
+
+/// utime+stime by thread name (carebridge's split: where the time goes).
+fn cpu_by_thread(pid: u32) -> BTreeMap<String, f64> {
+    let mut m = BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return m;
+    };
+    for t in dir.flatten() {
+        let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let f: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        let tick = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        *m.entry(stat[open + 1..close].to_string()).or_insert(0.0) +=
+            (tick(11) + tick(12)) as f64 / 100.0;
+    }
+    m
+}
+
+fn run(case: &Case, name: &str, sut: &Sut, mqtt: u16) {
+    let up = Upstream::subscribe(mqtt, sut.upstream);
+    let mut feeder = Feeder::connect(sut.entry.0, &sut.entry.1, &format!("vs-gen-{name}"));
+    // Warm-up: one reading from a device of its own, repeated until it
+    // arrives upstream (Node-RED subscribes some time after it starts).
+    let warm = match case.flow {
+        Flow::Alert => "{\"kind\":\"panic\",\"value\":true}",
+        Flow::Telemetry { .. } => "{\"kind\":\"temperature\",\"value\":20.0}",
+    };
+    let ready = stream::wait_until(Duration::from_secs(60), || {
+        if up.warm.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+            return true;
+        }
+        feeder.send(WARM, warm);
+        std::thread::sleep(Duration::from_millis(300));
+        false
+    });
+    if !ready {
+        eprintln!("versus: {name} never published the warm-up reading; skipped");
+        return;
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let pid = sut.pid;
+    let rss_idle = stream::status_kb(pid, "VmRSS:");
+    let (cpu0, wb0, threads0) = (
+        stream::cpu_s(pid),
+        stream::write_bytes(pid),
+        cpu_by_thread(pid),
+    );
+    let t0 = Instant::now();
+    let events = || up.events(case.flow);
+    feeder.feed(case.flow, case.n, case.pace, &events);
+    let all = stream::wait_until(Duration::from_secs(600), || events() >= case.n);
+    let wall = t0.elapsed().as_secs_f64();
+    if case.home() {
+        // The acknowledgements' commits and `last_seen` belong to the run.
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    let (cpu1, wb1, threads1) = (
+        stream::cpu_s(pid),
+        stream::write_bytes(pid),
+        cpu_by_thread(pid),
+    );
+    let got = events();
+    let cpu = cpu1 - cpu0;
+    let per_reading = (wb1 - wb0) as f64 / case.n as f64;
+    let mut line = format!(
+        "{:<9} {:<10} {got}/{} events{}; {:.0} events/s; CPU {:.2} s = {:.1} µs/event; RSS idle {:.1} MB, peak {:.1} MB; written {:.0} B/reading",
+        case.name,
+        name,
+        case.n,
+        if all { "" } else { " (INCOMPLETE)" },
+        got as f64 / wall,
+        cpu,
+        cpu * 1e6 / got.max(1) as f64,
+        rss_idle as f64 / 1024.0,
+        stream::status_kb(pid, "VmHWM:") as f64 / 1024.0,
+        per_reading,
+    );
+    if case.home() {
+        line.push_str(&format!(
+            " = {:.2} GB/year for 20 sensors once a minute",
+            per_reading * HOME_YEAR / 1e9
+        ));
+    }
+    println!("{line}");
+    if name == "carebridge" {
+        let mut split: Vec<(String, f64)> = threads1
+            .iter()
+            .map(|(k, v)| (k.clone(), v - threads0.get(k).copied().unwrap_or(0.0)))
+            .filter(|(_, v)| *v > 0.0)
+            .collect();
+        split.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let parts: Vec<String> = split
+            .iter()
+            .map(|(k, v)| format!("{k} {:.0}%", 100.0 * v / cpu.max(1e-9)))
+            .collect();
+        println!("{:<20} CPU by thread: {}", "", parts.join(", "));
+    }
+}
+
+fn main() {
+    if !peers::should_run("versus") {
+        return;
+    }
+    let env = |k: &str, d: u64| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let n = env("VERSUS_N", 50_000);
+    let cases = [
+        Case {
+            name: "alert",
+            flow: Flow::Alert,
+            n,
+            pace: Pace::Burst { window: 6_000 },
+        },
+        Case {
+            name: "telemetry",
+            flow: Flow::Telemetry { sensors: 200 },
+            n,
+            pace: Pace::Burst { window: 6_000 },
+        },
+        Case {
+            name: "home",
+            flow: Flow::Telemetry { sensors: 20 },
+            n: 600,
+            pace: Pace::Every(Duration::from_millis(100)),
+        },
+        Case {
+            name: "minute",
+            flow: Flow::Telemetry { sensors: 20 },
+            n: env("VERSUS_MINUTE_N", 60),
+            pace: Pace::Every(Duration::from_millis(1200)),
+        },
+    ];
+    let flows = std::env::var("VERSUS_FLOWS").unwrap_or("alert,telemetry,home".into());
+    let systems = std::env::var("VERSUS_SYSTEMS").unwrap_or("carebridge,nodered".into());
+    let pin = have("taskset", "-V");
+    if !pin {
+        eprintln!("versus: taskset not found; the systems are not pinned to one CPU");
+    }
+    let red = if systems.contains("nodered") {
+        match nodered::install() {
+            Ok(r) => Some(r),
+            Err(why) => {
+                eprintln!("versus: Node-RED skipped: {why}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let dir = tempfile::tempdir_in(std::env::var("VERSUS_DIR").unwrap_or("/var/tmp".into()))
+        .unwrap_or_else(|_| tempfile::tempdir().unwrap());
+    let (_m, mqtt) = mosquitto(dir.path());
+    println!(
+        "versus: pinned {pin}, load average {}",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
+    for case in cases
+        .iter()
+        .filter(|c| flows.split(',').any(|f| f == c.name))
+    {
+        if systems.contains("carebridge") {
+            let sut = start_carebridge(dir.path(), mqtt, case.telemetry(), pin);
+            run(case, "carebridge", &sut, mqtt);
+        }
+        if let Some(red) = &red {
+            let sut = start_nodered(red, dir.path(), mqtt, case.telemetry(), pin);
+            run(case, "node-red", &sut, mqtt);
+        }
+    }
+}

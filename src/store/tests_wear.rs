@@ -1,0 +1,284 @@
+//! Tests of the per-row cost and SD-card wear cutters: acknowledgements
+//! deleted by runs, delivery counters kept in memory, bookkeeping written
+//! only when it changed, `commit_delay`, and the page size of a new file.
+
+use std::time::{Duration, Instant};
+
+use super::tests::{alert, db, reading};
+use super::*;
+use crate::model::Kind;
+
+fn count(path: &Path, sql: &str) -> i64 {
+    let c = rusqlite::Connection::open(path).unwrap();
+    c.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+#[tokio::test]
+async fn acknowledgements_out_of_order_with_gaps_and_repeats_delete_exactly_the_named_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir);
+    let s = Store::open(&path, &StoreConfig::default()).unwrap();
+    for i in 0..12 {
+        s.submit(Write::Alert(alert("panic", i))).await.unwrap();
+        s.submit(Write::Reading(reading(
+            "k-temp",
+            Kind::Temperature,
+            20.0,
+            i,
+        )))
+        .await
+        .unwrap();
+    }
+    s.flush().await.unwrap();
+    let acked_alerts = [7u64, 1, 2, 3, 9, 2, 10, 11];
+    let mut rows: Vec<(Class, u64)> = acked_alerts.iter().map(|&q| (Class::Alert, q)).collect();
+    rows.extend([
+        (Class::Telemetry, 5),
+        (Class::Telemetry, 4),
+        (Class::Telemetry, 99),
+    ]);
+    s.submit(Write::Delivered {
+        via: Via::Mqtt,
+        rows,
+    })
+    .await
+    .unwrap();
+    s.flush().await.unwrap();
+
+    let left = |class: Class| {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        let mut st = c
+            .prepare("SELECT seq FROM outbox WHERE class = ?1 ORDER BY seq")
+            .unwrap();
+        st.query_map([class as u8], |r| r.get::<_, i64>(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(left(Class::Alert), vec![4, 5, 6, 8, 12]);
+    assert_eq!(
+        left(Class::Telemetry),
+        vec![1, 2, 3, 6, 7, 8, 9, 10, 11, 12]
+    );
+    let st = s.stats();
+    assert_eq!((st.alert.rows, st.telemetry.rows), (5, 10));
+    assert!(st.alert.oldest_at.is_some());
+    assert_eq!(st.delivered.mqtt, 7, "each alert row counted once");
+    assert_eq!(st.delivered.last.as_ref().map(|l| l.seq), Some(11));
+    assert_eq!(count(&path, "SELECT count(*) FROM alert_delivery"), 7);
+    s.close().await.unwrap();
+
+    // What was kept in memory is what a restart reads back.
+    let s = Store::open(&path, &StoreConfig::default()).unwrap();
+    let again = s.stats();
+    assert_eq!(again.delivered, st.delivered);
+    assert_eq!((again.alert.rows, again.telemetry.rows), (5, 10));
+    assert_eq!(again.alert.oldest_at, st.alert.oldest_at);
+    s.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn delivery_records_are_pruned_to_the_newest_keep_within_one_big_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir);
+    let cfg = StoreConfig {
+        batch_max: 100_000,
+        ..StoreConfig::default()
+    };
+    let s = Store::open(&path, &cfg).unwrap();
+    let n = delivery::KEEP as u64 + 250;
+    for i in 0..n {
+        s.submit(Write::Alert(alert("panic", i as i64)))
+            .await
+            .unwrap();
+    }
+    s.flush().await.unwrap();
+    let rows = (1..=n).map(|q| (Class::Alert, q)).collect();
+    s.submit(Write::Delivered {
+        via: Via::Lorawan,
+        rows,
+    })
+    .await
+    .unwrap();
+    s.flush().await.unwrap();
+    assert_eq!(s.stats().delivered.lorawan, n);
+    assert_eq!(s.stats().alert.rows, 0);
+    assert_eq!(s.stats().alert.oldest_at, None);
+    assert_eq!(
+        count(&path, "SELECT count(*) FROM alert_delivery"),
+        delivery::KEEP
+    );
+    assert_eq!(
+        count(&path, "SELECT min(seq) FROM alert_delivery"),
+        n as i64 - delivery::KEEP + 1
+    );
+    s.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_batch_that_only_acknowledges_leaves_the_seq_table_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir);
+    let s = Store::open(&path, &StoreConfig::default()).unwrap();
+    s.submit(Write::Reading(reading(
+        "k-temp",
+        Kind::Temperature,
+        20.0,
+        1,
+    )))
+    .await
+    .unwrap();
+    s.flush().await.unwrap();
+    // A trigger sees every write SQLite would put in the WAL for `seq`.
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(
+            "CREATE TABLE seq_writes (n INTEGER);
+             CREATE TRIGGER seq_w AFTER UPDATE ON seq BEGIN INSERT INTO seq_writes VALUES (1); END;
+             CREATE TRIGGER seq_i AFTER INSERT ON seq BEGIN INSERT INTO seq_writes VALUES (1); END;",
+        )
+        .unwrap();
+    }
+    s.submit(Write::Ack(vec![(Class::Telemetry, 1)]))
+        .await
+        .unwrap();
+    s.flush().await.unwrap();
+    assert_eq!(s.stats().telemetry.rows, 0);
+    assert_eq!(count(&path, "SELECT count(*) FROM seq_writes"), 0);
+    s.submit(Write::Reading(reading(
+        "k-temp",
+        Kind::Temperature,
+        20.0,
+        2,
+    )))
+    .await
+    .unwrap();
+    s.flush().await.unwrap();
+    assert_eq!(count(&path, "SELECT count(*) FROM seq_writes"), 1);
+    assert_eq!(count(&path, "SELECT next FROM seq WHERE class = 2"), 3);
+    s.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn with_a_commit_delay_readings_wait_and_an_alert_commits_them_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir);
+    let cfg = StoreConfig {
+        commit_delay: crate::config::Dur::secs(30),
+        ..StoreConfig::default()
+    };
+    let s = Store::open(&path, &cfg).unwrap();
+    let commits = s.stats().commits;
+    for i in 0..10 {
+        s.submit(Write::Reading(reading(
+            "k-temp",
+            Kind::Temperature,
+            20.0,
+            i,
+        )))
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(s.stats().commits, commits, "readings are still waiting");
+    assert_eq!(count(&path, "SELECT count(*) FROM history"), 0);
+
+    let t0 = Instant::now();
+    s.submit(Write::Alert(alert("panic", 50))).await.unwrap();
+    let mut changed = s.outbox_changed();
+    tokio::time::timeout(Duration::from_secs(5), changed.changed())
+        .await
+        .expect("the alert is committed without waiting for the delay")
+        .unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    assert_eq!(s.stats().commits, commits + 1, "one commit for all eleven");
+    assert_eq!(s.stats().alert.rows, 1);
+    assert_eq!(s.stats().telemetry.rows, 10);
+    assert_eq!(count(&path, "SELECT count(*) FROM history"), 10);
+    // `last_seen` went in the same commit as its readings' history.
+    s.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn with_a_commit_delay_a_quiet_stream_commits_once_per_delay_and_flush_ends_the_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir);
+    let cfg = StoreConfig {
+        commit_delay: crate::config::Dur::secs(1),
+        ..StoreConfig::default()
+    };
+    let s = Store::open(&path, &cfg).unwrap();
+    let commits = s.stats().commits;
+    for i in 0..12 {
+        s.submit(Write::Reading(reading(
+            "k-temp",
+            Kind::Temperature,
+            20.0,
+            i,
+        )))
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let n = s.stats().commits - commits;
+    assert!(
+        (1..=2).contains(&n),
+        "12 readings over 0.6 s in {n} commits"
+    );
+    assert_eq!(count(&path, "SELECT count(*) FROM history"), 12);
+    // The deferred commit carried `last_seen`: no commit of its own follows.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert_eq!(s.stats().commits - commits, n);
+    assert_eq!(
+        count(&path, "SELECT last_seen FROM devices WHERE id = 'k-temp'"),
+        11
+    );
+
+    s.submit(Write::Reading(reading(
+        "k-temp",
+        Kind::Temperature,
+        20.0,
+        12,
+    )))
+    .await
+    .unwrap();
+    let t0 = Instant::now();
+    s.flush().await.unwrap();
+    assert!(
+        t0.elapsed() < Duration::from_millis(900),
+        "flush does not wait for the delay"
+    );
+    assert_eq!(count(&path, "SELECT count(*) FROM history"), 13);
+    s.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_new_database_gets_the_chosen_page_size_and_an_existing_one_keeps_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir);
+    let s = Store::open(&path, &StoreConfig::default()).unwrap();
+    s.close().await.unwrap();
+    assert_eq!(count(&path, "PRAGMA page_size"), schema::PAGE_SIZE);
+
+    let old = dir.path().join("old.db");
+    {
+        let c = rusqlite::Connection::open(&old).unwrap();
+        c.pragma_update(None, "page_size", 2048).unwrap();
+        c.pragma_update(None, "journal_mode", "WAL").unwrap();
+        c.execute_batch("CREATE TABLE before_us (x)").unwrap();
+    }
+    let s = Store::open(&old, &StoreConfig::default()).unwrap();
+    s.submit(Write::Reading(reading(
+        "k-temp",
+        Kind::Temperature,
+        20.0,
+        1,
+    )))
+    .await
+    .unwrap();
+    s.close().await.unwrap();
+    assert_eq!(count(&old, "PRAGMA page_size"), 2048);
+    assert_eq!(count(&old, "SELECT count(*) FROM history"), 1);
+}
