@@ -51,6 +51,7 @@ fn alert(i: usize) -> Alert {
         message: "Panic button pressed".into(),
         value: None,
         kind: Some(Kind::Panic),
+        instance: None,
     }
 }
 

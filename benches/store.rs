@@ -79,6 +79,7 @@ fn alert_latency(store: &Store, n: usize) -> (Duration, Duration) {
             message: "Panic button pressed in the hall".into(),
             value: Some(1.0),
             kind: Some(Kind::Panic),
+            instance: None,
         };
         let t = Instant::now();
         store.submit_blocking(Write::Alert(a)).expect("submit");

@@ -106,6 +106,7 @@ fn open_alerts_are_counted_on_the_gateway_sensor() {
         message: "Panic".into(),
         value: None,
         kind: None,
+        instance: None,
     };
     m.on_live(&Live::Alert(a.clone()), &mut out);
     assert_eq!(out[0].topic, "carebridge/ha/home-1/alerts");

@@ -52,6 +52,7 @@ fn alert_for(token: u16) -> Alert {
         message: "m".into(),
         value: None,
         kind: None,
+        instance: None,
     }
 }
 

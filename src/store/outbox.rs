@@ -382,6 +382,12 @@ struct AlertDoc<'a> {
     kind: Option<Kind>,
     #[serde(skip_serializing_if = "Option::is_none")]
     value: Option<f64>,
+    /// The situation (see `model::Instance`): receivers close alerts by it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    instance: Option<&'a str>,
+    /// 1 for the first raise, 2, 3, … for escalated re-sends.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attempt: Option<u32>,
 }
 
 /// The alert document, exactly as published.
@@ -398,6 +404,8 @@ pub fn alert_payload(id: &str, seq: u64, a: &Alert) -> Result<Vec<u8>, serde_jso
         message: &a.message,
         kind: a.kind,
         value: a.value,
+        instance: a.instance.as_ref().map(|i| &*i.instance),
+        attempt: a.instance.as_ref().map(|i| i.attempt),
     })
 }
 
@@ -470,6 +478,7 @@ mod tests {
             message: "Panic button pressed".into(),
             value: None,
             kind: None,
+            instance: None,
         };
         let p = alert_payload("u-1", 7, &a).unwrap();
         assert_eq!(
@@ -482,6 +491,7 @@ mod tests {
             value: Some(1.0),
             state: AlertState::Cleared,
             ..a
+            instance: None,
         };
         let p2 = alert_payload("u-2", 8, &a2).unwrap();
         assert!(
@@ -559,6 +569,7 @@ mod tests {
                 message: message.clone(),
                 value: None,
                 kind: Some(kind),
+                instance: None,
             };
             let bytes = alert_payload("id-2", seq, &a).unwrap();
             let head: &[u8] = b"{\"id\":\"id-2\",\"seq\":";

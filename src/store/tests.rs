@@ -26,6 +26,7 @@ pub(super) fn alert(rule: &str, at_ms: i64) -> Alert {
         message: format!("{rule} fired"),
         value: Some(1.0),
         kind: Some(Kind::Panic),
+        instance: None,
     }
 }
 

@@ -134,6 +134,7 @@ mod tests {
             message: "Panic button pressed".into(),
             value: Some(1.0),
             kind: None,
+            instance: None,
         }
     }
 

@@ -191,6 +191,7 @@ pub fn panic_alert() -> Alert {
         message: "Panic button pressed in the hall".into(),
         value: Some(1.0),
         kind: Some(Kind::Panic),
+        instance: None,
     }
 }
 

@@ -270,6 +270,18 @@ impl Devices {
     }
 
     /// Records a reading's time and value; says whether it is new.
+    /// The last accepted value and time of a device's `kind`, if any.
+    pub fn last(&self, dev: u32, kind: Kind) -> Option<(i64, f64)> {
+        self.kind_entry(dev, kind)
+            .filter(|e| e.at != NEVER)
+            .map(|e| (e.at, e.value))
+    }
+
+    /// The last accepted value of a device's `kind`, if any.
+    pub fn last_value(&self, dev: u32, kind: Kind) -> Option<f64> {
+        self.last(dev, kind).map(|(_, v)| v)
+    }
+
     pub fn check_fresh(&mut self, dev: u32, kind: Kind, at: i64, value: f64) -> Freshness {
         let Some(e) = self.kind_entry_mut(dev, kind) else {
             return Freshness::New;

@@ -35,6 +35,7 @@
 mod ctx;
 mod devices;
 mod due;
+mod escalate;
 mod eval;
 mod held;
 mod kind;
@@ -148,6 +149,8 @@ pub struct Engine {
     /// sort's scratch (reused).
     batch: Vec<Entry>,
     scratch: Vec<Entry>,
+    /// Open alerts of rules that escalate (`escalate`).
+    escalations: escalate::Escalations,
 }
 
 /// Largest timer batch whose buffers `on_tick` keeps for the next tick.
@@ -188,6 +191,7 @@ impl Engine {
             dropped: 0,
             batch: Vec::new(),
             scratch: Vec::new(),
+            escalations: escalate::Escalations::default(),
         };
         e.install(set, Vec::new());
         e
@@ -237,6 +241,14 @@ impl Engine {
             if r.spec.kind != RuleType::Sequence && !r.spec.rooms.0.is_empty() {
                 for room in &r.spec.rooms.0 {
                     self.by_room.entry(room.clone()).or_default().push(i);
+                }
+                // Evidence of being back inside comes from any room.
+                if r.inside {
+                    for k in rule::EVIDENCE {
+                        if let Some(v) = self.by_kind.get_mut(usize::from(k.code())) {
+                            v.push(i);
+                        }
+                    }
                 }
                 continue;
             }
@@ -304,7 +316,7 @@ impl Engine {
                 if let Some(rule) = self.rules.get_mut(ri as usize)
                     && rule.routine.is_some()
                     && r.value >= rule.min_value
-                    && routine::learn(rule, &self.tz, r.at)
+                    && routine::learn(rule, &self.tz, r.at, true)
                 {
                     rule.started = false;
                     self.needs_start = true;
@@ -366,6 +378,7 @@ impl Engine {
                 tz: &self.tz,
                 timers: &mut self.timers,
                 out,
+                subject: rule::RULE_SUBJECT,
             };
             for (ri, rule) in self.rules.iter_mut().enumerate() {
                 if !rule.started {
@@ -382,27 +395,41 @@ impl Engine {
         self.on_tick(now, out);
         let now = self.now;
         let dev = self.devs.intern(&r.device);
+        let prev = self.devs.last_value(dev, r.kind);
         if self.devs.check_fresh(dev, r.kind, r.at.0, r.value) != Freshness::New {
             self.dropped += 1;
             return;
         }
+        let changed = eval::is_news(r.kind, prev, r.value);
         let rid = self.route(dev, r.kind);
         let route = self.route_lists.get(rid).map_or(&[][..], |v| &v[..]);
         if route.is_empty() {
             return;
         }
+        let from = out.len();
         let mut ctx = Ctx {
             devs: &self.devs,
             tz: &self.tz,
             timers: &mut self.timers,
             out,
+            subject: rule::RULE_SUBJECT,
         };
         for &ri in route.iter() {
             if let Some(rule) = self.rules.get_mut(ri as usize) {
-                eval::on_reading(rule, ri, &mut ctx, dev, r, now);
+                eval::on_reading(rule, ri, &mut ctx, dev, r, (now, changed));
             }
         }
+        self.observe(out, from);
         self.generation += 1;
+    }
+
+    /// Starts and ends escalations for the alerts emitted from `from` on.
+    fn observe(&mut self, out: &[Alert], from: usize) {
+        if let Some(new) = out.get(from..)
+            && !new.is_empty()
+        {
+            self.escalations.observe(&self.rules, new);
+        }
     }
 
     /// Time passed; timer-driven alerts are appended to `out`.
@@ -411,7 +438,23 @@ impl Engine {
         // Reused between ticks: a large batch allocates (and faults in)
         // its buffer once, not on every tick.
         let mut batch = std::mem::take(&mut self.batch);
-        while let Some(at) = self.timers.peek().filter(|&at| at.0 <= now) {
+        loop {
+            let esc = self.escalations.next().filter(|&d| d <= now);
+            let Some(at) = self.timers.peek().filter(|&at| at.0 <= now) else {
+                if esc.is_some() && self.escalations.fire(now, out) {
+                    self.generation += 1;
+                }
+                break;
+            };
+            if let Some(d) = esc
+                && d < at.0
+            {
+                if self.escalations.fire(at.0 - 1, out) {
+                    self.generation += 1;
+                }
+                continue;
+            }
+            let from = out.len();
             // Everything due at the same instant, in the restart-proof
             // order that is also memory order (see `due`).
             batch.clear();
@@ -428,6 +471,7 @@ impl Engine {
                 }
             }
             if fired {
+                self.observe(out, from);
                 self.generation += 1;
             }
         }
@@ -467,6 +511,7 @@ impl Engine {
             tz: &self.tz,
             timers: &mut self.timers,
             out,
+            subject: e.subject,
         };
         match slot.deadline {
             None => false,
@@ -483,6 +528,7 @@ impl Engine {
                     ri: e.rule,
                     subject: e.subject,
                     now,
+                    changed: false,
                 };
                 eval::on_timer(compiled, routine.as_deref_mut(), slot, at, &mut ctx);
                 true
@@ -493,7 +539,11 @@ impl Engine {
     /// When `on_tick` next needs to be called, if ever. (May be early: a
     /// wake-up that finds nothing due is harmless.)
     pub fn next_deadline(&self) -> Option<Time> {
-        self.timers.peek()
+        let esc = self.escalations.next().map(Time);
+        match (self.timers.peek(), esc) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Acknowledges the open alerts of `rule` (for one device, or all).
@@ -523,6 +573,48 @@ impl Engine {
                 s.phase = Phase::Idle;
             }
             any = true;
+        }
+        any |= self.escalations.ack(None, alert_rule, device);
+        if any {
+            self.generation += 1;
+        }
+        any
+    }
+
+    /// Acknowledges one alert by its instance id (`Alert::instance`): the
+    /// situation stays open until it clears (an immediate rule without a
+    /// clear may alert again at once), and its escalation stops. Returns
+    /// whether the instance was open.
+    pub fn ack_instance(&mut self, instance: &str, now: Time) -> bool {
+        self.now = self.now.max(now.0);
+        let mut any = self.escalations.ack(Some(instance), "", None);
+        let (Some((rule_id, rest)), Some((_, opened))) =
+            (instance.split_once('/'), instance.rsplit_once('/'))
+        else {
+            return any;
+        };
+        let subject = rest.rsplit_once('/').map_or("", |(s, _)| s);
+        let opened: i64 = opened.parse().unwrap_or(i64::MIN);
+        let devs = &self.devs;
+        if let Some(rule) = self.rules.iter_mut().find(|r| &*r.spec.id == rule_id) {
+            let per_room = rule.spec.kind == RuleType::Inactivity && rule.per == spec::Per::Room;
+            let forget =
+                matches!(rule.spec.kind, RuleType::Immediate | RuleType::Tamper) && !rule.clear;
+            for (&k, s) in rule.slots.iter_mut() {
+                let name = match k {
+                    rule::RULE_SUBJECT => Some("home"),
+                    k if per_room => devs.room_by_index(k),
+                    k => devs.get(k).map(|d| d.id.as_str()),
+                };
+                if s.phase == Phase::Raised && !s.acked && s.opened == opened && name == Some(subject)
+                {
+                    s.acked = true;
+                    if forget {
+                        s.phase = Phase::Idle;
+                    }
+                    any = true;
+                }
+            }
         }
         if any {
             self.generation += 1;

@@ -32,6 +32,9 @@ struct Snap {
     devices: Vec<String>,
     #[serde(default)]
     rooms: Vec<String>,
+    /// Open escalations (absent before 2026-12).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    escalations: Vec<super::escalate::Esc>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -62,6 +65,9 @@ struct SlotSnap {
     deadline: Option<i64>,
     value: f64,
     dev: Option<String>,
+    /// When the open alert was raised (its instance id; absent before 2026-12).
+    #[serde(default)]
+    opened: i64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -132,6 +138,7 @@ impl Engine {
                             last: s.last,
                             deadline: s.deadline,
                             value: s.value,
+                            opened: s.opened,
                             dev: if s.dev == NO_DEV {
                                 None
                             } else {
@@ -169,6 +176,7 @@ impl Engine {
             seen,
             devices: self.devs.iter().map(|(_, d)| d.id.to_string()).collect(),
             rooms: self.devs.rooms().to_vec(),
+            escalations: self.escalations.open.clone(),
         };
         serde_json::to_vec(&snap).unwrap_or_default()
     }
@@ -228,6 +236,7 @@ impl Engine {
                         queued: None,
                         value: s.value,
                         dev,
+                        opened: s.opened,
                     },
                 ));
             }
@@ -246,6 +255,15 @@ impl Engine {
                 .intern(&DeviceId::new(&s.device).map_err(|_| bad(&s.device))?);
             self.devs.set_seen(dev, s.kind, s.at, s.value);
         }
+        self.escalations.open = snap
+            .escalations
+            .into_iter()
+            .filter(|e| {
+                self.rules
+                    .iter()
+                    .any(|r| r.spec.id == e.alert.rule && r.escalate_ms > 0)
+            })
+            .collect();
         // The clock never goes back; rules without saved state start at the
         // next event, like after a reload.
         self.now = self.now.max(snap.now).max(now.0);

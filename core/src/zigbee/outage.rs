@@ -117,6 +117,7 @@ impl OutageWatch {
             message,
             value: None,
             kind: None,
+            instance: None,
         });
     }
 }
