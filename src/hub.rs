@@ -62,6 +62,12 @@ pub enum HubCommand {
         device: Option<crate::model::DeviceId>,
         reply: tokio::sync::oneshot::Sender<bool>,
     },
+    /// Acknowledge one alert by its instance id (`Alert::instance`, from
+    /// `cmd/ack` with `instance` or the UI); stops its escalation.
+    AckInstance {
+        instance: String,
+        reply: tokio::sync::oneshot::Sender<bool>,
+    },
     /// Switch to a new, already validated rule set (from the UI or the
     /// cloud, via [`crate::rules::active::Rules`]); unchanged rules keep
     /// their state.
@@ -143,6 +149,10 @@ impl Hub {
                     HubCommand::Device(info) => self.on_device(info).await?,
                     HubCommand::Ack { rule, device, reply } => {
                         let found = self.engine.ack(&rule, device.as_ref(), self.clock.now());
+                        let _ = reply.send(found);
+                    }
+                    HubCommand::AckInstance { instance, reply } => {
+                        let found = self.engine.ack_instance(&instance, self.clock.now());
                         let _ = reply.send(found);
                     }
                     HubCommand::Rules { set, reply } => {

@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use carebridge::rules::cli::{RulesCliError, RulesCmd, replay, run};
+use carebridge::rules::cli::{OutOfOrder, RulesCliError, RulesCmd, replay, run};
 
 fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/rules")
@@ -109,6 +109,7 @@ fn replay_with_an_unknown_zone_or_missing_events_is_bad_input() {
         rules: rules.clone(),
         events: dir().join("safety.jsonl"),
         tz: "Mars/Olympus".into(),
+        out_of_order: OutOfOrder::Sort,
     })
     .unwrap_err();
     assert!(matches!(e, RulesCliError::BadInput(_)), "{e}");
@@ -116,6 +117,7 @@ fn replay_with_an_unknown_zone_or_missing_events_is_bad_input() {
         rules,
         events: dir().join("missing.jsonl"),
         tz: "Europe/London".into(),
+        out_of_order: OutOfOrder::Sort,
     })
     .unwrap_err();
     assert_eq!(e.exit_code(), 2);

@@ -491,7 +491,6 @@ mod tests {
             value: Some(1.0),
             state: AlertState::Cleared,
             ..a
-            instance: None,
         };
         let p2 = alert_payload("u-2", 8, &a2).unwrap();
         assert!(

@@ -58,7 +58,9 @@ use crate::model::{Alert, DeviceId, DeviceInfo, Kind, Reading, Time};
 use crate::setting::Problem;
 use ctx::Ctx;
 use devices::{Devices, Freshness};
-pub use replay::{Event, EventsError, parse_events, replay_events};
+pub use replay::{
+    Event, EventsError, Order, OrderReport, order_story, parse_events, parse_story, replay_events,
+};
 use rule::{Phase, Rule};
 pub use spec::{RuleSet, RuleSpec, RuleType, RulesError};
 pub use status::RuleStatus;
