@@ -40,7 +40,11 @@ impl RuleKind for Immediate {
             && slot.phase == Phase::Raised
         {
             let cause = Cause::reading(c, slot.dev, r);
-            let how = format!("sensor idle again {}", ctx.where_is(dev));
+            let how = if dev == slot.dev {
+                "sensor idle again".to_string()
+            } else {
+                format!("sensor idle again {}", ctx.where_is(dev))
+            };
             ctx.resolve(slot, &cause, &what(r.kind), &how);
         }
     }

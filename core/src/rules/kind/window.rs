@@ -7,11 +7,12 @@
 //! - `at_start` (default on): a state that already holds when the window
 //!   begins is entered at the window start (an Idle slot holding the state
 //!   outside the window is armed for the next window start).
-//! - `resolve = "inside"` (default for a contact opening): the state
-//!   reversing is not enough; the situation ends with motion indoors after
-//!   it (`slot.last` = when the state reversed, 0 = it still holds). A
-//!   pending slot whose state reversed still raises when `for` runs out
-//!   unless such motion came first: she may have walked out.
+//! - `resolve = "inside"` (default for a contact opening): once raised,
+//!   the state reversing is not enough — the door shutting behind her is
+//!   not her coming back; the alert clears with motion indoors after it
+//!   (`slot.last` = when the state reversed, 0 = it still holds). Before
+//!   the alert (pending, `for`), reversing still stands it down: the door
+//!   was not left open.
 
 use crate::model::{AlertState, Kind, Reading, Time};
 use crate::rules::ctx::{Cause, Ctx, dur_text};
@@ -62,7 +63,6 @@ impl RuleKind for Window {
             }
             (Phase::Idle, false) => ctx.arm(slot, at.ri, at.subject, None),
             (_, true) => slot.last = 0,
-            (Phase::Pending, false) if c.inside => slot.last = at.now,
             (Phase::Pending, false) => {
                 slot.phase = Phase::Idle;
                 ctx.arm(slot, at.ri, at.subject, None);
@@ -108,17 +108,9 @@ impl RuleKind for Window {
                 let at = At { now: due, ..at };
                 enter(rule, slot, at, ctx, cause, kind);
             }
-            _ => {
-                let gone = slot.last > 0;
-                held::fire_pending(rule, slot, due, ctx, |c| {
-                    let held = format!("{} for {}", what(c, kind), dur_text(c.for_ms));
-                    if gone {
-                        format!("{held} ({}, no movement indoors since)", reversed(c, kind))
-                    } else {
-                        held
-                    }
-                });
-            }
+            _ => held::fire_pending(rule, slot, due, ctx, |c| {
+                format!("{} for {}", what(c, kind), dur_text(c.for_ms))
+            }),
         }
     }
 }
@@ -137,9 +129,8 @@ fn enter(c: &Compiled, slot: &mut Slot, at: At, ctx: &mut Ctx<'_>, cause: Cause<
     ctx.emit(slot, AlertState::Raised, &cause, &what(c, kind));
 }
 
-/// Motion indoors: every slot whose state reversed before it is over — a
-/// pending one stands down, a raised one clears, named after its own
-/// device and saying where the movement was.
+/// Motion indoors: every raised slot whose state reversed before it
+/// clears, named after its own device and saying where the movement was.
 fn evidence(rule: &mut Rule, at: At, dev: u32, ctx: &mut Ctx<'_>, r: &Reading) {
     let Rule {
         compiled: c, slots, ..
@@ -147,18 +138,13 @@ fn evidence(rule: &mut Rule, at: At, dev: u32, ctx: &mut Ctx<'_>, r: &Reading) {
     let kind = c.spec.kinds.0.first().copied().unwrap_or(Kind::Contact);
     let mut back: Vec<u32> = slots
         .iter()
-        .filter(|(_, s)| s.phase != Phase::Idle && s.last > 0 && at.now > s.last)
+        .filter(|(_, s)| s.phase == Phase::Raised && s.last > 0 && at.now > s.last)
         .map(|(&k, _)| k)
         .collect();
     back.sort_unstable();
     for k in back {
         let Some(slot) = slots.get_mut(&k) else { continue };
         ctx.subject = k;
-        if slot.phase == Phase::Pending {
-            slot.phase = Phase::Idle;
-            ctx.arm(slot, at.ri, k, None);
-            continue;
-        }
         let cause = Cause {
             shown: Some(slot.value),
             value: None,
