@@ -113,7 +113,9 @@ impl CommandHandler {
                     .await;
                 match (sent, rx.await) {
                     (Ok(()), Ok(true)) => json!({"ok": true}),
-                    (Ok(()), Ok(false)) => json!({"ok": false, "error": "no open alert has this instance"}),
+                    (Ok(()), Ok(false)) => {
+                        json!({"ok": false, "error": "no open alert has this instance"})
+                    }
                     _ => json!({"ok": false, "error": "gateway is shutting down"}),
                 }
             }

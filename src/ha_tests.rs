@@ -142,7 +142,10 @@ fn a_clear_closes_the_open_alert_of_its_instance_whatever_its_device() {
         instance: inst("quiet/home/0"),
     };
     m.on_live(&Live::Alert(a.clone()), &mut out);
-    assert!(out[1].payload.contains("\"instance\":\"quiet/home/0\""), "{out:?}");
+    assert!(
+        out[1].payload.contains("\"instance\":\"quiet/home/0\""),
+        "{out:?}"
+    );
     out.clear();
     // The clear is named after the raised device but came with movement
     // elsewhere; a stray clear of another instance closes nothing.

@@ -161,7 +161,10 @@ fn every_story_meets_its_expectations_and_every_clear_closes_its_alert() {
         }
         bad.extend(check_story(&name, &run_scenario(&name)));
     }
-    assert!(with_expectations >= 10, "{with_expectations} stories state expectations");
+    assert!(
+        with_expectations >= 10,
+        "{with_expectations} stories state expectations"
+    );
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
 
@@ -213,4 +216,47 @@ fn replay_with_an_unknown_zone_or_missing_events_is_bad_input() {
     })
     .unwrap_err();
     assert_eq!(e.exit_code(), 2);
+}
+
+#[test]
+fn lines_out_of_time_order_are_sorted_and_counted_or_refused() {
+    use carebridge::rules::Order;
+    use carebridge::rules::cli::replay_story;
+    let d = dir();
+    let rules = carebridge::rules::load(&d.join("concatenated_logs.rules.toml")).unwrap();
+    let events = std::fs::read_to_string(d.join("concatenated_logs.jsonl")).unwrap();
+    let tz = jiff::tz::TimeZone::get("Europe/London").unwrap();
+    let done = replay_story(&rules, tz.clone(), &events, "logs.jsonl", Order::Sort).unwrap();
+    // Both back-door lines come before the front door's 05:00 line.
+    assert_eq!(done.order.out_of_order, 2, "{:?}", done.order);
+    assert_eq!(done.order.first, Some((9, 7)));
+    let raised: Vec<&str> = done
+        .alerts
+        .iter()
+        .filter(|a| a.state == carebridge::model::AlertState::Raised)
+        .map(|a| a.device.as_str())
+        .collect();
+    assert_eq!(
+        raised,
+        ["front", "back", "front"],
+        "the 02:30 alert is not lost"
+    );
+    let e = replay_story(&rules, tz, &events, "logs.jsonl", Order::Refuse).unwrap_err();
+    assert_eq!(e.exit_code(), 2);
+    assert!(
+        e.to_string()
+            .starts_with("logs.jsonl:9: 2026-11-24T02:30:00Z is earlier than line 7"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_local_time_without_an_offset_needs_a_zone_and_is_read_in_it() {
+    let rules = carebridge::rules::RuleSet::parse(carebridge::rules::MINIMAL_RULES, "m").unwrap();
+    let ev = "{\"device\":\"b1\",\"kind\":\"panic\",\"value\":1,\"at\":\"2026-07-10T23:10:00\"}\n";
+    let london = jiff::tz::TimeZone::get("Europe/London").unwrap();
+    let a = replay(&rules, london, ev, "e").unwrap();
+    assert_eq!(a[0].at.to_rfc3339(), "2026-07-10T22:10:00Z");
+    let e = carebridge::rules::parse_events(ev, "e").unwrap_err();
+    assert!(e.message.contains("no UTC offset"), "{e}");
 }

@@ -184,7 +184,11 @@ mod tests {
         let mut raised = with_instance(alert("quiet", AlertState::Raised, 1), "quiet/home/1", 1);
         raised.device = crate::model::DeviceId::new("bathroom-pir").unwrap();
         a.on_alert(raised);
-        a.on_alert(with_instance(alert("quiet-2", AlertState::Raised, 2), "quiet-2/home/2", 1));
+        a.on_alert(with_instance(
+            alert("quiet-2", AlertState::Raised, 2),
+            "quiet-2/home/2",
+            1,
+        ));
         let mut clear = with_instance(alert("quiet", AlertState::Cleared, 3), "quiet/home/1", 1);
         clear.device = crate::model::DeviceId::new("hall-pir").unwrap();
         a.on_alert(clear);
@@ -192,14 +196,22 @@ mod tests {
         assert_eq!(open.len(), 1);
         assert_eq!(&*open[0].alert.rule, "quiet-2");
         // A clear of another instance of the same rule and device closes nothing.
-        a.on_alert(with_instance(alert("quiet-2", AlertState::Cleared, 4), "quiet-2/home/0", 1));
+        a.on_alert(with_instance(
+            alert("quiet-2", AlertState::Cleared, 4),
+            "quiet-2/home/0",
+            1,
+        ));
         assert_eq!(a.open().len(), 1);
     }
 
     #[test]
     fn an_escalated_resend_updates_its_open_entry() {
         let mut a = Alerts::default();
-        let id = a.on_alert(with_instance(alert("panic", AlertState::Raised, 1), "panic/p/1", 1));
+        let id = a.on_alert(with_instance(
+            alert("panic", AlertState::Raised, 1),
+            "panic/p/1",
+            1,
+        ));
         let mut again = with_instance(alert("panic", AlertState::Raised, 2), "panic/p/1", 2);
         again.message = "Not acknowledged (attempt 2): Panic button pressed".into();
         assert_eq!(a.on_alert(again), id);

@@ -113,7 +113,9 @@ impl Escalations {
 }
 
 fn same(a: &Alert, instance: &str) -> bool {
-    a.instance.as_ref().is_some_and(|i| &*i.instance == instance)
+    a.instance
+        .as_ref()
+        .is_some_and(|i| &*i.instance == instance)
 }
 
 /// The original sentence of an already escalated message.

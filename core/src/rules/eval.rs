@@ -132,7 +132,14 @@ pub fn start(rule: &mut Rule, ri: u32, ctx: &mut Ctx<'_>, now: i64) {
 }
 
 /// A reading reached this rule (its selectors matched).
-pub fn on_reading(rule: &mut Rule, ri: u32, ctx: &mut Ctx<'_>, dev: u32, r: &Reading, at: (i64, bool)) {
+pub fn on_reading(
+    rule: &mut Rule,
+    ri: u32,
+    ctx: &mut Ctx<'_>,
+    dev: u32,
+    r: &Reading,
+    at: (i64, bool),
+) {
     let (now, changed) = at;
     with_kind!(rule.spec.kind, K => {
         if let Some(subject) = K::subject(rule, ctx.devs, dev) {

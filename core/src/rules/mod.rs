@@ -608,7 +608,10 @@ impl Engine {
                     k if per_room => devs.room_by_index(k),
                     k => devs.get(k).map(|d| d.id.as_str()),
                 };
-                if s.phase == Phase::Raised && !s.acked && s.opened == opened && name == Some(subject)
+                if s.phase == Phase::Raised
+                    && !s.acked
+                    && s.opened == opened
+                    && name == Some(subject)
                 {
                     s.acked = true;
                     if forget {
@@ -658,6 +661,8 @@ impl Engine {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_care;
 #[cfg(test)]
 mod tests_state;
 #[cfg(test)]

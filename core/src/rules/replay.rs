@@ -143,9 +143,7 @@ pub fn parse_story(
                 },
                 None => {
                     let device = match field("device") {
-                        Some(d) => {
-                            Some(DeviceId::new(d).map_err(|e| bad(format!("device: {e}")))?)
-                        }
+                        Some(d) => Some(DeviceId::new(d).map_err(|e| bad(format!("device: {e}")))?),
                         None => None,
                     };
                     Event::Ack {
@@ -207,9 +205,7 @@ fn learn_line(v: &serde_json::Value, tz: Option<&TimeZone>) -> Result<Vec<Readin
             .ok_or_else(|| format!("learn.{k}: required string"))
     };
     let device = DeviceId::new(s("device")?).map_err(|e| format!("learn.device: {e}"))?;
-    let kind: Kind = s("kind")?
-        .parse()
-        .map_err(|e| format!("learn.kind: {e}"))?;
+    let kind: Kind = s("kind")?.parse().map_err(|e| format!("learn.kind: {e}"))?;
     let value = v.get("value").and_then(|x| x.as_f64()).unwrap_or(1.0);
     if !value.is_finite() {
         return Err("learn.value: not a finite number".into());
@@ -284,7 +280,8 @@ pub fn order_story(
     if report.out_of_order > 0 {
         let mut idx: Vec<usize> = (0..story.len()).collect();
         idx.sort_by_key(|&i| keys.get(i).copied().unwrap_or(Time(i64::MIN)));
-        let mut old: Vec<Option<(usize, Event)>> = std::mem::take(story).into_iter().map(Some).collect();
+        let mut old: Vec<Option<(usize, Event)>> =
+            std::mem::take(story).into_iter().map(Some).collect();
         for i in idx {
             if let Some(e) = old.get_mut(i).and_then(Option::take) {
                 story.push(e);

@@ -28,7 +28,12 @@ impl RuleKind for LowBattery {
                 dev,
                 ..Slot::default()
             };
-            ctx.emit(slot, AlertState::Raised, &Cause::reading(c, dev, r), "Battery low");
+            ctx.emit(
+                slot,
+                AlertState::Raised,
+                &Cause::reading(c, dev, r),
+                "Battery low",
+            );
         } else if ok && slot.phase == Phase::Raised {
             let how = match r.kind {
                 Kind::Battery => now_value(r.kind, v),

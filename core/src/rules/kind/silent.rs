@@ -96,7 +96,10 @@ impl RuleKind for Silent {
 }
 
 fn kind_of(code: f64) -> Option<Kind> {
-    Kind::ALL.iter().copied().find(|k| f64::from(k.code()) == code)
+    Kind::ALL
+        .iter()
+        .copied()
+        .find(|k| f64::from(k.code()) == code)
 }
 
 /// The raised sentence again, for the clear.
@@ -118,7 +121,9 @@ fn watched(rule: &Compiled, kind: Kind) -> bool {
 fn watched_deadline(rule: &Compiled, ctx: &Ctx<'_>, dev: u32, just: Kind, now: i64) -> Option<i64> {
     ctx.devs
         .seen(dev)
-        .filter(|(k, _, _)| watched(rule, *k) && rule.route_kinds.as_ref().is_none_or(|r| r.contains(k)))
+        .filter(|(k, _, _)| {
+            watched(rule, *k) && rule.route_kinds.as_ref().is_none_or(|r| r.contains(k))
+        })
         .map(|(k, at, _)| {
             let at = if k == just { now.max(at) } else { at };
             at.saturating_add(interval(rule, k))
@@ -130,7 +135,9 @@ fn watched_deadline(rule: &Compiled, ctx: &Ctx<'_>, dev: u32, just: Kind, now: i
 fn overdue(rule: &Compiled, ctx: &Ctx<'_>, dev: u32, due: i64) -> Option<(Kind, i64)> {
     ctx.devs
         .seen(dev)
-        .filter(|(k, _, _)| watched(rule, *k) && rule.route_kinds.as_ref().is_none_or(|r| r.contains(k)))
+        .filter(|(k, _, _)| {
+            watched(rule, *k) && rule.route_kinds.as_ref().is_none_or(|r| r.contains(k))
+        })
         .filter(|(k, at, _)| at.saturating_add(interval(rule, *k)) <= due)
         .min_by_key(|(k, at, _)| (at.saturating_add(interval(rule, *k)), k.code()))
         .map(|(k, at, _)| (k, at))

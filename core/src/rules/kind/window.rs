@@ -57,7 +57,9 @@ impl RuleKind for Window {
                 if w.contains(ctx.tz, Time(at.now)) {
                     enter(c, slot, at, ctx, Cause::reading(c, dev, r), r.kind);
                 } else if c.at_start {
-                    let start = w.instance_at_or_after(ctx.tz, Time(at.now)).map(|(s, _)| s.0);
+                    let start = w
+                        .instance_at_or_after(ctx.tz, Time(at.now))
+                        .map(|(s, _)| s.0);
                     ctx.arm(slot, at.ri, at.subject, start);
                 }
             }
@@ -143,7 +145,9 @@ fn evidence(rule: &mut Rule, at: At, dev: u32, ctx: &mut Ctx<'_>, r: &Reading) {
         .collect();
     back.sort_unstable();
     for k in back {
-        let Some(slot) = slots.get_mut(&k) else { continue };
+        let Some(slot) = slots.get_mut(&k) else {
+            continue;
+        };
         ctx.subject = k;
         let cause = Cause {
             shown: Some(slot.value),
