@@ -402,6 +402,7 @@ impl Engine {
             self.dropped += 1;
             return;
         }
+        self.devs.set_arrived(dev, r.kind, now);
         let changed = eval::is_news(r.kind, prev, r.value);
         let rid = self.route(dev, r.kind);
         let route = self.route_lists.get(rid).map_or(&[][..], |v| &v[..]);

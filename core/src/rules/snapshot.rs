@@ -76,6 +76,9 @@ struct SeenSnap {
     kind: Kind,
     at: i64,
     value: f64,
+    /// When it arrived by the engine clock (absent before 2026-12: `at`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    arrived: Option<i64>,
 }
 
 fn per_room(spec: &RuleSpec) -> bool {
@@ -160,11 +163,12 @@ impl Engine {
             .devs
             .iter()
             .flat_map(|(i, d)| {
-                self.devs.seen(i).map(|(kind, at, value)| SeenSnap {
+                self.devs.seen(i).map(move |(kind, at, value)| SeenSnap {
                     device: d.id.to_string(),
                     kind,
                     at,
                     value,
+                    arrived: self.devs.last_arrival(i, kind),
                 })
             })
             .collect();
@@ -254,6 +258,9 @@ impl Engine {
                 .devs
                 .intern(&DeviceId::new(&s.device).map_err(|_| bad(&s.device))?);
             self.devs.set_seen(dev, s.kind, s.at, s.value);
+            if let Some(a) = s.arrived {
+                self.devs.set_arrived(dev, s.kind, a);
+            }
         }
         self.escalations.open = snap
             .escalations
