@@ -12,7 +12,8 @@
 //! - `eval`: the `RuleKind` trait and the one dispatch from a rule's type
 //!   to its kind; `kind`: one module per rule type (what it does with a
 //!   reading or a timer); `held`: the pending/raised/cleared machine of
-//!   threshold and window rules; `ctx`: what handlers may touch, timers and
+//!   threshold rules (window rules have their own, `kind/window.rs`);
+//!   `escalate`: re-sends of unacknowledged alerts; `ctx`: what handlers may touch, timers and
 //!   the one raise/clear helper (`Ctx::emit`) with the shared alert texts;
 //! - `rule`: compiled rules and their slots; `routine`: what routine rules
 //!   learn; `devices`: device table and route cache;
