@@ -52,6 +52,8 @@ fn alert(i: usize) -> Alert {
         value: None,
         kind: Some(Kind::Panic),
         time_trusted: true,
+
+        instance: None,
     }
 }
 

@@ -80,6 +80,8 @@ fn alert_latency(store: &Store, n: usize) -> (Duration, Duration) {
             value: Some(1.0),
             kind: Some(Kind::Panic),
             time_trusted: true,
+
+            instance: None,
         };
         let t = Instant::now();
         store.submit_blocking(Write::Alert(a)).expect("submit");

@@ -6,7 +6,7 @@
 //! | command | body | effect |
 //! |---|---|---|
 //! | `ping` | – | `{"ok":true,"pong":<time>}` |
-//! | `ack` | `{"rule", "device"?}` | acknowledges matching open alerts |
+//! | `ack` | `{"instance"}` or `{"rule", "device"?}` | acknowledges one alert by its instance id (stops its escalation), or the matching open alerts |
 //! | `permit_join` | `{"seconds"?}` (≤ 254, default 60) | opens the Zigbee network |
 //! | `config` | `{"rules", "version"?}` or `{"rollback": true}` | applies a rule set without restart |
 //! | `config` | `{"config": "<TOML fragment>", "version"?}` or `{"rollback": "config"}` | applies `[devices.*]`/`[log]` without restart |
@@ -102,6 +102,26 @@ impl CommandHandler {
         };
         match name {
             "ping" => json!({"ok": true, "pong": crate::wall::now().to_rfc3339()}),
+            "ack" if body.get("instance").is_some() => {
+                let Some(instance) = body.get("instance").and_then(|v| v.as_str()) else {
+                    return json!({"ok": false, "error": "field instance: must be a string (the alert's instance id)"});
+                };
+                let (reply, rx) = tokio::sync::oneshot::channel();
+                let sent = self
+                    .hub
+                    .send(HubCommand::AckInstance {
+                        instance: instance.to_string(),
+                        reply,
+                    })
+                    .await;
+                match (sent, rx.await) {
+                    (Ok(()), Ok(true)) => json!({"ok": true}),
+                    (Ok(()), Ok(false)) => {
+                        json!({"ok": false, "error": "no open alert has this instance"})
+                    }
+                    _ => json!({"ok": false, "error": "gateway is shutting down"}),
+                }
+            }
             "ack" => {
                 let Some(rule) = body.get("rule").and_then(|v| v.as_str()) else {
                     return json!({"ok": false, "error": "field rule: required (the alert's rule id)"});

@@ -14,7 +14,10 @@
 //!   clean stop;
 //! - `<dp>/sensor/<node>/alerts/config` — one per-gateway "Open alerts"
 //!   sensor: state `<base>/alerts` (the count), attributes
-//!   `<base>/alerts/attributes` (`{"alerts": [{rule, device, severity, at}]}`).
+//!   `<base>/alerts/attributes` (`{"alerts": [{rule, device, severity, at,
+//!   instance, attempt}]}`). An alert is open until the clear of its
+//!   instance (`Alert::instance`; alerts without one: of its rule and
+//!   device); an escalated re-send updates its entry.
 //!
 //! A device removed from the registry (web UI) has every discovery topic
 //! cleared with an empty retained payload, which is how Home Assistant
@@ -284,14 +287,19 @@ impl Mirror {
                 }
             }
             Live::Alert(a) => {
-                let key = (a.rule.to_string(), a.device.as_str().to_string());
+                let key = match &a.instance {
+                    Some(i) => (i.instance.to_string(), String::new()),
+                    None => (a.rule.to_string(), a.device.as_str().to_string()),
+                };
                 match a.state {
                     AlertState::Raised => {
-                        self.open.insert(
-                            key,
-                            json!({"rule": a.rule, "device": a.device.as_str(),
-                                "severity": a.severity.as_str(), "at": a.at.to_rfc3339()}),
-                        );
+                        let mut doc = json!({"rule": a.rule, "device": a.device.as_str(),
+                                "severity": a.severity.as_str(), "at": a.at.to_rfc3339()});
+                        if let (Some(i), Some(m)) = (&a.instance, doc.as_object_mut()) {
+                            m.insert("instance".into(), json!(&*i.instance));
+                            m.insert("attempt".into(), json!(i.attempt));
+                        }
+                        self.open.insert(key, doc);
                     }
                     AlertState::Cleared => {
                         self.open.remove(&key);

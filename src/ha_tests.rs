@@ -107,6 +107,8 @@ fn open_alerts_are_counted_on_the_gateway_sensor() {
         value: None,
         kind: None,
         time_trusted: true,
+
+        instance: None,
     };
     m.on_live(&Live::Alert(a.clone()), &mut out);
     assert_eq!(out[0].topic, "carebridge/ha/home-1/alerts");
@@ -114,6 +116,49 @@ fn open_alerts_are_counted_on_the_gateway_sensor() {
     assert!(out[1].payload.contains("\"rule\":\"panic\""));
     out.clear();
     a.state = AlertState::Cleared;
+    m.on_live(&Live::Alert(a), &mut out);
+    assert_eq!(out[0].payload, "0");
+}
+
+#[test]
+fn a_clear_closes_the_open_alert_of_its_instance_whatever_its_device() {
+    let mut m = mirror();
+    let mut out = Vec::new();
+    let inst = |i: &str| {
+        Some(crate::model::Instance {
+            instance: i.into(),
+            attempt: 1,
+        })
+    };
+    let mut a = Alert {
+        uid: None,
+        rule: "quiet".into(),
+        severity: Severity::Warning,
+        state: AlertState::Raised,
+        device: dev("bathroom-pir"),
+        room: None,
+        at: Time(0),
+        message: "No activity for 4 h".into(),
+        value: None,
+        kind: None,
+        time_trusted: true,
+        instance: inst("quiet/home/0"),
+    };
+    m.on_live(&Live::Alert(a.clone()), &mut out);
+    assert!(
+        out[1].payload.contains("\"instance\":\"quiet/home/0\""),
+        "{out:?}"
+    );
+    out.clear();
+    // The clear is named after the raised device but came with movement
+    // elsewhere; a stray clear of another instance closes nothing.
+    a.state = AlertState::Cleared;
+    a.instance = inst("quiet/home/-1");
+    m.on_live(&Live::Alert(a.clone()), &mut out);
+    assert_eq!(out[0].payload, "1");
+    out.clear();
+    a.instance = inst("quiet/home/0");
+    a.device = dev("hall-pir");
     m.on_live(&Live::Alert(a), &mut out);
     assert_eq!(out[0].payload, "0");
 }

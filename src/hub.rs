@@ -87,6 +87,12 @@ pub enum HubCommand {
         device: Option<crate::model::DeviceId>,
         reply: tokio::sync::oneshot::Sender<bool>,
     },
+    /// Acknowledge one alert by its instance id (`Alert::instance`, from
+    /// `cmd/ack` with `instance` or the UI); stops its escalation.
+    AckInstance {
+        instance: String,
+        reply: tokio::sync::oneshot::Sender<bool>,
+    },
     /// Switch to a new, already validated rule set (from the UI or the
     /// cloud, via [`crate::rules::active::Rules`]); unchanged rules keep
     /// their state.
@@ -186,6 +192,10 @@ impl Hub {
                         let found = self.engine.ack(&rule, device.as_ref(), self.clock.now());
                         // An ack forgotten in a crash would leave the alert open.
                         self.save_rule_state().await?;
+                        let _ = reply.send(found);
+                    }
+                    HubCommand::AckInstance { instance, reply } => {
+                        let found = self.engine.ack_instance(&instance, self.clock.now());
                         let _ = reply.send(found);
                     }
                     HubCommand::Rules { set, reply } => {

@@ -70,6 +70,10 @@ async fn rig() -> Rig {
                     a.lock().unwrap().acks.push((rule, device));
                     let _ = reply.send(true);
                 }
+                HubCommand::AckInstance { instance, reply } => {
+                    a.lock().unwrap().acks.push((instance, None));
+                    let _ = reply.send(true);
+                }
                 HubCommand::Rules { set, reply } => {
                     a.lock().unwrap().rule_sets.push(set.rules.len());
                     let _ = reply.send(ReloadSummary {

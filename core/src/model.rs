@@ -412,6 +412,12 @@ pub struct Alert {
     /// the UI only when `false`.
     #[serde(default = "trusted", skip_serializing_if = "is_trusted")]
     pub time_trusted: bool,
+    /// Which situation this alert is about (`instance`) and which send of
+    /// it (`attempt`): every alert the rule engine raises has one; its
+    /// clear, acknowledgement and escalated re-sends name the same
+    /// instance, so receivers close alerts by it. Flattened in JSON.
+    #[serde(default, flatten, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<Instance>,
 }
 
 fn trusted() -> bool {
@@ -421,6 +427,22 @@ fn trusted() -> bool {
 #[allow(clippy::trivially_copy_pass_by_ref)] // serde's signature
 fn is_trusted(t: &bool) -> bool {
     *t
+}
+
+/// The situation an alert belongs to (see [`Alert::instance`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instance {
+    /// `RULE/SUBJECT/RAISED_MS`: unique per situation, stable across
+    /// restarts; opaque to receivers.
+    pub instance: Arc<str>,
+    /// 1 for the first raise, 2, 3, … for escalated re-sends of an
+    /// unacknowledged alert (a clear carries the last attempt).
+    #[serde(default = "first_attempt")]
+    pub attempt: u32,
+}
+
+fn first_attempt() -> u32 {
+    1
 }
 
 /// The outbox's priority classes, highest priority first (lower code = sent first).

@@ -106,6 +106,7 @@ impl ShedWatch {
             value: None,
             kind: None,
             time_trusted: true,
+            instance: None,
         });
     }
 }

@@ -1,16 +1,20 @@
 //! `carebridge rules check PATH` and `carebridge rules replay --rules PATH
-//! --events PATH.jsonl [--tz ZONE]`, plus [`replay`], the deterministic
-//! replay the scenario tests use.
+//! --events PATH.jsonl [--tz ZONE] [--out-of-order sort|refuse]`, plus
+//! [`replay`] and [`replay_story`], the deterministic replay the scenario
+//! tests use.
 //!
-//! Events file (JSON lines, `#` comments and blank lines ignored), one of:
-//! - a reading (`model::Reading`): `{"device":"d1","kind":"motion","value":1,"at":"2026-11-22T10:00:00Z"}`
-//! - registry facts (`model::DeviceInfo`): `{"id":"d1","room":"hall","role":"front_door"}`
-//! - an acknowledgement: `{"ack":"rule-id","device":"d1","at":"…"}` (`device` optional)
-//! - a clock step: `{"tick":"2026-11-22T14:00:00Z"}` (fires timers up to then)
+//! Events file (JSON lines, `#` comments and blank lines ignored): readings,
+//! registry facts, acknowledgements (by rule and device, or by instance),
+//! clock steps, `restart` and `learn` directives — the format is documented
+//! in the core's `rules::replay` and in RULES.md. Times without an offset
+//! are local times in `--tz`.
 //!
 //! Replay drives a virtual clock from the event times: before each event the
 //! timers due by its time fire in order, and after the last event the timers
-//! due by the last event time fire. Output: one `model::Alert` JSON per line.
+//! due by the last event time fire. Lines out of time order are sorted into
+//! place with a warning on stderr that counts them (or, with
+//! `--out-of-order refuse`, refused naming the first). Output: one
+//! `model::Alert` JSON per line.
 //! Exit codes: 2 for bad input (rules, events, zone), 1 for runtime failures.
 
 use std::io::Write;
@@ -18,7 +22,7 @@ use std::path::PathBuf;
 
 use jiff::tz::TimeZone;
 
-use super::{Engine, RuleSet, parse_events, replay_events};
+use super::{Engine, Order, OrderReport, RuleSet, order_story, parse_story, replay_events};
 use crate::model::Alert;
 
 #[derive(Debug, clap::Subcommand)]
@@ -34,10 +38,21 @@ pub enum RulesCmd {
         rules: PathBuf,
         #[arg(long)]
         events: PathBuf,
-        /// IANA time zone of the rules' windows.
+        /// IANA time zone of the rules' windows (and of times without an offset).
         #[arg(long, default_value = "Europe/London")]
         tz: String,
+        /// Lines out of time order: sort them (with a warning) or refuse the file.
+        #[arg(long, value_enum, default_value = "sort")]
+        out_of_order: OutOfOrder,
     },
+}
+
+/// `--out-of-order`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum OutOfOrder {
+    #[default]
+    Sort,
+    Refuse,
 }
 
 /// A CLI failure that knows its exit code.
@@ -77,7 +92,12 @@ pub fn run(cmd: RulesCmd) -> Result<(), RulesCliError> {
             )
             .map_err(io)?;
         }
-        RulesCmd::Replay { rules, events, tz } => {
+        RulesCmd::Replay {
+            rules,
+            events,
+            tz,
+            out_of_order,
+        } => {
             let set = load(&rules)?;
             let tz = TimeZone::get(&tz).map_err(|_| {
                 RulesCliError::BadInput(format!(
@@ -87,7 +107,18 @@ pub fn run(cmd: RulesCmd) -> Result<(), RulesCliError> {
             let shown = events.display().to_string();
             let text = std::fs::read_to_string(&events)
                 .map_err(|e| RulesCliError::BadInput(format!("{shown}: cannot read: {e}")))?;
-            for a in replay(&set, tz, &text, &shown)? {
+            let order = match out_of_order {
+                OutOfOrder::Sort => Order::Sort,
+                OutOfOrder::Refuse => Order::Refuse,
+            };
+            let done = replay_story(&set, tz, &text, &shown, order)?;
+            if let Some((line, before)) = done.order.first {
+                eprintln!(
+                    "warning: {shown}: {} line(s) out of time order (first: line {line}, earlier than line {before}); sorted into place",
+                    done.order.out_of_order
+                );
+            }
+            for a in done.alerts {
                 let line =
                     serde_json::to_string(&a).map_err(|e| RulesCliError::Runtime(e.to_string()))?;
                 writeln!(w, "{line}").map_err(io)?;
@@ -101,23 +132,50 @@ fn load(path: &std::path::Path) -> Result<RuleSet, RulesCliError> {
     crate::rules::load(path).map_err(|e| RulesCliError::BadInput(e.to_string()))
 }
 
-/// Replays events through a fresh engine and returns the alerts, in order.
+/// Replays events through a fresh engine and returns the alerts, in order
+/// (lines out of time order sorted into place).
 pub fn replay(
     set: &RuleSet,
     tz: TimeZone,
     events: &str,
     path: &str,
 ) -> Result<Vec<Alert>, RulesCliError> {
-    let events = parse_events(events, path).map_err(|e| RulesCliError::BadInput(e.to_string()))?;
+    Ok(replay_story(set, tz, events, path, Order::Sort)?.alerts)
+}
+
+/// What [`replay_story`] gives: the alerts and what ordering did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Replayed {
+    pub alerts: Vec<Alert>,
+    pub order: OrderReport,
+}
+
+/// Replays a story (local times in `tz`) through a fresh engine.
+pub fn replay_story(
+    set: &RuleSet,
+    tz: TimeZone,
+    events: &str,
+    path: &str,
+    order: Order,
+) -> Result<Replayed, RulesCliError> {
+    let bad = |e: super::EventsError| RulesCliError::BadInput(e.to_string());
+    let mut story = parse_story(events, path, Some(&tz)).map_err(bad)?;
+    let report = order_story(&mut story, order, path).map_err(bad)?;
+    let events: Vec<_> = story.into_iter().map(|(_, e)| e).collect();
     let mut engine = Engine::new(set, tz).map_err(|e| RulesCliError::BadInput(e.to_string()))?;
     let mut out = Vec::new();
     replay_events(&mut engine, &events, &mut out);
-    Ok(out)
+    Ok(Replayed {
+        alerts: out,
+        order: report,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use super::super::parse_events;
 
     #[test]
     fn events_file_errors_name_the_line() {

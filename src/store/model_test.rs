@@ -53,6 +53,8 @@ fn alert_for(token: u16) -> Alert {
         value: None,
         kind: None,
         time_trusted: true,
+
+        instance: None,
     }
 }
 

@@ -499,6 +499,13 @@ struct AlertDoc<'a> {
     /// Only `false` is sent: the gateway's clock was not trusted.
     #[serde(skip_serializing_if = "Option::is_none")]
     time_trusted: Option<bool>,
+
+    /// The situation (see `model::Instance`): receivers close alerts by it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    instance: Option<&'a str>,
+    /// 1 for the first raise, 2, 3, … for escalated re-sends.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attempt: Option<u32>,
 }
 
 /// The alert document, exactly as published.
@@ -516,6 +523,9 @@ pub fn alert_payload(id: &str, seq: u64, a: &Alert) -> Result<Vec<u8>, serde_jso
         kind: a.kind,
         value: a.value,
         time_trusted: (!a.time_trusted).then_some(false),
+
+        instance: a.instance.as_ref().map(|i| &*i.instance),
+        attempt: a.instance.as_ref().map(|i| i.attempt),
     })
 }
 
@@ -589,6 +599,8 @@ mod tests {
             value: None,
             kind: None,
             time_trusted: true,
+
+            instance: None,
         };
         let p = alert_payload("u-1", 7, &a).unwrap();
         assert_eq!(
@@ -690,6 +702,8 @@ mod tests {
                 value: None,
                 kind: Some(kind),
                 time_trusted: true,
+
+                instance: None,
             };
             let bytes = alert_payload("id-2", seq, &a).unwrap();
             let head: &[u8] = b"{\"id\":\"id-2\",\"seq\":";

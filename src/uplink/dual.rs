@@ -453,6 +453,7 @@ impl Dual {
             value: None,
             kind: None,
             time_trusted: true,
+            instance: None,
         };
         if let Err(e) = self.store.submit(Write::Alert(alert)).await {
             tracing::error!(error = %e, "could not raise the LoRaWAN modem warning");

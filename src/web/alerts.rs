@@ -2,9 +2,13 @@
 //! live stream (the store keeps the durable copy; this is only the view).
 //!
 //! Invariants: at most [`RECENT_MAX`] alerts are kept; an alert is *open*
-//! while it is raised and no later `cleared` alert for the same rule and
-//! device has arrived; an acknowledgement marks it but does not close it
-//! in this list; the acknowledgement itself goes to the rule engine (the hub).
+//! while it is raised and no later `cleared` alert of the same instance
+//! (`Alert::instance`) has arrived — alerts without an instance (from
+//! before instance ids) are closed by rule and device; an escalated
+//! re-send of an open instance updates its entry (severity, attempt,
+//! sentence) instead of adding one; an acknowledgement marks it but does
+//! not close it in this list; the acknowledgement itself goes to the rule
+//! engine (the hub), by instance.
 //! The list is persisted as [`super::roles::Record::RecentAlerts`] so it survives a restart.
 
 use std::collections::VecDeque;
@@ -61,9 +65,22 @@ impl Alerts {
 
     /// Records an alert from the live stream.
     pub fn on_alert(&mut self, a: Alert) -> u64 {
+        let inst = a.instance.as_ref().map(|i| i.instance.clone());
+        let same = |s: &Shown| match (&inst, &s.alert.instance) {
+            (Some(a), Some(b)) => *a == b.instance,
+            (None, None) => s.alert.rule == a.rule && s.alert.device == a.device,
+            _ => false,
+        };
+        if a.state == AlertState::Raised
+            && a.instance.as_ref().is_some_and(|i| i.attempt > 1)
+            && let Some(s) = self.recent.iter_mut().find(|s| s.open && same(s))
+        {
+            s.alert = a;
+            return s.id;
+        }
         if a.state == AlertState::Cleared {
             for s in self.recent.iter_mut() {
-                if s.open && s.alert.rule == a.rule && s.alert.device == a.device {
+                if s.open && same(s) {
                     s.open = false;
                 }
             }
@@ -135,6 +152,8 @@ mod tests {
             value: Some(1.0),
             kind: None,
             time_trusted: true,
+
+            instance: None,
         }
     }
 
@@ -149,6 +168,59 @@ mod tests {
         assert_eq!(open.len(), 1);
         assert_eq!(&*open[0].alert.rule, "fall");
         assert_eq!(a.recent().len(), 3);
+    }
+
+    fn with_instance(mut a: Alert, inst: &str, attempt: u32) -> Alert {
+        a.instance = Some(crate::model::Instance {
+            instance: inst.into(),
+            attempt,
+        });
+        a
+    }
+
+    #[test]
+    fn a_clear_closes_only_the_alert_of_its_instance() {
+        let mut a = Alerts::default();
+        // Whole-home inactivity raised on one PIR; the clear may come from
+        // another room's PIR and still closes it, by instance.
+        let mut raised = with_instance(alert("quiet", AlertState::Raised, 1), "quiet/home/1", 1);
+        raised.device = crate::model::DeviceId::new("bathroom-pir").unwrap();
+        a.on_alert(raised);
+        a.on_alert(with_instance(
+            alert("quiet-2", AlertState::Raised, 2),
+            "quiet-2/home/2",
+            1,
+        ));
+        let mut clear = with_instance(alert("quiet", AlertState::Cleared, 3), "quiet/home/1", 1);
+        clear.device = crate::model::DeviceId::new("hall-pir").unwrap();
+        a.on_alert(clear);
+        let open = a.open();
+        assert_eq!(open.len(), 1);
+        assert_eq!(&*open[0].alert.rule, "quiet-2");
+        // A clear of another instance of the same rule and device closes nothing.
+        a.on_alert(with_instance(
+            alert("quiet-2", AlertState::Cleared, 4),
+            "quiet-2/home/0",
+            1,
+        ));
+        assert_eq!(a.open().len(), 1);
+    }
+
+    #[test]
+    fn an_escalated_resend_updates_its_open_entry() {
+        let mut a = Alerts::default();
+        let id = a.on_alert(with_instance(
+            alert("panic", AlertState::Raised, 1),
+            "panic/p/1",
+            1,
+        ));
+        let mut again = with_instance(alert("panic", AlertState::Raised, 2), "panic/p/1", 2);
+        again.message = "Not acknowledged (attempt 2): Panic button pressed".into();
+        assert_eq!(a.on_alert(again), id);
+        let open = a.open();
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].alert.instance.as_ref().unwrap().attempt, 2);
+        assert_eq!(a.recent().len(), 1);
     }
 
     #[test]

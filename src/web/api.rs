@@ -229,9 +229,10 @@ pub async fn ack(app: &App, who: &Who, id: &str) -> Result<Resp> {
                 s.alert.rule.clone(),
                 s.alert.device.clone(),
                 s.acked_by.clone(),
+                s.alert.instance.as_ref().map(|i| i.instance.to_string()),
             )
         });
-    let Some((rule, device, acked)) = target else {
+    let Some((rule, device, acked, instance)) = target else {
         return Err(Fail::new(
             StatusCode::NOT_FOUND,
             super::alerts::AckError::Unknown(id).to_string(),
@@ -244,11 +245,20 @@ pub async fn ack(app: &App, who: &Who, id: &str) -> Result<Resp> {
         ));
     }
     // The rule engine owns the situation: it stops repeating/escalating it.
-    let engine = app
-        .roles
-        .alerting
-        .ack_alert(rule.to_string(), device)
-        .await?;
+    let engine = match instance {
+        Some(i) => {
+            app.roles
+                .alerting
+                .ack_instance(i, rule.to_string(), device)
+                .await?
+        }
+        None => {
+            app.roles
+                .alerting
+                .ack_alert(rule.to_string(), device)
+                .await?
+        }
+    };
     let shown = app
         .alerts
         .lock()

@@ -236,6 +236,22 @@ impl Alerting for StoreBackend {
             rx.await.map_err(|_| gone())
         })
     }
+    fn ack_instance(
+        &self,
+        instance: String,
+        _rule: String,
+        _device: DeviceId,
+    ) -> BoxFut<'_, Result<bool, BackendError>> {
+        Box::pin(async move {
+            let (reply, rx) = tokio::sync::oneshot::channel();
+            let gone = || BackendError::Unavailable("the hub is not running".into());
+            self.hub
+                .send(HubCommand::AckInstance { instance, reply })
+                .await
+                .map_err(|_| gone())?;
+            rx.await.map_err(|_| gone())
+        })
+    }
     fn deliveries(
         &self,
         uids: Vec<String>,

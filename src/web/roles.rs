@@ -74,6 +74,16 @@ pub trait Alerting: Send + Sync {
     /// Acknowledges the open alerts of `rule` on `device` in the rule
     /// engine. `Ok(false)`: the engine had no open alert to acknowledge.
     fn ack_alert(&self, rule: String, device: DeviceId) -> BoxFut<'_, Result<bool, BackendError>>;
+    /// Acknowledges one alert by its instance id (stops its escalation);
+    /// by default, as [`Alerting::ack_alert`] of its rule and device.
+    fn ack_instance(
+        &self,
+        _instance: String,
+        rule: String,
+        device: DeviceId,
+    ) -> BoxFut<'_, Result<bool, BackendError>> {
+        self.ack_alert(rule, device)
+    }
     /// The delivery records (path, time) of the alerts with these UUIDs;
     /// an alert not listed has not been delivered (or its record aged out).
     fn deliveries(&self, uids: Vec<String>)

@@ -125,6 +125,7 @@ impl FailureAlarm {
             value: None,
             kind: None,
             time_trusted: true,
+            instance: None,
         });
     }
 }

@@ -10,10 +10,13 @@
 
 use jiff::tz::TimeZone;
 
+use std::sync::Arc;
+
 use super::devices::Devices;
-use super::rule::{Compiled, Phase, Slot};
+use super::rule::{Compiled, Phase, RULE_SUBJECT, Slot};
+use super::spec::{Per, RuleType};
 use super::timers::{Entry, Timers};
-use crate::model::{Alert, AlertState, DeviceId, Kind, Reading, Time};
+use crate::model::{Alert, AlertState, DeviceId, Instance, Kind, Reading, Time};
 
 /// What the handlers may touch besides their rule.
 pub struct Ctx<'a> {
@@ -21,6 +24,10 @@ pub struct Ctx<'a> {
     pub tz: &'a TimeZone,
     pub timers: &'a mut Timers,
     pub out: &'a mut Vec<Alert>,
+    /// The subject whose slot the handler works on (names the alert
+    /// instance); set by the dispatch, changed by a handler that works on
+    /// another slot of its rule.
+    pub subject: u32,
 }
 
 impl Ctx<'_> {
@@ -56,10 +63,58 @@ impl Ctx<'_> {
             AlertState::Cleared => Phase::Idle,
         };
         slot.acked = false;
-        self.push(state, cause, what);
+        if state == AlertState::Raised {
+            slot.opened = cause.at;
+        }
+        let instance = self.instance(cause.rule, slot.opened);
+        self.push(state, cause, what, None, instance);
     }
 
-    fn push(&mut self, state: AlertState, cause: &Cause<'_>, what: &str) {
+    /// Clears the slot's open alert: "Resolved: {what}[ in the {room}][
+    /// ({name})] — {how}", named after the device the alert was raised on
+    /// (`cause.dev`) and carrying its instance; `how` says what resolved
+    /// it (which device, the value now).
+    pub fn resolve(&mut self, slot: &mut Slot, cause: &Cause<'_>, what: &str, how: &str) {
+        slot.phase = Phase::Idle;
+        slot.acked = false;
+        let instance = self.instance(cause.rule, slot.opened);
+        self.push(AlertState::Cleared, cause, what, Some(how), instance);
+    }
+
+    /// The instance id of the alert a slot of `rule` opened at `opened`:
+    /// `RULE/SUBJECT/MS` (subject: device id, room name, or `home`).
+    fn instance(&self, rule: &Compiled, opened: i64) -> Instance {
+        let per_room = rule.spec.kind == RuleType::Inactivity && rule.per == Per::Room;
+        let subject: &str = match self.subject {
+            RULE_SUBJECT => "home",
+            s if per_room => self.devs.room_by_index(s).unwrap_or("room"),
+            s => self.devs.get(s).map_or("device", |d| d.id.as_str()),
+        };
+        let id = format!("{}/{subject}/{opened}", rule.spec.id);
+        Instance {
+            instance: Arc::from(id),
+            attempt: 1,
+        }
+    }
+
+    /// "in the hall (Hall PIR)": where a device is, for `how` texts.
+    pub fn where_is(&self, dev: u32) -> String {
+        let d = self.devs.get(dev);
+        let name = d.map_or("a sensor", |d| d.name.as_deref().unwrap_or(d.id.as_str()));
+        match self.devs.room_name(dev) {
+            Some(r) => format!("in the {r} ({name})"),
+            None => format!("({name})"),
+        }
+    }
+
+    fn push(
+        &mut self,
+        state: AlertState,
+        cause: &Cause<'_>,
+        what: &str,
+        how: Option<&str>,
+        instance: Instance,
+    ) {
         let spec = &cause.rule.spec;
         let (dev, value) = (cause.dev, cause.value);
         let d = self.devs.get(dev);
@@ -76,11 +131,15 @@ impl Ctx<'_> {
                 .replace("{room}", room.as_deref().unwrap_or("home"))
                 .replace("{device}", device.as_str())
                 .replace("{rule}", &spec.id)
-                .replace("{value}", &value.map_or_else(String::new, fmt_value)),
-            None => sentence(state, what, room.as_deref(), name),
+                .replace(
+                    "{value}",
+                    &cause.shown.or(value).map_or_else(String::new, fmt_value),
+                ),
+            None => sentence(state, what, room.as_deref(), name, how),
         };
-        let message = match (state, &spec.message) {
-            (AlertState::Cleared, Some(_)) => format!("Resolved: {base}"),
+        let message = match (state, &spec.message, how) {
+            (AlertState::Cleared, Some(_), Some(how)) => format!("Resolved: {base} — {how}"),
+            (AlertState::Cleared, Some(_), None) => format!("Resolved: {base}"),
             _ => base,
         };
         self.out.push(Alert {
@@ -95,6 +154,8 @@ impl Ctx<'_> {
             value,
             kind: cause.kind,
             time_trusted: true,
+
+            instance: Some(instance),
         });
     }
 }
@@ -107,6 +168,9 @@ pub struct Cause<'a> {
     pub at: i64,
     pub value: Option<f64>,
     pub kind: Option<Kind>,
+    /// What `{value}` shows in a message template when it is not `value`
+    /// (a clear shows the value the alert was raised with).
+    pub shown: Option<f64>,
 }
 
 impl<'a> Cause<'a> {
@@ -118,6 +182,7 @@ impl<'a> Cause<'a> {
             at: r.at.0,
             value: Some(r.value),
             kind: Some(r.kind),
+            shown: None,
         }
     }
 
@@ -129,20 +194,29 @@ impl<'a> Cause<'a> {
             at,
             value: None,
             kind: None,
+            shown: None,
         }
     }
 }
 
-/// "[Resolved: ]{what}[ in the {room}][ ({name})]", built with one
-/// allocation of the exact size (this runs once per alert: 100k timers
+/// "[Resolved: ]{what}[ in the {room}][ ({name})][ — {how}]", built with
+/// one allocation of the exact size (this runs once per alert: 100k timers
 /// firing together build 100k of them).
-fn sentence(state: AlertState, what: &str, room: Option<&str>, name: Option<&str>) -> String {
+fn sentence(
+    state: AlertState,
+    what: &str,
+    room: Option<&str>,
+    name: Option<&str>,
+    how: Option<&str>,
+) -> String {
     const RESOLVED: &str = "Resolved: ";
+    const DASH: &str = " — ";
     let resolved = state == AlertState::Cleared;
     let len = if resolved { RESOLVED.len() } else { 0 }
         + what.len()
         + room.map_or(0, |r| " in the ".len() + r.len())
-        + name.map_or(0, |n| " ()".len() + n.len());
+        + name.map_or(0, |n| " ()".len() + n.len())
+        + how.map_or(0, |h| DASH.len() + h.len());
     let mut s = String::with_capacity(len);
     if resolved {
         s.push_str(RESOLVED);
@@ -156,6 +230,10 @@ fn sentence(state: AlertState, what: &str, room: Option<&str>, name: Option<&str
         s.push_str(" (");
         s.push_str(n);
         s.push(')');
+    }
+    if let Some(h) = how {
+        s.push_str(DASH);
+        s.push_str(h);
     }
     s
 }
@@ -196,6 +274,11 @@ pub(super) fn capital(s: &str) -> String {
     }
 }
 
+/// "now 17.6 °C" / "now 85%": the value a clear reports.
+pub(super) fn now_value(kind: Kind, v: f64) -> String {
+    format!("now {}{}", fmt_value(v), unit(kind))
+}
+
 pub(super) fn unit(kind: Kind) -> String {
     match kind.unit() {
         "" => String::new(),
@@ -223,8 +306,11 @@ mod tests {
                         AlertState::Raised => base,
                         AlertState::Cleared => format!("Resolved: {base}"),
                     };
-                    let got = sentence(state, "Door open", room, name);
+                    let got = sentence(state, "Door open", room, name, None);
                     assert_eq!(got, want);
+                    assert_eq!(got.capacity(), got.len());
+                    let got = sentence(state, "Door open", room, name, Some("door closed"));
+                    assert_eq!(got, format!("{want} — door closed"));
                     assert_eq!(got.capacity(), got.len());
                 }
             }

@@ -109,6 +109,9 @@ pub struct PerKind {
     /// Last accepted reading's time (ms; [`NEVER`] when none yet) and value.
     pub at: i64,
     pub value: f64,
+    /// When it arrived, by the engine clock (silence per reading kind;
+    /// a device's own timestamps may be off).
+    pub arrived: i64,
     /// The rules (indices, ascending) a reading of this kind must visit: an
     /// id in the engine's route table, or [`NO_ROUTE`].
     pub route: u32,
@@ -117,6 +120,7 @@ pub struct PerKind {
 const FRESH: PerKind = PerKind {
     at: NEVER,
     value: 0.0,
+    arrived: NEVER,
     route: NO_ROUTE,
 };
 
@@ -240,6 +244,20 @@ impl Devices {
         }
     }
 
+    /// Records when the last accepted reading of `kind` arrived (engine clock).
+    pub fn set_arrived(&mut self, dev: u32, kind: Kind, now: i64) {
+        if let Some(e) = self.kind_entry_mut(dev, kind) {
+            e.arrived = now;
+        }
+    }
+
+    /// When the last reading of `kind` from `dev` arrived (engine clock).
+    pub fn last_arrival(&self, dev: u32, kind: Kind) -> Option<i64> {
+        self.kind_entry(dev, kind)
+            .filter(|e| e.arrived != NEVER)
+            .map(|e| e.arrived)
+    }
+
     /// Last accepted `(kind, at, value)` of each kind `dev` has sent.
     pub fn seen(&self, dev: u32) -> impl Iterator<Item = (Kind, i64, f64)> + '_ {
         Kind::ALL
@@ -254,6 +272,7 @@ impl Devices {
         if let Some(e) = self.kind_entry_mut(dev, kind) {
             e.at = at;
             e.value = value;
+            e.arrived = at;
         }
     }
 
@@ -270,6 +289,18 @@ impl Devices {
     }
 
     /// Records a reading's time and value; says whether it is new.
+    /// The last accepted value and time of a device's `kind`, if any.
+    pub fn last(&self, dev: u32, kind: Kind) -> Option<(i64, f64)> {
+        self.kind_entry(dev, kind)
+            .filter(|e| e.at != NEVER)
+            .map(|e| (e.at, e.value))
+    }
+
+    /// The last accepted value of a device's `kind`, if any.
+    pub fn last_value(&self, dev: u32, kind: Kind) -> Option<f64> {
+        self.last(dev, kind).map(|(_, v)| v)
+    }
+
     pub fn check_fresh(&mut self, dev: u32, kind: Kind, at: i64, value: f64) -> Freshness {
         let Some(e) = self.kind_entry_mut(dev, kind) else {
             return Freshness::New;

@@ -17,7 +17,7 @@ use super::kind;
 use super::routine::Routine;
 use super::rule::{Compiled, Rule, Slot};
 use super::spec::RuleType;
-use crate::model::Reading;
+use crate::model::{Kind, Reading};
 
 /// Where a handler runs: the rule's index (timers name it), the subject
 /// whose slot it concerns, and the engine clock (ms).
@@ -26,6 +26,31 @@ pub struct At {
     pub ri: u32,
     pub subject: u32,
     pub now: i64,
+    /// The reading is news: a change of its device's state for this kind,
+    /// the first of its kind, or a momentary event ([`is_event`]). A
+    /// periodic re-report of the same state is not: it only refreshes
+    /// liveness (silent rules), never starts, triggers or clears.
+    pub changed: bool,
+}
+
+/// Kinds whose every active report is a new event (a press, a detection),
+/// not a state that devices re-report.
+pub fn is_event(kind: Kind) -> bool {
+    matches!(
+        kind,
+        Kind::Motion | Kind::Panic | Kind::Fall | Kind::Vibration
+    )
+}
+
+/// Whether a reading of `kind` with `value` is news after `prev` (the
+/// device's last value of that kind, if any): see [`At::changed`].
+pub fn is_news(kind: Kind, prev: Option<f64>, value: f64) -> bool {
+    match prev {
+        None => true,
+        Some(_) if is_event(kind) => true,
+        Some(p) if kind.is_binary() => (p >= 0.5) != (value >= 0.5),
+        Some(p) => p.to_bits() != value.to_bits(),
+    }
 }
 
 /// One rule kind (`type = "…"` in the rules file).
@@ -73,8 +98,15 @@ pub trait RuleKind {
 
 /// Moves a slot's stamps and deadline by a wall-clock step.
 pub fn shift_stamps(slot: &mut Slot, delta: i64) {
-    slot.since = slot.since.saturating_add(delta);
-    slot.last = slot.last.saturating_add(delta);
+    // 0 means "never" (e.g. a window slot's `last` while the state still
+    // holds): it stays 0. `opened` is the alert instance's id, not a time
+    // to move.
+    if slot.since != 0 {
+        slot.since = slot.since.saturating_add(delta);
+    }
+    if slot.last != 0 {
+        slot.last = slot.last.saturating_add(delta);
+    }
     slot.deadline = slot.deadline.map(|d| d.saturating_add(delta));
 }
 
@@ -130,10 +162,19 @@ pub fn start(rule: &mut Rule, ri: u32, ctx: &mut Ctx<'_>, now: i64) {
 }
 
 /// A reading reached this rule (its selectors matched).
-pub fn on_reading(rule: &mut Rule, ri: u32, ctx: &mut Ctx<'_>, dev: u32, r: &Reading, now: i64) {
+pub fn on_reading(
+    rule: &mut Rule,
+    ri: u32,
+    ctx: &mut Ctx<'_>,
+    dev: u32,
+    r: &Reading,
+    at: (i64, bool),
+) {
+    let (now, changed) = at;
     with_kind!(rule.spec.kind, K => {
         if let Some(subject) = K::subject(rule, ctx.devs, dev) {
-            K::on_reading(rule, At { ri, subject, now }, dev, ctx, r);
+            ctx.subject = subject;
+            K::on_reading(rule, At { ri, subject, now, changed }, dev, ctx, r);
         }
     });
 }
@@ -150,6 +191,7 @@ pub fn on_timer(
 ) {
     let due = slot.deadline.unwrap_or(at.now);
     slot.deadline = None;
+    ctx.subject = at.subject;
     with_kind!(rule.spec.kind, K => K::on_timer(rule, slot, routine, at, due, ctx));
 }
 
@@ -163,7 +205,12 @@ pub fn shift(rule: &mut Rule, ri: u32, ctx: &Ctx<'_>, delta: i64, now: i64) {
         ..
     } = rule;
     for (&subject, slot) in slots.iter_mut() {
-        let at = At { ri, subject, now };
+        let at = At {
+            ri,
+            subject,
+            now,
+            changed: false,
+        };
         with_kind!(compiled.spec.kind, K => {
             K::shift(compiled, slot, routine.as_deref_mut(), at, delta, ctx)
         });

@@ -1,5 +1,5 @@
 //! The state machine of rules whose condition must hold for a time before
-//! they raise ([`Held`]: threshold and window rules, driven by readings),
+//! they raise ([`Held`]: threshold rules, driven by readings),
 //! and the raise when such a pending time runs out ([`fire_pending`]: also
 //! sequence rules, whose pending step waits for a cancel).
 
@@ -8,8 +8,8 @@ use super::eval::At;
 use super::rule::{Compiled, Phase, Rule, Slot};
 use crate::model::{AlertState, Reading, Time};
 
-/// One reading's step through the state machine threshold and window
-/// rules share: a condition that must hold for `for_ms` before it raises.
+/// One reading's step through the state machine of threshold rules: a
+/// condition that must hold for `for_ms` before it raises.
 pub struct Held {
     pub at: At,
     pub dev: u32,
@@ -18,7 +18,9 @@ pub struct Held {
 impl Held {
     /// Idle and `enter` → pending (armed for `for_ms`) or raised at once;
     /// pending or raised and `leave` → idle (disarmed, or the alert
-    /// cleared); otherwise only `track_value` records the reading. Hot
+    /// cleared, `how` saying what resolved it); otherwise, while pending,
+    /// only `track_value` records the reading (a raised slot keeps the
+    /// value it was raised with, which its clear names). Hot
     /// path: most readings change nothing, so the slot map is touched only
     /// when a slot exists or the condition `holds`, and the sentence
     /// (`what`) is built only when an alert is emitted.
@@ -33,11 +35,14 @@ impl Held {
         leave: bool,
         track_value: bool,
         what: impl FnOnce(&Compiled) -> String,
+        how: impl FnOnce() -> String,
     ) {
         let Rule {
             compiled: c, slots, ..
         } = rule;
-        let At { ri, subject, now } = self.at;
+        let At {
+            ri, subject, now, ..
+        } = self.at;
         let Some(slot) = (if holds {
             Some(slots.entry(subject).or_default())
         } else {
@@ -63,9 +68,16 @@ impl Held {
                 ctx.arm(slot, ri, subject, None);
                 return;
             }
-            Phase::Raised if leave => AlertState::Cleared,
-            _ => {
-                if track_value {
+            Phase::Raised if leave => {
+                let cause = Cause {
+                    shown: Some(slot.value),
+                    ..Cause::reading(c, slot.dev, r)
+                };
+                ctx.resolve(slot, &cause, &what(c), &how());
+                return;
+            }
+            phase => {
+                if track_value && phase != Phase::Raised {
                     slot.value = v;
                 }
                 return;
@@ -89,6 +101,10 @@ pub fn fire_pending(
     }
     let cause = Cause {
         value: Some(slot.value),
+        kind: rule.spec.kinds.0.first().copied().or_else(|| {
+            let start = rule.spec.start.as_ref()?;
+            start.kinds.0.first().copied()
+        }),
         ..Cause::timer(rule, slot.dev, due)
     };
     ctx.emit(slot, AlertState::Raised, &cause, &what(rule));

@@ -12,7 +12,8 @@
 //! - `eval`: the `RuleKind` trait and the one dispatch from a rule's type
 //!   to its kind; `kind`: one module per rule type (what it does with a
 //!   reading or a timer); `held`: the pending/raised/cleared machine of
-//!   threshold and window rules; `ctx`: what handlers may touch, timers and
+//!   threshold rules (window rules have their own, `kind/window.rs`);
+//!   `escalate`: re-sends of unacknowledged alerts; `ctx`: what handlers may touch, timers and
 //!   the one raise/clear helper (`Ctx::emit`) with the shared alert texts;
 //! - `rule`: compiled rules and their slots; `routine`: what routine rules
 //!   learn; `devices`: device table and route cache;
@@ -37,6 +38,7 @@
 mod ctx;
 mod devices;
 mod due;
+mod escalate;
 mod eval;
 mod held;
 mod kind;
@@ -59,7 +61,9 @@ use crate::model::{Alert, DeviceId, DeviceInfo, Kind, Reading, Time};
 use crate::setting::Problem;
 use ctx::Ctx;
 use devices::{Devices, Freshness};
-pub use replay::{Event, EventsError, parse_events, replay_events};
+pub use replay::{
+    Event, EventsError, Order, OrderReport, order_story, parse_events, parse_story, replay_events,
+};
 use rule::{Phase, Rule};
 pub use spec::{RuleSet, RuleSpec, RuleType, RulesError};
 pub use status::RuleStatus;
@@ -150,6 +154,8 @@ pub struct Engine {
     /// sort's scratch (reused).
     batch: Vec<Entry>,
     scratch: Vec<Entry>,
+    /// Open alerts of rules that escalate (`escalate`).
+    escalations: escalate::Escalations,
 }
 
 /// Largest timer batch whose buffers `on_tick` keeps for the next tick.
@@ -190,6 +196,7 @@ impl Engine {
             dropped: 0,
             batch: Vec::new(),
             scratch: Vec::new(),
+            escalations: escalate::Escalations::default(),
         };
         e.install(set, Vec::new());
         e
@@ -239,6 +246,14 @@ impl Engine {
             if r.spec.kind != RuleType::Sequence && !r.spec.rooms.0.is_empty() {
                 for room in &r.spec.rooms.0 {
                     self.by_room.entry(room.clone()).or_default().push(i);
+                }
+                // Evidence of being back inside comes from any room.
+                if r.inside {
+                    for k in rule::EVIDENCE {
+                        if let Some(v) = self.by_kind.get_mut(usize::from(k.code())) {
+                            v.push(i);
+                        }
+                    }
                 }
                 continue;
             }
@@ -306,7 +321,7 @@ impl Engine {
                 if let Some(rule) = self.rules.get_mut(ri as usize)
                     && rule.routine.is_some()
                     && r.value >= rule.min_value
-                    && routine::learn(rule, &self.tz, r.at)
+                    && routine::learn(rule, &self.tz, r.at, true)
                 {
                     rule.started = false;
                     self.needs_start = true;
@@ -368,6 +383,7 @@ impl Engine {
                 tz: &self.tz,
                 timers: &mut self.timers,
                 out,
+                subject: rule::RULE_SUBJECT,
             };
             for (ri, rule) in self.rules.iter_mut().enumerate() {
                 if !rule.started {
@@ -384,27 +400,42 @@ impl Engine {
         self.on_tick(now, out);
         let now = self.now;
         let dev = self.devs.intern(&r.device);
+        let prev = self.devs.last_value(dev, r.kind);
         if self.devs.check_fresh(dev, r.kind, r.at.0, r.value) != Freshness::New {
             self.dropped += 1;
             return;
         }
+        self.devs.set_arrived(dev, r.kind, now);
+        let changed = eval::is_news(r.kind, prev, r.value);
         let rid = self.route(dev, r.kind);
         let route = self.route_lists.get(rid).map_or(&[][..], |v| &v[..]);
         if route.is_empty() {
             return;
         }
+        let from = out.len();
         let mut ctx = Ctx {
             devs: &self.devs,
             tz: &self.tz,
             timers: &mut self.timers,
             out,
+            subject: rule::RULE_SUBJECT,
         };
         for &ri in route.iter() {
             if let Some(rule) = self.rules.get_mut(ri as usize) {
-                eval::on_reading(rule, ri, &mut ctx, dev, r, now);
+                eval::on_reading(rule, ri, &mut ctx, dev, r, (now, changed));
             }
         }
+        self.observe(out, from);
         self.generation += 1;
+    }
+
+    /// Starts and ends escalations for the alerts emitted from `from` on.
+    fn observe(&mut self, out: &[Alert], from: usize) {
+        if let Some(new) = out.get(from..)
+            && !new.is_empty()
+        {
+            self.escalations.observe(&self.rules, new);
+        }
     }
 
     /// Time passed; timer-driven alerts are appended to `out`.
@@ -413,7 +444,23 @@ impl Engine {
         // Reused between ticks: a large batch allocates (and faults in)
         // its buffer once, not on every tick.
         let mut batch = std::mem::take(&mut self.batch);
-        while let Some(at) = self.timers.peek().filter(|&at| at.0 <= now) {
+        loop {
+            let esc = self.escalations.next().filter(|&d| d <= now);
+            let Some(at) = self.timers.peek().filter(|&at| at.0 <= now) else {
+                if esc.is_some() && self.escalations.fire(now, out) {
+                    self.generation += 1;
+                }
+                break;
+            };
+            if let Some(d) = esc
+                && d < at.0
+            {
+                if self.escalations.fire(at.0 - 1, out) {
+                    self.generation += 1;
+                }
+                continue;
+            }
+            let from = out.len();
             // Everything due at the same instant, in the restart-proof
             // order that is also memory order (see `due`).
             batch.clear();
@@ -430,6 +477,7 @@ impl Engine {
                 }
             }
             if fired {
+                self.observe(out, from);
                 self.generation += 1;
             }
         }
@@ -469,6 +517,7 @@ impl Engine {
             tz: &self.tz,
             timers: &mut self.timers,
             out,
+            subject: e.subject,
         };
         match slot.deadline {
             None => false,
@@ -485,6 +534,7 @@ impl Engine {
                     ri: e.rule,
                     subject: e.subject,
                     now,
+                    changed: false,
                 };
                 eval::on_timer(compiled, routine.as_deref_mut(), slot, at, &mut ctx);
                 true
@@ -508,12 +558,14 @@ impl Engine {
             self.now = self.now.saturating_add(delta_ms);
         }
         self.devs.shift_seen(delta_ms.min(0));
+        self.escalations.shift(delta_ms);
         let mut out = Vec::new();
         let ctx = Ctx {
             devs: &self.devs,
             tz: &self.tz,
             timers: &mut self.timers,
             out: &mut out,
+            subject: 0,
         };
         for (ri, rule) in self.rules.iter_mut().enumerate() {
             let ri = u32::try_from(ri).unwrap_or(u32::MAX);
@@ -531,7 +583,11 @@ impl Engine {
     /// When `on_tick` next needs to be called, if ever. (May be early: a
     /// wake-up that finds nothing due is harmless.)
     pub fn next_deadline(&self) -> Option<Time> {
-        self.timers.peek()
+        let esc = self.escalations.next().map(Time);
+        match (self.timers.peek(), esc) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Acknowledges the open alerts of `rule` (for one device, or all).
@@ -561,6 +617,51 @@ impl Engine {
                 s.phase = Phase::Idle;
             }
             any = true;
+        }
+        any |= self.escalations.ack(None, alert_rule, device);
+        if any {
+            self.generation += 1;
+        }
+        any
+    }
+
+    /// Acknowledges one alert by its instance id (`Alert::instance`): the
+    /// situation stays open until it clears (an immediate rule without a
+    /// clear may alert again at once), and its escalation stops. Returns
+    /// whether the instance was open.
+    pub fn ack_instance(&mut self, instance: &str, now: Time) -> bool {
+        self.now = self.now.max(now.0);
+        let mut any = self.escalations.ack(Some(instance), "", None);
+        let (Some((rule_id, rest)), Some((_, opened))) =
+            (instance.split_once('/'), instance.rsplit_once('/'))
+        else {
+            return any;
+        };
+        let subject = rest.rsplit_once('/').map_or("", |(s, _)| s);
+        let opened: i64 = opened.parse().unwrap_or(i64::MIN);
+        let devs = &self.devs;
+        if let Some(rule) = self.rules.iter_mut().find(|r| &*r.spec.id == rule_id) {
+            let per_room = rule.spec.kind == RuleType::Inactivity && rule.per == spec::Per::Room;
+            let forget =
+                matches!(rule.spec.kind, RuleType::Immediate | RuleType::Tamper) && !rule.clear;
+            for (&k, s) in rule.slots.iter_mut() {
+                let name = match k {
+                    rule::RULE_SUBJECT => Some("home"),
+                    k if per_room => devs.room_by_index(k),
+                    k => devs.get(k).map(|d| d.id.as_str()),
+                };
+                if s.phase == Phase::Raised
+                    && !s.acked
+                    && s.opened == opened
+                    && name == Some(subject)
+                {
+                    s.acked = true;
+                    if forget {
+                        s.phase = Phase::Idle;
+                    }
+                    any = true;
+                }
+            }
         }
         if any {
             self.generation += 1;
@@ -602,6 +703,8 @@ impl Engine {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_care;
 #[cfg(test)]
 mod tests_state;
 #[cfg(test)]

@@ -5,10 +5,15 @@
 //! Learning: for each window instance (one per local day) the first
 //! activity's wall-clock offset from the window start is recorded; the last
 //! `days` instances are kept. With at least `min_days` of them the rule arms:
-//! the check time is the `percentile` (nearest rank) of the offsets plus
-//! `margin`, as local wall-clock time of that day (so DST nights do not
-//! shift it), clamped to the window end. Days without any activity are not
-//! learnt (they are the anomaly).
+//! the check time is the usual time plus `margin`, as local wall-clock time
+//! of that day (so DST nights do not shift it), clamped to the window end.
+//! The usual time is robust — the median plus three robust standard
+//! deviations (1.4826 × the median absolute deviation), which one or two
+//! outlying days cannot move much — unless the rule sets `percentile`
+//! (then the nearest-rank percentile, as before, which one late day can
+//! move). Days without any activity are not learnt, nor days on which the
+//! rule raised its alert (their late first activity is the anomaly, not
+//! the routine).
 //!
 //! Invariants: `seen` is the start of the latest instance with recorded
 //! activity; `done` the start of the latest instance already checked; an
@@ -58,14 +63,42 @@ pub fn threshold_of(rule: &Compiled, r: &Routine) -> Option<u32> {
     }
     let mut v: Vec<u32> = r.history.iter().map(|&(_, o)| o).collect();
     v.sort_unstable();
-    let p = rule.spec.percentile.unwrap_or(95.0);
-    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
-    let base = v.get(rank.saturating_sub(1).min(v.len() - 1)).copied()?;
+    let base = match rule.spec.percentile {
+        Some(p) => {
+            let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
+            v.get(rank.saturating_sub(1).min(v.len() - 1)).copied()?
+        }
+        None => robust(&v)?,
+    };
     Some(base.saturating_add(margin(rule)))
 }
 
-/// Records `t` as activity; true if it was the first of its window instance.
-pub fn learn(rule: &mut Rule, tz: &jiff::tz::TimeZone, t: Time) -> bool {
+/// Median + 3 × 1.4826 × MAD of sorted offsets (seconds), rounded up to
+/// the minute.
+pub fn robust(sorted: &[u32]) -> Option<u32> {
+    let med = median(sorted)?;
+    let mut dev: Vec<u32> = sorted.iter().map(|&x| x.abs_diff(med)).collect();
+    dev.sort_unstable();
+    let mad = median(&dev)?;
+    let spread = (3.0 * 1.4826 * f64::from(mad)).ceil() as u32;
+    let t = med.saturating_add(spread);
+    Some(t.div_ceil(60).saturating_mul(60))
+}
+
+fn median(sorted: &[u32]) -> Option<u32> {
+    let n = sorted.len();
+    let hi = *sorted.get(n / 2)?;
+    if n % 2 == 1 {
+        return Some(hi);
+    }
+    let lo = *sorted.get(n / 2 - 1)?;
+    Some(lo + (hi - lo) / 2)
+}
+
+/// Records `t` as activity; true if it was the first of its window
+/// instance. With `keep` false the instance counts as seen but is not
+/// learnt (a day the rule alerted on).
+pub fn learn(rule: &mut Rule, tz: &jiff::tz::TimeZone, t: Time, learnt: bool) -> bool {
     let Rule {
         compiled: c,
         routine,
@@ -88,6 +121,9 @@ pub fn learn(rule: &mut Rule, tz: &jiff::tz::TimeZone, t: Time) -> bool {
         return false;
     }
     r.seen = Some(s.0);
+    if !learnt {
+        return true;
+    }
     let off = (secs + 86_400 - w.start) % 86_400;
     r.history.push_back((s.0, off));
     while r.history.len() > keep {

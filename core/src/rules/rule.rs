@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::devices::Devices;
 use super::devices::IdentBuild;
 use super::routine::Routine;
-use super::spec::{Per, RuleSpec, RuleType, Step, Want};
+use super::spec::{Per, Resolve, RuleSpec, RuleType, Step, Want};
 use super::window::Window;
 use crate::model::{Kind, Severity};
 
@@ -49,6 +49,9 @@ pub struct Slot {
     pub queued: Option<i64>,
     pub value: f64,
     pub dev: u32,
+    /// When the open alert was raised (ms): part of its instance id, so
+    /// an identifier, never shifted with the clock.
+    pub opened: i64,
 }
 
 impl Default for Slot {
@@ -62,6 +65,7 @@ impl Default for Slot {
             queued: None,
             value: 0.0,
             dev: NO_DEV,
+            opened: 0,
         }
     }
 }
@@ -84,7 +88,19 @@ pub struct Compiled {
     pub route_kinds: Option<Vec<Kind>>,
     /// The alert sentence of clock-driven types, built once.
     pub what: String,
+    /// Window rules: a state holding at the window start counts (`at_start`).
+    pub at_start: bool,
+    /// Window rules: the situation ends only with motion indoors after the
+    /// state reversed (`resolve = "inside"`).
+    pub inside: bool,
+    /// Re-send interval of unacknowledged alerts (ms; 0 = no escalation)
+    /// and how many re-sends at most.
+    pub escalate_ms: i64,
+    pub escalate_max: u32,
 }
+
+/// Kinds that are evidence of someone moving indoors (`resolve = "inside"`).
+pub const EVIDENCE: [Kind; 2] = [Kind::Motion, Kind::Occupancy];
 
 /// A compiled rule and its state. It reads as its [`Compiled`] part
 /// (`rule.spec`, through `Deref`); a handler that holds one of the slots
@@ -142,6 +158,11 @@ impl Rule {
                 all.dedup();
                 (!any).then_some(all)
             }
+            RuleType::Window if inside(spec) => {
+                let mut k = kinds.clone();
+                k.extend(EVIDENCE.iter().filter(|e| !kinds.contains(e)));
+                Some(k)
+            }
             _ => Some(kinds.clone()),
         };
         let compiled = Compiled {
@@ -160,6 +181,10 @@ impl Rule {
             want: spec.state.unwrap_or(Want::Active),
             route_kinds,
             what: format!("No activity for {}", super::ctx::dur_text(ms(spec.for_, 0))),
+            at_start: spec.at_start.unwrap_or(true),
+            inside: t == RuleType::Window && inside(spec),
+            escalate_ms: ms(spec.escalate, 0),
+            escalate_max: spec.escalate_max.unwrap_or(3),
             spec: spec.clone(),
         };
         Rule {
@@ -180,6 +205,10 @@ impl Compiled {
             return false;
         }
         let s = &self.spec;
+        if self.inside && !s.kinds.0.contains(&kind) {
+            // Evidence of being back inside: any motion sensor.
+            return devs.get(dev).is_some();
+        }
         if s.kind == RuleType::Sequence {
             return s
                 .start
@@ -198,6 +227,20 @@ impl Compiled {
         match self.spec.kind {
             RuleType::LowBattery => Some(self.spec.below.unwrap_or(20.0)),
             _ => self.spec.below,
+        }
+    }
+}
+
+/// Whether a window rule needs motion indoors to resolve (`resolve`; by
+/// default a contact opening does: a door that shuts behind her is not
+/// her coming back).
+fn inside(spec: &RuleSpec) -> bool {
+    match spec.resolve {
+        Some(r) => r == Resolve::Inside,
+        None => {
+            spec.kinds.0.contains(&Kind::Contact)
+                && spec.state.unwrap_or(Want::Active) == Want::Active
+                && !spec.kinds.0.iter().any(|k| EVIDENCE.contains(k))
         }
     }
 }

@@ -32,6 +32,9 @@ struct Snap {
     devices: Vec<String>,
     #[serde(default)]
     rooms: Vec<String>,
+    /// Open escalations (absent before 2026-12).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    escalations: Vec<super::escalate::Esc>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -62,6 +65,9 @@ struct SlotSnap {
     deadline: Option<i64>,
     value: f64,
     dev: Option<String>,
+    /// When the open alert was raised (its instance id; absent before 2026-12).
+    #[serde(default)]
+    opened: i64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -70,6 +76,9 @@ struct SeenSnap {
     kind: Kind,
     at: i64,
     value: f64,
+    /// When it arrived by the engine clock (absent before 2026-12: `at`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    arrived: Option<i64>,
 }
 
 fn per_room(spec: &RuleSpec) -> bool {
@@ -132,6 +141,7 @@ impl Engine {
                             last: s.last,
                             deadline: s.deadline,
                             value: s.value,
+                            opened: s.opened,
                             dev: if s.dev == NO_DEV {
                                 None
                             } else {
@@ -153,11 +163,12 @@ impl Engine {
             .devs
             .iter()
             .flat_map(|(i, d)| {
-                self.devs.seen(i).map(|(kind, at, value)| SeenSnap {
+                self.devs.seen(i).map(move |(kind, at, value)| SeenSnap {
                     device: d.id.to_string(),
                     kind,
                     at,
                     value,
+                    arrived: self.devs.last_arrival(i, kind),
                 })
             })
             .collect();
@@ -169,6 +180,7 @@ impl Engine {
             seen,
             devices: self.devs.iter().map(|(_, d)| d.id.to_string()).collect(),
             rooms: self.devs.rooms().to_vec(),
+            escalations: self.escalations.open.clone(),
         };
         serde_json::to_vec(&snap).unwrap_or_default()
     }
@@ -228,6 +240,7 @@ impl Engine {
                         queued: None,
                         value: s.value,
                         dev,
+                        opened: s.opened,
                     },
                 ));
             }
@@ -245,7 +258,19 @@ impl Engine {
                 .devs
                 .intern(&DeviceId::new(&s.device).map_err(|_| bad(&s.device))?);
             self.devs.set_seen(dev, s.kind, s.at, s.value);
+            if let Some(a) = s.arrived {
+                self.devs.set_arrived(dev, s.kind, a);
+            }
         }
+        self.escalations.open = snap
+            .escalations
+            .into_iter()
+            .filter(|e| {
+                self.rules
+                    .iter()
+                    .any(|r| r.spec.id == e.alert.rule && r.escalate_ms > 0)
+            })
+            .collect();
         // The clock never goes back; rules without saved state start at the
         // next event, like after a reload.
         self.now = self.now.max(snap.now).max(now.0);

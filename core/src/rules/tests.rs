@@ -233,6 +233,7 @@ type = "window"
 kind = "contact"
 role = "front_door"
 window = "23:00-06:00"
+resolve = "reverse"
 
 [[rule]]
 id = "night-door-5m"
@@ -241,6 +242,7 @@ kind = "contact"
 role = "back_door"
 window = "23:00-06:00"
 for = "5m"
+resolve = "reverse"
 
 [[rule]]
 id = "out-of-bed"

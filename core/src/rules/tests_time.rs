@@ -58,7 +58,10 @@ fn no_motion_for_four_waking_hours_raises_once_and_motion_clears() {
         rd("pir1", Kind::Motion, 1.0, "2026-11-24T13:05:00Z"),
     );
     assert_eq!(out[0].state, AlertState::Cleared);
-    assert_eq!(out[0].device, id("pir1"));
+    // The clear names the alert it closes (raised on pir2, the last
+    // activity) and says where the activity was.
+    assert_eq!(out[0].device, id("pir2"));
+    assert!(out[0].message.contains("(pir1)"), "{}", out[0].message);
     assert_eq!(e.next_deadline(), Some(t("2026-11-24T17:05:00Z")));
 }
 
@@ -288,6 +291,7 @@ window = "05:00-12:00"
 min_days = 7
 days = 14
 margin = "30m"
+percentile = 95
 "#;
 
 #[test]

@@ -149,6 +149,11 @@ fn secs_of_day(dt: DateTime) -> u32 {
     .unwrap_or(0)
 }
 
+/// "07:30" → seconds after midnight (up to 24:00).
+pub fn parse_hhmm(s: &str) -> Option<u32> {
+    hhmm(s)
+}
+
 fn hhmm(s: &str) -> Option<u32> {
     let (h, m) = s.split_once(':')?;
     if h.is_empty() || h.len() > 2 || m.len() != 2 {

@@ -118,6 +118,8 @@ impl OutageWatch {
             value: None,
             kind: None,
             time_trusted: true,
+
+            instance: None,
         });
     }
 }

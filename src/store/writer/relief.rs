@@ -353,6 +353,7 @@ impl Writer {
             value: None,
             kind: None,
             time_trusted: true,
+            instance: None,
         };
         let id = self.new_id();
         Some(Op::Alert(a, id, now))

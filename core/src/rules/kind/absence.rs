@@ -1,6 +1,6 @@
 //! `absence` rules: no activity at all inside a daily window. Checked at
 //! each window end (one rule-wide clock); raised once, until activity
-//! clears it.
+//! (news: [`At::changed`]) clears it.
 
 use crate::model::{AlertState, Reading, Time};
 use crate::rules::ctx::{Cause, Ctx};
@@ -38,15 +38,21 @@ impl RuleKind for Absence {
         let Rule {
             compiled: c, slots, ..
         } = rule;
-        if r.value < c.min_value {
+        if r.value < c.min_value || !at.changed {
             return;
         }
         if let Some(slot) = slots.get_mut(&at.subject) {
+            let raised_on = slot.dev;
             slot.last = at.now;
             slot.dev = dev;
             if slot.phase == Phase::Raised {
-                let cause = Cause::reading(c, dev, r);
-                ctx.emit(slot, AlertState::Cleared, &cause, "Activity seen");
+                let cause = Cause {
+                    value: None,
+                    ..Cause::reading(c, raised_on, r)
+                };
+                let what = c.window().map_or_else(String::new, |w| absent(*w));
+                let how = format!("{} {}", r.kind, ctx.where_is(dev));
+                ctx.resolve(slot, &cause, &what, &how);
             }
         }
     }
@@ -68,10 +74,7 @@ impl RuleKind for Absence {
             && slot.phase == Phase::Idle
         {
             slot.since = e.0;
-            let what = format!(
-                "No activity between {}",
-                w.to_string().replace('-', " and ")
-            );
+            let what = absent(w);
             let cause = Cause::timer(rule, slot.dev, e.0);
             ctx.emit(slot, AlertState::Raised, &cause, &what);
         }
@@ -96,4 +99,12 @@ impl RuleKind for Absence {
                 .map(|(_, e)| e.0);
         }
     }
+}
+
+/// "No activity between 07:00 and 11:00".
+fn absent(w: crate::rules::window::Window) -> String {
+    format!(
+        "No activity between {}",
+        w.to_string().replace('-', " and ")
+    )
 }

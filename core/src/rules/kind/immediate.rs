@@ -2,7 +2,10 @@
 //!
 //! One situation, one alert: a raised slot raises again only after the
 //! cooldown (or an ack); a rule with `clear` never re-raises while its
-//! sensor is still active, and clears when it goes idle.
+//! sensor is still active, and clears when it goes idle. Only news counts:
+//! a press or detection ([`is_event`](crate::rules::eval::is_event) kinds)
+//! or a change of a state sensor (smoke, leak, tamper) — a sensor
+//! re-reporting "alarm" or "idle" changes nothing.
 
 use crate::model::{AlertState, Kind, Reading};
 use crate::rules::ctx::{Cause, Ctx};
@@ -16,6 +19,9 @@ impl RuleKind for Immediate {
         let Rule {
             compiled: c, slots, ..
         } = rule;
+        if !at.changed {
+            return;
+        }
         if r.is_active() {
             let slot = slots.entry(at.subject).or_default();
             if slot.phase == Phase::Raised && (c.clear || at.now < slot.since + c.cooldown_ms) {
@@ -33,8 +39,13 @@ impl RuleKind for Immediate {
             && let Some(slot) = slots.get_mut(&at.subject)
             && slot.phase == Phase::Raised
         {
-            let cause = Cause::reading(c, dev, r);
-            ctx.emit(slot, AlertState::Cleared, &cause, &what(r.kind));
+            let cause = Cause::reading(c, slot.dev, r);
+            let how = if dev == slot.dev {
+                "sensor idle again".to_string()
+            } else {
+                format!("sensor idle again {}", ctx.where_is(dev))
+            };
+            ctx.resolve(slot, &cause, &what(r.kind), &how);
         }
     }
 }

@@ -1,6 +1,10 @@
 //! `inactivity` rules: no activity for a duration (optionally counting
 //! only in-window time), per rule, room or device. After alerting the
 //! clock waits for activity, which clears the alert, before counting again.
+//! Activity is news ([`At::changed`]): a motion detection, or a state
+//! sensor changing to active — a door re-reporting "open" is not activity.
+//! The clear names the device the alert was raised on and says where the
+//! activity was.
 //!
 //! Hot paths: every motion reading (one slot lookup, updated in place) and
 //! a storm of clocks running out together (the slot comes from the caller;
@@ -51,7 +55,9 @@ impl RuleKind for Inactivity {
             started,
             ..
         } = rule;
-        let At { ri, subject, now } = at;
+        let At {
+            ri, subject, now, ..
+        } = at;
         // Hot path (every motion event): one map lookup, update in place.
         let slot = match slots.entry(subject) {
             Entry::Occupied(o) => o.into_mut(),
@@ -69,9 +75,10 @@ impl RuleKind for Inactivity {
                 e.insert(slot)
             }
         };
-        if r.value < c.min_value {
+        if r.value < c.min_value || !at.changed {
             return;
         }
+        let raised_on = slot.dev;
         slot.last = now;
         slot.dev = dev;
         // A live entry pops no later than the new deadline and
@@ -82,8 +89,12 @@ impl RuleKind for Inactivity {
             slot.deadline = slot.queued;
         }
         if slot.phase == Phase::Raised {
-            let cause = Cause::reading(c, dev, r);
-            ctx.emit(slot, AlertState::Cleared, &cause, "Activity resumed");
+            let cause = Cause {
+                value: None,
+                ..Cause::reading(c, raised_on, r)
+            };
+            let how = format!("{} {}", r.kind, ctx.where_is(dev));
+            ctx.resolve(slot, &cause, &c.what, &how);
         }
     }
 

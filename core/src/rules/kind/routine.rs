@@ -32,7 +32,15 @@ impl RuleKind for Routine {
     /// Activity: learnt if it is the first of its window instance, which
     /// also clears an open alert and moves the check on.
     fn on_reading(rule: &mut Rule, at: At, dev: u32, ctx: &mut Ctx<'_>, r: &Reading) {
-        if r.value < rule.min_value || !learnt::learn(rule, ctx.tz, Time(at.now)) {
+        // A day the rule alerted on is not learnt (see `rules/routine.rs`).
+        let alerted = rule
+            .slots
+            .get(&RULE_SUBJECT)
+            .is_some_and(|s| s.phase == Phase::Raised);
+        if r.value < rule.min_value
+            || !at.changed
+            || !learnt::learn(rule, ctx.tz, Time(at.now), !alerted)
+        {
             return;
         }
         let Rule {
@@ -42,15 +50,22 @@ impl RuleKind for Routine {
             ..
         } = rule;
         let slot = slots.entry(RULE_SUBJECT).or_default();
+        let raised_on = slot.dev;
         slot.dev = dev;
         slot.last = at.now;
         if slot.phase == Phase::Raised {
             let cause = Cause {
                 value: None,
                 kind: None,
-                ..Cause::reading(c, dev, r)
+                ..Cause::reading(c, raised_on, r)
             };
-            ctx.emit(slot, AlertState::Cleared, &cause, "Routine activity seen");
+            let how = format!(
+                "first activity at {}: {} {}",
+                local_hhmm(ctx, at.now),
+                r.kind,
+                ctx.where_is(dev)
+            );
+            ctx.resolve(slot, &cause, "No activity by the usual time", &how);
         }
         rearm(c, routine.as_deref(), slot, at.ri, ctx, at.now);
     }
@@ -124,6 +139,11 @@ fn snap(rule: &Compiled, ctx: &Ctx<'_>, t: i64) -> Option<i64> {
         Some(b) if (b - t).abs() < (a.0 - t).abs() => b,
         _ => a.0,
     })
+}
+
+/// "10:40": local wall-clock time of `ms`.
+fn local_hhmm(ctx: &Ctx<'_>, ms: i64) -> String {
+    crate::rules::window::local_secs(ctx.tz, Time(ms)).map_or_else(String::new, fmt_hhmm)
 }
 
 /// Re-arms the rule's check timer from what it knows now.

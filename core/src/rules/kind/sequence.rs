@@ -1,9 +1,13 @@
 //! `sequence` rules: a start step not followed by a cancel step within a
 //! time ("out of bed at night, no return within 30 min"). One rule-wide
 //! slot: pending from the start step, raised when the time runs out
-//! (`held::fire_pending`); a cancel disarms it, or clears the alert.
+//! (`held::fire_pending`); a cancel disarms it, or clears the alert. Both
+//! steps need news ([`At::changed`]): a bed mat re-reporting "empty" while
+//! she dozes in her armchair starts nothing. The alert carries the start
+//! step's kind; its clear names the device it was raised on and says which
+//! device cancelled it.
 
-use crate::model::{AlertState, Reading, Time};
+use crate::model::{Reading, Time};
 use crate::rules::ctx::{Cause, Ctx, dur_text};
 use crate::rules::devices::Devices;
 use crate::rules::eval::{self, At, RuleKind};
@@ -23,6 +27,9 @@ impl RuleKind for Sequence {
             compiled: c, slots, ..
         } = rule;
         let (spec, v) = (&c.spec, r.value);
+        if !at.changed {
+            return;
+        }
         let cancels = spec
             .cancel
             .iter()
@@ -37,9 +44,12 @@ impl RuleKind for Sequence {
                     ctx.arm(slot, at.ri, at.subject, None);
                 }
                 Phase::Raised => {
-                    // Named after the cancelling device, not the start's.
-                    let cause = Cause::reading(c, dev, r);
-                    ctx.emit(slot, AlertState::Cleared, &cause, "Movement resumed");
+                    let cause = Cause {
+                        shown: Some(slot.value),
+                        ..Cause::reading(c, slot.dev, r)
+                    };
+                    let how = format!("{} {}", step_text(r), ctx.where_is(dev));
+                    ctx.resolve(slot, &cause, &what(c), &how);
                 }
                 Phase::Idle => {}
             }
@@ -66,9 +76,7 @@ impl RuleKind for Sequence {
         due: i64,
         ctx: &mut Ctx<'_>,
     ) {
-        held::fire_pending(rule, slot, due, ctx, |c| {
-            format!("No return within {} — possible fall", dur_text(c.within_ms))
-        });
+        held::fire_pending(rule, slot, due, ctx, what);
     }
 
     /// As `window`: a start step taken "inside the window" by a wrong clock
@@ -83,5 +91,20 @@ impl RuleKind for Sequence {
     ) {
         eval::shift_stamps(slot, delta);
         held::recheck_window(rule, slot, ctx);
+    }
+}
+
+/// "No return within 30 min — possible fall".
+fn what(c: &Compiled) -> String {
+    format!("No return within {} — possible fall", dur_text(c.within_ms))
+}
+
+/// "back in bed" / "motion": what a cancelling reading was.
+fn step_text(r: &Reading) -> String {
+    match (r.kind, r.is_active()) {
+        (crate::model::Kind::Bed, true) => "back in bed".into(),
+        (crate::model::Kind::Chair, true) => "sat down".into(),
+        (k, true) => format!("{k}"),
+        (k, false) => format!("{k} idle"),
     }
 }

@@ -1,9 +1,11 @@
 //! `threshold` rules: a value beyond a limit for a duration, cleared (or
 //! the pending time cancelled) only past the limit plus the hysteresis.
-//! Per device; the machine is [`Held`].
+//! Per device; the machine is [`Held`]. A level, not an event: a reading
+//! re-reporting the same value is judged like any other (it cannot start
+//! anything a first report of that value did not).
 
 use crate::model::{Kind, Reading};
-use crate::rules::ctx::{Ctx, capital, dur_text, fmt_value, unit};
+use crate::rules::ctx::{Ctx, capital, dur_text, fmt_value, now_value, unit};
 use crate::rules::eval::{At, RuleKind};
 use crate::rules::held::{self, Held};
 use crate::rules::routine;
@@ -21,7 +23,8 @@ impl RuleKind for Threshold {
             (None, None) => return,
         };
         let what = |c: &Compiled| reading_what(&c.spec, r.kind);
-        Held { at, dev }.step(rule, ctx, r, cond, |_| cond, recovered, true, what);
+        let how = || now_value(r.kind, v);
+        Held { at, dev }.step(rule, ctx, r, cond, |_| cond, recovered, true, what, how);
     }
 
     fn on_timer(

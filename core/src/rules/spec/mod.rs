@@ -85,6 +85,17 @@ impl Want {
     }
 }
 
+/// What ends a window rule's situation (`resolve`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resolve {
+    /// The state reverses (door closed, back in bed).
+    Reverse,
+    /// The state reverses *and* then motion is seen indoors (any motion or
+    /// occupancy sensor): evidence she is back inside.
+    Inside,
+}
+
 /// What an inactivity rule keeps one clock for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -211,6 +222,21 @@ pub struct RuleSpec {
     pub percentile: Option<f64>,
     #[serde(default)]
     pub margin: Option<Dur>,
+    /// Window rules: a state already holding when the window begins counts
+    /// as entered at the window start (default true).
+    #[serde(default)]
+    pub at_start: Option<bool>,
+    /// Window rules: what ends the situation (default `inside` for a
+    /// contact opening, `reverse` otherwise).
+    #[serde(default)]
+    pub resolve: Option<Resolve>,
+    /// Re-send a raised alert nobody acknowledged every this long, with a
+    /// raised severity and the attempt number (off when absent).
+    #[serde(default)]
+    pub escalate: Option<Dur>,
+    /// How many re-sends at most (default 3).
+    #[serde(default)]
+    pub escalate_max: Option<u32>,
 }
 
 fn yes() -> bool {
@@ -249,6 +275,8 @@ impl RuleSpec {
         add(self.min_days.is_some(), "min_days");
         add(self.percentile.is_some(), "percentile");
         add(self.margin.is_some(), "margin");
+        add(self.at_start.is_some(), "at_start");
+        add(self.resolve.is_some(), "resolve");
         k
     }
 
@@ -268,7 +296,8 @@ impl RuleSpec {
                 "for",
             ],
             RuleType::Window => &[
-                "devices", "rooms", "roles", "kinds", "window", "state", "for",
+                "devices", "rooms", "roles", "kinds", "window", "state", "for", "at_start",
+                "resolve",
             ],
             RuleType::Inactivity => &[
                 "devices",
@@ -424,6 +453,32 @@ impl RuleSpec {
                     "must be between 1ms and 400d",
                 ));
             }
+        }
+        if let Some(e) = self.escalate
+            && (e.0 < std::time::Duration::from_secs(60) || e.0 > max)
+        {
+            out.push(Problem::new("escalate", "must be between 1m and 400d"));
+        }
+        if self.escalate_max.is_some() && self.escalate.is_none() {
+            out.push(Problem::new(
+                "escalate_max",
+                "needs escalate (how long to wait before each re-send, e.g. \"10m\")",
+            ));
+        }
+        if self.escalate_max.is_some_and(|n| n == 0 || n > 20) {
+            out.push(Problem::new("escalate_max", "must be between 1 and 20"));
+        }
+        if self.resolve == Some(Resolve::Inside)
+            && self
+                .kinds
+                .0
+                .iter()
+                .any(|k| matches!(k, Kind::Motion | Kind::Occupancy))
+        {
+            out.push(Problem::new(
+                "resolve",
+                "\"inside\" waits for motion indoors: not for rules on motion or occupancy",
+            ));
         }
         if let Some(p) = self.percentile
             && !(p > 0.0 && p <= 100.0)
