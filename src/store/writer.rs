@@ -304,11 +304,13 @@ impl Writer {
                     failures = 0;
                     self.recovered();
                     ops.clear();
-                    for f in flushes.drain(..) {
-                        let _ = f.send(());
-                    }
+                    // Acks first: whoever waited for a flush submitted after
+                    // them may rely on them having fired.
                     for a in acks.drain(..) {
                         a.fire();
+                    }
+                    for f in flushes.drain(..) {
+                        let _ = f.send(());
                     }
                     if let Some(c) = close.take() {
                         let _ = c.send(Ok(()));
@@ -340,6 +342,10 @@ impl Writer {
                         }
                         if self.shedding {
                             self.shed(&mut ops);
+                            // Some of the batch's readings are gone: none of
+                            // its acks may fire (devices re-send; a duplicate
+                            // beats an acknowledged loss).
+                            acks.clear();
                         }
                     }
                     self.hold(&ops);

@@ -114,6 +114,8 @@ impl Expect {
 #[derive(Debug, Clone)]
 struct Open {
     uid: String,
+    /// The alert instance the raise named (its clear must name the same).
+    instance: Option<String>,
     raised_at: i64,
     acked: bool,
 }
@@ -200,6 +202,7 @@ impl Books {
                     k.clone(),
                     Open {
                         uid: uid.to_string(),
+                        instance: a.instance.as_ref().map(|i| i.instance.to_string()),
                         raised_at: now,
                         acked: false,
                     },
@@ -216,10 +219,18 @@ impl Books {
                 if NO_CLEAR.contains(&&*a.rule) {
                     return Err(format!("{} cleared but has no clear", a.rule));
                 }
-                // KNOWN: clears name rule + device, not the raise's own
-                // instance id (another issue adds instance ids): paired by key.
+                // Paired by rule + device (clears are named after the
+                // raise's device), and the clear must close the raise's own
+                // instance.
                 match self.open.remove(&k) {
                     Some(o) => {
+                        let closes = a.instance.as_ref().map(|i| i.instance.to_string());
+                        if o.instance.is_some() && closes != o.instance {
+                            return Err(format!(
+                                "{} {} clear names instance {closes:?}, the open alert is {:?}",
+                                k.0, k.1, o.instance
+                            ));
+                        }
                         self.resolved.insert(o.uid.clone());
                         self.journal.push((k, Some(o)));
                     }
