@@ -52,7 +52,6 @@ fn alert(i: usize) -> Alert {
         value: None,
         kind: Some(Kind::Panic),
         time_trusted: true,
-
         instance: None,
     }
 }

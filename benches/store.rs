@@ -80,7 +80,6 @@ fn alert_latency(store: &Store, n: usize) -> (Duration, Duration) {
             value: Some(1.0),
             kind: Some(Kind::Panic),
             time_trusted: true,
-
             instance: None,
         };
         let t = Instant::now();

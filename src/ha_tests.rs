@@ -107,7 +107,6 @@ fn open_alerts_are_counted_on_the_gateway_sensor() {
         value: None,
         kind: None,
         time_trusted: true,
-
         instance: None,
     };
     m.on_live(&Live::Alert(a.clone()), &mut out);

@@ -420,6 +420,35 @@ pub struct Alert {
     pub instance: Option<Instance>,
 }
 
+impl Alert {
+    /// A `warning` the gateway raises about itself (a coordinator outage, a
+    /// full disk, readings shed, log-in guessing, a refusing modem): no
+    /// reading value or kind, no rule-engine instance. `None` only if
+    /// `device` is not a valid device id (the callers pass constants).
+    pub fn gateway(
+        rule: &str,
+        device: &str,
+        state: AlertState,
+        message: String,
+        at: Time,
+    ) -> Option<Alert> {
+        Some(Alert {
+            uid: None,
+            rule: rule.into(),
+            severity: Severity::Warning,
+            state,
+            device: DeviceId::new(device).ok()?,
+            room: None,
+            at,
+            message,
+            value: None,
+            kind: None,
+            time_trusted: true,
+            instance: None,
+        })
+    }
+}
+
 fn trusted() -> bool {
     true
 }

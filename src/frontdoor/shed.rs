@@ -17,7 +17,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::ingest::mqtt::IngestStats;
-use crate::model::{Alert, AlertState, DeviceId, Severity, Time};
+use crate::model::{Alert, AlertState, Time};
 use crate::store::{Store, Write};
 
 /// The rule id of the shedding alert (what an `ack` names).
@@ -91,23 +91,9 @@ impl ShedWatch {
     }
 
     fn push(&mut self, state: AlertState, message: String, at: Time) {
-        let Ok(device) = DeviceId::new(SHED_DEVICE) else {
-            return;
-        };
-        self.out.push_back(Alert {
-            uid: None,
-            rule: SHED_RULE.into(),
-            severity: Severity::Warning,
-            state,
-            device,
-            room: None,
-            at,
-            message,
-            value: None,
-            kind: None,
-            time_trusted: true,
-            instance: None,
-        });
+        if let Some(a) = Alert::gateway(SHED_RULE, SHED_DEVICE, state, message, at) {
+            self.out.push_back(a);
+        }
     }
 }
 
@@ -158,7 +144,7 @@ mod tests {
         let a = w.poll_alert().unwrap();
         assert_eq!(
             (a.state, a.severity),
-            (AlertState::Raised, Severity::Warning)
+            (AlertState::Raised, crate::model::Severity::Warning)
         );
         assert_eq!((&*a.rule, a.device.as_str()), (SHED_RULE, SHED_DEVICE));
         w.handle_sample(20, at(2));

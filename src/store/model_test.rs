@@ -53,7 +53,6 @@ fn alert_for(token: u16) -> Alert {
         value: None,
         kind: None,
         time_trusted: true,
-
         instance: None,
     }
 }

@@ -599,7 +599,6 @@ mod tests {
             value: None,
             kind: None,
             time_trusted: true,
-
             instance: None,
         };
         let p = alert_payload("u-1", 7, &a).unwrap();
@@ -702,7 +701,6 @@ mod tests {
                 value: None,
                 kind: Some(kind),
                 time_trusted: true,
-
                 instance: None,
             };
             let bytes = alert_payload("id-2", seq, &a).unwrap();

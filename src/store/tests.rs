@@ -27,7 +27,6 @@ pub(super) fn alert(rule: &str, at_ms: i64) -> Alert {
         value: Some(1.0),
         kind: Some(Kind::Panic),
         time_trusted: true,
-
         instance: None,
     }
 }

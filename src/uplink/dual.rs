@@ -36,7 +36,7 @@ use super::lorawan::policy::RadioEvent;
 use super::lorawan::{Delivery, LoraEvent, LoraUplink, Message};
 use super::router::{Action, LoraJob, LoraResult, Router, RouterConfig};
 use super::{Command, UplinkState};
-use crate::model::{Alert, AlertState, Class, DeviceId, Kind, Severity, Time};
+use crate::model::{Alert, AlertState, Class, Kind, Severity, Time};
 use crate::store::{Store, Write};
 
 /// The kv key of the device → compact index map (JSON object).
@@ -438,22 +438,14 @@ impl Dual {
     /// One `warning` alert: the modem refuses its set-up (the carer's
     /// dashboard sees it by MQTT, or by radio once the modem works).
     async fn raise_modem_warning(&self, message: String, now: Time) {
-        let Ok(device) = DeviceId::new("lorawan-modem") else {
-            return;
-        };
-        let alert = Alert {
-            uid: None,
-            rule: MODEM_RULE.into(),
-            severity: Severity::Warning,
-            state: AlertState::Raised,
-            device,
-            room: None,
-            at: now,
+        let Some(alert) = Alert::gateway(
+            MODEM_RULE,
+            "lorawan-modem",
+            AlertState::Raised,
             message,
-            value: None,
-            kind: None,
-            time_trusted: true,
-            instance: None,
+            now,
+        ) else {
+            return;
         };
         if let Err(e) = self.store.submit(Write::Alert(alert)).await {
             tracing::error!(error = %e, "could not raise the LoRaWAN modem warning");

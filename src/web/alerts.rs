@@ -152,7 +152,6 @@ mod tests {
             value: Some(1.0),
             kind: None,
             time_trusted: true,
-
             instance: None,
         }
     }

@@ -192,7 +192,6 @@ pub fn panic_alert() -> Alert {
         value: Some(1.0),
         kind: Some(Kind::Panic),
         time_trusted: true,
-
         instance: None,
     }
 }

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::model::{Alert, AlertState, DeviceId, Severity, Time};
+use crate::model::{Alert, AlertState, Time};
 
 /// The rule id of the alert (what an `ack` names).
 pub const AUTH_RULE: &str = "local-broker-auth-failures";
@@ -110,23 +110,9 @@ impl FailureAlarm {
     }
 
     fn push(&mut self, state: AlertState, message: String, at: Time) {
-        let Ok(device) = DeviceId::new(AUTH_DEVICE) else {
-            return;
-        };
-        self.out.push_back(Alert {
-            uid: None,
-            rule: AUTH_RULE.into(),
-            severity: Severity::Warning,
-            state,
-            device,
-            room: None,
-            at,
-            message,
-            value: None,
-            kind: None,
-            time_trusted: true,
-            instance: None,
-        });
+        if let Some(a) = Alert::gateway(AUTH_RULE, AUTH_DEVICE, state, message, at) {
+            self.out.push_back(a);
+        }
     }
 }
 
@@ -162,7 +148,7 @@ mod tests {
             raised.push(x);
         }
         assert_eq!(raised.len(), 1);
-        assert_eq!(raised[0].severity, Severity::Warning);
+        assert_eq!(raised[0].severity, crate::model::Severity::Warning);
         assert_eq!(raised[0].state, AlertState::Raised);
         assert_eq!(&*raised[0].rule, AUTH_RULE);
         assert!(

@@ -154,7 +154,6 @@ impl Ctx<'_> {
             value,
             kind: cause.kind,
             time_trusted: true,
-
             instance: Some(instance),
         });
     }

@@ -20,7 +20,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use crate::model::{Alert, AlertState, DeviceId, Severity, Time};
+use crate::model::{Alert, AlertState, Time};
 
 /// The rule id of the outage alert (what an `ack` names).
 pub const OUTAGE_RULE: &str = "coordinator-outage";
@@ -103,24 +103,9 @@ impl OutageWatch {
     }
 
     fn push(&mut self, state: AlertState, message: String, at: Time) {
-        let Ok(device) = DeviceId::new(OUTAGE_DEVICE) else {
-            return;
-        };
-        self.out.push_back(Alert {
-            uid: None,
-            rule: OUTAGE_RULE.into(),
-            severity: Severity::Warning,
-            state,
-            device,
-            room: None,
-            at,
-            message,
-            value: None,
-            kind: None,
-            time_trusted: true,
-
-            instance: None,
-        });
+        if let Some(a) = Alert::gateway(OUTAGE_RULE, OUTAGE_DEVICE, state, message, at) {
+            self.out.push_back(a);
+        }
     }
 }
 

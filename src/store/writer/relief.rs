@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 use rusqlite::ffi::ErrorCode;
 
 use super::{Op, RELIEF_CHUNK, RETENTION_CHUNK, Writer};
-use crate::model::{Alert, AlertState, Class, DeviceId, Severity};
+use crate::model::{Alert, AlertState, Class};
 
 /// The rule id of the gateway's own disk-full alert.
 pub const DISK_FULL_RULE: &str = "disk-full";
@@ -339,22 +339,8 @@ impl Writer {
     }
 
     fn disk_alert(&mut self, state: AlertState, message: String) -> Option<Op> {
-        let device = DeviceId::new("gateway").ok()?;
         let now = crate::wall::now();
-        let a = Alert {
-            uid: None,
-            rule: DISK_FULL_RULE.into(),
-            severity: Severity::Warning,
-            state,
-            device,
-            room: None,
-            at: now,
-            message,
-            value: None,
-            kind: None,
-            time_trusted: true,
-            instance: None,
-        };
+        let a = Alert::gateway(DISK_FULL_RULE, "gateway", state, message, now)?;
         let id = self.new_id();
         Some(Op::Alert(a, id, now))
     }

@@ -131,7 +131,6 @@ fn alert_from_the_rules_keeps_age_and_scaled_value() {
         value: Some(14.54),
         kind: Some(Kind::Temperature),
         time_trusted: true,
-
         instance: None,
     };
     let m = AlertMsg::from_alert(&a, 7, Time::from_secs(1_000 + 125));
