@@ -489,13 +489,25 @@ impl Store {
         if self.stats().error.is_some() {
             self.inner.closing.store(true, Ordering::Relaxed);
         }
+        // The writer may abandon (and exit) between our raising `closing`
+        // and its taking the close message: the reply is then lost, but
+        // what happened is known, and it is not "already closed".
+        let gone = || {
+            if inner.closing.load(Ordering::Relaxed) {
+                StoreError::Abandoned {
+                    pending: inner.stats.lock().map_or(0, |s| s.pending),
+                }
+            } else {
+                StoreError::Closed
+            }
+        };
         let (tx, rx) = oneshot::channel();
         let sender = self.sender()?.clone();
         let sent = tokio::time::timeout_at(deadline, sender.send(Msg::Close(tx))).await;
         drop(sender);
         match sent {
             Err(_) => return Err(left_behind("queue full")),
-            Ok(Err(_)) => return Err(StoreError::Closed),
+            Ok(Err(_)) => return Err(gone()),
             Ok(Ok(())) => {}
         }
         // Half the time left for a normal finish, then ask for abandon.
@@ -511,7 +523,7 @@ impl Store {
                 }
             }
         };
-        let result = result.map_err(|_| StoreError::Closed)?;
+        let result = result.map_err(|_| gone())?;
         // Polled, not `spawn_blocking`: a blocking join left running would
         // hold up the runtime's own shutdown.
         let handle = self.inner.writer.lock().ok().and_then(|mut h| h.take());
