@@ -1,5 +1,6 @@
 //! The HTML pages and static assets, embedded in the binary (no internet
-//! needed). Every page is the same small shell; `app.js` renders the page
+//! needed). Every page is the same small shell; `app.js` (the shared part
+//! and one file per page under `assets/pages/`) renders the page
 //! named in `<body data-page=…>` from the JSON API. No inline scripts or
 //! styles, so the CSP can stay `default-src 'self'`.
 
@@ -9,7 +10,20 @@ use warp::http::{HeaderValue, StatusCode, header};
 use super::http::{Fail, Resp, Result};
 
 const SHELL: &str = include_str!("assets/page.html");
-const APP_JS: &str = include_str!("assets/app.js");
+/// `app.js` is served as one file (one request, one cache entry): the shared
+/// helpers and start-up, then one file per page (`assets/pages/`), each
+/// adding its renderer to `pages`. Add a page's file here.
+const APP_JS: &str = concat!(
+    include_str!("assets/app.js"),
+    include_str!("assets/pages/login.js"),
+    include_str!("assets/pages/alerts.js"),
+    include_str!("assets/pages/devices.js"),
+    include_str!("assets/pages/rules.js"),
+    include_str!("assets/pages/uplinks.js"),
+    include_str!("assets/pages/system.js"),
+    include_str!("assets/pages/commissioning.js"),
+    include_str!("assets/pages/credentials.js"),
+);
 const STYLE_CSS: &str = include_str!("assets/style.css");
 const ICON_SVG: &str = include_str!("assets/icon.svg");
 pub const OPENAPI: &str = include_str!("openapi.yaml");
