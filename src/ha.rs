@@ -307,7 +307,7 @@ impl Mirror {
                 }
                 self.alert_state(out);
             }
-            Live::Link(_) => {}
+            Live::Link(_) | Live::Clock(_) => {}
         }
     }
 

@@ -39,7 +39,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::clock::Clock;
+use crate::clock::{Clock, TrustFrame};
 use crate::model::{Alert, DeviceInfo, Ingest, LinkStatus, Reading, Time};
 use crate::rules::Engine;
 use crate::store::{Store, Write};
@@ -52,6 +52,8 @@ pub enum Live {
     Alert(Alert),
     Device(DeviceInfo),
     Link(LinkStatus),
+    /// Stamps made while the clock was untrusted were put right by a step.
+    Clock(crate::clock::Correction),
 }
 
 /// Counters for the heartbeat.
@@ -139,6 +141,9 @@ pub struct Hub {
     pub ids: crate::ids::IdGen,
     /// Readings from the front door, acknowledged after their commit.
     pub acked: Option<mpsc::Receiver<AckedReading>>,
+    /// What was stamped since the last clock step, and under which trust
+    /// (start it with [`TrustFrame::new`]`(clock.now(), clock.state().trusted)`).
+    pub frame: TrustFrame,
 }
 
 impl std::fmt::Debug for Hub {
@@ -212,6 +217,9 @@ impl Hub {
                     if let Some(step) = self.clock.follow() {
                         self.on_step(step, &mut alerts).await?;
                     }
+                    let trusted = self.clock.state().trusted;
+                    self.frame.note_trust(trusted);
+                    self.store.set_clock_trusted(trusted).await?;
                 }
                 _ = sleep => {
                     self.engine.on_tick(self.clock.now(), &mut alerts);
@@ -290,6 +298,15 @@ impl Hub {
             trusted = self.clock.state().trusted,
             "wall clock stepped; rule clocks follow"
         );
+        if let Some(c) = self.frame.on_step(step, self.clock.state().trusted) {
+            tracing::info!(
+                from = %c.from, until = %c.until, delta_ms = c.delta_ms,
+                alerts = c.alerts.len() as u64 + c.alerts_more,
+                "stamps made while the clock was untrusted are corrected by this step"
+            );
+            self.clock.record(c.clone());
+            let _ = self.live.send(Live::Clock(c));
+        }
         self.engine.shift(step.delta_ms, self.clock.now());
         self.engine.on_tick(self.clock.now(), alerts);
         self.emit_alerts(alerts).await?;
@@ -312,7 +329,9 @@ impl Hub {
         let trusted = self.clock.state().trusted;
         let mut batch = Vec::with_capacity(alerts.len());
         for mut a in alerts.drain(..) {
-            a.uid = Some(self.ids.next_id());
+            let uid = self.ids.next_id();
+            self.frame.note_alert(&uid, trusted);
+            a.uid = Some(uid);
             a.time_trusted = trusted;
             self.stats.alerts.fetch_add(1, Ordering::Relaxed);
             if let Ok(mut m) = self.stats.by_rule.lock() {

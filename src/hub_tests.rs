@@ -28,6 +28,10 @@ struct Running {
 }
 
 fn start(rules: &str, clock: Arc<dyn Clock>) -> Running {
+    start_with(rules, clock, false)
+}
+
+fn start_with(rules: &str, clock: Arc<dyn Clock>, telemetry: bool) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("cb.db"), &Default::default()).unwrap();
     let set = RuleSet::parse(rules, "test").unwrap();
@@ -43,9 +47,10 @@ fn start(rules: &str, clock: Arc<dyn Clock>) -> Running {
     let hub = Hub {
         engine,
         store: store.clone(),
+        frame: crate::clock::TrustFrame::new(clock.now(), clock.state().trusted),
         clock,
         watchdog: None,
-        telemetry: false,
+        telemetry,
         live,
         links: watch::channel(Default::default()).0,
         stats: Arc::default(),
@@ -196,4 +201,75 @@ async fn a_crash_right_after_a_leak_clears_keeps_the_clear_in_the_saved_rule_sta
         out.iter().any(|a| a.state == AlertState::Raised),
         "the next leak raised nothing: {out:?}"
     );
+}
+
+/// The next clock correction on the live view.
+async fn next_correction(r: &mut Running, within: Duration) -> Option<crate::clock::Correction> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, r.live.recv()).await {
+            Ok(Ok(Live::Clock(c))) => return Some(c),
+            Ok(Ok(_)) => {}
+            _ => return None,
+        }
+    }
+}
+
+#[tokio::test]
+async fn stamps_made_before_the_clock_was_trusted_say_so_and_are_corrected_by_the_sync_step() {
+    let clock = Arc::new(crate::clock::ManualClock::new(Time(T0)));
+    clock.set_trusted(false);
+    let mut r = start_with(crate::rules::MINIMAL_RULES, clock.clone(), true);
+    let began = Instant::now();
+    // The hub learns the clock's trust at its next clock check.
+    tokio::time::sleep(CLOCK_CHECK + Duration::from_millis(200)).await;
+    r.input
+        .send(reading(Kind::Panic, 1.0, Time(T0)))
+        .await
+        .unwrap();
+    r.input
+        .send(reading(Kind::Temperature, 20.5, Time(T0)))
+        .await
+        .unwrap();
+    let (panic, _) = next_alert(&mut r, began, Duration::from_secs(5))
+        .await
+        .expect("the panic alert");
+    assert!(!panic.time_trusted);
+    // NTP synchronises: the wall clock steps a day forwards, now trusted.
+    clock.set_trusted(true);
+    clock.step(86_400_000);
+    let c = next_correction(&mut r, Duration::from_secs(3))
+        .await
+        .expect("a correction for the untrusted stamps");
+    assert_eq!(c.delta_ms, 86_400_000);
+    assert_eq!(c.alerts, vec![panic.uid.clone().unwrap()]);
+    assert!(c.covers(panic.at) && c.from <= Time(T0));
+    assert_eq!(clock.state().corrections, vec![c.clone()]);
+    tokio::time::sleep(CLOCK_CHECK + Duration::from_millis(200)).await;
+    r.input
+        .send(reading(Kind::Temperature, 20.0, clock.now()))
+        .await
+        .unwrap();
+    r.store.flush().await.unwrap();
+    let rows = r
+        .store
+        .outbox_fetch(crate::model::Class::Telemetry, 0, 10)
+        .await
+        .unwrap();
+    let texts: Vec<String> = rows
+        .iter()
+        .map(|row| String::from_utf8_lossy(&row.payload).into_owned())
+        .collect();
+    assert_eq!(texts.len(), 3, "{texts:?}");
+    assert!(texts[0].contains(r#""time_trusted":false"#), "{texts:?}");
+    assert!(texts[1].contains(r#""time_trusted":false"#), "{texts:?}");
+    assert!(!texts[2].contains("time_trusted"), "{texts:?}");
+    // A later step while trusted corrects nothing.
+    clock.step(-5_000);
+    assert!(
+        next_correction(&mut r, Duration::from_secs(2))
+            .await
+            .is_none()
+    );
+    r.task.abort();
 }

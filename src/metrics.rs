@@ -10,7 +10,7 @@
 //!   (an explicit decision, checked by `config check`).
 //!
 //! Series (all prefixed `carebridge_`): `build_info`, `uptime_seconds`,
-//! `clock_trusted{source}`, `clock_steps_total`, `clock_last_step_seconds`,
+//! `clock_trusted{source}`, `clock_steps_total`, `clock_corrections_total`, `clock_last_step_seconds`,
 //! `clock_last_step_timestamp_seconds` (after a step),
 //! `readings_total{kind}`, `alerts_total{rule,severity,state}`,
 //! `outbox_rows{class}`, `outbox_bytes{class}`,
@@ -248,6 +248,12 @@ pub fn render(i: &Inputs) -> String {
         "Wall-clock steps the gateway followed.",
     );
     o.sample("clock_steps_total", &[], s.clock.steps);
+    o.family(
+        "clock_corrections_total",
+        "counter",
+        "Steps that corrected stamps made while the clock was not trusted.",
+    );
+    o.sample("clock_corrections_total", &[], s.clock.corrections_total);
     if let Some(st) = s.clock.last_step {
         o.family(
             "clock_last_step_seconds",
@@ -620,6 +626,7 @@ mod tests {
                         delta_ms: -7_200_000,
                         at: crate::model::Time(1_780_000_000_000),
                     }),
+                    ..Default::default()
                 },
                 ..Status::default()
             },

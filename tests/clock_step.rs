@@ -163,6 +163,17 @@ fn a_night_door_alert_after_a_three_day_step_is_dated_at_the_true_night_time_and
     let d = s["clock"]["last_step"]["delta_ms"].as_i64().unwrap();
     assert!((d - 3 * DAY * 1000).abs() < 2_000, "step {d} ms");
     assert_eq!(a.get("time_trusted").is_none(), trusted, "{a}");
+    if !trusted {
+        // What was stamped before the step (the door's telemetry at the
+        // stale 23:30) is listed upstream as corrected by the step.
+        let c = &s["clock"]["corrections"][0];
+        let cd = c["delta_ms"].as_i64().unwrap_or_default();
+        assert!(
+            (cd - 3 * DAY * 1000).abs() < 2_000,
+            "no correction listed: {s}"
+        );
+        assert_eq!(s["clock"]["corrections_total"], 1, "{s}");
+    }
 }
 
 /// Whether the gateway's status says its clock is trusted.

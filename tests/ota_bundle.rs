@@ -20,6 +20,7 @@ fn policy_at(installed: &str) -> Policy {
         installed: Some(Version::parse(installed).unwrap()),
         max_payload: MAX,
         now: None,
+        clock_trusted: true,
         target: None,
     }
 }

@@ -49,6 +49,7 @@ fn ota_commands_drive_install_trial_guard_and_commit() {
     run_ota(OtaCmd::Install {
         bundle: file.clone(),
         allow_rolled_back: false,
+        trust_clock: false,
         at: at.clone(),
     })
     .unwrap();
@@ -57,6 +58,7 @@ fn ota_commands_drive_install_trial_guard_and_commit() {
     let e = run_ota(OtaCmd::Install {
         bundle: file.clone(),
         allow_rolled_back: false,
+        trust_clock: false,
         at: at.clone(),
     })
     .unwrap_err();
@@ -92,6 +94,7 @@ fn ota_recover_rolls_back_after_max_attempts_from_the_command_line() {
     run_ota(OtaCmd::Install {
         bundle: file,
         allow_rolled_back: false,
+        trust_clock: false,
         at: at.clone(),
     })
     .unwrap();

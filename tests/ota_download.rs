@@ -448,8 +448,11 @@ fn update_commands_refuse_rolled_back_expired_and_untargeted_bundles_and_install
     let d = tempfile::tempdir().unwrap();
     let kr = Keyring::new(d.path(), &["ops"]);
     let paths = with_v1(d.path(), &kr);
+    // This test's clock is taken as it is (CI machines are often not
+    // NTP-synchronised); the trusted-clock wait is checked at the end.
     let cfg = OtaConfig {
         keys_dir: kr.dir.clone(),
+        expiry_needs_trusted_clock: false,
         ..OtaConfig::default()
     };
     let me = Target {
@@ -518,6 +521,31 @@ fn update_commands_refuse_rolled_back_expired_and_untargeted_bundles_and_install
         "{e}"
     );
     assert_eq!(install::current_version(&paths).as_deref(), Some("1.0.0"));
+
+    // With the default `expiry_needs_trusted_clock`, an expiring bundle
+    // waits while this machine's clock is not trusted (no NTP, no RTC).
+    let mut i = here("2.1.0");
+    i.expires = Some("2099-01-01T00:00:00Z".into());
+    let expiring = bundle_with(kr.signer(), &i, &healthy_script("2.1.0"));
+    if !carebridge::app::TrustProbe::default().check().0 {
+        let strict = OtaConfig {
+            keys_dir: kr.dir.clone(),
+            ..OtaConfig::default()
+        };
+        let srv = serve(
+            expiring.clone(),
+            Faults {
+                cut_first_at: None,
+                ignore_range: false,
+                claim_len: None,
+            },
+        );
+        let payload = format!(r#"{{"url":"{}","sha256":"{}"}}"#, srv.url, sha(&expiring));
+        let fin = handle_update_command(payload.as_bytes(), &strict, &paths, &me, &mut |_| {});
+        let e = fin.error.unwrap_or_default();
+        assert!(e.contains("is not trusted yet"), "{e}");
+        assert_eq!(install::current_version(&paths).as_deref(), Some("1.0.0"));
+    }
 
     // A newer version, for this gateway's fleet, not yet expired: installed.
     let mut i = here("2.1.0");

@@ -57,6 +57,7 @@ fn a_64_mib_bundle_is_signed_verified_and_installed_in_bounded_memory() {
         installed: Version::parse("1.0.0").ok(),
         max_payload: 1 << 30,
         now: None,
+        clock_trusted: true,
         target: None,
     };
     let t = Instant::now();

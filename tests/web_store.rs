@@ -646,6 +646,7 @@ async fn with_the_packaged_layout_an_upload_is_installed_on_trial_and_the_gatewa
         on_step: None,
         target: None,
         allow_rolled_back: false,
+        clock_trusted: true,
     };
     carebridge::ota::install::install_bundle_from_reader(&mut &first[..], &paths, &keys, &opts)
         .unwrap();

@@ -39,6 +39,111 @@ pub struct ClockState {
     /// Wall-clock steps followed since start.
     pub steps: u64,
     pub last_step: Option<Step>,
+    /// The newest [`CORRECTIONS_MAX`] corrections of untrusted stamps
+    /// (oldest first): the status document carries them upstream, so a
+    /// status superseded before it was sent loses none.
+    pub corrections: Vec<Correction>,
+    /// Corrections made since start (including those no longer listed).
+    pub corrections_total: u64,
+}
+
+/// How many corrections [`ClockState`] keeps.
+pub const CORRECTIONS_MAX: usize = 8;
+/// How many alert ids one [`Correction`] lists.
+pub const CORRECTION_ALERTS_MAX: usize = 64;
+
+/// Stamps made while the clock was not trusted, put right by the step that
+/// followed (typically NTP's first synchronisation after a boot without an
+/// RTC): everything this gateway stamped with `"time_trusted": false`
+/// between `from` and `until` (the old clock) happened `delta_ms` later than
+/// it says. The gateway's own views (the alerts page, the rule engine) are
+/// corrected; upstream, the status document lists the correction so the
+/// cloud can correct what it already received.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Correction {
+    pub from: Time,
+    pub until: Time,
+    pub delta_ms: i64,
+    /// When the step was followed (the new clock).
+    pub at: Time,
+    /// Ids of the alerts raised in the span (the first
+    /// [`CORRECTION_ALERTS_MAX`]; `alerts_more` counts the rest).
+    pub alerts: Vec<String>,
+    pub alerts_more: u64,
+}
+
+impl Correction {
+    /// Whether an untrusted stamp `t` falls in the corrected span.
+    pub fn covers(&self, t: Time) -> bool {
+        self.from <= t && t <= self.until
+    }
+    /// `t` put right.
+    pub fn fix(&self, t: Time) -> Time {
+        Time(t.as_millis().saturating_add(self.delta_ms))
+    }
+}
+
+/// The span since the last step (the current clock "frame"): whether
+/// anything in it was stamped untrusted, and which alerts were. The hub
+/// keeps one; [`TrustFrame::on_step`] turns it into a [`Correction`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrustFrame {
+    start: Time,
+    untrusted: bool,
+    alerts: Vec<String>,
+    alerts_more: u64,
+}
+
+impl TrustFrame {
+    /// A frame starting at `start`, stamped as `trusted` says.
+    pub fn new(start: Time, trusted: bool) -> TrustFrame {
+        TrustFrame {
+            start,
+            untrusted: !trusted,
+            alerts: Vec::new(),
+            alerts_more: 0,
+        }
+    }
+    /// The clock's trust as last seen (stamps are being made meanwhile).
+    pub fn note_trust(&mut self, trusted: bool) {
+        self.untrusted |= !trusted;
+    }
+    /// An alert stamped now.
+    pub fn note_alert(&mut self, id: &str, trusted: bool) {
+        if trusted {
+            return;
+        }
+        self.untrusted = true;
+        if self.alerts.len() < CORRECTION_ALERTS_MAX {
+            self.alerts.push(id.to_string());
+        } else {
+            self.alerts_more += 1;
+        }
+    }
+    /// The clock stepped: the frame ends just before the step (old clock);
+    /// a correction if anything in it was stamped untrusted. A new frame
+    /// starts at the step, stamped as `trusted_now` says.
+    pub fn on_step(&mut self, step: Step, trusted_now: bool) -> Option<Correction> {
+        let old = std::mem::replace(self, TrustFrame::new(step.at, trusted_now));
+        old.untrusted.then(|| Correction {
+            from: old.start,
+            until: Time(step.at.as_millis().saturating_sub(step.delta_ms)),
+            delta_ms: step.delta_ms,
+            at: step.at,
+            alerts: old.alerts,
+            alerts_more: old.alerts_more,
+        })
+    }
+}
+
+impl ClockState {
+    /// Keeps `c` (the newest [`CORRECTIONS_MAX`]).
+    pub fn record(&mut self, c: Correction) {
+        self.corrections.push(c);
+        let over = self.corrections.len().saturating_sub(CORRECTIONS_MAX);
+        self.corrections.drain(..over);
+        self.corrections_total += 1;
+    }
 }
 
 /// A source of the gateway's time.
@@ -57,6 +162,10 @@ pub trait Clock: Send + Sync + std::fmt::Debug {
     fn follow(&self) -> Option<Step> {
         None
     }
+    /// Keeps a correction of untrusted stamps for [`Clock::state`] (the
+    /// hub makes them, see [`TrustFrame`]). A clock that never steps keeps
+    /// none.
+    fn record(&self, _c: Correction) {}
     /// Whether the clock is trusted, and its steps so far.
     fn state(&self) -> ClockState {
         ClockState {
@@ -125,6 +234,11 @@ impl Clock for ManualClock {
         p.1.last_step = Some(step);
         Some(step)
     }
+    fn record(&self, c: Correction) {
+        if let Ok(mut p) = self.pending.lock() {
+            p.1.record(c);
+        }
+    }
     fn state(&self) -> ClockState {
         let steps = self.pending.lock().map(|p| p.1.clone()).unwrap_or_default();
         ClockState {
@@ -164,5 +278,63 @@ mod tests {
         assert_eq!((st.steps, st.last_step, st.trusted), (1, Some(s), true));
         c.set_trusted(false);
         assert!(!c.state().trusted);
+    }
+
+    #[test]
+    fn a_frame_stamped_untrusted_becomes_a_correction_at_the_next_step() {
+        let mut f = TrustFrame::new(Time(1_000), false);
+        f.note_alert("a-1", false);
+        f.note_alert("a-2", true);
+        let c = f
+            .on_step(
+                Step {
+                    delta_ms: 3_600_000,
+                    at: Time(3_605_000),
+                },
+                true,
+            )
+            .unwrap();
+        assert_eq!(
+            (c.from, c.until, c.delta_ms),
+            (Time(1_000), Time(5_000), 3_600_000)
+        );
+        assert_eq!(c.alerts, vec!["a-1".to_string()]);
+        assert!(c.covers(Time(4_000)) && !c.covers(Time(6_000)));
+        assert_eq!(c.fix(Time(4_000)), Time(3_604_000));
+        // The new frame is trusted: the next step corrects nothing.
+        let step = Step {
+            delta_ms: -500,
+            at: Time(3_700_000),
+        };
+        assert_eq!(f.on_step(step, true), None);
+        // Trust lost in the middle of a frame counts.
+        f.note_trust(false);
+        assert!(f.on_step(step, true).is_some());
+    }
+
+    #[test]
+    fn a_frame_lists_a_bounded_number_of_alerts_and_counts_the_rest() {
+        let mut f = TrustFrame::new(Time(0), false);
+        for i in 0..(CORRECTION_ALERTS_MAX + 5) {
+            f.note_alert(&format!("a-{i}"), false);
+        }
+        let c = f
+            .on_step(
+                Step {
+                    delta_ms: 1_000,
+                    at: Time(10_000),
+                },
+                true,
+            )
+            .unwrap();
+        assert_eq!((c.alerts.len(), c.alerts_more), (CORRECTION_ALERTS_MAX, 5));
+        let mut st = ClockState::default();
+        for _ in 0..(CORRECTIONS_MAX + 2) {
+            st.record(c.clone());
+        }
+        assert_eq!(
+            (st.corrections.len(), st.corrections_total),
+            (CORRECTIONS_MAX, CORRECTIONS_MAX as u64 + 2)
+        );
     }
 }

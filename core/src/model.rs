@@ -425,6 +425,8 @@ impl Alert {
     /// full disk, readings shed, log-in guessing, a refusing modem): no
     /// reading value or kind, no rule-engine instance. `None` only if
     /// `device` is not a valid device id (the callers pass constants).
+    /// `time_trusted` starts `true`: the store marks it `false` when the
+    /// gateway's clock is not trusted as the warning is stored.
     pub fn gateway(
         rule: &str,
         device: &str,

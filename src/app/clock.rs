@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use crate::clock::{Clock, ClockState, Step};
+use crate::clock::{Clock, ClockState, Correction, Step};
 use crate::model::Time;
 
 /// The smallest wall/monotonic difference taken for a step (smaller ones
@@ -203,6 +203,12 @@ impl Clock for ScaledClock {
             st.last_step = Some(step);
         }
         Some(step)
+    }
+
+    fn record(&self, c: Correction) {
+        if let Ok(mut st) = self.state.lock() {
+            st.record(c);
+        }
     }
 
     fn state(&self) -> ClockState {

@@ -108,22 +108,35 @@ pub(super) fn status_builder(sources: StatusSources) -> StatusFn {
 }
 
 /// Queues a status document in the outbox every `every` (older unsent ones
-/// are superseded by the store: only the newest matters).
+/// are superseded by the store: only the newest matters), and at once when
+/// the clock corrected untrusted stamps (the cloud should correct what it
+/// received as soon as it can; the document lists the newest corrections,
+/// so a superseded one loses none).
 pub(super) async fn heartbeat(
     store: Store,
     status: StatusFn,
+    clock: Arc<dyn Clock>,
     every: Duration,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut tick = tokio::time::interval(every);
     tick.tick().await; // the birth message covers the start
+    let mut check = tokio::time::interval(Duration::from_secs(1));
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut corrections = clock.state().corrections_total;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
-            _ = tick.tick() => {
-                let doc = crate::uplink::mqtt::status_document(&status());
-                store.submit(Write::Status(doc)).await?
+            _ = tick.tick() => {}
+            _ = check.tick() => {
+                let now = clock.state().corrections_total;
+                if now == corrections {
+                    continue;
+                }
+                corrections = now;
             }
         }
+        let doc = crate::uplink::mqtt::status_document(&status());
+        store.submit(Write::Status(doc)).await?
     }
 }

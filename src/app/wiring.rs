@@ -382,8 +382,9 @@ impl Wiring {
             crate::uplink::mqtt::run(prep, st, sf, links, sd)
         });
         let (st, sf) = (self.store.clone(), self.status.clone());
+        let clock = self.opts.clock.clone();
         self.spawn("heartbeat", |sd| {
-            super::status::heartbeat(st, sf, every, sd)
+            super::status::heartbeat(st, sf, clock, every, sd)
         });
         integrations::start_versions(self);
         let handler = self.command_handler();
@@ -487,6 +488,10 @@ impl Wiring {
             stats: self.hub_stats.clone(),
             ids: Default::default(),
             acked: Some(ends.acked),
+            frame: crate::clock::TrustFrame::new(
+                self.opts.clock.now(),
+                self.opts.clock.state().trusted,
+            ),
         };
         let (input, commands) = (ends.input, ends.commands);
         self.spawn("hub", |sd| hub.run(input, commands, sd));

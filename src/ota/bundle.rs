@@ -131,6 +131,14 @@ pub enum BundleError {
         min: String,
         installed: String,
     },
+    #[error(
+        "bundle {version} expires at {expires} and the gateway's clock ({now}) is not trusted yet (no NTP synchronisation, no RTC): installed once the clock is trusted; `carebridge ota install --trust-clock` after checking the date by hand"
+    )]
+    ClockUntrusted {
+        version: String,
+        expires: String,
+        now: String,
+    },
     #[error("bundle {version} expired at {expires} (the gateway's clock says {now})")]
     Expired {
         version: String,
@@ -183,6 +191,13 @@ pub struct Policy {
     pub max_payload: u64,
     /// The time `expires` is checked against; `None` skips the check.
     pub now: Option<crate::model::Time>,
+    /// Whether `now` can be believed (NTP-synchronised or an RTC). When it
+    /// cannot, a bundle with `expires` is refused as
+    /// [`BundleError::ClockUntrusted`] (retried later) unless its own
+    /// `created` time already proves it expired: a stale clock (a Pi
+    /// without an RTC boots on its last saved time) would let an expired
+    /// bundle through.
+    pub clock_trusted: bool,
     /// Who this gateway is, for `gateways`/`fleets`; `None` skips the check
     /// (`bundle verify` on a build machine without `--gateway`).
     pub target: Option<Target>,
@@ -215,13 +230,16 @@ impl Policy {
             installed,
             max_payload,
             now: None,
+            clock_trusted: true,
             target: None,
         }
     }
 
-    /// Checks `expires` against `now`.
-    pub fn at(mut self, now: crate::model::Time) -> Self {
+    /// Checks `expires` against `now`, which is `trusted` or not (see
+    /// [`Policy::clock_trusted`]).
+    pub fn at(mut self, now: crate::model::Time, trusted: bool) -> Self {
         self.now = Some(now);
+        self.clock_trusted = trusted;
         self
     }
 
@@ -336,12 +354,12 @@ pub fn check_header(
             "payload_sha256 is not 64 hex characters".into(),
         ));
     }
-    if crate::model::Time::parse_rfc3339(&m.created).is_err() {
+    let Ok(created) = crate::model::Time::parse_rfc3339(&m.created) else {
         return Err(BundleError::BadManifest(format!(
             "created {:?} is not an RFC 3339 time",
             m.created
         )));
-    }
+    };
     let expires = m
         .expires
         .as_deref()
@@ -358,14 +376,23 @@ pub fn check_header(
             )));
         }
     }
-    if let (Some(exp), Some(now)) = (expires, policy.now)
-        && now >= exp
-    {
-        return Err(BundleError::Expired {
-            version: m.version.clone(),
-            expires: exp.to_rfc3339(),
-            now: now.to_rfc3339(),
-        });
+    if let (Some(exp), Some(now)) = (expires, policy.now) {
+        // The true time is at least the bundle's own signing time, however
+        // stale the clock.
+        if now.max(created) >= exp {
+            return Err(BundleError::Expired {
+                version: m.version.clone(),
+                expires: exp.to_rfc3339(),
+                now: now.to_rfc3339(),
+            });
+        }
+        if !policy.clock_trusted {
+            return Err(BundleError::ClockUntrusted {
+                version: m.version.clone(),
+                expires: exp.to_rfc3339(),
+                now: now.to_rfc3339(),
+            });
+        }
     }
     if let Some(t) = &policy.target
         && !t.admits(&m)

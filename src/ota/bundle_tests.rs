@@ -37,6 +37,7 @@ fn policy(installed: &str) -> Policy {
         installed: Some(Version::parse(installed).unwrap()),
         max_payload: 1 << 20,
         now: None,
+        clock_trusted: true,
         target: None,
     }
 }
@@ -162,6 +163,7 @@ mod model {
             gateways in proptest::collection::vec(prop_oneof![Just("gw-1"), Just("gw-2")], 0..2),
             fleets in proptest::collection::vec(prop_oneof![Just("north"), Just("south")], 0..2),
             member_of in proptest::collection::vec(prop_oneof![Just("north"), Just("east")], 0..2),
+            trusted: bool,
         ) {
             let k = key();
             let inp = ManifestInput {
@@ -169,7 +171,7 @@ mod model {
                 arch: arch.into(),
                 min_version: min.clone(),
                 allow_downgrade,
-                created: Some("2026-11-23T10:00:00Z".into()),
+                created: Some("2026-05-01T10:00:00Z".into()),
                 expires: expires.map(String::from),
                 gateways: gateways.iter().map(|g| g.to_string()).collect(),
                 fleets: fleets.iter().map(|f| f.to_string()).collect(),
@@ -185,7 +187,7 @@ mod model {
                 gateway: "gw-1".into(),
                 fleets: member_of.iter().map(|f| f.to_string()).collect(),
             };
-            let p = policy(&installed).at(now).for_target(me);
+            let p = policy(&installed).at(now, trusted).for_target(me);
             let got = verify(&mut &b[..], &keys, &p, &mut NullSink);
             let v = Version::parse(&version).unwrap();
             let i = Version::parse(&installed).unwrap();
@@ -195,7 +197,9 @@ mod model {
             let targeted = (gateways.is_empty() && fleets.is_empty())
                 || gateways.contains(&"gw-1")
                 || fleets.iter().any(|f| member_of.contains(f));
-            let expect = arch == "x86_64" && min_ok && (v >= i || allow_downgrade) && fresh && targeted;
+            // An expiring bundle waits for a trusted clock.
+            let clock_ok = trusted || expires.is_none();
+            let expect = arch == "x86_64" && min_ok && (v >= i || allow_downgrade) && fresh && targeted && clock_ok;
             prop_assert_eq!(got.is_ok(), expect, "{:?}", got.err());
         }
 
@@ -222,4 +226,80 @@ mod model {
             prop_assert!(verify(&mut &bytes[..], &keys, &policy("1.0.0"), &mut NullSink).is_err());
         }
     }
+}
+
+#[test]
+fn an_untrusted_clock_holds_an_expiring_bundle_back_and_its_signing_time_bounds_a_stale_clock() {
+    let k = key();
+    let keys = TrustStore::from_keys([("k1".to_string(), public_key_of(&k))]);
+    let sign = |created: &str, expires: &str| {
+        let inp = ManifestInput {
+            version: "2.0.0".into(),
+            arch: "x86_64".into(),
+            min_version: None,
+            allow_downgrade: false,
+            created: Some(created.into()),
+            expires: Some(expires.into()),
+            gateways: vec![],
+            fleets: vec![],
+        };
+        let mut b = Vec::new();
+        write_bundle(&k, "k1", &inp, &entries(), &mut b).unwrap();
+        b
+    };
+    // A Pi booted on a clock a year stale.
+    let stale = crate::model::Time::parse_rfc3339("2025-12-01T00:00:00Z").unwrap();
+    let fresh = sign("2026-11-01T00:00:00Z", "2027-01-01T00:00:00Z");
+    let e = verify(
+        &mut &fresh[..],
+        &keys,
+        &policy("1.0.0").at(stale, false),
+        &mut NullSink,
+    )
+    .unwrap_err();
+    assert!(matches!(e, BundleError::ClockUntrusted { .. }), "{e}");
+    assert!(e.to_string().contains("not trusted yet"), "{e}");
+    assert!(e.is_refusal());
+    verify(
+        &mut &fresh[..],
+        &keys,
+        &policy("1.0.0").at(stale, true),
+        &mut NullSink,
+    )
+    .unwrap();
+    // Expired by its own signing time: refused as expired, clock or not.
+    let old = sign("2026-11-01T00:00:00Z", "2026-10-01T00:00:00Z");
+    for trusted in [false, true] {
+        let e = verify(
+            &mut &old[..],
+            &keys,
+            &policy("1.0.0").at(stale, trusted),
+            &mut NullSink,
+        )
+        .unwrap_err();
+        assert!(matches!(e, BundleError::Expired { .. }), "{e}");
+    }
+    // No `expires`: the clock does not matter.
+    let inp = ManifestInput {
+        expires: None,
+        ..ManifestInput {
+            version: "2.0.0".into(),
+            arch: "x86_64".into(),
+            min_version: None,
+            allow_downgrade: false,
+            created: Some("2026-11-01T00:00:00Z".into()),
+            expires: None,
+            gateways: vec![],
+            fleets: vec![],
+        }
+    };
+    let mut b = Vec::new();
+    write_bundle(&k, "k1", &inp, &entries(), &mut b).unwrap();
+    verify(
+        &mut &b[..],
+        &keys,
+        &policy("1.0.0").at(stale, false),
+        &mut NullSink,
+    )
+    .unwrap();
 }

@@ -240,6 +240,8 @@ pub fn run(cmd: BundleCmd) -> Result<(), OtaCliError> {
                 installed,
                 max_payload: max_size,
                 now: Some(crate::wall::now()),
+                // A build or operator machine: its clock is taken as it is.
+                clock_trusted: true,
                 target: gateway.map(|gateway| bundle::Target { gateway, fleets }),
             };
             let v = bundle::verify(&mut open(&path)?, &keys, &policy, &mut NullSink)
@@ -410,6 +412,10 @@ pub enum OtaCmd {
         /// Install a version this gateway rolled back before.
         #[arg(long)]
         allow_rolled_back: bool,
+        /// Believe the clock for the bundle's `expires` although it is not
+        /// NTP-synchronised (you checked the date by hand).
+        #[arg(long)]
+        trust_clock: bool,
         #[command(flatten)]
         at: Where,
     },
@@ -468,6 +474,7 @@ pub fn run_ota(cmd: OtaCmd) -> Result<(), OtaCliError> {
         OtaCmd::Install {
             bundle: path,
             allow_rolled_back,
+            trust_clock,
             at,
         } => {
             let (cfg, paths, target) = at.load_all()?;
@@ -478,6 +485,7 @@ pub fn run_ota(cmd: OtaCmd) -> Result<(), OtaCliError> {
                 on_step: None,
                 target: Some(&target),
                 allow_rolled_back,
+                clock_trusted: trust_clock || super::clock_trusted(&cfg),
             };
             let done = install::install_bundle_from_reader(&mut open(&path)?, &paths, &keys, &opts)
                 .map_err(|e| {
@@ -535,11 +543,20 @@ fn poll(cfg: &OtaConfig, paths: &OtaPaths, target: &bundle::Target) -> Result<()
         on_step: None,
         target: Some(target),
         allow_rolled_back: false,
+        clock_trusted: super::clock_trusted(cfg),
     };
     let res = install::install_bundle_from_reader(&mut open(&file)?, paths, &keys, &opts);
     let _ = fs::remove_file(&file);
-    // Remember the bundle either way: a refused bundle is not retried every poll.
-    let _ = super::fsutil::atomic_write(&last, cmd.sha256.as_bytes());
+    // Remember the bundle either way: a refused bundle is not retried every
+    // poll; except one waiting for a trusted clock (the next poll retries).
+    if !matches!(
+        res,
+        Err(install::InstallError::Bundle(
+            bundle::BundleError::ClockUntrusted { .. }
+        ))
+    ) {
+        let _ = super::fsutil::atomic_write(&last, cmd.sha256.as_bytes());
+    }
     match res {
         Ok(done) => Err(OtaCliError {
             code: 3,

@@ -170,6 +170,9 @@ pub struct InstallOptions<'a> {
     /// Install a version this gateway rolled back (a person asked for it
     /// explicitly); automatic paths (poll, `cmd/update`, web) never set it.
     pub allow_rolled_back: bool,
+    /// The clock can be believed for a bundle's `expires` (see
+    /// [`super::clock_trusted`]; `ota install --trust-clock`).
+    pub clock_trusted: bool,
 }
 
 impl std::fmt::Debug for InstallOptions<'_> {
@@ -179,6 +182,7 @@ impl std::fmt::Debug for InstallOptions<'_> {
             .field("max_payload", &self.max_payload)
             .field("target", &self.target)
             .field("allow_rolled_back", &self.allow_rolled_back)
+            .field("clock_trusted", &self.clock_trusted)
             .finish_non_exhaustive()
     }
 }
@@ -326,6 +330,7 @@ pub fn install_bundle_from_reader<R: Read>(
         installed: installed_version(paths),
         max_payload: opts.max_payload,
         now: Some(crate::wall::now()),
+        clock_trusted: opts.clock_trusted,
         target: opts.target.cloned(),
     };
     let manifest = bundle::read_header(reader, keys, &policy)?;

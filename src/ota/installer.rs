@@ -99,7 +99,7 @@ impl Installer {
             install::installed_version(&self.paths),
             self.cfg.max_bundle_size,
         )
-        .at(crate::wall::now())
+        .at(crate::wall::now(), super::clock_trusted(&self.cfg))
         .for_target(self.target.clone());
         let mut r = open(file)?;
         bundle::verify(&mut r, &keys, &policy, &mut super::archive::NullSink)
@@ -116,6 +116,7 @@ impl Installer {
             target: Some(&self.target),
             // A rolled-back version needs `carebridge ota install --allow-rolled-back`.
             allow_rolled_back: false,
+            clock_trusted: super::clock_trusted(&self.cfg),
         };
         install::install_bundle_from_reader(&mut open(file)?, &self.paths, &keys, &opts)
             .map_err(|e| e.to_string())

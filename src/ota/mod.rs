@@ -45,3 +45,10 @@ pub mod version;
 
 pub use crate::config::{OtaConfig, OtaPaths};
 pub use installer::Installer;
+
+/// Whether this gateway's clock can be believed for a bundle's `expires`:
+/// NTP-synchronised or an RTC (see [`crate::app::TrustProbe`]), or the
+/// configuration says the clock is checked as it is.
+pub fn clock_trusted(cfg: &OtaConfig) -> bool {
+    !cfg.expiry_needs_trusted_clock || crate::app::TrustProbe::default().check().0
+}

@@ -101,6 +101,7 @@ pub fn handle_update_command(
         target: Some(target),
         // Automatic: a version rolled back here is refused.
         allow_rolled_back: false,
+        clock_trusted: super::clock_trusted(cfg),
     };
     let res = fs::File::open(&paths.download)
         .map_err(|e| format!("{}: {e}", paths.download.display()))

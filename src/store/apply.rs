@@ -36,9 +36,9 @@ pub(super) fn apply(
                     r.at.as_millis()
                 ])?;
                 touches.add(r, now);
-                if let Some((id, at)) = telemetry {
+                if let Some((id, at, trusted)) = telemetry {
                     ob.enqueue(conn, Class::Telemetry, id, *at, |seq| {
-                        outbox::telemetry_payload(id, seq, r)
+                        outbox::telemetry_payload(id, seq, r, *trusted)
                     })?;
                     added = true;
                 }

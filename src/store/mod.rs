@@ -272,6 +272,8 @@ impl StoreStats {
 /// Messages to the writer thread.
 pub(crate) enum Msg {
     Write(Write),
+    /// The clock's trust changed (see [`Store::set_clock_trusted`]).
+    Clock(bool),
     Flush(oneshot::Sender<()>),
     /// Fire after the commit holding every earlier write (see [`ack`]).
     Ack(AckTo),
@@ -289,6 +291,8 @@ struct Inner {
     held: held::Held,
     /// Tells the writer to abandon a failing batch (see `close_within`).
     closing: Arc<AtomicBool>,
+    /// What the writer was last told (see [`Store::set_clock_trusted`]).
+    clock_untrusted: AtomicBool,
     /// The writer was left behind by `close_within`: never join it.
     detached: AtomicBool,
 }
@@ -360,6 +364,7 @@ impl Store {
                 path: path.to_path_buf(),
                 held: opened.held,
                 closing: opened.closing,
+                clock_untrusted: AtomicBool::new(false),
                 detached: AtomicBool::new(false),
             }),
         })
@@ -446,6 +451,23 @@ impl Store {
             Ok(s) => head(&s),
             Err(p) => head(&p.into_inner()),
         }
+    }
+
+    /// Whether the gateway's clock is trusted now (the hub says so after
+    /// each clock check): telemetry of readings submitted while it is not,
+    /// and the gateway's own warnings, carry `"time_trusted": false`.
+    ///
+    /// The writer is told in queue order, so the change applies exactly to
+    /// the writes this producer submits after it (only a change is sent).
+    pub async fn set_clock_trusted(&self, trusted: bool) -> Result<(), StoreError> {
+        let was_untrusted = self.inner.clock_untrusted.swap(!trusted, Ordering::Relaxed);
+        if was_untrusted != trusted {
+            return Ok(()); // unchanged
+        }
+        self.sender()?
+            .send(Msg::Clock(trusted))
+            .await
+            .map_err(|_| StoreError::Closed)
     }
 
     /// Flushes, stops the writer and reader threads and joins them.

@@ -79,6 +79,7 @@ fn payload_len(class: Class, token: u16, seq: u64) -> u64 {
             FAKE_ID,
             seq,
             &reading("d1", Kind::Power, f64::from(token), 1_000),
+            true,
         ),
     };
     p.unwrap().len() as u64

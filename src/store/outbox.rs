@@ -70,7 +70,7 @@
 //! Built once at enqueue, keys in this order:
 //! - alert: `{"id","seq","rule","severity","state","device","room","at","message"[,"kind"][,"value"][,"time_trusted":false]}`
 //!   (`room` may be `null`; `kind`/`value` omitted when absent);
-//! - telemetry: `{"id","seq","device","kind","value","at"}`;
+//! - telemetry: `{"id","seq","device","kind","value","at"[,"time_trusted":false]}`;
 //! - status: `{"id","seq", …the caller's map}` (caller keys `id`/`seq` are dropped).
 
 use rusqlite::{Connection, params};
@@ -537,10 +537,19 @@ struct TelemetryDoc<'a> {
     kind: Kind,
     value: f64,
     at: Time,
+    /// Present (`false`) only when the clock was not trusted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    time_trusted: Option<bool>,
 }
 
-/// The telemetry document, exactly as published.
-pub fn telemetry_payload(id: &str, seq: u64, r: &Reading) -> Result<Vec<u8>, serde_json::Error> {
+/// The telemetry document, exactly as published; `trusted`: whether the
+/// gateway's clock was trusted when the reading arrived.
+pub fn telemetry_payload(
+    id: &str,
+    seq: u64,
+    r: &Reading,
+    trusted: bool,
+) -> Result<Vec<u8>, serde_json::Error> {
     serde_json::to_vec(&TelemetryDoc {
         id,
         seq,
@@ -548,6 +557,7 @@ pub fn telemetry_payload(id: &str, seq: u64, r: &Reading) -> Result<Vec<u8>, ser
         kind: r.kind,
         value: r.value,
         at: r.at,
+        time_trusted: (!trusted).then_some(false),
     })
 }
 
@@ -641,10 +651,16 @@ mod tests {
             Time::from_secs(1_795_860_000),
         )
         .unwrap();
-        let p = telemetry_payload("u", 1, &r).unwrap();
+        let p = telemetry_payload("u", 1, &r, true).unwrap();
         assert_eq!(
             std::str::from_utf8(&p).unwrap(),
             r#"{"id":"u","seq":1,"device":"k-temp","kind":"temperature","value":21.5,"at":"2026-11-28T10:00:00Z"}"#
+        );
+        let p = telemetry_payload("u", 1, &r, false).unwrap();
+        assert!(
+            std::str::from_utf8(&p)
+                .unwrap()
+                .ends_with(r#""at":"2026-11-28T10:00:00Z","time_trusted":false}"#)
         );
     }
 
@@ -678,7 +694,7 @@ mod tests {
             let device = DeviceId::new(&dev_id).unwrap();
             let kind = Kind::from_code(kind).unwrap();
             let r = Reading::new(device.clone(), kind, value, Time(at)).unwrap();
-            let bytes = telemetry_payload("id-1", seq, &r).unwrap();
+            let bytes = telemetry_payload("id-1", seq, &r, true).unwrap();
             let t: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
             // serde_json's default float parser is lossy; std's is exact.
             let text = std::str::from_utf8(&bytes).unwrap();

@@ -592,3 +592,50 @@ async fn wiping_history_keeps_rows_still_waiting_for_the_uplink() {
     assert!(all(&s).await.is_empty(), "history left after the wipe");
     assert_eq!(all_rows(&s, Class::Telemetry).await.len(), 10);
 }
+
+#[tokio::test]
+async fn while_the_clock_is_untrusted_telemetry_and_the_gateways_own_warnings_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&db(&dir), &StoreConfig::default()).unwrap();
+    s.set_clock_trusted(false).await.unwrap();
+    s.submit(Write::Reading(reading(
+        "k1",
+        Kind::Temperature,
+        19.0,
+        1_000,
+    )))
+    .await
+    .unwrap();
+    let warn = Alert::gateway(
+        "disk-full",
+        "gateway",
+        AlertState::Raised,
+        "x".into(),
+        Time(1_000),
+    )
+    .unwrap();
+    s.submit(Write::Alert(warn.clone())).await.unwrap();
+    s.set_clock_trusted(true).await.unwrap();
+    s.submit(Write::Reading(reading(
+        "k1",
+        Kind::Temperature,
+        19.5,
+        2_000,
+    )))
+    .await
+    .unwrap();
+    s.submit(Write::Alert(warn)).await.unwrap();
+    s.flush().await.unwrap();
+    let text = |r: &OutboxRow| String::from_utf8_lossy(&r.payload).into_owned();
+    let t: Vec<String> = all_rows(&s, Class::Telemetry)
+        .await
+        .iter()
+        .map(text)
+        .collect();
+    let a: Vec<String> = all_rows(&s, Class::Alert).await.iter().map(text).collect();
+    assert!(t[0].contains(r#""time_trusted":false"#), "{t:?}");
+    assert!(!t[1].contains("time_trusted"), "{t:?}");
+    assert!(a[0].contains(r#""time_trusted":false"#), "{a:?}");
+    assert!(!a[1].contains("time_trusted"), "{a:?}");
+    s.close().await.unwrap();
+}

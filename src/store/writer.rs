@@ -54,7 +54,9 @@ use crate::model::{Alert, Class, DeviceId, DeviceInfo, Reading, Time};
 /// reuse it so an outbox id never changes once assigned.
 #[derive(Debug)]
 pub(super) enum Op {
-    Reading(Reading, Option<(String, Time)>),
+    /// The reading, and its telemetry row's id, time and whether the
+    /// clock was trusted when it arrived (`None`: no telemetry).
+    Reading(Reading, Option<(String, Time, bool)>),
     Alert(Alert, String, Time),
     Status(serde_json::Map<String, serde_json::Value>, String, Time),
     Ack(Vec<(Class, u64)>),
@@ -105,6 +107,10 @@ pub(crate) struct Writer {
     held: Held,
     /// Set by `close_within`: abandon a failing batch, stop retrying.
     closing: Arc<AtomicBool>,
+    /// The gateway's clock is not trusted (the hub's `Msg::Clock`, in queue
+    /// order with its writes): telemetry of readings submitted meanwhile,
+    /// and the gateway's own warnings, say `"time_trusted": false`.
+    clock_untrusted: bool,
     /// Last WAL checkpoint forced while the reserve is missing.
     last_checkpoint: Instant,
     /// The WAL size limit (`journal_size_limit`), bytes.
@@ -164,6 +170,7 @@ impl Writer {
             shed_since_ack: false,
             held: Held::default(),
             closing: Arc::default(),
+            clock_untrusted: false,
             last_checkpoint: Instant::now(),
             wal_limit: u64::try_from(wal_pages).unwrap_or(0) * page,
             touches_retry: Instant::now(),
@@ -192,10 +199,17 @@ impl Writer {
         match w {
             Write::Reading(r) => {
                 let id = self.new_id();
-                Op::Reading(r, Some((id, now)))
+                let trusted = !self.clock_untrusted;
+                Op::Reading(r, Some((id, now, trusted)))
             }
             Write::ReadingNoTelemetry(r) => Op::Reading(r, None),
-            Write::Alert(a) => {
+            Write::Alert(mut a) => {
+                // The gateway's own warnings (disk full, coordinator down,
+                // readings shed…) come straight here, not through the hub:
+                // they are as trusted as the clock when they arrive.
+                if self.clock_untrusted {
+                    a.time_trusted = false;
+                }
                 // The hub stamps the UUID (the UI follows it to its delivery).
                 let id = a.uid.clone().unwrap_or_else(|| self.new_id());
                 Op::Alert(a, id, now)
@@ -395,6 +409,7 @@ impl Writer {
                 ops.push(op);
             }
             Msg::Flush(f) => flushes.push(f),
+            Msg::Clock(trusted) => self.clock_untrusted = !trusted,
             Msg::Close(c) => *close = Some(c),
             // Taken by `run` before it calls here.
             Msg::Ack(a) => drop(a),
@@ -654,13 +669,14 @@ fn is_reading(m: &Msg) -> bool {
 fn is_deferrable(m: &Msg) -> bool {
     matches!(
         m,
-        Msg::Write(
-            Write::Reading(_)
-                | Write::ReadingNoTelemetry(_)
-                | Write::Ack(_)
-                | Write::Delivered { .. }
-                | Write::Kv(..)
-        )
+        Msg::Clock(_)
+            | Msg::Write(
+                Write::Reading(_)
+                    | Write::ReadingNoTelemetry(_)
+                    | Write::Ack(_)
+                    | Write::Delivered { .. }
+                    | Write::Kv(..)
+            )
     )
 }
 

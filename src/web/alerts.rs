@@ -129,6 +129,22 @@ impl Alerts {
         self.recent.iter().rev().cloned().collect()
     }
 
+    /// Puts right the alerts stamped while the clock was untrusted that
+    /// `c` covers (they say `time_trusted` from then on); how many.
+    pub fn correct(&mut self, c: &crate::clock::Correction) -> usize {
+        let mut n = 0;
+        for s in self.recent.iter_mut() {
+            let a = &mut s.alert;
+            let listed = a.uid.as_ref().is_some_and(|u| c.alerts.contains(u));
+            if !a.time_trusted && (listed || (c.alerts_more > 0 && c.covers(a.at))) {
+                a.at = c.fix(a.at);
+                a.time_trusted = true;
+                n += 1;
+            }
+        }
+        n
+    }
+
     pub fn clear(&mut self) {
         self.recent.clear();
     }
@@ -154,6 +170,41 @@ mod tests {
             time_trusted: true,
             instance: None,
         }
+    }
+
+    #[test]
+    fn a_clock_correction_puts_right_only_the_untrusted_alerts_it_lists() {
+        let mut a = Alerts::default();
+        let mut stale = alert("panic", AlertState::Raised, 5_000);
+        stale.uid = Some("u-1".into());
+        stale.time_trusted = false;
+        let mut other = stale.clone();
+        other.uid = Some("u-2".into());
+        let mut fine = alert("fall", AlertState::Raised, 6_000);
+        fine.uid = Some("u-1".into());
+        a.on_alert(stale);
+        a.on_alert(other);
+        a.on_alert(fine);
+        let c = crate::clock::Correction {
+            from: Time(0),
+            until: Time(10_000),
+            delta_ms: 86_400_000,
+            at: Time(86_410_000),
+            alerts: vec!["u-1".into()],
+            alerts_more: 0,
+        };
+        assert_eq!(a.correct(&c), 1);
+        let r = a.recent();
+        assert_eq!(
+            (r[2].alert.at, r[2].alert.time_trusted),
+            (Time(86_405_000), true)
+        );
+        assert_eq!(
+            (r[1].alert.at, r[1].alert.time_trusted),
+            (Time(5_000), false)
+        );
+        assert_eq!(r[0].alert.at, Time(6_000), "a trusted stamp is never moved");
+        assert_eq!(a.correct(&c), 0, "a correction applies once");
     }
 
     #[test]

@@ -152,7 +152,7 @@ impl MemoryBackend {
                     };
                 }
             }
-            Live::Link(_) => {}
+            Live::Link(_) | Live::Clock(_) => {}
         }
         let _ = self.live.send(ev);
     }

@@ -248,21 +248,27 @@ async fn track_alerts(app: Arc<App>) {
         {
             k.entry(r.device.clone()).or_default().insert(r.kind);
         }
-        if let Live::Alert(a) = ev {
-            let saved = app.alerts.lock().ok().map(|mut alerts| {
+        let saved = match ev {
+            Live::Alert(a) => app.alerts.lock().ok().map(|mut alerts| {
                 v["id"] = alerts.on_alert(a).into();
                 alerts.to_json()
-            });
-            // Alerts are rare: keeping the list durable costs one small write each.
-            if let Some(bytes) = saved
-                && let Err(e) = app
-                    .roles
-                    .state
-                    .save(Record::RecentAlerts, Some(bytes))
-                    .await
-            {
-                tracing::warn!(error = %e, "could not save the recent alerts list");
-            }
+            }),
+            Live::Clock(c) => app
+                .alerts
+                .lock()
+                .ok()
+                .and_then(|mut alerts| (alerts.correct(&c) > 0).then(|| alerts.to_json())),
+            _ => None,
+        };
+        // Alerts are rare: keeping the list durable costs one small write each.
+        if let Some(bytes) = saved
+            && let Err(e) = app
+                .roles
+                .state
+                .save(Record::RecentAlerts, Some(bytes))
+                .await
+        {
+            tracing::warn!(error = %e, "could not save the recent alerts list");
         }
         let _ = app.ui.send(v.to_string());
     }

@@ -112,6 +112,7 @@ pub fn opts() -> InstallOptions<'static> {
         on_step: None,
         target: None,
         allow_rolled_back: false,
+        clock_trusted: true,
     }
 }
 

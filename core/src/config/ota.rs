@@ -35,6 +35,11 @@ pub struct OtaConfig {
     pub keep_releases: usize,
     /// Fleets this gateway belongs to, matched against a bundle's `fleets`.
     pub fleets: Vec<String>,
+    /// A bundle with `expires` installs only once the clock is trusted
+    /// (NTP-synchronised or an RTC): a stale clock could let an expired
+    /// bundle through. `false`: the clock is checked as it is (a site
+    /// whose clock is kept by means the gateway cannot see).
+    pub expiry_needs_trusted_clock: bool,
 }
 
 impl Default for OtaConfig {
@@ -53,6 +58,7 @@ impl Default for OtaConfig {
             require_coordinator: false,
             keep_releases: 3,
             fleets: Vec::new(),
+            expiry_needs_trusted_clock: true,
         }
     }
 }
