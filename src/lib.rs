@@ -58,3 +58,4 @@ pub mod web;
 pub mod zigbee;
 
 pub use carebridge_core::{clock, line, model, status};
+pub use carebridge_core::life_safety;

@@ -120,7 +120,7 @@ pub async fn setup(app: &Arc<App>, req: &Req) -> Result<Resp> {
     let code = o.str("code")?;
     let user = validate::word("username", o.str("username")?, 32)?;
     let password = o.str("password")?;
-    validate::password("password", password)?;
+    validate::password_for("password", password, &user)?;
     if code.len() > 64 {
         return Err(validate::Invalid::new("code", "must be at most 64 characters").into());
     }
@@ -244,7 +244,7 @@ pub async fn create(app: &App, req: &Req, who: &Who) -> Result<Resp> {
         _ => return Err(validate::Invalid::new("role", "must be installer or carer").into()),
     };
     let password = o.str("password")?;
-    validate::password("password", password)?;
+    validate::password_for("password", password, &name)?;
     let hashed = hash(password.to_string()).await?;
     let mut accounts = app.accounts.lock().await;
     if accounts.iter().any(|a| a.name == name) {
@@ -316,7 +316,7 @@ pub async fn change_password(app: &App, req: &Req, who: &Who) -> Result<Resp> {
     let o = Obj::parse(&req.body, &["current", "new"])?;
     let current = o.str("current")?;
     let new = o.str("new")?;
-    validate::password("new", new)?;
+    validate::password_for("new", new, &who.session.user)?;
     if current.len() > 256 {
         return Err(validate::Invalid::new("current", "is wrong").into());
     }

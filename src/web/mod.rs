@@ -36,6 +36,7 @@ pub mod credentials;
 pub mod http;
 pub mod memory;
 pub mod pages;
+pub mod passwords;
 pub mod roles;
 pub mod routes;
 pub mod rules_page;

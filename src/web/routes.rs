@@ -383,7 +383,7 @@ where
         warp::path!("api" / "v1" / "session")
             .and(warp::get())
             .and(s())
-            .map(|app: Arc<App>, who: Who| done(api::session(&app, &who)))
+            .then(|app: Arc<App>, who: Who| async move { done(api::session(&app, &who).await) })
             .boxed(),
         warp::path!("api" / "v1" / "logout")
             .and(warp::post())
