@@ -210,6 +210,11 @@ async fn https_is_the_default_with_a_generated_certificate_and_secure_cookie() {
     )
     .await;
     assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(
+        r.header("strict-transport-security").as_deref(),
+        Some("max-age=31536000"),
+        "HTTPS answers pin the browser to HTTPS"
+    );
     let code = setup_code(dir.path());
     let origin = format!("https://{host}");
     let body =

@@ -38,7 +38,8 @@ fn throttled(wait: std::time::Duration) -> Fail {
         StatusCode::TOO_MANY_REQUESTS,
         format!(
             "too many failed attempts: try again in {} s",
-            wait.as_secs().max(1)
+            // Rounded up: waiting the number shown is always enough.
+            wait.as_millis().div_ceil(1000).max(1)
         ),
     )
 }
