@@ -711,6 +711,15 @@ mod tests {
     }
 
     #[test]
+    fn life_safety_kinds_without_a_rule_are_counted() {
+        let mut i = inputs();
+        assert!(render(&i).contains("carebridge_rules_life_safety_off 0"));
+        i.status.life_safety_off = vec![Kind::Panic, Kind::Smoke];
+        let t = render(&i);
+        assert!(t.contains("carebridge_rules_life_safety_off 2"), "{t}");
+    }
+
+    #[test]
     fn label_values_are_escaped() {
         assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }

@@ -511,3 +511,41 @@ async fn a_restore_says_so_when_it_adds_unseen_devices_or_plain_http_to_the_netw
         "{w:?}"
     );
 }
+
+#[tokio::test]
+async fn the_gateway_reports_life_safety_rules_off_until_a_reset_brings_them_back() {
+    use carebridge::hub::HubCommand;
+    use carebridge::rules::active::{Rules, Version};
+    use carebridge::store::{Store, StoreConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("carebridge.db"), &StoreConfig::default()).unwrap();
+    let (hub_tx, mut hub_rx) = tokio::sync::mpsc::channel::<HubCommand>(16);
+    tokio::spawn(async move {
+        while let Some(cmd) = hub_rx.recv().await {
+            if let HubCommand::Rules { reply, .. } = cmd {
+                let _ = reply.send(Default::default());
+            }
+        }
+    });
+    let base = Version {
+        version: 0,
+        source: "built-in".into(),
+        applied_at: 0,
+        text: carebridge::rules::MINIMAL_RULES.to_string(),
+    };
+    let rules = Rules::new(store.clone(), hub_tx, base)
+        .with_life_safety(vec![carebridge::model::Kind::Panic, carebridge::model::Kind::Smoke]);
+    let off = rules.life_safety_off();
+    assert!(off.borrow().is_empty());
+    let now = carebridge::wall::now();
+    rules.apply("", "remote", None, now).await.unwrap();
+    assert_eq!(
+        *off.borrow(),
+        vec![carebridge::model::Kind::Panic, carebridge::model::Kind::Smoke]
+    );
+    let r = rules.reset().await.unwrap();
+    assert_eq!(r.source, "built-in");
+    assert!(off.borrow().is_empty());
+    assert_eq!(rules.active().await.unwrap().source, "built-in");
+    assert!(rules.history().await.unwrap().current.is_none());
+}
