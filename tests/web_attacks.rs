@@ -549,3 +549,56 @@ async fn the_gateway_reports_life_safety_rules_off_until_a_reset_brings_them_bac
     assert_eq!(rules.active().await.unwrap().source, "built-in");
     assert!(rules.history().await.unwrap().current.is_none());
 }
+
+/// A kept-alive connection from `src` after one answered request.
+async fn kept_alive(s: &Server, src: &str) -> TcpStream {
+    let mut sock = connect_from(src, s.addr).await.unwrap();
+    let head = format!("GET /healthz HTTP/1.1\r\nHost: {}\r\n\r\n", s.addr);
+    sock.write_all(head.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&got).contains("{\"ok\":true}") {
+        let n = tokio::time::timeout(Duration::from_secs(3), sock.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "closed before answering");
+        got.extend_from_slice(&buf[..n]);
+    }
+    sock
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_kept_alive_connections_close_early_when_slots_run_short() {
+    let s = start().await;
+    let mut idle = vec![
+        kept_alive(&s, "127.0.0.7").await,
+        kept_alive(&s, "127.0.0.7").await,
+    ];
+    // Plenty of room: they stay open for now.
+    let mut b = [0u8; 8];
+    let quiet = tokio::time::timeout(Duration::from_millis(300), idle[0].read(&mut b)).await;
+    assert!(quiet.is_err(), "closed with slots to spare");
+    let t0 = Instant::now();
+    let addrs: Vec<String> = (70..78).map(|i| format!("127.0.0.{i}")).collect();
+    let (stop, _, t) = flood(s.addr, addrs, 12);
+    // One of the two goes at once; an address's last connection may stay
+    // (a browser keeps one open), so wait for the first that closes.
+    let (a, rest) = idle.split_at_mut(1);
+    let (mut b0, mut b1) = ([0u8; 8], [0u8; 8]);
+    let closed = tokio::time::timeout(Duration::from_secs(4), async {
+        tokio::select! {
+            r = a[0].read(&mut b0) => r,
+            r = rest[0].read(&mut b1) => r,
+        }
+    })
+    .await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "idle kept-alive connections stayed open under pressure: {closed:?}"
+    );
+    // Well before the 5 s head timeout would have closed them.
+    assert!(t0.elapsed() < Duration::from_secs(4), "{:?}", t0.elapsed());
+    stop.cancel();
+    t.join().unwrap();
+}

@@ -10,7 +10,8 @@
 //!   [`RESERVED_BELOW`] connections: a new client always finds a slot;
 //! - when the free slots run short (into the reserve), the server is
 //!   *squeezed*: connections of addresses holding more than one close as
-//!   soon as they are idle between requests (see [`Slots::squeezed`]).
+//!   soon as they are idle between requests (see [`Table::squeezed`],
+//!   [`Slot::should_yield`]).
 //!
 //! Plain struct, no I/O; [`Slot`] gives its place back when dropped.
 
@@ -114,12 +115,12 @@ impl Slot {
         })
     }
 
-    /// Should this connection close when idle? (Its address holds more
-    /// than one and free slots are short.)
+    /// Asked when the server was squeezed: should this connection close
+    /// when idle? Yes when its address holds more than one. (Not whether
+    /// the server is *still* squeezed: the squeeze itself frees slots, and
+    /// a connection asked a moment later must not slip through.)
     pub fn should_yield(&self) -> bool {
-        self.slots
-            .lock()
-            .is_ok_and(|t| t.squeezed() && t.held(self.ip) > 1)
+        self.slots.lock().is_ok_and(|t| t.held(self.ip) > 1)
     }
 }
 
@@ -176,11 +177,13 @@ mod tests {
     fn a_slot_is_given_back_when_dropped_and_yields_only_when_squeezed() {
         let slots: Slots = Arc::default();
         let s1 = Slot::take(&slots, ip(1)).unwrap();
+        assert!(!s1.should_yield(), "a lone connection stays");
         let s2 = Slot::take(&slots, ip(1)).unwrap();
-        assert!(!s1.should_yield(), "plenty of room");
+        assert!(!slots.lock().unwrap().squeezed(), "plenty of room");
         let others: Vec<_> = (0..(MAX_CONNECTIONS - RESERVED) as u32)
             .map(|n| Slot::take(&slots, ip(100 + n)).unwrap())
             .collect();
+        assert!(slots.lock().unwrap().squeezed());
         assert!(s1.should_yield());
         assert!(!others[0].should_yield(), "a lone connection stays");
         drop((s1, s2, others));
