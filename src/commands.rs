@@ -283,7 +283,10 @@ impl CommandHandler {
                 },
             };
             // A set without the life-safety rules only when the sender says so.
-            if body.get(crate::life_safety::CONFIRM_FIELD).and_then(|v| v.as_bool()) != Some(true)
+            if body
+                .get(crate::life_safety::CONFIRM_FIELD)
+                .and_then(|v| v.as_bool())
+                != Some(true)
                 && let Ok(set) = crate::rules::RuleSet::parse(text, "rules")
             {
                 let missing = self.rules.missing(&set);

@@ -57,5 +57,5 @@ pub mod wall;
 pub mod web;
 pub mod zigbee;
 
-pub use carebridge_core::{clock, line, model, status};
 pub use carebridge_core::life_safety;
+pub use carebridge_core::{clock, line, model, status};

@@ -113,7 +113,10 @@ mod tests {
         assert_eq!(mode(&dir.join("web/key.pem")), 0o600);
         assert_eq!(mode(&dir.join("run.sh")), 0o700);
         assert!(!fixed.iter().any(|f| f.path.ends_with("setup-code")));
-        assert!(secure_data_dir(&dir).is_empty(), "a second pass has nothing to do");
+        assert!(
+            secure_data_dir(&dir).is_empty(),
+            "a second pass has nothing to do"
+        );
     }
 
     #[test]
@@ -121,8 +124,11 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
         std::fs::write(root.path().join("f"), b"x").unwrap();
-        std::fs::set_permissions(root.path().join("f"), std::fs::Permissions::from_mode(0o644))
-            .unwrap();
+        std::fs::set_permissions(
+            root.path().join("f"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
         assert!(secure_data_dir(root.path()).is_empty());
         assert_eq!(mode(root.path()), 0o1777);
     }

@@ -102,7 +102,11 @@ fn flood(
     to: SocketAddr,
     addrs: Vec<String>,
     per_addr: usize,
-) -> (CancellationToken, Arc<AtomicU64>, std::thread::JoinHandle<()>) {
+) -> (
+    CancellationToken,
+    Arc<AtomicU64>,
+    std::thread::JoinHandle<()>,
+) {
     let stop = CancellationToken::new();
     let opened = Arc::new(AtomicU64::new(0));
     let (st, op) = (stop.clone(), opened.clone());
@@ -311,7 +315,9 @@ async fn thirty_simultaneous_guesses_are_counted_before_they_are_checked() {
 async fn a_success_does_not_wipe_the_addresses_failures_for_other_accounts() {
     let (s, _) = with_carol().await;
     let src = "127.0.0.60";
-    for u in ["ann", "bob", "cat", "dan", "eve", "fay", "gus", "hal", "ida"] {
+    for u in [
+        "ann", "bob", "cat", "dan", "eve", "fay", "gus", "hal", "ida",
+    ] {
         let r = login_from(&s, src, u, "wrong password 5", None).await;
         assert_eq!(r.status, 401, "{r:?}");
     }
@@ -462,10 +468,7 @@ async fn a_backup_without_life_safety_rules_is_not_restored_unless_confirmed() {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let s = start_with(Arc::new(MemoryBackend::new().with_rules()), dir).await;
     let c = setup(&s).await;
-    let mut doc = c
-        .call(&s, "GET", "/api/v1/system/backup", "")
-        .await
-        .json();
+    let mut doc = c.call(&s, "GET", "/api/v1/system/backup", "").await.json();
     doc["rules"]["text"] = "".into();
     let r = c
         .call(&s, "POST", "/api/v1/system/restore", &doc.to_string())
@@ -487,10 +490,7 @@ async fn a_restore_says_so_when_it_adds_unseen_devices_or_plain_http_to_the_netw
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let s = start_with(Arc::new(MemoryBackend::new().with_rules()), dir).await;
     let c = setup(&s).await;
-    let mut doc = c
-        .call(&s, "GET", "/api/v1/system/backup", "")
-        .await
-        .json();
+    let mut doc = c.call(&s, "GET", "/api/v1/system/backup", "").await.json();
     doc["devices"] = serde_json::json!([
         {"id": "pendant", "name": "Pendant", "room": "hall"},
         {"id": "ghost-1", "name": "Ghost", "room": "attic"},
@@ -501,13 +501,20 @@ async fn a_restore_says_so_when_it_adds_unseen_devices_or_plain_http_to_the_netw
         .await;
     assert_eq!(r.status, 200, "{r:?}");
     let w = r.json()["warnings"].clone();
-    let w: Vec<&str> = w.as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect();
+    let w: Vec<&str> = w
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap())
+        .collect();
     assert!(
-        w.iter().any(|x| x.contains("never seen") && x.contains("ghost-1") && !x.contains("pendant")),
+        w.iter()
+            .any(|x| x.contains("never seen") && x.contains("ghost-1") && !x.contains("pendant")),
         "{w:?}"
     );
     assert!(
-        w.iter().any(|x| x.contains("plain HTTP") && x.contains("0.0.0.0:80")),
+        w.iter()
+            .any(|x| x.contains("plain HTTP") && x.contains("0.0.0.0:80")),
         "{w:?}"
     );
 }
@@ -533,15 +540,20 @@ async fn the_gateway_reports_life_safety_rules_off_until_a_reset_brings_them_bac
         applied_at: 0,
         text: carebridge::rules::MINIMAL_RULES.to_string(),
     };
-    let rules = Rules::new(store.clone(), hub_tx, base)
-        .with_life_safety(vec![carebridge::model::Kind::Panic, carebridge::model::Kind::Smoke]);
+    let rules = Rules::new(store.clone(), hub_tx, base).with_life_safety(vec![
+        carebridge::model::Kind::Panic,
+        carebridge::model::Kind::Smoke,
+    ]);
     let off = rules.life_safety_off();
     assert!(off.borrow().is_empty());
     let now = carebridge::wall::now();
     rules.apply("", "remote", None, now).await.unwrap();
     assert_eq!(
         *off.borrow(),
-        vec![carebridge::model::Kind::Panic, carebridge::model::Kind::Smoke]
+        vec![
+            carebridge::model::Kind::Panic,
+            carebridge::model::Kind::Smoke
+        ]
     );
     let r = rules.reset().await.unwrap();
     assert_eq!(r.source, "built-in");
@@ -571,25 +583,22 @@ async fn kept_alive(s: &Server, src: &str) -> TcpStream {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_kept_alive_connections_close_early_when_slots_run_short() {
     let s = start().await;
-    let mut idle = vec![
-        kept_alive(&s, "127.0.0.7").await,
-        kept_alive(&s, "127.0.0.7").await,
-    ];
+    let mut first = kept_alive(&s, "127.0.0.7").await;
+    let mut second = kept_alive(&s, "127.0.0.7").await;
     // Plenty of room: they stay open for now.
     let mut b = [0u8; 8];
-    let quiet = tokio::time::timeout(Duration::from_millis(300), idle[0].read(&mut b)).await;
+    let quiet = tokio::time::timeout(Duration::from_millis(300), first.read(&mut b)).await;
     assert!(quiet.is_err(), "closed with slots to spare");
     let t0 = Instant::now();
     let addrs: Vec<String> = (70..78).map(|i| format!("127.0.0.{i}")).collect();
     let (stop, _, t) = flood(s.addr, addrs, 12);
     // One of the two goes at once; an address's last connection may stay
     // (a browser keeps one open), so wait for the first that closes.
-    let (a, rest) = idle.split_at_mut(1);
     let (mut b0, mut b1) = ([0u8; 8], [0u8; 8]);
     let closed = tokio::time::timeout(Duration::from_secs(4), async {
         tokio::select! {
-            r = a[0].read(&mut b0) => r,
-            r = rest[0].read(&mut b1) => r,
+            r = first.read(&mut b0) => r,
+            r = second.read(&mut b1) => r,
         }
     })
     .await;

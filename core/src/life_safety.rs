@@ -81,8 +81,14 @@ mod tests {
     #[test]
     fn an_empty_rule_set_misses_them_all_in_order() {
         assert_eq!(missing(&set(""), &DEFAULT), DEFAULT.to_vec());
-        assert_eq!(names(&missing(&set(""), &DEFAULT)), "panic, fall, smoke, water_leak");
-        assert!(missing(&set(""), &[]).is_empty(), "nothing required, nothing missing");
+        assert_eq!(
+            names(&missing(&set(""), &DEFAULT)),
+            "panic, fall, smoke, water_leak"
+        );
+        assert!(
+            missing(&set(""), &[]).is_empty(),
+            "nothing required, nothing missing"
+        );
     }
 
     #[test]

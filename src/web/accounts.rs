@@ -15,8 +15,8 @@ use serde_json::json;
 use warp::http::{HeaderValue, StatusCode, header};
 
 use super::auth::{Account, Hashed, Role};
-use super::throttle::Attempt;
 use super::http::{App, Fail, Req, Resp, Result, Who, installer, json_resp};
+use super::throttle::Attempt;
 use super::validate::{self, Obj};
 
 async fn hash(secret: String) -> Result<Hashed> {
@@ -85,8 +85,7 @@ async fn record_failure(app: &App, req: &Req, a: &Attempt) {
 
 /// The request's remembered-device cookie, when it is valid for `user`.
 fn remembered(app: &App, req: &Req, user: &str) -> Option<[u8; 16]> {
-    App::cookie(&req.headers, app.device_cookie_name())
-        .and_then(|v| app.device_key.check(v, user))
+    App::cookie(&req.headers, app.device_cookie_name()).and_then(|v| app.device_key.check(v, user))
 }
 
 fn session_resp(app: &App, status: StatusCode, user: &str, role: Role) -> Result<Resp> {

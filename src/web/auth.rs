@@ -352,9 +352,15 @@ mod tests {
                 .unwrap();
             first.get_or_insert(t);
         }
-        assert!(s.touch(&ann, idle, t0).is_some(), "another account's session stays");
+        assert!(
+            s.touch(&ann, idle, t0).is_some(),
+            "another account's session stays"
+        );
         assert_eq!(s.len(), 1 + MAX_SESSIONS_PER_USER);
-        assert!(s.touch(&first.unwrap(), idle, t0).is_none(), "its own oldest went");
+        assert!(
+            s.touch(&first.unwrap(), idle, t0).is_none(),
+            "its own oldest went"
+        );
     }
 
     #[test]

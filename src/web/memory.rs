@@ -487,7 +487,8 @@ impl RulesAdmin for MemoryRules {
             Ok(self.switch(&mut st, next, &set))
         })();
         ready(r)
-    }    fn reset(&self) -> BoxFut<'_, Result<Applied, ApplyError>> {
+    }
+    fn reset(&self) -> BoxFut<'_, Result<Applied, ApplyError>> {
         let r = (|| {
             let mut st = self.locked()?;
             let set = RuleSet::parse(&self.base.text, "rules")?;

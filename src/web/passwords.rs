@@ -13,6 +13,7 @@
 //! account's own name or the product's. Pure; no I/O.
 
 /// The most common passwords of at least 10 characters.
+#[rustfmt::skip]
 const COMMON: &[&str] = &[
     "1234567890", "0987654321", "1q2w3e4r5t", "qwertyuiop", "1qaz2wsx3edc", "password123",
     "password12", "password1234", "passw0rd123", "qwerty1234", "qwerty12345", "qwerty123456",
@@ -33,6 +34,7 @@ const COMMON: &[&str] = &[
 
 /// Common base words: refused when the password is one of them with only
 /// digits or symbols around it.
+#[rustfmt::skip]
 const WORDS: &[&str] = &[
     "password", "passwort", "passwd", "pass", "qwerty", "qwertz", "azerty", "letmein", "welcome",
     "admin", "administrator", "root", "login", "guest", "user", "test", "tester", "testing",
@@ -103,7 +105,10 @@ fn repeats(c: &[char]) -> bool {
 /// A common word said twice or more (`passwordpassword`).
 fn repeats_word(core: &str) -> bool {
     WORDS.iter().any(|w| {
-        w.len() >= 3 && core.len() > w.len() && core.len() % w.len() == 0 && core == w.repeat(core.len() / w.len())
+        w.len() >= 3
+            && core.len() > w.len()
+            && core.len().is_multiple_of(w.len())
+            && core == w.repeat(core.len() / w.len())
     })
 }
 
@@ -118,7 +123,11 @@ fn sequential(p: &str) -> bool {
 /// Digits only, made of consecutive runs of at least three (`123456123456`,
 /// `1234598765`).
 fn sequential_digits_block(p: &str) -> bool {
-    let d: Vec<i32> = p.chars().filter_map(|c| c.to_digit(10)).map(|d| d as i32).collect();
+    let d: Vec<i32> = p
+        .chars()
+        .filter_map(|c| c.to_digit(10))
+        .map(|d| d as i32)
+        .collect();
     if d.len() != p.chars().count() {
         return false;
     }
@@ -179,25 +188,53 @@ mod tests {
         assert_eq!(weakness("aaaaaaaaaa", ""), Some("one character repeated"));
         assert_eq!(weakness("abcabcabca", ""), Some("a short pattern repeated"));
         assert_eq!(weakness("ababababab", ""), Some("a short pattern repeated"));
-        for seq in ["0123456789", "9876543210", "abcdefghij", "qwertyuiop", "1q2w3e4r5t6y", "zyxwvutsrq"] {
+        for seq in [
+            "0123456789",
+            "9876543210",
+            "abcdefghij",
+            "qwertyuiop",
+            "1q2w3e4r5t6y",
+            "zyxwvutsrq",
+        ] {
             assert_eq!(
                 weakness(seq, ""),
                 Some("a run of consecutive letters, digits or keyboard keys"),
                 "{seq}"
             );
         }
-        assert_eq!(weakness("1234598765", ""), Some("a run of consecutive letters, digits or keyboard keys"));
-        assert_eq!(weakness("aabbaabbab", ""), Some("too few different characters"));
+        assert_eq!(
+            weakness("1234598765", ""),
+            Some("a run of consecutive letters, digits or keyboard keys")
+        );
+        assert_eq!(
+            weakness("aabbaabbab", ""),
+            Some("too few different characters")
+        );
     }
 
     #[test]
     fn common_passwords_and_decorated_common_words_are_refused() {
-        assert_eq!(weakness("password123", ""), Some("one of the most common passwords"));
-        assert_eq!(weakness("Password1!", ""), Some("one of the most common passwords"));
-        for p in ["P@ssw0rd!2024", "!!Liverpool99", "Welcome#2026", "carebridge2026", "passwordpassword1"] {
+        assert_eq!(
+            weakness("password123", ""),
+            Some("one of the most common passwords")
+        );
+        assert_eq!(
+            weakness("Password1!", ""),
+            Some("one of the most common passwords")
+        );
+        for p in [
+            "P@ssw0rd!2024",
+            "!!Liverpool99",
+            "Welcome#2026",
+            "carebridge2026",
+            "passwordpassword1",
+        ] {
             assert!(weakness(p, "").is_some(), "{p}");
         }
-        assert_eq!(weakness("annsmith1985", "annsmith"), Some("it is the user name"));
+        assert_eq!(
+            weakness("annsmith1985", "annsmith"),
+            Some("it is the user name")
+        );
     }
 
     #[test]

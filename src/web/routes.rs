@@ -65,14 +65,16 @@ pub fn site(app: Arc<App>, metrics: Option<crate::metrics::Metrics>) -> Route {
         .recover(recover)
         .unify();
     let tls = app.tls;
-    let ui = warp::path::full().and(ui).map(move |p: FullPath, mut r: Resp| {
-        let assets = p.as_str().starts_with("/assets/");
-        add_security_headers(&mut r, if assets { "no-cache" } else { "no-store" });
-        if tls {
-            super::http::add_hsts(&mut r);
-        }
-        r
-    });
+    let ui = warp::path::full()
+        .and(ui)
+        .map(move |p: FullPath, mut r: Resp| {
+            let assets = p.as_str().starts_with("/assets/");
+            add_security_headers(&mut r, if assets { "no-cache" } else { "no-store" });
+            if tls {
+                super::http::add_hsts(&mut r);
+            }
+            r
+        });
     let metrics = warp::path!("metrics")
         .and(warp::get())
         .and(peer())

@@ -175,8 +175,9 @@ async fn load(
             ),
         }
     }
-    let device_key = super::throttle::DeviceKey::load_or_create(&data_dir.join("web").join("device-key"))
-        .context("the remembered-device key")?;
+    let device_key =
+        super::throttle::DeviceKey::load_or_create(&data_dir.join("web").join("device-key"))
+            .context("the remembered-device key")?;
     let kinds = seed_kinds(&*roles.history).await;
     let ota = crate::ota::Installer::new(roles.settings.ota.clone(), data_dir)
         .for_gateway(&roles.settings.gateway);

@@ -251,7 +251,8 @@ pub async fn restore(app: &App, req: &Req, who: &Who) -> Result<Resp> {
         detail.push_str("; warning: ");
         detail.push_str(w);
     }
-    app.audit(&who.session.user, "system.restore", detail).await?;
+    app.audit(&who.session.user, "system.restore", detail)
+        .await?;
     Ok(json_resp(
         StatusCode::OK,
         &json!({"ok": true, "done": done, "config_saved": saved, "warnings": warnings,

@@ -132,7 +132,13 @@ impl Attempt {
 impl Throttle {
     /// How long an attempt for `user` from `addr` (with a remembered
     /// `device` valid for `user`, if any) has to wait; zero: go ahead.
-    pub fn wait(&self, addr: IpAddr, user: &str, device: Option<[u8; 16]>, now: Instant) -> Duration {
+    pub fn wait(
+        &self,
+        addr: IpAddr,
+        user: &str,
+        device: Option<[u8; 16]>,
+        now: Instant,
+    ) -> Duration {
         match device {
             Some(d) => left(&self.by_device, &d, DEVICE_FREE, now),
             None => left(&self.clients, &(addr, user.to_string()), CLIENT_FREE, now)
@@ -299,7 +305,10 @@ mod tests {
         // guessed), but briefly, never locked.
         let w = th.wait(ip("192.0.2.9"), "carer", None, now);
         assert!(w > Duration::ZERO && w <= MAX_DELAY, "{w:?}");
-        assert!(th.wait(ip("192.0.2.9"), "carer", None, now + MAX_DELAY).is_zero());
+        assert!(
+            th.wait(ip("192.0.2.9"), "carer", None, now + MAX_DELAY)
+                .is_zero()
+        );
     }
 
     #[test]
@@ -311,12 +320,15 @@ mod tests {
         }
         assert!(!th.wait(ip("10.0.1.1"), "carer", None, now).is_zero());
         let device = [7u8; 16];
-        let a = th.begin(ip("10.0.0.3"), "carer", Some(device), now).unwrap();
+        let a = th
+            .begin(ip("10.0.0.3"), "carer", Some(device), now)
+            .unwrap();
         assert!(a.account_failures >= 100);
         th.succeeded(a);
         // Its own failures do slow it.
         for _ in 0..DEVICE_FREE {
-            th.begin(ip("10.0.0.3"), "carer", Some(device), now).unwrap();
+            th.begin(ip("10.0.0.3"), "carer", Some(device), now)
+                .unwrap();
         }
         assert_eq!(
             th.wait(ip("10.0.0.3"), "carer", Some(device), now),
@@ -339,7 +351,9 @@ mod tests {
         let mut th = Throttle::default();
         let a = ip("192.0.2.1");
         let mut now = Instant::now();
-        for u in ["ann", "bob", "cat", "dan", "eve", "fay", "gus", "hal", "ida"] {
+        for u in [
+            "ann", "bob", "cat", "dan", "eve", "fay", "gus", "hal", "ida",
+        ] {
             now = fail_n(&mut th, a, u, 1, now);
         }
         let ok = th.begin(a, "admin", None, now).unwrap();

@@ -284,7 +284,10 @@ mod tests {
             assert!(e.to_string().contains("text-direction"), "{bad:?}: {e}");
             assert!(e.to_string().contains("U+"), "{e}");
         }
-        assert_eq!(text("name", "Chambre d'Élodie", 64).unwrap(), "Chambre d'Élodie");
+        assert_eq!(
+            text("name", "Chambre d'Élodie", 64).unwrap(),
+            "Chambre d'Élodie"
+        );
         assert_eq!(text("name", "غرفة النوم", 64).unwrap(), "غرفة النوم");
     }
 
