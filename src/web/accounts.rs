@@ -62,9 +62,13 @@ fn succeeded(app: &App, a: Attempt) {
     }
 }
 
-/// A failed attempt (already counted): logged, and audited once when the
+/// A failed attempt (already counted): its delay starts now; logged, and
+/// audited once when the
 /// account's failures reach [`super::throttle::REPORT_AT`].
 async fn record_failure(app: &App, req: &Req, a: &Attempt) {
+    if let Ok(mut th) = app.throttle.lock() {
+        th.failed(a, Instant::now());
+    }
     if a.account_failures == super::throttle::REPORT_AT {
         tracing::warn!(peer = %req.peer.ip(), user = %a.user(), "web log-in: repeated failures (someone may be guessing)");
         let shown: String = a.user().chars().take(32).collect();

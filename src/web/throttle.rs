@@ -179,6 +179,24 @@ impl Throttle {
         })
     }
 
+    /// The attempt was wrong (it was counted already): its delay runs from
+    /// now, the moment the client learns it, however long the check took.
+    pub fn failed(&mut self, a: &Attempt, now: Instant) {
+        fn touch(s: Option<&mut Strikes>, now: Instant) {
+            if let Some(s) = s {
+                s.last = s.last.max(now);
+            }
+        }
+        match a.device {
+            Some(d) => touch(self.by_device.get_mut(&d), now),
+            None => {
+                touch(self.clients.get_mut(&(a.addr, a.user.clone())), now);
+                touch(self.by_addr.get_mut(&a.addr), now);
+                touch(self.by_user.get_mut(&a.user), now);
+            }
+        }
+    }
+
     /// The attempt was right: its client's failures go, and its own
     /// strike is taken back from the address and the account.
     pub fn succeeded(&mut self, a: Attempt) {
@@ -361,6 +379,21 @@ mod tests {
         // Ten failures from the address: the tenth stranger account must wait.
         th.begin(a, "joe", None, now).unwrap();
         assert_eq!(th.wait(a, "kim", None, now), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn the_delay_runs_from_the_answer_not_from_the_start_of_the_check() {
+        let mut th = Throttle::default();
+        let a = ip("192.0.2.1");
+        let t0 = Instant::now();
+        let now = fail_n(&mut th, a, "ann", CLIENT_FREE - 1, t0);
+        let last = th.begin(a, "ann", None, now).unwrap();
+        // The password check took 3 s.
+        th.failed(&last, now + Duration::from_secs(3));
+        assert_eq!(
+            th.wait(a, "ann", None, now + Duration::from_secs(3)),
+            Duration::from_secs(1)
+        );
     }
 
     #[test]
