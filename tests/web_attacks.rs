@@ -6,6 +6,7 @@
 //! reaches the loopback interface on Linux).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
 mod web_common;
 
 use std::net::SocketAddr;
@@ -610,4 +611,31 @@ async fn idle_kept_alive_connections_close_early_when_slots_run_short() {
     assert!(t0.elapsed() < Duration::from_secs(4), "{:?}", t0.elapsed());
     stop.cancel();
     t.join().unwrap();
+}
+
+#[test]
+fn the_gateway_makes_its_data_private_at_start() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("web")).unwrap();
+    let creds = data.join("web/setup-code");
+    std::fs::write(&creds, b"ABCD-EFGH-JKMN\n").unwrap();
+    for (p, m) in [(&data, 0o755), (&creds, 0o644)] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    }
+    // No cloud needed: the uplink just keeps retrying a closed port.
+    let mut gw = common::Gateway::start(dir.path(), "gw-private", common::free_port(), "");
+    let db = data.join("carebridge.db");
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&db), 0o600, "carebridge.db");
+    assert_eq!(mode(&creds), 0o600);
+    for side in ["carebridge.db-wal", "carebridge.db-shm"] {
+        let p = data.join(side);
+        if p.exists() {
+            assert_eq!(mode(&p), 0o600, "{side}");
+        }
+    }
+    gw.stop();
 }
