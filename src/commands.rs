@@ -8,7 +8,7 @@
 //! | `ping` | – | `{"ok":true,"pong":<time>}` |
 //! | `ack` | `{"instance"}` or `{"rule", "device"?}` | acknowledges one alert by its instance id (stops its escalation), or the matching open alerts |
 //! | `permit_join` | `{"seconds"?}` (≤ 254, default 60) | opens the Zigbee network |
-//! | `config` | `{"rules", "version"?}` or `{"rollback": true}` | applies a rule set without restart |
+//! | `config` | `{"rules", "version"?, "allow_missing_life_safety"?}` or `{"rollback": true}` | applies a rule set without restart; one without the life-safety rules ([`crate::life_safety`]) only with `allow_missing_life_safety: true` |
 //! | `config` | `{"config": "<TOML fragment>", "version"?}` or `{"rollback": "config"}` | applies `[devices.*]`/`[log]` without restart |
 //! | `config` | `{"device_credentials": {"set": [...], "revoke": [...]}}` | Wi-Fi device credentials for the local broker ([`crate::devauth::record`]), applied first, all or nothing |
 //! | `diagnostics` | – | a bounded JSON report ([`crate::diagnostics`]) |
@@ -282,6 +282,19 @@ impl CommandHandler {
                     }
                 },
             };
+            // A set without the life-safety rules only when the sender says so.
+            if body
+                .get(crate::life_safety::CONFIRM_FIELD)
+                .and_then(|v| v.as_bool())
+                != Some(true)
+                && let Ok(set) = crate::rules::RuleSet::parse(text, "rules")
+            {
+                let missing = self.rules.missing(&set);
+                if !missing.is_empty() {
+                    return json!({"ok": false, "error": format!("field rules: {}", crate::life_safety::refusal(&missing)),
+                        "missing_life_safety": missing.iter().map(|k| k.as_str()).collect::<Vec<_>>()});
+                }
+            }
             self.rules.apply(text, "remote", version, now).await
         };
         match result {

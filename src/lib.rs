@@ -48,6 +48,7 @@ pub mod ingest;
 pub mod logging;
 pub mod metrics;
 pub mod ota;
+pub mod private;
 pub mod remote_config;
 pub mod rules;
 pub mod store;
@@ -56,4 +57,5 @@ pub mod wall;
 pub mod web;
 pub mod zigbee;
 
+pub use carebridge_core::life_safety;
 pub use carebridge_core::{clock, line, model, status};

@@ -34,7 +34,7 @@
 //! `[local_broker]`),
 //! `mqtt_shed_total{cause}` (front door: `qos0_overload`, `subscriber_slow`,
 //! `broker_skipped`),
-//! `config_version{part}`, and `process_resident_memory_bytes` (standard
+//! `config_version{part}`, `rules_life_safety_off`, and `process_resident_memory_bytes` (standard
 //! name). Labels carry ids only (rule ids, kinds, link names), never names
 //! or rooms.
 //!
@@ -504,6 +504,12 @@ pub fn render(i: &Inputs) -> String {
     for (part, v) in [("config", &cv.config), ("rules", &cv.rules)] {
         o.sample("config_version", &[("part", part)], v.version);
     }
+    o.family(
+        "rules_life_safety_off",
+        "gauge",
+        "Life-safety kinds ([rules] life_safety) the active rules raise no alert for (0 when all are covered).",
+    );
+    o.sample("rules_life_safety_off", &[], s.life_safety_off.len());
     if let Some(rss) = i.rss {
         let _ = writeln!(
             o.0,
@@ -709,6 +715,15 @@ mod tests {
         ] {
             assert!(t.contains(needle), "missing {needle:?} in\n{t}");
         }
+    }
+
+    #[test]
+    fn life_safety_kinds_without_a_rule_are_counted() {
+        let mut i = inputs();
+        assert!(render(&i).contains("carebridge_rules_life_safety_off 0"));
+        i.status.life_safety_off = vec![Kind::Panic, Kind::Smoke];
+        let t = render(&i);
+        assert!(t.contains("carebridge_rules_life_safety_off 2"), "{t}");
     }
 
     #[test]

@@ -77,7 +77,9 @@ fn a_config_fragment_is_applied_reported_refused_rolled_back_and_signed() {
     );
 
     // A rule set as a TOML body.
-    let body = format!("version = 1\nrules = '''\n{DOOR_RULES}'''\n");
+    // A door-only set has no life-safety rules: sent on purpose.
+    let body =
+        format!("version = 1\nallow_missing_life_safety = true\nrules = '''\n{DOOR_RULES}'''\n");
     command(up.port, gw_id, "config", &body);
     let r = result(&col, "config", 0);
     assert_eq!(r["ok"], true, "{r}");

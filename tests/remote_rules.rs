@@ -72,6 +72,7 @@ fn a_rule_set_is_applied_without_restart_kept_refused_when_invalid_and_rolled_ba
     // The built-in rules do not alert on a door.
     open_door(gw.broker_port, "door-0");
 
+    // A door-only set has no life-safety rules: refused, naming them…
     command(
         up.port,
         "gw-rules",
@@ -79,6 +80,20 @@ fn a_rule_set_is_applied_without_restart_kept_refused_when_invalid_and_rolled_ba
         &serde_json::json!({"rules": DOOR_RULES, "version": 5}),
     );
     let r = result(&col, 0);
+    assert_eq!(r["ok"], false, "{r}");
+    assert_eq!(
+        r["missing_life_safety"],
+        serde_json::json!(["panic", "fall", "smoke", "water_leak"]),
+        "{r}"
+    );
+    // …unless sent on purpose.
+    command(
+        up.port,
+        "gw-rules",
+        "config",
+        &serde_json::json!({"rules": DOOR_RULES, "version": 5, "allow_missing_life_safety": true}),
+    );
+    let r = result(&col, 1);
     assert_eq!(r["ok"], true, "{r}");
     assert_eq!(r["version"], 5);
     open_door(gw.broker_port, "door-1");
@@ -96,7 +111,7 @@ fn a_rule_set_is_applied_without_restart_kept_refused_when_invalid_and_rolled_ba
         "config",
         &serde_json::json!({"rules": "[[rule]]\nid = \"x\"\ntype = \"immediate\"\nkindz = [\"contact\"]\n", "version": 6}),
     );
-    let r = result(&col, 1);
+    let r = result(&col, 2);
     assert_eq!(r["ok"], false, "{r}");
     let err = r["error"].as_str().unwrap();
     assert!(err.contains(":4:") && err.contains("kindz"), "{err}");
@@ -105,9 +120,9 @@ fn a_rule_set_is_applied_without_restart_kept_refused_when_invalid_and_rolled_ba
         up.port,
         "gw-rules",
         "config",
-        &serde_json::json!({"rules": "", "version": 4}),
+        &serde_json::json!({"rules": "", "version": 4, "allow_missing_life_safety": true}),
     );
-    let r = result(&col, 2);
+    let r = result(&col, 3);
     assert_eq!(r["ok"], false, "{r}");
 
     // Kept across a restart.
@@ -127,7 +142,7 @@ fn a_rule_set_is_applied_without_restart_kept_refused_when_invalid_and_rolled_ba
         "config",
         &serde_json::json!({"rollback": true}),
     );
-    let r = result(&col, 3);
+    let r = result(&col, 4);
     assert_eq!(r["ok"], true, "{r}");
     assert_eq!(r["version"], 0);
     open_door(gw.broker_port, "door-3");

@@ -15,6 +15,7 @@
 //!   coordinator state machine;
 //! - [`uplink`]: the dual-path router, back-off, and the LoRaWAN codec, AT
 //!   dialects, modem conversation, airtime budget and queue policy;
+//! - [`life_safety`]: which life-safety kinds a rule set leaves without an alert;
 //! - [`line`]: the serial sensor boards' line protocol;
 //! - [`devauth`]: the local broker's access policy (topic permissions,
 //!   per-address limits, the guessing alert, credential records);
@@ -24,6 +25,7 @@
 pub mod clock;
 pub mod config;
 pub mod devauth;
+pub mod life_safety;
 pub mod line;
 pub mod model;
 pub mod rules;

@@ -10,7 +10,8 @@
 //! keys are the field names below, in sorted order (the shells serialise it
 //! through `serde_json::Value`, whose maps sort their keys). `zigbee` and
 //! `uplinks.lorawan` are left out when that part is not configured, and
-//! `disk_full` when the disk is not full;
+//! `disk_full` when the disk is not full, `life_safety_off` when every
+//! life-safety kind has its rule;
 //! `store_error` and the optional times are `null` when absent.
 
 use std::collections::BTreeMap;
@@ -66,6 +67,10 @@ pub struct Status {
     /// `[local_broker]`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub local_broker: Option<LocalBrokerStatus>,
+    /// Life-safety kinds (`[rules] life_safety`) the active rules raise no
+    /// alert for; left out when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub life_safety_off: Vec<crate::model::Kind>,
 }
 
 /// The local broker's access policy as the status shows it.

@@ -153,6 +153,13 @@ pub(super) async fn restore(
 /// aside (kept for inspection) and a fresh one is created: a gateway that
 /// refuses to start raises no alerts at all.
 pub(super) fn open_store(cfg: &Config) -> anyhow::Result<Store> {
+    let store = open_store_inner(cfg);
+    // The database, keys and credentials are for the gateway's user only.
+    crate::private::secure_data_dir(&cfg.gateway.data_dir);
+    store
+}
+
+fn open_store_inner(cfg: &Config) -> anyhow::Result<Store> {
     let path = cfg.db_path();
     match Store::open(&path, &cfg.store) {
         Ok(s) => Ok(s),

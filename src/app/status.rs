@@ -37,6 +37,8 @@ pub(super) struct StatusSources {
     pub lorawan: Option<crate::uplink::dual::SharedStatus>,
     /// The local broker's access policy, when `[local_broker]` is configured.
     pub local_broker: Option<crate::devauth::Report>,
+    /// Life-safety kinds the active rules leave without an alert.
+    pub life_safety_off: watch::Receiver<Vec<crate::model::Kind>>,
 }
 
 impl StatusSources {
@@ -98,6 +100,7 @@ impl StatusSources {
             delivered: s.delivered.clone(),
             local_broker: self.local_broker.as_ref().map(|r| r.status()),
             clock: self.clock.state(),
+            life_safety_off: self.life_safety_off.borrow().clone(),
         }
     }
 }

@@ -115,7 +115,8 @@ impl Wiring {
         let (door_tx, door_rx) = mpsc::channel(Limits::HUB_QUEUE);
         let (hub_tx, hub_rx) = mpsc::channel(256);
         // Reading and changing the active rules (web UI, remote config).
-        let rules = Rules::new(store.clone(), hub_tx.clone(), inputs.base_rules.clone());
+        let rules = Rules::new(store.clone(), hub_tx.clone(), inputs.base_rules.clone())
+            .with_life_safety(cfg.rules.life_safety());
         rules.started_with(&active_rules);
         let config_state = ConfigState::new(
             store.clone(),
@@ -168,6 +169,7 @@ impl Wiring {
             zigbee: zigbee_counters.clone(),
             lorawan: lora_status.clone(),
             local_broker: devauth.as_ref().map(|d| d.report.clone()),
+            life_safety_off: rules.life_safety_off(),
         });
         let metrics = crate::metrics::Metrics {
             store: store.clone(),

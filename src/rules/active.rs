@@ -23,14 +23,19 @@
 //!   ([`super::Engine::reload`]).
 //!
 //! The pure part ([`History`]) decides; [`Rules`] is the thin async shell
-//! that reads and writes the store and talks to the hub.
+//! that reads and writes the store and talks to the hub. It also follows
+//! which life-safety kinds the active set leaves without an alert
+//! ([`Rules::life_safety_off`], see [`crate::life_safety`]); refusing such a
+//! set unless confirmed is up to the caller (web UI, `cmd/config`).
+//! [`Rules::reset`] (factory reset) forgets the stored versions: the base
+//! rules apply again.
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{ReloadSummary, RuleSet, RulesError};
 use crate::hub::HubCommand;
-use crate::model::Time;
+use crate::model::{Kind, Time};
 use crate::store::{Store, StoreError, Write};
 
 /// kv key of the stored [`History`].
@@ -168,6 +173,10 @@ pub struct Rules {
     base: Version,
     /// The active version and its source, for the heartbeat and drift reports.
     active: std::sync::Arc<tokio::sync::watch::Sender<crate::remote_config::Active>>,
+    /// The life-safety kinds every set must cover (`[rules] life_safety`).
+    life_safety: std::sync::Arc<[Kind]>,
+    /// Those the active set leaves uncovered (status, metrics, UI banner).
+    off: std::sync::Arc<tokio::sync::watch::Sender<Vec<Kind>>>,
 }
 
 impl Rules {
@@ -176,13 +185,49 @@ impl Rules {
             version: base.version,
             source: base.source.clone(),
         };
+        let life_safety: std::sync::Arc<[Kind]> = crate::life_safety::DEFAULT.into();
+        let off = uncovered(&base.text, &life_safety);
         Rules {
             store,
             hub,
             lock: std::sync::Arc::default(),
             base,
             active: std::sync::Arc::new(tokio::sync::watch::channel(active).0),
+            life_safety,
+            off: std::sync::Arc::new(tokio::sync::watch::channel(off).0),
         }
+    }
+
+    /// Sets the life-safety kinds (`[rules] life_safety`); call before
+    /// [`Rules::started_with`].
+    pub fn with_life_safety(mut self, kinds: Vec<Kind>) -> Rules {
+        self.life_safety = kinds.into();
+        self.off
+            .send_replace(uncovered(&self.base.text, &self.life_safety));
+        self
+    }
+
+    /// The life-safety kinds every rule set must cover.
+    pub fn life_safety(&self) -> &[Kind] {
+        &self.life_safety
+    }
+
+    /// The life-safety kinds `set` leaves without an alert.
+    pub fn missing(&self, set: &RuleSet) -> Vec<Kind> {
+        crate::life_safety::missing(set, &self.life_safety)
+    }
+
+    /// Follows the life-safety kinds the active set leaves uncovered.
+    pub fn life_safety_off(&self) -> tokio::sync::watch::Receiver<Vec<Kind>> {
+        self.off.subscribe()
+    }
+
+    /// Forgets the stored versions: the base rules (config file or
+    /// built-in) become active again (factory reset).
+    pub async fn reset(&self) -> Result<Applied, ApplyError> {
+        let _guard = self.lock.lock().await;
+        let set = RuleSet::parse(&self.base.text, "rules")?;
+        self.switch(History::default(), set).await
     }
 
     /// Records the version the engine started with (see [`startup_set`]).
@@ -191,6 +236,7 @@ impl Rules {
             version: v.version,
             source: v.source.clone(),
         });
+        self.off.send_replace(uncovered(&v.text, &self.life_safety));
     }
 
     /// Follows the active version (changes from the UI and the cloud).
@@ -248,6 +294,7 @@ impl Rules {
             .submit(Write::Kv(ACTIVE_KEY.to_string(), Some(bytes)))
             .await?;
         self.store.flush().await?;
+        let off = self.missing(&set);
         let (reply, rx) = oneshot::channel();
         self.hub
             .send(HubCommand::Rules { set, reply })
@@ -260,6 +307,11 @@ impl Rules {
             version: cur.version,
             source: cur.source.clone(),
         });
+        if !off.is_empty() {
+            tracing::warn!(version = cur.version, missing = %crate::life_safety::names(&off),
+                "the active rules raise no alert for these life-safety kinds");
+        }
+        self.off.send_replace(off);
         Ok(Applied {
             version: cur.version,
             source: cur.source,
@@ -268,6 +320,15 @@ impl Rules {
             removed: s.removed,
             unchanged: false,
         })
+    }
+}
+
+/// The life-safety kinds a rules text leaves uncovered (a text that does
+/// not parse covers nothing: the engine falls back, see [`startup_set`]).
+fn uncovered(text: &str, required: &[Kind]) -> Vec<Kind> {
+    match RuleSet::parse(text, "rules") {
+        Ok(set) => crate::life_safety::missing(&set, required),
+        Err(_) => Vec::new(),
     }
 }
 

@@ -2,8 +2,11 @@
 //!
 //! The first account can only be made with the unit's one-time setup code
 //! and is always an installer; once any account exists, setup is refused.
-//! Logins are throttled per client address and locked out per account
-//! ([`super::auth::Throttle`]). Hashing runs on the blocking pool.
+//! Logins are throttled with growing delays, never locked out, and a
+//! browser that logged in before is remembered by a signed cookie so
+//! strangers guessing its account do not slow it ([`super::throttle`]).
+//! Every attempt is counted before its password is checked. Hashing runs
+//! on the blocking pool.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,6 +16,7 @@ use warp::http::{HeaderValue, StatusCode, header};
 
 use super::auth::{Account, Hashed, Role};
 use super::http::{App, Fail, Req, Resp, Result, Who, installer, json_resp};
+use super::throttle::Attempt;
 use super::validate::{self, Obj};
 
 async fn hash(secret: String) -> Result<Hashed> {
@@ -34,41 +38,58 @@ fn throttled(wait: std::time::Duration) -> Fail {
         StatusCode::TOO_MANY_REQUESTS,
         format!(
             "too many failed attempts: try again in {} s",
-            wait.as_secs().max(1)
+            // Rounded up: waiting the number shown is always enough.
+            wait.as_millis().div_ceil(1000).max(1)
         ),
     )
 }
 
-fn check_throttle(app: &App, req: &Req, user: &str) -> Result<()> {
-    let th = app
+/// Admits and counts an attempt for `user` (see [`super::throttle`]);
+/// `device` is the request's remembered-device cookie when it is valid for
+/// `user`.
+fn begin(app: &App, req: &Req, user: &str, device: Option<[u8; 16]>) -> Result<Attempt> {
+    let mut th = app
         .throttle
         .lock()
         .map_err(|_| Fail::new(StatusCode::INTERNAL_SERVER_ERROR, "lock poisoned"))?;
-    th.check(req.peer.ip(), user, Instant::now())
+    th.begin(req.peer.ip(), user, device, Instant::now())
         .map_err(throttled)
 }
 
-/// Counts a failed attempt; a lockout is logged and audited.
-async fn record_failure(app: &App, req: &Req, user: &str) {
-    let locked = app
-        .throttle
-        .lock()
-        .is_ok_and(|mut th| th.failure(req.peer.ip(), user, Instant::now()));
-    if locked {
-        tracing::warn!(peer = %req.peer.ip(), user, "web login locked out after repeated failures");
-        let shown: String = user.chars().take(32).collect();
+fn succeeded(app: &App, a: Attempt) {
+    if let Ok(mut th) = app.throttle.lock() {
+        th.succeeded(a);
+    }
+}
+
+/// A failed attempt (already counted): its delay starts now; logged, and
+/// audited once when the
+/// account's failures reach [`super::throttle::REPORT_AT`].
+async fn record_failure(app: &App, req: &Req, a: &Attempt) {
+    if let Ok(mut th) = app.throttle.lock() {
+        th.failed(a, Instant::now());
+    }
+    if a.account_failures == super::throttle::REPORT_AT {
+        tracing::warn!(peer = %req.peer.ip(), user = %a.user(), "web log-in: repeated failures (someone may be guessing)");
+        let shown: String = a.user().chars().take(32).collect();
         let _ = app
             .audit(
                 "-",
-                "auth.lockout",
+                "auth.guessing",
                 format!(
-                    "{} failed attempts from {} (user {shown:?}): locked out for an hour",
-                    super::auth::LOCKOUT_AFTER,
+                    "{} failed log-ins for {shown:?} (last from {}): attempts are slowed, \
+                     browsers that logged in before are not",
+                    a.account_failures,
                     req.peer.ip()
                 ),
             )
             .await;
     }
+}
+
+/// The request's remembered-device cookie, when it is valid for `user`.
+fn remembered(app: &App, req: &Req, user: &str) -> Option<[u8; 16]> {
+    App::cookie(&req.headers, app.device_cookie_name()).and_then(|v| app.device_key.check(v, user))
 }
 
 fn session_resp(app: &App, status: StatusCode, user: &str, role: Role) -> Result<Resp> {
@@ -85,6 +106,15 @@ fn session_resp(app: &App, status: StatusCode, user: &str, role: Role) -> Result
     if let Ok(v) = HeaderValue::from_str(&app.session_cookie(&token)) {
         r.headers_mut().insert(header::SET_COOKIE, v);
     }
+    // Remember this browser for this account (a fresh id at every log-in).
+    if let Some(v) = app
+        .device_key
+        .issue(user)
+        .ok()
+        .and_then(|d| HeaderValue::from_str(&app.device_cookie(&d)).ok())
+    {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
     Ok(r)
 }
 
@@ -94,7 +124,7 @@ pub async fn setup(app: &Arc<App>, req: &Req) -> Result<Resp> {
     let code = o.str("code")?;
     let user = validate::word("username", o.str("username")?, 32)?;
     let password = o.str("password")?;
-    validate::password("password", password)?;
+    validate::password_for("password", password, &user)?;
     if code.len() > 64 {
         return Err(validate::Invalid::new("code", "must be at most 64 characters").into());
     }
@@ -107,14 +137,14 @@ pub async fn setup(app: &Arc<App>, req: &Req) -> Result<Resp> {
             "setup is already done: log in instead",
         ));
     }
-    check_throttle(app, req, "setup")?;
+    let attempt = begin(app, req, "setup", None)?;
     let expected = app.setup_code.lock().ok().and_then(|c| c.clone());
     let ok = match expected {
         Some(h) => verify(h, super::auth::normalize_code(code)).await,
         None => false,
     };
     if !ok {
-        record_failure(app, req, "setup").await;
+        record_failure(app, req, &attempt).await;
         return Err(Fail {
             status: StatusCode::FORBIDDEN,
             message: "code: wrong setup code (see the label or <data_dir>/setup-code)".into(),
@@ -130,9 +160,7 @@ pub async fn setup(app: &Arc<App>, req: &Req) -> Result<Resp> {
     accounts.push(account);
     app.save_accounts(&accounts).await?;
     drop(accounts);
-    if let Ok(mut th) = app.throttle.lock() {
-        th.success(req.peer.ip(), "setup");
-    }
+    succeeded(app, attempt);
     app.audit(
         &user,
         "setup.complete",
@@ -153,7 +181,7 @@ pub async fn login(app: &Arc<App>, req: &Req) -> Result<Resp> {
             "wrong user name or password",
         ));
     }
-    check_throttle(app, req, user)?;
+    let attempt = begin(app, req, user, remembered(app, req, user))?;
     let found = app
         .accounts
         .lock()
@@ -169,14 +197,12 @@ pub async fn login(app: &Arc<App>, req: &Req) -> Result<Resp> {
     let ok = verify(h, password.to_string()).await && role.is_some();
     match role {
         Some(role) if ok => {
-            if let Ok(mut th) = app.throttle.lock() {
-                th.success(req.peer.ip(), user);
-            }
+            succeeded(app, attempt);
             tracing::info!(user, peer = %req.peer.ip(), "web login");
             session_resp(app, StatusCode::OK, user, role)
         }
         _ => {
-            record_failure(app, req, user).await;
+            record_failure(app, req, &attempt).await;
             tracing::info!(peer = %req.peer.ip(), "web login failed");
             Err(Fail::new(
                 StatusCode::UNAUTHORIZED,
@@ -222,7 +248,7 @@ pub async fn create(app: &App, req: &Req, who: &Who) -> Result<Resp> {
         _ => return Err(validate::Invalid::new("role", "must be installer or carer").into()),
     };
     let password = o.str("password")?;
-    validate::password("password", password)?;
+    validate::password_for("password", password, &name)?;
     let hashed = hash(password.to_string()).await?;
     let mut accounts = app.accounts.lock().await;
     if accounts.iter().any(|a| a.name == name) {
@@ -294,12 +320,12 @@ pub async fn change_password(app: &App, req: &Req, who: &Who) -> Result<Resp> {
     let o = Obj::parse(&req.body, &["current", "new"])?;
     let current = o.str("current")?;
     let new = o.str("new")?;
-    validate::password("new", new)?;
+    validate::password_for("new", new, &who.session.user)?;
     if current.len() > 256 {
         return Err(validate::Invalid::new("current", "is wrong").into());
     }
     let user = who.session.user.clone();
-    check_throttle(app, req, &user)?;
+    let attempt = begin(app, req, &user, remembered(app, req, &user))?;
     let old = app
         .accounts
         .lock()
@@ -309,9 +335,10 @@ pub async fn change_password(app: &App, req: &Req, who: &Who) -> Result<Resp> {
         .map(|a| a.password.clone())
         .ok_or_else(|| Fail::new(StatusCode::NOT_FOUND, "your account no longer exists"))?;
     if !verify(old, current.to_string()).await {
-        record_failure(app, req, &user).await;
+        record_failure(app, req, &attempt).await;
         return Err(validate::Invalid::new("current", "is wrong").into());
     }
+    succeeded(app, attempt);
     let hashed = hash(new.to_string()).await?;
     {
         let mut accounts = app.accounts.lock().await;

@@ -18,10 +18,12 @@ use crate::model::{DeviceId, DeviceInfo, Time};
 
 /// `GET /api/v1/session`: who is logged in, their CSRF token, the gateway's time zone.
 /// `warnings` are the standing warnings every page shows (e.g. a local
-/// broker open to anyone on the network).
-pub fn session(app: &App, who: &Who) -> Result<Resp> {
+/// broker open to anyone on the network, alert rules without the
+/// life-safety ones).
+pub async fn session(app: &App, who: &Who) -> Result<Resp> {
     let status = app.roles.watch.status();
-    let warnings = status.local_broker.map(|b| b.warnings).unwrap_or_default();
+    let mut warnings = status.local_broker.map(|b| b.warnings).unwrap_or_default();
+    warnings.extend(super::rules_page::life_safety_warnings(app).await);
     Ok(json_resp(
         StatusCode::OK,
         &json!({"user": who.session.user, "role": who.session.role, "csrf": who.session.csrf,

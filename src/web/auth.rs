@@ -9,12 +9,13 @@
 //! - session tokens and CSRF tokens are 32 bytes from `SystemRandom`; the
 //!   session table is keyed by the token's SHA-256, never the token;
 //! - a session ends after `idle` without use, and after 12 h in any case;
-//! - after 5 failed logins from one address each further attempt waits
-//!   (doubling, capped at 30 s); 100 failures lock the address or the
-//!   account out for an hour.
+//! - at most [`MAX_SESSIONS_PER_USER`] sessions per account: one account
+//!   logging in again and again evicts its own oldest session, never
+//!   another account's;
+//! - login throttling (growing delays, remembered devices, never an
+//!   account lock-out) lives in [`super::throttle`].
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
@@ -23,11 +24,6 @@ use serde::{Deserialize, Serialize};
 
 /// PBKDF2 iteration count (OWASP 2023 guidance for HMAC-SHA256).
 pub const PBKDF2_ITERATIONS: u32 = 600_000;
-/// Failures after which every attempt from an address is delayed.
-pub const THROTTLE_AFTER: u32 = 5;
-/// Failures after which an address or account is locked out.
-pub const LOCKOUT_AFTER: u32 = 100;
-pub const LOCKOUT_FOR: Duration = Duration::from_secs(3600);
 /// Hard cap on a session's life, whatever the activity.
 pub const SESSION_MAX: Duration = Duration::from_secs(12 * 3600);
 
@@ -153,8 +149,11 @@ pub struct Sessions {
     map: HashMap<[u8; 32], Session>,
 }
 
-/// Sessions beyond this are refused creation after evicting the oldest.
-const MAX_SESSIONS: usize = 256;
+/// Sessions kept at most; a new one beyond evicts the oldest session of
+/// the account holding the most.
+pub const MAX_SESSIONS: usize = 256;
+/// Sessions kept per account; a new one beyond evicts that account's oldest.
+pub const MAX_SESSIONS_PER_USER: usize = 16;
 
 fn token_key(token: &str) -> [u8; 32] {
     let d = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
@@ -173,15 +172,7 @@ impl Sessions {
     ) -> Result<(String, String), ring::error::Unspecified> {
         let token = hex::encode(random_bytes::<32>()?);
         let csrf = hex::encode(random_bytes::<32>()?);
-        if self.map.len() >= MAX_SESSIONS
-            && let Some(oldest) = self
-                .map
-                .iter()
-                .min_by_key(|(_, s)| s.last_used)
-                .map(|(k, _)| *k)
-        {
-            self.map.remove(&oldest);
-        }
+        self.make_room(user);
         self.map.insert(
             token_key(&token),
             Session {
@@ -193,6 +184,38 @@ impl Sessions {
             },
         );
         Ok((token, csrf))
+    }
+
+    /// Evicts before adding a session for `user`: its own oldest when it has
+    /// [`MAX_SESSIONS_PER_USER`]; when the table is full, the oldest of the
+    /// account holding the most sessions.
+    fn make_room(&mut self, user: &str) {
+        let oldest_of = |map: &HashMap<[u8; 32], Session>, who: &str| {
+            map.iter()
+                .filter(|(_, s)| s.user == who)
+                .min_by_key(|(_, s)| s.last_used)
+                .map(|(k, _)| *k)
+        };
+        let own = self.map.values().filter(|s| s.user == user).count();
+        if own >= MAX_SESSIONS_PER_USER {
+            if let Some(k) = oldest_of(&self.map, user) {
+                self.map.remove(&k);
+            }
+            return;
+        }
+        if self.map.len() >= MAX_SESSIONS {
+            let mut counts: HashMap<&str, usize> = HashMap::new();
+            for s in self.map.values() {
+                *counts.entry(s.user.as_str()).or_default() += 1;
+            }
+            let heaviest = counts
+                .into_iter()
+                .max_by_key(|(_, n)| *n)
+                .map(|(u, _)| u.to_string());
+            if let Some(k) = heaviest.and_then(|u| oldest_of(&self.map, &u)) {
+                self.map.remove(&k);
+            }
+        }
     }
 
     /// The live session for `token`, refreshing its idle timer.
@@ -241,85 +264,7 @@ impl Sessions {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
-struct Strikes {
-    failures: u32,
-    last: Instant,
-}
-
-/// Failed-login bookkeeping per client address and per account name.
-#[derive(Debug, Default)]
-pub struct Throttle {
-    by_addr: HashMap<IpAddr, Strikes>,
-    by_user: HashMap<String, Strikes>,
-}
-
-/// Addresses/accounts remembered; beyond it the stalest entry goes.
-const MAX_TRACKED: usize = 4096;
-
-fn wait_for(s: &Strikes, now: Instant) -> Option<Duration> {
-    let since = now.duration_since(s.last);
-    let need = if s.failures >= LOCKOUT_AFTER {
-        LOCKOUT_FOR
-    } else if s.failures >= THROTTLE_AFTER {
-        let exp = (s.failures - THROTTLE_AFTER).min(5);
-        Duration::from_secs(1u64 << exp).min(Duration::from_secs(30))
-    } else {
-        Duration::ZERO
-    };
-    need.checked_sub(since).filter(|d| !d.is_zero())
-}
-
-fn strike<K: std::hash::Hash + Eq + Clone>(m: &mut HashMap<K, Strikes>, k: &K, now: Instant) {
-    if m.len() >= MAX_TRACKED
-        && !m.contains_key(k)
-        && let Some(old) = m.iter().min_by_key(|(_, s)| s.last).map(|(k, _)| k.clone())
-    {
-        m.remove(&old);
-    }
-    let s = m.entry(k.clone()).or_insert(Strikes {
-        failures: 0,
-        last: now,
-    });
-    s.failures = s.failures.saturating_add(1);
-    s.last = now;
-}
-
-impl Throttle {
-    /// `Err(wait)` when a login attempt from `addr` for `user` must wait.
-    pub fn check(&self, addr: IpAddr, user: &str, now: Instant) -> Result<(), Duration> {
-        let a = self.by_addr.get(&addr).and_then(|s| wait_for(s, now));
-        let u = self.by_user.get(user).and_then(|s| {
-            // Accounts are only locked out, never slowed (that is the
-            // address's job), so one attacker cannot slow the installer.
-            (s.failures >= LOCKOUT_AFTER)
-                .then(|| wait_for(s, now))
-                .flatten()
-        });
-        match a.max(u) {
-            Some(w) => Err(w),
-            None => Ok(()),
-        }
-    }
-
-    /// Records a failure; returns true when this one triggered a lockout.
-    pub fn failure(&mut self, addr: IpAddr, user: &str, now: Instant) -> bool {
-        strike(&mut self.by_addr, &addr, now);
-        strike(&mut self.by_user, &user.to_string(), now);
-        let hit = |s: Option<&Strikes>| s.is_some_and(|s| s.failures == LOCKOUT_AFTER);
-        hit(self.by_addr.get(&addr)) || hit(self.by_user.get(user))
-    }
-
-    pub fn success(&mut self, addr: IpAddr, user: &str) {
-        self.by_addr.remove(&addr);
-        self.by_user.remove(user);
-    }
-
-    pub fn clear(&mut self) {
-        self.by_addr.clear();
-        self.by_user.clear();
-    }
-}
+pub use super::throttle::Throttle;
 
 /// Constant-time equality for tokens.
 pub fn same(a: &str, b: &str) -> bool {
@@ -395,40 +340,52 @@ mod tests {
     }
 
     #[test]
-    fn throttle_slows_an_address_after_five_failures_and_locks_at_one_hundred() {
-        let mut th = Throttle::default();
-        let ip: IpAddr = "192.0.2.7".parse().unwrap();
-        let other: IpAddr = "192.0.2.8".parse().unwrap();
-        let mut now = Instant::now();
-        for _ in 0..THROTTLE_AFTER {
-            assert!(th.check(ip, "admin", now).is_ok());
-            th.failure(ip, "admin", now);
+    fn one_account_logging_in_again_and_again_evicts_only_its_own_sessions() {
+        let mut s = Sessions::default();
+        let t0 = Instant::now();
+        let idle = Duration::from_secs(1800);
+        let (ann, _) = s.create("ann", Role::Carer, t0).unwrap();
+        let mut first = None;
+        for i in 0..256u64 {
+            let (t, _) = s
+                .create("mallory", Role::Carer, t0 + Duration::from_millis(i + 1))
+                .unwrap();
+            first.get_or_insert(t);
         }
-        let wait = th.check(ip, "admin", now).unwrap_err();
-        assert_eq!(wait, Duration::from_secs(1));
         assert!(
-            th.check(other, "admin", now).is_ok(),
-            "other addresses unaffected"
+            s.touch(&ann, idle, t0).is_some(),
+            "another account's session stays"
         );
-        let mut locked = false;
-        for _ in THROTTLE_AFTER..LOCKOUT_AFTER {
-            now += Duration::from_secs(31);
-            assert!(th.check(ip, "admin", now).is_ok());
-            locked = th.failure(ip, "admin", now);
+        assert_eq!(s.len(), 1 + MAX_SESSIONS_PER_USER);
+        assert!(
+            s.touch(&first.unwrap(), idle, t0).is_none(),
+            "its own oldest went"
+        );
+    }
+
+    #[test]
+    fn a_full_table_evicts_from_the_account_holding_the_most() {
+        let mut s = Sessions::default();
+        let t0 = Instant::now();
+        let idle = Duration::from_secs(1800);
+        let mut ann = Vec::new();
+        for u in 0..(MAX_SESSIONS / MAX_SESSIONS_PER_USER) {
+            for i in 0..MAX_SESSIONS_PER_USER {
+                let at = t0 + Duration::from_millis((u * 100 + i) as u64);
+                let (t, _) = s.create(&format!("user{u}"), Role::Carer, at).unwrap();
+                if u == 0 {
+                    ann.push(t);
+                }
+            }
         }
-        assert!(locked, "the hundredth failure locks");
-        assert!(
-            th.check(ip, "admin", now + Duration::from_secs(1800))
-                .is_err()
-        );
-        assert!(
-            th.check(other, "admin", now + Duration::from_secs(60))
-                .is_err(),
-            "the account is locked from everywhere"
-        );
-        assert!(th.check(ip, "admin", now + LOCKOUT_FOR).is_ok());
-        th.success(ip, "admin");
-        assert!(th.check(ip, "admin", now).is_ok());
+        assert_eq!(s.len(), MAX_SESSIONS);
+        s.create("newcomer", Role::Carer, t0 + Duration::from_secs(60))
+            .unwrap();
+        assert_eq!(s.len(), MAX_SESSIONS);
+        // Every account holds as many: the oldest of one of them went, and
+        // the newcomer got in.
+        let alive = ann.iter().filter(|t| s.alive(t, idle, t0)).count();
+        assert!(alive >= MAX_SESSIONS_PER_USER - 1);
     }
 
     #[test]

@@ -324,6 +324,9 @@ impl RulesAdmin for Rules {
     fn rollback(&self) -> BoxFut<'_, Result<Applied, ApplyError>> {
         Box::pin(async move { Rules::rollback(self).await })
     }
+    fn reset(&self) -> BoxFut<'_, Result<Applied, ApplyError>> {
+        Box::pin(async move { Rules::reset(self).await })
+    }
 }
 
 #[cfg(test)]

@@ -44,6 +44,8 @@ pub struct App {
     pub accounts: tokio::sync::Mutex<Vec<Account>>,
     pub sessions: Mutex<Sessions>,
     pub throttle: Mutex<Throttle>,
+    /// Signs remembered-device cookies (see [`super::throttle`]).
+    pub device_key: super::throttle::DeviceKey,
     pub setup_code: Mutex<Option<Hashed>>,
     pub audit: tokio::sync::Mutex<AuditLog>,
     pub alerts: Mutex<Alerts>,
@@ -74,6 +76,8 @@ impl std::fmt::Debug for App {
 pub struct Req {
     pub body: Bytes,
     pub peer: SocketAddr,
+    /// The request's headers (the login reads its remembered-device cookie).
+    pub headers: HeaderMap,
 }
 
 /// The logged-in user of a request.
@@ -178,8 +182,27 @@ impl App {
         )
     }
 
-    fn token_of(&self, headers: &HeaderMap) -> Option<String> {
-        let name = self.cookie_name();
+    /// The remembered-device cookie's name (same prefix rule as the session's).
+    pub fn device_cookie_name(&self) -> &'static str {
+        if self.tls {
+            "__Host-cb_device"
+        } else {
+            "cb_device"
+        }
+    }
+
+    /// The `Set-Cookie` value remembering this browser for its account.
+    pub fn device_cookie(&self, value: &str) -> String {
+        let secure = if self.tls { "; Secure" } else { "" };
+        format!(
+            "{}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+            self.device_cookie_name(),
+            super::throttle::DEVICE_MAX_AGE.as_secs()
+        )
+    }
+
+    /// The value of cookie `name`, if the request carries it.
+    pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
         headers
             .get_all(header::COOKIE)
             .iter()
@@ -187,7 +210,12 @@ impl App {
             .flat_map(|v| v.split(';'))
             .filter_map(|kv| kv.trim().split_once('='))
             .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.to_string())
+            .map(|(_, v)| v)
+    }
+
+    fn token_of(&self, headers: &HeaderMap) -> Option<String> {
+        App::cookie(headers, self.cookie_name())
+            .map(str::to_string)
             .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
     }
 
@@ -329,6 +357,16 @@ pub fn add_security_headers(r: &mut Resp, cache: &'static str) {
     if !h.contains_key(header::CACHE_CONTROL) {
         set(h, "cache-control", cache);
     }
+}
+
+/// `Strict-Transport-Security` on HTTPS responses: browsers that reached
+/// the UI over TLS keep using TLS for its name for a year. (Plain HTTP
+/// responses must not carry it; see RFC 6797 §7.2.)
+pub fn add_hsts(r: &mut Resp) {
+    r.headers_mut().insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static("max-age=31536000"),
+    );
 }
 
 /// Refuses a request for a host name this gateway does not answer to

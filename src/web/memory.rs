@@ -209,6 +209,7 @@ impl From<Arc<MemoryBackend>> for Roles {
                 ota: Default::default(),
                 mqtt: None,
                 gateway: "gw-memory".into(),
+                life_safety: crate::life_safety::DEFAULT.to_vec(),
             },
         }
     }
@@ -484,6 +485,14 @@ impl RulesAdmin for MemoryRules {
             let text = next.current.as_ref().unwrap_or(&self.base).text.clone();
             let set = RuleSet::parse(&text, "rules")?;
             Ok(self.switch(&mut st, next, &set))
+        })();
+        ready(r)
+    }
+    fn reset(&self) -> BoxFut<'_, Result<Applied, ApplyError>> {
+        let r = (|| {
+            let mut st = self.locked()?;
+            let set = RuleSet::parse(&self.base.text, "rules")?;
+            Ok(self.switch(&mut st, RulesHistory::default(), &set))
         })();
         ready(r)
     }

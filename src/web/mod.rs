@@ -8,9 +8,11 @@
 //! - [`memory`]: the roles in memory, for the API tests only;
 //! - [`routes`]: the routes as warp filters (guards, body limits, errors);
 //! - [`accounts`]: setup, login, logout and user management endpoints;
-//! - [`auth`]: accounts (PBKDF2), sessions, setup code, login throttling;
+//! - [`auth`]: accounts (PBKDF2), sessions, setup code;
+//! - [`throttle`]: login throttling (growing delays) and remembered devices;
 //! - [`audit`]: the audit log of configuration changes;
 //! - [`alerts`]: the bounded recent-alerts list fed from the live stream;
+//! - [`slots`]: connection slots per address (flood protection);
 //! - [`tls`]: the per-device self-signed certificate and the TLS acceptor;
 //! - [`http`]: shared state, the error shape, Host/session/Origin/CSRF checks;
 //! - [`api`]: the JSON handlers; [`pages`]: HTML shells and assets;
@@ -34,11 +36,14 @@ pub mod credentials;
 pub mod http;
 pub mod memory;
 pub mod pages;
+pub mod passwords;
 pub mod roles;
 pub mod routes;
 pub mod rules_page;
 pub mod server;
+pub mod slots;
 pub mod system;
+pub mod throttle;
 pub mod tls;
 pub mod validate;
 

@@ -119,6 +119,8 @@ pub trait RulesAdmin: Send + Sync {
     ) -> BoxFut<'_, Result<Applied, ApplyError>>;
     /// Brings back the previous version.
     fn rollback(&self) -> BoxFut<'_, Result<Applied, ApplyError>>;
+    /// Forgets the stored versions: the base rules apply (factory reset).
+    fn reset(&self) -> BoxFut<'_, Result<Applied, ApplyError>>;
 }
 
 /// Credentials of Wi-Fi devices on the local broker (`crate::devauth`).
@@ -204,6 +206,9 @@ pub struct Settings {
     /// `[gateway] id`, which an uploaded bundle's `gateways` must name
     /// (when it names any).
     pub gateway: String,
+    /// `[rules] life_safety`: the kinds a rule set may not leave without an
+    /// alert unless the change is confirmed ([`crate::life_safety`]).
+    pub life_safety: Vec<crate::model::Kind>,
 }
 
 impl Settings {
@@ -216,6 +221,7 @@ impl Settings {
             ota: cfg.ota.clone().unwrap_or_default(),
             mqtt: cfg.uplink.mqtt.clone().map(|m| (m, cfg.gateway.id.clone())),
             gateway: cfg.gateway.id.clone(),
+            life_safety: cfg.rules.life_safety(),
         }
     }
 }

@@ -64,11 +64,17 @@ pub fn site(app: Arc<App>, metrics: Option<crate::metrics::Metrics>) -> Route {
         .unify()
         .recover(recover)
         .unify();
-    let ui = warp::path::full().and(ui).map(|p: FullPath, mut r: Resp| {
-        let assets = p.as_str().starts_with("/assets/");
-        add_security_headers(&mut r, if assets { "no-cache" } else { "no-store" });
-        r
-    });
+    let tls = app.tls;
+    let ui = warp::path::full()
+        .and(ui)
+        .map(move |p: FullPath, mut r: Resp| {
+            let assets = p.as_str().starts_with("/assets/");
+            add_security_headers(&mut r, if assets { "no-cache" } else { "no-store" });
+            if tls {
+                super::http::add_hsts(&mut r);
+            }
+            r
+        });
     let metrics = warp::path!("metrics")
         .and(warp::get())
         .and(peer())
@@ -188,11 +194,16 @@ fn same_origin(app: Arc<App>) -> impl Filter<Extract = (Arc<App>,), Error = Reje
 /// The request body, at most `limit` bytes, within [`BODY_TIMEOUT`].
 fn body(limit: usize) -> impl Filter<Extract = (Req,), Error = Rejection> + Clone {
     peer()
+        .and(warp::header::headers_cloned())
         .and(warp::body::stream())
-        .and_then(move |peer, s| async move {
+        .and_then(move |peer, headers, s| async move {
             let read = tokio::time::timeout(BODY_TIMEOUT, read_body(s, limit)).await;
             match read.unwrap_or(Err(StatusCode::REQUEST_TIMEOUT)) {
-                Ok(body) => Ok(Req { body, peer }),
+                Ok(body) => Ok(Req {
+                    body,
+                    peer,
+                    headers,
+                }),
                 Err(status) => {
                     let msg = if status == StatusCode::PAYLOAD_TOO_LARGE {
                         format!("request body over {} KiB", limit / 1024)
@@ -374,7 +385,7 @@ where
         warp::path!("api" / "v1" / "session")
             .and(warp::get())
             .and(s())
-            .map(|app: Arc<App>, who: Who| done(api::session(&app, &who)))
+            .then(|app: Arc<App>, who: Who| async move { done(api::session(&app, &who).await) })
             .boxed(),
         warp::path!("api" / "v1" / "logout")
             .and(warp::post())

@@ -5,7 +5,11 @@
 //!
 //! Invariants: a text that does not parse and validate is never applied,
 //! and its problems come back one per line/key so the page can show them
-//! inline; a replay is bounded (at most [`TRY_READINGS_MAX`] readings,
+//! inline; a text that leaves a life-safety kind without an alert
+//! ([`crate::life_safety`]) is refused (409, naming the kinds) unless the
+//! request confirms it with `allow_missing_life_safety: true`, and while
+//! the active rules leave one uncovered every page shows a warning
+//! ([`life_safety_warnings`]); a replay is bounded (at most [`TRY_READINGS_MAX`] readings,
 //! [`TRY_BUDGET`] of CPU on a blocking thread, [`TRY_ALERTS_MAX`] alerts
 //! listed) and never touches the live engine.
 
@@ -73,8 +77,53 @@ fn refused(e: &RulesError) -> Resp {
     )
 }
 
+/// 409 naming the life-safety kinds `set` would leave without an alert,
+/// unless `confirmed` (or none is missing).
+pub fn life_safety_guard(app: &App, set: &RuleSet, confirmed: bool, field: &str) -> Option<Resp> {
+    let missing = crate::life_safety::missing(set, &app.roles.settings.life_safety);
+    if missing.is_empty() || confirmed {
+        return None;
+    }
+    let names: Vec<&str> = missing.iter().map(|k| k.as_str()).collect();
+    Some(json_resp(
+        StatusCode::CONFLICT,
+        &json!({"error": format!("{field}: {}", crate::life_safety::refusal(&missing)),
+                "field": field, "missing_life_safety": names,
+                "confirm_field": crate::life_safety::CONFIRM_FIELD}),
+    ))
+}
+
+/// The standing warnings about the active rules: one while they leave a
+/// life-safety kind without an alert (none when the rules role is absent).
+pub async fn life_safety_warnings(app: &App) -> Vec<String> {
+    let Some(rules) = &app.roles.rules else {
+        return Vec::new();
+    };
+    let Ok(active) = rules.active().await else {
+        return Vec::new();
+    };
+    match RuleSet::parse(&active.text, "rules") {
+        Ok(set) => {
+            let missing = crate::life_safety::missing(&set, &app.roles.settings.life_safety);
+            if missing.is_empty() {
+                Vec::new()
+            } else {
+                vec![crate::life_safety::warning(&missing)]
+            }
+        }
+        Err(_) => Vec::new(),
+    }
+}
+
+/// The `text` of a rules request and whether it confirms leaving
+/// life-safety kinds uncovered.
 fn rules_text(req: &Req) -> Result<String> {
-    let o = Obj::parse(&req.body, &["text"])?;
+    rules_body(req).map(|(t, _)| t)
+}
+
+fn rules_body(req: &Req) -> Result<(String, bool)> {
+    let o = Obj::parse(&req.body, &["text", crate::life_safety::CONFIRM_FIELD])?;
+    let confirmed = o.flag(crate::life_safety::CONFIRM_FIELD)?;
     let text = o.str("text")?;
     if text.len() > RULES_TEXT_MAX {
         return Err(Invalid::new(
@@ -86,7 +135,7 @@ fn rules_text(req: &Req) -> Result<String> {
     if text.contains('\u{0}') {
         return Err(Invalid::new("text", "must not contain NUL characters").into());
     }
-    Ok(text.to_string())
+    Ok((text.to_string(), confirmed))
 }
 
 /// The rules role; 501 when this server has none.
@@ -126,10 +175,15 @@ pub async fn get(app: &App) -> Result<Resp> {
 pub async fn put(app: &App, req: &Req, who: &Who) -> Result<Resp> {
     installer(who)?;
     let rules = handle(app)?;
-    let text = rules_text(req)?;
-    if let Err(e) = RuleSet::parse(&text, "rules") {
-        return Ok(refused(&e));
+    let (text, confirmed) = rules_body(req)?;
+    let set = match RuleSet::parse(&text, "rules") {
+        Ok(s) => s,
+        Err(e) => return Ok(refused(&e)),
+    };
+    if let Some(r) = life_safety_guard(app, &set, confirmed, "text") {
+        return Ok(r);
     }
+    let missing = crate::life_safety::missing(&set, &app.roles.settings.life_safety);
     let source = format!("ui:{}", who.session.user);
     let applied = match rules.apply(text, source, gateway_now(app)).await {
         Ok(a) => a,
@@ -137,11 +191,19 @@ pub async fn put(app: &App, req: &Req, who: &Who) -> Result<Resp> {
         Err(e) => return Err(Fail::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
     };
     if !applied.unchanged {
+        let off = if missing.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; confirmed WITHOUT life-safety rules for {}",
+                crate::life_safety::names(&missing)
+            )
+        };
         app.audit(
             &who.session.user,
             "rules.apply",
             format!(
-                "version {} applied ({} kept, {} new or changed, {} removed)",
+                "version {} applied ({} kept, {} new or changed, {} removed){off}",
                 applied.version, applied.kept, applied.fresh, applied.removed
             ),
         )

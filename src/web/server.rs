@@ -5,8 +5,11 @@
 //! the web state (accounts, audit log, setup code) and starts the alerts
 //! tracker.
 //!
-//! Limits: at most [`MAX_CONNECTIONS`] connections at once; a TLS handshake
-//! or request head must arrive within 10 s (slow-loris).
+//! Limits: connection slots per address and in all, with a reserve for new
+//! addresses and idle connections closed early when slots run short
+//! ([`super::slots`]); a TLS handshake or request head (also the next one
+//! on a kept-alive connection) must arrive within [`HEAD_TIMEOUT`]
+//! (slow-loris).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -15,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, broadcast};
+use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -28,8 +31,10 @@ use super::roles::{Record, Roles, WebState};
 use super::routes::Peer;
 use crate::hub::Live;
 
-pub const MAX_CONNECTIONS: usize = 128;
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub use super::slots::MAX_CONNECTIONS;
+use super::slots::{Slot, Slots};
+/// A TLS handshake, and each request head, must arrive within this long.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 
 type Site = warp::filters::BoxedFilter<(super::http::Resp,)>;
 
@@ -170,6 +175,9 @@ async fn load(
             ),
         }
     }
+    let device_key =
+        super::throttle::DeviceKey::load_or_create(&data_dir.join("web").join("device-key"))
+            .context("the remembered-device key")?;
     let kinds = seed_kinds(&*roles.history).await;
     let ota = crate::ota::Installer::new(roles.settings.ota.clone(), data_dir)
         .for_gateway(&roles.settings.gateway);
@@ -183,6 +191,7 @@ async fn load(
         accounts: tokio::sync::Mutex::new(accounts),
         sessions: Mutex::new(Sessions::default()),
         throttle: Mutex::new(Throttle::default()),
+        device_key,
         setup_code: Mutex::new(setup),
         audit: tokio::sync::Mutex::new(audit),
         alerts: Mutex::new(alerts),
@@ -280,12 +289,11 @@ async fn accept_loop(
     site: Site,
     shutdown: CancellationToken,
 ) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let slots = Slots::default();
+    // Bumped whenever free slots run short: idle connections of busy
+    // addresses then close (see `super::slots`).
+    let (squeeze, _) = watch::channel(0u64);
     loop {
-        let permit = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-        };
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => return,
             r = listener.accept() => match r {
@@ -297,13 +305,27 @@ async fn accept_loop(
                 }
             },
         };
+        let slot = Slot::take(&slots, peer.ip());
+        if slots.lock().is_ok_and(|t| t.squeezed()) {
+            squeeze.send_modify(|g| *g += 1);
+        }
+        let slot = match slot {
+            Ok(s) => s,
+            Err(why) => {
+                // Closed at once: the flood costs an accept, nothing more.
+                tracing::debug!(%peer, ?why, "web connection refused");
+                drop(stream);
+                continue;
+            }
+        };
         let (tls, site, sd) = (tls.clone(), site.clone(), shutdown.clone());
+        let squeezed = squeeze.subscribe();
         tokio::spawn(async move {
             tokio::select! {
                 _ = sd.cancelled() => {}
-                _ = connection(stream, peer, tls, site) => {}
+                _ = connection(stream, peer, tls, site, &slot, squeezed) => {}
             }
-            drop(permit);
+            drop(slot);
         });
     }
 }
@@ -313,20 +335,27 @@ async fn connection(
     peer: SocketAddr,
     tls: Option<tokio_rustls::TlsAcceptor>,
     site: Site,
+    slot: &Slot,
+    squeezed: watch::Receiver<u64>,
 ) {
     let _ = stream.set_nodelay(true);
     match tls {
-        None => serve_io(stream, peer, site).await,
-        Some(acc) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acc.accept(stream)).await {
-            Ok(Ok(s)) => serve_io(s, peer, site).await,
+        None => serve_io(stream, peer, site, slot, squeezed).await,
+        Some(acc) => match tokio::time::timeout(HEAD_TIMEOUT, acc.accept(stream)).await {
+            Ok(Ok(s)) => serve_io(s, peer, site, slot, squeezed).await,
             Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
             Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
         },
     }
 }
 
-async fn serve_io<S>(io: S, peer: SocketAddr, site: Site)
-where
+async fn serve_io<S>(
+    io: S,
+    peer: SocketAddr,
+    site: Site,
+    slot: &Slot,
+    mut squeezed: watch::Receiver<u64>,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     use hyper::service::Service as _;
@@ -338,12 +367,27 @@ where
     });
     let mut b = hyper::server::conn::http1::Builder::new();
     b.timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(HANDSHAKE_TIMEOUT)
+        .header_read_timeout(HEAD_TIMEOUT)
         .max_buf_size(64 * 1024);
-    if let Err(e) = b
-        .serve_connection(hyper_util::rt::TokioIo::new(io), svc)
-        .await
-    {
+    let conn = b.serve_connection(hyper_util::rt::TokioIo::new(io), svc);
+    let mut conn = std::pin::pin!(conn);
+    let mut watching = true;
+    let result = loop {
+        tokio::select! {
+            r = conn.as_mut() => break r,
+            changed = squeezed.changed(), if watching => {
+                if changed.is_err() {
+                    watching = false;
+                } else if slot.should_yield() {
+                    // Closes now if idle between requests; a request in
+                    // progress (or an event stream) finishes first.
+                    conn.as_mut().graceful_shutdown();
+                    watching = false;
+                }
+            }
+        }
+    };
+    if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "web connection ended with an error");
     }
 }

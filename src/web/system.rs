@@ -4,7 +4,11 @@
 //! gateway runs from the packaged release layout).
 //!
 //! Invariants: a restore validates everything it carries (config with the
-//! `config check` logic, rules, device facts) before it writes anything;
+//! `config check` logic, rules, device facts) before it writes anything,
+//! refuses rules without the life-safety ones unless the document carries
+//! `allow_missing_life_safety: true`, and says what it did not expect
+//! (devices this gateway never saw, a plain-HTTP web UI off loopback) in
+//! `warnings`; a factory reset brings back the base rules;
 //! an upload is never held in memory and never exceeds the bundle limit;
 //! the log comes from `journalctl` with fixed arguments only (nothing from
 //! the request reaches a command line).
@@ -162,13 +166,56 @@ pub async fn restore(app: &App, req: &Req, who: &Who) -> Result<Resp> {
                 .to_string(),
         ),
     };
-    if let Some(text) = &rules
-        && let Err(e) = crate::rules::RuleSet::parse(text, "rules")
-    {
-        let p = serde_json::to_value(super::rules_page::problems(&e)).unwrap_or_default();
-        return Ok(problems_resp("rules", e.to_string(), p));
+    let confirmed = match doc.get(crate::life_safety::CONFIRM_FIELD) {
+        None | Some(serde_json::Value::Null) => false,
+        Some(serde_json::Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(
+                Invalid::new(crate::life_safety::CONFIRM_FIELD, "must be true or false").into(),
+            );
+        }
+    };
+    if let Some(text) = &rules {
+        let set = match crate::rules::RuleSet::parse(text, "rules") {
+            Ok(s) => s,
+            Err(e) => {
+                let p = serde_json::to_value(super::rules_page::problems(&e)).unwrap_or_default();
+                return Ok(problems_resp("rules", e.to_string(), p));
+            }
+        };
+        if let Some(r) = super::rules_page::life_safety_guard(app, &set, confirmed, "rules") {
+            return Ok(r);
+        }
     }
     let devices = restore_devices(doc.get("devices"))?;
+    let mut warnings = Vec::new();
+    if let Some(text) = &config
+        && let Some(w) = plain_http_warning(text)
+    {
+        warnings.push(w);
+    }
+    let known: std::collections::HashSet<DeviceId> = app
+        .roles
+        .registry
+        .devices()
+        .await?
+        .into_iter()
+        .filter_map(|d| d.id)
+        .collect();
+    let unseen: Vec<&str> = devices
+        .iter()
+        .filter_map(|d| d.id.as_ref())
+        .filter(|id| !known.contains(id))
+        .map(|id| id.as_str())
+        .collect();
+    if !unseen.is_empty() {
+        warnings.push(format!(
+            "{} device(s) in the backup were never seen by this gateway and are added as \
+             not yet seen (pair or connect them to bring them in): {}",
+            unseen.len(),
+            unseen.join(", ")
+        ));
+    }
     // Everything is valid: now write.
     let mut done = Vec::new();
     if let Some(text) = &rules {
@@ -199,17 +246,38 @@ pub async fn restore(app: &App, req: &Req, who: &Who) -> Result<Resp> {
         done.push(format!("config checked and saved to {}", path.display()));
         saved = Some(path.display().to_string());
     }
-    app.audit(&who.session.user, "system.restore", done.join("; "))
+    let mut detail = done.join("; ");
+    for w in &warnings {
+        detail.push_str("; warning: ");
+        detail.push_str(w);
+    }
+    app.audit(&who.session.user, "system.restore", detail)
         .await?;
     Ok(json_resp(
         StatusCode::OK,
-        &json!({"ok": true, "done": done, "config_saved": saved,
+        &json!({"ok": true, "done": done, "config_saved": saved, "warnings": warnings,
                 "note": saved.as_ref().map(|p| format!(
                     "the configuration takes effect once installed as the gateway's config file (e.g. /etc/carebridge/carebridge.toml) and the gateway restarted; it is saved in {p}"))}),
     ))
 }
 
-/// Wipes accounts, devices, history, alerts and sessions; setup is needed again.
+/// A warning when a restored config serves the web UI over plain HTTP to
+/// the network (passwords would cross it unencrypted).
+fn plain_http_warning(config: &str) -> Option<String> {
+    let cfg = crate::config::Config::parse(config, "config").ok()?;
+    let web = cfg.web?;
+    let addr: std::net::SocketAddr = web.listen.parse().ok()?;
+    (!web.tls && !addr.ip().is_loopback()).then(|| {
+        format!(
+            "the restored configuration serves the web UI over plain HTTP on {} (web.tls = false): \
+             passwords and session cookies would cross the network unencrypted",
+            web.listen
+        )
+    })
+}
+
+/// Wipes accounts, devices, history, alerts and sessions; brings back the
+/// base rules; setup is needed again.
 pub async fn factory_reset(app: &App, req: &Req, who: &Who) -> Result<Resp> {
     installer(who)?;
     let o = validate::Obj::parse(&req.body, &["confirm"])?;
@@ -227,6 +295,13 @@ pub async fn factory_reset(app: &App, req: &Req, who: &Who) -> Result<Resp> {
     }
     if let Err(e) = app.roles.history.wipe_history().await {
         notes.push(format!("history not wiped: {e}"));
+    }
+    // The next household starts with the default (base) rules, never with
+    // rules an installer or the cloud changed for this one.
+    if let Some(r) = &app.roles.rules
+        && let Err(e) = r.reset().await
+    {
+        notes.push(format!("rules not reset: {e}"));
     }
     {
         let mut accounts = app.accounts.lock().await;
@@ -251,7 +326,7 @@ pub async fn factory_reset(app: &App, req: &Req, who: &Who) -> Result<Resp> {
         &who.session.user,
         "system.factory_reset",
         format!(
-            "accounts, devices, alerts and history wiped. {}",
+            "accounts, devices, alerts and history wiped; default rules back. {}",
             notes.join("; ")
         ),
     )

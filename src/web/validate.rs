@@ -57,6 +57,18 @@ impl Obj {
         }
     }
 
+    /// An optional boolean field (`null` or absent: `false`).
+    pub fn flag(&self, field: &str) -> Result<bool, Invalid> {
+        match self.0.get(field) {
+            None | Some(serde_json::Value::Null) => Ok(false),
+            Some(serde_json::Value::Bool(b)) => Ok(*b),
+            Some(other) => Err(Invalid::new(
+                field,
+                format!("must be true or false, not {}", type_name(other)),
+            )),
+        }
+    }
+
     pub fn str(&self, field: &str) -> Result<&str, Invalid> {
         self.opt_str(field)?
             .ok_or_else(|| Invalid::new(field, "is required"))
@@ -100,8 +112,23 @@ fn type_name(v: &serde_json::Value) -> &'static str {
 /// app), so they are kept inert everywhere.
 const TEXT_FORBIDDEN: &[char] = &['<', '>', '`', '$', ';', '|', '\\', '"', '{', '}'];
 
+/// Invisible format characters: bidirectional overrides and isolates
+/// (U+202A–202E, U+2066–2069: "Trojan Source" and file-name spoofing, e.g.
+/// a name that shows `Kitchen` but is `nehctiK`), zero-width characters,
+/// the byte-order mark and tag characters. A name never needs them (the
+/// zero-width joiners U+200C/U+200D stay: Persian, Indic scripts and emoji
+/// use them).
+pub fn is_invisible_format(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180B}'..='\u{180F}' | '\u{200B}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
+        | '\u{FFA0}' | '\u{FFF9}'..='\u{FFFB}' | '\u{E0000}'..='\u{E0FFF}')
+}
+
 /// Free text shown to people (device names): 1..=max characters, no
-/// control characters, no markup or shell metacharacters.
+/// control characters, no invisible or direction-changing characters, no
+/// markup or shell metacharacters.
 pub fn text(field: &str, s: &str, max: usize) -> Result<String, Invalid> {
     let t = s.trim();
     if t.is_empty() {
@@ -115,6 +142,15 @@ pub fn text(field: &str, s: &str, max: usize) -> Result<String, Invalid> {
     }
     if t.chars().any(char::is_control) {
         return Err(Invalid::new(field, "must not contain control characters"));
+    }
+    if let Some(c) = t.chars().find(|c| is_invisible_format(*c)) {
+        return Err(Invalid::new(
+            field,
+            format!(
+                "must not contain invisible or text-direction characters (U+{:04X})",
+                u32::from(c)
+            ),
+        ));
     }
     if let Some(c) = t.chars().find(|c| TEXT_FORBIDDEN.contains(c)) {
         return Err(Invalid::new(
@@ -154,14 +190,28 @@ pub fn word(field: &str, s: &str, max: usize) -> Result<String, Invalid> {
     Ok(s.to_string())
 }
 
-/// A new password: 10..=128 characters.
+/// A new password: 10..=128 characters, not easy to guess (see
+/// [`super::passwords`]), not the account's own name.
 pub fn password(field: &str, s: &str) -> Result<(), Invalid> {
+    password_for(field, s, "")
+}
+
+/// [`password`] for the account `user`.
+pub fn password_for(field: &str, s: &str, user: &str) -> Result<(), Invalid> {
     let n = s.chars().count();
     if n < 10 {
         return Err(Invalid::new(field, "must be at least 10 characters"));
     }
     if n > 128 {
         return Err(Invalid::new(field, "must be at most 128 characters"));
+    }
+    if let Some(why) = super::passwords::weakness(s, user) {
+        return Err(Invalid::new(
+            field,
+            format!(
+                "is too easy to guess ({why}): use a longer phrase, e.g. three or four unrelated words"
+            ),
+        ));
     }
     Ok(())
 }
@@ -219,6 +269,26 @@ mod tests {
             let e = text("name", bad, 64).unwrap_err();
             assert!(e.to_string().starts_with("name: must not contain"), "{e}");
         }
+    }
+
+    #[test]
+    fn direction_overrides_and_invisible_characters_are_refused_in_names() {
+        for bad in [
+            "Kitchen\u{202E}gnp.exe",
+            "\u{2066}Hall\u{2069}",
+            "Bath\u{200B}room",
+            "\u{FEFF}Door",
+            "Lounge\u{E0041}",
+        ] {
+            let e = text("name", bad, 64).unwrap_err();
+            assert!(e.to_string().contains("text-direction"), "{bad:?}: {e}");
+            assert!(e.to_string().contains("U+"), "{e}");
+        }
+        assert_eq!(
+            text("name", "Chambre d'Élodie", 64).unwrap(),
+            "Chambre d'Élodie"
+        );
+        assert_eq!(text("name", "غرفة النوم", 64).unwrap(), "غرفة النوم");
     }
 
     #[test]

@@ -213,6 +213,12 @@ telemetry can be evicted to make room for alerts.",
             "without it, the built-in safety rules apply
 (`carebridge rules check FILE` validates one)",
         ),
+    k("rules.life_safety")
+        .example("[\"panic\", \"fall\", \"smoke\", \"water_leak\"]")
+        .after(
+            "the kinds every rule set must alert on (default shown); a rule set
+without one is refused unless confirmed, and a warning shows while one is off",
+        ),
     //
     k("web.listen")
         .above("Address of the installer/carer UI. HTTPS with a per-device certificate."),

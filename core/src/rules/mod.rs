@@ -75,9 +75,19 @@ use timers::{Entry, Timers};
 pub struct RulesConfig {
     /// A rules file (TOML). Without one, the built-in safety rules apply.
     pub file: Option<PathBuf>,
+    /// The kinds every rule set must raise alerts for (see
+    /// [`crate::life_safety`]); `None`: panic, fall, smoke and water leak.
+    pub life_safety: Option<Vec<Kind>>,
 }
 
 impl RulesConfig {
+    /// The life-safety kinds in force.
+    pub fn life_safety(&self) -> Vec<Kind> {
+        self.life_safety
+            .clone()
+            .unwrap_or_else(|| crate::life_safety::DEFAULT.to_vec())
+    }
+
     pub fn validate(&self) -> Vec<Problem> {
         match &self.file {
             Some(f) if f.as_os_str().is_empty() => vec![Problem::new("file", "must not be empty")],

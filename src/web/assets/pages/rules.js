@@ -54,7 +54,13 @@ pages.rules = async () => {
     problems, msg);
   form.addEventListener('submit', async e => {
     e.preventDefault(); clear(); busy(true);
-    const r = await api('PUT', 'rules', { text: ta.value });
+    let r = await api('PUT', 'rules', { text: ta.value });
+    // Rules without the life-safety ones: only when the installer says so.
+    if (r.status === 409 && r.data.confirm_field &&
+        confirm(r.data.error + '\n\nApply these rules anyway?')) {
+      r = await api('PUT', 'rules', { text: ta.value, [r.data.confirm_field]: true });
+      if (r.ok) return location.reload(); // shows the standing warning
+    }
     busy(false);
     if (!r.ok) return refused(r);
     const x = r.data.applied;

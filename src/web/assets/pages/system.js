@@ -59,9 +59,18 @@ pages.system = async () => {
           const f = restoreFile.files[0];
           if (!f) { restoreMsg.className = 'error'; restoreMsg.textContent = 'Choose a backup file first.'; return; }
           if (!confirm('Restore rules and device names from ' + f.name + '?')) return;
-          const r = await apiRaw('POST', 'system/restore', await f.text(), 'application/json');
-          restoreMsg.className = r.ok ? 'ok' : 'error';
-          restoreMsg.textContent = r.ok ? 'Restored: ' + r.data.done.join('; ') + (r.data.note ? '. ' + r.data.note : '') :
+          const text = await f.text();
+          let r = await apiRaw('POST', 'system/restore', text, 'application/json');
+          // A backup without the life-safety rules: only when confirmed.
+          if (r.status === 409 && r.data.confirm_field &&
+              confirm(r.data.error + '\n\nRestore this backup anyway?')) {
+            let doc = {}; try { doc = JSON.parse(text); } catch (e) { doc = {}; }
+            doc[r.data.confirm_field] = true;
+            r = await apiRaw('POST', 'system/restore', JSON.stringify(doc), 'application/json');
+          }
+          restoreMsg.className = r.ok ? (r.data.warnings && r.data.warnings.length ? 'error' : 'ok') : 'error';
+          restoreMsg.textContent = r.ok ? 'Restored: ' + r.data.done.join('; ') + (r.data.note ? '. ' + r.data.note : '') +
+            (r.data.warnings && r.data.warnings.length ? '. Warning: ' + r.data.warnings.join(' Warning: ') : '') :
             (r.data.error || 'restore failed') + (r.data.problems ? ' ' + r.data.problems.map(p => (p.line ? 'line ' + p.line + ': ' : '') + p.key + ' ' + p.message).join('; ') : '');
         } }, 'Restore'), restoreMsg),
       h('div.card', {}, h('h3', {}, 'Software update'), h('label', {}, 'Signed bundle (.cbb)', ota), h('button.secondary', { type: 'button', id: 'ota-upload', onclick: async ev => {
