@@ -177,6 +177,26 @@ impl<S: Subscriber> Layer<S> for SkipLayer {
     }
 }
 
+/// Drops rumqttd's `router-drop` error for a link whose channel the router
+/// closed (`Recv(Disconnected)`). Behind the front door (`crate::frontdoor`)
+/// every device or Home Assistant disconnect closes its proxied loopback
+/// connection, and rumqttd reports each as an ERROR although nothing went
+/// wrong; the front door logs the connection's real end itself. Every
+/// other rumqttd event passes.
+pub struct QuietLayer;
+
+impl<S: Subscriber> Layer<S> for QuietLayer {
+    fn event_enabled(&self, event: &Event<'_>, _ctx: Context<'_, S>) -> bool {
+        let meta = event.metadata();
+        if *meta.level() != Level::ERROR || !meta.target().starts_with("rumqttd") {
+            return true;
+        }
+        let mut t = Text(String::new());
+        event.record(&mut t);
+        !(t.0.starts_with("router-drop") && t.0.contains("Disconnected"))
+    }
+}
+
 /// The sd-daemon priority of a level (syslog numbers).
 pub fn priority(level: &Level) -> u8 {
     match *level {
@@ -273,6 +293,7 @@ pub fn init(cfg: &LogConfig) -> Option<LogControl> {
         .with(plain)
         .with(RecentLayer(recent.clone()))
         .with(SkipLayer(broker_skips.clone()))
+        .with(QuietLayer)
         .try_init()
         .ok()?;
     Some(LogControl {
@@ -298,6 +319,29 @@ mod tests {
             tracing::info!(target: "rumqttd::segments", "jumping to head");
         });
         assert_eq!(n.load(std::sync::atomic::Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn the_quiet_layer_drops_only_rumqttds_router_drop_of_a_closed_link() {
+        let n = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let sub = tracing_subscriber::registry()
+            .with(RecentLayer(RecentErrors::default()))
+            .with(CountAll(n.clone()))
+            .with(QuietLayer);
+        tracing::subscriber::with_default(sub, || {
+            tracing::error!(target: "rumqttd::server::broker", error = ?"Recv(Disconnected)", "router-drop");
+            tracing::error!(target: "rumqttd::server::broker", error = ?"Io(BrokenPipe)", "router-drop");
+            tracing::error!(target: "rumqttd::server::broker", error = ?"Recv(Disconnected)", "connection-stop");
+            tracing::error!(target: "carebridge", error = ?"Recv(Disconnected)", "router-drop");
+        });
+        assert_eq!(n.load(std::sync::atomic::Ordering::Relaxed), 3);
+    }
+
+    struct CountAll(Arc<std::sync::atomic::AtomicU64>);
+    impl<S: Subscriber> Layer<S> for CountAll {
+        fn on_event(&self, _e: &Event<'_>, _c: Context<'_, S>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     #[test]
