@@ -101,13 +101,12 @@ pub async fn run(
         let started = Instant::now();
         let connects_before = connects;
         let mut session = Session::new(&prep, &node, &store, &status, &mut links, &shutdown);
+        session.failover = last_node.as_ref().is_some_and(|l| *l != node.label);
         let end = session.run(&mut connects).await;
         delivered += session.delivered;
         backoff.connected_for(started.elapsed());
         if connects > connects_before {
-            if last_node.as_ref().is_some_and(|l| *l != node.label) {
-                links.state.send_modify(|s| s.failovers += 1);
-            }
+            nodes.connected();
             last_node = Some(node.label.clone());
         }
         match end {
@@ -184,6 +183,8 @@ struct Session<'a> {
     delivered: u64,
     /// `<prefix>/<gateway>/<class>`, built once.
     topics: [String; 3],
+    /// This node is not the one of the last working connection.
+    failover: bool,
 }
 
 impl<'a> Session<'a> {
@@ -210,6 +211,7 @@ impl<'a> Session<'a> {
             dirty: true,
             delivered: 0,
             topics: Class::ALL.map(|c| prep.topic(c.as_str())),
+            failover: false,
         }
     }
 
@@ -288,6 +290,9 @@ impl<'a> Session<'a> {
             }
         }
         *connects += 1;
+        if self.failover {
+            self.links.state.send_modify(|s| s.failovers += 1);
+        }
         // The count so far (earlier sessions): this one adds as acks commit.
         let delivered = self.links.state.borrow().delivered;
         set_state(&self.links.state, "connected", *connects, None, delivered);
