@@ -138,7 +138,10 @@ fn cluster(home: &Path) -> (Node, Node) {
     b.ctl(&["stop_app"]);
     b.ctl(&["join_cluster", &a.name]);
     b.ctl(&["start_app"]);
-    assert!(wait_port(b.mqtt, Duration::from_secs(60)), "node b after join");
+    assert!(
+        wait_port(b.mqtt, Duration::from_secs(60)),
+        "node b after join"
+    );
     a.ctl(&[
         "set_policy",
         "ha-all",
@@ -230,7 +233,9 @@ fn killing_a_cluster_node_moves_gateways_loses_nothing_and_queued_commands_arriv
     }
     // Accepted before the failure.
     assert_eq!(publish(g1.broker_port, &temperatures("before", 10)), 10);
-    assert!(eventually(Duration::from_secs(30), || col.count("telemetry") >= 10));
+    assert!(eventually(Duration::from_secs(30), || col
+        .count("telemetry")
+        >= 10));
     // g2 goes offline (its session and cmd/+ subscription stay in the
     // cluster), then node a dies.
     assert_eq!(g2.stop(), Some(0));
@@ -252,7 +257,10 @@ fn killing_a_cluster_node_moves_gateways_loses_nothing_and_queued_commands_arriv
     let moved = statuses(&col, &ids[0]);
     let last = moved.last().unwrap();
     assert_eq!(last["uplinks"]["mqtt"]["node"], node_b.as_str(), "{last}");
-    assert!(last["uplinks"]["mqtt"]["failovers"].as_u64().unwrap() >= 1, "{last}");
+    assert!(
+        last["uplinks"]["mqtt"]["failovers"].as_u64().unwrap() >= 1,
+        "{last}"
+    );
 
     // A command for the offline gateway, queued by the cluster.
     let sent = Command::new("mosquitto_pub")
@@ -265,10 +273,11 @@ fn killing_a_cluster_node_moves_gateways_loses_nothing_and_queued_commands_arriv
     g2.restart();
     let leaf = format!("cb/{}/cmd/ping/result", ids[1]);
     assert!(
-        eventually(Duration::from_secs(60), || col
-            .snapshot()
-            .iter()
-            .any(|m| m.topic == leaf && m.json["id"] == "queued-1" && m.json["ok"] == true)),
+        eventually(Duration::from_secs(60), || col.snapshot().iter().any(|m| m
+            .topic
+            == leaf
+            && m.json["id"] == "queued-1"
+            && m.json["ok"] == true)),
         "the queued command never ran: {:?}",
         col.snapshot()
     );

@@ -59,9 +59,24 @@ fn commands_sent_while_a_gateway_was_stopped_arrive_once_and_stale_ones_are_refu
     let later = chrono_like_in_one_hour();
     command(up.port, gw_id, "ping", r#"{"id":"c-1"}"#);
     command(up.port, gw_id, "ping", r#"{"id":"c-1"}"#); // the cloud retried
-    command(up.port, gw_id, "ping", r#"{"id":"c-2","expires":"2020-01-01T00:00:00Z"}"#);
-    command(up.port, gw_id, "ping", &format!(r#"{{"id":"c-3","expires":"{later}"}}"#));
-    command(up.port, gw_id, "ping", r#"{"id":"c-4","expires":"not a time"}"#);
+    command(
+        up.port,
+        gw_id,
+        "ping",
+        r#"{"id":"c-2","expires":"2020-01-01T00:00:00Z"}"#,
+    );
+    command(
+        up.port,
+        gw_id,
+        "ping",
+        &format!(r#"{{"id":"c-3","expires":"{later}"}}"#),
+    );
+    command(
+        up.port,
+        gw_id,
+        "ping",
+        r#"{"id":"c-4","expires":"not a time"}"#,
+    );
 
     gw.restart();
     assert!(
@@ -74,24 +89,47 @@ fn commands_sent_while_a_gateway_was_stopped_arrive_once_and_stale_ones_are_refu
     let by = |id: &str| -> Vec<&serde_json::Value> { r.iter().filter(|v| v["id"] == id).collect() };
     let c1 = by("c-1");
     assert_eq!(c1.len(), 2, "{r:?}");
-    assert_eq!(c1.iter().filter(|v| v.get("pong").is_some()).count(), 1, "ran once: {r:?}");
-    assert_eq!(c1.iter().filter(|v| v["duplicate"] == true).count(), 1, "{r:?}");
+    assert_eq!(
+        c1.iter().filter(|v| v.get("pong").is_some()).count(),
+        1,
+        "ran once: {r:?}"
+    );
+    assert_eq!(
+        c1.iter().filter(|v| v["duplicate"] == true).count(),
+        1,
+        "{r:?}"
+    );
     let c2 = by("c-2");
     assert_eq!(c2.len(), 1, "{r:?}");
     if trusted {
         assert_eq!(c2[0]["ok"], false, "{r:?}");
-        assert!(c2[0]["error"].as_str().unwrap().starts_with("expired"), "{r:?}");
+        assert!(
+            c2[0]["error"].as_str().unwrap().starts_with("expired"),
+            "{r:?}"
+        );
         assert!(c2[0].get("pong").is_none(), "not executed: {r:?}");
     } else {
         // An untrusted clock cannot judge expiry: it says so and runs it.
-        assert!(c2[0]["expires_unchecked"].as_str().unwrap().contains("not trusted"), "{r:?}");
+        assert!(
+            c2[0]["expires_unchecked"]
+                .as_str()
+                .unwrap()
+                .contains("not trusted"),
+            "{r:?}"
+        );
     }
     let c3 = by("c-3");
     assert_eq!(c3.len(), 1, "{r:?}");
     assert_eq!(c3[0]["ok"], true, "{r:?}");
     let bad: Vec<_> = r.iter().filter(|v| v.get("id").is_none()).collect();
     assert_eq!(bad.len(), 1, "{r:?}");
-    assert!(bad[0]["error"].as_str().unwrap().starts_with("field expires"), "{r:?}");
+    assert!(
+        bad[0]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("field expires"),
+        "{r:?}"
+    );
 
     // The ids are remembered on disk: after a restart c-1 still ran once.
     assert_eq!(gw.stop(), Some(0));
@@ -144,7 +182,8 @@ fn with_two_broker_nodes_the_gateway_moves_to_the_other_when_its_node_stops() {
     let _gw = Gateway::from_config(dir.path(), config, broker_port);
     let on = |c: &Collector| online(c, "gw-failover");
     assert!(
-        eventually(Duration::from_secs(20), || on(&col_a).is_some() || on(&col_b).is_some()),
+        eventually(Duration::from_secs(20), || on(&col_a).is_some()
+            || on(&col_b).is_some()),
         "never online"
     );
     let (first, first_port, other_col) = if on(&col_a).is_some() {
@@ -153,7 +192,10 @@ fn with_two_broker_nodes_the_gateway_moves_to_the_other_when_its_node_stops() {
         (&mut b, "b", &col_a)
     };
     let status = on(if first_port == "a" { &col_a } else { &col_b }).unwrap();
-    let node = status["uplinks"]["mqtt"]["node"].as_str().unwrap().to_string();
+    let node = status["uplinks"]["mqtt"]["node"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(node.starts_with("127.0.0.1:"), "{status}");
 
     // Readings accepted while the node is down must reach the other node.
@@ -161,21 +203,26 @@ fn with_two_broker_nodes_the_gateway_moves_to_the_other_when_its_node_stops() {
     let sent = publish(broker_port, &temperatures("t-fail", 20));
     assert_eq!(sent, 20);
     assert!(
-        eventually(Duration::from_secs(30), || other_col.count("telemetry") >= 20),
+        eventually(Duration::from_secs(30), || other_col.count("telemetry")
+            >= 20),
         "moved node got {} of 20 telemetry",
         other_col.count("telemetry")
     );
     let moved = online(other_col, "gw-failover").unwrap();
     let node2 = moved["uplinks"]["mqtt"]["node"].as_str().unwrap();
     assert_ne!(node2, node, "{moved}");
-    assert!(moved["uplinks"]["mqtt"]["failovers"].as_u64().unwrap() >= 1, "{moved}");
+    assert!(
+        moved["uplinks"]["mqtt"]["failovers"].as_u64().unwrap() >= 1,
+        "{moved}"
+    );
     // It stays there: the node it left comes back and nothing moves.
     first.restart();
     std::thread::sleep(Duration::from_secs(3));
     let again = publish(broker_port, &temperatures("t-stay", 5));
     assert_eq!(again, 5);
     assert!(
-        eventually(Duration::from_secs(20), || other_col.count("telemetry") >= 25),
+        eventually(Duration::from_secs(20), || other_col.count("telemetry")
+            >= 25),
         "{}",
         other_col.count("telemetry")
     );
