@@ -56,6 +56,7 @@ pub async fn run(
     let mut readings = Vec::new();
     let mut alerts: Vec<Alert> = Vec::new();
     let mut first = true;
+    let mut node = crate::uplink::mqtt::nodes::spread(&gw, plan.nodes.len());
     'outer: loop {
         // Start-up and reconnect storms spread by jitter, like the gateway.
         let wait = if first {
@@ -74,7 +75,10 @@ pub async fn run(
                 r = down.changed() => if r.is_err() { break 'outer },
             }
         }
-        let mut o = MqttOptions::new(gw.clone(), plan.host.clone(), plan.port);
+        let Some((host, port)) = plan.nodes.get(node % plan.nodes.len().max(1)).cloned() else {
+            break 'outer;
+        };
+        let mut o = MqttOptions::new(gw.clone(), host.clone(), port);
         o.set_keep_alive(Duration::from_secs(30));
         o.set_clean_session(false);
         o.set_inflight(plan.window + 8);
@@ -132,6 +136,7 @@ pub async fn run(
                     Err(_) => {
                         if connected { stats.connected.fetch_sub(1, Relaxed); }
                         backoff.connected_for(connected_at.elapsed());
+                        node += 1; // the next node, as the gateway does
                         break;
                     }
                     Ok(Event::Incoming(Incoming::ConnAck(_))) => {
@@ -139,7 +144,7 @@ pub async fn run(
                         stats.connected.fetch_add(1, Relaxed);
                         stats.connects.fetch_add(1, Relaxed);
                         let _ = client.try_subscribe(topic("cmd/+"), QoS::AtLeastOnce);
-                        let birth = json!({"state": "online", "gateway": gw, "node": format!("{}:{}", plan.host, plan.port)});
+                        let birth = json!({"state": "online", "gateway": gw, "node": format!("{host}:{port}")});
                         if client.try_publish(topic("status"), QoS::AtLeastOnce, true, birth.to_string()).is_ok() {
                             awaiting.push_back(None);
                         }

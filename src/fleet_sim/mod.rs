@@ -30,7 +30,8 @@ mod home;
 /// `carebridge fleet-sim` arguments.
 #[derive(Debug, Clone, clap::Args)]
 pub struct FleetSimArgs {
-    /// The cloud broker (`mqtt://host:port`).
+    /// The cloud broker (`mqtt://host:port`), or its nodes comma-separated:
+    /// homes spread over them by gateway id and move on when one fails.
     #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
     pub url: String,
     /// Number of simulated homes.
@@ -82,8 +83,8 @@ fn parse_dur(s: &str) -> Result<Dur, String> {
 /// What every home shares (one copy for the fleet).
 #[derive(Debug)]
 pub struct Plan {
-    pub host: String,
-    pub port: u16,
+    /// Broker nodes (host, port).
+    pub nodes: Vec<(String, u16)>,
     pub prefix: String,
     pub id_prefix: String,
     pub speed: u32,
@@ -132,8 +133,12 @@ struct Seen {
 
 /// Runs the fleet; returns the summary (printed by the caller).
 pub fn main(args: &FleetSimArgs) -> anyhow::Result<()> {
-    let url = BrokerUrl::parse(&args.url).map_err(|e| anyhow::anyhow!("--url: {e}"))?;
-    if url.tls {
+    let urls = args
+        .url
+        .split(',')
+        .map(|u| BrokerUrl::parse(u.trim()).map_err(|e| anyhow::anyhow!("--url: {e}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if urls.iter().any(|u| u.tls) {
         anyhow::bail!(
             "--url: fleet-sim speaks plain mqtt:// (put a TLS terminator in front if needed)"
         );
@@ -143,7 +148,7 @@ pub fn main(args: &FleetSimArgs) -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let summary = rt.block_on(run(args, url, outages))?;
+    let summary = rt.block_on(run(args, urls, outages))?;
     if args.json {
         println!("{summary}");
     } else {
@@ -170,13 +175,16 @@ pub fn parse_outages(s: &str) -> anyhow::Result<Vec<(Duration, Duration)>> {
 
 async fn run(
     args: &FleetSimArgs,
-    url: BrokerUrl,
+    urls: Vec<BrokerUrl>,
     outages: Vec<(Duration, Duration)>,
 ) -> anyhow::Result<serde_json::Value> {
+    let url = urls
+        .first()
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("--url: no broker"))?;
     let rss_before = rss_bytes();
     let plan = Arc::new(Plan {
-        host: url.host.clone(),
-        port: url.port,
+        nodes: urls.iter().map(|u| (u.host.clone(), u.port)).collect(),
         prefix: args.prefix.clone(),
         id_prefix: args.id_prefix.clone(),
         speed: args.speed.max(1),
