@@ -98,6 +98,7 @@ pub struct Plan {
 #[derive(Debug, Default)]
 pub struct Stats {
     pub connected: AtomicU64,
+    pub connected_peak: AtomicU64,
     pub connects: AtomicU64,
     pub published: AtomicU64,
     pub acked: AtomicU64,
@@ -244,13 +245,15 @@ async fn run(
             );
         }
         let acked = stats.acked.load(Relaxed);
+        stats
+            .connected_peak
+            .fetch_max(stats.connected.load(Relaxed), Relaxed);
         peak_rss = peak_rss.max(rss_bytes());
         eprintln!(
-            "t={:>4}s homes={} connected={} {}msg/s={} acked={} alerts={} cmds={}{}",
+            "t={:>4}s homes={} connected={} msg/s={} acked={} alerts={} cmds={}{}",
             t.as_secs(),
             args.homes,
             stats.connected.load(Relaxed),
-            "",
             acked - last_acked,
             acked,
             stats.alerts.load(Relaxed),
@@ -296,8 +299,14 @@ async fn run(
         "puback_p99_ms": pct(&lat, 0.99),
         "alerts_raised": raised,
         "alerts_received": s.alerts.len(),
-        "alerts_lost": raised.saturating_sub(s.alerts.len() as u64),
+        // Lost: acknowledged by the broker (left the home's outbox) and
+        // never received. Still in a home's outbox at the stop is not lost
+        // (a gateway keeps it on disk), only late: reported apart.
+        "alerts_lost": raised
+            .saturating_sub(stats.unsent_alerts.load(Relaxed))
+            .saturating_sub(s.alerts.len() as u64),
         "alerts_unsent_at_stop": stats.unsent_alerts.load(Relaxed),
+        "connected_peak": stats.connected_peak.load(Relaxed),
         "telemetry_made": stats.telemetry.load(Relaxed),
         "telemetry_received": s.telemetry,
         "rows_unsent_at_stop": stats.unsent.load(Relaxed),

@@ -83,15 +83,15 @@ impl BrokerUrls {
         let mut out = Vec::with_capacity(self.0.len());
         for (i, s) in self.0.iter().enumerate() {
             let u = BrokerUrl::parse(s).map_err(|e| (i, e))?;
-            if let Some(first) = out.first().map(|f: &BrokerUrl| f.tls) {
-                if first != u.tls {
-                    return Err((
-                        i,
-                        format!(
-                            "{s:?} mixes mqtt:// and mqtts:// in one list: a cluster's nodes use one scheme"
-                        ),
-                    ));
-                }
+            if let Some(first) = out.first().map(|f: &BrokerUrl| f.tls)
+                && first != u.tls
+            {
+                return Err((
+                    i,
+                    format!(
+                        "{s:?} mixes mqtt:// and mqtts:// in one list: a cluster's nodes use one scheme"
+                    ),
+                ));
             }
             out.push(u);
         }
