@@ -17,7 +17,7 @@ OUTAGE=${OUTAGE:-$((SECS / 3))s+5s}
 cd "$(dirname "$0")/.."
 if [ "$PROFILE" = release ]; then cargo build -q --release; else cargo build -q; fi
 BIN=${CARGO_TARGET_DIR:-target}/$PROFILE/carebridge
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
