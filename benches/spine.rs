@@ -195,7 +195,7 @@ fn drain(rows: u64) {
         tokio::time::sleep(Duration::from_millis(300)).await;
 
         let cfg = MqttUplinkConfig {
-            url: format!("mqtt://127.0.0.1:{port}"),
+            url: format!("mqtt://127.0.0.1:{port}").into(),
             topic_prefix: "bench".into(),
             keepalive: Dur::secs(30),
             ..Default::default()

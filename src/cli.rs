@@ -70,6 +70,12 @@ enum Cmd {
     /// pseudo-terminal, for tests and trials; commands on stdin.
     #[cfg(feature = "sim")]
     SimStick(crate::zigbee::sim_run::SimStickArgs),
+    /// N simulated homes (household, rules, outbox, own MQTT client each)
+    /// in one process against a cloud broker: telemetry, alerts, status,
+    /// commands and reconnect storms (`--outage`); prints progress and a
+    /// summary of rates, latencies and anything lost.
+    #[cfg(feature = "sim")]
+    FleetSim(crate::fleet_sim::FleetSimArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -140,6 +146,8 @@ pub fn run(cli: Cli) -> Result<(), Exit> {
         Cmd::Ota(c) => crate::ota::cli::run_ota(c).map_err(ota_exit),
         #[cfg(feature = "sim")]
         Cmd::SimStick(a) => crate::zigbee::sim_run::main(&a).map_err(Exit::runtime),
+        #[cfg(feature = "sim")]
+        Cmd::FleetSim(a) => crate::fleet_sim::main(&a).map_err(Exit::runtime),
     }
 }
 

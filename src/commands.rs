@@ -16,6 +16,15 @@
 //!
 //! `cmd/config` bodies may be JSON or TOML, and signed: see
 //! [`crate::remote_config`] for the envelope and `[remote] require_signed`.
+//!
+//! Every JSON command body may also carry (see [`once`]):
+//!
+//! | field | meaning |
+//! |---|---|
+//! | `id` | 1–128 characters: executed once; a repeat (a redelivery over the persistent session, a retry by the cloud) gets `{"ok":…,"id","duplicate":true}` and is not run again (ids remembered durably, newest 4,096) |
+//! | `expires` | RFC 3339: past it the command is refused, `{"ok":false,"error":"expired …"}`, not executed; if the gateway's clock is not trusted the command runs and the result says `expires_unchecked` |
+//!
+//! The result of a command with an `id` carries the same `id`.
 
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -25,6 +34,8 @@ use crate::hub::HubCommand;
 use crate::model::DeviceId;
 use crate::rules::active::Rules;
 use crate::uplink::{Command, Direct};
+
+pub mod once;
 
 /// Answers commands from upstream on `cmd/<name>/result`.
 pub struct CommandHandler {
@@ -36,6 +47,11 @@ pub struct CommandHandler {
     pub fleet: Option<Fleet>,
     /// `cmd/update`, when `[ota]` is configured.
     pub updater: Option<crate::ota::daemon::Updater>,
+    /// Ids of executed commands (`None`: ids are not remembered).
+    pub seen: Option<once::SeenIds>,
+    /// The gateway's clock, for `expires` (`None`: the system clock,
+    /// taken as trusted).
+    pub clock: Option<std::sync::Arc<dyn crate::clock::Clock>>,
 }
 
 /// What `cmd/config` (beyond rule sets) and `cmd/diagnostics` need.
@@ -62,7 +78,7 @@ impl CommandHandler {
                 _ = shutdown.cancelled() => return Ok(()),
                 c = rx.recv() => match c { Some(c) => c, None => return Ok(()) },
             };
-            let result = self.handle(&cmd.name, &cmd.payload).await;
+            let result = self.handle_once(&cmd.name, &cmd.payload).await;
             let _ = self
                 .direct
                 .send(Direct {
@@ -72,6 +88,74 @@ impl CommandHandler {
                 })
                 .await;
         }
+    }
+
+    /// One command with its envelope ([`once`]): refused when expired, not
+    /// run again when its `id` was executed, its `id` remembered after it
+    /// ran (synced before the result is published).
+    pub async fn handle_once(&self, name: &str, payload: &[u8]) -> serde_json::Value {
+        let (env, body) = match once::split(payload) {
+            Ok(x) => x,
+            Err(e) => return json!({"ok": false, "error": e}),
+        };
+        if let (Some(id), Some(seen)) = (&env.id, &self.seen)
+            && let Some(ok) = seen.seen(id)
+        {
+            tracing::info!(command = name, id, "duplicate command not run again");
+            return json!({"ok": ok, "id": id, "duplicate": true});
+        }
+        let mut unchecked = None;
+        let result = match env.expires {
+            None => None,
+            Some(expires) => {
+                let (now, state) = match &self.clock {
+                    Some(c) => (c.now(), c.state()),
+                    None => (
+                        crate::wall::now(),
+                        crate::clock::ClockState {
+                            trusted: true,
+                            source: "system",
+                            ..Default::default()
+                        },
+                    ),
+                };
+                match once::expiry(expires, now, &state) {
+                    once::Expiry::Fresh => None,
+                    once::Expiry::Unchecked(why) => {
+                        unchecked = Some(why);
+                        None
+                    }
+                    once::Expiry::Expired { expires, now } => {
+                        tracing::warn!(command = name, %expires, %now, "expired command refused");
+                        Some(json!({"ok": false, "error":
+                            format!("expired at {expires} (gateway time {now}): not executed")}))
+                    }
+                }
+            }
+        };
+        let mut result = match result {
+            Some(r) => r,
+            None => self.handle(name, &body).await,
+        };
+        if let Some(m) = result.as_object_mut() {
+            if let Some(why) = unchecked {
+                m.insert("expires_unchecked".into(), why.into());
+            }
+            if let Some(id) = &env.id {
+                m.insert("id".into(), id.clone().into());
+            }
+        }
+        if let (Some(id), Some(seen)) = (env.id, self.seen.clone()) {
+            let ok = result.get("ok").and_then(|v| v.as_bool()).unwrap_or(false);
+            let stored = tokio::task::spawn_blocking(move || seen.remember(&id, ok)).await;
+            if !matches!(stored, Ok(Ok(()))) {
+                tracing::error!(
+                    command = name,
+                    "could not remember the command id: a repeat would run again"
+                );
+            }
+        }
+        result
     }
 
     /// One command (from any path: MQTT `cmd/<name>`, a LoRaWAN downlink)

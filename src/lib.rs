@@ -40,6 +40,8 @@ pub mod commands;
 pub mod config;
 pub mod devauth;
 pub mod diagnostics;
+#[cfg(feature = "sim")]
+pub mod fleet_sim;
 pub mod frontdoor;
 pub mod ha;
 pub mod hub;

@@ -17,6 +17,8 @@
 //! `outbox_oldest_age_seconds{class}`, `outbox_evicted_total{class}`,
 //! `uplink_up{uplink}`, `uplink_connects_total{uplink}`,
 //! `uplink_reconnects_total{uplink}`, `uplink_delivered_total{uplink}`,
+//! `uplink_failovers_total{uplink}`, `uplink_node_info{uplink,node}`
+//! (MQTT, while connected: the broker node in use),
 //! `link_up{link}` (coordinator, serial boards, LoRaWAN),
 //! `link_down_total{link}` (coordinator resets and lost ports: the Zigbee
 //! task reports a reset as its link going down),
@@ -358,6 +360,27 @@ pub fn render(i: &Inputs) -> String {
     for (name, _, _, delivered) in &ups {
         o.sample("uplink_delivered_total", &[("uplink", name)], delivered);
     }
+    if s.uplinks.mqtt.state != "off" {
+        let m = &s.uplinks.mqtt;
+        o.family(
+            "uplink_failovers_total",
+            "counter",
+            "MQTT connections made to another broker node than the previous one.",
+        );
+        o.sample("uplink_failovers_total", &[("uplink", "mqtt")], m.failovers);
+        if let (Some(node), true) = (&m.node, m.state == "connected") {
+            o.family(
+                "uplink_node_info",
+                "gauge",
+                "The broker node the MQTT uplink is connected to (value 1).",
+            );
+            o.sample(
+                "uplink_node_info",
+                &[("uplink", "mqtt"), ("node", node.as_str())],
+                1,
+            );
+        }
+    }
     if let Some(l) = &s.uplinks.lorawan {
         o.family(
             "lorawan_airtime_used_seconds",
@@ -599,6 +622,8 @@ mod tests {
                         state: "connected",
                         connects: 3,
                         delivered: 40,
+                        node: Some("node-b:1883".into()),
+                        failovers: 1,
                         ..UplinkState::off()
                     },
                     lorawan: None,
@@ -659,6 +684,8 @@ mod tests {
             "carebridge_outbox_oldest_age_seconds{class=\"telemetry\"} 9",
             "carebridge_uplink_up{uplink=\"mqtt\"} 1",
             "carebridge_uplink_reconnects_total{uplink=\"mqtt\"} 2",
+            "carebridge_uplink_failovers_total{uplink=\"mqtt\"} 1",
+            "carebridge_uplink_node_info{uplink=\"mqtt\",node=\"node-b:1883\"} 1",
             "carebridge_link_up{link=\"zigbee\"} 1",
             "carebridge_link_down_total{link=\"zigbee\"} 2",
             "# TYPE carebridge_zigbee_frame_errors_total counter",

@@ -13,6 +13,8 @@ command -v npm >/dev/null 2>&1 || need+=(npm)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # tests/clock_step.rs steps the wall clock of a running carebridge (libfaketime).
 command -v faketime >/dev/null 2>&1 || need+=(faketime)
+# tests/fleet_cluster.rs runs a two-node RabbitMQ cluster (MQTT plugin).
+[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need+=(rabbitmq-server)
 # tests/metrics.rs installs prometheus-client (PyPI) into a venv under target/.
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 

@@ -47,7 +47,7 @@ fn config(dir: &std::path::Path, mqtt_port: u16) -> carebridge::config::Config {
         ..Default::default()
     });
     cfg.uplink.mqtt = Some(carebridge::config::MqttUplinkConfig {
-        url: format!("mqtt://127.0.0.1:{mqtt_port}"),
+        url: format!("mqtt://127.0.0.1:{mqtt_port}").into(),
         ..Default::default()
     });
     cfg

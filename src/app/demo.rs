@@ -106,7 +106,7 @@ pub fn demo_config(args: &DemoArgs) -> Result<Config, Exit> {
         ..Default::default()
     });
     cfg.uplink.mqtt = Some(MqttUplinkConfig {
-        url: format!("mqtt://{listen}"),
+        url: format!("mqtt://{listen}").into(),
         topic_prefix: "uplink/carebridge".into(),
         heartbeat: crate::config::Dur::secs(60),
         ..Default::default()

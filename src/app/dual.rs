@@ -51,6 +51,8 @@ pub(super) fn start_dual_path(
                 rules: links.rules.clone(),
                 fleet: None,
                 updater: None,
+                seen: None,
+                clock: None,
             };
             let sd = shutdown.clone();
             tasks.spawn(async move { ("lorawan-commands", handler.run(rx, sd).await) });

@@ -433,6 +433,17 @@ impl Wiring {
             rules: self.rules.clone(),
             fleet: Some(fleet),
             updater,
+            seen: match crate::commands::once::SeenIds::open(
+                &cfg.gateway.data_dir,
+                crate::commands::once::KEEP,
+            ) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::error!(error = %e, "command ids cannot be remembered: a repeated command would run again");
+                    None
+                }
+            },
+            clock: Some(self.opts.clock.clone()),
         }
     }
 

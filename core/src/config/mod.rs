@@ -138,8 +138,9 @@ pub struct UplinkConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MqttUplinkConfig {
-    /// `mqtts://host:8883` (TLS) or `mqtt://host:1883` (plain TCP).
-    pub url: String,
+    /// `mqtts://host:8883` (TLS) or `mqtt://host:1883` (plain TCP), or a
+    /// list of them: the nodes of a clustered broker ([`BrokerUrls`]).
+    pub url: BrokerUrls,
     pub topic_prefix: String,
     /// Defaults to the gateway id.
     pub client_id: Option<String>,
@@ -357,10 +358,18 @@ impl Config {
 
 fn validate_mqtt(m: &MqttUplinkConfig, out: &mut Vec<Problem>) {
     let k = |s: &str| format!("uplink.mqtt.{s}");
-    match BrokerUrl::parse(&m.url) {
-        Err(e) => out.push(Problem::new(k("url"), e)),
+    match m.url.parse_all() {
+        Err((i, e)) => {
+            // A list names the bad entry: `uplink.mqtt.url[1]`.
+            let key = if m.url.as_slice().len() > 1 {
+                format!("url[{i}]")
+            } else {
+                "url".into()
+            };
+            out.push(Problem::new(k(&key), e));
+        }
         Ok(u) => {
-            if !u.tls && (m.ca_file.is_some() || m.cert_file.is_some()) {
+            if u.first().is_some_and(|u| !u.tls) && (m.ca_file.is_some() || m.cert_file.is_some()) {
                 out.push(Problem::new(
                     k("url"),
                     "ca_file/cert_file are set but the URL is plain mqtt://; use mqtts://",
@@ -471,7 +480,7 @@ mod store;
 mod tests;
 mod web;
 
-pub use broker_url::BrokerUrl;
+pub use broker_url::{BrokerUrl, BrokerUrls};
 pub use defaults::defaults_toml;
 pub use ha::HaConfig;
 pub use http_url::Url as HttpUrl;

@@ -159,7 +159,8 @@ pub(super) const KEYS: &[Key] = &[
     k("local_broker.alert_after_failures")
         .after("log-in failures within 10 min that raise a warning alert (0: never)"),
     //
-    k("uplink.mqtt.url").after("mqtt:// for plain TCP"),
+    k("uplink.mqtt.url")
+        .after("mqtt:// for plain TCP; a list [\"mqtts://node-a:8883\", \"mqtts://node-b:8883\"] for a cluster"),
     k("uplink.mqtt.topic_prefix").after("<prefix>/<gateway id>/alert, /telemetry, /status"),
     k("uplink.mqtt.client_id")
         .after("defaults to gateway.id")

@@ -157,3 +157,47 @@ fn a_type_error_in_an_array_table_names_its_index() {
     let e = Config::parse(text, "c.toml").unwrap_err().to_string();
     assert!(e.starts_with("c.toml:3:8: serial[0].baud: "), "{e}");
 }
+
+#[test]
+fn a_list_of_broker_urls_names_the_bad_entry_with_its_line() {
+    let text = "[uplink.mqtt]\ntopic_prefix = \"x\"\nurl = [\n  \"mqtt://node-a:1883\",\n  \"mqtt://node-b:99999\",\n]\n";
+    let e = Config::parse(text, "c.toml").unwrap_err().to_string();
+    assert!(e.contains("c.toml:5: uplink.mqtt.url[1]"), "{e}");
+    assert!(e.contains("99999"), "{e}");
+    let mixed = "[uplink.mqtt]\nurl = [\"mqtt://a\", \"mqtts://b\"]\n";
+    let e = Config::parse(mixed, "c.toml").unwrap_err().to_string();
+    assert!(
+        e.contains("uplink.mqtt.url[1]") && e.contains("one scheme"),
+        "{e}"
+    );
+    let empty = "[uplink.mqtt]\nurl = []\n";
+    let e = Config::parse(empty, "c.toml").unwrap_err().to_string();
+    assert!(
+        e.contains("uplink.mqtt.url") && e.contains("empty list"),
+        "{e}"
+    );
+    let number = "[uplink.mqtt]\nurl = 5\n";
+    let e = Config::parse(number, "c.toml").unwrap_err().to_string();
+    assert!(e.contains("a broker URL or a list of broker URLs"), "{e}");
+}
+
+#[test]
+fn a_list_of_broker_urls_is_read_and_written_back_as_a_list() {
+    let text = "[uplink.mqtt]\nurl = [\"mqtt://node-a:1883\", \"mqtt://node-b:1884\"]\n";
+    let cfg = Config::parse(text, "c.toml").unwrap_or_else(|e| panic!("{e}"));
+    let m = cfg.uplink.mqtt.unwrap();
+    let nodes = m.url.parse_all().unwrap();
+    assert_eq!(nodes.len(), 2);
+    assert_eq!((nodes[1].host.as_str(), nodes[1].port), ("node-b", 1884));
+    let back = toml::to_string(&m).unwrap();
+    assert!(
+        back.contains("url = [\"mqtt://node-a:1883\", \"mqtt://node-b:1884\"]"),
+        "{back}"
+    );
+    let one = MqttUplinkConfig::default();
+    let back = toml::to_string(&one).unwrap();
+    assert!(
+        back.contains("url = \"mqtts://broker.example.org:8883\""),
+        "{back}"
+    );
+}

@@ -120,6 +120,14 @@ fn entries(text: &str) -> Vec<Entry> {
                                 value: item.span(),
                             });
                             walk(&path, t, out);
+                        } else {
+                            // A plain value in a list (`url = ["…", "…"]`):
+                            // `url[1]` names its own line.
+                            out.push(Entry {
+                                path: format!("{path}[{i}]"),
+                                key: item.span(),
+                                value: item.span(),
+                            });
                         }
                     }
                 }

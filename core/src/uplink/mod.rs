@@ -36,6 +36,11 @@ pub struct UplinkState {
     pub last_error: Option<String>,
     /// Rows acknowledged by the far end since start.
     pub delivered: u64,
+    /// The broker node in use or being tried (`host:port`), MQTT only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Connections made to a different node than the previous one.
+    pub failovers: u64,
 }
 
 impl UplinkState {
@@ -46,6 +51,8 @@ impl UplinkState {
             connects: 0,
             last_error: None,
             delivered: 0,
+            node: None,
+            failovers: 0,
         }
     }
 }

@@ -19,7 +19,15 @@
 //! - commands are re-subscribed on every ConnAck (rumqtt #250);
 //! - a watchdog drops a link with no incoming packet for 1.5 × keepalive
 //!   (rumqttc pings every keepalive, so a healthy link always has one);
-//! - reconnects use exponential backoff with jitter ([`super::backoff`]).
+//! - reconnects use exponential backoff with jitter ([`super::backoff`]);
+//!   with several broker nodes (`url` a list, or a name with several
+//!   addresses) a lost or failed connection moves to the next node and a
+//!   working one is kept ([`nodes`]); the node in use is in the status;
+//! - the session is persistent: client id = gateway id (unless
+//!   `client_id` says otherwise), `clean_session = false`, `cmd/+`
+//!   subscribed at QoS 1 — a command sent while the home was offline is
+//!   kept by the broker and delivered when it returns (duplicates and
+//!   stale commands are handled by [`crate::commands`]).
 //!
 //! Setting up from the configuration (URL, credentials, TLS files): `setup`.
 
@@ -39,6 +47,7 @@ use crate::model::Class;
 use crate::store::{Store, Write};
 use crate::wall::jitter_unit;
 
+pub mod nodes;
 mod setup;
 pub use setup::{Prepared, SetupError, read_secret};
 
@@ -77,22 +86,37 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut backoff = Backoff::new(prep.cfg.backoff_min.0, prep.cfg.backoff_max.0);
+    let mut nodes = nodes::Nodes::new(prep.urls.clone(), &prep.gateway);
     let mut connects = 0u64;
     let mut delivered = 0u64;
+    // The node of the last working connection: a connection elsewhere is
+    // a failover.
+    let mut last_node: Option<String> = None;
     loop {
+        let node = nodes.current().await;
         set_state(&links.state, "connecting", connects, None, delivered);
+        links
+            .state
+            .send_modify(|s| s.node = Some(node.label.clone()));
         let started = Instant::now();
-        let mut session = Session::new(&prep, &store, &status, &mut links, &shutdown);
+        let connects_before = connects;
+        let mut session = Session::new(&prep, &node, &store, &status, &mut links, &shutdown);
+        session.failover = last_node.as_ref().is_some_and(|l| *l != node.label);
         let end = session.run(&mut connects).await;
         delivered += session.delivered;
         backoff.connected_for(started.elapsed());
+        if connects > connects_before {
+            nodes.connected();
+            last_node = Some(node.label.clone());
+        }
         match end {
             End::Shutdown => {
                 set_state(&links.state, "off", connects, None, delivered);
                 return Ok(());
             }
             End::Lost(reason) => {
-                tracing::warn!(broker = %prep.cfg.url, %reason, "MQTT uplink down");
+                tracing::warn!(broker = %node.label, %reason, "MQTT uplink down");
+                nodes.failed();
                 set_state(
                     &links.state,
                     "disconnected",
@@ -140,6 +164,7 @@ enum End {
 /// One connection's worth of state. Dropped whole on disconnect.
 struct Session<'a> {
     prep: &'a Prepared,
+    node: &'a nodes::Node,
     store: &'a Store,
     status: &'a StatusFn,
     links: &'a mut Links,
@@ -158,11 +183,14 @@ struct Session<'a> {
     delivered: u64,
     /// `<prefix>/<gateway>/<class>`, built once.
     topics: [String; 3],
+    /// This node is not the one of the last working connection.
+    failover: bool,
 }
 
 impl<'a> Session<'a> {
     fn new(
         prep: &'a Prepared,
+        node: &'a nodes::Node,
         store: &'a Store,
         status: &'a StatusFn,
         links: &'a mut Links,
@@ -170,6 +198,7 @@ impl<'a> Session<'a> {
     ) -> Self {
         Session {
             prep,
+            node,
             store,
             status,
             links,
@@ -182,15 +211,17 @@ impl<'a> Session<'a> {
             dirty: true,
             delivered: 0,
             topics: Class::ALL.map(|c| prep.topic(c.as_str())),
+            failover: false,
         }
     }
 
     fn options(&self) -> MqttOptions {
         let p = self.prep;
         let id = p.cfg.client_id.clone().unwrap_or_else(|| p.gateway.clone());
-        let mut o = MqttOptions::new(id, p.url.host.clone(), p.url.port);
+        let mut o = MqttOptions::new(id, self.node.host.clone(), self.node.port);
         o.set_keep_alive(p.cfg.keepalive.0);
-        o.set_clean_session(true);
+        // Persistent: what the cloud sent while we were away is kept for us.
+        o.set_clean_session(false);
         o.set_inflight(p.cfg.inflight.saturating_add(32));
         o.set_request_channel_capacity(usize::from(p.cfg.inflight) + 64);
         o.set_max_packet_size(256 * 1024, 256 * 1024);
@@ -259,10 +290,13 @@ impl<'a> Session<'a> {
             }
         }
         *connects += 1;
+        if self.failover {
+            self.links.state.send_modify(|s| s.failovers += 1);
+        }
         // The count so far (earlier sessions): this one adds as acks commit.
         let delivered = self.links.state.borrow().delivered;
         set_state(&self.links.state, "connected", *connects, None, delivered);
-        tracing::info!(broker = %self.prep.cfg.url, "MQTT uplink connected");
+        tracing::info!(broker = %self.node.label, "MQTT uplink connected");
         if let Err(e) = self.on_connected(client) {
             return End::Lost(e);
         }

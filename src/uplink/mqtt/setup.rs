@@ -12,7 +12,7 @@ use crate::config::{BrokerUrl, MqttUplinkConfig};
 /// Why the uplink could not be set up (bad files named by their key).
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
-    #[error("uplink.mqtt.url: {0}")]
+    #[error("uplink.mqtt.{0}")]
     Url(String),
     #[error("{key} {path}: {reason}")]
     File {
@@ -29,7 +29,10 @@ pub enum SetupError {
 pub struct Prepared {
     pub(super) cfg: MqttUplinkConfig,
     pub(super) gateway: String,
+    /// The first node (the connection test's).
     pub(super) url: BrokerUrl,
+    /// Every configured URL, in order ([`super::nodes`] expands names).
+    pub(super) urls: Vec<BrokerUrl>,
     pub(super) password: Option<String>,
     pub(super) tls: Option<Arc<rustls::ClientConfig>>,
 }
@@ -47,7 +50,17 @@ impl Prepared {
     /// Reads the password, CA and client certificate files named in the
     /// config and builds the TLS configuration (ring provider only).
     pub fn new(cfg: &MqttUplinkConfig, gateway: &str) -> Result<Prepared, SetupError> {
-        let url = BrokerUrl::parse(&cfg.url).map_err(SetupError::Url)?;
+        let urls = cfg.url.parse_all().map_err(|(i, e)| {
+            if cfg.url.as_slice().len() > 1 {
+                SetupError::Url(format!("url[{i}]: {e}"))
+            } else {
+                SetupError::Url(format!("url: {e}"))
+            }
+        })?;
+        let url = urls
+            .first()
+            .cloned()
+            .ok_or_else(|| SetupError::Url("url: no broker URL".into()))?;
         let password = match &cfg.password_file {
             Some(p) => Some(read_secret("uplink.mqtt.password_file", p)?),
             None => None,
@@ -61,6 +74,7 @@ impl Prepared {
             cfg: cfg.clone(),
             gateway: gateway.to_string(),
             url,
+            urls,
             password,
             tls,
         })
