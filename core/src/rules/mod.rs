@@ -422,15 +422,16 @@ impl Engine {
         }
         self.devs.set_arrived(dev, r.kind, now);
         let changed = eval::is_news(r.kind, prev, r.value);
-        let from = out.len();
         self.mode_reading(dev, r, changed, now, out);
-        if changed
-            && !self.prealarms.is_empty()
+        if !self.prealarms.is_empty()
             && prealarm::is_cancel_press(r, self.devs.get(dev).and_then(|d| d.role.as_deref()))
         {
             let how = format!("button press {}", self.where_is(dev));
             self.cancel_prealarms(&how, now, out);
         }
+        // What the rules emit for this reading (the mode change and the
+        // cancel records above are final already).
+        let from = out.len();
         let paused = self.mode.mode.stands_down();
         let rid = self.route(dev, r.kind);
         let route = self.route_lists.get(rid).map_or(&[][..], |v| &v[..]);

@@ -35,6 +35,12 @@ pub const FOB_ROLE: &str = "mode_fob";
 pub const VISITOR_ROLE: &str = "visitor_button";
 /// Doors whose opening, followed by motion indoors, is her coming back.
 pub const EXIT_ROLES: [&str; 3] = ["front_door", "back_door", "door"];
+/// Away mode: a door opening this soon after the mode was set is her
+/// leaving, not coming back.
+pub const EXIT_DELAY_MS: i64 = 10 * 60_000;
+/// Away mode: motion indoors this soon after an exit door opened is her
+/// coming back.
+pub const RETURN_MS: i64 = 10 * 60_000;
 /// Visitor mode without `until` ends after this long.
 pub const VISITOR_DEFAULT_MS: i64 = 4 * 3_600_000;
 /// The longest a mode may be set for.
@@ -307,10 +313,13 @@ impl Engine {
             return;
         }
         if r.kind == Kind::Contact && EXIT_ROLES.contains(&role) {
-            self.mode.door_at = Some(now);
-            self.generation += 1;
+            if now >= self.mode.since.saturating_add(EXIT_DELAY_MS) {
+                self.mode.door_at = Some(now);
+                self.generation += 1;
+            }
         } else if matches!(r.kind, Kind::Motion | Kind::Occupancy)
             && let Some(door) = self.mode.door_at
+            && now <= door.saturating_add(RETURN_MS)
         {
             let at = crate::rules::window::local_secs(&self.tz, Time(door))
                 .map_or_else(String::new, crate::rules::window::fmt_hhmm);

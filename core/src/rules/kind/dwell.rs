@@ -11,7 +11,7 @@
 //! (0: elsewhere), `since` when she entered, `dev` the device that saw her
 //! enter (the alert is named after it).
 
-use crate::model::{AlertState, Reading, Time};
+use crate::model::{AlertState, Kind, Reading, Time};
 use crate::rules::ctx::{Cause, Ctx, dur_text};
 use crate::rules::devices::Devices;
 use crate::rules::eval::{self, At, RuleKind};
@@ -54,7 +54,13 @@ impl RuleKind for Dwell {
                     kind: None,
                     ..Cause::reading(c, slot.dev, r)
                 };
-                let how = format!("left: {} {}", r.kind, ctx.where_is(dev));
+                let seen = match r.kind {
+                    Kind::Contact => "door opened",
+                    Kind::Bed => "in bed",
+                    Kind::Chair => "seated",
+                    k => k.as_str(),
+                };
+                let how = format!("left: {seen} {}", ctx.where_is(dev));
                 ctx.resolve(slot, &cause, &what(c), &how);
             }
         }
