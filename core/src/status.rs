@@ -66,6 +66,10 @@ pub struct Status {
     /// `[local_broker]`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub local_broker: Option<LocalBrokerStatus>,
+    /// The household's mode (home, away, visitor, or the inferred out),
+    /// since when, until when and who set it (`rules::mode`).
+    #[serde(default)]
+    pub mode: crate::rules::mode::ModeState,
 }
 
 /// The local broker's access policy as the status shows it.

@@ -98,6 +98,10 @@ impl StatusSources {
             delivered: s.delivered.clone(),
             local_broker: self.local_broker.as_ref().map(|r| r.status()),
             clock: self.clock.state(),
+            mode: match self.hub.mode.lock() {
+                Ok(m) => m.clone(),
+                Err(p) => p.into_inner().clone(),
+            },
         }
     }
 }

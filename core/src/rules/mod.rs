@@ -480,9 +480,9 @@ impl Engine {
     pub fn on_tick(&mut self, now: Time, out: &mut Vec<Alert>) {
         let now = self.advance(now, out);
         if let Some(u) = self.mode.until
-            && u <= now
+            && u.0 <= now
         {
-            self.change_mode(mode::Mode::Home, None, "expired", u, out);
+            self.change_mode(mode::Mode::Home, None, "expired", u.0, out);
         }
         self.send_due_prealarms(now, out);
         // Reused between ticks: a large batch allocates (and faults in)
@@ -635,7 +635,7 @@ impl Engine {
     pub fn next_deadline(&self) -> Option<Time> {
         let esc = self.escalations.next().map(Time);
         let pre = self.prealarms.iter().map(|p| Time(p.due)).min();
-        let until = self.mode.until.map(Time);
+        let until = self.mode.until;
         [self.timers.peek(), esc, pre, until]
             .into_iter()
             .flatten()

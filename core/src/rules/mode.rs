@@ -102,11 +102,11 @@ pub enum ModeError {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ModeState {
     pub mode: Mode,
-    /// When it was set (ms; 0 = never).
-    pub since: i64,
-    /// When it stands up by itself (ms).
+    /// When it was set (the epoch: never).
+    pub since: Time,
+    /// When it stands up by itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub until: Option<i64>,
+    pub until: Option<Time>,
     /// Who or what set it: `web UI`, `cmd/mode`, `key fob (Fob)`,
     /// `expired`, `return detected: …`, `gone_out check`.
     #[serde(default)]
@@ -171,8 +171,8 @@ impl Engine {
         let was = self.mode.mode;
         self.mode = ModeState {
             mode,
-            since: at,
-            until,
+            since: Time(at),
+            until: until.map(Time),
             source: source.to_string(),
             door_at: None,
         };
@@ -313,7 +313,7 @@ impl Engine {
             return;
         }
         if r.kind == Kind::Contact && EXIT_ROLES.contains(&role) {
-            if now >= self.mode.since.saturating_add(EXIT_DELAY_MS) {
+            if now >= self.mode.since.0.saturating_add(EXIT_DELAY_MS) {
                 self.mode.door_at = Some(now);
                 self.generation += 1;
             }
@@ -348,7 +348,7 @@ impl Engine {
                     AlertState::Raised if self.mode.mode == Mode::Home => {
                         self.mode = ModeState {
                             mode: Mode::Out,
-                            since: a.at.0,
+                            since: a.at,
                             until: None,
                             source: "gone_out check".into(),
                             door_at: None,
@@ -357,7 +357,7 @@ impl Engine {
                     AlertState::Cleared if self.mode.mode == Mode::Out => {
                         self.mode = ModeState {
                             mode: Mode::Home,
-                            since: a.at.0,
+                            since: a.at,
                             until: None,
                             source: "movement indoors".into(),
                             door_at: None,
