@@ -322,6 +322,7 @@ mod tests {
                 "evicted",
                 "gateway",
                 "links",
+                "mode",
                 "oldest_age_s",
                 "state",
                 "store_error",
@@ -333,6 +334,7 @@ mod tests {
         );
         assert_eq!(v["at"], "1970-01-02T00:00:00Z");
         assert_eq!(v["coordinator"], "starting");
+        assert_eq!(v["mode"]["mode"], "home");
         assert_eq!(v["store_error"], serde_json::Value::Null);
         assert_eq!(
             v["uplinks"],

@@ -164,6 +164,11 @@ pub struct Engine {
     /// shell to carry out (`prealarm.rs`).
     prealarms: Vec<prealarm::Pre>,
     warnings: Vec<prealarm::Warning>,
+    /// Whether any rule is `gone_out` / has a `prealarm` (set by
+    /// `install`): without them, emitted alerts skip those checks (a timer
+    /// storm of 100k alerts pays nothing for them).
+    any_gone_out: bool,
+    any_prealarm: bool,
 }
 
 /// Largest timer batch whose buffers `on_tick` keeps for the next tick.
@@ -208,6 +213,8 @@ impl Engine {
             mode: mode::ModeState::default(),
             prealarms: Vec::new(),
             warnings: Vec::new(),
+            any_gone_out: false,
+            any_prealarm: false,
         };
         e.install(set, Vec::new());
         e
@@ -283,6 +290,8 @@ impl Engine {
                 None => self.any_kind.push(i),
             }
         }
+        self.any_gone_out = self.rules.iter().any(|r| r.spec.kind == RuleType::GoneOut);
+        self.any_prealarm = self.rules.iter().any(|r| r.prealarm_ms > 0);
         self.devs.clear_routes();
         self.route_lists.clear();
         self.route_ids.clear();
@@ -757,6 +766,8 @@ impl Engine {
 mod tests;
 #[cfg(test)]
 mod tests_care;
+#[cfg(test)]
+mod tests_modes;
 #[cfg(test)]
 mod tests_state;
 #[cfg(test)]

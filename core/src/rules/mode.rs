@@ -287,10 +287,14 @@ impl Engine {
         if !changed {
             return;
         }
+        let mode = self.mode.mode;
+        // Hot path: most readings are neither a mode device's nor away.
+        if r.kind != Kind::Switch && mode != Mode::Away {
+            return;
+        }
         let Some(d) = self.devs.get(dev) else { return };
         let role = d.role.as_deref().unwrap_or("");
         let name = d.name.as_deref().unwrap_or(d.id.as_str()).to_string();
-        let mode = self.mode.mode;
         if role == FOB_ROLE && r.kind == Kind::Switch {
             let to = if r.is_active() { Mode::Away } else { Mode::Home };
             if to != mode {
@@ -338,7 +342,8 @@ impl Engine {
         if new.is_empty() {
             return;
         }
-        for a in new.iter_mut() {
+        let watch = self.any_gone_out || self.mode.mode == Mode::Out;
+        for a in new.iter_mut().filter(|_| watch) {
             let Some(rule) = self.rules.iter().find(|r| r.spec.id == a.rule) else {
                 continue;
             };

@@ -125,7 +125,7 @@ impl Engine {
     /// New alerts from `from` on: raises of rules with a pre-alarm are
     /// held back (a warning starts); a clear of a held alert cancels it.
     pub(super) fn hold_prealarms(&mut self, out: &mut Vec<Alert>, from: usize) {
-        if !self.rules.iter().any(|r| r.prealarm_ms > 0) && self.prealarms.is_empty() {
+        if !self.any_prealarm && self.prealarms.is_empty() {
             return;
         }
         let tail: Vec<Alert> = out.drain(from..).collect();
