@@ -186,11 +186,16 @@ pub async fn set_mode(app: &App, req: &Req, who: &Who) -> Result<Resp> {
         format!(
             "{}{}",
             state.mode.as_str(),
-            state.until.map_or_else(String::new, |u| format!(" until {}", u.to_rfc3339()))
+            state
+                .until
+                .map_or_else(String::new, |u| format!(" until {}", u.to_rfc3339()))
         ),
     )
     .await?;
-    Ok(json_resp(StatusCode::OK, &json!({"ok": true, "mode": state})))
+    Ok(json_resp(
+        StatusCode::OK,
+        &json!({"ok": true, "mode": state}),
+    ))
 }
 
 /// The alerts as JSON, each with the path that delivered it upstream

@@ -93,7 +93,11 @@ pub trait Alerting: Send + Sync {
         _until: Option<crate::model::Time>,
         _source: String,
     ) -> BoxFut<'_, Result<Result<crate::rules::mode::ModeState, String>, BackendError>> {
-        Box::pin(async { Err(BackendError::Unsupported("modes are not available here".into())) })
+        Box::pin(async {
+            Err(BackendError::Unsupported(
+                "modes are not available here".into(),
+            ))
+        })
     }
     /// The delivery records (path, time) of the alerts with these UUIDs;
     /// an alert not listed has not been delivered (or its record aged out).

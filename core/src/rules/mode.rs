@@ -22,11 +22,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::Engine;
 use super::ctx::{Cause, Ctx};
 use super::kind;
 use super::rule::{Phase, RULE_SUBJECT};
 use super::spec::RuleType;
-use super::Engine;
 use crate::model::{Alert, AlertState, Kind, Reading, Severity, Time};
 
 /// A key fob that sets away (`switch` = 1) and home (`switch` = 0).
@@ -214,9 +214,9 @@ impl Engine {
                     continue;
                 }
                 let what = match c.spec.kind {
-                    RuleType::Absence => c.window().map_or_else(String::new, |w| {
-                        kind::absence::absent(*w)
-                    }),
+                    RuleType::Absence => c
+                        .window()
+                        .map_or_else(String::new, |w| kind::absence::absent(*w)),
                     RuleType::Routine => "No activity by the usual time".to_string(),
                     RuleType::Dwell => kind::dwell::what(c),
                     RuleType::GoneOut => kind::gone_out::what(c, &ctx, slot.since),
@@ -296,7 +296,11 @@ impl Engine {
         let role = d.role.as_deref().unwrap_or("");
         let name = d.name.as_deref().unwrap_or(d.id.as_str()).to_string();
         if role == FOB_ROLE && r.kind == Kind::Switch {
-            let to = if r.is_active() { Mode::Away } else { Mode::Home };
+            let to = if r.is_active() {
+                Mode::Away
+            } else {
+                Mode::Home
+            };
             if to != mode {
                 self.change_mode(to, None, &format!("key fob ({name})"), now, out);
             }
@@ -328,7 +332,10 @@ impl Engine {
             let at = crate::rules::window::local_secs(&self.tz, Time(door))
                 .map_or_else(String::new, crate::rules::window::fmt_hhmm);
             let room = self.devs.room_name(dev).unwrap_or("home").to_string();
-            let source = format!("return detected: door at {at}, then {} in the {room}", r.kind);
+            let source = format!(
+                "return detected: door at {at}, then {} in the {room}",
+                r.kind
+            );
             self.change_mode(Mode::Home, None, &source, now, out);
         }
     }
@@ -338,7 +345,9 @@ impl Engine {
     /// that would stand down go out softened; pre-alarms hold back what
     /// they must; escalations start and end.
     pub(super) fn after_emit(&mut self, out: &mut Vec<Alert>, from: usize) {
-        let Some(new) = out.get_mut(from..) else { return };
+        let Some(new) = out.get_mut(from..) else {
+            return;
+        };
         if new.is_empty() {
             return;
         }
@@ -370,9 +379,7 @@ impl Engine {
                     }
                     _ => {}
                 }
-            } else if self.mode.mode == Mode::Out
-                && stands_down(t)
-                && a.state == AlertState::Raised
+            } else if self.mode.mode == Mode::Out && stands_down(t) && a.state == AlertState::Raised
             {
                 a.severity = Severity::Info;
                 a.message = format!("Probably out — {}", a.message);

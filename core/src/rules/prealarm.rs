@@ -20,11 +20,11 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::Engine;
 use super::ctx::Ctx;
 use super::kind;
 use super::rule::Phase;
 use super::spec::RuleType;
-use super::Engine;
 use crate::model::{Alert, AlertState, DeviceId, Kind, Reading, Severity};
 
 /// A device whose press cancels a pre-alarm (besides panic and switch presses).
@@ -139,8 +139,7 @@ impl Engine {
             match a.state {
                 AlertState::Raised if pre > 0 && first => {
                     let secs = u32::try_from(pre / 1000).unwrap_or(u32::MAX);
-                    self.warnings
-                        .push(warning(&a, WarningAct::Start { secs }));
+                    self.warnings.push(warning(&a, WarningAct::Start { secs }));
                     self.prealarms.push(Pre {
                         due: a.at.0.saturating_add(pre),
                         alert: a,

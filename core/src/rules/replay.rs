@@ -189,7 +189,8 @@ pub fn parse_story(
             Event::Device(serde_json::from_value(v.clone()).map_err(|e| bad(e.to_string()))?)
         } else {
             return Err(bad(
-                "expected a reading (kind), device facts (id), ack, tick, restart, learn or mode".into(),
+                "expected a reading (kind), device facts (id), ack, tick, restart, learn or mode"
+                    .into(),
             ));
         };
         out.push((i + 1, ev));

@@ -19,27 +19,40 @@ fn problems(rules: &str) -> String {
 #[test]
 fn rules_check_names_the_line_and_key_of_bad_dwell_gone_out_and_prealarm_rules() {
     let msg = problems("[[rule]]\nid = \"d\"\ntype = \"dwell\"\nfor = \"45m\"\n");
-    assert!(msg.contains("rule[0].rooms") && msg.contains("the room(s) to watch"), "{msg}");
+    assert!(
+        msg.contains("rule[0].rooms") && msg.contains("the room(s) to watch"),
+        "{msg}"
+    );
     let msg = problems(
         "[[rule]]\nid = \"o\"\ntype = \"gone_out\"\nfor = \"20m\"\nseverity = \"urgent\"\n",
     );
-    assert!(msg.contains("r.toml:5:") && msg.contains("rule[0].severity"), "{msg}");
+    assert!(
+        msg.contains("r.toml:5:") && msg.contains("rule[0].severity"),
+        "{msg}"
+    );
     assert!(msg.contains("never urgent"), "{msg}");
     let msg = problems(
         "[[rule]]\nid = \"p\"\ntype = \"immediate\"\nkinds = [\"panic\"]\nprealarm = \"60s\"\n",
     );
     assert!(
-        msg.contains("r.toml:5:") && msg.contains("rule[0].prealarm") && msg.contains("not used by rules of type \"immediate\""),
+        msg.contains("r.toml:5:")
+            && msg.contains("rule[0].prealarm")
+            && msg.contains("not used by rules of type \"immediate\""),
+        "{msg}"
+    );
+    let msg =
+        problems("[[rule]]\nid = \"i\"\ntype = \"inactivity\"\nfor = \"4h\"\nprealarm = \"1s\"\n");
+    assert!(
+        msg.contains("rule[0].prealarm") && msg.contains("between 5s and 10m"),
         "{msg}"
     );
     let msg = problems(
-        "[[rule]]\nid = \"i\"\ntype = \"inactivity\"\nfor = \"4h\"\nprealarm = \"1s\"\n",
-    );
-    assert!(msg.contains("rule[0].prealarm") && msg.contains("between 5s and 10m"), "{msg}");
-    let msg = problems(
         "[[rule]]\nid = \"d\"\ntype = \"dwell\"\nroom = \"bathroom\"\nfor = \"45m\"\nkinds = [\"temperature\"]\n",
     );
-    assert!(msg.contains("rule[0].kinds") && msg.contains("say where she is"), "{msg}");
+    assert!(
+        msg.contains("rule[0].kinds") && msg.contains("say where she is"),
+        "{msg}"
+    );
 }
 
 const MODES: &str = r#"
@@ -64,8 +77,14 @@ fn away_mode_survives_a_restart_and_stands_up_at_its_expiry() {
     feed(&mut e, rd("pir", Kind::Motion, 1.0, "2026-12-08T09:00:00Z"));
     let mut out = Vec::new();
     let until = t("2026-12-08T15:00:00Z");
-    e.set_mode(Mode::Away, Some(until), "test", t("2026-12-08T09:30:00Z"), &mut out)
-        .unwrap();
+    e.set_mode(
+        Mode::Away,
+        Some(until),
+        "test",
+        t("2026-12-08T09:30:00Z"),
+        &mut out,
+    )
+    .unwrap();
     assert!(out.is_empty(), "{out:?}");
     assert_eq!(e.mode().mode, Mode::Away);
     // Restart: the mode is persisted state.
@@ -77,9 +96,15 @@ fn away_mode_survives_a_restart_and_stands_up_at_its_expiry() {
     assert_eq!(back.mode().mode, Mode::Away);
     assert_eq!(back.mode().until, Some(until));
     assert_eq!(back.next_deadline(), Some(until));
-    assert!(tick(&mut back, "2026-12-08T14:00:00Z").is_empty(), "stood down");
+    assert!(
+        tick(&mut back, "2026-12-08T14:00:00Z").is_empty(),
+        "stood down"
+    );
     // Smoke never stands down.
-    let out = feed(&mut back, rd("smoke", Kind::Smoke, 1.0, "2026-12-08T14:10:00Z"));
+    let out = feed(
+        &mut back,
+        rd("smoke", Kind::Smoke, 1.0, "2026-12-08T14:10:00Z"),
+    );
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].severity, Severity::Urgent);
     // Expiry at 15:00: the clock starts there, so the alert is at 16:00.
@@ -97,20 +122,45 @@ fn a_mode_in_the_past_or_too_far_or_home_with_until_is_refused() {
     let mut out = Vec::new();
     let now = t("2026-12-08T09:00:00Z");
     assert_eq!(
-        e.set_mode(Mode::Away, Some(t("2026-12-08T08:00:00Z")), "x", now, &mut out),
+        e.set_mode(
+            Mode::Away,
+            Some(t("2026-12-08T08:00:00Z")),
+            "x",
+            now,
+            &mut out
+        ),
         Err(ModeError::Past)
     );
     assert_eq!(
-        e.set_mode(Mode::Away, Some(t("2027-02-08T08:00:00Z")), "x", now, &mut out),
+        e.set_mode(
+            Mode::Away,
+            Some(t("2027-02-08T08:00:00Z")),
+            "x",
+            now,
+            &mut out
+        ),
         Err(ModeError::TooFar)
     );
     assert_eq!(
-        e.set_mode(Mode::Home, Some(t("2026-12-08T10:00:00Z")), "x", now, &mut out),
+        e.set_mode(
+            Mode::Home,
+            Some(t("2026-12-08T10:00:00Z")),
+            "x",
+            now,
+            &mut out
+        ),
         Err(ModeError::UntilHome)
     );
-    assert!("out".parse::<Mode>().is_err(), "the inferred mode cannot be set");
+    assert!(
+        "out".parse::<Mode>().is_err(),
+        "the inferred mode cannot be set"
+    );
     e.set_mode(Mode::Visitor, None, "x", now, &mut out).unwrap();
-    assert_eq!(e.mode().until, Some(t("2026-12-08T13:00:00Z")), "4 h by default");
+    assert_eq!(
+        e.mode().until,
+        Some(t("2026-12-08T13:00:00Z")),
+        "4 h by default"
+    );
 }
 
 const PRE: &str = r#"
@@ -138,7 +188,13 @@ fn a_prealarm_warns_then_sends_and_a_press_cancels_with_an_info_record() {
     let out = feed(&mut e, rd("btn", Kind::Switch, 1.0, "2026-12-08T10:00:30Z"));
     assert_eq!(out.len(), 2, "{out:?}");
     assert_eq!(out[0].severity, Severity::Info);
-    assert!(out[0].message.starts_with("Pre-alarm cancelled: No activity for 1 h"), "{}", out[0].message);
+    assert!(
+        out[0]
+            .message
+            .starts_with("Pre-alarm cancelled: No activity for 1 h"),
+        "{}",
+        out[0].message
+    );
     assert_eq!(out[1].state, AlertState::Cleared);
     assert_eq!(out[0].instance, out[1].instance);
     assert_eq!(e.take_warnings()[0].act, WarningAct::Cancelled);
@@ -154,9 +210,16 @@ fn a_prealarm_warns_then_sends_and_a_press_cancels_with_an_info_record() {
     let out = tick(&mut back, "2026-12-08T11:01:30Z");
     assert_eq!(out.len(), 1, "{out:?}");
     assert_eq!(out[0].severity, Severity::Warning);
-    assert_eq!(out[0].at, t("2026-12-08T11:00:30Z"), "stamped when the condition happened");
+    assert_eq!(
+        out[0].at,
+        t("2026-12-08T11:00:30Z"),
+        "stamped when the condition happened"
+    );
     assert_eq!(back.take_warnings()[0].act, WarningAct::Sent);
     // A plug re-reporting "on" is not a press.
     place(&mut back, "plug", "lounge", None);
-    assert!(!prealarm::is_cancel_press(&rd("plug", Kind::Switch, 1.0, "2026-12-08T12:00:00Z"), None));
+    assert!(!prealarm::is_cancel_press(
+        &rd("plug", Kind::Switch, 1.0, "2026-12-08T12:00:00Z"),
+        None
+    ));
 }

@@ -138,7 +138,9 @@ pub enum Command {
 pub enum IasWdError {
     #[error("ias_wd: frame too short: {field} missing at byte {at}")]
     Short { field: &'static str, at: usize },
-    #[error("ias_wd: byte 0: not a client-to-server cluster-specific command (frame control {0:#04x})")]
+    #[error(
+        "ias_wd: byte 0: not a client-to-server cluster-specific command (frame control {0:#04x})"
+    )]
     NotClusterCommand(u8),
     #[error("ias_wd: byte {at}: unknown command {command:#04x}")]
     UnknownCommand { command: u8, at: usize },
@@ -178,7 +180,8 @@ pub fn encode(seq: u8, cmd: &Command, out: &mut Vec<u8>) {
 
 /// Decodes a ZCL frame into `(seq, command)` (what a siren receives).
 pub fn decode(b: &[u8]) -> Result<(u8, Command), IasWdError> {
-    let byte = |at: usize, field: &'static str| b.get(at).copied().ok_or(IasWdError::Short { field, at });
+    let byte =
+        |at: usize, field: &'static str| b.get(at).copied().ok_or(IasWdError::Short { field, at });
     let fc = byte(0, "frame_control")?;
     if fc & 0x03 != 0x01 || fc & 0x08 != 0 {
         return Err(IasWdError::NotClusterCommand(fc));
@@ -191,13 +194,18 @@ pub fn decode(b: &[u8]) -> Result<(u8, Command), IasWdError> {
     match command {
         START_WARNING => {
             let info = byte(p, "warning_info")?;
-            let mode = WarningMode::from_u8(info >> 4)
-                .ok_or(IasWdError::ReservedMode { mode: info >> 4, at: p })?;
+            let mode = WarningMode::from_u8(info >> 4).ok_or(IasWdError::ReservedMode {
+                mode: info >> 4,
+                at: p,
+            })?;
             let lo = byte(p + 1, "warning_duration")?;
             let hi = byte(p + 2, "warning_duration")?;
             let duty_cycle = byte(p + 3, "strobe_duty_cycle")?;
             if duty_cycle > 100 {
-                return Err(IasWdError::DutyCycle { value: duty_cycle, at: p + 3 });
+                return Err(IasWdError::DutyCycle {
+                    value: duty_cycle,
+                    at: p + 3,
+                });
             }
             let strobe_level = Level::from_bits(byte(p + 4, "strobe_level")?);
             Ok((
@@ -241,7 +249,11 @@ mod tests {
     #[test]
     fn prealarm_start_warning_encodes_to_the_zcl_bytes() {
         let mut out = Vec::new();
-        encode(7, &Command::StartWarning(StartWarning::prealarm(60)), &mut out);
+        encode(
+            7,
+            &Command::StartWarning(StartWarning::prealarm(60)),
+            &mut out,
+        );
         // fc 0x01 (cluster-specific, client→server), seq, cmd 0x00,
         // info 0x35 (emergency 3<<4, strobe 1<<2, medium 1), 60 s LE, 50 %, medium.
         assert_eq!(out, [0x01, 0x07, 0x00, 0x35, 0x3c, 0x00, 0x32, 0x01]);
@@ -270,7 +282,10 @@ mod tests {
     #[test]
     fn bad_frames_are_refused_naming_the_byte() {
         let e = decode(&[0x01, 0x07, 0x00, 0x35, 0x3c]).unwrap_err();
-        assert_eq!(e.to_string(), "ias_wd: frame too short: warning_duration missing at byte 5");
+        assert_eq!(
+            e.to_string(),
+            "ias_wd: frame too short: warning_duration missing at byte 5"
+        );
         let e = decode(&[0x01, 0x07, 0x00, 0x75, 0, 0, 0, 0]).unwrap_err();
         assert_eq!(e.to_string(), "ias_wd: byte 3: warning mode 7 is reserved");
         let e = decode(&[0x01, 0x07, 0x05]).unwrap_err();
@@ -278,7 +293,10 @@ mod tests {
         let e = decode(&[0x09, 0x07, 0x00]).unwrap_err();
         assert!(matches!(e, IasWdError::NotClusterCommand(0x09)), "{e}");
         let e = decode(&[0x01, 0x07, 0x00, 0x35, 0x3c, 0x00, 0x65, 0x01]).unwrap_err();
-        assert_eq!(e.to_string(), "ias_wd: byte 6: strobe duty cycle 101 is above 100");
+        assert_eq!(
+            e.to_string(),
+            "ias_wd: byte 6: strobe duty cycle 101 is above 100"
+        );
     }
 
     fn level() -> impl Strategy<Value = Level> {

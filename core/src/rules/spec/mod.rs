@@ -474,7 +474,8 @@ impl RuleSpec {
             }
         }
         if let Some(p) = self.prealarm
-            && (p.0 < std::time::Duration::from_secs(5) || p.0 > std::time::Duration::from_secs(600))
+            && (p.0 < std::time::Duration::from_secs(5)
+                || p.0 > std::time::Duration::from_secs(600))
         {
             out.push(Problem::new(
                 "prealarm",
