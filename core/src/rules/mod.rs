@@ -617,6 +617,7 @@ impl Engine {
             self.now = self.now.saturating_add(delta_ms);
         }
         self.devs.shift_seen(delta_ms.min(0));
+        self.devs.shift_arrived(delta_ms);
         self.escalations.shift(delta_ms);
         let mut out = Vec::new();
         let ctx = Ctx {
