@@ -112,9 +112,7 @@ impl Expect {
             "cold-home" => Some(self.cold_since? + 30 * MIN),
             "possible-fall" => self.bed_exit.map(|t| t + 30 * MIN),
             "wandering" => self.door_open.map(|t| t + 5 * MIN),
-            "silent" if a.kind == Some(Kind::Temperature) => {
-                self.last_temp[dev?].map(|t| t + HOUR)
-            }
+            "silent" if a.kind == Some(Kind::Temperature) => self.last_temp[dev?].map(|t| t + HOUR),
             "silent" => {
                 let d = dev?;
                 let iv = if d == home::TEMP { HOUR } else { 6 * HOUR };
