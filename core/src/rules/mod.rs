@@ -17,6 +17,9 @@
 //!   the one raise/clear helper (`Ctx::emit`) with the shared alert texts;
 //! - `rule`: compiled rules and their slots; `routine`: what routine rules
 //!   learn; `devices`: device table and route cache;
+//! - [`mode`]: the household's mode (away, visitor, inferred out) and the
+//!   rules that stand down in it; [`prealarm`]: alerts held back while a
+//!   local warning sounds, and the warnings for the shell to carry out;
 //! - `timers`: the lazy-deletion timer heap; `snapshot`: persistence;
 //! - `cli` (shell crate): `carebridge rules check|replay`.
 //!
