@@ -7,6 +7,7 @@
 //! |---|---|---|
 //! | `ping` | – | `{"ok":true,"pong":<time>}` |
 //! | `ack` | `{"instance"}` or `{"rule", "device"?}` | acknowledges one alert by its instance id (stops its escalation), or the matching open alerts |
+//! | `mode` | `{"mode": "away"\|"visitor"\|"home", "until"?}` (`until` RFC 3339; visitor defaults to 4 h) | sets the household's mode: inactivity, absence, routine, dwell and gone_out rules stand down while away or with visitors ([`crate::rules::mode`]); `{"ok":true,"mode":{…}}` |
 //! | `permit_join` | `{"seconds"?}` (≤ 254, default 60) | opens the Zigbee network |
 //! | `config` | `{"rules", "version"?, "allow_missing_life_safety"?}` or `{"rollback": true}` | applies a rule set without restart; one without the life-safety rules ([`crate::life_safety`]) only with `allow_missing_life_safety: true` |
 //! | `config` | `{"config": "<TOML fragment>", "version"?}` or `{"rollback": "config"}` | applies `[devices.*]`/`[log]` without restart |
@@ -231,6 +232,39 @@ impl CommandHandler {
                 match (sent, rx.await) {
                     (Ok(()), Ok(true)) => json!({"ok": true}),
                     (Ok(()), Ok(false)) => json!({"ok": false, "error": "no open alert matches"}),
+                    _ => json!({"ok": false, "error": "gateway is shutting down"}),
+                }
+            }
+            "mode" => {
+                let Some(m) = body.get("mode").and_then(|v| v.as_str()) else {
+                    return json!({"ok": false, "error": "field mode: required (away, visitor or home)"});
+                };
+                let mode: crate::rules::mode::Mode = match m.parse() {
+                    Ok(m) => m,
+                    Err(e) => return json!({"ok": false, "error": format!("field {e}")}),
+                };
+                let until = match body.get("until") {
+                    None | Some(serde_json::Value::Null) => None,
+                    Some(v) => match v.as_str().map(crate::model::Time::parse_rfc3339) {
+                        Some(Ok(t)) => Some(t),
+                        _ => {
+                            return json!({"ok": false, "error": "field until: an RFC 3339 time (e.g. 2026-12-05T18:00:00Z)"});
+                        }
+                    },
+                };
+                let (reply, rx) = tokio::sync::oneshot::channel();
+                let sent = self
+                    .hub
+                    .send(HubCommand::Mode {
+                        mode,
+                        until,
+                        source: "cmd/mode".into(),
+                        reply,
+                    })
+                    .await;
+                match (sent, rx.await) {
+                    (Ok(()), Ok(Ok(state))) => json!({"ok": true, "mode": state}),
+                    (Ok(()), Ok(Err(e))) => json!({"ok": false, "error": format!("field {e}")}),
                     _ => json!({"ok": false, "error": "gateway is shutting down"}),
                 }
             }

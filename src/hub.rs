@@ -67,6 +67,9 @@ pub struct HubStats {
     pub by_rule: std::sync::Mutex<BTreeMap<(String, &'static str, &'static str), u64>>,
     /// Times each link went down (a coordinator reset or lost port counts here).
     pub link_downs: std::sync::Mutex<BTreeMap<String, u64>>,
+    /// The household's mode as the engine last reported it (status
+    /// document; refreshed with each rule-state save and each mode command).
+    pub mode: std::sync::Mutex<crate::rules::mode::ModeState>,
 }
 
 /// A reading whose sender waits until it is durable (the front door sends
@@ -101,6 +104,14 @@ pub enum HubCommand {
     Rules {
         set: crate::rules::RuleSet,
         reply: tokio::sync::oneshot::Sender<crate::rules::ReloadSummary>,
+    },
+    /// Set the household's mode (`cmd/mode`, the web UI): away, visitor or
+    /// home, optionally until a time; the reply is the mode now, or why not.
+    Mode {
+        mode: crate::rules::mode::Mode,
+        until: Option<crate::model::Time>,
+        source: String,
+        reply: tokio::sync::oneshot::Sender<Result<crate::rules::mode::ModeState, String>>,
     },
 }
 
@@ -211,6 +222,18 @@ impl Hub {
                         self.save_rule_state().await?;
                         let _ = reply.send(summary);
                     }
+                    HubCommand::Mode { mode, until, source, reply } => {
+                        let set =
+                            self.engine
+                                .set_mode(mode, until, &source, self.clock.now(), &mut alerts);
+                        self.emit_alerts(&mut alerts).await?;
+                        // A mode forgotten in a crash would stand the rules up again.
+                        self.save_rule_state().await?;
+                        let _ = reply.send(match set {
+                            Ok(()) => Ok(self.engine.mode().clone()),
+                            Err(e) => Err(e.to_string()),
+                        });
+                    }
                 },
                 // Before the timers: a step shifts them first.
                 _ = clock_check.tick() => {
@@ -276,6 +299,12 @@ impl Hub {
     /// Persists the engine's state when it changed since the last save.
     async fn save_rule_state(&mut self) -> anyhow::Result<()> {
         if self.engine.state_dirty() {
+            if let Ok(mut m) = self.stats.mode.lock()
+                && *m != *self.engine.mode()
+            {
+                tracing::info!(mode = self.engine.mode().mode.as_str(), source = %self.engine.mode().source, "household mode");
+                *m = self.engine.mode().clone();
+            }
             let bytes = self.engine.snapshot();
             self.store
                 .submit(Write::Kv(RULE_STATE_KEY.to_string(), Some(bytes)))
@@ -323,6 +352,11 @@ impl Hub {
     /// Gives each alert its uid and trust, shows it live, and commits them
     /// all with the engine state that made them (one transaction).
     async fn emit_alerts(&mut self, alerts: &mut Vec<Alert>) -> anyhow::Result<()> {
+        // Pre-alarm warnings (the engine's queue must not grow): logged
+        // here; the siren command path is not wired yet (issue 16 item 12).
+        for w in self.engine.take_warnings() {
+            tracing::warn!(rule = %w.rule, instance = %w.instance, act = ?w.act, message = %w.message, "pre-alarm");
+        }
         if alerts.is_empty() {
             return Ok(());
         }

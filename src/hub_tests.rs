@@ -21,6 +21,7 @@ const T0: i64 = 1_795_435_200_000; // 2026-11-23T09:20:00Z
 
 struct Running {
     input: mpsc::Sender<Ingest>,
+    cmd: mpsc::Sender<HubCommand>,
     live: broadcast::Receiver<Live>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
     store: Store,
@@ -43,7 +44,7 @@ fn start_with(rules: &str, clock: Arc<dyn Clock>, telemetry: bool) -> Running {
     });
     let (live, live_rx) = broadcast::channel(64);
     let (input, input_rx) = mpsc::channel(16);
-    let (_cmd, cmd_rx) = mpsc::channel(4);
+    let (cmd, cmd_rx) = mpsc::channel(4);
     let hub = Hub {
         engine,
         store: store.clone(),
@@ -58,9 +59,9 @@ fn start_with(rules: &str, clock: Arc<dyn Clock>, telemetry: bool) -> Running {
         acked: None,
     };
     let task = tokio::spawn(hub.run(input_rx, cmd_rx, CancellationToken::new()));
-    std::mem::forget(_cmd);
     Running {
         input,
+        cmd,
         live: live_rx,
         task,
         store,
@@ -272,4 +273,62 @@ async fn stamps_made_before_the_clock_was_trusted_say_so_and_are_corrected_by_th
             .is_none()
     );
     r.task.abort();
+}
+
+const STILL: &str = r#"
+[[rule]]
+id = "still"
+type = "inactivity"
+kinds = ["motion"]
+for = "1h"
+"#;
+
+#[tokio::test]
+async fn away_mode_set_by_command_is_saved_before_the_reply_and_survives_a_crash() {
+    let clock = Arc::new(crate::clock::ManualClock::new(Time(T0)));
+    let r = start(STILL, clock.clone());
+    r.input
+        .send(reading(Kind::Motion, 1.0, Time(T0)))
+        .await
+        .unwrap();
+    let until = Time(T0 + 6 * 3_600_000);
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    r.cmd
+        .send(HubCommand::Mode {
+            mode: crate::rules::mode::Mode::Away,
+            until: Some(until),
+            source: "cmd/mode".into(),
+            reply,
+        })
+        .await
+        .unwrap();
+    let state = rx.await.unwrap().unwrap();
+    assert_eq!(state.mode, crate::rules::mode::Mode::Away);
+    // A refused one names the field.
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    r.cmd
+        .send(HubCommand::Mode {
+            mode: crate::rules::mode::Mode::Away,
+            until: Some(Time(T0 - 1)),
+            source: "cmd/mode".into(),
+            reply,
+        })
+        .await
+        .unwrap();
+    assert_eq!(rx.await.unwrap().unwrap_err(), "until: must be after now");
+    // The crash, right after the reply: no shutdown save.
+    r.task.abort();
+    let _ = r.task.await;
+    r.store.flush().await.unwrap();
+    let bytes = r.store.kv_get(RULE_STATE_KEY).await.unwrap().unwrap();
+    let set = RuleSet::parse(STILL, "test").unwrap();
+    let mut e = Engine::new(&set, TimeZone::UTC).unwrap();
+    e.restore(&bytes, Time(T0 + 1000)).unwrap();
+    assert_eq!(e.mode().mode, crate::rules::mode::Mode::Away);
+    assert_eq!(e.mode().until, Some(until));
+    assert_eq!(e.mode().source, "cmd/mode");
+    // Still away: no inactivity alert two hours on.
+    let mut out = Vec::new();
+    e.on_tick(Time(T0 + 2 * 3_600_000), &mut out);
+    assert!(out.is_empty(), "{out:?}");
 }

@@ -33,6 +33,7 @@ const PROTECTED: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/events", ""),
     ("GET", "/api/v1/alerts", ""),
     ("POST", "/api/v1/alerts/1/ack", ""),
+    ("POST", "/api/v1/mode", r#"{"mode":"away"}"#),
     ("GET", "/api/v1/rules", ""),
     ("PUT", "/api/v1/rules", "{}"),
     ("POST", "/api/v1/rules/try", r#"{"text":""}"#),

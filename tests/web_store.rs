@@ -25,6 +25,8 @@ use web_common::*;
 struct Asked {
     acks: Vec<(String, Option<DeviceId>)>,
     rule_sets: Vec<usize>,
+    /// Who set the household's mode (the source the hub was given).
+    modes: Vec<String>,
 }
 
 struct Rig {
@@ -60,8 +62,25 @@ async fn rig() -> Rig {
     let asked = Arc::new(Mutex::new(Asked::default()));
     let (a, st) = (asked.clone(), store.clone());
     tokio::spawn(async move {
+        // Modes are set in a real rule engine (its refusals are the real ones).
+        let mut engine = carebridge::rules::Engine::minimal();
         while let Some(cmd) = hub_rx.recv().await {
             match cmd {
+                HubCommand::Mode {
+                    mode,
+                    until,
+                    source,
+                    reply,
+                } => {
+                    let mut out = Vec::new();
+                    let now = carebridge::wall::now();
+                    let r = engine
+                        .set_mode(mode, until, &source, now, &mut out)
+                        .map(|()| engine.mode().clone())
+                        .map_err(|e| e.to_string());
+                    a.lock().unwrap().modes.push(source);
+                    let _ = reply.send(r);
+                }
                 HubCommand::Ack {
                     rule,
                     device,
@@ -188,6 +207,48 @@ async fn acknowledging_in_the_ui_acknowledges_in_the_rule_engine_and_survives_a_
         .await;
     assert_eq!(again.status, 409);
     assert_eq!(r.asked.lock().unwrap().acks.len(), 1, "no second ack");
+}
+
+#[tokio::test]
+async fn the_mode_card_sets_away_mode_in_the_engine_and_bad_input_names_the_field() {
+    let r = rig().await;
+    let c = setup(&r.s).await;
+    let ok = c
+        .call(&r.s, "POST", "/api/v1/mode", r#"{"mode":"away"}"#)
+        .await;
+    assert_eq!(ok.status, 200, "{ok:?}");
+    assert_eq!(ok.json()["mode"]["mode"], "away");
+    assert_eq!(ok.json()["mode"]["source"], "web UI (admin)");
+    let bad = c
+        .call(&r.s, "POST", "/api/v1/mode", r#"{"mode":"holiday"}"#)
+        .await;
+    assert_eq!(
+        (bad.status, bad.json()["field"].as_str()),
+        (400, Some("mode")),
+        "{bad:?}"
+    );
+    let past = c
+        .call(
+            &r.s,
+            "POST",
+            "/api/v1/mode",
+            r#"{"mode":"visitor","until":"2020-01-01T00:00:00Z"}"#,
+        )
+        .await;
+    assert_eq!(
+        (past.status, past.json()["field"].as_str()),
+        (400, Some("until")),
+        "{past:?}"
+    );
+    assert!(
+        past.json()["error"].as_str().unwrap().contains("after now"),
+        "{past:?}"
+    );
+    assert_eq!(
+        r.asked.lock().unwrap().modes,
+        ["web UI (admin)", "web UI (admin)"],
+        "the bad mode name never reached the engine"
+    );
 }
 
 #[tokio::test]

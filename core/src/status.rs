@@ -71,6 +71,10 @@ pub struct Status {
     /// alert for; left out when there are none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub life_safety_off: Vec<crate::model::Kind>,
+    /// The household's mode (home, away, visitor, or the inferred out),
+    /// since when, until when and who set it (`rules::mode`).
+    #[serde(default)]
+    pub mode: crate::rules::mode::ModeState,
 }
 
 /// The local broker's access policy as the status shows it.
@@ -323,6 +327,7 @@ mod tests {
                 "evicted",
                 "gateway",
                 "links",
+                "mode",
                 "oldest_age_s",
                 "state",
                 "store_error",
@@ -334,6 +339,7 @@ mod tests {
         );
         assert_eq!(v["at"], "1970-01-02T00:00:00Z");
         assert_eq!(v["coordinator"], "starting");
+        assert_eq!(v["mode"]["mode"], "home");
         assert_eq!(v["store_error"], serde_json::Value::Null);
         assert_eq!(
             v["uplinks"],

@@ -101,6 +101,10 @@ impl StatusSources {
             local_broker: self.local_broker.as_ref().map(|r| r.status()),
             clock: self.clock.state(),
             life_safety_off: self.life_safety_off.borrow().clone(),
+            mode: match self.hub.mode.lock() {
+                Ok(m) => m.clone(),
+                Err(p) => p.into_inner().clone(),
+            },
         }
     }
 }

@@ -157,6 +157,49 @@ pub async fn permit_join(app: &App, req: &Req, who: &Who) -> Result<Resp> {
     ))
 }
 
+/// Sets the household's mode (`{"mode": "away"|"visitor"|"home",
+/// "until"?}`): the Overview's mode card. Any signed-in user (carers set
+/// it as often as installers).
+pub async fn set_mode(app: &App, req: &Req, who: &Who) -> Result<Resp> {
+    let o = Obj::parse(&req.body, &["mode", "until"])?;
+    let mode: crate::rules::mode::Mode = o
+        .str("mode")?
+        .parse()
+        .map_err(|_| validate::Invalid::new("mode", "must be away, visitor or home"))?;
+    let until = match o.opt_str("until")? {
+        None => None,
+        Some(s) => Some(crate::model::Time::parse_rfc3339(s).map_err(|_| {
+            validate::Invalid::new("until", "must be an RFC 3339 time (2026-12-05T18:00:00Z)")
+        })?),
+    };
+    let source = format!("web UI ({})", who.session.user);
+    let state = app
+        .roles
+        .alerting
+        .set_mode(mode, until, source)
+        .await?
+        .map_err(|e| {
+            let (field, why) = e.split_once(": ").unwrap_or(("mode", e.as_str()));
+            validate::Invalid::new(field, why)
+        })?;
+    app.audit(
+        &who.session.user,
+        "mode.set",
+        format!(
+            "{}{}",
+            state.mode.as_str(),
+            state
+                .until
+                .map_or_else(String::new, |u| format!(" until {}", u.to_rfc3339()))
+        ),
+    )
+    .await?;
+    Ok(json_resp(
+        StatusCode::OK,
+        &json!({"ok": true, "mode": state}),
+    ))
+}
+
 /// The alerts as JSON, each with the path that delivered it upstream
 /// (`delivered_via`: `mqtt` / `lorawan`, `delivered_at`), or `delivery:
 /// "waiting"` while it is still in the outbox. Only the UI view: a failure

@@ -236,6 +236,28 @@ impl Alerting for StoreBackend {
             rx.await.map_err(|_| gone())
         })
     }
+    fn set_mode(
+        &self,
+        mode: crate::rules::mode::Mode,
+        until: Option<crate::model::Time>,
+        source: String,
+    ) -> BoxFut<'_, Result<Result<crate::rules::mode::ModeState, String>, BackendError>> {
+        Box::pin(async move {
+            let (reply, rx) = tokio::sync::oneshot::channel();
+            let gone = || BackendError::Unavailable("the hub is not running".into());
+            self.hub
+                .send(HubCommand::Mode {
+                    mode,
+                    until,
+                    source,
+                    reply,
+                })
+                .await
+                .map_err(|_| gone())?;
+            rx.await.map_err(|_| gone())
+        })
+    }
+
     fn ack_instance(
         &self,
         instance: String,

@@ -23,6 +23,7 @@ const APP_JS: &str = concat!(
     include_str!("assets/pages/system.js"),
     include_str!("assets/pages/commissioning.js"),
     include_str!("assets/pages/credentials.js"),
+    include_str!("assets/pages/mode.js"),
 );
 const STYLE_CSS: &str = include_str!("assets/style.css");
 const ICON_SVG: &str = include_str!("assets/icon.svg");

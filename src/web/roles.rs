@@ -84,6 +84,21 @@ pub trait Alerting: Send + Sync {
     ) -> BoxFut<'_, Result<bool, BackendError>> {
         self.ack_alert(rule, device)
     }
+    /// Sets the household's mode (away, visitor, home; `until` optional):
+    /// the mode now, or why it was refused (`until: …`). By default the
+    /// server has no rule engine to set it in.
+    fn set_mode(
+        &self,
+        _mode: crate::rules::mode::Mode,
+        _until: Option<crate::model::Time>,
+        _source: String,
+    ) -> BoxFut<'_, Result<Result<crate::rules::mode::ModeState, String>, BackendError>> {
+        Box::pin(async {
+            Err(BackendError::Unsupported(
+                "modes are not available here".into(),
+            ))
+        })
+    }
     /// The delivery records (path, time) of the alerts with these UUIDs;
     /// an alert not listed has not been delivered (or its record aged out).
     fn deliveries(&self, uids: Vec<String>)

@@ -498,7 +498,7 @@ where
     ])
 }
 
-/// The alerts list and acknowledgement.
+/// The alerts list and acknowledgement; the household's mode.
 fn alerts_api<S, F>(s: &S) -> Route
 where
     S: Fn() -> F,
@@ -515,6 +515,14 @@ where
             .and(s())
             .then(|id: String, app: Arc<App>, who: Who| async move {
                 done(api::ack(&app, &who, &id).await)
+            })
+            .boxed(),
+        warp::path!("api" / "v1" / "mode")
+            .and(warp::post())
+            .and(s())
+            .and(body(BODY_MAX))
+            .then(|app: Arc<App>, who: Who, req: Req| async move {
+                done(api::set_mode(&app, &req, &who).await)
             })
             .boxed(),
     ])

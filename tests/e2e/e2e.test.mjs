@@ -168,6 +168,20 @@ test('overview shows the demo gateway health and fits the budgets', async () => 
   await shot('02-overview');
 });
 
+test('the overview mode card sets away mode and back home', async () => {
+  await page.goto(base + '/');
+  await page.waitForSelector('[data-card=mode]');
+  await page.click('button[data-mode=away]');
+  const shows = (re) => page.waitForFunction((src) => {
+    const e = document.querySelector('[data-card=mode] .big');
+    return e !== null && new RegExp(src).test(e.textContent);
+  }, re.source);
+  await shows(/^Away/);
+  assert.match(await page.textContent('[data-card=mode] .big'), /web UI \(admin\)/);
+  await page.click('button[data-mode=home]');
+  await shows(/^Home/);
+});
+
 test('pairing: permit join with a countdown, the simulated Zigbee devices appear live', async () => {
   const m = await measure('/devices');
   assert.ok(m.bytes < 150 * 1024);

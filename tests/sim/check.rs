@@ -27,6 +27,9 @@ pub struct Expect {
     last_motion: Option<i64>,
     cold_since: Option<i64>,
     last_msg: [Option<i64>; DEVICES.len()],
+    /// Last temperature per device (the silent rule watches temperature
+    /// on its own: `intervals = { temperature = "1h" }`).
+    last_temp: [Option<i64>; DEVICES.len()],
     bed_exit: Option<i64>,
     door_open: Option<i64>,
 }
@@ -52,6 +55,9 @@ impl Expect {
         }
         self.seen.insert((dev, kind), (at, bits));
         self.last_msg[dev] = Some(now);
+        if kind == Kind::Temperature {
+            self.last_temp[dev] = Some(now);
+        }
         match (dev, kind) {
             (_, Kind::Motion) if value >= 0.5 => self.last_motion = Some(now),
             (home::TEMP, Kind::Temperature) => {
@@ -89,7 +95,12 @@ impl Expect {
             &mut self.bed_exit,
             &mut self.door_open,
         ];
-        for t in clocks.into_iter().chain(self.last_msg.iter_mut()).flatten() {
+        for t in clocks
+            .into_iter()
+            .chain(self.last_msg.iter_mut())
+            .chain(self.last_temp.iter_mut())
+            .flatten()
+        {
             *t += d;
         }
     }
@@ -101,6 +112,7 @@ impl Expect {
             "cold-home" => Some(self.cold_since? + 30 * MIN),
             "possible-fall" => self.bed_exit.map(|t| t + 30 * MIN),
             "wandering" => self.door_open.map(|t| t + 5 * MIN),
+            "silent" if a.kind == Some(Kind::Temperature) => self.last_temp[dev?].map(|t| t + HOUR),
             "silent" => {
                 let d = dev?;
                 let iv = if d == home::TEMP { HOUR } else { 6 * HOUR };

@@ -316,6 +316,19 @@ impl Devices {
         }
     }
 
+    /// The wall clock stepped by `delta`: arrival stamps (engine clock,
+    /// per-kind silence clocks) move with it, like every rule clock.
+    pub fn shift_arrived(&mut self, delta: i64) {
+        if delta == 0 {
+            return;
+        }
+        for k in self.kinds.iter_mut().flatten() {
+            if k.arrived != NEVER {
+                k.arrived = k.arrived.saturating_add(delta);
+            }
+        }
+    }
+
     /// The wall clock stepped by `delta`: last-reading times move with it.
     pub fn shift_seen(&mut self, delta: i64) {
         if delta == 0 {

@@ -151,6 +151,14 @@ macro_rules! with_kind {
                 type $k = kind::Routine;
                 $body
             }
+            RuleType::Dwell => {
+                type $k = kind::Dwell;
+                $body
+            }
+            RuleType::GoneOut => {
+                type $k = kind::GoneOut;
+                $body
+            }
         }
     };
 }

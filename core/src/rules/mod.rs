@@ -17,6 +17,9 @@
 //!   the one raise/clear helper (`Ctx::emit`) with the shared alert texts;
 //! - `rule`: compiled rules and their slots; `routine`: what routine rules
 //!   learn; `devices`: device table and route cache;
+//! - [`mode`]: the household's mode (away, visitor, inferred out) and the
+//!   rules that stand down in it; [`prealarm`]: alerts held back while a
+//!   local warning sounds, and the warnings for the shell to carry out;
 //! - `timers`: the lazy-deletion timer heap; `snapshot`: persistence;
 //! - `cli` (shell crate): `carebridge rules check|replay`.
 //!
@@ -43,6 +46,8 @@ mod eval;
 mod held;
 mod kind;
 mod locate;
+pub mod mode;
+pub mod prealarm;
 mod replay;
 mod routine;
 mod rule;
@@ -166,6 +171,17 @@ pub struct Engine {
     scratch: Vec<Entry>,
     /// Open alerts of rules that escalate (`escalate`).
     escalations: escalate::Escalations,
+    /// Home, away, visitor or the inferred out (`mode.rs`).
+    mode: mode::ModeState,
+    /// Alerts held back by pre-alarms, and the local warnings for the
+    /// shell to carry out (`prealarm.rs`).
+    prealarms: Vec<prealarm::Pre>,
+    warnings: Vec<prealarm::Warning>,
+    /// Whether any rule is `gone_out` / has a `prealarm` (set by
+    /// `install`): without them, emitted alerts skip those checks (a timer
+    /// storm of 100k alerts pays nothing for them).
+    any_gone_out: bool,
+    any_prealarm: bool,
 }
 
 /// Largest timer batch whose buffers `on_tick` keeps for the next tick.
@@ -207,6 +223,11 @@ impl Engine {
             batch: Vec::new(),
             scratch: Vec::new(),
             escalations: escalate::Escalations::default(),
+            mode: mode::ModeState::default(),
+            prealarms: Vec::new(),
+            warnings: Vec::new(),
+            any_gone_out: false,
+            any_prealarm: false,
         };
         e.install(set, Vec::new());
         e
@@ -253,7 +274,11 @@ impl Engine {
         for (i, r) in self.rules.iter().enumerate() {
             let i = u32::try_from(i).unwrap_or(u32::MAX);
             // Most rules name a room: index those by room, the rest by kind.
-            if r.spec.kind != RuleType::Sequence && !r.spec.rooms.0.is_empty() {
+            let everywhere = matches!(
+                r.spec.kind,
+                RuleType::Sequence | RuleType::Dwell | RuleType::GoneOut
+            );
+            if !everywhere && !r.spec.rooms.0.is_empty() {
                 for room in &r.spec.rooms.0 {
                     self.by_room.entry(room.clone()).or_default().push(i);
                 }
@@ -278,6 +303,8 @@ impl Engine {
                 None => self.any_kind.push(i),
             }
         }
+        self.any_gone_out = self.rules.iter().any(|r| r.spec.kind == RuleType::GoneOut);
+        self.any_prealarm = self.rules.iter().any(|r| r.prealarm_ms > 0);
         self.devs.clear_routes();
         self.route_lists.clear();
         self.route_ids.clear();
@@ -417,12 +444,22 @@ impl Engine {
         }
         self.devs.set_arrived(dev, r.kind, now);
         let changed = eval::is_news(r.kind, prev, r.value);
+        self.mode_reading(dev, r, changed, now, out);
+        if !self.prealarms.is_empty()
+            && prealarm::is_cancel_press(r, self.devs.get(dev).and_then(|d| d.role.as_deref()))
+        {
+            let how = format!("button press {}", self.where_is(dev));
+            self.cancel_prealarms(&how, now, out);
+        }
+        // What the rules emit for this reading (the mode change and the
+        // cancel records above are final already).
+        let from = out.len();
+        let paused = self.mode.mode.stands_down();
         let rid = self.route(dev, r.kind);
         let route = self.route_lists.get(rid).map_or(&[][..], |v| &v[..]);
         if route.is_empty() {
             return;
         }
-        let from = out.len();
         let mut ctx = Ctx {
             devs: &self.devs,
             tz: &self.tz,
@@ -432,15 +469,28 @@ impl Engine {
         };
         for &ri in route.iter() {
             if let Some(rule) = self.rules.get_mut(ri as usize) {
+                if paused && mode::stands_down(rule.spec.kind) {
+                    continue;
+                }
                 eval::on_reading(rule, ri, &mut ctx, dev, r, (now, changed));
             }
         }
-        self.observe(out, from);
+        self.after_emit(out, from);
         self.generation += 1;
     }
 
+    /// "in the hall (Pendant)": where a device is, for texts.
+    fn where_is(&self, dev: u32) -> String {
+        let d = self.devs.get(dev);
+        let name = d.map_or("a device", |d| d.name.as_deref().unwrap_or(d.id.as_str()));
+        match self.devs.room_name(dev) {
+            Some(r) => format!("in the {r} ({name})"),
+            None => format!("({name})"),
+        }
+    }
+
     /// Starts and ends escalations for the alerts emitted from `from` on.
-    fn observe(&mut self, out: &[Alert], from: usize) {
+    pub(crate) fn observe(&mut self, out: &[Alert], from: usize) {
         if let Some(new) = out.get(from..)
             && !new.is_empty()
         {
@@ -451,6 +501,12 @@ impl Engine {
     /// Time passed; timer-driven alerts are appended to `out`.
     pub fn on_tick(&mut self, now: Time, out: &mut Vec<Alert>) {
         let now = self.advance(now, out);
+        if let Some(u) = self.mode.until
+            && u.0 <= now
+        {
+            self.change_mode(mode::Mode::Home, None, "expired", u.0, out);
+        }
+        self.send_due_prealarms(now, out);
         // Reused between ticks: a large batch allocates (and faults in)
         // its buffer once, not on every tick.
         let mut batch = std::mem::take(&mut self.batch);
@@ -487,10 +543,11 @@ impl Engine {
                 }
             }
             if fired {
-                self.observe(out, from);
+                self.after_emit(out, from);
                 self.generation += 1;
             }
         }
+        self.send_due_prealarms(now, out);
         // Keep the buffer, but not a huge one after a rare storm.
         if batch.capacity() <= KEEP_BATCH {
             batch.clear();
@@ -522,6 +579,11 @@ impl Engine {
         }
         slot.queued = None;
         self.timers.live = self.timers.live.saturating_sub(1);
+        if self.mode.mode.stands_down() && mode::stands_down(compiled.spec.kind) {
+            // Stood down: the clock starts afresh when the mode ends.
+            slot.deadline = None;
+            return false;
+        }
         let mut ctx = Ctx {
             devs: &self.devs,
             tz: &self.tz,
@@ -568,6 +630,7 @@ impl Engine {
             self.now = self.now.saturating_add(delta_ms);
         }
         self.devs.shift_seen(delta_ms.min(0));
+        self.devs.shift_arrived(delta_ms);
         self.escalations.shift(delta_ms);
         let mut out = Vec::new();
         let ctx = Ctx {
@@ -594,10 +657,12 @@ impl Engine {
     /// wake-up that finds nothing due is harmless.)
     pub fn next_deadline(&self) -> Option<Time> {
         let esc = self.escalations.next().map(Time);
-        match (self.timers.peek(), esc) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let pre = self.prealarms.iter().map(|p| Time(p.due)).min();
+        let until = self.mode.until;
+        [self.timers.peek(), esc, pre, until]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Acknowledges the open alerts of `rule` (for one device, or all).
@@ -715,6 +780,8 @@ impl Engine {
 mod tests;
 #[cfg(test)]
 mod tests_care;
+#[cfg(test)]
+mod tests_modes;
 #[cfg(test)]
 mod tests_state;
 #[cfg(test)]

@@ -14,6 +14,8 @@
 //! - `{"learn":{"device":…,"kind":…,"value":1,"from":"2026-11-01","times":["07:05","07:20",…]}}`:
 //!   routine history seeded as one reading a day from `from` at each
 //!   local time (`Engine::learn_from_history`), without replaying weeks;
+//! - `{"mode":"away"|"visitor"|"home","until"?:…,"at":…}`: the household's
+//!   mode is set (as `cmd/mode` does);
 //! - `{"expect":…}`: an assertion for the scenario tests, ignored here.
 //!
 //! Times are RFC 3339; with a zone given (`--tz`), a local time without an
@@ -56,6 +58,12 @@ pub enum Event {
     Tick(Time),
     Restart(Time),
     Learn(Vec<Reading>),
+    /// `{"mode":"away"|"visitor"|"home","until"?:T,"at":T}` (as `cmd/mode`).
+    Mode {
+        mode: super::mode::Mode,
+        until: Option<Time>,
+        at: Time,
+    },
 }
 
 impl Event {
@@ -67,6 +75,7 @@ impl Event {
             Event::Ack { at, .. }
             | Event::AckInstance { at, .. }
             | Event::Tick(at)
+            | Event::Mode { at, .. }
             | Event::Restart(at) => Some(*at),
             Event::Device(_) | Event::Learn(_) => None,
         }
@@ -122,7 +131,7 @@ pub fn parse_story(
             continue;
         }
         // Local times become RFC 3339 before anything reads them.
-        for k in ["at", "tick", "restart"] {
+        for k in ["at", "tick", "restart", "until"] {
             if let Some(s) = v.get(k).and_then(|x| x.as_str()) {
                 let t = parse_time(s, tz).map_err(|e| bad(format!("{k}: {e}")))?;
                 if let Some(m) = v.as_object_mut() {
@@ -153,6 +162,17 @@ pub fn parse_story(
                     }
                 }
             }
+        } else if let Some(m) = field("mode") {
+            let mode: super::mode::Mode = m.parse().map_err(|e| bad(format!("{e}")))?;
+            let at = time("at")?;
+            let until = match field("until") {
+                Some(_) => Some(time("until")?),
+                None => None,
+            };
+            if until.is_some_and(|u| u <= at) {
+                return Err(bad("until: must be after at".into()));
+            }
+            Event::Mode { mode, until, at }
         } else if v.get("tick").is_some() {
             Event::Tick(time("tick")?)
         } else if v.get("restart").is_some() {
@@ -169,7 +189,8 @@ pub fn parse_story(
             Event::Device(serde_json::from_value(v.clone()).map_err(|e| bad(e.to_string()))?)
         } else {
             return Err(bad(
-                "expected a reading (kind), device facts (id), ack, tick, restart or learn".into(),
+                "expected a reading (kind), device facts (id), ack, tick, restart, learn or mode"
+                    .into(),
             ));
         };
         out.push((i + 1, ev));
@@ -312,6 +333,11 @@ pub fn replay_events(engine: &mut Engine, events: &[Event], out: &mut Vec<Alert>
             }
             Event::Restart(_) => *engine = restarted(engine, now),
             Event::Learn(readings) => engine.learn_from_history(readings.iter()),
+            Event::Mode { mode, until, .. } => {
+                // Checked when parsed (until after at); a refusal here
+                // changes nothing, like a refused command.
+                let _ = engine.set_mode(*mode, *until, "story", now, out);
+            }
             Event::Tick(_) => {}
         }
     }

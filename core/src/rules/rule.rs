@@ -97,6 +97,8 @@ pub struct Compiled {
     /// and how many re-sends at most.
     pub escalate_ms: i64,
     pub escalate_max: u32,
+    /// Local warning before the alert goes out (ms; 0 = none: `prealarm`).
+    pub prealarm_ms: i64,
 }
 
 /// Kinds that are evidence of someone moving indoors (`resolve = "inside"`).
@@ -123,6 +125,15 @@ impl Deref for Rule {
 }
 
 const ACTIVITY: [Kind; 3] = [Kind::Motion, Kind::Occupancy, Kind::Contact];
+/// What says where she is (dwell rules): activity, and being in bed or
+/// seated (a bedroom with a bed mat and no motion sensor).
+pub const PRESENCE: [Kind; 5] = [
+    Kind::Motion,
+    Kind::Occupancy,
+    Kind::Contact,
+    Kind::Bed,
+    Kind::Chair,
+];
 
 pub(super) fn ms(d: Option<crate::setting::Dur>, default_ms: i64) -> i64 {
     d.map_or(default_ms, |d| {
@@ -135,7 +146,7 @@ impl Rule {
         let t = spec.kind;
         let severity = spec.severity.unwrap_or(match t {
             RuleType::Immediate | RuleType::Sequence => Severity::Urgent,
-            RuleType::Silent | RuleType::LowBattery => Severity::Info,
+            RuleType::Silent | RuleType::LowBattery | RuleType::GoneOut => Severity::Info,
             _ => Severity::Warning,
         });
         let kinds = &spec.kinds.0;
@@ -144,6 +155,12 @@ impl Rule {
             RuleType::Tamper => Some(vec![Kind::Tamper]),
             RuleType::Inactivity | RuleType::Absence | RuleType::Routine if kinds.is_empty() => {
                 Some(ACTIVITY.to_vec())
+            }
+            RuleType::Dwell if kinds.is_empty() => Some(PRESENCE.to_vec()),
+            RuleType::GoneOut => {
+                let mut k = vec![Kind::Contact];
+                k.extend(EVIDENCE);
+                Some(k)
             }
             RuleType::Silent if kinds.is_empty() => None,
             RuleType::Sequence => {
@@ -185,6 +202,7 @@ impl Rule {
             inside: t == RuleType::Window && inside(spec),
             escalate_ms: ms(spec.escalate, 0),
             escalate_max: spec.escalate_max.unwrap_or(3),
+            prealarm_ms: ms(spec.prealarm, 0),
             spec: spec.clone(),
         };
         Rule {
@@ -208,6 +226,12 @@ impl Compiled {
         if self.inside && !s.kinds.0.contains(&kind) {
             // Evidence of being back inside: any motion sensor.
             return devs.get(dev).is_some();
+        }
+        match s.kind {
+            // Where she is comes from every room.
+            RuleType::Dwell => return devs.get(dev).is_some(),
+            RuleType::GoneOut if kind != Kind::Contact => return devs.get(dev).is_some(),
+            _ => {}
         }
         if s.kind == RuleType::Sequence {
             return s

@@ -8,7 +8,8 @@
 //! index order and re-created on restore; a rule's state is restored only
 //! into a rule with an identical spec (same id, same keys), so an edited
 //! rule starts fresh; restoring then replaying gives the same alerts as
-//! never stopping (property-tested in `tests_state`). Format version 1.
+//! never stopping (property-tested in `tests_state`); the household's mode
+//! and alerts held by pre-alarms are kept too. Format version 1.
 
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +36,16 @@ struct Snap {
     /// Open escalations (absent before 2026-12).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     escalations: Vec<super::escalate::Esc>,
+    /// The household's mode (absent before 2026-12: home).
+    #[serde(default, skip_serializing_if = "is_home")]
+    mode: super::mode::ModeState,
+    /// Alerts held back by pre-alarms (absent before 2026-12).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    prealarms: Vec<super::prealarm::Pre>,
+}
+
+fn is_home(m: &super::mode::ModeState) -> bool {
+    *m == super::mode::ModeState::default()
 }
 
 #[derive(Serialize, Deserialize)]
@@ -181,6 +192,8 @@ impl Engine {
             devices: self.devs.iter().map(|(_, d)| d.id.to_string()).collect(),
             rooms: self.devs.rooms().to_vec(),
             escalations: self.escalations.open.clone(),
+            mode: self.mode.clone(),
+            prealarms: self.prealarms.clone(),
         };
         serde_json::to_vec(&snap).unwrap_or_default()
     }
@@ -271,6 +284,8 @@ impl Engine {
                     .any(|r| r.spec.id == e.alert.rule && r.escalate_ms > 0)
             })
             .collect();
+        self.mode = snap.mode;
+        self.prealarms = snap.prealarms;
         // The clock never goes back; rules without saved state start at the
         // next event, like after a reload.
         self.now = self.now.max(snap.now).max(now.0);

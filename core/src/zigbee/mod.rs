@@ -9,6 +9,7 @@
 //! - [`startup`]: ping, version, NV check, formation, start, endpoint registration;
 //! - [`interview`]: endpoints, descriptors, Basic, bindings, reporting, IAS enrolment;
 //! - [`zcl`] + [`zcl_map`]: ZCL frames and what they mean as readings;
+//!   [`ias_wd`]: the siren commands (IAS WD Start Warning, Squawk) of pre-alarms;
 //! - [`coordinator`]: ties the above together with link supervision policy;
 //! - [`outage`]: the coordinator-outage alert (pure; `app` feeds it link changes);
 //!
@@ -29,6 +30,7 @@ pub mod app_cnf;
 pub mod coordinator;
 pub mod counters;
 pub mod frame;
+pub mod ias_wd;
 pub mod interview;
 pub mod network;
 pub mod outage;

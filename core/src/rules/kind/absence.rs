@@ -101,8 +101,22 @@ impl RuleKind for Absence {
     }
 }
 
+impl Absence {
+    /// Standing up after away or visitor mode at `now`: the window she was
+    /// away in is not held against her (it counts as having activity);
+    /// the check moves to the end of the window at or after `now`.
+    pub fn restart(rule: &Compiled, slot: &mut Slot, ri: u32, ctx: &mut Ctx<'_>, now: i64) {
+        slot.last = now;
+        let next = rule
+            .window()
+            .and_then(|w| w.instance_at_or_after(ctx.tz, Time(now)))
+            .map(|(_, e)| e.0);
+        ctx.arm(slot, ri, RULE_SUBJECT, next);
+    }
+}
+
 /// "No activity between 07:00 and 11:00".
-fn absent(w: crate::rules::window::Window) -> String {
+pub fn absent(w: crate::rules::window::Window) -> String {
     format!(
         "No activity between {}",
         w.to_string().replace('-', " and ")

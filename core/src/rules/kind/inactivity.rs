@@ -136,6 +136,23 @@ impl RuleKind for Inactivity {
 }
 
 impl Inactivity {
+    /// The clock starts again at `now` (standing up after away or visitor
+    /// mode, or after a cancelled pre-alarm: she answered).
+    pub fn restart(
+        rule: &Compiled,
+        slot: &mut Slot,
+        ri: u32,
+        subject: u32,
+        ctx: &mut Ctx<'_>,
+        now: i64,
+    ) {
+        slot.last = now;
+        slot.since = now;
+        if slot.phase == Phase::Idle {
+            ctx.arm(slot, ri, subject, deadline(rule, ctx.tz, now));
+        }
+    }
+
     /// Used by `RuleKind::shift` (below the trait impl for readability).
     fn shifted(rule: &Compiled, slot: &mut Slot, delta: i64, tz: &TimeZone) {
         eval::shift_stamps(slot, delta);

@@ -6,13 +6,17 @@
 //!   (the shared state machine: `held.rs`);
 //! - `inactivity`, `absence`, `silent`: clocks of activity and messages;
 //! - `sequence`: a start step not followed by a cancel step in time;
-//! - `low_battery`; `routine`: today later than the learnt usual time.
+//! - `low_battery`; `routine`: today later than the learnt usual time;
+//! - `dwell`: in one room longer than a limit; `gone_out`: a door opened
+//!   and no movement indoors since (probably out: a soft check).
 //!
 //! Every kind makes its alerts with [`Ctx::emit`](super::ctx::Ctx::emit).
 //!
 //! [`RuleKind`]: super::eval::RuleKind
 
-mod absence;
+pub mod absence;
+pub mod dwell;
+pub mod gone_out;
 mod immediate;
 mod inactivity;
 mod low_battery;
@@ -23,6 +27,8 @@ mod threshold;
 mod window;
 
 pub use absence::Absence;
+pub use dwell::Dwell;
+pub use gone_out::GoneOut;
 pub use immediate::Immediate;
 pub use inactivity::Inactivity;
 pub use low_battery::LowBattery;

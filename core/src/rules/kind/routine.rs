@@ -128,6 +128,29 @@ impl RuleKind for Routine {
     }
 }
 
+impl Routine {
+    /// Standing up after away or visitor mode at `now`: a window instance
+    /// already begun is not checked (she was away for part of it); the
+    /// next check is armed.
+    pub fn restart(
+        rule: &Compiled,
+        routine: Option<&mut learnt::Routine>,
+        slot: &mut Slot,
+        ri: u32,
+        ctx: &mut Ctx<'_>,
+        now: i64,
+    ) {
+        let Some(r) = routine else { return };
+        if let Some(w) = rule.spec.window
+            && let Some((s, _)) = w.instance_at_or_after(ctx.tz, Time(now))
+            && s.0 <= now
+        {
+            r.done = Some(r.done.map_or(s.0, |d| d.max(s.0)));
+        }
+        rearm(rule, Some(r), slot, ri, ctx, now);
+    }
+}
+
 /// The start of the window instance nearest to `t` (after a step, the
 /// instance a stamp made by the wrong clock truly belongs to).
 fn snap(rule: &Compiled, ctx: &Ctx<'_>, t: i64) -> Option<i64> {

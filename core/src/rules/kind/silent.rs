@@ -3,11 +3,15 @@
 //!
 //! The device is alive while some message comes within the interval of
 //! the last one's kind (`slot.since` holds this deadline while the slot is
-//! idle). Silence per reading kind (a thermometer whose temperatures stop
-//! while its battery check-ins go on) is not done yet: a per-kind clock
-//! was tried and broke the deterministic simulation's timer checks around
-//! wall-clock steps (issue 16 item 6, left open). `slot.value` is the
-//! silent kind's code when one is named, −1 for "any message".
+//! idle). Silence per reading kind: a kind named in `intervals` is also
+//! watched on its own — a thermometer whose temperatures stop while its
+//! battery check-ins go on is silent for temperature once its last
+//! temperature is older than that interval. The per-kind clocks are the
+//! engine's arrival stamps of each kind (`Devices::last_arrival`, engine
+//! clock, moved with every wall-clock step like the slots' stamps), so
+//! nothing more is stored per slot. `slot.value` is the silent kind's code
+//! when one is named, −1 for "any message"; only a reading of that kind
+//! (any message, for −1) clears it.
 
 use crate::model::{AlertState, Kind, Reading};
 use crate::rules::ctx::{Cause, Ctx, dur_text};
@@ -47,7 +51,8 @@ impl RuleKind for Silent {
             let how = format!("{} received", r.kind);
             ctx.resolve(slot, &cause, &what, &how);
         }
-        ctx.arm(slot, at.ri, at.subject, Some(any));
+        let next = watched_due(c, ctx, dev).map_or(any, |(_, d)| d.min(any));
+        ctx.arm(slot, at.ri, at.subject, Some(next));
     }
 
     fn on_timer(
@@ -62,12 +67,18 @@ impl RuleKind for Silent {
             return;
         }
         let any = slot.since;
-        if any > due {
-            // A message moved the clock on: re-arm.
-            ctx.arm(slot, at.ri, at.subject, Some(any));
-            return;
-        }
-        let (silent, from) = (ANY, slot.last);
+        let watched = watched_due(rule, ctx, slot.dev);
+        let (silent, from) = match watched {
+            // A watched kind's own clock ran out first.
+            Some((k, d)) if d <= due && d <= any => (f64::from(k.code()), d - interval(rule, k)),
+            _ if any <= due => (ANY, slot.last),
+            _ => {
+                // Messages moved the clocks on: re-arm at the earliest.
+                let next = watched.map_or(any, |(_, d)| d.min(any));
+                ctx.arm(slot, at.ri, at.subject, Some(next));
+                return;
+            }
+        };
         slot.value = silent;
         let what = match Kind::ALL.iter().find(|k| f64::from(k.code()) == silent) {
             Some(k) => format!("No {k} reading for {}", dur_text(due - from)),
@@ -94,6 +105,19 @@ fn silent_what(silent: f64) -> String {
         Some(k) => format!("No {k} reading"),
         None => "No message".to_string(),
     }
+}
+
+/// The watched kind (named in `intervals`) of device `dev` whose own
+/// clock runs out first, and when: its last arrival plus its interval.
+fn watched_due(rule: &Compiled, ctx: &Ctx<'_>, dev: u32) -> Option<(Kind, i64)> {
+    rule.spec
+        .intervals
+        .keys()
+        .filter_map(|&k| {
+            let last = ctx.devs.last_arrival(dev, k)?;
+            Some((k, last.saturating_add(interval(rule, k))))
+        })
+        .min_by_key(|&(_, d)| d)
 }
 
 /// The expected reporting interval of a device's messages of `kind`.

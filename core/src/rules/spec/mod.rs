@@ -44,6 +44,8 @@ pub enum RuleType {
     LowBattery,
     Tamper,
     Routine,
+    Dwell,
+    GoneOut,
 }
 
 impl RuleType {
@@ -59,6 +61,8 @@ impl RuleType {
             RuleType::LowBattery => "low_battery",
             RuleType::Tamper => "tamper",
             RuleType::Routine => "routine",
+            RuleType::Dwell => "dwell",
+            RuleType::GoneOut => "gone_out",
         }
     }
 }
@@ -237,6 +241,10 @@ pub struct RuleSpec {
     /// How many re-sends at most (default 3).
     #[serde(default)]
     pub escalate_max: Option<u32>,
+    /// Inactivity, dwell and sequence rules: warn locally (siren) this long
+    /// before the alert goes out; a button press cancels it (off when absent).
+    #[serde(default)]
+    pub prealarm: Option<Dur>,
 }
 
 fn yes() -> bool {
@@ -277,6 +285,7 @@ impl RuleSpec {
         add(self.margin.is_some(), "margin");
         add(self.at_start.is_some(), "at_start");
         add(self.resolve.is_some(), "resolve");
+        add(self.prealarm.is_some(), "prealarm");
         k
     }
 
@@ -308,9 +317,12 @@ impl RuleSpec {
                 "window",
                 "per",
                 "min_value",
+                "prealarm",
             ],
+            RuleType::Dwell => &["rooms", "kinds", "for", "window", "min_value", "prealarm"],
+            RuleType::GoneOut => &["devices", "rooms", "roles", "kinds", "for"],
             RuleType::Absence => &["devices", "rooms", "roles", "kinds", "window", "min_value"],
-            RuleType::Sequence => &["start", "cancel", "within", "window"],
+            RuleType::Sequence => &["start", "cancel", "within", "window", "prealarm"],
             RuleType::Silent => &[
                 "devices",
                 "rooms",
@@ -407,6 +419,29 @@ impl RuleSpec {
                 );
                 need(self.within.is_some(), "within", "required (e.g. \"30m\")");
             }
+            RuleType::Dwell => {
+                need(
+                    !self.rooms.0.is_empty(),
+                    "rooms",
+                    "required: the room(s) to watch (e.g. \"bathroom\")",
+                );
+                need(self.for_.is_some(), "for", "required (e.g. \"45m\")");
+            }
+            RuleType::GoneOut => {
+                need(self.for_.is_some(), "for", "required (e.g. \"20m\")");
+                if self.severity == Some(Severity::Urgent) {
+                    out.push(Problem::new(
+                        "severity",
+                        "a guess that she went out is a soft check: info or warning, never urgent",
+                    ));
+                }
+                if self.kinds.0.iter().any(|k| *k != Kind::Contact) {
+                    out.push(Problem::new(
+                        "kinds",
+                        "gone_out watches doors: only \"contact\"",
+                    ));
+                }
+            }
             RuleType::Silent | RuleType::LowBattery | RuleType::Tamper => {}
         }
         for (key, v) in [
@@ -438,7 +473,31 @@ impl RuleSpec {
                 out.push(Problem::new(key, "must be at most 400d"));
             }
         }
-        if self.kind == RuleType::Inactivity && self.for_.is_some_and(|d| d.0.is_zero()) {
+        if let Some(p) = self.prealarm
+            && (p.0 < std::time::Duration::from_secs(5)
+                || p.0 > std::time::Duration::from_secs(600))
+        {
+            out.push(Problem::new(
+                "prealarm",
+                "must be between 5s and 10m (how long a local warning may be cancelled)",
+            ));
+        }
+        if self.kind == RuleType::Dwell
+            && self.kinds.0.iter().any(|k| {
+                !matches!(
+                    k,
+                    Kind::Motion | Kind::Occupancy | Kind::Contact | Kind::Bed | Kind::Chair
+                )
+            })
+        {
+            out.push(Problem::new(
+                "kinds",
+                "only motion, occupancy, contact, bed and chair say where she is",
+            ));
+        }
+        if matches!(self.kind, RuleType::Inactivity | RuleType::Dwell)
+            && self.for_.is_some_and(|d| d.0.is_zero())
+        {
             out.push(Problem::new("for", "must be above zero"));
         }
         if self.within.is_some_and(|d| d.0.is_zero())
