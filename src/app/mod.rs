@@ -12,6 +12,7 @@
 //! router), [`integrations`] (Home Assistant, config versions, metrics),
 //! [`clock`] (the real clock), `demo` (`carebridge demo`, feature `sim`).
 
+mod arc;
 mod clock;
 #[cfg(feature = "sim")]
 mod demo;
@@ -106,6 +107,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<(), Exit> {
         .await
         .map_err(Exit::input)?;
     w.start_dual_path()?;
+    arc::start_arc(&mut w).await?;
     w.start_hub(ends.hub);
     // Every input has its copy: the hub sees its inputs close when they all end.
     drop(ingest);

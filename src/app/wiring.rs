@@ -63,6 +63,10 @@ pub(super) struct Wiring {
     pub broker_tls_addr: Option<SocketAddr>,
     /// The local broker's access policy (with `[local_broker]`).
     pub devauth: Option<crate::devauth::Prepared>,
+    /// The alarm receiving centre task (with `[arc]`, once started).
+    pub arc: Option<crate::uplink::arc::ArcHandle>,
+    /// The ARC path's status, when `[arc]` is configured.
+    pub arc_status: Option<crate::uplink::arc::SharedArcStatus>,
 }
 
 /// The receiving ends, each handed to the one step that owns it.
@@ -153,6 +157,10 @@ impl Wiring {
             .lorawan
             .as_ref()
             .map(|_| crate::uplink::dual::SharedStatus::default());
+        let arc_status = cfg
+            .arc
+            .as_ref()
+            .map(|_| crate::uplink::arc::SharedArcStatus::default());
         let status = status_builder(StatusSources {
             gateway: cfg.gateway.id.clone(),
             timezone: cfg.gateway.timezone.clone(),
@@ -167,6 +175,7 @@ impl Wiring {
             versions: versions.clone(),
             zigbee: zigbee_counters.clone(),
             lorawan: lora_status.clone(),
+            arc: arc_status.clone(),
             local_broker: devauth.as_ref().map(|d| d.report.clone()),
         });
         let metrics = crate::metrics::Metrics {
@@ -200,6 +209,8 @@ impl Wiring {
             web_addr: None,
             broker_tls_addr: None,
             devauth,
+            arc: None,
+            arc_status,
         };
         let ends = Ends {
             ingest: ingest_tx,

@@ -61,6 +61,7 @@ impl Default for MemoryBackend {
                     ..UplinkState::off()
                 },
                 lorawan: None,
+                arc: None,
             },
             ..Status::default()
         };

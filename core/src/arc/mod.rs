@@ -7,7 +7,8 @@
 //! - [`frame`]: message framing both ways (encode what we send, decode
 //!   anything, for replies, tests and the fuzz target);
 //! - [`reply`]: ACK / NAK / DUH and the NAK timestamp rule;
-//! - [`event`]: alert → event class → Contact ID / SIA DCS code, bodies.
+//! - [`event`]: alert → event class → Contact ID / SIA DCS code, bodies;
+//! - [`status`]: the path's counters for the status document.
 //!
 //! Facts checked against pysiaalarm 3.2.2 (the receiver Home Assistant's
 //! SIA integration uses): CRC over the bytes after the length field, the
@@ -19,8 +20,10 @@ pub mod crc;
 pub mod event;
 pub mod frame;
 pub mod reply;
+pub mod status;
 
 pub use cipher::Key;
 pub use event::{Event, EventClass, Format, classify};
 pub use frame::{Ids, Message, MsgType};
 pub use reply::{NakAction, Reply, ReplyKind};
+pub use status::ArcStatus;
