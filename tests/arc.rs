@@ -177,6 +177,12 @@ kinds = ["contact"]
 
 /// Starts carebridge with an `[arc]` section (no cloud uplink).
 fn gateway(dir: &Path, arc: &str) -> Gateway {
+    let (config, broker_port) = write_config(dir, arc);
+    Gateway::from_config(dir, config, broker_port)
+}
+
+/// Writes the config (rules file, local broker on a free port, `[arc]`).
+fn write_config(dir: &Path, arc: &str) -> (PathBuf, u16) {
     let broker_port = free_port();
     std::fs::write(dir.join("rules.toml"), RULES).unwrap();
     let config = dir.join("carebridge.toml");
@@ -191,12 +197,12 @@ fn gateway(dir: &Path, arc: &str) -> Gateway {
         ),
     )
     .unwrap();
-    Gateway::from_config(dir, config, broker_port)
+    (config, broker_port)
 }
 
-fn press(g: &Gateway, dev: &str, kind: &str, value: Value) {
+fn press(broker_port: u16, dev: &str, kind: &str, value: Value) {
     let r = vec![(dev.to_string(), json!({"kind": kind, "value": value}))];
-    assert_eq!(publish(g.broker_port, &r), 1);
+    assert_eq!(publish(broker_port, &r), 1);
 }
 
 fn tmp(name: &str) -> PathBuf {
@@ -230,7 +236,7 @@ fn every_alert_kind_arrives_encrypted_over_tcp_with_its_contact_id_code_zone_and
             dir.join("arc.key").display()
         ),
     );
-    press(&g, "hall-panic", "panic", json!(true));
+    press(g.broker_port, "hall-panic", "panic", json!(true));
     let e = rx.cid("1101");
     assert_eq!(e["ri"], "017", "zone from [arc.zones]");
     assert_eq!(e["account"], "1234");
@@ -239,7 +245,7 @@ fn every_alert_kind_arrives_encrypted_over_tcp_with_its_contact_id_code_zone_and
     assert_eq!(e["line"], "L2");
     assert_eq!(e["partition"], "01");
     // Its clear is a restoral (qualifier 3).
-    press(&g, "hall-panic", "panic", json!(false));
+    press(g.broker_port, "hall-panic", "panic", json!(false));
     rx.cid("3101");
     for (dev, kind, value, code) in [
         ("bath-fall", "fall", json!(true), "1100"),
@@ -249,7 +255,7 @@ fn every_alert_kind_arrives_encrypted_over_tcp_with_its_contact_id_code_zone_and
         ("bed-sensor", "battery_low", json!(true), "1384"),
         ("back-door", "contact", json!(true), "1381"),
     ] {
-        press(&g, dev, kind, value);
+        press(g.broker_port, dev, kind, value);
         let e = rx.cid(code);
         let ri = e["ri"].as_str().unwrap().parse::<u32>().unwrap();
         assert!((1..=999).contains(&ri) && ri != 17, "{kind}: zone {ri}");
@@ -284,7 +290,7 @@ fn sia_dcs_over_udp_in_plain_arrives_with_its_sia_code_and_supervision_follows()
              encryption = \"none\"\nack_timeout = \"2s\"\nsupervision = \"1s\"\n"
         ),
     );
-    press(&g, "bath-leak", "water_leak", json!(true));
+    press(g.broker_port, "bath-leak", "water_leak", json!(true));
     let e = rx.wait("SIA WA", |e| e["code"] == "WA");
     assert_eq!(e["message_type"], "SIA-DCS");
     assert_eq!(e["account"], "AB12");
@@ -309,7 +315,7 @@ fn with_the_primary_down_the_secondary_gets_it_and_with_both_down_it_waits_throu
     );
     // Both receivers down: the alert waits in the queue.
     let mut g = gateway(&dir, &arc);
-    press(&g, "hall-panic", "panic", json!(true));
+    press(g.broker_port, "hall-panic", "panic", json!(true));
     assert!(eventually(Duration::from_secs(10), || queued(&g) == 1), "not queued: {}", g.diagnose());
     std::thread::sleep(Duration::from_secs(2));
     g.kill9();
@@ -321,7 +327,7 @@ fn with_the_primary_down_the_secondary_gets_it_and_with_both_down_it_waits_throu
     assert_eq!(e["account"], "1234");
     assert!(eventually(Duration::from_secs(10), || queued(&g) == 0));
     // A second alert also goes to the secondary while the primary is down.
-    press(&g, "kitchen-smoke", "smoke", json!(true));
+    press(g.broker_port, "kitchen-smoke", "smoke", json!(true));
     rx2.cid("1111");
     std::thread::sleep(Duration::from_millis(500));
     // Each DC-09 sequence arrived once per message sent; the panic's
@@ -354,7 +360,7 @@ fn a_wrong_key_is_refused_by_the_receiver_and_counted_in_the_status() {
             dir.join("arc.key").display()
         ),
     );
-    press(&g, "hall-panic", "panic", json!(true));
+    press(g.broker_port, "hall-panic", "panic", json!(true));
     // The receiver refuses (NAK), so the alert stays queued, counted.
     let mut text = String::new();
     let ok = eventually(Duration::from_secs(15), || {
@@ -387,4 +393,65 @@ fn sample(text: &str, name: &str) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
         .unwrap_or(-1.0)
+}
+
+#[test]
+fn a_timestamp_nak_makes_the_gateway_take_the_receivers_time_and_resend() {
+    let Some(py) = py_or_skip() else { return };
+    let lib = ["x86_64", "aarch64"]
+        .iter()
+        .map(|a| PathBuf::from(format!("/usr/lib/{a}-linux-gnu/faketime/libfaketime.so.1")))
+        .find(|p| p.exists());
+    let Some(lib) = lib else {
+        assert!(!strict(), "libfaketime is required (apt-get install faketime)");
+        eprintln!("SKIP: libfaketime is not installed");
+        return;
+    };
+    let port = free_port();
+    let rx = Receiver::start(&py, port, "tcp", "1234", Some("ABCDEF0123456789"));
+    let dir = tmp("skew");
+    std::fs::write(dir.join("arc.key"), "ABCDEF0123456789").unwrap();
+    let web = free_port();
+    let (config, broker_port) = write_config(
+        &dir,
+        &format!(
+            "primary = \"tcp://127.0.0.1:{port}\"\naccount = \"1234\"\nkey_file = \"{}\"\n\
+             key_encoding = \"ascii\"\nack_timeout = \"3s\"\n\
+             [web]\nlisten = \"127.0.0.1:{web}\"\ntls = false\n",
+            dir.join("arc.key").display()
+        ),
+    );
+    // The gateway's wall clock is an hour slow (monotonic time untouched).
+    let wall = dir.join("faketime");
+    std::fs::write(&wall, "-3600\n").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_carebridge"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("LD_PRELOAD", &lib)
+        .env("FAKETIME_TIMESTAMP_FILE", &wall)
+        .env("FAKETIME_NO_CACHE", "1")
+        .env("DONT_FAKE_MONOTONIC", "1")
+        .env("RUST_LOG", "warn,carebridge=info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    assert!(common::wait_port(broker_port, Duration::from_secs(20)));
+    press(broker_port, "hall-panic", "panic", json!(true));
+    let e = rx.cid("1101");
+    // Accepted means its timestamp was within pysiaalarm's 40 s / 20 s band.
+    let ts = chrono_secs(e["timestamp"].as_str().unwrap());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    assert!((ts - now).abs() < 60, "timestamp {ts} vs now {now}");
+    let text = metrics(web);
+    assert!(sample(&text, "carebridge_arc_nak_resyncs_total") >= 1.0, "{text}");
+    assert_eq!(sample(&text, "carebridge_arc_delivered_total"), 1.0, "{text}");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Unix seconds of an ISO timestamp like `2026-12-04T18:21:03+00:00`.
+fn chrono_secs(s: &str) -> i64 {
+    let t: jiff::Timestamp = s.parse().unwrap();
+    t.as_second()
 }
