@@ -455,3 +455,42 @@ fn chrono_secs(s: &str) -> i64 {
     let t: jiff::Timestamp = s.parse().unwrap();
     t.as_second()
 }
+
+#[test]
+fn cmd_arc_test_from_the_cloud_sends_a_manual_test_report_and_answers_who_acknowledged() {
+    let Some(py) = py_or_skip() else { return };
+    if !common::cloud_peers() {
+        return;
+    }
+    let up = common::Mosquitto::start();
+    let col = common::Collector::start(up.port, "cb/#");
+    let port = free_port();
+    let rx = Receiver::start(&py, port, "tcp", "1234", None);
+    let dir = tmp("cmd");
+    let (config, broker_port) = write_config(
+        &dir,
+        &format!(
+            "primary = \"tcp://127.0.0.1:{port}\"\naccount = \"1234\"\nencryption = \"none\"\n\
+             [uplink.mqtt]\nurl = \"mqtt://127.0.0.1:{}\"\ntopic_prefix = \"cb\"\nbackoff_min = \"100ms\"\n",
+            up.port
+        ),
+    );
+    let _g = Gateway::from_config(&dir, config, broker_port);
+    let leaf = "/cmd/arc_test/result";
+    let result = || col.snapshot().into_iter().find(|m| m.topic.ends_with(leaf));
+    // Retry the command until the gateway's subscription is in place.
+    let ok = eventually(Duration::from_secs(20), || {
+        let _ = Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &up.port.to_string(), "-q", "1"])
+            .args(["-t", "cb/arc-test/cmd/arc_test", "-m", "{}"])
+            .status();
+        std::thread::sleep(Duration::from_millis(500));
+        result().is_some()
+    });
+    assert!(ok, "no result: {:?}", col.snapshot());
+    let r = result().unwrap().json;
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["receiver"], "primary");
+    let e = rx.cid("1601");
+    assert_eq!(e["ri"], "000", "the gateway itself is zone 0");
+}

@@ -101,13 +101,15 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<(), Exit> {
     w.start_simulator(&inputs, &ingest);
     w.start_zigbee(&ingest, ends.zigbee, ends.zigbee_counters);
     w.start_serial_boards(&ingest);
+    // Before the hub commits any alert, and before the command handlers
+    // that send its test signal.
+    arc::start_arc(&mut w).await?;
     w.start_mqtt_uplink(&inputs, ends.mqtt)?;
     w.start_ota();
     integrations::start_metrics(&mut w)
         .await
         .map_err(Exit::input)?;
     w.start_dual_path()?;
-    arc::start_arc(&mut w).await?;
     w.start_hub(ends.hub);
     // Every input has its copy: the hub sees its inputs close when they all end.
     drop(ingest);

@@ -441,6 +441,7 @@ impl Wiring {
             rules: self.rules.clone(),
             fleet: Some(fleet),
             updater,
+            arc: self.arc.clone(),
         }
     }
 
@@ -480,6 +481,7 @@ impl Wiring {
             zigbee: self.zigbee.clone(),
             rules: self.rules.clone(),
             status,
+            arc: self.arc.clone(),
         };
         dual::start_dual_path(&mut self.tasks, l, links, &self.shutdown)
     }
@@ -525,7 +527,9 @@ impl Wiring {
             // Wi-Fi device credentials for the local broker.
             .with_credentials(self.devauth.as_ref().map(|d| {
                 Arc::new(d.report.clone()) as Arc<dyn crate::web::roles::DeviceCredentials>
-            })),
+            }))
+            // The Uplinks page's "send test signal" (with `[arc]`).
+            .with_arc(self.arc.clone()),
         );
         let (addr, handle) = crate::web::server::serve_with_metrics(
             w,

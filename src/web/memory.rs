@@ -210,6 +210,7 @@ impl From<Arc<MemoryBackend>> for Roles {
                 ota: Default::default(),
                 mqtt: None,
                 gateway: "gw-memory".into(),
+                arc: None,
             },
         }
     }

@@ -204,6 +204,8 @@ pub struct Settings {
     /// `[gateway] id`, which an uploaded bundle's `gateways` must name
     /// (when it names any).
     pub gateway: String,
+    /// The alarm receiving centre's test signal, when `[arc]` is running.
+    pub arc: Option<crate::uplink::arc::ArcHandle>,
 }
 
 impl Settings {
@@ -216,6 +218,7 @@ impl Settings {
             ota: cfg.ota.clone().unwrap_or_default(),
             mqtt: cfg.uplink.mqtt.clone().map(|m| (m, cfg.gateway.id.clone())),
             gateway: cfg.gateway.id.clone(),
+            arc: None,
         }
     }
 }

@@ -40,6 +40,12 @@ use queue::{Queue, Queued};
 /// Shared view of the status.
 pub type SharedArcStatus = Arc<Mutex<ArcStatus>>;
 
+impl std::fmt::Debug for ArcHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArcHandle").finish_non_exhaustive()
+    }
+}
+
 /// Asks the task to send a manual test (Contact ID 601) now; answers
 /// whether a receiver acknowledged it.
 #[derive(Clone)]
