@@ -170,12 +170,18 @@ impl CommandHandler {
                 }
             }
             "arc_test" => match &self.arc {
-                None => json!({"ok": false, "error": "no alarm receiving centre configured ([arc])"}),
-                Some(a) => match tokio::time::timeout(std::time::Duration::from_secs(30), a.test()).await {
-                    Ok(Ok(by)) => json!({"ok": true, "receiver": by}),
-                    Ok(Err(e)) => json!({"ok": false, "error": e}),
-                    Err(_) => json!({"ok": false, "error": "no acknowledgement within 30 s (still trying; see the status)"}),
-                },
+                None => {
+                    json!({"ok": false, "error": "no alarm receiving centre configured ([arc])"})
+                }
+                Some(a) => {
+                    match tokio::time::timeout(std::time::Duration::from_secs(30), a.test()).await {
+                        Ok(Ok(by)) => json!({"ok": true, "receiver": by}),
+                        Ok(Err(e)) => json!({"ok": false, "error": e}),
+                        Err(_) => {
+                            json!({"ok": false, "error": "no acknowledgement within 30 s (still trying; see the status)"})
+                        }
+                    }
+                }
             },
             other => json!({"ok": false, "error": format!("unknown command {other:?}")}),
         }

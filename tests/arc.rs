@@ -21,10 +21,10 @@ use std::time::Duration;
 use common::{Gateway, eventually, free_port, publish, strict};
 use serde_json::{Value, json};
 
-/// A Python with pysiaalarm, or why there is none.
+/// A Python with pysiaalarm, or why there is none: the venv
+/// `tests/peers.sh` made (`$CAREBRIDGE_ARC_VENV`, else
+/// `~/.cache/carebridge/py-arc`), else one made here under the target dir.
 fn python() -> Result<PathBuf, String> {
-    let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("py-arc");
-    let py = venv.join("bin/python");
     let ok = |py: &PathBuf| {
         Command::new(py)
             .args(["-c", "import pysiaalarm"])
@@ -32,6 +32,16 @@ fn python() -> Result<PathBuf, String> {
             .status()
             .is_ok_and(|s| s.success())
     };
+    let peers = std::env::var_os("CAREBRIDGE_ARC_VENV")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/carebridge/py-arc"))
+        });
+    if let Some(py) = peers.map(|v| v.join("bin/python")).filter(|p| ok(p)) {
+        return Ok(py);
+    }
+    let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("py-arc");
+    let py = venv.join("bin/python");
     if ok(&py) {
         return Ok(py);
     }
@@ -75,8 +85,14 @@ impl Receiver {
     fn start(py: &Path, port: u16, proto: &str, account: &str, key: Option<&str>) -> Receiver {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/arc/receiver.py");
         let mut cmd = Command::new(py);
-        cmd.arg(script)
-            .args(["--port", &port.to_string(), "--proto", proto, "--account", account]);
+        cmd.arg(script).args([
+            "--port",
+            &port.to_string(),
+            "--proto",
+            proto,
+            "--account",
+            account,
+        ]);
         if let Some(k) = key {
             cmd.args(["--key", k]);
         }
@@ -91,7 +107,9 @@ impl Receiver {
         let ev = events.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
-                let Ok(v) = serde_json::from_str::<Value>(&line) else { continue };
+                let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                    continue;
+                };
                 if v.get("ready").is_some() {
                     let _ = ready_tx.send(());
                 } else {
@@ -122,8 +140,11 @@ impl Receiver {
     fn cid(&self, code: &str) -> Value {
         self.wait(&format!("Contact ID {code}"), |e| {
             e["message_type"] == "ADM-CID"
-                && format!("{}{}", e["qualifier"].as_str().unwrap_or(""), e["event_type"].as_str().unwrap_or(""))
-                    == code
+                && format!(
+                    "{}{}",
+                    e["qualifier"].as_str().unwrap_or(""),
+                    e["event_type"].as_str().unwrap_or("")
+                ) == code
         })
     }
 }
@@ -206,7 +227,8 @@ fn press(broker_port: u16, dev: &str, kind: &str, value: Value) {
 }
 
 fn tmp(name: &str) -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("arc-{name}-{}", std::process::id()));
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("arc-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
@@ -261,8 +283,11 @@ fn every_alert_kind_arrives_encrypted_over_tcp_with_its_contact_id_code_zone_and
         assert!((1..=999).contains(&ri) && ri != 17, "{kind}: zone {ri}");
     }
     // Every device its own zone, stable.
-    let zones: std::collections::BTreeSet<String> =
-        rx.events().iter().map(|e| e["ri"].as_str().unwrap().to_string()).collect();
+    let zones: std::collections::BTreeSet<String> = rx
+        .events()
+        .iter()
+        .map(|e| e["ri"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(zones.len(), 7, "{:?}", rx.events());
     assert!(eventually(Duration::from_secs(5), || queued(&g) == 0));
     // Recorded as delivered via the ARC (no other path here).
@@ -298,9 +323,17 @@ fn sia_dcs_over_udp_in_plain_arrives_with_its_sia_code_and_supervision_follows()
     // NULL link tests arrive (as code RP) about every second while idle.
     let t0 = std::time::Instant::now();
     rx.wait("three NULL messages", |_| {
-        rx.events().iter().filter(|e| e["message_type"] == "NULL").count() >= 3
+        rx.events()
+            .iter()
+            .filter(|e| e["message_type"] == "NULL")
+            .count()
+            >= 3
     });
-    assert!(t0.elapsed() < Duration::from_secs(8), "supervision late: {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_secs(8),
+        "supervision late: {:?}",
+        t0.elapsed()
+    );
     drop(g);
 }
 
@@ -316,7 +349,11 @@ fn with_the_primary_down_the_secondary_gets_it_and_with_both_down_it_waits_throu
     // Both receivers down: the alert waits in the queue.
     let mut g = gateway(&dir, &arc);
     press(g.broker_port, "hall-panic", "panic", json!(true));
-    assert!(eventually(Duration::from_secs(10), || queued(&g) == 1), "not queued: {}", g.diagnose());
+    assert!(
+        eventually(Duration::from_secs(10), || queued(&g) == 1),
+        "not queued: {}",
+        g.diagnose()
+    );
     std::thread::sleep(Duration::from_secs(2));
     g.kill9();
     assert_eq!(queued(&g), 1, "the queue must survive kill -9");
@@ -369,8 +406,16 @@ fn a_wrong_key_is_refused_by_the_receiver_and_counted_in_the_status() {
     });
     assert!(ok, "no refusals counted:\n{text}");
     assert_eq!(sample(&text, "carebridge_arc_up"), 0.0, "{text}");
-    assert_eq!(sample(&text, "carebridge_arc_delivered_total"), 0.0, "{text}");
-    assert_eq!(sample(&text, "carebridge_arc_nak_resyncs_total"), 0.0, "{text}");
+    assert_eq!(
+        sample(&text, "carebridge_arc_delivered_total"),
+        0.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "carebridge_arc_nak_resyncs_total"),
+        0.0,
+        "{text}"
+    );
     assert_eq!(queued(&g), 1);
     assert!(rx.events().is_empty(), "{:?}", rx.events());
 }
@@ -382,7 +427,10 @@ fn metrics(web: u16) -> String {
         return String::new();
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    let _ = write!(s, "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    let _ = write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    );
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     out
@@ -403,7 +451,10 @@ fn a_timestamp_nak_makes_the_gateway_take_the_receivers_time_and_resend() {
         .map(|a| PathBuf::from(format!("/usr/lib/{a}-linux-gnu/faketime/libfaketime.so.1")))
         .find(|p| p.exists());
     let Some(lib) = lib else {
-        assert!(!strict(), "libfaketime is required (apt-get install faketime)");
+        assert!(
+            !strict(),
+            "libfaketime is required (apt-get install faketime)"
+        );
         eprintln!("SKIP: libfaketime is not installed");
         return;
     };
@@ -441,11 +492,21 @@ fn a_timestamp_nak_makes_the_gateway_take_the_receivers_time_and_resend() {
     let e = rx.cid("1101");
     // Accepted means its timestamp was within pysiaalarm's 40 s / 20 s band.
     let ts = chrono_secs(e["timestamp"].as_str().unwrap());
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
     assert!((ts - now).abs() < 60, "timestamp {ts} vs now {now}");
     let text = metrics(web);
-    assert!(sample(&text, "carebridge_arc_nak_resyncs_total") >= 1.0, "{text}");
-    assert_eq!(sample(&text, "carebridge_arc_delivered_total"), 1.0, "{text}");
+    assert!(
+        sample(&text, "carebridge_arc_nak_resyncs_total") >= 1.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "carebridge_arc_delivered_total"),
+        1.0,
+        "{text}"
+    );
     let _ = child.kill();
     let _ = child.wait();
 }

@@ -332,7 +332,9 @@ pub async fn arc_test(app: &App, who: &Who) -> Result<Resp> {
     let body = match tokio::time::timeout(Duration::from_secs(30), arc.test()).await {
         Ok(Ok(by)) => json!({"ok": true, "receiver": by, "ms": t0.elapsed().as_millis() as u64}),
         Ok(Err(e)) => json!({"ok": false, "error": e}),
-        Err(_) => json!({"ok": false, "error": "no acknowledgement within 30 s (the gateway keeps trying)"}),
+        Err(_) => {
+            json!({"ok": false, "error": "no acknowledgement within 30 s (the gateway keeps trying)"})
+        }
     };
     Ok(json_resp(StatusCode::OK, &body))
 }

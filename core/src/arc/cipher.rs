@@ -29,9 +29,15 @@ impl Key {
     pub fn new(bytes: &[u8]) -> Result<Key, KeyLengthError> {
         let err = || KeyLengthError(bytes.len());
         Ok(match bytes.len() {
-            16 => Key::Aes128(Box::new(aes::Aes128::new_from_slice(bytes).map_err(|_| err())?)),
-            24 => Key::Aes192(Box::new(aes::Aes192::new_from_slice(bytes).map_err(|_| err())?)),
-            32 => Key::Aes256(Box::new(aes::Aes256::new_from_slice(bytes).map_err(|_| err())?)),
+            16 => Key::Aes128(Box::new(
+                aes::Aes128::new_from_slice(bytes).map_err(|_| err())?,
+            )),
+            24 => Key::Aes192(Box::new(
+                aes::Aes192::new_from_slice(bytes).map_err(|_| err())?,
+            )),
+            32 => Key::Aes256(Box::new(
+                aes::Aes256::new_from_slice(bytes).map_err(|_| err())?,
+            )),
             _ => return Err(err()),
         })
     }
@@ -116,7 +122,9 @@ mod tests {
         let mut b = hex::decode("6bc1bee22e409f96e93d7e117393172a").unwrap();
         k.encrypt(&mut b).unwrap();
         assert_eq!(hex::encode(&b), "3ad77bb40d7a3660a89ecaf32466ef97");
-        let mut two = hex::decode("6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76fac45af8e51").unwrap();
+        let mut two =
+            hex::decode("6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76fac45af8e51")
+                .unwrap();
         let plain = two.clone();
         k.encrypt(&mut two).unwrap();
         assert_ne!(&two[16..], &plain[16..]);

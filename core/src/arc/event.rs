@@ -137,7 +137,11 @@ impl EventClass {
 /// The default class of an alert from its rule's kind (when the caller
 /// knows it: `silent`, `inactivity`, …), its reading kind and severity.
 /// `None`: not for the ARC (a non-urgent alert with no ARC meaning).
-pub fn classify(rule_kind: Option<&str>, kind: Option<Kind>, severity: Severity) -> Option<EventClass> {
+pub fn classify(
+    rule_kind: Option<&str>,
+    kind: Option<Kind>,
+    severity: Severity,
+) -> Option<EventClass> {
     match rule_kind {
         Some("silent") => return Some(EventClass::SilentDevice),
         Some("inactivity" | "absence" | "routine") => return Some(EventClass::NoActivity),
@@ -189,7 +193,11 @@ impl Event {
                     AlertState::Raised => 1,
                     AlertState::Cleared => 3,
                 };
-                format!("#{account}|{q}{:03} {:02} {zone:03}", self.class.cid(), self.partition.min(99))
+                format!(
+                    "#{account}|{q}{:03} {:02} {zone:03}",
+                    self.class.cid(),
+                    self.partition.min(99)
+                )
             }
             Format::Sia => {
                 let (alarm, restore) = self.class.sia();
@@ -233,11 +241,23 @@ mod tests {
     #[test]
     fn alerts_classify_by_rule_kind_then_reading_kind_then_urgency() {
         use Severity::*;
-        assert_eq!(classify(Some("silent"), Some(Kind::Motion), Warning), Some(EventClass::SilentDevice));
-        assert_eq!(classify(None, Some(Kind::WaterLeak), Warning), Some(EventClass::WaterLeak));
-        assert_eq!(classify(None, Some(Kind::Contact), Urgent), Some(EventClass::Other));
+        assert_eq!(
+            classify(Some("silent"), Some(Kind::Motion), Warning),
+            Some(EventClass::SilentDevice)
+        );
+        assert_eq!(
+            classify(None, Some(Kind::WaterLeak), Warning),
+            Some(EventClass::WaterLeak)
+        );
+        assert_eq!(
+            classify(None, Some(Kind::Contact), Urgent),
+            Some(EventClass::Other)
+        );
         assert_eq!(classify(None, Some(Kind::Temperature), Warning), None);
-        assert_eq!(classify(Some("inactivity"), None, Urgent), Some(EventClass::NoActivity));
+        assert_eq!(
+            classify(Some("inactivity"), None, Urgent),
+            Some(EventClass::NoActivity)
+        );
     }
 
     #[test]

@@ -121,8 +121,16 @@ pub fn encode(msg: &Message, ids: &Ids, key: Option<&Key>, pad: &[u8], out: &mut
             let n = (16 - (rest.len() + 1) % 16) % 16;
             let mut plain = Vec::with_capacity(n + 1 + rest.len());
             for i in 0..n {
-                let r = if pad.is_empty() { 0 } else { pad[i % pad.len()] };
-                plain.push(if pad.is_empty() { b'0' } else { PAD_CHARS[usize::from(r) % PAD_CHARS.len()] });
+                let r = if pad.is_empty() {
+                    0
+                } else {
+                    pad[i % pad.len()]
+                };
+                plain.push(if pad.is_empty() {
+                    b'0'
+                } else {
+                    PAD_CHARS[usize::from(r) % PAD_CHARS.len()]
+                });
             }
             plain.push(b'|');
             plain.extend_from_slice(rest.as_bytes());
@@ -175,8 +183,14 @@ pub struct Frame {
 }
 
 fn hex4(b: &[u8], at: usize) -> Result<u16, FrameError> {
-    let s = std::str::from_utf8(b).map_err(|_| FrameError::Malformed { at, what: "not hex" })?;
-    u16::from_str_radix(s, 16).map_err(|_| FrameError::Malformed { at, what: "not hex" })
+    let s = std::str::from_utf8(b).map_err(|_| FrameError::Malformed {
+        at,
+        what: "not hex",
+    })?;
+    u16::from_str_radix(s, 16).map_err(|_| FrameError::Malformed {
+        at,
+        what: "not hex",
+    })
 }
 
 /// Decodes one frame from the start of `buf`: the frame and the bytes it
@@ -191,13 +205,23 @@ pub fn decode<'k>(
         return Err(if buf.iter().all(|b| b.is_ascii_whitespace()) {
             FrameError::Incomplete
         } else {
-            FrameError::Malformed { at: 0, what: "no LF before the frame" }
+            FrameError::Malformed {
+                at: 0,
+                what: "no LF before the frame",
+            }
         });
     };
     if buf[..start].iter().any(|b| !b.is_ascii_whitespace()) {
-        return Err(FrameError::Malformed { at: 0, what: "bytes before LF" });
+        return Err(FrameError::Malformed {
+            at: 0,
+            what: "bytes before LF",
+        });
     }
-    let Some(end) = buf[start..].iter().position(|&b| b == b'\r').map(|e| e + start) else {
+    let Some(end) = buf[start..]
+        .iter()
+        .position(|&b| b == b'\r')
+        .map(|e| e + start)
+    else {
         return Err(FrameError::Incomplete);
     };
     let used = end + 1;
@@ -207,17 +231,26 @@ pub fn decode<'k>(
     }
     let base = start + 1;
     if f.len() < 9 {
-        return Err(FrameError::Malformed { at: base, what: "frame shorter than its header" });
+        return Err(FrameError::Malformed {
+            at: base,
+            what: "frame shorter than its header",
+        });
     }
     let said_crc = hex4(&f[0..4], base)?;
     let said_len = usize::from(hex4(&f[4..8], base + 4)?);
     let body = &f[8..];
     let calc = crc16(body);
     if calc != said_crc {
-        return Err(FrameError::Crc { said: said_crc, calc });
+        return Err(FrameError::Crc {
+            said: said_crc,
+            calc,
+        });
     }
     if said_len != body.len() {
-        return Err(FrameError::Length { said: said_len, len: body.len() });
+        return Err(FrameError::Length {
+            said: said_len,
+            len: body.len(),
+        });
     }
     parse_body(body, base + 8, key).map(|fr| (Some(fr), used))
 }
@@ -227,11 +260,18 @@ fn parse_body<'k>(
     base: usize,
     key: impl Fn(Option<&str>) -> Option<&'k Key>,
 ) -> Result<Frame, FrameError> {
-    let bad = |at: usize, what| FrameError::Malformed { at: base + at, what };
+    let bad = |at: usize, what| FrameError::Malformed {
+        at: base + at,
+        what,
+    };
     if b.first() != Some(&b'"') {
         return Err(bad(0, "expected '\"' before the ID token"));
     }
-    let close = b[1..].iter().position(|&c| c == b'"').map(|p| p + 1).ok_or(bad(0, "ID token not closed"))?;
+    let close = b[1..]
+        .iter()
+        .position(|&c| c == b'"')
+        .map(|p| p + 1)
+        .ok_or(bad(0, "ID token not closed"))?;
     let mut tok = &b[1..close];
     let encrypted = tok.first() == Some(&b'*');
     if encrypted {
@@ -249,7 +289,11 @@ fn parse_body<'k>(
     if seq.is_some() {
         i = seq_end;
     }
-    let lb = b[i..].iter().position(|&c| c == b'[').map(|p| p + i).ok_or(bad(i, "no '[' before the data"))?;
+    let lb = b[i..]
+        .iter()
+        .position(|&c| c == b'[')
+        .map(|p| p + i)
+        .ok_or(bad(i, "no '[' before the data"))?;
     // Header fields between the sequence and '[': R…, L…, #…, A… (lenient:
     // anything else is skipped, as pysiaalarm writes `None` for a missing R).
     let (mut receiver, mut line, mut account) = (None, None, None);
@@ -257,7 +301,10 @@ fn parse_body<'k>(
     let mut j = 0;
     while j < head.len() {
         let c = head[j];
-        let run = head[j + 1..].iter().take_while(|x| x.is_ascii_hexdigit()).count();
+        let run = head[j + 1..]
+            .iter()
+            .take_while(|x| x.is_ascii_hexdigit())
+            .count();
         let val = || String::from_utf8_lossy(&head[j + 1..j + 1 + run]).into_owned();
         match c {
             b'R' if run > 0 => receiver = Some(val()),
@@ -278,23 +325,37 @@ fn parse_body<'k>(
         if bytes.is_empty() && hex_len == 0 {
             return Err(FrameError::BadCipherText);
         }
-        let k = key(account.as_deref()).ok_or_else(|| FrameError::NoKey(account.clone().unwrap_or_default()))?;
+        let k = key(account.as_deref())
+            .ok_or_else(|| FrameError::NoKey(account.clone().unwrap_or_default()))?;
         k.decrypt(&mut bytes).ok_or(FrameError::BadCipherText)?;
         // Padding: anything but | [ ], then an optional '|'.
-        let p = bytes.iter().take_while(|c| !matches!(c, b'|' | b'[' | b']')).count();
-        let p = if bytes.get(p) == Some(&b'|') { p + 1 } else { p };
+        let p = bytes
+            .iter()
+            .take_while(|c| !matches!(c, b'|' | b'[' | b']'))
+            .count();
+        let p = if bytes.get(p) == Some(&b'|') {
+            p + 1
+        } else {
+            p
+        };
         plain = bytes[p..].to_vec();
         &plain
     } else {
         after
     };
     // Data up to the first ']' (data never contains brackets).
-    let rb = content.iter().position(|&c| c == b']').ok_or(bad(lb, "data not closed by ']'"))?;
+    let rb = content
+        .iter()
+        .position(|&c| c == b']')
+        .ok_or(bad(lb, "data not closed by ']'"))?;
     let data = String::from_utf8_lossy(&content[..rb]).into_owned();
     let mut rest = &content[rb + 1..];
     let mut extended = Vec::new();
     while rest.first() == Some(&b'[') {
-        let e = rest.iter().position(|&c| c == b']').ok_or(bad(lb, "extended data not closed by ']'"))?;
+        let e = rest
+            .iter()
+            .position(|&c| c == b']')
+            .ok_or(bad(lb, "extended data not closed by ']'"))?;
         extended.push(String::from_utf8_lossy(&rest[1..e]).into_owned());
         rest = &rest[e + 1..];
     }

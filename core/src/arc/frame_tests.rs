@@ -57,10 +57,16 @@ fn a_flipped_byte_is_a_crc_error_and_a_short_read_is_incomplete() {
     };
     let mut out = Vec::new();
     encode(&msg, &ids(), None, &[], &mut out);
-    assert!(matches!(decode(&out[..out.len() - 1], |_| None), Err(FrameError::Incomplete)));
+    assert!(matches!(
+        decode(&out[..out.len() - 1], |_| None),
+        Err(FrameError::Incomplete)
+    ));
     let mut bad = out.clone();
     bad[20] ^= 1;
-    assert!(matches!(decode(&bad, |_| None), Err(FrameError::Crc { .. })));
+    assert!(matches!(
+        decode(&bad, |_| None),
+        Err(FrameError::Crc { .. })
+    ));
 }
 
 #[test]

@@ -57,7 +57,10 @@ pub fn decode_reply(buf: &[u8], key: Option<&Key>) -> Result<(Option<Reply>, usi
             });
         }
     };
-    let at = f.timestamp.as_deref().and_then(|t| parse_timestamp(t.as_bytes()));
+    let at = f
+        .timestamp
+        .as_deref()
+        .and_then(|t| parse_timestamp(t.as_bytes()));
     Ok((
         Some(Reply {
             kind,
@@ -82,7 +85,12 @@ pub enum NakAction {
 
 /// Decides a NAK by its timestamp: skew beyond `tolerance_ms` is a clock
 /// problem to correct (DC-09 §5.5.2.1), anything else a refusal.
-pub fn nak_action(nak: &Reply, our_now: Time, current_offset_ms: i64, tolerance_ms: i64) -> NakAction {
+pub fn nak_action(
+    nak: &Reply,
+    our_now: Time,
+    current_offset_ms: i64,
+    tolerance_ms: i64,
+) -> NakAction {
     match nak.at {
         Some(theirs) => {
             let ours = our_now.as_millis().saturating_add(current_offset_ms);
@@ -105,19 +113,24 @@ mod tests {
     fn pysiaalarms_ack_with_none_for_the_receiver_is_an_ack_of_that_seq() {
         // Verbatim reply recorded from pysiaalarm 3.2.2 (see TOOLCHAIN.md).
         let body = br#""ACK"0001NoneL0#AAA[]"#;
-        let mut buf = format!("\n{:04X}{:04X}", super::super::crc::crc16(body), body.len()).into_bytes();
+        let mut buf =
+            format!("\n{:04X}{:04X}", super::super::crc::crc16(body), body.len()).into_bytes();
         buf.extend_from_slice(body);
         buf.push(b'\r');
         let (r, used) = decode_reply(&buf, None).unwrap();
         let r = r.unwrap();
         assert_eq!(used, buf.len());
-        assert_eq!((r.kind, r.seq, r.account.as_deref()), (ReplyKind::Ack, Some(1), Some("AAA")));
+        assert_eq!(
+            (r.kind, r.seq, r.account.as_deref()),
+            (ReplyKind::Ack, Some(1), Some("AAA"))
+        );
     }
 
     #[test]
     fn a_nak_carries_the_receivers_clock_and_a_large_skew_is_resynced() {
         let body = br#""NAK"0000R0L0A0[]_10:00:30,12-04-2026"#;
-        let mut buf = format!("\n{:04X}{:04X}", super::super::crc::crc16(body), body.len()).into_bytes();
+        let mut buf =
+            format!("\n{:04X}{:04X}", super::super::crc::crc16(body), body.len()).into_bytes();
         buf.extend_from_slice(body);
         buf.push(b'\r');
         let r = decode_reply(&buf, None).unwrap().0.unwrap();
@@ -125,7 +138,10 @@ mod tests {
         let theirs = Time::parse_rfc3339("2026-12-04T10:00:30Z").unwrap();
         assert_eq!(r.at, Some(theirs));
         let ours = Time::parse_rfc3339("2026-12-04T09:00:30Z").unwrap();
-        assert_eq!(nak_action(&r, ours, 0, 20_000), NakAction::Resync(3_600_000));
+        assert_eq!(
+            nak_action(&r, ours, 0, 20_000),
+            NakAction::Resync(3_600_000)
+        );
         // Same clock: the NAK was a refusal.
         assert_eq!(nak_action(&r, theirs, 0, 20_000), NakAction::Refused);
         // Already corrected: refusal too.
@@ -136,10 +152,14 @@ mod tests {
     fn the_empty_reply_is_no_reply_and_other_tokens_are_refused() {
         assert_eq!(decode_reply(b"\n\r", None).unwrap(), (None, 2));
         let body = br#""ADM-CID"0001R0L0#AAA[]"#;
-        let mut buf = format!("\n{:04X}{:04X}", super::super::crc::crc16(body), body.len()).into_bytes();
+        let mut buf =
+            format!("\n{:04X}{:04X}", super::super::crc::crc16(body), body.len()).into_bytes();
         buf.extend_from_slice(body);
         buf.push(b'\r');
-        assert!(matches!(decode_reply(&buf, None), Err(FrameError::Malformed { .. })));
+        assert!(matches!(
+            decode_reply(&buf, None),
+            Err(FrameError::Malformed { .. })
+        ));
         assert_eq!(decode_reply(b"\n802E00", None), Err(FrameError::Incomplete));
     }
 }

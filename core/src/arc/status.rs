@@ -27,4 +27,3 @@ pub struct ArcStatus {
     pub last_ack_at: Option<Time>,
     pub last_error: Option<String>,
 }
-

@@ -120,7 +120,11 @@ impl ArcConfig {
     /// `None` when it is not configured.
     pub fn rule_class(&self, rule: &str) -> Option<Option<EventClass>> {
         let v = self.rules.get(rule)?;
-        Some(if v == "off" { None } else { EventClass::parse(v) })
+        Some(if v == "off" {
+            None
+        } else {
+            EventClass::parse(v)
+        })
     }
 
     pub fn validate(&self) -> Vec<Problem> {
@@ -134,7 +138,10 @@ impl ArcConfig {
             out.push(Problem::new("secondary", e));
         }
         if !hex_id(&self.account, 3, 16) {
-            out.push(Problem::new("account", format!("{:?}: 3 to 16 hex digits", self.account)));
+            out.push(Problem::new(
+                "account",
+                format!("{:?}: 3 to 16 hex digits", self.account),
+            ));
         }
         for (k, v) in [("receiver", &self.receiver), ("line", &self.line)] {
             if !hex_id(v, 1, 6) {
@@ -142,7 +149,10 @@ impl ArcConfig {
             }
         }
         if self.partition > 99 {
-            out.push(Problem::new("partition", format!("{}: at most 99", self.partition)));
+            out.push(Problem::new(
+                "partition",
+                format!("{}: at most 99", self.partition),
+            ));
         }
         match self.encryption.as_str() {
             "aes" if self.key_file.is_none() => out.push(Problem::new(
@@ -150,7 +160,10 @@ impl ArcConfig {
                 "encryption = \"aes\" needs a key file (or say encryption = \"none\")",
             )),
             "aes" | "none" => {}
-            other => out.push(Problem::new("encryption", format!("{other:?}: \"aes\" or \"none\""))),
+            other => out.push(Problem::new(
+                "encryption",
+                format!("{other:?}: \"aes\" or \"none\""),
+            )),
         }
         if !matches!(self.key_encoding.as_str(), "hex" | "ascii") {
             out.push(Problem::new(
@@ -178,7 +191,10 @@ impl ArcConfig {
         }
         for (dev, z) in &self.zones {
             if !(1..=999).contains(z) {
-                out.push(Problem::new(format!("zones.{dev}"), format!("{z}: a zone is 1 to 999")));
+                out.push(Problem::new(
+                    format!("zones.{dev}"),
+                    format!("{z}: a zone is 1 to 999"),
+                ));
             }
         }
         out
@@ -221,8 +237,17 @@ mod tests {
         };
         let keys: Vec<String> = c.validate().into_iter().map(|p| p.key).collect();
         for k in [
-            "primary", "secondary", "account", "receiver", "line", "partition", "key_file",
-            "key_encoding", "attempts", "rules.panic", "zones.hall",
+            "primary",
+            "secondary",
+            "account",
+            "receiver",
+            "line",
+            "partition",
+            "key_file",
+            "key_encoding",
+            "attempts",
+            "rules.panic",
+            "zones.hall",
         ] {
             assert!(keys.iter().any(|x| x == k), "{k} not named in {keys:?}");
         }
@@ -242,9 +267,17 @@ mod tests {
     #[test]
     fn keys_decode_as_hex_or_ascii_and_wrong_lengths_are_refused() {
         let mut c = ArcConfig::default();
-        assert_eq!(c.decode_key("00112233445566778899aabbccddeeff\n").unwrap().len(), 16);
+        assert_eq!(
+            c.decode_key("00112233445566778899aabbccddeeff\n")
+                .unwrap()
+                .len(),
+            16
+        );
         assert!(c.decode_key("0011").unwrap_err().contains("2 bytes"));
         c.key_encoding = "ascii".into();
-        assert_eq!(c.decode_key("ABCDEF0123456789").unwrap(), b"ABCDEF0123456789");
+        assert_eq!(
+            c.decode_key("ABCDEF0123456789").unwrap(),
+            b"ABCDEF0123456789"
+        );
     }
 }

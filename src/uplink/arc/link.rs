@@ -53,11 +53,17 @@ async fn exchange_inner(
 ) -> Result<Exchange, String> {
     if matches!(conn, Conn::None) {
         *conn = if target.udp {
-            let s = UdpSocket::bind("0.0.0.0:0").await.map_err(|e| e.to_string())?;
+            let s = UdpSocket::bind("0.0.0.0:0")
+                .await
+                .map_err(|e| e.to_string())?;
             s.connect(&target.addr).await.map_err(|e| e.to_string())?;
             Conn::Udp(s)
         } else {
-            Conn::Tcp(TcpStream::connect(&target.addr).await.map_err(|e| format!("connect {}: {e}", target.addr))?)
+            Conn::Tcp(
+                TcpStream::connect(&target.addr)
+                    .await
+                    .map_err(|e| format!("connect {}: {e}", target.addr))?,
+            )
         };
     }
     let mut buf = Vec::with_capacity(256);
@@ -72,7 +78,9 @@ async fn exchange_inner(
                     Ok((Some(r), _)) => return Ok(Exchange::Reply(r)),
                     Ok((None, _)) => return Ok(Exchange::Empty),
                     // A stray datagram: keep waiting for ours.
-                    Err(e) => tracing::warn!(target: "carebridge::arc", "unreadable reply from {}: {e}", target.addr),
+                    Err(e) => {
+                        tracing::warn!(target: "carebridge::arc", "unreadable reply from {}: {e}", target.addr)
+                    }
                 }
             }
         }

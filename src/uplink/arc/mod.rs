@@ -20,8 +20,8 @@
 pub mod link;
 pub mod queue;
 
-pub use carebridge_core::arc::*;
 pub use carebridge_core::arc::ArcStatus;
+pub use carebridge_core::arc::*;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -58,7 +58,10 @@ impl ArcHandle {
     /// Sends a test signal; `Ok("primary"|"secondary")` once acknowledged.
     pub async fn test(&self) -> Result<&'static str, String> {
         let (tx, rx) = oneshot::channel();
-        self.tests.send(tx).await.map_err(|_| "the ARC task is not running".to_string())?;
+        self.tests
+            .send(tx)
+            .await
+            .map_err(|_| "the ARC task is not running".to_string())?;
         rx.await.map_err(|_| "the ARC task stopped".to_string())?
     }
 }
@@ -82,16 +85,24 @@ pub fn load_key(cfg: &ArcConfig) -> Result<Option<Key>, String> {
         return Ok(None);
     }
     let path = cfg.key_file.as_ref().ok_or("arc.key_file: missing")?;
-    let text = std::fs::read_to_string(path).map_err(|e| format!("arc.key_file: {}: {e}", path.display()))?;
-    let bytes = cfg.decode_key(&text).map_err(|e| format!("arc.key_file: {}: {e}", path.display()))?;
-    Key::new(&bytes).map(Some).map_err(|e| format!("arc.key_file: {e}"))
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("arc.key_file: {}: {e}", path.display()))?;
+    let bytes = cfg
+        .decode_key(&text)
+        .map_err(|e| format!("arc.key_file: {}: {e}", path.display()))?;
+    Key::new(&bytes)
+        .map(Some)
+        .map_err(|e| format!("arc.key_file: {e}"))
 }
 
 /// Starts the task: its handle, and the future to spawn.
 pub fn start(
     t: ArcTask,
     shutdown: CancellationToken,
-) -> (ArcHandle, impl std::future::Future<Output = anyhow::Result<()>>) {
+) -> (
+    ArcHandle,
+    impl std::future::Future<Output = anyhow::Result<()>>,
+) {
     let (tx, rx) = mpsc::channel(4);
     let status = t.status.clone();
     status.lock().unwrap_or_else(|p| p.into_inner()).state = "down";
@@ -154,7 +165,14 @@ impl Sender {
                 tries += 1;
                 let bytes = self.frame(kind, seq, data);
                 let (name, target) = self.targets[ti].clone();
-                let x = link::exchange(&mut self.conns[ti], &target, &bytes, self.key.as_ref(), timeout).await;
+                let x = link::exchange(
+                    &mut self.conns[ti],
+                    &target,
+                    &bytes,
+                    self.key.as_ref(),
+                    timeout,
+                )
+                .await;
                 match x {
                     Exchange::Reply(r) if matches!(r.kind, ReplyKind::Ack | ReplyKind::Rsp) => {
                         if r.seq.is_some_and(|s| s != seq) {
@@ -172,13 +190,15 @@ impl Sender {
                         let mut st = self.st();
                         st.duh += 1;
                         st.state = "connected";
-                        st.last_error = Some(format!("{name} receiver answered DUH to {}", kind.token()));
+                        st.last_error =
+                            Some(format!("{name} receiver answered DUH to {}", kind.token()));
                         tracing::error!(target: "carebridge::arc", "{name} receiver cannot use this event (DUH): {data:?}");
                         return Outcome::Duh;
                     }
                     Exchange::Reply(r) => {
                         let now = self.clock.now();
-                        let tol = i64::try_from(self.cfg.time_tolerance.0.as_millis()).unwrap_or(i64::MAX);
+                        let tol = i64::try_from(self.cfg.time_tolerance.0.as_millis())
+                            .unwrap_or(i64::MAX);
                         let mut st = self.st();
                         st.naks += 1;
                         match reply::nak_action(&r, now, self.offset_ms, tol) {
@@ -196,7 +216,9 @@ impl Sender {
                             }
                             NakAction::Refused => {
                                 st.state = "refused";
-                                st.last_error = Some(format!("{name} receiver refused the message (NAK): wrong key or account?"));
+                                st.last_error = Some(format!(
+                                    "{name} receiver refused the message (NAK): wrong key or account?"
+                                ));
                                 tracing::error!(target: "carebridge::arc", "{name} receiver refused {} seq {seq} (NAK): check account and key", kind.token());
                             }
                         }
@@ -228,7 +250,10 @@ fn event_of(cfg: &ArcConfig, q: &Queued, zone_of: impl Fn(&str) -> u16) -> Optio
     let v: serde_json::Value = serde_json::from_slice(&q.payload).ok()?;
     let rule = v.get("rule")?.as_str()?;
     // Escalated re-sends: the ARC has the situation already.
-    if v.get("attempt").and_then(|a| a.as_u64()).is_some_and(|a| a > 1) {
+    if v.get("attempt")
+        .and_then(|a| a.as_u64())
+        .is_some_and(|a| a > 1)
+    {
         return None;
     }
     let severity = match v.get("severity")?.as_str()? {
@@ -240,14 +265,21 @@ fn event_of(cfg: &ArcConfig, q: &Queued, zone_of: impl Fn(&str) -> u16) -> Optio
         "cleared" => AlertState::Cleared,
         _ => AlertState::Raised,
     };
-    let kind = v.get("kind").and_then(|k| k.as_str()).and_then(|k| k.parse::<Kind>().ok());
+    let kind = v
+        .get("kind")
+        .and_then(|k| k.as_str())
+        .and_then(|k| k.parse::<Kind>().ok());
     let rule_kind = v.get("rule_kind").and_then(|k| k.as_str());
     let class = match cfg.rule_class(rule) {
         Some(c) => c?,
         None => classify(rule_kind, kind, severity)?,
     };
     let device = v.get("device").and_then(|d| d.as_str()).unwrap_or("");
-    let zone = cfg.zones.get(device).copied().unwrap_or_else(|| zone_of(device));
+    let zone = cfg
+        .zones
+        .get(device)
+        .copied()
+        .unwrap_or_else(|| zone_of(device));
     Some(Event {
         class,
         state,
@@ -259,7 +291,11 @@ fn event_of(cfg: &ArcConfig, q: &Queued, zone_of: impl Fn(&str) -> u16) -> Optio
 fn is_urgent(q: &Queued) -> bool {
     serde_json::from_slice::<serde_json::Value>(&q.payload)
         .ok()
-        .and_then(|v| v.get("severity").and_then(|s| s.as_str()).map(|s| s == "urgent"))
+        .and_then(|v| {
+            v.get("severity")
+                .and_then(|s| s.as_str())
+                .map(|s| s == "urgent")
+        })
         .unwrap_or(false)
 }
 
@@ -291,9 +327,15 @@ async fn run(
         status: _,
     } = t;
     let queue = Arc::new(Mutex::new(Queue::open(&db, busy)?));
-    let mut targets = vec![("primary", ArcTarget::parse(&cfg.primary).map_err(anyhow::Error::msg)?)];
+    let mut targets = vec![(
+        "primary",
+        ArcTarget::parse(&cfg.primary).map_err(anyhow::Error::msg)?,
+    )];
     if let Some(s) = &cfg.secondary {
-        targets.push(("secondary", ArcTarget::parse(s).map_err(anyhow::Error::msg)?));
+        targets.push((
+            "secondary",
+            ArcTarget::parse(s).map_err(anyhow::Error::msg)?,
+        ));
     }
     let format = cfg.format;
     let mut s = Sender {
@@ -375,7 +417,11 @@ async fn run(
         // Nothing to send (or no receiver): wait for work, a test, the
         // supervision or test-report time, or the back-off.
         let now = tokio::time::Instant::now();
-        let mut wake = if down { now + backoff } else { now + Duration::from_secs(3600) };
+        let mut wake = if down {
+            now + backoff
+        } else {
+            now + Duration::from_secs(3600)
+        };
         if !supervision.is_zero() {
             wake = wake.min(last_sent + supervision);
         }

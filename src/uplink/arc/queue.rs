@@ -109,7 +109,9 @@ impl Queue {
     pub fn next_seq(&self) -> rusqlite::Result<u16> {
         let last: i64 = self
             .conn
-            .query_row("SELECT value FROM arc_state WHERE key = 'seq'", [], |r| r.get(0))
+            .query_row("SELECT value FROM arc_state WHERE key = 'seq'", [], |r| {
+                r.get(0)
+            })
             .optional()?
             .unwrap_or(0);
         let next = carebridge_core::arc::frame::next_seq(u16::try_from(last).unwrap_or(0));
@@ -157,11 +159,15 @@ impl Queue {
 
     /// The zone of `device`: the next free number at its first event.
     pub fn zone(&self, device: &str) -> rusqlite::Result<u16> {
-        self.conn
-            .execute("INSERT OR IGNORE INTO arc_zone (device) VALUES (?1)", [device])?;
-        let z: i64 = self
-            .conn
-            .query_row("SELECT zone FROM arc_zone WHERE device = ?1", [device], |r| r.get(0))?;
+        self.conn.execute(
+            "INSERT OR IGNORE INTO arc_zone (device) VALUES (?1)",
+            [device],
+        )?;
+        let z: i64 = self.conn.query_row(
+            "SELECT zone FROM arc_zone WHERE device = ?1",
+            [device],
+            |r| r.get(0),
+        )?;
         Ok(u16::try_from(z.clamp(0, 999)).unwrap_or(999))
     }
 }
