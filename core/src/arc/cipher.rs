@@ -71,7 +71,7 @@ impl Key {
     /// CBC-encrypts `data` in place with a zero IV. `None` when its length
     /// is not a multiple of 16 (the caller pads first).
     pub fn encrypt(&self, data: &mut [u8]) -> Option<()> {
-        if data.len() % 16 != 0 {
+        if !data.len().is_multiple_of(16) {
             return None;
         }
         let mut prev = [0u8; 16];
@@ -90,7 +90,7 @@ impl Key {
     /// CBC-decrypts `data` in place with a zero IV. `None` when its length
     /// is not a multiple of 16.
     pub fn decrypt(&self, data: &mut [u8]) -> Option<()> {
-        if data.len() % 16 != 0 {
+        if !data.len().is_multiple_of(16) {
             return None;
         }
         let mut prev = [0u8; 16];

@@ -156,6 +156,7 @@ impl Sender {
     /// receiver `attempts` times.
     async fn send(&mut self, kind: MsgType, seq: u16, data: &str) -> Outcome {
         let timeout = self.cfg.ack_timeout.0;
+        let mut resynced = false;
         for ti in 0..self.targets.len() {
             if ti > 0 {
                 self.st().failovers += 1;
@@ -208,10 +209,10 @@ impl Sender {
                                 drop(st);
                                 tracing::warn!(target: "carebridge::arc", "{name} receiver's clock differs by {} ms: resending with its time", off - self.offset_ms);
                                 self.offset_ms = off;
-                                // A resync does not use up an attempt.
-                                tries -= 1;
-                                if self.st().nak_resyncs % 4 == 0 {
-                                    tries += 1;
+                                // The first resync of a message does not use up an attempt.
+                                if !resynced {
+                                    resynced = true;
+                                    tries -= 1;
                                 }
                             }
                             NakAction::Refused => {

@@ -99,12 +99,6 @@ impl Queue {
         rows.collect()
     }
 
-    pub fn len(&self) -> rusqlite::Result<u64> {
-        self.conn
-            .query_row("SELECT count(*) FROM arc_queue", [], |r| r.get::<_, i64>(0))
-            .map(|n| u64::try_from(n).unwrap_or(0))
-    }
-
     /// The next DC-09 sequence number (persisted before it is used).
     pub fn next_seq(&self) -> rusqlite::Result<u16> {
         let last: i64 = self
