@@ -165,3 +165,96 @@ impl Queue {
         Ok(u16::try_from(z.clamp(0, 999)).unwrap_or(999))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::model::{Alert, AlertState, Class, DeviceId, Kind, Severity};
+    use crate::store::{Store, StoreConfig, Via, Write};
+
+    fn alert(rule: &str, at: i64) -> Alert {
+        Alert {
+            uid: None,
+            rule: Arc::from(rule),
+            severity: Severity::Urgent,
+            state: AlertState::Raised,
+            device: DeviceId::new("hall-panic").unwrap(),
+            room: None,
+            at: Time::from_millis(at),
+            message: "pressed".into(),
+            value: Some(1.0),
+            kind: Some(Kind::Panic),
+            time_trusted: true,
+            instance: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn alerts_are_captured_only_while_capture_is_on_and_survive_the_mqtt_ack() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("carebridge.db");
+        let s = Store::open(&path, &StoreConfig::default()).unwrap();
+        s.submit(Write::Alert(alert("before", 1))).await.unwrap();
+        s.submit(Write::Kv(CAPTURE_KEY.into(), Some(b"1".to_vec())))
+            .await
+            .unwrap();
+        s.submit(Write::Alert(alert("panic", 2))).await.unwrap();
+        s.flush().await.unwrap();
+        // MQTT acknowledges both: the outbox rows go, the ARC's copy stays.
+        s.submit(Write::Delivered {
+            via: Via::Mqtt,
+            rows: vec![(Class::Alert, 1), (Class::Alert, 2)],
+        })
+        .await
+        .unwrap();
+        s.flush().await.unwrap();
+        assert!(
+            s.outbox_fetch(Class::Alert, 0, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        let mut q = Queue::open(&path, Duration::from_secs(5)).unwrap();
+        let p = q.pending().unwrap();
+        assert_eq!(p.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![2]);
+        assert!(
+            std::str::from_utf8(&p[0].payload)
+                .unwrap()
+                .contains("\"rule\":\"panic\"")
+        );
+        // Sequence numbers are persistent and given before the first send.
+        let n = q.next_seq().unwrap();
+        q.assign(2, n).unwrap();
+        assert_eq!(q.pending().unwrap()[0].dc09_seq, Some(n));
+        assert_eq!(q.next_seq().unwrap(), n + 1);
+        // Zones: first come, kept.
+        assert_eq!(
+            (
+                q.zone("a").unwrap(),
+                q.zone("b").unwrap(),
+                q.zone("a").unwrap()
+            ),
+            (1, 2, 1)
+        );
+        // The ARC's ACK deletes it; MQTT was first, so the record stays mqtt.
+        q.delivered(&p[0], Time::from_millis(3)).unwrap();
+        assert!(q.pending().unwrap().is_empty());
+        let via: String = q
+            .conn
+            .query_row("SELECT via FROM alert_delivery WHERE seq = 2", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(via, "mqtt");
+
+        // Capture off: new alerts are not queued for the ARC.
+        s.submit(Write::Kv(CAPTURE_KEY.into(), None)).await.unwrap();
+        s.submit(Write::Alert(alert("after", 4))).await.unwrap();
+        s.flush().await.unwrap();
+        assert!(q.pending().unwrap().is_empty());
+        s.close().await.unwrap();
+    }
+}
