@@ -226,12 +226,12 @@ fn press(broker_port: u16, dev: &str, kind: &str, value: Value) {
     assert_eq!(publish(broker_port, &r), 1);
 }
 
-fn tmp(name: &str) -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("arc-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A fresh directory, removed when the test ends.
+fn tmp(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("arc-{name}-"))
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap()
 }
 
 /// The ARC rows still queued in the gateway's database.
@@ -247,7 +247,8 @@ fn every_alert_kind_arrives_encrypted_over_tcp_with_its_contact_id_code_zone_and
     let port = free_port();
     let key = "ABCDEF0123456789ABCDEF01"; // AES-192, ASCII as pysiaalarm takes it
     let rx = Receiver::start(&py, port, "tcp", "1234", Some(key));
-    let dir = tmp("kinds");
+    let tmpdir = tmp("kinds");
+    let dir = tmpdir.path().to_path_buf();
     std::fs::write(dir.join("arc.key"), key).unwrap();
     let g = gateway(
         &dir,
@@ -307,7 +308,8 @@ fn sia_dcs_over_udp_in_plain_arrives_with_its_sia_code_and_supervision_follows()
     let Some(py) = py_or_skip() else { return };
     let port = free_port();
     let rx = Receiver::start(&py, port, "udp", "AB12", None);
-    let dir = tmp("udp");
+    let tmpdir = tmp("udp");
+    let dir = tmpdir.path().to_path_buf();
     let g = gateway(
         &dir,
         &format!(
@@ -341,43 +343,76 @@ fn sia_dcs_over_udp_in_plain_arrives_with_its_sia_code_and_supervision_follows()
 fn with_the_primary_down_the_secondary_gets_it_and_with_both_down_it_waits_through_kill_9() {
     let Some(py) = py_or_skip() else { return };
     let (p1, p2) = (free_port(), free_port());
-    let dir = tmp("failover");
+    let tmpdir = tmp("failover");
+    let dir = tmpdir.path().to_path_buf();
     let arc = format!(
         "primary = \"tcp://127.0.0.1:{p1}\"\nsecondary = \"tcp://127.0.0.1:{p2}\"\naccount = \"1234\"\n\
          encryption = \"none\"\nack_timeout = \"1s\"\nattempts = 2\nretry_max = \"1s\"\n"
     );
-    // Both receivers down: the alert waits in the queue.
+    // Both receivers down: a tamper warning, then a panic, wait in the queue.
     let mut g = gateway(&dir, &arc);
+    press(g.broker_port, "door-sensor", "tamper", json!(true));
     press(g.broker_port, "hall-panic", "panic", json!(true));
+    // Both tried (each given its DC-09 sequence) before the kill.
+    let db = g.db();
+    let assigned = || -> Vec<(i64, i64)> {
+        rusqlite::Connection::open(&db)
+            .and_then(|c| {
+                c.prepare(
+                    "SELECT seq, dc09_seq FROM arc_queue WHERE dc09_seq IS NOT NULL ORDER BY seq",
+                )?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect()
+            })
+            .unwrap_or_default()
+    };
     assert!(
-        eventually(Duration::from_secs(10), || queued(&g) == 1),
-        "not queued: {}",
+        eventually(Duration::from_secs(15), || assigned().len() == 2),
+        "not both tried: {:?} {}",
+        assigned(),
         g.diagnose()
     );
-    std::thread::sleep(Duration::from_secs(2));
+    let before = assigned();
     g.kill9();
-    assert_eq!(queued(&g), 1, "the queue must survive kill -9");
+    assert_eq!(queued(&g), 2, "the queue must survive kill -9");
+    assert_eq!(assigned(), before);
     // The secondary comes back (the primary stays down); carebridge restarts.
     let rx2 = Receiver::start(&py, p2, "tcp", "1234", None);
     g.restart();
     let e = rx2.cid("1101");
     assert_eq!(e["account"], "1234");
+    rx2.cid("1137");
     assert!(eventually(Duration::from_secs(10), || queued(&g) == 0));
-    // A second alert also goes to the secondary while the primary is down.
+    // A third alert also goes to the secondary while the primary is down.
     press(g.broker_port, "kitchen-smoke", "smoke", json!(true));
     rx2.cid("1111");
     std::thread::sleep(Duration::from_millis(500));
-    // Each DC-09 sequence arrived once per message sent; the panic's
-    // sequence is the one written before its first try.
-    let seqs: Vec<String> = rx2
+    let got: Vec<(String, String)> = rx2
         .events()
         .iter()
         .filter(|e| e["message_type"] == "ADM-CID")
-        .map(|e| e["sequence"].as_str().unwrap().to_string())
+        .map(|e| {
+            (
+                format!(
+                    "{}{}",
+                    e["qualifier"].as_str().unwrap(),
+                    e["event_type"].as_str().unwrap()
+                ),
+                e["sequence"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
-    // The panic kept the sequence it was given before its first try
-    // (persisted, so after kill -9 the receiver sees the same number).
-    assert_eq!(seqs, vec!["0001", "0002"]);
+    // Urgent first although the tamper is older; each arrived once, with
+    // the sequence written before its first try (kept through kill -9).
+    let seq_of = |outbox_seq: i64| {
+        let n = before.iter().find(|(s, _)| *s == outbox_seq).unwrap().1;
+        format!("{n:04}")
+    };
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert_eq!(got[0], ("1101".to_string(), seq_of(2)));
+    assert_eq!(got[1], ("1137".to_string(), seq_of(1)));
+    assert_eq!(got[2].0, "1111");
+    assert!(got[2].1 != got[0].1 && got[2].1 != got[1].1, "{got:?}");
 }
 
 #[test]
@@ -385,7 +420,8 @@ fn a_wrong_key_is_refused_by_the_receiver_and_counted_in_the_status() {
     let Some(py) = py_or_skip() else { return };
     let port = free_port();
     let rx = Receiver::start(&py, port, "tcp", "1234", Some("ABCDEF0123456789"));
-    let dir = tmp("wrongkey");
+    let tmpdir = tmp("wrongkey");
+    let dir = tmpdir.path().to_path_buf();
     std::fs::write(dir.join("arc.key"), "0123456789ABCDEF").unwrap();
     let web = free_port();
     let g = gateway(
@@ -460,7 +496,8 @@ fn a_timestamp_nak_makes_the_gateway_take_the_receivers_time_and_resend() {
     };
     let port = free_port();
     let rx = Receiver::start(&py, port, "tcp", "1234", Some("ABCDEF0123456789"));
-    let dir = tmp("skew");
+    let tmpdir = tmp("skew");
+    let dir = tmpdir.path().to_path_buf();
     std::fs::write(dir.join("arc.key"), "ABCDEF0123456789").unwrap();
     let web = free_port();
     let (config, broker_port) = write_config(
@@ -527,7 +564,8 @@ fn cmd_arc_test_from_the_cloud_sends_a_manual_test_report_and_answers_who_acknow
     let col = common::Collector::start(up.port, "cb/#");
     let port = free_port();
     let rx = Receiver::start(&py, port, "tcp", "1234", None);
-    let dir = tmp("cmd");
+    let tmpdir = tmp("cmd");
+    let dir = tmpdir.path().to_path_buf();
     let (config, broker_port) = write_config(
         &dir,
         &format!(
