@@ -13,6 +13,7 @@
 //! | `config` | `{"config": "<TOML fragment>", "version"?}` or `{"rollback": "config"}` | applies `[devices.*]`/`[log]` without restart |
 //! | `config` | `{"device_credentials": {"set": [...], "revoke": [...]}}` | Wi-Fi device credentials for the local broker ([`crate::devauth::record`]), applied first, all or nothing |
 //! | `diagnostics` | – | a bounded JSON report ([`crate::diagnostics`]) |
+//! | `arc_test` | – | sends a manual test (Contact ID 601 / SIA RX, zone 0) to the alarm receiving centre; `{"ok":true,"receiver":"primary"\|"secondary"}` once acknowledged (waits at most 30 s) |
 //! | `update` | `{"url", "sha256", "size"?}` | download, verify, install on trial, restart ([`crate::ota::daemon`]); progress and outcome on `cmd/update/result` |
 //!
 //! `cmd/config` bodies may be JSON or TOML, and signed: see
@@ -53,6 +54,8 @@ pub struct CommandHandler {
     /// The gateway's clock, for `expires` (`None`: the system clock,
     /// taken as trusted).
     pub clock: Option<std::sync::Arc<dyn crate::clock::Clock>>,
+    /// `cmd/arc_test`, when `[arc]` is configured.
+    pub arc: Option<crate::uplink::arc::ArcHandle>,
 }
 
 /// What `cmd/config` (beyond rule sets) and `cmd/diagnostics` need.
@@ -284,6 +287,20 @@ impl CommandHandler {
                     },
                 }
             }
+            "arc_test" => match &self.arc {
+                None => {
+                    json!({"ok": false, "error": "no alarm receiving centre configured ([arc])"})
+                }
+                Some(a) => {
+                    match tokio::time::timeout(std::time::Duration::from_secs(30), a.test()).await {
+                        Ok(Ok(by)) => json!({"ok": true, "receiver": by}),
+                        Ok(Err(e)) => json!({"ok": false, "error": e}),
+                        Err(_) => {
+                            json!({"ok": false, "error": "no acknowledgement within 30 s (still trying; see the status)"})
+                        }
+                    }
+                }
+            },
             other => json!({"ok": false, "error": format!("unknown command {other:?}")}),
         }
     }

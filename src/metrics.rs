@@ -417,6 +417,60 @@ pub fn render(i: &Inputs) -> String {
         );
         o.sample("lorawan_info_dropped_total", &[], l.info_dropped);
     }
+    if let Some(a) = &s.uplinks.arc {
+        o.family(
+            "arc_up",
+            "gauge",
+            "1 when the alarm receiving centre answered the last message.",
+        );
+        o.sample("arc_up", &[], u8::from(a.state == "connected"));
+        o.family(
+            "arc_queued",
+            "gauge",
+            "Alerts waiting for the alarm receiving centre's ACK.",
+        );
+        o.sample("arc_queued", &[], a.queued);
+        for (name, help, v) in [
+            (
+                "arc_delivered_total",
+                "Alerts the ARC acknowledged since start.",
+                a.delivered,
+            ),
+            (
+                "arc_naks_total",
+                "NAKs from the ARC since start (refusals and clock resyncs).",
+                a.naks,
+            ),
+            (
+                "arc_nak_resyncs_total",
+                "Timestamp NAKs: clock corrected and message resent.",
+                a.nak_resyncs,
+            ),
+            (
+                "arc_duh_total",
+                "DUH answers (event not understood, dropped) since start.",
+                a.duh,
+            ),
+            (
+                "arc_timeouts_total",
+                "Exchanges with no usable answer since start.",
+                a.timeouts,
+            ),
+            (
+                "arc_failovers_total",
+                "Switches to the secondary receiver since start.",
+                a.failovers,
+            ),
+            (
+                "arc_supervision_total",
+                "NULL link tests sent since start.",
+                a.supervision_sent,
+            ),
+        ] {
+            o.family(name, "counter", help);
+            o.sample(name, &[], v);
+        }
+    }
     o.family(
         "link_up",
         "gauge",
@@ -627,6 +681,7 @@ mod tests {
                         ..UplinkState::off()
                     },
                     lorawan: None,
+                    arc: None,
                 },
                 links: [("zigbee".to_string(), zigbee_up)].into(),
                 zigbee: Some(ZigbeeStatus {

@@ -7,6 +7,7 @@
 //! crate lets the compiler hold the line that used to be held by habit, and
 //! lets tests drive days of a home through the core in milliseconds.
 //!
+//! - [`arc`]: the alarm receiving centre codec (SIA DC-09, Contact ID, SIA DCS);
 //! - [`model`]: devices, readings, alerts — the shared vocabulary;
 //! - [`setting`]: what every config section speaks (problems, errors, durations, locations);
 //! - [`config`]: the TOML configuration's types, defaults and validation;
@@ -22,6 +23,7 @@
 //! - [`status`]: the typed status document (heartbeat, UI, metrics, diagnostics);
 //! - [`clock`]: the [`clock::Clock`] trait and a manual clock for tests.
 
+pub mod arc;
 pub mod clock;
 pub mod config;
 pub mod devauth;

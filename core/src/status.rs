@@ -179,6 +179,9 @@ pub struct Uplinks {
     /// Only with `[lorawan]`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lorawan: Option<LoraStatus>,
+    /// Only with `[arc]`: the alarm receiving centre path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arc: Option<crate::arc::ArcStatus>,
 }
 
 /// Connection state of one uplink (defined with the uplinks).

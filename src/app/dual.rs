@@ -19,6 +19,8 @@ pub(super) struct DualLinks {
     pub(super) zigbee: Option<mpsc::Sender<crate::zigbee::ZigbeeCommand>>,
     pub(super) rules: crate::rules::active::Rules,
     pub(super) status: crate::uplink::dual::SharedStatus,
+    /// `cmd/arc_test` over a downlink, when `[arc]` is configured.
+    pub(super) arc: Option<crate::uplink::arc::ArcHandle>,
 }
 
 /// Starts the LoRaWAN modem task and the router between it, the outbox and
@@ -53,6 +55,7 @@ pub(super) fn start_dual_path(
                 updater: None,
                 seen: None,
                 clock: None,
+                arc: links.arc.clone(),
             };
             let sd = shutdown.clone();
             tasks.spawn(async move { ("lorawan-commands", handler.run(rx, sd).await) });

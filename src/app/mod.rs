@@ -12,6 +12,7 @@
 //! router), [`integrations`] (Home Assistant, config versions, metrics),
 //! [`clock`] (the real clock), `demo` (`carebridge demo`, feature `sim`).
 
+mod arc;
 mod clock;
 #[cfg(feature = "sim")]
 mod demo;
@@ -100,6 +101,9 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<(), Exit> {
     w.start_simulator(&inputs, &ingest);
     w.start_zigbee(&ingest, ends.zigbee, ends.zigbee_counters);
     w.start_serial_boards(&ingest);
+    // Before the hub commits any alert, and before the command handlers
+    // that send its test signal.
+    arc::start_arc(&mut w).await?;
     w.start_mqtt_uplink(&inputs, ends.mqtt)?;
     w.start_ota();
     integrations::start_metrics(&mut w)

@@ -35,6 +35,8 @@ pub(super) struct StatusSources {
     pub versions: crate::remote_config::Versions,
     pub zigbee: Option<Arc<crate::zigbee::ZigbeeCounters>>,
     pub lorawan: Option<crate::uplink::dual::SharedStatus>,
+    /// The ARC path's status, when `[arc]` is configured.
+    pub arc: Option<crate::uplink::arc::SharedArcStatus>,
     /// The local broker's access policy, when `[local_broker]` is configured.
     pub local_broker: Option<crate::devauth::Report>,
     /// Life-safety kinds the active rules leave without an alert.
@@ -83,6 +85,10 @@ impl StatusSources {
             uplinks: Uplinks {
                 mqtt: self.uplink.borrow().clone(),
                 lorawan,
+                arc: self
+                    .arc
+                    .as_ref()
+                    .map(|a| a.lock().unwrap_or_else(|p| p.into_inner()).clone()),
             },
             links,
             counters: Counters {

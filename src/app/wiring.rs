@@ -63,6 +63,10 @@ pub(super) struct Wiring {
     pub broker_tls_addr: Option<SocketAddr>,
     /// The local broker's access policy (with `[local_broker]`).
     pub devauth: Option<crate::devauth::Prepared>,
+    /// The alarm receiving centre task (with `[arc]`, once started).
+    pub arc: Option<crate::uplink::arc::ArcHandle>,
+    /// The ARC path's status, when `[arc]` is configured.
+    pub arc_status: Option<crate::uplink::arc::SharedArcStatus>,
 }
 
 /// The receiving ends, each handed to the one step that owns it.
@@ -154,6 +158,10 @@ impl Wiring {
             .lorawan
             .as_ref()
             .map(|_| crate::uplink::dual::SharedStatus::default());
+        let arc_status = cfg
+            .arc
+            .as_ref()
+            .map(|_| crate::uplink::arc::SharedArcStatus::default());
         let status = status_builder(StatusSources {
             gateway: cfg.gateway.id.clone(),
             timezone: cfg.gateway.timezone.clone(),
@@ -168,6 +176,7 @@ impl Wiring {
             versions: versions.clone(),
             zigbee: zigbee_counters.clone(),
             lorawan: lora_status.clone(),
+            arc: arc_status.clone(),
             local_broker: devauth.as_ref().map(|d| d.report.clone()),
             life_safety_off: rules.life_safety_off(),
         });
@@ -202,6 +211,8 @@ impl Wiring {
             web_addr: None,
             broker_tls_addr: None,
             devauth,
+            arc: None,
+            arc_status,
         };
         let ends = Ends {
             ingest: ingest_tx,
@@ -444,6 +455,7 @@ impl Wiring {
                 }
             },
             clock: Some(self.opts.clock.clone()),
+            arc: self.arc.clone(),
         }
     }
 
@@ -483,6 +495,7 @@ impl Wiring {
             zigbee: self.zigbee.clone(),
             rules: self.rules.clone(),
             status,
+            arc: self.arc.clone(),
         };
         dual::start_dual_path(&mut self.tasks, l, links, &self.shutdown)
     }
@@ -532,7 +545,9 @@ impl Wiring {
             // Wi-Fi device credentials for the local broker.
             .with_credentials(self.devauth.as_ref().map(|d| {
                 Arc::new(d.report.clone()) as Arc<dyn crate::web::roles::DeviceCredentials>
-            })),
+            }))
+            // The Uplinks page's "send test signal" (with `[arc]`).
+            .with_arc(self.arc.clone()),
         );
         let (addr, handle) = crate::web::server::serve_with_metrics(
             w,

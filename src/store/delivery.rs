@@ -46,6 +46,9 @@ fn counter(via: Via) -> &'static str {
     match via {
         Via::Mqtt => "delivered.mqtt",
         Via::Lorawan => "delivered.lorawan",
+        // Written by the ARC task's own connection (`uplink::arc::queue`),
+        // never by the writer's tally.
+        Via::Arc => "delivered.arc",
     }
 }
 
@@ -103,6 +106,8 @@ impl Tally {
         match via {
             Via::Mqtt => self.stats.mqtt += 1,
             Via::Lorawan => self.stats.lorawan += 1,
+            // Not written through the writer (see `counter`).
+            Via::Arc => {}
         }
         self.dirty = true;
         self.recorded_max = Some(self.recorded_max.map_or(seq, |m| m.max(seq)));

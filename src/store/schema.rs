@@ -67,6 +67,9 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // product query needs it (history is read by time; `history_of` filters
     // the time range by device). Rows are untouched.
     "DROP INDEX IF EXISTS history_device_at;",
+    // v4: the alarm receiving centre's own queue, filled by a trigger in
+    // the transaction that adds the alert row (see `uplink::arc::queue`).
+    crate::uplink::arc::queue::MIGRATION,
 ];
 
 /// Page size of a new database. Every commit appends a copy of each page

@@ -79,7 +79,18 @@ async fn a_v2_database_migrates_to_v3_keeping_every_row_and_dropping_only_the_de
     s.close().await.unwrap();
 
     let c = rusqlite::Connection::open(&path).unwrap();
-    assert_eq!(count(&c, "PRAGMA user_version"), 3);
+    // Every migration since v2 applied (v3 here; v4 added the ARC queue).
+    assert_eq!(
+        count(&c, "PRAGMA user_version"),
+        super::schema::MIGRATIONS.len() as i64
+    );
+    assert_eq!(
+        count(
+            &c,
+            "SELECT count(*) FROM sqlite_schema WHERE name = 'arc_capture'"
+        ),
+        1
+    );
     assert_eq!(count(&c, "SELECT count(*) FROM history"), 6);
     assert_eq!(
         count(

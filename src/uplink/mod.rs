@@ -10,6 +10,7 @@
 
 pub use carebridge_core::uplink::*;
 
+pub mod arc;
 pub mod dual;
 pub mod lorawan;
 pub mod mqtt;

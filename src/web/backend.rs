@@ -38,6 +38,8 @@ pub struct StoreBackend {
     pub config_state: Option<crate::remote_config::ConfigState>,
     /// Wi-Fi device credentials (with `[local_broker]`).
     pub credentials: Option<Arc<dyn super::roles::DeviceCredentials>>,
+    /// The alarm receiving centre's test signal (with `[arc]`).
+    pub arc: Option<crate::uplink::arc::ArcHandle>,
 }
 
 impl std::fmt::Debug for StoreBackend {
@@ -68,7 +70,14 @@ impl StoreBackend {
             zigbee_tx: None,
             config_state: None,
             credentials: None,
+            arc: None,
         }
+    }
+
+    /// Wires the Uplinks page's "send test signal" to the ARC task.
+    pub fn with_arc(mut self, arc: Option<crate::uplink::arc::ArcHandle>) -> StoreBackend {
+        self.arc = arc;
+        self
     }
 
     /// Wires `permit_join` to the coordinator task's command channel.
@@ -123,7 +132,15 @@ pub fn uplink_settings(cfg: &crate::config::Config) -> serde_json::Value {
             "daily_airtime": l.daily_airtime.to_string(),
         })
     });
-    serde_json::json!({ "gateway": cfg.gateway.id, "mqtt": mqtt, "lorawan": lorawan })
+    let arc = cfg.arc.as_ref().map(|a| {
+        serde_json::json!({
+            "primary": a.primary, "secondary": a.secondary, "account": a.account,
+            "receiver": a.receiver, "line": a.line, "format": a.format,
+            "encryption": if a.encryption == "none" { "none (plain)" } else { "AES (key file set)" },
+            "supervision": a.supervision.to_string(),
+        })
+    });
+    serde_json::json!({ "gateway": cfg.gateway.id, "mqtt": mqtt, "lorawan": lorawan, "arc": arc })
 }
 
 fn failed(e: crate::store::StoreError) -> BackendError {
@@ -141,7 +158,10 @@ impl From<Arc<StoreBackend>> for Roles {
             state: b.clone(),
             rules: Some(Arc::new(b.rules.clone())),
             credentials: b.credentials.clone(),
-            settings: Settings::from_config(&b.config),
+            settings: Settings {
+                arc: b.arc.clone(),
+                ..Settings::from_config(&b.config)
+            },
         }
     }
 }

@@ -61,6 +61,7 @@ impl Default for MemoryBackend {
                     ..UplinkState::off()
                 },
                 lorawan: None,
+                arc: None,
             },
             ..Status::default()
         };
@@ -210,6 +211,7 @@ impl From<Arc<MemoryBackend>> for Roles {
                 mqtt: None,
                 gateway: "gw-memory".into(),
                 life_safety: crate::life_safety::DEFAULT.to_vec(),
+                arc: None,
             },
         }
     }

@@ -224,6 +224,8 @@ pub struct Settings {
     /// `[rules] life_safety`: the kinds a rule set may not leave without an
     /// alert unless the change is confirmed ([`crate::life_safety`]).
     pub life_safety: Vec<crate::model::Kind>,
+    /// The alarm receiving centre's test signal, when `[arc]` is running.
+    pub arc: Option<crate::uplink::arc::ArcHandle>,
 }
 
 impl Settings {
@@ -237,6 +239,7 @@ impl Settings {
             mqtt: cfg.uplink.mqtt.clone().map(|m| (m, cfg.gateway.id.clone())),
             gateway: cfg.gateway.id.clone(),
             life_safety: cfg.rules.life_safety(),
+            arc: None,
         }
     }
 }

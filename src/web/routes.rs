@@ -490,6 +490,11 @@ where
                 |app: Arc<App>, who: Who| async move { done(system::mqtt_test(&app, &who).await) },
             )
             .boxed(),
+        warp::path!("api" / "v1" / "uplinks" / "arc" / "test")
+            .and(warp::post())
+            .and(s())
+            .then(|app: Arc<App>, who: Who| async move { done(system::arc_test(&app, &who).await) })
+            .boxed(),
         warp::path!("api" / "v1" / "commissioning")
             .and(warp::get())
             .and(s())

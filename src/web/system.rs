@@ -393,6 +393,27 @@ pub async fn logs(who: &Who) -> Result<Resp> {
     Ok(attachment(r, "attachment; filename=\"carebridge-log.txt\""))
 }
 
+/// `POST /api/v1/uplinks/arc/test`: a manual test signal (Contact ID 601,
+/// zone 0) to the alarm receiving centre, waiting at most 30 s for its ACK.
+pub async fn arc_test(app: &App, who: &Who) -> Result<Resp> {
+    installer(who)?;
+    let Some(arc) = app.roles.settings.arc.clone() else {
+        return Err(Fail::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no alarm receiving centre is configured ([arc] is missing)",
+        ));
+    };
+    let t0 = Instant::now();
+    let body = match tokio::time::timeout(Duration::from_secs(30), arc.test()).await {
+        Ok(Ok(by)) => json!({"ok": true, "receiver": by, "ms": t0.elapsed().as_millis() as u64}),
+        Ok(Err(e)) => json!({"ok": false, "error": e}),
+        Err(_) => {
+            json!({"ok": false, "error": "no acknowledgement within 30 s (the gateway keeps trying)"})
+        }
+    };
+    Ok(json_resp(StatusCode::OK, &body))
+}
+
 /// `POST /api/v1/uplinks/mqtt/test`: one connection with the configured
 /// settings (own client id), at most 10 s, reporting the exact error.
 pub async fn mqtt_test(app: &App, who: &Who) -> Result<Resp> {

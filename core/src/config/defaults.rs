@@ -33,6 +33,7 @@ fn defaults_of(section: &str) -> toml::Table {
         "serial" => t::<crate::line::SerialBoardConfig>(),
         "lorawan" => t::<crate::uplink::lorawan::LorawanConfig>(),
         "ota" => t::<crate::config::OtaConfig>(),
+        "arc" => t::<crate::config::ArcConfig>(),
         "remote" => t::<crate::config::RemoteConfig>(),
         "homeassistant" => t::<crate::config::HaConfig>(),
         "metrics" => t::<crate::config::MetricsConfig>(),

@@ -59,6 +59,7 @@ fn sections() -> Vec<(&'static str, BTreeSet<&'static str>)> {
         ("zigbee", fields::<crate::zigbee::ZigbeeConfig>()),
         ("serial", fields::<crate::line::SerialBoardConfig>()),
         ("lorawan", fields::<crate::uplink::lorawan::LorawanConfig>()),
+        ("arc", fields::<crate::config::ArcConfig>()),
         ("ota", fields::<crate::config::OtaConfig>()),
         ("remote", fields::<crate::config::RemoteConfig>()),
         ("homeassistant", fields::<crate::config::HaConfig>()),
@@ -136,6 +137,7 @@ fn with_every_section_on_the_file_parses_to_every_default() {
     want.zigbee = Some(Default::default());
     want.serial = vec![Default::default()];
     want.lorawan = Some(Default::default());
+    want.arc = Some(Default::default());
     want.ota = Some(Default::default());
     want.simulator = Some(Default::default());
     want.devices

@@ -45,6 +45,8 @@ pub struct Config {
     pub rules: crate::rules::RulesConfig,
     pub zigbee: Option<crate::zigbee::ZigbeeConfig>,
     pub lorawan: Option<crate::uplink::lorawan::LorawanConfig>,
+    /// The alarm receiving centre (SIA DC-09).
+    pub arc: Option<ArcConfig>,
     /// Serial sensor boards speaking the line protocol, one table per port.
     pub serial: Vec<crate::line::SerialBoardConfig>,
     pub ota: Option<OtaConfig>,
@@ -275,6 +277,9 @@ impl Config {
                 ));
             }
         }
+        if let Some(a) = &self.arc {
+            out.extend(a.validate().into_iter().map(|p| p.within("arc")));
+        }
         let sections: [(&str, Vec<Problem>); 7] = [
             ("store", self.store.validate()),
             ("rules", self.rules.validate()),
@@ -464,6 +469,7 @@ pub fn merge_tables(into: &mut toml::Table, from: toml::Table) {
     }
 }
 
+mod arc;
 mod broker_url;
 mod defaults;
 mod ha;
@@ -480,6 +486,7 @@ mod store;
 mod tests;
 mod web;
 
+pub use arc::{ArcConfig, ArcTarget};
 pub use broker_url::{BrokerUrl, BrokerUrls};
 pub use defaults::defaults_toml;
 pub use ha::HaConfig;

@@ -113,6 +113,11 @@ publish JSON readings to carebridge/in/<device_id>, e.g.
         "[ota]",
         "Over-the-air updates (signed bundles, trial, automatic rollback).",
     ),
+    off(
+        "arc",
+        "[arc]",
+        "An alarm receiving centre (SIA DC-09, Contact ID or SIA DCS). Uncomment to enable.",
+    ),
     on("remote", "[remote]", ""),
     on("homeassistant", "[homeassistant]", ""),
     on("metrics", "[metrics]", ""),
@@ -313,6 +318,33 @@ single-label names always work; other Host headers are refused).",
     k("remote.keys_dir")
         .example("\"/etc/carebridge/keys\"")
         .after("default: [ota] keys_dir"),
+    //
+    k("arc.primary").after("tcp://host:port or udp://host:port"),
+    k("arc.secondary")
+        .after("tried while the primary does not answer")
+        .example("\"tcp://arc2.example.org:9000\""),
+    k("arc.account").after("the account number at the ARC, 3-16 hex digits"),
+    k("arc.receiver").after("receiver number (R), 1-6 hex digits"),
+    k("arc.line").after("line number (L), 1-6 hex digits"),
+    k("arc.partition").after("Contact ID partition (group), 0-99"),
+    k("arc.format").after("\"contact_id\" (ADM-CID) or \"sia\" (SIA-DCS)"),
+    k("arc.encryption").after("\"aes\" (needs key_file) or \"none\" (plain, only when said)"),
+    k("arc.key_file")
+        .after("the AES-128/192/256 key agreed with the ARC")
+        .example("\"/etc/carebridge/arc.key\""),
+    k("arc.key_encoding").after("\"hex\" (DC-09) or \"ascii\" (key characters used as they are)"),
+    k("arc.supervision").after("a NULL link test this often while idle (0s: never)"),
+    k("arc.periodic_test").after("a periodic test report (Contact ID 602) this often (0s: never)"),
+    k("arc.ack_timeout").after("wait this long for the receiver's ACK"),
+    k("arc.attempts").after("tries on one receiver before the other"),
+    k("arc.retry_max").after("the longest wait between rounds while no receiver answers"),
+    k("arc.time_tolerance").after("a NAK with a clock further off than this: resync and resend"),
+    k("arc.rules")
+        .above("Per rule: the event class sent (see ARC.md), or \"off\".")
+        .example("{ front-door-night = \"other\", hall-silent = \"silent_device\" }"),
+    k("arc.zones")
+        .above("Per device: its zone number at the ARC (1-999).")
+        .example("{ hall-panic = 1, kitchen-smoke = 2 }"),
     //
     k("homeassistant.enabled")
         .above("Publish Home Assistant MQTT discovery on the local broker (needs [local_broker])."),

@@ -86,6 +86,9 @@ pub struct Direct {
 pub enum Via {
     Mqtt,
     Lorawan,
+    /// The alarm receiving centre (SIA DC-09): recorded when its ACK came
+    /// first; the outbox row stays for the other paths.
+    Arc,
 }
 
 impl Via {
@@ -93,6 +96,7 @@ impl Via {
         match self {
             Via::Mqtt => "mqtt",
             Via::Lorawan => "lorawan",
+            Via::Arc => "arc",
         }
     }
     /// The inverse of [`Via::as_str`].
@@ -100,6 +104,7 @@ impl Via {
         match s {
             "mqtt" => Some(Via::Mqtt),
             "lorawan" => Some(Via::Lorawan),
+            "arc" => Some(Via::Arc),
             _ => None,
         }
     }

@@ -1,7 +1,7 @@
 // Which uplink delivered the alert (the first to acknowledge it), or that it
 // is still queued in the gateway.
 function route(a) {
-  if (a.delivered_via) return 'delivered via ' + (a.delivered_via === 'lorawan' ? 'LoRaWAN' : 'MQTT') + ' ' + when(a.delivered_at);
+  if (a.delivered_via) return 'delivered via ' + ({lorawan: 'LoRaWAN', arc: 'the alarm receiving centre'}[a.delivered_via] || 'MQTT') + ' ' + when(a.delivered_at);
   if (a.delivery === 'waiting') return 'waiting for an uplink (kept in the gateway)';
   return 'delivery not recorded';
 }
