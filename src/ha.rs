@@ -84,6 +84,8 @@ pub fn entity(kind: Kind) -> (&'static str, Option<&'static str>, Option<&'stati
         Battery => sen("battery", "%"),
         Voltage => sen("voltage", "V"),
         Pressure => sen("atmospheric_pressure", "hPa"),
+        // The last press (1 single, 2 double, 3 long): a plain number.
+        Button => ("sensor", None, None),
     }
 }
 

@@ -209,6 +209,7 @@ impl From<Arc<MemoryBackend>> for Roles {
                 ota: Default::default(),
                 mqtt: None,
                 gateway: "gw-memory".into(),
+                devices: crate::zigbee::library::Library::builtin(),
             },
         }
     }

@@ -169,6 +169,9 @@ pub enum Record {
     Audit,
     /// The recent-alerts list with acknowledgements.
     RecentAlerts,
+    /// The Zigbee network and its interviewed devices (written by the
+    /// Zigbee task; the UI only reads it for the devices' clusters).
+    ZigbeeNetwork,
 }
 
 impl Record {
@@ -179,6 +182,7 @@ impl Record {
             Record::SetupCode => "web/setup",
             Record::Audit => "web/audit",
             Record::RecentAlerts => "web/alerts",
+            Record::ZigbeeNetwork => "zigbee.network",
         }
     }
 }
@@ -204,6 +208,8 @@ pub struct Settings {
     /// `[gateway] id`, which an uploaded bundle's `gateways` must name
     /// (when it names any).
     pub gateway: String,
+    /// The Zigbee device library (built in, plus `[zigbee] devices_file`).
+    pub devices: Arc<crate::zigbee::library::Library>,
 }
 
 impl Settings {
@@ -216,6 +222,11 @@ impl Settings {
             ota: cfg.ota.clone().unwrap_or_default(),
             mqtt: cfg.uplink.mqtt.clone().map(|m| (m, cfg.gateway.id.clone())),
             gateway: cfg.gateway.id.clone(),
+            devices: cfg
+                .zigbee
+                .as_ref()
+                .and_then(|z| crate::zigbee::load_library(z).ok())
+                .unwrap_or_else(crate::zigbee::library::Library::builtin),
         }
     }
 }
