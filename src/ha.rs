@@ -160,7 +160,8 @@ impl Topics {
         if component == "binary_sensor" {
             doc["payload_on"] = "ON".into();
             doc["payload_off"] = "OFF".into();
-        } else {
+        } else if kind != Kind::Button {
+            // A press code (1 single, 2 double, 3 long) is no measurement.
             doc["state_class"] = if kind == Kind::Energy {
                 "total_increasing"
             } else {
