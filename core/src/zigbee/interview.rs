@@ -206,7 +206,10 @@ impl Interview {
             Step::ReadBasic(ep) => af(
                 cluster::BASIC,
                 *ep,
-                zcl::read_attributes(s, &[0x0004, 0x0005]),
+                // Manufacturer and model, and (Zigbee2MQTT's "magic
+                // packet") the rest that Tuya TS0601 firmwares want read
+                // before they start reporting; others skip what they lack.
+                zcl::read_attributes(s, &[0x0004, 0x0000, 0x0001, 0x0005, 0x0007, 0xFFFE]),
                 s,
             ),
             Step::ReadZoneType(ep) => af(
