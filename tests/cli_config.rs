@@ -162,7 +162,10 @@ fn a_broken_device_library_file_names_the_file_the_entry_and_the_key() {
     std::fs::remove_file(&lib).unwrap();
     let (code, err) = check(&cfg);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("devices.toml") && err.contains("cannot read"), "{err}");
+    assert!(
+        err.contains("devices.toml") && err.contains("cannot read"),
+        "{err}"
+    );
     std::fs::write(&lib, "").unwrap();
     let (code, err) = check(&cfg);
     assert_eq!(code, 0, "{err}");

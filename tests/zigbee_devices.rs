@@ -53,7 +53,12 @@ struct Fixture {
     want: &'static [(Kind, f64)],
 }
 
-const fn fx(id: &'static str, cluster: u16, zcl: &'static str, want: &'static [(Kind, f64)]) -> Fixture {
+const fn fx(
+    id: &'static str,
+    cluster: u16,
+    zcl: &'static str,
+    want: &'static [(Kind, f64)],
+) -> Fixture {
     Fixture {
         id,
         cluster,
@@ -70,7 +75,12 @@ const fn fx(id: &'static str, cluster: u16, zcl: &'static str, want: &'static [(
 const FIXTURES: &[Fixture] = &[
     // Aqara door: genOnOff attribute 0 = 1 (open); keep-alive 0xFF01 with
     // 3000 mV and state 0 (closed).
-    fx("aqara_door_mccgq11lm", 0x0006, "18 01 0a 00 00 10 01", &[(Contact, 1.0)]),
+    fx(
+        "aqara_door_mccgq11lm",
+        0x0006,
+        "18 01 0a 00 00 10 01",
+        &[(Contact, 1.0)],
+    ),
     fx(
         "aqara_door_mccgq11lm",
         0x0000,
@@ -78,9 +88,24 @@ const FIXTURES: &[Fixture] = &[
         &[(Voltage, 3.0), (Battery, 100.0), (Contact, 0.0)],
     ),
     // Aqara motion: occupancy 1 (it never sends 0); illuminance in plain lux.
-    fx("aqara_motion_rtcgq11lm", 0x0406, "18 03 0a 00 00 18 01", &[(Motion, 1.0)]),
-    fx("aqara_motion_rtcgq11lm", 0x0400, "18 04 0a 00 00 21 2c 01", &[(Illuminance, 300.0)]),
-    fx("xiaomi_motion_rtcgq01lm", 0x0406, "18 05 0a 00 00 18 01", &[(Motion, 1.0)]),
+    fx(
+        "aqara_motion_rtcgq11lm",
+        0x0406,
+        "18 03 0a 00 00 18 01",
+        &[(Motion, 1.0)],
+    ),
+    fx(
+        "aqara_motion_rtcgq11lm",
+        0x0400,
+        "18 04 0a 00 00 21 2c 01",
+        &[(Illuminance, 300.0)],
+    ),
+    fx(
+        "xiaomi_motion_rtcgq01lm",
+        0x0406,
+        "18 05 0a 00 00 18 01",
+        &[(Motion, 1.0)],
+    ),
     // Aqara leak: IAS zone status alarm1 (its zone type never read).
     fx(
         "aqara_leak_sjcgq11lm",
@@ -93,12 +118,32 @@ const FIXTURES: &[Fixture] = &[
         "aqara_th_wsdcgq11lm",
         0x0000,
         "1c 5f 11 07 0a 01 ff 42 0c 01 21 86 0b 64 29 66 08 65 21 94 11",
-        &[(Voltage, 2.95), (Battery, 67.0), (Temperature, 21.5), (Humidity, 45.0)],
+        &[
+            (Voltage, 2.95),
+            (Battery, 67.0),
+            (Temperature, 21.5),
+            (Humidity, 45.0),
+        ],
     ),
     // Aqara mini switch: multistate present value 1 single, 2 double, 0 hold.
-    fx("aqara_button_wxkg11lm", 0x0012, "18 08 0a 55 00 21 01 00", &[(Button, 1.0)]),
-    fx("aqara_button_wxkg11lm", 0x0012, "18 09 0a 55 00 21 02 00", &[(Button, 2.0)]),
-    fx("aqara_button_wxkg11lm", 0x0012, "18 0a 0a 55 00 21 00 00", &[(Button, 3.0), (Panic, 1.0)]),
+    fx(
+        "aqara_button_wxkg11lm",
+        0x0012,
+        "18 08 0a 55 00 21 01 00",
+        &[(Button, 1.0)],
+    ),
+    fx(
+        "aqara_button_wxkg11lm",
+        0x0012,
+        "18 09 0a 55 00 21 02 00",
+        &[(Button, 2.0)],
+    ),
+    fx(
+        "aqara_button_wxkg11lm",
+        0x0012,
+        "18 0a 0a 55 00 21 00 00",
+        &[(Button, 3.0), (Panic, 1.0)],
+    ),
     // Tuya T/H: report (0x02), seq 0x0006, dp1 value 215, dp2 value 45, dp4 value 85.
     fx(
         "tuya_th_ts0601",
@@ -120,7 +165,12 @@ const FIXTURES: &[Fixture] = &[
         "09 0d 02 00 08 01 04 00 01 00 04 02 00 04 00 00 00 50 0c 02 00 04 00 00 00 23",
         &[(Motion, 1.0), (Battery, 80.0), (Illuminance, 35.0)],
     ),
-    fx("tuya_pir_zg204zl", 0xEF00, "09 0e 02 00 09 01 04 00 01 01", &[(Motion, 0.0)]),
+    fx(
+        "tuya_pir_zg204zl",
+        0xEF00,
+        "09 0e 02 00 09 01 04 00 01 01",
+        &[(Motion, 0.0)],
+    ),
     // Tuya radar: dp1 bool 1 (present), dp9 distance 150 cm (no kind), dp104 320 lx.
     fx(
         "tuya_radar_ztc6ggyl",
@@ -133,10 +183,25 @@ const FIXTURES: &[Fixture] = &[
     // Sonoff button: toggle = single, on = double, off = long.
     fx("sonoff_snzb01", 0x0006, "01 11 02", &[(Button, 1.0)]),
     fx("sonoff_snzb01", 0x0006, "01 12 01", &[(Button, 2.0)]),
-    fx("sonoff_snzb01", 0x0006, "01 13 00", &[(Button, 3.0), (Panic, 1.0)]),
+    fx(
+        "sonoff_snzb01",
+        0x0006,
+        "01 13 00",
+        &[(Button, 3.0), (Panic, 1.0)],
+    ),
     // Sonoff T/H: standard clusters (the generic path), battery in half percent.
-    fx("sonoff_snzb02", 0x0402, "18 14 0a 00 00 29 66 08", &[(Temperature, 21.5)]),
-    fx("sonoff_snzb02", 0x0001, "18 15 0a 21 00 20 c8", &[(Battery, 100.0)]),
+    fx(
+        "sonoff_snzb02",
+        0x0402,
+        "18 14 0a 00 00 29 66 08",
+        &[(Temperature, 21.5)],
+    ),
+    fx(
+        "sonoff_snzb02",
+        0x0001,
+        "18 15 0a 21 00 20 c8",
+        &[(Battery, 100.0)],
+    ),
     fx(
         "sonoff_snzb03",
         0x0500,
@@ -180,7 +245,12 @@ const FIXTURES: &[Fixture] = &[
         "09 1c 00 01 00 00 01 00 00",
         &[(Motion, 1.0), (Tamper, 0.0), (BatteryLow, 0.0)],
     ),
-    fx("frient_motion_moszb140", 0x0402, "18 1d 0a 00 00 29 d2 07", &[(Temperature, 20.02)]),
+    fx(
+        "frient_motion_moszb140",
+        0x0402,
+        "18 1d 0a 00 00 29 d2 07",
+        &[(Temperature, 20.02)],
+    ),
     fx(
         "heiman_smoke",
         0x0500,
@@ -207,17 +277,43 @@ const FIXTURES: &[Fixture] = &[
     ),
     // IKEA motion: On with timed off, on time 0x0708 = 1800 tenths (180 s);
     // battery in whole percent (87).
-    fx("ikea_motion_e1745", 0x0006, "01 22 42 00 08 07 00 00", &[(Motion, 1.0)]),
-    fx("ikea_motion_e1745", 0x0001, "18 23 0a 21 00 20 57", &[(Battery, 87.0)]),
+    fx(
+        "ikea_motion_e1745",
+        0x0006,
+        "01 22 42 00 08 07 00 00",
+        &[(Motion, 1.0)],
+    ),
+    fx(
+        "ikea_motion_e1745",
+        0x0001,
+        "18 23 0a 21 00 20 57",
+        &[(Battery, 87.0)],
+    ),
     // IKEA on/off switch: on (I), off (O), move with on/off (hold I).
     fx("ikea_onoff_e1743", 0x0006, "01 24 01", &[(Button, 1.0)]),
     fx("ikea_onoff_e1743", 0x0006, "01 25 00", &[(Button, 2.0)]),
-    fx("ikea_onoff_e1743", 0x0008, "01 26 05 00 53", &[(Button, 3.0), (Panic, 1.0)]),
+    fx(
+        "ikea_onoff_e1743",
+        0x0008,
+        "01 26 05 00 53",
+        &[(Button, 3.0), (Panic, 1.0)],
+    ),
     fx("ikea_shortcut_e1812", 0x0006, "01 27 01", &[(Button, 1.0)]),
-    fx("ikea_shortcut_e1812", 0x0008, "01 28 05 00 53", &[(Button, 3.0), (Panic, 1.0)]),
+    fx(
+        "ikea_shortcut_e1812",
+        0x0008,
+        "01 28 05 00 53",
+        &[(Button, 3.0), (Panic, 1.0)],
+    ),
 ];
 
-fn run(lib: &Library, id: &str, cluster: u16, zcl: &[u8], zone_type: Option<u16>) -> carebridge::zigbee::library::Decoded {
+fn run(
+    lib: &Library,
+    id: &str,
+    cluster: u16,
+    zcl: &[u8],
+    zone_type: Option<u16>,
+) -> carebridge::zigbee::library::Decoded {
     let def = lib
         .definitions()
         .iter()
@@ -226,7 +322,8 @@ fn run(lib: &Library, id: &str, cluster: u16, zcl: &[u8], zone_type: Option<u16>
     // The definition is the one its own identity finds.
     let m = &def.matches[0];
     assert_eq!(
-        lib.find(m.manufacturer.as_deref(), Some(&m.model)).map(|d| d.id.as_str()),
+        lib.find(m.manufacturer.as_deref(), Some(&m.model))
+            .map(|d| d.id.as_str()),
         Some(id)
     );
     let bytes = af_incoming(cluster, zcl);
@@ -242,7 +339,11 @@ fn every_definitions_frames_become_the_right_readings() {
         let d = run(&lib, fx.id, fx.cluster, &hex(fx.zcl), fx.zone_type);
         let got: Vec<(Kind, f64)> = d.readings.iter().map(|r| (r.kind, r.value)).collect();
         assert_eq!(got, fx.want, "{} {}", fx.id, fx.zcl);
-        assert!(d.readings.iter().all(|r| r.device.as_str() == "zb-00158d0001020304" && r.at == AT));
+        assert!(
+            d.readings
+                .iter()
+                .all(|r| r.device.as_str() == "zb-00158d0001020304" && r.at == AT)
+        );
     }
 }
 
@@ -252,18 +353,39 @@ fn every_builtin_definition_has_a_fixture() {
     let lib = Library::builtin();
     let all: BTreeSet<&str> = lib.definitions().iter().map(|d| d.id.as_str()).collect();
     let missing: Vec<_> = all.difference(&covered).collect();
-    assert!(missing.is_empty(), "definitions without a fixture: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "definitions without a fixture: {missing:?}"
+    );
 }
 
 #[test]
 fn motion_sensors_that_never_clear_ask_for_a_timed_clear() {
     let lib = Library::builtin();
-    let d = run(&lib, "aqara_motion_rtcgq11lm", 0x0406, &hex("18 03 0a 00 00 18 01"), None);
+    let d = run(
+        &lib,
+        "aqara_motion_rtcgq11lm",
+        0x0406,
+        &hex("18 03 0a 00 00 18 01"),
+        None,
+    );
     assert_eq!(d.clears, vec![(Motion, Duration::from_secs(90))]);
     // IKEA: the on time of the command itself (180 s here, 60 s there).
-    let d = run(&lib, "ikea_motion_e1745", 0x0006, &hex("01 22 42 00 08 07 00 00"), None);
+    let d = run(
+        &lib,
+        "ikea_motion_e1745",
+        0x0006,
+        &hex("01 22 42 00 08 07 00 00"),
+        None,
+    );
     assert_eq!(d.clears, vec![(Motion, Duration::from_secs(180))]);
-    let d = run(&lib, "ikea_motion_e1745", 0x0006, &hex("01 22 42 00 58 02 00 00"), None);
+    let d = run(
+        &lib,
+        "ikea_motion_e1745",
+        0x0006,
+        &hex("01 22 42 00 58 02 00 00"),
+        None,
+    );
     assert_eq!(d.clears, vec![(Motion, Duration::from_secs(60))]);
 }
 
@@ -279,7 +401,13 @@ fn a_tuya_time_request_is_answered_with_its_number_and_the_time() {
         hex("11 2a 24 00 2a 65 53 f1 00 65 53 f1 00")
     );
     // A device whose definition does not ask for it gets no answer.
-    let d = run(&lib, "tuya_sos_ts0215a", 0xEF00, &hex("09 2a 24 00 2a"), None);
+    let d = run(
+        &lib,
+        "tuya_sos_ts0215a",
+        0xEF00,
+        &hex("09 2a 24 00 2a"),
+        None,
+    );
     assert_eq!(d.reply, None);
 }
 
@@ -300,8 +428,20 @@ fn an_unknown_device_keeps_the_generic_zcl_path() {
 fn truncated_and_corrupt_quirk_frames_give_nothing_rather_than_garbage() {
     let lib = Library::builtin();
     // A Tuya data point cut short, a Xiaomi structure with a bad type.
-    let d = run(&lib, "tuya_radar_ztc6ggyl", 0xEF00, &hex("09 0f 01 00 0a 01 01 00 04 01"), None);
+    let d = run(
+        &lib,
+        "tuya_radar_ztc6ggyl",
+        0xEF00,
+        &hex("09 0f 01 00 0a 01 01 00 04 01"),
+        None,
+    );
     assert!(d.readings.is_empty());
-    let d = run(&lib, "aqara_door_mccgq11lm", 0x0000, &hex("1c 5f 11 02 0a 01 ff 42 04 01 fe 00 00"), None);
+    let d = run(
+        &lib,
+        "aqara_door_mccgq11lm",
+        0x0000,
+        &hex("1c 5f 11 02 0a 01 ff 42 04 01 fe 00 00"),
+        None,
+    );
     assert!(d.readings.is_empty());
 }

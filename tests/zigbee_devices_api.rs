@@ -36,7 +36,12 @@ async fn devices_carry_their_definition_or_their_clusters() {
         clusters,
     };
     net.devices = vec![
-        known(1, Some("LUMI"), Some("lumi.sensor_magnet.aq2"), vec![0, 3, 6, 0xFFFF]),
+        known(
+            1,
+            Some("LUMI"),
+            Some("lumi.sensor_magnet.aq2"),
+            vec![0, 3, 6, 0xFFFF],
+        ),
         known(2, Some("Acme"), Some("X1"), vec![0x0000, 0x0001, 0x0500]),
         // The registry lost its model (never answered there): the network
         // record still knows the device.
@@ -46,9 +51,16 @@ async fn devices_carry_their_definition_or_their_clusters() {
         .save(Record::ZigbeeNetwork, Some(net.to_bytes()))
         .await
         .unwrap();
-    s.backend.inject(Live::Device(zigbee("door", 1, Some("LUMI"), Some("lumi.sensor_magnet.aq2"))));
-    s.backend.inject(Live::Device(zigbee("odd", 2, Some("Acme"), Some("X1"))));
-    s.backend.inject(Live::Device(zigbee("radar", 3, None, None)));
+    s.backend.inject(Live::Device(zigbee(
+        "door",
+        1,
+        Some("LUMI"),
+        Some("lumi.sensor_magnet.aq2"),
+    )));
+    s.backend
+        .inject(Live::Device(zigbee("odd", 2, Some("Acme"), Some("X1"))));
+    s.backend
+        .inject(Live::Device(zigbee("radar", 3, None, None)));
     let c = setup(&s).await;
     let r = c.call(&s, "GET", "/api/v1/devices", "").await;
     assert_eq!(r.status, 200, "{r:?}");
@@ -67,21 +79,38 @@ async fn devices_carry_their_definition_or_their_clusters() {
     assert_eq!(door["model"], "lumi.sensor_magnet.aq2");
     let def = &door["definition"];
     let keys: Vec<_> = def.as_object().unwrap().keys().cloned().collect();
-    assert_eq!(keys, ["commissioning", "description", "model", "senses", "vendor"]);
+    assert_eq!(
+        keys,
+        ["commissioning", "description", "model", "senses", "vendor"]
+    );
     assert_eq!(def["vendor"], "Aqara");
     assert_eq!(def["model"], "MCCGQ11LM");
-    assert_eq!(def["senses"], serde_json::json!(["contact", "battery", "voltage"]));
-    assert!(def["commissioning"].as_str().unwrap().contains("open and close the door"));
+    assert_eq!(
+        def["senses"],
+        serde_json::json!(["contact", "battery", "voltage"])
+    );
+    assert!(
+        def["commissioning"]
+            .as_str()
+            .unwrap()
+            .contains("open and close the door")
+    );
     assert!(door.get("clusters").is_none());
 
     let odd = dev("odd");
     assert_eq!(odd["definition"], serde_json::Value::Null);
-    assert_eq!(odd["clusters"], serde_json::json!(["0x0000", "0x0001", "0x0500"]));
+    assert_eq!(
+        odd["clusters"],
+        serde_json::json!(["0x0000", "0x0001", "0x0500"])
+    );
     assert_eq!(odd["model"], "X1");
 
     let radar = dev("radar");
     assert_eq!(radar["manufacturer"], "_TZE200_ztc6ggyl");
-    assert_eq!(radar["definition"]["senses"], serde_json::json!(["occupancy", "illuminance"]));
+    assert_eq!(
+        radar["definition"]["senses"],
+        serde_json::json!(["occupancy", "illuminance"])
+    );
 
     let pendant = dev("pendant");
     assert_eq!(pendant["manufacturer"], serde_json::Value::Null);

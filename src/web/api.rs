@@ -84,7 +84,10 @@ pub async fn devices(app: &App) -> Result<Resp> {
                 .manufacturer
                 .clone()
                 .or_else(|| known.and_then(|k| k.manufacturer.clone()));
-            let model = d.model.clone().or_else(|| known.and_then(|k| k.model.clone()));
+            let model = d
+                .model
+                .clone()
+                .or_else(|| known.and_then(|k| k.model.clone()));
             v["manufacturer"] = json!(manufacturer);
             v["model"] = json!(model);
             match lib.find(manufacturer.as_deref(), model.as_deref()) {

@@ -305,15 +305,24 @@ fn an_aqara_door_is_identified_and_its_genonoff_and_keepalive_become_contact_and
     feed(&mut l, |s| s.aqara_door(door, true));
     feed(&mut l, |s| s.aqara_door(door, false));
     assert_eq!(l.readings(Kind::Contact), vec![1.0, 0.0]);
-    assert!(l.readings(Kind::Switch).is_empty(), "not the generic on/off");
+    assert!(
+        l.readings(Kind::Switch).is_empty(),
+        "not the generic on/off"
+    );
     feed(&mut l, |s| s.xiaomi_keepalive(door, 2955, false));
     assert_eq!(l.readings(Kind::Voltage), vec![2.96]);
     assert_eq!(l.readings(Kind::Battery), vec![70.0]);
     assert_eq!(l.readings(Kind::Contact), vec![1.0, 0.0, 0.0]);
     // Its identity is kept with the network (a restart still knows it).
     let saved = l.saved().unwrap();
-    assert_eq!(saved.devices[0].model.as_deref(), Some("lumi.sensor_magnet.aq2"));
-    assert_eq!(saved.devices[0].clusters, vec![0x0000, 0x0003, 0x0006, 0xFFFF]);
+    assert_eq!(
+        saved.devices[0].model.as_deref(),
+        Some("lumi.sensor_magnet.aq2")
+    );
+    assert_eq!(
+        saved.devices[0].clusters,
+        vec![0x0000, 0x0003, 0x0006, 0xFFFF]
+    );
 }
 
 #[test]
@@ -384,11 +393,19 @@ clear_after = "90s"
     l.advance(Duration::from_secs(60));
     feed(&mut l, |s| s.aqara_door(door, true));
     l.advance(Duration::from_secs(89));
-    assert_eq!(l.readings(Kind::Motion), vec![1.0, 1.0], "re-armed by the second");
+    assert_eq!(
+        l.readings(Kind::Motion),
+        vec![1.0, 1.0],
+        "re-armed by the second"
+    );
     l.advance(Duration::from_secs(2));
     assert_eq!(l.readings(Kind::Motion), vec![1.0, 1.0, 0.0]);
     l.advance(Duration::from_secs(600));
-    assert_eq!(l.readings(Kind::Motion), vec![1.0, 1.0, 0.0], "cleared once");
+    assert_eq!(
+        l.readings(Kind::Motion),
+        vec![1.0, 1.0, 0.0],
+        "cleared once"
+    );
 }
 
 proptest::proptest! {

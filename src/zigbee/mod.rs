@@ -26,10 +26,11 @@ pub fn load_library(
     let Some(path) = &cfg.devices_file else {
         return Ok(library::Library::builtin());
     };
-    let text = std::fs::read_to_string(path).map_err(|source| crate::config::ConfigError::Read {
-        path: path.clone(),
-        source,
-    })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|source| crate::config::ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
     library::Library::with_local(&text, path).map(std::sync::Arc::new)
 }
 

@@ -143,7 +143,9 @@ fn report_loop(h: &SimHandle, every: Duration, stop: &AtomicBool) {
                 }
                 // Its hourly keep-alive, sooner: the battery and the door.
                 SimDeviceKind::AqaraDoor => h.xiaomi_keepalive(ieee),
-                SimDeviceKind::Contact | SimDeviceKind::PanicButton | SimDeviceKind::FrientPanic => {}
+                SimDeviceKind::Contact
+                | SimDeviceKind::PanicButton
+                | SimDeviceKind::FrientPanic => {}
             }
         }
     }

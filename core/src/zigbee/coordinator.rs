@@ -149,7 +149,12 @@ impl Coordinator {
         self
     }
 
-    fn definition(&mut self, ieee: u64, manufacturer: Option<&str>, model: Option<&str>) -> Option<&Definition> {
+    fn definition(
+        &mut self,
+        ieee: u64,
+        manufacturer: Option<&str>,
+        model: Option<&str>,
+    ) -> Option<&Definition> {
         let lib = &self.library;
         let i = *self
             .defs
@@ -474,9 +479,15 @@ impl Coordinator {
             && i.handle_zcl(&h, &msg)
         {
             if i.needs_identifying() {
-                let (ieee, mf, model) = (i.found.ieee, i.found.manufacturer.clone(), i.found.model.clone());
+                let (ieee, mf, model) = (
+                    i.found.ieee,
+                    i.found.manufacturer.clone(),
+                    i.found.model.clone(),
+                );
                 self.defs.remove(&ieee);
-                let def = self.definition(ieee, mf.as_deref(), model.as_deref()).cloned();
+                let def = self
+                    .definition(ieee, mf.as_deref(), model.as_deref())
+                    .cloned();
                 if let Some(i) = self.interviews.get_mut(&m.src) {
                     i.identified(def.as_ref());
                 }
@@ -507,9 +518,10 @@ impl Coordinator {
             }
             return;
         }
-        let known = self.devices.get(&m.src).map(|d| {
-            (d.ieee, d.zone_type, d.manufacturer.clone(), d.model.clone())
-        });
+        let known = self
+            .devices
+            .get(&m.src)
+            .map(|d| (d.ieee, d.zone_type, d.manufacturer.clone(), d.model.clone()));
         let Some((ieee, zone_type, mf, model)) = known.or_else(|| {
             self.interviews.get(&m.src).map(|i| {
                 let f = &i.found;
@@ -582,5 +594,15 @@ pub fn decoded_of(
     let Ok((h, msg)) = zcl::decode(m.cluster, &m.data) else {
         return apply::Decoded::default();
     };
-    apply::decode(def, &device_id(ieee), m.cluster, &m.data, &h, &msg, zone_type, true, at)
+    apply::decode(
+        def,
+        &device_id(ieee),
+        m.cluster,
+        &m.data,
+        &h,
+        &msg,
+        zone_type,
+        true,
+        at,
+    )
 }

@@ -128,8 +128,15 @@ impl ZigbeeConfig {
                 out.push(Problem::new(k, "must be above zero"));
             }
         }
-        if self.devices_file.as_ref().is_some_and(|f| f.trim().is_empty()) {
-            out.push(Problem::new("devices_file", "must name a file (or be left out)"));
+        if self
+            .devices_file
+            .as_ref()
+            .is_some_and(|f| f.trim().is_empty())
+        {
+            out.push(Problem::new(
+                "devices_file",
+                "must name a file (or be left out)",
+            ));
         }
         if self.backoff_max < self.backoff_min {
             out.push(Problem::new("backoff_max", "must be at least backoff_min"));

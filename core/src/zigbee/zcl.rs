@@ -340,7 +340,9 @@ pub fn raw_strings(data: &[u8]) -> Vec<(u16, Vec<u8>)> {
         return out;
     }
     while !r.is_empty() {
-        let Ok(id) = u16::get(&mut r, "attribute") else { break };
+        let Ok(id) = u16::get(&mut r, "attribute") else {
+            break;
+        };
         if !report {
             match u8::get(&mut r, "status") {
                 Ok(0) => {}
@@ -348,9 +350,13 @@ pub fn raw_strings(data: &[u8]) -> Vec<(u16, Vec<u8>)> {
                 Err(_) => break,
             }
         }
-        let Ok(t) = u8::get(&mut r, "type") else { break };
+        let Ok(t) = u8::get(&mut r, "type") else {
+            break;
+        };
         if t == 0x41 || t == 0x42 {
-            let Ok(n) = u8::get(&mut r, "length") else { break };
+            let Ok(n) = u8::get(&mut r, "length") else {
+                break;
+            };
             let n = if n == 0xFF { 0 } else { usize::from(n) };
             let Ok(b) = r.take(n, "value") else { break };
             out.push((id, b.to_vec()));

@@ -7,8 +7,8 @@ use std::collections::HashSet;
 use super::Stick;
 use crate::zigbee::af::{DataRequest, IncomingMsg};
 use crate::zigbee::frame::Frame;
-use crate::zigbee::wire::{Field, Msg, Reader};
 use crate::zigbee::library::tuya;
+use crate::zigbee::wire::{Field, Msg, Reader};
 use crate::zigbee::zcl::{self, Value, cmd, ty};
 use crate::zigbee::zcl_map::{cluster, zone};
 
@@ -106,9 +106,9 @@ impl SimDevice {
             SimDeviceKind::PanicButton | SimDeviceKind::FrientPanic => {
                 Some(zone::PERSONAL_EMERGENCY)
             }
-            SimDeviceKind::Temperature
-            | SimDeviceKind::AqaraDoor
-            | SimDeviceKind::TuyaPresence => None,
+            SimDeviceKind::Temperature | SimDeviceKind::AqaraDoor | SimDeviceKind::TuyaPresence => {
+                None
+            }
         }
     }
     pub(super) fn clusters(&self) -> Vec<u16> {
@@ -162,7 +162,9 @@ impl Stick {
                 self.stats.enroll_responses += 1;
             }
             if d.cluster == tuya::CLUSTER && h.command == tuya::cmd::TIME_SYNC {
-                self.stats.time_sync_answers.push(d.data.get(3..).unwrap_or(&[]).to_vec());
+                self.stats
+                    .time_sync_answers
+                    .push(d.data.get(3..).unwrap_or(&[]).to_vec());
             }
             return;
         }
@@ -172,14 +174,12 @@ impl Stick {
                 let mut attrs = Vec::new();
                 while let Ok(a) = u16::get(&mut r, "attribute") {
                     let v = match (d.cluster, a) {
-                        (cluster::BASIC, 0x0004) => Some((
-                            ty::CHAR_STRING,
-                            Value::String(dev.kind.identity().0.into()),
-                        )),
-                        (cluster::BASIC, 0x0005) => Some((
-                            ty::CHAR_STRING,
-                            Value::String(dev.kind.identity().1.into()),
-                        )),
+                        (cluster::BASIC, 0x0004) => {
+                            Some((ty::CHAR_STRING, Value::String(dev.kind.identity().0.into())))
+                        }
+                        (cluster::BASIC, 0x0005) => {
+                            Some((ty::CHAR_STRING, Value::String(dev.kind.identity().1.into())))
+                        }
                         (cluster::IAS_ZONE, 0x0001) => dev
                             .zone_type()
                             .map(|z| (ty::ENUM16, Value::Uint(u64::from(z)))),
@@ -188,7 +188,8 @@ impl Stick {
                     };
                     attrs.push((a, v));
                 }
-                let asks_time = d.cluster == cluster::BASIC && dev.kind == SimDeviceKind::TuyaPresence;
+                let asks_time =
+                    d.cluster == cluster::BASIC && dev.kind == SimDeviceKind::TuyaPresence;
                 let ieee = dev.ieee;
                 out.push(Self::incoming(
                     nwk,
@@ -253,7 +254,11 @@ impl Stick {
         }
         d.zone_type()?;
         d.seq = d.seq.wrapping_add(1);
-        let alarm_bit = if d.kind == SimDeviceKind::FrientPanic { 1 } else { 0 };
+        let alarm_bit = if d.kind == SimDeviceKind::FrientPanic {
+            1
+        } else {
+            0
+        };
         let status: u16 = u16::from(active) << alarm_bit | u16::from(tamper) << 2;
         let mut p = status.to_le_bytes().to_vec();
         p.extend_from_slice(&[0, 1, 0, 0]);

@@ -34,11 +34,31 @@ impl Stick {
     pub fn xiaomi_keepalive(&mut self, ieee: u64, battery_mv: u16, open: bool) -> Option<Frame> {
         let (nwk, seq) = self.quirky(ieee, SimDeviceKind::AqaraDoor)?;
         let tlv = xiaomi::encode(&[
-            xiaomi::Entry { tag: 0x01, ty: ty::U16, value: Value::Uint(u64::from(battery_mv)) },
-            xiaomi::Entry { tag: 0x03, ty: 0x28, value: Value::Int(22) },
-            xiaomi::Entry { tag: 0x04, ty: ty::U16, value: Value::Uint(0x13A8) },
-            xiaomi::Entry { tag: 0x05, ty: ty::U16, value: Value::Uint(9) },
-            xiaomi::Entry { tag: 0x64, ty: ty::BOOL, value: Value::Bool(open) },
+            xiaomi::Entry {
+                tag: 0x01,
+                ty: ty::U16,
+                value: Value::Uint(u64::from(battery_mv)),
+            },
+            xiaomi::Entry {
+                tag: 0x03,
+                ty: 0x28,
+                value: Value::Int(22),
+            },
+            xiaomi::Entry {
+                tag: 0x04,
+                ty: ty::U16,
+                value: Value::Uint(0x13A8),
+            },
+            xiaomi::Entry {
+                tag: 0x05,
+                ty: ty::U16,
+                value: Value::Uint(9),
+            },
+            xiaomi::Entry {
+                tag: 0x64,
+                ty: ty::BOOL,
+                value: Value::Bool(open),
+            },
         ]);
         let mut data = Vec::new();
         Header {
@@ -78,8 +98,14 @@ impl Stick {
         let payload = tuya::encode(
             u16::from(seq),
             &[
-                tuya::Dp { id: 1, value: tuya::DpValue::Bool(present) },
-                tuya::Dp { id: 104, value: tuya::DpValue::Value(lux) },
+                tuya::Dp {
+                    id: 1,
+                    value: tuya::DpValue::Bool(present),
+                },
+                tuya::Dp {
+                    id: 104,
+                    value: tuya::DpValue::Value(lux),
+                },
             ],
         );
         Some(Self::tuya_frame(nwk, seq, tuya::cmd::DATA_REPORT, &payload))
@@ -88,6 +114,11 @@ impl Stick {
     /// The Tuya radar asks for the time (command 0x24, its request number).
     pub fn tuya_time_request(&mut self, ieee: u64) -> Option<Frame> {
         let (nwk, seq) = self.quirky(ieee, SimDeviceKind::TuyaPresence)?;
-        Some(Self::tuya_frame(nwk, seq, tuya::cmd::TIME_SYNC, &[0x00, seq]))
+        Some(Self::tuya_frame(
+            nwk,
+            seq,
+            tuya::cmd::TIME_SYNC,
+            &[0x00, seq],
+        ))
     }
 }

@@ -126,7 +126,13 @@ pub fn decode(
             let on_time = payload
                 .get(1..3)
                 .map(|b| Duration::from_millis(u64::from(u16::from_le_bytes([b[0], b[1]])) * 100));
-            for mp in maps(def, Source::Command { cluster: cl, command: h.command }) {
+            for mp in maps(
+                def,
+                Source::Command {
+                    cluster: cl,
+                    command: h.command,
+                },
+            ) {
                 o.apply(mp, 1.0, on_time);
             }
         }
@@ -135,13 +141,26 @@ pub fn decode(
     o.d
 }
 
-fn attribute(def: &Definition, cl: u16, a: &Attr, zone_type: Option<u16>, vib: bool, o: &mut Out<'_>) {
+fn attribute(
+    def: &Definition,
+    cl: u16,
+    a: &Attr,
+    zone_type: Option<u16>,
+    vib: bool,
+    o: &mut Out<'_>,
+) {
     if cl == cluster::BASIC && (a.id == xiaomi::ATTR_FF01 || a.id == xiaomi::ATTR_F7) {
         return;
     }
     let x = a.value.as_f64();
     let mut mapped = false;
-    for mp in maps(def, Source::Attr { cluster: cl, attr: a.id }) {
+    for mp in maps(
+        def,
+        Source::Attr {
+            cluster: cl,
+            attr: a.id,
+        },
+    ) {
         mapped = true;
         if let Some(x) = x {
             o.apply(mp, x, None);
@@ -157,7 +176,9 @@ fn attribute(def: &Definition, cl: u16, a: &Attr, zone_type: Option<u16>, vib: b
                 o.push(Kind::Battery, (x / s).min(100.0));
             }
         }
-        (cluster::POWER_CFG, 0x0020, Some(x)) if def.battery_mv.is_some() && x != 0.0 && x != 255.0 => {
+        (cluster::POWER_CFG, 0x0020, Some(x))
+            if def.battery_mv.is_some() && x != 0.0 && x != 255.0 =>
+        {
             voltage(def, x * 100.0, o);
         }
         (cluster::IAS_ZONE, 0x0002, Some(x)) => zone(def, zone_type, x as u16, vib, o),
@@ -239,7 +260,8 @@ fn tuya_frame(def: &Definition, h: &Header, payload: &[u8], o: &mut Out<'_>) {
             // Local time is sent as UTC: the core has no time zone here
             // (the devices that show time are displays, not alarms).
             let utc = o.at.0.div_euclid(1000);
-            let body = tuya::time_sync_response(payload, utc, utc, def.has(Quirk::TuyaTimeEpoch2000));
+            let body =
+                tuya::time_sync_response(payload, utc, utc, def.has(Quirk::TuyaTimeEpoch2000));
             let mut out = Vec::with_capacity(3 + body.len());
             Header {
                 cluster_specific: true,

@@ -84,7 +84,8 @@ impl Library {
 
     /// The definition for this manufacturer and model, if any.
     pub fn find(&self, manufacturer: Option<&str>, model: Option<&str>) -> Option<&Definition> {
-        self.find_index(manufacturer, model).and_then(|i| self.defs.get(i))
+        self.find_index(manufacturer, model)
+            .and_then(|i| self.defs.get(i))
     }
 
     pub fn get(&self, i: usize) -> Option<&Definition> {

@@ -235,19 +235,28 @@ fn map_of(m: RawMap, key: &str, out: &mut Vec<Problem>) -> Option<Map> {
     };
     for (k, v) in [("when", m.when), ("value", m.value), ("scale", m.scale)] {
         if v.is_some_and(|x| !x.is_finite()) {
-            out.push(Problem::new(format!("{key}.{k}"), "must be a finite number"));
+            out.push(Problem::new(
+                format!("{key}.{k}"),
+                "must be a finite number",
+            ));
             return None;
         }
     }
     if (m.clear_after.is_some() || m.clear_after_on_time || m.invert) && !m.kind.is_binary() {
         out.push(Problem::new(
             format!("{key}.kind"),
-            format!("{} is not an on/off kind: invert and clear_after need one", m.kind),
+            format!(
+                "{} is not an on/off kind: invert and clear_after need one",
+                m.kind
+            ),
         ));
         return None;
     }
     if m.clear_after.is_some_and(|d| d.0.is_zero()) {
-        out.push(Problem::new(format!("{key}.clear_after"), "must be above zero"));
+        out.push(Problem::new(
+            format!("{key}.clear_after"),
+            "must be above zero",
+        ));
         return None;
     }
     Some(Map {
@@ -292,7 +301,10 @@ fn def_of(d: RawDef, key: &str, out: &mut Vec<Problem>) -> Option<Definition> {
         ));
     }
     if d.senses.is_empty() {
-        out.push(Problem::new(format!("{key}.senses"), "must name at least one reading kind"));
+        out.push(Problem::new(
+            format!("{key}.senses"),
+            "must name at least one reading kind",
+        ));
     }
     let mut quirks = Vec::new();
     for (i, q) in d.quirks.iter().enumerate() {
@@ -315,8 +327,13 @@ fn def_of(d: RawDef, key: &str, out: &mut Vec<Problem>) -> Option<Definition> {
             "must be [empty, full] in mV with 0 < empty < full",
         ));
     }
-    if d.battery_percent_scale.is_some_and(|s| !(s.is_finite() && s > 0.0)) {
-        out.push(Problem::new(format!("{key}.battery_percent_scale"), "must be above zero"));
+    if d.battery_percent_scale
+        .is_some_and(|s| !(s.is_finite() && s > 0.0))
+    {
+        out.push(Problem::new(
+            format!("{key}.battery_percent_scale"),
+            "must be above zero",
+        ));
     }
     if d.checkin.is_some_and(|c| c.0.is_zero()) {
         out.push(Problem::new(format!("{key}.checkin"), "must be above zero"));
@@ -358,7 +375,10 @@ pub fn parse(text: &str, path: &str) -> Result<Vec<Definition>, ConfigError> {
     for (i, d) in raw.device.into_iter().enumerate() {
         let key = format!("device[{i}] ({})", d.id);
         if !ids.insert(d.id.clone()) {
-            problems.push(Problem::new(format!("{key}.id"), "is used by an earlier entry"));
+            problems.push(Problem::new(
+                format!("{key}.id"),
+                "is used by an earlier entry",
+            ));
         }
         if let Some(def) = def_of(d, &key, &mut problems) {
             defs.push(def);

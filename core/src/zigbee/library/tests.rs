@@ -18,8 +18,13 @@ fn builtin_table_parses_and_every_definition_is_complete() {
 #[test]
 fn definitions_are_found_by_model_and_manufacturer() {
     let lib = Library::builtin();
-    let d = lib.find(Some("LUMI"), Some("lumi.sensor_magnet.aq2")).unwrap();
-    assert_eq!((d.vendor.as_str(), d.model.as_str()), ("Aqara", "MCCGQ11LM"));
+    let d = lib
+        .find(Some("LUMI"), Some("lumi.sensor_magnet.aq2"))
+        .unwrap();
+    assert_eq!(
+        (d.vendor.as_str(), d.model.as_str()),
+        ("Aqara", "MCCGQ11LM")
+    );
     // Trailing NULs (some firmwares pad the string) do not matter.
     assert!(lib.find(None, Some("lumi.sensor_magnet.aq2\0\0")).is_some());
     // Tuya: one model id, the manufacturer name decides.
@@ -57,8 +62,14 @@ senses = ["contact"]
 commissioning = "Open the door"
 "#;
     let lib = Library::with_local(local, "/etc/carebridge/devices.toml").unwrap();
-    assert_eq!(lib.find(Some("Acme"), Some("BM-1")).unwrap().senses, vec![Kind::Bed]);
-    assert_eq!(lib.find(None, Some("lumi.sensor_magnet.aq2")).unwrap().id, "my_door");
+    assert_eq!(
+        lib.find(Some("Acme"), Some("BM-1")).unwrap().senses,
+        vec![Kind::Bed]
+    );
+    assert_eq!(
+        lib.find(None, Some("lumi.sensor_magnet.aq2")).unwrap().id,
+        "my_door"
+    );
     assert!(lib.find(None, Some("lumi.sensor_wleak.aq1")).is_some());
 }
 
@@ -83,7 +94,9 @@ dp = 4
 kind = "temperature"
 invert = true
 "#;
-    let e = Library::with_local(bad, "/etc/cb/devices.toml").unwrap_err().to_string();
+    let e = Library::with_local(bad, "/etc/cb/devices.toml")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("/etc/cb/devices.toml"), "{e}");
     assert!(e.contains("device[0] (acme_mat).quirks[0]"), "{e}");
     assert!(e.contains("make_tea"), "{e}");

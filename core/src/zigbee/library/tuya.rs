@@ -91,12 +91,22 @@ pub enum TuyaError {
     #[error("Tuya frame truncated at byte {at}: {field} missing")]
     Truncated { at: usize, field: &'static str },
     #[error("Tuya data point {dp} of type {ty} has impossible length {len} (byte {at})")]
-    BadLength { dp: u8, ty: u8, len: usize, at: usize },
+    BadLength {
+        dp: u8,
+        ty: u8,
+        len: usize,
+        at: usize,
+    },
     #[error("Tuya data point {dp} has unknown type {ty} (byte {at})")]
     UnknownType { dp: u8, ty: u8, at: usize },
 }
 
-fn take<'a>(b: &'a [u8], at: &mut usize, n: usize, field: &'static str) -> Result<&'a [u8], TuyaError> {
+fn take<'a>(
+    b: &'a [u8],
+    at: &mut usize,
+    n: usize,
+    field: &'static str,
+) -> Result<&'a [u8], TuyaError> {
     let s = b
         .get(*at..at.saturating_add(n))
         .ok_or(TuyaError::Truncated { at: *at, field })?;
@@ -173,7 +183,12 @@ pub fn encode(seq: u16, dps: &[Dp]) -> Vec<u8> {
 /// The payload of the time-sync answer to a request whose payload was
 /// `request`: its first two bytes echoed, then UTC and local seconds
 /// (u32 big-endian) since 1970, or since 2000 when `epoch_2000`.
-pub fn time_sync_response(request: &[u8], utc_secs: i64, local_secs: i64, epoch_2000: bool) -> Vec<u8> {
+pub fn time_sync_response(
+    request: &[u8],
+    utc_secs: i64,
+    local_secs: i64,
+    epoch_2000: bool,
+) -> Vec<u8> {
     let base = if epoch_2000 { EPOCH_2000 } else { 0 };
     let clamp = |s: i64| u32::try_from(s.saturating_sub(base).max(0)).unwrap_or(u32::MAX);
     let mut out = match request.get(..2) {
@@ -201,9 +216,18 @@ mod tests {
         assert_eq!(
             dps,
             vec![
-                Dp { id: 1, value: DpValue::Enum(1) },
-                Dp { id: 9, value: DpValue::Value(150) },
-                Dp { id: 104, value: DpValue::Value(320) },
+                Dp {
+                    id: 1,
+                    value: DpValue::Enum(1)
+                },
+                Dp {
+                    id: 9,
+                    value: DpValue::Value(150)
+                },
+                Dp {
+                    id: 104,
+                    value: DpValue::Value(320)
+                },
             ]
         );
         assert_eq!(encode(seq, &dps), b);
@@ -211,16 +235,33 @@ mod tests {
 
     #[test]
     fn negative_values_and_truncation_are_handled() {
-        let b = encode(7, &[Dp { id: 1, value: DpValue::Value(-55) }]);
+        let b = encode(
+            7,
+            &[Dp {
+                id: 1,
+                value: DpValue::Value(-55),
+            }],
+        );
         assert_eq!(decode(&b).unwrap().1[0].value.as_f64(), Some(-55.0));
         assert!(matches!(
             decode(&b[..b.len() - 1]),
-            Err(TuyaError::Truncated { field: "data point value", .. })
+            Err(TuyaError::Truncated {
+                field: "data point value",
+                ..
+            })
         ));
-        assert!(matches!(decode(&[0]), Err(TuyaError::Truncated { at: 0, .. })));
+        assert!(matches!(
+            decode(&[0]),
+            Err(TuyaError::Truncated { at: 0, .. })
+        ));
         assert!(matches!(
             decode(&[0, 0, 1, 1, 0, 2, 1, 1]),
-            Err(TuyaError::BadLength { dp: 1, ty: 1, len: 2, at: 2 })
+            Err(TuyaError::BadLength {
+                dp: 1,
+                ty: 1,
+                len: 2,
+                at: 2
+            })
         ));
         assert!(matches!(
             decode(&[0, 0, 3, 9, 0, 0]),

@@ -74,7 +74,11 @@ pub fn battery_percent(mv: f64, empty: f64, full: f64) -> Option<f64> {
     if !mv.is_finite() || mv <= 0.0 || full <= empty {
         return None;
     }
-    Some(((mv - empty) / (full - empty) * 100.0).clamp(0.0, 100.0).round())
+    Some(
+        ((mv - empty) / (full - empty) * 100.0)
+            .clamp(0.0, 100.0)
+            .round(),
+    )
 }
 
 #[cfg(test)]
@@ -96,7 +100,14 @@ mod tests {
         assert_eq!(e.len(), 7);
         assert_eq!(e[0].value, Value::Uint(3000));
         assert_eq!(e[1].value, Value::Int(25));
-        assert_eq!(e[6], Entry { tag: 0x64, ty: ty::BOOL, value: Value::Bool(true) });
+        assert_eq!(
+            e[6],
+            Entry {
+                tag: 0x64,
+                ty: ty::BOOL,
+                value: Value::Bool(true)
+            }
+        );
         assert_eq!(encode(&e), b);
     }
 
@@ -118,13 +129,41 @@ mod tests {
 
     fn entry() -> impl Strategy<Value = Entry> {
         prop_oneof![
-            (any::<u8>(), any::<bool>()).prop_map(|(t, b)| Entry { tag: t, ty: ty::BOOL, value: Value::Bool(b) }),
-            (any::<u8>(), any::<u8>()).prop_map(|(t, v)| Entry { tag: t, ty: ty::U8, value: Value::Uint(u64::from(v)) }),
-            (any::<u8>(), any::<u16>()).prop_map(|(t, v)| Entry { tag: t, ty: ty::U16, value: Value::Uint(u64::from(v)) }),
-            (any::<u8>(), any::<u32>()).prop_map(|(t, v)| Entry { tag: t, ty: ty::U32, value: Value::Uint(u64::from(v)) }),
-            (any::<u8>(), any::<i8>()).prop_map(|(t, v)| Entry { tag: t, ty: 0x28, value: Value::Int(i64::from(v)) }),
-            (any::<u8>(), any::<i16>()).prop_map(|(t, v)| Entry { tag: t, ty: ty::I16, value: Value::Int(i64::from(v)) }),
-            (any::<u8>(), 0u64..(1 << 40)).prop_map(|(t, v)| Entry { tag: t, ty: 0x24, value: Value::Uint(v) }),
+            (any::<u8>(), any::<bool>()).prop_map(|(t, b)| Entry {
+                tag: t,
+                ty: ty::BOOL,
+                value: Value::Bool(b)
+            }),
+            (any::<u8>(), any::<u8>()).prop_map(|(t, v)| Entry {
+                tag: t,
+                ty: ty::U8,
+                value: Value::Uint(u64::from(v))
+            }),
+            (any::<u8>(), any::<u16>()).prop_map(|(t, v)| Entry {
+                tag: t,
+                ty: ty::U16,
+                value: Value::Uint(u64::from(v))
+            }),
+            (any::<u8>(), any::<u32>()).prop_map(|(t, v)| Entry {
+                tag: t,
+                ty: ty::U32,
+                value: Value::Uint(u64::from(v))
+            }),
+            (any::<u8>(), any::<i8>()).prop_map(|(t, v)| Entry {
+                tag: t,
+                ty: 0x28,
+                value: Value::Int(i64::from(v))
+            }),
+            (any::<u8>(), any::<i16>()).prop_map(|(t, v)| Entry {
+                tag: t,
+                ty: ty::I16,
+                value: Value::Int(i64::from(v))
+            }),
+            (any::<u8>(), 0u64..(1 << 40)).prop_map(|(t, v)| Entry {
+                tag: t,
+                ty: 0x24,
+                value: Value::Uint(v)
+            }),
         ]
     }
 
