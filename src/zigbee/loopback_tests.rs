@@ -280,6 +280,7 @@ fn paired(l: &mut Loop, kinds: &[SimDeviceKind]) -> Vec<u64> {
     ieees
 }
 
+#[allow(clippy::expect_used)]
 fn feed(l: &mut Loop, send: impl FnOnce(&mut Stick) -> Option<super::frame::Frame>) {
     let f = send(&mut l.stick).expect("the device is paired");
     l.c.handle_bytes(&f.to_bytes(), l.now);

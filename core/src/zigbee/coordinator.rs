@@ -579,30 +579,4 @@ pub fn readings_of(frame: &Frame, ieee: u64, zone_type: Option<u16>, at: Time) -
     zcl_map::readings(&device_id(ieee), m.cluster, &msg, zone_type, true, at)
 }
 
-/// What one `AF_INCOMING_MSG` frame means for a device with definition
-/// `def` (`None`: the generic path), as the coordinator decodes it.
-pub fn decoded_of(
-    frame: &Frame,
-    def: Option<&Definition>,
-    ieee: u64,
-    zone_type: Option<u16>,
-    at: Time,
-) -> apply::Decoded {
-    let Ok(m) = IncomingMsg::from_frame(frame) else {
-        return apply::Decoded::default();
-    };
-    let Ok((h, msg)) = zcl::decode(m.cluster, &m.data) else {
-        return apply::Decoded::default();
-    };
-    apply::decode(
-        def,
-        &device_id(ieee),
-        m.cluster,
-        &m.data,
-        &h,
-        &msg,
-        zone_type,
-        true,
-        at,
-    )
-}
+pub use super::library::apply::decode_frame as decoded_of;

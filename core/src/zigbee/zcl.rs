@@ -324,49 +324,6 @@ pub fn decode(cluster: u16, data: &[u8]) -> Result<(Header, Message), ZclError> 
     Ok((h, m))
 }
 
-/// The raw bytes of the string-typed (0x41 octet, 0x42 character)
-/// attributes in a report or read response `data` (a whole ZCL frame):
-/// manufacturers carry binary structures in them (Xiaomi's 0xFF01), which
-/// [`decode`] would turn into lossy text. Stops at the first record it
-/// cannot size; empty for other frames.
-pub fn raw_strings(data: &[u8]) -> Vec<(u16, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut r = Reader::new(data, "ZCL");
-    let Ok(h) = Header::decode(&mut r) else {
-        return out;
-    };
-    let report = h.command == cmd::REPORT_ATTRIBUTES;
-    if h.cluster_specific || !(report || h.command == cmd::READ_ATTRIBUTES_RSP) {
-        return out;
-    }
-    while !r.is_empty() {
-        let Ok(id) = u16::get(&mut r, "attribute") else {
-            break;
-        };
-        if !report {
-            match u8::get(&mut r, "status") {
-                Ok(0) => {}
-                Ok(_) => continue,
-                Err(_) => break,
-            }
-        }
-        let Ok(t) = u8::get(&mut r, "type") else {
-            break;
-        };
-        if t == 0x41 || t == 0x42 {
-            let Ok(n) = u8::get(&mut r, "length") else {
-                break;
-            };
-            let n = if n == 0xFF { 0 } else { usize::from(n) };
-            let Ok(b) = r.take(n, "value") else { break };
-            out.push((id, b.to_vec()));
-        } else if read_value(&mut r, t, id).is_err() {
-            break;
-        }
-    }
-    out
-}
-
 fn global(seq: u8, command: u8, server_to_client: bool) -> Vec<u8> {
     let mut out = Vec::new();
     Header {

@@ -72,7 +72,7 @@ impl Out<'_> {
     }
 }
 
-fn maps<'a>(def: &'a Definition, src: Source) -> impl Iterator<Item = &'a Map> {
+fn maps(def: &Definition, src: Source) -> impl Iterator<Item = &Map> {
     def.maps.iter().filter(move |m| m.source == src)
 }
 
@@ -109,7 +109,7 @@ pub fn decode(
                 attribute(def, cl, a, zone_type, vibration_is_fall, &mut o);
             }
             if cl == cluster::BASIC {
-                for (id, raw) in zcl::raw_strings(data) {
+                for (id, raw) in xiaomi::raw_strings(data) {
                     if id == xiaomi::ATTR_FF01 || id == xiaomi::ATTR_F7 {
                         xiaomi_struct(def, &raw, &mut o);
                     }
@@ -277,4 +277,24 @@ fn tuya_frame(def: &Definition, h: &Header, payload: &[u8], o: &mut Out<'_>) {
         }
         _ => {}
     }
+}
+
+/// What one `AF_INCOMING_MSG` frame means for a device with definition
+/// `def` (`None`: the generic path), as the coordinator decodes it.
+pub fn decode_frame(
+    frame: &crate::zigbee::frame::Frame,
+    def: Option<&Definition>,
+    ieee: u64,
+    zone_type: Option<u16>,
+    at: Time,
+) -> Decoded {
+    use crate::zigbee::wire::Msg;
+    let Ok(m) = crate::zigbee::af::IncomingMsg::from_frame(frame) else {
+        return Decoded::default();
+    };
+    let Ok((h, msg)) = zcl::decode(m.cluster, &m.data) else {
+        return Decoded::default();
+    };
+    let dev = zcl_map::device_id(ieee);
+    decode(def, &dev, m.cluster, &m.data, &h, &msg, zone_type, true, at)
 }
