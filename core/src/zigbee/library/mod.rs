@@ -88,6 +88,16 @@ impl Library {
             .and_then(|i| self.defs.get(i))
     }
 
+    /// The check-in interval of this manufacturer and model's definition:
+    /// the longest a healthy device stays quiet (for the silence rule).
+    pub fn checkin(
+        &self,
+        manufacturer: Option<&str>,
+        model: Option<&str>,
+    ) -> Option<std::time::Duration> {
+        self.find(manufacturer, model).and_then(|d| d.checkin)
+    }
+
     pub fn get(&self, i: usize) -> Option<&Definition> {
         self.defs.get(i)
     }

@@ -33,6 +33,11 @@ fn definitions_are_found_by_model_and_manufacturer() {
     assert!(lib.find(Some("_TZE200_unknown"), Some("TS0601")).is_none());
     assert!(lib.find(Some("frient A/S"), None).is_none());
     assert!(lib.find(Some("carebridge-sim"), Some("SIM-DOOR")).is_none());
+    assert_eq!(
+        lib.checkin(Some("LUMI"), Some("lumi.sensor_magnet.aq2")),
+        Some(std::time::Duration::from_secs(3600))
+    );
+    assert_eq!(lib.checkin(None, Some("SIM-DOOR")), None);
 }
 
 #[test]
