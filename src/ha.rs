@@ -84,6 +84,8 @@ pub fn entity(kind: Kind) -> (&'static str, Option<&'static str>, Option<&'stati
         Battery => sen("battery", "%"),
         Voltage => sen("voltage", "V"),
         Pressure => sen("atmospheric_pressure", "hPa"),
+        // The last press (1 single, 2 double, 3 long): a plain number.
+        Button => ("sensor", None, None),
     }
 }
 
@@ -158,7 +160,8 @@ impl Topics {
         if component == "binary_sensor" {
             doc["payload_on"] = "ON".into();
             doc["payload_off"] = "OFF".into();
-        } else {
+        } else if kind != Kind::Button {
+            // A press code (1 single, 2 double, 3 long) is no measurement.
             doc["state_class"] = if kind == Kind::Energy {
                 "total_increasing"
             } else {

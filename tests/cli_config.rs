@@ -141,3 +141,32 @@ fn bad_usage_exits_2() {
     let out = carebridge(&["frobnicate"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn a_broken_device_library_file_names_the_file_the_entry_and_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("devices.toml");
+    std::fs::write(
+        &lib,
+        "[[device]]\nid = \"mat\"\nvendor = \"Acme\"\nmodel = \"M\"\ndescription = \"Bed mat\"\n\
+         match = [{ model = \"M\" }]\nsenses = [\"bed\"]\ncommissioning = \"Sit\"\n\
+         [[device.map]]\ncluster = 6\nattr = 0\nkind = \"bed\"\nclear_after = \"0s\"\n",
+    )
+    .unwrap();
+    let cfg = format!("[zigbee]\ndevices_file = {:?}\n", lib.to_str().unwrap());
+    let (code, err) = check(&cfg);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains(lib.to_str().unwrap()), "{err}");
+    assert!(err.contains("device[0] (mat).map[0].clear_after"), "{err}");
+    // A missing file is named too; a good one checks clean.
+    std::fs::remove_file(&lib).unwrap();
+    let (code, err) = check(&cfg);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("devices.toml") && err.contains("cannot read"),
+        "{err}"
+    );
+    std::fs::write(&lib, "").unwrap();
+    let (code, err) = check(&cfg);
+    assert_eq!(code, 0, "{err}");
+}

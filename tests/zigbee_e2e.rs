@@ -362,10 +362,11 @@ fn paired_zigbee_devices_reach_the_cloud_and_survive_the_stick_being_pulled() {
     assert!(zigbee["frames"].as_u64() > Some(0), "{zigbee}");
 }
 
-/// `carebridge demo` runs a simulated stick whose four devices wait to be
-/// paired: one permit join (here the demo's own upstream command, as the
-/// UI's pairing page does through the web API) and all four are in the
-/// registry, interviewed.
+/// `carebridge demo` runs a simulated stick whose seven devices wait to be
+/// paired (four plain ones, then an Aqara door, a Tuya radar and a Frient
+/// panic button with their real identities): one permit join (here the
+/// demo's own upstream command, as the UI's pairing page does through the
+/// web API) and all seven are in the registry, interviewed.
 #[test]
 fn demo_stick_devices_pair_on_permit_join() {
     let dir = tempfile::tempdir().unwrap();
@@ -428,16 +429,24 @@ fn demo_stick_devices_pair_on_permit_join() {
     );
     assert_eq!(r["ok"], true, "{r}");
     let db = data.join("carebridge.db");
-    let models = ["SIM-PIR", "SIM-DOOR", "SIM-TH", "SIM-SOS"];
+    let models = [
+        "SIM-PIR",
+        "SIM-DOOR",
+        "SIM-TH",
+        "SIM-SOS",
+        "lumi.sensor_magnet.aq2",
+        "TS0601",
+        "SOSZB-110",
+    ];
     assert!(
         eventually(Duration::from_secs(60), || {
-            (1..=4).all(|i| {
+            (1..=7).all(|i| {
                 registry(&db, &format!("zb-00158d000000000{i}"))
                     .is_some_and(|r| r.0.as_deref() == Some(models[i - 1]))
             })
         }),
         "demo devices not all paired: {:?}",
-        (1..=4)
+        (1..=7)
             .map(|i| registry(&db, &format!("zb-00158d000000000{i}")))
             .collect::<Vec<_>>()
     );

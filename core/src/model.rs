@@ -247,6 +247,8 @@ kinds! {
     Switch = 20, "switch", "", true;
     /// Atmospheric pressure in hPa.
     Pressure = 21, "pressure", "hPa", false;
+    /// A button press: 1 = single ("I'm OK"), 2 = double, 3 = long.
+    Button = 22, "button", "", false;
 }
 
 impl Kind {

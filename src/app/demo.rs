@@ -47,8 +47,9 @@ pub(super) fn print_banner(cfg: &Config, broker: Option<SocketAddr>, web: Option
         // zigbee: the demo's simulated stick and its devices waiting to pair.
         let _ = writeln!(
             out,
-            "  zigbee       {} (simulated stick; pair its 4 devices from Devices → permit join)",
-            z.port
+            "  zigbee       {} (simulated stick; pair its {} devices from Devices → permit join)",
+            z.port,
+            crate::zigbee::sim::SimDeviceKind::ALL.len()
         );
     }
     if let (Some(w), Some(addr)) = (&cfg.web, web) {

@@ -13,5 +13,9 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         path: shown.clone(),
         source,
     })?;
-    Config::parse(&text, &shown)
+    let cfg = Config::parse(&text, &shown)?;
+    if let Some(z) = &cfg.zigbee {
+        crate::zigbee::load_library(z)?;
+    }
+    Ok(cfg)
 }

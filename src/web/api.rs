@@ -50,10 +50,22 @@ pub async fn status(app: &App) -> Result<Resp> {
     ))
 }
 
-/// Devices with the reading kinds each has reported.
+/// Devices with the reading kinds each has reported, and what the device
+/// library knows of each Zigbee device: its `definition` (vendor, model,
+/// description, senses, commissioning step) or, for an unknown one,
+/// `definition: null` and the `clusters` its interview found.
 pub async fn devices(app: &App) -> Result<Resp> {
     let devices = app.roles.registry.devices().await?;
     let kinds = app.kinds.lock().map(|k| k.clone()).unwrap_or_default();
+    let network = app
+        .roles
+        .state
+        .load(super::roles::Record::ZigbeeNetwork)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|b| crate::zigbee::NetworkParams::from_bytes(&b).ok());
+    let lib = &app.roles.settings.devices;
     let list: Vec<_> = devices
         .into_iter()
         .map(|d| {
@@ -64,6 +76,40 @@ pub async fn devices(app: &App) -> Result<Resp> {
                     .map(|s| s.iter().map(|k| k.as_str()).collect())
                     .unwrap_or_default();
             v["kinds"] = json!(k);
+            let known = network.as_ref().and_then(|n| {
+                let ieee = d.ieee.as_deref()?;
+                n.devices
+                    .iter()
+                    .find(|k| format!("0x{:016x}", k.ieee) == ieee)
+            });
+            let manufacturer = d
+                .manufacturer
+                .clone()
+                .or_else(|| known.and_then(|k| k.manufacturer.clone()));
+            let model = d
+                .model
+                .clone()
+                .or_else(|| known.and_then(|k| k.model.clone()));
+            v["manufacturer"] = json!(manufacturer);
+            v["model"] = json!(model);
+            match lib.find(manufacturer.as_deref(), model.as_deref()) {
+                Some(def) => {
+                    v["definition"] = json!({
+                        "vendor": def.vendor,
+                        "model": def.model,
+                        "description": def.description,
+                        "senses": def.senses.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
+                        "commissioning": def.commissioning,
+                    });
+                }
+                None => {
+                    v["definition"] = serde_json::Value::Null;
+                    let clusters: Vec<String> = known
+                        .map(|k| k.clusters.iter().map(|c| format!("0x{c:04x}")).collect())
+                        .unwrap_or_default();
+                    v["clusters"] = json!(clusters);
+                }
+            }
             v
         })
         .collect();

@@ -212,6 +212,7 @@ impl From<Arc<MemoryBackend>> for Roles {
                 gateway: "gw-memory".into(),
                 life_safety: crate::life_safety::DEFAULT.to_vec(),
                 arc: None,
+                devices: crate::zigbee::library::Library::builtin(),
             },
         }
     }

@@ -186,6 +186,9 @@ pub enum Record {
     Audit,
     /// The recent-alerts list with acknowledgements.
     RecentAlerts,
+    /// The Zigbee network and its interviewed devices (written by the
+    /// Zigbee task; the UI only reads it for the devices' clusters).
+    ZigbeeNetwork,
 }
 
 impl Record {
@@ -196,6 +199,7 @@ impl Record {
             Record::SetupCode => "web/setup",
             Record::Audit => "web/audit",
             Record::RecentAlerts => "web/alerts",
+            Record::ZigbeeNetwork => "zigbee.network",
         }
     }
 }
@@ -226,6 +230,8 @@ pub struct Settings {
     pub life_safety: Vec<crate::model::Kind>,
     /// The alarm receiving centre's test signal, when `[arc]` is running.
     pub arc: Option<crate::uplink::arc::ArcHandle>,
+    /// The Zigbee device library (built in, plus `[zigbee] devices_file`).
+    pub devices: Arc<crate::zigbee::library::Library>,
 }
 
 impl Settings {
@@ -240,6 +246,11 @@ impl Settings {
             gateway: cfg.gateway.id.clone(),
             life_safety: cfg.rules.life_safety(),
             arc: None,
+            devices: cfg
+                .zigbee
+                .as_ref()
+                .and_then(|z| crate::zigbee::load_library(z).ok())
+                .unwrap_or_else(crate::zigbee::library::Library::builtin),
         }
     }
 }

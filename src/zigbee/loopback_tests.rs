@@ -38,8 +38,16 @@ struct Loop {
 
 impl Loop {
     fn new(stick: Stick, stored: Option<NetworkParams>, seed: u8) -> Self {
+        Self::with_library(stick, stored, seed, super::library::Library::builtin())
+    }
+    fn with_library(
+        stick: Stick,
+        stored: Option<NetworkParams>,
+        seed: u8,
+        lib: std::sync::Arc<super::library::Library>,
+    ) -> Self {
         let mut l = Loop {
-            c: Coordinator::new(cfg(), stored, fresh(seed), false),
+            c: Coordinator::new(cfg(), stored, fresh(seed), false).with_library(lib),
             stick,
             now: Time(1_000),
             out: vec![],
@@ -260,6 +268,144 @@ fn report_from_an_unknown_device_triggers_an_ieee_lookup_then_readings() {
         l2.readings(Kind::Temperature).contains(&20.0),
         "{:?}",
         l2.out
+    );
+}
+
+/// Pairs `kinds` through permit join; their IEEE addresses.
+fn paired(l: &mut Loop, kinds: &[SimDeviceKind]) -> Vec<u64> {
+    let ieees = kinds.iter().map(|k| l.stick.add_device(*k)).collect();
+    l.c.permit_join(60, l.now);
+    l.pump();
+    l.advance(Duration::from_secs(1));
+    ieees
+}
+
+#[allow(clippy::expect_used)]
+fn feed(l: &mut Loop, send: impl FnOnce(&mut Stick) -> Option<super::frame::Frame>) {
+    let f = send(&mut l.stick).expect("the device is paired");
+    l.c.handle_bytes(&f.to_bytes(), l.now);
+    l.pump();
+}
+
+#[test]
+fn an_aqara_door_is_identified_and_its_genonoff_and_keepalive_become_contact_and_battery() {
+    let mut l = Loop::new(Stick::new(), None, 1);
+    let [door] = paired(&mut l, &[SimDeviceKind::AqaraDoor])[..] else {
+        panic!()
+    };
+    let info = l.out.iter().find_map(|o| match o {
+        Output::Ingest(Ingest::Device(d)) => Some(d.clone()),
+        _ => None,
+    });
+    let info = info.unwrap();
+    assert_eq!(info.manufacturer.as_deref(), Some("LUMI"));
+    assert_eq!(info.model.as_deref(), Some("lumi.sensor_magnet.aq2"));
+    // Xiaomi devices refuse reporting configuration: the library skips it.
+    let d = &l.stick.devices[0];
+    assert!(d.configured.is_empty() && d.bound.is_empty(), "{d:?}");
+    feed(&mut l, |s| s.aqara_door(door, true));
+    feed(&mut l, |s| s.aqara_door(door, false));
+    assert_eq!(l.readings(Kind::Contact), vec![1.0, 0.0]);
+    assert!(
+        l.readings(Kind::Switch).is_empty(),
+        "not the generic on/off"
+    );
+    feed(&mut l, |s| s.xiaomi_keepalive(door, 2955, false));
+    assert_eq!(l.readings(Kind::Voltage), vec![2.96]);
+    assert_eq!(l.readings(Kind::Battery), vec![70.0]);
+    assert_eq!(l.readings(Kind::Contact), vec![1.0, 0.0, 0.0]);
+    // Its identity is kept with the network (a restart still knows it).
+    let saved = l.saved().unwrap();
+    assert_eq!(
+        saved.devices[0].model.as_deref(),
+        Some("lumi.sensor_magnet.aq2")
+    );
+    assert_eq!(
+        saved.devices[0].clusters,
+        vec![0x0000, 0x0003, 0x0006, 0xFFFF]
+    );
+}
+
+#[test]
+fn a_tuya_radar_gets_the_time_and_its_data_points_become_occupancy_and_light() {
+    let mut l = Loop::new(Stick::new(), None, 1);
+    let [radar] = paired(&mut l, &[SimDeviceKind::TuyaPresence])[..] else {
+        panic!()
+    };
+    // It asked for the time right after the Basic read; the answer echoes
+    // its request number and carries the (virtual) clock's seconds.
+    let answers = &l.stick.stats.time_sync_answers;
+    assert_eq!(answers.len(), 1, "{:?}", l.stick.stats);
+    let a = &answers[0];
+    assert_eq!(a.len(), 10);
+    assert_eq!(a[0], 0);
+    let utc = u32::from_be_bytes([a[2], a[3], a[4], a[5]]);
+    // Answered during the interview, between the start (1 s) and now.
+    assert!((1..=l.now.0 / 1000).contains(&i64::from(utc)), "{utc}");
+    feed(&mut l, |s| s.tuya_presence(radar, true, 250));
+    feed(&mut l, |s| s.tuya_presence(radar, false, 240));
+    assert_eq!(l.readings(Kind::Occupancy), vec![1.0, 0.0]);
+    assert_eq!(l.readings(Kind::Illuminance), vec![250.0, 240.0]);
+}
+
+#[test]
+fn a_frient_panic_button_raises_panic_on_alarm2() {
+    let mut l = Loop::new(Stick::new(), None, 1);
+    let [sos] = paired(&mut l, &[SimDeviceKind::FrientPanic])[..] else {
+        panic!()
+    };
+    assert!(l.stick.devices[0].enrolled);
+    feed(&mut l, |s| s.zone_alarm(sos, true, false));
+    feed(&mut l, |s| s.zone_alarm(sos, false, false));
+    // The press (alarm2) is panic; the release adds no "panic 0".
+    assert_eq!(l.readings(Kind::Panic), vec![1.0]);
+    assert_eq!(l.readings(Kind::Tamper), vec![0.0, 0.0]);
+}
+
+#[test]
+fn an_aqara_motion_that_never_clears_is_cleared_after_its_timeout() {
+    // The coordinator's own timer: a definition's clear_after (a local
+    // definition turning the door's genOnOff into such a motion sensor).
+    let lib = super::library::Library::with_local(
+        r#"
+[[device]]
+id = "pir"
+vendor = "Aqara"
+model = "RTCGQ11LM"
+description = "test"
+match = [{ model = "lumi.sensor_magnet.aq2" }]
+senses = ["motion"]
+commissioning = "walk"
+reporting = []
+[[device.map]]
+cluster = 6
+attr = 0
+kind = "motion"
+clear_after = "90s"
+"#,
+        "test",
+    )
+    .unwrap();
+    let mut l = Loop::with_library(Stick::new(), None, 1, std::sync::Arc::new(lib));
+    let [door] = paired(&mut l, &[SimDeviceKind::AqaraDoor])[..] else {
+        panic!()
+    };
+    feed(&mut l, |s| s.aqara_door(door, true));
+    l.advance(Duration::from_secs(60));
+    feed(&mut l, |s| s.aqara_door(door, true));
+    l.advance(Duration::from_secs(89));
+    assert_eq!(
+        l.readings(Kind::Motion),
+        vec![1.0, 1.0],
+        "re-armed by the second"
+    );
+    l.advance(Duration::from_secs(2));
+    assert_eq!(l.readings(Kind::Motion), vec![1.0, 1.0, 0.0]);
+    l.advance(Duration::from_secs(600));
+    assert_eq!(
+        l.readings(Kind::Motion),
+        vec![1.0, 1.0, 0.0],
+        "cleared once"
     );
 }
 

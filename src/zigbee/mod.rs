@@ -16,5 +16,23 @@ pub mod sim_stick;
 
 pub use port::run;
 
+/// The device library for `[zigbee]`: the built-in table, extended by
+/// `devices_file` when set (read here; errors name the file, the entry
+/// and the key). `config::load` calls this so `config check` and start-up
+/// refuse a broken file.
+pub fn load_library(
+    cfg: &ZigbeeConfig,
+) -> Result<std::sync::Arc<library::Library>, crate::config::ConfigError> {
+    let Some(path) = &cfg.devices_file else {
+        return Ok(library::Library::builtin());
+    };
+    let text =
+        std::fs::read_to_string(path).map_err(|source| crate::config::ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+    library::Library::with_local(&text, path).map(std::sync::Arc::new)
+}
+
 #[cfg(all(test, feature = "sim"))]
 mod loopback_tests;

@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::coordinator::{Coordinator, Output, RESET_REASON};
 use super::counters::{ZigbeeCounters, accumulate};
+use super::library;
 use super::network::{NetworkParams, NetworkStore};
 use super::session::SessionStats;
 use super::{ZigbeeCommand, ZigbeeConfig};
@@ -108,6 +109,10 @@ fn drive(
     let mut backoff = cfg.backoff_min.0;
     let mut first = true;
     let mut reported_up: Option<bool> = None;
+    let library = super::load_library(&cfg).unwrap_or_else(|e| {
+        tracing::error!("{e}; using the built-in device library only");
+        library::Library::builtin()
+    });
     loop {
         if shutdown.is_cancelled() {
             return Ok(());
@@ -130,7 +135,8 @@ fn drive(
                 rng.fill(&mut rnd)
                     .map_err(|_| anyhow::anyhow!("system random generator failed"))?;
                 let fresh = NetworkParams::from_random(cfg.channel, &rnd);
-                let mut coord = Coordinator::new(cfg.coordinator(), stored, fresh, !first);
+                let mut coord = Coordinator::new(cfg.coordinator(), stored, fresh, !first)
+                    .with_library(library.clone());
                 first = false;
                 let ended = session(
                     port,

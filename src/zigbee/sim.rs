@@ -278,6 +278,14 @@ impl SimHandle {
         }
     }
 
+    /// The Aqara door's 0xFF01 keep-alive (3.005 V, the door closed).
+    pub fn xiaomi_keepalive(&self, ieee: u64) {
+        let mut g = lock(&self.inner);
+        if let Some(f) = g.stick.xiaomi_keepalive(ieee, 3005, false) {
+            g.send(vec![f]);
+        }
+    }
+
     /// Reports temperature and humidity from a temperature device.
     pub fn report_temperature(&self, ieee: u64, celsius: f64, humidity: f64) {
         let mut g = lock(&self.inner);

@@ -10,7 +10,9 @@
 //! One command per line; devices are numbered from 1 in the order added.
 //!
 //! ```text
-//! add <motion|contact|temperature|panic>   a device that joins when permit join opens
+//! add <kind>              a device that joins when permit join opens: motion,
+//!                         contact, temperature, panic, or a real-looking one:
+//!                         aqara-door, tuya-presence, frient-panic
 //! pair                    every waiting device is in the network without joining
 //! panic <n>               press device n's panic button (IAS alarm1)
 //! alarm <n> <on|off>      set an IAS device's alarm1 (motion, door open)
@@ -46,7 +48,8 @@ pub struct SimStickArgs {
     /// The path the gateway opens (`[zigbee] port`): a symlink to the pty.
     #[arg(long)]
     pub link: PathBuf,
-    /// Devices to add, comma separated: motion, contact, temperature, panic.
+    /// Devices to add, comma separated: motion, contact, temperature, panic,
+    /// aqara-door, tuya-presence, frient-panic.
     #[arg(long, value_delimiter = ',')]
     pub devices: Vec<SimDeviceKind>,
     /// The devices are already paired: they are in the network as soon as
@@ -135,8 +138,14 @@ fn report_loop(h: &SimHandle, every: Duration, stop: &AtomicBool) {
                     let c = 19.5 + (phase.min(12 - phase) as f64) * 0.35;
                     h.report_temperature(ieee, c, 45.0 + phase as f64);
                 }
-                SimDeviceKind::Motion => h.zone_alarm(ieee, round % 2 == 1),
-                SimDeviceKind::Contact | SimDeviceKind::PanicButton => {}
+                SimDeviceKind::Motion | SimDeviceKind::TuyaPresence => {
+                    h.zone_alarm(ieee, round % 2 == 1)
+                }
+                // Its hourly keep-alive, sooner: the battery and the door.
+                SimDeviceKind::AqaraDoor => h.xiaomi_keepalive(ieee),
+                SimDeviceKind::Contact
+                | SimDeviceKind::PanicButton
+                | SimDeviceKind::FrientPanic => {}
             }
         }
     }

@@ -22,6 +22,7 @@ use super::zdo::{self, BindTarget, SimpleDescriptor, SizedDescriptor};
 pub const COORD_IEEE: u64 = 0x0012_4B00_CAFE_0001;
 
 mod device;
+mod quirky;
 pub use device::{SimDevice, SimDeviceKind};
 
 /// Counters the tests look at.
@@ -31,6 +32,8 @@ pub struct StickStats {
     pub resets: u64,
     pub formations: u64,
     pub enroll_responses: u64,
+    /// Payloads of the Tuya time-sync answers the host sent.
+    pub time_sync_answers: Vec<Vec<u8>>,
 }
 
 #[derive(Debug)]

@@ -189,14 +189,19 @@ test('pairing: permit join with a countdown, the simulated Zigbee devices appear
   assert.ok(await page.locator('#device-rows tr').count() >= 5, 'the simulated home is listed');
   assert.equal(await page.locator('tr[data-device^="zb-"]').count(), 0, 'nothing paired yet');
   await page.waitForFunction(() => document.body.dataset.live === 'connected');
-  // The demo's simulated stick (ZNP on a pty) has four devices waiting.
+  // The demo's simulated stick (ZNP on a pty) has seven devices waiting:
+  // four plain ones and three real-looking ones (Aqara door, Tuya radar,
+  // Frient panic button) with their real identities and quirky frames.
   await page.click('#permit-join');
   await page.waitForSelector('#join-msg:not(:empty)');
   assert.match(await page.textContent('#join-msg'), /Pairing open: \d+ s left/);
   assert.equal(await page.isDisabled('#permit-join'), true, 'one countdown at a time');
-  await page.waitForSelector('tr[data-device="zb-00158d0000000004"]', { timeout: 60000 });
-  await page.waitForFunction(() => document.querySelectorAll('tr[data-device^="zb-"]').length === 4, null, { timeout: 60000 });
+  await page.waitForSelector('tr[data-device="zb-00158d0000000007"]', { timeout: 60000 });
+  await page.waitForFunction(() => document.querySelectorAll('tr[data-device^="zb-"]').length === 7, null, { timeout: 60000 });
   assert.match(await page.textContent('tr[data-device="zb-00158d0000000001"]'), /SIM-PIR/);
+  assert.match(await page.textContent('tr[data-device="zb-00158d0000000005"]'), /lumi\.sensor_magnet\.aq2/);
+  assert.match(await page.textContent('tr[data-device="zb-00158d0000000006"]'), /TS0601/);
+  assert.match(await page.textContent('tr[data-device="zb-00158d0000000007"]'), /SOSZB-110/);
   await shot('03-devices-paired');
   // A Wi-Fi sensor joins by its first message on the local broker.
   await publish('porch-button', { kind: 'contact', value: 1 });

@@ -255,6 +255,12 @@ single-label names always work; other Host headers are refused).",
     k("zigbee.backoff_max").after("longest wait between re-initialisations"),
     k("zigbee.vibration_is_fall").after("IAS vibration zones report as \"fall\""),
     k("zigbee.outage_alert").after("alert when the coordinator is down this long (\"0s\": never)"),
+    k("zigbee.devices_file")
+        .above(
+            "Your own Zigbee device definitions, extending (or overriding) the built-in
+library without a rebuild; same format as the built-in table (README: device library).",
+        )
+        .example("\"/etc/carebridge/devices.toml\""),
     //
     k("serial.name").after("shown on status pages; empty = the port path"),
     k("serial.port").after("the board's serial port"),

@@ -38,7 +38,7 @@ pub struct At {
 pub fn is_event(kind: Kind) -> bool {
     matches!(
         kind,
-        Kind::Motion | Kind::Panic | Kind::Fall | Kind::Vibration
+        Kind::Motion | Kind::Panic | Kind::Fall | Kind::Vibration | Kind::Button
     )
 }
 

@@ -10,12 +10,14 @@
 //! the wire); every token is owned by exactly one part; after `Failed`
 //! nothing else is output.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::af::{self, DataRequest, IncomingMsg, RegisterReq};
 use super::frame::Frame;
 use super::interview::{COORD_ENDPOINT, Interview};
+use super::library::{Definition, Library, apply};
 use super::network::{KnownDevice, NetworkParams};
 use super::session::{Event, RequestError, Session, Token};
 use super::startup::{Started, Startup, StartupConfig};
@@ -24,7 +26,7 @@ use super::wire::Msg;
 use super::zcl::{self, Message};
 use super::zcl_map::{self, cluster, device_id};
 use super::zdo::{EndDeviceAnnceInd, IeeeAddrReq, IeeeAddrRsp, LeaveInd, MgmtPermitJoinReq};
-use crate::model::{DeviceInfo, Ingest, LinkStatus, Reading, Time};
+use crate::model::{DeviceInfo, Ingest, Kind, LinkStatus, Reading, Time};
 
 /// Why a session failed when the stick reset by itself (counted apart).
 pub const RESET_REASON: &str = "coordinator reset unexpectedly";
@@ -75,6 +77,12 @@ pub struct Coordinator {
     missed_in_a_row: u32,
     out: VecDeque<Output>,
     failed: bool,
+    library: Arc<Library>,
+    /// Definition index per device (IEEE), looked up once.
+    defs: HashMap<u64, Option<usize>>,
+    /// Binary readings to set back to 0 (devices that never clear), by
+    /// (IEEE, kind code).
+    clears: BTreeMap<(u64, u8), Time>,
 }
 
 /// The endpoint carebridge registers: HA profile, IAS CIE device, the
@@ -128,7 +136,31 @@ impl Coordinator {
             missed_in_a_row: 0,
             out: VecDeque::new(),
             failed: false,
+            library: Library::builtin(),
+            defs: HashMap::new(),
+            clears: BTreeMap::new(),
         }
+    }
+
+    /// Uses this device library (default: the built-in one).
+    pub fn with_library(mut self, library: Arc<Library>) -> Self {
+        self.library = library;
+        self.defs.clear();
+        self
+    }
+
+    fn definition(
+        &mut self,
+        ieee: u64,
+        manufacturer: Option<&str>,
+        model: Option<&str>,
+    ) -> Option<&Definition> {
+        let lib = &self.library;
+        let i = *self
+            .defs
+            .entry(ieee)
+            .or_insert_with(|| lib.find_index(manufacturer, model));
+        i.and_then(|i| self.library.get(i))
     }
 
     pub fn is_running(&self) -> bool {
@@ -187,6 +219,16 @@ impl Coordinator {
         for (nwk, f) in resend {
             self.submit(f, Owner::Interview(nwk), now);
         }
+        while let Some((&(ieee, code), &due)) = self.clears.first_key_value()
+            && due <= now
+        {
+            self.clears.remove(&(ieee, code));
+            if let Some(kind) = Kind::from_code(code)
+                && let Ok(r) = Reading::new(device_id(ieee), kind, 0.0, now)
+            {
+                self.out.push_back(Output::Ingest(Ingest::Reading(r)));
+            }
+        }
         if let Some(p) = self.next_ping
             && now >= p
             && self.is_running()
@@ -202,6 +244,7 @@ impl Coordinator {
             self.session.next_deadline(),
             self.startup.next_deadline(),
             self.next_ping,
+            self.clears.values().min().copied(),
         ]
         .into_iter()
         .chain(self.interviews.values().map(|i| i.next_deadline()))
@@ -385,12 +428,23 @@ impl Coordinator {
 
     fn on_interviewed(&mut self, i: Interview, now: Time) {
         let f = i.found;
+        let mut clusters: Vec<u16> = f
+            .endpoints
+            .iter()
+            .flat_map(|e| e.in_clusters.iter().copied())
+            .collect();
+        clusters.sort_unstable();
+        clusters.dedup();
         let dev = KnownDevice {
             ieee: f.ieee,
             nwk: f.nwk,
             zone_type: f.zone_type,
             zone_endpoint: f.zone_endpoint,
+            manufacturer: f.manufacturer.clone(),
+            model: f.model.clone(),
+            clusters,
         };
+        self.defs.remove(&f.ieee);
         self.devices.insert(f.nwk, dev);
         self.save();
         self.out
@@ -424,6 +478,20 @@ impl Coordinator {
         if let Some(i) = self.interviews.get_mut(&m.src)
             && i.handle_zcl(&h, &msg)
         {
+            if i.needs_identifying() {
+                let (ieee, mf, model) = (
+                    i.found.ieee,
+                    i.found.manufacturer.clone(),
+                    i.found.model.clone(),
+                );
+                self.defs.remove(&ieee);
+                let def = self
+                    .definition(ieee, mf.as_deref(), model.as_deref())
+                    .cloned();
+                if let Some(i) = self.interviews.get_mut(&m.src) {
+                    i.identified(def.as_ref());
+                }
+            }
             return;
         }
         if let Message::ZoneEnrollRequest { zone_type, .. } = msg {
@@ -450,11 +518,15 @@ impl Coordinator {
             }
             return;
         }
-        let known = self.devices.get(&m.src).map(|d| (d.ieee, d.zone_type));
-        let Some((ieee, zone_type)) = known.or_else(|| {
-            self.interviews
-                .get(&m.src)
-                .map(|i| (i.found.ieee, i.found.zone_type))
+        let known = self
+            .devices
+            .get(&m.src)
+            .map(|d| (d.ieee, d.zone_type, d.manufacturer.clone(), d.model.clone()));
+        let Some((ieee, zone_type, mf, model)) = known.or_else(|| {
+            self.interviews.get(&m.src).map(|i| {
+                let f = &i.found;
+                (f.ieee, f.zone_type, f.manufacturer.clone(), f.model.clone())
+            })
         }) else {
             // A device we do not know (e.g. joined while we were down): ask its IEEE.
             let req = IeeeAddrReq {
@@ -466,15 +538,32 @@ impl Coordinator {
             return;
         };
         let dev = device_id(ieee);
-        for r in zcl_map::readings(
-            &dev,
-            m.cluster,
-            &msg,
-            zone_type,
-            self.cfg.vibration_is_fall,
-            now,
-        ) {
+        let vib = self.cfg.vibration_is_fall;
+        let def = self.definition(ieee, mf.as_deref(), model.as_deref());
+        let d = apply::decode(def, &dev, m.cluster, &m.data, &h, &msg, zone_type, vib, now);
+        for r in d.readings {
+            let key = (ieee, r.kind.code());
+            if r.kind.is_binary() && r.value < 0.5 {
+                self.clears.remove(&key);
+            }
             self.out.push_back(Output::Ingest(Ingest::Reading(r)));
+        }
+        for (kind, after) in d.clears {
+            self.clears
+                .insert((ieee, kind.code()), now.saturating_add(after));
+        }
+        if let Some(data) = d.reply {
+            let rsp = DataRequest {
+                dst: m.src,
+                dst_endpoint: m.src_endpoint,
+                src_endpoint: COORD_ENDPOINT,
+                cluster: m.cluster,
+                tsn: h.seq,
+                options: af::options::ACK_REQUEST,
+                radius: af::DEFAULT_RADIUS,
+                data,
+            };
+            self.submit(rsp.to_frame(), Owner::Other, now);
         }
     }
 }
@@ -489,3 +578,5 @@ pub fn readings_of(frame: &Frame, ieee: u64, zone_type: Option<u16>, at: Time) -
     };
     zcl_map::readings(&device_id(ieee), m.cluster, &msg, zone_type, true, at)
 }
+
+pub use super::library::apply::decode_frame as decoded_of;

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use super::af::{self, DataRequest};
 use super::frame::Frame;
+use super::library::{Definition, table::Report};
 use super::wire::Msg;
 use super::zcl::{self, Header, Message, Value, ty};
 use super::zcl_map::cluster;
@@ -88,6 +89,8 @@ enum Step {
     ReadBasic(u8),
     Bind(u8, u16),
     Configure(u8, usize),
+    /// Reporting from the device's definition (replacing the generic set).
+    ConfigureDef(u8, Report),
     WriteCie(u8),
     ReadZoneType(u8),
     ReadBattery(u8),
@@ -126,6 +129,8 @@ pub struct Interview {
     current: Option<Current>,
     pub found: Findings,
     done: bool,
+    /// The device library was consulted (after the Basic cluster answered).
+    identified: bool,
 }
 
 impl Interview {
@@ -141,6 +146,7 @@ impl Interview {
                 ..Findings::default()
             },
             done: false,
+            identified: false,
         }
     }
 
@@ -200,7 +206,10 @@ impl Interview {
             Step::ReadBasic(ep) => af(
                 cluster::BASIC,
                 *ep,
-                zcl::read_attributes(s, &[0x0004, 0x0005]),
+                // Manufacturer and model, and (Zigbee2MQTT's "magic
+                // packet") the rest that Tuya TS0601 firmwares want read
+                // before they start reporting; others skip what they lack.
+                zcl::read_attributes(s, &[0x0004, 0x0000, 0x0001, 0x0005, 0x0007, 0xFFFE]),
                 s,
             ),
             Step::ReadZoneType(ep) => af(
@@ -232,6 +241,19 @@ impl Interview {
                 },
             }
             .to_frame(),
+            Step::ConfigureDef(ep, r) => af(
+                r.cluster,
+                *ep,
+                zcl::configure_reporting(
+                    s,
+                    r.attr,
+                    r.ty,
+                    r.min,
+                    r.max,
+                    r.change.map(Value::Int).as_ref(),
+                ),
+                s,
+            ),
             Step::Configure(ep, i) => {
                 let t = reporting_table();
                 let (cl, attr, typ, min, max, change) =
@@ -322,6 +344,13 @@ impl Interview {
                 self.steps.push_back(Step::Configure(ep, i));
             }
         }
+        // Remotes and buttons send commands from their client clusters:
+        // bound so they reach the coordinator.
+        for c in [cluster::ON_OFF, cluster::LEVEL, cluster::IAS_ACE] {
+            if d.out_clusters.contains(&c) && !has(c) {
+                self.steps.push_back(Step::Bind(ep, c));
+            }
+        }
         if has(cluster::IAS_ZONE) {
             self.found.zone_endpoint = Some(ep);
             self.steps.push_back(Step::WriteCie(ep));
@@ -329,6 +358,36 @@ impl Interview {
         }
         if has(cluster::POWER_CFG) {
             self.steps.push_back(Step::ReadBattery(ep));
+        }
+    }
+
+    /// Whether the device library still has to be consulted: the model
+    /// is known and it was not yet (no model: no definition to find).
+    pub fn needs_identifying(&self) -> bool {
+        !self.identified && self.found.model.is_some()
+    }
+
+    /// Applies the device's definition (if any) to the steps still to do:
+    /// its `reporting` list replaces the generic bindings and reporting
+    /// configuration (an empty list: none — Xiaomi devices refuse them and
+    /// sleep through the attempts).
+    pub fn identified(&mut self, def: Option<&Definition>) {
+        self.identified = true;
+        let Some(reports) = def.and_then(|d| d.reporting.as_ref()) else {
+            return;
+        };
+        self.steps
+            .retain(|s| !matches!(s, Step::Bind(..) | Step::Configure(..)));
+        for r in reports {
+            let ep = self
+                .found
+                .endpoints
+                .iter()
+                .find(|d| d.in_clusters.contains(&r.cluster))
+                .or(self.found.endpoints.first())
+                .map_or(1, |d| d.endpoint);
+            self.steps.push_back(Step::Bind(ep, r.cluster));
+            self.steps.push_back(Step::ConfigureDef(ep, r.clone()));
         }
     }
 

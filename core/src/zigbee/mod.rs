@@ -10,6 +10,9 @@
 //! - [`interview`]: endpoints, descriptors, Basic, bindings, reporting, IAS enrolment;
 //! - [`zcl`] + [`zcl_map`]: ZCL frames and what they mean as readings;
 //!   [`ias_wd`]: the siren commands (IAS WD Start Warning, Squawk) of pre-alarms;
+//! - [`library`]: the device library (definitions by manufacturer and
+//!   model, vendor quirks: Xiaomi 0xFF01, Tuya 0xEF00, buttons); unknown
+//!   devices keep the generic [`zcl_map`] path;
 //! - [`coordinator`]: ties the above together with link supervision policy;
 //! - [`outage`]: the coordinator-outage alert (pure; `app` feeds it link changes);
 //!
@@ -32,6 +35,7 @@ pub mod counters;
 pub mod frame;
 pub mod ias_wd;
 pub mod interview;
+pub mod library;
 pub mod network;
 pub mod outage;
 pub mod session;
@@ -76,6 +80,9 @@ pub struct ZigbeeConfig {
     /// Raise a warning alert when the coordinator has been down this long
     /// (zero: never). See [`outage`].
     pub outage_alert: Dur,
+    /// A local device library file extending the built-in one
+    /// ([`library`]; read and checked when the configuration is loaded).
+    pub devices_file: Option<String>,
 }
 
 impl Default for ZigbeeConfig {
@@ -92,6 +99,7 @@ impl Default for ZigbeeConfig {
             backoff_max: Dur::mins(1),
             vibration_is_fall: true,
             outage_alert: Dur::mins(5),
+            devices_file: None,
         }
     }
 }
@@ -121,6 +129,16 @@ impl ZigbeeConfig {
             if d.0.is_zero() {
                 out.push(Problem::new(k, "must be above zero"));
             }
+        }
+        if self
+            .devices_file
+            .as_ref()
+            .is_some_and(|f| f.trim().is_empty())
+        {
+            out.push(Problem::new(
+                "devices_file",
+                "must name a file (or be left out)",
+            ));
         }
         if self.backoff_max < self.backoff_min {
             out.push(Problem::new("backoff_max", "must be at least backoff_min"));

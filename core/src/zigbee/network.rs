@@ -49,6 +49,15 @@ pub struct KnownDevice {
     /// Endpoint holding the IAS zone cluster (for enroll responses).
     #[serde(default)]
     pub zone_endpoint: Option<u8>,
+    /// The Basic cluster's manufacturer name and model id (the device
+    /// library's keys), when the device answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manufacturer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Server clusters of all its endpoints (shown for unknown devices).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clusters: Vec<u16>,
 }
 
 /// The network a coordinator runs, plus the devices it knows.
@@ -132,10 +141,19 @@ mod tests {
             let mut rr = [0u8; 26];
             rr.copy_from_slice(&r[..26]);
             let mut p = NetworkParams::from_random(ch, &rr);
-            p.devices.push(KnownDevice { ieee: 1, nwk, zone_type: Some(0x2c), zone_endpoint: Some(1) });
+            p.devices.push(KnownDevice { ieee: 1, nwk, zone_type: Some(0x2c), zone_endpoint: Some(1), manufacturer: None, model: None, clusters: vec![] });
+            p.devices.push(KnownDevice { ieee: 2, nwk: nwk ^ 1, zone_type: None, zone_endpoint: None, manufacturer: Some("LUMI".into()), model: Some("lumi.sensor_magnet.aq2".into()), clusters: vec![0, 6] });
             prop_assert!(p.pan_id != 0 && p.pan_id < 0xFFF0);
             prop_assert_eq!(NetworkParams::from_bytes(&p.to_bytes()).unwrap(), p);
         }
+    }
+
+    #[test]
+    fn blobs_of_older_gateways_without_device_identity_still_load() {
+        let old = br#"{"v":1,"pan_id":1,"ext_pan_id":2,"channel":15,"network_key":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16],"devices":[{"ieee":5,"nwk":6,"zone_type":null}]}"#;
+        let p = NetworkParams::from_bytes(old).unwrap();
+        assert_eq!(p.devices[0].model, None);
+        assert!(p.devices[0].clusters.is_empty());
     }
 
     #[test]

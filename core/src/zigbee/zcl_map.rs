@@ -12,12 +12,15 @@ pub mod cluster {
     pub const BASIC: u16 = 0x0000;
     pub const POWER_CFG: u16 = 0x0001;
     pub const ON_OFF: u16 = 0x0006;
+    pub const LEVEL: u16 = 0x0008;
+    pub const MULTISTATE_INPUT: u16 = 0x0012;
     pub const ILLUMINANCE: u16 = 0x0400;
     pub const TEMPERATURE: u16 = 0x0402;
     pub const PRESSURE: u16 = 0x0403;
     pub const HUMIDITY: u16 = 0x0405;
     pub const OCCUPANCY: u16 = 0x0406;
     pub const IAS_ZONE: u16 = 0x0500;
+    pub const IAS_ACE: u16 = 0x0501;
     pub const METERING: u16 = 0x0702;
     pub const ELECTRICAL: u16 = 0x0B04;
 }

@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use super::Stick;
 use crate::zigbee::af::{DataRequest, IncomingMsg};
 use crate::zigbee::frame::Frame;
+use crate::zigbee::library::tuya;
 use crate::zigbee::wire::{Field, Msg, Reader};
 use crate::zigbee::zcl::{self, Value, cmd, ty};
 use crate::zigbee::zcl_map::{cluster, zone};
@@ -22,24 +23,51 @@ pub enum SimDeviceKind {
     Temperature,
     /// IAS zone, personal emergency (0x002c).
     PanicButton,
+    /// Aqara MCCGQ11LM door contact: contact on genOnOff, 0xFF01 keep-alive.
+    AqaraDoor,
+    /// Tuya TS0601 mmWave presence radar: data points on cluster 0xEF00,
+    /// asks for the time when it joins.
+    TuyaPresence,
+    /// Frient SOSZB-110 panic button: IAS zone, the press on alarm2.
+    FrientPanic,
 }
 
 impl SimDeviceKind {
     /// Every kind, in the order the demo adds them.
-    pub const ALL: [SimDeviceKind; 4] = [
+    pub const ALL: [SimDeviceKind; 7] = [
         SimDeviceKind::Motion,
         SimDeviceKind::Contact,
         SimDeviceKind::Temperature,
         SimDeviceKind::PanicButton,
+        SimDeviceKind::AqaraDoor,
+        SimDeviceKind::TuyaPresence,
+        SimDeviceKind::FrientPanic,
     ];
 
-    /// The name used on the command line (`motion`, `contact`, `temperature`, `panic`).
+    /// The name used on the command line (`motion`, `contact`,
+    /// `temperature`, `panic`, `aqara-door`, `tuya-presence`, `frient-panic`).
     pub const fn as_str(self) -> &'static str {
         match self {
             SimDeviceKind::Motion => "motion",
             SimDeviceKind::Contact => "contact",
             SimDeviceKind::Temperature => "temperature",
             SimDeviceKind::PanicButton => "panic",
+            SimDeviceKind::AqaraDoor => "aqara-door",
+            SimDeviceKind::TuyaPresence => "tuya-presence",
+            SimDeviceKind::FrientPanic => "frient-panic",
+        }
+    }
+
+    /// The Basic cluster's manufacturer name and model id the device answers.
+    pub const fn identity(self) -> (&'static str, &'static str) {
+        match self {
+            SimDeviceKind::Motion => ("carebridge-sim", "SIM-PIR"),
+            SimDeviceKind::Contact => ("carebridge-sim", "SIM-DOOR"),
+            SimDeviceKind::Temperature => ("carebridge-sim", "SIM-TH"),
+            SimDeviceKind::PanicButton => ("carebridge-sim", "SIM-SOS"),
+            SimDeviceKind::AqaraDoor => ("LUMI", "lumi.sensor_magnet.aq2"),
+            SimDeviceKind::TuyaPresence => ("_TZE200_ztc6ggyl", "TS0601"),
+            SimDeviceKind::FrientPanic => ("frient A/S", "SOSZB-110"),
         }
     }
 }
@@ -51,7 +79,8 @@ impl std::str::FromStr for SimDeviceKind {
             .into_iter()
             .find(|k| k.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown simulated device {s:?} (motion, contact, temperature, panic)")
+                let all: Vec<_> = SimDeviceKind::ALL.iter().map(|k| k.as_str()).collect();
+                format!("unknown simulated device {s:?} ({})", all.join(", "))
             })
     }
 }
@@ -74,8 +103,12 @@ impl SimDevice {
         match self.kind {
             SimDeviceKind::Motion => Some(zone::MOTION),
             SimDeviceKind::Contact => Some(zone::CONTACT),
-            SimDeviceKind::PanicButton => Some(zone::PERSONAL_EMERGENCY),
-            SimDeviceKind::Temperature => None,
+            SimDeviceKind::PanicButton | SimDeviceKind::FrientPanic => {
+                Some(zone::PERSONAL_EMERGENCY)
+            }
+            SimDeviceKind::Temperature | SimDeviceKind::AqaraDoor | SimDeviceKind::TuyaPresence => {
+                None
+            }
         }
     }
     pub(super) fn clusters(&self) -> Vec<u16> {
@@ -86,15 +119,11 @@ impl SimDevice {
                 cluster::TEMPERATURE,
                 cluster::HUMIDITY,
             ],
+            // As the real ones: Basic, Identify, LUMI's 0xFFFF, On/Off.
+            SimDeviceKind::AqaraDoor => vec![cluster::BASIC, 0x0003, 0xFFFF, cluster::ON_OFF],
+            // Basic, Groups, Scenes, Tuya.
+            SimDeviceKind::TuyaPresence => vec![cluster::BASIC, 0x0004, 0x0005, 0xEF00],
             _ => vec![cluster::BASIC, cluster::POWER_CFG, cluster::IAS_ZONE],
-        }
-    }
-    pub(super) fn model(&self) -> &'static str {
-        match self.kind {
-            SimDeviceKind::Motion => "SIM-PIR",
-            SimDeviceKind::Contact => "SIM-DOOR",
-            SimDeviceKind::Temperature => "SIM-TH",
-            SimDeviceKind::PanicButton => "SIM-SOS",
         }
     }
 }
@@ -132,6 +161,11 @@ impl Stick {
                 dev.enrolled = true;
                 self.stats.enroll_responses += 1;
             }
+            if d.cluster == tuya::CLUSTER && h.command == tuya::cmd::TIME_SYNC {
+                self.stats
+                    .time_sync_answers
+                    .push(d.data.get(3..).unwrap_or(&[]).to_vec());
+            }
             return;
         }
         let mut r = Reader::new(d.data.get(3..).unwrap_or(&[]), "sim");
@@ -141,10 +175,10 @@ impl Stick {
                 while let Ok(a) = u16::get(&mut r, "attribute") {
                     let v = match (d.cluster, a) {
                         (cluster::BASIC, 0x0004) => {
-                            Some((ty::CHAR_STRING, Value::String("carebridge-sim".into())))
+                            Some((ty::CHAR_STRING, Value::String(dev.kind.identity().0.into())))
                         }
                         (cluster::BASIC, 0x0005) => {
-                            Some((ty::CHAR_STRING, Value::String(dev.model().into())))
+                            Some((ty::CHAR_STRING, Value::String(dev.kind.identity().1.into())))
                         }
                         (cluster::IAS_ZONE, 0x0001) => dev
                             .zone_type()
@@ -154,11 +188,18 @@ impl Stick {
                     };
                     attrs.push((a, v));
                 }
+                let asks_time =
+                    d.cluster == cluster::BASIC && dev.kind == SimDeviceKind::TuyaPresence;
+                let ieee = dev.ieee;
                 out.push(Self::incoming(
                     nwk,
                     d.cluster,
                     zcl::read_attributes_rsp(h.seq, &attrs),
                 ));
+                // Tuya devices ask for the time once the gateway knows them.
+                if asks_time && let Some(f) = self.tuya_time_request(ieee) {
+                    out.push(f);
+                }
             }
             cmd::WRITE_ATTRIBUTES => {
                 let attr = u16::get(&mut r, "attribute").unwrap_or(0);
@@ -200,12 +241,25 @@ impl Stick {
     }
 
     /// A zone status change from an IAS device (alarm1 = `active`).
+    /// The devices with quirks send their own frames instead (see
+    /// `quirky`): the Aqara door its genOnOff report, the Tuya radar a data
+    /// point, the Frient button alarm2.
     pub fn zone_alarm(&mut self, ieee: u64, active: bool, tamper: bool) -> Option<Frame> {
         let d = self.devices.iter_mut().find(|d| d.ieee == ieee)?;
         let nwk = d.nwk?;
+        match d.kind {
+            SimDeviceKind::AqaraDoor => return self.aqara_door(ieee, active),
+            SimDeviceKind::TuyaPresence => return self.tuya_presence(ieee, active, 120),
+            _ => {}
+        }
         d.zone_type()?;
         d.seq = d.seq.wrapping_add(1);
-        let status: u16 = u16::from(active) | u16::from(tamper) << 2;
+        let alarm_bit = if d.kind == SimDeviceKind::FrientPanic {
+            1
+        } else {
+            0
+        };
+        let status: u16 = u16::from(active) << alarm_bit | u16::from(tamper) << 2;
         let mut p = status.to_le_bytes().to_vec();
         p.extend_from_slice(&[0, 1, 0, 0]);
         Some(Self::incoming(

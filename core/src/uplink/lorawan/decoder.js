@@ -15,7 +15,7 @@ var VERSION = 1;
 var COMMAND_PORT = 20;
 var KIND_NONE = 31;
 // model::Kind codes, in code order (append only).
-var KINDS = ["motion", "occupancy", "contact", "temperature", "humidity", "illuminance", "panic", "fall", "smoke", "co", "water_leak", "bed", "chair", "power", "energy", "battery", "battery_low", "voltage", "tamper", "vibration", "switch", "pressure"];
+var KINDS = ["motion", "occupancy", "contact", "temperature", "humidity", "illuminance", "panic", "fall", "smoke", "co", "water_leak", "bed", "chair", "power", "energy", "battery", "battery_low", "voltage", "tamper", "vibration", "switch", "pressure", "button"];
 var SEVERITIES = ["info", "warning", "urgent"];
 
 function scale(kind) {
