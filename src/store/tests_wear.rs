@@ -282,3 +282,96 @@ async fn a_new_database_gets_the_chosen_page_size_and_an_existing_one_keeps_its_
     assert_eq!(count(&old, "PRAGMA page_size"), 2048);
     assert_eq!(count(&old, "SELECT count(*) FROM history"), 1);
 }
+
+/// Records when each ack fired and how many history rows were committed then.
+struct Fired {
+    path: PathBuf,
+    at: std::sync::Mutex<Vec<(u32, Instant, i64)>>,
+}
+
+impl AckSink for Fired {
+    fn committed(&self, token: u32) {
+        let n = count(&self.path, "SELECT count(*) FROM history");
+        self.at.lock().unwrap().push((token, Instant::now(), n));
+    }
+}
+
+#[tokio::test]
+async fn with_commit_grouping_a_batch_holding_an_ack_waiter_commits_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir);
+    let cfg = StoreConfig {
+        commit_delay: crate::config::Dur::secs(30),
+        ..StoreConfig::default()
+    };
+    let s = Store::open(&path, &cfg).unwrap();
+    // Readings nobody waits for (Zigbee, QoS 0) wait for the delay…
+    for i in 0..5 {
+        s.submit(Write::Reading(reading("k-temp", Kind::Temperature, 20.0, i)))
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(count(&path, "SELECT count(*) FROM history"), 0);
+    // …a reading whose sender waits for its PUBACK takes them along at once.
+    let fired = std::sync::Arc::new(Fired {
+        path: path.clone(),
+        at: Default::default(),
+    });
+    let t0 = Instant::now();
+    s.submit(Write::Reading(reading("pendant", Kind::Panic, 1.0, 10)))
+        .await
+        .unwrap();
+    s.submit_ack(AckTo::new(fired.clone(), 7)).await.unwrap();
+    let ok = wait(Duration::from_secs(5), || {
+        !fired.at.lock().unwrap().is_empty()
+    })
+    .await;
+    assert!(ok, "the ack fired without waiting out the 30 s delay");
+    let (token, when, rows) = fired.at.lock().unwrap()[0];
+    assert_eq!(token, 7);
+    assert!(when - t0 < Duration::from_secs(2), "{:?}", when - t0);
+    assert_eq!(rows, 6, "the acked reading and the five waiting ones are committed");
+    s.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn commit_grouping_is_on_by_default_and_an_alert_still_commits_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir);
+    let cfg = StoreConfig::default();
+    assert!(
+        cfg.commit_delay.0 >= Duration::from_secs(1),
+        "readings nobody waits for are grouped by default"
+    );
+    let s = Store::open(&path, &cfg).unwrap();
+    s.submit(Write::Reading(reading("k-temp", Kind::Temperature, 20.0, 1)))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(count(&path, "SELECT count(*) FROM history"), 0);
+    let mut changed = s.outbox_changed();
+    changed.borrow_and_update();
+    let t0 = Instant::now();
+    s.submit(Write::Alert(alert("panic", 2))).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(2), changed.changed())
+        .await
+        .expect("the alert commits at once")
+        .unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(2));
+    assert_eq!(count(&path, "SELECT count(*) FROM outbox WHERE class = 0"), 1);
+    assert_eq!(count(&path, "SELECT count(*) FROM history"), 1);
+    s.close().await.unwrap();
+}
+
+/// Polls `cond` every 5 ms until it holds or `limit` passed.
+pub(super) async fn wait(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let t0 = Instant::now();
+    while !cond() {
+        if t0.elapsed() > limit {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    true
+}

@@ -518,8 +518,10 @@ impl Writer {
     /// transaction and one fsync cover more of them when the hub and the
     /// writer share a CPU. Anything but a reading (an alert, a flush) ends
     /// the wait at the next poll; an idle writer (a home's sporadic
-    /// readings, a panic press) never waits. With `commit_delay` set,
-    /// [`Writer::defer`] waits instead. Returns whether the delay ran out.
+    /// readings, a panic press) never waits. With `commit_delay` set and
+    /// only writes nobody waits for taken, [`Writer::defer`] waits instead;
+    /// a batch with an ack waiter (a front-door PUBACK) gathers as without
+    /// the delay. Returns whether the delay ran out.
     fn gather(
         &self,
         rt: &tokio::runtime::Runtime,
@@ -527,7 +529,7 @@ impl Writer {
         msgs: &mut Vec<Msg>,
         batch_max: usize,
     ) -> bool {
-        if !self.cfg.commit_delay.0.is_zero() {
+        if !self.cfg.commit_delay.0.is_zero() && msgs.iter().all(is_deferrable) {
             return self.defer(rt, rx, msgs, batch_max);
         }
         if self.last_commit.elapsed() > BUSY {
