@@ -16,7 +16,9 @@
 //!   one event = one raised alert at Mosquitto;
 //! - `telemetry`: `VERSUS_N` temperature readings from 200 sensors, each
 //!   one a telemetry message upstream; one event = one telemetry message;
-//! - `home`: 600 readings at 10 a second from 20 sensors, telemetry on;
+//! - `home`: 600 readings at 10 a second from 20 sensors, telemetry on
+//!   (carebridge: at QoS 0, as a home's Zigbee and serial sensors, whose
+//!   readings nobody waits for; `VERSUS_HOME_QOS=1` for QoS 1);
 //! - `minute`: a home of 20 sensors reporting once a minute (a reading
 //!   every 3 s), sped up to a reading every 1.2 s, `VERSUS_MINUTE_N` (60)
 //!   readings: still one commit per reading, one per acknowledgement and
@@ -31,7 +33,9 @@
 //! `VERSUS_SYSTEMS=carebridge` or `nodered` runs one of them;
 //! `VERSUS_CAREBRIDGE=<binary>` measures another carebridge build (to
 //! compare before and after a change, runs interleaved);
-//! `VERSUS_STORE='commit_delay = "15s"'` adds `[store]` keys (`;` between).
+//! `VERSUS_STORE='commit_delay = "15s"'` adds `[store]` keys (`;` between);
+//! `VERSUS_WALSTAT=1` prints what carebridge's commits wrote, by table
+//! (`benches/tools/walstat.py`).
 //! Node-RED is installed once with npm into a cache directory (see `nodered.rs`);
 //! where npm cannot install it the bench says so and runs carebridge alone.
 //!
@@ -65,6 +69,11 @@ struct Case {
     flow: Flow,
     n: u64,
     pace: Pace,
+    /// carebridge's readings at QoS 1 (a device waiting for each PUBACK,
+    /// so each commit happens at once); else QoS 0, like the Zigbee and
+    /// serial sensors of a home, whose readings nobody waits for (their
+    /// commits are grouped: `[store] commit_delay`).
+    qos1: bool,
 }
 
 impl Case {
@@ -86,6 +95,8 @@ struct Sut {
     upstream: &'static str,
     /// Readings go in at QoS 1, paced on PUBACK (else QoS 0).
     qos1: bool,
+    /// carebridge's data directory (Node-RED: unused).
+    data: std::path::PathBuf,
 }
 
 fn start_carebridge(dir: &Path, mqtt: u16, telemetry: bool, pin: bool) -> Sut {
@@ -123,6 +134,7 @@ fn start_carebridge(dir: &Path, mqtt: u16, telemetry: bool, pin: bool) -> Sut {
         entry: (port, "carebridge/in/".to_string()),
         upstream: "cb",
         qos1: true,
+        data,
     }
 }
 
@@ -135,18 +147,15 @@ fn start_nodered(red: &Path, dir: &Path, mqtt: u16, telemetry: bool, pin: bool) 
         entry: (mqtt, "nrin/".to_string()),
         upstream: "nr",
         qos1: false,
+        data: dir.join("nr"),
     }
 }
 
 fn run(case: &Case, name: &str, sut: &Sut, mqtt: u16) {
     let up = Upstream::subscribe(mqtt, sut.upstream, b"", WARM);
     let (port, prefix) = (sut.entry.0, sut.entry.1.as_str());
-    let mut pb = Publisher::connect(
-        port,
-        &format!("vs-gen-{name}"),
-        sut.qos1,
-        FRONT_DOOR_INFLIGHT,
-    );
+    let qos1 = sut.qos1 && case.qos1;
+    let mut pb = Publisher::connect(port, &format!("vs-gen-{name}"), qos1, FRONT_DOOR_INFLIGHT);
     // Warm-up: one reading from a device of its own, repeated until it
     // arrives upstream (Node-RED subscribes some time after it starts).
     let warm = match case.flow {
@@ -167,7 +176,7 @@ fn run(case: &Case, name: &str, sut: &Sut, mqtt: u16) {
     }
     std::thread::sleep(Duration::from_secs(1));
     // Only the run's own publications count from here.
-    let mut pb = Publisher::connect(port, &format!("vs-run-{name}"), sut.qos1, FRONT_DOOR_INFLIGHT);
+    let mut pb = Publisher::connect(port, &format!("vs-run-{name}"), qos1, FRONT_DOOR_INFLIGHT);
     let pid = sut.pid;
     let rss_idle = system::status_kb(pid, "VmRSS:");
     let (cpu0, wb0, threads0) = (
@@ -196,9 +205,10 @@ fn run(case: &Case, name: &str, sut: &Sut, mqtt: u16) {
     let cpu = cpu1 - cpu0;
     let per_reading = (wb1 - wb0) as f64 / case.n as f64;
     let mut line = format!(
-        "{:<9} {:<10} {got}/{} events{}; {:.0} events/s; CPU {:.2} s = {:.1} µs/event; RSS idle {:.1} MB, peak {:.1} MB; written {:.0} B/reading",
+        "{:<9} {:<10} QoS {} {got}/{} events{}; {:.0} events/s; CPU {:.2} s = {:.1} µs/event; RSS idle {:.1} MB, peak {:.1} MB; written {:.0} B/reading",
         case.name,
         name,
+        u8::from(qos1),
         case.n,
         if all { "" } else { " (INCOMPLETE)" },
         got as f64 / wall,
@@ -215,6 +225,11 @@ fn run(case: &Case, name: &str, sut: &Sut, mqtt: u16) {
         ));
     }
     println!("{line}");
+    if name == "carebridge" && std::env::var_os("VERSUS_WALSTAT").is_some() {
+        let db = sut.data.join("carebridge.db");
+        let tool = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/tools/walstat.py");
+        let _ = std::process::Command::new("python3").arg(tool).arg(&db).status();
+    }
     if name == "carebridge" {
         println!(
             "{:<20} CPU by thread: {}",
@@ -235,30 +250,36 @@ fn main() {
             .unwrap_or(d)
     };
     let n = env("VERSUS_N", 50_000);
+    // `VERSUS_HOME_QOS=1`: the home flows at QoS 1 too.
+    let home_qos1 = env("VERSUS_HOME_QOS", 0) == 1;
     let cases = [
         Case {
             name: "alert",
             flow: Flow::Alert,
             n,
             pace: Pace::Burst { window: 6_000 },
+            qos1: true,
         },
         Case {
             name: "telemetry",
             flow: Flow::Telemetry { sensors: 200 },
             n,
             pace: Pace::Burst { window: 6_000 },
+            qos1: true,
         },
         Case {
             name: "home",
             flow: Flow::Telemetry { sensors: 20 },
             n: 600,
             pace: Pace::Every(Duration::from_millis(100)),
+            qos1: home_qos1,
         },
         Case {
             name: "minute",
             flow: Flow::Telemetry { sensors: 20 },
             n: env("VERSUS_MINUTE_N", 60),
             pace: Pace::Every(Duration::from_millis(1200)),
+            qos1: home_qos1,
         },
     ];
     let flows = std::env::var("VERSUS_FLOWS").unwrap_or("alert,telemetry,home".into());

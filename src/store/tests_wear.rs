@@ -116,7 +116,7 @@ async fn delivery_records_are_pruned_to_the_newest_keep_within_one_big_batch() {
 }
 
 #[tokio::test]
-async fn a_batch_that_only_acknowledges_leaves_the_seq_table_untouched() {
+async fn a_batch_that_only_acknowledges_leaves_the_next_seq_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let path = db(&dir);
     let s = Store::open(&path, &StoreConfig::default()).unwrap();
@@ -129,13 +129,16 @@ async fn a_batch_that_only_acknowledges_leaves_the_seq_table_untouched() {
     .await
     .unwrap();
     s.flush().await.unwrap();
-    // A trigger sees every write SQLite would put in the WAL for `seq`.
+    // A trigger sees every write of a next seq (the `next.<class>`
+    // counters; the old `seq` table is no longer written at all).
     {
         let c = rusqlite::Connection::open(&path).unwrap();
         c.execute_batch(
             "CREATE TABLE seq_writes (n INTEGER);
-             CREATE TRIGGER seq_w AFTER UPDATE ON seq BEGIN INSERT INTO seq_writes VALUES (1); END;
-             CREATE TRIGGER seq_i AFTER INSERT ON seq BEGIN INSERT INTO seq_writes VALUES (1); END;",
+             CREATE TRIGGER seq_w AFTER UPDATE ON counters WHEN new.name LIKE 'next.%' BEGIN INSERT INTO seq_writes VALUES (1); END;
+             CREATE TRIGGER seq_i AFTER INSERT ON counters WHEN new.name LIKE 'next.%' BEGIN INSERT INTO seq_writes VALUES (1); END;
+             CREATE TRIGGER old_w AFTER UPDATE ON seq BEGIN INSERT INTO seq_writes VALUES (100); END;
+             CREATE TRIGGER old_i AFTER INSERT ON seq BEGIN INSERT INTO seq_writes VALUES (100); END;",
         )
         .unwrap();
     }
@@ -154,8 +157,48 @@ async fn a_batch_that_only_acknowledges_leaves_the_seq_table_untouched() {
     .await
     .unwrap();
     s.flush().await.unwrap();
-    assert_eq!(count(&path, "SELECT count(*) FROM seq_writes"), 1);
-    assert_eq!(count(&path, "SELECT next FROM seq WHERE class = 2"), 3);
+    assert_eq!(count(&path, "SELECT sum(n) FROM seq_writes"), 1);
+    assert_eq!(
+        count(&path, "SELECT value FROM counters WHERE name = 'next.telemetry'"),
+        3
+    );
+    s.close().await.unwrap();
+    // What a restart reads back, even with the class empty.
+    let s = Store::open(&path, &StoreConfig::default()).unwrap();
+    s.submit(Write::Ack(vec![(Class::Telemetry, 2)]))
+        .await
+        .unwrap();
+    s.flush().await.unwrap();
+    s.close().await.unwrap();
+    let s = Store::open(&path, &StoreConfig::default()).unwrap();
+    assert_eq!(s.stats().telemetry.rows, 0);
+    assert_eq!(s.stats().telemetry.next_seq, 3, "a seq is never reused");
+    s.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_database_that_kept_its_next_seq_in_the_seq_table_keeps_counting_from_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir);
+    let s = Store::open(&path, &StoreConfig::default()).unwrap();
+    s.close().await.unwrap();
+    {
+        // As a release before 2026-12 left it: an empty class, its next seq
+        // in `seq` only.
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(
+            "DELETE FROM counters WHERE name LIKE 'next.%';
+             INSERT INTO seq (class, next) VALUES (2, 41) ON CONFLICT(class) DO UPDATE SET next = 41;",
+        )
+        .unwrap();
+    }
+    let s = Store::open(&path, &StoreConfig::default()).unwrap();
+    assert_eq!(s.stats().telemetry.next_seq, 41);
+    s.submit(Write::Reading(reading("k-temp", Kind::Temperature, 20.0, 1)))
+        .await
+        .unwrap();
+    s.flush().await.unwrap();
+    assert_eq!(count(&path, "SELECT max(seq) FROM outbox WHERE class = 2"), 41);
     s.close().await.unwrap();
 }
 

@@ -206,6 +206,7 @@ impl Writer {
             Write::Device(d) => Op::Device(d),
             Write::RemoveDevice(d) => Op::RemoveDevice(d),
             Write::Kv(k, v) => Op::Kv(k, v),
+            Write::KvLazy(k, v) => Op::Kv(k, Some(v)),
             // Split in `take` (its ops must share a batch); kept whole here.
             Write::AlertsWithState { key, state, .. } => Op::Kv(key, Some(state)),
             Write::WipeHistory => Op::WipeHistory,
@@ -383,7 +384,16 @@ impl Writer {
                     let op = self.prepare(Write::Alert(a));
                     ops.push(op);
                 }
+                supersede_kv(ops, &key);
                 ops.push(Op::Kv(key, Some(state)));
+            }
+            Msg::Write(Write::Kv(key, value)) => {
+                supersede_kv(ops, &key);
+                ops.push(Op::Kv(key, value));
+            }
+            Msg::Write(Write::KvLazy(key, value)) => {
+                supersede_kv(ops, &key);
+                ops.push(Op::Kv(key, Some(value)));
             }
             Msg::Write(w) => {
                 let op = self.prepare(w);
@@ -642,6 +652,18 @@ impl Writer {
     }
 }
 
+/// A later write of `key` in the same transaction makes an earlier one
+/// pointless: it is dropped (the rule state, a snapshot that grows with the
+/// number of devices, is written once per batch, not once per alert turn).
+fn supersede_kv(ops: &mut Vec<Op>, key: &str) {
+    if let Some(i) = ops
+        .iter()
+        .rposition(|o| matches!(o, Op::Kv(k, _) if k == key))
+    {
+        ops.remove(i);
+    }
+}
+
 /// A reading, or the acknowledgement that follows one (the front door's
 /// readings each come with one; it must not end the gathering).
 fn is_reading(m: &Msg) -> bool {
@@ -651,19 +673,24 @@ fn is_reading(m: &Msg) -> bool {
     )
 }
 
-/// Writes whose commit may wait (`commit_delay`): nothing in them is an
-/// alert or needed by a reader at once.
+/// Writes whose commit may wait (`commit_delay`) because nobody waits for
+/// them and a power cut costs only what a sensor reports again anyway:
+/// readings without an ack waiter, acknowledgements of telemetry and status
+/// rows (an unrecorded one means a duplicate upstream, de-duplicated by
+/// id), and lazy kv values (the rules' periodic progress). Never an alert,
+/// an alert's acknowledgement, another module's kv value (a LoRaWAN device
+/// index must not be handed out twice), a registry change, a flush or an
+/// ack waiter.
 fn is_deferrable(m: &Msg) -> bool {
-    matches!(
-        m,
+    match m {
         Msg::Write(
-            Write::Reading(_)
-                | Write::ReadingNoTelemetry(_)
-                | Write::Ack(_)
-                | Write::Delivered { .. }
-                | Write::Kv(..)
-        )
-    )
+            Write::Reading(_) | Write::ReadingNoTelemetry(_) | Write::KvLazy(..),
+        ) => true,
+        Msg::Write(Write::Ack(rows) | Write::Delivered { rows, .. }) => {
+            rows.iter().all(|(c, _)| *c != Class::Alert)
+        }
+        _ => false,
+    }
 }
 
 fn is_storage_error(e: &rusqlite::Error) -> bool {
