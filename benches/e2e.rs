@@ -142,7 +142,11 @@ fn run(dir: &Path, upstream: u16, taskset: bool, cfg: &Run) {
     let mut ends: Vec<usize> = Vec::with_capacity(cfg.readings as usize);
     for i in 0..cfg.readings {
         let (device, payload) = reading(i, cfg.readings, cfg.panics, cfg.devices, base_ms);
-        pb.encode(&format!("carebridge/in/{device}"), payload.as_bytes(), &mut packets);
+        pb.encode(
+            &format!("carebridge/in/{device}"),
+            payload.as_bytes(),
+            &mut packets,
+        );
         ends.push(packets.len());
     }
 
@@ -155,7 +159,11 @@ fn run(dir: &Path, upstream: u16, taskset: bool, cfg: &Run) {
             std::thread::sleep(Duration::from_micros(100));
             continue;
         }
-        let from = if sent == 0 { 0 } else { ends[sent as usize - 1] };
+        let from = if sent == 0 {
+            0
+        } else {
+            ends[sent as usize - 1]
+        };
         let to = sent + room;
         pb.write(&packets[from..ends[to as usize - 1]]);
         sent = to;
@@ -168,7 +176,8 @@ fn run(dir: &Path, upstream: u16, taskset: bool, cfg: &Run) {
         std::thread::sleep(Duration::from_millis(5));
     }
     let alerted = t0.elapsed();
-    let cpu: f64 = cpu1.values().map(|v| v.0).sum::<f64>() - cpu0.values().map(|v| v.0).sum::<f64>();
+    let cpu: f64 =
+        cpu1.values().map(|v| v.0).sum::<f64>() - cpu0.values().map(|v| v.0).sum::<f64>();
     println!(
         "e2e, telemetry {}: {} readings ({} devices, {} rules) acknowledged (committed) in {:.2} s = {:.0} readings/s wall clock{}; daemon CPU {:.2} s = {:.0} readings per CPU-second",
         if cfg.telemetry { "on " } else { "off" },

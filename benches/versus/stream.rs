@@ -52,7 +52,14 @@ pub fn reading(flow: Flow, i: u64) -> (String, String) {
 /// Feeds readings `0..n` of `flow` at `pace` under `prefix` (`<prefix><device>`);
 /// `done()` says how many events have arrived upstream. Returns when all
 /// were sent (at QoS 1, when all were acknowledged too).
-pub fn feed(pb: &mut Publisher, prefix: &str, flow: Flow, n: u64, pace: Pace, done: &dyn Fn() -> u64) {
+pub fn feed(
+    pb: &mut Publisher,
+    prefix: &str,
+    flow: Flow,
+    n: u64,
+    pace: Pace,
+    done: &dyn Fn() -> u64,
+) {
     match pace {
         Pace::Burst { window } => {
             // Encoded in chunks so the generator mostly writes bytes.
@@ -85,4 +92,3 @@ pub fn feed(pb: &mut Publisher, prefix: &str, flow: Flow, n: u64, pace: Pace, do
     }
     pb.wait_all_acked(Duration::from_secs(600));
 }
-

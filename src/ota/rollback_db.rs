@@ -334,10 +334,9 @@ fn merge_seq(c: &Connection) -> rusqlite::Result<()> {
         if counters {
             next = next.max(counter("main")?).max(counter("trial")?);
         }
-        let next = next
-            .max(get(
-                "SELECT max(seq) + 1 FROM main.outbox WHERE class = ?1",
-            )?);
+        let next = next.max(get(
+            "SELECT max(seq) + 1 FROM main.outbox WHERE class = ?1",
+        )?);
         c.execute(
             "INSERT INTO main.seq (class, next) VALUES (?1, ?2) \
              ON CONFLICT(class) DO UPDATE SET next = excluded.next",

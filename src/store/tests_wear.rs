@@ -159,7 +159,10 @@ async fn a_batch_that_only_acknowledges_leaves_the_next_seq_untouched() {
     s.flush().await.unwrap();
     assert_eq!(count(&path, "SELECT sum(n) FROM seq_writes"), 1);
     assert_eq!(
-        count(&path, "SELECT value FROM counters WHERE name = 'next.telemetry'"),
+        count(
+            &path,
+            "SELECT value FROM counters WHERE name = 'next.telemetry'"
+        ),
         3
     );
     s.close().await.unwrap();
@@ -194,11 +197,19 @@ async fn a_database_that_kept_its_next_seq_in_the_seq_table_keeps_counting_from_
     }
     let s = Store::open(&path, &StoreConfig::default()).unwrap();
     assert_eq!(s.stats().telemetry.next_seq, 41);
-    s.submit(Write::Reading(reading("k-temp", Kind::Temperature, 20.0, 1)))
-        .await
-        .unwrap();
+    s.submit(Write::Reading(reading(
+        "k-temp",
+        Kind::Temperature,
+        20.0,
+        1,
+    )))
+    .await
+    .unwrap();
     s.flush().await.unwrap();
-    assert_eq!(count(&path, "SELECT max(seq) FROM outbox WHERE class = 2"), 41);
+    assert_eq!(
+        count(&path, "SELECT max(seq) FROM outbox WHERE class = 2"),
+        41
+    );
     s.close().await.unwrap();
 }
 
@@ -350,9 +361,14 @@ async fn with_commit_grouping_a_batch_holding_an_ack_waiter_commits_at_once() {
     let s = Store::open(&path, &cfg).unwrap();
     // Readings nobody waits for (Zigbee, QoS 0) wait for the delay…
     for i in 0..5 {
-        s.submit(Write::Reading(reading("k-temp", Kind::Temperature, 20.0, i)))
-            .await
-            .unwrap();
+        s.submit(Write::Reading(reading(
+            "k-temp",
+            Kind::Temperature,
+            20.0,
+            i,
+        )))
+        .await
+        .unwrap();
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(count(&path, "SELECT count(*) FROM history"), 0);
@@ -374,7 +390,10 @@ async fn with_commit_grouping_a_batch_holding_an_ack_waiter_commits_at_once() {
     let (token, when, rows) = fired.at.lock().unwrap()[0];
     assert_eq!(token, 7);
     assert!(when - t0 < Duration::from_secs(2), "{:?}", when - t0);
-    assert_eq!(rows, 6, "the acked reading and the five waiting ones are committed");
+    assert_eq!(
+        rows, 6,
+        "the acked reading and the five waiting ones are committed"
+    );
     s.close().await.unwrap();
 }
 
@@ -388,9 +407,14 @@ async fn commit_grouping_is_on_by_default_and_an_alert_still_commits_at_once() {
         "readings nobody waits for are grouped by default"
     );
     let s = Store::open(&path, &cfg).unwrap();
-    s.submit(Write::Reading(reading("k-temp", Kind::Temperature, 20.0, 1)))
-        .await
-        .unwrap();
+    s.submit(Write::Reading(reading(
+        "k-temp",
+        Kind::Temperature,
+        20.0,
+        1,
+    )))
+    .await
+    .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(count(&path, "SELECT count(*) FROM history"), 0);
     let mut changed = s.outbox_changed();
@@ -402,7 +426,10 @@ async fn commit_grouping_is_on_by_default_and_an_alert_still_commits_at_once() {
         .expect("the alert commits at once")
         .unwrap();
     assert!(t0.elapsed() < Duration::from_secs(2));
-    assert_eq!(count(&path, "SELECT count(*) FROM outbox WHERE class = 0"), 1);
+    assert_eq!(
+        count(&path, "SELECT count(*) FROM outbox WHERE class = 0"),
+        1
+    );
     assert_eq!(count(&path, "SELECT count(*) FROM history"), 1);
     s.close().await.unwrap();
 }

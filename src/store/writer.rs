@@ -683,9 +683,7 @@ fn is_reading(m: &Msg) -> bool {
 /// ack waiter.
 fn is_deferrable(m: &Msg) -> bool {
     match m {
-        Msg::Write(
-            Write::Reading(_) | Write::ReadingNoTelemetry(_) | Write::KvLazy(..),
-        ) => true,
+        Msg::Write(Write::Reading(_) | Write::ReadingNoTelemetry(_) | Write::KvLazy(..)) => true,
         Msg::Write(Write::Ack(rows) | Write::Delivered { rows, .. }) => {
             rows.iter().all(|(c, _)| *c != Class::Alert)
         }
