@@ -2,9 +2,14 @@
 //! retention, and what to do when a commit fails.
 //!
 //! Loop: block for the first message (or until retention, or writing the
-//! gathered `last_seen` facts, is due); if it found only a few readings and
-//! nothing else while busy (last commit < 2 ms ago), poll for more for at
-//! most 1 ms (`gather`; anything but a reading ends the wait); drain up to
+//! gathered `last_seen` facts, is due); if it found only writes nobody
+//! waits for (`is_deferrable`: readings without an ack waiter, telemetry
+//! acknowledgements, lazy kv), wait for more up to `commit_delay` (commit
+//! grouping, on by default: SD-card wear), anything else ending the wait at
+//! once; else, if it found only a few readings (and their acks) while busy
+//! (last commit < 2 ms ago), poll for more for at most 1 ms (`gather`;
+//! anything but a reading ends the wait); a later write of the same kv key
+//! replaces an earlier one in the batch (`supersede_kv`); drain up to
 //! `batch_max` more without blocking, apply them all in ONE transaction
 //! (SQL in `apply`), commit (one fsync with `synchronous=FULL`), then answer
 //! flushes, fire the batch's acks ([`super::ack`]) and bump
