@@ -5,16 +5,18 @@
 //! embedded broker, a rules file (a few hundred mixed rules over 1,000
 //! devices in 100 rooms) and an MQTT uplink to a local Mosquitto, pinned to
 //! CPU 0 with `taskset -c 0` when that exists. A load generator on the other
-//! CPU publishes readings as JSON (`carebridge/in/<device>`, QoS 0, written
-//! as raw MQTT packets so the generator costs next to nothing) and keeps at
-//! most a window of readings ahead of what the store has committed (it
-//! polls `max(rowid)` of the history table read-only), so the embedded
-//! broker's log never overflows. Among the readings, one panic press from
-//! each of `E2E_PANICS` distinct pendants: each must arrive upstream as an
-//! alert.
+//! CPU publishes readings as JSON into the front door
+//! (`carebridge/in/<device>`, raw MQTT packets so the generator costs next
+//! to nothing) at QoS 1 with at most 64 unacknowledged: a PUBACK comes only
+//! after the reading's commit, so the stream is paced by the store and the
+//! last PUBACK means everything is stored. (At QoS 0 the front door sheds
+//! readings while the hub's queue is full, and a run waiting for every
+//! reading to be committed never ends.) Among the readings, one panic press
+//! from each of `E2E_PANICS` distinct pendants: each must arrive upstream
+//! as an alert.
 //!
 //! Figures: readings/s from first publish until the last reading is
-//! committed (wall clock, pinned), readings per CPU-second of the daemon
+//! acknowledged (wall clock, pinned), readings per CPU-second of the daemon
 //! (utime+stime of the process, so other load on the machine does not
 //! inflate it), and the daemon's CPU split by thread (where the time goes).
 //! Run twice: telemetry off (alerts only upstream) and on (every reading is
@@ -27,24 +29,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeMap;
-use std::io::Write as _;
-use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 const ROOMS: usize = 100;
-/// Readings the generator may be ahead of the store: ~110 bytes each, well
-/// inside the embedded broker's in-memory log (4 × 256 KB per filter, see
-/// `broker.rs`); more and the broker drops the oldest segment, the readings
-/// in it never arrive, and the run waits for them until its time limit.
-const WINDOW: u64 = 6_000;
 
+#[allow(dead_code)] // shared with the other bench binaries
 mod peers;
-use peers::{Kill, free_port, have, mosquitto, wait_port};
+use peers::{have, mosquitto};
+#[allow(dead_code)] // shared with `versus`
+mod system;
+use system::{FRONT_DOOR_INFLIGHT, Publisher, Upstream};
 
 fn room(d: usize) -> String {
     format!("room-{:03}", d % ROOMS)
@@ -66,74 +62,7 @@ fn rules_text() -> String {
     s
 }
 
-/// utime + stime of every thread of `pid`, by thread name, in seconds
-/// (`sys:<name>` holds the stime part alone).
-fn cpu_by_thread(pid: u32) -> BTreeMap<String, f64> {
-    let mut m = BTreeMap::new();
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return m;
-    };
-    for t in dir.flatten() {
-        let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
-            continue;
-        };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        let name = stat[open + 1..close].to_string();
-        let f: Vec<&str> = stat[close + 2..].split_whitespace().collect();
-        // Fields 14 and 15 of stat (utime, stime) are 11 and 12 after the name.
-        let utime = f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        let stime = f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        *m.entry(format!("sys:{name}")).or_insert(0.0) += stime as f64 / 100.0;
-        *m.entry(name).or_insert(0.0) += (utime + stime) as f64 / 100.0;
-    }
-    m
-}
-
-fn total(m: &BTreeMap<String, f64>) -> f64 {
-    m.iter()
-        .filter(|(k, _)| !k.starts_with("sys:"))
-        .map(|(_, v)| v)
-        .sum()
-}
-
-// ---- a minimal MQTT 3.1.1 publisher (QoS 0) ---------------------------------
-
-fn remaining_len(mut n: usize, out: &mut Vec<u8>) {
-    loop {
-        let mut b = (n % 128) as u8;
-        n /= 128;
-        if n > 0 {
-            b |= 0x80;
-        }
-        out.push(b);
-        if n == 0 {
-            break;
-        }
-    }
-}
-
-fn connect_packet(client_id: &str) -> Vec<u8> {
-    let mut body = Vec::new();
-    body.extend_from_slice(&[0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 60]);
-    body.extend_from_slice(&(client_id.len() as u16).to_be_bytes());
-    body.extend_from_slice(client_id.as_bytes());
-    let mut p = vec![0x10];
-    remaining_len(body.len(), &mut p);
-    p.extend_from_slice(&body);
-    p
-}
-
-fn publish_packet(topic: &str, payload: &[u8], out: &mut Vec<u8>) {
-    out.push(0x30);
-    remaining_len(2 + topic.len() + payload.len(), out);
-    out.extend_from_slice(&(topic.len() as u16).to_be_bytes());
-    out.extend_from_slice(topic.as_bytes());
-    out.extend_from_slice(payload);
-}
-
-/// The i-th reading of the stream as (topic, payload); `pendant` when the
+/// The i-th reading of the stream as (device, payload); `pendant` when the
 /// reading is a panic press (from its own pendant).
 fn reading(i: u64, n: u64, panics: u64, devices: usize, base_ms: i64) -> (String, String) {
     let at = jiff::Timestamp::from_millisecond(base_ms + i as i64)
@@ -143,7 +72,7 @@ fn reading(i: u64, n: u64, panics: u64, devices: usize, base_ms: i64) -> (String
     if panics > 0 && i % every == every / 2 && i / every < panics {
         let p = i / every;
         return (
-            format!("carebridge/in/pendant-{p:05}"),
+            format!("pendant-{p:05}"),
             format!("{{\"kind\":\"panic\",\"value\":true,\"at\":\"{at}\"}}"),
         );
     }
@@ -159,7 +88,7 @@ fn reading(i: u64, n: u64, panics: u64, devices: usize, base_ms: i64) -> (String
         _ => ("battery", format!("{}", 30 + (r >> 20) % 70)),
     };
     (
-        format!("carebridge/in/dev-{dev:04}"),
+        format!("dev-{dev:04}"),
         format!("{{\"kind\":\"{kind}\",\"value\":{value},\"at\":\"{at}\"}}"),
     )
 }
@@ -173,7 +102,7 @@ struct Run {
 
 fn run(dir: &Path, upstream: u16, taskset: bool, cfg: &Run) {
     let data = dir.join(if cfg.telemetry { "data-t" } else { "data-a" });
-    let broker = free_port();
+    let (front_door, broker) = system::front_door_config();
     let rules = dir.join("rules.toml");
     std::fs::write(&rules, rules_text()).unwrap();
     let mut devices = String::new();
@@ -191,7 +120,7 @@ fn run(dir: &Path, upstream: u16, taskset: bool, cfg: &Run) {
         &config,
         format!(
             "[gateway]\nid = \"e2e\"\ndata_dir = \"{}\"\n\
-             [local_broker]\nlisten = \"127.0.0.1:{broker}\"\n\
+             {front_door}\
              [uplink.mqtt]\nurl = \"mqtt://127.0.0.1:{upstream}\"\ntopic_prefix = \"cb\"\ntelemetry = {}\n\
              [rules]\nfile = \"{}\"\n[store]\noutbox_max_mb = 4096\n{devices}",
             data.display(),
@@ -201,120 +130,56 @@ fn run(dir: &Path, upstream: u16, taskset: bool, cfg: &Run) {
     )
     .unwrap();
     let exe = env!("CARGO_BIN_EXE_carebridge");
-    let mut cmd = if taskset {
-        let mut c = Command::new("taskset");
-        c.args(["-c", "0", exe]);
-        c
-    } else {
-        Command::new(exe)
-    };
-    let child = cmd
-        .args(["run", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "error")
-        .stderr(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let _guard = Kill(child);
-    wait_port(broker);
-
-    // Upstream: count alerts (and telemetry) as Mosquitto relays them.
-    let alerts = Arc::new(AtomicU64::new(0));
-    let telemetry = Arc::new(AtomicU64::new(0));
-    let mut so = rumqttc::MqttOptions::new(format!("e2e-sub-{broker}"), "127.0.0.1", upstream);
-    so.set_max_packet_size(1 << 20, 1 << 20);
-    let (sub, mut conn) = rumqttc::Client::new(so, 1024);
-    sub.subscribe("cb/e2e/#", rumqttc::QoS::AtMostOnce).unwrap();
-    let (a, t) = (alerts.clone(), telemetry.clone());
-    std::thread::spawn(move || {
-        for ev in conn.iter() {
-            match ev {
-                Ok(rumqttc::Event::Incoming(rumqttc::Incoming::Publish(p))) => {
-                    if p.topic.ends_with("/alert")
-                        && p.payload.windows(7).any(|w| w == b"\"panic-")
-                        && p.payload.windows(8).any(|w| w == b"\"raised\"")
-                    {
-                        a.fetch_add(1, Ordering::Relaxed);
-                    } else if p.topic.ends_with("/telemetry") {
-                        t.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
-    });
-
-    // The store's progress, read-only beside the daemon (WAL).
-    let db = data.join("carebridge.db");
-    let mut reader = None;
-    for _ in 0..500 {
-        if let Ok(c) =
-            rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            && c.query_row("SELECT count(*) FROM devices", [], |r| r.get::<_, i64>(0))
-                .is_ok()
-        {
-            reader = Some(c);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let reader = reader.unwrap_or_else(|| panic!("cannot open {}", db.display()));
-    let committed = || -> u64 {
-        reader
-            .query_row("SELECT coalesce(max(rowid), 0) FROM history", [], |r| {
-                r.get::<_, i64>(0)
-            })
-            .unwrap_or(0) as u64
-    };
+    let (_guard, pid) = system::start_daemon(exe, &config, taskset, "error", broker);
+    // Upstream: count panic alerts (and telemetry) as Mosquitto relays them.
+    let up = Upstream::subscribe(upstream, "cb/e2e", b"\"panic-", "");
     std::thread::sleep(Duration::from_millis(500));
 
     // Pre-encode the whole stream so the generator only writes bytes.
+    let mut pb = Publisher::connect(broker, "e2e-gen", true, FRONT_DOOR_INFLIGHT);
     let base_ms = jiff::Timestamp::now().as_millisecond() - cfg.readings as i64;
     let mut packets: Vec<u8> = Vec::with_capacity(cfg.readings as usize * 110);
     let mut ends: Vec<usize> = Vec::with_capacity(cfg.readings as usize);
     for i in 0..cfg.readings {
-        let (topic, payload) = reading(i, cfg.readings, cfg.panics, cfg.devices, base_ms);
-        publish_packet(&topic, payload.as_bytes(), &mut packets);
+        let (device, payload) = reading(i, cfg.readings, cfg.panics, cfg.devices, base_ms);
+        pb.encode(
+            &format!("carebridge/in/{device}"),
+            payload.as_bytes(),
+            &mut packets,
+        );
         ends.push(packets.len());
     }
-    let mut sock = TcpStream::connect(("127.0.0.1", broker)).unwrap();
-    sock.set_nodelay(true).unwrap();
-    sock.write_all(&connect_packet("e2e-gen")).unwrap();
-    std::thread::sleep(Duration::from_millis(200));
 
-    let cpu0 = cpu_by_thread(pid);
+    let cpu0 = system::cpu_by_thread(pid);
     let t0 = Instant::now();
     let mut sent = 0u64;
-    let mut done = 0u64;
-    let chunk = 1_000u64;
-    while done < cfg.readings && t0.elapsed() < Duration::from_secs(600) {
-        if sent < cfg.readings && sent < done + WINDOW {
-            let to = (sent + chunk).min(cfg.readings);
-            let from_byte = if sent == 0 {
-                0
-            } else {
-                ends[sent as usize - 1]
-            };
-            sock.write_all(&packets[from_byte..ends[to as usize - 1]])
-                .unwrap();
-            sent = to;
+    while pb.acked() < cfg.readings && t0.elapsed() < Duration::from_secs(600) {
+        let room = (FRONT_DOOR_INFLIGHT - (sent - pb.acked())).min(cfg.readings - sent);
+        if room == 0 {
+            std::thread::sleep(Duration::from_micros(100));
             continue;
         }
-        std::thread::sleep(Duration::from_millis(5));
-        done = committed();
+        let from = if sent == 0 {
+            0
+        } else {
+            ends[sent as usize - 1]
+        };
+        let to = sent + room;
+        pb.write(&packets[from..ends[to as usize - 1]]);
+        sent = to;
     }
+    let done = pb.acked();
     let stored = t0.elapsed();
-    let cpu1 = cpu_by_thread(pid);
+    let cpu1 = system::cpu_by_thread(pid);
+    let alerts = &up.alerts;
     while alerts.load(Ordering::Relaxed) < cfg.panics && t0.elapsed() < Duration::from_secs(600) {
         std::thread::sleep(Duration::from_millis(5));
     }
     let alerted = t0.elapsed();
-    let cpu = total(&cpu1) - total(&cpu0);
+    let cpu: f64 =
+        cpu1.values().map(|v| v.0).sum::<f64>() - cpu0.values().map(|v| v.0).sum::<f64>();
     println!(
-        "e2e, telemetry {}: {} readings ({} devices, {} rules) committed in {:.2} s = {:.0} readings/s wall clock{}; daemon CPU {:.2} s = {:.0} readings per CPU-second",
+        "e2e, telemetry {}: {} readings ({} devices, {} rules) acknowledged (committed) in {:.2} s = {:.0} readings/s wall clock{}; daemon CPU {:.2} s = {:.0} readings per CPU-second",
         if cfg.telemetry { "on " } else { "off" },
         done,
         cfg.devices + cfg.panics as usize,
@@ -334,31 +199,12 @@ fn run(dir: &Path, upstream: u16, taskset: bool, cfg: &Run) {
         alerts.load(Ordering::Relaxed),
         cfg.panics,
         alerted.as_secs_f64(),
-        telemetry.load(Ordering::Relaxed)
+        up.telemetry.load(Ordering::Relaxed)
     );
-    let mut split: Vec<(String, f64)> = cpu1
-        .iter()
-        .map(|(k, v)| (k.clone(), v - cpu0.get(k).copied().unwrap_or(0.0)))
-        .filter(|(_, v)| *v > 0.0)
-        .collect();
-    split.sort_by(|a, b| b.1.total_cmp(&a.1));
-    let parts: Vec<String> = split
-        .iter()
-        .filter(|(k, _)| !k.starts_with("sys:"))
-        .map(|(k, v)| {
-            let sys = split
-                .iter()
-                .find(|(s, _)| s.strip_prefix("sys:") == Some(k.as_str()))
-                .map_or(0.0, |(_, s)| *s);
-            format!(
-                "{k} {:.0}% ({:.0}% of it in the kernel)",
-                100.0 * v / cpu.max(1e-9),
-                100.0 * sys / v.max(1e-9)
-            )
-        })
-        .collect();
-    println!("    daemon CPU by thread: {}", parts.join(", "));
-    let _ = sub.disconnect();
+    println!(
+        "    daemon CPU by thread: {}",
+        system::thread_split(&cpu0, &cpu1)
+    );
 }
 
 fn main() {

@@ -4,10 +4,11 @@
 //! Each system runs alone, pinned to CPU 0 with `taskset -c 0` when that
 //! exists, with a fresh data directory, and publishes upstream at QoS 1 to
 //! one local Mosquitto, where a subscriber counts what arrives. The load
-//! generator writes raw MQTT packets (QoS 0) from the other CPU: into
-//! carebridge's device entry ([`carebridge_entry`]), and into Mosquitto
-//! (`nrin/<device>`) for Node-RED. carebridge commits every reading and
-//! alert to SQLite before publishing it; Node-RED keeps nothing.
+//! generator writes raw MQTT packets from the other CPU: into carebridge's
+//! front door at QoS 1, at most 64 unacknowledged (a PUBACK means the
+//! reading is committed; see `system`), and into Mosquitto (`nrin/<device>`)
+//! at QoS 0 for Node-RED. carebridge commits every reading and alert to
+//! SQLite before publishing it; Node-RED keeps nothing.
 //!
 //! Flows (`VERSUS_FLOWS`, comma-separated; default all but `minute`):
 //! - `alert`: `VERSUS_N` (50,000) panic presses from distinct pendants as
@@ -15,11 +16,13 @@
 //!   one event = one raised alert at Mosquitto;
 //! - `telemetry`: `VERSUS_N` temperature readings from 200 sensors, each
 //!   one a telemetry message upstream; one event = one telemetry message;
-//! - `home`: 600 readings at 10 a second from 20 sensors, telemetry on;
+//! - `home`: 600 readings at 10 a second from 20 sensors, telemetry on
+//!   (carebridge: at QoS 0, as a home's Zigbee and serial sensors, whose
+//!   readings nobody waits for; `VERSUS_HOME_QOS=1` for QoS 1);
 //! - `minute`: a home of 20 sensors reporting once a minute (a reading
-//!   every 3 s), sped up to a reading every 1.2 s, `VERSUS_MINUTE_N` (60)
-//!   readings: still one commit per reading, one per acknowledgement and
-//!   one per `last_seen` write, as at the real rate.
+//!   every 3 s), `VERSUS_MINUTE_N` (60) readings: at the real rate, since
+//!   commits are grouped in time (`[store] commit_delay`), a faster stream
+//!   would put more readings in each commit than a home does.
 //!
 //! Figures per flow and system: daemon CPU per event (utime+stime of the
 //! process over the run, so other load on the shared machine does not
@@ -30,7 +33,9 @@
 //! `VERSUS_SYSTEMS=carebridge` or `nodered` runs one of them;
 //! `VERSUS_CAREBRIDGE=<binary>` measures another carebridge build (to
 //! compare before and after a change, runs interleaved);
-//! `VERSUS_STORE='commit_delay = "15s"'` adds `[store]` keys (`;` between).
+//! `VERSUS_STORE='commit_delay = "15s"'` adds `[store]` keys (`;` between);
+//! `VERSUS_WALSTAT=1` prints what carebridge's commits wrote, by table
+//! (`benches/tools/walstat.py`).
 //! Node-RED is installed once with npm into a cache directory (see `nodered.rs`);
 //! where npm cannot install it the bench says so and runs carebridge alone.
 //!
@@ -38,19 +43,23 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+#[allow(dead_code)] // shared with the other bench binaries
 mod peers;
-use peers::{Kill, free_port, have, mosquitto, wait_port};
+use peers::{Kill, have, mosquitto};
+#[allow(dead_code)] // shared with `e2e`
+mod system;
+use system::{FRONT_DOOR_INFLIGHT, Publisher, Upstream};
 
 #[path = "versus/nodered.rs"]
 mod nodered;
 #[path = "versus/stream.rs"]
 mod stream;
-use stream::{Feeder, Flow, Pace, Upstream, WARM};
+use stream::{Flow, Pace, WARM};
 
 /// Readings in a year of a home with 20 sensors reporting once a minute.
 const HOME_YEAR: f64 = 20.0 * 60.0 * 24.0 * 365.0;
@@ -60,6 +69,11 @@ struct Case {
     flow: Flow,
     n: u64,
     pace: Pace,
+    /// carebridge's readings at QoS 1 (a device waiting for each PUBACK,
+    /// so each commit happens at once); else QoS 0, like the Zigbee and
+    /// serial sensors of a home, whose readings nobody waits for (their
+    /// commits are grouped: `[store] commit_delay`).
+    qos1: bool,
 }
 
 impl Case {
@@ -79,18 +93,10 @@ struct Sut {
     entry: (u16, String),
     /// The topic prefix it publishes under at Mosquitto.
     upstream: &'static str,
-}
-
-/// How readings enter carebridge: today the embedded broker's device
-/// listener (`[local_broker]`, `carebridge/in/<device>`). The one place to
-/// change when devices get another entry. Returns the config section and
-/// the (port, topic prefix) the generator publishes to.
-fn carebridge_entry() -> (String, (u16, String)) {
-    let port = free_port();
-    (
-        format!("[local_broker]\nlisten = \"127.0.0.1:{port}\"\n"),
-        (port, "carebridge/in/".to_string()),
-    )
+    /// Readings go in at QoS 1, paced on PUBACK (else QoS 0).
+    qos1: bool,
+    /// carebridge's data directory (Node-RED: unused).
+    data: std::path::PathBuf,
 }
 
 fn start_carebridge(dir: &Path, mqtt: u16, telemetry: bool, pin: bool) -> Sut {
@@ -103,7 +109,7 @@ fn start_carebridge(dir: &Path, mqtt: u16, telemetry: bool, pin: bool) -> Sut {
          [[rule]]\nid = \"cold\"\ntype = \"threshold\"\nkind = \"temperature\"\nbelow = 16.0\nfor = \"30m\"\n",
     )
     .unwrap();
-    let (entry_cfg, entry) = carebridge_entry();
+    let (entry_cfg, port) = system::front_door_config();
     let config = dir.join("cb.toml");
     std::fs::write(
         &config,
@@ -120,26 +126,15 @@ fn start_carebridge(dir: &Path, mqtt: u16, telemetry: bool, pin: bool) -> Sut {
     // `VERSUS_CAREBRIDGE=<binary>` runs another build (before/after).
     let exe = std::env::var("VERSUS_CAREBRIDGE")
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_carebridge").to_string());
-    let mut cmd = pinned(&exe, pin);
-    let child = cmd
-        .args(["run", "--config"])
-        .arg(&config)
-        .env(
-            "RUST_LOG",
-            std::env::var("VERSUS_LOG").unwrap_or("warn".into()),
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let child = Kill(child);
-    wait_port(entry.0);
+    let log = std::env::var("VERSUS_LOG").unwrap_or("warn".into());
+    let (child, pid) = system::start_daemon(&exe, &config, pin, &log, port);
     Sut {
         pid,
         _child: child,
-        entry,
+        entry: (port, "carebridge/in/".to_string()),
         upstream: "cb",
+        qos1: true,
+        data,
     }
 }
 
@@ -151,54 +146,27 @@ fn start_nodered(red: &Path, dir: &Path, mqtt: u16, telemetry: bool, pin: bool) 
         _child: Kill(child),
         entry: (mqtt, "nrin/".to_string()),
         upstream: "nr",
+        qos1: false,
+        data: dir.join("nr"),
     }
-}
-
-fn pinned(exe: &str, pin: bool) -> Command {
-    if pin {
-        let mut c = Command::new("taskset");
-        c.args(["-c", "0", exe]);
-        c
-    } else {
-        Command::new(exe)
-    }
-}
-
-/// utime+stime by thread name (carebridge's split: where the time goes).
-fn cpu_by_thread(pid: u32) -> BTreeMap<String, f64> {
-    let mut m = BTreeMap::new();
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return m;
-    };
-    for t in dir.flatten() {
-        let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
-            continue;
-        };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        let f: Vec<&str> = stat[close + 2..].split_whitespace().collect();
-        let tick = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        *m.entry(stat[open + 1..close].to_string()).or_insert(0.0) +=
-            (tick(11) + tick(12)) as f64 / 100.0;
-    }
-    m
 }
 
 fn run(case: &Case, name: &str, sut: &Sut, mqtt: u16) {
-    let up = Upstream::subscribe(mqtt, sut.upstream);
-    let mut feeder = Feeder::connect(sut.entry.0, &sut.entry.1, &format!("vs-gen-{name}"));
+    let up = Upstream::subscribe(mqtt, sut.upstream, b"", WARM);
+    let (port, prefix) = (sut.entry.0, sut.entry.1.as_str());
+    let qos1 = sut.qos1 && case.qos1;
+    let mut pb = Publisher::connect(port, &format!("vs-gen-{name}"), qos1, FRONT_DOOR_INFLIGHT);
     // Warm-up: one reading from a device of its own, repeated until it
     // arrives upstream (Node-RED subscribes some time after it starts).
     let warm = match case.flow {
         Flow::Alert => "{\"kind\":\"panic\",\"value\":true}",
         Flow::Telemetry { .. } => "{\"kind\":\"temperature\",\"value\":20.0}",
     };
-    let ready = stream::wait_until(Duration::from_secs(60), || {
-        if up.warm.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+    let ready = system::wait_until(Duration::from_secs(60), || {
+        if up.warm.load(Ordering::Relaxed) > 0 {
             return true;
         }
-        feeder.send(WARM, warm);
+        pb.send(&format!("{prefix}{WARM}"), warm.as_bytes());
         std::thread::sleep(Duration::from_millis(300));
         false
     });
@@ -207,62 +175,72 @@ fn run(case: &Case, name: &str, sut: &Sut, mqtt: u16) {
         return;
     }
     std::thread::sleep(Duration::from_secs(1));
+    // Only the run's own publications count from here.
+    let mut pb = Publisher::connect(port, &format!("vs-run-{name}"), qos1, FRONT_DOOR_INFLIGHT);
     let pid = sut.pid;
-    let rss_idle = stream::status_kb(pid, "VmRSS:");
+    let rss_idle = system::status_kb(pid, "VmRSS:");
     let (cpu0, wb0, threads0) = (
-        stream::cpu_s(pid),
-        stream::write_bytes(pid),
-        cpu_by_thread(pid),
+        system::cpu_s(pid),
+        system::write_bytes(pid),
+        system::cpu_by_thread(pid),
     );
     let t0 = Instant::now();
-    let events = || up.events(case.flow);
-    feeder.feed(case.flow, case.n, case.pace, &events);
-    let all = stream::wait_until(Duration::from_secs(600), || events() >= case.n);
+    let events = || match case.flow {
+        Flow::Alert => up.alerts.load(Ordering::Relaxed),
+        Flow::Telemetry { .. } => up.telemetry.load(Ordering::Relaxed),
+    };
+    stream::feed(&mut pb, prefix, case.flow, case.n, case.pace, &events);
+    let all = system::wait_until(Duration::from_secs(600), || events() >= case.n);
     let wall = t0.elapsed().as_secs_f64();
     if case.home() {
         // The acknowledgements' commits and `last_seen` belong to the run.
         std::thread::sleep(Duration::from_millis(1500));
     }
     let (cpu1, wb1, threads1) = (
-        stream::cpu_s(pid),
-        stream::write_bytes(pid),
-        cpu_by_thread(pid),
+        system::cpu_s(pid),
+        system::write_bytes(pid),
+        system::cpu_by_thread(pid),
     );
     let got = events();
     let cpu = cpu1 - cpu0;
     let per_reading = (wb1 - wb0) as f64 / case.n as f64;
     let mut line = format!(
-        "{:<9} {:<10} {got}/{} events{}; {:.0} events/s; CPU {:.2} s = {:.1} µs/event; RSS idle {:.1} MB, peak {:.1} MB; written {:.0} B/reading",
+        "{:<9} {:<10} QoS {} {got}/{} events{}; {:.0} events/s; CPU {:.2} s = {:.1} µs/event; RSS idle {:.1} MB, peak {:.1} MB; written {:.0} B/reading",
         case.name,
         name,
+        u8::from(qos1),
         case.n,
         if all { "" } else { " (INCOMPLETE)" },
         got as f64 / wall,
         cpu,
         cpu * 1e6 / got.max(1) as f64,
         rss_idle as f64 / 1024.0,
-        stream::status_kb(pid, "VmHWM:") as f64 / 1024.0,
+        system::status_kb(pid, "VmHWM:") as f64 / 1024.0,
         per_reading,
     );
-    if case.home() {
+    // Commits are grouped in time: only the flow at the home's real rate
+    // says what a year of it writes.
+    if case.name == "minute" {
         line.push_str(&format!(
             " = {:.2} GB/year for 20 sensors once a minute",
             per_reading * HOME_YEAR / 1e9
         ));
     }
     println!("{line}");
+    if name == "carebridge" && std::env::var_os("VERSUS_WALSTAT").is_some() {
+        let db = sut.data.join("carebridge.db");
+        let tool = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/tools/walstat.py");
+        let _ = std::process::Command::new("python3")
+            .arg(tool)
+            .arg(&db)
+            .status();
+    }
     if name == "carebridge" {
-        let mut split: Vec<(String, f64)> = threads1
-            .iter()
-            .map(|(k, v)| (k.clone(), v - threads0.get(k).copied().unwrap_or(0.0)))
-            .filter(|(_, v)| *v > 0.0)
-            .collect();
-        split.sort_by(|a, b| b.1.total_cmp(&a.1));
-        let parts: Vec<String> = split
-            .iter()
-            .map(|(k, v)| format!("{k} {:.0}%", 100.0 * v / cpu.max(1e-9)))
-            .collect();
-        println!("{:<20} CPU by thread: {}", "", parts.join(", "));
+        println!(
+            "{:<20} CPU by thread: {}",
+            "",
+            system::thread_split(&threads0, &threads1)
+        );
     }
 }
 
@@ -277,30 +255,36 @@ fn main() {
             .unwrap_or(d)
     };
     let n = env("VERSUS_N", 50_000);
+    // `VERSUS_HOME_QOS=1`: the home flows at QoS 1 too.
+    let home_qos1 = env("VERSUS_HOME_QOS", 0) == 1;
     let cases = [
         Case {
             name: "alert",
             flow: Flow::Alert,
             n,
             pace: Pace::Burst { window: 6_000 },
+            qos1: true,
         },
         Case {
             name: "telemetry",
             flow: Flow::Telemetry { sensors: 200 },
             n,
             pace: Pace::Burst { window: 6_000 },
+            qos1: true,
         },
         Case {
             name: "home",
             flow: Flow::Telemetry { sensors: 20 },
             n: 600,
             pace: Pace::Every(Duration::from_millis(100)),
+            qos1: home_qos1,
         },
         Case {
             name: "minute",
             flow: Flow::Telemetry { sensors: 20 },
             n: env("VERSUS_MINUTE_N", 60),
-            pace: Pace::Every(Duration::from_millis(1200)),
+            pace: Pace::Every(Duration::from_millis(3000)),
+            qos1: home_qos1,
         },
     ];
     let flows = std::env::var("VERSUS_FLOWS").unwrap_or("alert,telemetry,home".into());

@@ -11,10 +11,11 @@
 //! - link status changes are kept for the heartbeat.
 //!
 //! Readings from the device front door ([`crate::frontdoor`]) arrive on
-//! their own bounded channel as [`AckedReading`]s: the reading and its
-//! alerts are submitted first, then the acknowledgement, so the store fires
-//! it only after the commit that holds them (the front door then sends the
-//! PUBACK).
+//! their own bounded channel as [`AckedReading`]s, taken up to
+//! [`ACKED_BATCH`] at a time (what is already queued): the readings, then
+//! their alerts with one rule-state snapshot, then the acknowledgements, so
+//! the store fires each only after the commit that holds its reading and
+//! alerts (the front door then sends the PUBACK).
 //!
 //! Rule timers fire from the same loop at `engine.next_deadline()`, so the
 //! engine is never shared and needs no lock. The hub never waits for a
@@ -122,6 +123,10 @@ pub const RULE_STATE_KEY: &str = "rules.state";
 /// a restart loses at most this much rule progress, never an alert.
 pub const SAVE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Most front-door readings taken in one turn of the hub (their alerts
+/// share one rule-state snapshot; see `Hub::on_acked`).
+pub const ACKED_BATCH: usize = 256;
+
 /// How often the hub looks for a wall-clock step: steps are followed
 /// within this time.
 pub const CLOCK_CHECK: std::time::Duration = std::time::Duration::from_millis(500);
@@ -182,6 +187,7 @@ impl Hub {
         clock_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut inputs_open = true;
         let mut acked = self.acked.take();
+        let mut acks = Vec::new();
         loop {
             let deadline = self.engine.next_deadline();
             let sleep = deadline_sleep(&*self.clock, deadline);
@@ -196,11 +202,7 @@ impl Hub {
                     None => inputs_open = false,
                 },
                 Some(a) = recv_acked(&mut acked) => {
-                    self.on_ingest(Ingest::Reading(a.reading), &mut alerts).await?;
-                    // After the reading and its alerts: fired with their commit.
-                    if let Some(ack) = a.ack {
-                        self.store.submit_ack(ack).await?;
-                    }
+                    self.on_acked(a, acked.as_mut(), &mut alerts, &mut acks).await?;
                 }
                 Some(cmd) = commands.recv() => match cmd {
                     HubCommand::Device(info) => self.on_device(info).await?,
@@ -252,7 +254,7 @@ impl Hub {
                     if let Some(w) = &self.watchdog {
                         (w.feed)();
                     }
-                    self.save_rule_state().await?;
+                    self.save_rule_state_lazily().await?;
                 }
             }
         }
@@ -260,21 +262,59 @@ impl Hub {
         Ok(())
     }
 
+    /// Front-door readings: this one and those already queued behind it
+    /// (at most [`ACKED_BATCH`]) go through the rules, then their alerts
+    /// are committed with ONE rule-state snapshot (its cost grows with the
+    /// number of devices, so one per alert made a burst quadratic), then
+    /// their acks are submitted: each fires with the commit that holds its
+    /// reading and every alert of the turn.
+    async fn on_acked(
+        &mut self,
+        first: AckedReading,
+        rx: Option<&mut mpsc::Receiver<AckedReading>>,
+        alerts: &mut Vec<Alert>,
+        acks: &mut Vec<crate::store::AckTo>,
+    ) -> anyhow::Result<()> {
+        let mut next = Some(first);
+        let mut rx = rx;
+        let mut n = 0;
+        while let Some(a) = next.take() {
+            self.on_reading(a.reading, alerts).await?;
+            acks.extend(a.ack);
+            n += 1;
+            if n < ACKED_BATCH {
+                next = rx.as_mut().and_then(|r| r.try_recv().ok());
+            }
+        }
+        self.emit_alerts(alerts).await?;
+        for ack in acks.drain(..) {
+            self.store.submit_ack(ack).await?;
+        }
+        Ok(())
+    }
+
+    /// A reading through the rules (alerts appended to `alerts`, not yet
+    /// emitted) into the store and the live view.
+    async fn on_reading(&mut self, r: Reading, alerts: &mut Vec<Alert>) -> anyhow::Result<()> {
+        self.stats.readings.fetch_add(1, Ordering::Relaxed);
+        if let Some(c) = self.stats.by_kind.get(usize::from(r.kind.code())) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        self.engine.on_reading(self.clock.now(), &r, alerts);
+        let _ = self.live.send(Live::Reading(r.clone()));
+        let w = if self.telemetry {
+            Write::Reading(r)
+        } else {
+            Write::ReadingNoTelemetry(r)
+        };
+        self.store.submit(w).await?;
+        Ok(())
+    }
+
     async fn on_ingest(&mut self, ev: Ingest, alerts: &mut Vec<Alert>) -> anyhow::Result<()> {
         match ev {
             Ingest::Reading(r) => {
-                self.stats.readings.fetch_add(1, Ordering::Relaxed);
-                if let Some(c) = self.stats.by_kind.get(usize::from(r.kind.code())) {
-                    c.fetch_add(1, Ordering::Relaxed);
-                }
-                self.engine.on_reading(self.clock.now(), &r, alerts);
-                let _ = self.live.send(Live::Reading(r.clone()));
-                let w = if self.telemetry {
-                    Write::Reading(r)
-                } else {
-                    Write::ReadingNoTelemetry(r)
-                };
-                self.store.submit(w).await?;
+                self.on_reading(r, alerts).await?;
                 self.emit_alerts(alerts).await?;
             }
             Ingest::Device(info) => self.on_device(info).await?,
@@ -308,6 +348,20 @@ impl Hub {
             let bytes = self.engine.snapshot();
             self.store
                 .submit(Write::Kv(RULE_STATE_KEY.to_string(), Some(bytes)))
+                .await?;
+            self.engine.mark_saved();
+        }
+        Ok(())
+    }
+
+    /// The periodic save ([`SAVE_EVERY`]): progress only (alerts commit
+    /// with their own state), so it may wait for the store's next commit
+    /// (`commit_delay`: a quiet home does not write a transaction for it).
+    async fn save_rule_state_lazily(&mut self) -> anyhow::Result<()> {
+        if self.engine.state_dirty() {
+            let bytes = self.engine.snapshot();
+            self.store
+                .submit(Write::KvLazy(RULE_STATE_KEY.to_string(), bytes))
                 .await?;
             self.engine.mark_saved();
         }

@@ -115,14 +115,8 @@ pub fn start(
          logging: {{ console: {{ level: 'warn', metrics: false, audit: false }} }} }};\n"
     );
     std::fs::write(user.join("settings.js"), settings).unwrap();
-    let mut cmd = if pin {
-        let mut c = Command::new("taskset");
-        c.args(["-c", "0", "node"]);
-        c
-    } else {
-        Command::new("node")
-    };
-    cmd.arg(red)
+    super::system::pinned("node", pin)
+        .arg(red)
         .arg("--settings")
         .arg(user.join("settings.js"))
         .arg("--userDir")

@@ -15,7 +15,8 @@
 //!   next free seq of its class; backup rows that the trial recorded as
 //!   delivered (`alert_delivery`) are dropped, other backup rows stay (sent
 //!   again at worst: receivers de-duplicate by `id`);
-//! - `seq` never goes back; `alert_delivery` rows and the monotonic
+//! - `seq` (and the `next.<class>` counters that replace it) never goes
+//!   back; `alert_delivery` rows and the monotonic
 //!   `counters` (evictions, deliveries…) are carried over; the `rows.*` /
 //!   `bytes.*` counters are removed so the store recounts them at open;
 //! - `devices` paired during the trial are added.
@@ -305,10 +306,11 @@ fn merge_seq(c: &Connection) -> rusqlite::Result<()> {
     if shared(c, "seq")?.is_none() {
         return Ok(());
     }
+    let counters = shared(c, "counters")?.is_some();
     let classes: Vec<i64> = {
         let mut st = c.prepare(
             "SELECT class FROM main.seq UNION SELECT class FROM trial.seq \
-             UNION SELECT DISTINCT class FROM main.outbox",
+             UNION SELECT DISTINCT class FROM main.outbox UNION VALUES (0), (1), (2)",
         )?;
         let rows = st.query_map([], |r| r.get(0))?;
         rows.collect::<rusqlite::Result<_>>()?
@@ -320,11 +322,21 @@ fn merge_seq(c: &Connection) -> rusqlite::Result<()> {
                 .flatten()
                 .unwrap_or(1))
         };
-        let next = get("SELECT next FROM main.seq WHERE class = ?1")?
-            .max(get("SELECT next FROM trial.seq WHERE class = ?1")?)
-            .max(get(
-                "SELECT max(seq) + 1 FROM main.outbox WHERE class = ?1",
-            )?);
+        // Releases from 2026-12 keep it as the counter `next.<class>`.
+        let counter = |db: &str| {
+            get(&format!(
+                "SELECT value FROM {db}.counters WHERE name = 'next.' || \
+                 CASE ?1 WHEN 0 THEN 'alert' WHEN 1 THEN 'status' ELSE 'telemetry' END"
+            ))
+        };
+        let mut next = get("SELECT next FROM main.seq WHERE class = ?1")?
+            .max(get("SELECT next FROM trial.seq WHERE class = ?1")?);
+        if counters {
+            next = next.max(counter("main")?).max(counter("trial")?);
+        }
+        let next = next.max(get(
+            "SELECT max(seq) + 1 FROM main.outbox WHERE class = ?1",
+        )?);
         c.execute(
             "INSERT INTO main.seq (class, next) VALUES (?1, ?2) \
              ON CONFLICT(class) DO UPDATE SET next = excluded.next",

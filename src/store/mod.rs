@@ -154,6 +154,10 @@ pub enum Write {
     RemoveDevice(DeviceId),
     /// Put (`Some`) or delete (`None`) a small value for another module.
     Kv(String, Option<Vec<u8>>),
+    /// Put a value whose loss in a power cut costs only progress (the
+    /// rules' periodic state save): like a reading, it may wait for
+    /// `commit_delay` and goes with the next commit.
+    KvLazy(String, Vec<u8>),
     /// Factory reset: delete the whole reading history (personal data).
     /// Outbox rows still waiting for the uplink are kept: nothing accepted
     /// for delivery is dropped.

@@ -18,9 +18,12 @@
 //!     payload BLOB NOT NULL,    -- the exact JSON document to publish
 //!     PRIMARY KEY (class, seq)
 //! ) WITHOUT ROWID;
-//! CREATE TABLE seq (class INTEGER PRIMARY KEY, next INTEGER);   -- next seq per class
+//! CREATE TABLE seq (class INTEGER PRIMARY KEY, next INTEGER);
+//!     -- next seq per class as kept before 2026-12 (read, no longer written)
 //! CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER);
-//!     -- evicted.<class>, rows.<class>, bytes.<class>, superseded, rejected
+//!     -- next.<class> (the next seq), evicted.<class>, rows.<class>,
+//!     -- bytes.<class>, superseded, rejected: one small table, so a
+//!     -- batch's bookkeeping is one page in the WAL
 //! ```
 //!
 //! ## Invariants
@@ -46,7 +49,7 @@
 //! 4. **Identity**: `id` is assigned once, when the writer first takes the
 //!    write from its queue, and kept across commit retries, restarts and
 //!    redelivery. `seq` is assigned inside the committing transaction and
-//!    increases by one per row per class, persisted in `seq`, so it never goes
+//!    increases by one per row per class, persisted as `next.<class>`, so it never goes
 //!    back after a restart. Gaps appear only where rows were evicted or
 //!    superseded (both counted), never because a commit failed (a failed
 //!    transaction rolls back its seq allocation too).
@@ -60,7 +63,7 @@
 //!
 //! A batch's bookkeeping is written once per transaction and only where it
 //! changed (`Outbox::save` compares with what it last wrote: an ack-only
-//! batch leaves `seq` alone, a registry-only batch writes nothing here);
+//! batch leaves `next.<class>` alone, a registry-only batch writes nothing here);
 //! the oldest row of a class is looked up again only after rows of it were
 //! deleted; acknowledgements delete contiguous runs of seqs with one
 //! statement each (`Outbox::ack_rows`).
@@ -136,6 +139,15 @@ fn counter_name(class: Class) -> &'static str {
     }
 }
 
+/// The persisted next seq of a class.
+fn next_name(class: Class) -> &'static str {
+    match class {
+        Class::Alert => "next.alert",
+        Class::Status => "next.status",
+        Class::Telemetry => "next.telemetry",
+    }
+}
+
 /// The persisted `rows.<class>` and `bytes.<class>` counter names.
 fn size_names(class: Class) -> (&'static str, &'static str) {
     match class {
@@ -179,16 +191,18 @@ impl Outbox {
                 [code],
                 |r| r.get(0),
             )?;
-            let next: Option<i64> = conn
+            // Where databases before 2026-12 kept it.
+            let old_next: Option<i64> = conn
                 .query_row("SELECT next FROM seq WHERE class = ?1", [code], |r| {
                     r.get(0)
                 })
                 .map(Some)
                 .or_else(none_if_no_rows)?;
+            let next = counter(conn, next_name(c))?.max(to_u64(old_next.unwrap_or(1)));
             st.rows = rows;
             st.bytes = bytes;
-            // Never reuse a seq, even if the seq row were lost.
-            st.next_seq = to_u64(next.unwrap_or(1)).max(to_u64(max.unwrap_or(0)) + 1);
+            // Never reuse a seq, even if the seq counter were lost.
+            st.next_seq = next.max(to_u64(max.unwrap_or(0)) + 1);
             st.evicted = counter(conn, counter_name(c))?;
         }
         ob.superseded = counter(conn, "superseded")?;
@@ -389,10 +403,9 @@ impl Outbox {
             let i = idx(c);
             let st = &self.classes[i];
             if before.as_ref().is_none_or(|b| b.next_seq[i] != st.next_seq) {
-                conn.prepare_cached(
-                    "INSERT INTO seq (class, next) VALUES (?1, ?2) ON CONFLICT(class) DO UPDATE SET next = excluded.next",
-                )?
-                .execute(params![i64::from(c as u8), to_i64(st.next_seq)])?;
+                // A counter, not the `seq` table: the counters' page is
+                // written by this batch anyway (rows/bytes changed).
+                set_counter(conn, next_name(c), st.next_seq)?;
             }
             let old = before.as_ref().map(|b| b.counters[i]);
             let (rows, bytes) = size_names(c);

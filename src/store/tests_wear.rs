@@ -116,7 +116,7 @@ async fn delivery_records_are_pruned_to_the_newest_keep_within_one_big_batch() {
 }
 
 #[tokio::test]
-async fn a_batch_that_only_acknowledges_leaves_the_seq_table_untouched() {
+async fn a_batch_that_only_acknowledges_leaves_the_next_seq_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let path = db(&dir);
     let s = Store::open(&path, &StoreConfig::default()).unwrap();
@@ -129,13 +129,16 @@ async fn a_batch_that_only_acknowledges_leaves_the_seq_table_untouched() {
     .await
     .unwrap();
     s.flush().await.unwrap();
-    // A trigger sees every write SQLite would put in the WAL for `seq`.
+    // A trigger sees every write of a next seq (the `next.<class>`
+    // counters; the old `seq` table is no longer written at all).
     {
         let c = rusqlite::Connection::open(&path).unwrap();
         c.execute_batch(
             "CREATE TABLE seq_writes (n INTEGER);
-             CREATE TRIGGER seq_w AFTER UPDATE ON seq BEGIN INSERT INTO seq_writes VALUES (1); END;
-             CREATE TRIGGER seq_i AFTER INSERT ON seq BEGIN INSERT INTO seq_writes VALUES (1); END;",
+             CREATE TRIGGER seq_w AFTER UPDATE ON counters WHEN new.name LIKE 'next.%' BEGIN INSERT INTO seq_writes VALUES (1); END;
+             CREATE TRIGGER seq_i AFTER INSERT ON counters WHEN new.name LIKE 'next.%' BEGIN INSERT INTO seq_writes VALUES (1); END;
+             CREATE TRIGGER old_w AFTER UPDATE ON seq BEGIN INSERT INTO seq_writes VALUES (100); END;
+             CREATE TRIGGER old_i AFTER INSERT ON seq BEGIN INSERT INTO seq_writes VALUES (100); END;",
         )
         .unwrap();
     }
@@ -154,8 +157,59 @@ async fn a_batch_that_only_acknowledges_leaves_the_seq_table_untouched() {
     .await
     .unwrap();
     s.flush().await.unwrap();
-    assert_eq!(count(&path, "SELECT count(*) FROM seq_writes"), 1);
-    assert_eq!(count(&path, "SELECT next FROM seq WHERE class = 2"), 3);
+    assert_eq!(count(&path, "SELECT sum(n) FROM seq_writes"), 1);
+    assert_eq!(
+        count(
+            &path,
+            "SELECT value FROM counters WHERE name = 'next.telemetry'"
+        ),
+        3
+    );
+    s.close().await.unwrap();
+    // What a restart reads back, even with the class empty.
+    let s = Store::open(&path, &StoreConfig::default()).unwrap();
+    s.submit(Write::Ack(vec![(Class::Telemetry, 2)]))
+        .await
+        .unwrap();
+    s.flush().await.unwrap();
+    s.close().await.unwrap();
+    let s = Store::open(&path, &StoreConfig::default()).unwrap();
+    assert_eq!(s.stats().telemetry.rows, 0);
+    assert_eq!(s.stats().telemetry.next_seq, 3, "a seq is never reused");
+    s.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_database_that_kept_its_next_seq_in_the_seq_table_keeps_counting_from_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir);
+    let s = Store::open(&path, &StoreConfig::default()).unwrap();
+    s.close().await.unwrap();
+    {
+        // As a release before 2026-12 left it: an empty class, its next seq
+        // in `seq` only.
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(
+            "DELETE FROM counters WHERE name LIKE 'next.%';
+             INSERT INTO seq (class, next) VALUES (2, 41) ON CONFLICT(class) DO UPDATE SET next = 41;",
+        )
+        .unwrap();
+    }
+    let s = Store::open(&path, &StoreConfig::default()).unwrap();
+    assert_eq!(s.stats().telemetry.next_seq, 41);
+    s.submit(Write::Reading(reading(
+        "k-temp",
+        Kind::Temperature,
+        20.0,
+        1,
+    )))
+    .await
+    .unwrap();
+    s.flush().await.unwrap();
+    assert_eq!(
+        count(&path, "SELECT max(seq) FROM outbox WHERE class = 2"),
+        41
+    );
     s.close().await.unwrap();
 }
 
@@ -281,4 +335,113 @@ async fn a_new_database_gets_the_chosen_page_size_and_an_existing_one_keeps_its_
     s.close().await.unwrap();
     assert_eq!(count(&old, "PRAGMA page_size"), 2048);
     assert_eq!(count(&old, "SELECT count(*) FROM history"), 1);
+}
+
+/// Records when each ack fired and how many history rows were committed then.
+struct Fired {
+    path: PathBuf,
+    at: std::sync::Mutex<Vec<(u32, Instant, i64)>>,
+}
+
+impl AckSink for Fired {
+    fn committed(&self, token: u32) {
+        let n = count(&self.path, "SELECT count(*) FROM history");
+        self.at.lock().unwrap().push((token, Instant::now(), n));
+    }
+}
+
+#[tokio::test]
+async fn with_commit_grouping_a_batch_holding_an_ack_waiter_commits_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir);
+    let cfg = StoreConfig {
+        commit_delay: crate::config::Dur::secs(30),
+        ..StoreConfig::default()
+    };
+    let s = Store::open(&path, &cfg).unwrap();
+    // Readings nobody waits for (Zigbee, QoS 0) wait for the delay…
+    for i in 0..5 {
+        s.submit(Write::Reading(reading(
+            "k-temp",
+            Kind::Temperature,
+            20.0,
+            i,
+        )))
+        .await
+        .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(count(&path, "SELECT count(*) FROM history"), 0);
+    // …a reading whose sender waits for its PUBACK takes them along at once.
+    let fired = std::sync::Arc::new(Fired {
+        path: path.clone(),
+        at: Default::default(),
+    });
+    let t0 = Instant::now();
+    s.submit(Write::Reading(reading("pendant", Kind::Panic, 1.0, 10)))
+        .await
+        .unwrap();
+    s.submit_ack(AckTo::new(fired.clone(), 7)).await.unwrap();
+    let ok = wait(Duration::from_secs(5), || {
+        !fired.at.lock().unwrap().is_empty()
+    })
+    .await;
+    assert!(ok, "the ack fired without waiting out the 30 s delay");
+    let (token, when, rows) = fired.at.lock().unwrap()[0];
+    assert_eq!(token, 7);
+    assert!(when - t0 < Duration::from_secs(2), "{:?}", when - t0);
+    assert_eq!(
+        rows, 6,
+        "the acked reading and the five waiting ones are committed"
+    );
+    s.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn commit_grouping_is_on_by_default_and_an_alert_still_commits_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir);
+    let cfg = StoreConfig::default();
+    assert!(
+        cfg.commit_delay.0 >= Duration::from_secs(1),
+        "readings nobody waits for are grouped by default"
+    );
+    let s = Store::open(&path, &cfg).unwrap();
+    s.submit(Write::Reading(reading(
+        "k-temp",
+        Kind::Temperature,
+        20.0,
+        1,
+    )))
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(count(&path, "SELECT count(*) FROM history"), 0);
+    let mut changed = s.outbox_changed();
+    changed.borrow_and_update();
+    let t0 = Instant::now();
+    s.submit(Write::Alert(alert("panic", 2))).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(2), changed.changed())
+        .await
+        .expect("the alert commits at once")
+        .unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(2));
+    assert_eq!(
+        count(&path, "SELECT count(*) FROM outbox WHERE class = 0"),
+        1
+    );
+    assert_eq!(count(&path, "SELECT count(*) FROM history"), 1);
+    s.close().await.unwrap();
+}
+
+/// Polls `cond` every 5 ms until it holds or `limit` passed.
+pub(super) async fn wait(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let t0 = Instant::now();
+    while !cond() {
+        if t0.elapsed() > limit {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    true
 }

@@ -117,7 +117,12 @@ async fn a_v2_database_migrates_to_v3_keeping_every_row_and_dropping_only_the_de
 async fn last_seen_of_unflushed_readings_reaches_the_registry_within_the_flush_interval() {
     let dir = tempfile::tempdir().unwrap();
     let path = db(&dir);
-    let s = Store::open(&path, &StoreConfig::default()).unwrap();
+    // Readings committed as they come (no grouping), as on a busy site.
+    let cfg = StoreConfig {
+        commit_delay: crate::config::Dur::secs(0),
+        ..StoreConfig::default()
+    };
+    let s = Store::open(&path, &cfg).unwrap();
     // Committed once, so the writer is idle afterwards with facts pending.
     s.submit(Write::ReadingNoTelemetry(reading(
         "lounge-pir",

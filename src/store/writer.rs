@@ -2,9 +2,14 @@
 //! retention, and what to do when a commit fails.
 //!
 //! Loop: block for the first message (or until retention, or writing the
-//! gathered `last_seen` facts, is due); if it found only a few readings and
-//! nothing else while busy (last commit < 2 ms ago), poll for more for at
-//! most 1 ms (`gather`; anything but a reading ends the wait); drain up to
+//! gathered `last_seen` facts, is due); if it found only writes nobody
+//! waits for (`is_deferrable`: readings without an ack waiter, telemetry
+//! acknowledgements, lazy kv), wait for more up to `commit_delay` (commit
+//! grouping, on by default: SD-card wear), anything else ending the wait at
+//! once; else, if it found only a few readings (and their acks) while busy
+//! (last commit < 2 ms ago), poll for more for at most 1 ms (`gather`;
+//! anything but a reading ends the wait); a later write of the same kv key
+//! replaces an earlier one in the batch (`supersede_kv`); drain up to
 //! `batch_max` more without blocking, apply them all in ONE transaction
 //! (SQL in `apply`), commit (one fsync with `synchronous=FULL`), then answer
 //! flushes, fire the batch's acks ([`super::ack`]) and bump
@@ -220,6 +225,7 @@ impl Writer {
             Write::Device(d) => Op::Device(d),
             Write::RemoveDevice(d) => Op::RemoveDevice(d),
             Write::Kv(k, v) => Op::Kv(k, v),
+            Write::KvLazy(k, v) => Op::Kv(k, Some(v)),
             // Split in `take` (its ops must share a batch); kept whole here.
             Write::AlertsWithState { key, state, .. } => Op::Kv(key, Some(state)),
             Write::WipeHistory => Op::WipeHistory,
@@ -397,7 +403,16 @@ impl Writer {
                     let op = self.prepare(Write::Alert(a));
                     ops.push(op);
                 }
+                supersede_kv(ops, &key);
                 ops.push(Op::Kv(key, Some(state)));
+            }
+            Msg::Write(Write::Kv(key, value)) => {
+                supersede_kv(ops, &key);
+                ops.push(Op::Kv(key, value));
+            }
+            Msg::Write(Write::KvLazy(key, value)) => {
+                supersede_kv(ops, &key);
+                ops.push(Op::Kv(key, Some(value)));
             }
             Msg::Write(w) => {
                 let op = self.prepare(w);
@@ -533,8 +548,10 @@ impl Writer {
     /// transaction and one fsync cover more of them when the hub and the
     /// writer share a CPU. Anything but a reading (an alert, a flush) ends
     /// the wait at the next poll; an idle writer (a home's sporadic
-    /// readings, a panic press) never waits. With `commit_delay` set,
-    /// [`Writer::defer`] waits instead. Returns whether the delay ran out.
+    /// readings, a panic press) never waits. With `commit_delay` set and
+    /// only writes nobody waits for taken, [`Writer::defer`] waits instead;
+    /// a batch with an ack waiter (a front-door PUBACK) gathers as without
+    /// the delay. Returns whether the delay ran out.
     fn gather(
         &self,
         rt: &tokio::runtime::Runtime,
@@ -542,7 +559,7 @@ impl Writer {
         msgs: &mut Vec<Msg>,
         batch_max: usize,
     ) -> bool {
-        if !self.cfg.commit_delay.0.is_zero() {
+        if !self.cfg.commit_delay.0.is_zero() && msgs.iter().all(is_deferrable) {
             return self.defer(rt, rx, msgs, batch_max);
         }
         if self.last_commit.elapsed() > BUSY {
@@ -655,6 +672,18 @@ impl Writer {
     }
 }
 
+/// A later write of `key` in the same transaction makes an earlier one
+/// pointless: it is dropped (the rule state, a snapshot that grows with the
+/// number of devices, is written once per batch, not once per alert turn).
+fn supersede_kv(ops: &mut Vec<Op>, key: &str) {
+    if let Some(i) = ops
+        .iter()
+        .rposition(|o| matches!(o, Op::Kv(k, _) if k == key))
+    {
+        ops.remove(i);
+    }
+}
+
 /// A reading, or the acknowledgement that follows one (the front door's
 /// readings each come with one; it must not end the gathering).
 fn is_reading(m: &Msg) -> bool {
@@ -664,20 +693,23 @@ fn is_reading(m: &Msg) -> bool {
     )
 }
 
-/// Writes whose commit may wait (`commit_delay`): nothing in them is an
-/// alert or needed by a reader at once.
+/// Writes whose commit may wait (`commit_delay`) because nobody waits for
+/// them and a power cut costs only what a sensor reports again anyway:
+/// readings without an ack waiter, acknowledgements of telemetry and status
+/// rows (an unrecorded one means a duplicate upstream, de-duplicated by
+/// id), and lazy kv values (the rules' periodic progress). Never an alert,
+/// an alert's acknowledgement, another module's kv value (a LoRaWAN device
+/// index must not be handed out twice), a registry change, a flush or an
+/// ack waiter.
 fn is_deferrable(m: &Msg) -> bool {
-    matches!(
-        m,
+    match m {
         Msg::Clock(_)
-            | Msg::Write(
-                Write::Reading(_)
-                    | Write::ReadingNoTelemetry(_)
-                    | Write::Ack(_)
-                    | Write::Delivered { .. }
-                    | Write::Kv(..)
-            )
-    )
+        | Msg::Write(Write::Reading(_) | Write::ReadingNoTelemetry(_) | Write::KvLazy(..)) => true,
+        Msg::Write(Write::Ack(rows) | Write::Delivered { rows, .. }) => {
+            rows.iter().all(|(c, _)| *c != Class::Alert)
+        }
+        _ => false,
+    }
 }
 
 fn is_storage_error(e: &rusqlite::Error) -> bool {

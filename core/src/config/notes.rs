@@ -200,9 +200,10 @@ pub(super) const KEYS: &[Key] = &[
     k("store.queue_capacity")
         .above("Writes queued for the writer thread before producers are slowed down."),
     k("store.commit_delay").above(
-        "How long readings may wait to be committed together (SD-card wear: a
-home writes one transaction per interval, not one per reading). Alerts
-always commit at once. \"15s\" suits a Raspberry Pi on an SD card; \"0s\": off.",
+        "How long readings nobody waits for (Zigbee, serial, QoS 0) may wait to
+be committed together (SD-card wear: a home writes one transaction per
+interval, not one per reading; a power cut loses at most this much of them).
+Alerts and readings whose device waits for its PUBACK commit at once. \"0s\": off.",
     ),
     k("store.retention_interval").above("How often expired history is deleted (in small chunks)."),
     k("store.busy_timeout").above("How long to wait for a database lock."),

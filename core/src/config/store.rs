@@ -19,11 +19,14 @@ pub struct StoreConfig {
     pub batch_max: usize,
     /// Writes that may wait for the writer before `submit` pushes back.
     pub queue_capacity: usize,
-    /// How long readings (and acknowledgements, saved rule state) may wait
-    /// to be committed together, so a quiet home writes one transaction per
-    /// this interval instead of one per reading (SD-card wear). Alerts,
-    /// status, registry changes and flushes commit at once and take the
-    /// waiting readings along; 64 waiting writes commit at once. `0s`: off.
+    /// How long writes nobody waits for (readings without a PUBACK to send:
+    /// Zigbee, serial, QoS 0; acknowledgements of telemetry; the rules'
+    /// periodic state) may wait to be committed together, so a quiet home
+    /// writes one transaction per this interval instead of one per reading
+    /// (SD-card wear); a power cut loses at most this much of them. Alerts,
+    /// a reading whose device waits for its PUBACK, status, registry
+    /// changes and flushes commit at once and take the waiting writes
+    /// along; 64 waiting writes commit at once. Default `30s`; `0s`: off.
     pub commit_delay: Dur,
     /// How often the writer deletes expired history (in small chunks).
     pub retention_interval: Dur,
@@ -56,7 +59,7 @@ impl Default for StoreConfig {
             outbox_max_mb: 256,
             batch_max: 1024,
             queue_capacity: 8192,
-            commit_delay: Dur(std::time::Duration::ZERO),
+            commit_delay: Dur::secs(30),
             retention_interval: Dur::mins(10),
             busy_timeout: Dur::secs(5),
             disk_reserve_kb: 8192,
