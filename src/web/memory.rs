@@ -336,6 +336,11 @@ impl Pairing for MemoryBackend {
             "Zigbee coordinator not configured".into(),
         )))
     }
+    fn identify(&self, _ieee: u64, _seconds: u16) -> BoxFut<'_, Result<(), BackendError>> {
+        ready(Err(BackendError::Unavailable(
+            "Zigbee coordinator not configured".into(),
+        )))
+    }
 }
 
 impl Watch for MemoryBackend {

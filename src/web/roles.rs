@@ -94,6 +94,9 @@ pub trait Alerting: Send + Sync {
 pub trait Pairing: Send + Sync {
     /// Opens the Zigbee network for joining for `seconds`.
     fn permit_join(&self, seconds: u16) -> BoxFut<'_, Result<(), BackendError>>;
+    /// Sends ZCL Identify to the Zigbee device `ieee` (it blinks/beeps for
+    /// `seconds`), through the coordinator.
+    fn identify(&self, ieee: u64, seconds: u16) -> BoxFut<'_, Result<(), BackendError>>;
 }
 
 /// The gateway's status document and its live event stream.

@@ -455,6 +455,14 @@ where
                 done(api::update_device(&app, &req, &who, &id).await)
             })
             .boxed(),
+        warp::path!("api" / "v1" / "devices" / String / "identify")
+            .and(warp::post())
+            .and(s())
+            .and(body(BODY_MAX))
+            .then(|id: String, app: Arc<App>, who: Who, req: Req| async move {
+                done(api::identify(&app, &req, &who, &id).await)
+            })
+            .boxed(),
         warp::path!("api" / "v1" / "devices" / String)
             .and(warp::delete())
             .and(s())

@@ -31,6 +31,8 @@ pub struct StickStats {
     pub resets: u64,
     pub formations: u64,
     pub enroll_responses: u64,
+    /// ZCL Identify commands the devices received (and acknowledged).
+    pub identifies: u64,
 }
 
 #[derive(Debug)]
@@ -391,6 +393,7 @@ impl Stick {
             bound: HashSet::new(),
             configured: HashSet::new(),
             seq: 0,
+            identify_secs: None,
         });
         ieee
     }

@@ -9,6 +9,7 @@
 //! - [`startup`]: ping, version, NV check, formation, start, endpoint registration;
 //! - [`interview`]: endpoints, descriptors, Basic, bindings, reporting, IAS enrolment;
 //! - [`zcl`] + [`zcl_map`]: ZCL frames and what they mean as readings;
+//! - [`identify`]: the ZCL Identify command (which device is which);
 //! - [`coordinator`]: ties the above together with link supervision policy;
 //! - [`outage`]: the coordinator-outage alert (pure; `app` feeds it link changes);
 //!
@@ -29,6 +30,7 @@ pub mod app_cnf;
 pub mod coordinator;
 pub mod counters;
 pub mod frame;
+pub mod identify;
 pub mod interview;
 pub mod network;
 pub mod outage;
@@ -49,6 +51,9 @@ pub use network::{KnownDevice, MemoryStore, NetworkParams, NetworkStore};
 pub enum ZigbeeCommand {
     /// Let new devices join for `secs` seconds (at most 254; 0 closes).
     PermitJoin { secs: u16 },
+    /// Ask the device with this IEEE address to identify itself (blink or
+    /// beep) for `secs` seconds ([`identify`], ZCL Identify).
+    Identify { ieee: u64, secs: u16 },
 }
 
 /// `[zigbee]`: the coordinator stick.
