@@ -116,3 +116,138 @@ async fn identify_names_a_device_that_is_not_zigbee_and_says_when_no_coordinator
     assert_eq!(zb["model"], "SIM-PIR");
     assert_eq!(zb["manufacturer"], "carebridge-sim");
 }
+
+fn reading(
+    device: &str,
+    kind: carebridge::model::Kind,
+    value: f64,
+    at: carebridge::model::Time,
+) -> Live {
+    Live::Reading(carebridge::model::Reading {
+        device: DeviceId::new(device).unwrap(),
+        kind,
+        value,
+        at,
+    })
+}
+
+/// Waits until the server has seen `n` devices with reading kinds.
+async fn kinds_known(s: &Server, c: &Client, n: usize) {
+    for _ in 0..100 {
+        let r = c.call(s, "GET", "/api/v1/devices", "").await;
+        let with = r.json()["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| !d["kinds"].as_array().unwrap().is_empty())
+            .count();
+        if with >= n {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the server never saw the readings' kinds");
+}
+
+#[tokio::test]
+async fn commissioning_counts_only_events_after_the_start_and_the_signed_report_goes_upstream() {
+    use carebridge::model::{Kind, Time};
+    let s = start().await;
+    let c = setup(&s).await;
+    let now = carebridge::wall::now().as_millis();
+    // Before the walk-through: the door opened, the thermometer reported.
+    s.backend.inject(reading(
+        "front-door",
+        Kind::Contact,
+        1.0,
+        Time(now - 60_000),
+    ));
+    s.backend.inject(reading(
+        "lounge-temp",
+        Kind::Temperature,
+        20.0,
+        Time(now - 60_000),
+    ));
+    s.backend
+        .inject(reading("hall-pir", Kind::Motion, 1.0, Time(now - 60_000)));
+    kinds_known(&s, &c, 3).await;
+    let r = c.call(&s, "GET", "/api/v1/commissioning", "").await;
+    let text = r.body.clone();
+    assert!(text.contains("Open the door or window"), "{text}");
+    assert!(text.contains("Breathe on the thermometer"), "{text}");
+    let r = c.call(&s, "POST", "/api/v1/commissioning/start", "").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let started = r.json()["started"].as_str().unwrap().to_string();
+    let t = Time::parse_rfc3339(&started).unwrap().as_millis();
+    // After the start: a routine temperature report (no breath) and the
+    // PIR walked past. The door is not touched.
+    s.backend.inject(reading(
+        "lounge-temp",
+        Kind::Temperature,
+        20.1,
+        Time(t + 10),
+    ));
+    s.backend
+        .inject(reading("hall-pir", Kind::Motion, 1.0, Time(t + 20)));
+    let body = serde_json::json!({"installer": "Sam Fitter", "started": started, "notes": "hall PIR above the door"});
+    let r = c
+        .call(
+            &s,
+            "POST",
+            "/api/v1/commissioning/signoff",
+            &body.to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let rep = &r.json()["report"];
+    assert_eq!(rep["installer"], "Sam Fitter");
+    assert_eq!(rep["signed_by"], "admin");
+    let passed = |id: &str| {
+        rep["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["id"] == id)
+            .unwrap()["passed"]
+            .as_bool()
+            .unwrap()
+    };
+    assert!(passed("hall-pir"));
+    assert!(
+        !passed("front-door"),
+        "an opening before the start does not count"
+    );
+    assert!(
+        !passed("lounge-temp"),
+        "a routine report does not pass a thermometer"
+    );
+    // Kept in the gateway, and queued upstream as a status document.
+    let r = c.call(&s, "GET", "/api/v1/commissioning/reports", "").await;
+    assert_eq!(r.json()["reports"][0]["installer"], "Sam Fitter");
+    let up = s.backend.upstream_now();
+    assert_eq!(up.len(), 1);
+    assert_eq!(up[0]["commissioning"]["installer"], "Sam Fitter");
+    assert_eq!(up[0]["gateway"], "test-home");
+    // A start time from another day is refused, naming the field.
+    let old = serde_json::json!({"installer": "Sam", "started": "2020-01-01T00:00:00Z"});
+    let r = c
+        .call(
+            &s,
+            "POST",
+            "/api/v1/commissioning/signoff",
+            &old.to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["field"], "started");
+    let bad = serde_json::json!({"installer": "<b>", "started": started});
+    let r = c
+        .call(
+            &s,
+            "POST",
+            "/api/v1/commissioning/signoff",
+            &bad.to_string(),
+        )
+        .await;
+    assert_eq!(r.json()["field"], "installer");
+}

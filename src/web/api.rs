@@ -407,6 +407,7 @@ pub async fn commissioning(app: &App) -> Result<Resp> {
         rooms.entry(room).or_default().push(json!({
             "device": d,
             "last_event": last.get(id.as_str()),
+            "test": super::commissioning::test_json(app, d),
         }));
     }
     let rooms: Vec<_> = rooms

@@ -321,6 +321,18 @@ impl WebState for StoreBackend {
             self.store.flush().await.map_err(failed)
         })
     }
+    fn send_upstream(
+        &self,
+        doc: serde_json::Map<String, serde_json::Value>,
+    ) -> BoxFut<'_, Result<(), BackendError>> {
+        Box::pin(async move {
+            self.store
+                .submit(Write::Status(doc))
+                .await
+                .map_err(failed)?;
+            self.store.flush().await.map_err(failed)
+        })
+    }
 }
 
 /// The active-rules handle is the rules role of the real gateway.

@@ -38,6 +38,8 @@ pub struct MemoryBackend {
     delivered: Mutex<HashMap<String, AlertDelivery>>,
     rules: Option<Arc<MemoryRules>>,
     credentials: Option<Arc<dyn super::roles::DeviceCredentials>>,
+    /// Documents sent upstream ([`WebState::send_upstream`]), in order.
+    upstream: Mutex<Vec<serde_json::Map<String, serde_json::Value>>>,
 }
 
 impl Default for MemoryBackend {
@@ -75,6 +77,7 @@ impl Default for MemoryBackend {
             delivered: Mutex::default(),
             rules: None,
             credentials: None,
+            upstream: Mutex::default(),
         }
     }
 }
@@ -115,6 +118,11 @@ impl MemoryBackend {
     pub fn with_rules(mut self) -> Self {
         self.rules = Some(Arc::new(MemoryRules::new()));
         self
+    }
+
+    /// The documents sent upstream so far (for assertions).
+    pub fn upstream_now(&self) -> Vec<serde_json::Map<String, serde_json::Value>> {
+        self.upstream.lock().map(|u| u.clone()).unwrap_or_default()
     }
 
     /// The acknowledgements the "engine" was asked for (for assertions).
@@ -376,6 +384,17 @@ impl WebState for MemoryBackend {
             })
             .map_err(|_| poisoned());
         ready(r)
+    }
+    fn send_upstream(
+        &self,
+        doc: serde_json::Map<String, serde_json::Value>,
+    ) -> BoxFut<'_, Result<(), BackendError>> {
+        ready(
+            self.upstream
+                .lock()
+                .map(|mut u| u.push(doc))
+                .map_err(|_| poisoned()),
+        )
     }
 }
 

@@ -16,6 +16,7 @@
 //! - [`api`]: the JSON handlers; [`pages`]: HTML shells and assets;
 //! - [`rules_page`]: view, edit, roll back and "try" the alert rules;
 //! - [`credentials`]: Wi-Fi device credentials for the local broker;
+//! - [`commissioning`]: per-device tests, sign-off reports sent upstream;
 //! - [`system`]: backup/restore, factory reset, logs, MQTT test, OTA upload.
 //!
 //! Invariants: every route except `/login`, `/setup`, `/healthz`, the static
@@ -30,6 +31,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod backend;
+pub mod commissioning;
 pub mod credentials;
 pub mod http;
 pub mod memory;

@@ -172,6 +172,10 @@ pub enum Record {
     Audit,
     /// The recent-alerts list with acknowledgements.
     RecentAlerts,
+    /// Signed-off commissioning reports (newest first).
+    Commissioning,
+    /// Versions of the uplink settings edited in the UI (newest last).
+    Uplinks,
 }
 
 impl Record {
@@ -182,6 +186,8 @@ impl Record {
             Record::SetupCode => "web/setup",
             Record::Audit => "web/audit",
             Record::RecentAlerts => "web/alerts",
+            Record::Commissioning => "web/commissioning",
+            Record::Uplinks => "web/uplinks",
         }
     }
 }
@@ -191,6 +197,13 @@ pub trait WebState: Send + Sync {
     fn load(&self, record: Record) -> BoxFut<'_, Result<Option<Vec<u8>>, BackendError>>;
     /// Stores (`Some`) or deletes (`None`) a record, durably before returning.
     fn save(&self, record: Record, value: Option<Vec<u8>>) -> BoxFut<'_, Result<(), BackendError>>;
+    /// Queues a status document for the upstream broker (through the
+    /// outbox: kept until the uplink acknowledges it), e.g. a signed-off
+    /// commissioning report.
+    fn send_upstream(
+        &self,
+        doc: serde_json::Map<String, serde_json::Value>,
+    ) -> BoxFut<'_, Result<(), BackendError>>;
 }
 
 /// Settings the UI shows or uses, fixed for the life of the server.
