@@ -141,6 +141,10 @@ impl From<Arc<StoreBackend>> for Roles {
             state: b.clone(),
             rules: Some(Arc::new(b.rules.clone())),
             credentials: b.credentials.clone(),
+            uplinks: b
+                .config_state
+                .clone()
+                .map(|c| Arc::new(c) as Arc<dyn super::roles::UplinkAdmin>),
             settings: Settings::from_config(&b.config),
         }
     }

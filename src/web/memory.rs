@@ -207,6 +207,7 @@ impl From<Arc<MemoryBackend>> for Roles {
             state: b.clone(),
             rules: b.rules.clone().map(|r| r as Arc<dyn RulesAdmin>),
             credentials: b.credentials.clone(),
+            uplinks: None,
             settings: Settings {
                 uplinks: serde_json::json!({
                     "mqtt": {"url": "mqtts://broker.example.org:8883", "topic_prefix": "carebridge",

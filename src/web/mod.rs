@@ -17,7 +17,8 @@
 //! - [`rules_page`]: view, edit, roll back and "try" the alert rules;
 //! - [`credentials`]: Wi-Fi device credentials for the local broker;
 //! - [`commissioning`]: per-device tests, sign-off reports sent upstream;
-//! - [`system`]: backup/restore, factory reset, logs, MQTT test, OTA upload.
+//! - [`system`]: backup/restore, factory reset, logs, MQTT test, OTA upload;
+//! - [`uplinks`]: the installer's uplink editor (versioned, test connection).
 //!
 //! Invariants: every route except `/login`, `/setup`, `/healthz`, the static
 //! assets and the login/setup API needs a session; every state-changing
@@ -42,6 +43,7 @@ pub mod rules_page;
 pub mod server;
 pub mod system;
 pub mod tls;
+pub mod uplinks;
 pub mod validate;
 
 pub use backend::StoreBackend;

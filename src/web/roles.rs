@@ -124,6 +124,52 @@ pub trait RulesAdmin: Send + Sync {
     fn rollback(&self) -> BoxFut<'_, Result<Applied, ApplyError>>;
 }
 
+/// The uplink settings an installer edits in the UI: saved as a versioned
+/// configuration overlay (rollback like device edits), run after a restart.
+pub trait UplinkAdmin: Send + Sync {
+    /// What a restart would run with (config file + saved overlay) and the
+    /// overlay's version.
+    fn saved(&self) -> BoxFut<'_, (crate::config::Config, crate::status::Active)>;
+    /// Checks `fragment` like `config check` (merged over the saved
+    /// configuration) and saves it as a new version made `by`.
+    fn save(
+        &self,
+        fragment: String,
+        by: String,
+        now: Time,
+    ) -> BoxFut<'_, Result<u64, crate::remote_config::RemoteError>>;
+    /// Brings back the previous version.
+    fn rollback(&self) -> BoxFut<'_, Result<u64, crate::remote_config::RemoteError>>;
+}
+
+/// The sections the Uplinks page may change (applied at the next start).
+pub const UPLINK_SECTIONS: &[&str] = &["gateway", "uplink", "lorawan"];
+
+impl UplinkAdmin for crate::remote_config::ConfigState {
+    fn saved(&self) -> BoxFut<'_, (crate::config::Config, crate::status::Active)> {
+        Box::pin(async move { (self.effective().await, self.watch().borrow().clone()) })
+    }
+    fn save(
+        &self,
+        fragment: String,
+        by: String,
+        now: Time,
+    ) -> BoxFut<'_, Result<u64, crate::remote_config::RemoteError>> {
+        Box::pin(async move {
+            self.apply_sections(&fragment, &by, None, now, UPLINK_SECTIONS)
+                .await
+                .map(|a| a.version)
+        })
+    }
+    fn rollback(&self) -> BoxFut<'_, Result<u64, crate::remote_config::RemoteError>> {
+        Box::pin(async move {
+            crate::remote_config::ConfigState::rollback(self)
+                .await
+                .map(|a| a.version)
+        })
+    }
+}
+
 /// Credentials of Wi-Fi devices on the local broker (`crate::devauth`).
 pub trait DeviceCredentials: Send + Sync + std::fmt::Debug {
     /// The stored credentials (never a secret) and the broker's settings.
@@ -249,6 +295,8 @@ pub struct Roles {
     pub rules: Option<Arc<dyn RulesAdmin>>,
     /// `None`: no local broker here (the credentials page says so).
     pub credentials: Option<Arc<dyn DeviceCredentials>>,
+    /// `None`: uplink settings are read-only here (no configuration overlay).
+    pub uplinks: Option<Arc<dyn UplinkAdmin>>,
     pub settings: Settings,
 }
 
@@ -266,6 +314,15 @@ impl Roles {
         self.credentials.as_ref().ok_or_else(|| {
             BackendError::Unsupported(
                 "no local broker: add [local_broker] to the configuration".into(),
+            )
+        })
+    }
+
+    /// The uplink settings editor, or the 501 that says they are read-only here.
+    pub fn uplinks(&self) -> Result<&Arc<dyn UplinkAdmin>, BackendError> {
+        self.uplinks.as_ref().ok_or_else(|| {
+            BackendError::Unsupported(
+                "uplink settings are read-only in this server (no configuration store)".into(),
             )
         })
     }

@@ -31,7 +31,7 @@ use super::http::{
     AUTH_BODY_MAX, App, BODY_MAX, Fail, Req, Resp, Who, add_security_headers, check_csrf,
     check_host, check_origin, fail_resp, json_resp, redirect,
 };
-use super::{accounts, api, commissioning, credentials, pages, rules_page, system};
+use super::{accounts, api, commissioning, credentials, pages, rules_page, system, uplinks};
 
 /// A body must arrive completely within this long.
 const BODY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -479,6 +479,37 @@ where
             .and(warp::get())
             .and(s())
             .map(|app: Arc<App>, _who| done(api::uplinks(&app)))
+            .boxed(),
+        warp::path!("api" / "v1" / "uplinks" / "settings")
+            .and(warp::get())
+            .and(s())
+            .then(|app: Arc<App>, who: Who| async move { done(uplinks::get(&app, &who).await) })
+            .boxed(),
+        warp::path!("api" / "v1" / "uplinks" / "settings")
+            .and(warp::put())
+            .and(s())
+            .and(body(BODY_MAX))
+            .then(|app: Arc<App>, who: Who, req: Req| async move {
+                done(uplinks::save(&app, &req, &who).await)
+            })
+            .boxed(),
+        warp::path!("api" / "v1" / "uplinks" / "test")
+            .and(warp::post())
+            .and(s())
+            .and(body(BODY_MAX))
+            .then(|app: Arc<App>, who: Who, req: Req| async move {
+                done(uplinks::test(&app, &req, &who).await)
+            })
+            .boxed(),
+        warp::path!("api" / "v1" / "uplinks" / "rollback")
+            .and(warp::post())
+            .and(s())
+            .then(|app: Arc<App>, who: Who| async move { done(uplinks::rollback(&app, &who).await) })
+            .boxed(),
+        warp::path!("api" / "v1" / "uplinks" / "restart")
+            .and(warp::post())
+            .and(s())
+            .then(|app: Arc<App>, who: Who| async move { done(uplinks::restart(&app, &who).await) })
             .boxed(),
         warp::path!("api" / "v1" / "uplinks" / "mqtt" / "test")
             .and(warp::post())
