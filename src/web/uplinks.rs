@@ -156,7 +156,9 @@ pub fn fragment(body: &[u8], data_dir: &Path) -> Result<String> {
             ),
             "lorawan.app_key" => {
                 if s.len() != 32 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    return Err(Invalid::new(k, "must be 32 hex digits (the 16-byte AppKey)").into());
+                    return Err(
+                        Invalid::new(k, "must be 32 hex digits (the 16-byte AppKey)").into(),
+                    );
                 }
                 (
                     "lorawan.app_key_file".to_string(),
@@ -238,17 +240,20 @@ pub async fn save(app: &App, req: &Req, who: &Who) -> Result<Resp> {
         .save(frag, format!("ui:{}", who.session.user), crate::wall::now())
         .await
         .map_err(|e| refused(&e))?;
-    let keys: Vec<&str> = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(
-        &req.body,
-    )
-    .map(|o| {
-        FIELDS
-            .iter()
-            .copied()
-            .filter(|f| o.get(*f).and_then(|v| v.as_str()).is_some_and(|s| !s.trim().is_empty()))
-            .collect()
-    })
-    .unwrap_or_default();
+    let keys: Vec<&str> =
+        serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&req.body)
+            .map(|o| {
+                FIELDS
+                    .iter()
+                    .copied()
+                    .filter(|f| {
+                        o.get(*f)
+                            .and_then(|v| v.as_str())
+                            .is_some_and(|s| !s.trim().is_empty())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
     app.audit(
         &who.session.user,
         "uplinks.save",
@@ -303,10 +308,10 @@ pub async fn test(app: &App, req: &Req, who: &Who) -> Result<Resp> {
     let admin = app.roles.uplinks()?;
     let (saved, _) = admin.saved().await;
     // Secrets for a test go to a scratch directory that is removed after.
-    let scratch = Scratch(app.data_dir.join(format!(
-        "uplink-test-{}",
-        crate::wall::now().as_millis()
-    )));
+    let scratch = Scratch(
+        app.data_dir
+            .join(format!("uplink-test-{}", crate::wall::now().as_millis())),
+    );
     let cfg = if req.body.iter().all(u8::is_ascii_whitespace) || &req.body[..] == b"{}" {
         saved
     } else {
@@ -324,7 +329,9 @@ pub async fn test(app: &App, req: &Req, who: &Who) -> Result<Resp> {
             Some(
                 tokio::task::spawn_blocking(move || probe_modem(&port, baud))
                     .await
-                    .unwrap_or_else(|e| json!({"ok": false, "stage": "test", "error": e.to_string()})),
+                    .unwrap_or_else(
+                        |e| json!({"ok": false, "stage": "test", "error": e.to_string()}),
+                    ),
             )
         }
         None => None,
@@ -350,9 +357,14 @@ pub async fn probe_mqtt(m: &crate::config::MqttUplinkConfig, gateway: &str) -> s
     let t0 = Instant::now();
     let prep = match crate::uplink::mqtt::Prepared::new(m, gateway) {
         Ok(p) => p,
-        Err(e) => return json!({"ok": false, "url": m.url, "stage": "settings", "error": e.to_string()}),
+        Err(e) => {
+            return json!({"ok": false, "url": m.url, "stage": "settings", "error": e.to_string()});
+        }
     };
-    let id = format!("{}-uitest", m.client_id.clone().unwrap_or_else(|| gateway.to_string()));
+    let id = format!(
+        "{}-uitest",
+        m.client_id.clone().unwrap_or_else(|| gateway.to_string())
+    );
     let (client, mut events) = rumqttc::AsyncClient::new(prep.probe_options(&id), 10);
     let attempt = async {
         loop {
@@ -365,7 +377,12 @@ pub async fn probe_mqtt(m: &crate::config::MqttUplinkConfig, gateway: &str) -> s
     };
     let result = tokio::time::timeout(TEST_TIMEOUT, attempt)
         .await
-        .unwrap_or_else(|_| Err(format!("no answer from the broker within {} s", TEST_TIMEOUT.as_secs())));
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "no answer from the broker within {} s",
+                TEST_TIMEOUT.as_secs()
+            ))
+        });
     if result.is_ok() {
         let _ = client.try_disconnect();
         let _ = tokio::time::timeout(Duration::from_secs(1), events.poll()).await;
@@ -385,7 +402,9 @@ pub fn probe_modem(port: &str, baud: u32) -> serde_json::Value {
         .open()
     {
         Ok(p) => p,
-        Err(e) => return json!({"ok": false, "port": port, "stage": "open", "error": e.to_string()}),
+        Err(e) => {
+            return json!({"ok": false, "port": port, "stage": "open", "error": e.to_string()});
+        }
     };
     if let Err(e) = p.write_all(b"AT\r\n") {
         return json!({"ok": false, "port": port, "stage": "write", "error": e.to_string()});
@@ -396,7 +415,9 @@ pub fn probe_modem(port: &str, baud: u32) -> serde_json::Value {
         match p.read(&mut buf) {
             Ok(n) => got.extend_from_slice(&buf[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
-            Err(e) => return json!({"ok": false, "port": port, "stage": "read", "error": e.to_string()}),
+            Err(e) => {
+                return json!({"ok": false, "port": port, "stage": "read", "error": e.to_string()});
+            }
         }
         let text = String::from_utf8_lossy(&got);
         if text.lines().any(|l| l.trim() == "OK") {
@@ -422,11 +443,17 @@ mod tests {
         let t: toml::Table = toml::from_str(&f).unwrap();
         assert_eq!(t["gateway"]["id"].as_str(), Some("home-7"));
         assert_eq!(t["uplink"]["mqtt"]["url"].as_array().unwrap().len(), 2);
-        assert!(t["uplink"]["mqtt"].get("username").is_none(), "empty = unchanged");
+        assert!(
+            t["uplink"]["mqtt"].get("username").is_none(),
+            "empty = unchanged"
+        );
         let pw = t["uplink"]["mqtt"]["password_file"].as_str().unwrap();
         assert_eq!(std::fs::read_to_string(pw).unwrap(), "s3cret pass\n");
         use std::os::unix::fs::PermissionsExt as _;
-        assert_eq!(std::fs::metadata(pw).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(pw).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         assert!(!f.contains("s3cret"), "{f}");
         assert!(t["lorawan"]["app_key_file"].as_str().is_some());
         let one = fragment(br#"{"uplink.mqtt.url":"mqtt://one:1883"}"#, dir.path()).unwrap();
