@@ -48,6 +48,7 @@ pub mod ingest;
 pub mod logging;
 pub mod metrics;
 pub mod ota;
+pub mod provision;
 pub mod remote_config;
 pub mod rules;
 pub mod store;
