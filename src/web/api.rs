@@ -80,34 +80,40 @@ pub async fn update_device(app: &App, req: &Req, who: &Who, id: &str) -> Result<
         .opt_str("name")?
         .map(|s| validate::text("name", s, 64))
         .transpose()?;
-    let Some(current) = app.roles.registry.device(id.clone()).await? else {
-        return Err(Fail::new(StatusCode::NOT_FOUND, format!("no device {id}")));
-    };
     // A room or role sent back unchanged is not re-validated: a room named
     // in the configuration file ("living room") must not block a rename.
-    let unchanged = |field: &str, s: &str, was: &Option<String>| {
-        if was.as_deref() == Some(s) {
-            Ok(None)
-        } else {
-            validate::word(field, s, 32).map(Some)
+    // Anything else is checked before the device is looked up.
+    let mut current = None;
+    let mut word = async |field: &str, s: Option<&str>| -> Result<Option<String>> {
+        let Some(s) = s else { return Ok(None) };
+        match validate::word(field, s, 32) {
+            Ok(v) => Ok(Some(v)),
+            Err(e) => {
+                if current.is_none() {
+                    current = Some(app.roles.registry.device(id.clone()).await?);
+                }
+                let was = current.as_ref().and_then(|c| c.as_ref()).and_then(|d| match field {
+                    "room" => d.room.clone(),
+                    _ => d.role.clone(),
+                });
+                if was.as_deref() == Some(s) {
+                    Ok(None)
+                } else {
+                    Err(e.into())
+                }
+            }
         }
     };
-    let room = match o.opt_str("room")? {
-        Some(s) => unchanged("room", s, &current.room)?,
-        None => None,
-    };
-    let role = match o.opt_str("role")? {
-        Some(s) => unchanged("role", s, &current.role)?,
-        None => None,
-    };
+    let room = word("room", o.opt_str("room")?).await?;
+    let role = word("role", o.opt_str("role")?).await?;
     if name.is_none() && room.is_none() && role.is_none() {
-        if o.has("name") || o.has("room") || o.has("role") {
-            return Ok(json_resp(
-                StatusCode::OK,
-                &json!({"ok": true, "unchanged": true}),
-            ));
+        if o.has("room") || o.has("role") {
+            return Ok(json_resp(StatusCode::OK, &json!({"ok": true, "unchanged": true})));
         }
         return Err(validate::Invalid::new("body", "give at least one of name, room, role").into());
+    }
+    if app.roles.registry.device(id.clone()).await?.is_none() {
+        return Err(Fail::new(StatusCode::NOT_FOUND, format!("no device {id}")));
     }
     let mut what = Vec::new();
     for (k, v) in [("name", &name), ("room", &room), ("role", &role)] {
