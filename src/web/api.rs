@@ -92,10 +92,13 @@ pub async fn update_device(app: &App, req: &Req, who: &Who, id: &str) -> Result<
                 if current.is_none() {
                     current = Some(app.roles.registry.device(id.clone()).await?);
                 }
-                let was = current.as_ref().and_then(|c| c.as_ref()).and_then(|d| match field {
-                    "room" => d.room.clone(),
-                    _ => d.role.clone(),
-                });
+                let was = current
+                    .as_ref()
+                    .and_then(|c| c.as_ref())
+                    .and_then(|d| match field {
+                        "room" => d.room.clone(),
+                        _ => d.role.clone(),
+                    });
                 if was.as_deref() == Some(s) {
                     Ok(None)
                 } else {
@@ -108,7 +111,10 @@ pub async fn update_device(app: &App, req: &Req, who: &Who, id: &str) -> Result<
     let role = word("role", o.opt_str("role")?).await?;
     if name.is_none() && room.is_none() && role.is_none() {
         if o.has("room") || o.has("role") {
-            return Ok(json_resp(StatusCode::OK, &json!({"ok": true, "unchanged": true})));
+            return Ok(json_resp(
+                StatusCode::OK,
+                &json!({"ok": true, "unchanged": true}),
+            ));
         }
         return Err(validate::Invalid::new("body", "give at least one of name, room, role").into());
     }
