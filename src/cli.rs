@@ -54,6 +54,16 @@ enum Cmd {
         #[arg(long)]
         lorawan_sim: bool,
     },
+    /// Provision a unit before its first start: make its one-time setup
+    /// code and web certificate, and write a printable label (gateway id,
+    /// setup code, certificate fingerprint, QR code) as HTML.
+    Provision {
+        #[arg(long, default_value = "/etc/carebridge/carebridge.toml")]
+        config: PathBuf,
+        /// Where to write the label (default `<data_dir>/label.html`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Configuration files.
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -118,6 +128,15 @@ pub fn run(cli: Cli) -> Result<(), Exit> {
                     true,
                 )
             })
+        }
+        Cmd::Provision { config, out } => {
+            let cfg = crate::config::load(&config).map_err(Exit::input)?;
+            let l = crate::provision::provision(&cfg, out.as_deref()).map_err(Exit::runtime)?;
+            println!("gateway      {}", l.gateway);
+            println!("setup code   {}", l.setup_code);
+            println!("certificate  SHA-256 {}", l.fingerprint);
+            println!("label        {} (print it, or save it as PDF)", l.path.display());
+            Ok(())
         }
         Cmd::Config(ConfigCmd::Defaults) => {
             print!("{}", config::defaults_toml());

@@ -51,6 +51,7 @@ pub mod logging;
 pub mod metrics;
 pub mod ota;
 pub mod private;
+pub mod provision;
 pub mod remote_config;
 pub mod rules;
 pub mod store;

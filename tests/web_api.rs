@@ -66,6 +66,23 @@ const PROTECTED: &[(&str, &str, &str)] = &[
         r#"{"device":"pendant"}"#,
     ),
     ("DELETE", "/api/v1/device-credentials/pendant", ""),
+    ("POST", "/api/v1/devices/zb-00158d0000000001/identify", "{}"),
+    ("POST", "/api/v1/commissioning/start", ""),
+    (
+        "POST",
+        "/api/v1/commissioning/signoff",
+        r#"{"installer":"x","started":"2026-01-01T00:00:00Z"}"#,
+    ),
+    ("GET", "/api/v1/commissioning/reports", ""),
+    ("GET", "/api/v1/uplinks/settings", ""),
+    (
+        "PUT",
+        "/api/v1/uplinks/settings",
+        r#"{"uplink.mqtt.url":"mqtt://x:1883"}"#,
+    ),
+    ("POST", "/api/v1/uplinks/test", "{}"),
+    ("POST", "/api/v1/uplinks/rollback", ""),
+    ("POST", "/api/v1/uplinks/restart", ""),
     ("GET", "/api/v1/no-such-route", ""),
 ];
 

@@ -65,6 +65,38 @@ pub(super) fn print_banner(cfg: &Config, broker: Option<SocketAddr>, web: Option
             );
         }
     }
+    // What to try next, in order: watch, look, press, pair.
+    let _ = writeln!(out, "  try next:");
+    if let (Some(b), Some(m)) = (broker, &cfg.uplink.mqtt) {
+        let _ = writeln!(
+            out,
+            "    1. watch the home upstream: mosquitto_sub -h {} -p {} -v -t '{}/#'",
+            b.ip(),
+            b.port(),
+            m.topic_prefix
+        );
+    }
+    if let (Some(w), Some(addr)) = (&cfg.web, web) {
+        let scheme = if w.tls { "https" } else { "http" };
+        let _ = writeln!(
+            out,
+            "    2. open the UI at {scheme}://{addr}/ (setup code above), then Live and Alerts"
+        );
+    }
+    if let Some(b) = broker {
+        let _ = writeln!(
+            out,
+            "    3. press the panic button: mosquitto_pub -h {} -p {} -t carebridge/in/pendant -m '{{\"kind\":\"panic\",\"value\":true}}'",
+            b.ip(),
+            b.port()
+        );
+    }
+    if cfg.zigbee.is_some() {
+        let _ = writeln!(
+            out,
+            "    4. pair the simulated Zigbee stick: Devices → Permit join, then Identify and name each device"
+        );
+    }
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(out.as_bytes());
     let _ = stdout.flush();

@@ -3,10 +3,13 @@
 //! One resident in a five-room home follows a daily routine in local time:
 //! asleep in bed at night, bathroom and kitchen in the morning (the fridge
 //! door opens), living room most of the day, an outing through the front
-//! door some days, back to bed in the evening. Motion sensors fire while the
-//! resident is in their room, temperature sensors report every five minutes
-//! (the home cools at night), batteries report every six hours, and now and
-//! then the panic pendant is pressed.
+//! door some days, back to bed in the evening. Motion sensors fire every few
+//! minutes while the resident is in their room (not while asleep); the first
+//! simulated hour is always lived-in (someone in a room at once, the fridge,
+//! a carer at the front door, one pendant press), so `carebridge demo
+//! --speed 60` shows a home within seconds. Temperature sensors report
+//! every five minutes (the home cools at night), batteries every six hours,
+//! and now and then the panic pendant is pressed.
 //!
 //! [`Home`] is the pure, deterministic core (a seeded PRNG, time passed in);
 //! [`run`] is the shell that feeds the hub on a (possibly fast-forwarded) clock.
@@ -159,6 +162,8 @@ enum Ev {
     PlanDay,
     Temperatures,
     Batteries,
+    /// The resident is still in this room: its motion sensor fires again.
+    Stay(usize),
 }
 
 const MIN: i64 = 60_000;
@@ -193,7 +198,46 @@ impl Home {
         h.push(t, Ev::PlanDay);
         h.push(t + 1000, Ev::Temperatures);
         h.push(t + 2000, Ev::Batteries);
+        h.first_hour(t);
         h
+    }
+
+    /// The demo's first minute must look lived-in: whatever the hour, the
+    /// resident is somewhere now, the fridge and the front door open within
+    /// the first simulated quarter of an hour (a carer's visit), and the
+    /// pendant is pressed once within the first simulated hour.
+    fn first_hour(&mut self, t: i64) {
+        let h = self.local_hour(t);
+        if !(6.5..22.5).contains(&h) {
+            // Night: in bed; a trip to the bathroom and back.
+            self.room = 0;
+            self.push(t + 2000, Ev::Emit(self.device("bed-sensor"), 1000));
+            self.push(t + 4 * MIN, Ev::Emit(self.device("bed-sensor"), 0));
+            self.push(t + 4 * MIN + 20_000, Ev::Enter(1));
+            self.push(t + 12 * MIN, Ev::Enter(0));
+            self.push(t + 13 * MIN, Ev::Emit(self.device("bed-sensor"), 1000));
+            return;
+        }
+        let (fridge, front, hall) = (
+            self.device("fridge-door"),
+            self.device("front-door"),
+            self.device("hall-motion"),
+        );
+        self.push(t + 2000, Ev::Enter(3));
+        self.push(t + 3 * MIN, Ev::Enter(2));
+        self.push(t + 4 * MIN, Ev::Emit(fridge, 1000));
+        self.push(t + 4 * MIN + 25_000, Ev::Emit(fridge, 0));
+        self.push(t + 9 * MIN, Ev::Enter(3));
+        // A carer's visit: the hall, the front door open and shut.
+        let visit = t + self.rng.range(6, 12) * MIN;
+        self.push(visit, Ev::Emit(hall, 1000));
+        self.push(visit + 15_000, Ev::Emit(front, 1000));
+        self.push(visit + 35_000, Ev::Emit(front, 0));
+        self.push(visit + 90_000, Ev::Emit(hall, 0));
+        let pendant = self.device("pendant");
+        let p = t + self.rng.range(20, 50) * MIN;
+        self.push(p, Ev::Emit(pendant, 1000));
+        self.push(p + 2000, Ev::Emit(pendant, 0));
     }
 
     fn push(&mut self, at: i64, ev: Ev) {
@@ -251,6 +295,17 @@ impl Home {
         match ev {
             Ev::Emit(dev, milli) => self.emit(at, dev, milli as f64 / 1000.0, out),
             Ev::Enter(room) => self.enter(at, room),
+            Ev::Stay(room) => {
+                // Asleep in the bedroom at night: no movement to report.
+                let asleep = room == 0 && !(6.5..22.5).contains(&self.local_hour(at));
+                if self.room == room && !asleep {
+                    let motion = [0usize, 1, 2, 3, 4][room.min(4)];
+                    self.emit(at, motion, 1.0, out);
+                    self.push(at + 90_000, Ev::Emit(motion, 0));
+                    let next = at + self.rng.range(2, 6) * MIN;
+                    self.push(next, Ev::Stay(room));
+                }
+            }
             Ev::PlanDay => self.plan_day(at),
             Ev::Temperatures => {
                 let h = self.local_hour(at);
@@ -288,6 +343,8 @@ impl Home {
         let motion = [0usize, 1, 2, 3, 4][room.min(4)];
         self.push(at, Ev::Emit(motion, 1000));
         self.push(at + 90_000, Ev::Emit(motion, 0));
+        let again = at + self.rng.range(2, 6) * MIN;
+        self.push(again, Ev::Stay(room));
     }
 
     /// Plans one local day of routine from `at` (the start of the simulation
@@ -430,6 +487,36 @@ mod tests {
             readings.windows(2).all(|w| w[0].at <= w[1].at),
             "in time order"
         );
+    }
+
+    #[test]
+    fn the_first_twenty_simulated_minutes_are_lived_in_at_any_hour() {
+        for hour in [2, 8, 14, 20] {
+            let start = Time(1_764_547_200_000 + hour * HOUR); // 2025-12-01 UTC
+            let mut h = Home::new(&SimConfig::default(), jiff::tz::TimeZone::UTC, start);
+            let mut out = Vec::new();
+            h.advance(Time(start.as_millis() + 20 * MIN), &mut out);
+            let moves = out
+                .iter()
+                .filter(|r| r.kind == Kind::Motion && r.value == 1.0)
+                .count();
+            let kinds: std::collections::BTreeSet<Kind> = out.iter().map(|r| r.kind).collect();
+            assert!(moves >= 2, "{hour}h: {moves} motion reports in 20 min");
+            if (8..=20).contains(&hour) {
+                assert!(
+                    kinds.contains(&Kind::Contact),
+                    "{hour}h: no door: {kinds:?}"
+                );
+            } else {
+                assert!(kinds.contains(&Kind::Bed), "{hour}h: no bed mat: {kinds:?}");
+            }
+        }
+        // The pendant within the first hour.
+        let start = Time(1_764_547_200_000 + 9 * HOUR);
+        let mut h = Home::new(&SimConfig::default(), jiff::tz::TimeZone::UTC, start);
+        let mut out = Vec::new();
+        h.advance(Time(start.as_millis() + HOUR), &mut out);
+        assert!(out.iter().any(|r| r.kind == Kind::Panic && r.value == 1.0));
     }
 
     #[test]

@@ -336,6 +336,22 @@ impl ConfigState {
         version: Option<u64>,
         now: Time,
     ) -> Result<ConfigApplied, RemoteError> {
+        self.apply_sections(fragment, source, version, now, RUNTIME_SECTIONS)
+            .await
+    }
+
+    /// As [`ConfigState::apply`], for a local installer who may also change
+    /// `sections` that take effect only after a restart (the web UI's
+    /// uplink settings): stored and versioned the same way, rolled back the
+    /// same way, applied over the config file at the next start.
+    pub async fn apply_sections(
+        &self,
+        fragment: &str,
+        source: &str,
+        version: Option<u64>,
+        now: Time,
+        sections: &[&str],
+    ) -> Result<ConfigApplied, RemoteError> {
         let table: toml::Table =
             toml::from_str(fragment).map_err(|e| crate::config::ConfigError::Parse {
                 path: "remote config".into(),
@@ -349,7 +365,12 @@ impl ConfigState {
                 key: String::new(),
                 message: e.message().trim().to_string(),
             })?;
-        if let Some(k) = needs_restart(&table) {
+        let outside: toml::Table = table
+            .iter()
+            .filter(|(k, _)| !sections.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if let Some(k) = needs_restart(&outside) {
             return Err(RemoteError::NeedsRestart(k));
         }
         let mut eff = self.effective.lock().await;

@@ -128,15 +128,42 @@ pub async fn update_device(app: &App, req: &Req, who: &Who, id: &str) -> Result<
         .opt_str("name")?
         .map(|s| validate::text("name", s, 64))
         .transpose()?;
-    let room = o
-        .opt_str("room")?
-        .map(|s| validate::word("room", s, 32))
-        .transpose()?;
-    let role = o
-        .opt_str("role")?
-        .map(|s| validate::word("role", s, 32))
-        .transpose()?;
+    // A room or role sent back unchanged is not re-validated: a room named
+    // in the configuration file ("living room") must not block a rename.
+    // Anything else is checked before the device is looked up.
+    let mut current = None;
+    let mut word = async |field: &str, s: Option<&str>| -> Result<Option<String>> {
+        let Some(s) = s else { return Ok(None) };
+        match validate::word(field, s, 32) {
+            Ok(v) => Ok(Some(v)),
+            Err(e) => {
+                if current.is_none() {
+                    current = Some(app.roles.registry.device(id.clone()).await?);
+                }
+                let was = current
+                    .as_ref()
+                    .and_then(|c| c.as_ref())
+                    .and_then(|d| match field {
+                        "room" => d.room.clone(),
+                        _ => d.role.clone(),
+                    });
+                if was.as_deref() == Some(s) {
+                    Ok(None)
+                } else {
+                    Err(e.into())
+                }
+            }
+        }
+    };
+    let room = word("room", o.opt_str("room")?).await?;
+    let role = word("role", o.opt_str("role")?).await?;
     if name.is_none() && room.is_none() && role.is_none() {
+        if o.has("room") || o.has("role") {
+            return Ok(json_resp(
+                StatusCode::OK,
+                &json!({"ok": true, "unchanged": true}),
+            ));
+        }
         return Err(validate::Invalid::new("body", "give at least one of name, room, role").into());
     }
     if app.roles.registry.device(id.clone()).await?.is_none() {
@@ -244,6 +271,56 @@ pub async fn set_mode(app: &App, req: &Req, who: &Who) -> Result<Resp> {
         StatusCode::OK,
         &json!({"ok": true, "mode": state}),
     ))
+}
+
+/// `POST /api/v1/devices/{id}/identify` `{"seconds": 1..=300}` (default
+/// 10): ZCL Identify to a Zigbee device, so the installer sees which one it
+/// is. The device id (`zb-` + IEEE) or its registered IEEE names it.
+pub async fn identify(app: &App, req: &Req, who: &Who, id: &str) -> Result<Resp> {
+    installer(who)?;
+    let id = device_id(id)?;
+    let seconds = if req.body.iter().all(u8::is_ascii_whitespace) {
+        10
+    } else {
+        let o = Obj::parse(&req.body, &["seconds"])?;
+        if o.has("seconds") {
+            o.int("seconds", 1, u64::from(crate::zigbee::identify::MAX_SECS))?
+        } else {
+            10
+        }
+    };
+    let Some(info) = app.roles.registry.device(id.clone()).await? else {
+        return Err(Fail::new(StatusCode::NOT_FOUND, format!("no device {id}")));
+    };
+    let Some(ieee) = zigbee_ieee(&id, &info) else {
+        return Err(validate::Invalid::new(
+            "id",
+            format!("{id} is not a Zigbee device (Identify needs one)"),
+        )
+        .into());
+    };
+    let seconds = u16::try_from(seconds).unwrap_or(10);
+    app.roles.pairing.identify(ieee, seconds).await?;
+    app.audit(
+        &who.session.user,
+        "zigbee.identify",
+        format!("{id} for {seconds} s"),
+    )
+    .await?;
+    Ok(json_resp(
+        StatusCode::OK,
+        &json!({"ok": true, "device": id, "seconds": seconds}),
+    ))
+}
+
+/// The IEEE address of a Zigbee device: its registered `ieee`
+/// (`0x00158d…`), else the hex digits of a `zb-…` id.
+fn zigbee_ieee(id: &DeviceId, info: &DeviceInfo) -> Option<u64> {
+    let hex = |s: &str| u64::from_str_radix(s, 16).ok();
+    info.ieee
+        .as_deref()
+        .and_then(|s| hex(s.trim_start_matches("0x")))
+        .or_else(|| id.as_str().strip_prefix("zb-").and_then(hex))
 }
 
 /// The alerts as JSON, each with the path that delivered it upstream
@@ -433,6 +510,7 @@ pub async fn commissioning(app: &App) -> Result<Resp> {
         rooms.entry(room).or_default().push(json!({
             "device": d,
             "last_event": last.get(id.as_str()),
+            "test": super::commissioning::test_json(app, d),
         }));
     }
     let rooms: Vec<_> = rooms

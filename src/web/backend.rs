@@ -158,6 +158,10 @@ impl From<Arc<StoreBackend>> for Roles {
             state: b.clone(),
             rules: Some(Arc::new(b.rules.clone())),
             credentials: b.credentials.clone(),
+            uplinks: b
+                .config_state
+                .clone()
+                .map(|c| Arc::new(c) as Arc<dyn super::roles::UplinkAdmin>),
             settings: Settings {
                 arc: b.arc.clone(),
                 ..Settings::from_config(&b.config)
@@ -302,19 +306,37 @@ impl Alerting for StoreBackend {
     }
 }
 
+impl StoreBackend {
+    /// The coordinator's command channel, or why there is none.
+    fn zigbee_tx(&self) -> Result<&mpsc::Sender<crate::zigbee::ZigbeeCommand>, BackendError> {
+        self.zigbee_tx.as_ref().ok_or_else(|| {
+            BackendError::Unavailable(if self.zigbee {
+                "Zigbee pairing is not wired to the coordinator".into()
+            } else {
+                "Zigbee coordinator not configured".into()
+            })
+        })
+    }
+}
+
 impl Pairing for StoreBackend {
     fn permit_join(&self, seconds: u16) -> BoxFut<'_, Result<(), BackendError>> {
         Box::pin(async move {
-            let Some(tx) = &self.zigbee_tx else {
-                return Err(BackendError::Unavailable(if self.zigbee {
-                    "Zigbee pairing is not wired to the coordinator".into()
-                } else {
-                    "Zigbee coordinator not configured".into()
-                }));
-            };
+            let tx = self.zigbee_tx()?;
             // Z-Stack takes at most 254 s (255 would mean "for ever").
             let secs = seconds.min(254);
             tx.send(crate::zigbee::ZigbeeCommand::PermitJoin { secs })
+                .await
+                .map_err(|_| {
+                    BackendError::Unavailable("the Zigbee coordinator task stopped".into())
+                })
+        })
+    }
+    fn identify(&self, ieee: u64, seconds: u16) -> BoxFut<'_, Result<(), BackendError>> {
+        Box::pin(async move {
+            let tx = self.zigbee_tx()?;
+            let secs = seconds.min(crate::zigbee::identify::MAX_SECS);
+            tx.send(crate::zigbee::ZigbeeCommand::Identify { ieee, secs })
                 .await
                 .map_err(|_| {
                     BackendError::Unavailable("the Zigbee coordinator task stopped".into())
@@ -340,6 +362,18 @@ impl WebState for StoreBackend {
         Box::pin(async move {
             self.store
                 .submit(Write::Kv(record.key().to_string(), value))
+                .await
+                .map_err(failed)?;
+            self.store.flush().await.map_err(failed)
+        })
+    }
+    fn send_upstream(
+        &self,
+        doc: serde_json::Map<String, serde_json::Value>,
+    ) -> BoxFut<'_, Result<(), BackendError>> {
+        Box::pin(async move {
+            self.store
+                .submit(Write::Status(doc))
                 .await
                 .map_err(failed)?;
             self.store.flush().await.map_err(failed)
@@ -425,6 +459,28 @@ mod tests {
             b.permit_join(10).await,
             Err(BackendError::Unavailable(m)) if m.contains("stopped")
         ));
+    }
+
+    #[tokio::test]
+    async fn identify_reaches_the_coordinator_capped_at_five_minutes() {
+        let cfg = crate::config::Config {
+            zigbee: Some(Default::default()),
+            ..Default::default()
+        };
+        let (tx, mut rx) = mpsc::channel(4);
+        let (b, _dir) = backend(&cfg);
+        let b = b.with_zigbee(Some(tx));
+        b.identify(0x00158d0000000001, 10).await.unwrap();
+        b.identify(7, 3600).await.unwrap();
+        use crate::zigbee::ZigbeeCommand::Identify;
+        assert_eq!(
+            rx.recv().await,
+            Some(Identify {
+                ieee: 0x00158d0000000001,
+                secs: 10
+            })
+        );
+        assert_eq!(rx.recv().await, Some(Identify { ieee: 7, secs: 300 }));
     }
 
     #[tokio::test]

@@ -38,6 +38,8 @@ pub struct MemoryBackend {
     delivered: Mutex<HashMap<String, AlertDelivery>>,
     rules: Option<Arc<MemoryRules>>,
     credentials: Option<Arc<dyn super::roles::DeviceCredentials>>,
+    /// Documents sent upstream ([`WebState::send_upstream`]), in order.
+    upstream: Mutex<Vec<serde_json::Map<String, serde_json::Value>>>,
 }
 
 impl Default for MemoryBackend {
@@ -76,6 +78,7 @@ impl Default for MemoryBackend {
             delivered: Mutex::default(),
             rules: None,
             credentials: None,
+            upstream: Mutex::default(),
         }
     }
 }
@@ -116,6 +119,11 @@ impl MemoryBackend {
     pub fn with_rules(mut self) -> Self {
         self.rules = Some(Arc::new(MemoryRules::new()));
         self
+    }
+
+    /// The documents sent upstream so far (for assertions).
+    pub fn upstream_now(&self) -> Vec<serde_json::Map<String, serde_json::Value>> {
+        self.upstream.lock().map(|u| u.clone()).unwrap_or_default()
     }
 
     /// The acknowledgements the "engine" was asked for (for assertions).
@@ -200,6 +208,7 @@ impl From<Arc<MemoryBackend>> for Roles {
             state: b.clone(),
             rules: b.rules.clone().map(|r| r as Arc<dyn RulesAdmin>),
             credentials: b.credentials.clone(),
+            uplinks: None,
             settings: Settings {
                 uplinks: serde_json::json!({
                     "mqtt": {"url": "mqtts://broker.example.org:8883", "topic_prefix": "carebridge",
@@ -340,6 +349,11 @@ impl Pairing for MemoryBackend {
             "Zigbee coordinator not configured".into(),
         )))
     }
+    fn identify(&self, _ieee: u64, _seconds: u16) -> BoxFut<'_, Result<(), BackendError>> {
+        ready(Err(BackendError::Unavailable(
+            "Zigbee coordinator not configured".into(),
+        )))
+    }
 }
 
 impl Watch for MemoryBackend {
@@ -375,6 +389,17 @@ impl WebState for MemoryBackend {
             })
             .map_err(|_| poisoned());
         ready(r)
+    }
+    fn send_upstream(
+        &self,
+        doc: serde_json::Map<String, serde_json::Value>,
+    ) -> BoxFut<'_, Result<(), BackendError>> {
+        ready(
+            self.upstream
+                .lock()
+                .map(|mut u| u.push(doc))
+                .map_err(|_| poisoned()),
+        )
     }
 }
 

@@ -18,7 +18,9 @@
 //! - [`api`]: the JSON handlers; [`pages`]: HTML shells and assets;
 //! - [`rules_page`]: view, edit, roll back and "try" the alert rules;
 //! - [`credentials`]: Wi-Fi device credentials for the local broker;
-//! - [`system`]: backup/restore, factory reset, logs, MQTT test, OTA upload.
+//! - [`commissioning`]: per-device tests, sign-off reports sent upstream;
+//! - [`system`]: backup/restore, factory reset, logs, MQTT test, OTA upload;
+//! - [`uplinks`]: the installer's uplink editor (versioned, test connection).
 //!
 //! Invariants: every route except `/login`, `/setup`, `/healthz`, the static
 //! assets and the login/setup API needs a session; every state-changing
@@ -32,6 +34,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod backend;
+pub mod commissioning;
 pub mod credentials;
 pub mod http;
 pub mod memory;
@@ -45,6 +48,7 @@ pub mod slots;
 pub mod system;
 pub mod throttle;
 pub mod tls;
+pub mod uplinks;
 pub mod validate;
 
 pub use backend::StoreBackend;

@@ -109,6 +109,9 @@ pub trait Alerting: Send + Sync {
 pub trait Pairing: Send + Sync {
     /// Opens the Zigbee network for joining for `seconds`.
     fn permit_join(&self, seconds: u16) -> BoxFut<'_, Result<(), BackendError>>;
+    /// Sends ZCL Identify to the Zigbee device `ieee` (it blinks/beeps for
+    /// `seconds`), through the coordinator.
+    fn identify(&self, ieee: u64, seconds: u16) -> BoxFut<'_, Result<(), BackendError>>;
 }
 
 /// The gateway's status document and its live event stream.
@@ -136,6 +139,52 @@ pub trait RulesAdmin: Send + Sync {
     fn rollback(&self) -> BoxFut<'_, Result<Applied, ApplyError>>;
     /// Forgets the stored versions: the base rules apply (factory reset).
     fn reset(&self) -> BoxFut<'_, Result<Applied, ApplyError>>;
+}
+
+/// The uplink settings an installer edits in the UI: saved as a versioned
+/// configuration overlay (rollback like device edits), run after a restart.
+pub trait UplinkAdmin: Send + Sync {
+    /// What a restart would run with (config file + saved overlay) and the
+    /// overlay's version.
+    fn saved(&self) -> BoxFut<'_, (crate::config::Config, crate::status::Active)>;
+    /// Checks `fragment` like `config check` (merged over the saved
+    /// configuration) and saves it as a new version made `by`.
+    fn save(
+        &self,
+        fragment: String,
+        by: String,
+        now: Time,
+    ) -> BoxFut<'_, Result<u64, crate::remote_config::RemoteError>>;
+    /// Brings back the previous version.
+    fn rollback(&self) -> BoxFut<'_, Result<u64, crate::remote_config::RemoteError>>;
+}
+
+/// The sections the Uplinks page may change (applied at the next start).
+pub const UPLINK_SECTIONS: &[&str] = &["gateway", "uplink", "lorawan"];
+
+impl UplinkAdmin for crate::remote_config::ConfigState {
+    fn saved(&self) -> BoxFut<'_, (crate::config::Config, crate::status::Active)> {
+        Box::pin(async move { (self.effective().await, self.watch().borrow().clone()) })
+    }
+    fn save(
+        &self,
+        fragment: String,
+        by: String,
+        now: Time,
+    ) -> BoxFut<'_, Result<u64, crate::remote_config::RemoteError>> {
+        Box::pin(async move {
+            self.apply_sections(&fragment, &by, None, now, UPLINK_SECTIONS)
+                .await
+                .map(|a| a.version)
+        })
+    }
+    fn rollback(&self) -> BoxFut<'_, Result<u64, crate::remote_config::RemoteError>> {
+        Box::pin(async move {
+            crate::remote_config::ConfigState::rollback(self)
+                .await
+                .map(|a| a.version)
+        })
+    }
 }
 
 /// Credentials of Wi-Fi devices on the local broker (`crate::devauth`).
@@ -189,6 +238,10 @@ pub enum Record {
     /// The Zigbee network and its interviewed devices (written by the
     /// Zigbee task; the UI only reads it for the devices' clusters).
     ZigbeeNetwork,
+    /// Signed-off commissioning reports (newest first).
+    Commissioning,
+    /// Versions of the uplink settings edited in the UI (newest last).
+    Uplinks,
 }
 
 impl Record {
@@ -200,6 +253,8 @@ impl Record {
             Record::Audit => "web/audit",
             Record::RecentAlerts => "web/alerts",
             Record::ZigbeeNetwork => "zigbee.network",
+            Record::Commissioning => "web/commissioning",
+            Record::Uplinks => "web/uplinks",
         }
     }
 }
@@ -209,6 +264,13 @@ pub trait WebState: Send + Sync {
     fn load(&self, record: Record) -> BoxFut<'_, Result<Option<Vec<u8>>, BackendError>>;
     /// Stores (`Some`) or deletes (`None`) a record, durably before returning.
     fn save(&self, record: Record, value: Option<Vec<u8>>) -> BoxFut<'_, Result<(), BackendError>>;
+    /// Queues a status document for the upstream broker (through the
+    /// outbox: kept until the uplink acknowledges it), e.g. a signed-off
+    /// commissioning report.
+    fn send_upstream(
+        &self,
+        doc: serde_json::Map<String, serde_json::Value>,
+    ) -> BoxFut<'_, Result<(), BackendError>>;
 }
 
 /// Settings the UI shows or uses, fixed for the life of the server.
@@ -268,6 +330,8 @@ pub struct Roles {
     pub rules: Option<Arc<dyn RulesAdmin>>,
     /// `None`: no local broker here (the credentials page says so).
     pub credentials: Option<Arc<dyn DeviceCredentials>>,
+    /// `None`: uplink settings are read-only here (no configuration overlay).
+    pub uplinks: Option<Arc<dyn UplinkAdmin>>,
     pub settings: Settings,
 }
 
@@ -285,6 +349,15 @@ impl Roles {
         self.credentials.as_ref().ok_or_else(|| {
             BackendError::Unsupported(
                 "no local broker: add [local_broker] to the configuration".into(),
+            )
+        })
+    }
+
+    /// The uplink settings editor, or the 501 that says they are read-only here.
+    pub fn uplinks(&self) -> Result<&Arc<dyn UplinkAdmin>, BackendError> {
+        self.uplinks.as_ref().ok_or_else(|| {
+            BackendError::Unsupported(
+                "uplink settings are read-only in this server (no configuration store)".into(),
             )
         })
     }

@@ -31,7 +31,7 @@ use super::http::{
     AUTH_BODY_MAX, App, BODY_MAX, Fail, Req, Resp, Who, add_security_headers, check_csrf,
     check_host, check_origin, fail_resp, json_resp, redirect,
 };
-use super::{accounts, api, credentials, pages, rules_page, system};
+use super::{accounts, api, commissioning, credentials, pages, rules_page, system, uplinks};
 
 /// A body must arrive completely within this long.
 const BODY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -466,6 +466,14 @@ where
                 done(api::update_device(&app, &req, &who, &id).await)
             })
             .boxed(),
+        warp::path!("api" / "v1" / "devices" / String / "identify")
+            .and(warp::post())
+            .and(s())
+            .and(body(BODY_MAX))
+            .then(|id: String, app: Arc<App>, who: Who, req: Req| async move {
+                done(api::identify(&app, &req, &who, &id).await)
+            })
+            .boxed(),
         warp::path!("api" / "v1" / "devices" / String)
             .and(warp::delete())
             .and(s())
@@ -483,6 +491,37 @@ where
             .and(s())
             .map(|app: Arc<App>, _who| done(api::uplinks(&app)))
             .boxed(),
+        warp::path!("api" / "v1" / "uplinks" / "settings")
+            .and(warp::get())
+            .and(s())
+            .then(|app: Arc<App>, who: Who| async move { done(uplinks::get(&app, &who).await) })
+            .boxed(),
+        warp::path!("api" / "v1" / "uplinks" / "settings")
+            .and(warp::put())
+            .and(s())
+            .and(body(BODY_MAX))
+            .then(|app: Arc<App>, who: Who, req: Req| async move {
+                done(uplinks::save(&app, &req, &who).await)
+            })
+            .boxed(),
+        warp::path!("api" / "v1" / "uplinks" / "test")
+            .and(warp::post())
+            .and(s())
+            .and(body(BODY_MAX))
+            .then(|app: Arc<App>, who: Who, req: Req| async move {
+                done(uplinks::test(&app, &req, &who).await)
+            })
+            .boxed(),
+        warp::path!("api" / "v1" / "uplinks" / "rollback")
+            .and(warp::post())
+            .and(s())
+            .then(|app: Arc<App>, who: Who| async move { done(uplinks::rollback(&app, &who).await) })
+            .boxed(),
+        warp::path!("api" / "v1" / "uplinks" / "restart")
+            .and(warp::post())
+            .and(s())
+            .then(|app: Arc<App>, who: Who| async move { done(uplinks::restart(&app, &who).await) })
+            .boxed(),
         warp::path!("api" / "v1" / "uplinks" / "mqtt" / "test")
             .and(warp::post())
             .and(s())
@@ -499,6 +538,26 @@ where
             .and(warp::get())
             .and(s())
             .then(|app: Arc<App>, _who| async move { done(api::commissioning(&app).await) })
+            .boxed(),
+        warp::path!("api" / "v1" / "commissioning" / "start")
+            .and(warp::post())
+            .and(s())
+            .then(|app: Arc<App>, who: Who| async move {
+                done(commissioning::start(&app, &who).await)
+            })
+            .boxed(),
+        warp::path!("api" / "v1" / "commissioning" / "signoff")
+            .and(warp::post())
+            .and(s())
+            .and(body(BODY_MAX))
+            .then(|app: Arc<App>, who: Who, req: Req| async move {
+                done(commissioning::signoff(&app, &req, &who).await)
+            })
+            .boxed(),
+        warp::path!("api" / "v1" / "commissioning" / "reports")
+            .and(warp::get())
+            .and(s())
+            .then(|app: Arc<App>, _who| async move { done(commissioning::list(&app).await) })
             .boxed(),
     ])
 }

@@ -69,6 +69,11 @@ impl Obj {
         }
     }
 
+    /// Whether the body has `field` (even as `null`).
+    pub fn has(&self, field: &str) -> bool {
+        self.0.contains_key(field)
+    }
+
     pub fn str(&self, field: &str) -> Result<&str, Invalid> {
         self.opt_str(field)?
             .ok_or_else(|| Invalid::new(field, "is required"))

@@ -238,6 +238,40 @@ fn pairing_interviews_enrolls_and_maps_zone_alarms() {
 }
 
 #[test]
+fn identify_reaches_the_paired_device_which_acknowledges_and_an_unknown_one_is_refused() {
+    let mut l = Loop::new(Stick::new(), None, 1);
+    let pir = l.stick.add_device(SimDeviceKind::Motion);
+    let th = l.stick.add_device(SimDeviceKind::Temperature);
+    // Before pairing the coordinator does not know the device.
+    assert!(!l.c.identify(pir, 10, l.now));
+    l.c.permit_join(60, l.now);
+    l.pump();
+    l.advance(Duration::from_secs(1));
+    let before = l.out.len();
+    assert!(l.c.identify(pir, 10, l.now));
+    assert!(l.c.identify(th, 1000, l.now));
+    l.pump();
+    let find = |ieee: u64| {
+        l.stick
+            .devices
+            .iter()
+            .find(|d| d.ieee == ieee)
+            .unwrap()
+            .identify_secs
+    };
+    assert_eq!(find(pir), Some(10));
+    assert_eq!(find(th), Some(300), "capped at five minutes");
+    assert_eq!(l.stick.stats.identifies, 2);
+    // The default responses are not readings, and the link stays up.
+    assert!(
+        l.out[before..]
+            .iter()
+            .all(|o| !matches!(o, Output::Ingest(Ingest::Reading(_)) | Output::Failed(_)))
+    );
+    assert!(!l.c.identify(0x1234, 10, l.now), "unknown IEEE");
+}
+
+#[test]
 fn report_from_an_unknown_device_triggers_an_ieee_lookup_then_readings() {
     let mut l = Loop::new(Stick::new(), None, 1);
     let th = l.stick.add_device(SimDeviceKind::Temperature);

@@ -220,6 +220,14 @@ fn session(
         while let Ok(c) = cmds.try_recv() {
             match c {
                 ZigbeeCommand::PermitJoin { secs } => coord.permit_join(secs, crate::wall::now()),
+                ZigbeeCommand::Identify { ieee, secs } => {
+                    if !coord.identify(ieee, secs, crate::wall::now()) {
+                        tracing::warn!(
+                            ieee = format!("{ieee:016x}"),
+                            "identify: device not in the running network"
+                        );
+                    }
+                }
             }
         }
         while let Some(b) = coord.poll_transmit() {

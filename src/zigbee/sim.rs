@@ -298,6 +298,16 @@ impl SimHandle {
         lock(&self.inner).stick.network()
     }
 
+    /// The identify time of the last ZCL Identify `ieee` received.
+    pub fn identified(&self, ieee: u64) -> Option<u16> {
+        let g = lock(&self.inner);
+        g.stick
+            .devices
+            .iter()
+            .find(|d| d.ieee == ieee)
+            .and_then(|d| d.identify_secs)
+    }
+
     pub fn stats(&self) -> StickStats {
         lock(&self.inner).stick.stats.clone()
     }

@@ -34,6 +34,8 @@ pub struct StickStats {
     pub enroll_responses: u64,
     /// Payloads of the Tuya time-sync answers the host sent.
     pub time_sync_answers: Vec<Vec<u8>>,
+    /// ZCL Identify commands the devices received (and acknowledged).
+    pub identifies: u64,
 }
 
 #[derive(Debug)]
@@ -394,6 +396,7 @@ impl Stick {
             bound: HashSet::new(),
             configured: HashSet::new(),
             seq: 0,
+            identify_secs: None,
         });
         ieee
     }

@@ -25,4 +25,4 @@ target_dir=$(cargo metadata --format-version 1 --no-deps | node -e 'let s="";pro
 export E2E_BIN="$target_dir/debug/carebridge"
 export E2E_SHOTS="${E2E_SHOTS:-$target_dir/e2e-screenshots}"
 cd "$here"
-node --test --test-concurrency=1 e2e.test.mjs devauth.test.mjs
+node --test --test-concurrency=1 e2e.test.mjs devauth.test.mjs field.test.mjs

@@ -200,6 +200,32 @@ impl Coordinator {
         self.submit(req.to_frame(), Owner::Other, now);
     }
 
+    /// Sends ZCL Identify to the known device `ieee` (it blinks/beeps for
+    /// `secs` seconds, capped at [`super::identify::MAX_SECS`]). `false`
+    /// when not running or the device is not in this network.
+    pub fn identify(&mut self, ieee: u64, secs: u16, now: Time) -> bool {
+        if !self.is_running() {
+            return false;
+        }
+        let Some(d) = self.devices.values().find(|d| d.ieee == ieee) else {
+            return false;
+        };
+        let (nwk, endpoint) = (d.nwk, d.zone_endpoint.unwrap_or(1));
+        self.seq = self.seq.wrapping_add(1);
+        let req = DataRequest {
+            dst: nwk,
+            dst_endpoint: endpoint,
+            src_endpoint: COORD_ENDPOINT,
+            cluster: super::identify::CLUSTER,
+            tsn: self.seq,
+            options: af::options::ACK_REQUEST,
+            radius: af::DEFAULT_RADIUS,
+            data: super::identify::identify(self.seq, secs),
+        };
+        self.submit(req.to_frame(), Owner::Other, now);
+        true
+    }
+
     pub fn handle_bytes(&mut self, bytes: &[u8], now: Time) {
         self.session.handle_bytes(bytes, now);
         self.process(now);

@@ -13,6 +13,7 @@
 //! - [`library`]: the device library (definitions by manufacturer and
 //!   model, vendor quirks: Xiaomi 0xFF01, Tuya 0xEF00, buttons); unknown
 //!   devices keep the generic [`zcl_map`] path;
+//! - [`identify`]: the ZCL Identify command (which device is which);
 //! - [`coordinator`]: ties the above together with link supervision policy;
 //! - [`outage`]: the coordinator-outage alert (pure; `app` feeds it link changes);
 //!
@@ -34,6 +35,7 @@ pub mod coordinator;
 pub mod counters;
 pub mod frame;
 pub mod ias_wd;
+pub mod identify;
 pub mod interview;
 pub mod library;
 pub mod network;
@@ -55,6 +57,9 @@ pub use network::{KnownDevice, MemoryStore, NetworkParams, NetworkStore};
 pub enum ZigbeeCommand {
     /// Let new devices join for `secs` seconds (at most 254; 0 closes).
     PermitJoin { secs: u16 },
+    /// Ask the device with this IEEE address to identify itself (blink or
+    /// beep) for `secs` seconds ([`identify`], ZCL Identify).
+    Identify { ieee: u64, secs: u16 },
 }
 
 /// `[zigbee]`: the coordinator stick.

@@ -37,7 +37,11 @@ async function api(method, path, body) {
   }
   let data = {};
   try { data = await res.json(); } catch (e) { data = {}; }
-  if (res.status === 401 && !['login', 'setup'].includes(page())) location.href = '/login';
+  if (res.status === 401 && !['login', 'setup'].includes(page())) {
+    // On a page already shown, keep it (with the notice): a carer reading
+    // an alert should not lose it to a redirect.
+    if (document.body.dataset.ready === 'true') sessionExpired(); else location.href = '/login';
+  }
   return { ok: res.ok, status: res.status, data };
 }
 
@@ -84,6 +88,9 @@ function when(t) {
 function ago(t) {
   if (!t) return 'never';
   const s = Math.round((Date.now() - new Date(t)) / 1000);
+  if (isNaN(s)) return String(t);
+  // A device whose clock is ahead reports "from the future": just now.
+  if (s < 5) return 'just now';
   if (s < 60) return s + ' s ago';
   if (s < 3600) return Math.round(s / 60) + ' min ago';
   if (s < 86400) return Math.round(s / 3600) + ' h ago';
@@ -93,6 +100,35 @@ function duration(s) {
   if (s === undefined || s === null) return '—';
   const d = Math.floor(s / 86400), hh = Math.floor(s % 86400 / 3600), m = Math.floor(s % 3600 / 60);
   return (d ? d + ' d ' : '') + (d || hh ? hh + ' h ' : '') + m + ' min';
+}
+
+// A reading in words: `battery_low = 0` -> "battery OK", `contact = 1` -> "open".
+const WORDS = {
+  motion: ['no motion', 'motion'], occupancy: ['empty', 'occupied'], contact: ['closed', 'open'],
+  panic: ['released', 'panic button pressed'], fall: ['no fall', 'fall detected'], smoke: ['no smoke', 'smoke alarm'],
+  co: ['no CO', 'carbon monoxide alarm'], water_leak: ['dry', 'water leak'], bed: ['out of bed', 'in bed'],
+  chair: ['out of the chair', 'in the chair'], battery_low: ['battery OK', 'battery low'], tamper: ['cover closed', 'tampered (cover open)'],
+  vibration: ['still', 'vibration'], switch: ['off', 'on'],
+};
+const UNITS = { temperature: ' °C', humidity: ' %', illuminance: ' lx', power: ' W', energy: ' kWh', battery: ' % battery', voltage: ' V', pressure: ' hPa' };
+function reading(kind, value) {
+  const w = WORDS[kind];
+  if (w && (value === 0 || value === 1 || value === true || value === false)) return w[Number(value)];
+  if (typeof value === 'number' && UNITS[kind]) return kind === 'battery' ? Math.round(value) + UNITS[kind] : (Math.round(value * 10) / 10) + UNITS[kind] + ' ' + kind;
+  return kind.replace(/_/g, ' ') + ' ' + value;
+}
+
+// The session ended (expired, logged out elsewhere, gateway restarted):
+// say so on every page instead of going quiet, and offer the login.
+function sessionExpired() {
+  if (S.expired) return;
+  S.expired = true;
+  if (S.es) { S.es.close(); S.es = null; }
+  document.body.dataset.live = 'expired';
+  const who = $('#who-name'); if (who) who.textContent = 'logged out';
+  main().before(h('div.standing', { role: 'alert', id: 'session-expired' },
+    'Your session has ended, so this page is no longer updated. ',
+    h('a', { href: '/login?next=' + encodeURIComponent(location.pathname) }, 'Log in again')));
 }
 
 // Shows the server's message next to the field it names, or in `where`.
@@ -122,6 +158,14 @@ function live(fn) {
     S.handlers.forEach(f => f(ev));
   });
   S.es.addEventListener('hello', () => document.body.dataset.live = 'connected');
+  // The stream ends when the session does (or the gateway restarts): ask
+  // the API which; the 401 shows the notice, anything else reconnects.
+  S.es.addEventListener('error', async () => {
+    if (S.expired) return;
+    document.body.dataset.live = 'reconnecting';
+    const r = await api('GET', 'session');
+    if (r.status === 401) sessionExpired();
+  });
 }
 
 // ---- pages ----

@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use super::Stick;
 use crate::zigbee::af::{DataRequest, IncomingMsg};
 use crate::zigbee::frame::Frame;
+use crate::zigbee::identify;
 use crate::zigbee::library::tuya;
 use crate::zigbee::wire::{Field, Msg, Reader};
 use crate::zigbee::zcl::{self, Value, cmd, ty};
@@ -96,6 +97,8 @@ pub struct SimDevice {
     pub bound: HashSet<u16>,
     pub configured: HashSet<u16>,
     pub(super) seq: u8,
+    /// The identify time of the last ZCL Identify it received (it "blinks").
+    pub identify_secs: Option<u16>,
 }
 
 impl SimDevice {
@@ -116,6 +119,7 @@ impl SimDevice {
             SimDeviceKind::Temperature => vec![
                 cluster::BASIC,
                 cluster::POWER_CFG,
+                identify::CLUSTER,
                 cluster::TEMPERATURE,
                 cluster::HUMIDITY,
             ],
@@ -123,7 +127,12 @@ impl SimDevice {
             SimDeviceKind::AqaraDoor => vec![cluster::BASIC, 0x0003, 0xFFFF, cluster::ON_OFF],
             // Basic, Groups, Scenes, Tuya.
             SimDeviceKind::TuyaPresence => vec![cluster::BASIC, 0x0004, 0x0005, 0xEF00],
-            _ => vec![cluster::BASIC, cluster::POWER_CFG, cluster::IAS_ZONE],
+            _ => vec![
+                cluster::BASIC,
+                cluster::POWER_CFG,
+                identify::CLUSTER,
+                cluster::IAS_ZONE,
+            ],
         }
     }
 }
@@ -157,7 +166,32 @@ impl Stick {
             return;
         };
         if h.cluster_specific {
-            if d.cluster == cluster::IAS_ZONE && h.command == cmd::ZONE_ENROLL_RESPONSE {
+            if d.cluster == identify::CLUSTER
+                && let Ok((seq, secs)) = identify::decode_identify(&d.data)
+            {
+                // A real device blinks; the simulated one says so and
+                // acknowledges with a default response (success).
+                dev.identify_secs = Some(secs);
+                let ieee = dev.ieee;
+                self.stats.identifies += 1;
+                tracing::info!(
+                    device = %crate::zigbee::zcl_map::device_id(ieee),
+                    secs,
+                    "simulated device identifying (blinking)"
+                );
+                let mut rsp = Vec::new();
+                zcl::Header {
+                    cluster_specific: false,
+                    manufacturer: None,
+                    server_to_client: true,
+                    disable_default_rsp: true,
+                    seq,
+                    command: cmd::DEFAULT_RSP,
+                }
+                .encode(&mut rsp);
+                rsp.extend_from_slice(&[identify::IDENTIFY, 0]);
+                out.push(Self::incoming(nwk, d.cluster, rsp));
+            } else if d.cluster == cluster::IAS_ZONE && h.command == cmd::ZONE_ENROLL_RESPONSE {
                 dev.enrolled = true;
                 self.stats.enroll_responses += 1;
             }

@@ -7,7 +7,9 @@ pages.login = () => {
   form.addEventListener('submit', async e => {
     e.preventDefault();
     const res = await api('POST', 'login', formData(form));
-    if (res.ok) location.href = '/'; else formError(form, err, res);
+    // Back to the page whose session ended (a local path only).
+    const next = new URLSearchParams(location.search).get('next') || '/';
+    if (res.ok) location.href = /^\/[a-z]*$/.test(next) ? next : '/'; else formError(form, err, res);
   });
   show(h('h1', {}, 'Log in'), form);
   api('GET', 'setup').then(r => { if (r.ok && r.data.needed) location.href = '/setup'; });

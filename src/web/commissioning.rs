@@ -1,0 +1,364 @@
+//! Commissioning: the installer's walk-through of every device, its result
+//! kept in the gateway, and the signed-off report sent upstream.
+//!
+//! Each device gets one test from what it senses ([`test_for`]): a door is
+//! opened, a PIR walked past, a leak sensor wetted, a thermometer breathed on
+//! (its temperature must *rise*, so a routine report does not pass it). Only
+//! readings at or after the start of the walk-through count ([`evaluate`]):
+//! the result is computed here from the stored history, never taken from the
+//! browser. A sign-off (installer name, time, per-device results) is kept
+//! under [`Record::Commissioning`] (the newest [`KEEP`]) and sent upstream as
+//! a status document carrying `commissioning` (the outbox delivers it like
+//! any status: retried until the broker acknowledges it).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::json;
+use warp::http::StatusCode;
+
+use super::http::{App, Fail, Req, Resp, Result, Who, installer, json_resp};
+use super::roles::Record;
+use super::validate::{self, Obj};
+use crate::model::{DeviceInfo, Kind, Reading, Time};
+
+/// Reports kept in the gateway (older ones are dropped).
+pub const KEEP: usize = 20;
+/// A walk-through older than this cannot be signed off (start again).
+const MAX_RUN_MS: i64 = 12 * 3_600_000;
+
+/// What makes a device pass.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "pass")]
+pub enum Pass {
+    /// A reading of `kind` with value 1 (pressed, open, wet, seen).
+    Active,
+    /// A reading of `kind` at least `by` above the one before the start.
+    Rise { by: f64 },
+}
+
+/// One device's test: the kind to watch, what to tell the installer, how it passes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeviceTest {
+    pub kind: Kind,
+    pub instruction: String,
+    #[serde(flatten)]
+    pub pass: Pass,
+}
+
+/// The test for a device that reports `kinds` (the most telling kind wins:
+/// a door contact that also reports temperature is tested as a door).
+/// `None` when it has reported nothing testable yet.
+pub fn test_for(kinds: &[Kind]) -> Option<DeviceTest> {
+    use Kind::*;
+    const ORDER: &[(Kind, &str)] = &[
+        (Panic, "Press the button"),
+        (Fall, "Press and hold its test button (or simulate a fall)"),
+        (
+            WaterLeak,
+            "Wet the leak sensor (a damp cloth across its contacts)",
+        ),
+        (Smoke, "Press the smoke alarm's test button"),
+        (CarbonMonoxide, "Press the CO alarm's test button"),
+        (Contact, "Open the door or window, then close it"),
+        (Motion, "Walk past the sensor"),
+        (Occupancy, "Walk into the room"),
+        (Bed, "Sit or lie on the bed mat"),
+        (Chair, "Sit in the chair"),
+        (Vibration, "Tap the sensor"),
+        (Switch, "Switch it on"),
+        (Power, "Switch the appliance on (power must rise by 5 W)"),
+        (
+            Temperature,
+            "Breathe on the thermometer (it must rise by 0.5 °C)",
+        ),
+        (
+            Humidity,
+            "Breathe on the sensor (humidity must rise by 3 %)",
+        ),
+    ];
+    let (kind, text) = ORDER.iter().find(|(k, _)| kinds.contains(k))?;
+    let pass = match kind {
+        Temperature => Pass::Rise { by: 0.5 },
+        Humidity => Pass::Rise { by: 3.0 },
+        Power => Pass::Rise { by: 5.0 },
+        _ => Pass::Active,
+    };
+    Some(DeviceTest {
+        kind: *kind,
+        instruction: (*text).to_string(),
+        pass,
+    })
+}
+
+/// The reading that passed `test`, if any: among `after` (this device's
+/// readings at or after `started`, oldest first), compared with `before`
+/// (its newest reading of the kind before the start). A rise needs a
+/// baseline: without one, the first reading after the start is it.
+pub fn evaluate<'a>(
+    test: &DeviceTest,
+    started: Time,
+    before: Option<f64>,
+    after: impl IntoIterator<Item = &'a Reading>,
+) -> Option<&'a Reading> {
+    let mut base = before;
+    for r in after {
+        if r.kind != test.kind || r.at < started {
+            continue;
+        }
+        match test.pass {
+            Pass::Active if r.value >= 0.5 => return Some(r),
+            Pass::Active => {}
+            Pass::Rise { by } => match base {
+                Some(b) if r.value - b >= by - 1e-9 => return Some(r),
+                Some(b) => base = Some(b.min(r.value)),
+                None => base = Some(r.value),
+            },
+        }
+    }
+    None
+}
+
+/// One device on the signed-off report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Checked {
+    pub id: String,
+    pub name: Option<String>,
+    pub room: Option<String>,
+    pub test: Option<DeviceTest>,
+    pub passed: bool,
+    /// The reading that passed it.
+    pub event: Option<Reading>,
+}
+
+fn kinds_of(app: &App, d: &DeviceInfo) -> Vec<Kind> {
+    let Some(id) = &d.id else { return Vec::new() };
+    app.kinds
+        .lock()
+        .ok()
+        .and_then(|k| k.get(id).map(|s| s.iter().copied().collect()))
+        .unwrap_or_default()
+}
+
+/// `POST /api/v1/commissioning/start`: the walk-through starts now (the
+/// gateway's clock); readings before this time never count.
+pub async fn start(app: &App, who: &Who) -> Result<Resp> {
+    installer(who)?;
+    let now = crate::wall::now();
+    app.audit(&who.session.user, "commissioning.start", String::new())
+        .await?;
+    Ok(json_resp(StatusCode::OK, &json!({ "started": now })))
+}
+
+/// Each device's result since `started`, from the stored history.
+pub async fn results(app: &App, started: Time, now: Time) -> Result<Vec<Checked>> {
+    let devices = app.roles.registry.devices().await?;
+    let history = app
+        .roles
+        .history
+        .history(
+            Time(started.as_millis() - 3_600_000),
+            // A device whose clock is a little ahead still counts.
+            Time(now.as_millis() + 600_000),
+            200_000,
+        )
+        .await?;
+    let mut by_device: BTreeMap<&str, Vec<&Reading>> = BTreeMap::new();
+    for r in &history {
+        by_device.entry(r.device.as_str()).or_default().push(r);
+    }
+    let mut out = Vec::new();
+    for d in &devices {
+        let Some(id) = &d.id else { continue };
+        let test = test_for(&kinds_of(app, d));
+        let mine = by_device.get(id.as_str()).cloned().unwrap_or_default();
+        let event = test.as_ref().and_then(|t| {
+            let before = mine
+                .iter()
+                .rev()
+                .find(|r| r.kind == t.kind && r.at < started)
+                .map(|r| r.value);
+            evaluate(t, started, before, mine.iter().copied()).cloned()
+        });
+        out.push(Checked {
+            id: id.to_string(),
+            name: d.name.clone(),
+            room: d.room.clone(),
+            test,
+            passed: event.is_some(),
+            event,
+        });
+    }
+    Ok(out)
+}
+
+fn started_field(o: &Obj, now: Time) -> Result<Time> {
+    let s = o.str("started")?;
+    let t = Time::parse_rfc3339(s)
+        .map_err(|e| validate::Invalid::new("started", format!("not a time ({e})")))?;
+    if t.as_millis() > now.as_millis() + 60_000 || now.as_millis() - t.as_millis() > MAX_RUN_MS {
+        return Err(validate::Invalid::new(
+            "started",
+            "must be within the last 12 hours: start the walk-through again",
+        )
+        .into());
+    }
+    Ok(t)
+}
+
+/// `POST /api/v1/commissioning/signoff` `{"installer", "started", "notes"?}`:
+/// computes every device's result since `started`, keeps the report and
+/// sends it upstream.
+pub async fn signoff(app: &App, req: &Req, who: &Who) -> Result<Resp> {
+    installer(who)?;
+    let now = crate::wall::now();
+    let o = Obj::parse(&req.body, &["installer", "started", "notes"])?;
+    let name = validate::text("installer", o.str("installer")?, 64)?;
+    let notes = o
+        .opt_str("notes")?
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| validate::text("notes", s, 500))
+        .transpose()?;
+    let started = started_field(&o, now)?;
+    let devices = results(app, started, now).await?;
+    let passed = devices.iter().filter(|d| d.passed).count();
+    let gateway = app.roles.watch.status().gateway;
+    let report = json!({
+        "gateway": gateway,
+        "installer": name,
+        "signed_by": who.session.user,
+        "started": started,
+        "signed_at": now,
+        "notes": notes,
+        "passed": passed,
+        "total": devices.len(),
+        "devices": devices,
+    });
+    let mut kept = reports(app).await?;
+    kept.insert(0, report.clone());
+    kept.truncate(KEEP);
+    let bytes = serde_json::to_vec(&kept)
+        .map_err(|e| Fail::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    app.roles
+        .state
+        .save(Record::Commissioning, Some(bytes))
+        .await?;
+    let mut doc = crate::uplink::mqtt::status_document(&app.roles.watch.status());
+    doc.insert("commissioning".into(), report.clone());
+    app.roles.state.send_upstream(doc).await?;
+    app.audit(
+        &who.session.user,
+        "commissioning.signoff",
+        format!(
+            "{passed}/{} devices passed, signed by {name}",
+            devices.len()
+        ),
+    )
+    .await?;
+    Ok(json_resp(StatusCode::OK, &json!({ "report": report })))
+}
+
+async fn reports(app: &App) -> Result<Vec<serde_json::Value>> {
+    let raw = app.roles.state.load(Record::Commissioning).await?;
+    // Garbage (a hand-edited database) reads as no reports, never an error.
+    Ok(raw
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default())
+}
+
+/// `GET /api/v1/commissioning/reports`: the signed-off reports, newest first.
+pub async fn list(app: &App) -> Result<Resp> {
+    Ok(json_resp(
+        StatusCode::OK,
+        &json!({ "reports": reports(app).await? }),
+    ))
+}
+
+/// The per-device test the walk-through page shows.
+pub fn test_json(app: &App, d: &DeviceInfo) -> serde_json::Value {
+    json!(test_for(&kinds_of(app, d)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::DeviceId;
+
+    fn r(kind: Kind, value: f64, at: i64) -> Reading {
+        Reading {
+            device: DeviceId::new("d").unwrap(),
+            kind,
+            value,
+            at: Time(at),
+        }
+    }
+
+    #[test]
+    fn each_kind_gets_its_own_instruction_and_a_door_is_tested_as_a_door() {
+        let t = test_for(&[Kind::Temperature, Kind::Contact, Kind::Battery]).unwrap();
+        assert_eq!(t.kind, Kind::Contact);
+        assert!(t.instruction.contains("Open the door"));
+        let t = test_for(&[Kind::Temperature, Kind::Humidity]).unwrap();
+        assert!(t.instruction.contains("Breathe on the thermometer"));
+        assert_eq!(t.pass, Pass::Rise { by: 0.5 });
+        assert!(
+            test_for(&[Kind::WaterLeak])
+                .unwrap()
+                .instruction
+                .contains("Wet")
+        );
+        assert!(
+            test_for(&[Kind::Motion])
+                .unwrap()
+                .instruction
+                .contains("Walk past")
+        );
+        assert!(
+            test_for(&[Kind::Panic])
+                .unwrap()
+                .instruction
+                .contains("Press")
+        );
+        assert_eq!(test_for(&[Kind::Battery]), None);
+    }
+
+    #[test]
+    fn an_event_before_the_start_never_counts() {
+        let t = test_for(&[Kind::Motion]).unwrap();
+        let rs = [r(Kind::Motion, 1.0, 900), r(Kind::Motion, 0.0, 1_100)];
+        assert_eq!(evaluate(&t, Time(1_000), None, &rs), None);
+        let rs = [r(Kind::Motion, 1.0, 900), r(Kind::Motion, 1.0, 1_200)];
+        assert_eq!(
+            evaluate(&t, Time(1_000), None, &rs).unwrap().at,
+            Time(1_200)
+        );
+    }
+
+    #[test]
+    fn a_routine_temperature_report_does_not_pass_a_thermometer_but_breath_does() {
+        let t = test_for(&[Kind::Temperature]).unwrap();
+        // Routine reports after the start, within 0.2 °C of the baseline.
+        let routine = [
+            r(Kind::Temperature, 20.1, 1_100),
+            r(Kind::Temperature, 19.9, 1_200),
+        ];
+        assert_eq!(evaluate(&t, Time(1_000), Some(20.0), &routine), None);
+        let breath = [
+            r(Kind::Temperature, 20.1, 1_100),
+            r(Kind::Temperature, 20.6, 1_300),
+        ];
+        assert_eq!(
+            evaluate(&t, Time(1_000), Some(20.0), &breath).unwrap().at,
+            Time(1_300)
+        );
+        // No baseline before the start: the first report after it is one.
+        let first = [
+            r(Kind::Temperature, 20.0, 1_100),
+            r(Kind::Temperature, 20.2, 1_200),
+        ];
+        assert_eq!(evaluate(&t, Time(1_000), None, &first), None);
+        // A battery report is not the test's kind.
+        let other = [r(Kind::Battery, 100.0, 1_100)];
+        assert_eq!(evaluate(&t, Time(1_000), Some(20.0), &other), None);
+    }
+}
