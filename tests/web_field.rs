@@ -250,4 +250,17 @@ async fn commissioning_counts_only_events_after_the_start_and_the_signed_report_
         )
         .await;
     assert_eq!(r.json()["field"], "installer");
+    // A factory reset forgets this household's sign-offs.
+    let r = c
+        .call(
+            &s,
+            "POST",
+            "/api/v1/system/factory-reset",
+            r#"{"confirm":"RESET"}"#,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let c = setup(&s).await;
+    let r = c.call(&s, "GET", "/api/v1/commissioning/reports", "").await;
+    assert_eq!(r.json()["reports"], serde_json::json!([]), "{r:?}");
 }

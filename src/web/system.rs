@@ -318,6 +318,8 @@ pub async fn factory_reset(app: &App, req: &Req, who: &Who) -> Result<Resp> {
         a.clear();
     }
     app.roles.state.save(Record::RecentAlerts, None).await?;
+    // The next household gets its own commissioning.
+    app.roles.state.save(Record::Commissioning, None).await?;
     {
         let mut log = app.audit.lock().await;
         *log = super::audit::AuditLog::default();
