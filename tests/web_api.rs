@@ -81,6 +81,7 @@ const PROTECTED: &[(&str, &str, &str)] = &[
         r#"{"uplink.mqtt.url":"mqtt://x:1883"}"#,
     ),
     ("POST", "/api/v1/uplinks/test", "{}"),
+    ("POST", "/api/v1/uplinks/arc/test", "{}"),
     ("POST", "/api/v1/uplinks/rollback", ""),
     ("POST", "/api/v1/uplinks/restart", ""),
     ("GET", "/api/v1/no-such-route", ""),

@@ -535,6 +535,12 @@ pub struct DeviceInfo {
     pub battery: Option<f64>,
     /// Link quality (0–255).
     pub lqi: Option<u8>,
+    /// How often the device reports at the least when nothing happens
+    /// (seconds; from the Zigbee device library): the silence rule never
+    /// expects it more often than twice this. Not stored: the coordinator
+    /// announces it at each start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkin_s: Option<u32>,
 }
 
 /// What the I/O shells (Zigbee coordinator, serial boards, local MQTT,

@@ -347,7 +347,7 @@ mod tests {
         assert_eq!(
             v["uplinks"],
             serde_json::json!({"mqtt": {"state": "off",
-            "since": null, "connects": 0, "last_error": null, "delivered": 0}})
+            "since": null, "connects": 0, "last_error": null, "delivered": 0, "failovers": 0}})
         );
         assert_eq!(
             v["config_version"]["rules"],

@@ -119,6 +119,7 @@ fn device_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<DeviceInfo>> {
         lqi: r
             .get::<_, Option<i64>>(10)?
             .and_then(|v| u8::try_from(v).ok()),
+        checkin_s: None,
     }))
 }
 

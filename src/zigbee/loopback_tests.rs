@@ -334,6 +334,8 @@ fn an_aqara_door_is_identified_and_its_genonoff_and_keepalive_become_contact_and
     let info = info.unwrap();
     assert_eq!(info.manufacturer.as_deref(), Some("LUMI"));
     assert_eq!(info.model.as_deref(), Some("lumi.sensor_magnet.aq2"));
+    // Its keep-alive period goes to the rules (the silence rule's floor).
+    assert_eq!(info.checkin_s, Some(3600));
     // Xiaomi devices refuse reporting configuration: the library skips it.
     let d = &l.stick.devices[0];
     assert!(d.configured.is_empty() && d.bound.is_empty(), "{d:?}");
@@ -474,4 +476,29 @@ proptest::proptest! {
             while c.poll_output().is_some() {}
         }
     }
+}
+
+#[test]
+fn after_a_restart_known_devices_check_in_periods_are_announced_again() {
+    let mut first = Loop::new(Stick::new(), None, 1);
+    paired(&mut first, &[SimDeviceKind::AqaraDoor]);
+    let stored = first.saved().unwrap().clone();
+    assert_eq!(stored.devices.len(), 1, "{stored:?}");
+    let mut stick = first.stick;
+    stick.power_cycle();
+    let l = Loop::new(stick, Some(stored.clone()), 9);
+    let again: Vec<_> = l
+        .out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Ingest(Ingest::Device(d)) => Some(d.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(again[0].checkin_s, Some(3600));
+    assert_eq!(
+        again[0].id,
+        Some(super::zcl_map::device_id(stored.devices[0].ieee))
+    );
 }

@@ -319,6 +319,8 @@ library without a rebuild; same format as the built-in table (README: device lib
     k("ota.require_coordinator").after("commit only with the Zigbee coordinator up"),
     k("ota.keep_releases").after("installed releases kept for rollback"),
     k("ota.fleets").after("fleet names a bundle's `fleets` may target"),
+    k("ota.expiry_needs_trusted_clock")
+        .after("a bundle with `expires` waits for an NTP-synchronised clock or an RTC"),
     //
     k("remote.require_signed")
         .above("Refuse cmd/config bodies that are not signed by a trusted key (the OTA keys)."),

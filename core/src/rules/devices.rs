@@ -137,6 +137,9 @@ pub struct Devices {
     by_id: HashMap<DeviceId, u32, FxBuild>,
     rooms: Vec<String>,
     room_ids: HashMap<String, u32>,
+    /// Check-in periods (ms) the device library knows, by device index
+    /// (kept beside the one-cache-line `Dev`: few devices have one).
+    checkins: HashMap<u32, i64, FxBuild>,
 }
 
 fn clear(kinds: &mut Kinds) {
@@ -224,7 +227,15 @@ impl Devices {
         if moved && let Some(k) = self.kinds.get_mut(i as usize) {
             clear(k);
         }
+        if let Some(s) = info.checkin_s {
+            self.checkins.insert(i, i64::from(s) * 1000);
+        }
         Some(i)
+    }
+
+    /// The device's check-in period in ms (0: unknown).
+    pub fn checkin_ms(&self, i: u32) -> i64 {
+        self.checkins.get(&i).copied().unwrap_or(0)
     }
 
     pub fn clear_routes(&mut self) {

@@ -229,6 +229,31 @@ fn silent_device_raises_after_its_interval_and_clears_when_it_speaks() {
 }
 
 #[test]
+fn a_device_that_checks_in_rarely_is_not_called_silent_before_twice_its_check_in() {
+    let mut e = engine(HEALTH);
+    // The device library says this motion sensor reports every 3 h when
+    // nothing happens (the rule expects a message every 2 h).
+    e.set_device(&crate::model::DeviceInfo {
+        id: Some(id("m1")),
+        checkin_s: Some(3 * 3600),
+        ..Default::default()
+    });
+    feed(&mut e, rd("m1", Kind::Motion, 1.0, "2026-11-22T10:00:00Z"));
+    feed(&mut e, rd("m2", Kind::Motion, 1.0, "2026-11-22T10:00:00Z"));
+    let out = tick(&mut e, "2026-11-22T12:00:00Z");
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(
+        out[0].device,
+        id("m2"),
+        "m2 has no check-in: the rule's 2 h"
+    );
+    assert!(tick(&mut e, "2026-11-22T15:59:00Z").is_empty());
+    let out = tick(&mut e, "2026-11-22T16:00:00Z");
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].device, id("m1"), "m1 after twice its 3 h check-in");
+}
+
+#[test]
 fn low_battery_raises_once_and_clears_above_the_hysteresis() {
     let mut e = engine(HEALTH);
     assert_eq!(

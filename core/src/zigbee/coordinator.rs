@@ -333,6 +333,16 @@ impl Coordinator {
     fn on_started(&mut self, s: Started, now: Time) {
         for d in &s.params.devices {
             self.devices.insert(d.nwk, d.clone());
+            // The rules learn each known device's check-in period again
+            // (it is not stored with the registry).
+            if let Some(checkin_s) = self.checkin_s(d.manufacturer.as_deref(), d.model.as_deref()) {
+                self.out
+                    .push_back(Output::Ingest(Ingest::Device(DeviceInfo {
+                        id: Some(device_id(d.ieee)),
+                        checkin_s: Some(checkin_s),
+                        ..DeviceInfo::default()
+                    })));
+            }
         }
         let detail = format!(
             "coordinator up: Z-Stack {}.{}.{}, PAN {:#06x}, channel {}{}",
@@ -470,6 +480,7 @@ impl Coordinator {
             model: f.model.clone(),
             clusters,
         };
+        let (dev_manufacturer, dev_model) = (dev.manufacturer.clone(), dev.model.clone());
         self.defs.remove(&f.ieee);
         self.devices.insert(f.nwk, dev);
         self.save();
@@ -483,8 +494,16 @@ impl Coordinator {
                 last_seen: Some(now),
                 battery: f.battery,
                 lqi: self.lqi.get(&f.nwk).copied(),
+                checkin_s: self.checkin_s(dev_manufacturer.as_deref(), dev_model.as_deref()),
                 ..DeviceInfo::default()
             })));
+    }
+
+    /// The device library's check-in period of a device, in seconds.
+    fn checkin_s(&self, manufacturer: Option<&str>, model: Option<&str>) -> Option<u32> {
+        self.library
+            .checkin(manufacturer, model)
+            .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
     }
 
     fn save(&mut self) {

@@ -29,7 +29,9 @@ impl RuleKind for Silent {
         let Rule {
             compiled: c, slots, ..
         } = rule;
-        let iv = interval(c, r.kind);
+        // A device that checks in less often than the rule expects (the
+        // device library knows) is given twice its check-in period.
+        let iv = interval(c, r.kind).max(ctx.devs.checkin_ms(dev).saturating_mul(2));
         let slot = slots.entry(at.subject).or_default();
         let fresh = slot.dev == crate::rules::rule::NO_DEV;
         slot.last = at.now;
