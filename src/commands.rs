@@ -83,12 +83,16 @@ impl CommandHandler {
                 c = rx.recv() => match c { Some(c) => c, None => return Ok(()) },
             };
             let result = self.handle_once(&cmd.name, &cmd.payload).await;
+            // The receipt rides on the result: the uplink acknowledges the
+            // command's delivery only once it publishes this (after the id
+            // was remembered), so a crash before that gets it redelivered.
             let _ = self
                 .direct
                 .send(Direct {
                     subtopic: format!("cmd/{}/result", cmd.name),
                     payload: result.to_string().into_bytes(),
                     retain: false,
+                    settles: cmd.receipt,
                 })
                 .await;
         }
