@@ -218,7 +218,8 @@ fn a_command_received_but_not_yet_run_when_the_gateway_is_killed_runs_once_after
     gw.restart();
 
     assert!(
-        eventually(Duration::from_secs(30), || !results(&col, "mode").is_empty()),
+        eventually(Duration::from_secs(30), || !results(&col, "mode")
+            .is_empty()),
         "the command received before kill -9 never ran: {}",
         broker.log()
     );
