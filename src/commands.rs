@@ -23,10 +23,18 @@
 //!
 //! | field | meaning |
 //! |---|---|
-//! | `id` | 1–128 characters: executed once; a repeat (a redelivery over the persistent session, a retry by the cloud) gets `{"ok":…,"id","duplicate":true}` and is not run again (ids remembered durably, newest 4,096) |
+//! | `id` | 1–128 characters: executed once; a repeat (a redelivery over the persistent session — MQTT commands are PUBACKed only after they ran, see below —, a retry by the cloud) gets `{"ok":…,"id","duplicate":true}` and is not run again (ids remembered durably, newest 4,096) |
 //! | `expires` | RFC 3339: past it the command is refused, `{"ok":false,"error":"expired …"}`, not executed; if the gateway's clock is not trusted the command runs and the result says `expires_unchecked` |
 //!
 //! The result of a command with an `id` carries the same `id`.
+//!
+//! Over MQTT a command's PUBLISH is acknowledged (PUBACK) only when its
+//! result goes out: [`CommandHandler::run`] hands the command's
+//! [`Command::receipt`] back on the result's [`Direct::settles`], after
+//! [`CommandHandler::handle_once`] ran it and synced its id. A command
+//! received but not run when the gateway dies is therefore delivered again
+//! over the persistent session (and runs once: its id was not remembered,
+//! or it was and the repeat is answered as a duplicate).
 
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -83,12 +91,16 @@ impl CommandHandler {
                 c = rx.recv() => match c { Some(c) => c, None => return Ok(()) },
             };
             let result = self.handle_once(&cmd.name, &cmd.payload).await;
+            // The receipt rides on the result: the uplink acknowledges the
+            // command's delivery only once it publishes this (after the id
+            // was remembered), so a crash before that gets it redelivered.
             let _ = self
                 .direct
                 .send(Direct {
                     subtopic: format!("cmd/{}/result", cmd.name),
                     payload: result.to_string().into_bytes(),
                     retain: false,
+                    settles: cmd.receipt,
                 })
                 .await;
         }

@@ -124,6 +124,7 @@ async fn publish_reports(paths: &OtaPaths, l: &OtaLinks) {
             subtopic: RESULT_TOPIC.into(),
             payload: serde_json::to_vec(&doc).unwrap_or_default(),
             retain: false,
+            settles: None,
         };
         if direct.send(msg).await.is_err() {
             break;
@@ -169,6 +170,7 @@ impl Updater {
                         subtopic: RESULT_TOPIC.into(),
                         payload: serde_json::to_vec(p).unwrap_or_default(),
                         retain: false,
+                        settles: None,
                     });
                 };
                 super::update::handle_update_command(&payload, &cfg, &paths, &target, &mut publish)
@@ -187,6 +189,7 @@ impl Updater {
                     subtopic: RESULT_TOPIC.into(),
                     payload: serde_json::to_vec(&done).unwrap_or_default(),
                     retain: false,
+                    settles: None,
                 })
                 .await;
             if done.phase == Phase::Installed {

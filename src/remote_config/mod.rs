@@ -512,6 +512,7 @@ pub async fn report_versions(
                 subtopic: "config".into(),
                 payload: doc.to_string().into_bytes(),
                 retain: true,
+                settles: None,
             })
             .await;
         tokio::select! {

@@ -486,6 +486,7 @@ fn downlink_command(d: &Downlink, sent: &VecDeque<Sent>) -> Option<Command> {
     let cmd = |name: &str, body: serde_json::Value| Command {
         name: name.to_string(),
         payload: body.to_string().into_bytes(),
+        receipt: None,
     };
     let ack = |s: &Sent| {
         cmd(

@@ -68,6 +68,10 @@ impl Default for UplinkState {
 pub struct Command {
     pub name: String,
     pub payload: Vec<u8>,
+    /// The transport's receipt, handed back on the result's [`Direct::settles`]
+    /// (MQTT: the PUBLISH is PUBACKed only then, so a command lost to a
+    /// crash before it ran is delivered again); `None`: nothing to settle.
+    pub receipt: Option<u64>,
 }
 
 /// A message published directly, not through the outbox (command results):
@@ -78,6 +82,9 @@ pub struct Direct {
     pub subtopic: String,
     pub payload: Vec<u8>,
     pub retain: bool,
+    /// A command's [`Command::receipt`]: once this result is handed to the
+    /// broker, the command's delivery is acknowledged.
+    pub settles: Option<u64>,
 }
 
 /// An uplink path.

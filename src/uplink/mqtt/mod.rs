@@ -27,7 +27,14 @@
 //!   `client_id` says otherwise), `clean_session = false`, `cmd/+`
 //!   subscribed at QoS 1 — a command sent while the home was offline is
 //!   kept by the broker and delivered when it returns (duplicates and
-//!   stale commands are handled by [`crate::commands`]).
+//!   stale commands are handled by [`crate::commands`]);
+//! - acknowledgements of incoming publishes are manual: a command's
+//!   PUBLISH is PUBACKed only when its result is handed to the client
+//!   (after the handler ran it and remembered its id), so a crash between
+//!   receipt and execution leaves it unacknowledged and the broker delivers
+//!   it again over the persistent session; a command the handler could not
+//!   take, or whose result could not be queued, stays unacknowledged until
+//!   the next connection. Any other publish is acknowledged at once.
 //!
 //! Setting up from the configuration (URL, credentials, TLS files): `setup`.
 
@@ -35,8 +42,8 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use rumqttc::{
-    AsyncClient, ConnectionError, Event, EventLoop, Incoming, LastWill, MqttOptions, Outgoing, QoS,
-    TlsConfiguration, Transport,
+    AsyncClient, ConnectionError, Event, EventLoop, Incoming, LastWill, MqttOptions, Outgoing,
+    Publish, QoS, TlsConfiguration, Transport,
 };
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -185,7 +192,14 @@ struct Session<'a> {
     topics: [String; 3],
     /// This node is not the one of the last working connection.
     failover: bool,
+    /// Commands handed to the handler, by receipt, waiting for their
+    /// result before they are PUBACKed.
+    receipts: HashMap<u64, Publish>,
 }
+
+/// Receipts are unique across connections: a result that comes back after
+/// a reconnect finds no PUBLISH of this connection to acknowledge.
+static NEXT_RECEIPT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl<'a> Session<'a> {
     fn new(
@@ -212,6 +226,7 @@ impl<'a> Session<'a> {
             delivered: 0,
             topics: Class::ALL.map(|c| prep.topic(c.as_str())),
             failover: false,
+            receipts: HashMap::new(),
         }
     }
 
@@ -222,6 +237,8 @@ impl<'a> Session<'a> {
         o.set_keep_alive(p.cfg.keepalive.0);
         // Persistent: what the cloud sent while we were away is kept for us.
         o.set_clean_session(false);
+        // A command is PUBACKed once handled, not on receipt (module doc).
+        o.set_manual_acks(true);
         o.set_inflight(p.cfg.inflight.saturating_add(32));
         o.set_request_channel_capacity(usize::from(p.cfg.inflight) + 64);
         o.set_max_packet_size(256 * 1024, 256 * 1024);
@@ -328,7 +345,7 @@ impl<'a> Session<'a> {
                                 if matches!(ev, Event::Incoming(_)) {
                                     last_incoming = Instant::now();
                                 }
-                                self.on_event(ev);
+                                self.on_event(client, ev);
                             }
                         }
                         match events.try_recv() {
@@ -347,9 +364,11 @@ impl<'a> Session<'a> {
                 d = self.links.direct.recv() => {
                     if let Some(d) = d {
                         let topic = self.prep.topic(&d.subtopic);
-                        if client.try_publish(topic, QoS::AtLeastOnce, d.retain, d.payload).is_ok() {
+                        let sent = client.try_publish(topic, QoS::AtLeastOnce, d.retain, d.payload).is_ok();
+                        if sent {
                             self.awaiting_pkid.push_back(None);
                         }
+                        self.settle(client, d.settles, sent);
                     }
                 }
                 _ = watchdog.tick() => {
@@ -380,7 +399,20 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
-    fn on_event(&mut self, ev: Event) {
+    /// A command's result was (`sent`) or could not be handed to the
+    /// client: acknowledge its PUBLISH, or leave it for a redelivery.
+    fn settle(&mut self, client: &AsyncClient, receipt: Option<u64>, sent: bool) {
+        let Some(publish) = receipt.and_then(|r| self.receipts.remove(&r)) else {
+            return;
+        };
+        if !sent {
+            tracing::warn!(topic = %publish.topic, "command result not published: the command stays unacknowledged and comes again at the next connection");
+        } else if let Err(e) = client.try_ack(&publish) {
+            tracing::warn!(topic = %publish.topic, error = %e, "command not acknowledged: it comes again at the next connection");
+        }
+    }
+
+    fn on_event(&mut self, client: &AsyncClient, ev: Event) {
         match ev {
             Event::Outgoing(Outgoing::Publish(pkid)) => {
                 if let Some(Some(row)) = self.awaiting_pkid.pop_front() {
@@ -397,15 +429,26 @@ impl<'a> Session<'a> {
             }
             Event::Incoming(Incoming::Publish(p)) => {
                 let prefix = self.prep.topic("cmd/");
-                if let Some(name) = p.topic.strip_prefix(&prefix) {
-                    let cmd = Command {
-                        name: name.to_string(),
-                        payload: p.payload.to_vec(),
-                    };
-                    if self.links.commands.try_send(cmd).is_err() {
-                        tracing::warn!(command = name, "command dropped: handler busy");
+                let Some(name) = p.topic.strip_prefix(&prefix) else {
+                    if let Err(e) = client.try_ack(&p) {
+                        tracing::warn!(topic = %p.topic, error = %e, "could not acknowledge a publish");
                     }
+                    return;
+                };
+                let receipt = NEXT_RECEIPT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let cmd = Command {
+                    name: name.to_string(),
+                    payload: p.payload.to_vec(),
+                    receipt: Some(receipt),
+                };
+                if self.links.commands.try_send(cmd).is_err() {
+                    tracing::warn!(
+                        command = name,
+                        "command not taken (handler busy): left unacknowledged, it comes again at the next connection"
+                    );
+                    return;
                 }
+                self.receipts.insert(receipt, p);
             }
             _ => {}
         }
