@@ -7,7 +7,9 @@
 //! account (AES over TCP, plain over UDP, SIA DCS too); a per-rule class;
 //! restorals; primary down → secondary; both down → queued durably through
 //! kill -9 and delivered when one returns, once per DC-09 sequence; a wrong
-//! key → refused, counted in the status; supervision NULL messages.
+//! key → refused, counted in the status; supervision NULL messages; the
+//! commissioning walk-through's test event per device (601, its zone),
+//! acknowledged or not, on the signed-off report.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -670,13 +672,17 @@ fn the_commissioning_walk_through_sends_one_arc_test_per_device_with_its_zone_an
     press(g.broker_port, "hall-pendant", "battery", json!(90));
     press(g.broker_port, "kitchen-temp", "temperature", json!(20.5));
     press(g.broker_port, "lounge-pir", "motion", json!(false));
-    assert!(common::wait_port(web, Duration::from_secs(20)), "no web server");
+    assert!(
+        common::wait_port(web, Duration::from_secs(20)),
+        "no web server"
+    );
     let mut code = String::new();
     eventually(Duration::from_secs(10), || {
         code = std::fs::read_to_string(dir.join("data/setup-code")).unwrap_or_default();
         !code.trim().is_empty()
     });
-    let setup = json!({"code": code.trim(), "username": "admin", "password": "correct horse battery"});
+    let setup =
+        json!({"code": code.trim(), "username": "admin", "password": "correct horse battery"});
     let (st, headers, v) = http(web, "POST", "/api/v1/setup", None, &setup.to_string());
     assert_eq!(st, 201, "{headers}\n{v}");
     let cookie = headers
@@ -723,7 +729,11 @@ fn the_commissioning_walk_through_sends_one_arc_test_per_device_with_its_zone_an
     );
     // The receiver saw one manual test (1601) per device, each with its zone.
     eventually(Duration::from_secs(10), || {
-        rx.events().iter().filter(|e| e["code"] == "RX" || e["event_type"] == "601").count() >= 3
+        rx.events()
+            .iter()
+            .filter(|e| e["code"] == "RX" || e["event_type"] == "601")
+            .count()
+            >= 3
     });
     let tests: Vec<Value> = rx
         .events()
@@ -791,7 +801,10 @@ fn the_commissioning_walk_through_sends_one_arc_test_per_device_with_its_zone_an
     );
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["arc"]["acknowledged"], false, "{v}");
-    assert!(v["arc"]["error"].as_str().is_some_and(|e| !e.is_empty()), "{v}");
+    assert!(
+        v["arc"]["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{v}"
+    );
     let (_, _, v) = http(
         web,
         "POST",
@@ -799,6 +812,12 @@ fn the_commissioning_walk_through_sends_one_arc_test_per_device_with_its_zone_an
         Some(&who),
         &body.to_string(),
     );
-    assert_eq!(row(&v["report"], "lounge-pir")["arc"]["acknowledged"], false);
-    assert_eq!(row(&v["report"], "hall-pendant")["arc"]["acknowledged"], true);
+    assert_eq!(
+        row(&v["report"], "lounge-pir")["arc"]["acknowledged"],
+        false
+    );
+    assert_eq!(
+        row(&v["report"], "hall-pendant")["arc"]["acknowledged"],
+        true
+    );
 }

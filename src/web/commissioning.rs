@@ -364,7 +364,10 @@ pub async fn arc_test(app: &App, req: &Req, who: &Who) -> Result<Resp> {
         ),
     )
     .await?;
-    Ok(json_resp(StatusCode::OK, &json!({ "device": id, "arc": check })))
+    Ok(json_resp(
+        StatusCode::OK,
+        &json!({ "device": id, "arc": check }),
+    ))
 }
 
 async fn reports(app: &App) -> Result<Vec<serde_json::Value>> {

@@ -57,9 +57,7 @@ pub struct App {
         >,
     >,
     /// Each device's newest ARC test from the commissioning page.
-    pub arc_tests: Mutex<
-        std::collections::BTreeMap<String, super::commissioning::ArcCheck>,
-    >,
+    pub arc_tests: Mutex<std::collections::BTreeMap<String, super::commissioning::ArcCheck>>,
     /// Live events for SSE clients, already JSON (alerts carry their UI id).
     pub ui: broadcast::Sender<String>,
     /// Hash checked for unknown user names (same cost, never matches).
