@@ -7,7 +7,9 @@
 //! account (AES over TCP, plain over UDP, SIA DCS too); a per-rule class;
 //! restorals; primary down → secondary; both down → queued durably through
 //! kill -9 and delivered when one returns, once per DC-09 sequence; a wrong
-//! key → refused, counted in the status; supervision NULL messages.
+//! key → refused, counted in the status; supervision NULL messages; the
+//! commissioning walk-through's test event per device (601, its zone),
+//! acknowledged or not, on the signed-off report.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -592,4 +594,230 @@ fn cmd_arc_test_from_the_cloud_sends_a_manual_test_report_and_answers_who_acknow
     assert_eq!(r["receiver"], "primary");
     let e = rx.cid("1601");
     assert_eq!(e["ri"], "000", "the gateway itself is zone 0");
+}
+
+/// One HTTP/1.1 exchange with the gateway's web server as a browser on
+/// the same origin: (status, headers, JSON body).
+fn http(
+    web: u16,
+    method: &str,
+    path: &str,
+    session: Option<&(String, String)>,
+    body: &str,
+) -> (u16, String, Value) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", web)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(40))).unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{web}\r\nOrigin: http://127.0.0.1:{web}\r\n\
+         Connection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if let Some((cookie, csrf)) = session {
+        head.push_str(&format!("Cookie: {cookie}\r\nX-CSRF-Token: {csrf}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (headers, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = headers
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = if headers
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        let mut out = String::new();
+        let mut r = rest;
+        while let Some((len, tail)) = r.split_once("\r\n") {
+            let n = usize::from_str_radix(len.trim(), 16).unwrap_or(0);
+            if n == 0 || tail.len() < n {
+                break;
+            }
+            out.push_str(&tail[..n]);
+            r = tail[n..].trim_start_matches("\r\n");
+        }
+        out
+    } else {
+        rest.to_string()
+    };
+    let json = serde_json::from_str(&body).unwrap_or(Value::Null);
+    (status, headers.to_string(), json)
+}
+
+#[test]
+fn the_commissioning_walk_through_sends_one_arc_test_per_device_with_its_zone_and_reports_each_ack()
+{
+    let Some(py) = py_or_skip() else { return };
+    let port = free_port();
+    let rx = Receiver::start(&py, port, "tcp", "1234", None);
+    let tmpdir = tmp("commissioning");
+    let dir = tmpdir.path().to_path_buf();
+    let web = free_port();
+    let g = gateway(
+        &dir,
+        &format!(
+            "primary = \"tcp://127.0.0.1:{port}\"\naccount = \"1234\"\nencryption = \"none\"\n\
+             ack_timeout = \"2s\"\nattempts = 1\nretry_max = \"1s\"\n\
+             [arc.zones]\nhall-pendant = 50\n\
+             [web]\nlisten = \"127.0.0.1:{web}\"\ntls = false\n"
+        ),
+    );
+    // Three devices report once (no rule fires): the gateway knows them.
+    press(g.broker_port, "hall-pendant", "battery", json!(90));
+    press(g.broker_port, "kitchen-temp", "temperature", json!(20.5));
+    press(g.broker_port, "lounge-pir", "motion", json!(false));
+    assert!(
+        common::wait_port(web, Duration::from_secs(20)),
+        "no web server"
+    );
+    let mut code = String::new();
+    eventually(Duration::from_secs(10), || {
+        code = std::fs::read_to_string(dir.join("data/setup-code")).unwrap_or_default();
+        !code.trim().is_empty()
+    });
+    let setup =
+        json!({"code": code.trim(), "username": "admin", "password": "correct horse battery"});
+    let (st, headers, v) = http(web, "POST", "/api/v1/setup", None, &setup.to_string());
+    assert_eq!(st, 201, "{headers}\n{v}");
+    let cookie = headers
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("set-cookie:")
+                .then(|| l[11..].trim().split(';').next().unwrap().to_string())
+        })
+        .unwrap();
+    let who = (cookie, v["csrf"].as_str().unwrap().to_string());
+    let devices = ["hall-pendant", "kitchen-temp", "lounge-pir"];
+    let mut page = Value::Null;
+    let known = eventually(Duration::from_secs(15), || {
+        page = http(web, "GET", "/api/v1/commissioning", Some(&who), "").2;
+        let text = page.to_string();
+        devices.iter().all(|d| text.contains(d))
+    });
+    assert!(known, "devices not listed: {page}");
+    assert_eq!(page["arc"], true, "the page offers the ARC test: {page}");
+    let (st, _, v) = http(web, "POST", "/api/v1/commissioning/start", Some(&who), "");
+    assert_eq!(st, 200, "{v}");
+    let started = v["started"].as_str().unwrap().to_string();
+    // One test event per device, as the page's "ARC test for all devices" does.
+    let mut zones = Vec::new();
+    for d in devices {
+        let body = json!({"device": d}).to_string();
+        let (st, _, v) = http(
+            web,
+            "POST",
+            "/api/v1/commissioning/arc_test",
+            Some(&who),
+            &body,
+        );
+        assert_eq!(st, 200, "{d}: {v}");
+        assert_eq!(v["arc"]["acknowledged"], true, "{d}: {v}");
+        assert_eq!(v["arc"]["receiver"], "primary", "{d}: {v}");
+        zones.push(v["arc"]["zone"].as_u64().unwrap());
+    }
+    assert_eq!(zones[0], 50, "[arc.zones] gives the pendant its zone");
+    assert!(
+        zones[1] != zones[2] && !zones[1..].contains(&0),
+        "{zones:?}"
+    );
+    // The receiver saw one manual test (1601) per device, each with its zone.
+    eventually(Duration::from_secs(10), || {
+        rx.events()
+            .iter()
+            .filter(|e| e["code"] == "RX" || e["event_type"] == "601")
+            .count()
+            >= 3
+    });
+    let tests: Vec<Value> = rx
+        .events()
+        .into_iter()
+        .filter(|e| e["qualifier"] == "1" && e["event_type"] == "601")
+        .collect();
+    let mut seen: Vec<String> = tests
+        .iter()
+        .map(|e| e["ri"].as_str().unwrap_or("").to_string())
+        .collect();
+    seen.sort();
+    let mut want: Vec<String> = zones.iter().map(|z| format!("{z:03}")).collect();
+    want.sort();
+    assert_eq!(seen, want, "receiver events: {:?}", rx.events());
+    assert!(tests.iter().all(|e| e["account"] == "1234"), "{tests:?}");
+    // An unknown device is refused, naming the field.
+    let (st, _, v) = http(
+        web,
+        "POST",
+        "/api/v1/commissioning/arc_test",
+        Some(&who),
+        r#"{"device":"nobody"}"#,
+    );
+    assert_eq!(st, 400, "{v}");
+    assert_eq!(v["field"], "device");
+    // The signed-off report carries each device's ARC result.
+    let body = json!({"installer": "Sam Fitter", "started": started});
+    let (st, _, v) = http(
+        web,
+        "POST",
+        "/api/v1/commissioning/signoff",
+        Some(&who),
+        &body.to_string(),
+    );
+    assert_eq!(st, 200, "{v}");
+    let row = |rep: &Value, id: &str| {
+        rep["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("{id} not in {rep}"))
+    };
+    for (d, z) in devices.iter().zip(&zones) {
+        let r = row(&v["report"], d);
+        assert_eq!(r["arc"]["acknowledged"], true, "{r}");
+        assert_eq!(r["arc"]["receiver"], "primary", "{r}");
+        assert_eq!(r["arc"]["zone"].as_u64(), Some(*z), "{r}");
+        assert!(r["arc"]["at"].as_str().unwrap() >= started.as_str(), "{r}");
+    }
+    let (_, _, kept) = http(web, "GET", "/api/v1/commissioning/reports", Some(&who), "");
+    assert_eq!(
+        row(&kept["reports"][0], "kitchen-temp")["arc"]["zone"].as_u64(),
+        Some(zones[1])
+    );
+    // With the receiver gone, a test is recorded as not acknowledged, with why.
+    drop(rx);
+    let (st, _, v) = http(
+        web,
+        "POST",
+        "/api/v1/commissioning/arc_test",
+        Some(&who),
+        r#"{"device":"lounge-pir"}"#,
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["arc"]["acknowledged"], false, "{v}");
+    assert!(
+        v["arc"]["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{v}"
+    );
+    let (_, _, v) = http(
+        web,
+        "POST",
+        "/api/v1/commissioning/signoff",
+        Some(&who),
+        &body.to_string(),
+    );
+    assert_eq!(
+        row(&v["report"], "lounge-pir")["arc"]["acknowledged"],
+        false
+    );
+    assert_eq!(
+        row(&v["report"], "hall-pendant")["arc"]["acknowledged"],
+        true
+    );
 }

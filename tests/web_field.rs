@@ -213,6 +213,25 @@ async fn commissioning_counts_only_events_after_the_start_and_the_signed_report_
             .unwrap()
     };
     assert!(passed("hall-pir"));
+    // No [arc]: no ARC test on any row, and asking for one says why.
+    assert!(
+        rep["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["arc"].is_null()),
+        "{rep}"
+    );
+    let r = c
+        .call(
+            &s,
+            "POST",
+            "/api/v1/commissioning/arc_test",
+            r#"{"device":"hall-pir"}"#,
+        )
+        .await;
+    assert_eq!(r.status, 503, "{r:?}");
+    assert!(r.json()["error"].as_str().unwrap().contains("[arc]"));
     assert!(
         !passed("front-door"),
         "an opening before the start does not count"

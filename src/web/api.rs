@@ -519,7 +519,8 @@ pub async fn commissioning(app: &App) -> Result<Resp> {
         .collect();
     Ok(json_resp(
         StatusCode::OK,
-        &json!({"generated": now, "gateway": app.roles.watch.status().gateway, "rooms": rooms}),
+        &json!({"generated": now, "gateway": app.roles.watch.status().gateway, "rooms": rooms,
+                "arc": app.roles.settings.arc.is_some()}),
     ))
 }
 

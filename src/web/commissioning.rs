@@ -10,6 +10,13 @@
 //! under [`Record::Commissioning`] (the newest [`KEEP`]) and sent upstream as
 //! a status document carrying `commissioning` (the outbox delivers it like
 //! any status: retried until the broker acknowledges it).
+//!
+//! With `[arc]` running, [`arc_test`] sends one alarm receiving centre test
+//! per device (Contact ID 601 with the device's zone, see ARC.md): whether
+//! the ARC acknowledged it, when, and which receiver is kept in memory
+//! ([`App::arc_tests`], the newest per device) and goes on the device's row
+//! of the signed-off report when it was sent at or after the start
+//! ([`arc_since`]).
 
 use std::collections::BTreeMap;
 
@@ -129,6 +136,34 @@ pub struct Checked {
     pub passed: bool,
     /// The reading that passed it.
     pub event: Option<Reading>,
+    /// Its alarm receiving centre test during this walk-through (`null`:
+    /// none sent).
+    pub arc: Option<ArcCheck>,
+}
+
+/// One device's test event to the alarm receiving centre.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ArcCheck {
+    /// The ARC acknowledged it.
+    pub acknowledged: bool,
+    /// `"primary"` or `"secondary"` (when acknowledged).
+    pub receiver: Option<&'static str>,
+    /// The zone it carried (when acknowledged).
+    pub zone: Option<u16>,
+    /// When the answer came (the gateway's clock).
+    pub at: Time,
+    /// Why it was not acknowledged.
+    pub error: Option<String>,
+}
+
+/// The device's ARC test to report for a walk-through started at
+/// `started`: the newest, if sent at or after the start.
+pub fn arc_since(
+    tests: &BTreeMap<String, ArcCheck>,
+    device: &str,
+    started: Time,
+) -> Option<ArcCheck> {
+    tests.get(device).filter(|c| c.at >= started).cloned()
 }
 
 fn kinds_of(app: &App, d: &DeviceInfo) -> Vec<Kind> {
@@ -180,7 +215,13 @@ pub async fn results(app: &App, started: Time, now: Time) -> Result<Vec<Checked>
                 .map(|r| r.value);
             evaluate(t, started, before, mine.iter().copied()).cloned()
         });
+        let arc = arc_since(
+            &app.arc_tests.lock().unwrap_or_else(|p| p.into_inner()),
+            id.as_str(),
+            started,
+        );
         out.push(Checked {
+            arc,
             id: id.to_string(),
             name: d.name.clone(),
             room: d.room.clone(),
@@ -258,6 +299,77 @@ pub async fn signoff(app: &App, req: &Req, who: &Who) -> Result<Resp> {
     Ok(json_resp(StatusCode::OK, &json!({ "report": report })))
 }
 
+/// `POST /api/v1/commissioning/arc_test` `{"device"}`: one manual test
+/// event (Contact ID 601, the device's zone) to the alarm receiving centre,
+/// waiting at most 30 s for its ACK; the answer is kept for the report.
+pub async fn arc_test(app: &App, req: &Req, who: &Who) -> Result<Resp> {
+    installer(who)?;
+    let Some(arc) = app.roles.settings.arc.clone() else {
+        return Err(Fail::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no alarm receiving centre is configured ([arc] is missing)",
+        ));
+    };
+    let o = Obj::parse(&req.body, &["device"])?;
+    let id = o.str("device")?;
+    let known = app
+        .roles
+        .registry
+        .devices()
+        .await?
+        .iter()
+        .any(|d| d.id.as_ref().is_some_and(|d| d.as_str() == id));
+    if !known {
+        return Err(validate::Invalid::new("device", "no such device").into());
+    }
+    let answer =
+        tokio::time::timeout(std::time::Duration::from_secs(30), arc.test_device(id)).await;
+    let at = crate::wall::now();
+    let check = match answer {
+        Ok(Ok(a)) => ArcCheck {
+            acknowledged: true,
+            receiver: Some(a.receiver),
+            zone: Some(a.zone),
+            at,
+            error: None,
+        },
+        Ok(Err(e)) => ArcCheck {
+            acknowledged: false,
+            receiver: None,
+            zone: None,
+            at,
+            error: Some(e),
+        },
+        Err(_) => ArcCheck {
+            acknowledged: false,
+            receiver: None,
+            zone: None,
+            at,
+            error: Some("no acknowledgement within 30 s".into()),
+        },
+    };
+    app.arc_tests
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(id.to_string(), check.clone());
+    app.audit(
+        &who.session.user,
+        "commissioning.arc_test",
+        format!(
+            "{id}: {}",
+            match (&check.receiver, &check.error) {
+                (Some(r), _) => format!("acknowledged by the {r} receiver"),
+                (None, e) => format!("not acknowledged: {}", e.as_deref().unwrap_or("")),
+            }
+        ),
+    )
+    .await?;
+    Ok(json_resp(
+        StatusCode::OK,
+        &json!({ "device": id, "arc": check }),
+    ))
+}
+
 async fn reports(app: &App) -> Result<Vec<serde_json::Value>> {
     let raw = app.roles.state.load(Record::Commissioning).await?;
     // Garbage (a hand-edited database) reads as no reports, never an error.
@@ -320,6 +432,44 @@ mod tests {
                 .contains("Press")
         );
         assert_eq!(test_for(&[Kind::Battery]), None);
+    }
+
+    fn check(at: i64, receiver: Option<&'static str>) -> ArcCheck {
+        ArcCheck {
+            acknowledged: receiver.is_some(),
+            receiver,
+            zone: receiver.map(|_| 7),
+            at: Time(at),
+            error: receiver.is_none().then(|| "no receiver answered".into()),
+        }
+    }
+
+    #[test]
+    fn a_devices_arc_test_goes_on_its_report_row_only_when_sent_during_the_walk_through() {
+        let mut tests = BTreeMap::new();
+        tests.insert("hall-panic".to_string(), check(900, Some("primary")));
+        tests.insert("bed-mat".to_string(), check(1_200, Some("secondary")));
+        tests.insert("leak".to_string(), check(1_300, None));
+        assert_eq!(arc_since(&tests, "hall-panic", Time(1_000)), None);
+        assert_eq!(arc_since(&tests, "nobody", Time(1_000)), None);
+        let row = Checked {
+            id: "bed-mat".into(),
+            name: None,
+            room: None,
+            test: None,
+            passed: false,
+            event: None,
+            arc: arc_since(&tests, "bed-mat", Time(1_000)),
+        };
+        let v = serde_json::to_value(&row).unwrap();
+        assert_eq!(v["arc"]["acknowledged"], true);
+        assert_eq!(v["arc"]["receiver"], "secondary");
+        assert_eq!(v["arc"]["zone"], 7);
+        assert_eq!(v["arc"]["at"], serde_json::to_value(Time(1_200)).unwrap());
+        let v = serde_json::to_value(arc_since(&tests, "leak", Time(1_000))).unwrap();
+        assert_eq!(v["acknowledged"], false);
+        assert_eq!(v["receiver"], serde_json::Value::Null);
+        assert_eq!(v["error"], "no receiver answered");
     }
 
     #[test]

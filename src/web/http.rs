@@ -56,6 +56,8 @@ pub struct App {
             std::collections::BTreeSet<crate::model::Kind>,
         >,
     >,
+    /// Each device's newest ARC test from the commissioning page.
+    pub arc_tests: Mutex<std::collections::BTreeMap<String, super::commissioning::ArcCheck>>,
     /// Live events for SSE clients, already JSON (alerts carry their UI id).
     pub ui: broadcast::Sender<String>,
     /// Hash checked for unknown user names (same cost, never matches).

@@ -554,6 +554,14 @@ where
                 done(commissioning::signoff(&app, &req, &who).await)
             })
             .boxed(),
+        warp::path!("api" / "v1" / "commissioning" / "arc_test")
+            .and(warp::post())
+            .and(s())
+            .and(body(BODY_MAX))
+            .then(|app: Arc<App>, who: Who, req: Req| async move {
+                done(commissioning::arc_test(&app, &req, &who).await)
+            })
+            .boxed(),
         warp::path!("api" / "v1" / "commissioning" / "reports")
             .and(warp::get())
             .and(s())

@@ -196,6 +196,7 @@ async fn load(
         audit: tokio::sync::Mutex::new(audit),
         alerts: Mutex::new(alerts),
         kinds: Mutex::new(kinds),
+        arc_tests: Mutex::default(),
         ui: broadcast::channel(512).0,
         dummy: Hashed {
             salt: "00".repeat(16),

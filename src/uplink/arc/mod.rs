@@ -15,7 +15,9 @@
 //!   logged, reported in the status, retried like a timeout.
 //! - DUH: the receiver cannot use this event: counted, logged, dropped.
 //! - Idle for `supervision`: a NULL link test; every `periodic_test`: a
-//!   Contact ID 602 test report; [`ArcHandle::test`]: a 601 manual test.
+//!   Contact ID 602 test report; [`ArcHandle::test`]: a 601 manual test
+//!   (zone 0, the gateway); [`ArcHandle::test_device`]: a 601 manual test
+//!   with a device's zone (the commissioning walk-through, one per device).
 
 pub mod link;
 pub mod queue;
@@ -50,19 +52,45 @@ impl std::fmt::Debug for ArcHandle {
 /// whether a receiver acknowledged it.
 #[derive(Clone)]
 pub struct ArcHandle {
-    tests: mpsc::Sender<oneshot::Sender<Result<&'static str, String>>>,
+    tests: mpsc::Sender<TestReq>,
     pub status: SharedArcStatus,
 }
 
+/// A receiver's acknowledgement of a manual test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TestAck {
+    /// `"primary"` or `"secondary"`.
+    pub receiver: &'static str,
+    /// The zone the test carried (0: the gateway itself).
+    pub zone: u16,
+}
+
+/// One manual test asked of the task: for a device (its zone) or the gateway.
+struct TestReq {
+    device: Option<String>,
+    reply: oneshot::Sender<Result<TestAck, String>>,
+}
+
 impl ArcHandle {
-    /// Sends a test signal; `Ok("primary"|"secondary")` once acknowledged.
-    pub async fn test(&self) -> Result<&'static str, String> {
+    async fn ask(&self, device: Option<String>) -> Result<TestAck, String> {
         let (tx, rx) = oneshot::channel();
         self.tests
-            .send(tx)
+            .send(TestReq { device, reply: tx })
             .await
             .map_err(|_| "the ARC task is not running".to_string())?;
         rx.await.map_err(|_| "the ARC task stopped".to_string())?
+    }
+
+    /// Sends a test signal (zone 0); `Ok("primary"|"secondary")` once acknowledged.
+    pub async fn test(&self) -> Result<&'static str, String> {
+        self.ask(None).await.map(|a| a.receiver)
+    }
+
+    /// Sends a manual test (Contact ID 601) carrying `device`'s zone
+    /// (`[arc.zones]`, else the number kept in `arc_zone`, given now at
+    /// its first use): what the ARC sees when that device raises an alarm.
+    pub async fn test_device(&self, device: &str) -> Result<TestAck, String> {
+        self.ask(Some(device.to_string())).await
     }
 }
 
@@ -314,7 +342,7 @@ async fn blocking<T: Send + 'static>(
 
 async fn run(
     t: ArcTask,
-    mut tests: mpsc::Receiver<oneshot::Sender<Result<&'static str, String>>>,
+    mut tests: mpsc::Receiver<TestReq>,
     status: SharedArcStatus,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -435,14 +463,23 @@ async fn run(
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
             r = changed.changed(), if !down => { if r.is_err() { return Ok(()); } }
-            Some(reply) = tests.recv() => {
-                let seq = blocking(&queue, |db| db.next_seq()).await?;
-                let e = Event { class: EventClass::ManualTest, state: AlertState::Raised, partition: s.cfg.partition, zone: 0 };
+            Some(TestReq { device, reply }) = tests.recv() => {
+                let fixed = device.as_deref().and_then(|d| s.cfg.zones.get(d).copied());
+                let (seq, zone) = blocking(&queue, move |db| {
+                    let zone = match (fixed, device) {
+                        (Some(z), _) => z,
+                        (None, Some(d)) => db.zone(&d)?,
+                        (None, None) => 0,
+                    };
+                    Ok((db.next_seq()?, zone))
+                })
+                .await?;
+                let e = Event { class: EventClass::ManualTest, state: AlertState::Raised, partition: s.cfg.partition, zone };
                 let out = s.send(Event::msg_type(format), seq, &e.body(format, &account)).await;
                 last_sent = tokio::time::Instant::now();
                 s.st().tests_sent += 1;
                 let _ = reply.send(match out {
-                    Outcome::Acked(by) => Ok(by),
+                    Outcome::Acked(by) => Ok(TestAck { receiver: by, zone }),
                     Outcome::Duh => Err("the receiver answered DUH".into()),
                     Outcome::Down => Err(s.st().last_error.clone().unwrap_or_else(|| "no receiver answered".into())),
                 });

@@ -2,7 +2,16 @@
 // the thermometer…). Only events after "Start" count, and a thermometer
 // must rise, so routine reports never turn a row green. The gateway itself
 // computes the signed-off results from its history, keeps them and sends
-// them upstream; the page prints as the sign-off sheet.
+// them upstream; the page prints as the sign-off sheet. With [arc], each
+// device can also send one test event (Contact ID 601, its zone) to the
+// alarm receiving centre; the gateway keeps the answer for the report.
+function arcText(a) {
+  if (!a) return 'not sent';
+  return a.acknowledged
+    ? '✓ acknowledged by the ' + a.receiver + ' receiver · zone ' + String(a.zone).padStart(3, '0') + ' · ' + when(a.at)
+    : '✗ not acknowledged: ' + (a.error || 'no answer') + ' · ' + when(a.at);
+}
+
 function passes(test, ev, base) {
   if (!test || ev.kind !== test.kind) return false;
   if (test.pass === 'active') return Number(ev.value) >= 0.5;
@@ -10,11 +19,13 @@ function passes(test, ev, base) {
 }
 
 function signoffSheet(rep) {
+  const arc = rep.devices.some(d => d.arc);
   const rows = rep.devices.map(d => h('tr', { 'data-device': d.id, class: d.passed ? 'green' : '' },
     h('td', { 'data-label': 'Device' }, h('strong', { text: d.name || d.id }), h('div.muted', { text: d.id })),
     h('td', { 'data-label': 'Room', text: d.room || '—' }),
     h('td', { 'data-label': 'Test', text: d.test ? d.test.instruction : 'nothing to test yet' }),
-    h('td', { 'data-label': 'Result', text: d.passed ? '✓ passed · ' + reading(d.event.kind, d.event.value) + ' · ' + when(d.event.at) : '✗ not passed' })));
+    h('td', { 'data-label': 'Result', text: d.passed ? '✓ passed · ' + reading(d.event.kind, d.event.value) + ' · ' + when(d.event.at) : '✗ not passed' }),
+    arc ? h('td', { 'data-label': 'ARC test', 'data-col': 'arc', text: arcText(d.arc) }) : null));
   return h('section', { id: 'signoff-report' },
     h('h2', {}, 'Signed off: ' + rep.passed + ' of ' + rep.total + ' devices passed'),
     h('dl.kv', {}, h('dt', {}, 'Gateway'), h('dd', { text: rep.gateway }),
@@ -22,7 +33,7 @@ function signoffSheet(rep) {
       h('dt', {}, 'Walk-through'), h('dd', { text: when(rep.started) + ' – ' + when(rep.signed_at) }),
       rep.notes ? [h('dt', {}, 'Notes'), h('dd', { text: rep.notes })] : null,
       h('dt', {}, 'Sent upstream'), h('dd', {}, 'queued with the gateway status (delivered when the uplink is up)')),
-    h('div.scroll', {}, h('table.cards', {}, h('thead', {}, h('tr', {}, ['Device', 'Room', 'Test', 'Result'].map(t => h('th', { text: t })))), h('tbody', {}, rows))),
+    h('div.scroll', {}, h('table.cards', {}, h('thead', {}, h('tr', {}, ['Device', 'Room', 'Test', 'Result'].concat(arc ? ['ARC test'] : []).map(t => h('th', { text: t })))), h('tbody', {}, rows))),
     h('div.signoff', {}, h('span', {}, 'Installer signature'), h('div.signoff-line'), h('span', {}, 'Client / carer signature'), h('div.signoff-line'), h('span', {}, 'Date'), h('div.signoff-line')));
 }
 
@@ -32,16 +43,28 @@ pages.commissioning = async () => {
   const rows = {};
   let started = null;
   const status = h('p', { role: 'status', id: 'walk-status' });
+  const arcOn = !!res.data.arc && installer();
+  // One ARC test event for a device; the answer shows in its row.
+  const arcTest = async id => {
+    const x = rows[id];
+    x.arcCell.textContent = 'sending…';
+    const r = await api('POST', 'commissioning/arc_test', { device: id });
+    x.arcCell.textContent = r.ok ? arcText(r.data.arc) : '✗ ' + r.data.error;
+    return r.ok && r.data.arc.acknowledged;
+  };
   const sections = res.data.rooms.map(r => h('section', {}, h('h2', { text: r.room }),
-    h('div.scroll', {}, h('table.cards', {}, h('thead', {}, h('tr', {}, ['Device', 'Test', 'Last event', 'Check'].map(t => h('th', { text: t })))),
+    h('div.scroll', {}, h('table.cards', {}, h('thead', {}, h('tr', {}, ['Device', 'Test', 'Last event', 'Check'].concat(arcOn ? ['ARC test'] : []).map(t => h('th', { text: t })))),
       h('tbody', {}, r.devices.map(x => {
         const d = x.device, le = x.last_event, test = x.test;
         const check = h('td.check', { 'data-label': 'Check', text: '—' });
         const last = h('td', { 'data-label': 'Last event', text: le ? reading(le.kind, le.value) + ' · ' + when(le.at) : 'none yet' });
+        const arcCell = h('span.arc-result', { text: 'not sent' });
+        const arcTd = arcOn ? h('td', { 'data-label': 'ARC test', 'data-col': 'arc' }, arcCell, ' ',
+          h('button.secondary.no-print.arc-test', { type: 'button', disabled: true, onclick: () => arcTest(d.id) }, 'Test with ARC')) : null;
         const tr = h('tr', { 'data-device': d.id },
           h('td', { 'data-label': 'Device' }, h('strong', { text: d.name || d.id }), h('div.muted', { text: d.id + (d.role ? ' · ' + d.role : '') })),
-          h('td', { 'data-label': 'Test', 'data-col': 'instruction', text: test ? test.instruction : 'No reading yet: make it report once (press its button)' }), last, check);
-        rows[d.id] = { tr, check, last, test, base: le && test && le.kind === test.kind ? le.value : null, passed: false };
+          h('td', { 'data-label': 'Test', 'data-col': 'instruction', text: test ? test.instruction : 'No reading yet: make it report once (press its button)' }), last, check, arcTd);
+        rows[d.id] = { tr, check, last, arcCell, test, base: le && test && le.kind === test.kind ? le.value : null, passed: false };
         return tr;
       }))))));
   const start = installer() ? h('button.no-print', { type: 'button', id: 'walk', onclick: async ev => {
@@ -50,10 +73,22 @@ pages.commissioning = async () => {
     started = r.data.started;
     ev.target.textContent = 'Restart walk-through';
     signForm.hidden = false;
+    document.querySelectorAll('button.arc-test').forEach(b => { b.disabled = false; });
+    for (const x of Object.values(rows)) x.arcCell.textContent = 'not sent';
     for (const x of Object.values(rows)) { x.passed = false; x.tr.className = 'waiting'; x.check.textContent = x.test ? 'waiting: ' + x.test.instruction.toLowerCase() : 'waiting for any report'; }
     status.className = ''; status.textContent = 'Walk-through started ' + when(started) + '. Do what each row says; a row turns green when its device reports it. Earlier events do not count.';
   } }, 'Start walk-through') : null;
   const print = h('button.secondary.no-print', { type: 'button', id: 'print', onclick: () => window.print() }, 'Print / save as PDF');
+  // One test event per device, one after the other (the ARC sees each zone).
+  const arcAll = arcOn ? h('button.secondary.no-print.arc-test', { type: 'button', id: 'arc-all', disabled: true, onclick: async ev => {
+    ev.target.disabled = true;
+    const ids = Object.keys(rows);
+    let acked = 0;
+    for (const id of ids) if (await arcTest(id)) acked += 1;
+    ev.target.disabled = false;
+    status.className = acked === ids.length ? 'ok' : 'error';
+    status.textContent = 'ARC test: ' + acked + ' of ' + ids.length + ' devices acknowledged by the alarm receiving centre.';
+  } }, 'ARC test for all devices') : null;
   const err = h('p.error', { role: 'alert' });
   const out = h('div', { id: 'signoff-out' });
   const signForm = h('form.stack.card.no-print', { id: 'signoff', hidden: true, novalidate: true },
@@ -74,7 +109,7 @@ pages.commissioning = async () => {
   const last = prev.ok && prev.data.reports.length ? prev.data.reports[0] : null;
   show(h('h1', {}, 'Commissioning report'),
     h('p.muted', { text: 'Gateway ' + (res.data.gateway || '') + ' · generated ' + when(res.data.generated) }),
-    h('div.row.no-print', {}, start, print), status,
+    h('div.row.no-print', {}, start, arcAll, print), status,
     sections.length ? sections : h('p.muted', {}, 'No devices yet.'), signForm, out,
     last ? h('p.muted.no-print', { id: 'last-signoff', text: 'Last sign-off: ' + last.installer + ', ' + when(last.signed_at) + ' (' + last.passed + ' of ' + last.total + ' passed).' }) : null);
   live(ev => {
