@@ -408,7 +408,13 @@ async fn a_prealarm_sounds_the_siren_a_press_stops_it_and_an_unanswered_one_stop
     // recorded as information.
     r.input
         .send(Ingest::Reading(
-            Reading::new(DeviceId::new("btn").unwrap(), Kind::Switch, 1.0, clock.now()).unwrap(),
+            Reading::new(
+                DeviceId::new("btn").unwrap(),
+                Kind::Switch,
+                1.0,
+                clock.now(),
+            )
+            .unwrap(),
         ))
         .await
         .unwrap();
@@ -432,7 +438,11 @@ async fn a_prealarm_sounds_the_siren_a_press_stops_it_and_an_unanswered_one_stop
     let (a, _) = next_alert(&mut r, Instant::now(), Duration::from_secs(1))
         .await
         .expect("the cancel record");
-    assert!(a.message.starts_with("Pre-alarm cancelled"), "{}", a.message);
+    assert!(
+        a.message.starts_with("Pre-alarm cancelled"),
+        "{}",
+        a.message
+    );
     assert_eq!(a.severity, crate::model::Severity::Info);
     // Still watched from the press: held again, and this time nobody
     // answers — the alert goes out and the siren stops.
@@ -459,6 +469,10 @@ async fn a_prealarm_sounds_the_siren_a_press_stops_it_and_an_unanswered_one_stop
         }
     };
     assert_eq!(sent.rule.as_ref(), "still");
-    assert!(next_zigbee(&mut zrx, Duration::from_millis(100)).await.is_none());
+    assert!(
+        next_zigbee(&mut zrx, Duration::from_millis(100))
+            .await
+            .is_none()
+    );
     r.task.abort();
 }

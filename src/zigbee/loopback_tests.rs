@@ -313,7 +313,13 @@ fn a_siren_warning_reaches_the_simulated_siren_as_ias_wd_bytes_and_is_acknowledg
     assert!(l.c.warn(siren, &start, l.now));
     let sent = data_requests(&mut l);
     assert_eq!(sent.len(), 1, "{sent:?}");
-    let nwk = l.stick.devices.iter().find(|d| d.ieee == siren).unwrap().nwk;
+    let nwk = l
+        .stick
+        .devices
+        .iter()
+        .find(|d| d.ieee == siren)
+        .unwrap()
+        .nwk;
     assert_eq!(Some(sent[0].dst), nwk);
     assert_eq!(sent[0].cluster, 0x0502);
     assert_eq!(sent[0].data[0], 0x01, "cluster-specific, client to server");

@@ -339,7 +339,13 @@ mod tests {
         let c = prealarm_commands(WarningAct::Cancelled);
         assert_eq!(c[0], stop);
         assert!(
-            matches!(c[1], Command::Squawk(Squawk { mode: SquawkMode::Disarmed, .. })),
+            matches!(
+                c[1],
+                Command::Squawk(Squawk {
+                    mode: SquawkMode::Disarmed,
+                    ..
+                })
+            ),
             "{c:?}"
         );
     }

@@ -205,7 +205,12 @@ mod tests {
     fn a_zigbee_device_id_gives_back_its_ieee_and_other_ids_none() {
         assert_eq!(ieee_of(&dev()), Some(0x00124B0012345678));
         assert_eq!(ieee_of(&device_id(u64::MAX)), Some(u64::MAX));
-        for other in ["pendant", "zb-12", "zb-00124b001234567z", "zb-00124b00123456789"] {
+        for other in [
+            "pendant",
+            "zb-12",
+            "zb-00124b001234567z",
+            "zb-00124b00123456789",
+        ] {
             assert_eq!(ieee_of(&DeviceId::new(other).unwrap()), None, "{other}");
         }
     }

@@ -85,12 +85,10 @@ impl std::str::FromStr for SimDeviceKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let every = || SimDeviceKind::ALL.into_iter().chain([SimDeviceKind::Siren]);
-        every()
-            .find(|k| k.as_str() == s)
-            .ok_or_else(|| {
-                let all: Vec<_> = every().map(|k| k.as_str()).collect();
-                format!("unknown simulated device {s:?} ({})", all.join(", "))
-            })
+        every().find(|k| k.as_str() == s).ok_or_else(|| {
+            let all: Vec<_> = every().map(|k| k.as_str()).collect();
+            format!("unknown simulated device {s:?} ({})", all.join(", "))
+        })
     }
 }
 
@@ -333,7 +331,11 @@ impl Stick {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "simulated siren: unreadable command");
-                (data.get(1).copied().unwrap_or(0), data.get(2).copied().unwrap_or(0), 0x80)
+                (
+                    data.get(1).copied().unwrap_or(0),
+                    data.get(2).copied().unwrap_or(0),
+                    0x80,
+                )
             }
         };
         let mut rsp = Vec::new();
