@@ -22,6 +22,14 @@
 //! commit (the store batches); it waits only when the store's queue is full,
 //! which back-pressures the inputs instead of dropping anything.
 //!
+//! Pre-alarms: the engine's local warnings (`rules::prealarm`) go to the
+//! Zigbee task as [`ZigbeeCommand::Warn`]s, IAS WD commands
+//! (`zigbee::ias_wd::prealarm_commands`: Start Warning for the pre-alarm's
+//! length, Stop when it is cancelled or sent) to every registered device
+//! with role `siren` (`zb-` ids). They are offered without waiting
+//! (`try_send`): a coordinator down or busy never holds up the hub; a
+//! command that does not fit is logged and counted (`siren_dropped`).
+//!
 //! Time: twice a second the hub asks the clock whether the wall clock
 //! stepped ([`Clock::follow`]); a step shifts the engine by the same amount
 //! before anything reads the new time (durations keep true elapsed time,
@@ -44,6 +52,7 @@ use crate::clock::{Clock, TrustFrame};
 use crate::model::{Alert, DeviceInfo, Ingest, LinkStatus, Reading, Time};
 use crate::rules::Engine;
 use crate::store::{Store, Write};
+use crate::zigbee::ZigbeeCommand;
 
 /// What the live view (web UI, SSE) sees.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -71,6 +80,10 @@ pub struct HubStats {
     /// The household's mode as the engine last reported it (status
     /// document; refreshed with each rule-state save and each mode command).
     pub mode: std::sync::Mutex<crate::rules::mode::ModeState>,
+    /// Siren commands (pre-alarms) handed to the Zigbee task.
+    pub siren_sent: AtomicU64,
+    /// Siren commands not handed over: no Zigbee task, or its queue full.
+    pub siren_dropped: AtomicU64,
 }
 
 /// A reading whose sender waits until it is durable (the front door sends
@@ -160,6 +173,9 @@ pub struct Hub {
     /// What was stamped since the last clock step, and under which trust
     /// (start it with [`TrustFrame::new`]`(clock.now(), clock.state().trusted)`).
     pub frame: TrustFrame,
+    /// Commands to the Zigbee coordinator (pre-alarm sirens), when
+    /// `[zigbee]` is configured.
+    pub zigbee: Option<mpsc::Sender<ZigbeeCommand>>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -406,10 +422,10 @@ impl Hub {
     /// Gives each alert its uid and trust, shows it live, and commits them
     /// all with the engine state that made them (one transaction).
     async fn emit_alerts(&mut self, alerts: &mut Vec<Alert>) -> anyhow::Result<()> {
-        // Pre-alarm warnings (the engine's queue must not grow): logged
-        // here; the siren command path is not wired yet (issue 16 item 12).
+        // Pre-alarm warnings (the engine's queue must not grow).
         for w in self.engine.take_warnings() {
             tracing::warn!(rule = %w.rule, instance = %w.instance, act = ?w.act, message = %w.message, "pre-alarm");
+            self.sound_sirens(w.act);
         }
         if alerts.is_empty() {
             return Ok(());
@@ -443,6 +459,47 @@ impl Hub {
             .await?;
         self.engine.mark_saved();
         Ok(())
+    }
+}
+
+impl Hub {
+    /// A pre-alarm's warning to every registered siren (role `siren`,
+    /// a `zb-` device id), without waiting (see the module doc).
+    fn sound_sirens(&self, act: crate::rules::prealarm::WarningAct) {
+        let sirens: Vec<u64> = self
+            .engine
+            .sirens()
+            .iter()
+            .filter_map(|id| {
+                let ieee = crate::zigbee::zcl_map::ieee_of(id);
+                if ieee.is_none() {
+                    tracing::warn!(device = %id, "a siren must be a Zigbee device (zb- id)");
+                }
+                ieee
+            })
+            .collect();
+        if sirens.is_empty() {
+            tracing::warn!("pre-alarm: no siren (no Zigbee device with role \"siren\")");
+            return;
+        }
+        for command in crate::zigbee::ias_wd::prealarm_commands(act) {
+            for &ieee in &sirens {
+                let sent = self
+                    .zigbee
+                    .as_ref()
+                    .map(|tx| tx.try_send(ZigbeeCommand::Warn { ieee, command }));
+                if let Some(Ok(())) = sent {
+                    self.stats.siren_sent.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    self.stats.siren_dropped.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        ieee = format!("{ieee:016x}"),
+                        ?command,
+                        "siren command not sent: no Zigbee coordinator, or its queue is full"
+                    );
+                }
+            }
+        }
     }
 }
 

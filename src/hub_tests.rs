@@ -33,6 +33,15 @@ fn start(rules: &str, clock: Arc<dyn Clock>) -> Running {
 }
 
 fn start_with(rules: &str, clock: Arc<dyn Clock>, telemetry: bool) -> Running {
+    start_full(rules, clock, telemetry, None)
+}
+
+fn start_full(
+    rules: &str,
+    clock: Arc<dyn Clock>,
+    telemetry: bool,
+    zigbee: Option<mpsc::Sender<crate::zigbee::ZigbeeCommand>>,
+) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("cb.db"), &Default::default()).unwrap();
     let set = RuleSet::parse(rules, "test").unwrap();
@@ -57,6 +66,7 @@ fn start_with(rules: &str, clock: Arc<dyn Clock>, telemetry: bool) -> Running {
         stats: Arc::default(),
         ids: Default::default(),
         acked: None,
+        zigbee,
     };
     let task = tokio::spawn(hub.run(input_rx, cmd_rx, CancellationToken::new()));
     Running {
@@ -331,4 +341,138 @@ async fn away_mode_set_by_command_is_saved_before_the_reply_and_survives_a_crash
     let mut out = Vec::new();
     e.on_tick(Time(T0 + 2 * 3_600_000), &mut out);
     assert!(out.is_empty(), "{out:?}");
+}
+
+const PRE: &str = r#"
+[[rule]]
+id = "still"
+type = "inactivity"
+kinds = ["motion"]
+for = "1s"
+prealarm = "5s"
+"#;
+
+/// The next command to the Zigbee task, within `within`.
+async fn next_zigbee(
+    rx: &mut mpsc::Receiver<crate::zigbee::ZigbeeCommand>,
+    within: Duration,
+) -> Option<crate::zigbee::ZigbeeCommand> {
+    tokio::time::timeout(within, rx.recv()).await.ok().flatten()
+}
+
+#[tokio::test]
+async fn a_prealarm_sounds_the_siren_a_press_stops_it_and_an_unanswered_one_stops_when_sent() {
+    use crate::zigbee::ZigbeeCommand::Warn;
+    use crate::zigbee::ias_wd::{Command, Squawk, SquawkMode, StartWarning};
+    // Ten times real time: the 1 s rule fires after 100 ms, the 5 s
+    // pre-alarm lasts 500 ms.
+    let clock: Arc<dyn Clock> = Arc::new(ScaledClock::new(Time(T0), 10.0));
+    let (ztx, mut zrx) = mpsc::channel(16);
+    let mut r = start_full(PRE, clock.clone(), false, Some(ztx));
+    let siren_ieee = 0x0015_8d00_0000_00a1_u64;
+    let dev = |id: &str, role: &str| crate::model::DeviceInfo {
+        id: Some(DeviceId::new(id).unwrap()),
+        room: Some("hall".into()),
+        role: Some(role.into()),
+        ..Default::default()
+    };
+    for d in [
+        dev(&format!("zb-{siren_ieee:016x}"), "siren"),
+        dev("btn", "cancel_button"),
+        // Not a Zigbee device: cannot be sent IAS WD, left out.
+        dev("wired-siren", "siren"),
+    ] {
+        r.cmd.send(HubCommand::Device(d)).await.unwrap();
+    }
+    r.input
+        .send(reading(Kind::Motion, 1.0, clock.now()))
+        .await
+        .unwrap();
+    let start = Command::StartWarning(StartWarning::prealarm(5));
+    let stop = Command::StartWarning(StartWarning::stop());
+    let got = next_zigbee(&mut zrx, Duration::from_secs(3)).await;
+    assert_eq!(
+        got,
+        Some(Warn {
+            ieee: siren_ieee,
+            command: start
+        })
+    );
+    // Held: nothing went out yet.
+    assert!(
+        next_alert(&mut r, Instant::now(), Duration::from_millis(50))
+            .await
+            .is_none()
+    );
+    // The cancel button: stop, then the "disarmed" squawk; the cancel is
+    // recorded as information.
+    r.input
+        .send(Ingest::Reading(
+            Reading::new(
+                DeviceId::new("btn").unwrap(),
+                Kind::Switch,
+                1.0,
+                clock.now(),
+            )
+            .unwrap(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_zigbee(&mut zrx, Duration::from_secs(1)).await,
+        Some(Warn {
+            ieee: siren_ieee,
+            command: stop
+        })
+    );
+    assert!(matches!(
+        next_zigbee(&mut zrx, Duration::from_secs(1)).await,
+        Some(Warn {
+            command: Command::Squawk(Squawk {
+                mode: SquawkMode::Disarmed,
+                ..
+            }),
+            ..
+        })
+    ));
+    let (a, _) = next_alert(&mut r, Instant::now(), Duration::from_secs(1))
+        .await
+        .expect("the cancel record");
+    assert!(
+        a.message.starts_with("Pre-alarm cancelled"),
+        "{}",
+        a.message
+    );
+    assert_eq!(a.severity, crate::model::Severity::Info);
+    // Still watched from the press: held again, and this time nobody
+    // answers — the alert goes out and the siren stops.
+    assert_eq!(
+        next_zigbee(&mut zrx, Duration::from_secs(3)).await,
+        Some(Warn {
+            ieee: siren_ieee,
+            command: start
+        })
+    );
+    assert_eq!(
+        next_zigbee(&mut zrx, Duration::from_secs(3)).await,
+        Some(Warn {
+            ieee: siren_ieee,
+            command: stop
+        })
+    );
+    let sent = loop {
+        let (a, _) = next_alert(&mut r, Instant::now(), Duration::from_secs(2))
+            .await
+            .expect("the held alert went out");
+        if a.state == AlertState::Raised && a.severity != crate::model::Severity::Info {
+            break a;
+        }
+    };
+    assert_eq!(sent.rule.as_ref(), "still");
+    assert!(
+        next_zigbee(&mut zrx, Duration::from_millis(100))
+            .await
+            .is_none()
+    );
+    r.task.abort();
 }

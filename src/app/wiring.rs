@@ -514,6 +514,7 @@ impl Wiring {
             stats: self.hub_stats.clone(),
             ids: Default::default(),
             acked: Some(ends.acked),
+            zigbee: self.zigbee.clone(),
             frame: crate::clock::TrustFrame::new(
                 self.opts.clock.now(),
                 self.opts.clock.state().trusted,

@@ -271,6 +271,95 @@ fn identify_reaches_the_paired_device_which_acknowledges_and_an_unknown_one_is_r
     assert!(!l.c.identify(0x1234, 10, l.now), "unknown IEEE");
 }
 
+/// The AF data requests the coordinator has queued for the stick, taken
+/// off the line (then handed to the stick as `pump` would).
+fn data_requests(l: &mut Loop) -> Vec<super::af::DataRequest> {
+    use super::wire::Msg;
+    let mut seen = Vec::new();
+    let mut to_host = Vec::new();
+    while let Some(b) = l.c.poll_transmit() {
+        let mut d = Decoder::new();
+        d.push(&b);
+        while let Some(f) = d.next_frame() {
+            if let Ok(r) = super::af::DataRequest::from_frame(&f) {
+                seen.push(r);
+            }
+            to_host.extend(l.stick.handle(&f, l.now.0 as u64));
+        }
+    }
+    for f in to_host {
+        l.c.handle_bytes(&f.to_bytes(), l.now);
+    }
+    l.pump();
+    seen
+}
+
+#[test]
+fn a_siren_warning_reaches_the_simulated_siren_as_ias_wd_bytes_and_is_acknowledged() {
+    use super::ias_wd::{self, Command, StartWarning, WarningMode};
+    let mut l = Loop::new(Stick::new(), None, 1);
+    let siren = l.stick.add_device(SimDeviceKind::Siren);
+    let start = Command::StartWarning(StartWarning::prealarm(60));
+    assert!(!l.c.warn(siren, &start, l.now), "not paired yet");
+    let [siren2] = paired(&mut l, &[SimDeviceKind::Motion])[..] else {
+        panic!()
+    };
+    assert!(
+        l.stick.devices.iter().all(|d| d.enrolled),
+        "the siren (IAS zone 0x0225) is interviewed and enrolled like any zone"
+    );
+    let before = l.out.len();
+    // Start: emergency, strobe, medium, 60 s, duty 50 %, strobe medium.
+    assert!(l.c.warn(siren, &start, l.now));
+    let sent = data_requests(&mut l);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let nwk = l
+        .stick
+        .devices
+        .iter()
+        .find(|d| d.ieee == siren)
+        .unwrap()
+        .nwk;
+    assert_eq!(Some(sent[0].dst), nwk);
+    assert_eq!(sent[0].cluster, 0x0502);
+    assert_eq!(sent[0].data[0], 0x01, "cluster-specific, client to server");
+    assert_eq!(sent[0].data[2..], [0x00, 0x35, 0x3c, 0x00, 0x32, 0x01]);
+    let log = |l: &Loop| {
+        l.stick
+            .devices
+            .iter()
+            .find(|d| d.ieee == siren)
+            .unwrap()
+            .siren
+            .clone()
+    };
+    assert_eq!(log(&l).warnings, 1);
+    assert_eq!(log(&l).last, Some(StartWarning::prealarm(60)));
+    // Stop (Start Warning mode 0), then the squawk of a cancel.
+    for c in ias_wd::prealarm_commands(crate::rules::prealarm::WarningAct::Cancelled) {
+        assert!(l.c.warn(siren, &c, l.now));
+        l.pump();
+    }
+    let got = log(&l);
+    assert_eq!((got.warnings, got.squawks), (2, 1));
+    assert_eq!(got.last.map(|w| w.mode), Some(WarningMode::Stop));
+    assert_eq!(l.stick.stats.warnings, 3);
+    // The default responses are not readings, and the link stays up.
+    l.advance(Duration::from_secs(2));
+    assert!(
+        l.out[before..]
+            .iter()
+            .all(|o| !matches!(o, Output::Ingest(Ingest::Reading(_)) | Output::Failed(_))),
+        "{:?}",
+        &l.out[before..]
+    );
+    // A device that is not a siren records nothing.
+    assert!(l.c.warn(siren2, &start, l.now));
+    l.pump();
+    assert_eq!(l.stick.stats.warnings, 3);
+    assert!(!l.c.warn(0x1234, &start, l.now), "unknown IEEE");
+}
+
 #[test]
 fn report_from_an_unknown_device_triggers_an_ieee_lookup_then_readings() {
     let mut l = Loop::new(Stick::new(), None, 1);

@@ -228,6 +228,15 @@ fn session(
                         );
                     }
                 }
+                ZigbeeCommand::Warn { ieee, command } => {
+                    if !coord.warn(ieee, &command, crate::wall::now()) {
+                        tracing::warn!(
+                            ieee = format!("{ieee:016x}"),
+                            ?command,
+                            "siren warning: device not in the running network"
+                        );
+                    }
+                }
             }
         }
         while let Some(b) = coord.poll_transmit() {

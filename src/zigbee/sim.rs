@@ -308,6 +308,16 @@ impl SimHandle {
             .and_then(|d| d.identify_secs)
     }
 
+    /// What the siren `ieee` was told (IAS WD commands it received).
+    pub fn siren(&self, ieee: u64) -> Option<super::sim_stick::SirenLog> {
+        let g = lock(&self.inner);
+        g.stick
+            .devices
+            .iter()
+            .find(|d| d.ieee == ieee)
+            .map(|d| d.siren.clone())
+    }
+
     pub fn stats(&self) -> StickStats {
         lock(&self.inner).stick.stats.clone()
     }

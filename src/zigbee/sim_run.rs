@@ -145,7 +145,8 @@ fn report_loop(h: &SimHandle, every: Duration, stop: &AtomicBool) {
                 SimDeviceKind::AqaraDoor => h.xiaomi_keepalive(ieee),
                 SimDeviceKind::Contact
                 | SimDeviceKind::PanicButton
-                | SimDeviceKind::FrientPanic => {}
+                | SimDeviceKind::FrientPanic
+                | SimDeviceKind::Siren => {}
             }
         }
     }

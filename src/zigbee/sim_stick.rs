@@ -23,7 +23,7 @@ pub const COORD_IEEE: u64 = 0x0012_4B00_CAFE_0001;
 
 mod device;
 mod quirky;
-pub use device::{SimDevice, SimDeviceKind};
+pub use device::{SimDevice, SimDeviceKind, SirenLog};
 
 /// Counters the tests look at.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -36,6 +36,8 @@ pub struct StickStats {
     pub time_sync_answers: Vec<Vec<u8>>,
     /// ZCL Identify commands the devices received (and acknowledged).
     pub identifies: u64,
+    /// IAS WD commands sirens received (and answered).
+    pub warnings: u64,
 }
 
 #[derive(Debug)]
@@ -397,6 +399,7 @@ impl Stick {
             configured: HashSet::new(),
             seq: 0,
             identify_secs: None,
+            siren: SirenLog::default(),
         });
         ieee
     }

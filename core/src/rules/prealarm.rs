@@ -2,7 +2,8 @@
 //! (`inactivity`, `dwell`, `sequence` only — never a panic press) does not
 //! send its alert at once. The engine holds it back and asks the shell to
 //! warn locally ([`Warning`]: a Zigbee siren's IAS WD Start Warning, see
-//! `zigbee::ias_wd`); a button press within that time (a `panic` press,
+//! `zigbee::ias_wd`, sent by the hub to every device with role
+//! [`SIREN_ROLE`], [`Engine::sirens`]); a button press within that time (a `panic` press,
 //! or any active reading of a device with role [`CANCEL_ROLE`]) cancels it, and so does the situation resolving by
 //! itself (motion seen). A cancelled pre-alarm is recorded and sent
 //! upstream as information: an `info` alert of the same instance,
@@ -29,6 +30,10 @@ use crate::model::{Alert, AlertState, DeviceId, Kind, Reading, Severity};
 
 /// A device whose press cancels a pre-alarm (besides panic and switch presses).
 pub const CANCEL_ROLE: &str = "cancel_button";
+
+/// A device that sounds the local warning: every registered device with
+/// this role (a Zigbee siren, IAS WD) is sent each [`Warning`].
+pub const SIREN_ROLE: &str = "siren";
 
 /// An alert held back while its local warning sounds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -115,6 +120,16 @@ impl Engine {
     /// Local warnings to carry out since the last call, in order.
     pub fn take_warnings(&mut self) -> Vec<Warning> {
         std::mem::take(&mut self.warnings)
+    }
+
+    /// The registered devices with role [`SIREN_ROLE`]: where the shell
+    /// sends each warning.
+    pub fn sirens(&self) -> Vec<DeviceId> {
+        self.devs
+            .iter()
+            .filter(|(_, d)| d.role.as_deref() == Some(SIREN_ROLE))
+            .map(|(_, d)| d.id.clone())
+            .collect()
     }
 
     /// Alerts held back by pre-alarms now.

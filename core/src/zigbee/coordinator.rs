@@ -204,6 +204,31 @@ impl Coordinator {
     /// `secs` seconds, capped at [`super::identify::MAX_SECS`]). `false`
     /// when not running or the device is not in this network.
     pub fn identify(&mut self, ieee: u64, secs: u16, now: Time) -> bool {
+        self.send_zcl(ieee, super::identify::CLUSTER, now, |seq| {
+            super::identify::identify(seq, secs)
+        })
+    }
+
+    /// Sends the IAS WD command `cmd` ([`super::ias_wd`]) to the known
+    /// device `ieee` (a siren warning for a pre-alarm). `false` when not
+    /// running or the device is not in this network.
+    pub fn warn(&mut self, ieee: u64, cmd: &super::ias_wd::Command, now: Time) -> bool {
+        self.send_zcl(ieee, super::ias_wd::CLUSTER, now, |seq| {
+            let mut data = Vec::with_capacity(8);
+            super::ias_wd::encode(seq, cmd, &mut data);
+            data
+        })
+    }
+
+    /// A ZCL command (`frame` of the next sequence number) to the known
+    /// device `ieee`, on its zone endpoint (else 1), APS ack requested.
+    fn send_zcl(
+        &mut self,
+        ieee: u64,
+        cluster: u16,
+        now: Time,
+        frame: impl FnOnce(u8) -> Vec<u8>,
+    ) -> bool {
         if !self.is_running() {
             return false;
         }
@@ -216,11 +241,11 @@ impl Coordinator {
             dst: nwk,
             dst_endpoint: endpoint,
             src_endpoint: COORD_ENDPOINT,
-            cluster: super::identify::CLUSTER,
+            cluster,
             tsn: self.seq,
             options: af::options::ACK_REQUEST,
             radius: af::DEFAULT_RADIUS,
-            data: super::identify::identify(self.seq, secs),
+            data: frame(self.seq),
         };
         self.submit(req.to_frame(), Owner::Other, now);
         true

@@ -150,6 +150,30 @@ pub enum IasWdError {
     DutyCycle { value: u8, at: usize },
 }
 
+/// What a siren must be sent for a pre-alarm's local warning
+/// (`rules::prealarm::WarningAct`): its start, a Start Warning for the
+/// pre-alarm's length ([`StartWarning::prealarm`], capped at u16 seconds);
+/// its cancel by a press, Stop then a "disarmed" Squawk (she hears it was
+/// cancelled); the alert going out, Stop.
+pub fn prealarm_commands(act: crate::rules::prealarm::WarningAct) -> Vec<Command> {
+    use crate::rules::prealarm::WarningAct;
+    let stop = Command::StartWarning(StartWarning::stop());
+    match act {
+        WarningAct::Start { secs } => vec![Command::StartWarning(StartWarning::prealarm(
+            u16::try_from(secs).unwrap_or(u16::MAX),
+        ))],
+        WarningAct::Cancelled => vec![
+            stop,
+            Command::Squawk(Squawk {
+                mode: SquawkMode::Disarmed,
+                strobe: false,
+                level: Level::Medium,
+            }),
+        ],
+        WarningAct::Sent => vec![stop],
+    }
+}
+
 /// Encodes `cmd` as a ZCL frame with sequence number `seq`.
 pub fn encode(seq: u8, cmd: &Command, out: &mut Vec<u8>) {
     let command = match cmd {
@@ -296,6 +320,33 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "ias_wd: byte 6: strobe duty cycle 101 is above 100"
+        );
+    }
+
+    #[test]
+    fn a_prealarm_starts_for_its_length_and_its_cancel_or_send_stops_the_siren() {
+        use crate::rules::prealarm::WarningAct;
+        assert_eq!(
+            prealarm_commands(WarningAct::Start { secs: 60 }),
+            [Command::StartWarning(StartWarning::prealarm(60))]
+        );
+        assert_eq!(
+            prealarm_commands(WarningAct::Start { secs: 100_000 }),
+            [Command::StartWarning(StartWarning::prealarm(u16::MAX))]
+        );
+        let stop = Command::StartWarning(StartWarning::stop());
+        assert_eq!(prealarm_commands(WarningAct::Sent), [stop]);
+        let c = prealarm_commands(WarningAct::Cancelled);
+        assert_eq!(c[0], stop);
+        assert!(
+            matches!(
+                c[1],
+                Command::Squawk(Squawk {
+                    mode: SquawkMode::Disarmed,
+                    ..
+                })
+            ),
+            "{c:?}"
         );
     }
 

@@ -9,7 +9,8 @@
 //! - [`startup`]: ping, version, NV check, formation, start, endpoint registration;
 //! - [`interview`]: endpoints, descriptors, Basic, bindings, reporting, IAS enrolment;
 //! - [`zcl`] + [`zcl_map`]: ZCL frames and what they mean as readings;
-//!   [`ias_wd`]: the siren commands (IAS WD Start Warning, Squawk) of pre-alarms;
+//!   [`ias_wd`]: the siren commands (IAS WD Start Warning, Squawk) of pre-alarms
+//!   ([`ZigbeeCommand::Warn`]);
 //! - [`library`]: the device library (definitions by manufacturer and
 //!   model, vendor quirks: Xiaomi 0xFF01, Tuya 0xEF00, buttons); unknown
 //!   devices keep the generic [`zcl_map`] path;
@@ -60,6 +61,10 @@ pub enum ZigbeeCommand {
     /// Ask the device with this IEEE address to identify itself (blink or
     /// beep) for `secs` seconds ([`identify`], ZCL Identify).
     Identify { ieee: u64, secs: u16 },
+    /// Send a siren (the device with this IEEE address) an IAS WD command
+    /// ([`ias_wd`]: Start Warning, Stop, Squawk): a pre-alarm's local
+    /// warning (`rules::prealarm`, sent by the hub).
+    Warn { ieee: u64, command: ias_wd::Command },
 }
 
 /// `[zigbee]`: the coordinator stick.

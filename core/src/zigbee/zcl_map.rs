@@ -34,6 +34,8 @@ pub mod zone {
     pub const CO: u16 = 0x002B;
     pub const PERSONAL_EMERGENCY: u16 = 0x002C;
     pub const VIBRATION: u16 = 0x002D;
+    /// A siren / strobe (IAS WD): no reading of its own.
+    pub const WARNING_DEVICE: u16 = 0x0225;
 }
 
 /// The Zigbee device id carebridge uses: `zb-` and 16 lower-case hex digits.
@@ -43,6 +45,16 @@ pub fn device_id(ieee: u64) -> DeviceId {
     DeviceId::new(&format!("zb-{ieee:016x}"))
         .or_else(|_| "zb-0000000000000000".parse())
         .unwrap_or_else(|_| device_id(0))
+}
+
+/// The IEEE address in a Zigbee device id (`zb-` and 16 hex digits, as
+/// [`device_id`] makes them); `None` for any other id.
+pub fn ieee_of(id: &DeviceId) -> Option<u64> {
+    let hex = id.as_str().strip_prefix("zb-")?;
+    if hex.len() != 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u64::from_str_radix(hex, 16).ok()
 }
 
 /// The kind an IAS zone's alarm1 bit means, by zone type. A vibration
@@ -187,6 +199,20 @@ mod tests {
 
     fn dev() -> DeviceId {
         device_id(0x00124B0012345678)
+    }
+
+    #[test]
+    fn a_zigbee_device_id_gives_back_its_ieee_and_other_ids_none() {
+        assert_eq!(ieee_of(&dev()), Some(0x00124B0012345678));
+        assert_eq!(ieee_of(&device_id(u64::MAX)), Some(u64::MAX));
+        for other in [
+            "pendant",
+            "zb-12",
+            "zb-00124b001234567z",
+            "zb-00124b00123456789",
+        ] {
+            assert_eq!(ieee_of(&DeviceId::new(other).unwrap()), None, "{other}");
+        }
     }
 
     fn one(cluster: u16, data: &[u8], zone: Option<u16>) -> Vec<(Kind, f64)> {

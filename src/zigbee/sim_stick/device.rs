@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use super::Stick;
 use crate::zigbee::af::{DataRequest, IncomingMsg};
 use crate::zigbee::frame::Frame;
+use crate::zigbee::ias_wd;
 use crate::zigbee::identify;
 use crate::zigbee::library::tuya;
 use crate::zigbee::wire::{Field, Msg, Reader};
@@ -31,10 +32,14 @@ pub enum SimDeviceKind {
     TuyaPresence,
     /// Frient SOSZB-110 panic button: IAS zone, the press on alarm2.
     FrientPanic,
+    /// An indoor siren / strobe: IAS zone (warning device 0x0225) and IAS
+    /// WD (0x0502); it records the warnings it is sent (pre-alarms). Not in
+    /// the demo's household ([`SimDeviceKind::ALL`]): add it by name.
+    Siren,
 }
 
 impl SimDeviceKind {
-    /// Every kind, in the order the demo adds them.
+    /// Every kind the demo adds, in its order (all but the siren).
     pub const ALL: [SimDeviceKind; 7] = [
         SimDeviceKind::Motion,
         SimDeviceKind::Contact,
@@ -46,7 +51,8 @@ impl SimDeviceKind {
     ];
 
     /// The name used on the command line (`motion`, `contact`,
-    /// `temperature`, `panic`, `aqara-door`, `tuya-presence`, `frient-panic`).
+    /// `temperature`, `panic`, `aqara-door`, `tuya-presence`, `frient-panic`,
+    /// `siren`).
     pub const fn as_str(self) -> &'static str {
         match self {
             SimDeviceKind::Motion => "motion",
@@ -56,6 +62,7 @@ impl SimDeviceKind {
             SimDeviceKind::AqaraDoor => "aqara-door",
             SimDeviceKind::TuyaPresence => "tuya-presence",
             SimDeviceKind::FrientPanic => "frient-panic",
+            SimDeviceKind::Siren => "siren",
         }
     }
 
@@ -69,6 +76,7 @@ impl SimDeviceKind {
             SimDeviceKind::AqaraDoor => ("LUMI", "lumi.sensor_magnet.aq2"),
             SimDeviceKind::TuyaPresence => ("_TZE200_ztc6ggyl", "TS0601"),
             SimDeviceKind::FrientPanic => ("frient A/S", "SOSZB-110"),
+            SimDeviceKind::Siren => ("carebridge-sim", "SIM-SIREN"),
         }
     }
 }
@@ -76,13 +84,11 @@ impl SimDeviceKind {
 impl std::str::FromStr for SimDeviceKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        SimDeviceKind::ALL
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or_else(|| {
-                let all: Vec<_> = SimDeviceKind::ALL.iter().map(|k| k.as_str()).collect();
-                format!("unknown simulated device {s:?} ({})", all.join(", "))
-            })
+        let every = || SimDeviceKind::ALL.into_iter().chain([SimDeviceKind::Siren]);
+        every().find(|k| k.as_str() == s).ok_or_else(|| {
+            let all: Vec<_> = every().map(|k| k.as_str()).collect();
+            format!("unknown simulated device {s:?} ({})", all.join(", "))
+        })
     }
 }
 
@@ -99,6 +105,20 @@ pub struct SimDevice {
     pub(super) seq: u8,
     /// The identify time of the last ZCL Identify it received (it "blinks").
     pub identify_secs: Option<u16>,
+    /// What a siren was told: IAS WD commands received and decoded.
+    pub siren: SirenLog,
+}
+
+/// The IAS WD commands a simulated siren received (each acknowledged with
+/// a Default Response).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SirenLog {
+    /// Start Warning commands (a stop is one, mode 0).
+    pub warnings: u32,
+    /// The last Start Warning: its mode says whether it sounds now.
+    pub last: Option<ias_wd::StartWarning>,
+    /// Squawk commands.
+    pub squawks: u32,
 }
 
 impl SimDevice {
@@ -109,6 +129,7 @@ impl SimDevice {
             SimDeviceKind::PanicButton | SimDeviceKind::FrientPanic => {
                 Some(zone::PERSONAL_EMERGENCY)
             }
+            SimDeviceKind::Siren => Some(zone::WARNING_DEVICE),
             SimDeviceKind::Temperature | SimDeviceKind::AqaraDoor | SimDeviceKind::TuyaPresence => {
                 None
             }
@@ -127,6 +148,13 @@ impl SimDevice {
             SimDeviceKind::AqaraDoor => vec![cluster::BASIC, 0x0003, 0xFFFF, cluster::ON_OFF],
             // Basic, Groups, Scenes, Tuya.
             SimDeviceKind::TuyaPresence => vec![cluster::BASIC, 0x0004, 0x0005, 0xEF00],
+            SimDeviceKind::Siren => vec![
+                cluster::BASIC,
+                cluster::POWER_CFG,
+                identify::CLUSTER,
+                cluster::IAS_ZONE,
+                ias_wd::CLUSTER,
+            ],
             _ => vec![
                 cluster::BASIC,
                 cluster::POWER_CFG,
@@ -191,6 +219,9 @@ impl Stick {
                 .encode(&mut rsp);
                 rsp.extend_from_slice(&[identify::IDENTIFY, 0]);
                 out.push(Self::incoming(nwk, d.cluster, rsp));
+            } else if d.cluster == ias_wd::CLUSTER && dev.kind == SimDeviceKind::Siren {
+                Self::siren_command(dev, nwk, &d.data, out);
+                self.stats.warnings += 1;
             } else if d.cluster == cluster::IAS_ZONE && h.command == cmd::ZONE_ENROLL_RESPONSE {
                 dev.enrolled = true;
                 self.stats.enroll_responses += 1;
@@ -272,6 +303,53 @@ impl Stick {
             }
             _ => {}
         }
+    }
+
+    /// A siren's IAS WD command: decoded, recorded, acknowledged with a
+    /// Default Response (success; a frame it cannot read: malformed command,
+    /// 0x80, and nothing recorded).
+    fn siren_command(dev: &mut SimDevice, nwk: u16, data: &[u8], out: &mut Vec<Frame>) {
+        let (seq, command, status) = match ias_wd::decode(data) {
+            Ok((seq, c)) => {
+                match c {
+                    ias_wd::Command::StartWarning(w) => {
+                        dev.siren.warnings += 1;
+                        dev.siren.last = Some(w);
+                    }
+                    ias_wd::Command::Squawk(_) => dev.siren.squawks += 1,
+                }
+                tracing::info!(
+                    device = %crate::zigbee::zcl_map::device_id(dev.ieee),
+                    command = ?c,
+                    "simulated siren"
+                );
+                let id = match c {
+                    ias_wd::Command::StartWarning(_) => ias_wd::START_WARNING,
+                    ias_wd::Command::Squawk(_) => ias_wd::SQUAWK,
+                };
+                (seq, id, 0x00)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "simulated siren: unreadable command");
+                (
+                    data.get(1).copied().unwrap_or(0),
+                    data.get(2).copied().unwrap_or(0),
+                    0x80,
+                )
+            }
+        };
+        let mut rsp = Vec::new();
+        zcl::Header {
+            cluster_specific: false,
+            manufacturer: None,
+            server_to_client: true,
+            disable_default_rsp: true,
+            seq,
+            command: cmd::DEFAULT_RSP,
+        }
+        .encode(&mut rsp);
+        rsp.extend_from_slice(&[command, status]);
+        out.push(Self::incoming(nwk, ias_wd::CLUSTER, rsp));
     }
 
     /// A zone status change from an IAS device (alarm1 = `active`).
