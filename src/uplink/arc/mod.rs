@@ -401,7 +401,10 @@ async fn run(
             let cfg2 = s.cfg.clone();
             let q2 = q.clone();
             let ev = blocking(&queue, move |db| {
-                Ok(event_of(&cfg2, &q2, |d| db.zone(d).unwrap_or(999)))
+                let reserved: Vec<u16> = cfg2.zones.values().copied().collect();
+                Ok(event_of(&cfg2, &q2, |d| {
+                    db.zone(d, &reserved).unwrap_or(999)
+                }))
             })
             .await?;
             let Some(ev) = ev else {
@@ -465,10 +468,11 @@ async fn run(
             r = changed.changed(), if !down => { if r.is_err() { return Ok(()); } }
             Some(TestReq { device, reply }) = tests.recv() => {
                 let fixed = device.as_deref().and_then(|d| s.cfg.zones.get(d).copied());
+                let reserved: Vec<u16> = s.cfg.zones.values().copied().collect();
                 let (seq, zone) = blocking(&queue, move |db| {
                     let zone = match (fixed, device) {
                         (Some(z), _) => z,
-                        (None, Some(d)) => db.zone(&d)?,
+                        (None, Some(d)) => db.zone(&d, &reserved)?,
                         (None, None) => 0,
                     };
                     Ok((db.next_seq()?, zone))

@@ -151,18 +151,34 @@ impl Queue {
         Ok(())
     }
 
-    /// The zone of `device`: the next free number at its first event.
-    pub fn zone(&self, device: &str) -> rusqlite::Result<u16> {
+    /// The zone of `device`: at its first event, the lowest number (1–999)
+    /// neither given to another device nor `reserved` (the zones
+    /// `[arc.zones]` names: two devices must never share a zone at the ARC).
+    pub fn zone(&self, device: &str, reserved: &[u16]) -> rusqlite::Result<u16> {
+        let clamp = |z: i64| u16::try_from(z.clamp(0, 999)).unwrap_or(999);
+        let known = self
+            .conn
+            .query_row(
+                "SELECT zone FROM arc_zone WHERE device = ?1",
+                [device],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?;
+        if let Some(z) = known {
+            return Ok(clamp(z));
+        }
+        let mut stmt = self.conn.prepare_cached("SELECT zone FROM arc_zone")?;
+        let used = stmt
+            .query_map([], |r| r.get::<_, i64>(0))?
+            .collect::<rusqlite::Result<std::collections::HashSet<i64>>>()?;
+        let free = (1..=999u16)
+            .find(|z| !used.contains(&i64::from(*z)) && !reserved.contains(z))
+            .unwrap_or(999);
         self.conn.execute(
-            "INSERT OR IGNORE INTO arc_zone (device) VALUES (?1)",
-            [device],
+            "INSERT OR IGNORE INTO arc_zone (zone, device) VALUES (?1, ?2)",
+            params![i64::from(free), device],
         )?;
-        let z: i64 = self.conn.query_row(
-            "SELECT zone FROM arc_zone WHERE device = ?1",
-            [device],
-            |r| r.get(0),
-        )?;
-        Ok(u16::try_from(z.clamp(0, 999)).unwrap_or(999))
+        Ok(free)
     }
 }
 
@@ -233,12 +249,15 @@ mod tests {
         // Zones: first come, kept.
         assert_eq!(
             (
-                q.zone("a").unwrap(),
-                q.zone("b").unwrap(),
-                q.zone("a").unwrap()
+                q.zone("a", &[]).unwrap(),
+                q.zone("b", &[]).unwrap(),
+                q.zone("a", &[]).unwrap()
             ),
             (1, 2, 1)
         );
+        // A zone `[arc.zones]` gives another device is never handed out.
+        assert_eq!(q.zone("c", &[3, 4]).unwrap(), 5);
+        assert_eq!(q.zone("d", &[3, 4]).unwrap(), 6);
         // The ARC's ACK deletes it; MQTT was first, so the record stays mqtt.
         q.delivered(&p[0], Time::from_millis(3)).unwrap();
         assert!(q.pending().unwrap().is_empty());
