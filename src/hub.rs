@@ -41,7 +41,7 @@
 //! neither raises a committed alert again nor forgets a committed clear;
 //! other rule progress is saved every [`SAVE_EVERY`] and at shutdown.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -84,6 +84,33 @@ pub struct HubStats {
     pub siren_sent: AtomicU64,
     /// Siren commands not handed over: no Zigbee task, or its queue full.
     pub siren_dropped: AtomicU64,
+    /// Each active rule's type by rule id (refreshed at start and at each
+    /// rule-set change): the ARC path maps alerts by it (`silent` → loss of
+    /// supervision, `inactivity` → no activity, …).
+    pub rule_types: std::sync::RwLock<HashMap<String, crate::rules::RuleType>>,
+}
+
+impl HubStats {
+    /// Records the engine's rule types (see `rule_types`).
+    pub fn set_rule_types(&self, engine: &Engine) {
+        let m = engine
+            .rule_types()
+            .into_iter()
+            .map(|(id, t)| (id.to_string(), t))
+            .collect();
+        match self.rule_types.write() {
+            Ok(mut g) => *g = m,
+            Err(p) => *p.into_inner() = m,
+        }
+    }
+
+    /// The type of rule `id`, if it is active.
+    pub fn rule_type(&self, id: &str) -> Option<crate::rules::RuleType> {
+        match self.rule_types.read() {
+            Ok(g) => g.get(id).copied(),
+            Err(p) => p.into_inner().get(id).copied(),
+        }
+    }
 }
 
 /// A reading whose sender waits until it is durable (the front door sends
@@ -234,6 +261,7 @@ impl Hub {
                     }
                     HubCommand::Rules { set, reply } => {
                         let summary = self.engine.reload(&set);
+                        self.stats.set_rule_types(&self.engine);
                         // Timers of new rules may already be due.
                         self.engine.on_tick(self.clock.now(), &mut alerts);
                         self.emit_alerts(&mut alerts).await?;

@@ -33,6 +33,10 @@ pub(super) async fn start_arc(w: &mut Wiring) -> Result<(), Exit> {
         clock: w.opts.clock.clone(),
         changed: w.store.outbox_changed(),
         status: w.arc_status.clone().unwrap_or_default(),
+        rule_type: {
+            let stats = w.hub_stats.clone();
+            std::sync::Arc::new(move |id: &str| stats.rule_type(id).map(|t| t.as_str()))
+        },
         cfg,
     };
     let (handle, run) = arc::start(task, w.shutdown.clone());

@@ -137,6 +137,8 @@ impl Wiring {
         let (live, _) = broadcast::channel(1024);
         let (links_tx, links_rx) = watch::channel(BTreeMap::<String, LinkStatus>::new());
         let hub_stats = Arc::new(HubStats::default());
+        // Known before any task starts (the ARC path maps by rule type).
+        hub_stats.set_rule_types(&engine);
         let ingest_stats = Arc::new(IngestStats {
             // rumqttd's skips, counted from its log.
             broker_skipped: opts

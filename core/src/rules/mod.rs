@@ -765,6 +765,15 @@ impl Engine {
         self.dropped
     }
 
+    /// Each enabled rule's id and type (`silent`, `inactivity`, …): what
+    /// the alarm receiving centre path maps an alert's rule to.
+    pub fn rule_types(&self) -> Vec<(std::sync::Arc<str>, spec::RuleType)> {
+        self.rules
+            .iter()
+            .map(|r| (r.compiled.spec.id.clone(), r.compiled.spec.kind))
+            .collect()
+    }
+
     /// Number of compiled (enabled) rules.
     pub fn rule_count(&self) -> usize {
         self.rules.len()

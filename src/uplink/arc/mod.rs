@@ -105,7 +105,14 @@ pub struct ArcTask {
     pub changed: tokio::sync::watch::Receiver<u64>,
     /// Where the task reports (shared with the status builder).
     pub status: SharedArcStatus,
+    /// The type of an active rule by id (`silent`, `inactivity`, …), so a
+    /// silent device reaches the ARC as loss of supervision without an
+    /// `[arc.rules]` entry.
+    pub rule_type: RuleTypeFn,
 }
+
+/// Looks up an active rule's type by its id.
+pub type RuleTypeFn = Arc<dyn Fn(&str) -> Option<&'static str> + Send + Sync>;
 
 /// Reads and decodes `[arc] key_file` (errors name the key).
 pub fn load_key(cfg: &ArcConfig) -> Result<Option<Key>, String> {
@@ -275,7 +282,12 @@ impl Sender {
 }
 
 /// The alert of a queued row, as the ARC sees it: `None` when not for the ARC.
-fn event_of(cfg: &ArcConfig, q: &Queued, zone_of: impl Fn(&str) -> u16) -> Option<Event> {
+fn event_of(
+    cfg: &ArcConfig,
+    q: &Queued,
+    rule_type: &(dyn Fn(&str) -> Option<&'static str> + Send + Sync),
+    zone_of: impl Fn(&str) -> u16,
+) -> Option<Event> {
     let v: serde_json::Value = serde_json::from_slice(&q.payload).ok()?;
     let rule = v.get("rule")?.as_str()?;
     // Escalated re-sends: the ARC has the situation already.
@@ -298,7 +310,10 @@ fn event_of(cfg: &ArcConfig, q: &Queued, zone_of: impl Fn(&str) -> u16) -> Optio
         .get("kind")
         .and_then(|k| k.as_str())
         .and_then(|k| k.parse::<Kind>().ok());
-    let rule_kind = v.get("rule_kind").and_then(|k| k.as_str());
+    let rule_kind = v
+        .get("rule_kind")
+        .and_then(|k| k.as_str())
+        .or_else(|| rule_type(rule));
     let class = match cfg.rule_class(rule) {
         Some(c) => c?,
         None => classify(rule_kind, kind, severity)?,
@@ -354,6 +369,7 @@ async fn run(
         clock,
         mut changed,
         status: _,
+        rule_type,
     } = t;
     let queue = Arc::new(Mutex::new(Queue::open(&db, busy)?));
     let mut targets = vec![(
@@ -400,9 +416,10 @@ async fn run(
         if let Some(q) = pending.into_iter().next() {
             let cfg2 = s.cfg.clone();
             let q2 = q.clone();
+            let types = rule_type.clone();
             let ev = blocking(&queue, move |db| {
                 let reserved: Vec<u16> = cfg2.zones.values().copied().collect();
-                Ok(event_of(&cfg2, &q2, |d| {
+                Ok(event_of(&cfg2, &q2, &*types, |d| {
                     db.zone(d, &reserved).unwrap_or(999)
                 }))
             })
@@ -505,5 +522,39 @@ async fn run(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(payload: &str) -> Queued {
+        Queued {
+            seq: 1,
+            id: "a-1".into(),
+            at: Time(0),
+            payload: payload.as_bytes().to_vec(),
+            dc09_seq: None,
+        }
+    }
+
+    #[test]
+    fn an_alert_maps_by_its_rules_type_without_an_arc_rules_entry() {
+        let cfg = ArcConfig::default();
+        let silent = row(
+            r#"{"rule":"quiet-sensors","severity":"warning","state":"raised","device":"t1","kind":"temperature"}"#,
+        );
+        let types = |id: &str| (id == "quiet-sensors").then_some("silent");
+        let ev = event_of(&cfg, &silent, &types, |_| 7).expect("for the ARC");
+        assert_eq!((ev.class, ev.zone), (EventClass::SilentDevice, 7));
+        // A rule the engine does not know (or no lookup): a warning about a
+        // temperature is not for the ARC.
+        let none = |_: &str| None;
+        assert!(event_of(&cfg, &silent, &none, |_| 7).is_none());
+        // `[arc.rules]` still wins.
+        let mut off = cfg.clone();
+        off.rules.insert("quiet-sensors".into(), "off".into());
+        assert!(event_of(&off, &silent, &types, |_| 7).is_none());
     }
 }
