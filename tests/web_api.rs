@@ -82,6 +82,7 @@ const PROTECTED: &[(&str, &str, &str)] = &[
     ),
     ("POST", "/api/v1/uplinks/test", "{}"),
     ("POST", "/api/v1/uplinks/arc/test", "{}"),
+    ("POST", "/api/v1/commissioning/arc_test", "{}"),
     ("POST", "/api/v1/uplinks/rollback", ""),
     ("POST", "/api/v1/uplinks/restart", ""),
     ("GET", "/api/v1/no-such-route", ""),
