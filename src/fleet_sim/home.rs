@@ -111,7 +111,7 @@ pub async fn run(
                         break;
                     }
                 }
-                _ = tick.tick() => {
+                _ = tick.tick(), if !stats.draining.load(Relaxed) => {
                     let now = Time(start.0 + i64::try_from(began.elapsed().as_millis()).unwrap_or(0).saturating_mul(i64::from(plan.speed)));
                     home.advance(now, &mut readings);
                     for r in readings.drain(..) {

@@ -107,6 +107,9 @@ pub struct Stats {
     pub commands: AtomicU64,
     pub unsent: AtomicU64,
     pub unsent_alerts: AtomicU64,
+    /// Set when the run ends: the homes stop making readings and alerts and
+    /// only deliver what they hold (the drain).
+    pub draining: std::sync::atomic::AtomicBool,
     /// PUBACK latencies, µs (a sample: at most 1 M).
     lat: Mutex<Vec<u32>>,
 }
@@ -265,11 +268,17 @@ async fn run(
     let ran = began.elapsed();
     // Let the homes deliver what they hold, then stop them.
     down_tx.send_if_modified(|d| std::mem::replace(d, false));
+    stats.draining.store(true, Relaxed);
+    // A tick already under way may still add a row.
+    tokio::time::sleep(Duration::from_millis(600)).await;
     let drain_until = Instant::now() + args.drain.0;
-    let raised_now = stats.alerts.load(Relaxed);
+    let (raised_now, made_now) = (stats.alerts.load(Relaxed), stats.telemetry.load(Relaxed));
     while Instant::now() < drain_until {
-        let got = seen.lock().map(|s| s.alerts.len() as u64).unwrap_or(0);
-        if got >= raised_now {
+        let (got, tele) = seen
+            .lock()
+            .map(|s| (s.alerts.len() as u64, s.telemetry))
+            .unwrap_or((0, 0));
+        if got >= raised_now && tele >= made_now {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
