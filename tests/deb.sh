@@ -81,7 +81,7 @@ if [ "$(id -u)" = 0 ] && ! dpkg-query -W carebridge >/dev/null 2>&1 && ! getent 
 	trap cleanup EXIT
 	out=$(dpkg -i "$deb" 2>&1) || fail "dpkg -i: $out"
 	id -nG carebridge | tr ' ' '\n' | grep -qx dialout || fail "carebridge user not in dialout"
-	[ "$(stat -c '%U %a' /var/lib/carebridge)" = "carebridge 750" ] || fail "state dir owner/mode"
+	[ "$(stat -c '%U %a' /var/lib/carebridge)" = "carebridge 700" ] || fail "state dir owner/mode"
 	[ -L /etc/systemd/system/multi-user.target.wants/carebridge.service ] || fail "service not enabled"
 	[ -L /etc/systemd/system/timers.target.wants/carebridge-ota-guard.timer ] || fail "guard timer not enabled"
 	[ ! -e /etc/systemd/system/timers.target.wants/carebridge-update-poll.timer ] || fail "poll timer enabled by default"
