@@ -203,7 +203,8 @@ pub(super) const KEYS: &[Key] = &[
         "How long readings nobody waits for (Zigbee, serial, QoS 0) may wait to
 be committed together (SD-card wear: a home writes one transaction per
 interval, not one per reading; a power cut loses at most this much of them).
-Alerts and readings whose device waits for its PUBACK commit at once. \"0s\": off.",
+Alerts and readings whose device waits for its PUBACK commit at once. \"0s\" (the
+default): off; \"30s\" cuts SD-card writes about tenfold at home rates.",
     ),
     k("store.retention_interval").above("How often expired history is deleted (in small chunks)."),
     k("store.busy_timeout").above("How long to wait for a database lock."),
