@@ -1,3 +1,11 @@
+// The QR code comes from the gateway as SVG markup it made itself (no text
+// from outside in it); it is parsed as SVG, never assigned as HTML.
+function svgNode(markup) {
+  const doc = new DOMParser().parseFromString(markup, 'image/svg+xml');
+  const el = doc.documentElement;
+  return el && el.nodeName === 'svg' ? document.importNode(el, true) : h('p.error', { text: 'QR code unavailable' });
+}
+
 pages.credentials = async () => {
   const res = await api('GET', 'device-credentials');
   if (!res.ok) return show(h('h1', {}, 'Wi-Fi device credentials'), h('p.error', { text: res.data.error }));
