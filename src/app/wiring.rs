@@ -287,17 +287,20 @@ impl Wiring {
             Some(d) => d.gate.clone(),
             None => local_gate(&b, inputs),
         };
-        let door = Arc::new(FrontDoor::new(
-            gate,
-            hub_in,
-            Some(upstream),
-            stats.clone(),
-            Limits {
-                max_connections: b.max_connections,
-                max_packet: b.max_payload,
-                inflight: Limits::INFLIGHT,
-            },
-        ));
+        let door = Arc::new(
+            FrontDoor::new(
+                gate,
+                hub_in,
+                Some(upstream),
+                stats.clone(),
+                Limits {
+                    max_connections: b.max_connections,
+                    max_packet: b.max_payload,
+                    inflight: Limits::INFLIGHT,
+                },
+            )
+            .with_clock(self.opts.clock.clone()),
+        );
         tracing::info!(%addr, "MQTT front door listening");
         if let Some(t) = self.devauth.as_ref().and_then(|d| d.tls.as_ref()) {
             let tls_listener = crate::frontdoor::bind(&t.addr.to_string()).map_err(|e| {

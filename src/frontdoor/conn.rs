@@ -423,7 +423,7 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
 
     async fn on_reading(&mut self, p: Publish) -> Result<(), ConnError> {
         let stats = &self.door.stats;
-        let now = crate::wall::now();
+        let now = self.door.now();
         let reading = match crate::ingest::mqtt::parse(p.topic.as_bytes(), &p.payload, now) {
             Ok(r) => r,
             Err(e) => {

@@ -119,6 +119,10 @@ pub struct FrontDoor {
     /// the journal): malformed readings, and shed messages.
     malformed_log: Mutex<LogLimiter>,
     shed_log: Mutex<LogLimiter>,
+    /// The gateway's clock, which stamps readings sent without a time (the
+    /// hub, the rules and the UI all read it; in the demo it is simulated).
+    /// `None`: the wall clock.
+    clock: Option<Arc<dyn crate::clock::Clock>>,
 }
 
 impl std::fmt::Debug for FrontDoor {
@@ -148,7 +152,21 @@ impl FrontDoor {
             next_id: AtomicU64::new(1),
             malformed_log: Mutex::new(LogLimiter::default()),
             shed_log: Mutex::new(LogLimiter::default()),
+            clock: None,
         }
+    }
+
+    /// Stamps readings without a time with `clock` (the gateway's).
+    pub fn with_clock(mut self, clock: Arc<dyn crate::clock::Clock>) -> FrontDoor {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// The time a reading without its own arrives at.
+    pub(crate) fn now(&self) -> crate::model::Time {
+        self.clock
+            .as_ref()
+            .map_or_else(crate::wall::now, |c| c.now())
     }
 
     /// Connections open now.
