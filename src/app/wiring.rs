@@ -553,7 +553,9 @@ impl Wiring {
                 Arc::new(d.report.clone()) as Arc<dyn crate::web::roles::DeviceCredentials>
             }))
             // The Uplinks page's "send test signal" (with `[arc]`).
-            .with_arc(self.arc.clone()),
+            .with_arc(self.arc.clone())
+            // Commissioning compares readings with the clock that stamps them.
+            .with_clock(self.opts.clock.clone()),
         );
         let (addr, handle) = crate::web::server::serve_with_metrics(
             w,

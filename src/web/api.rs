@@ -491,7 +491,7 @@ pub async fn audit(app: &App, who: &Who) -> Result<Resp> {
 /// Devices grouped by room, each with its newest reading.
 pub async fn commissioning(app: &App) -> Result<Resp> {
     let devices = app.roles.registry.devices().await?;
-    let now = crate::wall::now();
+    let now = app.roles.settings.now();
     let since = Time(now.as_millis() - 30 * 86_400_000);
     // Each device's newest reading of the last 30 days (one grouped scan,
     // not a capped oldest-first read that misses the newest on a busy home).
@@ -520,7 +520,8 @@ pub async fn commissioning(app: &App) -> Result<Resp> {
     Ok(json_resp(
         StatusCode::OK,
         &json!({"generated": now, "gateway": app.roles.watch.status().gateway, "rooms": rooms,
-                "arc": app.roles.settings.arc.is_some()}),
+                "arc": app.roles.settings.arc.is_some(),
+                "tests": super::commissioning::all_tests()}),
     ))
 }
 

@@ -40,6 +40,8 @@ pub struct StoreBackend {
     pub credentials: Option<Arc<dyn super::roles::DeviceCredentials>>,
     /// The alarm receiving centre's test signal (with `[arc]`).
     pub arc: Option<crate::uplink::arc::ArcHandle>,
+    /// The gateway's clock ([`StoreBackend::with_clock`]); `None`: the wall clock.
+    pub clock: Option<Arc<dyn crate::clock::Clock>>,
 }
 
 impl std::fmt::Debug for StoreBackend {
@@ -71,7 +73,14 @@ impl StoreBackend {
             config_state: None,
             credentials: None,
             arc: None,
+            clock: None,
         }
+    }
+
+    /// The gateway's clock (readings are stamped by it; see [`Settings::clock`]).
+    pub fn with_clock(mut self, clock: Arc<dyn crate::clock::Clock>) -> StoreBackend {
+        self.clock = Some(clock);
+        self
     }
 
     /// Wires the Uplinks page's "send test signal" to the ARC task.
@@ -164,6 +173,7 @@ impl From<Arc<StoreBackend>> for Roles {
                 .map(|c| Arc::new(c) as Arc<dyn super::roles::UplinkAdmin>),
             settings: Settings {
                 arc: b.arc.clone(),
+                clock: b.clock.clone(),
                 ..Settings::from_config(&b.config)
             },
         }

@@ -53,49 +53,68 @@ pub struct DeviceTest {
     pub pass: Pass,
 }
 
+/// Every testable kind, the most telling first, with what the installer
+/// is told to do.
+const ORDER: &[(Kind, &str)] = &[
+    (Kind::Panic, "Press the button"),
+    (
+        Kind::Fall,
+        "Press and hold its test button (or simulate a fall)",
+    ),
+    (
+        Kind::WaterLeak,
+        "Wet the leak sensor (a damp cloth across its contacts)",
+    ),
+    (Kind::Smoke, "Press the smoke alarm's test button"),
+    (Kind::CarbonMonoxide, "Press the CO alarm's test button"),
+    (Kind::Contact, "Open the door or window, then close it"),
+    (Kind::Motion, "Walk past the sensor"),
+    (Kind::Occupancy, "Walk into the room"),
+    (Kind::Bed, "Sit or lie on the bed mat"),
+    (Kind::Chair, "Sit in the chair"),
+    (Kind::Vibration, "Tap the sensor"),
+    (Kind::Switch, "Switch it on"),
+    (
+        Kind::Power,
+        "Switch the appliance on (power must rise by 5 W)",
+    ),
+    (
+        Kind::Temperature,
+        "Breathe on the thermometer (it must rise by 0.5 °C)",
+    ),
+    (
+        Kind::Humidity,
+        "Breathe on the sensor (humidity must rise by 3 %)",
+    ),
+];
+
+fn test_of(kind: Kind, text: &str) -> DeviceTest {
+    let pass = match kind {
+        Kind::Temperature => Pass::Rise { by: 0.5 },
+        Kind::Humidity => Pass::Rise { by: 3.0 },
+        Kind::Power => Pass::Rise { by: 5.0 },
+        _ => Pass::Active,
+    };
+    DeviceTest {
+        kind,
+        instruction: text.to_string(),
+        pass,
+    }
+}
+
 /// The test for a device that reports `kinds` (the most telling kind wins:
 /// a door contact that also reports temperature is tested as a door).
 /// `None` when it has reported nothing testable yet.
 pub fn test_for(kinds: &[Kind]) -> Option<DeviceTest> {
-    use Kind::*;
-    const ORDER: &[(Kind, &str)] = &[
-        (Panic, "Press the button"),
-        (Fall, "Press and hold its test button (or simulate a fall)"),
-        (
-            WaterLeak,
-            "Wet the leak sensor (a damp cloth across its contacts)",
-        ),
-        (Smoke, "Press the smoke alarm's test button"),
-        (CarbonMonoxide, "Press the CO alarm's test button"),
-        (Contact, "Open the door or window, then close it"),
-        (Motion, "Walk past the sensor"),
-        (Occupancy, "Walk into the room"),
-        (Bed, "Sit or lie on the bed mat"),
-        (Chair, "Sit in the chair"),
-        (Vibration, "Tap the sensor"),
-        (Switch, "Switch it on"),
-        (Power, "Switch the appliance on (power must rise by 5 W)"),
-        (
-            Temperature,
-            "Breathe on the thermometer (it must rise by 0.5 °C)",
-        ),
-        (
-            Humidity,
-            "Breathe on the sensor (humidity must rise by 3 %)",
-        ),
-    ];
     let (kind, text) = ORDER.iter().find(|(k, _)| kinds.contains(k))?;
-    let pass = match kind {
-        Temperature => Pass::Rise { by: 0.5 },
-        Humidity => Pass::Rise { by: 3.0 },
-        Power => Pass::Rise { by: 5.0 },
-        _ => Pass::Active,
-    };
-    Some(DeviceTest {
-        kind: *kind,
-        instruction: (*text).to_string(),
-        pass,
-    })
+    Some(test_of(*kind, text))
+}
+
+/// Every test, the most telling first: the page picks a device's test from
+/// it when the device's first readings arrive during the walk-through (the
+/// same choice [`test_for`] makes at sign-off).
+pub fn all_tests() -> Vec<DeviceTest> {
+    ORDER.iter().map(|(k, t)| test_of(*k, t)).collect()
 }
 
 /// The reading that passed `test`, if any: among `after` (this device's
@@ -179,7 +198,7 @@ fn kinds_of(app: &App, d: &DeviceInfo) -> Vec<Kind> {
 /// gateway's clock); readings before this time never count.
 pub async fn start(app: &App, who: &Who) -> Result<Resp> {
     installer(who)?;
-    let now = crate::wall::now();
+    let now = app.roles.settings.now();
     app.audit(&who.session.user, "commissioning.start", String::new())
         .await?;
     Ok(json_resp(StatusCode::OK, &json!({ "started": now })))
@@ -252,7 +271,7 @@ fn started_field(o: &Obj, now: Time) -> Result<Time> {
 /// sends it upstream.
 pub async fn signoff(app: &App, req: &Req, who: &Who) -> Result<Resp> {
     installer(who)?;
-    let now = crate::wall::now();
+    let now = app.roles.settings.now();
     let o = Obj::parse(&req.body, &["installer", "started", "notes"])?;
     let name = validate::text("installer", o.str("installer")?, 64)?;
     let notes = o
@@ -324,7 +343,7 @@ pub async fn arc_test(app: &App, req: &Req, who: &Who) -> Result<Resp> {
     }
     let answer =
         tokio::time::timeout(std::time::Duration::from_secs(30), arc.test_device(id)).await;
-    let at = crate::wall::now();
+    let at = app.roles.settings.now();
     let check = match answer {
         Ok(Ok(a)) => ArcCheck {
             acknowledged: true,
@@ -403,6 +422,23 @@ mod tests {
             value,
             at: Time(at),
         }
+    }
+
+    #[test]
+    fn the_pages_list_picks_the_same_test_as_the_sign_off() {
+        // The page adopts the first test in `all_tests` whose kind a device
+        // has reported; the sign-off uses `test_for` on the same kinds.
+        let all = all_tests();
+        for seen in [
+            vec![Kind::Temperature, Kind::Motion],
+            vec![Kind::Humidity, Kind::Temperature],
+            vec![Kind::Contact, Kind::Temperature, Kind::Vibration],
+            vec![Kind::Panic],
+        ] {
+            let page = all.iter().find(|t| seen.contains(&t.kind)).cloned();
+            assert_eq!(page, test_for(&seen), "{seen:?}");
+        }
+        assert_eq!(test_for(&[Kind::Battery]), None);
     }
 
     #[test]

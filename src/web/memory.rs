@@ -222,6 +222,7 @@ impl From<Arc<MemoryBackend>> for Roles {
                 life_safety: crate::life_safety::DEFAULT.to_vec(),
                 arc: None,
                 devices: crate::zigbee::library::Library::builtin(),
+                clock: None,
             },
         }
     }

@@ -294,6 +294,9 @@ pub struct Settings {
     pub arc: Option<crate::uplink::arc::ArcHandle>,
     /// The Zigbee device library (built in, plus `[zigbee] devices_file`).
     pub devices: Arc<crate::zigbee::library::Library>,
+    /// The gateway's clock (the one readings, rules and alerts are stamped
+    /// by; simulated in the demo). `None`: the wall clock.
+    pub clock: Option<Arc<dyn crate::clock::Clock>>,
 }
 
 impl Settings {
@@ -313,6 +316,16 @@ impl Settings {
                 .as_ref()
                 .and_then(|z| crate::zigbee::load_library(z).ok())
                 .unwrap_or_else(crate::zigbee::library::Library::builtin),
+            clock: None,
+        }
+    }
+
+    /// The gateway's time now: what the commissioning walk-through compares
+    /// readings with, so it must be the clock that stamps them.
+    pub fn now(&self) -> crate::model::Time {
+        match &self.clock {
+            Some(c) => c.now(),
+            None => crate::wall::now(),
         }
     }
 }

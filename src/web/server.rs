@@ -178,7 +178,7 @@ async fn load(
     let device_key =
         super::throttle::DeviceKey::load_or_create(&data_dir.join("web").join("device-key"))
             .context("the remembered-device key")?;
-    let kinds = seed_kinds(&*roles.history).await;
+    let kinds = seed_kinds(&*roles.history, roles.settings.now()).await;
     let ota = crate::ota::Installer::new(roles.settings.ota.clone(), data_dir)
         .for_gateway(&roles.settings.gateway);
     Ok(App {
@@ -221,9 +221,9 @@ fn keep_private(path: &Path) {
 /// Which kinds each device reported in the last week (best effort).
 async fn seed_kinds(
     history: &dyn super::roles::History,
+    now: crate::model::Time,
 ) -> std::collections::HashMap<crate::model::DeviceId, std::collections::BTreeSet<crate::model::Kind>>
 {
-    let now = crate::wall::now();
     let since = crate::model::Time(now.as_millis() - 7 * 86_400_000);
     let mut out: std::collections::HashMap<_, std::collections::BTreeSet<_>> = Default::default();
     if let Ok(h) = history.history(since, now, 10_000).await {

@@ -117,7 +117,7 @@ test('pairing → identify → "trigger it now" → name, on a phone', async () 
   await go('/devices');
   await page.waitForFunction(() => document.body.dataset.live === 'connected');
   await page.click('#permit-join');
-  await page.waitForFunction(() => document.querySelectorAll('tr[data-device^="zb-"]').length === 4, null, { timeout: 60000 });
+  await page.waitForFunction(() => document.querySelectorAll('tr[data-device^="zb-"]').length === 7, null, { timeout: 60000 });
   const pir = 'tr[data-device="zb-00158d0000000001"]';
   assert.match(await page.textContent(pir), /SIM-PIR/);
   assert.match(await page.textContent(pir), /carebridge-sim/);

@@ -146,6 +146,15 @@ function formError(form, where, res) {
     where.textContent = msg;
   }
 }
+// Editing a field the server named clears its message (a stale error next
+// to a corrected value would read as a new refusal).
+document.addEventListener('input', e => {
+  const t = e.target;
+  if (!t.getAttribute || !t.getAttribute('aria-invalid')) return;
+  t.removeAttribute('aria-invalid');
+  const n = t.nextElementSibling;
+  if (n && n.classList.contains('field-error')) n.remove();
+});
 const formData = form => Object.fromEntries(new FormData(form).entries());
 
 // ---- live events (SSE) ----

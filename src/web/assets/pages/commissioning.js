@@ -41,6 +41,7 @@ pages.commissioning = async () => {
   const res = await api('GET', 'commissioning');
   if (!res.ok) return show(h('p.error', { text: res.data.error }));
   const rows = {};
+  const tests = res.data.tests || [];
   let started = null;
   const status = h('p', { role: 'status', id: 'walk-status' });
   const arcOn = !!res.data.arc && installer();
@@ -61,10 +62,12 @@ pages.commissioning = async () => {
         const arcCell = h('span.arc-result', { text: 'not sent' });
         const arcTd = arcOn ? h('td', { 'data-label': 'ARC test', 'data-col': 'arc' }, arcCell, ' ',
           h('button.secondary.no-print.arc-test', { type: 'button', disabled: true, onclick: () => arcTest(d.id) }, 'Test with ARC')) : null;
+        const instr = h('td', { 'data-label': 'Test', 'data-col': 'instruction', text: test ? test.instruction : 'No reading yet: make it report once (press its button)' });
         const tr = h('tr', { 'data-device': d.id },
           h('td', { 'data-label': 'Device' }, h('strong', { text: d.name || d.id }), h('div.muted', { text: d.id + (d.role ? ' · ' + d.role : '') })),
-          h('td', { 'data-label': 'Test', 'data-col': 'instruction', text: test ? test.instruction : 'No reading yet: make it report once (press its button)' }), last, check, arcTd);
-        rows[d.id] = { tr, check, last, arcCell, test, base: le && test && le.kind === test.kind ? le.value : null, passed: false };
+          instr, last, check, arcTd);
+        const kinds = new Set([test && test.kind, le && le.kind].filter(Boolean));
+        rows[d.id] = { tr, check, last, instr, arcCell, test, kinds, base: le && test && le.kind === test.kind ? le.value : null, passed: false };
         return tr;
       }))))));
   const start = installer() ? h('button.no-print', { type: 'button', id: 'walk', onclick: async ev => {
@@ -117,6 +120,14 @@ pages.commissioning = async () => {
     const r = id && rows[id];
     if (!r) return;
     r.last.textContent = reading(ev.kind, ev.value) + ' · ' + when(ev.at);
+    // A device's first readings tell what it senses: its test is the most
+    // telling kind seen so far (the gateway chooses the same at sign-off).
+    r.kinds.add(ev.kind);
+    const best = tests.find(t => r.kinds.has(t.kind));
+    if (best && (!r.test || r.test.kind !== best.kind)) {
+      r.test = best; r.base = null; r.instr.textContent = best.instruction;
+      if (started && !r.passed) r.check.textContent = 'waiting: ' + best.instruction.toLowerCase();
+    }
     if (!started || r.passed) { if (r.test && ev.kind === r.test.kind && !started) r.base = ev.value; return; }
     // Only events stamped at or after the start count.
     if (new Date(ev.at) < new Date(started)) return;

@@ -53,7 +53,9 @@ async function uplinkEditor() {
       } }, 'Test connection'),
       h('button', { type: 'submit', id: 'uplinks-save' }, 'Save'),
       h('button.secondary', { type: 'button', id: 'uplinks-rollback', onclick: async () => {
+        msg.className = 'muted'; msg.textContent = 'Rolling back…';
         const b = await api('POST', 'uplinks/rollback');
+        msg.className = ''; msg.textContent = '';
         if (!b.ok) return formError(form, err, b);
         await pages.uplinks();
         $('#uplinks-msg').className = 'ok';
@@ -67,7 +69,9 @@ async function uplinkEditor() {
     results, err, msg);
   form.addEventListener('submit', async e => {
     e.preventDefault();
+    msg.className = 'muted'; msg.textContent = 'Saving…';
     const s = await api('PUT', 'uplinks/settings', formData(form));
+    msg.className = ''; msg.textContent = '';
     if (!s.ok) return formError(form, err, s);
     await pages.uplinks();
     $('#uplinks-msg').className = 'ok';
