@@ -158,6 +158,25 @@ pub enum HubCommand {
 
 /// Where the rule engine's state is kept between runs (the store's kv table).
 pub const RULE_STATE_KEY: &str = "rules.state";
+/// Key prefix of the rule state's journal (deltas after the snapshot under
+/// [`RULE_STATE_KEY`]; see `rules::Saved`).
+pub const RULE_JOURNAL: &str = "rules.journal/";
+
+/// The saved rule state: the snapshot and the deltas after it, in order.
+pub async fn load_rule_state(
+    store: &Store,
+) -> Result<Option<(Vec<u8>, Vec<Vec<u8>>)>, crate::store::StoreError> {
+    let Some(full) = store.kv_get(RULE_STATE_KEY).await? else {
+        return Ok(None);
+    };
+    let deltas = store
+        .kv_scan(RULE_JOURNAL)
+        .await?
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    Ok(Some((full, deltas)))
+}
 
 /// How often changed rule state (armed timers, learned routines) is saved:
 /// a restart loses at most this much rule progress, never an alert.
@@ -389,11 +408,8 @@ impl Hub {
                 tracing::info!(mode = self.engine.mode().mode.as_str(), source = %self.engine.mode().source, "household mode");
                 *m = self.engine.mode().clone();
             }
-            let bytes = self.engine.snapshot();
-            self.store
-                .submit(Write::Kv(RULE_STATE_KEY.to_string(), Some(bytes)))
-                .await?;
-            self.engine.mark_saved();
+            let state = self.state_write(false);
+            self.store.submit(Write::State(state)).await?;
         }
         Ok(())
     }
@@ -403,13 +419,21 @@ impl Hub {
     /// (`commit_delay`: a quiet home does not write a transaction for it).
     async fn save_rule_state_lazily(&mut self) -> anyhow::Result<()> {
         if self.engine.state_dirty() {
-            let bytes = self.engine.snapshot();
-            self.store
-                .submit(Write::KvLazy(RULE_STATE_KEY.to_string(), bytes))
-                .await?;
-            self.engine.mark_saved();
+            let state = self.state_write(true);
+            self.store.submit(Write::State(state)).await?;
         }
         Ok(())
+    }
+
+    /// The engine's state to save now (a delta when it can: see
+    /// `rules::Saved`); marks it saved.
+    fn state_write(&mut self, lazy: bool) -> crate::store::StateWrite {
+        crate::store::StateWrite {
+            key: RULE_STATE_KEY,
+            journal: RULE_JOURNAL,
+            saved: self.engine.save(),
+            lazy,
+        }
     }
 
     /// The wall clock stepped: the engine follows (see `Engine::shift`);
@@ -477,15 +501,13 @@ impl Hub {
             let _ = self.live.send(Live::Alert(a.clone()));
             batch.push(a);
         }
-        let state = self.engine.snapshot();
+        let state = self.state_write(false);
         self.store
             .submit(Write::AlertsWithState {
                 alerts: batch,
-                key: RULE_STATE_KEY.to_string(),
                 state,
             })
             .await?;
-        self.engine.mark_saved();
         Ok(())
     }
 }

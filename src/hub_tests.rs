@@ -193,15 +193,16 @@ async fn a_crash_right_after_a_leak_clears_keeps_the_clear_in_the_saved_rule_sta
     r.task.abort();
     let _ = r.task.await;
     r.store.flush().await.unwrap();
-    let bytes = r
-        .store
-        .kv_get(RULE_STATE_KEY)
+    let (full, deltas) = crate::hub::load_rule_state(&r.store)
         .await
         .unwrap()
         .expect("the rule state was committed with the alerts");
     let set = RuleSet::parse(crate::rules::MINIMAL_RULES, "test").unwrap();
     let mut e = Engine::new(&set, TimeZone::UTC).unwrap();
-    e.restore(&bytes, Time(T0 + 61_000)).unwrap();
+    let (_, applied) = e
+        .restore_journal(&full, &deltas, Time(T0 + 61_000))
+        .unwrap();
+    assert_eq!(applied, deltas.len());
     let later = T0 + 5 * 86_400_000;
     let mut out = Vec::new();
     let Ingest::Reading(leak) = reading(Kind::WaterLeak, 1.0, Time(later)) else {
@@ -338,10 +339,13 @@ async fn away_mode_set_by_command_is_saved_before_the_reply_and_survives_a_crash
     r.task.abort();
     let _ = r.task.await;
     r.store.flush().await.unwrap();
-    let bytes = r.store.kv_get(RULE_STATE_KEY).await.unwrap().unwrap();
+    let (full, deltas) = crate::hub::load_rule_state(&r.store)
+        .await
+        .unwrap()
+        .unwrap();
     let set = RuleSet::parse(STILL, "test").unwrap();
     let mut e = Engine::new(&set, TimeZone::UTC).unwrap();
-    e.restore(&bytes, Time(T0 + 1000)).unwrap();
+    e.restore_journal(&full, &deltas, Time(T0 + 1000)).unwrap();
     assert_eq!(e.mode().mode, crate::rules::mode::Mode::Away);
     assert_eq!(e.mode().until, Some(until));
     assert_eq!(e.mode().source, "cmd/mode");

@@ -233,3 +233,67 @@ fn kill_9_at_random_moments_loses_nothing_that_was_accepted() {
         .unwrap();
     assert_eq!(check, "ok");
 }
+
+/// The rule state that made alerts is saved with them as small deltas
+/// after a full snapshot (`rules::Saved`): after a `kill -9` the restored
+/// state still knows every water leak it raised, so the same sensors
+/// reporting wet again raise nothing twice, and drying clears each one.
+#[test]
+fn kill_9_after_alerts_saved_as_journal_deltas_raises_none_twice() {
+    if !cloud_peers() {
+        return;
+    }
+    const N: usize = 120;
+    let up = Mosquitto::start();
+    let col = Collector::start(up.port, "cb/#");
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = Gateway::start(dir.path(), "gw-journal", up.port, "");
+    let leak = |wet: bool| -> Vec<(String, serde_json::Value)> {
+        (0..N)
+            .map(|i| {
+                (
+                    format!("leak-{i}"),
+                    serde_json::json!({"kind": "water_leak", "value": wet}),
+                )
+            })
+            .collect()
+    };
+    let count = |state: &str| {
+        col.unique("alert")
+            .iter()
+            .filter(|a| a["rule"] == "water_leak" && a["state"] == state)
+            .count()
+    };
+    // Several alert batches: the first save is full, the rest are deltas.
+    for chunk in leak(true).chunks(N / 6) {
+        assert_eq!(publish(gw.broker_port, chunk), chunk.len());
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    assert!(
+        eventually(Duration::from_secs(30), || count("raised") == N),
+        "{} of {N} leaks raised",
+        count("raised")
+    );
+    let journal: i64 =
+        rusqlite::Connection::open_with_flags(gw.db(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap()
+            .query_row(
+                "SELECT count(*) FROM kv WHERE key LIKE 'rules.journal/%'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+    assert!(journal > 0, "the alerts' state went to the journal");
+    gw.kill9();
+    gw.restart();
+    // Still wet: nothing new. Then dry: each leak clears once.
+    assert_eq!(publish(gw.broker_port, &leak(true)), N);
+    assert_eq!(publish(gw.broker_port, &leak(false)), N);
+    assert!(
+        eventually(Duration::from_secs(30), || count("cleared") == N),
+        "{} of {N} leaks cleared after the restart",
+        count("cleared")
+    );
+    assert_eq!(count("raised"), N, "a leak raised twice after kill -9");
+    gw.stop();
+}

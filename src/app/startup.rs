@@ -194,8 +194,8 @@ async fn build_engine(
         let history = store.history(since, now, 500_000).await?;
         engine.learn_from_history(history.iter());
     }
-    if let Some(bytes) = store.kv_get(crate::hub::RULE_STATE_KEY).await? {
-        restore_rule_state(&mut engine, &bytes, now);
+    if let Some((full, deltas)) = crate::hub::load_rule_state(store).await? {
+        restore_rule_state(&mut engine, &full, &deltas, now);
     }
     Ok(engine)
 }
@@ -205,9 +205,20 @@ async fn build_engine(
 /// this clock, as after a step back: readings are not taken for stale and
 /// timers are not put off by the gap; the NTP step later moves it on like
 /// any step (durations then leave out the downtime, at most).
-pub(super) fn restore_rule_state(engine: &mut crate::rules::Engine, bytes: &[u8], now: Time) {
-    match engine.restore(bytes, now) {
-        Ok(n) => tracing::info!(restored = n, "rule state restored"),
+pub(super) fn restore_rule_state(
+    engine: &mut crate::rules::Engine,
+    full: &[u8],
+    deltas: &[Vec<u8>],
+    now: Time,
+) {
+    match engine.restore_journal(full, deltas, now) {
+        Ok((n, applied)) if applied < deltas.len() => tracing::warn!(
+            restored = n,
+            deltas = applied,
+            unusable = deltas.len() - applied,
+            "rule state restored up to a journal entry that does not follow (the rest is dropped)"
+        ),
+        Ok((n, applied)) => tracing::info!(restored = n, deltas = applied, "rule state restored"),
         Err(e) => {
             tracing::warn!(error = %e, "saved rule state not usable; starting fresh");
             return;
@@ -247,7 +258,7 @@ mod restore_tests {
         // Power cut 5 min later; the Pi boots on a clock 3 days stale.
         let stale = t0 + 5 * 60_000 - 3 * 86_400_000;
         let mut e = crate::rules::Engine::new(&set, tz).unwrap();
-        restore_rule_state(&mut e, &bytes, Time(stale));
+        restore_rule_state(&mut e, &bytes, &[], Time(stale));
         // A reading on the stale clock is not dropped as out of order.
         let dropped = e.dropped();
         e.on_reading(Time(stale + 1_000), &r(13.0, stale + 1_000), &mut out);

@@ -10,7 +10,7 @@ use rusqlite::{Connection, params};
 
 use super::outbox::{self, Outbox};
 use super::touches::Touches;
-use super::writer::Op;
+use super::writer::{Op, StateWrite};
 use crate::model::{Class, DeviceInfo, Time};
 
 /// Applies every op inside the caller's transaction. Returns whether outbox
@@ -68,22 +68,48 @@ pub(super) fn apply(
                 conn.prepare_cached("DELETE FROM devices WHERE id = ?1")?
                     .execute([id.as_str()])?;
             }
-            Op::Kv(k, Some(v)) => {
-                conn.prepare_cached(
-                    "INSERT INTO kv (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                )?
-                .execute(params![k, v])?;
-            }
+            Op::Kv(k, Some(v)) => put_kv(conn, k, v)?,
             Op::Kv(k, None) => {
                 conn.prepare_cached("DELETE FROM kv WHERE key = ?1")?
                     .execute([k])?;
             }
+            Op::State(st) => match &st.saved {
+                crate::rules::Saved::Full(bytes) => {
+                    // The journal ends: its deltas are in this snapshot.
+                    let (lo, hi) = prefix_range(st.journal);
+                    conn.prepare_cached("DELETE FROM kv WHERE key >= ?1 AND key < ?2")?
+                        .execute(params![lo, hi])?;
+                    put_kv(conn, st.key, bytes)?;
+                }
+                crate::rules::Saved::Delta { seq, bytes } => {
+                    put_kv(conn, &StateWrite::delta_key(st.journal, *seq), bytes)?;
+                }
+            },
             Op::WipeHistory => {
                 conn.execute("DELETE FROM history", [])?;
             }
         }
     }
     Ok(added)
+}
+
+fn put_kv(conn: &Connection, key: &str, value: &[u8]) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO kv (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+    )?
+    .execute(params![key, value])?;
+    Ok(())
+}
+
+/// The keys starting with `prefix`: `lo <= key < hi` (the prefix with its
+/// last byte counted up; keys are ASCII).
+fn prefix_range(prefix: &str) -> (String, String) {
+    let mut hi = prefix.to_string();
+    match hi.pop() {
+        Some(c) => hi.push(char::from_u32(c as u32 + 1).unwrap_or(char::MAX)),
+        None => hi.push(char::MAX),
+    }
+    (prefix.to_string(), hi)
 }
 
 fn upsert_device(conn: &Connection, d: &DeviceInfo) -> rusqlite::Result<()> {

@@ -87,6 +87,7 @@ use crate::model::{Alert, Class, DeviceId, DeviceInfo, Reading, Time};
 pub use ack::{AckSink, AckTo};
 pub use delivery::{AlertDelivery, DeliveredStats, Via};
 pub use schema::quarantine as quarantine_at;
+pub use writer::StateWrite;
 pub use writer::{DISK_FULL_RULE, Evicted};
 
 pub use crate::config::{StartupCheck, StoreConfig};
@@ -130,13 +131,11 @@ pub enum Write {
     ReadingNoTelemetry(Reading),
     /// One alert outbox row.
     Alert(Alert),
-    /// Alert outbox rows and, in the same transaction, the kv value `key`
-    /// (the rule state that made them: a crash cannot keep one without the
-    /// other).
+    /// Alert outbox rows and, in the same transaction, the rule state that
+    /// made them (a crash cannot keep one without the other).
     AlertsWithState {
         alerts: Vec<Alert>,
-        key: String,
-        state: Vec<u8>,
+        state: StateWrite,
     },
     /// A status document; supersedes older unpublished status rows.
     Status(serde_json::Map<String, serde_json::Value>),
@@ -154,10 +153,10 @@ pub enum Write {
     RemoveDevice(DeviceId),
     /// Put (`Some`) or delete (`None`) a small value for another module.
     Kv(String, Option<Vec<u8>>),
-    /// Put a value whose loss in a power cut costs only progress (the
-    /// rules' periodic state save): like a reading, it may wait for
-    /// `commit_delay` and goes with the next commit.
-    KvLazy(String, Vec<u8>),
+    /// The rule engine's state without alerts; with `lazy` (the periodic
+    /// save, whose loss in a power cut costs only progress) it may wait for
+    /// `commit_delay` and goes with the next commit, like a reading.
+    State(StateWrite),
     /// Factory reset: delete the whole reading history (personal data).
     /// Outbox rows still waiting for the uplink are kept: nothing accepted
     /// for delivery is dropped.

@@ -320,6 +320,68 @@ async fn kv_puts_overwrites_and_deletes() {
 }
 
 #[tokio::test]
+async fn rule_state_deltas_append_in_order_and_a_full_save_ends_the_journal() {
+    use crate::rules::Saved;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&db(&dir), &StoreConfig::default()).unwrap();
+    let st = |saved: Saved, lazy: bool| StateWrite {
+        key: "rules.state",
+        journal: "rules.journal/",
+        saved,
+        lazy,
+    };
+    let delta = |seq: u64| Saved::Delta {
+        seq,
+        bytes: format!("d{seq}").into_bytes(),
+    };
+    s.submit(Write::State(st(Saved::Full(b"f1".to_vec()), false)))
+        .await
+        .unwrap();
+    // A neighbour key that shares the prefix's start is never touched.
+    s.submit(Write::Kv("rules.journalx".into(), Some(b"keep".to_vec())))
+        .await
+        .unwrap();
+    for seq in [2, 3, 9, 10, 11] {
+        s.submit(Write::State(st(delta(seq), seq % 2 == 0)))
+            .await
+            .unwrap();
+    }
+    s.flush().await.unwrap();
+    assert_eq!(s.kv_get("rules.state").await.unwrap(), Some(b"f1".to_vec()));
+    let j: Vec<Vec<u8>> = s
+        .kv_scan("rules.journal/")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    // Numeric order (9 before 10), not text order.
+    let want: Vec<Vec<u8>> = ["d2", "d3", "d9", "d10", "d11"]
+        .iter()
+        .map(|d| d.as_bytes().to_vec())
+        .collect();
+    assert_eq!(j, want);
+    // A full save with alerts: the journal is gone in the same commit.
+    s.submit(Write::AlertsWithState {
+        alerts: vec![alert("panic", 5)],
+        state: st(Saved::Full(b"f12".to_vec()), false),
+    })
+    .await
+    .unwrap();
+    s.flush().await.unwrap();
+    assert_eq!(
+        s.kv_get("rules.state").await.unwrap(),
+        Some(b"f12".to_vec())
+    );
+    assert!(s.kv_scan("rules.journal/").await.unwrap().is_empty());
+    assert_eq!(
+        s.kv_get("rules.journalx").await.unwrap(),
+        Some(b"keep".to_vec())
+    );
+    assert_eq!(all_rows(&s, Class::Alert).await.len(), 1);
+}
+
+#[tokio::test]
 async fn retention_deletes_only_history_older_than_the_window() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = StoreConfig {

@@ -69,7 +69,29 @@ pub(super) enum Op {
     Device(DeviceInfo),
     RemoveDevice(DeviceId),
     Kv(String, Option<Vec<u8>>),
+    State(StateWrite),
     WipeHistory,
+}
+
+/// One save of the rule engine's state (see `rules::Saved`, `journal.rs`):
+/// a full snapshot is put under `key` and ends the journal (every kv row
+/// under the `journal` prefix is deleted in the same transaction); a delta
+/// is appended to the journal as `<journal><seq, 20 digits>`, so a prefix
+/// scan reads the deltas in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateWrite {
+    pub key: &'static str,
+    pub journal: &'static str,
+    pub saved: crate::rules::Saved,
+    /// May wait for `commit_delay` (progress only, no alert depends on it).
+    pub lazy: bool,
+}
+
+impl StateWrite {
+    /// The kv key of a delta.
+    pub fn delta_key(journal: &str, seq: u64) -> String {
+        format!("{journal}{seq:020}")
+    }
 }
 
 const RETENTION_CHUNK: i64 = 2000;
@@ -225,9 +247,9 @@ impl Writer {
             Write::Device(d) => Op::Device(d),
             Write::RemoveDevice(d) => Op::RemoveDevice(d),
             Write::Kv(k, v) => Op::Kv(k, v),
-            Write::KvLazy(k, v) => Op::Kv(k, Some(v)),
+            Write::State(st) => Op::State(st),
             // Split in `take` (its ops must share a batch); kept whole here.
-            Write::AlertsWithState { key, state, .. } => Op::Kv(key, Some(state)),
+            Write::AlertsWithState { state, .. } => Op::State(state),
             Write::WipeHistory => Op::WipeHistory,
         }
     }
@@ -398,22 +420,18 @@ impl Writer {
                 self.shed_since_ack = true;
             }
             // All its ops land in this batch: one transaction.
-            Msg::Write(Write::AlertsWithState { alerts, key, state }) => {
+            Msg::Write(Write::AlertsWithState { alerts, state }) => {
                 for a in alerts {
                     let op = self.prepare(Write::Alert(a));
                     ops.push(op);
                 }
-                supersede_kv(ops, &key);
-                ops.push(Op::Kv(key, Some(state)));
+                push_state(ops, state);
             }
             Msg::Write(Write::Kv(key, value)) => {
                 supersede_kv(ops, &key);
                 ops.push(Op::Kv(key, value));
             }
-            Msg::Write(Write::KvLazy(key, value)) => {
-                supersede_kv(ops, &key);
-                ops.push(Op::Kv(key, Some(value)));
-            }
+            Msg::Write(Write::State(state)) => push_state(ops, state),
             Msg::Write(w) => {
                 let op = self.prepare(w);
                 // Only the newest status matters (the outbox supersedes the
@@ -684,6 +702,17 @@ fn supersede_kv(ops: &mut Vec<Op>, key: &str) {
     }
 }
 
+/// A full rule state makes the state writes before it in the same
+/// transaction pointless (it replaces the snapshot and ends the journal
+/// they belong to): they are dropped. A delta is never dropped (each one
+/// carries its own changes).
+fn push_state(ops: &mut Vec<Op>, st: StateWrite) {
+    if matches!(st.saved, crate::rules::Saved::Full(_)) {
+        ops.retain(|o| !matches!(o, Op::State(old) if old.journal == st.journal));
+    }
+    ops.push(Op::State(st));
+}
+
 /// A reading, or the acknowledgement that follows one (the front door's
 /// readings each come with one; it must not end the gathering).
 fn is_reading(m: &Msg) -> bool {
@@ -703,8 +732,8 @@ fn is_reading(m: &Msg) -> bool {
 /// ack waiter.
 fn is_deferrable(m: &Msg) -> bool {
     match m {
-        Msg::Clock(_)
-        | Msg::Write(Write::Reading(_) | Write::ReadingNoTelemetry(_) | Write::KvLazy(..)) => true,
+        Msg::Clock(_) | Msg::Write(Write::Reading(_) | Write::ReadingNoTelemetry(_)) => true,
+        Msg::Write(Write::State(st)) => st.lazy,
         Msg::Write(Write::Ack(rows) | Write::Delivered { rows, .. }) => {
             rows.iter().all(|(c, _)| *c != Class::Alert)
         }

@@ -28,6 +28,9 @@ pub struct Ctx<'a> {
     /// instance); set by the dispatch, changed by a handler that works on
     /// another slot of its rule.
     pub subject: u32,
+    /// `(rule, subject)` of other slots a handler changed (besides the one
+    /// it was called for): the journal saves them too.
+    pub touched: Vec<(u32, u32)>,
 }
 
 impl Ctx<'_> {

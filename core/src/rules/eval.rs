@@ -169,7 +169,8 @@ pub fn start(rule: &mut Rule, ri: u32, ctx: &mut Ctx<'_>, now: i64) {
     with_kind!(rule.spec.kind, K => K::start(rule, ri, ctx, now));
 }
 
-/// A reading reached this rule (its selectors matched).
+/// A reading reached this rule (its selectors matched); returns the
+/// subject whose slot it may have changed (the journal saves that one).
 pub fn on_reading(
     rule: &mut Rule,
     ri: u32,
@@ -177,14 +178,14 @@ pub fn on_reading(
     dev: u32,
     r: &Reading,
     at: (i64, bool),
-) {
+) -> Option<u32> {
     let (now, changed) = at;
     with_kind!(rule.spec.kind, K => {
-        if let Some(subject) = K::subject(rule, ctx.devs, dev) {
-            ctx.subject = subject;
-            K::on_reading(rule, At { ri, subject, now, changed }, dev, ctx, r);
-        }
-    });
+        let subject = K::subject(rule, ctx.devs, dev)?;
+        ctx.subject = subject;
+        K::on_reading(rule, At { ri, subject, now, changed }, dev, ctx, r);
+        Some(subject)
+    })
 }
 
 /// A timer of this rule is due: the caller found its live slot, whose

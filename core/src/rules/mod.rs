@@ -44,6 +44,7 @@ mod due;
 mod escalate;
 mod eval;
 mod held;
+mod journal;
 mod kind;
 mod locate;
 pub mod mode;
@@ -66,6 +67,7 @@ use crate::model::{Alert, DeviceId, DeviceInfo, Kind, Reading, Time};
 use crate::setting::Problem;
 use ctx::Ctx;
 use devices::{Devices, Freshness};
+pub use journal::Saved;
 pub use replay::{
     Event, EventsError, Order, OrderReport, order_story, parse_events, parse_story, replay_events,
 };
@@ -164,6 +166,8 @@ pub struct Engine {
     needs_start: bool,
     generation: u64,
     saved_generation: u64,
+    /// What changed since the last save (`journal.rs`).
+    journal: journal::Journal,
     dropped: u64,
     /// `on_tick`'s buffer for timers due at one instant and the radix
     /// sort's scratch (reused).
@@ -219,6 +223,7 @@ impl Engine {
             needs_start: true,
             generation: 0,
             saved_generation: 0,
+            journal: journal::Journal::default(),
             dropped: 0,
             batch: Vec::new(),
             scratch: Vec::new(),
@@ -239,7 +244,7 @@ impl Engine {
         let old = std::mem::take(&mut self.rules);
         let n_old = old.len();
         let kept = self.install(set, old);
-        self.generation += 1;
+        self.bump_all();
         ReloadSummary {
             kept,
             fresh: self.rules.len() - kept,
@@ -365,7 +370,7 @@ impl Engine {
                 }
             }
         }
-        self.generation += 1;
+        self.bump_all();
     }
 
     /// The rules a reading of `kind` from `dev` must visit (cached).
@@ -421,13 +426,14 @@ impl Engine {
                 timers: &mut self.timers,
                 out,
                 subject: rule::RULE_SUBJECT,
+                touched: Vec::new(),
             };
             for (ri, rule) in self.rules.iter_mut().enumerate() {
                 if !rule.started {
                     eval::start(rule, u32::try_from(ri).unwrap_or(u32::MAX), &mut ctx, now);
                 }
             }
-            self.generation += 1;
+            self.bump_all();
         }
         now
     }
@@ -437,6 +443,7 @@ impl Engine {
         self.on_tick(now, out);
         let now = self.now;
         let dev = self.devs.intern(&r.device);
+        self.journal.dev(dev);
         let prev = self.devs.last_value(dev, r.kind);
         if self.devs.check_fresh(dev, r.kind, r.at.0, r.value) != Freshness::New {
             self.dropped += 1;
@@ -466,14 +473,21 @@ impl Engine {
             timers: &mut self.timers,
             out,
             subject: rule::RULE_SUBJECT,
+            touched: Vec::new(),
         };
         for &ri in route.iter() {
             if let Some(rule) = self.rules.get_mut(ri as usize) {
                 if paused && mode::stands_down(rule.spec.kind) {
                     continue;
                 }
-                eval::on_reading(rule, ri, &mut ctx, dev, r, (now, changed));
+                if let Some(subject) = eval::on_reading(rule, ri, &mut ctx, dev, r, (now, changed))
+                {
+                    self.journal.slot(ri, subject);
+                }
             }
+        }
+        for (ri, subject) in ctx.touched {
+            self.journal.slot(ri, subject);
         }
         self.after_emit(out, from);
         self.generation += 1;
@@ -578,6 +592,7 @@ impl Engine {
             return false; // stale entry
         }
         slot.queued = None;
+        self.journal.slot(e.rule, e.subject);
         self.timers.live = self.timers.live.saturating_sub(1);
         if self.mode.mode.stands_down() && mode::stands_down(compiled.spec.kind) {
             // Stood down: the clock starts afresh when the mode ends.
@@ -590,6 +605,7 @@ impl Engine {
             timers: &mut self.timers,
             out,
             subject: e.subject,
+            touched: Vec::new(),
         };
         match slot.deadline {
             None => false,
@@ -639,13 +655,14 @@ impl Engine {
             timers: &mut self.timers,
             out: &mut out,
             subject: 0,
+            touched: Vec::new(),
         };
         for (ri, rule) in self.rules.iter_mut().enumerate() {
             let ri = u32::try_from(ri).unwrap_or(u32::MAX);
             eval::shift(rule, ri, &ctx, delta_ms, now.0);
         }
         self.rebuild_timers();
-        self.generation += 1;
+        self.bump_all();
     }
 
     /// The engine's clock: the latest `now` it was given (or restored).
@@ -695,7 +712,7 @@ impl Engine {
         }
         any |= self.escalations.ack(None, alert_rule, device);
         if any {
-            self.generation += 1;
+            self.bump_all();
         }
         any
     }
@@ -739,7 +756,7 @@ impl Engine {
             }
         }
         if any {
-            self.generation += 1;
+            self.bump_all();
         }
         any
     }
@@ -753,6 +770,13 @@ impl Engine {
     /// State changed since [`Engine::mark_saved`].
     pub fn state_dirty(&self) -> bool {
         self.generation != self.saved_generation
+    }
+
+    /// State changed in a way not tracked slot by slot: the next
+    /// [`Engine::save`] is a full one.
+    pub(crate) fn bump_all(&mut self) {
+        self.journal.all();
+        self.generation += 1;
     }
 
     /// Call after storing [`Engine::snapshot`].

@@ -176,7 +176,7 @@ impl Engine {
             source: source.to_string(),
             door_at: None,
         };
-        self.generation += 1;
+        self.bump_all();
         match (was.stands_down(), mode.stands_down()) {
             (false, true) => self.stand_down(at, out),
             (true, false) => self.stand_up(at),
@@ -202,6 +202,7 @@ impl Engine {
                     timers: &mut self.timers,
                     out,
                     subject,
+                    touched: Vec::new(),
                 };
                 ctx.arm(slot, ri, subject, None);
                 if c.spec.kind == RuleType::Dwell {
@@ -257,6 +258,7 @@ impl Engine {
                     timers: &mut self.timers,
                     out: &mut none,
                     subject,
+                    touched: Vec::new(),
                 };
                 match t {
                     RuleType::Inactivity => {
@@ -271,7 +273,7 @@ impl Engine {
                 }
             }
         }
-        self.generation += 1;
+        self.bump_all();
     }
 
     /// A reading may change the mode (fob, visitor button, a return home)

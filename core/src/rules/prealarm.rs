@@ -178,7 +178,7 @@ impl Engine {
                 _ => out.push(a),
             }
         }
-        self.generation += 1;
+        self.bump_all();
     }
 
     /// Held alerts whose time is up by `now` go out (due order).
@@ -194,7 +194,7 @@ impl Engine {
             out.push(p.alert);
         }
         self.observe(out, from);
-        self.generation += 1;
+        self.bump_all();
     }
 
     /// A button press (`reason`) cancels every held alert: each is
@@ -206,7 +206,7 @@ impl Engine {
             self.reset_held(&p.alert, now);
             out.extend(records(&p.alert, reason, now));
         }
-        self.generation += 1;
+        self.bump_all();
     }
 
     /// The slot whose alert was held goes back to watching from `now`.
@@ -237,6 +237,7 @@ impl Engine {
                 timers: &mut self.timers,
                 out: &mut none,
                 subject,
+                touched: Vec::new(),
             };
             match c.spec.kind {
                 RuleType::Inactivity => {

@@ -22,26 +22,30 @@ use crate::model::{DeviceId, Kind, Time};
 const VERSION: u32 = 1;
 
 #[derive(Serialize, Deserialize)]
-struct Snap {
+pub(super) struct Snap {
     v: u32,
-    now: i64,
-    rules: Vec<RuleSnap>,
-    seen: Vec<SeenSnap>,
+    /// The journal sequence number this state is at (see `journal.rs`):
+    /// deltas `seq + 1, seq + 2, …` apply on top (absent before 2026-12: 0).
+    #[serde(default)]
+    pub(super) seq: u64,
+    pub(super) now: i64,
+    pub(super) rules: Vec<RuleSnap>,
+    pub(super) seen: Vec<SeenSnap>,
     /// Device ids and room names in index order (absent before 2026-11:
     /// such a snapshot restores with the numbering of the moment).
     #[serde(default)]
-    devices: Vec<String>,
+    pub(super) devices: Vec<String>,
     #[serde(default)]
-    rooms: Vec<String>,
+    pub(super) rooms: Vec<String>,
     /// Open escalations (absent before 2026-12).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    escalations: Vec<super::escalate::Esc>,
+    pub(super) escalations: Vec<super::escalate::Esc>,
     /// The household's mode (absent before 2026-12: home).
     #[serde(default, skip_serializing_if = "is_home")]
-    mode: super::mode::ModeState,
+    pub(super) mode: super::mode::ModeState,
     /// Alerts held back by pre-alarms (absent before 2026-12).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    prealarms: Vec<super::prealarm::Pre>,
+    pub(super) prealarms: Vec<super::prealarm::Pre>,
 }
 
 fn is_home(m: &super::mode::ModeState) -> bool {
@@ -49,25 +53,25 @@ fn is_home(m: &super::mode::ModeState) -> bool {
 }
 
 #[derive(Serialize, Deserialize)]
-struct RuleSnap {
-    spec: RuleSpec,
-    started: bool,
-    slots: Vec<SlotSnap>,
+pub(super) struct RuleSnap {
+    pub(super) spec: RuleSpec,
+    pub(super) started: bool,
+    pub(super) slots: Vec<SlotSnap>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    routine: Option<Routine>,
+    pub(super) routine: Option<Routine>,
 }
 
 #[derive(Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Clone)]
 #[serde(rename_all = "lowercase")]
-enum Subj {
+pub(super) enum Subj {
     Rule,
     Device(String),
     Room(String),
 }
 
 #[derive(Serialize, Deserialize)]
-struct SlotSnap {
-    subject: Subj,
+pub(super) struct SlotSnap {
+    pub(super) subject: Subj,
     phase: Phase,
     #[serde(default)]
     acked: bool,
@@ -75,16 +79,16 @@ struct SlotSnap {
     last: i64,
     deadline: Option<i64>,
     value: f64,
-    dev: Option<String>,
+    pub(super) dev: Option<String>,
     /// When the open alert was raised (its instance id; absent before 2026-12).
     #[serde(default)]
     opened: i64,
 }
 
 #[derive(Serialize, Deserialize)]
-struct SeenSnap {
-    device: String,
-    kind: Kind,
+pub(super) struct SeenSnap {
+    pub(super) device: String,
+    pub(super) kind: Kind,
     at: i64,
     value: f64,
     /// When it arrived by the engine clock (absent before 2026-12: `at`).
@@ -92,7 +96,13 @@ struct SeenSnap {
     arrived: Option<i64>,
 }
 
-fn per_room(spec: &RuleSpec) -> bool {
+impl Snap {
+    pub(super) fn parse(bytes: &[u8]) -> Result<Snap, RulesError> {
+        serde_json::from_slice(bytes).map_err(|e| RulesError::Snapshot(e.to_string()))
+    }
+}
+
+pub(super) fn per_room(spec: &RuleSpec) -> bool {
     spec.kind == RuleType::Inactivity && spec.per == Some(Per::Room)
 }
 
@@ -125,9 +135,50 @@ impl Engine {
         }
     }
 
-    /// The engine's state as bytes (JSON), for storage across restarts.
-    pub fn snapshot(&self) -> Vec<u8> {
+    /// One slot as saved: its subject and the device it names by id
+    /// (`None` when a name is unknown, which never happens for live state).
+    pub(super) fn slot_snap(&self, room: bool, subject: u32, s: &Slot) -> Option<SlotSnap> {
         let dev_name = |i: u32| self.devs.get(i).map(|d| d.id.to_string());
+        let subj = if subject == RULE_SUBJECT {
+            Subj::Rule
+        } else if room {
+            Subj::Room(self.devs.room_by_index(subject)?.to_string())
+        } else {
+            Subj::Device(dev_name(subject)?)
+        };
+        Some(SlotSnap {
+            subject: subj,
+            phase: s.phase,
+            acked: s.acked,
+            since: s.since,
+            last: s.last,
+            deadline: s.deadline,
+            value: s.value,
+            opened: s.opened,
+            dev: if s.dev == NO_DEV {
+                None
+            } else {
+                dev_name(s.dev)
+            },
+        })
+    }
+
+    /// The last readings of device `i`, one per kind, as saved.
+    pub(super) fn seen_snaps(&self, i: u32) -> impl Iterator<Item = SeenSnap> + '_ {
+        let id = self.devs.get(i).map(|d| d.id.to_string());
+        self.devs.seen(i).filter_map(move |(kind, at, value)| {
+            Some(SeenSnap {
+                device: id.clone()?,
+                kind,
+                at,
+                value,
+                arrived: self.devs.last_arrival(i, kind),
+            })
+        })
+    }
+
+    /// The engine's whole state (see [`Engine::snapshot`]).
+    pub(super) fn snap(&self) -> Snap {
         let rules = self
             .rules
             .iter()
@@ -136,30 +187,7 @@ impl Engine {
                 let mut slots: Vec<SlotSnap> = r
                     .slots
                     .iter()
-                    .filter_map(|(&subject, s)| {
-                        let subj = if subject == RULE_SUBJECT {
-                            Subj::Rule
-                        } else if room {
-                            Subj::Room(self.devs.room_by_index(subject)?.to_string())
-                        } else {
-                            Subj::Device(dev_name(subject)?)
-                        };
-                        Some(SlotSnap {
-                            subject: subj,
-                            phase: s.phase,
-                            acked: s.acked,
-                            since: s.since,
-                            last: s.last,
-                            deadline: s.deadline,
-                            value: s.value,
-                            opened: s.opened,
-                            dev: if s.dev == NO_DEV {
-                                None
-                            } else {
-                                dev_name(s.dev)
-                            },
-                        })
-                    })
+                    .filter_map(|(&subject, s)| self.slot_snap(room, subject, s))
                     .collect();
                 slots.sort_by(|a, b| a.subject.cmp(&b.subject));
                 RuleSnap {
@@ -173,19 +201,12 @@ impl Engine {
         let mut seen: Vec<SeenSnap> = self
             .devs
             .iter()
-            .flat_map(|(i, d)| {
-                self.devs.seen(i).map(move |(kind, at, value)| SeenSnap {
-                    device: d.id.to_string(),
-                    kind,
-                    at,
-                    value,
-                    arrived: self.devs.last_arrival(i, kind),
-                })
-            })
+            .flat_map(|(i, _)| self.seen_snaps(i))
             .collect();
         seen.sort_by(|a, b| (&a.device, a.kind).cmp(&(&b.device, b.kind)));
-        let snap = Snap {
+        Snap {
             v: VERSION,
+            seq: self.journal.seq,
             now: self.now,
             rules,
             seen,
@@ -194,8 +215,12 @@ impl Engine {
             escalations: self.escalations.open.clone(),
             mode: self.mode.clone(),
             prealarms: self.prealarms.clone(),
-        };
-        serde_json::to_vec(&snap).unwrap_or_default()
+        }
+    }
+
+    /// The engine's state as bytes (JSON), for storage across restarts.
+    pub fn snapshot(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.snap()).unwrap_or_default()
     }
 
     /// Restores state saved by [`Engine::snapshot`] into this engine (built
@@ -203,8 +228,12 @@ impl Engine {
     /// whose spec changed is dropped. Timers that fell due while stopped fire
     /// on the next `on_tick`/`on_reading`. Returns how many rules got state.
     pub fn restore(&mut self, bytes: &[u8], now: Time) -> Result<usize, RulesError> {
-        let snap: Snap =
-            serde_json::from_slice(bytes).map_err(|e| RulesError::Snapshot(e.to_string()))?;
+        let snap = Snap::parse(bytes)?;
+        self.restore_snap(snap, now)
+    }
+
+    /// Restores a parsed (and possibly journal-merged) state.
+    pub(super) fn restore_snap(&mut self, snap: Snap, now: Time) -> Result<usize, RulesError> {
         if snap.v != VERSION {
             return Err(RulesError::Snapshot(format!(
                 "format version {} is not {VERSION}",
@@ -291,6 +320,7 @@ impl Engine {
         self.now = self.now.max(snap.now).max(now.0);
         self.rebuild_timers();
         self.needs_start = true;
+        self.journal.restored(snap.seq);
         self.generation += 1;
         Ok(restored)
     }

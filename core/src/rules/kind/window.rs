@@ -163,6 +163,7 @@ fn evidence(rule: &mut Rule, at: At, dev: u32, ctx: &mut Ctx<'_>, r: &Reading) {
             continue;
         };
         ctx.subject = k;
+        ctx.touched.push((at.ri, k));
         let cause = Cause {
             shown: Some(slot.value),
             value: None,
