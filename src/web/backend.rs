@@ -152,6 +152,20 @@ pub fn uplink_settings(cfg: &crate::config::Config) -> serde_json::Value {
     serde_json::json!({ "gateway": cfg.gateway.id, "mqtt": mqtt, "lorawan": lorawan, "arc": arc })
 }
 
+impl StoreBackend {
+    /// With commit grouping (`[store] commit_delay`), readings nobody waits
+    /// for may sit uncommitted for up to the delay: a page that reads the
+    /// history or the registry first has them committed, so it never shows
+    /// a state older than the live stream (a device that just reported, a
+    /// commissioning event). One commit per page load.
+    async fn fresh(&self) -> Result<(), BackendError> {
+        if self.config.store.commit_delay.0.is_zero() {
+            return Ok(());
+        }
+        self.store.flush().await.map_err(failed)
+    }
+}
+
 fn failed(e: crate::store::StoreError) -> BackendError {
     BackendError::Failed(format!("store: {e}"))
 }
@@ -182,10 +196,16 @@ impl From<Arc<StoreBackend>> for Roles {
 
 impl Registry for StoreBackend {
     fn devices(&self) -> BoxFut<'_, Result<Vec<DeviceInfo>, BackendError>> {
-        Box::pin(async move { self.store.devices().await.map_err(failed) })
+        Box::pin(async move {
+            self.fresh().await?;
+            self.store.devices().await.map_err(failed)
+        })
     }
     fn device(&self, id: DeviceId) -> BoxFut<'_, Result<Option<DeviceInfo>, BackendError>> {
-        Box::pin(async move { self.store.device(&id).await.map_err(failed) })
+        Box::pin(async move {
+            self.fresh().await?;
+            self.store.device(&id).await.map_err(failed)
+        })
     }
     fn update_devices(
         &self,
@@ -234,6 +254,7 @@ impl History for StoreBackend {
         limit: usize,
     ) -> BoxFut<'_, Result<Vec<Reading>, BackendError>> {
         Box::pin(async move {
+            self.fresh().await?;
             self.store
                 .history(since, until, limit)
                 .await
@@ -241,7 +262,10 @@ impl History for StoreBackend {
         })
     }
     fn latest_readings(&self, since: Time) -> BoxFut<'_, Result<Vec<Reading>, BackendError>> {
-        Box::pin(async move { self.store.latest_per_device(since).await.map_err(failed) })
+        Box::pin(async move {
+            self.fresh().await?;
+            self.store.latest_per_device(since).await.map_err(failed)
+        })
     }
     fn wipe_history(&self) -> BoxFut<'_, Result<(), BackendError>> {
         Box::pin(async move {

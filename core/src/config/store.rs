@@ -26,8 +26,9 @@ pub struct StoreConfig {
     /// (SD-card wear); a power cut loses at most this much of them. Alerts,
     /// a reading whose device waits for its PUBACK, status, registry
     /// changes and flushes commit at once and take the waiting writes
-    /// along; 64 waiting writes commit at once. Default `0s` (off): the web
-    /// UI reads new devices and commissioning events from the file.
+    /// along; 64 waiting writes commit at once; a web page that reads the
+    /// history or the registry commits them first. Default `30s`; `0s`
+    /// turns grouping off.
     pub commit_delay: Dur,
     /// How often the writer deletes expired history (in small chunks).
     pub retention_interval: Dur,
@@ -60,7 +61,7 @@ impl Default for StoreConfig {
             outbox_max_mb: 256,
             batch_max: 1024,
             queue_capacity: 8192,
-            commit_delay: Dur::secs(0),
+            commit_delay: Dur::secs(30),
             retention_interval: Dur::mins(10),
             busy_timeout: Dur::secs(5),
             disk_reserve_kb: 8192,
