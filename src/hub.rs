@@ -39,7 +39,8 @@
 //! Crash consistency: alerts commit together with the rule state that made
 //! them (one store write, one transaction), so a restart after a crash
 //! neither raises a committed alert again nor forgets a committed clear;
-//! other rule progress is saved every [`SAVE_EVERY`] and at shutdown.
+//! other rule progress is saved every [`SAVE_EVERY`] (at most once per
+//! `[store] commit_delay`, whose commit it waits for anyway) and at shutdown.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -250,6 +251,10 @@ impl Hub {
         let mut inputs_open = true;
         let mut acked = self.acked.take();
         let mut acks = Vec::new();
+        // The periodic save waits for the store's commit anyway: more than
+        // one per `commit_delay` would only add journal rows to one commit.
+        let lazy_every = SAVE_EVERY.max(self.store.commit_delay());
+        let mut lazy_saved = tokio::time::Instant::now();
         loop {
             let deadline = self.engine.next_deadline();
             let sleep = deadline_sleep(&*self.clock, deadline);
@@ -317,7 +322,10 @@ impl Hub {
                     if let Some(w) = &self.watchdog {
                         (w.feed)();
                     }
-                    self.save_rule_state_lazily().await?;
+                    if lazy_saved.elapsed() + std::time::Duration::from_millis(50) >= lazy_every {
+                        lazy_saved = tokio::time::Instant::now();
+                        self.save_rule_state_lazily().await?;
+                    }
                 }
             }
         }

@@ -298,6 +298,8 @@ struct Inner {
     clock_untrusted: AtomicBool,
     /// The writer was left behind by `close_within`: never join it.
     detached: AtomicBool,
+    /// `[store] commit_delay`.
+    commit_delay: Duration,
 }
 
 impl Drop for Inner {
@@ -369,6 +371,7 @@ impl Store {
                 closing: opened.closing,
                 clock_untrusted: AtomicBool::new(false),
                 detached: AtomicBool::new(false),
+                commit_delay: cfg.commit_delay.0,
             }),
         })
     }
@@ -428,6 +431,13 @@ impl Store {
     }
 
     /// Bumped after each commit that added outbox rows.
+    /// How long writes nobody waits for may wait for their commit
+    /// (`[store] commit_delay`): a periodic save more frequent than this
+    /// only adds rows to the same commit.
+    pub fn commit_delay(&self) -> Duration {
+        self.inner.commit_delay
+    }
+
     pub fn outbox_changed(&self) -> watch::Receiver<u64> {
         self.inner.changed.clone()
     }
