@@ -329,7 +329,16 @@ impl Hub {
                 }
             }
         }
-        self.save_rule_state().await?;
+        // A clean stop (an update, a restart) leaves one full snapshot.
+        if self.engine.state_dirty() || self.engine.journal_open() {
+            let state = crate::store::StateWrite {
+                key: RULE_STATE_KEY,
+                journal: RULE_JOURNAL,
+                saved: self.engine.save_full(),
+                lazy: false,
+            };
+            self.store.submit(Write::State(state)).await?;
+        }
         Ok(())
     }
 

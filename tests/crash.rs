@@ -295,5 +295,25 @@ fn kill_9_after_alerts_saved_as_journal_deltas_raises_none_twice() {
         count("cleared")
     );
     assert_eq!(count("raised"), N, "a leak raised twice after kill -9");
+    // A clean stop (an update, a restart) leaves one full snapshot and no
+    // journal: a build rolled back to finds the latest state.
     gw.stop();
+    let db = rusqlite::Connection::open(gw.db()).unwrap();
+    let journal: i64 = db
+        .query_row(
+            "SELECT count(*) FROM kv WHERE key LIKE 'rules.journal/%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(journal, 0, "a clean stop ends the journal");
+    assert!(
+        db.query_row(
+            "SELECT count(*) FROM kv WHERE key = 'rules.state'",
+            [],
+            |r| r.get::<_, i64>(0)
+        )
+        .unwrap()
+            == 1
+    );
 }

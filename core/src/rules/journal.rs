@@ -151,6 +151,20 @@ struct Delta {
 }
 
 impl Engine {
+    /// Whether deltas were saved since the last full save (the saved state
+    /// needs its journal to be complete).
+    pub fn journal_open(&self) -> bool {
+        self.journal.journal_bytes > 0
+    }
+
+    /// The whole state, ending the journal: for a clean stop, so what is
+    /// stored is one snapshot any build can read (an update rolled back to
+    /// a build without the journal still finds the latest state).
+    pub fn save_full(&mut self) -> Saved {
+        self.journal.all();
+        self.save()
+    }
+
     /// The state to persist now, full or as a delta (see the module doc),
     /// and marks it saved. Deltas must be stored in order after the full
     /// save before them; [`Engine::restore_journal`] reads them back.

@@ -290,6 +290,15 @@ fn untracked_changes_an_ack_a_reload_a_clock_step_save_in_full() {
     let set = RuleSet::parse(RULES, "t").unwrap();
     e.reload(&set);
     assert!(matches!(e.save(), Saved::Full(_)));
+    // The reloaded rules start on the next event (a full save), then the
+    // journal goes on; a clean stop ends it with a full save.
+    e.on_reading(at, &rd("p2", Kind::Panic, 1.0, &at.to_string()), &mut out);
+    assert!(matches!(e.save(), Saved::Full(_)));
+    e.on_reading(at, &rd("p3", Kind::Panic, 1.0, &at.to_string()), &mut out);
+    assert!(matches!(e.save(), Saved::Delta { .. }));
+    assert!(e.journal_open());
+    assert!(matches!(e.save_full(), Saved::Full(_)));
+    assert!(!e.journal_open());
 }
 
 #[test]
