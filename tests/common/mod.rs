@@ -41,11 +41,24 @@ pub fn have(binary: &str) -> bool {
     found
 }
 
+/// A port free now and never handed out before in this test process.
+/// Tests of one binary run in parallel and restart gateways on their port
+/// (`kill -9`, then start again): without the record, another test could be
+/// given that port while it is briefly free, and its gateway (or this one)
+/// would fail to bind while the other answers in its place.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 pub fn wait_port(port: u16, timeout: Duration) -> bool {
@@ -219,6 +232,13 @@ impl Gateway {
             wait_port(self.broker_port, Duration::from_secs(10)),
             "carebridge's embedded broker did not listen"
         );
+        // The port answers: make sure it is this gateway that answers.
+        if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+            panic!(
+                "carebridge exited at start ({status}): port {} taken?",
+                self.broker_port
+            );
+        }
     }
 
     /// `kill -9`: no chance to flush anything.
