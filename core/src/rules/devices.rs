@@ -392,6 +392,16 @@ impl Devices {
     pub fn iter(&self) -> impl Iterator<Item = (u32, &Dev)> {
         (0u32..).zip(self.list.iter())
     }
+
+    /// How many devices are known.
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// Devices from index `from` on, with their indices (O(1) to reach).
+    pub fn iter_from(&self, from: usize) -> impl Iterator<Item = (u32, &Dev)> {
+        (u32::try_from(from).unwrap_or(u32::MAX)..).zip(self.list.get(from..).unwrap_or(&[]).iter())
+    }
 }
 
 #[cfg(test)]

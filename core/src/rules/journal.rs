@@ -189,7 +189,7 @@ impl Engine {
         j.full = false;
         j.slots.clear();
         j.devs.clear();
-        j.devices_saved = self.devs.iter().count();
+        j.devices_saved = self.devs.len();
         j.rooms_saved = self.devs.rooms().len();
         self.mark_saved();
         saved
@@ -233,8 +233,7 @@ impl Engine {
             devices_from,
             devices: self
                 .devs
-                .iter()
-                .skip(devices_from)
+                .iter_from(devices_from)
                 .map(|(_, d)| d.id.to_string())
                 .collect(),
             rooms_from,
