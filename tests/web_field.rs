@@ -170,8 +170,26 @@ async fn commissioning_counts_only_events_after_the_start_and_the_signed_report_
     ));
     s.backend
         .inject(reading("hall-pir", Kind::Motion, 1.0, Time(now - 60_000)));
+    // A newer reading of another kind: the thermometer's baseline is still
+    // its newest temperature.
+    s.backend.inject(reading(
+        "lounge-temp",
+        Kind::Battery,
+        87.0,
+        Time(now - 30_000),
+    ));
     kinds_known(&s, &c, 3).await;
     let r = c.call(&s, "GET", "/api/v1/commissioning", "").await;
+    let lounge = r.json()["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|room| room["devices"].as_array().unwrap().clone())
+        .find(|d| d["device"]["id"] == "lounge-temp")
+        .unwrap();
+    assert_eq!(lounge["last_event"]["kind"], "battery", "{lounge}");
+    assert_eq!(lounge["test"]["kind"], "temperature", "{lounge}");
+    assert_eq!(lounge["base"], 20.0, "{lounge}");
     let text = r.body.clone();
     assert!(text.contains("Open the door or window"), "{text}");
     assert!(text.contains("Breathe on the thermometer"), "{text}");

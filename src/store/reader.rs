@@ -163,11 +163,12 @@ fn history(
     )
 }
 
-/// Each device's newest reading at or after `since` (one scan of that time
-/// range; SQLite takes the bare columns from the row holding the `MAX`).
+/// Each device's newest reading of each kind at or after `since` (one scan
+/// of that time range; SQLite takes the bare columns from the row holding
+/// the `MAX`).
 fn latest_per_device(conn: &Connection, since: Time) -> Result<Vec<Reading>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT device, kind, value, MAX(at) FROM history WHERE at >= ?1 GROUP BY device",
+        "SELECT device, kind, value, MAX(at) FROM history WHERE at >= ?1 GROUP BY device, kind",
     )?;
     readings(&mut stmt, params![since.as_millis()])
 }

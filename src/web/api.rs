@@ -493,24 +493,39 @@ pub async fn commissioning(app: &App) -> Result<Resp> {
     let devices = app.roles.registry.devices().await?;
     let now = app.roles.settings.now();
     let since = Time(now.as_millis() - 30 * 86_400_000);
-    // Each device's newest reading of the last 30 days (one grouped scan,
-    // not a capped oldest-first read that misses the newest on a busy home).
+    // Each device's newest reading of each kind of the last 30 days (one
+    // grouped scan, not a capped oldest-first read that misses the newest
+    // on a busy home): the last event, and the baseline of a rise test —
+    // the newest reading of the test's kind, as the sign-off takes it.
     let latest = app
         .roles
         .history
         .latest_readings(since)
         .await
         .unwrap_or_default();
-    let last: BTreeMap<&str, &crate::model::Reading> =
-        latest.iter().map(|r| (r.device.as_str(), r)).collect();
+    let mut last: BTreeMap<&str, &crate::model::Reading> = BTreeMap::new();
+    for r in &latest {
+        if last.get(r.device.as_str()).is_none_or(|l| l.at <= r.at) {
+            last.insert(r.device.as_str(), r);
+        }
+    }
+    let of_kind: BTreeMap<(&str, crate::model::Kind), f64> = latest
+        .iter()
+        .map(|r| ((r.device.as_str(), r.kind), r.value))
+        .collect();
     let mut rooms: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
     for d in &devices {
         let Some(id) = &d.id else { continue };
         let room = d.room.clone().unwrap_or_else(|| "(no room)".into());
+        let test = super::commissioning::device_test(app, d);
+        let base = test
+            .as_ref()
+            .and_then(|t| of_kind.get(&(id.as_str(), t.kind)));
         rooms.entry(room).or_default().push(json!({
             "device": d,
             "last_event": last.get(id.as_str()),
-            "test": super::commissioning::test_json(app, d),
+            "test": test,
+            "base": base,
         }));
     }
     let rooms: Vec<_> = rooms

@@ -406,8 +406,8 @@ pub async fn list(app: &App) -> Result<Resp> {
 }
 
 /// The per-device test the walk-through page shows.
-pub fn test_json(app: &App, d: &DeviceInfo) -> serde_json::Value {
-    json!(test_for(&kinds_of(app, d)))
+pub fn device_test(app: &App, d: &DeviceInfo) -> Option<DeviceTest> {
+    test_for(&kinds_of(app, d))
 }
 
 #[cfg(test)]

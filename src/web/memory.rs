@@ -296,10 +296,11 @@ impl History for MemoryBackend {
             .history
             .lock()
             .map(|h| {
-                let mut last: BTreeMap<DeviceId, Reading> = BTreeMap::new();
+                let mut last: BTreeMap<(DeviceId, crate::model::Kind), Reading> = BTreeMap::new();
                 for r in h.iter().filter(|r| r.at >= since) {
-                    if last.get(&r.device).is_none_or(|l| l.at <= r.at) {
-                        last.insert(r.device.clone(), r.clone());
+                    let key = (r.device.clone(), r.kind);
+                    if last.get(&key).is_none_or(|l| l.at <= r.at) {
+                        last.insert(key, r.clone());
                     }
                 }
                 last.into_values().collect()

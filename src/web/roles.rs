@@ -63,7 +63,8 @@ pub trait History: Send + Sync {
         until: Time,
         limit: usize,
     ) -> BoxFut<'_, Result<Vec<Reading>, BackendError>>;
-    /// Each device's newest reading since `since` (commissioning report).
+    /// Each device's newest reading of each kind since `since` (the
+    /// commissioning page: the last event, and the baseline of a test).
     fn latest_readings(&self, since: Time) -> BoxFut<'_, Result<Vec<Reading>, BackendError>>;
     /// Deletes the reading history (factory reset).
     fn wipe_history(&self) -> BoxFut<'_, Result<(), BackendError>>;

@@ -67,7 +67,10 @@ pages.commissioning = async () => {
           h('td', { 'data-label': 'Device' }, h('strong', { text: d.name || d.id }), h('div.muted', { text: d.id + (d.role ? ' · ' + d.role : '') })),
           instr, last, check, arcTd);
         const kinds = new Set([test && test.kind, le && le.kind].filter(Boolean));
-        rows[d.id] = { tr, check, last, instr, arcCell, test, kinds, base: le && test && le.kind === test.kind ? le.value : null, passed: false };
+        // The baseline of a rise test: the newest reading of its kind (the
+        // gateway sends it; the sign-off takes the same one).
+        const base = x.base !== undefined && x.base !== null ? x.base : le && test && le.kind === test.kind ? le.value : null;
+        rows[d.id] = { tr, check, last, instr, arcCell, test, kinds, base, passed: false };
         return tr;
       }))))));
   const start = installer() ? h('button.no-print', { type: 'button', id: 'walk', onclick: async ev => {
@@ -133,8 +136,10 @@ pages.commissioning = async () => {
     if (new Date(ev.at) < new Date(started)) return;
     if (passes(r.test, ev, r.base)) {
       r.passed = true; r.tr.className = 'green'; r.check.textContent = '✓ ' + reading(ev.kind, ev.value) + ' ' + new Date().toLocaleTimeString();
-    } else if (r.test && ev.kind === r.test.kind && r.test.pass === 'rise' && (r.base === null || r.base === undefined)) {
-      r.base = ev.value;
+    } else if (r.test && ev.kind === r.test.kind && r.test.pass === 'rise') {
+      // A rise counts from the lowest reading since the start (as the
+      // gateway's sign-off computes it).
+      r.base = r.base === null || r.base === undefined ? ev.value : Math.min(r.base, ev.value);
     }
   });
 };
