@@ -163,6 +163,17 @@ pub const RULE_STATE_KEY: &str = "rules.state";
 /// [`RULE_STATE_KEY`]; see `rules::Saved`).
 pub const RULE_JOURNAL: &str = "rules.journal/";
 
+/// A save of the engine's state (`Engine::save`, a delta when it can be)
+/// as the store writes it: under [`RULE_STATE_KEY`] and [`RULE_JOURNAL`].
+fn state_write(saved: crate::rules::Saved, lazy: bool) -> crate::store::StateWrite {
+    crate::store::StateWrite {
+        key: RULE_STATE_KEY,
+        journal: RULE_JOURNAL,
+        saved,
+        lazy,
+    }
+}
+
 /// The saved rule state: the snapshot and the deltas after it, in order.
 pub async fn load_rule_state(
     store: &Store,
@@ -331,13 +342,10 @@ impl Hub {
         }
         // A clean stop (an update, a restart) leaves one full snapshot.
         if self.engine.state_dirty() || self.engine.journal_open() {
-            let state = crate::store::StateWrite {
-                key: RULE_STATE_KEY,
-                journal: RULE_JOURNAL,
-                saved: self.engine.save_full(),
-                lazy: false,
-            };
-            self.store.submit(Write::State(state)).await?;
+            let saved = self.engine.save_full();
+            self.store
+                .submit(Write::State(state_write(saved, false)))
+                .await?;
         }
         Ok(())
     }
@@ -425,8 +433,10 @@ impl Hub {
                 tracing::info!(mode = self.engine.mode().mode.as_str(), source = %self.engine.mode().source, "household mode");
                 *m = self.engine.mode().clone();
             }
-            let state = self.state_write(false);
-            self.store.submit(Write::State(state)).await?;
+            let saved = self.engine.save();
+            self.store
+                .submit(Write::State(state_write(saved, false)))
+                .await?;
         }
         Ok(())
     }
@@ -436,21 +446,12 @@ impl Hub {
     /// (`commit_delay`: a quiet home does not write a transaction for it).
     async fn save_rule_state_lazily(&mut self) -> anyhow::Result<()> {
         if self.engine.state_dirty() {
-            let state = self.state_write(true);
-            self.store.submit(Write::State(state)).await?;
+            let saved = self.engine.save();
+            self.store
+                .submit(Write::State(state_write(saved, true)))
+                .await?;
         }
         Ok(())
-    }
-
-    /// The engine's state to save now (a delta when it can: see
-    /// `rules::Saved`); marks it saved.
-    fn state_write(&mut self, lazy: bool) -> crate::store::StateWrite {
-        crate::store::StateWrite {
-            key: RULE_STATE_KEY,
-            journal: RULE_JOURNAL,
-            saved: self.engine.save(),
-            lazy,
-        }
     }
 
     /// The wall clock stepped: the engine follows (see `Engine::shift`);
@@ -518,7 +519,7 @@ impl Hub {
             let _ = self.live.send(Live::Alert(a.clone()));
             batch.push(a);
         }
-        let state = self.state_write(false);
+        let state = state_write(self.engine.save(), false);
         self.store
             .submit(Write::AlertsWithState {
                 alerts: batch,

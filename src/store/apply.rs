@@ -9,8 +9,9 @@ use std::time::Instant;
 use rusqlite::{Connection, params};
 
 use super::outbox::{self, Outbox};
+use super::state::StateWrite;
 use super::touches::Touches;
-use super::writer::{Op, StateWrite};
+use super::writer::Op;
 use crate::model::{Class, DeviceInfo, Time};
 
 /// Applies every op inside the caller's transaction. Returns whether outbox

@@ -57,6 +57,7 @@ pub mod outbox;
 mod reader;
 mod reserve;
 mod schema;
+mod state;
 mod touches;
 mod writer;
 
@@ -87,7 +88,7 @@ use crate::model::{Alert, Class, DeviceId, DeviceInfo, Reading, Time};
 pub use ack::{AckSink, AckTo};
 pub use delivery::{AlertDelivery, DeliveredStats, Via};
 pub use schema::quarantine as quarantine_at;
-pub use writer::StateWrite;
+pub use state::StateWrite;
 pub use writer::{DISK_FULL_RULE, Evicted};
 
 pub use crate::config::{StartupCheck, StoreConfig};

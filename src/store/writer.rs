@@ -69,29 +69,8 @@ pub(super) enum Op {
     Device(DeviceInfo),
     RemoveDevice(DeviceId),
     Kv(String, Option<Vec<u8>>),
-    State(StateWrite),
+    State(super::state::StateWrite),
     WipeHistory,
-}
-
-/// One save of the rule engine's state (see `rules::Saved`, `journal.rs`):
-/// a full snapshot is put under `key` and ends the journal (every kv row
-/// under the `journal` prefix is deleted in the same transaction); a delta
-/// is appended to the journal as `<journal><seq, 20 digits>`, so a prefix
-/// scan reads the deltas in order.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StateWrite {
-    pub key: &'static str,
-    pub journal: &'static str,
-    pub saved: crate::rules::Saved,
-    /// May wait for `commit_delay` (progress only, no alert depends on it).
-    pub lazy: bool,
-}
-
-impl StateWrite {
-    /// The kv key of a delta.
-    pub fn delta_key(journal: &str, seq: u64) -> String {
-        format!("{journal}{seq:020}")
-    }
 }
 
 const RETENTION_CHUNK: i64 = 2000;
@@ -425,13 +404,13 @@ impl Writer {
                     let op = self.prepare(Write::Alert(a));
                     ops.push(op);
                 }
-                push_state(ops, state);
+                super::state::push_state(ops, state);
             }
             Msg::Write(Write::Kv(key, value)) => {
                 supersede_kv(ops, &key);
                 ops.push(Op::Kv(key, value));
             }
-            Msg::Write(Write::State(state)) => push_state(ops, state),
+            Msg::Write(Write::State(state)) => super::state::push_state(ops, state),
             Msg::Write(w) => {
                 let op = self.prepare(w);
                 // Only the newest status matters (the outbox supersedes the
@@ -700,17 +679,6 @@ fn supersede_kv(ops: &mut Vec<Op>, key: &str) {
     {
         ops.remove(i);
     }
-}
-
-/// A full rule state makes the state writes before it in the same
-/// transaction pointless (it replaces the snapshot and ends the journal
-/// they belong to): they are dropped. A delta is never dropped (each one
-/// carries its own changes).
-fn push_state(ops: &mut Vec<Op>, st: StateWrite) {
-    if matches!(st.saved, crate::rules::Saved::Full(_)) {
-        ops.retain(|o| !matches!(o, Op::State(old) if old.journal == st.journal));
-    }
-    ops.push(Op::State(st));
 }
 
 /// A reading, or the acknowledgement that follows one (the front door's

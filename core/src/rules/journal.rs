@@ -113,18 +113,6 @@ pub enum Saved {
     Delta { seq: u64, bytes: Vec<u8> },
 }
 
-impl Saved {
-    pub fn len(&self) -> usize {
-        match self {
-            Saved::Full(b) | Saved::Delta { bytes: b, .. } => b.len(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
 #[derive(Serialize, Deserialize)]
 struct Delta {
     /// Its sequence number: the one after the snapshot or delta before it.
