@@ -159,16 +159,12 @@ pub enum HubCommand {
 
 /// Where the rule engine's state is kept between runs (the store's kv table).
 pub const RULE_STATE_KEY: &str = "rules.state";
-/// Key prefix of the rule state's journal (deltas after the snapshot under
-/// [`RULE_STATE_KEY`]; see `rules::Saved`).
-pub const RULE_JOURNAL: &str = "rules.journal/";
-
 /// A save of the engine's state (`Engine::save`, a delta when it can be)
-/// as the store writes it: under [`RULE_STATE_KEY`] and [`RULE_JOURNAL`].
+/// as the store writes it: a snapshot under [`RULE_STATE_KEY`], deltas
+/// after it in the store's rule journal (`Store::rule_journal`).
 fn state_write(saved: crate::rules::Saved, lazy: bool) -> crate::store::StateWrite {
     crate::store::StateWrite {
         key: RULE_STATE_KEY,
-        journal: RULE_JOURNAL,
         saved,
         lazy,
     }
@@ -181,12 +177,7 @@ pub async fn load_rule_state(
     let Some(full) = store.kv_get(RULE_STATE_KEY).await? else {
         return Ok(None);
     };
-    let deltas = store
-        .kv_scan(RULE_JOURNAL)
-        .await?
-        .into_iter()
-        .map(|(_, v)| v)
-        .collect();
+    let deltas = store.rule_journal().await?;
     Ok(Some((full, deltas)))
 }
 

@@ -277,11 +277,7 @@ fn kill_9_after_alerts_saved_as_journal_deltas_raises_none_twice() {
     let journal: i64 =
         rusqlite::Connection::open_with_flags(gw.db(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .unwrap()
-            .query_row(
-                "SELECT count(*) FROM kv WHERE key LIKE 'rules.journal/%'",
-                [],
-                |r| r.get(0),
-            )
+            .query_row("SELECT count(*) FROM rules_journal", [], |r| r.get(0))
             .unwrap();
     assert!(journal > 0, "the alerts' state went to the journal");
     gw.kill9();
@@ -300,11 +296,7 @@ fn kill_9_after_alerts_saved_as_journal_deltas_raises_none_twice() {
     gw.stop();
     let db = rusqlite::Connection::open(gw.db()).unwrap();
     let journal: i64 = db
-        .query_row(
-            "SELECT count(*) FROM kv WHERE key LIKE 'rules.journal/%'",
-            [],
-            |r| r.get(0),
-        )
+        .query_row("SELECT count(*) FROM rules_journal", [], |r| r.get(0))
         .unwrap();
     assert_eq!(journal, 0, "a clean stop ends the journal");
     assert!(

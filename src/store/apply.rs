@@ -9,7 +9,6 @@ use std::time::Instant;
 use rusqlite::{Connection, params};
 
 use super::outbox::{self, Outbox};
-use super::state::StateWrite;
 use super::touches::Touches;
 use super::writer::Op;
 use crate::model::{Class, DeviceInfo, Time};
@@ -27,14 +26,22 @@ pub(super) fn apply(
     for op in ops {
         match op {
             Op::Reading(r, telemetry) => {
+                // `t`: the next free key of this millisecond (one b-tree
+                // seek); NULL when all HISTORY_SLOTS are taken, which makes
+                // SQLite append the row after the newest (kept, never lost).
+                let lo = super::schema::history_key(r.at.as_millis());
                 conn.prepare_cached(
-                    "INSERT INTO history (device, kind, value, at) VALUES (?1, ?2, ?3, ?4)",
+                    "INSERT INTO history (t, device, kind, value, at) VALUES ( \
+                     (SELECT CASE WHEN max(t) IS NULL THEN ?5 WHEN max(t) < ?6 THEN max(t) + 1 END \
+                      FROM history WHERE t >= ?5 AND t <= ?6), ?1, ?2, ?3, ?4)",
                 )?
                 .execute(params![
                     r.device.as_str(),
                     i64::from(r.kind.code()),
                     r.value,
-                    r.at.as_millis()
+                    r.at.as_millis(),
+                    lo,
+                    lo.saturating_add(super::schema::HISTORY_SLOTS - 1),
                 ])?;
                 touches.add(r, now);
                 if let Some((id, at, trusted)) = telemetry {
@@ -77,13 +84,15 @@ pub(super) fn apply(
             Op::State(st) => match &st.saved {
                 crate::rules::Saved::Full(bytes) => {
                     // The journal ends: its deltas are in this snapshot.
-                    let (lo, hi) = prefix_range(st.journal);
-                    conn.prepare_cached("DELETE FROM kv WHERE key >= ?1 AND key < ?2")?
-                        .execute(params![lo, hi])?;
+                    conn.prepare_cached("DELETE FROM rules_journal")?
+                        .execute([])?;
                     put_kv(conn, st.key, bytes)?;
                 }
                 crate::rules::Saved::Delta { seq, bytes } => {
-                    put_kv(conn, &StateWrite::delta_key(st.journal, *seq), bytes)?;
+                    conn.prepare_cached(
+                        "INSERT OR REPLACE INTO rules_journal (seq, delta) VALUES (?1, ?2)",
+                    )?
+                    .execute(params![i64::try_from(*seq).unwrap_or(i64::MAX), bytes])?;
                 }
             },
             Op::WipeHistory => {
@@ -100,17 +109,6 @@ fn put_kv(conn: &Connection, key: &str, value: &[u8]) -> rusqlite::Result<()> {
     )?
     .execute(params![key, value])?;
     Ok(())
-}
-
-/// The keys starting with `prefix`: `lo <= key < hi` (the prefix with its
-/// last byte counted up; keys are ASCII).
-fn prefix_range(prefix: &str) -> (String, String) {
-    let mut hi = prefix.to_string();
-    match hi.pop() {
-        Some(c) => hi.push(char::from_u32(c as u32 + 1).unwrap_or(char::MAX)),
-        None => hi.push(char::MAX),
-    }
-    (prefix.to_string(), hi)
 }
 
 fn upsert_device(conn: &Connection, d: &DeviceInfo) -> rusqlite::Result<()> {

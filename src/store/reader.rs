@@ -151,14 +151,17 @@ fn history(
     limit: usize,
 ) -> Result<Vec<Reading>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT device, kind, value, at FROM history WHERE at >= ?1 AND at < ?2 ORDER BY at LIMIT ?3",
+        "SELECT device, kind, value, at FROM history WHERE t >= ?4 AND t < ?5 \
+         AND at >= ?1 AND at < ?2 ORDER BY t LIMIT ?3",
     )?;
     readings(
         &mut stmt,
         params![
             since.as_millis(),
             until.as_millis(),
-            i64::try_from(limit).unwrap_or(i64::MAX)
+            i64::try_from(limit).unwrap_or(i64::MAX),
+            schema::history_key(since.as_millis()),
+            schema::history_key(until.as_millis()),
         ],
     )
 }
@@ -168,9 +171,12 @@ fn history(
 /// the `MAX`).
 fn latest_per_device(conn: &Connection, since: Time) -> Result<Vec<Reading>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT device, kind, value, MAX(at) FROM history WHERE at >= ?1 GROUP BY device, kind",
+        "SELECT device, kind, value, MAX(at) FROM history WHERE t >= ?2 AND at >= ?1 GROUP BY device, kind",
     )?;
-    readings(&mut stmt, params![since.as_millis()])
+    readings(
+        &mut stmt,
+        params![since.as_millis(), schema::history_key(since.as_millis())],
+    )
 }
 
 /// Rows of `(device, kind, value, at)` as readings; a row that no longer
@@ -212,14 +218,17 @@ fn history_of(
     limit: usize,
 ) -> Result<Vec<Reading>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT kind, value, at FROM history WHERE device = ?1 AND at >= ?2 AND at < ?3 ORDER BY at LIMIT ?4",
+        "SELECT kind, value, at FROM history WHERE t >= ?5 AND t < ?6 \
+         AND device = ?1 AND at >= ?2 AND at < ?3 ORDER BY t LIMIT ?4",
     )?;
     let rows = stmt.query_map(
         params![
             device.as_str(),
             since.as_millis(),
             until.as_millis(),
-            i64::try_from(limit).unwrap_or(i64::MAX)
+            i64::try_from(limit).unwrap_or(i64::MAX),
+            schema::history_key(since.as_millis()),
+            schema::history_key(until.as_millis()),
         ],
         |r| {
             Ok((
@@ -261,6 +270,12 @@ fn kv_scan(conn: &Connection, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, St
         "SELECT key, value FROM kv WHERE substr(key, 1, length(?1)) = ?1 ORDER BY key",
     )?;
     let rows = stmt.query_map([prefix], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+fn rule_journal(conn: &Connection) -> Result<Vec<Vec<u8>>, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT delta FROM rules_journal ORDER BY seq")?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
@@ -390,6 +405,12 @@ impl Store {
     pub async fn kv_scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let prefix = prefix.to_owned();
         self.read(move |c| kv_scan(c, &prefix)).await
+    }
+
+    /// The rule engine's deltas since its last full snapshot, in order
+    /// (see [`super::StateWrite`]).
+    pub async fn rule_journal(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.read(rule_journal).await
     }
 
     /// Full `PRAGMA integrity_check` (slow on big files; start-up runs the quick one).

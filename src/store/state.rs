@@ -4,24 +4,16 @@
 use super::writer::Op;
 
 /// One save of the rule engine's state (see `rules::Saved`, `journal.rs`):
-/// a full snapshot is put under `key` and ends the journal (every kv row
-/// under the `journal` prefix is deleted in the same transaction); a delta
-/// is appended to the journal as `<journal><seq, 20 digits>`, so a prefix
-/// scan reads the deltas in order.
+/// a full snapshot is put in kv under `key` and ends the journal (every
+/// row of the `rules_journal` table is deleted in the same transaction); a
+/// delta is appended to that table under its `seq`, so
+/// [`super::Store::rule_journal`] reads the deltas in order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StateWrite {
     pub key: &'static str,
-    pub journal: &'static str,
     pub saved: crate::rules::Saved,
     /// May wait for `commit_delay` (progress only, no alert depends on it).
     pub lazy: bool,
-}
-
-impl StateWrite {
-    /// The kv key of a delta.
-    pub fn delta_key(journal: &str, seq: u64) -> String {
-        format!("{journal}{seq:020}")
-    }
 }
 
 /// A full rule state makes the state writes before it in the same
@@ -30,7 +22,7 @@ impl StateWrite {
 /// carries its own changes).
 pub(super) fn push_state(ops: &mut Vec<Op>, st: StateWrite) {
     if matches!(st.saved, crate::rules::Saved::Full(_)) {
-        ops.retain(|o| !matches!(o, Op::State(old) if old.journal == st.journal));
+        ops.retain(|o| !matches!(o, Op::State(old) if old.key == st.key));
     }
     ops.push(Op::State(st));
 }

@@ -99,12 +99,13 @@ async fn a_v2_database_migrates_to_v3_keeping_every_row_and_dropping_only_the_de
         ),
         0
     );
+    // v6 keys history by time: no index at all.
     assert_eq!(
         count(
             &c,
-            "SELECT count(*) FROM sqlite_schema WHERE name = 'history_at'"
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'history'"
         ),
-        1
+        0
     );
     assert_eq!(
         c.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0))
@@ -229,4 +230,203 @@ fn an_alert_behind_a_few_readings_commits_without_waiting_for_more() {
         assert!(Instant::now() < deadline, "alert never committed");
         std::thread::sleep(Duration::from_millis(1));
     }
+}
+
+#[tokio::test]
+async fn a_v4_database_moves_its_rule_journal_out_of_kv_in_order_keeping_everything_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir);
+    {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.pragma_update(None, "journal_mode", "WAL").unwrap();
+        for step in &schema::MIGRATIONS[..4] {
+            c.execute_batch(step).unwrap();
+        }
+        c.pragma_update(None, "user_version", 4).unwrap();
+        c.execute_batch(
+            "INSERT INTO kv (key, value) VALUES
+                 ('rules.state', x'0102'),
+                 ('rules.journal/00000000000000000010', x'0a'),
+                 ('rules.journal/00000000000000000009', x'09'),
+                 ('rules.journalx', x'ff'),
+                 ('arc.capture', x'01');",
+        )
+        .unwrap();
+    }
+    let s = Store::open(&path, &StoreConfig::default()).unwrap();
+    assert_eq!(s.kv_get("rules.state").await.unwrap(), Some(vec![1u8, 2]));
+    assert_eq!(
+        s.rule_journal().await.unwrap(),
+        vec![vec![9u8], vec![10u8]],
+        "deltas in seq order"
+    );
+    assert!(s.kv_scan("rules.journal/").await.unwrap().is_empty());
+    assert_eq!(s.kv_get("rules.journalx").await.unwrap(), Some(vec![0xff]));
+    // A new delta goes to the table; a full save empties it.
+    s.submit(Write::State(StateWrite {
+        key: "rules.state",
+        saved: crate::rules::Saved::Delta {
+            seq: 11,
+            bytes: vec![11],
+        },
+        lazy: false,
+    }))
+    .await
+    .unwrap();
+    s.flush().await.unwrap();
+    assert_eq!(s.rule_journal().await.unwrap().len(), 3);
+    // The ARC trigger (it reads kv) still copies alerts.
+    s.submit(Write::Alert(alert("panic", 2_000))).await.unwrap();
+    s.flush().await.unwrap();
+    s.close().await.unwrap();
+
+    let c = rusqlite::Connection::open(&path).unwrap();
+    assert_eq!(
+        count(&c, "PRAGMA user_version"),
+        schema::MIGRATIONS.len() as i64
+    );
+    assert_eq!(count(&c, "SELECT count(*) FROM kv"), 3);
+    assert_eq!(count(&c, "SELECT count(*) FROM arc_queue"), 1);
+    let ok: String = c
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(ok, "ok");
+}
+
+#[tokio::test]
+async fn a_v5_history_is_keyed_by_time_keeping_every_row_and_same_millisecond_rows_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir);
+    {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.pragma_update(None, "journal_mode", "WAL").unwrap();
+        for step in &schema::MIGRATIONS[..5] {
+            c.execute_batch(step).unwrap();
+        }
+        c.pragma_update(None, "user_version", 5).unwrap();
+        // Inserted out of time order; three rows share one millisecond.
+        c.execute_batch(
+            "INSERT INTO history (device, kind, value, at) VALUES
+                 ('k-temp', 3, 21.0, 3000), ('hall-pir', 1, 1.0, 1000),
+                 ('k-temp', 3, 20.0, 2000), ('hall-pir', 1, 0.0, 2000),
+                 ('door', 2, 1.0, 2000);",
+        )
+        .unwrap();
+    }
+    let s = Store::open(&path, &StoreConfig::default()).unwrap();
+    let h = s.history(Time(0), Time(10_000), 100).await.unwrap();
+    assert_eq!(
+        h.iter()
+            .map(|r| (r.device.as_str().to_string(), r.at.0))
+            .collect::<Vec<_>>(),
+        vec![
+            ("hall-pir".to_string(), 1000),
+            ("k-temp".to_string(), 2000),
+            ("hall-pir".to_string(), 2000),
+            ("door".to_string(), 2000),
+            ("k-temp".to_string(), 3000),
+        ],
+        "time order; rows of one millisecond in the order they were written"
+    );
+    // Bounds are exact: [2000, 3000) holds the three rows of 2000 only.
+    assert_eq!(
+        s.history(Time(2000), Time(3000), 100).await.unwrap().len(),
+        3
+    );
+    assert_eq!(
+        s.history(Time(2001), Time(3000), 100).await.unwrap().len(),
+        0
+    );
+    // New readings in a millisecond that already has rows take the next keys.
+    for v in [5.0, 6.0] {
+        s.submit(Write::Reading(reading(
+            "k-temp",
+            Kind::Temperature,
+            v,
+            2000,
+        )))
+        .await
+        .unwrap();
+    }
+    s.submit(Write::Reading(reading(
+        "k-temp",
+        Kind::Temperature,
+        7.0,
+        500,
+    )))
+    .await
+    .unwrap();
+    s.flush().await.unwrap();
+    let k = s
+        .history_of(&dev("k-temp"), Time(0), Time(10_000), 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        k.iter().map(|r| (r.at.0, r.value)).collect::<Vec<_>>(),
+        vec![
+            (500, 7.0),
+            (2000, 20.0),
+            (2000, 5.0),
+            (2000, 6.0),
+            (3000, 21.0)
+        ]
+    );
+    let latest = s.latest_per_device(Time(0)).await.unwrap();
+    assert!(
+        latest
+            .iter()
+            .any(|r| r.device.as_str() == "k-temp" && r.at.0 == 3000)
+    );
+    s.close().await.unwrap();
+    let c = rusqlite::Connection::open(&path).unwrap();
+    assert_eq!(count(&c, "SELECT count(*) FROM history"), 8);
+    assert_eq!(
+        count(&c, "SELECT count(*) FROM history WHERE t / 65536 != at"),
+        0,
+        "every key encodes its row's time"
+    );
+    let ok: String = c
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(ok, "ok");
+}
+
+#[tokio::test]
+async fn a_millisecond_with_every_history_key_taken_still_stores_the_next_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir);
+    let s = Store::open(&path, &StoreConfig::default()).unwrap();
+    s.submit(Write::Reading(reading(
+        "k-temp",
+        Kind::Temperature,
+        1.0,
+        4000,
+    )))
+    .await
+    .unwrap();
+    s.flush().await.unwrap();
+    {
+        // Fill the rest of the millisecond's keys behind the store's back.
+        let c = rusqlite::Connection::open(&path).unwrap();
+        let lo = schema::history_key(4000);
+        c.execute(
+            "UPDATE history SET t = ?1 WHERE at = 4000",
+            [lo + schema::HISTORY_SLOTS - 1],
+        )
+        .unwrap();
+    }
+    s.submit(Write::Reading(reading(
+        "k-temp",
+        Kind::Temperature,
+        2.0,
+        4000,
+    )))
+    .await
+    .unwrap();
+    s.flush().await.unwrap();
+    s.close().await.unwrap();
+    let c = rusqlite::Connection::open(&path).unwrap();
+    assert_eq!(count(&c, "SELECT count(*) FROM history WHERE at = 4000"), 2);
 }

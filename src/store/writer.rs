@@ -169,7 +169,7 @@ impl Writer {
             next_retention: Instant::now() + cfg.retention_interval.0.min(Duration::from_secs(5)),
             retention_more: false,
             reserve,
-            touches: Touches::default(),
+            touches: Touches::every(Touches::interval(cfg.commit_delay.0)),
             last_commit: Instant::now(),
             episode: None,
             shedding: false,
@@ -254,9 +254,6 @@ impl Writer {
         let mut disconnected = false;
         let mut failures: u32 = 0;
         loop {
-            // The batch waited out `commit_delay`: its `last_seen` facts go
-            // in the same commit, not in one of their own a second later.
-            let mut deferred = false;
             if ops.is_empty() && flushes.is_empty() && acks.is_empty() && close.is_none() {
                 if disconnected {
                     self.write_touches();
@@ -285,7 +282,7 @@ impl Writer {
                         continue;
                     }
                 }
-                deferred = self.gather(&rt, &mut rx, &mut msgs, batch_max);
+                self.gather(&rt, &mut rx, &mut msgs, batch_max);
             }
             // Drain more without blocking (`is_empty` is false, so
             // `recv_many` returns at once); while a batch is failing, take
@@ -319,7 +316,9 @@ impl Writer {
                 return;
             }
             // Whoever waits for a flush or close must see `last_seen` too.
-            let force = !flushes.is_empty() || close.is_some() || disconnected || deferred;
+            // A batch that waited out `commit_delay` writes them only when
+            // they are due (`Touches::interval`): not one more page a commit.
+            let force = !flushes.is_empty() || close.is_some() || disconnected;
             match self.commit(&ops, force) {
                 Ok(()) => {
                     failures = 0;
@@ -548,19 +547,19 @@ impl Writer {
     /// readings, a panic press) never waits. With `commit_delay` set and
     /// only writes nobody waits for taken, [`Writer::defer`] waits instead;
     /// a batch with an ack waiter (a front-door PUBACK) gathers as without
-    /// the delay. Returns whether the delay ran out.
+    /// the delay.
     fn gather(
         &self,
         rt: &tokio::runtime::Runtime,
         rx: &mut mpsc::Receiver<Msg>,
         msgs: &mut Vec<Msg>,
         batch_max: usize,
-    ) -> bool {
+    ) {
         if !self.cfg.commit_delay.0.is_zero() && msgs.iter().all(is_deferrable) {
             return self.defer(rt, rx, msgs, batch_max);
         }
         if self.last_commit.elapsed() > BUSY {
-            return false;
+            return;
         }
         let until = Instant::now() + GATHER;
         let want = GATHER_MIN.min(batch_max);
@@ -571,7 +570,6 @@ impl Writer {
                 rt.block_on(rx.recv_many(msgs, room));
             }
         }
-        false
     }
 
     /// SD-card wear: while only readings, acknowledgements and saved rule
@@ -579,31 +577,30 @@ impl Writer {
     /// `commit_delay`, so a quiet home commits (and fsyncs WAL pages) once
     /// per delay rather than once per reading. Anything else (an alert, a
     /// status, a flush, a close) or [`GATHER_MIN`] waiting writes end the
-    /// wait at once. Returns whether the delay ran out.
+    /// wait at once.
     fn defer(
         &self,
         rt: &tokio::runtime::Runtime,
         rx: &mut mpsc::Receiver<Msg>,
         msgs: &mut Vec<Msg>,
         batch_max: usize,
-    ) -> bool {
+    ) {
         let until = Instant::now() + self.cfg.commit_delay.0;
         let want = GATHER_MIN.min(batch_max);
         while msgs.len() < want && msgs.iter().all(is_deferrable) {
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return true;
+                return;
             }
             let room = batch_max - msgs.len();
             let got =
                 rt.block_on(async { tokio::time::timeout(left, rx.recv_many(msgs, room)).await });
             match got {
-                Ok(0) => return false, // every handle gone: commit now
+                Ok(0) => return, // every handle gone: commit now
                 Ok(_) => {}
-                Err(_) => return true,
+                Err(_) => return,
             }
         }
-        false
     }
 
     fn retention_wait(&self) -> Duration {
@@ -620,8 +617,8 @@ impl Writer {
         let keep_ms = i64::from(self.cfg.history_days) * 86_400_000;
         let cutoff = crate::wall::now().as_millis().saturating_sub(keep_ms);
         let r = self.conn.execute(
-            "DELETE FROM history WHERE rowid IN (SELECT rowid FROM history WHERE at < ?1 ORDER BY at LIMIT ?2)",
-            params![cutoff, RETENTION_CHUNK],
+            "DELETE FROM history WHERE t IN (SELECT t FROM history WHERE t < ?1 ORDER BY t LIMIT ?2)",
+            params![schema::history_key(cutoff), RETENTION_CHUNK],
         );
         match r {
             Ok(n) => {

@@ -224,7 +224,7 @@ impl Writer {
         let mut ob = self.outbox.clone();
         let tx = self.conn.unchecked_transaction()?;
         let history = tx.execute(
-            "DELETE FROM history WHERE rowid IN (SELECT rowid FROM history ORDER BY at LIMIT ?1)",
+            "DELETE FROM history WHERE t IN (SELECT t FROM history ORDER BY t LIMIT ?1)",
             [RETENTION_CHUNK * 4],
         )? as u64;
         let mut outbox = (Class::Telemetry, 0);

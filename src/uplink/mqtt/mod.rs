@@ -241,6 +241,10 @@ impl<'a> Session<'a> {
         o.set_manual_acks(true);
         o.set_inflight(p.cfg.inflight.saturating_add(32));
         o.set_request_channel_capacity(usize::from(p.cfg.inflight) + 64);
+        // Publishes queued together leave in one write (patched rumqttc:
+        // patches/rumqttc/PATCH.md): a burst of alerts costs one system call
+        // per batch, not per alert.
+        o.set_max_request_batch(REQUEST_BATCH);
         o.set_max_packet_size(256 * 1024, 256 * 1024);
         let offline = serde_json::json!({"state": "offline", "gateway": p.gateway}).to_string();
         o.set_last_will(LastWill::new(
@@ -544,6 +548,9 @@ impl<'a> Session<'a> {
 
 /// Smallest telemetry/status refill (see `Session::fill`).
 const REFILL: usize = 64;
+
+/// Publishes written to the socket in one flush at most.
+const REQUEST_BATCH: usize = 64;
 
 async fn pump_events(mut eventloop: EventLoop, tx: mpsc::Sender<Result<Event, ConnectionError>>) {
     loop {
