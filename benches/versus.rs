@@ -35,7 +35,12 @@
 //! compare before and after a change, runs interleaved);
 //! `VERSUS_STORE='commit_delay = "15s"'` adds `[store]` keys (`;` between);
 //! `VERSUS_WALSTAT=1` prints what carebridge's commits wrote, by table
-//! (`benches/tools/walstat.py`).
+//! (`benches/tools/walstat.py`; `WALSTAT_COMMITS=1` lists every commit).
+//! `write_bytes` counts page-cache memory dirtied, which on kernels that
+//! cache ext4 files in large folios (6.16 and later) can be several times
+//! what is written; `VERSUS_DEVICE=1` with `VERSUS_DIR` on a file system of
+//! its own (a loop-mounted ext4 image stands in for the SD card) adds what
+//! reached the block device, journal and metadata included, after `sync`.
 //! Node-RED is installed once with npm into a cache directory (see `nodered.rs`);
 //! where npm cannot install it the bench says so and runs carebridge alone.
 //!
@@ -184,6 +189,12 @@ fn run(case: &Case, name: &str, sut: &Sut, mqtt: u16) {
         system::write_bytes(pid),
         system::cpu_by_thread(pid),
     );
+    // Writes reaching the data directory's device, after the kernel's
+    // write-back of what the run dirtied (see `device_written`).
+    if case.home() {
+        let _ = std::process::Command::new("sync").status();
+    }
+    let dev0 = system::device_written(&sut.data);
     let t0 = Instant::now();
     let events = || match case.flow {
         Flow::Alert => up.alerts.load(Ordering::Relaxed),
@@ -204,6 +215,14 @@ fn run(case: &Case, name: &str, sut: &Sut, mqtt: u16) {
     let got = events();
     let cpu = cpu1 - cpu0;
     let per_reading = (wb1 - wb0) as f64 / case.n as f64;
+    let dev_per_reading = dev0.and_then(|d0| {
+        if case.home() {
+            // `sync` makes the kernel write back what the run dirtied now
+            // rather than up to 30 s later (the next run's window).
+            let _ = std::process::Command::new("sync").status();
+        }
+        system::device_written(&sut.data).map(|d1| d1.saturating_sub(d0) as f64 / case.n as f64)
+    });
     let mut line = format!(
         "{:<9} {:<10} QoS {} {got}/{} events{}; {:.0} events/s; CPU {:.2} s = {:.1} µs/event; RSS idle {:.1} MB, peak {:.1} MB; written {:.0} B/reading",
         case.name,
@@ -225,6 +244,14 @@ fn run(case: &Case, name: &str, sut: &Sut, mqtt: u16) {
             " = {:.2} GB/year for 20 sensors once a minute",
             per_reading * HOME_YEAR / 1e9
         ));
+    }
+    // `VERSUS_DEVICE=1`: also what reached the data directory's block
+    // device (only meaningful on a file system nothing else writes to).
+    if let (Some(d), true) = (dev_per_reading, std::env::var_os("VERSUS_DEVICE").is_some()) {
+        line.push_str(&format!("; device {d:.0} B/reading"));
+        if case.name == "minute" {
+            line.push_str(&format!(" = {:.2} GB/year", d * HOME_YEAR / 1e9));
+        }
     }
     println!("{line}");
     if name == "carebridge" && std::env::var_os("VERSUS_WALSTAT").is_some() {

@@ -279,7 +279,7 @@ fn paired_zigbee_devices_reach_the_cloud_and_survive_the_stick_being_pulled() {
     // A report becomes telemetry upstream; a panic press an urgent alert.
     stick.cmd("temp 2 21.5 40");
     assert!(
-        eventually(Duration::from_secs(30), || telemetry_value(
+        eventually(Duration::from_secs(90), || telemetry_value(
             &collector,
             THERMOMETER,
             "temperature",
@@ -337,7 +337,7 @@ fn paired_zigbee_devices_reach_the_cloud_and_survive_the_stick_being_pulled() {
         let celsius = 18.0 + f64::from(round);
         stick.cmd(&format!("temp 2 {celsius} 50"));
         assert!(
-            eventually(Duration::from_secs(30), || telemetry_value(
+            eventually(Duration::from_secs(90), || telemetry_value(
                 &collector,
                 THERMOMETER,
                 "temperature",

@@ -385,6 +385,29 @@ pub fn write_bytes(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// Bytes written to the block device holding `path` (sectors written in
+/// `/sys/dev/block/<major>:<minor>/stat`, partitions too), or `None` where
+/// that is not readable. Counts what reaches the device: file data,
+/// file-system journal and metadata — and any other process's writes to
+/// it, so it is the process's own figure only on a dedicated file system
+/// (`VERSUS_DIR` on a loop-mounted image, as an SD card stand-in).
+pub fn device_written(path: &std::path::Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata(path).ok()?.dev();
+    let (major, minor) = (libc_major(dev), libc_minor(dev));
+    let stat = std::fs::read_to_string(format!("/sys/dev/block/{major}:{minor}/stat")).ok()?;
+    let sectors: u64 = stat.split_whitespace().nth(6)?.parse().ok()?;
+    Some(sectors * 512)
+}
+
+fn libc_major(dev: u64) -> u64 {
+    ((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0xfff)
+}
+
+fn libc_minor(dev: u64) -> u64 {
+    ((dev >> 12) & 0xffff_ff00) | (dev & 0xff)
+}
+
 /// Waits until `cond` holds or `limit` passed; returns whether it held.
 pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let t0 = Instant::now();

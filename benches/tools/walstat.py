@@ -36,3 +36,10 @@ for c in commits:
         by[names.get(p, 'page1' if p == 1 else f'?{p}')] += 1
 for n, k in by.most_common():
     print(f"  {n:30} {k:6} frames = {k/max(1,len(commits)):.2f}/commit")
+# `WALSTAT_COMMITS=1`: each commit's pages by table, in order (which
+# writes made a commit of their own).
+import os
+if os.environ.get("WALSTAT_COMMITS"):
+    for i, c in enumerate(commits):
+        tables = collections.Counter(names.get(p, 'page1' if p == 1 else f'?{p}') for p in c)
+        print(f"  commit {i:3}: " + ", ".join(f"{n}×{k}" if k > 1 else n for n, k in sorted(tables.items())))

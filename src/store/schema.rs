@@ -110,6 +110,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     DROP TABLE history;
     ALTER TABLE history_v6 RENAME TO history;
     "#,
+    // v7: alert delivery records in a ring (see `delivery`).
+    super::delivery::MIGRATION_V7,
 ];
 
 /// Rows of `history` a single millisecond can key in order (see

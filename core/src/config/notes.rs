@@ -204,8 +204,9 @@ pub(super) const KEYS: &[Key] = &[
 be committed together (SD-card wear: a home writes one transaction per
 interval, not one per reading; a power cut loses at most this much of them).
 Alerts and readings whose device waits for its PUBACK commit at once, and a
-web page that reads the history commits them first. \"30s\" (the default) cuts
-SD-card writes about tenfold at home rates; \"0s\" turns grouping off.",
+web page that reads the history commits them first. \"60s\" (the default) cuts
+SD-card writes about fifteenfold at home rates (telemetry of such readings
+goes upstream up to this much later); \"0s\" turns grouping off.",
     ),
     k("store.retention_interval").above("How often expired history is deleted (in small chunks)."),
     k("store.busy_timeout").above("How long to wait for a database lock."),

@@ -131,10 +131,7 @@ impl Queue {
         let tx = self.conn.transaction()?;
         let seq = i64::try_from(q.seq).unwrap_or(i64::MAX);
         tx.execute("DELETE FROM arc_queue WHERE seq = ?1", [seq])?;
-        tx.execute(
-            "INSERT OR IGNORE INTO alert_delivery (seq, id, via, queued_at, delivered_at) VALUES (?1, ?2, 'arc', ?3, ?4)",
-            params![seq, q.id, q.at.as_millis(), now.as_millis()],
-        )?;
+        crate::store::delivery::upsert(&tx, q.seq, &q.id, crate::store::Via::Arc, q.at, now)?;
         tx.execute(
             "INSERT INTO counters (name, value) VALUES ('delivered.arc', 1) ON CONFLICT(name) DO UPDATE SET value = value + 1",
             [],
