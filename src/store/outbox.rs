@@ -38,9 +38,10 @@
 //!    (5), and disk-full relief (which evicts telemetry only). Ack is
 //!    idempotent: acknowledging an absent row is a no-op.
 //! 3. **Priorities**: alert (0) > status (1) > telemetry (2). The size cap
-//!    (`outbox_max_mb`, counted as payload bytes, tracked in memory and
-//!    persisted as `rows.*`/`bytes.*` counters in the same transaction as the
-//!    rows, so exact after any crash; recounted at open only when absent) is
+//!    (`outbox_max_mb`, counted as payload bytes, tracked in memory; the
+//!    `rows.*`/`bytes.*` counters are written at a clean close and deleted by
+//!    the first commit that changes the sizes, so after a crash they are
+//!    absent and recounted at open: exact either way) is
 //!    enforced after every single enqueue: the oldest
 //!    telemetry goes first, then the oldest status. **An alert is never
 //!    evicted**: when only alerts remain the outbox grows past its cap and a
@@ -49,8 +50,10 @@
 //! 4. **Identity**: `id` is assigned once, when the writer first takes the
 //!    write from its queue, and kept across commit retries, restarts and
 //!    redelivery. `seq` is assigned inside the committing transaction and
-//!    increases by one per row per class, persisted as `next.<class>`, so it never goes
-//!    back after a restart. Gaps appear only where rows were evicted or
+//!    increases by one per row per class, so it never goes back after a
+//!    restart: at open the next seq is `max(next.<class>, max(seq) + 1)`,
+//!    and `next.<class>` is written when the class's newest row is deleted
+//!    (while that row is in the table it proves the next seq itself). Gaps appear only where rows were evicted or
 //!    superseded (both counted), never because a commit failed (a failed
 //!    transaction rolls back its seq allocation too).
 //! 5. **Status supersedes status**: only the newest status document matters, so
@@ -109,13 +112,22 @@ pub(crate) struct Outbox {
     /// Classes whose rows were deleted since the last save: their oldest
     /// row must be looked up again.
     stale_oldest: [bool; 3],
+    /// The next seq a restart computes for each class when it is empty
+    /// (`next.<class>` on disk, at least 1; see [`Outbox::save`]).
+    disk_next: [u64; 3],
+    /// Classes whose newest row (seq `next_seq - 1`) was deleted since the
+    /// last save: only then must `next.<class>` be written.
+    newest_gone: [bool; 3],
+    /// `rows.*`/`bytes.*` on disk, when they are there and exact.
+    disk_sizes: Option<[(u64, u64); 3]>,
+    /// The next save writes exact `rows.*`/`bytes.*` (a clean close).
+    pub exact: bool,
 }
 
 /// The persisted part of the mirror, to write only what changed.
 #[derive(Clone, Debug, PartialEq)]
 struct Saved {
-    next_seq: [u64; 3],
-    counters: [(u64, u64, u64); 3],
+    evicted: [u64; 3],
     superseded: u64,
 }
 
@@ -168,7 +180,13 @@ impl Outbox {
             delivery: Tally::load(conn)?,
             saved: None,
             stale_oldest: [true; 3],
+            disk_next: [0; 3],
+            newest_gone: [false; 3],
+            disk_sizes: None,
+            exact: false,
         };
+        let mut sizes = [(0, 0); 3];
+        let mut all_sizes = true;
         for c in Class::ALL {
             let st = &mut ob.classes[idx(c)];
             let code = i64::from(c as u8);
@@ -180,12 +198,16 @@ impl Outbox {
                 counter_opt(conn, &format!("bytes.{c}"))?,
             ) {
                 (Some(r), Some(b)) => (r, b),
-                _ => conn.query_row(
-                    "SELECT count(*), coalesce(sum(length(payload)), 0) FROM outbox WHERE class = ?1",
-                    [code],
-                    |r| Ok((to_u64(r.get(0)?), to_u64(r.get(1)?))),
-                )?,
+                _ => {
+                    all_sizes = false;
+                    conn.query_row(
+                        "SELECT count(*), coalesce(sum(length(payload)), 0) FROM outbox WHERE class = ?1",
+                        [code],
+                        |r| Ok((to_u64(r.get(0)?), to_u64(r.get(1)?))),
+                    )?
+                }
             };
+            sizes[idx(c)] = (rows, bytes);
             let max: Option<i64> = conn.query_row(
                 "SELECT max(seq) FROM outbox WHERE class = ?1",
                 [code],
@@ -204,7 +226,10 @@ impl Outbox {
             // Never reuse a seq, even if the seq counter were lost.
             st.next_seq = next.max(to_u64(max.unwrap_or(0)) + 1);
             st.evicted = counter(conn, counter_name(c))?;
+            // What a restart computes for this class once it is empty.
+            ob.disk_next[idx(c)] = next;
         }
+        ob.disk_sizes = all_sizes.then_some(sizes);
         ob.superseded = counter(conn, "superseded")?;
         ob.refresh_oldest(conn)?;
         Ok(ob)
@@ -382,6 +407,9 @@ impl Outbox {
         for row in gone {
             let (seq, len, id, at) = row?;
             let st = &mut self.classes[idx(class)];
+            if to_u64(seq) + 1 == st.next_seq {
+                self.newest_gone[idx(class)] = true;
+            }
             st.rows = st.rows.saturating_sub(1);
             st.bytes = st.bytes.saturating_sub(to_u64(len));
             self.stale_oldest[idx(class)] = true;
@@ -393,31 +421,59 @@ impl Outbox {
         Ok(())
     }
 
-    /// Persists next seqs and counters that changed since the last save
-    /// (inside the batch's transaction) and refreshes the oldest row of the
-    /// classes that lost rows.
+    /// A clean close must still write exact sizes (see [`Outbox::save`]).
+    pub fn needs_save(&self) -> bool {
+        self.exact && self.disk_sizes != Some(self.sizes())
+    }
+
+    fn sizes(&self) -> [(u64, u64); 3] {
+        self.classes.each_ref().map(|c| (c.rows, c.bytes))
+    }
+
+    /// Persists the bookkeeping that must survive a crash (inside the
+    /// batch's transaction) and refreshes the oldest row of the classes
+    /// that lost rows. SD-card wear: at a home's rate the counters' page was
+    /// one of the few pages every grouped commit wrote, so only what cannot
+    /// be rebuilt at open is written:
+    /// - `next.<class>` only when the class's newest row is gone (acked,
+    ///   evicted) — while it is in the table, `max(seq) + 1` at open is the
+    ///   next seq, so no seq is ever reused;
+    /// - `rows.*`/`bytes.*` only at a clean close; the first commit that
+    ///   changes them deletes them, so after a crash they are absent and
+    ///   [`Outbox::load`] recounts the table (exact either way);
+    /// - eviction, superseding and delivery counters when they change.
     pub fn save(&mut self, conn: &Connection) -> rusqlite::Result<()> {
         let now = self.snapshot();
         let before = self.saved.clone();
         for c in Class::ALL {
             let i = idx(c);
             let st = &self.classes[i];
-            if before.as_ref().is_none_or(|b| b.next_seq[i] != st.next_seq) {
-                // A counter, not the `seq` table: the counters' page is
-                // written by this batch anyway (rows/bytes changed).
+            let newest_gone = std::mem::take(&mut self.newest_gone[i]);
+            if st.next_seq != self.disk_next[i] && (newest_gone || st.rows == 0 || self.exact) {
                 set_counter(conn, next_name(c), st.next_seq)?;
+                self.disk_next[i] = st.next_seq;
             }
-            let old = before.as_ref().map(|b| b.counters[i]);
-            let (rows, bytes) = size_names(c);
-            if old.is_none_or(|o| o.0 != st.evicted) {
+            if before.as_ref().is_none_or(|b| b.evicted[i] != st.evicted) {
                 set_counter(conn, counter_name(c), st.evicted)?;
             }
-            if old.is_none_or(|o| o.1 != st.rows) {
-                set_counter(conn, rows, st.rows)?;
+        }
+        let sizes = self.sizes();
+        if self.exact {
+            if self.disk_sizes != Some(sizes) {
+                for (c, (rows, bytes)) in Class::ALL.into_iter().zip(sizes) {
+                    let (r, b) = size_names(c);
+                    set_counter(conn, r, rows)?;
+                    set_counter(conn, b, bytes)?;
+                }
+                self.disk_sizes = Some(sizes);
             }
-            if old.is_none_or(|o| o.2 != st.bytes) {
-                set_counter(conn, bytes, st.bytes)?;
-            }
+        } else if self.disk_sizes.is_some_and(|d| d != sizes) {
+            conn.prepare_cached(
+                "DELETE FROM counters WHERE name IN \
+                 ('rows.alert', 'rows.status', 'rows.telemetry', 'bytes.alert', 'bytes.status', 'bytes.telemetry')",
+            )?
+            .execute([])?;
+            self.disk_sizes = None;
         }
         if before
             .as_ref()
@@ -432,11 +488,7 @@ impl Outbox {
 
     fn snapshot(&self) -> Saved {
         Saved {
-            next_seq: self.classes.each_ref().map(|c| c.next_seq),
-            counters: self
-                .classes
-                .each_ref()
-                .map(|c| (c.evicted, c.rows, c.bytes)),
+            evicted: self.classes.each_ref().map(|c| c.evicted),
             superseded: self.superseded,
         }
     }

@@ -256,6 +256,7 @@ impl Writer {
         loop {
             if ops.is_empty() && flushes.is_empty() && acks.is_empty() && close.is_none() {
                 if disconnected {
+                    self.outbox.exact = true;
                     self.write_touches();
                     return;
                 }
@@ -319,6 +320,9 @@ impl Writer {
             // A batch that waited out `commit_delay` writes them only when
             // they are due (`Touches::interval`): not one more page a commit.
             let force = !flushes.is_empty() || close.is_some() || disconnected;
+            // The last commit writes the outbox's exact sizes (a restart
+            // after a crash recounts them instead: `Outbox::save`).
+            self.outbox.exact = close.is_some() || disconnected;
             match self.commit(&ops, force) {
                 Ok(()) => {
                     failures = 0;
@@ -432,7 +436,7 @@ impl Writer {
     /// mirror, publishes stats and bumps `outbox_changed` if rows were added.
     fn commit(&mut self, ops: &[Op], force: bool) -> rusqlite::Result<()> {
         let touches = force && !self.touches.is_empty();
-        if ops.is_empty() && !touches {
+        if ops.is_empty() && !touches && !self.outbox.needs_save() {
             return Ok(());
         }
         let start = Instant::now();
