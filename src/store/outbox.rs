@@ -268,6 +268,8 @@ impl Outbox {
         ])?;
         let st = &mut self.classes[idx(class)];
         st.next_seq = seq + 1;
+        // The newest row exists again: it proves the next seq at open.
+        self.newest_gone[idx(class)] = false;
         st.rows += 1;
         st.bytes += payload.len() as u64;
         if st.oldest.is_none() {

@@ -175,6 +175,35 @@ async fn the_next_seq_is_written_only_when_the_newest_row_is_gone_and_never_reus
     s.close().await.unwrap();
 }
 
+#[tokio::test]
+async fn a_grouped_commit_that_acks_the_newest_row_and_adds_newer_ones_writes_no_next_seq() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir);
+    let cfg = StoreConfig {
+        commit_delay: crate::config::Dur::secs(60),
+        ..StoreConfig::default()
+    };
+    let s = Store::open(&path, &cfg).unwrap();
+    let temp = |at| Write::Reading(reading("k-temp", Kind::Temperature, 20.0, at));
+    s.submit(temp(1)).await.unwrap();
+    s.flush().await.unwrap();
+    count_next_writes(&path);
+    // As at a home: the ack of the last commit's rows, then the next
+    // minute's readings, all in one grouped commit.
+    s.submit(Write::Ack(vec![(Class::Telemetry, 1)]))
+        .await
+        .unwrap();
+    s.submit(temp(2)).await.unwrap();
+    s.submit(temp(3)).await.unwrap();
+    s.flush().await.unwrap();
+    assert_eq!(s.stats().telemetry.rows, 2);
+    assert_eq!(count(&path, "SELECT count(*) FROM seq_writes"), 0);
+    s.close().await.unwrap();
+    let s = Store::open(&path, &StoreConfig::default()).unwrap();
+    assert_eq!(s.stats().telemetry.next_seq, 4);
+    s.close().await.unwrap();
+}
+
 /// The database files as a power cut would leave them at this moment.
 fn crash_copy(from: &Path, to: &Path) {
     for suffix in ["", "-wal"] {
