@@ -54,6 +54,7 @@ mod apply;
 pub mod delivery;
 mod held;
 pub mod outbox;
+mod payload;
 mod reader;
 mod reserve;
 mod schema;
