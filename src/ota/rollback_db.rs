@@ -262,6 +262,9 @@ fn merge(merged: &Path, trial: &Path) -> rusqlite::Result<Kept> {
                 params![next, id],
             )? as u64;
         }
+        if cols.iter().any(|c| c == "payload") {
+            whole_telemetry(&c)?;
+        }
         merge_seq(&c)?;
     }
 
@@ -302,6 +305,36 @@ fn merge(merged: &Path, trial: &Path) -> rusqlite::Result<Kept> {
 }
 
 /// `seq.next` per class: never below either side's, nor below a row's seq.
+/// Since schema v8 a telemetry row stores its document without `id` and
+/// `seq` (its own columns); the release this database goes back to may
+/// publish payloads as stored, so every such row is made whole here, with
+/// the seq it has now (see `store::outbox::telemetry_doc`; whole rows are
+/// left as they are).
+fn whole_telemetry(c: &Connection) -> rusqlite::Result<()> {
+    let class = i64::from(crate::model::Class::Telemetry as u8);
+    let rows: Vec<(i64, String, Vec<u8>)> = {
+        let mut st = c.prepare("SELECT seq, id, payload FROM main.outbox WHERE class = ?1")?;
+        // Text or blob: older releases' rows may hold either.
+        let rows = st.query_map([class], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get_ref(2)?.as_bytes()?.to_vec()))
+        })?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    let mut update =
+        c.prepare("UPDATE main.outbox SET payload = ?3 WHERE class = ?1 AND seq = ?2")?;
+    for (seq, id, stored) in rows {
+        let doc = crate::store::outbox::telemetry_doc(
+            &id,
+            u64::try_from(seq).unwrap_or(0),
+            stored.clone(),
+        );
+        if doc != stored {
+            update.execute(params![class, seq, doc])?;
+        }
+    }
+    Ok(())
+}
+
 fn merge_seq(c: &Connection) -> rusqlite::Result<()> {
     if shared(c, "seq")?.is_none() {
         return Ok(());
@@ -398,7 +431,8 @@ mod tests {
         db_with(
             &db,
             "INSERT INTO history VALUES ('d1', 1, 20.0, 1000), ('d1', 1, 21.0, 2000);
-             INSERT INTO outbox VALUES (0, 2, 'a-new', 2000, 'z'), (2, 1, 't-new', 2000, 'w');
+             INSERT INTO outbox VALUES (0, 2, 'a-new', 2000, 'z'),
+                 (2, 1, 't-new', 2000, CAST('{\"device\":\"d1\",\"kind\":\"temperature\",\"value\":21.0}' AS BLOB));
              INSERT INTO alert_delivery VALUES (1, 'a-old', 'mqtt', 1000, 1500);
              INSERT INTO seq VALUES (0, 3), (2, 2);
              INSERT INTO counters VALUES ('rows.alert', 1), ('evicted.telemetry', 5);
@@ -422,6 +456,25 @@ mod tests {
             ]
         );
         let c = Connection::open(&db).unwrap();
+        // The trial's telemetry row kept only its body (schema v8): the
+        // release going back gets it whole, with the seq it now has.
+        let payload = |seq: i64| -> Vec<u8> {
+            c.query_row(
+                "SELECT payload FROM outbox WHERE class = 2 AND seq = ?1",
+                [seq],
+                |r| Ok(r.get_ref(0)?.as_bytes()?.to_vec()),
+            )
+            .unwrap()
+        };
+        assert_eq!(
+            payload(2),
+            br#"{"id":"t-new","seq":2,"device":"d1","kind":"temperature","value":21.0}"#.to_vec()
+        );
+        assert_eq!(
+            payload(1),
+            b"y".to_vec(),
+            "the backup's own rows stay as they were"
+        );
         let n: i64 = c
             .query_row("SELECT count(*) FROM history", [], |r| r.get(0))
             .unwrap();

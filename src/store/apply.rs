@@ -45,8 +45,10 @@ pub(super) fn apply(
                 ])?;
                 touches.add(r, now);
                 if let Some((id, at, trusted)) = telemetry {
-                    ob.enqueue(conn, Class::Telemetry, id, *at, |seq| {
-                        outbox::telemetry_payload(id, seq, r, *trusted)
+                    // The body only: `id` and `seq` are the row's columns
+                    // (see `payload::telemetry_body`).
+                    ob.enqueue(conn, Class::Telemetry, id, *at, |_| {
+                        super::payload::telemetry_body(r, *trusted)
                     })?;
                     added = true;
                 }

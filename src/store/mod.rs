@@ -58,6 +58,7 @@ mod payload;
 mod reader;
 mod reserve;
 mod schema;
+mod shm;
 mod state;
 mod touches;
 mod writer;
@@ -110,6 +111,14 @@ pub enum StoreError {
     },
     #[error("store setup failed: {0}")]
     Setup(String),
+    /// A program with its own SQLite (the `sqlite3` shell…) has the
+    /// database open; the two would not share the WAL index (see `shm`).
+    #[error(
+        "{} is open in another program (the sqlite3 shell?); close it and start carebridge again — \
+         carebridge's WAL index is in /dev/shm and another SQLite writing meanwhile would corrupt the database",
+        path.display()
+    )]
+    InUse { path: PathBuf },
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     /// The writer or reader thread is gone (closed, or it died).

@@ -75,9 +75,8 @@ fn payload_len(class: Class, token: u16, seq: u64) -> u64 {
     let p = match class {
         Class::Alert => outbox::alert_payload(FAKE_ID, seq, &alert_for(token)),
         Class::Status => outbox::status_payload(FAKE_ID, seq, &status_for(token)),
-        Class::Telemetry => outbox::telemetry_payload(
-            FAKE_ID,
-            seq,
+        // Stored without `id` and `seq` (see `payload::telemetry_body`).
+        Class::Telemetry => super::payload::telemetry_body(
             &reading("d1", Kind::Power, f64::from(token), 1_000),
             true,
         ),

@@ -76,7 +76,10 @@
 //! Built once at enqueue, keys in this order:
 //! - alert: `{"id","seq","rule","severity","state","device","room","at","message"[,"kind"][,"value"][,"time_trusted":false]}`
 //!   (`room` may be `null`; `kind`/`value` omitted when absent);
-//! - telemetry: `{"id","seq","device","kind","value","at"[,"time_trusted":false]}`;
+//! - telemetry: `{"id","seq","device","kind","value","at"[,"time_trusted":false]}`,
+//!   stored without `"id"` and `"seq"` (the row's columns) since schema v8
+//!   and made whole again when read (`payload::telemetry_doc`), so a
+//!   home's grouped commit fits in one outbox page;
 //! - status: `{"id","seq", …the caller's map}` (caller keys `id`/`seq` are dropped).
 
 use rusqlite::{Connection, params};
@@ -85,7 +88,7 @@ use super::delivery::{Tally, Via};
 use crate::model::{Class, Time};
 
 // The documents themselves (see "Payloads" above) are built in `payload`.
-pub use super::payload::{alert_payload, status_payload, telemetry_payload};
+pub use super::payload::{alert_payload, status_payload, telemetry_doc, telemetry_payload};
 
 /// Bookkeeping of one class, mirrored from the table.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -82,12 +82,20 @@ fn fetch(
             i64::try_from(limit).unwrap_or(i64::MAX)
         ],
         |r| {
+            let seq = u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0);
+            let id: String = r.get(1)?;
+            let stored: Vec<u8> = r.get(3)?;
+            // Telemetry rows keep only the body (see `payload::telemetry_body`).
+            let payload = match class {
+                Class::Telemetry => super::payload::telemetry_doc(&id, seq, stored),
+                Class::Alert | Class::Status => stored,
+            };
             Ok(OutboxRow {
                 class,
-                seq: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
-                id: r.get(1)?,
+                seq,
+                id,
                 at: Time::from_millis(r.get(2)?),
-                payload: r.get(3)?,
+                payload,
             })
         },
     )?;

@@ -112,6 +112,12 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     "#,
     // v7: alert delivery records in a ring (see `delivery`).
     super::delivery::MIGRATION_V7,
+    // v8: telemetry rows store their document without "id" and "seq"
+    // (`payload::telemetry_body`); no table changes. The version bump keeps
+    // releases that would publish such rows as stored from opening the
+    // file (they report it as too new; an OTA rollback makes the rows whole
+    // first: `ota::rollback_db`).
+    "-- v8: telemetry rows store the document's body",
 ];
 
 /// Rows of `history` a single millisecond can key in order (see

@@ -108,7 +108,12 @@ async fn reading_writes_history_telemetry_row_and_registry_last_seen() {
     assert_eq!(st.telemetry.rows, 2);
     assert_eq!(
         st.telemetry.bytes,
-        rows.iter().map(|r| r.payload.len() as u64).sum::<u64>()
+        // What the rows store: the documents without `"id":…,"seq":…,`.
+        rows.iter()
+            .map(
+                |r| (r.payload.len() - format!(r#""id":"{}","seq":{},"#, r.id, r.seq).len()) as u64
+            )
+            .sum::<u64>()
     );
     assert!(st.telemetry.oldest_at.is_some());
     assert!(st.commits >= 1);

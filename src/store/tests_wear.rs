@@ -578,3 +578,77 @@ pub(super) async fn wait(limit: Duration, mut cond: impl FnMut() -> bool) -> boo
     }
     true
 }
+
+/// SD-card wear at a home's rate: every grouped commit adds the ~20
+/// telemetry rows of its minute and deletes the ~20 acknowledged since the
+/// last one. Stored without their `id` and `seq` (the row's own columns),
+/// they fit in one outbox page, so these commits never split or merge
+/// outbox pages — which also wrote the freelist trunk and the header page
+/// every time. Each commit then writes the outbox page and the history
+/// leaf, plus a new leaf with its parent, header and freelist page when the
+/// leaf fills (every few commits).
+#[tokio::test]
+async fn a_homes_grouped_commits_keep_the_outbox_in_one_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir);
+    let cfg = StoreConfig {
+        commit_delay: crate::config::Dur(Duration::from_millis(150)),
+        ..StoreConfig::default()
+    };
+    let s = Store::open(&path, &cfg).unwrap();
+    let wal = path.with_file_name(format!(
+        "{}-wal",
+        path.file_name().unwrap().to_string_lossy()
+    ));
+    let wal_len = || std::fs::metadata(&wal).map_or(0, |m| m.len());
+    let t0 = 1_796_000_000_000i64;
+    let mut acked: Vec<(Class, u64)> = Vec::new();
+    let (mut frames, rounds) = (0, 12u64);
+    for round in 0..rounds {
+        let (before, commits) = (wal_len(), s.stats().commits);
+        // The uplink's acknowledgements arrive right after a commit.
+        if !acked.is_empty() {
+            s.submit(Write::Ack(std::mem::take(&mut acked)))
+                .await
+                .unwrap();
+        }
+        for k in 0..20i64 {
+            // Zigbee-style ids, times to the millisecond: a real home's rows.
+            let at = t0 + (round as i64 * 20 + k) * 3_001 + 7;
+            let r = reading(
+                &format!("0x00124b0024c1a2{k:02x}"),
+                Kind::Temperature,
+                19.5,
+                at,
+            );
+            s.submit(Write::Reading(r)).await.unwrap();
+        }
+        assert!(
+            wait(Duration::from_secs(10), || s.stats().commits > commits).await,
+            "round {round} committed"
+        );
+        // Only the grouped commit (nothing else pending).
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let rows = s
+            .outbox_fetch(Class::Telemetry, 0, usize::MAX)
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 20, "round {round}: the acked rows are gone");
+        acked = rows.iter().map(|r| (Class::Telemetry, r.seq)).collect();
+        if round > 0 {
+            frames += (wal_len() - before) / (schema::PAGE_SIZE as u64 + 24);
+        }
+        assert_eq!(
+            count(&path, "SELECT count(*) FROM dbstat WHERE name = 'outbox'"),
+            1,
+            "round {round}: the outbox is one page"
+        );
+    }
+    let per_commit = frames as f64 / (rounds - 1) as f64;
+    assert!(
+        per_commit <= 3.5,
+        "{per_commit:.2} pages per grouped commit ({frames} in {} commits)",
+        rounds - 1
+    );
+    s.close().await.unwrap();
+}

@@ -123,6 +123,9 @@ pub(crate) struct Writer {
     wal_limit: u64,
     /// Writing the gathered registry facts failed: not before this.
     touches_retry: Instant,
+    /// Keeps other SQLite builds off the database (see `shm`); declared
+    /// last, so it is released after `conn` is closed.
+    _shm_guard: Option<super::shm::Guard>,
 }
 
 pub(super) struct Opened {
@@ -135,6 +138,8 @@ pub(super) struct Opened {
 
 impl Writer {
     pub fn open(path: &Path, cfg: &StoreConfig, cap_bytes: u64) -> Result<Opened, StoreError> {
+        // Before SQLite opens the file: refuses if another SQLite has it.
+        let shm_guard = super::shm::Guard::take(path)?;
         let conn = schema::open_writer(path, cfg.busy_timeout.0, cfg.startup_check)?;
         // The reserve fits the disk (see `reserve`); keep the WAL within
         // half of it, so a checkpoint always fits in the space it gives back
@@ -180,6 +185,7 @@ impl Writer {
             last_checkpoint: Instant::now(),
             wal_limit: u64::try_from(wal_pages).unwrap_or(0) * page,
             touches_retry: Instant::now(),
+            _shm_guard: shm_guard,
         };
         let _ = w.reserve.ensure();
         w.set_page_budget();
