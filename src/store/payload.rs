@@ -100,8 +100,9 @@ pub fn telemetry_doc(id: &str, seq: u64, stored: Vec<u8>) -> Vec<u8> {
     }
     out.extend_from_slice(br#","seq":"#);
     out.extend_from_slice(seq.to_string().as_bytes());
-    // `{}` has no keys to follow.
-    if stored.len() > 2 {
+    // `{}` (or `{ }`) has no keys to follow.
+    let empty = stored[1..].iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'}');
+    if !empty {
         out.push(b',');
         out.extend_from_slice(&stored[1..]);
     } else {
