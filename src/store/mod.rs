@@ -24,6 +24,9 @@
 //!   evicted; an alert that still cannot be written is held in memory and
 //!   served by [`Store::outbox_fetch`] to every uplink until it is written
 //!   (`held`; the cause of the old stall is written down in `writer::relief`);
+//! - while the writer is open it holds the lock that keeps SQLite builds
+//!   other than ours (the `sqlite3` shell) off the database: ours keeps the
+//!   WAL index in `/dev/shm`, theirs beside the file (`shm`);
 //! - dropping the last handle behaves like `close` (queued writes are
 //!   committed, threads joined; this blocks the dropping thread for one
 //!   commit), so a store is never left with a writer nobody waits for; at
