@@ -8,7 +8,8 @@
 //! grouping, on by default: SD-card wear), anything else ending the wait at
 //! once; else, if it found only a few readings (and their acks) while busy
 //! (last commit < 2 ms ago), poll for more for at most 1 ms (`gather`;
-//! anything but a reading ends the wait); a later write of the same kv key
+//! anything but a reading ends the wait; both in `grouping`; expired
+//! history is deleted between commits by `retention`); a later write of the same kv key
 //! replaces an earlier one in the batch (`supersede_kv`); drain up to
 //! `batch_max` more without blocking, apply them all in ONE transaction
 //! (SQL in `apply`), commit (one fsync with `synchronous=FULL`), then answer
@@ -39,11 +40,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, ffi::ErrorCode, params};
+use rusqlite::{Connection, ffi::ErrorCode};
 use tokio::sync::{mpsc, oneshot, watch};
 
 mod failing;
+mod grouping;
 mod relief;
+mod retention;
 
 pub use relief::{DISK_FULL_RULE, Evicted};
 
@@ -73,14 +76,6 @@ pub(super) enum Op {
     WipeHistory,
 }
 
-const RETENTION_CHUNK: i64 = 2000;
-/// Longest extra wait for more readings after a wake-up (see `gather`).
-const GATHER: Duration = Duration::from_millis(1);
-const GATHER_POLL: Duration = Duration::from_micros(200);
-/// Gathering happens only this soon after the previous commit.
-const BUSY: Duration = Duration::from_millis(2);
-/// A wake-up that found this many writes commits at once.
-const GATHER_MIN: usize = 64;
 const RELIEF_CHUNK: u64 = 1000;
 /// Most writes kept in memory while readings are shed on a full disk.
 const HOLD_MAX: usize = 100_000;
@@ -541,117 +536,6 @@ impl Writer {
         }
     }
 
-    fn touches_wait(&self) -> Duration {
-        self.touches.due().map_or(Duration::MAX, |d| {
-            d.max(self.touches_retry)
-                .saturating_duration_since(Instant::now())
-        })
-    }
-
-    /// Group commit, gathering: while busy (the last commit ended less than
-    /// [`BUSY`] ago), a wake-up that found only a few readings (nothing
-    /// else) polls the queue a little longer, at most [`GATHER`], so one
-    /// transaction and one fsync cover more of them when the hub and the
-    /// writer share a CPU. Anything but a reading (an alert, a flush) ends
-    /// the wait at the next poll; an idle writer (a home's sporadic
-    /// readings, a panic press) never waits. With `commit_delay` set and
-    /// only writes nobody waits for taken, [`Writer::defer`] waits instead;
-    /// a batch with an ack waiter (a front-door PUBACK) gathers as without
-    /// the delay.
-    fn gather(
-        &self,
-        rt: &tokio::runtime::Runtime,
-        rx: &mut mpsc::Receiver<Msg>,
-        msgs: &mut Vec<Msg>,
-        batch_max: usize,
-    ) {
-        if !self.cfg.commit_delay.0.is_zero() && msgs.iter().all(is_deferrable) {
-            return self.defer(rt, rx, msgs, batch_max);
-        }
-        if self.last_commit.elapsed() > BUSY {
-            return;
-        }
-        let until = Instant::now() + GATHER;
-        let want = GATHER_MIN.min(batch_max);
-        while msgs.len() < want && msgs.iter().all(is_reading) && Instant::now() < until {
-            std::thread::sleep(GATHER_POLL);
-            while msgs.len() < batch_max && !rx.is_empty() {
-                let room = batch_max - msgs.len();
-                rt.block_on(rx.recv_many(msgs, room));
-            }
-        }
-    }
-
-    /// SD-card wear: while only readings, acknowledgements and saved rule
-    /// state wait (none of them an alert), keep taking more for up to
-    /// `commit_delay`, so a quiet home commits (and fsyncs WAL pages) once
-    /// per delay rather than once per reading. Anything else (an alert, a
-    /// status, a flush, a close) or [`GATHER_MIN`] waiting writes end the
-    /// wait at once.
-    fn defer(
-        &self,
-        rt: &tokio::runtime::Runtime,
-        rx: &mut mpsc::Receiver<Msg>,
-        msgs: &mut Vec<Msg>,
-        batch_max: usize,
-    ) {
-        let until = Instant::now() + self.cfg.commit_delay.0;
-        let want = GATHER_MIN.min(batch_max);
-        while msgs.len() < want && msgs.iter().all(is_deferrable) {
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return;
-            }
-            let room = batch_max - msgs.len();
-            let got =
-                rt.block_on(async { tokio::time::timeout(left, rx.recv_many(msgs, room)).await });
-            match got {
-                Ok(0) => return, // every handle gone: commit now
-                Ok(_) => {}
-                Err(_) => return,
-            }
-        }
-    }
-
-    fn retention_wait(&self) -> Duration {
-        if self.retention_more {
-            Duration::ZERO
-        } else {
-            self.next_retention
-                .saturating_duration_since(Instant::now())
-        }
-    }
-
-    /// Deletes one chunk of expired history in its own small transaction.
-    fn retention(&mut self) {
-        let keep_ms = i64::from(self.cfg.history_days) * 86_400_000;
-        let cutoff = crate::wall::now().as_millis().saturating_sub(keep_ms);
-        let r = self.conn.execute(
-            "DELETE FROM history WHERE t IN (SELECT t FROM history WHERE t < ?1 ORDER BY t LIMIT ?2)",
-            params![schema::history_key(cutoff), RETENTION_CHUNK],
-        );
-        match r {
-            Ok(n) => {
-                self.s.history_expired += n as u64;
-                self.retention_more = n as i64 == RETENTION_CHUNK;
-                if n > 0 {
-                    self.publish();
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "history retention failed; will retry");
-                self.retention_more = false;
-            }
-        }
-        if !self.retention_more {
-            self.next_retention = Instant::now() + self.cfg.retention_interval.0;
-            if self.s.error.is_none() && self.episode.is_none() {
-                let _ = self.reserve.ensure();
-                self.set_page_budget();
-            }
-        }
-    }
-
     /// Delivery counters for [`StoreStats::delivered`], from the committed
     /// outbox mirror (no query: see `delivery::Tally`).
     fn refresh_delivered(&mut self) {
@@ -685,34 +569,6 @@ fn supersede_kv(ops: &mut Vec<Op>, key: &str) {
         .rposition(|o| matches!(o, Op::Kv(k, _) if k == key))
     {
         ops.remove(i);
-    }
-}
-
-/// A reading, or the acknowledgement that follows one (the front door's
-/// readings each come with one; it must not end the gathering).
-fn is_reading(m: &Msg) -> bool {
-    matches!(
-        m,
-        Msg::Write(Write::Reading(_) | Write::ReadingNoTelemetry(_)) | Msg::Ack(_)
-    )
-}
-
-/// Writes whose commit may wait (`commit_delay`) because nobody waits for
-/// them and a power cut costs only what a sensor reports again anyway:
-/// readings without an ack waiter, acknowledgements of telemetry and status
-/// rows (an unrecorded one means a duplicate upstream, de-duplicated by
-/// id), and lazy kv values (the rules' periodic progress). Never an alert,
-/// an alert's acknowledgement, another module's kv value (a LoRaWAN device
-/// index must not be handed out twice), a registry change, a flush or an
-/// ack waiter.
-fn is_deferrable(m: &Msg) -> bool {
-    match m {
-        Msg::Clock(_) | Msg::Write(Write::Reading(_) | Write::ReadingNoTelemetry(_)) => true,
-        Msg::Write(Write::State(st)) => st.lazy,
-        Msg::Write(Write::Ack(rows) | Write::Delivered { rows, .. }) => {
-            rows.iter().all(|(c, _)| *c != Class::Alert)
-        }
-        _ => false,
     }
 }
 

@@ -40,7 +40,8 @@ use std::time::{Duration, Instant};
 
 use rusqlite::ffi::ErrorCode;
 
-use super::{Op, RELIEF_CHUNK, RETENTION_CHUNK, Writer};
+use super::retention::RETENTION_CHUNK;
+use super::{Op, RELIEF_CHUNK, Writer};
 use crate::model::{Alert, AlertState, Class};
 
 /// The rule id of the gateway's own disk-full alert.
