@@ -75,6 +75,8 @@ mod model_test;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_outbox_seq;
+#[cfg(test)]
 mod tests_wear;
 #[cfg(test)]
 mod tests_write_path;

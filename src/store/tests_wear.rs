@@ -1,6 +1,7 @@
 //! Tests of the per-row cost and SD-card wear cutters: acknowledgements
-//! deleted by runs, delivery counters kept in memory, bookkeeping written
-//! only when it changed, `commit_delay`, and the page size of a new file.
+//! deleted by runs, delivery counters kept in memory, `commit_delay`, the
+//! page size of a new file, a home's outbox in one page (the outbox's
+//! `next.<class>` and size bookkeeping: `tests_outbox_seq`).
 
 use std::time::{Duration, Instant};
 
@@ -8,7 +9,18 @@ use super::tests::{alert, db, reading};
 use super::*;
 use crate::model::Kind;
 
-fn count(path: &Path, sql: &str) -> i64 {
+/// A store in `dir` whose commits are grouped by `delay` (`commit_delay`).
+pub(super) fn with_delay(dir: &tempfile::TempDir, delay: crate::config::Dur) -> (PathBuf, Store) {
+    let path = db(dir);
+    let cfg = StoreConfig {
+        commit_delay: delay,
+        ..StoreConfig::default()
+    };
+    let s = Store::open(&path, &cfg).unwrap();
+    (path, s)
+}
+
+pub(super) fn count(path: &Path, sql: &str) -> i64 {
     let c = rusqlite::Connection::open(path).unwrap();
     c.query_row(sql, [], |r| r.get(0)).unwrap()
 }
@@ -115,242 +127,10 @@ async fn delivery_records_are_pruned_to_the_newest_keep_within_one_big_batch() {
     s.close().await.unwrap();
 }
 
-/// A trigger that counts every write of a `next.<class>` counter (the old
-/// `seq` table counts 100: it is no longer written at all).
-fn count_next_writes(path: &Path) {
-    let c = rusqlite::Connection::open(path).unwrap();
-    c.execute_batch(
-        "CREATE TABLE seq_writes (n INTEGER);
-         CREATE TRIGGER seq_w AFTER UPDATE ON counters WHEN new.name LIKE 'next.%' BEGIN INSERT INTO seq_writes VALUES (1); END;
-         CREATE TRIGGER seq_i AFTER INSERT ON counters WHEN new.name LIKE 'next.%' BEGIN INSERT INTO seq_writes VALUES (1); END;
-         CREATE TRIGGER old_w AFTER UPDATE ON seq BEGIN INSERT INTO seq_writes VALUES (100); END;
-         CREATE TRIGGER old_i AFTER INSERT ON seq BEGIN INSERT INTO seq_writes VALUES (100); END;",
-    )
-    .unwrap();
-}
-
-#[tokio::test]
-async fn the_next_seq_is_written_only_when_the_newest_row_is_gone_and_never_reused() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = db(&dir);
-    let s = Store::open(&path, &StoreConfig::default()).unwrap();
-    count_next_writes(&path);
-    let temp = |at| Write::Reading(reading("k-temp", Kind::Temperature, 20.0, at));
-    // New rows carry the newest seq themselves: no counter write.
-    for at in 1..=3 {
-        s.submit(temp(at)).await.unwrap();
-    }
-    s.flush().await.unwrap();
-    assert_eq!(count(&path, "SELECT count(*) FROM seq_writes"), 0);
-    // An older row acknowledged: the newest is still there.
-    s.submit(Write::Ack(vec![(Class::Telemetry, 1)]))
-        .await
-        .unwrap();
-    s.flush().await.unwrap();
-    assert_eq!(count(&path, "SELECT count(*) FROM seq_writes"), 0);
-    // The newest row acknowledged (out of order): now it is written.
-    s.submit(Write::Ack(vec![(Class::Telemetry, 3)]))
-        .await
-        .unwrap();
-    s.flush().await.unwrap();
-    assert_eq!(count(&path, "SELECT sum(n) FROM seq_writes"), 1);
-    assert_eq!(
-        count(
-            &path,
-            "SELECT value FROM counters WHERE name = 'next.telemetry'"
-        ),
-        4
-    );
-    s.submit(Write::Ack(vec![(Class::Telemetry, 2)]))
-        .await
-        .unwrap();
-    s.flush().await.unwrap();
-    assert_eq!(s.stats().telemetry.rows, 0);
-    assert_eq!(count(&path, "SELECT sum(n) FROM seq_writes"), 1);
-    s.close().await.unwrap();
-    // A restart, with the class empty, continues after the last seq.
-    let s = Store::open(&path, &StoreConfig::default()).unwrap();
-    assert_eq!(s.stats().telemetry.rows, 0);
-    assert_eq!(s.stats().telemetry.next_seq, 4, "a seq is never reused");
-    s.close().await.unwrap();
-}
-
-#[tokio::test]
-async fn a_grouped_commit_that_acks_the_newest_row_and_adds_newer_ones_writes_no_next_seq() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = db(&dir);
-    let cfg = StoreConfig {
-        commit_delay: crate::config::Dur::secs(60),
-        ..StoreConfig::default()
-    };
-    let s = Store::open(&path, &cfg).unwrap();
-    let temp = |at| Write::Reading(reading("k-temp", Kind::Temperature, 20.0, at));
-    s.submit(temp(1)).await.unwrap();
-    s.flush().await.unwrap();
-    count_next_writes(&path);
-    // As at a home: the ack of the last commit's rows, then the next
-    // minute's readings, all in one grouped commit.
-    s.submit(Write::Ack(vec![(Class::Telemetry, 1)]))
-        .await
-        .unwrap();
-    s.submit(temp(2)).await.unwrap();
-    s.submit(temp(3)).await.unwrap();
-    s.flush().await.unwrap();
-    assert_eq!(s.stats().telemetry.rows, 2);
-    assert_eq!(count(&path, "SELECT count(*) FROM seq_writes"), 0);
-    s.close().await.unwrap();
-    let s = Store::open(&path, &StoreConfig::default()).unwrap();
-    assert_eq!(s.stats().telemetry.next_seq, 4);
-    s.close().await.unwrap();
-}
-
-/// The database files as a power cut would leave them at this moment.
-fn crash_copy(from: &Path, to: &Path) {
-    for suffix in ["", "-wal"] {
-        let mut f = from.as_os_str().to_owned();
-        f.push(suffix);
-        let mut t = to.as_os_str().to_owned();
-        t.push(suffix);
-        if Path::new(&f).exists() {
-            std::fs::copy(&f, &t).unwrap();
-        }
-    }
-}
-
-#[tokio::test]
-async fn after_a_crash_the_outbox_sizes_are_recounted_and_seqs_continue_without_reuse() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = db(&dir);
-    let s = Store::open(&path, &StoreConfig::default()).unwrap();
-    for at in 1..=5 {
-        s.submit(Write::Reading(reading(
-            "k-temp",
-            Kind::Temperature,
-            20.0,
-            at,
-        )))
-        .await
-        .unwrap();
-    }
-    s.submit(Write::Alert(alert("panic", 6))).await.unwrap();
-    s.flush().await.unwrap();
-    // The newest telemetry row acknowledged, then one more reading.
-    s.submit(Write::Ack(vec![
-        (Class::Telemetry, 5),
-        (Class::Telemetry, 1),
-    ]))
-    .await
-    .unwrap();
-    s.flush().await.unwrap();
-    let live = s.stats();
-    assert_eq!((live.telemetry.rows, live.alert.rows), (3, 1));
-    // Sizes are not kept on disk while running (one page less a commit).
-    assert_eq!(
-        count(
-            &path,
-            "SELECT count(*) FROM counters WHERE name LIKE 'rows.%' OR name LIKE 'bytes.%'"
-        ),
-        0
-    );
-    let crashed = dir.path().join("crashed.db");
-    crash_copy(&path, &crashed);
-    s.close().await.unwrap();
-    // A clean close writes them, exact.
-    assert_eq!(
-        count(
-            &path,
-            "SELECT value FROM counters WHERE name = 'rows.telemetry'"
-        ),
-        3
-    );
-    assert_eq!(
-        count(
-            &path,
-            "SELECT value FROM counters WHERE name = 'bytes.telemetry'"
-        ),
-        live.telemetry.bytes as i64
-    );
-
-    // The crashed copy: counted again, the same figures; seqs go on.
-    let s = Store::open(&crashed, &StoreConfig::default()).unwrap();
-    let again = s.stats();
-    assert_eq!(
-        (
-            again.telemetry.rows,
-            again.telemetry.bytes,
-            again.alert.rows,
-            again.alert.bytes
-        ),
-        (
-            live.telemetry.rows,
-            live.telemetry.bytes,
-            live.alert.rows,
-            live.alert.bytes
-        )
-    );
-    assert_eq!(
-        again.telemetry.next_seq, 6,
-        "seq 5 was used, even though acked"
-    );
-    s.submit(Write::Reading(reading(
-        "k-temp",
-        Kind::Temperature,
-        20.0,
-        7,
-    )))
-    .await
-    .unwrap();
-    s.flush().await.unwrap();
-    assert_eq!(
-        count(&crashed, "SELECT max(seq) FROM outbox WHERE class = 2"),
-        6
-    );
-    s.close().await.unwrap();
-}
-
-#[tokio::test]
-async fn a_database_that_kept_its_next_seq_in_the_seq_table_keeps_counting_from_there() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = db(&dir);
-    let s = Store::open(&path, &StoreConfig::default()).unwrap();
-    s.close().await.unwrap();
-    {
-        // As a release before 2026-12 left it: an empty class, its next seq
-        // in `seq` only.
-        let c = rusqlite::Connection::open(&path).unwrap();
-        c.execute_batch(
-            "DELETE FROM counters WHERE name LIKE 'next.%';
-             INSERT INTO seq (class, next) VALUES (2, 41) ON CONFLICT(class) DO UPDATE SET next = 41;",
-        )
-        .unwrap();
-    }
-    let s = Store::open(&path, &StoreConfig::default()).unwrap();
-    assert_eq!(s.stats().telemetry.next_seq, 41);
-    s.submit(Write::Reading(reading(
-        "k-temp",
-        Kind::Temperature,
-        20.0,
-        1,
-    )))
-    .await
-    .unwrap();
-    s.flush().await.unwrap();
-    assert_eq!(
-        count(&path, "SELECT max(seq) FROM outbox WHERE class = 2"),
-        41
-    );
-    s.close().await.unwrap();
-}
-
 #[tokio::test]
 async fn with_a_commit_delay_readings_wait_and_an_alert_commits_them_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let path = db(&dir);
-    let cfg = StoreConfig {
-        commit_delay: crate::config::Dur::secs(30),
-        ..StoreConfig::default()
-    };
-    let s = Store::open(&path, &cfg).unwrap();
+    let (path, s) = with_delay(&dir, crate::config::Dur::secs(30));
     let commits = s.stats().commits;
     for i in 0..10 {
         s.submit(Write::Reading(reading(
@@ -386,12 +166,7 @@ async fn with_a_commit_delay_readings_wait_and_an_alert_commits_them_at_once() {
 #[tokio::test]
 async fn with_a_commit_delay_a_quiet_stream_commits_once_per_delay_and_flush_ends_the_wait() {
     let dir = tempfile::tempdir().unwrap();
-    let path = db(&dir);
-    let cfg = StoreConfig {
-        commit_delay: crate::config::Dur::secs(1),
-        ..StoreConfig::default()
-    };
-    let s = Store::open(&path, &cfg).unwrap();
+    let (path, s) = with_delay(&dir, crate::config::Dur::secs(1));
     let commits = s.stats().commits;
     for i in 0..12 {
         s.submit(Write::Reading(reading(
@@ -485,12 +260,7 @@ impl AckSink for Fired {
 #[tokio::test]
 async fn with_commit_grouping_a_batch_holding_an_ack_waiter_commits_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let path = db(&dir);
-    let cfg = StoreConfig {
-        commit_delay: crate::config::Dur::secs(30),
-        ..StoreConfig::default()
-    };
-    let s = Store::open(&path, &cfg).unwrap();
+    let (path, s) = with_delay(&dir, crate::config::Dur::secs(30));
     // Readings nobody waits for (Zigbee, QoS 0) wait for the delay…
     for i in 0..5 {
         s.submit(Write::Reading(reading(
@@ -532,14 +302,9 @@ async fn with_commit_grouping_a_batch_holding_an_ack_waiter_commits_at_once() {
 #[tokio::test]
 async fn with_commit_grouping_an_alert_still_commits_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let path = db(&dir);
     // Opt-in: the UI reads history and the registry from the file, so a
     // default delay would hide a new device or a commissioning event.
-    let cfg = StoreConfig {
-        commit_delay: crate::config::Dur::secs(30),
-        ..StoreConfig::default()
-    };
-    let s = Store::open(&path, &cfg).unwrap();
+    let (path, s) = with_delay(&dir, crate::config::Dur::secs(30));
     s.submit(Write::Reading(reading(
         "k-temp",
         Kind::Temperature,
@@ -590,12 +355,7 @@ pub(super) async fn wait(limit: Duration, mut cond: impl FnMut() -> bool) -> boo
 #[tokio::test]
 async fn a_homes_grouped_commits_keep_the_outbox_in_one_page() {
     let dir = tempfile::tempdir().unwrap();
-    let path = db(&dir);
-    let cfg = StoreConfig {
-        commit_delay: crate::config::Dur(Duration::from_millis(150)),
-        ..StoreConfig::default()
-    };
-    let s = Store::open(&path, &cfg).unwrap();
+    let (path, s) = with_delay(&dir, crate::config::Dur(Duration::from_millis(150)));
     let wal = path.with_file_name(format!(
         "{}-wal",
         path.file_name().unwrap().to_string_lossy()
