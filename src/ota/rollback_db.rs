@@ -304,7 +304,6 @@ fn merge(merged: &Path, trial: &Path) -> rusqlite::Result<Kept> {
     Ok(kept)
 }
 
-/// `seq.next` per class: never below either side's, nor below a row's seq.
 /// Since schema v8 a telemetry row stores its document without `id` and
 /// `seq` (its own columns); the release this database goes back to may
 /// publish payloads as stored, so every such row is made whole here, with
@@ -335,6 +334,7 @@ fn whole_telemetry(c: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// `seq.next` per class: never below either side's, nor below a row's seq.
 fn merge_seq(c: &Connection) -> rusqlite::Result<()> {
     if shared(c, "seq")?.is_none() {
         return Ok(());
