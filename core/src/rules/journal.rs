@@ -26,7 +26,8 @@ use serde::{Deserialize, Serialize};
 use super::Engine;
 use super::RulesError;
 use super::routine::Routine;
-use super::snapshot::{SeenSnap, SlotSnap, Snap, Subj, per_room};
+use super::rule::{NO_DEV, RULE_SUBJECT};
+use super::snapshot::{SeenN, SeenSnap, SlotN, SlotSnap, Snap, Subj, per_room};
 use crate::model::Kind;
 
 /// More dirty entries than this between two saves: save in full instead
@@ -121,12 +122,19 @@ struct Delta {
     /// How many rules the state has (rule indices below name them).
     rules: usize,
     started: Vec<bool>,
+    /// Slots and last readings naming devices by id: deltas written before
+    /// 2026-12 (still read, no longer written).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     slots: Vec<(u32, SlotSnap)>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     routines: Vec<(u32, Routine)>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     seen: Vec<SeenSnap>,
+    /// The same by number ([`SlotN`], [`SeenN`]): what is written now.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    nslots: Vec<SlotN>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    nseen: Vec<SeenN>,
     devices_from: usize,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     devices: Vec<String>,
@@ -201,13 +209,28 @@ impl Engine {
             {
                 routines.push((ri, r.clone()));
             }
+            // Only numbers the snapshot's lists resolve (always so for live
+            // state; a delta that names an unknown one would end the journal).
+            let room = per_room(&rule.spec);
+            let known = |i: u32, room: bool| {
+                if room {
+                    self.devs.room_by_index(i).is_some()
+                } else {
+                    self.devs.get(i).is_some()
+                }
+            };
             if let Some(s) = rule.slots.get(&subject)
-                && let Some(snap) = self.slot_snap(per_room(&rule.spec), subject, s)
+                && (subject == RULE_SUBJECT || known(subject, room))
+                && (s.dev == NO_DEV || known(s.dev, false))
             {
-                out.push((ri, snap));
+                out.push(SlotN::new(ri, subject, s));
             }
         }
-        let seen = devs.iter().flat_map(|&d| self.seen_snaps(d)).collect();
+        let seen = devs
+            .iter()
+            .filter(|&&d| self.devs.get(d).is_some())
+            .flat_map(|&d| self.seen_numbered(d))
+            .collect();
         let devices_from = self.journal.devices_saved;
         let rooms_from = self.journal.rooms_saved;
         Delta {
@@ -215,9 +238,11 @@ impl Engine {
             now: self.now,
             rules: self.rules.len(),
             started: self.rules.iter().map(|r| r.started).collect(),
-            slots: out,
+            slots: Vec::new(),
             routines,
-            seen,
+            seen: Vec::new(),
+            nslots: out,
+            nseen: seen,
             devices_from,
             devices: self
                 .devs
@@ -273,9 +298,15 @@ pub(super) fn merge(full: &[u8], deltas: &[Vec<u8>]) -> Result<(Snap, usize), Ru
         .collect();
     let mut applied = 0;
     for bytes in deltas {
-        let Ok(d) = serde_json::from_slice::<Delta>(bytes) else {
+        let Ok(mut d) = serde_json::from_slice::<Delta>(bytes) else {
             break;
         };
+        // Numbers resolve against the lists with this delta's additions.
+        let Some((nslots, nseen)) = resolve(&snap, &d) else {
+            break;
+        };
+        d.slots.extend(nslots);
+        d.seen.extend(nseen);
         if d.delta != snap.seq + 1
             || d.rules != snap.rules.len()
             || d.started.len() != snap.rules.len()
@@ -317,6 +348,53 @@ pub(super) fn merge(full: &[u8], deltas: &[Vec<u8>]) -> Result<(Snap, usize), Ru
     }
     snap.seen = seen.into_values().collect();
     Ok((snap, applied))
+}
+
+/// A delta's slots (with their rule index) and last readings, named.
+type Named = (Vec<(u32, SlotSnap)>, Vec<SeenSnap>);
+
+/// The numbered slots and last readings of `d` with the names their numbers
+/// have in `snap`'s lists plus `d`'s additions; `None` when a number names
+/// nothing (or a room for a device rule, or the reverse): the delta does
+/// not fit.
+fn resolve(snap: &Snap, d: &Delta) -> Option<Named> {
+    fn name<'a>(base: &'a [String], added: &'a [String], from: usize, i: u32) -> Option<&'a str> {
+        let i = i as usize;
+        match i.checked_sub(base.len()) {
+            None => base.get(i),
+            // `from` is checked against `base.len()` by the caller too.
+            Some(j) if from == base.len() => added.get(j),
+            Some(_) => None,
+        }
+        .map(String::as_str)
+    }
+    let dev = |i: u32| name(&snap.devices, &d.devices, d.devices_from, i).map(str::to_string);
+    let room = |i: u32| name(&snap.rooms, &d.rooms, d.rooms_from, i).map(str::to_string);
+    let mut slots = Vec::with_capacity(d.nslots.len());
+    for s in &d.nslots {
+        let per = per_room(&snap.rules.get(s.0 as usize)?.spec);
+        let subject = match s.1 {
+            -1 => Subj::Rule,
+            i => {
+                let i = u32::try_from(i).ok()?;
+                if per {
+                    Subj::Room(room(i)?)
+                } else {
+                    Subj::Device(dev(i)?)
+                }
+            }
+        };
+        let device = match s.8 {
+            Some(i) => Some(dev(i)?),
+            None => None,
+        };
+        slots.push((s.0, s.named(subject, device)));
+    }
+    let mut seen = Vec::with_capacity(d.nseen.len());
+    for n in &d.nseen {
+        seen.push(n.named(dev(n.0)?));
+    }
+    Some((slots, seen))
 }
 
 /// Every slot of `d` fits its rule (a room subject only for a per-room

@@ -9,7 +9,15 @@
 //! into a rule with an identical spec (same id, same keys), so an edited
 //! rule starts fresh; restoring then replaying gives the same alerts as
 //! never stopping (property-tested in `tests_state`); the household's mode
-//! and alerts held by pre-alarms are kept too. Format version 1.
+//! and alerts held by pre-alarms are kept too.
+//!
+//! Format version 2 (2026-12) lists the slots and last readings of every
+//! rule once, naming devices and rooms by their position in the saved
+//! `devices` / `rooms` lists ([`SlotN`], [`SeenN`]): 132 bytes a panic
+//! pendant instead of 288 with names (version 1, still read). At a care
+//! site whose state grows with every new pendant, full snapshots were
+//! the largest write of an alert burst. [`Snap::parse`] gives the named
+//! form whatever the version, so merging and restoring see one shape.
 
 use serde::{Deserialize, Serialize};
 
@@ -19,7 +27,9 @@ use super::spec::{Per, RuleSpec, RuleType};
 use super::{Engine, RulesError};
 use crate::model::{DeviceId, Kind, Time};
 
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
+/// The oldest format still read.
+const OLDEST: u32 = 1;
 
 #[derive(Serialize, Deserialize)]
 pub(super) struct Snap {
@@ -30,7 +40,14 @@ pub(super) struct Snap {
     pub(super) seq: u64,
     pub(super) now: i64,
     pub(super) rules: Vec<RuleSnap>,
+    /// Format 1 (and the parsed form): the last readings, devices by id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(super) seen: Vec<SeenSnap>,
+    /// Format 2: every rule's slots and the last readings by number.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    nslots: Vec<SlotN>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    nseen: Vec<SeenN>,
     /// Device ids and room names in index order (absent before 2026-11:
     /// such a snapshot restores with the numbering of the moment).
     #[serde(default)]
@@ -56,6 +73,8 @@ fn is_home(m: &super::mode::ModeState) -> bool {
 pub(super) struct RuleSnap {
     pub(super) spec: RuleSpec,
     pub(super) started: bool,
+    /// Format 1 (and the parsed form); format 2 has them in `Snap::nslots`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(super) slots: Vec<SlotSnap>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) routine: Option<Routine>,
@@ -96,9 +115,138 @@ pub(super) struct SeenSnap {
     arrived: Option<i64>,
 }
 
+/// A slot in a journal delta (since 2026-12): the subject and the device by
+/// number instead of by name — a device's (or, for a per-room rule, a
+/// room's) index in the snapshot's `devices` (`rooms`) list with the
+/// delta's own additions, `-1` for the rule itself. A JSON array, so a
+/// panic press's slot is ~70 bytes, not ~170 (see `journal.rs`).
+/// Fields: rule index, subject, phase, acked, since, last, deadline,
+/// value, device, opened.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub(super) struct SlotN(
+    pub(super) u32,
+    pub(super) i64,
+    Phase,
+    bool,
+    i64,
+    i64,
+    Option<i64>,
+    f64,
+    pub(super) Option<u32>,
+    i64,
+);
+
+/// A device's last reading of a kind in a journal delta, the device by
+/// number (see [`SlotN`]): device, kind, at, value, arrived.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub(super) struct SeenN(pub(super) u32, Kind, i64, f64, Option<i64>);
+
+impl SlotN {
+    /// Rule `rule`'s slot `s` for `subject` (its in-memory number).
+    pub(super) fn new(rule: u32, subject: u32, s: &Slot) -> SlotN {
+        SlotN(
+            rule,
+            if subject == RULE_SUBJECT {
+                -1
+            } else {
+                i64::from(subject)
+            },
+            s.phase,
+            s.acked,
+            s.since,
+            s.last,
+            s.deadline,
+            s.value,
+            (s.dev != NO_DEV).then_some(s.dev),
+            s.opened,
+        )
+    }
+
+    /// As saved in a snapshot, with the names `subject` and `dev` resolve to.
+    pub(super) fn named(&self, subject: Subj, dev: Option<String>) -> SlotSnap {
+        SlotSnap {
+            subject,
+            phase: self.2,
+            acked: self.3,
+            since: self.4,
+            last: self.5,
+            deadline: self.6,
+            value: self.7,
+            dev,
+            opened: self.9,
+        }
+    }
+}
+
+impl SeenN {
+    /// As saved in a snapshot, the device named `device`.
+    pub(super) fn named(&self, device: String) -> SeenSnap {
+        SeenSnap {
+            device,
+            kind: self.1,
+            at: self.2,
+            value: self.3,
+            arrived: self.4,
+        }
+    }
+}
+
 impl Snap {
+    /// A saved snapshot of any format, in the named form (numbered slots
+    /// and readings resolved against its own lists, then ordered as
+    /// [`Engine::snap`] orders them).
     pub(super) fn parse(bytes: &[u8]) -> Result<Snap, RulesError> {
-        serde_json::from_slice(bytes).map_err(|e| RulesError::Snapshot(e.to_string()))
+        let mut snap: Snap =
+            serde_json::from_slice(bytes).map_err(|e| RulesError::Snapshot(e.to_string()))?;
+        snap.resolve()?;
+        Ok(snap)
+    }
+
+    fn resolve(&mut self) -> Result<(), RulesError> {
+        if self.nslots.is_empty() && self.nseen.is_empty() {
+            return Ok(());
+        }
+        let unknown = |what: &str, i: i64| {
+            RulesError::Snapshot(format!("{what} number {i} is not in the snapshot's list"))
+        };
+        let dev = |devices: &[String], i: u32| {
+            devices
+                .get(i as usize)
+                .cloned()
+                .ok_or_else(|| unknown("device", i64::from(i)))
+        };
+        for n in std::mem::take(&mut self.nslots) {
+            let Some(rule) = self.rules.get_mut(n.0 as usize) else {
+                return Err(unknown("rule", i64::from(n.0)));
+            };
+            let subject = match n.1 {
+                -1 => Subj::Rule,
+                i => {
+                    let at = u32::try_from(i).map_err(|_| unknown("subject", i))?;
+                    if per_room(&rule.spec) {
+                        Subj::Room(
+                            self.rooms
+                                .get(at as usize)
+                                .cloned()
+                                .ok_or_else(|| unknown("room", i))?,
+                        )
+                    } else {
+                        Subj::Device(dev(&self.devices, at)?)
+                    }
+                }
+            };
+            let device = n.8.map(|i| dev(&self.devices, i)).transpose()?;
+            rule.slots.push(n.named(subject, device));
+        }
+        for r in &mut self.rules {
+            r.slots.sort_by(|a, b| a.subject.cmp(&b.subject));
+        }
+        for n in std::mem::take(&mut self.nseen) {
+            self.seen.push(n.named(dev(&self.devices, n.0)?));
+        }
+        self.seen
+            .sort_by(|a, b| (&a.device, a.kind).cmp(&(&b.device, b.kind)));
+        Ok(())
     }
 }
 
@@ -137,6 +285,7 @@ impl Engine {
 
     /// One slot as saved: its subject and the device it names by id
     /// (`None` when a name is unknown, which never happens for live state).
+    #[cfg(test)]
     pub(super) fn slot_snap(&self, room: bool, subject: u32, s: &Slot) -> Option<SlotSnap> {
         let dev_name = |i: u32| self.devs.get(i).map(|d| d.id.to_string());
         let subj = if subject == RULE_SUBJECT {
@@ -163,7 +312,15 @@ impl Engine {
         })
     }
 
+    /// The last readings of device `i`, one per kind, by number (a delta's).
+    pub(super) fn seen_numbered(&self, i: u32) -> impl Iterator<Item = SeenN> + '_ {
+        self.devs.seen(i).map(move |(kind, at, value)| {
+            SeenN(i, kind, at, value, self.devs.last_arrival(i, kind))
+        })
+    }
+
     /// The last readings of device `i`, one per kind, as saved.
+    #[cfg(test)]
     pub(super) fn seen_snaps(&self, i: u32) -> impl Iterator<Item = SeenSnap> + '_ {
         let id = self.devs.get(i).map(|d| d.id.to_string());
         self.devs.seen(i).filter_map(move |(kind, at, value)| {
@@ -178,6 +335,7 @@ impl Engine {
     }
 
     /// The engine's whole state (see [`Engine::snapshot`]).
+    #[cfg(test)]
     pub(super) fn snap(&self) -> Snap {
         let rules = self
             .rules
@@ -210,6 +368,8 @@ impl Engine {
             now: self.now,
             rules,
             seen,
+            nslots: Vec::new(),
+            nseen: Vec::new(),
             devices: self.devs.iter().map(|(_, d)| d.id.to_string()).collect(),
             rooms: self.devs.rooms().to_vec(),
             escalations: self.escalations.open.clone(),
@@ -218,9 +378,63 @@ impl Engine {
         }
     }
 
-    /// The engine's state as bytes (JSON), for storage across restarts.
+    /// The engine's state as bytes (JSON, format 2: slots and readings by
+    /// number, built from the engine's own numbering without a name per
+    /// slot), for storage across restarts. [`Snap::parse`] of it equals
+    /// [`Engine::snap`] (tested).
     pub fn snapshot(&self) -> Vec<u8> {
-        serde_json::to_vec(&self.snap()).unwrap_or_default()
+        let known = |i: u32, room: bool| {
+            if room {
+                self.devs.room_by_index(i).is_some()
+            } else {
+                self.devs.get(i).is_some()
+            }
+        };
+        let mut nslots = Vec::new();
+        let rules = (0u32..)
+            .zip(&self.rules)
+            .map(|(ri, r)| {
+                let room = per_room(&r.spec);
+                let from = nslots.len();
+                nslots.extend(
+                    r.slots
+                        .iter()
+                        .filter(|&(&subject, s)| {
+                            (subject == RULE_SUBJECT || known(subject, room))
+                                && (s.dev == NO_DEV || known(s.dev, false))
+                        })
+                        .map(|(&subject, s)| SlotN::new(ri, subject, s)),
+                );
+                if let Some(added) = nslots.get_mut(from..) {
+                    added.sort_by_key(|n| n.1);
+                }
+                RuleSnap {
+                    spec: r.spec.clone(),
+                    started: r.started,
+                    slots: Vec::new(),
+                    routine: r.routine.as_deref().cloned(),
+                }
+            })
+            .collect();
+        let snap = Snap {
+            v: VERSION,
+            seq: self.journal.seq,
+            now: self.now,
+            rules,
+            seen: Vec::new(),
+            nslots,
+            nseen: self
+                .devs
+                .iter()
+                .flat_map(|(i, _)| self.seen_numbered(i))
+                .collect(),
+            devices: self.devs.iter().map(|(_, d)| d.id.to_string()).collect(),
+            rooms: self.devs.rooms().to_vec(),
+            escalations: self.escalations.open.clone(),
+            mode: self.mode.clone(),
+            prealarms: self.prealarms.clone(),
+        };
+        serde_json::to_vec(&snap).unwrap_or_default()
     }
 
     /// Restores state saved by [`Engine::snapshot`] into this engine (built
@@ -234,9 +448,9 @@ impl Engine {
 
     /// Restores a parsed (and possibly journal-merged) state.
     pub(super) fn restore_snap(&mut self, snap: Snap, now: Time) -> Result<usize, RulesError> {
-        if snap.v != VERSION {
+        if !(OLDEST..=VERSION).contains(&snap.v) {
             return Err(RulesError::Snapshot(format!(
-                "format version {} is not {VERSION}",
+                "format version {} is not one of {OLDEST}..={VERSION}",
                 snap.v
             )));
         }

@@ -226,8 +226,10 @@ fn a_snapshot_without_the_numbering_still_restores() {
     let mut out = Vec::new();
     let r = rd("m1", Kind::Motion, 1.0, "2026-11-22T08:00:00Z");
     a.on_reading(r.at, &r, &mut out);
-    let mut v: serde_json::Value = serde_json::from_slice(&a.snapshot()).unwrap();
+    // Format 1, as saved before 2026-11: names everywhere, no numbering.
+    let mut v = serde_json::to_value(a.snap()).unwrap();
     let obj = v.as_object_mut().unwrap();
+    obj.insert("v".into(), 1.into());
     assert!(obj.remove("devices").is_some() && obj.remove("rooms").is_some());
     let mut b = engine(MIXED);
     let n = b
@@ -330,6 +332,83 @@ proptest! {
         replay_events(&mut b, &events[cut..], &mut out);
         prop_assert_eq!(whole, out);
     }
+
+    /// Format 2 (by number) holds exactly the named state, and a format-1
+    /// snapshot of the same state restores to the same engine.
+    #[test]
+    fn the_numbered_snapshot_is_the_named_state_and_format_1_restores_alike(
+        events in arb_events(), cut in 0usize..64,
+    ) {
+        let cut = cut.min(events.len());
+        let mut a = engine(MIXED);
+        let mut out = Vec::new();
+        replay_events(&mut a, &events[..cut], &mut out);
+        let bytes = a.snapshot();
+        let parsed = super::snapshot::Snap::parse(&bytes).unwrap();
+        prop_assert_eq!(
+            serde_json::to_value(&parsed).unwrap(),
+            serde_json::to_value(a.snap()).unwrap()
+        );
+        let mut v1 = serde_json::to_value(a.snap()).unwrap();
+        v1["v"] = 1.into();
+        let now = Time(a.now.max(0));
+        let mut b1 = engine(MIXED);
+        b1.restore(&serde_json::to_vec(&v1).unwrap(), now).unwrap();
+        let mut b2 = engine(MIXED);
+        b2.restore(&bytes, now).unwrap();
+        prop_assert_eq!(b1.snapshot(), b2.snapshot());
+        prop_assert_eq!(b1.armed_timers(), b2.armed_timers());
+    }
+}
+
+#[test]
+fn a_snapshot_numbering_a_device_it_does_not_list_is_refused_and_changes_nothing() {
+    let mut a = engine(MIXED);
+    let mut out = Vec::new();
+    for (dev, kind) in [("m1", Kind::Motion), ("p1", Kind::Panic)] {
+        let r = rd(dev, kind, 1.0, "2026-11-22T08:00:00Z");
+        a.on_reading(r.at, &r, &mut out);
+    }
+    let good: serde_json::Value = serde_json::from_slice(&a.snapshot()).unwrap();
+    for (field, pos) in [("nslots", 1), ("nslots", 8), ("nseen", 0)] {
+        let mut v = good.clone();
+        let row = v[field]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .find(|r| !r[pos].is_null())
+            .unwrap();
+        row[pos] = 999.into();
+        let mut b = engine(MIXED);
+        let err = b
+            .restore(&serde_json::to_vec(&v).unwrap(), t("2026-11-22T08:01:00Z"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("number 999"), "{field}[{pos}]: {err}");
+        assert_eq!(b.armed_timers(), 0);
+    }
+}
+
+/// A care site's state grows with every pendant: a full snapshot costs
+/// about 130 bytes a pendant (it was 288 with names in every slot).
+#[test]
+fn a_full_snapshot_costs_about_130_bytes_a_panic_pendant() {
+    let mut e =
+        engine("[[rule]]\nid = \"panic\"\ntype = \"immediate\"\nkinds = [\"panic\", \"fall\"]\n");
+    let mut out = Vec::new();
+    let n = 2_000;
+    for i in 0..n {
+        let r = rd(
+            &format!("pendant-{i:05}"),
+            Kind::Panic,
+            1.0,
+            "2026-12-04T10:00:00Z",
+        );
+        e.on_reading(r.at, &r, &mut out);
+    }
+    assert_eq!(out.len(), n);
+    let per = e.snapshot().len() / n;
+    assert!(per <= 140, "{per} bytes a pendant");
 }
 
 #[test]
