@@ -178,7 +178,12 @@ fn ota_exit(e: crate::ota::cli::OtaCliError) -> Exit {
 }
 
 fn serve(cfg: Config, clock: Arc<dyn Clock>, banner: bool) -> Result<(), Exit> {
+    // Before any thread starts (they inherit it); see `app::sched`.
+    let batch = app::sched::batch();
     let log = crate::logging::init(&cfg.log);
+    if let Err(e) = batch {
+        tracing::warn!(error = %e, "cannot use the SCHED_BATCH CPU policy; running under the default one");
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

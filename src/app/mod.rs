@@ -10,7 +10,8 @@
 //! document's builder and heartbeat), [`zigbee`] (the coordinator link
 //! watch and network parameters), [`dual`] (the LoRaWAN path and its
 //! router), [`integrations`] (Home Assistant, config versions, metrics),
-//! [`clock`] (the real clock), `demo` (`carebridge demo`, feature `sim`).
+//! [`clock`] (the real clock), [`sched`] (the threads' CPU scheduling
+//! policy), `demo` (`carebridge demo`, feature `sim`).
 
 mod arc;
 mod clock;
@@ -18,6 +19,7 @@ mod clock;
 mod demo;
 mod dual;
 mod integrations;
+pub mod sched;
 mod startup;
 mod status;
 mod wiring;

@@ -16,10 +16,11 @@
 //! (property-tested in `tests_journal`); anything not tracked slot by slot
 //! (a reload, a clock step, an acknowledgement, a mode change, a start)
 //! makes the next save a full one. The next save is also full when the
-//! deltas written since the last full one outweigh it (so the journal
-//! never holds more than about one snapshot's worth, and the amortised
-//! write stays within twice the changes), and the first save after a
-//! start or restore is always full (it starts a new journal).
+//! deltas written since the last full one outweigh [`JOURNAL_RATIO`]
+//! snapshots (so the journal never holds more than about that many
+//! snapshots' worth, read back once at a start, and the amortised write
+//! stays within 1.25 times the changes), and the first save after a start
+//! or restore is always full (it starts a new journal).
 
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +36,10 @@ use crate::model::Kind;
 const DIRTY_MAX: usize = 1 << 16;
 /// Deltas may add up to this much before a full save even for a tiny state.
 const JOURNAL_MIN: usize = 64 * 1024;
+/// Deltas may add up to this many snapshots' size before a full save. At
+/// 1 (until 2026-12) a 50,000-alert burst from new pendants wrote a full
+/// snapshot each time the state doubled; 4 writes a quarter as many.
+const JOURNAL_RATIO: usize = 4;
 
 /// What changed since the last save.
 #[derive(Debug)]
@@ -166,7 +171,8 @@ impl Engine {
     /// save before them; [`Engine::restore_journal`] reads them back.
     pub fn save(&mut self) -> Saved {
         let j = &self.journal;
-        let saved = if j.full || j.journal_bytes >= j.full_bytes.max(JOURNAL_MIN) {
+        let limit = j.full_bytes.saturating_mul(JOURNAL_RATIO).max(JOURNAL_MIN);
+        let saved = if j.full || j.journal_bytes >= limit {
             self.journal.seq += 1;
             let bytes = self.snapshot();
             self.journal.full_bytes = bytes.len();

@@ -275,8 +275,8 @@ fn deltas_that_outweigh_the_snapshot_make_the_next_save_full() {
             fulls += 1;
         }
     }
-    // Each delta names its new device: the journal reaches the snapshot's
-    // size (at least 64 KiB) now and then, and a full save ends it.
+    // Each delta names its new device: the journal reaches four times the
+    // snapshot's size (at least 64 KiB) now and then, and a full save ends it.
     assert!((1..200).contains(&fulls), "{fulls} full saves");
 }
 
