@@ -72,35 +72,35 @@ fn fetch(
     after_seq: u64,
     limit: usize,
 ) -> Result<Vec<OutboxRow>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT seq, id, at, payload FROM outbox WHERE class = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-    )?;
-    let rows = stmt.query_map(
-        params![
-            i64::from(class as u8),
-            i64::try_from(after_seq).unwrap_or(i64::MAX),
-            i64::try_from(limit).unwrap_or(i64::MAX)
-        ],
-        |r| {
-            let seq = u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0);
-            let id: String = r.get(1)?;
-            let stored: Vec<u8> = r.get(3)?;
-            // Telemetry rows keep only the body (see `payload::telemetry_body`).
-            let payload = match class {
-                Class::Telemetry => super::payload::telemetry_doc(&id, seq, stored),
-                Class::Alert | Class::Status => stored,
-            };
-            Ok(OutboxRow {
-                class,
-                seq,
-                id,
-                at: Time::from_millis(r.get(2)?),
-                payload,
-            })
-        },
-    )?;
-    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    let mut stmt = conn.prepare_cached(super::outbox::per_class(class, FETCH_SQL))?;
+    let rows = stmt.query_map(params![i64::try_from(after_seq).unwrap_or(i64::MAX)], |r| {
+        let seq = u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0);
+        let id: String = r.get(1)?;
+        let stored: Vec<u8> = r.get(3)?;
+        // Telemetry rows keep only the body (see `payload::telemetry_body`).
+        let payload = match class {
+            Class::Telemetry => super::payload::telemetry_doc(&id, seq, stored),
+            Class::Alert | Class::Status => stored,
+        };
+        Ok(OutboxRow {
+            class,
+            seq,
+            id,
+            at: Time::from_millis(r.get(2)?),
+            payload,
+        })
+    })?;
+    // No `LIMIT ?`: the rows are stepped one by one, so taking `limit`
+    // of them reads no more.
+    Ok(rows.take(limit).collect::<Result<Vec<_>, _>>()?)
 }
+
+/// The uplink's read, one statement per class (see `outbox::per_class`).
+pub(super) const FETCH_SQL: [&str; 3] = [
+    "SELECT seq, id, at, payload FROM outbox WHERE class = 0 AND seq > ?1 ORDER BY seq",
+    "SELECT seq, id, at, payload FROM outbox WHERE class = 1 AND seq > ?1 ORDER BY seq",
+    "SELECT seq, id, at, payload FROM outbox WHERE class = 2 AND seq > ?1 ORDER BY seq",
+];
 
 const DEVICE_COLS: &str =
     "id, name, room, role, ieee, nwk, manufacturer, model, last_seen, battery, lqi";

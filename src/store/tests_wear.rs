@@ -412,3 +412,35 @@ async fn a_homes_grouped_commits_keep_the_outbox_in_one_page() {
     );
     s.close().await.unwrap();
 }
+
+/// The writer's and the uplink reader's per-class statements are compiled
+/// once and run many times (see `outbox::per_class`): run on a store's
+/// own file with changing values, SQLite never re-prepares them.
+#[tokio::test]
+async fn hot_statements_are_compiled_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir);
+    let store = Store::open(&path, &StoreConfig::default()).unwrap();
+    store.close().await.unwrap();
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let mut checked = 0;
+    for sql in super::outbox::OLDEST_SQL
+        .into_iter()
+        .chain(super::reader::FETCH_SQL)
+    {
+        for i in 0..5i64 {
+            let mut st = c.prepare_cached(sql).unwrap();
+            let values: Vec<i64> = (0..st.parameter_count()).map(|_| i).collect();
+            let mut rows = st.query(rusqlite::params_from_iter(values)).unwrap();
+            while rows.next().unwrap().is_some() {}
+        }
+        let st = c.prepare_cached(sql).unwrap();
+        assert_eq!(
+            st.get_status(rusqlite::StatementStatus::RePrepare),
+            0,
+            "{sql}"
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 6);
+}
