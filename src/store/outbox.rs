@@ -397,22 +397,27 @@ impl Outbox {
         last: u64,
         via: Option<(Via, Time)>,
     ) -> rusqlite::Result<()> {
-        let mut stmt = conn.prepare_cached(
-            "DELETE FROM outbox WHERE class = ?1 AND seq BETWEEN ?2 AND ?3 RETURNING seq, length(payload), id, at",
-        )?;
-        let gone = stmt.query_map(
-            params![i64::from(class as u8), to_i64(first), to_i64(last)],
-            |r| {
+        // Read, then delete: `DELETE … RETURNING` gathers its rows in a
+        // temporary table first and opens a statement journal (a copy of
+        // every page it writes); a plain range delete needs neither.
+        let range = params![to_i64(first), to_i64(last)];
+        let gone = conn
+            .prepare_cached(per_class(class, ACKED_SQL))?
+            .query_map(range, |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
                     r.get::<_, i64>(1)?,
                     r.get::<_, String>(2)?,
                     r.get::<_, i64>(3)?,
                 ))
-            },
-        )?;
-        for row in gone {
-            let (seq, len, id, at) = row?;
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        if gone.is_empty() {
+            return Ok(());
+        }
+        conn.prepare_cached(per_class(class, DELETE_SQL))?
+            .execute(range)?;
+        for (seq, len, id, at) in gone {
             let st = &mut self.classes[idx(class)];
             if to_u64(seq) + 1 == st.next_seq {
                 self.newest_gone[idx(class)] = true;
@@ -521,6 +526,19 @@ impl Outbox {
         Ok(())
     }
 }
+
+/// The rows an acknowledgement removes (seq, size, id, time), and their
+/// removal, one statement per class.
+pub(super) const ACKED_SQL: [&str; 3] = [
+    "SELECT seq, length(payload), id, at FROM outbox WHERE class = 0 AND seq BETWEEN ?1 AND ?2",
+    "SELECT seq, length(payload), id, at FROM outbox WHERE class = 1 AND seq BETWEEN ?1 AND ?2",
+    "SELECT seq, length(payload), id, at FROM outbox WHERE class = 2 AND seq BETWEEN ?1 AND ?2",
+];
+pub(super) const DELETE_SQL: [&str; 3] = [
+    "DELETE FROM outbox WHERE class = 0 AND seq BETWEEN ?1 AND ?2",
+    "DELETE FROM outbox WHERE class = 1 AND seq BETWEEN ?1 AND ?2",
+    "DELETE FROM outbox WHERE class = 2 AND seq BETWEEN ?1 AND ?2",
+];
 
 /// The oldest row's seq and time, one statement per class.
 pub(super) const OLDEST_SQL: [&str; 3] = [

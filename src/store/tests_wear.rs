@@ -426,6 +426,8 @@ async fn hot_statements_are_compiled_once() {
     let mut checked = 0;
     for sql in super::outbox::OLDEST_SQL
         .into_iter()
+        .chain(super::outbox::ACKED_SQL)
+        .chain(super::outbox::DELETE_SQL)
         .chain(super::reader::FETCH_SQL)
     {
         for i in 0..5i64 {
@@ -442,5 +444,5 @@ async fn hot_statements_are_compiled_once() {
         );
         checked += 1;
     }
-    assert_eq!(checked, 6);
+    assert_eq!(checked, 12);
 }
