@@ -34,6 +34,8 @@
 //! `VERSUS_CAREBRIDGE=<binary>` measures another carebridge build (to
 //! compare before and after a change, runs interleaved);
 //! `VERSUS_STORE='commit_delay = "15s"'` adds `[store]` keys (`;` between);
+//! `VERSUS_PREFILL=N` sends N readings at full speed before a home flow
+//! (the WAL then has its full size, as after a few hours at a home);
 //! `VERSUS_WALSTAT=1` prints what carebridge's commits wrote, by table
 //! (`benches/tools/walstat.py`; `WALSTAT_COMMITS=1` lists every commit).
 //! `write_bytes` counts page-cache memory dirtied, which on kernels that
@@ -156,6 +158,37 @@ fn start_nodered(red: &Path, dir: &Path, mqtt: u16, telemetry: bool, pin: bool) 
     }
 }
 
+/// `VERSUS_PREFILL=N`: sends N readings of `flow` at QoS 1 as fast as
+/// they are acknowledged, waits until they are upstream and the grouped
+/// commits they left are done; returns how many telemetry messages that
+/// was upstream (the run counts from there).
+fn prefill(up: &Upstream, port: u16, prefix: &str, flow: Flow) -> u64 {
+    let n: u64 = std::env::var("VERSUS_PREFILL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    if n == 0 {
+        return 0;
+    }
+    let base = up.telemetry.load(Ordering::Relaxed);
+    let mut pb = Publisher::connect(port, "vs-prefill", true, FRONT_DOOR_INFLIGHT);
+    let done = || up.telemetry.load(Ordering::Relaxed) - base;
+    stream::feed(
+        &mut pb,
+        prefix,
+        flow,
+        n,
+        Pace::Burst { window: 6_000 },
+        &done,
+    );
+    system::wait_until(Duration::from_secs(600), || done() >= n);
+    // Telemetry acknowledgements wait up to `commit_delay` (60 s).
+    std::thread::sleep(Duration::from_secs(65));
+    let _ = std::process::Command::new("sync").status();
+    eprintln!("versus: prefilled {n} readings");
+    up.telemetry.load(Ordering::Relaxed)
+}
+
 fn run(case: &Case, name: &str, sut: &Sut, mqtt: u16) {
     let up = Upstream::subscribe(mqtt, sut.upstream, b"", WARM);
     let (port, prefix) = (sut.entry.0, sut.entry.1.as_str());
@@ -180,6 +213,15 @@ fn run(case: &Case, name: &str, sut: &Sut, mqtt: u16) {
         return;
     }
     std::thread::sleep(Duration::from_secs(1));
+    // `VERSUS_PREFILL=N` (home flows): N readings at full speed first, so
+    // the run starts where a gateway that has run for hours is: the WAL
+    // grown to its limit once and reused in place (while it still grows,
+    // every `fdatasync` also commits the file system's journal).
+    let prefill = if case.home() {
+        prefill(&up, port, prefix, case.flow)
+    } else {
+        0
+    };
     // Only the run's own publications count from here.
     let mut pb = Publisher::connect(port, &format!("vs-run-{name}"), qos1, FRONT_DOOR_INFLIGHT);
     let pid = sut.pid;
@@ -198,7 +240,7 @@ fn run(case: &Case, name: &str, sut: &Sut, mqtt: u16) {
     let t0 = Instant::now();
     let events = || match case.flow {
         Flow::Alert => up.alerts.load(Ordering::Relaxed),
-        Flow::Telemetry { .. } => up.telemetry.load(Ordering::Relaxed),
+        Flow::Telemetry { .. } => up.telemetry.load(Ordering::Relaxed) - prefill,
     };
     stream::feed(&mut pb, prefix, case.flow, case.n, case.pace, &events);
     let all = system::wait_until(Duration::from_secs(600), || events() >= case.n);

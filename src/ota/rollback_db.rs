@@ -230,6 +230,11 @@ fn merge(merged: &Path, trial: &Path) -> rusqlite::Result<Kept> {
         let list = quoted(&cols, "");
         let tlist = quoted(&cols, "t.");
         let missing = "NOT EXISTS (SELECT 1 FROM main.outbox m WHERE m.id = t.id)";
+        // The trial's alerts this merge adds, for the ARC's queue below.
+        c.execute_batch(&format!(
+            "CREATE TEMP TABLE merged_alerts AS SELECT t.id FROM trial.outbox t \
+             WHERE t.class = 0 AND {missing}"
+        ))?;
         kept.outbox = c.execute(
             &format!(
                 "INSERT INTO main.outbox ({list}) SELECT {tlist} FROM trial.outbox t WHERE {missing} \
@@ -266,6 +271,7 @@ fn merge(merged: &Path, trial: &Path) -> rusqlite::Result<Kept> {
             whole_telemetry(&c)?;
         }
         merge_seq(&c)?;
+        capture_for_arc(&c)?;
     }
 
     if let Some(cols) = shared(&c, "alert_delivery")?
@@ -302,6 +308,29 @@ fn merge(merged: &Path, trial: &Path) -> rusqlite::Result<Kept> {
     tx.commit()?;
     c.execute("DETACH DATABASE trial", [])?;
     Ok(kept)
+}
+
+/// A backup from schema v9 on has no `arc_capture` trigger (the store's
+/// writer copies alerts into `arc_queue` itself): the alerts this merge
+/// added to its outbox are copied here, as the trigger of an older backup
+/// does while they are inserted, when its ARC capture is on.
+fn capture_for_arc(c: &Connection) -> rusqlite::Result<()> {
+    let trigger: bool = c.query_row(
+        "SELECT EXISTS (SELECT 1 FROM main.sqlite_schema WHERE type = 'trigger' AND name = 'arc_capture')",
+        [],
+        |r| r.get(0),
+    )?;
+    if trigger || !has_table(c, "main", "arc_queue")? || !has_table(c, "main", "kv")? {
+        return Ok(());
+    }
+    c.execute(
+        "INSERT OR IGNORE INTO main.arc_queue (seq, id, at, payload) \
+         SELECT m.seq, m.id, m.at, m.payload FROM main.outbox m \
+         WHERE m.class = 0 AND m.id IN (SELECT id FROM temp.merged_alerts) \
+         AND EXISTS (SELECT 1 FROM main.kv WHERE key = ?1)",
+        [crate::uplink::arc::queue::CAPTURE_KEY],
+    )?;
+    Ok(())
 }
 
 /// Since schema v8 a telemetry row stores its document without `id` and
@@ -503,6 +532,57 @@ mod tests {
         // Again (a power cut before the trial state was cleared): same result.
         restore_keeping_trial_rows(&backup, &db).unwrap();
         assert_eq!(ids(&db).len(), 3);
+    }
+
+    /// A backup from v9 on has no ARC trigger: the trial's alerts merged
+    /// into its outbox reach its ARC queue all the same (capture on), and
+    /// an alert the backup already had is not queued for the ARC again.
+    #[test]
+    fn merged_alerts_reach_the_arc_queue_of_a_backup_without_the_trigger() {
+        let d = tempfile::tempdir().unwrap();
+        let (db, backup) = (d.path().join("c.db"), d.path().join("b.db"));
+        let arc = "CREATE TABLE kv (key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL);
+             CREATE TABLE arc_queue (seq INTEGER PRIMARY KEY NOT NULL, id TEXT NOT NULL, at INTEGER NOT NULL, payload BLOB NOT NULL, dc09_seq INTEGER);
+             INSERT INTO kv VALUES ('arc.capture', x'31');";
+        db_with(
+            &backup,
+            &format!("{arc} INSERT INTO outbox VALUES (0, 1, 'a-old', 1000, 'x');"),
+        );
+        db_with(
+            &db,
+            &format!(
+                "{arc} INSERT INTO outbox VALUES (0, 1, 'a-old', 1000, 'x'), (0, 2, 'a-new', 2000, 'z'),
+                     (2, 1, 't-new', 2000, CAST('{{}}' AS BLOB));"
+            ),
+        );
+        restore_keeping_trial_rows(&backup, &db).unwrap();
+        let c = Connection::open(&db).unwrap();
+        let queued: Vec<(i64, String)> = c
+            .prepare("SELECT seq, id FROM arc_queue ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(queued, vec![(2, "a-new".to_string())]);
+        drop(c);
+        // Capture off in the backup: nothing is queued.
+        let off = d.path().join("off.db");
+        db_with(
+            &off,
+            &format!("{arc} DELETE FROM kv; INSERT INTO outbox VALUES (0, 1, 'a-old', 1000, 'x');"),
+        );
+        let trial = d.path().join("t2.db");
+        db_with(
+            &trial,
+            &format!("{arc} INSERT INTO outbox VALUES (0, 5, 'a-5', 5000, 'q');"),
+        );
+        restore_keeping_trial_rows(&off, &trial).unwrap();
+        let c = Connection::open(&trial).unwrap();
+        let n: i64 = c
+            .query_row("SELECT count(*) FROM arc_queue", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0);
     }
 
     #[test]

@@ -78,10 +78,18 @@ pub(super) fn apply(
                 conn.prepare_cached("DELETE FROM devices WHERE id = ?1")?
                     .execute([id.as_str()])?;
             }
-            Op::Kv(k, Some(v)) => put_kv(conn, k, v)?,
+            Op::Kv(k, Some(v)) => {
+                put_kv(conn, k, v)?;
+                if k == crate::uplink::arc::queue::CAPTURE_KEY {
+                    ob.arc_capture = true;
+                }
+            }
             Op::Kv(k, None) => {
                 conn.prepare_cached("DELETE FROM kv WHERE key = ?1")?
                     .execute([k])?;
+                if k == crate::uplink::arc::queue::CAPTURE_KEY {
+                    ob.arc_capture = false;
+                }
             }
             Op::State(st) => match &st.saved {
                 crate::rules::Saved::Full(bytes) => {
@@ -105,11 +113,16 @@ pub(super) fn apply(
     Ok(added)
 }
 
+/// UPDATE by key, INSERT only when the key is new: no statement journal
+/// (see `outbox::set_counter`).
 fn put_kv(conn: &Connection, key: &str, value: &[u8]) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO kv (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-    )?
-    .execute(params![key, value])?;
+    let updated = conn
+        .prepare_cached("UPDATE kv SET value = ?2 WHERE key = ?1")?
+        .execute(params![key, value])?;
+    if updated == 0 {
+        conn.prepare_cached("INSERT INTO kv (key, value) VALUES (?1, ?2)")?
+            .execute(params![key, value])?;
+    }
     Ok(())
 }
 

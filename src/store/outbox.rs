@@ -127,6 +127,10 @@ pub(crate) struct Outbox {
     disk_sizes: Option<[(u64, u64); 3]>,
     /// The next save writes exact `rows.*`/`bytes.*` (a clean close).
     pub exact: bool,
+    /// Alerts are copied into the ARC's queue (`kv['arc.capture']` exists;
+    /// see `uplink::arc::queue::capture`). Part of the clone the writer
+    /// commits, so a rolled-back kv write leaves it as it was.
+    pub arc_capture: bool,
 }
 
 /// The persisted part of the mirror, to write only what changed.
@@ -189,6 +193,7 @@ impl Outbox {
             newest_gone: [false; 3],
             disk_sizes: None,
             exact: false,
+            arc_capture: crate::uplink::arc::queue::capturing(conn)?,
         };
         let mut sizes = [(0, 0); 3];
         let mut all_sizes = true;
@@ -271,6 +276,9 @@ impl Outbox {
             at.as_millis(),
             payload
         ])?;
+        if class == Class::Alert && self.arc_capture {
+            crate::uplink::arc::queue::capture(conn, to_i64(seq), id, at.as_millis(), &payload)?;
+        }
         let st = &mut self.classes[idx(class)];
         st.next_seq = seq + 1;
         // The newest row exists again: it proves the next seq at open.
@@ -579,11 +587,19 @@ fn counter(conn: &Connection, name: &str) -> rusqlite::Result<u64> {
     Ok(counter_opt(conn, name)?.unwrap_or(0))
 }
 
+/// An UPDATE of the one row by its key, and an INSERT only the first time:
+/// an upsert (`ON CONFLICT … DO UPDATE`) of a table with an index opens
+/// SQLite's statement journal (a copy of each page it writes, table and
+/// index, at every run; see `delivery::upsert`).
 pub(crate) fn set_counter(conn: &Connection, name: &str, value: u64) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO counters (name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
-    )?
-    .execute(params![name, to_i64(value)])?;
+    let values = params![name, to_i64(value)];
+    let updated = conn
+        .prepare_cached("UPDATE counters SET value = ?2 WHERE name = ?1")?
+        .execute(values)?;
+    if updated == 0 {
+        conn.prepare_cached("INSERT INTO counters (name, value) VALUES (?1, ?2)")?
+            .execute(values)?;
+    }
     Ok(())
 }
 

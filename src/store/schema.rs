@@ -118,6 +118,13 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // file (they report it as too new; an OTA rollback makes the rows whole
     // first: `ota::rollback_db`).
     "-- v8: telemetry rows store the document's body",
+    // v9: the ARC's copy of each alert is written by the store's writer
+    // (`uplink::arc::queue::capture`) instead of a trigger on `outbox`: a
+    // table with a trigger makes every INSERT into it open SQLite's
+    // statement journal (a copy of the outbox page at every row, alerts
+    // and telemetry alike) and run the trigger's `kv` lookup; ~8 % of the
+    // writer's CPU in a 50 k alert burst. Same transaction, same rows.
+    crate::uplink::arc::queue::MIGRATION_V9,
 ];
 
 /// Rows of `history` a single millisecond can key in order (see

@@ -446,3 +446,24 @@ async fn hot_statements_are_compiled_once() {
     }
     assert_eq!(checked, 12);
 }
+
+/// No table of the store has a trigger: a trigger on a table makes every
+/// INSERT into it open SQLite's statement journal (a copy of each page it
+/// writes, at every row). The ARC's capture of alerts was one, on `outbox`,
+/// until schema v9 (`uplink::arc::queue::capture` does it now).
+#[tokio::test]
+async fn no_table_has_a_trigger() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir);
+    let store = Store::open(&path, &StoreConfig::default()).unwrap();
+    store.close().await.unwrap();
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let triggers: Vec<String> = c
+        .prepare("SELECT name FROM sqlite_schema WHERE type = 'trigger'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert!(triggers.is_empty(), "triggers: {triggers:?}");
+}

@@ -102,13 +102,20 @@ impl Touches {
         if self.map.is_empty() {
             return Ok(());
         }
-        let mut stmt = conn.prepare_cached(
-            "INSERT INTO devices (id, last_seen, battery) VALUES (?1, ?2, ?3) ON CONFLICT(id) DO UPDATE SET \
-             last_seen = max(coalesce(last_seen, excluded.last_seen), excluded.last_seen), \
-             battery = coalesce(excluded.battery, battery)",
+        // UPDATE by key, INSERT only for a device not yet known: an upsert
+        // opens SQLite's statement journal at every run (a copy of each
+        // table and index page it writes; see `outbox::set_counter`).
+        let mut update = conn.prepare_cached(
+            "UPDATE devices SET last_seen = max(coalesce(last_seen, ?2), ?2), \
+             battery = coalesce(?3, battery) WHERE id = ?1",
         )?;
+        let mut insert = conn
+            .prepare_cached("INSERT INTO devices (id, last_seen, battery) VALUES (?1, ?2, ?3)")?;
         for (id, (at, battery)) in &self.map {
-            stmt.execute(params![id.as_str(), at.as_millis(), battery])?;
+            let values = params![id.as_str(), at.as_millis(), battery];
+            if update.execute(values)? == 0 {
+                insert.execute(values)?;
+            }
         }
         Ok(())
     }

@@ -8,15 +8,14 @@
 //! );
 //! CREATE TABLE arc_zone (zone INTEGER PRIMARY KEY, device TEXT NOT NULL UNIQUE);
 //! CREATE TABLE arc_state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-//! CREATE TRIGGER arc_capture AFTER INSERT ON outbox
-//!   WHEN NEW.class = 0 AND EXISTS (SELECT 1 FROM kv WHERE key = 'arc.capture') …
 //! ```
 //!
 //! Invariants:
 //! - **Captured in the alert's own transaction.** While `kv['arc.capture']`
 //!   exists (the app sets it when `[arc]` is configured, clears it when not)
-//!   the trigger copies every alert row into `arc_queue` as the writer
-//!   inserts it, so a kill -9 at any point leaves the alert either in both
+//!   the store's writer copies every alert row into `arc_queue` ([`capture`])
+//!   in the transaction that inserts it into the outbox (schema v4–v8 did
+//!   it with a trigger; v9 drops it, see `store::schema`), so a kill -9 at any point leaves the alert either in both
 //!   queues or in neither; an MQTT acknowledgement deleting the outbox row
 //!   leaves the ARC's copy alone.
 //! - **Deleted only after the ARC acknowledged it** (or it is not for the
@@ -54,8 +53,39 @@ pub const MIGRATION: &str = r#"
     END;
 "#;
 
+/// v9: capture moves from the trigger to [`capture`], called by the
+/// store's writer (see `store::schema`).
+pub const MIGRATION_V9: &str = "DROP TRIGGER IF EXISTS arc_capture;";
+
 /// The kv key whose presence turns capture on.
 pub const CAPTURE_KEY: &str = "arc.capture";
+
+/// Whether capture is on (at the writer's open; afterwards the writer
+/// follows its own writes of [`CAPTURE_KEY`]).
+pub(crate) fn capturing(conn: &Connection) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM kv WHERE key = ?1)",
+        [CAPTURE_KEY],
+        |r| r.get(0),
+    )
+}
+
+/// Copies an alert row into the ARC's queue, inside the writer's
+/// transaction that inserts it into the outbox (what the v4 trigger did).
+/// A row already there (same seq) is kept as it is.
+pub(crate) fn capture(
+    conn: &Connection,
+    seq: i64,
+    id: &str,
+    at: i64,
+    payload: &[u8],
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO arc_queue (seq, id, at, payload) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![seq, id, at, payload])?;
+    Ok(())
+}
 
 /// One queued alert.
 #[derive(Debug, Clone, PartialEq)]
