@@ -114,8 +114,15 @@ cat >"$rootfs/etc/hosts" <<HOSTS
 127.0.1.1	carebridge
 ::1		localhost ip6-localhost ip6-loopback
 HOSTS
+# commit=600: ext4 journals a file's new mtime at every write (on 6.2+
+# kernels its always-on i_version makes even lazytime do so), so each
+# SQLite commit also cost a journal commit 5 s later (12 KiB) and the inode
+# block's write-back (4 KiB): ~800 B per reading at a home's rate
+# (benches/versus.rs, VERSUS_DEVICE=1). With 600 s the timestamps go out
+# once every 10 min; what carebridge keeps is fsynced, so nothing it
+# promised waits on the interval (the Armbian default for SD cards).
 cat >"$rootfs/etc/fstab" <<FSTAB
-LABEL=RASPIROOT	/		ext4	rw,noatime,errors=remount-ro	0 1
+LABEL=RASPIROOT	/		ext4	rw,noatime,commit=600,errors=remount-ro	0 1
 LABEL=RASPIFIRM	/boot/firmware	vfat	rw,noatime,umask=0077,nofail	0 2
 FSTAB
 # DHCP on any wired interface; mDNS so carebridge.local finds the UI.

@@ -9,6 +9,7 @@ use std::time::Instant;
 use rusqlite::{Connection, params};
 
 use super::outbox::{self, Outbox};
+use super::stmts::Stmts;
 use super::touches::Touches;
 use super::writer::Op;
 use crate::model::{Class, DeviceInfo, Time};
@@ -23,6 +24,7 @@ pub(super) fn apply(
     now: Instant,
 ) -> rusqlite::Result<bool> {
     let mut added = false;
+    let mut st = Stmts::new(conn);
     for op in ops {
         match op {
             Op::Reading(r, telemetry) => {
@@ -30,12 +32,7 @@ pub(super) fn apply(
                 // seek); NULL when all HISTORY_SLOTS are taken, which makes
                 // SQLite append the row after the newest (kept, never lost).
                 let lo = super::schema::history_key(r.at.as_millis());
-                conn.prepare_cached(
-                    "INSERT INTO history (t, device, kind, value, at) VALUES ( \
-                     (SELECT CASE WHEN max(t) IS NULL THEN ?5 WHEN max(t) < ?6 THEN max(t) + 1 END \
-                      FROM history WHERE t >= ?5 AND t <= ?6), ?1, ?2, ?3, ?4)",
-                )?
-                .execute(params![
+                st.get(HISTORY_SQL)?.execute(params![
                     r.device.as_str(),
                     i64::from(r.kind.code()),
                     r.value,
@@ -47,26 +44,26 @@ pub(super) fn apply(
                 if let Some((id, at, trusted)) = telemetry {
                     // The body only: `id` and `seq` are the row's columns
                     // (see `payload::telemetry_body`).
-                    ob.enqueue(conn, Class::Telemetry, id, *at, |_| {
+                    ob.enqueue(&mut st, Class::Telemetry, id, *at, |_| {
                         super::payload::telemetry_body(r, *trusted)
                     })?;
                     added = true;
                 }
             }
             Op::Alert(a, id, at) => {
-                ob.enqueue(conn, Class::Alert, id, *at, |seq| {
+                ob.enqueue(&mut st, Class::Alert, id, *at, |seq| {
                     outbox::alert_payload(id, seq, a)
                 })?;
                 added = true;
             }
             Op::Status(m, id, at) => {
-                ob.enqueue(conn, Class::Status, id, *at, |seq| {
+                ob.enqueue(&mut st, Class::Status, id, *at, |seq| {
                     outbox::status_payload(id, seq, m)
                 })?;
                 added = true;
             }
-            Op::Ack(list) => ob.ack_rows(conn, list, None)?,
-            Op::Delivered(via, list, now) => ob.ack_rows(conn, list, Some((*via, *now)))?,
+            Op::Ack(list) => ob.ack_rows(&mut st, list, None)?,
+            Op::Delivered(via, list, now) => ob.ack_rows(&mut st, list, Some((*via, *now)))?,
             Op::Device(d) => {
                 touches.write(conn)?;
                 touches.clear();
@@ -115,6 +112,13 @@ pub(super) fn apply(
 
 /// UPDATE by key, INSERT only when the key is new: no statement journal
 /// (see `outbox::set_counter`).
+/// One reading into `history`. `t`: the next free key of its millisecond
+/// (one b-tree seek); NULL when all HISTORY_SLOTS are taken, which makes
+/// SQLite append the row after the newest (kept, never lost).
+const HISTORY_SQL: &str = "INSERT INTO history (t, device, kind, value, at) VALUES ( \
+     (SELECT CASE WHEN max(t) IS NULL THEN ?5 WHEN max(t) < ?6 THEN max(t) + 1 END \
+      FROM history WHERE t >= ?5 AND t <= ?6), ?1, ?2, ?3, ?4)";
+
 fn put_kv(conn: &Connection, key: &str, value: &[u8]) -> rusqlite::Result<()> {
     let updated = conn
         .prepare_cached("UPDATE kv SET value = ?2 WHERE key = ?1")?

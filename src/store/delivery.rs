@@ -35,6 +35,7 @@
 //! the record of the ack: the row is still in the outbox and is sent again
 //! (possibly over the other path); receivers de-duplicate by `id`/`seq`.
 
+use super::stmts::Stmts;
 use rusqlite::{Connection, params};
 
 use super::outbox::{get_counter, set_counter};
@@ -85,6 +86,18 @@ pub(crate) fn upsert(
     queued_at: Time,
     now: Time,
 ) -> rusqlite::Result<bool> {
+    upsert_in(&mut Stmts::new(conn), seq, id, via, queued_at, now)
+}
+
+/// [`upsert`] with the batch's statements (see `stmts`).
+pub(crate) fn upsert_in(
+    st: &mut Stmts<'_>,
+    seq: u64,
+    id: &str,
+    via: Via,
+    queued_at: Time,
+    now: Time,
+) -> rusqlite::Result<bool> {
     let seq_i = i64::try_from(seq).unwrap_or(i64::MAX);
     let values = params![
         seq_i,
@@ -98,23 +111,18 @@ pub(crate) fn upsert(
     // yet full) an INSERT that ignores a taken slot: neither needs SQLite's
     // statement journal, which an upsert opens (a copy of every page it
     // writes, per row; it was 5 % of the writer's CPU in an alert burst).
-    let updated = conn
-        .prepare_cached(
-            "UPDATE alert_delivery SET seq = ?1, id = ?2, via = ?3, queued_at = ?4, \
-             delivered_at = ?5 WHERE slot = ?1 % ?6 AND seq < ?1",
-        )?
-        .execute(values)?;
+    let updated = st.get(UPDATE_SQL)?.execute(values)?;
     if updated > 0 {
         return Ok(true);
     }
-    let inserted = conn
-        .prepare_cached(
-            "INSERT OR IGNORE INTO alert_delivery (slot, seq, id, via, queued_at, delivered_at) \
-             VALUES (?1 % ?6, ?1, ?2, ?3, ?4, ?5)",
-        )?
-        .execute(values)?;
+    let inserted = st.get(INSERT_SQL)?.execute(values)?;
     Ok(inserted > 0)
 }
+
+const UPDATE_SQL: &str = "UPDATE alert_delivery SET seq = ?1, id = ?2, via = ?3, queued_at = ?4, \
+     delivered_at = ?5 WHERE slot = ?1 % ?6 AND seq < ?1";
+const INSERT_SQL: &str = "INSERT OR IGNORE INTO alert_delivery (slot, seq, id, via, queued_at, delivered_at) \
+     VALUES (?1 % ?6, ?1, ?2, ?3, ?4, ?5)";
 
 pub(crate) const MIGRATION_V2: &str = r#"
     CREATE TABLE alert_delivery (
@@ -148,14 +156,14 @@ impl Tally {
     /// transaction): one row; counters and pruning wait for [`Tally::save`].
     pub fn record(
         &mut self,
-        conn: &Connection,
+        st: &mut Stmts<'_>,
         seq: u64,
         id: String,
         via: Via,
         queued_at: Time,
         now: Time,
     ) -> rusqlite::Result<()> {
-        if !upsert(conn, seq, &id, via, queued_at, now)? {
+        if !upsert_in(st, seq, &id, via, queued_at, now)? {
             return Ok(());
         }
         match via {

@@ -63,6 +63,7 @@ mod reserve;
 mod schema;
 mod shm;
 mod state;
+mod stmts;
 mod touches;
 mod writer;
 

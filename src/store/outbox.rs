@@ -85,6 +85,7 @@
 use rusqlite::{Connection, params};
 
 use super::delivery::{Tally, Via};
+use super::stmts::Stmts;
 use crate::model::{Class, Time};
 
 // The documents themselves (see "Payloads" above) are built in `payload`.
@@ -257,19 +258,17 @@ impl Outbox {
     /// superseding (status) and the size cap. Returns the seq.
     pub fn enqueue(
         &mut self,
-        conn: &Connection,
+        st: &mut Stmts<'_>,
         class: Class,
         id: &str,
         at: Time,
         build: impl FnOnce(u64) -> Result<Vec<u8>, serde_json::Error>,
     ) -> rusqlite::Result<u64> {
+        let conn = st.conn();
         let seq = self.classes[idx(class)].next_seq;
         let payload =
             build(seq).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-        conn.prepare_cached(
-            "INSERT INTO outbox (class, seq, id, at, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?
-        .execute(params![
+        st.get(INSERT_SQL)?.execute(params![
             i64::from(class as u8),
             to_i64(seq),
             id,
@@ -277,7 +276,8 @@ impl Outbox {
             payload
         ])?;
         if class == Class::Alert && self.arc_capture {
-            crate::uplink::arc::queue::capture(conn, to_i64(seq), id, at.as_millis(), &payload)?;
+            st.get(crate::uplink::arc::queue::CAPTURE_SQL)?
+                .execute(params![to_i64(seq), id, at.as_millis(), payload])?;
         }
         let st = &mut self.classes[idx(class)];
         st.next_seq = seq + 1;
@@ -373,7 +373,7 @@ impl Outbox {
     /// is recorded as delivered over that path at `now` (see `delivery`).
     pub fn ack_rows(
         &mut self,
-        conn: &Connection,
+        st: &mut Stmts<'_>,
         rows: &[(Class, u64)],
         via: Option<(Via, Time)>,
     ) -> rusqlite::Result<()> {
@@ -392,14 +392,14 @@ impl Outbox {
                 i += 1;
             }
             i += 1;
-            self.delete_run(conn, class, first, last, via)?;
+            self.delete_run(st, class, first, last, via)?;
         }
         Ok(())
     }
 
     fn delete_run(
         &mut self,
-        conn: &Connection,
+        st: &mut Stmts<'_>,
         class: Class,
         first: u64,
         last: u64,
@@ -409,8 +409,8 @@ impl Outbox {
         // temporary table first and opens a statement journal (a copy of
         // every page it writes); a plain range delete needs neither.
         let range = params![to_i64(first), to_i64(last)];
-        let gone = conn
-            .prepare_cached(per_class(class, ACKED_SQL))?
+        let gone = st
+            .get(per_class(class, ACKED_SQL))?
             .query_map(range, |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
@@ -423,19 +423,18 @@ impl Outbox {
         if gone.is_empty() {
             return Ok(());
         }
-        conn.prepare_cached(per_class(class, DELETE_SQL))?
-            .execute(range)?;
+        st.get(per_class(class, DELETE_SQL))?.execute(range)?;
         for (seq, len, id, at) in gone {
-            let st = &mut self.classes[idx(class)];
-            if to_u64(seq) + 1 == st.next_seq {
+            let cs = &mut self.classes[idx(class)];
+            if to_u64(seq) + 1 == cs.next_seq {
                 self.newest_gone[idx(class)] = true;
             }
-            st.rows = st.rows.saturating_sub(1);
-            st.bytes = st.bytes.saturating_sub(to_u64(len));
+            cs.rows = cs.rows.saturating_sub(1);
+            cs.bytes = cs.bytes.saturating_sub(to_u64(len));
             self.stale_oldest[idx(class)] = true;
             if let (Class::Alert, Some((via, now))) = (class, via) {
                 self.delivery
-                    .record(conn, to_u64(seq), id, via, Time::from_millis(at), now)?;
+                    .record(st, to_u64(seq), id, via, Time::from_millis(at), now)?;
             }
         }
         Ok(())
@@ -562,6 +561,10 @@ pub(super) const OLDEST_SQL: [&str; 3] = [
 /// expires the plan: `SQLITE_STMTSTATUS_REPREPARE` counted one per run).
 /// That was 5 % of the store writer's CPU in an alert burst, spent in
 /// SQLite's parser. Tested: `hot_statements_are_compiled_once`.
+/// One outbox row (see [`Outbox::enqueue`]).
+const INSERT_SQL: &str =
+    "INSERT INTO outbox (class, seq, id, at, payload) VALUES (?1, ?2, ?3, ?4, ?5)";
+
 pub(crate) fn per_class(class: Class, sql: [&'static str; 3]) -> &'static str {
     const _: () = assert!(Class::Alert as usize == 0 && Class::Status as usize == 1);
     const _: () = assert!(Class::Telemetry as usize == 2);

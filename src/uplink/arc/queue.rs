@@ -13,7 +13,7 @@
 //! Invariants:
 //! - **Captured in the alert's own transaction.** While `kv['arc.capture']`
 //!   exists (the app sets it when `[arc]` is configured, clears it when not)
-//!   the store's writer copies every alert row into `arc_queue` ([`capture`])
+//!   the store's writer copies every alert row into `arc_queue` ([`CAPTURE_SQL`])
 //!   in the transaction that inserts it into the outbox (schema v4–v8 did
 //!   it with a trigger; v9 drops it, see `store::schema`), so a kill -9 at any point leaves the alert either in both
 //!   queues or in neither; an MQTT acknowledgement deleting the outbox row
@@ -53,7 +53,7 @@ pub const MIGRATION: &str = r#"
     END;
 "#;
 
-/// v9: capture moves from the trigger to [`capture`], called by the
+/// v9: capture moves from the trigger to [`CAPTURE_SQL`], run by the
 /// store's writer (see `store::schema`).
 pub const MIGRATION_V9: &str = "DROP TRIGGER IF EXISTS arc_capture;";
 
@@ -70,22 +70,11 @@ pub(crate) fn capturing(conn: &Connection) -> rusqlite::Result<bool> {
     )
 }
 
-/// Copies an alert row into the ARC's queue, inside the writer's
-/// transaction that inserts it into the outbox (what the v4 trigger did).
-/// A row already there (same seq) is kept as it is.
-pub(crate) fn capture(
-    conn: &Connection,
-    seq: i64,
-    id: &str,
-    at: i64,
-    payload: &[u8],
-) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "INSERT OR IGNORE INTO arc_queue (seq, id, at, payload) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![seq, id, at, payload])?;
-    Ok(())
-}
+/// Copies an alert row (seq, id, at, payload) into the ARC's queue; the
+/// store's writer runs it in the transaction that inserts the alert into
+/// the outbox (what the v4 trigger did). A row already there is kept.
+pub(crate) const CAPTURE_SQL: &str =
+    "INSERT OR IGNORE INTO arc_queue (seq, id, at, payload) VALUES (?1, ?2, ?3, ?4)";
 
 /// One queued alert.
 #[derive(Debug, Clone, PartialEq)]
