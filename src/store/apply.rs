@@ -16,11 +16,16 @@ use crate::model::{Class, DeviceInfo, Time};
 
 /// Applies every op inside the caller's transaction. Returns whether outbox
 /// rows were added.
+///
+/// `newest`: a key at least as large as any in `history` (None: not known,
+/// and then not learnt here); the caller keeps what this sets only if the
+/// batch commits.
 pub(super) fn apply(
     conn: &Connection,
     ob: &mut Outbox,
     ops: &[Op],
     touches: &mut Touches,
+    newest: &mut Option<i64>,
     now: Instant,
 ) -> rusqlite::Result<bool> {
     let mut added = false;
@@ -28,18 +33,32 @@ pub(super) fn apply(
     for op in ops {
         match op {
             Op::Reading(r, telemetry) => {
-                // `t`: the next free key of this millisecond (one b-tree
-                // seek); NULL when all HISTORY_SLOTS are taken, which makes
-                // SQLite append the row after the newest (kept, never lost).
                 let lo = super::schema::history_key(r.at.as_millis());
-                st.get(HISTORY_SQL)?.execute(params![
+                let hi = lo.saturating_add(super::schema::HISTORY_SLOTS - 1);
+                let row = params![
                     r.device.as_str(),
                     i64::from(r.kind.code()),
                     r.value,
                     r.at.as_millis(),
                     lo,
-                    lo.saturating_add(super::schema::HISTORY_SLOTS - 1),
-                ])?;
+                    hi,
+                ];
+                // A reading newer than every row (the live stream) takes
+                // the next key of its millisecond from what this writer
+                // knows; an older one asks the table (see `HISTORY_SQL`).
+                match next_key(*newest, lo, hi) {
+                    Some(t) => st.get(HISTORY_AT_SQL)?.execute(params![
+                        r.device.as_str(),
+                        i64::from(r.kind.code()),
+                        r.value,
+                        r.at.as_millis(),
+                        t,
+                    ])?,
+                    None => st.get(HISTORY_SQL)?.execute(row)?,
+                };
+                if let Some(n) = newest {
+                    *n = (*n).max(conn.last_insert_rowid());
+                }
                 touches.add(r, now);
                 if let Some((id, at, trusted)) = telemetry {
                     // The body only: `id` and `seq` are the row's columns
@@ -112,6 +131,24 @@ pub(super) fn apply(
 
 /// UPDATE by key, INSERT only when the key is new: no statement journal
 /// (see `outbox::set_counter`).
+/// The key of a reading of `[lo, hi]` (its millisecond's keys) when
+/// `newest` is at least every key in the table: `lo` if the millisecond has
+/// no row yet, the next one if it has; `None` (ask the table) when that is
+/// not known, the reading is older than the newest row, or its millisecond
+/// is full.
+fn next_key(newest: Option<i64>, lo: i64, hi: i64) -> Option<i64> {
+    match newest {
+        None => None,
+        Some(n) if n < lo => Some(lo),
+        Some(n) if n < hi => Some(n + 1),
+        Some(_) => None,
+    }
+}
+
+/// One reading into `history` at a key [`next_key`] gave.
+const HISTORY_AT_SQL: &str =
+    "INSERT INTO history (t, device, kind, value, at) VALUES (?5, ?1, ?2, ?3, ?4)";
+
 /// One reading into `history`. `t`: the next free key of its millisecond
 /// (one b-tree seek); NULL when all HISTORY_SLOTS are taken, which makes
 /// SQLite append the row after the newest (kept, never lost).
@@ -159,4 +196,33 @@ fn upsert_device(conn: &Connection, d: &DeviceInfo) -> rusqlite::Result<()> {
         d.lqi.map(i64::from),
     ])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_key;
+
+    #[test]
+    fn a_key_comes_from_the_newest_only_when_the_reading_is_not_older() {
+        // Unknown newest: ask the table.
+        assert_eq!(next_key(None, 100, 199), None);
+        // Empty table or a newer millisecond: its first key.
+        assert_eq!(next_key(Some(i64::MIN), 100, 199), Some(100));
+        assert_eq!(next_key(Some(99), 100, 199), Some(100));
+        // The same millisecond: the next key, until it is full.
+        assert_eq!(next_key(Some(100), 100, 199), Some(101));
+        assert_eq!(next_key(Some(198), 100, 199), Some(199));
+        assert_eq!(next_key(Some(199), 100, 199), None);
+        // An older reading: ask the table.
+        assert_eq!(next_key(Some(250), 100, 199), None);
+        // The extremes do not overflow.
+        assert_eq!(
+            next_key(Some(i64::MAX - 1), i64::MAX - 5, i64::MAX),
+            Some(i64::MAX)
+        );
+        assert_eq!(
+            next_key(Some(i64::MIN), i64::MIN, i64::MIN + 9),
+            Some(i64::MIN + 1)
+        );
+    }
 }

@@ -419,6 +419,10 @@ async fn a_millisecond_with_every_history_key_taken_still_stores_the_next_readin
         )
         .unwrap();
     }
+    // Reopened: the writer learns the newest key from the file (it trusts
+    // what it inserted itself while open; see `apply::next_key`).
+    s.close().await.unwrap();
+    let s = Store::open(&path, &StoreConfig::default()).unwrap();
     s.submit(Write::Reading(reading(
         "k-temp",
         Kind::Temperature,
@@ -431,4 +435,66 @@ async fn a_millisecond_with_every_history_key_taken_still_stores_the_next_readin
     s.close().await.unwrap();
     let c = rusqlite::Connection::open(&path).unwrap();
     assert_eq!(count(&c, "SELECT count(*) FROM history WHERE at = 4000"), 2);
+}
+
+/// The live stream's readings take their history key from what the writer
+/// knows (no b-tree seek); older readings, readings of one millisecond and
+/// a restart in between still get each row its own key, in arrival order
+/// within a millisecond.
+#[tokio::test]
+async fn history_keys_follow_arrival_within_a_millisecond_across_old_readings_and_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir);
+    let s = Store::open(&path, &StoreConfig::default()).unwrap();
+    let put = |s: &Store, value: f64, at: i64| {
+        let s = s.clone();
+        async move {
+            s.submit(Write::Reading(reading(
+                "k-temp",
+                Kind::Temperature,
+                value,
+                at,
+            )))
+            .await
+            .unwrap();
+        }
+    };
+    for (v, at) in [
+        (1.0, 5000),
+        (2.0, 5000),
+        (3.0, 3000),
+        (4.0, 5000),
+        (5.0, 3000),
+    ] {
+        put(&s, v, at).await;
+    }
+    s.flush().await.unwrap();
+    put(&s, 6.0, 6000).await;
+    s.close().await.unwrap();
+    let s = Store::open(&path, &StoreConfig::default()).unwrap();
+    for (v, at) in [(7.0, 5000), (8.0, 7000), (9.0, 7000), (10.0, 3000)] {
+        put(&s, v, at).await;
+    }
+    s.close().await.unwrap();
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let rows: Vec<(i64, f64, i64)> = c
+        .prepare("SELECT t, value, at FROM history ORDER BY t")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let values: Vec<f64> = rows.iter().map(|r| r.1).collect();
+    assert_eq!(
+        values,
+        vec![3.0, 5.0, 10.0, 1.0, 2.0, 4.0, 7.0, 6.0, 8.0, 9.0],
+        "time order, arrival order within a millisecond"
+    );
+    for (t, _, at) in &rows {
+        let lo = schema::history_key(*at);
+        assert!(
+            (lo..lo + schema::HISTORY_SLOTS).contains(t),
+            "{t} outside {at}'s keys"
+        );
+    }
 }

@@ -118,6 +118,10 @@ pub(crate) struct Writer {
     wal_limit: u64,
     /// Writing the gathered registry facts failed: not before this.
     touches_retry: Instant,
+    /// At least the largest `history.t` (None: not known); lets the live
+    /// stream's readings take their key without a b-tree seek (see
+    /// `apply::next_key`). Only the writer inserts into `history`.
+    newest_history: Option<i64>,
     /// Keeps other SQLite builds off the database (see `shm`); declared
     /// last, so it is released after `conn` is closed.
     _shm_guard: Option<super::shm::Guard>,
@@ -180,8 +184,17 @@ impl Writer {
             last_checkpoint: Instant::now(),
             wal_limit: u64::try_from(wal_pages).unwrap_or(0) * page,
             touches_retry: Instant::now(),
+            newest_history: None,
             _shm_guard: shm_guard,
         };
+        // An empty table: every key is free (`i64::MIN` is below them all).
+        w.newest_history = w
+            .conn
+            .query_row("SELECT max(t) FROM history", [], |r| {
+                r.get::<_, Option<i64>>(0)
+            })
+            .ok()
+            .map(|t| t.unwrap_or(i64::MIN));
         let _ = w.reserve.ensure();
         w.set_page_budget();
         w.s.rejected = outbox::get_counter(&w.conn, "rejected").unwrap_or(0);
@@ -449,15 +462,18 @@ impl Writer {
             .any(|o| matches!(o, Op::Device(_) | Op::RemoveDevice(_)))
             .then(|| self.touches.clone());
         let tx = self.conn.unchecked_transaction()?;
-        let done = apply::apply(&tx, &mut ob, ops, &mut self.touches, start).and_then(|added| {
-            let write = force || self.touches.is_due(start);
-            if write {
-                self.touches.write(&tx)?;
-            }
-            ob.save(&tx)?;
-            tx.commit()?;
-            Ok((added, write))
-        });
+        let mut newest = self.newest_history;
+        let done = apply::apply(&tx, &mut ob, ops, &mut self.touches, &mut newest, start).and_then(
+            |added| {
+                let write = force || self.touches.is_due(start);
+                if write {
+                    self.touches.write(&tx)?;
+                }
+                ob.save(&tx)?;
+                tx.commit()?;
+                Ok((added, write))
+            },
+        );
         let added = match done {
             Ok((added, wrote)) => {
                 if wrote {
@@ -473,6 +489,7 @@ impl Writer {
             }
         };
         self.outbox = ob;
+        self.newest_history = newest;
         self.s.commits += 1;
         self.s.last_batch = ops.len();
         self.s.last_commit_us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
