@@ -46,16 +46,34 @@ pub(super) fn apply(
                 // A reading newer than every row (the live stream) takes
                 // the next key of its millisecond from what this writer
                 // knows; an older one asks the table (see `HISTORY_SQL`).
-                match next_key(*newest, lo, hi) {
+                let at_key = match next_key(*newest, lo, hi) {
                     Some(t) => st.get(HISTORY_AT_SQL)?.execute(params![
                         r.device.as_str(),
                         i64::from(r.kind.code()),
                         r.value,
                         r.at.as_millis(),
                         t,
-                    ])?,
-                    None => st.get(HISTORY_SQL)?.execute(row)?,
+                    ]),
+                    None => Ok(0),
                 };
+                match at_key {
+                    Ok(1) => {}
+                    // The key was taken after all (a row written behind the
+                    // writer's back): stop trusting what it knows and let the
+                    // table decide, so the reading is still stored.
+                    Err(e)
+                        if e.sqlite_error_code()
+                            == Some(rusqlite::ErrorCode::ConstraintViolation) =>
+                    {
+                        tracing::warn!("history key taken; keys come from the table from now on");
+                        *newest = None;
+                        st.get(HISTORY_SQL)?.execute(row)?;
+                    }
+                    Err(e) => return Err(e),
+                    Ok(_) => {
+                        st.get(HISTORY_SQL)?.execute(row)?;
+                    }
+                }
                 if let Some(n) = newest {
                     *n = (*n).max(conn.last_insert_rowid());
                 }

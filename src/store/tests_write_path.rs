@@ -498,3 +498,48 @@ async fn history_keys_follow_arrival_within_a_millisecond_across_old_readings_an
         );
     }
 }
+
+/// A row written into `history` behind the open writer's back at the very
+/// key the writer would give next: the reading is still stored (the writer
+/// falls back to asking the table), nothing of its batch is lost.
+#[tokio::test]
+async fn a_history_key_taken_behind_the_writers_back_still_stores_the_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir);
+    let s = Store::open(&path, &StoreConfig::default()).unwrap();
+    s.submit(Write::Reading(reading(
+        "k-temp",
+        Kind::Temperature,
+        1.0,
+        8000,
+    )))
+    .await
+    .unwrap();
+    s.flush().await.unwrap();
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute(
+            "INSERT INTO history (t, device, kind, value, at) VALUES (?1, 'intruder', 1, 0.0, 8000)",
+            [schema::history_key(8000) + 1],
+        )
+        .unwrap();
+    }
+    s.submit(Write::Reading(reading(
+        "k-temp",
+        Kind::Temperature,
+        2.0,
+        8000,
+    )))
+    .await
+    .unwrap();
+    s.submit(Write::Alert(alert("panic", 8000))).await.unwrap();
+    s.flush().await.unwrap();
+    s.close().await.unwrap();
+    let c = rusqlite::Connection::open(&path).unwrap();
+    assert_eq!(count(&c, "SELECT count(*) FROM history WHERE at = 8000"), 3);
+    assert_eq!(
+        count(&c, "SELECT count(*) FROM history WHERE value = 2.0"),
+        1
+    );
+    assert_eq!(count(&c, "SELECT count(*) FROM outbox WHERE class = 0"), 1);
+}
