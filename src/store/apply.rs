@@ -33,50 +33,7 @@ pub(super) fn apply(
     for op in ops {
         match op {
             Op::Reading(r, telemetry) => {
-                let lo = super::schema::history_key(r.at.as_millis());
-                let hi = lo.saturating_add(super::schema::HISTORY_SLOTS - 1);
-                let row = params![
-                    r.device.as_str(),
-                    i64::from(r.kind.code()),
-                    r.value,
-                    r.at.as_millis(),
-                    lo,
-                    hi,
-                ];
-                // A reading newer than every row (the live stream) takes
-                // the next key of its millisecond from what this writer
-                // knows; an older one asks the table (see `HISTORY_SQL`).
-                let at_key = match next_key(*newest, lo, hi) {
-                    Some(t) => st.get(HISTORY_AT_SQL)?.execute(params![
-                        r.device.as_str(),
-                        i64::from(r.kind.code()),
-                        r.value,
-                        r.at.as_millis(),
-                        t,
-                    ]),
-                    None => Ok(0),
-                };
-                match at_key {
-                    Ok(1) => {}
-                    // The key was taken after all (a row written behind the
-                    // writer's back): stop trusting what it knows and let the
-                    // table decide, so the reading is still stored.
-                    Err(e)
-                        if e.sqlite_error_code()
-                            == Some(rusqlite::ErrorCode::ConstraintViolation) =>
-                    {
-                        tracing::warn!("history key taken; keys come from the table from now on");
-                        *newest = None;
-                        st.get(HISTORY_SQL)?.execute(row)?;
-                    }
-                    Err(e) => return Err(e),
-                    Ok(_) => {
-                        st.get(HISTORY_SQL)?.execute(row)?;
-                    }
-                }
-                if let Some(n) = newest {
-                    *n = (*n).max(conn.last_insert_rowid());
-                }
+                super::history::insert(&mut st, r, newest)?;
                 touches.add(r, now);
                 if let Some((id, at, trusted)) = telemetry {
                     // The body only: `id` and `seq` are the row's columns
@@ -147,42 +104,15 @@ pub(super) fn apply(
     Ok(added)
 }
 
-/// UPDATE by key, INSERT only when the key is new: no statement journal
-/// (see `outbox::set_counter`).
-/// The key of a reading of `[lo, hi]` (its millisecond's keys) when
-/// `newest` is at least every key in the table: `lo` if the millisecond has
-/// no row yet, the next one if it has; `None` (ask the table) when that is
-/// not known, the reading is older than the newest row, or its millisecond
-/// is full.
-fn next_key(newest: Option<i64>, lo: i64, hi: i64) -> Option<i64> {
-    match newest {
-        None => None,
-        Some(n) if n < lo => Some(lo),
-        Some(n) if n < hi => Some(n + 1),
-        Some(_) => None,
-    }
-}
-
-/// One reading into `history` at a key [`next_key`] gave.
-const HISTORY_AT_SQL: &str =
-    "INSERT INTO history (t, device, kind, value, at) VALUES (?5, ?1, ?2, ?3, ?4)";
-
-/// One reading into `history`. `t`: the next free key of its millisecond
-/// (one b-tree seek); NULL when all HISTORY_SLOTS are taken, which makes
-/// SQLite append the row after the newest (kept, never lost).
-const HISTORY_SQL: &str = "INSERT INTO history (t, device, kind, value, at) VALUES ( \
-     (SELECT CASE WHEN max(t) IS NULL THEN ?5 WHEN max(t) < ?6 THEN max(t) + 1 END \
-      FROM history WHERE t >= ?5 AND t <= ?6), ?1, ?2, ?3, ?4)";
-
+/// UPDATE by key, INSERT only when the key is new (see
+/// `stmts::update_or_insert`).
 fn put_kv(conn: &Connection, key: &str, value: &[u8]) -> rusqlite::Result<()> {
-    let updated = conn
-        .prepare_cached("UPDATE kv SET value = ?2 WHERE key = ?1")?
-        .execute(params![key, value])?;
-    if updated == 0 {
-        conn.prepare_cached("INSERT INTO kv (key, value) VALUES (?1, ?2)")?
-            .execute(params![key, value])?;
-    }
-    Ok(())
+    super::stmts::update_or_insert(
+        conn,
+        "UPDATE kv SET value = ?2 WHERE key = ?1",
+        "INSERT INTO kv (key, value) VALUES (?1, ?2)",
+        params![key, value],
+    )
 }
 
 fn upsert_device(conn: &Connection, d: &DeviceInfo) -> rusqlite::Result<()> {
@@ -214,33 +144,4 @@ fn upsert_device(conn: &Connection, d: &DeviceInfo) -> rusqlite::Result<()> {
         d.lqi.map(i64::from),
     ])?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::next_key;
-
-    #[test]
-    fn a_key_comes_from_the_newest_only_when_the_reading_is_not_older() {
-        // Unknown newest: ask the table.
-        assert_eq!(next_key(None, 100, 199), None);
-        // Empty table or a newer millisecond: its first key.
-        assert_eq!(next_key(Some(i64::MIN), 100, 199), Some(100));
-        assert_eq!(next_key(Some(99), 100, 199), Some(100));
-        // The same millisecond: the next key, until it is full.
-        assert_eq!(next_key(Some(100), 100, 199), Some(101));
-        assert_eq!(next_key(Some(198), 100, 199), Some(199));
-        assert_eq!(next_key(Some(199), 100, 199), None);
-        // An older reading: ask the table.
-        assert_eq!(next_key(Some(250), 100, 199), None);
-        // The extremes do not overflow.
-        assert_eq!(
-            next_key(Some(i64::MAX - 1), i64::MAX - 5, i64::MAX),
-            Some(i64::MAX)
-        );
-        assert_eq!(
-            next_key(Some(i64::MIN), i64::MIN, i64::MIN + 9),
-            Some(i64::MIN + 1)
-        );
-    }
 }

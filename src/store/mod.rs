@@ -56,6 +56,7 @@ pub mod ack;
 mod apply;
 pub mod delivery;
 mod held;
+mod history;
 pub mod outbox;
 mod payload;
 mod reader;

@@ -85,7 +85,7 @@
 use rusqlite::{Connection, params};
 
 use super::delivery::{Tally, Via};
-use super::stmts::Stmts;
+use super::stmts::{ACKED_SQL, DELETE_SQL, OLDEST_SQL, Stmts, per_class, update_or_insert};
 use crate::model::{Class, Time};
 
 // The documents themselves (see "Payloads" above) are built in `payload`.
@@ -129,7 +129,7 @@ pub(crate) struct Outbox {
     /// The next save writes exact `rows.*`/`bytes.*` (a clean close).
     pub exact: bool,
     /// Alerts are copied into the ARC's queue (`kv['arc.capture']` exists;
-    /// see `uplink::arc::queue::capture`). Part of the clone the writer
+    /// see `uplink::arc::queue::CAPTURE_SQL`). Part of the clone the writer
     /// commits, so a rolled-back kv write leaves it as it was.
     pub arc_capture: bool,
 }
@@ -534,42 +534,9 @@ impl Outbox {
     }
 }
 
-/// The rows an acknowledgement removes (seq, size, id, time), and their
-/// removal, one statement per class.
-pub(super) const ACKED_SQL: [&str; 3] = [
-    "SELECT seq, length(payload), id, at FROM outbox WHERE class = 0 AND seq BETWEEN ?1 AND ?2",
-    "SELECT seq, length(payload), id, at FROM outbox WHERE class = 1 AND seq BETWEEN ?1 AND ?2",
-    "SELECT seq, length(payload), id, at FROM outbox WHERE class = 2 AND seq BETWEEN ?1 AND ?2",
-];
-pub(super) const DELETE_SQL: [&str; 3] = [
-    "DELETE FROM outbox WHERE class = 0 AND seq BETWEEN ?1 AND ?2",
-    "DELETE FROM outbox WHERE class = 1 AND seq BETWEEN ?1 AND ?2",
-    "DELETE FROM outbox WHERE class = 2 AND seq BETWEEN ?1 AND ?2",
-];
-
-/// The oldest row's seq and time, one statement per class.
-pub(super) const OLDEST_SQL: [&str; 3] = [
-    "SELECT seq, at FROM outbox WHERE class = 0 ORDER BY seq LIMIT 1",
-    "SELECT seq, at FROM outbox WHERE class = 1 ORDER BY seq LIMIT 1",
-    "SELECT seq, at FROM outbox WHERE class = 2 ORDER BY seq LIMIT 1",
-];
-
-/// `sql[class]`: a hot statement written once per class with the class
-/// code as a literal. Bound as `class = ?`, a query that orders by `seq`
-/// (or takes `max(seq)`, or has `LIMIT ?`) is compiled again by SQLite at
-/// every execution (its planner looked at the bound value, so a new value
-/// expires the plan: `SQLITE_STMTSTATUS_REPREPARE` counted one per run).
-/// That was 5 % of the store writer's CPU in an alert burst, spent in
-/// SQLite's parser. Tested: `hot_statements_are_compiled_once`.
 /// One outbox row (see [`Outbox::enqueue`]).
 const INSERT_SQL: &str =
     "INSERT INTO outbox (class, seq, id, at, payload) VALUES (?1, ?2, ?3, ?4, ?5)";
-
-pub(crate) fn per_class(class: Class, sql: [&'static str; 3]) -> &'static str {
-    const _: () = assert!(Class::Alert as usize == 0 && Class::Status as usize == 1);
-    const _: () = assert!(Class::Telemetry as usize == 2);
-    sql[class as usize]
-}
 
 fn none_if_no_rows<T>(e: rusqlite::Error) -> rusqlite::Result<Option<T>> {
     match e {
@@ -590,20 +557,14 @@ fn counter(conn: &Connection, name: &str) -> rusqlite::Result<u64> {
     Ok(counter_opt(conn, name)?.unwrap_or(0))
 }
 
-/// An UPDATE of the one row by its key, and an INSERT only the first time:
-/// an upsert (`ON CONFLICT … DO UPDATE`) of a table with an index opens
-/// SQLite's statement journal (a copy of each page it writes, table and
-/// index, at every run; see `delivery::upsert`).
+/// See [`update_or_insert`] for why this is not an upsert.
 pub(crate) fn set_counter(conn: &Connection, name: &str, value: u64) -> rusqlite::Result<()> {
-    let values = params![name, to_i64(value)];
-    let updated = conn
-        .prepare_cached("UPDATE counters SET value = ?2 WHERE name = ?1")?
-        .execute(values)?;
-    if updated == 0 {
-        conn.prepare_cached("INSERT INTO counters (name, value) VALUES (?1, ?2)")?
-            .execute(values)?;
-    }
-    Ok(())
+    update_or_insert(
+        conn,
+        "UPDATE counters SET value = ?2 WHERE name = ?1",
+        "INSERT INTO counters (name, value) VALUES (?1, ?2)",
+        params![name, to_i64(value)],
+    )
 }
 
 pub(crate) fn get_counter(conn: &Connection, name: &str) -> rusqlite::Result<u64> {

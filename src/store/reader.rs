@@ -72,7 +72,7 @@ fn fetch(
     after_seq: u64,
     limit: usize,
 ) -> Result<Vec<OutboxRow>, StoreError> {
-    let mut stmt = conn.prepare_cached(super::outbox::per_class(class, FETCH_SQL))?;
+    let mut stmt = conn.prepare_cached(super::stmts::per_class(class, FETCH_SQL))?;
     let rows = stmt.query_map(params![i64::try_from(after_seq).unwrap_or(i64::MAX)], |r| {
         let seq = u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0);
         let id: String = r.get(1)?;
@@ -95,7 +95,7 @@ fn fetch(
     Ok(rows.take(limit).collect::<Result<Vec<_>, _>>()?)
 }
 
-/// The uplink's read, one statement per class (see `outbox::per_class`).
+/// The uplink's read, one statement per class (see `stmts::per_class`).
 pub(super) const FETCH_SQL: [&str; 3] = [
     "SELECT seq, id, at, payload FROM outbox WHERE class = 0 AND seq > ?1 ORDER BY seq",
     "SELECT seq, id, at, payload FROM outbox WHERE class = 1 AND seq > ?1 ORDER BY seq",

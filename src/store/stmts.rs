@@ -1,4 +1,6 @@
-//! The writer's statements, held for one batch.
+//! The store's hot statements: held for one batch ([`Stmts`]), written
+//! once per outbox class ([`per_class`]), and rows written without an
+//! upsert ([`update_or_insert`]).
 //!
 //! `prepare_cached` hashes the whole SQL text to find the statement (and
 //! again to put it back when it is dropped): with three or four statements
@@ -10,7 +12,9 @@
 //! constant); SQL that is not one falls back to `prepare_cached`, so a miss
 //! costs only speed.
 
-use rusqlite::{CachedStatement, Connection};
+use rusqlite::{CachedStatement, Connection, Params};
+
+use crate::model::Class;
 
 pub(crate) struct Stmts<'c> {
     conn: &'c Connection,
@@ -43,6 +47,56 @@ impl<'c> Stmts<'c> {
         };
         Ok(&mut self.held[i].1)
     }
+}
+
+/// The rows an acknowledgement removes (seq, size, id, time), and their
+/// removal, one statement per class.
+pub(super) const ACKED_SQL: [&str; 3] = [
+    "SELECT seq, length(payload), id, at FROM outbox WHERE class = 0 AND seq BETWEEN ?1 AND ?2",
+    "SELECT seq, length(payload), id, at FROM outbox WHERE class = 1 AND seq BETWEEN ?1 AND ?2",
+    "SELECT seq, length(payload), id, at FROM outbox WHERE class = 2 AND seq BETWEEN ?1 AND ?2",
+];
+pub(super) const DELETE_SQL: [&str; 3] = [
+    "DELETE FROM outbox WHERE class = 0 AND seq BETWEEN ?1 AND ?2",
+    "DELETE FROM outbox WHERE class = 1 AND seq BETWEEN ?1 AND ?2",
+    "DELETE FROM outbox WHERE class = 2 AND seq BETWEEN ?1 AND ?2",
+];
+
+/// The oldest row's seq and time, one statement per class.
+pub(super) const OLDEST_SQL: [&str; 3] = [
+    "SELECT seq, at FROM outbox WHERE class = 0 ORDER BY seq LIMIT 1",
+    "SELECT seq, at FROM outbox WHERE class = 1 ORDER BY seq LIMIT 1",
+    "SELECT seq, at FROM outbox WHERE class = 2 ORDER BY seq LIMIT 1",
+];
+
+/// `sql[class]`: a hot statement written once per class with the class
+/// code as a literal. Bound as `class = ?`, a query that orders by `seq`
+/// (or takes `max(seq)`, or has `LIMIT ?`) is compiled again by SQLite at
+/// every execution (its planner looked at the bound value, so a new value
+/// expires the plan: `SQLITE_STMTSTATUS_REPREPARE` counted one per run).
+/// That was 5 % of the store writer's CPU in an alert burst, spent in
+/// SQLite's parser. Tested: `hot_statements_are_compiled_once`.
+pub(crate) fn per_class(class: Class, sql: [&'static str; 3]) -> &'static str {
+    const _: () = assert!(Class::Alert as usize == 0 && Class::Status as usize == 1);
+    const _: () = assert!(Class::Telemetry as usize == 2);
+    sql[class as usize]
+}
+
+/// One row by its key: an UPDATE, and the INSERT only when no row was
+/// there. Returns whether it updated. An upsert (`ON CONFLICT … DO
+/// UPDATE`) of a table with an index opens SQLite's statement journal at
+/// every run (a copy of each page it writes); a table with a trigger makes
+/// every INSERT do so (schema v9 dropped the one on `outbox`).
+pub(crate) fn update_or_insert(
+    conn: &Connection,
+    update: &str,
+    insert: &str,
+    values: impl Params + Copy,
+) -> rusqlite::Result<()> {
+    if conn.prepare_cached(update)?.execute(values)? == 0 {
+        conn.prepare_cached(insert)?.execute(values)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

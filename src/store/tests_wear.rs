@@ -414,7 +414,7 @@ async fn a_homes_grouped_commits_keep_the_outbox_in_one_page() {
 }
 
 /// The writer's and the uplink reader's per-class statements are compiled
-/// once and run many times (see `outbox::per_class`): run on a store's
+/// once and run many times (see `stmts::per_class`): run on a store's
 /// own file with changing values, SQLite never re-prepares them.
 #[tokio::test]
 async fn hot_statements_are_compiled_once() {
@@ -424,10 +424,10 @@ async fn hot_statements_are_compiled_once() {
     store.close().await.unwrap();
     let c = rusqlite::Connection::open(&path).unwrap();
     let mut checked = 0;
-    for sql in super::outbox::OLDEST_SQL
+    for sql in super::stmts::OLDEST_SQL
         .into_iter()
-        .chain(super::outbox::ACKED_SQL)
-        .chain(super::outbox::DELETE_SQL)
+        .chain(super::stmts::ACKED_SQL)
+        .chain(super::stmts::DELETE_SQL)
         .chain(super::reader::FETCH_SQL)
     {
         for i in 0..5i64 {

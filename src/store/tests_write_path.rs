@@ -420,7 +420,7 @@ async fn a_millisecond_with_every_history_key_taken_still_stores_the_next_readin
         .unwrap();
     }
     // Reopened: the writer learns the newest key from the file (it trusts
-    // what it inserted itself while open; see `apply::next_key`).
+    // what it inserted itself while open; see `history`).
     s.close().await.unwrap();
     let s = Store::open(&path, &StoreConfig::default()).unwrap();
     s.submit(Write::Reading(reading(

@@ -104,7 +104,7 @@ impl Touches {
         }
         // UPDATE by key, INSERT only for a device not yet known: an upsert
         // opens SQLite's statement journal at every run (a copy of each
-        // table and index page it writes; see `outbox::set_counter`).
+        // table and index page it writes; see `stmts::update_or_insert`).
         let mut update = conn.prepare_cached(
             "UPDATE devices SET last_seen = max(coalesce(last_seen, ?2), ?2), \
              battery = coalesce(?3, battery) WHERE id = ?1",

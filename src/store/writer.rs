@@ -120,7 +120,7 @@ pub(crate) struct Writer {
     touches_retry: Instant,
     /// At least the largest `history.t` (None: not known); lets the live
     /// stream's readings take their key without a b-tree seek (see
-    /// `apply::next_key`). Only the writer inserts into `history`.
+    /// `history`). Only the writer inserts into `history`.
     newest_history: Option<i64>,
     /// Keeps other SQLite builds off the database (see `shm`); declared
     /// last, so it is released after `conn` is closed.
@@ -159,6 +159,7 @@ impl Writer {
         let outbox = Outbox::load(&conn, cap_bytes).map_err(|e| schema::classify(path, e))?;
         let stats = Arc::new(Mutex::new(StoreStats::default()));
         let (changed, changed_rx) = watch::channel(0u64);
+        let newest_history = super::history::newest_key(&conn);
         let mut w = Writer {
             conn,
             path: path.to_path_buf(),
@@ -184,17 +185,9 @@ impl Writer {
             last_checkpoint: Instant::now(),
             wal_limit: u64::try_from(wal_pages).unwrap_or(0) * page,
             touches_retry: Instant::now(),
-            newest_history: None,
+            newest_history,
             _shm_guard: shm_guard,
         };
-        // An empty table: every key is free (`i64::MIN` is below them all).
-        w.newest_history = w
-            .conn
-            .query_row("SELECT max(t) FROM history", [], |r| {
-                r.get::<_, Option<i64>>(0)
-            })
-            .ok()
-            .map(|t| t.unwrap_or(i64::MIN));
         let _ = w.reserve.ensure();
         w.set_page_budget();
         w.s.rejected = outbox::get_counter(&w.conn, "rejected").unwrap_or(0);
