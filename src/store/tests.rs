@@ -14,6 +14,18 @@ pub(super) fn reading(d: &str, kind: Kind, value: f64, at_ms: i64) -> Reading {
     Reading::new(dev(d), kind, value, Time::from_millis(at_ms)).unwrap()
 }
 
+/// Submits a temperature reading of `k-temp` (value, time in ms).
+pub(super) async fn put_temp(s: &Store, value: f64, at_ms: i64) {
+    s.submit(Write::Reading(reading(
+        "k-temp",
+        Kind::Temperature,
+        value,
+        at_ms,
+    )))
+    .await
+    .unwrap();
+}
+
 pub(super) fn alert(rule: &str, at_ms: i64) -> Alert {
     Alert {
         uid: None,

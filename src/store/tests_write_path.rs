@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::tests::{alert, db, dev, reading};
+use super::tests::{alert, db, dev, put_temp, reading};
 use super::*;
 use crate::model::Kind;
 
@@ -400,14 +400,7 @@ async fn a_millisecond_with_every_history_key_taken_still_stores_the_next_readin
     let dir = tempfile::tempdir().unwrap();
     let path = db(&dir);
     let s = Store::open(&path, &StoreConfig::default()).unwrap();
-    s.submit(Write::Reading(reading(
-        "k-temp",
-        Kind::Temperature,
-        1.0,
-        4000,
-    )))
-    .await
-    .unwrap();
+    put_temp(&s, 1.0, 4000).await;
     s.flush().await.unwrap();
     {
         // Fill the rest of the millisecond's keys behind the store's back.
@@ -423,14 +416,7 @@ async fn a_millisecond_with_every_history_key_taken_still_stores_the_next_readin
     // what it inserted itself while open; see `history`).
     s.close().await.unwrap();
     let s = Store::open(&path, &StoreConfig::default()).unwrap();
-    s.submit(Write::Reading(reading(
-        "k-temp",
-        Kind::Temperature,
-        2.0,
-        4000,
-    )))
-    .await
-    .unwrap();
+    put_temp(&s, 2.0, 4000).await;
     s.flush().await.unwrap();
     s.close().await.unwrap();
     let c = rusqlite::Connection::open(&path).unwrap();
@@ -446,19 +432,6 @@ async fn history_keys_follow_arrival_within_a_millisecond_across_old_readings_an
     let dir = tempfile::tempdir().unwrap();
     let path = db(&dir);
     let s = Store::open(&path, &StoreConfig::default()).unwrap();
-    let put = |s: &Store, value: f64, at: i64| {
-        let s = s.clone();
-        async move {
-            s.submit(Write::Reading(reading(
-                "k-temp",
-                Kind::Temperature,
-                value,
-                at,
-            )))
-            .await
-            .unwrap();
-        }
-    };
     for (v, at) in [
         (1.0, 5000),
         (2.0, 5000),
@@ -466,14 +439,14 @@ async fn history_keys_follow_arrival_within_a_millisecond_across_old_readings_an
         (4.0, 5000),
         (5.0, 3000),
     ] {
-        put(&s, v, at).await;
+        put_temp(&s, v, at).await;
     }
     s.flush().await.unwrap();
-    put(&s, 6.0, 6000).await;
+    put_temp(&s, 6.0, 6000).await;
     s.close().await.unwrap();
     let s = Store::open(&path, &StoreConfig::default()).unwrap();
     for (v, at) in [(7.0, 5000), (8.0, 7000), (9.0, 7000), (10.0, 3000)] {
-        put(&s, v, at).await;
+        put_temp(&s, v, at).await;
     }
     s.close().await.unwrap();
     let c = rusqlite::Connection::open(&path).unwrap();
@@ -507,14 +480,7 @@ async fn a_history_key_taken_behind_the_writers_back_still_stores_the_reading() 
     let dir = tempfile::tempdir().unwrap();
     let path = db(&dir);
     let s = Store::open(&path, &StoreConfig::default()).unwrap();
-    s.submit(Write::Reading(reading(
-        "k-temp",
-        Kind::Temperature,
-        1.0,
-        8000,
-    )))
-    .await
-    .unwrap();
+    put_temp(&s, 1.0, 8000).await;
     s.flush().await.unwrap();
     {
         let c = rusqlite::Connection::open(&path).unwrap();
@@ -524,14 +490,7 @@ async fn a_history_key_taken_behind_the_writers_back_still_stores_the_reading() 
         )
         .unwrap();
     }
-    s.submit(Write::Reading(reading(
-        "k-temp",
-        Kind::Temperature,
-        2.0,
-        8000,
-    )))
-    .await
-    .unwrap();
+    put_temp(&s, 2.0, 8000).await;
     s.submit(Write::Alert(alert("panic", 8000))).await.unwrap();
     s.flush().await.unwrap();
     s.close().await.unwrap();
