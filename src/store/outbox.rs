@@ -85,7 +85,9 @@
 use rusqlite::{Connection, params};
 
 use super::delivery::{Tally, Via};
-use super::stmts::{ACKED_SQL, DELETE_SQL, OLDEST_SQL, Stmts, per_class, update_or_insert};
+use super::stmts::{
+    ACKED_SQL, ACKED_SUM_SQL, DELETE_SQL, OLDEST_SQL, Stmts, per_class, update_or_insert,
+};
 use crate::model::{Class, Time};
 
 // The documents themselves (see "Payloads" above) are built in `payload`.
@@ -409,6 +411,9 @@ impl Outbox {
         // temporary table first and opens a statement journal (a copy of
         // every page it writes); a plain range delete needs neither.
         let range = params![to_i64(first), to_i64(last)];
+        if class != Class::Alert {
+            return self.delete_run_summed(st, class, range);
+        }
         let gone = st
             .get(per_class(class, ACKED_SQL))?
             .query_map(range, |r| {
@@ -437,6 +442,37 @@ impl Outbox {
                     .record(st, to_u64(seq), id, via, Time::from_millis(at), now)?;
             }
         }
+        Ok(())
+    }
+
+    /// [`Outbox::delete_run`] of status or telemetry rows: what it removes
+    /// is only counted (one row from SQLite, not one per removed row).
+    fn delete_run_summed(
+        &mut self,
+        st: &mut Stmts<'_>,
+        class: Class,
+        range: &[&dyn rusqlite::ToSql],
+    ) -> rusqlite::Result<()> {
+        let (rows, bytes, newest) =
+            st.get(per_class(class, ACKED_SUM_SQL))?
+                .query_row(range, |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
+                })?;
+        if rows == 0 {
+            return Ok(());
+        }
+        st.get(per_class(class, DELETE_SQL))?.execute(range)?;
+        let cs = &mut self.classes[idx(class)];
+        if to_u64(newest) + 1 == cs.next_seq {
+            self.newest_gone[idx(class)] = true;
+        }
+        cs.rows = cs.rows.saturating_sub(to_u64(rows));
+        cs.bytes = cs.bytes.saturating_sub(to_u64(bytes));
+        self.stale_oldest[idx(class)] = true;
         Ok(())
     }
 

@@ -56,6 +56,15 @@ pub(super) const ACKED_SQL: [&str; 3] = [
     "SELECT seq, length(payload), id, at FROM outbox WHERE class = 1 AND seq BETWEEN ?1 AND ?2",
     "SELECT seq, length(payload), id, at FROM outbox WHERE class = 2 AND seq BETWEEN ?1 AND ?2",
 ];
+/// What an acknowledgement of status or telemetry rows removes, summed
+/// (rows, payload bytes, newest seq): no row comes back to Rust — only an
+/// alert's removal needs each row (its delivery record). Status (1) and
+/// telemetry (2); the alert entry is never used.
+pub(super) const ACKED_SUM_SQL: [&str; 3] = [
+    "SELECT count(*), coalesce(sum(length(payload)), 0), coalesce(max(seq), 0) FROM outbox WHERE class = 0 AND seq BETWEEN ?1 AND ?2",
+    "SELECT count(*), coalesce(sum(length(payload)), 0), coalesce(max(seq), 0) FROM outbox WHERE class = 1 AND seq BETWEEN ?1 AND ?2",
+    "SELECT count(*), coalesce(sum(length(payload)), 0), coalesce(max(seq), 0) FROM outbox WHERE class = 2 AND seq BETWEEN ?1 AND ?2",
+];
 pub(super) const DELETE_SQL: [&str; 3] = [
     "DELETE FROM outbox WHERE class = 0 AND seq BETWEEN ?1 AND ?2",
     "DELETE FROM outbox WHERE class = 1 AND seq BETWEEN ?1 AND ?2",
