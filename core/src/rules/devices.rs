@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 
+use super::kinds_table::KindTable;
 use crate::model::{DeviceId, DeviceInfo, Kind};
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -124,16 +125,12 @@ const FRESH: PerKind = PerKind {
     route: NO_ROUTE,
 };
 
-/// Per kind code, side by side: a reading touches one 24-byte entry — one
-/// cache line, rarely two — not a chain of heap blocks.
-type Kinds = [PerKind; NK];
-
 #[derive(Debug, Default)]
 pub struct Devices {
     list: Vec<Dev>,
     /// Per device (same index as `list`): the last reading and the route
-    /// of each kind.
-    kinds: Vec<Kinds>,
+    /// of each kind it has sent.
+    kinds: KindTable,
     by_id: HashMap<DeviceId, u32, FxBuild>,
     rooms: Vec<String>,
     room_ids: HashMap<String, u32>,
@@ -142,7 +139,7 @@ pub struct Devices {
     checkins: HashMap<u32, i64, FxBuild>,
 }
 
-fn clear(kinds: &mut Kinds) {
+fn clear(kinds: &mut [PerKind]) {
     for k in kinds {
         k.route = NO_ROUTE;
     }
@@ -180,7 +177,7 @@ impl Devices {
             room: None,
             role: None,
         });
-        self.kinds.push([FRESH; NK]);
+        self.kinds.push_device();
         self.by_id.insert(id.clone(), i);
         i
     }
@@ -224,8 +221,8 @@ impl Devices {
             d.role = Some(role.as_str().into());
             moved = true;
         }
-        if moved && let Some(k) = self.kinds.get_mut(i as usize) {
-            clear(k);
+        if moved {
+            clear(self.kinds.entries_mut(i));
         }
         if let Some(s) = info.checkin_s {
             self.checkins.insert(i, i64::from(s) * 1000);
@@ -239,9 +236,7 @@ impl Devices {
     }
 
     pub fn clear_routes(&mut self) {
-        for k in &mut self.kinds {
-            clear(k);
-        }
+        clear(self.kinds.all_mut());
     }
 
     /// The cached route id of `kind` for `dev` ([`NO_ROUTE`] if none yet).
@@ -271,11 +266,12 @@ impl Devices {
 
     /// Last accepted `(kind, at, value)` of each kind `dev` has sent.
     pub fn seen(&self, dev: u32) -> impl Iterator<Item = (Kind, i64, f64)> + '_ {
-        Kind::ALL
-            .iter()
-            .zip(self.kinds.get(dev as usize).into_iter().flatten())
+        self.kinds
+            .iter(dev)
             .filter(|(_, k)| k.at != NEVER)
-            .map(|(&kind, k)| (kind, k.at, k.value))
+            .filter_map(|(code, k)| {
+                Some((Kind::from_code(u8::try_from(code).ok()?)?, k.at, k.value))
+            })
     }
 
     /// Restores the last accepted reading of `kind` (from a snapshot).
@@ -288,15 +284,13 @@ impl Devices {
     }
 
     fn kind_entry(&self, dev: u32, kind: Kind) -> Option<&PerKind> {
-        self.kinds
-            .get(dev as usize)
-            .and_then(|k| k.get(usize::from(kind.code())))
+        self.kinds.get(dev, usize::from(kind.code()))
     }
 
+    /// The entry of a known device's `kind`, made fresh if it has none.
     fn kind_entry_mut(&mut self, dev: u32, kind: Kind) -> Option<&mut PerKind> {
         self.kinds
-            .get_mut(dev as usize)
-            .and_then(|k| k.get_mut(usize::from(kind.code())))
+            .get_or_insert(dev, usize::from(kind.code()), FRESH)
     }
 
     /// Records a reading's time and value; says whether it is new.
@@ -333,7 +327,7 @@ impl Devices {
         if delta == 0 {
             return;
         }
-        for k in self.kinds.iter_mut().flatten() {
+        for k in self.kinds.all_mut() {
             if k.arrived != NEVER {
                 k.arrived = k.arrived.saturating_add(delta);
             }
@@ -345,7 +339,7 @@ impl Devices {
         if delta == 0 {
             return;
         }
-        for k in self.kinds.iter_mut().flatten() {
+        for k in self.kinds.all_mut() {
             if k.at != NEVER {
                 k.at = k.at.saturating_add(delta);
             }
@@ -373,17 +367,19 @@ impl Devices {
         }
         let room_map: Vec<u32> = old.rooms.iter().map(|r| self.intern_room(r)).collect();
         let mut dev_map = Vec::with_capacity(old.list.len());
-        for (d, kinds) in old.list.into_iter().zip(old.kinds) {
+        for (was, d) in (0u32..).zip(old.list) {
             let i = self.intern(&d.id);
             dev_map.push(i);
             let room = d.room.and_then(|r| room_map.get(r as usize).copied());
             if let Some(new) = self.list.get_mut(i as usize) {
                 *new = Dev { room, ..d };
             }
-            if let Some(k) = self.kinds.get_mut(i as usize) {
-                *k = kinds;
-                clear(k);
+            if let Some(&ms) = old.checkins.get(&was) {
+                self.checkins.insert(i, ms);
             }
+            let (mask, entries) = old.kinds.of(was);
+            self.kinds.set(i, mask, entries);
+            clear(self.kinds.entries_mut(i));
         }
         (dev_map, room_map)
     }
@@ -457,6 +453,77 @@ mod tests {
         assert_eq!(d.seen(2).collect::<Vec<_>>(), vec![(Kind::Motion, 10, 1.0)]);
         assert_eq!(d.route(2, Kind::Motion), NO_ROUTE);
         assert_eq!(d.find(&id("a")), Some(2));
+    }
+
+    #[test]
+    fn renumbering_keeps_each_devices_check_in_period() {
+        let mut d = Devices::default();
+        d.intern(&id("a"));
+        d.set(&DeviceInfo {
+            id: Some(id("b")),
+            checkin_s: Some(3600),
+            ..Default::default()
+        });
+        let (devs, _) = d.renumber(&[id("b")], &[]);
+        assert_eq!(devs, vec![1, 0]);
+        assert_eq!(d.checkin_ms(0), 3_600_000);
+        assert_eq!(d.checkin_ms(1), 0);
+    }
+
+    #[test]
+    fn a_device_keeps_entries_only_for_the_kinds_it_sent_each_found_in_any_order() {
+        let mut d = Devices::default();
+        let i = d.intern(&id("pendant"));
+        assert_eq!(d.kinds.of(i).1.len(), 0);
+        d.check_fresh(i, Kind::Panic, 10, 1.0);
+        assert_eq!(d.kinds.of(i).1.len(), 1);
+        // Kinds arriving out of code order land in code order; every
+        // entry keeps its own values.
+        let sent = [Kind::Battery, Kind::Motion, Kind::Temperature];
+        for (n, &k) in sent.iter().enumerate() {
+            d.check_fresh(i, k, 20 + n as i64, n as f64);
+            d.set_arrived(i, k, 100 + n as i64);
+            d.set_route(i, k, n as u32);
+        }
+        assert_eq!(d.kinds.of(i).1.len(), 4);
+        let mut want: Vec<(Kind, i64, f64)> = vec![(Kind::Panic, 10, 1.0)];
+        want.extend(
+            sent.iter()
+                .enumerate()
+                .map(|(n, &k)| (k, 20 + n as i64, n as f64)),
+        );
+        want.sort_by_key(|w| w.0.code());
+        assert_eq!(d.seen(i).collect::<Vec<_>>(), want);
+        for (n, &k) in sent.iter().enumerate() {
+            assert_eq!(d.last(i, k), Some((20 + n as i64, n as f64)));
+            assert_eq!(d.last_arrival(i, k), Some(100 + n as i64));
+            assert_eq!(d.route(i, k), n as u32);
+        }
+        assert_eq!(d.route(i, Kind::Panic), NO_ROUTE);
+        assert_eq!(d.last(i, Kind::Smoke), None);
+        assert_eq!(d.last_arrival(i, Kind::Smoke), None);
+        // Asking does not make an entry; unknown devices have none.
+        assert_eq!(d.kinds.of(i).1.len(), 4);
+        assert_eq!(d.last(i + 1, Kind::Panic), None);
+        assert_eq!(d.check_fresh(i + 1, Kind::Panic, 1, 1.0), Freshness::New);
+        // Every kind code has a place in the mask.
+        for &k in Kind::ALL {
+            assert_eq!(d.check_fresh(i, k, 1_000, 2.0), Freshness::New, "{k:?}");
+        }
+        assert_eq!(d.kinds.of(i).1.len(), NK);
+        assert!(d.seen(i).all(|(_, at, v)| at == 1_000 && v == 2.0));
+    }
+
+    #[test]
+    fn fifty_thousand_pendants_take_under_a_hundred_bytes_each_in_the_kind_table() {
+        let mut d = Devices::default();
+        for n in 0..50_000 {
+            let i = d.intern(&id(&format!("pendant-{n:06}")));
+            d.check_fresh(i, Kind::Panic, n, 1.0);
+        }
+        let (entries, bytes) = d.kinds.footprint();
+        assert_eq!(entries, 50_000);
+        assert!(bytes / 50_000 < 100, "{} bytes a pendant", bytes / 50_000);
     }
 
     #[test]

@@ -46,6 +46,7 @@ mod eval;
 mod held;
 mod journal;
 mod kind;
+mod kinds_table;
 mod locate;
 pub mod mode;
 pub mod prealarm;
