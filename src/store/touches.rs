@@ -1,7 +1,8 @@
 //! Registry facts gathered from readings (`devices.last_seen`, and
 //! `devices.battery` from battery readings), kept in memory and written at
 //! most once per device per [`FLUSH_EVERY`], or per [`GROUPED_EVERY`] with
-//! commit grouping (`[store] commit_delay`).
+//! commit grouping (`[store] commit_delay`), or sooner once facts of
+//! [`MAX_GATHERED`] devices wait (bounded memory under a burst).
 //!
 //! Why: a busy site interleaves the readings of hundreds of devices, so a
 //! batch of readings named nearly as many devices as it had readings, and
@@ -39,6 +40,14 @@ pub(crate) const FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// The same with commit grouping on (SD-card wear at a home's rate).
 pub(crate) const GROUPED_EVERY: Duration = Duration::from_secs(300);
 
+/// Devices gathered before the facts are due whatever their age: a burst
+/// from tens of thousands of distinct devices (a care site's Wi-Fi hub
+/// replaying its queue) would otherwise hold a second's worth of them —
+/// 2.7 MB at 35 k new devices a second. Bounded to ~300 KB; the price, only
+/// where more than this many devices report within one interval, is that
+/// a device may be written more than once per interval.
+pub(crate) const MAX_GATHERED: usize = 4096;
+
 #[derive(Clone, Debug)]
 pub(crate) struct Touches {
     map: HashMap<DeviceId, (Time, Option<f64>)>,
@@ -55,7 +64,8 @@ impl Default for Touches {
 }
 
 impl Touches {
-    /// Facts written at most once per `every`.
+    /// Facts written at most once per `every` (unless [`MAX_GATHERED`]
+    /// devices wait).
     pub fn every(every: Duration) -> Touches {
         Touches {
             map: HashMap::new(),
@@ -89,7 +99,7 @@ impl Touches {
     }
 
     pub fn is_due(&self, now: Instant) -> bool {
-        self.due().is_some_and(|d| now >= d)
+        self.map.len() >= MAX_GATHERED || self.due().is_some_and(|d| now >= d)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -156,6 +166,20 @@ mod tests {
         assert!(!t.is_due(now) && t.is_due(now + FLUSH_EVERY));
         t.clear();
         assert!(t.is_empty() && t.due().is_none());
+    }
+
+    #[test]
+    fn facts_of_many_devices_are_due_at_once() {
+        let now = Instant::now();
+        let mut t = Touches::every(GROUPED_EVERY);
+        for n in 0..MAX_GATHERED - 1 {
+            t.add(&r(&format!("d{n}"), Kind::Motion, 1.0, 3), now);
+        }
+        assert!(!t.is_due(now));
+        t.add(&r("d0", Kind::Motion, 1.0, 4), now);
+        assert!(!t.is_due(now), "a device already gathered adds nothing");
+        t.add(&r("last", Kind::Motion, 1.0, 3), now);
+        assert!(t.is_due(now));
     }
 
     #[test]
