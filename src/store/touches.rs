@@ -121,7 +121,12 @@ impl Touches {
         )?;
         let mut insert = conn
             .prepare_cached("INSERT INTO devices (id, last_seen, battery) VALUES (?1, ?2, ?3)")?;
-        for (id, (at, battery)) in &self.map {
+        // In id order: the `devices` rows and their id index take the keys
+        // in order, appending to and filling their pages instead of
+        // splitting pages all over the index in the map's hash order.
+        let mut facts: Vec<_> = self.map.iter().collect();
+        facts.sort_unstable_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+        for (id, (at, battery)) in facts {
             let values = params![id.as_str(), at.as_millis(), battery];
             if update.execute(values)? == 0 {
                 insert.execute(values)?;
