@@ -43,8 +43,10 @@ $install_only && exit 0
 echo "== cargo test --workspace --lib --target aarch64-unknown-linux-gnu (under qemu-aarch64)"
 # Under qemu-user the tests that cannot run there skip themselves when this
 # is set (they all run natively in `cargo test`): the store crash test, which
-# re-executes itself as a child process. (The pty tests that would need
-# termios2 are integration tests, not run here.)
+# re-executes itself as a child process, and the disk-full tests, which run
+# `mount`/`umount` (a child forked from a many-threaded guest can deadlock
+# inside qemu-user before it execs). (The pty tests that would need termios2
+# are integration tests, not run here.)
 export CAREBRIDGE_QEMU_USER=1
 cargo test --workspace --lib --target aarch64-unknown-linux-gnu
 if $armv7; then

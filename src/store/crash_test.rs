@@ -147,6 +147,11 @@ impl Drop for Tmpfs {
 
 #[test]
 fn a_full_disk_keeps_every_alert_by_evicting_telemetry_and_reports_the_error() {
+    // `mount`/`umount` are child processes: see `disk_full_test::tmpfs`.
+    if std::env::var_os("CAREBRIDGE_QEMU_USER").is_some() {
+        eprintln!("skipped under qemu-user: forking mount/umount can hang there");
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let _fs = match Tmpfs::mount(dir.path(), "2m") {
         Ok(m) => m,
