@@ -14,7 +14,10 @@
 //!
 //! Peak RSS is the kernel's high-water mark (`VmHWM` of the process).
 //! The clients speak raw MQTT 3.1.1 (rumqttc's codec over a blocking
-//! socket), so they cost next to nothing. `cargo bench --bench frontdoor`.
+//! socket), so they cost next to nothing. `cargo bench --bench frontdoor`;
+//! `FD_DISTINCT=1` makes every reading a panic press from a device never
+//! seen before (memory that grows per device: the rules' device table,
+//! the registry's gathered facts).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -60,8 +63,12 @@ impl Raw {
         }
     }
 
-    fn publish(&mut self, device: &str, v: u64, pkid: u16) {
-        let payload = format!(r#"{{"kind":"temperature","value":{v}}}"#);
+    fn publish(&mut self, device: &str, v: u64, pkid: u16, panic: bool) {
+        let payload = if panic {
+            r#"{"kind":"panic","value":1}"#.to_string()
+        } else {
+            format!(r#"{{"kind":"temperature","value":{v}}}"#)
+        };
         let mut p = Publish::new(format!("carebridge/in/{device}"), QoS::AtLeastOnce, payload);
         p.pkid = pkid;
         Packet::Publish(p).write(&mut self.out, usize::MAX).unwrap();
@@ -86,13 +93,19 @@ impl Raw {
     }
 }
 
-/// `n` QoS 1 readings with at most `window` unacknowledged.
-fn burst(port: u16, device: &str, n: u64, window: u64) {
+/// `n` QoS 1 readings with at most `window` unacknowledged; with
+/// `distinct`, each a panic press from a device of its own (`<client>-<n>`).
+fn burst(port: u16, device: &str, n: u64, window: u64, distinct: bool) {
     let mut raw = Raw::connect(port, device);
     let (mut sent, mut acked) = (0u64, 0u64);
     while acked < n {
         while sent - acked < window && sent < n {
-            raw.publish(device, sent, (sent % 60_000 + 1) as u16);
+            let pkid = (sent % 60_000 + 1) as u16;
+            if distinct {
+                raw.publish(&format!("{device}-{sent}"), sent, pkid, true);
+            } else {
+                raw.publish(device, sent, pkid, false);
+            }
             sent += 1;
         }
         raw.flush();
@@ -163,12 +176,15 @@ fn main() {
     };
     let n = env("FD_READINGS", 50_000);
     let clients = env("FD_CLIENTS", 1_000);
+    // `FD_DISTINCT=1`: every reading a panic press from a device never seen
+    // before (the engine and the registry grow by a device per reading).
+    let distinct = env("FD_DISTINCT", 0) == 1;
     let dir = tempfile::tempdir().unwrap();
 
     let (d, port) = daemon(dir.path(), 16);
     let idle = status_kb(d.0.id(), "VmRSS:");
     let t = Instant::now();
-    burst(port, "one", n, 100);
+    burst(port, "one", n, 100, distinct);
     report("1 client", n, t.elapsed(), d.0.id(), idle);
     drop(d);
 
@@ -180,7 +196,7 @@ fn main() {
         .map(|i| {
             std::thread::Builder::new()
                 .stack_size(128 * 1024)
-                .spawn(move || burst(port, &format!("c{i}"), each, 10))
+                .spawn(move || burst(port, &format!("c{i}"), each, 10, distinct))
                 .unwrap()
         })
         .collect();
@@ -202,7 +218,7 @@ fn main() {
     let mut by_pkid: HashMap<u16, Instant> = HashMap::new();
     for i in 0..500u64 {
         let pkid = (i + 1) as u16;
-        raw.publish("lat", i, pkid);
+        raw.publish("lat", i, pkid, false);
         by_pkid.insert(pkid, Instant::now());
         raw.flush();
         if let Packet::PubAck(a) = raw.next() {
