@@ -79,26 +79,26 @@ impl KindTable {
         let b = bit(code)?;
         let i = (s.mask & (b - 1)).count_ones() as usize;
         if s.mask & b == 0 {
-            let at = s.first as usize + i;
-            if s.len() == 0 || s.range().end == self.pool.len() {
-                // Last in the pool (or new): grow in place.
-                let first = if s.len() == 0 {
-                    self.pool.len()
-                } else {
-                    s.first as usize
-                };
-                self.pool
-                    .insert(if s.len() == 0 { first } else { at }, fresh);
+            // A device without entries starts at the end of the pool.
+            let first = if s.len() == 0 {
+                self.pool.len()
+            } else {
+                s.first as usize
+            };
+            let at = first + i;
+            if first + s.len() == self.pool.len() {
+                // Last in the pool: grow in place.
+                self.pool.insert(at, fresh);
                 self.set_span(dev, s.mask | b, first)?;
             } else {
                 // Others follow: move to the end with the new entry.
-                let first = self.pool.len();
+                let moved_to = self.pool.len();
                 let old = s.range();
                 self.pool.extend_from_within(old.start..at);
                 self.pool.push(fresh);
                 self.pool.extend_from_within(at..old.end);
                 self.garbage += old.len();
-                self.set_span(dev, s.mask | b, first)?;
+                self.set_span(dev, s.mask | b, moved_to)?;
                 if self.garbage > self.pool.len() / 2 {
                     self.compact();
                 }
