@@ -139,6 +139,31 @@ impl Tmpfs {
     }
 }
 
+/// Mounts a tmpfs of `size` on a fresh directory, or says why the test skips.
+///
+/// Not under qemu-user (`CAREBRIDGE_QEMU_USER`, set by `tests/cross.sh`):
+/// `mount` and `umount` are run as child processes, and a child forked
+/// from a many-threaded guest there can deadlock inside qemu before it
+/// execs (seen once: the test waited on it for 17 minutes). What these tests
+/// check does not depend on the target; they run natively in `cargo test`.
+pub(super) fn tmpfs(size: &str) -> Option<(tempfile::TempDir, Tmpfs)> {
+    if std::env::var_os("CAREBRIDGE_QEMU_USER").is_some() {
+        eprintln!("skipped under qemu-user: forking mount/umount can hang there");
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    match Tmpfs::mount(dir.path(), size) {
+        Ok(m) => Some((dir, m)),
+        Err(why) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("CI=true but a tmpfs cannot be mounted: {why}")
+        }
+        Err(why) => {
+            eprintln!("skipped: mounting a tmpfs needs root ({why})");
+            None
+        }
+    }
+}
+
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg(&self.0).status();
@@ -147,21 +172,8 @@ impl Drop for Tmpfs {
 
 #[test]
 fn a_full_disk_keeps_every_alert_by_evicting_telemetry_and_reports_the_error() {
-    // `mount`/`umount` are child processes: see `disk_full_test::tmpfs`.
-    if std::env::var_os("CAREBRIDGE_QEMU_USER").is_some() {
-        eprintln!("skipped under qemu-user: forking mount/umount can hang there");
+    let Some((dir, _fs)) = tmpfs("2m") else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let _fs = match Tmpfs::mount(dir.path(), "2m") {
-        Ok(m) => m,
-        Err(why) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("CI=true but a tmpfs cannot be mounted: {why}")
-        }
-        Err(why) => {
-            eprintln!("skipped: mounting a 2 MiB tmpfs needs root ({why})");
-            return;
-        }
     };
     let path = dir.path().join("full.db");
     let cfg = StoreConfig {

@@ -5,35 +5,10 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::crash_test::{Tmpfs, contiguous_from_one};
+use super::crash_test::{contiguous_from_one, tmpfs};
 use super::tests::{alert, reading};
 use super::*;
 use crate::model::Kind;
-
-/// Mounts a tmpfs of `size` on a fresh directory, or says why the test skips.
-///
-/// Not under qemu-user (`CAREBRIDGE_QEMU_USER`, set by `tests/cross.sh`):
-/// `mount` and `umount` are run as child processes, and a child forked
-/// from a many-threaded guest there can deadlock inside qemu before it
-/// execs (seen once: the test waited on it for 17 minutes). What these tests
-/// check does not depend on the target; they run natively in `cargo test`.
-fn tmpfs(size: &str) -> Option<(tempfile::TempDir, Tmpfs)> {
-    if std::env::var_os("CAREBRIDGE_QEMU_USER").is_some() {
-        eprintln!("skipped under qemu-user: forking mount/umount can hang there");
-        return None;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    match Tmpfs::mount(dir.path(), size) {
-        Ok(m) => Some((dir, m)),
-        Err(why) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("CI=true but a tmpfs cannot be mounted: {why}")
-        }
-        Err(why) => {
-            eprintln!("skipped: mounting a tmpfs needs root ({why})");
-            None
-        }
-    }
-}
 
 /// Fills the file system holding `dir` to the last block; returns the file.
 fn fill_up(dir: &Path) -> PathBuf {
