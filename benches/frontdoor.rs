@@ -17,7 +17,9 @@
 //! socket), so they cost next to nothing. `cargo bench --bench frontdoor`;
 //! `FD_DISTINCT=1` makes every reading a panic press from a device never
 //! seen before (memory that grows per device: the rules' device table,
-//! the registry's gathered facts).
+//! the registry's gathered facts). `FD_CAREBRIDGE=<binary>` measures
+//! another build (or a wrapper script, e.g. heaptrack). `FD_SKIP=1,3`
+//! skips figures by number.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -142,7 +144,10 @@ fn daemon(dir: &Path, max_connections: usize) -> (Kill, u16) {
         ),
     )
     .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_carebridge"))
+    // `FD_CAREBRIDGE=<binary>` runs another build (before/after, heaptrack).
+    let exe = std::env::var("FD_CAREBRIDGE")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_carebridge").to_string());
+    let child = Command::new(exe)
         .args(["run", "--config"])
         .arg(&config)
         .env("RUST_LOG", "warn")
@@ -179,16 +184,28 @@ fn main() {
     // `FD_DISTINCT=1`: every reading a panic press from a device never seen
     // before (the engine and the registry grow by a device per reading).
     let distinct = env("FD_DISTINCT", 0) == 1;
+    let skip = std::env::var("FD_SKIP").unwrap_or_default();
+    let run = |figure: &str| !skip.split(',').any(|s| s.trim() == figure);
     let dir = tempfile::tempdir().unwrap();
 
-    let (d, port) = daemon(dir.path(), 16);
-    let idle = status_kb(d.0.id(), "VmRSS:");
-    let t = Instant::now();
-    burst(port, "one", n, 100, distinct);
-    report("1 client", n, t.elapsed(), d.0.id(), idle);
-    drop(d);
+    if run("1") {
+        let (d, port) = daemon(dir.path(), 16);
+        let idle = status_kb(d.0.id(), "VmRSS:");
+        let t = Instant::now();
+        burst(port, "one", n, 100, distinct);
+        report("1 client", n, t.elapsed(), d.0.id(), idle);
+    }
+    if run("2") {
+        many(dir.path(), n, clients, distinct);
+    }
+    if run("3") {
+        latency(dir.path());
+    }
+}
 
-    let (d, port) = daemon(dir.path(), clients as usize + 16);
+/// Figure 2: `clients` clients at once, `n` readings spread over them.
+fn many(dir: &Path, n: u64, clients: u64, distinct: bool) {
+    let (d, port) = daemon(dir, clients as usize + 16);
     let idle = status_kb(d.0.id(), "VmRSS:");
     let each = (n / clients).max(1);
     let t = Instant::now();
@@ -210,9 +227,11 @@ fn main() {
         d.0.id(),
         idle,
     );
-    drop(d);
+}
 
-    let (d, port) = daemon(dir.path(), 16);
+/// Figure 3: acknowledgement latency of one reading at a time, idle.
+fn latency(dir: &Path) {
+    let (d, port) = daemon(dir, 16);
     let mut raw = Raw::connect(port, "latency");
     let mut lat: Vec<Duration> = Vec::new();
     let mut by_pkid: HashMap<u16, Instant> = HashMap::new();

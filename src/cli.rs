@@ -178,9 +178,17 @@ fn ota_exit(e: crate::ota::cli::OtaCliError) -> Exit {
 }
 
 fn serve(cfg: Config, clock: Arc<dyn Clock>, banner: bool) -> Result<(), Exit> {
-    // Before any thread starts (they inherit it); see `app::sched`.
+    // Before any thread starts (they inherit it); see `app::sched` and
+    // `app::malloc`.
+    let refused = app::malloc::tune();
     let batch = app::sched::batch();
     let log = crate::logging::init(&cfg.log);
+    if !refused.is_empty() {
+        tracing::warn!(
+            ?refused,
+            "the C allocator refused some of carebridge's settings; using its defaults for them"
+        );
+    }
     if let Err(e) = batch {
         tracing::warn!(error = %e, "cannot use the SCHED_BATCH CPU policy; running under the default one");
     }

@@ -19,6 +19,7 @@ mod clock;
 mod demo;
 mod dual;
 mod integrations;
+pub mod malloc;
 pub mod sched;
 mod startup;
 mod status;

@@ -241,23 +241,27 @@ pub async fn accept_loop(
             continue;
         }
         let _ = sock.set_nodelay(true);
-        let (door, sd, tls) = (door.clone(), shutdown.clone(), tls.clone());
-        tokio::spawn(async move {
-            match tls {
-                None => serve_stream(sock, peer, door.clone(), sd).await,
-                Some(acceptor) => {
-                    let hs = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(sock));
-                    match hs.await {
-                        Ok(Ok(s)) => serve_stream(s, peer, door.clone(), sd).await,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "front door: TLS handshake failed")
-                        }
-                        Err(_) => tracing::debug!(%peer, "front door: TLS handshake timed out"),
+        let (door, sd) = (door.clone(), shutdown.clone());
+        // Two task types, not one with a branch: a task's future is as large
+        // as its largest state, and the TLS handshake's would make every
+        // plain connection's task carry its size too (1,000 connections).
+        match tls.clone() {
+            None => tokio::spawn(async move {
+                serve_stream(sock, peer, door.clone(), sd).await;
+                door.gate.disconnected(peer.ip());
+            }),
+            Some(acceptor) => tokio::spawn(async move {
+                let hs = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(sock));
+                match hs.await {
+                    Ok(Ok(s)) => serve_stream(s, peer, door.clone(), sd).await,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "front door: TLS handshake failed")
                     }
+                    Err(_) => tracing::debug!(%peer, "front door: TLS handshake timed out"),
                 }
-            }
-            door.gate.disconnected(peer.ip());
-        });
+                door.gate.disconnected(peer.ip());
+            }),
+        };
     }
 }
 

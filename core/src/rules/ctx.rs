@@ -37,15 +37,15 @@ impl Ctx<'_> {
     /// Sets a slot's logical deadline, queueing a heap entry only if the
     /// new time is earlier than the live one (see timers.rs).
     pub fn arm(&mut self, slot: &mut Slot, rule: u32, subject: u32, d: Option<i64>) {
-        slot.deadline = d;
+        slot.deadline = d.into();
         let Some(d) = d else { return };
-        match slot.queued {
+        match slot.queued.get() {
             Some(q) if q <= d => {}
             q => {
                 if q.is_none() {
                     self.timers.live += 1;
                 }
-                slot.queued = Some(d);
+                slot.queued = Some(d).into();
                 self.timers.push(Entry {
                     at: Time(d),
                     rule,

@@ -15,7 +15,7 @@ use super::ctx::Ctx;
 use super::devices::Devices;
 use super::kind;
 use super::routine::Routine;
-use super::rule::{Compiled, Rule, Slot};
+use super::rule::{Compiled, OptMs, Rule, Slot};
 use super::spec::RuleType;
 use crate::model::{Kind, Reading};
 
@@ -107,7 +107,7 @@ pub fn shift_stamps(slot: &mut Slot, delta: i64) {
     if slot.last != 0 {
         slot.last = slot.last.saturating_add(delta);
     }
-    slot.deadline = slot.deadline.map(|d| d.saturating_add(delta));
+    slot.deadline = slot.deadline.get().map(|d| d.saturating_add(delta)).into();
 }
 
 /// Runs `$body` with `$k` naming the kind of rule type `$t`: the one map
@@ -198,8 +198,8 @@ pub fn on_timer(
     at: At,
     ctx: &mut Ctx<'_>,
 ) {
-    let due = slot.deadline.unwrap_or(at.now);
-    slot.deadline = None;
+    let due = slot.deadline.get().unwrap_or(at.now);
+    slot.deadline = OptMs::NONE;
     ctx.subject = at.subject;
     with_kind!(rule.spec.kind, K => K::on_timer(rule, slot, routine, at, due, ctx));
 }

@@ -5,7 +5,7 @@
 
 use super::ctx::{Cause, Ctx};
 use super::eval::At;
-use super::rule::{Compiled, Phase, Rule, Slot};
+use super::rule::{Compiled, OptMs, Phase, Rule, Slot};
 use crate::model::{AlertState, Reading, Time};
 
 /// One reading's step through the state machine of threshold rules: a
@@ -119,6 +119,6 @@ pub fn recheck_window(rule: &Compiled, slot: &mut Slot, ctx: &Ctx<'_>) {
             .is_some_and(|w| !w.contains(ctx.tz, Time(slot.since)))
     {
         slot.phase = Phase::Idle;
-        slot.deadline = None;
+        slot.deadline = OptMs::NONE;
     }
 }

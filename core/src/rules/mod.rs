@@ -72,7 +72,7 @@ pub use journal::Saved;
 pub use replay::{
     Event, EventsError, Order, OrderReport, order_story, parse_events, parse_story, replay_events,
 };
-use rule::{Phase, Rule};
+use rule::{OptMs, Phase, Rule};
 pub use spec::{RuleSet, RuleSpec, RuleType, RulesError};
 pub use status::RuleStatus;
 use timers::{Entry, Timers};
@@ -266,7 +266,7 @@ impl Engine {
                 Some(i) => {
                     let mut r = old.swap_remove(i);
                     for s in r.slots.values_mut() {
-                        s.queued = None;
+                        s.queued = OptMs::NONE;
                     }
                     self.rules.push(r);
                     kept += 1;
@@ -326,7 +326,7 @@ impl Engine {
             let ri = u32::try_from(ri).unwrap_or(u32::MAX);
             for (&subject, s) in r.slots.iter_mut() {
                 s.queued = s.deadline;
-                if let Some(d) = s.deadline {
+                if let Some(d) = s.deadline.get() {
                     entries.push(Entry {
                         at: Time(d),
                         rule: ri,
@@ -589,15 +589,15 @@ impl Engine {
         let Some(slot) = slots.get_mut(&e.subject) else {
             return false;
         };
-        if slot.queued != Some(e.at.0) {
+        if slot.queued.get() != Some(e.at.0) {
             return false; // stale entry
         }
-        slot.queued = None;
+        slot.queued = OptMs::NONE;
         self.journal.slot(e.rule, e.subject);
         self.timers.live = self.timers.live.saturating_sub(1);
         if self.mode.mode.stands_down() && mode::stands_down(compiled.spec.kind) {
             // Stood down: the clock starts afresh when the mode ends.
-            slot.deadline = None;
+            slot.deadline = OptMs::NONE;
             return false;
         }
         let mut ctx = Ctx {
@@ -608,7 +608,7 @@ impl Engine {
             subject: e.subject,
             touched: Vec::new(),
         };
-        match slot.deadline {
+        match slot.deadline.get() {
             None => false,
             // The deadline moved later than this entry: re-queue it, even if
             // already past, so timers fire in deadline order.

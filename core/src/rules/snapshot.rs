@@ -22,7 +22,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::routine::Routine;
-use super::rule::{NO_DEV, Phase, RULE_SUBJECT, Slot};
+use super::rule::{NO_DEV, OptMs, Phase, RULE_SUBJECT, Slot};
 use super::spec::{Per, RuleSpec, RuleType};
 use super::{Engine, RulesError};
 use crate::model::{DeviceId, Kind, Time};
@@ -155,7 +155,7 @@ impl SlotN {
             s.acked,
             s.since,
             s.last,
-            s.deadline,
+            s.deadline.get(),
             s.value,
             (s.dev != NO_DEV).then_some(s.dev),
             s.opened,
@@ -301,7 +301,7 @@ impl Engine {
             acked: s.acked,
             since: s.since,
             last: s.last,
-            deadline: s.deadline,
+            deadline: s.deadline.get(),
             value: s.value,
             opened: s.opened,
             dev: if s.dev == NO_DEV {
@@ -492,8 +492,8 @@ impl Engine {
                         acked: s.acked,
                         since: s.since,
                         last: s.last,
-                        deadline: s.deadline,
-                        queued: None,
+                        deadline: s.deadline.into(),
+                        queued: OptMs::NONE,
                         value: s.value,
                         dev,
                         opened: s.opened,

@@ -93,10 +93,11 @@ impl RuleKind for Absence {
         ctx: &Ctx<'_>,
     ) {
         eval::shift_stamps(slot, delta);
-        if let (Some(w), Some(_)) = (rule.window(), slot.deadline) {
+        if let (Some(w), true) = (rule.window(), slot.deadline.is_some()) {
             slot.deadline = w
                 .instance_at_or_after(ctx.tz, Time(at.now))
-                .map(|(_, e)| e.0);
+                .map(|(_, e)| e.0)
+                .into();
         }
     }
 }

@@ -103,7 +103,7 @@ impl RuleKind for Dwell {
     ) {
         eval::shift_stamps(slot, delta);
         if rule.spec.window.is_some() && slot.deadline.is_some() {
-            slot.deadline = deadline(rule, ctx, slot.since);
+            slot.deadline = deadline(rule, ctx, slot.since).into();
         }
     }
 }

@@ -158,7 +158,7 @@ impl Inactivity {
         eval::shift_stamps(slot, delta);
         // In-window time is counted again from the true local time.
         if rule.spec.window.is_some() && slot.deadline.is_some() {
-            slot.deadline = deadline(rule, tz, slot.last);
+            slot.deadline = deadline(rule, tz, slot.last).into();
         }
     }
 }

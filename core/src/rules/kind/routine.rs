@@ -124,7 +124,7 @@ impl RuleKind for Routine {
         if let Some((_, s)) = next {
             slot.since = s;
         }
-        slot.deadline = next.map(|(c, _)| c);
+        slot.deadline = next.map(|(c, _)| c).into();
     }
 }
 
