@@ -87,7 +87,7 @@ pub(super) fn apply(
                     // The journal ends: its deltas are in this snapshot.
                     conn.prepare_cached("DELETE FROM rules_journal")?
                         .execute([])?;
-                    put_kv(conn, st.key, bytes)?;
+                    put_kv_large(conn, st.key, bytes)?;
                 }
                 crate::rules::Saved::Delta { seq, bytes } => {
                     conn.prepare_cached(
@@ -102,6 +102,29 @@ pub(super) fn apply(
         }
     }
     Ok(added)
+}
+
+/// As [`put_kv`], for a value of megabytes (a full rule-state snapshot at a
+/// care site: ~3 MB at 50,000 pendants). Bound as a parameter, the bytes
+/// are copied by SQLite (`SQLITE_TRANSIENT`) and copied again into the row
+/// it builds in memory: two more copies of the snapshot at once, at the
+/// height of a burst. Here the row is written with `zeroblob(n)` (SQLite
+/// writes the zeros page by page without building them) and the bytes go
+/// into it in place by incremental blob I/O, through the page cache.
+fn put_kv_large(conn: &Connection, key: &str, value: &[u8]) -> rusqlite::Result<()> {
+    let len = i64::try_from(value.len())
+        .map_err(|_| rusqlite::Error::ToSqlConversionFailure("value too large".into()))?;
+    super::stmts::update_or_insert(
+        conn,
+        "UPDATE kv SET value = zeroblob(?2) WHERE key = ?1",
+        "INSERT INTO kv (key, value) VALUES (?1, zeroblob(?2))",
+        params![key, len],
+    )?;
+    let rowid: i64 = conn
+        .prepare_cached("SELECT rowid FROM kv WHERE key = ?1")?
+        .query_row([key], |r| r.get(0))?;
+    let mut blob = conn.blob_open(rusqlite::MAIN_DB, "kv", "value", rowid, false)?;
+    blob.write_at(value, 0)
 }
 
 /// UPDATE by key, INSERT only when the key is new (see

@@ -56,8 +56,8 @@ pub(super) struct Journal {
     /// Sequence number of the last save (full or delta).
     pub(super) seq: u64,
     /// Bytes of deltas since the last full save, and that save's size.
-    journal_bytes: usize,
-    full_bytes: usize,
+    pub(super) journal_bytes: usize,
+    pub(super) full_bytes: usize,
 }
 
 impl Default for Journal {
