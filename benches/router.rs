@@ -107,7 +107,7 @@ fn pipeline(samples: usize) {
             tokio::time::sleep(Duration::from_secs(7)).await;
             let before = sim.stats().uplinks.len();
             let t0 = Instant::now();
-            store.submit(Write::Alert(alert(i))).await.unwrap();
+            store.submit(Write::Alert(Box::new(alert(i)))).await.unwrap();
             let deadline = t0 + Duration::from_secs(30);
             let at = loop {
                 if let Some(u) = sim.stats().uplinks.get(before) {

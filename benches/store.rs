@@ -83,7 +83,9 @@ fn alert_latency(store: &Store, n: usize) -> (Duration, Duration) {
             instance: None,
         };
         let t = Instant::now();
-        store.submit_blocking(Write::Alert(a)).expect("submit");
+        store
+            .submit_blocking(Write::Alert(Box::new(a)))
+            .expect("submit");
         store.flush_blocking().expect("flush");
         lat.push(t.elapsed());
     }

@@ -486,7 +486,7 @@ impl Hub {
     async fn on_device(&mut self, info: DeviceInfo) -> anyhow::Result<()> {
         self.engine.set_device(&info);
         let _ = self.live.send(Live::Device(info.clone()));
-        self.store.submit(Write::Device(info)).await?;
+        self.store.submit(Write::Device(Box::new(info))).await?;
         Ok(())
     }
 

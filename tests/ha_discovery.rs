@@ -176,7 +176,7 @@ fn removing_a_device_clears_its_retained_discovery_topics() {
             name: Some("Front door".into()),
             ..Default::default()
         };
-        store.submit(Write::Device(info)).await.unwrap();
+        store.submit(Write::Device(Box::new(info))).await.unwrap();
         store.flush().await.unwrap();
     });
     let task = rt.spawn(carebridge::ha::run(

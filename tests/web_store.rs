@@ -100,7 +100,7 @@ async fn rig() -> Rig {
                         ..Default::default()
                     });
                 }
-                HubCommand::Device(info) => st.submit(Write::Device(info)).await.unwrap(),
+                HubCommand::Device(info) => st.submit(Write::Device(Box::new(info))).await.unwrap(),
             }
         }
     });
@@ -263,7 +263,10 @@ async fn each_alert_shows_the_path_that_delivered_it_or_that_it_is_still_queued(
     second.device = DeviceId::new("bedroom-pendant").unwrap();
     second.uid = Some("1c3e5a7b-9d2f-4e6a-8b0c-2d4f6a8c0e13".into());
     for a in [&first, &second] {
-        r.store.submit(Write::Alert(a.clone())).await.unwrap();
+        r.store
+            .submit(Write::Alert(Box::new(a.clone())))
+            .await
+            .unwrap();
     }
     r.store.flush().await.unwrap();
     let rows = r
@@ -323,10 +326,10 @@ async fn a_device_edit_in_the_ui_is_a_new_config_version_kept_over_a_restart_and
     let c = setup(&r.s).await;
     let pendant = DeviceId::new("pendant").unwrap();
     r.store
-        .submit(Write::Device(carebridge::model::DeviceInfo {
+        .submit(Write::Device(Box::new(carebridge::model::DeviceInfo {
             id: Some(pendant.clone()),
             ..Default::default()
-        }))
+        })))
         .await
         .unwrap();
     r.store.flush().await.unwrap();
@@ -494,11 +497,11 @@ async fn restore_validates_config_rules_and_devices_before_writing_anything() {
     let r = rig().await;
     let c = setup(&r.s).await;
     r.store
-        .submit(Write::Device(carebridge::model::DeviceInfo {
+        .submit(Write::Device(Box::new(carebridge::model::DeviceInfo {
             id: Some(DeviceId::new("pendant").unwrap()),
             room: Some("hall".into()),
             ..Default::default()
-        }))
+        })))
         .await
         .unwrap();
     r.store.flush().await.unwrap();

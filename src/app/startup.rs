@@ -126,7 +126,7 @@ pub(super) async fn restore(
     for (id, d) in &cfg.devices {
         if let Some(info) = crate::remote_config::device_info(id, d) {
             store
-                .submit(Write::Device(info.clone()))
+                .submit(Write::Device(Box::new(info.clone())))
                 .await
                 .map_err(Exit::runtime)?;
             devices.push(info);

@@ -44,7 +44,7 @@ pub async fn run(
             a.uid = Some(ids.next_id());
             tracing::warn!(rule = %a.rule, state = a.state.as_str(), "{}", a.message);
             let _ = live.send(crate::hub::Live::Alert(a.clone()));
-            store.submit(Write::Alert(a)).await?;
+            store.submit(Write::Alert(Box::new(a))).await?;
         }
     }
 }

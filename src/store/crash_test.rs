@@ -25,7 +25,7 @@ fn crash_child_writer_loop() {
     let mut i: i64 = 0;
     loop {
         for _ in 0..50 {
-            s.submit_blocking(Write::Alert(alert(&format!("r{i}"), i)))
+            s.submit_blocking(Write::Alert(Box::new(alert(&format!("r{i}"), i))))
                 .unwrap();
             s.submit_blocking(Write::Reading(reading("t", Kind::Temperature, i as f64, i)))
                 .unwrap();
@@ -110,7 +110,9 @@ async fn committed_alerts_survive_a_sigkill_mid_write_with_contiguous_seqs() {
         );
     }
     // Writing continues from where the dead process stopped.
-    s.submit(Write::Alert(alert("after", 0))).await.unwrap();
+    s.submit(Write::Alert(Box::new(alert("after", 0))))
+        .await
+        .unwrap();
     s.flush().await.unwrap();
     let next = s
         .outbox_fetch(Class::Alert, alerts.len() as u64, 10)
@@ -195,7 +197,7 @@ fn a_full_disk_keeps_every_alert_by_evicting_telemetry_and_reports_the_error() {
     assert!(st.telemetry.evicted > 0, "the disk never filled up: {st:?}");
     // Now alerts: every one must commit, despite the full disk.
     for i in 0..200 {
-        s.submit_blocking(Write::Alert(alert(&format!("r{i}"), i)))
+        s.submit_blocking(Write::Alert(Box::new(alert(&format!("r{i}"), i))))
             .unwrap();
         s.submit_blocking(Write::Reading(reading("t", Kind::Temperature, 20.0, i)))
             .unwrap();

@@ -268,7 +268,9 @@ mod tests {
         let path = db(&dir);
         let s = Store::open(&path, &StoreConfig::default()).unwrap();
         for i in 0..3 {
-            s.submit(Write::Alert(alert("panic", i))).await.unwrap();
+            s.submit(Write::Alert(Box::new(alert("panic", i))))
+                .await
+                .unwrap();
         }
         s.flush().await.unwrap();
         let rows = s.outbox_fetch(Class::Alert, 0, 10).await.unwrap();
@@ -310,8 +312,10 @@ mod tests {
         let s = Store::open(&db(&dir), &StoreConfig::default()).unwrap();
         let mut a = alert("panic", 1);
         a.uid = Some("5f0c8b52-3c1e-4d2a-9b7e-0a1b2c3d4e5f".into());
-        s.submit(Write::Alert(a)).await.unwrap();
-        s.submit(Write::Alert(alert("panic", 2))).await.unwrap();
+        s.submit(Write::Alert(Box::new(a))).await.unwrap();
+        s.submit(Write::Alert(Box::new(alert("panic", 2))))
+            .await
+            .unwrap();
         s.flush().await.unwrap();
         let rows = s.outbox_fetch(Class::Alert, 0, 10).await.unwrap();
         assert_eq!(rows[0].id, "5f0c8b52-3c1e-4d2a-9b7e-0a1b2c3d4e5f");

@@ -75,7 +75,7 @@ fn a_stream_of_readings_cannot_wedge_the_wal_on_an_8_mib_disk_and_alerts_still_c
     }
     assert!(full_at.is_some(), "the disk never filled: {:?}", s.stats());
     for i in 0..20 {
-        s.submit_blocking(Write::Alert(alert(&format!("r{i}"), i)))
+        s.submit_blocking(Write::Alert(Box::new(alert(&format!("r{i}"), i))))
             .unwrap();
         s.submit_blocking(Write::Reading(reading("t", Kind::Temperature, 20.0, i)))
             .unwrap();
@@ -122,7 +122,8 @@ fn refusing_store(dir: &Path) -> (Store, PathBuf, PathBuf) {
         ..Default::default()
     };
     let s = Store::open(&path, &cfg).unwrap();
-    s.submit_blocking(Write::Alert(alert("before", 0))).unwrap();
+    s.submit_blocking(Write::Alert(Box::new(alert("before", 0))))
+        .unwrap();
     s.flush_blocking().unwrap();
     let c = rusqlite::Connection::open(&path).unwrap();
     c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
@@ -149,7 +150,8 @@ fn an_alert_the_disk_refuses_is_served_from_memory_then_written_with_the_same_id
     };
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
     let (s, _path, filler) = refusing_store(dir.path());
-    s.submit_blocking(Write::Alert(alert("held", 1))).unwrap();
+    s.submit_blocking(Write::Alert(Box::new(alert("held", 1))))
+        .unwrap();
     let mut held = Vec::new();
     assert!(
         wait_for(Duration::from_secs(10), || {
@@ -190,7 +192,7 @@ fn close_within_returns_in_time_on_a_refusing_disk_and_abandons_the_batch_whole(
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
     let (s, path, filler) = refusing_store(dir.path());
     for i in 0..50 {
-        s.submit_blocking(Write::Alert(alert(&format!("lost{i}"), i)))
+        s.submit_blocking(Write::Alert(Box::new(alert(&format!("lost{i}"), i))))
             .unwrap();
     }
     assert!(wait_for(Duration::from_secs(10), || s

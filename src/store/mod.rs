@@ -39,7 +39,7 @@
 //! Use (sketch):
 //!
 //! ```text
-//! hub:    store.submit(Write::Reading(r)).await?;  store.submit(Write::Alert(a)).await?;
+//! hub:    store.submit(Write::Reading(r)).await?;  store.submit(Write::Alert(Box::new(a))).await?;
 //! uplink: let mut changed = store.outbox_changed();
 //!         loop {
 //!             for class in Class::ALL {            // alert, status, telemetry: priority order
@@ -147,8 +147,9 @@ pub enum Write {
     Reading(Reading),
     /// History + registry only (uplink telemetry turned off).
     ReadingNoTelemetry(Reading),
-    /// One alert outbox row.
-    Alert(Alert),
+    /// One alert outbox row (boxed, like `Device`: every queued message
+    /// is as large as the largest variant, and readings are most of them).
+    Alert(Box<Alert>),
     /// Alert outbox rows and, in the same transaction, the rule state that
     /// made them (a crash cannot keep one without the other).
     AlertsWithState {
@@ -167,7 +168,7 @@ pub enum Write {
         rows: Vec<(Class, u64)>,
     },
     /// Registry upsert: merges only the `Some` fields (`id` is required).
-    Device(DeviceInfo),
+    Device(Box<DeviceInfo>),
     RemoveDevice(DeviceId),
     /// Put (`Some`) or delete (`None`) a small value for another module.
     Kv(String, Option<Vec<u8>>),

@@ -65,7 +65,7 @@ fn status_for(token: u16) -> serde_json::Map<String, serde_json::Value> {
 
 fn write_for(class: Class, token: u16) -> Write {
     match class {
-        Class::Alert => Write::Alert(alert_for(token)),
+        Class::Alert => Write::Alert(Box::new(alert_for(token))),
         Class::Status => Write::Status(status_for(token)),
         Class::Telemetry => Write::Reading(reading("d1", Kind::Power, f64::from(token), 1_000)),
     }

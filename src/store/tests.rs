@@ -138,7 +138,9 @@ async fn alert_keeps_id_and_seq_across_reopen_and_seq_never_goes_back() {
     let cfg = StoreConfig::default();
     let s = Store::open(&path, &cfg).unwrap();
     for i in 0..3 {
-        s.submit(Write::Alert(alert("panic", i))).await.unwrap();
+        s.submit(Write::Alert(Box::new(alert("panic", i))))
+            .await
+            .unwrap();
     }
     s.flush().await.unwrap();
     let first = all_rows(&s, Class::Alert).await;
@@ -152,7 +154,9 @@ async fn alert_keeps_id_and_seq_across_reopen_and_seq_never_goes_back() {
     s.close().await.unwrap();
     let s = Store::open(&path, &cfg).unwrap();
     assert_eq!(s.stats().alert.rows, 0);
-    s.submit(Write::Alert(alert("fall", 9))).await.unwrap();
+    s.submit(Write::Alert(Box::new(alert("fall", 9))))
+        .await
+        .unwrap();
     s.flush().await.unwrap();
     let rows = all_rows(&s, Class::Alert).await;
     assert_eq!(rows.len(), 1);
@@ -243,7 +247,9 @@ async fn cap_evicts_oldest_telemetry_then_status_but_never_an_alert() {
 
     // Alerts alone over the cap: everything else goes, every alert stays.
     for i in 0..20 {
-        s.submit(Write::Alert(alert("panic", i))).await.unwrap();
+        s.submit(Write::Alert(Box::new(alert("panic", i))))
+            .await
+            .unwrap();
     }
     s.flush().await.unwrap();
     let st = s.stats();
@@ -265,30 +271,30 @@ async fn cap_evicts_oldest_telemetry_then_status_but_never_an_alert() {
 async fn device_upsert_merges_only_given_fields_and_remove_deletes() {
     let dir = tempfile::tempdir().unwrap();
     let s = Store::open(&db(&dir), &StoreConfig::default()).unwrap();
-    s.submit(Write::Device(DeviceInfo {
+    s.submit(Write::Device(Box::new(DeviceInfo {
         id: Some(dev("front")),
         name: Some("Front door".into()),
         room: Some("hall".into()),
         nwk: Some(0x1234),
         lqi: Some(200),
         ..Default::default()
-    }))
+    })))
     .await
     .unwrap();
-    s.submit(Write::Device(DeviceInfo {
+    s.submit(Write::Device(Box::new(DeviceInfo {
         id: Some(dev("front")),
         room: Some("porch".into()),
         ..Default::default()
-    }))
+    })))
     .await
     .unwrap();
-    s.submit(Write::Device(DeviceInfo::default()))
+    s.submit(Write::Device(Box::new(DeviceInfo::default())))
         .await
         .unwrap();
-    s.submit(Write::Device(DeviceInfo {
+    s.submit(Write::Device(Box::new(DeviceInfo {
         id: Some(dev("gone")),
         ..Default::default()
-    }))
+    })))
     .await
     .unwrap();
     s.submit(Write::RemoveDevice(dev("gone"))).await.unwrap();
@@ -499,7 +505,8 @@ fn submit_blocking_and_flush_blocking_work_from_a_plain_thread() {
     let s2 = s.clone();
     std::thread::spawn(move || {
         for i in 0..100 {
-            s2.submit_blocking(Write::Alert(alert("panic", i))).unwrap();
+            s2.submit_blocking(Write::Alert(Box::new(alert("panic", i))))
+                .unwrap();
         }
         s2.flush_blocking().unwrap();
     })
@@ -529,12 +536,16 @@ async fn a_write_sqlite_refuses_is_dropped_alone_and_counted() {
     let dir = tempfile::tempdir().unwrap();
     let path = db(&dir);
     let s = Store::open(&path, &StoreConfig::default()).unwrap();
-    s.submit(Write::Alert(alert("before", 1))).await.unwrap();
+    s.submit(Write::Alert(Box::new(alert("before", 1))))
+        .await
+        .unwrap();
     // Bypasses Reading::new: NaN is stored as NULL and breaks NOT NULL.
     let mut bad = reading("t", Kind::Temperature, 1.0, 2);
     bad.value = f64::NAN;
     s.submit(Write::ReadingNoTelemetry(bad)).await.unwrap();
-    s.submit(Write::Alert(alert("after", 3))).await.unwrap();
+    s.submit(Write::Alert(Box::new(alert("after", 3))))
+        .await
+        .unwrap();
     s.flush().await.unwrap();
     let rows = all_rows(&s, Class::Alert).await;
     assert_eq!(rows.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 2]);
@@ -579,7 +590,7 @@ async fn concurrent_submitters_get_contiguous_seqs_and_nothing_is_lost() {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
             for i in 0..250 {
-                s.submit(Write::Alert(alert(&format!("t{t}-{i}"), i)))
+                s.submit(Write::Alert(Box::new(alert(&format!("t{t}-{i}"), i))))
                     .await
                     .unwrap();
             }
@@ -643,7 +654,7 @@ async fn a_locked_database_makes_writes_wait_with_back_pressure_not_vanish() {
         let s = s.clone();
         tokio::spawn(async move {
             for i in 0..20 {
-                s.submit(Write::Alert(alert(&format!("r{i}"), i)))
+                s.submit(Write::Alert(Box::new(alert(&format!("r{i}"), i))))
                     .await
                     .unwrap();
             }
@@ -717,7 +728,9 @@ async fn while_the_clock_is_untrusted_telemetry_and_the_gateways_own_warnings_sa
         Time(1_000),
     )
     .unwrap();
-    s.submit(Write::Alert(warn.clone())).await.unwrap();
+    s.submit(Write::Alert(Box::new(warn.clone())))
+        .await
+        .unwrap();
     s.set_clock_trusted(true).await.unwrap();
     s.submit(Write::Reading(reading(
         "k1",
@@ -727,7 +740,7 @@ async fn while_the_clock_is_untrusted_telemetry_and_the_gateways_own_warnings_sa
     )))
     .await
     .unwrap();
-    s.submit(Write::Alert(warn)).await.unwrap();
+    s.submit(Write::Alert(Box::new(warn))).await.unwrap();
     s.flush().await.unwrap();
     let text = |r: &OutboxRow| String::from_utf8_lossy(&r.payload).into_owned();
     let t: Vec<String> = all_rows(&s, Class::Telemetry)
@@ -741,4 +754,17 @@ async fn while_the_clock_is_untrusted_telemetry_and_the_gateways_own_warnings_sa
     assert!(a[0].contains(r#""time_trusted":false"#), "{a:?}");
     assert!(!a[1].contains("time_trusted"), "{a:?}");
     s.close().await.unwrap();
+}
+
+/// Every queued message takes the size of the largest `Write` variant,
+/// and the queue holds up to `queue_capacity` (8,192) of them in a burst:
+/// the rare, large variants (alerts outside the hub's batches, registry
+/// upserts) are boxed so a reading's message stays small.
+#[test]
+fn a_queued_write_stays_small() {
+    assert!(
+        std::mem::size_of::<super::Msg>() <= 80,
+        "{}",
+        std::mem::size_of::<super::Msg>()
+    );
 }

@@ -120,7 +120,9 @@ async fn after_a_crash_the_outbox_sizes_are_recounted_and_seqs_continue_without_
         .await
         .unwrap();
     }
-    s.submit(Write::Alert(alert("panic", 6))).await.unwrap();
+    s.submit(Write::Alert(Box::new(alert("panic", 6))))
+        .await
+        .unwrap();
     s.flush().await.unwrap();
     // The newest telemetry row acknowledged, then one more reading.
     s.submit(Write::Ack(vec![

@@ -31,7 +31,9 @@ async fn acknowledgements_out_of_order_with_gaps_and_repeats_delete_exactly_the_
     let path = db(&dir);
     let s = Store::open(&path, &StoreConfig::default()).unwrap();
     for i in 0..12 {
-        s.submit(Write::Alert(alert("panic", i))).await.unwrap();
+        s.submit(Write::Alert(Box::new(alert("panic", i))))
+            .await
+            .unwrap();
         s.submit(Write::Reading(reading(
             "k-temp",
             Kind::Temperature,
@@ -100,7 +102,7 @@ async fn delivery_records_are_pruned_to_the_newest_keep_within_one_big_batch() {
     let s = Store::open(&path, &cfg).unwrap();
     let n = delivery::KEEP as u64 + 250;
     for i in 0..n {
-        s.submit(Write::Alert(alert("panic", i as i64)))
+        s.submit(Write::Alert(Box::new(alert("panic", i as i64))))
             .await
             .unwrap();
     }
@@ -148,7 +150,9 @@ async fn with_a_commit_delay_readings_wait_and_an_alert_commits_them_at_once() {
     assert_eq!(count(&path, "SELECT count(*) FROM history"), 0);
 
     let t0 = Instant::now();
-    s.submit(Write::Alert(alert("panic", 50))).await.unwrap();
+    s.submit(Write::Alert(Box::new(alert("panic", 50))))
+        .await
+        .unwrap();
     let mut changed = s.outbox_changed();
     tokio::time::timeout(Duration::from_secs(5), changed.changed())
         .await
@@ -318,7 +322,9 @@ async fn with_commit_grouping_an_alert_still_commits_at_once() {
     let mut changed = s.outbox_changed();
     changed.borrow_and_update();
     let t0 = Instant::now();
-    s.submit(Write::Alert(alert("panic", 2))).await.unwrap();
+    s.submit(Write::Alert(Box::new(alert("panic", 2))))
+        .await
+        .unwrap();
     tokio::time::timeout(Duration::from_secs(2), changed.changed())
         .await
         .expect("the alert commits at once")

@@ -72,7 +72,9 @@ async fn a_v2_database_migrates_to_v3_keeping_every_row_and_dropping_only_the_de
     assert_eq!(s.kv_get("rules.state").await.unwrap(), Some(vec![1u8, 2]));
     assert_eq!(s.alert_deliveries(10).await.unwrap().len(), 1);
     // New writes continue the sequences of the old file.
-    s.submit(Write::Alert(alert("panic", 2_000))).await.unwrap();
+    s.submit(Write::Alert(Box::new(alert("panic", 2_000))))
+        .await
+        .unwrap();
     s.flush().await.unwrap();
     let alerts = s.outbox_fetch(Class::Alert, 0, 10).await.unwrap();
     assert_eq!(alerts.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 2]);
@@ -165,11 +167,11 @@ async fn a_registry_write_wins_over_older_gathered_facts_in_later_flushes() {
     s.submit(Write::Reading(reading("b-pir", Kind::Battery, 80.0, 1_000)))
         .await
         .unwrap();
-    s.submit(Write::Device(DeviceInfo {
+    s.submit(Write::Device(Box::new(DeviceInfo {
         id: Some(dev("b-pir")),
         battery: Some(40.0),
         ..Default::default()
-    }))
+    })))
     .await
     .unwrap();
     s.submit(Write::ReadingNoTelemetry(reading(
@@ -225,7 +227,8 @@ fn an_alert_behind_a_few_readings_commits_without_waiting_for_more() {
         )))
         .unwrap();
     }
-    s.submit_blocking(Write::Alert(alert("panic", 10))).unwrap();
+    s.submit_blocking(Write::Alert(Box::new(alert("panic", 10))))
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while s.outbox_len(Class::Alert) == 0 {
         assert!(Instant::now() < deadline, "alert never committed");
@@ -279,7 +282,9 @@ async fn a_v4_database_moves_its_rule_journal_out_of_kv_in_order_keeping_everyth
     assert_eq!(s.rule_journal().await.unwrap().len(), 3);
     // ARC capture, switched on in the old `kv`, still copies alerts (v9:
     // the writer does, the trigger is gone).
-    s.submit(Write::Alert(alert("panic", 2_000))).await.unwrap();
+    s.submit(Write::Alert(Box::new(alert("panic", 2_000))))
+        .await
+        .unwrap();
     s.flush().await.unwrap();
     s.close().await.unwrap();
 
@@ -491,7 +496,9 @@ async fn a_history_key_taken_behind_the_writers_back_still_stores_the_reading() 
         .unwrap();
     }
     put_temp(&s, 2.0, 8000).await;
-    s.submit(Write::Alert(alert("panic", 8000))).await.unwrap();
+    s.submit(Write::Alert(Box::new(alert("panic", 8000))))
+        .await
+        .unwrap();
     s.flush().await.unwrap();
     s.close().await.unwrap();
     let c = rusqlite::Connection::open(&path).unwrap();

@@ -207,6 +207,18 @@ impl Writer {
         self.ids.next_id()
     }
 
+    fn prepare_alert(&mut self, mut a: Alert, now: Time) -> Op {
+        // The gateway's own warnings (disk full, coordinator down,
+        // readings shed…) come straight here, not through the hub:
+        // they are as trusted as the clock when they arrive.
+        if self.clock_untrusted {
+            a.time_trusted = false;
+        }
+        // The hub stamps the UUID (the UI follows it to its delivery).
+        let id = a.uid.clone().unwrap_or_else(|| self.new_id());
+        Op::Alert(a, id, now)
+    }
+
     fn prepare(&mut self, w: Write) -> Op {
         let now = crate::wall::now();
         match w {
@@ -216,21 +228,11 @@ impl Writer {
                 Op::Reading(r, Some((id, now, trusted)))
             }
             Write::ReadingNoTelemetry(r) => Op::Reading(r, None),
-            Write::Alert(mut a) => {
-                // The gateway's own warnings (disk full, coordinator down,
-                // readings shed…) come straight here, not through the hub:
-                // they are as trusted as the clock when they arrive.
-                if self.clock_untrusted {
-                    a.time_trusted = false;
-                }
-                // The hub stamps the UUID (the UI follows it to its delivery).
-                let id = a.uid.clone().unwrap_or_else(|| self.new_id());
-                Op::Alert(a, id, now)
-            }
+            Write::Alert(a) => self.prepare_alert(*a, now),
             Write::Status(m) => Op::Status(m, self.new_id(), now),
             Write::Ack(v) => Op::Ack(v),
             Write::Delivered { via, rows } => Op::Delivered(via, rows, now),
-            Write::Device(d) => Op::Device(d),
+            Write::Device(d) => Op::Device(*d),
             Write::RemoveDevice(d) => Op::RemoveDevice(d),
             Write::Kv(k, v) => Op::Kv(k, v),
             Write::State(st) => Op::State(st),
@@ -410,8 +412,9 @@ impl Writer {
             }
             // All its ops land in this batch: one transaction.
             Msg::Write(Write::AlertsWithState { alerts, state }) => {
+                let now = crate::wall::now();
                 for a in alerts {
-                    let op = self.prepare(Write::Alert(a));
+                    let op = self.prepare_alert(a, now);
                     ops.push(op);
                 }
                 super::state::push_state(ops, state);

@@ -447,7 +447,7 @@ impl Dual {
         ) else {
             return;
         };
-        if let Err(e) = self.store.submit(Write::Alert(alert)).await {
+        if let Err(e) = self.store.submit(Write::Alert(Box::new(alert))).await {
             tracing::error!(error = %e, "could not raise the LoRaWAN modem warning");
         }
     }

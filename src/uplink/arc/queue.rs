@@ -228,11 +228,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("carebridge.db");
         let s = Store::open(&path, &StoreConfig::default()).unwrap();
-        s.submit(Write::Alert(alert("before", 1))).await.unwrap();
+        s.submit(Write::Alert(Box::new(alert("before", 1))))
+            .await
+            .unwrap();
         s.submit(Write::Kv(CAPTURE_KEY.into(), Some(b"1".to_vec())))
             .await
             .unwrap();
-        s.submit(Write::Alert(alert("panic", 2))).await.unwrap();
+        s.submit(Write::Alert(Box::new(alert("panic", 2))))
+            .await
+            .unwrap();
         s.flush().await.unwrap();
         // MQTT acknowledges both: the outbox rows go, the ARC's copy stays.
         s.submit(Write::Delivered {
@@ -287,7 +291,9 @@ mod tests {
 
         // Capture off: new alerts are not queued for the ARC.
         s.submit(Write::Kv(CAPTURE_KEY.into(), None)).await.unwrap();
-        s.submit(Write::Alert(alert("after", 4))).await.unwrap();
+        s.submit(Write::Alert(Box::new(alert("after", 4))))
+            .await
+            .unwrap();
         s.flush().await.unwrap();
         assert!(q.pending().unwrap().is_empty());
         s.close().await.unwrap();
