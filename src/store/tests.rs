@@ -288,9 +288,7 @@ async fn device_upsert_merges_only_given_fields_and_remove_deletes() {
     })))
     .await
     .unwrap();
-    s.submit(Write::Device(Box::new(DeviceInfo::default())))
-        .await
-        .unwrap();
+    s.submit(Write::Device(Box::default())).await.unwrap();
     s.submit(Write::Device(Box::new(DeviceInfo {
         id: Some(dev("gone")),
         ..Default::default()
