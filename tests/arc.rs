@@ -354,8 +354,6 @@ fn with_the_primary_down_the_secondary_gets_it_and_with_both_down_it_waits_throu
     // Both receivers down: a tamper warning, then a panic, wait in the queue.
     let mut g = gateway(&dir, &arc);
     press(g.broker_port, "door-sensor", "tamper", json!(true));
-    press(g.broker_port, "hall-panic", "panic", json!(true));
-    // Both tried (each given its DC-09 sequence) before the kill.
     let db = g.db();
     let assigned = || -> Vec<(i64, i64)> {
         rusqlite::Connection::open(&db)
@@ -368,6 +366,18 @@ fn with_the_primary_down_the_secondary_gets_it_and_with_both_down_it_waits_throu
             })
             .unwrap_or_default()
     };
+    // The tamper is tried before the panic is queued: once the panic is
+    // there it goes first (urgent) and, both receivers down, is retried
+    // alone, so a panic pressed at once could leave the tamper untried
+    // (a race this test lost on a loaded CI machine).
+    assert!(
+        eventually(Duration::from_secs(15), || assigned().len() == 1),
+        "tamper not tried: {:?} {}",
+        assigned(),
+        g.diagnose()
+    );
+    press(g.broker_port, "hall-panic", "panic", json!(true));
+    // Both tried (each given its DC-09 sequence) before the kill.
     assert!(
         eventually(Duration::from_secs(15), || assigned().len() == 2),
         "not both tried: {:?} {}",
