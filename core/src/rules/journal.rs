@@ -56,8 +56,8 @@ pub(super) struct Journal {
     /// Sequence number of the last save (full or delta).
     pub(super) seq: u64,
     /// Bytes of deltas since the last full save, and that save's size.
-    pub(super) journal_bytes: usize,
-    pub(super) full_bytes: usize,
+    journal_bytes: usize,
+    full_bytes: usize,
 }
 
 impl Default for Journal {
@@ -149,6 +149,16 @@ struct Delta {
     escalations: Vec<super::escalate::Esc>,
     mode: super::mode::ModeState,
     prealarms: Vec<super::prealarm::Pre>,
+}
+
+impl Journal {
+    /// About the size of the next full save: the last one's plus what the
+    /// deltas since carried (for sizing its buffer once).
+    pub(super) fn full_size_hint(&self) -> usize {
+        self.full_bytes
+            .saturating_add(self.journal_bytes)
+            .saturating_add(4096)
+    }
 }
 
 impl Engine {

@@ -54,6 +54,7 @@ mod replay;
 mod routine;
 mod rule;
 mod snapshot;
+mod snapshot_write;
 pub mod spec;
 mod status;
 mod timers;

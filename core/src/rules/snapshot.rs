@@ -27,7 +27,7 @@ use super::spec::{Per, RuleSpec, RuleType};
 use super::{Engine, RulesError};
 use crate::model::{DeviceId, Kind, Time};
 
-const VERSION: u32 = 2;
+pub(super) const VERSION: u32 = 2;
 /// The oldest format still read.
 const OLDEST: u32 = 1;
 
@@ -65,7 +65,7 @@ pub(super) struct Snap {
     pub(super) prealarms: Vec<super::prealarm::Pre>,
 }
 
-fn is_home(m: &super::mode::ModeState) -> bool {
+pub(super) fn is_home(m: &super::mode::ModeState) -> bool {
     *m == super::mode::ModeState::default()
 }
 
@@ -143,73 +143,11 @@ pub(super) struct SeenN(pub(super) u32, Kind, i64, f64, Option<i64>);
 
 /// A subject's number in a snapshot: `-1` for the rule itself, else the
 /// device's (room's) index.
-fn subject_number(subject: u32) -> i64 {
+pub(super) fn subject_number(subject: u32) -> i64 {
     if subject == RULE_SUBJECT {
         -1
     } else {
         i64::from(subject)
-    }
-}
-
-/// [`Snap`] as [`Engine::snapshot`] writes it: the same fields in the same
-/// order, borrowed from the engine or produced while serialising
-/// ([`Each`]). A full save then holds no copy of the state besides its
-/// JSON: building a `Snap` first cost ~8 MB at 50,000 pendants (a
-/// `SlotN`, a `SeenN` and a `String` per pendant), on top of the 3 MB of
-/// JSON, at the height of a burst. `nslots` and `nseen` are written even
-/// when empty (read with `default` since format 2 began).
-#[derive(Serialize)]
-#[serde(bound = "Each<R>: Serialize, Each<S>: Serialize, Each<N>: Serialize, Each<D>: Serialize")]
-struct SnapOut<'a, R, S, N, D> {
-    v: u32,
-    seq: u64,
-    now: i64,
-    rules: Each<R>,
-    nslots: Each<S>,
-    nseen: Each<N>,
-    devices: Each<D>,
-    rooms: &'a [String],
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    escalations: &'a [super::escalate::Esc],
-    #[serde(skip_serializing_if = "is_home_ref")]
-    mode: &'a super::mode::ModeState,
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    prealarms: &'a [super::prealarm::Pre],
-}
-
-fn is_home_ref(m: &&super::mode::ModeState) -> bool {
-    is_home(m)
-}
-
-/// [`RuleSnap`] as written (format 2: its slots are in `nslots`).
-#[derive(Serialize)]
-struct RuleOut<'a> {
-    spec: &'a RuleSpec,
-    started: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    routine: Option<&'a Routine>,
-}
-
-/// A JSON array of what an iterator yields, produced as it is written.
-/// Serialising it a second time is an error (the iterator is spent).
-struct Each<I>(std::cell::Cell<Option<I>>);
-
-impl<I> Each<I> {
-    fn new(items: I) -> Each<I> {
-        Each(std::cell::Cell::new(Some(items)))
-    }
-}
-
-impl<I> Serialize for Each<I>
-where
-    I: Iterator,
-    I::Item: Serialize,
-{
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self.0.take() {
-            Some(items) => s.collect_seq(items),
-            None => Err(serde::ser::Error::custom("a snapshot list written twice")),
-        }
     }
 }
 
@@ -443,68 +381,6 @@ impl Engine {
             escalations: self.escalations.open.clone(),
             mode: self.mode.clone(),
             prealarms: self.prealarms.clone(),
-        }
-    }
-
-    /// The engine's state as bytes (JSON, format 2: slots and readings by
-    /// number, built from the engine's own numbering without a name per
-    /// slot), for storage across restarts. [`Snap::parse`] of it equals
-    /// [`Engine::snap`] (tested).
-    pub fn snapshot(&self) -> Vec<u8> {
-        let known = |i: u32, room: bool| {
-            if room {
-                self.devs.room_by_index(i).is_some()
-            } else {
-                self.devs.get(i).is_some()
-            }
-        };
-        // Each rule's slots in subject order (the rule-wide one first), the
-        // order `SlotN` numbers them; one rule's subjects held at a time.
-        let nslots = (0u32..).zip(&self.rules).flat_map(move |(ri, r)| {
-            let room = per_room(&r.spec);
-            let mut subjects: Vec<u32> = r
-                .slots
-                .iter()
-                .filter(|&(&subject, s)| {
-                    (subject == RULE_SUBJECT || known(subject, room))
-                        && (s.dev == NO_DEV || known(s.dev, false))
-                })
-                .map(|(&subject, _)| subject)
-                .collect();
-            subjects.sort_unstable_by_key(|&subject| subject_number(subject));
-            subjects
-                .into_iter()
-                .filter_map(move |subject| Some(SlotN::new(ri, subject, r.slots.get(&subject)?)))
-        });
-        let out = SnapOut {
-            v: VERSION,
-            seq: self.journal.seq,
-            now: self.now,
-            rules: Each::new(self.rules.iter().map(|r| RuleOut {
-                spec: &r.spec,
-                started: r.started,
-                routine: r.routine.as_deref(),
-            })),
-            nslots: Each::new(nslots),
-            nseen: Each::new(self.devs.iter().flat_map(|(i, _)| self.seen_numbered(i))),
-            devices: Each::new(self.devs.iter().map(|(_, d)| d.id.as_str())),
-            rooms: self.devs.rooms(),
-            escalations: &self.escalations.open,
-            mode: &self.mode,
-            prealarms: &self.prealarms,
-        };
-        // The last full save's size plus what changed since is about this
-        // one's: one allocation, not a doubling series (untouched capacity
-        // of a block this size costs no memory: it is mapped on demand).
-        let guess = self
-            .journal
-            .full_bytes
-            .saturating_add(self.journal.journal_bytes)
-            .saturating_add(4096);
-        let mut bytes = Vec::with_capacity(guess);
-        match serde_json::to_writer(&mut bytes, &out) {
-            Ok(()) => bytes,
-            Err(_) => Vec::new(),
         }
     }
 
