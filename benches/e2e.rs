@@ -40,7 +40,7 @@ mod peers;
 use peers::{have, mosquitto};
 #[allow(dead_code)] // shared with `versus`
 mod system;
-use system::{FRONT_DOOR_INFLIGHT, Publisher, Upstream};
+use system::{Publisher, Upstream, front_door_window};
 
 fn room(d: usize) -> String {
     format!("room-{:03}", d % ROOMS)
@@ -136,7 +136,8 @@ fn run(dir: &Path, upstream: u16, taskset: bool, cfg: &Run) {
     std::thread::sleep(Duration::from_millis(500));
 
     // Pre-encode the whole stream so the generator only writes bytes.
-    let mut pb = Publisher::connect(broker, "e2e-gen", true, FRONT_DOOR_INFLIGHT);
+    let window = front_door_window();
+    let mut pb = Publisher::connect(broker, "e2e-gen", true, window);
     let base_ms = jiff::Timestamp::now().as_millisecond() - cfg.readings as i64;
     let mut packets: Vec<u8> = Vec::with_capacity(cfg.readings as usize * 110);
     let mut ends: Vec<usize> = Vec::with_capacity(cfg.readings as usize);
@@ -154,7 +155,7 @@ fn run(dir: &Path, upstream: u16, taskset: bool, cfg: &Run) {
     let t0 = Instant::now();
     let mut sent = 0u64;
     while pb.acked() < cfg.readings && t0.elapsed() < Duration::from_secs(600) {
-        let room = (FRONT_DOOR_INFLIGHT - (sent - pb.acked())).min(cfg.readings - sent);
+        let room = (window - (sent - pb.acked())).min(cfg.readings - sent);
         if room == 0 {
             std::thread::sleep(Duration::from_micros(100));
             continue;

@@ -60,7 +60,7 @@ mod peers;
 use peers::{Kill, have, mosquitto};
 #[allow(dead_code)] // shared with `e2e`
 mod system;
-use system::{FRONT_DOOR_INFLIGHT, Publisher, Upstream};
+use system::{Publisher, Upstream, front_door_window};
 
 #[path = "versus/nodered.rs"]
 mod nodered;
@@ -171,7 +171,7 @@ fn prefill(up: &Upstream, port: u16, prefix: &str, flow: Flow) -> u64 {
         return 0;
     }
     let base = up.telemetry.load(Ordering::Relaxed);
-    let mut pb = Publisher::connect(port, "vs-prefill", true, FRONT_DOOR_INFLIGHT);
+    let mut pb = Publisher::connect(port, "vs-prefill", true, front_door_window());
     let done = || up.telemetry.load(Ordering::Relaxed) - base;
     stream::feed(
         &mut pb,
@@ -193,7 +193,7 @@ fn run(case: &Case, name: &str, sut: &Sut, mqtt: u16) {
     let up = Upstream::subscribe(mqtt, sut.upstream, b"", WARM);
     let (port, prefix) = (sut.entry.0, sut.entry.1.as_str());
     let qos1 = sut.qos1 && case.qos1;
-    let mut pb = Publisher::connect(port, &format!("vs-gen-{name}"), qos1, FRONT_DOOR_INFLIGHT);
+    let mut pb = Publisher::connect(port, &format!("vs-gen-{name}"), qos1, front_door_window());
     // Warm-up: one reading from a device of its own, repeated until it
     // arrives upstream (Node-RED subscribes some time after it starts).
     let warm = match case.flow {
@@ -223,7 +223,7 @@ fn run(case: &Case, name: &str, sut: &Sut, mqtt: u16) {
         0
     };
     // Only the run's own publications count from here.
-    let mut pb = Publisher::connect(port, &format!("vs-run-{name}"), qos1, FRONT_DOOR_INFLIGHT);
+    let mut pb = Publisher::connect(port, &format!("vs-run-{name}"), qos1, front_door_window());
     let pid = sut.pid;
     let rss_idle = system::status_kb(pid, "VmRSS:");
     let (cpu0, wb0, threads0) = (

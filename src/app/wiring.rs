@@ -296,7 +296,7 @@ impl Wiring {
                 Limits {
                     max_connections: b.max_connections,
                     max_packet: b.max_payload,
-                    inflight: Limits::INFLIGHT,
+                    inflight: b.inflight,
                 },
             )
             .with_clock(self.opts.clock.clone()),

@@ -86,15 +86,14 @@ pub struct Limits {
     /// Largest accepted MQTT packet, in bytes.
     pub max_packet: usize,
     /// Unacknowledged QoS 1/2 publications (and pending subscribes) per
-    /// connection before the socket is no longer read.
+    /// connection before the socket is no longer read
+    /// (`[local_broker] inflight`).
     pub inflight: usize,
 }
 
 impl Limits {
     /// The front door's queue into the hub (readings not yet taken by it).
     pub const HUB_QUEUE: usize = 1024;
-    /// Default unacknowledged publications per connection.
-    pub const INFLIGHT: usize = 64;
 }
 
 /// Where the internal broker is and how to log in to it.

@@ -88,6 +88,9 @@ impl LocalBrokerConfig {
                 "must be between 256 bytes and 16 MiB",
             ));
         }
+        if !(1..=65_535).contains(&self.inflight) {
+            out.push(Problem::new("inflight", "must be between 1 and 65535"));
+        }
         if self.max_connections_per_address == 0 {
             out.push(Problem::new(
                 "max_connections_per_address",
@@ -224,5 +227,13 @@ mod tests {
                 "failures_before_backoff"
             ]
         );
+        for (inflight, ok) in [(0, false), (1, true), (65_535, true), (65_536, false)] {
+            let c = LocalBrokerConfig {
+                inflight,
+                ..cfg("127.0.0.1:1883")
+            };
+            let want: &[&str] = if ok { &[] } else { &["inflight"] };
+            assert_eq!(keys(&c), want, "inflight = {inflight}");
+        }
     }
 }

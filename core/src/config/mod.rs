@@ -94,6 +94,11 @@ pub struct LocalBrokerConfig {
     pub max_connections: usize,
     /// Largest accepted MQTT packet, in bytes.
     pub max_payload: usize,
+    /// Unacknowledged QoS 1/2 publications per connection before the
+    /// socket is no longer read. A reading's PUBACK waits for its commit,
+    /// so this bounds how many readings of one bursting client share a
+    /// commit (and its fsync).
+    pub inflight: usize,
     /// Clients log in with a credential per device (made in the web UI or
     /// pushed by `cmd/config`); see `crate::devauth`.
     pub device_credentials: bool,
@@ -120,6 +125,7 @@ impl Default for LocalBrokerConfig {
             password_file: None,
             max_connections: 256,
             max_payload: 64 * 1024,
+            inflight: 256,
             device_credentials: false,
             allow_anonymous: false,
             tls_listen: None,

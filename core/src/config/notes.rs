@@ -149,6 +149,9 @@ pub(super) const KEYS: &[Key] = &[
         .after("read at start-up"),
     k("local_broker.max_connections").after("clients at once"),
     k("local_broker.max_payload").after("largest accepted MQTT packet, in bytes"),
+    k("local_broker.inflight").after(
+        "unacknowledged publications per client before its socket waits (a PUBACK waits for the commit)",
+    ),
     k("local_broker.device_credentials")
         .above("Devices log in with a credential of their own, made in the web UI\n(Devices → Wi-Fi device credentials) or pushed by cmd/config. A listener\nreachable from the network must authenticate its clients.")
         .after("device <id> publishes only carebridge/in/<id>"),
