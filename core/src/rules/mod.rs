@@ -162,6 +162,8 @@ pub struct Engine {
     /// Distinct route lists (rule indices, ascending); devices point here.
     route_lists: Vec<Box<[u32]>>,
     route_ids: std::collections::HashMap<Box<[u32]>, u32>,
+    /// `route`'s working list, kept between calls.
+    route_scratch: Vec<u32>,
     /// Rules that select by room, by room name (these are not in `by_kind`).
     by_room: std::collections::HashMap<String, Vec<u32>>,
     now: i64,
@@ -221,6 +223,7 @@ impl Engine {
             by_room: std::collections::HashMap::new(),
             route_lists: Vec::new(),
             route_ids: std::collections::HashMap::new(),
+            route_scratch: Vec::new(),
             now: i64::MIN,
             needs_start: true,
             generation: 0,
@@ -390,29 +393,36 @@ impl Engine {
             .room_name(dev)
             .and_then(|room| self.by_room.get(room))
             .map_or(&[][..], |v| v.as_slice());
-        let mut list: Vec<u32> = by_kind
-            .iter()
-            .chain(self.any_kind.iter())
-            .chain(by_room.iter())
-            .copied()
-            .filter(|&ri| {
-                self.rules
-                    .get(ri as usize)
-                    .is_some_and(|r| r.matches(&self.devs, dev, kind))
-            })
-            .collect();
+        // Looked up by slice: a device whose rules match an existing
+        // list (all but the first of a kind, at a care site of thousands
+        // of pendants) allocates nothing.
+        let mut list = std::mem::take(&mut self.route_scratch);
+        list.clear();
+        list.extend(
+            by_kind
+                .iter()
+                .chain(self.any_kind.iter())
+                .chain(by_room.iter())
+                .copied()
+                .filter(|&ri| {
+                    self.rules
+                        .get(ri as usize)
+                        .is_some_and(|r| r.matches(&self.devs, dev, kind))
+                }),
+        );
         list.sort_unstable();
         list.dedup();
-        let list: Box<[u32]> = list.into_boxed_slice();
-        let id = match self.route_ids.get(&list) {
+        let id = match self.route_ids.get(list.as_slice()) {
             Some(&id) => id,
             None => {
                 let id = u32::try_from(self.route_lists.len()).unwrap_or(devices::NO_ROUTE - 1);
-                self.route_lists.push(list.clone());
-                self.route_ids.insert(list, id);
+                let owned: Box<[u32]> = list.as_slice().into();
+                self.route_lists.push(owned.clone());
+                self.route_ids.insert(owned, id);
                 id
             }
         };
+        self.route_scratch = list;
         self.devs.set_route(dev, kind, id);
         id as usize
     }
