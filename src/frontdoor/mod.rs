@@ -14,9 +14,14 @@
 //!   them ([`crate::store::ack`]). The connection then writes the PUBACK. A
 //!   crash before the commit means no PUBACK: the device sends again.
 //! - **Backpressure, bounded memory.** At most [`Limits::inflight`]
-//!   unacknowledged QoS 1/2 publications per connection (the socket is not
-//!   read while full) and a bounded queue into the hub (a full queue stops
-//!   the connection too). QoS 0 readings are never waited for: when the
+//!   (`[local_broker] inflight`, 256) unacknowledged QoS 1/2 publications
+//!   per connection (the socket is not read while full) and a bounded queue
+//!   into the hub (a full queue stops the connection too). The window is
+//!   also how many readings of one bursting client can share a commit: at
+//!   64 a 50 k panic burst committed ~50 alerts per fsync (19.4 µs of CPU
+//!   an alert), at 256 ~200 (13–14 µs). Memory is bounded by the queues,
+//!   not the window (a connection parses no further while the hub's queue
+//!   is full). QoS 0 readings are never waited for: when the
 //!   hub's queue is full they are shed and counted (`qos0_overload`).
 //! - **Nothing lost silently.** Malformed readings are acknowledged (the
 //!   device must not retransmit them forever), counted and logged

@@ -94,12 +94,21 @@ impl Writer {
     }
 }
 
-/// A reading, or the acknowledgement that follows one (the front door's
-/// readings each come with one; it must not end the gathering).
+/// A reading, the acknowledgement that follows one (the front door's
+/// readings each come with one; it must not end the gathering), or an
+/// uplink's acknowledgement of rows it delivered: while busy, a wake-up
+/// that found only those waits for the readings behind them instead of
+/// paying a commit and an fsync of its own (nobody waits for it; the
+/// rows are already out).
 fn is_reading(m: &Msg) -> bool {
     matches!(
         m,
-        Msg::Write(Write::Reading(_) | Write::ReadingNoTelemetry(_)) | Msg::Ack(_)
+        Msg::Write(
+            Write::Reading(_)
+                | Write::ReadingNoTelemetry(_)
+                | Write::Ack(_)
+                | Write::Delivered { .. }
+        ) | Msg::Ack(_)
     )
 }
 
@@ -119,5 +128,40 @@ fn is_deferrable(m: &Msg) -> bool {
             rows.iter().all(|(c, _)| *c != Class::Alert)
         }
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::delivery::Via;
+
+    #[test]
+    fn uplink_acknowledgements_keep_gathering_and_anything_urgent_ends_it() {
+        let gathers = [
+            Msg::Write(Write::Ack(vec![(Class::Telemetry, 7)])),
+            Msg::Write(Write::Ack(vec![(Class::Alert, 3)])),
+            Msg::Write(Write::Delivered {
+                via: Via::Mqtt,
+                rows: vec![(Class::Alert, 3), (Class::Alert, 4)],
+            }),
+        ];
+        for (i, m) in gathers.iter().enumerate() {
+            assert!(is_reading(m), "gathers[{i}] should not end the gathering");
+        }
+        let (tx, _rx) = tokio::sync::oneshot::channel();
+        let ends = [
+            Msg::Flush(tx),
+            Msg::Write(Write::Status(serde_json::Map::new())),
+            Msg::Write(Write::Kv("k".into(), Some(vec![1]))),
+            Msg::Write(Write::WipeHistory),
+        ];
+        for (i, m) in ends.iter().enumerate() {
+            assert!(!is_reading(m), "ends[{i}] must end the gathering");
+        }
+        // An alert's acknowledgement still commits at once when the writer
+        // is idle (`commit_delay` never defers it).
+        assert!(!is_deferrable(&gathers[2]));
+        assert!(is_deferrable(&gathers[0]));
     }
 }
