@@ -6,9 +6,10 @@
 //! waits for (`is_deferrable`: readings without an ack waiter, telemetry
 //! acknowledgements, lazy kv), wait for more up to `commit_delay` (commit
 //! grouping, on by default: SD-card wear), anything else ending the wait at
-//! once; else, if it found only a few readings (and their acks) while busy
-//! (last commit < 2 ms ago), poll for more for at most 1 ms (`gather`;
-//! anything but a reading ends the wait; both in `grouping`; expired
+//! once; else, if it found only a few readings (and their acks, or the
+//! uplinks' acknowledgements of delivered rows) while busy (last commit
+//! < 2 ms ago), poll for more for at most 1 ms (`gather`; anything else
+//! ends the wait; both in `grouping`; expired
 //! history is deleted between commits by `retention`); a later write of the same kv key
 //! replaces an earlier one in the batch (`supersede_kv`); drain up to
 //! `batch_max` more without blocking, apply them all in ONE transaction
