@@ -42,8 +42,13 @@ pub fn front_door_window() -> u64 {
 /// free port) and that port; readings go to `carebridge/in/<device>`.
 pub fn front_door_config() -> (String, u16) {
     let port = free_port();
+    // `BENCH_BROKER='inflight = 1024'` adds `[local_broker]` keys (`;` between).
+    let extra = std::env::var("BENCH_BROKER").unwrap_or_default();
     (
-        format!("[local_broker]\nlisten = \"127.0.0.1:{port}\"\n"),
+        format!(
+            "[local_broker]\nlisten = \"127.0.0.1:{port}\"\n{}\n",
+            extra.replace(';', "\n")
+        ),
         port,
     )
 }
