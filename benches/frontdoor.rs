@@ -17,7 +17,9 @@
 //! socket), so they cost next to nothing. `cargo bench --bench frontdoor`;
 //! `FD_DISTINCT=1` makes every reading a panic press from a device never
 //! seen before (memory that grows per device: the rules' device table,
-//! the registry's gathered facts). `FD_CAREBRIDGE=<binary>` measures
+//! the registry's gathered facts). `FD_WINDOW=N` sets every client's
+//! window of unacknowledged readings (a client that fills the front door's
+//! whole window: `FD_WINDOW=256`). `FD_CAREBRIDGE=<binary>` measures
 //! another build (or a wrapper script, e.g. heaptrack). `FD_SKIP=1,3`
 //! skips figures by number.
 
@@ -184,6 +186,7 @@ fn main() {
     // `FD_DISTINCT=1`: every reading a panic press from a device never seen
     // before (the engine and the registry grow by a device per reading).
     let distinct = env("FD_DISTINCT", 0) == 1;
+    let window = |default: u64| env("FD_WINDOW", default).max(1);
     let skip = std::env::var("FD_SKIP").unwrap_or_default();
     let run = |figure: &str| !skip.split(',').any(|s| s.trim() == figure);
     let dir = tempfile::tempdir().unwrap();
@@ -192,11 +195,11 @@ fn main() {
         let (d, port) = daemon(dir.path(), 16);
         let idle = status_kb(d.0.id(), "VmRSS:");
         let t = Instant::now();
-        burst(port, "one", n, 100, distinct);
+        burst(port, "one", n, window(100), distinct);
         report("1 client", n, t.elapsed(), d.0.id(), idle);
     }
     if run("2") {
-        many(dir.path(), n, clients, distinct);
+        many(dir.path(), n, clients, window(10), distinct);
     }
     if run("3") {
         latency(dir.path());
@@ -204,7 +207,7 @@ fn main() {
 }
 
 /// Figure 2: `clients` clients at once, `n` readings spread over them.
-fn many(dir: &Path, n: u64, clients: u64, distinct: bool) {
+fn many(dir: &Path, n: u64, clients: u64, window: u64, distinct: bool) {
     let (d, port) = daemon(dir, clients as usize + 16);
     let idle = status_kb(d.0.id(), "VmRSS:");
     let each = (n / clients).max(1);
@@ -213,7 +216,7 @@ fn many(dir: &Path, n: u64, clients: u64, distinct: bool) {
         .map(|i| {
             std::thread::Builder::new()
                 .stack_size(128 * 1024)
-                .spawn(move || burst(port, &format!("c{i}"), each, 10, distinct))
+                .spawn(move || burst(port, &format!("c{i}"), each, window, distinct))
                 .unwrap()
         })
         .collect();
