@@ -69,6 +69,10 @@ pub enum Live {
 }
 
 /// Counters for the heartbeat.
+/// An alert count's key: rule (shared with the alert, no copy per alert),
+/// severity, state.
+pub type RuleKey = (Arc<str>, &'static str, &'static str);
+
 #[derive(Debug, Default)]
 pub struct HubStats {
     pub readings: AtomicU64,
@@ -76,7 +80,7 @@ pub struct HubStats {
     /// Readings per kind, indexed by [`crate::model::Kind::code`].
     pub by_kind: [AtomicU64; 32],
     /// Alerts per (rule, severity, state).
-    pub by_rule: std::sync::Mutex<BTreeMap<(String, &'static str, &'static str), u64>>,
+    pub by_rule: std::sync::Mutex<BTreeMap<RuleKey, u64>>,
     /// Times each link went down (a coordinator reset or lost port counts here).
     pub link_downs: std::sync::Mutex<BTreeMap<String, u64>>,
     /// The household's mode as the engine last reported it (status
@@ -510,7 +514,7 @@ impl Hub {
             a.time_trusted = trusted;
             self.stats.alerts.fetch_add(1, Ordering::Relaxed);
             if let Ok(mut m) = self.stats.by_rule.lock() {
-                *m.entry((a.rule.to_string(), a.severity.as_str(), a.state.as_str()))
+                *m.entry((a.rule.clone(), a.severity.as_str(), a.state.as_str()))
                     .or_default() += 1;
             }
             tracing::info!(

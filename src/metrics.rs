@@ -97,7 +97,10 @@ impl Metrics {
             .collect();
         let by_rule: Vec<((String, &'static str, &'static str), u64)> =
             match self.hub.by_rule.lock() {
-                Ok(m) => m.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+                Ok(m) => m
+                    .iter()
+                    .map(|((rule, sev, state), v)| ((rule.to_string(), *sev, *state), *v))
+                    .collect(),
                 Err(_) => Vec::new(),
             };
         let link_downs: Vec<(String, u64)> = match self.hub.link_downs.lock() {

@@ -69,8 +69,14 @@ impl fmt::Display for Time {
 }
 
 impl Serialize for Time {
+    /// The same text as [`Time::to_rfc3339`], written straight into the
+    /// output (`collect_str`: no `String` per timestamp; every alert
+    /// document has one).
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_rfc3339())
+        match jiff::Timestamp::from_millisecond(self.0) {
+            Ok(ts) => s.collect_str(&ts),
+            Err(_) => s.serialize_str("invalid-time"),
+        }
     }
 }
 
@@ -597,6 +603,19 @@ mod tests {
         let t2 = Time::parse_rfc3339("2026-11-22T11:00:00.250+01:00").unwrap();
         assert_eq!(t2.as_millis() - t.as_millis(), 250);
         assert!(Time::parse_rfc3339("yesterday").is_err());
+    }
+
+    #[test]
+    fn serialised_times_are_the_rfc3339_text_and_out_of_range_says_so() {
+        for ms in [0, 1_764_000_000_250, -86_400_000, 253_000_000_000_000] {
+            let t = Time::from_millis(ms);
+            let json = serde_json::to_string(&t).unwrap();
+            assert_eq!(json, format!("\"{}\"", t.to_rfc3339()), "{ms}");
+            let back: Time = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, t);
+        }
+        let far = serde_json::to_string(&Time::from_millis(i64::MAX)).unwrap();
+        assert_eq!(far, "\"invalid-time\"");
     }
 
     #[test]

@@ -44,13 +44,16 @@ pub enum IngestError {
     At(String),
 }
 
+/// Borrowed from the packet where the JSON has no escapes (no allocation
+/// per reading for its kind).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Payload {
-    kind: String,
+struct Payload<'a> {
+    #[serde(borrow)]
+    kind: std::borrow::Cow<'a, str>,
     value: serde_json::Value,
-    #[serde(default)]
-    at: Option<String>,
+    #[serde(default, borrow)]
+    at: Option<std::borrow::Cow<'a, str>>,
 }
 
 /// Parses one publication into a reading. `now` is used when `at` is absent
@@ -149,6 +152,18 @@ mod tests {
         )
         .unwrap();
         assert_eq!((r.value, r.at), (1.0, NOW));
+    }
+
+    #[test]
+    fn escaped_strings_in_the_payload_are_read_like_plain_ones() {
+        let r = parse(
+            b"carebridge/in/btn",
+            br#"{"kind":"pa\u006eic","value":1,"at":"2026-11-22T10:00:00\u005a"}"#,
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(r.kind, Kind::Panic);
+        assert_eq!(r.at.to_rfc3339(), "2026-11-22T10:00:00Z");
     }
 
     #[test]

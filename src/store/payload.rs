@@ -35,23 +35,35 @@ struct AlertDoc<'a> {
 
 /// The alert document, exactly as published.
 pub fn alert_payload(id: &str, seq: u64, a: &Alert) -> Result<Vec<u8>, serde_json::Error> {
-    serde_json::to_vec(&AlertDoc {
-        id,
-        seq,
-        rule: &a.rule,
-        severity: a.severity.as_str(),
-        state: a.state.as_str(),
-        device: &a.device,
-        room: a.room.as_deref(),
-        at: a.at,
-        message: &a.message,
-        kind: a.kind,
-        value: a.value,
-        time_trusted: (!a.time_trusted).then_some(false),
+    // Sized once: the fixed keys and values take ~250 bytes (`to_vec`
+    // starts at 128 and doubled twice per alert).
+    let mut out = Vec::with_capacity(
+        256 + a.rule.len()
+            + a.device.as_str().len()
+            + a.message.len()
+            + a.room.as_deref().map_or(0, str::len),
+    );
+    serde_json::to_writer(
+        &mut out,
+        &AlertDoc {
+            id,
+            seq,
+            rule: &a.rule,
+            severity: a.severity.as_str(),
+            state: a.state.as_str(),
+            device: &a.device,
+            room: a.room.as_deref(),
+            at: a.at,
+            message: &a.message,
+            kind: a.kind,
+            value: a.value,
+            time_trusted: (!a.time_trusted).then_some(false),
 
-        instance: a.instance.as_ref().map(|i| &*i.instance),
-        attempt: a.instance.as_ref().map(|i| i.attempt),
-    })
+            instance: a.instance.as_ref().map(|i| &*i.instance),
+            attempt: a.instance.as_ref().map(|i| i.attempt),
+        },
+    )?;
+    Ok(out)
 }
 
 /// A telemetry row's stored body: the document without `id` and `seq`,
