@@ -8,7 +8,9 @@
 #   benches/tools/ab.sh OLD_BINARY NEW_BINARY [FLOW] [ROUNDS]
 #
 # FLOW: alert (default) | telemetry | minute | …  (VERSUS_FLOWS); ROUNDS: 5.
-# Copy the binaries out of target/ first (a build in between replaces them).
+# Copy the binaries out of target/ first (a build in between replaces them),
+# both at the same time: a binary's text pages in RSS depend on how much of
+# the file is in the page cache (~1–1.5 MB between a fresh and an old copy).
 # Other VERSUS_* variables pass through (VERSUS_N, VERSUS_DIR, …). Needs the
 # bench built: `cargo bench --profile release --bench versus --no-run`.
 set -euo pipefail
