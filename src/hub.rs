@@ -68,11 +68,11 @@ pub enum Live {
     Clock(crate::clock::Correction),
 }
 
-/// Counters for the heartbeat.
 /// An alert count's key: rule (shared with the alert, no copy per alert),
 /// severity, state.
 pub type RuleKey = (Arc<str>, &'static str, &'static str);
 
+/// Counters for the heartbeat.
 #[derive(Debug, Default)]
 pub struct HubStats {
     pub readings: AtomicU64,

@@ -95,14 +95,10 @@ impl Metrics {
                 (*k, n)
             })
             .collect();
-        let by_rule: Vec<((String, &'static str, &'static str), u64)> =
-            match self.hub.by_rule.lock() {
-                Ok(m) => m
-                    .iter()
-                    .map(|((rule, sev, state), v)| ((rule.to_string(), *sev, *state), *v))
-                    .collect(),
-                Err(_) => Vec::new(),
-            };
+        let by_rule: Vec<(crate::hub::RuleKey, u64)> = match self.hub.by_rule.lock() {
+            Ok(m) => m.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            Err(_) => Vec::new(),
+        };
         let link_downs: Vec<(String, u64)> = match self.hub.link_downs.lock() {
             Ok(m) => m.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             Err(_) => Vec::new(),
@@ -142,7 +138,7 @@ pub struct Inputs {
     pub status: Status,
     pub store: StoreStats,
     pub by_kind: Vec<(Kind, u64)>,
-    pub by_rule: Vec<((String, &'static str, &'static str), u64)>,
+    pub by_rule: Vec<(crate::hub::RuleKey, u64)>,
     /// Times each link went down.
     pub link_downs: Vec<(String, u64)>,
     pub rss: Option<u64>,

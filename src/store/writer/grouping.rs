@@ -55,7 +55,7 @@ impl Writer {
         }
         let until = Instant::now() + GATHER;
         let want = GATHER_MIN.min(batch_max);
-        while msgs.len() < want && msgs.iter().all(is_reading) && Instant::now() < until {
+        while msgs.len() < want && msgs.iter().all(keeps_gathering) && Instant::now() < until {
             std::thread::sleep(GATHER_POLL);
             while msgs.len() < batch_max && !rx.is_empty() {
                 let room = batch_max - msgs.len();
@@ -102,7 +102,7 @@ impl Writer {
 /// that found only those waits for the readings behind them instead of
 /// paying a commit and an fsync of its own (nobody waits for it; the
 /// rows are already out).
-fn is_reading(m: &Msg) -> bool {
+fn keeps_gathering(m: &Msg) -> bool {
     matches!(
         m,
         Msg::Write(
@@ -149,7 +149,10 @@ mod tests {
             }),
         ];
         for (i, m) in gathers.iter().enumerate() {
-            assert!(is_reading(m), "gathers[{i}] should not end the gathering");
+            assert!(
+                keeps_gathering(m),
+                "gathers[{i}] should not end the gathering"
+            );
         }
         let (tx, _rx) = tokio::sync::oneshot::channel();
         let ends = [
@@ -159,7 +162,7 @@ mod tests {
             Msg::Write(Write::WipeHistory),
         ];
         for (i, m) in ends.iter().enumerate() {
-            assert!(!is_reading(m), "ends[{i}] must end the gathering");
+            assert!(!keeps_gathering(m), "ends[{i}] must end the gathering");
         }
         // An alert's acknowledgement still commits at once when the writer
         // is idle (`commit_delay` never defers it).
