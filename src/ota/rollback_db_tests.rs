@@ -185,3 +185,82 @@ fn an_unreadable_trial_database_is_kept_aside_and_the_backup_restored() {
         .unwrap();
     assert_eq!(n, 1);
 }
+
+/// A trial on schema v10 (the registry without a rowid) rolled back to a
+/// v9 backup: the devices paired during the trial reach the backup's own
+/// table, every column, and the backup keeps the schema it knows.
+#[test]
+fn devices_of_a_trial_without_a_rowid_merge_into_a_v9_backup() {
+    use crate::store::schema::MIGRATIONS;
+    let d = tempfile::tempdir().unwrap();
+    let (db, backup) = (d.path().join("c.db"), d.path().join("b.db"));
+    let make = |path: &Path, steps: usize, rows: &str| {
+        let c = Connection::open(path).unwrap();
+        c.pragma_update(None, "journal_mode", "WAL").unwrap();
+        for step in &MIGRATIONS[..steps] {
+            c.execute_batch(step).unwrap();
+        }
+        c.pragma_update(None, "user_version", steps as i64).unwrap();
+        c.execute_batch(rows).unwrap();
+    };
+    make(
+        &backup,
+        9,
+        "INSERT INTO devices (id, name) VALUES ('d1', 'lounge');",
+    );
+    assert!(MIGRATIONS.len() >= 10, "the trial is on v10 or later");
+    make(
+        &db,
+        MIGRATIONS.len(),
+        "INSERT INTO devices VALUES
+             ('d1', 'lounge', NULL, NULL, NULL, NULL, NULL, NULL, 900, NULL, NULL),
+             ('d2', 'Front door', 'hall', 'front_door', '0x00124b0012345678', 4660,
+              'SONOFF', 'SNZB-04', 1500, 90.0, 200);",
+    );
+    let kept = restore_keeping_trial_rows(&backup, &db).unwrap();
+    assert_eq!(kept.devices, 1);
+    let c = Connection::open(&db).unwrap();
+    let d2: (String, String, String, i64, String, i64, f64, i64) = c
+        .query_row(
+            "SELECT name, room, role, nwk, model, last_seen, battery, lqi FROM devices WHERE id = 'd2'",
+            [],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                ))
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        d2,
+        (
+            "Front door".into(),
+            "hall".into(),
+            "front_door".into(),
+            4660,
+            "SNZB-04".into(),
+            1500,
+            90.0,
+            200
+        )
+    );
+    let version: i64 = c
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    let sql: String = c
+        .query_row(
+            "SELECT sql FROM sqlite_schema WHERE name = 'devices'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(version, 9);
+    assert!(!sql.contains("WITHOUT ROWID"), "{sql}");
+}

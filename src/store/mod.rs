@@ -61,7 +61,7 @@ pub mod outbox;
 mod payload;
 mod reader;
 mod reserve;
-mod schema;
+pub(crate) mod schema;
 mod shm;
 mod state;
 mod stmts;

@@ -125,6 +125,26 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // and telemetry alike) and run the trigger's `kv` lookup; ~8 % of the
     // writer's CPU in a 50 k alert burst. Same transaction, same rows.
     crate::uplink::arc::queue::MIGRATION_V9,
+    // v10: the registry keyed by its id alone. With a rowid, a device's row
+    // lived in two b-trees (the table and the automatic index on `id`), so
+    // each device seen for the first time wrote both, at random places in
+    // the index; without, one b-tree keyed by `id`. In a 50 k burst of
+    // panic presses from pendants never seen before, the registry rows
+    // were the largest single cost of the alert path (see `touches`).
+    // Same columns: `ota::rollback_db` merges by column, so a rollback to
+    // a v9 backup still keeps the devices paired during the trial.
+    r#"
+    CREATE TABLE devices_v10 (
+        id TEXT PRIMARY KEY NOT NULL,
+        name TEXT, room TEXT, role TEXT, ieee TEXT, nwk INTEGER,
+        manufacturer TEXT, model TEXT, last_seen INTEGER, battery REAL, lqi INTEGER
+    ) WITHOUT ROWID;
+    INSERT INTO devices_v10 (id, name, room, role, ieee, nwk, manufacturer, model, last_seen, battery, lqi)
+        SELECT id, name, room, role, ieee, nwk, manufacturer, model, last_seen, battery, lqi
+        FROM devices;
+    DROP TABLE devices;
+    ALTER TABLE devices_v10 RENAME TO devices;
+    "#,
 ];
 
 /// Rows of `history` a single millisecond can key in order (see

@@ -509,3 +509,109 @@ async fn a_history_key_taken_behind_the_writers_back_still_stores_the_reading() 
     );
     assert_eq!(count(&c, "SELECT count(*) FROM outbox WHERE class = 0"), 1);
 }
+
+#[tokio::test]
+async fn a_v9_registry_migrates_to_one_b_tree_keeping_every_column_and_new_and_known_devices_are_written()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.pragma_update(None, "journal_mode", "WAL").unwrap();
+        for step in &schema::MIGRATIONS[..9] {
+            c.execute_batch(step).unwrap();
+        }
+        c.pragma_update(None, "user_version", 9).unwrap();
+        c.execute_batch(
+            "INSERT INTO devices VALUES
+                 ('b-door', 'Front door', 'hall', 'front_door', '0x00124b0012345678', 4660,
+                  'SONOFF', 'SNZB-04', 1500, 90.0, 200),
+                 ('d-pir', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);",
+        )
+        .unwrap();
+    }
+    let s = Store::open(&path, &StoreConfig::default()).unwrap();
+    let door = s.device(&dev("b-door")).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            door.name.as_deref(),
+            door.room.as_deref(),
+            door.role.as_deref()
+        ),
+        (Some("Front door"), Some("hall"), Some("front_door"))
+    );
+    assert_eq!(door.ieee.as_deref(), Some("0x00124b0012345678"));
+    assert_eq!((door.nwk, door.lqi), (Some(4660), Some(200)));
+    assert_eq!(
+        (door.manufacturer.as_deref(), door.model.as_deref()),
+        (Some("SONOFF"), Some("SNZB-04"))
+    );
+    assert_eq!(
+        (door.last_seen, door.battery),
+        (Some(Time(1500)), Some(90.0))
+    );
+    // One flush with new and known devices alternating in id order: the
+    // writer's guess (insert first after a new device, update first after
+    // a known one) is wrong at every step, and every fact still lands.
+    for (d, kind, v) in [
+        ("a-new", Kind::Motion, 1.0),
+        ("b-door", Kind::Battery, 55.0),
+        ("c-new", Kind::Battery, 40.0),
+        ("d-pir", Kind::Motion, 1.0),
+        ("e-new", Kind::Motion, 0.0),
+    ] {
+        s.submit(Write::Reading(reading(d, kind, v, 3_000)))
+            .await
+            .unwrap();
+    }
+    s.flush().await.unwrap();
+    let all = s.devices().await.unwrap();
+    let facts: Vec<_> = all
+        .iter()
+        .map(|d| (d.id.as_ref().unwrap().as_str(), d.last_seen, d.battery))
+        .collect();
+    assert_eq!(
+        facts,
+        vec![
+            ("a-new", Some(Time(3_000)), None),
+            ("b-door", Some(Time(3_000)), Some(55.0)),
+            ("c-new", Some(Time(3_000)), Some(40.0)),
+            ("d-pir", Some(Time(3_000)), None),
+            ("e-new", Some(Time(3_000)), None),
+        ]
+    );
+    assert_eq!(
+        s.device(&dev("b-door"))
+            .await
+            .unwrap()
+            .unwrap()
+            .name
+            .as_deref(),
+        Some("Front door"),
+        "a gathered fact leaves the paired facts alone"
+    );
+    s.close().await.unwrap();
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let sql: String = c
+        .query_row(
+            "SELECT sql FROM sqlite_schema WHERE name = 'devices'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(sql.ends_with("WITHOUT ROWID"), "{sql}");
+    assert_eq!(
+        count(
+            &c,
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'devices'"
+        ),
+        0,
+        "the id is the table's key: no second b-tree"
+    );
+    assert_eq!(
+        c.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0))
+            .unwrap(),
+        "ok"
+    );
+}

@@ -115,22 +115,37 @@ impl Touches {
         // UPDATE by key, INSERT only for a device not yet known: an upsert
         // opens SQLite's statement journal at every run (a copy of each
         // table and index page it writes; see `stmts::update_or_insert`).
+        // Which of the two to try first follows the last device's outcome:
+        // a burst from devices never seen before (a care site's hub
+        // replaying its queue) inserts nearly every row, and an UPDATE
+        // that misses first would search the registry twice per device;
+        // at a home's rate every device is known and the UPDATE hits.
         let mut update = conn.prepare_cached(
             "UPDATE devices SET last_seen = max(coalesce(last_seen, ?2), ?2), \
              battery = coalesce(?3, battery) WHERE id = ?1",
         )?;
-        let mut insert = conn
-            .prepare_cached("INSERT INTO devices (id, last_seen, battery) VALUES (?1, ?2, ?3)")?;
-        // In id order: the `devices` rows and their id index take the keys
-        // in order, appending to and filling their pages instead of
-        // splitting pages all over the index in the map's hash order.
+        let mut insert = conn.prepare_cached(
+            "INSERT OR IGNORE INTO devices (id, last_seen, battery) VALUES (?1, ?2, ?3)",
+        )?;
+        // In id order: the `devices` rows take the keys in order, filling
+        // their pages instead of splitting pages all over the table in the
+        // map's hash order.
         let mut facts: Vec<_> = self.map.iter().collect();
         facts.sort_unstable_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+        let mut expect_new = false;
         for (id, (at, battery)) in facts {
             let values = params![id.as_str(), at.as_millis(), battery];
-            if update.execute(values)? == 0 {
-                insert.execute(values)?;
-            }
+            expect_new = if expect_new {
+                insert.execute(values)? == 1 || {
+                    update.execute(values)?;
+                    false
+                }
+            } else {
+                update.execute(values)? == 0 && {
+                    insert.execute(values)?;
+                    true
+                }
+            };
         }
         Ok(())
     }
