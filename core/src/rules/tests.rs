@@ -1,7 +1,7 @@
 //! Unit tests per rule type, on a virtual clock.
 
 use super::*;
-use crate::model::{AlertState, Severity};
+use crate::model::{AlertState, DeviceId, Severity};
 
 pub(super) fn t(s: &str) -> Time {
     Time::parse_rfc3339(s).unwrap()
