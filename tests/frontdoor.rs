@@ -346,15 +346,9 @@ fn with_commit_grouping_every_acknowledged_reading_and_its_alert_survive_kill_9(
             .unwrap()
             .map(Result::unwrap)
             .collect();
-        let alerted: HashSet<String> = c
-            .prepare("SELECT payload FROM outbox WHERE class = 0")
-            .unwrap()
-            .query_map([], |r| r.get::<_, Vec<u8>>(0))
-            .unwrap()
-            .map(|p| {
-                let v: serde_json::Value = serde_json::from_slice(&p.unwrap()).unwrap();
-                v["device"].as_str().unwrap_or_default().to_string()
-            })
+        let alerted: HashSet<String> = outbox_alert_docs(&c)
+            .into_iter()
+            .map(|v| v["device"].as_str().unwrap_or_default().to_string())
             .collect();
         for i in &acked {
             let dev = format!("p{round}-{i}");
@@ -434,16 +428,9 @@ fn qos0_overload_is_shed_counted_and_raises_a_warning_alert() {
     let alerted = eventually(Duration::from_secs(30), || {
         let c = rusqlite::Connection::open(&db).unwrap();
         c.busy_timeout(Duration::from_secs(5)).unwrap();
-        let mut q = c
-            .prepare("SELECT payload FROM outbox WHERE class = 0")
-            .unwrap();
-        let rows: Vec<String> = q
-            .query_map([], |r| r.get::<_, Vec<u8>>(0))
-            .unwrap()
-            .map(|p| String::from_utf8_lossy(&p.unwrap()).into_owned())
-            .collect();
-        rows.iter()
-            .any(|p| p.contains("ingest-shed") && p.contains("warning") && p.contains("raised"))
+        outbox_alert_docs(&c).iter().any(|v| {
+            v["rule"] == "ingest-shed" && v["severity"] == "warning" && v["state"] == "raised"
+        })
     });
     assert!(
         alerted,

@@ -130,13 +130,9 @@ fn queued_alerts(dir: &Path) -> Vec<(String, String)> {
     let c =
         rusqlite::Connection::open_with_flags(db(dir), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .unwrap();
-    let mut st = c
-        .prepare("SELECT payload FROM outbox WHERE class = 0 ORDER BY seq")
-        .unwrap();
-    st.query_map([], |r| r.get::<_, Vec<u8>>(0))
-        .unwrap()
-        .map(|p| {
-            let v: serde_json::Value = serde_json::from_slice(&p.unwrap()).unwrap();
+    outbox_alert_docs(&c)
+        .into_iter()
+        .map(|v| {
             (
                 v["rule"].as_str().unwrap_or("").to_string(),
                 v["severity"].as_str().unwrap_or("").to_string(),

@@ -25,12 +25,12 @@ fn outbox_alerts_from(db: &std::path::Path, device: &str) -> i64 {
     else {
         return 0;
     };
-    c.query_row(
-        "SELECT count(*) FROM outbox WHERE class = 0 AND payload LIKE ?1",
-        [format!("%\"device\":\"{device}\"%")],
-        |r| r.get(0),
-    )
-    .unwrap_or(0)
+    // Compact bodies since schema v11, whole documents after a rollback.
+    try_outbox_alert_docs(&c)
+        .unwrap_or_default()
+        .iter()
+        .filter(|v| v["device"] == device)
+        .count() as i64
 }
 
 fn alerts_of(col: &Collector, device: &str) -> Vec<serde_json::Value> {

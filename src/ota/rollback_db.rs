@@ -269,6 +269,7 @@ fn merge(merged: &Path, trial: &Path) -> rusqlite::Result<Kept> {
         }
         if cols.iter().any(|c| c == "payload") {
             whole_telemetry(&c)?;
+            whole_alerts(&c)?;
         }
         merge_seq(&c)?;
         capture_for_arc(&c)?;
@@ -358,6 +359,50 @@ fn whole_telemetry(c: &Connection) -> rusqlite::Result<()> {
         );
         if doc != stored {
             update.execute(params![class, seq, doc])?;
+        }
+    }
+    Ok(())
+}
+
+/// Since schema v11 an alert row stores a compact body; the release this
+/// database goes back to publishes payloads as stored, so every such row
+/// is made into its document here, with the seq it has now (see
+/// `store::outbox::alert_doc`). The same for the ARC's queue: an older
+/// backup's capture trigger copied the merged rows as they were inserted.
+fn whole_alerts(c: &Connection) -> rusqlite::Result<()> {
+    let class = i64::from(crate::model::Class::Alert as u8);
+    let mut tables = vec![(
+        "SELECT seq, id, at, payload FROM main.outbox WHERE class = ?1 AND substr(payload, 1, 1) <> '{'",
+        "UPDATE main.outbox SET payload = ?2 WHERE class = ?1 AND seq = ?3",
+    )];
+    if has_table(c, "main", "arc_queue")? {
+        tables.push((
+            "SELECT seq, id, at, payload FROM main.arc_queue WHERE ?1 = ?1 AND substr(payload, 1, 1) <> '{'",
+            "UPDATE main.arc_queue SET payload = ?2 WHERE ?1 = ?1 AND seq = ?3",
+        ));
+    }
+    for (select, update) in tables {
+        let rows: Vec<(i64, String, i64, Vec<u8>)> = {
+            let mut st = c.prepare(select)?;
+            let rows = st.query_map([class], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get_ref(3)?.as_bytes()?.to_vec(),
+                ))
+            })?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        let mut update = c.prepare(update)?;
+        for (seq, id, at, stored) in rows {
+            let doc = crate::store::outbox::alert_doc(
+                &id,
+                u64::try_from(seq).unwrap_or(0),
+                crate::model::Time::from_millis(at),
+                stored,
+            );
+            update.execute(params![class, doc, seq])?;
         }
     }
     Ok(())

@@ -264,3 +264,83 @@ fn devices_of_a_trial_without_a_rowid_merge_into_a_v9_backup() {
     assert_eq!(version, 9);
     assert!(!sql.contains("WITHOUT ROWID"), "{sql}");
 }
+
+/// A trial on schema v11 stores alert rows as compact bodies; rolled back
+/// to a v8 backup (whose ARC capture trigger copies rows as they are
+/// merged), every merged alert is its whole published document again, in
+/// the outbox and in the ARC's queue, with the seq it has now.
+#[tokio::test]
+async fn alert_bodies_of_the_trial_are_whole_documents_after_a_rollback() {
+    use crate::store::schema::MIGRATIONS;
+    use crate::store::{Store, StoreConfig, Write};
+    let d = tempfile::tempdir().unwrap();
+    let (db, backup) = (d.path().join("c.db"), d.path().join("b.db"));
+    {
+        let c = Connection::open(&backup).unwrap();
+        c.pragma_update(None, "journal_mode", "WAL").unwrap();
+        for step in &MIGRATIONS[..8] {
+            c.execute_batch(step).unwrap();
+        }
+        c.pragma_update(None, "user_version", 8).unwrap();
+        // The backup already used alert seq 1: the trial's row moves to 2.
+        c.execute_batch(
+            "INSERT INTO kv (key, value) VALUES ('arc.capture', x'31');
+             INSERT INTO outbox (class, seq, id, at, payload) VALUES (0, 1, 'a-old', 1000, '{}');
+             INSERT INTO seq (class, next) VALUES (0, 2);",
+        )
+        .unwrap();
+    }
+    let s = Store::open(&db, &StoreConfig::default()).unwrap();
+    let a = crate::model::Alert {
+        uid: None,
+        rule: "panic".into(),
+        severity: crate::model::Severity::Urgent,
+        state: crate::model::AlertState::Raised,
+        device: crate::model::DeviceId::new("hall-panic").unwrap(),
+        room: Some("hall".into()),
+        at: crate::model::Time::from_millis(2_000),
+        message: "Panic button pressed".into(),
+        value: Some(1.0),
+        kind: Some(crate::model::Kind::Panic),
+        time_trusted: true,
+        instance: None,
+    };
+    s.submit(Write::Alert(Box::new(a.clone()))).await.unwrap();
+    s.flush().await.unwrap();
+    let sent = s
+        .outbox_fetch(crate::model::Class::Alert, 0, 10)
+        .await
+        .unwrap();
+    s.close().await.unwrap();
+    let (id, seq) = (sent[0].id.clone(), sent[0].seq);
+    assert_eq!(seq, 1);
+    {
+        let c = Connection::open(&db).unwrap();
+        let stored: Vec<u8> = c
+            .query_row("SELECT payload FROM outbox WHERE class = 0", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(stored[0], 1, "the trial stored a compact body");
+    }
+    restore_keeping_trial_rows(&backup, &db).unwrap();
+    let c = Connection::open(&db).unwrap();
+    let want = crate::store::outbox::alert_payload(&id, 2, &a).unwrap();
+    let merged: Vec<u8> = c
+        .query_row(
+            "SELECT payload FROM outbox WHERE class = 0 AND id = ?1",
+            [&id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(merged).unwrap(),
+        String::from_utf8(want.clone()).unwrap()
+    );
+    let queued: Vec<u8> = c
+        .query_row("SELECT payload FROM arc_queue WHERE id = ?1", [&id], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(queued, want);
+}

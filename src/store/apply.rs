@@ -45,8 +45,9 @@ pub(super) fn apply(
                 }
             }
             Op::Alert(a, id, at) => {
+                // Stored as a compact body (see `alert_body`).
                 ob.enqueue(&mut st, Class::Alert, id, *at, |seq| {
-                    outbox::alert_payload(id, seq, a)
+                    outbox::alert_body(id, seq, a)
                 })?;
                 added = true;
             }

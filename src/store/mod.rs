@@ -53,6 +53,7 @@
 //! ```
 
 pub mod ack;
+mod alert_body;
 mod apply;
 pub mod delivery;
 mod held;

@@ -73,7 +73,8 @@ fn write_for(class: Class, token: u16) -> Write {
 
 fn payload_len(class: Class, token: u16, seq: u64) -> u64 {
     let p = match class {
-        Class::Alert => outbox::alert_payload(FAKE_ID, seq, &alert_for(token)),
+        // Stored as a compact body (see `alert_body`).
+        Class::Alert => outbox::alert_body(FAKE_ID, seq, &alert_for(token)),
         Class::Status => outbox::status_payload(FAKE_ID, seq, &status_for(token)),
         // Stored without `id` and `seq` (see `payload::telemetry_body`).
         Class::Telemetry => super::payload::telemetry_body(

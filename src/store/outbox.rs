@@ -74,8 +74,10 @@
 //! ## Payloads
 //!
 //! Built once at enqueue, keys in this order:
-//! - alert: `{"id","seq","rule","severity","state","device","room","at","message"[,"kind"][,"value"][,"time_trusted":false]}`
-//!   (`room` may be `null`; `kind`/`value` omitted when absent);
+//! - alert: `{"id","seq","rule","severity","state","device","room","at","message"[,"kind"][,"value"][,"time_trusted":false][,"instance","attempt"]}`
+//!   (`room` may be `null`; `kind`/`value` omitted when absent), stored
+//!   as a compact binary body since schema v11 and made into the document
+//!   when read (`alert_body`);
 //! - telemetry: `{"id","seq","device","kind","value","at"[,"time_trusted":false]}`,
 //!   stored without `"id"` and `"seq"` (the row's columns) since schema v8
 //!   and made whole again when read (`payload::telemetry_doc`), so a
@@ -91,6 +93,10 @@ use super::stmts::{
 use crate::model::{Class, Time};
 
 // The documents themselves (see "Payloads" above) are built in `payload`.
+pub use super::alert_body::{
+    Body, BodyError, alert_body, alert_doc, decode as decode_alert_body,
+    encode as encode_alert_body,
+};
 pub use super::payload::{alert_payload, status_payload, telemetry_doc, telemetry_payload};
 
 /// Bookkeeping of one class, mirrored from the table.
@@ -278,8 +284,11 @@ impl Outbox {
             payload
         ])?;
         if class == Class::Alert && self.arc_capture {
+            // The ARC's queue keeps the whole document (its task, and
+            // older releases after a rollback, read it as stored).
+            let doc = super::alert_body::alert_doc(id, seq, at, payload.clone());
             st.get(crate::uplink::arc::queue::CAPTURE_SQL)?
-                .execute(params![to_i64(seq), id, at.as_millis(), payload])?;
+                .execute(params![to_i64(seq), id, at.as_millis(), doc])?;
         }
         let st = &mut self.classes[idx(class)];
         st.next_seq = seq + 1;

@@ -6,31 +6,33 @@ use serde::Serialize;
 
 use crate::model::{Alert, DeviceId, Kind, Reading, Time};
 
+/// The published alert document (also built from a stored body, see
+/// `alert_body`).
 #[derive(Serialize)]
-struct AlertDoc<'a> {
-    id: &'a str,
-    seq: u64,
-    rule: &'a str,
-    severity: &'static str,
-    state: &'static str,
-    device: &'a DeviceId,
-    room: Option<&'a str>,
-    at: Time,
-    message: &'a str,
+pub(super) struct AlertDoc<'a> {
+    pub id: &'a str,
+    pub seq: u64,
+    pub rule: &'a str,
+    pub severity: &'static str,
+    pub state: &'static str,
+    pub device: &'a str,
+    pub room: Option<&'a str>,
+    pub at: Time,
+    pub message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    kind: Option<Kind>,
+    pub kind: Option<Kind>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    value: Option<f64>,
+    pub value: Option<f64>,
     /// Only `false` is sent: the gateway's clock was not trusted.
     #[serde(skip_serializing_if = "Option::is_none")]
-    time_trusted: Option<bool>,
+    pub time_trusted: Option<bool>,
 
     /// The situation (see `model::Instance`): receivers close alerts by it.
     #[serde(skip_serializing_if = "Option::is_none")]
-    instance: Option<&'a str>,
+    pub instance: Option<&'a str>,
     /// 1 for the first raise, 2, 3, … for escalated re-sends.
     #[serde(skip_serializing_if = "Option::is_none")]
-    attempt: Option<u32>,
+    pub attempt: Option<u32>,
 }
 
 /// The alert document, exactly as published.
@@ -51,7 +53,7 @@ pub fn alert_payload(id: &str, seq: u64, a: &Alert) -> Result<Vec<u8>, serde_jso
             rule: &a.rule,
             severity: a.severity.as_str(),
             state: a.state.as_str(),
-            device: &a.device,
+            device: a.device.as_str(),
             room: a.room.as_deref(),
             at: a.at,
             message: &a.message,

@@ -76,17 +76,20 @@ fn fetch(
     let rows = stmt.query_map(params![i64::try_from(after_seq).unwrap_or(i64::MAX)], |r| {
         let seq = u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0);
         let id: String = r.get(1)?;
+        let at = Time::from_millis(r.get(2)?);
         let stored: Vec<u8> = r.get(3)?;
-        // Telemetry rows keep only the body (see `payload::telemetry_body`).
+        // Telemetry rows keep only the body (see `payload::telemetry_body`),
+        // alert rows a compact body (see `alert_body`).
         let payload = match class {
             Class::Telemetry => super::payload::telemetry_doc(&id, seq, stored),
-            Class::Alert | Class::Status => stored,
+            Class::Alert => super::alert_body::alert_doc(&id, seq, at, stored),
+            Class::Status => stored,
         };
         Ok(OutboxRow {
             class,
             seq,
             id,
-            at: Time::from_millis(r.get(2)?),
+            at,
             payload,
         })
     })?;

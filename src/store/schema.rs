@@ -145,6 +145,12 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     DROP TABLE devices;
     ALTER TABLE devices_v10 RENAME TO devices;
     "#,
+    // v11: alert rows store a compact binary body (`alert_body`), made
+    // into the published document when read; no table changes. As with
+    // v8, the version bump keeps releases that would publish the rows as
+    // stored from opening the file (an OTA rollback makes them whole
+    // first: `ota::rollback_db`).
+    "-- v11: alert rows store a compact body",
 ];
 
 /// Rows of `history` a single millisecond can key in order (see

@@ -245,15 +245,17 @@ async fn cap_evicts_oldest_telemetry_then_status_but_never_an_alert() {
         "the oldest went first"
     );
 
-    // Alerts alone over the cap: everything else goes, every alert stays.
-    for i in 0..20 {
+    // Alerts alone over the cap (50 compact bodies of ~56 bytes):
+    // everything else goes, every alert stays.
+    for i in 0..50 {
         s.submit(Write::Alert(Box::new(alert("panic", i))))
             .await
             .unwrap();
     }
     s.flush().await.unwrap();
     let st = s.stats();
-    assert_eq!(st.alert.rows, 20);
+    assert_eq!(st.alert.rows, 50);
+    assert!(st.alert.bytes > cap, "the alerts alone are over the cap");
     assert_eq!(st.alert.evicted, 0);
     assert_eq!(st.telemetry.rows, 0);
     assert_eq!(st.status.rows, 0);
@@ -264,7 +266,7 @@ async fn cap_evicts_oldest_telemetry_then_status_but_never_an_alert() {
     let s = Store::open_with_cap(&path, &StoreConfig::default(), cap).unwrap();
     assert_eq!(s.stats().telemetry.evicted, evicted);
     assert_eq!(s.stats().status.evicted, 1);
-    assert_eq!(s.stats().alert.rows, 20);
+    assert_eq!(s.stats().alert.rows, 50);
 }
 
 #[tokio::test]

@@ -537,3 +537,39 @@ pub fn assert_contiguous(msgs: &[serde_json::Value], what: &str) {
         &missing[..missing.len().min(20)]
     );
 }
+
+/// The published documents of the alert rows in a gateway's outbox, in seq
+/// order (rows store a compact body since schema v11: made whole as the
+/// uplink reads them, `store::outbox::alert_doc`).
+#[allow(dead_code)]
+pub fn outbox_alert_docs(c: &rusqlite::Connection) -> Vec<serde_json::Value> {
+    try_outbox_alert_docs(c).unwrap()
+}
+
+/// [`outbox_alert_docs`] that fails instead of panicking (the database may
+/// be busy or not yet created).
+#[allow(dead_code)]
+pub fn try_outbox_alert_docs(c: &rusqlite::Connection) -> rusqlite::Result<Vec<serde_json::Value>> {
+    let mut st =
+        c.prepare("SELECT seq, id, at, payload FROM outbox WHERE class = 0 ORDER BY seq")?;
+    let rows = st.query_map([], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, Vec<u8>>(3)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (seq, id, at, stored) = row?;
+        let doc = carebridge::store::outbox::alert_doc(
+            &id,
+            u64::try_from(seq).unwrap_or(0),
+            carebridge::model::Time::from_millis(at),
+            stored,
+        );
+        out.push(serde_json::from_slice(&doc).unwrap_or_default());
+    }
+    Ok(out)
+}
