@@ -29,7 +29,7 @@
 //! stored; a body that does not decode (a damaged file) still publishes an
 //! urgent alert naming the byte, never nothing.
 
-use super::payload::{AlertDoc, alert_payload};
+use super::payload::{alert_doc_of, alert_payload};
 use crate::model::{Alert, AlertState, Kind, Severity, Time};
 
 /// The first byte of a format 1 body (a stored JSON document starts with `{`).
@@ -70,20 +70,7 @@ fn state_code(s: AlertState) -> u8 {
 /// produced: rule texts and ids are bounded far below) would not fit a
 /// body: the JSON document is stored instead, as older releases did.
 pub fn alert_body(id: &str, seq: u64, a: &Alert) -> Result<Vec<u8>, serde_json::Error> {
-    let b = Body {
-        rule: &a.rule,
-        severity: a.severity,
-        state: a.state,
-        device: a.device.as_str(),
-        room: a.room.as_deref(),
-        at: a.at,
-        message: &a.message,
-        kind: a.kind,
-        value: a.value,
-        time_trusted: a.time_trusted,
-        instance: a.instance.as_ref().map(|i| (&*i.instance, i.attempt)),
-    };
-    encode(&b).map_or_else(|| alert_payload(id, seq, a), Ok)
+    encode(&Body::of(a)).map_or_else(|| alert_payload(id, seq, a), Ok)
 }
 
 /// The body's bytes (`None`: a string of 4 GiB or more).
@@ -222,6 +209,25 @@ pub struct Body<'a> {
     pub instance: Option<(&'a str, u32)>,
 }
 
+impl<'a> Body<'a> {
+    /// The fields of an alert.
+    pub fn of(a: &'a Alert) -> Body<'a> {
+        Body {
+            rule: &a.rule,
+            severity: a.severity,
+            state: a.state,
+            device: a.device.as_str(),
+            room: a.room.as_deref(),
+            at: a.at,
+            message: &a.message,
+            kind: a.kind,
+            value: a.value,
+            time_trusted: a.time_trusted,
+            instance: a.instance.as_ref().map(|i| (&*i.instance, i.attempt)),
+        }
+    }
+}
+
 /// Decodes a format 1 body.
 pub fn decode(b: &[u8]) -> Result<Body<'_>, BodyError> {
     let mut r = Reader { b, at: 0 };
@@ -317,7 +323,7 @@ pub fn alert_doc(id: &str, seq: u64, at: Time, stored: Vec<u8>) -> Vec<u8> {
         Err(e) => {
             tracing::error!(seq, error = %e, "stored alert body does not decode");
             let message = format!("stored alert unreadable ({e})");
-            return doc(
+            return alert_doc_of(
                 id,
                 seq,
                 &Body {
@@ -337,32 +343,7 @@ pub fn alert_doc(id: &str, seq: u64, at: Time, stored: Vec<u8>) -> Vec<u8> {
             .unwrap_or_else(|_| stored.clone());
         }
     };
-    doc(id, seq, &b).unwrap_or(stored)
-}
-
-fn doc(id: &str, seq: u64, b: &Body<'_>) -> Result<Vec<u8>, serde_json::Error> {
-    let len = b.rule.len() + b.device.len() + b.message.len() + b.room.map_or(0, str::len);
-    let mut out = Vec::with_capacity(256 + len);
-    serde_json::to_writer(
-        &mut out,
-        &AlertDoc {
-            id,
-            seq,
-            rule: b.rule,
-            severity: b.severity.as_str(),
-            state: b.state.as_str(),
-            device: b.device,
-            room: b.room,
-            at: b.at,
-            message: b.message,
-            kind: b.kind,
-            value: b.value,
-            time_trusted: (!b.time_trusted).then_some(false),
-            instance: b.instance.map(|(i, _)| i),
-            attempt: b.instance.map(|(_, n)| n),
-        },
-    )?;
-    Ok(out)
+    alert_doc_of(id, seq, &b).unwrap_or(stored)
 }
 
 #[cfg(test)]

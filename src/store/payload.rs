@@ -4,65 +4,67 @@
 
 use serde::Serialize;
 
+use super::alert_body::Body;
 use crate::model::{Alert, DeviceId, Kind, Reading, Time};
 
 /// The published alert document (also built from a stored body, see
 /// `alert_body`).
 #[derive(Serialize)]
-pub(super) struct AlertDoc<'a> {
-    pub id: &'a str,
-    pub seq: u64,
-    pub rule: &'a str,
-    pub severity: &'static str,
-    pub state: &'static str,
-    pub device: &'a str,
-    pub room: Option<&'a str>,
-    pub at: Time,
-    pub message: &'a str,
+struct AlertDoc<'a> {
+    id: &'a str,
+    seq: u64,
+    rule: &'a str,
+    severity: &'static str,
+    state: &'static str,
+    device: &'a str,
+    room: Option<&'a str>,
+    at: Time,
+    message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub kind: Option<Kind>,
+    kind: Option<Kind>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub value: Option<f64>,
+    value: Option<f64>,
     /// Only `false` is sent: the gateway's clock was not trusted.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub time_trusted: Option<bool>,
+    time_trusted: Option<bool>,
 
     /// The situation (see `model::Instance`): receivers close alerts by it.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub instance: Option<&'a str>,
+    instance: Option<&'a str>,
     /// 1 for the first raise, 2, 3, … for escalated re-sends.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub attempt: Option<u32>,
+    attempt: Option<u32>,
 }
 
 /// The alert document, exactly as published.
 pub fn alert_payload(id: &str, seq: u64, a: &Alert) -> Result<Vec<u8>, serde_json::Error> {
+    alert_doc_of(id, seq, &Body::of(a))
+}
+
+/// The published document of an alert's fields (from an [`Alert`] or a
+/// stored body).
+pub(super) fn alert_doc_of(id: &str, seq: u64, b: &Body<'_>) -> Result<Vec<u8>, serde_json::Error> {
     // Sized once: the fixed keys and values take ~250 bytes (`to_vec`
     // starts at 128 and doubled twice per alert).
-    let mut out = Vec::with_capacity(
-        256 + a.rule.len()
-            + a.device.as_str().len()
-            + a.message.len()
-            + a.room.as_deref().map_or(0, str::len),
-    );
+    let len = b.rule.len() + b.device.len() + b.message.len() + b.room.map_or(0, str::len);
+    let mut out = Vec::with_capacity(256 + len);
     serde_json::to_writer(
         &mut out,
         &AlertDoc {
             id,
             seq,
-            rule: &a.rule,
-            severity: a.severity.as_str(),
-            state: a.state.as_str(),
-            device: a.device.as_str(),
-            room: a.room.as_deref(),
-            at: a.at,
-            message: &a.message,
-            kind: a.kind,
-            value: a.value,
-            time_trusted: (!a.time_trusted).then_some(false),
-
-            instance: a.instance.as_ref().map(|i| &*i.instance),
-            attempt: a.instance.as_ref().map(|i| i.attempt),
+            rule: b.rule,
+            severity: b.severity.as_str(),
+            state: b.state.as_str(),
+            device: b.device,
+            room: b.room,
+            at: b.at,
+            message: b.message,
+            kind: b.kind,
+            value: b.value,
+            time_trusted: (!b.time_trusted).then_some(false),
+            instance: b.instance.map(|(i, _)| i),
+            attempt: b.instance.map(|(_, n)| n),
         },
     )?;
     Ok(out)
