@@ -370,40 +370,48 @@ fn whole_telemetry(c: &Connection) -> rusqlite::Result<()> {
 /// `store::outbox::alert_doc`). The same for the ARC's queue: an older
 /// backup's capture trigger copied the merged rows as they were inserted.
 fn whole_alerts(c: &Connection) -> rusqlite::Result<()> {
-    let class = i64::from(crate::model::Class::Alert as u8);
-    let mut tables = vec![(
-        "SELECT seq, id, at, payload FROM main.outbox WHERE class = ?1 AND substr(payload, 1, 1) <> '{'",
-        "UPDATE main.outbox SET payload = ?2 WHERE class = ?1 AND seq = ?3",
-    )];
+    let alert = crate::model::Class::Alert as u8;
+    // Not a document: its first byte is not `{` (text or blob alike).
+    let body = "substr(CAST(payload AS BLOB), 1, 1) <> x'7b'";
+    whole_alert_rows(
+        c,
+        &format!("SELECT seq, id, at, payload FROM main.outbox WHERE class = {alert} AND {body}"),
+        &format!("UPDATE main.outbox SET payload = ?1 WHERE class = {alert} AND seq = ?2"),
+    )?;
     if has_table(c, "main", "arc_queue")? {
-        tables.push((
-            "SELECT seq, id, at, payload FROM main.arc_queue WHERE ?1 = ?1 AND substr(payload, 1, 1) <> '{'",
-            "UPDATE main.arc_queue SET payload = ?2 WHERE ?1 = ?1 AND seq = ?3",
-        ));
+        whole_alert_rows(
+            c,
+            &format!("SELECT seq, id, at, payload FROM main.arc_queue WHERE {body}"),
+            "UPDATE main.arc_queue SET payload = ?1 WHERE seq = ?2",
+        )?;
     }
-    for (select, update) in tables {
-        let rows: Vec<(i64, String, i64, Vec<u8>)> = {
-            let mut st = c.prepare(select)?;
-            let rows = st.query_map([class], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get_ref(3)?.as_bytes()?.to_vec(),
-                ))
-            })?;
-            rows.collect::<rusqlite::Result<_>>()?
-        };
-        let mut update = c.prepare(update)?;
-        for (seq, id, at, stored) in rows {
-            let doc = crate::store::outbox::alert_doc(
-                &id,
-                u64::try_from(seq).unwrap_or(0),
-                crate::model::Time::from_millis(at),
-                stored,
-            );
-            update.execute(params![class, doc, seq])?;
-        }
+    Ok(())
+}
+
+/// Replaces the payload of each `(seq, id, at, payload)` row `select`
+/// finds by its document, through `update` (`?1` the document, `?2` seq).
+fn whole_alert_rows(c: &Connection, select: &str, update: &str) -> rusqlite::Result<()> {
+    let rows: Vec<(i64, String, i64, Vec<u8>)> = {
+        let mut st = c.prepare(select)?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get_ref(3)?.as_bytes()?.to_vec(),
+            ))
+        })?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    let mut update = c.prepare(update)?;
+    for (seq, id, at, stored) in rows {
+        let doc = crate::store::outbox::alert_doc(
+            &id,
+            u64::try_from(seq).unwrap_or(0),
+            crate::model::Time::from_millis(at),
+            stored,
+        );
+        update.execute(params![doc, seq])?;
     }
     Ok(())
 }

@@ -191,17 +191,11 @@ fn an_unreadable_trial_database_is_kept_aside_and_the_backup_restored() {
 /// table, every column, and the backup keeps the schema it knows.
 #[test]
 fn devices_of_a_trial_without_a_rowid_merge_into_a_v9_backup() {
-    use crate::store::schema::MIGRATIONS;
+    use crate::store::schema::{MIGRATIONS, create_at};
     let d = tempfile::tempdir().unwrap();
     let (db, backup) = (d.path().join("c.db"), d.path().join("b.db"));
     let make = |path: &Path, steps: usize, rows: &str| {
-        let c = Connection::open(path).unwrap();
-        c.pragma_update(None, "journal_mode", "WAL").unwrap();
-        for step in &MIGRATIONS[..steps] {
-            c.execute_batch(step).unwrap();
-        }
-        c.pragma_update(None, "user_version", steps as i64).unwrap();
-        c.execute_batch(rows).unwrap();
+        create_at(path, steps).execute_batch(rows).unwrap();
     };
     make(
         &backup,
@@ -271,17 +265,12 @@ fn devices_of_a_trial_without_a_rowid_merge_into_a_v9_backup() {
 /// the outbox and in the ARC's queue, with the seq it has now.
 #[tokio::test]
 async fn alert_bodies_of_the_trial_are_whole_documents_after_a_rollback() {
-    use crate::store::schema::MIGRATIONS;
+    use crate::store::schema::create_at;
     use crate::store::{Store, StoreConfig, Write};
     let d = tempfile::tempdir().unwrap();
     let (db, backup) = (d.path().join("c.db"), d.path().join("b.db"));
     {
-        let c = Connection::open(&backup).unwrap();
-        c.pragma_update(None, "journal_mode", "WAL").unwrap();
-        for step in &MIGRATIONS[..8] {
-            c.execute_batch(step).unwrap();
-        }
-        c.pragma_update(None, "user_version", 8).unwrap();
+        let c = create_at(&backup, 8);
         // The backup already used alert seq 1: the trial's row moves to 2.
         c.execute_batch(
             "INSERT INTO kv (key, value) VALUES ('arc.capture', x'31');

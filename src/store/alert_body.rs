@@ -151,14 +151,22 @@ impl<'a> Reader<'a> {
         Err(BodyError { at: self.at, what })
     }
 
+    /// Fails at the byte just read (a code that is not one).
+    fn refuse<T>(&mut self, what: &'static str) -> Result<T, BodyError> {
+        self.at = self.at.saturating_sub(1);
+        self.fail(what)
+    }
+
     fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], BodyError> {
-        match self.b.get(self.at..self.at.saturating_add(n)) {
-            Some(s) if self.at.checked_add(n).is_some() => {
-                self.at += n;
-                Ok(s)
-            }
-            _ => self.fail(what),
-        }
+        let Some(s) = self
+            .at
+            .checked_add(n)
+            .and_then(|end| self.b.get(self.at..end))
+        else {
+            return self.fail(what);
+        };
+        self.at += n;
+        Ok(s)
     }
 
     fn u8(&mut self, what: &'static str) -> Result<u8, BodyError> {
@@ -232,51 +240,36 @@ impl<'a> Body<'a> {
 pub fn decode(b: &[u8]) -> Result<Body<'_>, BodyError> {
     let mut r = Reader { b, at: 0 };
     if r.u8("empty")? != FORMAT {
-        r.at = 0;
-        return r.fail("unknown format");
+        return r.refuse("unknown format");
     }
     let rule = r.str("rule")?;
     let severity = match r.u8("severity")? {
         0 => Severity::Info,
         1 => Severity::Warning,
         2 => Severity::Urgent,
-        _ => {
-            r.at -= 1;
-            return r.fail("unknown severity");
-        }
+        _ => return r.refuse("unknown severity"),
     };
     let state = match r.u8("state")? {
         0 => AlertState::Raised,
         1 => AlertState::Cleared,
-        _ => {
-            r.at -= 1;
-            return r.fail("unknown state");
-        }
+        _ => return r.refuse("unknown state"),
     };
     let device = r.str("device")?;
     let room = match r.u8("room")? {
         0 => None,
         1 => Some(r.str("room")?),
-        _ => {
-            r.at -= 1;
-            return r.fail("room is neither absent nor present");
-        }
+        _ => return r.refuse("room is neither absent nor present"),
     };
     let at = Time::from_millis(i64::from_le_bytes(r.arr("at")?));
     let message = r.str("message")?;
     let flags = r.u8("flags")?;
     if flags & !(KIND | VALUE | UNTRUSTED | INSTANCE) != 0 {
-        r.at -= 1;
-        return r.fail("unknown flags");
+        return r.refuse("unknown flags");
     }
     let kind = if flags & KIND != 0 {
-        let code = r.u8("kind")?;
-        match Kind::from_code(code) {
+        match Kind::from_code(r.u8("kind")?) {
             Some(k) => Some(k),
-            None => {
-                r.at -= 1;
-                return r.fail("unknown kind");
-            }
+            None => return r.refuse("unknown kind"),
         }
     } else {
         None

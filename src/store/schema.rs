@@ -153,6 +153,25 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     "-- v11: alert rows store a compact body",
 ];
 
+/// A database file as release `version` of the schema left it (tests of
+/// migrations and of rollbacks): WAL, the first `version` steps, the
+/// version recorded. Creates the parent directory.
+#[cfg(test)]
+pub(crate) fn create_at(path: &Path, version: usize) -> Connection {
+    #![allow(clippy::unwrap_used)]
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    let c = Connection::open(path).unwrap();
+    c.pragma_update(None, "journal_mode", "WAL").unwrap();
+    for step in &MIGRATIONS[..version] {
+        c.execute_batch(step).unwrap();
+    }
+    c.pragma_update(None, "user_version", i64::try_from(version).unwrap())
+        .unwrap();
+    c
+}
+
 /// Rows of `history` a single millisecond can key in order (see
 /// [`history_key`]); must match the factor in schema step v6.
 pub(crate) const HISTORY_SLOTS: i64 = 1 << 16;

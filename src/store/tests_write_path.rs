@@ -11,13 +11,7 @@ use crate::model::Kind;
 /// A database exactly as the v2 schema wrote it, with rows in every table
 /// the product fills.
 fn write_v2_database(path: &std::path::Path) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let c = rusqlite::Connection::open(path).unwrap();
-    c.pragma_update(None, "journal_mode", "WAL").unwrap();
-    for step in &schema::MIGRATIONS[..2] {
-        c.execute_batch(step).unwrap();
-    }
-    c.pragma_update(None, "user_version", 2).unwrap();
+    let c = schema::create_at(path, 2);
     c.execute_batch(
         "INSERT INTO devices (id, name, room, last_seen, battery) VALUES
              ('hall-pir', 'Hall sensor', 'hall', 1500, 90.0),
@@ -241,13 +235,7 @@ async fn a_v4_database_moves_its_rule_journal_out_of_kv_in_order_keeping_everyth
     let dir = tempfile::tempdir().unwrap();
     let path = db(&dir);
     {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        let c = rusqlite::Connection::open(&path).unwrap();
-        c.pragma_update(None, "journal_mode", "WAL").unwrap();
-        for step in &schema::MIGRATIONS[..4] {
-            c.execute_batch(step).unwrap();
-        }
-        c.pragma_update(None, "user_version", 4).unwrap();
+        let c = schema::create_at(&path, 4);
         c.execute_batch(
             "INSERT INTO kv (key, value) VALUES
                  ('rules.state', x'0102'),
@@ -306,13 +294,7 @@ async fn a_v5_history_is_keyed_by_time_keeping_every_row_and_same_millisecond_ro
     let dir = tempfile::tempdir().unwrap();
     let path = db(&dir);
     {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        let c = rusqlite::Connection::open(&path).unwrap();
-        c.pragma_update(None, "journal_mode", "WAL").unwrap();
-        for step in &schema::MIGRATIONS[..5] {
-            c.execute_batch(step).unwrap();
-        }
-        c.pragma_update(None, "user_version", 5).unwrap();
+        let c = schema::create_at(&path, 5);
         // Inserted out of time order; three rows share one millisecond.
         c.execute_batch(
             "INSERT INTO history (device, kind, value, at) VALUES
@@ -515,14 +497,8 @@ async fn a_v9_registry_migrates_to_one_b_tree_keeping_every_column_and_new_and_k
  {
     let dir = tempfile::tempdir().unwrap();
     let path = db(&dir);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     {
-        let c = rusqlite::Connection::open(&path).unwrap();
-        c.pragma_update(None, "journal_mode", "WAL").unwrap();
-        for step in &schema::MIGRATIONS[..9] {
-            c.execute_batch(step).unwrap();
-        }
-        c.pragma_update(None, "user_version", 9).unwrap();
+        let c = schema::create_at(&path, 9);
         c.execute_batch(
             "INSERT INTO devices VALUES
                  ('b-door', 'Front door', 'hall', 'front_door', '0x00124b0012345678', 4660,

@@ -135,17 +135,15 @@ impl Touches {
         let mut expect_new = false;
         for (id, (at, battery)) in facts {
             let values = params![id.as_str(), at.as_millis(), battery];
-            expect_new = if expect_new {
-                insert.execute(values)? == 1 || {
+            if expect_new {
+                if insert.execute(values)? == 0 {
                     update.execute(values)?;
-                    false
+                    expect_new = false;
                 }
-            } else {
-                update.execute(values)? == 0 && {
-                    insert.execute(values)?;
-                    true
-                }
-            };
+            } else if update.execute(values)? == 0 {
+                insert.execute(values)?;
+                expect_new = true;
+            }
         }
         Ok(())
     }

@@ -33,7 +33,25 @@ pub struct Ctx<'a> {
     pub touched: Vec<(u32, u32)>,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    /// A context for handlers working on `subject`'s slot, nothing touched yet.
+    pub fn new(
+        devs: &'a Devices,
+        tz: &'a TimeZone,
+        timers: &'a mut Timers,
+        out: &'a mut Vec<Alert>,
+        subject: u32,
+    ) -> Ctx<'a> {
+        Ctx {
+            devs,
+            tz,
+            timers,
+            out,
+            subject,
+            touched: Vec::new(),
+        }
+    }
+
     /// Sets a slot's logical deadline, queueing a heap entry only if the
     /// new time is earlier than the live one (see timers.rs).
     pub fn arm(&mut self, slot: &mut Slot, rule: u32, subject: u32, d: Option<i64>) {

@@ -460,14 +460,13 @@ impl Engine {
         if route.is_empty() {
             return;
         }
-        let mut ctx = Ctx {
-            devs: &self.devs,
-            tz: &self.tz,
-            timers: &mut self.timers,
+        let mut ctx = Ctx::new(
+            &self.devs,
+            &self.tz,
+            &mut self.timers,
             out,
-            subject: rule::RULE_SUBJECT,
-            touched: Vec::new(),
-        };
+            rule::RULE_SUBJECT,
+        );
         for &ri in route.iter() {
             if let Some(rule) = self.rules.get_mut(ri as usize) {
                 if paused && mode::stands_down(rule.spec.kind) {

@@ -196,14 +196,7 @@ impl Engine {
             let ri = u32::try_from(ri).unwrap_or(u32::MAX);
             let c = &rule.compiled;
             for (&subject, slot) in rule.slots.iter_mut() {
-                let mut ctx = Ctx {
-                    devs: &self.devs,
-                    tz: &self.tz,
-                    timers: &mut self.timers,
-                    out,
-                    subject,
-                    touched: Vec::new(),
-                };
+                let mut ctx = Ctx::new(&self.devs, &self.tz, &mut self.timers, out, subject);
                 ctx.arm(slot, ri, subject, None);
                 if c.spec.kind == RuleType::Dwell {
                     kind::Dwell::forget(slot, ri, &mut ctx);
@@ -252,14 +245,7 @@ impl Engine {
                 slots.insert(RULE_SUBJECT, super::rule::Slot::default());
             }
             for (&subject, slot) in slots.iter_mut() {
-                let mut ctx = Ctx {
-                    devs: &self.devs,
-                    tz: &self.tz,
-                    timers: &mut self.timers,
-                    out: &mut none,
-                    subject,
-                    touched: Vec::new(),
-                };
+                let mut ctx = Ctx::new(&self.devs, &self.tz, &mut self.timers, &mut none, subject);
                 match t {
                     RuleType::Inactivity => {
                         kind::Inactivity::restart(c, slot, ri, subject, &mut ctx, at);

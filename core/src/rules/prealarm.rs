@@ -231,14 +231,7 @@ impl Engine {
             slot.phase = Phase::Idle;
             slot.acked = false;
             let mut none = Vec::new();
-            let mut ctx = Ctx {
-                devs: &self.devs,
-                tz: &self.tz,
-                timers: &mut self.timers,
-                out: &mut none,
-                subject,
-                touched: Vec::new(),
-            };
+            let mut ctx = Ctx::new(&self.devs, &self.tz, &mut self.timers, &mut none, subject);
             match c.spec.kind {
                 RuleType::Inactivity => {
                     kind::Inactivity::restart(c, slot, ri32, subject, &mut ctx, now);

@@ -16,14 +16,13 @@ impl Engine {
         self.now = now;
         if self.needs_start {
             self.needs_start = false;
-            let mut ctx = Ctx {
-                devs: &self.devs,
-                tz: &self.tz,
-                timers: &mut self.timers,
+            let mut ctx = Ctx::new(
+                &self.devs,
+                &self.tz,
+                &mut self.timers,
                 out,
-                subject: rule::RULE_SUBJECT,
-                touched: Vec::new(),
-            };
+                rule::RULE_SUBJECT,
+            );
             for (ri, rule) in self.rules.iter_mut().enumerate() {
                 if !rule.started {
                     eval::start(rule, u32::try_from(ri).unwrap_or(u32::MAX), &mut ctx, now);
@@ -121,14 +120,7 @@ impl Engine {
             slot.deadline = OptMs::NONE;
             return false;
         }
-        let mut ctx = Ctx {
-            devs: &self.devs,
-            tz: &self.tz,
-            timers: &mut self.timers,
-            out,
-            subject: e.subject,
-            touched: Vec::new(),
-        };
+        let mut ctx = Ctx::new(&self.devs, &self.tz, &mut self.timers, out, e.subject);
         match slot.deadline.get() {
             None => false,
             // The deadline moved later than this entry: re-queue it, even if
@@ -171,14 +163,7 @@ impl Engine {
         self.devs.shift_arrived(delta_ms);
         self.escalations.shift(delta_ms);
         let mut out = Vec::new();
-        let ctx = Ctx {
-            devs: &self.devs,
-            tz: &self.tz,
-            timers: &mut self.timers,
-            out: &mut out,
-            subject: 0,
-            touched: Vec::new(),
-        };
+        let ctx = Ctx::new(&self.devs, &self.tz, &mut self.timers, &mut out, 0);
         for (ri, rule) in self.rules.iter_mut().enumerate() {
             let ri = u32::try_from(ri).unwrap_or(u32::MAX);
             eval::shift(rule, ri, &ctx, delta_ms, now.0);
