@@ -410,4 +410,65 @@ mod tests {
         assert!(s.alert_deliveries(10).await.unwrap().is_empty());
         s.close().await.unwrap();
     }
+
+    /// An acknowledged run whose newest alert and one in its middle the ARC
+    /// recorded first (its own connection, as `uplink::arc` does): the run
+    /// records the others, counts only those, and its newest record is the
+    /// next older alert.
+    #[tokio::test]
+    async fn a_run_records_only_what_no_other_path_recorded_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = db(&dir);
+        let s = Store::open(&path, &StoreConfig::default()).unwrap();
+        for i in 0..5 {
+            s.submit(Write::Alert(Box::new(alert("panic", i))))
+                .await
+                .unwrap();
+        }
+        s.flush().await.unwrap();
+        let rows = s.outbox_fetch(Class::Alert, 0, 10).await.unwrap();
+        let arc = Connection::open(&path).unwrap();
+        for seq in [3u64, 5] {
+            let id = &rows[seq as usize - 1].id;
+            let at = Time::from_millis(7);
+            assert!(upsert(&arc, seq, id, Via::Arc, at, at).unwrap());
+        }
+        s.submit(Write::Delivered {
+            via: Via::Mqtt,
+            rows: (1..=5).map(|q| (Class::Alert, q)).collect(),
+        })
+        .await
+        .unwrap();
+        s.flush().await.unwrap();
+        let d = s.stats().delivered;
+        assert_eq!(d.mqtt, 3, "seqs 1, 2 and 4");
+        let last = d.last.expect("a newest record");
+        assert_eq!((last.seq, last.via, &last.id), (4, Via::Mqtt, &rows[3].id));
+        assert_eq!(s.stats().alert.rows, 0);
+        let mut ring: Vec<(u64, Via, String)> = s
+            .alert_deliveries(10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|l| (l.seq, l.via, l.id))
+            .collect();
+        ring.sort_by_key(|r| r.0);
+        let want: Vec<(u64, Via, String)> = [Via::Mqtt, Via::Mqtt, Via::Arc, Via::Mqtt, Via::Arc]
+            .into_iter()
+            .enumerate()
+            .map(|(i, via)| (i as u64 + 1, via, rows[i].id.clone()))
+            .collect();
+        assert_eq!(ring, want);
+        // A later run over the same seqs (the other path's ack) records
+        // nothing more.
+        s.submit(Write::Delivered {
+            via: Via::Lorawan,
+            rows: (1..=5).map(|q| (Class::Alert, q)).collect(),
+        })
+        .await
+        .unwrap();
+        s.flush().await.unwrap();
+        assert_eq!(s.stats().delivered.lorawan, 0);
+        s.close().await.unwrap();
+    }
 }
