@@ -166,6 +166,27 @@ async fn check(store: &Store, model: &mut Model) {
                 .or_insert_with(|| r.id.clone());
             assert_eq!(known, &r.id, "{class} seq {} changed id", r.seq);
         }
+        // Reads from the middle, as an uplink's cursor makes them.
+        let seqs: Vec<u64> = want.iter().map(|(s, _)| *s).collect();
+        let mut afters = vec![model.next[i].saturating_sub(1)];
+        afters.extend(seqs.get(seqs.len() / 2).map(|s| s - 1));
+        afters.extend(seqs.last().map(|s| s.saturating_sub(2)));
+        for after in afters {
+            let got: Vec<(u64, u16)> = store
+                .outbox_fetch(class, after, 3)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.seq, token_of(class, &r.payload)))
+                .collect();
+            let part: Vec<(u64, u16)> = want
+                .iter()
+                .filter(|(s, _)| *s > after)
+                .take(3)
+                .copied()
+                .collect();
+            assert_eq!(got, part, "{class} rows after {after}");
+        }
         let cs = stats.class(class);
         assert_eq!(cs.rows, want.len() as u64, "{class} row count");
         assert_eq!(
@@ -245,4 +266,16 @@ proptest! {
     ) {
         run(ops);
     }
+}
+
+/// Eviction under the cap with no reopen before it, then superseded status
+/// rows and acknowledgements with unknown and repeated seqs.
+#[test]
+fn rows_evicted_under_the_cap_are_gone_from_every_read() {
+    let mut ops: Vec<Op> = (0..40).map(|t| Op::Enqueue(Class::Telemetry, t)).collect();
+    ops.push(Op::Check);
+    ops.extend((0..20).map(|t| Op::Enqueue(Class::Status, t)));
+    ops.extend((0..5).map(|t| Op::Enqueue(Class::Alert, t)));
+    ops.push(Op::Ack(Class::Alert, vec![1, 2], true));
+    run(ops);
 }
