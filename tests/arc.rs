@@ -296,7 +296,7 @@ fn every_alert_kind_arrives_encrypted_over_tcp_with_its_contact_id_code_zone_and
     // Recorded as delivered via the ARC (no other path here).
     let via: Vec<String> = rusqlite::Connection::open(g.db())
         .unwrap()
-        .prepare("SELECT DISTINCT via FROM alert_delivery")
+        .prepare("SELECT DISTINCT via FROM deliveries")
         .unwrap()
         .query_map([], |r| r.get(0))
         .unwrap()

@@ -179,7 +179,7 @@ fn committed_alert_ids(db: &Path) -> HashSet<String> {
     let mut ids = HashSet::new();
     for sql in [
         "SELECT id FROM outbox WHERE class = 0",
-        "SELECT id FROM alert_delivery",
+        "SELECT id FROM deliveries",
     ] {
         let mut q = c.prepare(sql).unwrap();
         for id in q.query_map([], |r| r.get::<_, String>(0)).unwrap() {
@@ -422,7 +422,7 @@ fn committed_alert_ids_quiet(db: &Path) -> HashSet<String> {
     let mut ids = HashSet::new();
     for sql in [
         "SELECT id FROM outbox WHERE class = 0",
-        "SELECT id FROM alert_delivery",
+        "SELECT id FROM deliveries",
     ] {
         if let Ok(mut q) = c.prepare(sql)
             && let Ok(rows) = q.query_map([], |r| r.get::<_, String>(0))

@@ -49,7 +49,7 @@ fn deliveries(db: &Path) -> (Vec<(u64, String)>, u64) {
     let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .unwrap();
     let mut st = c
-        .prepare("SELECT seq, via FROM alert_delivery ORDER BY seq")
+        .prepare("SELECT seq, via FROM deliveries ORDER BY seq")
         .unwrap();
     let rows = st
         .query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))

@@ -13,10 +13,12 @@
 //! - `outbox`: every trial row whose `id` is not in the backup is added,
 //!   keeping its `(class, seq)` unless the backup uses it, else taking the
 //!   next free seq of its class; backup rows that the trial recorded as
-//!   delivered (`alert_delivery`) are dropped, other backup rows stay (sent
-//!   again at worst: receivers de-duplicate by `id`);
+//!   delivered (`alert_delivery`, and from schema v12 `delivery_run`) are
+//!   dropped, other backup rows stay (sent again at worst: receivers
+//!   de-duplicate by `id`);
 //! - `seq` (and the `next.<class>` counters that replace it) never goes
-//!   back; `alert_delivery` rows and the monotonic
+//!   back; `alert_delivery` rows (and the trial's `delivery_run` records,
+//!   one row per alert for a backup without that table) and the monotonic
 //!   `counters` (evictions, deliveries…) are carried over; the `rows.*` /
 //!   `bytes.*` counters are removed so the store recounts them at open;
 //! - `devices` paired during the trial are added.
@@ -190,6 +192,52 @@ fn quoted(cols: &[String], prefix: &str) -> String {
         .join(", ")
 }
 
+/// The trial's uplink delivery records (schema v12 keeps one row per
+/// acknowledged run, `store::delivery`), one row per alert, in the columns
+/// of `alert_delivery` (`slot` for a v7+ ring of 10,000), newest first.
+const RUN_RECORDS: &str = "SELECT (j.value ->> 0) % 10000 AS slot, j.value ->> 0 AS seq, \
+     j.value ->> 1 AS id, r.via AS via, j.value ->> 2 AS queued_at, r.delivered_at AS delivered_at \
+     FROM trial.delivery_run r, json_each(r.alerts) j ORDER BY 2 DESC";
+
+/// The trial's runs of delivery records: kept as runs by a backup that has
+/// them, else made into `alert_delivery` rows (a slot already taken keeps
+/// its record, as for the trial's own `alert_delivery` rows).
+fn merge_runs(c: &Connection) -> rusqlite::Result<()> {
+    if !has_table(c, "trial", "delivery_run")? {
+        return Ok(());
+    }
+    if let Some(cols) = shared(c, "delivery_run")? {
+        c.execute(
+            &format!(
+                "INSERT OR IGNORE INTO main.delivery_run ({}) SELECT {} FROM trial.delivery_run t",
+                quoted(&cols, ""),
+                quoted(&cols, "t.")
+            ),
+            [],
+        )?;
+        return Ok(());
+    }
+    if !has_table(c, "main", "alert_delivery")? {
+        return Ok(());
+    }
+    let known = ["slot", "seq", "id", "via", "queued_at", "delivered_at"];
+    let cols: Vec<String> = columns(c, "main", "alert_delivery")?
+        .into_iter()
+        .filter(|col| known.contains(&col.as_str()))
+        .collect();
+    if cols.is_empty() {
+        return Ok(());
+    }
+    c.execute(
+        &format!(
+            "INSERT OR IGNORE INTO main.alert_delivery ({list}) SELECT {list} FROM ({RUN_RECORDS})",
+            list = quoted(&cols, "")
+        ),
+        [],
+    )?;
+    Ok(())
+}
+
 fn merge(merged: &Path, trial: &Path) -> rusqlite::Result<Kept> {
     let c = Connection::open(merged)?;
     let trial_str = trial.to_string_lossy().into_owned();
@@ -224,6 +272,12 @@ fn merge(merged: &Path, trial: &Path) -> rusqlite::Result<Kept> {
         if has_table(&c, "trial", "alert_delivery")? {
             c.execute(
                 "DELETE FROM main.outbox WHERE class = 0 AND id IN (SELECT id FROM trial.alert_delivery)",
+                [],
+            )?;
+        }
+        if has_table(&c, "trial", "delivery_run")? {
+            c.execute(
+                &format!("DELETE FROM main.outbox WHERE class = 0 AND id IN (SELECT id FROM ({RUN_RECORDS}))"),
                 [],
             )?;
         }
@@ -287,6 +341,7 @@ fn merge(merged: &Path, trial: &Path) -> rusqlite::Result<Kept> {
             [],
         )?;
     }
+    merge_runs(&c)?;
     if shared(&c, "counters")?.is_some() {
         c.execute_batch(
             "INSERT INTO main.counters (name, value) SELECT name, value FROM trial.counters WHERE true \

@@ -333,3 +333,69 @@ async fn alert_bodies_of_the_trial_are_whole_documents_after_a_rollback() {
         .unwrap();
     assert_eq!(queued, want);
 }
+
+/// A trial at schema v12 records the uplinks' deliveries as runs
+/// (`store::delivery`): rolled back to a backup without that table, the
+/// backup's alerts the trial delivered are not sent again, and each alert
+/// of a run becomes an `alert_delivery` row; to a backup with it, the runs
+/// are kept as runs.
+#[test]
+fn delivery_runs_of_the_trial_reach_a_backup_with_or_without_them() {
+    const RUN: &str = "CREATE TABLE delivery_run (first INTEGER PRIMARY KEY NOT NULL, last INTEGER NOT NULL, \
+         via TEXT NOT NULL, delivered_at INTEGER NOT NULL, alerts TEXT NOT NULL);";
+    let trial_rows = "INSERT INTO outbox VALUES (0, 4, 'a-new', 2000, 'z');
+         INSERT INTO delivery_run VALUES (1, 3, 'lorawan', 1600, '[[1,\"a-old\",1000],[3,\"a-mid\",1200]]');
+         INSERT INTO seq VALUES (0, 5);";
+    let backup_rows =
+        "INSERT INTO outbox VALUES (0, 1, 'a-old', 1000, 'x'), (0, 2, 'a-two', 1100, 'y');
+         INSERT INTO seq VALUES (0, 3);";
+    let delivered = |db: &Path, sql: &str| -> Vec<(i64, String, String, i64, i64)> {
+        let c = Connection::open(db).unwrap();
+        let mut st = c.prepare(sql).unwrap();
+        st.query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+    };
+    for backup_has_runs in [false, true] {
+        let d = tempfile::tempdir().unwrap();
+        let (db, backup) = (d.path().join("c.db"), d.path().join("b.db"));
+        let extra = if backup_has_runs { RUN } else { "" };
+        db_with(&backup, &format!("{extra}{backup_rows}"));
+        db_with(&db, &format!("{RUN}{trial_rows}"));
+        restore_keeping_trial_rows(&backup, &db).unwrap();
+        assert_eq!(
+            ids(&db),
+            vec![(0, 2, "a-two".to_string()), (0, 4, "a-new".to_string())],
+            "a-old was delivered during the trial (runs in the backup: {backup_has_runs})"
+        );
+        if backup_has_runs {
+            let c = Connection::open(&db).unwrap();
+            let runs: Vec<(i64, String)> = c
+                .prepare("SELECT first, alerts FROM delivery_run")
+                .unwrap()
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            assert_eq!(runs.len(), 1);
+            assert_eq!(runs[0].0, 1);
+        } else {
+            assert_eq!(
+                delivered(
+                    &db,
+                    "SELECT seq, id, via, queued_at, delivered_at FROM alert_delivery ORDER BY seq"
+                ),
+                vec![
+                    (1, "a-old".into(), "lorawan".into(), 1000, 1600),
+                    (3, "a-mid".into(), "lorawan".into(), 1200, 1600)
+                ]
+            );
+        }
+        // Again (a power cut before the trial state was cleared): same result.
+        restore_keeping_trial_rows(&backup, &db).unwrap();
+        assert_eq!(ids(&db).len(), 2);
+    }
+}

@@ -438,6 +438,7 @@ impl Outbox {
             return Ok(());
         }
         st.get(per_class(class, DELETE_SQL))?.execute(range)?;
+        let mut run = Vec::with_capacity(gone.len());
         for (seq, len, id, at) in gone {
             let cs = &mut self.classes[idx(class)];
             if to_u64(seq) + 1 == cs.next_seq {
@@ -446,10 +447,10 @@ impl Outbox {
             cs.rows = cs.rows.saturating_sub(1);
             cs.bytes = cs.bytes.saturating_sub(to_u64(len));
             self.stale_oldest[idx(class)] = true;
-            if let (Class::Alert, Some((via, now))) = (class, via) {
-                self.delivery
-                    .record(st, to_u64(seq), id, via, Time::from_millis(at), now)?;
-            }
+            run.push((to_u64(seq), id, Time::from_millis(at)));
+        }
+        if let Some((via, now)) = via {
+            self.delivery.record_run(st, run, via, now)?;
         }
         Ok(())
     }

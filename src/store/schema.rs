@@ -151,6 +151,10 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // stored from opening the file (an OTA rollback makes them whole
     // first: `ota::rollback_db`).
     "-- v11: alert rows store a compact body",
+    // v12: the uplinks' delivery records, one row per acknowledged run
+    // instead of a ring row updated per alert; a view of one record per
+    // alert (see `delivery`). The ARC keeps its ring rows.
+    super::delivery::MIGRATION_V12,
 ];
 
 /// A database file as release `version` of the schema left it (tests of

@@ -79,7 +79,12 @@ async fn acknowledgements_out_of_order_with_gaps_and_repeats_delete_exactly_the_
     assert!(st.alert.oldest_at.is_some());
     assert_eq!(st.delivered.mqtt, 7, "each alert row counted once");
     assert_eq!(st.delivered.last.as_ref().map(|l| l.seq), Some(11));
-    assert_eq!(count(&path, "SELECT count(*) FROM alert_delivery"), 7);
+    assert_eq!(count(&path, "SELECT count(*) FROM deliveries"), 7);
+    assert_eq!(
+        count(&path, "SELECT count(*) FROM delivery_run"),
+        3,
+        "runs 1-3, 7 and 9-11: one row each"
+    );
     s.close().await.unwrap();
 
     // What was kept in memory is what a restart reads back.
@@ -91,8 +96,12 @@ async fn acknowledgements_out_of_order_with_gaps_and_repeats_delete_exactly_the_
     s.close().await.unwrap();
 }
 
+/// The records kept cover the newest [`delivery::KEEP`] alerts and not
+/// much more: runs whose alerts are all older are pruned, by whole runs,
+/// once the oldest kept is [`delivery::PRUNE_EVERY`] seqs past the bound.
+/// The counters count every delivery.
 #[tokio::test]
-async fn delivery_records_are_pruned_to_the_newest_keep_within_one_big_batch() {
+async fn delivery_records_are_pruned_to_about_the_newest_keep() {
     let dir = tempfile::tempdir().unwrap();
     let path = db(&dir);
     let cfg = StoreConfig {
@@ -100,32 +109,39 @@ async fn delivery_records_are_pruned_to_the_newest_keep_within_one_big_batch() {
         ..StoreConfig::default()
     };
     let s = Store::open(&path, &cfg).unwrap();
-    let n = delivery::KEEP as u64 + 250;
+    let keep = delivery::KEEP as u64;
+    let n = keep + 2_750;
     for i in 0..n {
         s.submit(Write::Alert(Box::new(alert("panic", i as i64))))
             .await
             .unwrap();
     }
     s.flush().await.unwrap();
-    let rows = (1..=n).map(|q| (Class::Alert, q)).collect();
-    s.submit(Write::Delivered {
-        via: Via::Lorawan,
-        rows,
-    })
-    .await
-    .unwrap();
-    s.flush().await.unwrap();
+    let seqs: Vec<u64> = (1..=n).collect();
+    for chunk in seqs.chunks(500) {
+        s.submit(Write::Delivered {
+            via: Via::Lorawan,
+            rows: chunk.iter().map(|&q| (Class::Alert, q)).collect(),
+        })
+        .await
+        .unwrap();
+        s.flush().await.unwrap();
+    }
     assert_eq!(s.stats().delivered.lorawan, n);
     assert_eq!(s.stats().alert.rows, 0);
     assert_eq!(s.stats().alert.oldest_at, None);
-    assert_eq!(
-        count(&path, "SELECT count(*) FROM alert_delivery"),
-        delivery::KEEP
+    let kept = count(&path, "SELECT count(*) FROM deliveries") as u64;
+    let oldest = count(&path, "SELECT min(seq) FROM deliveries") as u64;
+    assert!(
+        oldest <= n - keep + 1,
+        "the newest KEEP are kept (oldest {oldest})"
     );
-    assert_eq!(
-        count(&path, "SELECT min(seq) FROM alert_delivery"),
-        n as i64 - delivery::KEEP + 1
+    assert!(
+        kept < keep + delivery::PRUNE_EVERY + 500,
+        "{kept} records kept for {n} alerts"
     );
+    assert!(oldest > 1, "older runs were pruned");
+    assert_eq!(count(&path, "SELECT max(seq) FROM deliveries") as u64, n);
     s.close().await.unwrap();
 }
 

@@ -278,14 +278,14 @@ mod tests {
         // A zone `[arc.zones]` gives another device is never handed out.
         assert_eq!(q.zone("c", &[3, 4]).unwrap(), 5);
         assert_eq!(q.zone("d", &[3, 4]).unwrap(), 6);
-        // The ARC's ACK deletes it; MQTT was first, so the record stays mqtt.
-        q.delivered(&p[0], Time::from_millis(3)).unwrap();
+        // The ARC's ACK (a second later) deletes it; MQTT was first, so the
+        // alert's record (the earliest delivery) stays mqtt.
+        let later = Time::from_millis(crate::wall::now().as_millis() + 1_000);
+        q.delivered(&p[0], later).unwrap();
         assert!(q.pending().unwrap().is_empty());
         let via: String = q
             .conn
-            .query_row("SELECT via FROM alert_delivery WHERE seq = 2", [], |r| {
-                r.get(0)
-            })
+            .query_row("SELECT via FROM deliveries WHERE seq = 2", [], |r| r.get(0))
             .unwrap();
         assert_eq!(via, "mqtt");
 
