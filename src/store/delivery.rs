@@ -54,7 +54,7 @@
 use super::stmts::Stmts;
 use rusqlite::{Connection, params};
 
-use super::outbox::{get_counter, set_counter};
+use super::outbox::{get_counter, set_counter, to_i64};
 use crate::model::Time;
 
 /// Delivery records kept: about the newest this many alerts.
@@ -125,21 +125,8 @@ pub(crate) fn upsert(
     queued_at: Time,
     now: Time,
 ) -> rusqlite::Result<bool> {
-    upsert_in(&mut Stmts::new(conn), seq, id, via, queued_at, now)
-}
-
-/// [`upsert`] with the batch's statements (see `stmts`).
-pub(crate) fn upsert_in(
-    st: &mut Stmts<'_>,
-    seq: u64,
-    id: &str,
-    via: Via,
-    queued_at: Time,
-    now: Time,
-) -> rusqlite::Result<bool> {
-    let seq_i = i64::try_from(seq).unwrap_or(i64::MAX);
     let values = params![
-        seq_i,
+        to_i64(seq),
         id,
         via.as_str(),
         queued_at.as_millis(),
@@ -150,11 +137,11 @@ pub(crate) fn upsert_in(
     // yet full) an INSERT that ignores a taken slot: neither needs SQLite's
     // statement journal, which an upsert opens (a copy of every page it
     // writes, per row; it was 5 % of the writer's CPU in an alert burst).
-    let updated = st.get(UPDATE_SQL)?.execute(values)?;
+    let updated = conn.prepare_cached(UPDATE_SQL)?.execute(values)?;
     if updated > 0 {
         return Ok(true);
     }
-    let inserted = st.get(INSERT_SQL)?.execute(values)?;
+    let inserted = conn.prepare_cached(INSERT_SQL)?.execute(values)?;
     Ok(inserted > 0)
 }
 
@@ -162,10 +149,13 @@ const RUN_SQL: &str = "INSERT OR REPLACE INTO delivery_run (first, last, via, de
      VALUES (?1, ?2, ?3, ?4, ?5)";
 /// Runs whose alerts are all at or before `?1` (the newest seq − KEEP).
 const PRUNE_SQL: &str = "DELETE FROM delivery_run WHERE last <= ?1";
-const OLDEST_RUN_SQL: &str = "SELECT min(first) FROM delivery_run";
 
-fn to_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
+/// The `first` of the oldest run kept (None: no run).
+fn oldest_run(conn: &Connection) -> rusqlite::Result<Option<u64>> {
+    let first = conn
+        .prepare_cached("SELECT min(first) FROM delivery_run")?
+        .query_row([], |r| r.get::<_, Option<i64>>(0))?;
+    Ok(first.map(|f| u64::try_from(f).unwrap_or(0)))
 }
 
 const UPDATE_SQL: &str = "UPDATE alert_delivery SET seq = ?1, id = ?2, via = ?3, queued_at = ?4, \
@@ -197,15 +187,10 @@ pub(crate) struct Tally {
 impl Tally {
     /// Reads the counters and the latest record (once, at open).
     pub fn load(conn: &Connection) -> rusqlite::Result<Tally> {
-        let oldest_run = conn
-            .query_row("SELECT min(first) FROM delivery_run", [], |r| {
-                r.get::<_, Option<i64>>(0)
-            })?
-            .map(|f| u64::try_from(f).unwrap_or(0));
         Ok(Tally {
             stats: stats(conn)?,
             dirty: false,
-            oldest_run,
+            oldest_run: oldest_run(conn)?,
         })
     }
 
@@ -265,10 +250,7 @@ impl Tally {
         let keep_from = last.saturating_sub(KEEP.unsigned_abs());
         if oldest.saturating_add(PRUNE_EVERY) <= keep_from {
             st.get(PRUNE_SQL)?.execute([to_i64(keep_from)])?;
-            self.oldest_run = st
-                .get(OLDEST_RUN_SQL)?
-                .query_row([], |r| r.get::<_, Option<i64>>(0))?
-                .map(|f| u64::try_from(f).unwrap_or(0));
+            self.oldest_run = oldest_run(st.conn())?;
         }
         Ok(())
     }

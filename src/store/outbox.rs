@@ -153,7 +153,8 @@ fn idx(class: Class) -> usize {
     usize::from(class as u8)
 }
 
-fn to_i64(v: u64) -> i64 {
+/// A seq or count as SQLite's integer (saturating; never reached).
+pub(super) fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
