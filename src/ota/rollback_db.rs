@@ -194,10 +194,13 @@ fn quoted(cols: &[String], prefix: &str) -> String {
 
 /// The trial's uplink delivery records (schema v12 keeps one row per
 /// acknowledged run, `store::delivery`), one row per alert, in the columns
-/// of `alert_delivery` (`slot` for a v7+ ring of 10,000), newest first.
+/// of `alert_delivery` (`slot` for a v7+ ring of 10,000), newest first;
+/// what is not a record is skipped (as the store's view `deliveries` does).
 const RUN_RECORDS: &str = "SELECT (j.value ->> 0) % 10000 AS slot, j.value ->> 0 AS seq, \
      j.value ->> 1 AS id, r.via AS via, j.value ->> 2 AS queued_at, r.delivered_at AS delivered_at \
-     FROM trial.delivery_run r, json_each(r.alerts) j ORDER BY 2 DESC";
+     FROM trial.delivery_run r, json_each(CASE WHEN json_valid(r.alerts) THEN r.alerts ELSE '[]' END) j \
+     WHERE j.type = 'array' AND typeof(j.value ->> 0) = 'integer' AND typeof(j.value ->> 1) = 'text' \
+     AND typeof(j.value ->> 2) = 'integer' ORDER BY 2 DESC";
 
 /// The trial's runs of delivery records: kept as runs by a backup that has
 /// them, else made into `alert_delivery` rows (a slot already taken keeps

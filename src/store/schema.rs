@@ -155,6 +155,9 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // instead of a ring row updated per alert; a view of one record per
     // alert (see `delivery`). The ARC keeps its ring rows.
     super::delivery::MIGRATION_V12,
+    // v13: the view `deliveries` skips damaged run records instead of
+    // failing on them (see `delivery`).
+    super::delivery::MIGRATION_V13,
 ];
 
 /// A database file as release `version` of the schema left it (tests of
